@@ -1,0 +1,73 @@
+import * as tf from '@tensorflow/tfjs';
+
+export interface BatchNorm2dArgs {
+  name: string;
+  trainable?: boolean;
+  epsilon?: number;
+  momentum?: number;
+}
+
+/**
+ * BatchNorm2d with PyTorch semantics. tfjs-layers' BatchNormalization ignores `trainable` and runs in
+ * training mode under fit(), so a frozen one would still move: here a non-trainable layer always
+ * normalises with its moving statistics and never updates them, whoever calls it.
+ * `momentum` is the weight of the old statistic (0.9 = PyTorch's momentum 0.1); the running variance
+ * is updated with the unbiased batch variance, as PyTorch does.
+ */
+export class BatchNorm2d extends tf.layers.Layer {
+  static className = 'BatchNorm2d';
+  readonly epsilon: number;
+  readonly momentum: number;
+  private gamma!: tf.LayerVariable;
+  private beta!: tf.LayerVariable;
+  private movingMean!: tf.LayerVariable;
+  private movingVariance!: tf.LayerVariable;
+
+  constructor(args: BatchNorm2dArgs) {
+    super(args);
+    this.epsilon = args.epsilon ?? 1e-5;
+    this.momentum = args.momentum ?? 0.9;
+  }
+
+  override build(inputShape: tf.Shape | tf.Shape[]): void {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+    const channels = shape[shape.length - 1] as number;
+    this.gamma = this.addWeight('gamma', [channels], 'float32', tf.initializers.ones(), undefined, true);
+    this.beta = this.addWeight('beta', [channels], 'float32', tf.initializers.zeros(), undefined, true);
+    this.movingMean = this.addWeight('moving_mean', [channels], 'float32', tf.initializers.zeros(), undefined, false);
+    this.movingVariance = this.addWeight('moving_variance', [channels], 'float32', tf.initializers.ones(), undefined, false);
+    this.built = true;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: { training?: boolean }): tf.Tensor {
+    return tf.tidy(() => {
+      const x = Array.isArray(inputs) ? inputs[0] : inputs;
+      if (kwargs.training === true && this.trainable) return this.normaliseWithBatchStatistics(x);
+      const scale = tf.mul(this.gamma.read(), tf.rsqrt(tf.add(this.movingVariance.read(), this.epsilon)));
+      const shift = tf.sub(this.beta.read(), tf.mul(this.movingMean.read(), scale));
+      return tf.add(tf.mul(x, scale), shift);
+    });
+  }
+
+  private normaliseWithBatchStatistics(x: tf.Tensor): tf.Tensor {
+    const { mean, variance } = tf.moments(x, [0, 1, 2]);
+    const count = x.size / (x.shape[x.shape.length - 1] as number);
+    tf.tidy(() => {
+      const unbiased = tf.mul(variance, count / Math.max(count - 1, 1));
+      const keep = this.momentum;
+      this.movingMean.write(tf.add(tf.mul(this.movingMean.read(), keep), tf.mul(mean, 1 - keep)));
+      this.movingVariance.write(tf.add(tf.mul(this.movingVariance.read(), keep), tf.mul(unbiased, 1 - keep)));
+    });
+    return tf.batchNorm(x, mean, variance, this.beta.read(), this.gamma.read(), this.epsilon);
+  }
+
+  /** Moving statistics: state, not parameters (torchinfo and PyTorch count them as buffers). */
+  get buffers(): tf.LayerVariable[] {
+    return [this.movingMean, this.movingVariance];
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), epsilon: this.epsilon, momentum: this.momentum };
+  }
+}
+tf.serialization.registerClass(BatchNorm2d);
