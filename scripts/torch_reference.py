@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""PyTorch side of the parity tests, run with Debian's python3-torch (/usr/bin/python3).
+
+make:  seeded torchvision resnet50 with non-default BatchNorm statistics -> weights.safetensors,
+       plus, per input size, a fixed input (NCHW float32) and the model's eval-mode logits.
+check: loads safetensors exported by the service into torchvision's resnet50 with strict=True
+       (with the fine-tuning head when --head fine_tuning) and writes its logits for an input.
+Tensors go through raw little-endian float32 files; safetensors is written and read by hand because
+Debian has no python3-safetensors.
+"""
+import argparse
+import json
+import struct
+import sys
+
+import torch
+import torchvision
+
+DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.int64: "I64"}
+NUMPY_TYPES = {"F32": torch.float32, "F16": torch.float16, "I64": torch.int64}
+
+
+def write_safetensors(path, tensors):
+    header, blobs, offset = {}, [], 0
+    for name, t in tensors.items():
+        data = t.contiguous().cpu().numpy().tobytes()
+        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    raw = json.dumps(header).encode()
+    raw += b" " * ((8 - (8 + len(raw)) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for blob in blobs:
+            f.write(blob)
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    out = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = entry["data_offsets"]
+        buf = bytearray(data[8 + n + begin : 8 + n + end])
+        out[name] = torch.frombuffer(buf, dtype=NUMPY_TYPES[entry["dtype"]]).reshape(entry["shape"]).clone()
+    return out
+
+
+def resnet50(head, num_classes):
+    model = torchvision.models.resnet50()
+    if head == "fine_tuning":
+        model.fc = torch.nn.Sequential(
+            torch.nn.Linear(2048, 512), torch.nn.ReLU(), torch.nn.Dropout(0.25),
+            torch.nn.Linear(512, 256), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+            torch.nn.Linear(256, num_classes),
+        )
+    elif num_classes != 1000:
+        model.fc = torch.nn.Linear(2048, num_classes)
+    return model
+
+
+def make(args):
+    torch.manual_seed(args.seed)
+    model = resnet50("linear", 1000)
+    # Statistics measured on data (cumulative averages), so activations stay well scaled in eval mode,
+    # then affine parameters and statistics moved off their defaults.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+            m.reset_running_stats()
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(4, 3, 64, 64))
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+                m.running_mean.add_(torch.randn_like(m.running_mean) * 0.05)
+                m.running_var.mul_(torch.empty_like(m.running_var).uniform_(0.8, 1.25))
+    model.eval()
+    state = {k: v for k, v in model.state_dict().items()}
+    dtype = torch.float16 if args.float16 else torch.float32
+    write_safetensors(args.out + "/weights.safetensors",
+                      {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()})
+    if args.float16:
+        model.load_state_dict({k: (v.half().float() if v.is_floating_point() else v) for k, v in state.items()})
+    for size in args.sizes:
+        x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(size)) * 4 - 2
+        with torch.no_grad():
+            logits = model(x)
+        x.numpy().astype("<f4").tofile(f"{args.out}/input-{size}.f32")
+        logits.numpy().astype("<f4").tofile(f"{args.out}/logits-{size}.f32")
+
+
+def check(args):
+    model = resnet50(args.head, args.num_classes)
+    model.load_state_dict(read_safetensors(args.weights), strict=True)
+    model.eval()
+    x = torch.frombuffer(bytearray(open(args.input, "rb").read()), dtype=torch.float32)
+    x = x.reshape(-1, 3, args.size, args.size)
+    with torch.no_grad():
+        model(x).numpy().astype("<f4").tofile(args.logits_out)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("make")
+    m.add_argument("--out", required=True)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--sizes", type=int, nargs="+", default=[224, 64])
+    m.add_argument("--float16", action="store_true")
+    c = sub.add_parser("check")
+    c.add_argument("--weights", required=True)
+    c.add_argument("--head", choices=["linear", "fine_tuning"], default="linear")
+    c.add_argument("--num-classes", type=int, default=1000)
+    c.add_argument("--input", required=True)
+    c.add_argument("--size", type=int, required=True)
+    c.add_argument("--logits-out", required=True)
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    {"make": make, "check": check}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
