@@ -22,6 +22,8 @@ const PACKAGES: Record<BackendChoice, string> = {
 };
 
 const require = createRequire(import.meta.url);
+// Production flags: no debug-mode NaN checks, and no console banner urging tfjs-node on the cpu backend.
+tf.env().set('PROD', true);
 
 function packageVersion(name: string): string {
   return (require(`${name}/package.json`) as { version: string }).version;
