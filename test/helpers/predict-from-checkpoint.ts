@@ -3,10 +3,11 @@ import * as tf from '@tensorflow/tfjs';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { selectBackend, type BackendChoice } from '../../workers/engine/backend.js';
 import { fileSystemHandler, loadModel } from '../../workers/model/checkpoint-io.js';
+import { LocalArtifactStore } from '../../services/artifacts/artifact-store.js';
 
 const [dir, inputFile, outFile, backend] = process.argv.slice(2);
 await selectBackend(backend as BackendChoice);
-const rebuilt = await loadModel(dir);
+const rebuilt = await loadModel(new LocalArtifactStore(dir), '');
 const plain = await tf.loadLayersModel(fileSystemHandler(dir));
 const bytes = readFileSync(inputFile);
 const size = rebuilt.config.inputSize;

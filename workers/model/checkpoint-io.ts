@@ -1,7 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { randomUUID } from 'node:crypto';
-import path from 'node:path';
+import { LocalArtifactStore, type ArtifactStore } from '../../services/artifacts/artifact-store.js';
 import './batch-norm.js';
 import { buildResNet50, type ModelConfig, type ResNet50 } from './resnet50.js';
 
@@ -17,32 +15,14 @@ interface ModelJson {
   userDefinedMetadata?: { [key: string]: object };
 }
 
-/**
- * Writes files into a fresh sibling folder and renames it over `dir`, so a reader (or a resumed job)
- * sees the old checkpoint or the new one, never half of one.
- */
-export async function writeDirectoryAtomically(dir: string, files: Record<string, Uint8Array | string>): Promise<void> {
-  const staging = `${dir}.staging-${randomUUID()}`;
-  await mkdir(staging, { recursive: true });
-  try {
-    await Promise.all(Object.entries(files).map(([name, data]) => writeFile(path.join(staging, name), data)));
-    const retired = `${dir}.retired-${randomUUID()}`;
-    await rename(dir, retired).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'ENOENT') throw error;
-    });
-    await rename(staging, dir);
-    await rm(retired, { recursive: true, force: true });
-  } catch (error) {
-    await rm(staging, { recursive: true, force: true });
-    throw error;
-  }
-}
+const join = (prefix: string, name: string) => (prefix ? `${prefix}/${name}` : name);
 
 /**
- * A tfjs IOHandler on the local filesystem that works on every backend (tfjs' own `file://` handler
- * exists only in tfjs-node). Layout is tfjs' layers format: model.json + one weights file.
+ * A tfjs IOHandler over the artifact store, so it works on every backend (tfjs' own `file://` handler
+ * exists only in tfjs-node). Layout is tfjs' layers format: model.json + one weights file; model.json
+ * is written last, so a model.json always describes complete weights.
  */
-export function fileSystemHandler(dir: string): Required<Pick<tf.io.IOHandler, 'save' | 'load'>> {
+export function storeHandler(store: ArtifactStore, prefix: string): Required<Pick<tf.io.IOHandler, 'save' | 'load'>> {
   return {
     async save(artifacts: tf.io.ModelArtifacts): Promise<tf.io.SaveResult> {
       const weights = artifacts.weightData ? new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData)) : new Uint8Array();
@@ -54,16 +34,16 @@ export function fileSystemHandler(dir: string): Required<Pick<tf.io.IOHandler, '
         weightsManifest: [{ paths: [`./${WEIGHTS_BIN}`], weights: artifacts.weightSpecs ?? [] }],
         userDefinedMetadata: artifacts.userDefinedMetadata,
       };
-      await writeDirectoryAtomically(dir, { [MODEL_JSON]: JSON.stringify(modelJson), [WEIGHTS_BIN]: weights });
+      await store.write(join(prefix, WEIGHTS_BIN), weights);
+      await store.write(join(prefix, MODEL_JSON), JSON.stringify(modelJson));
       return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
     },
     async load(): Promise<tf.io.ModelArtifacts> {
-      const modelJson = JSON.parse(await readFile(path.join(dir, MODEL_JSON), 'utf8')) as ModelJson;
+      const modelJson = JSON.parse((await store.read(join(prefix, MODEL_JSON))).toString('utf8')) as ModelJson;
       const weightSpecs = modelJson.weightsManifest.flatMap((group) => group.weights);
-      const buffers = await Promise.all(
-        modelJson.weightsManifest.flatMap((group) => group.paths).map((p) => readFile(path.join(dir, p))),
-      );
-      const joined = Buffer.concat(buffers);
+      const paths = modelJson.weightsManifest.flatMap((group) => group.paths).map((p) => p.replace(/^\.\//, ''));
+      if (paths.some((p) => p.includes('/'))) throw new Error(`${MODEL_JSON} names weights outside its folder`);
+      const joined = Buffer.concat(await Promise.all(paths.map((p) => store.read(join(prefix, p)))));
       return {
         modelTopology: modelJson.modelTopology,
         format: modelJson.format,
@@ -77,21 +57,23 @@ export function fileSystemHandler(dir: string): Required<Pick<tf.io.IOHandler, '
   };
 }
 
+export const fileSystemHandler = (dir: string) => storeHandler(new LocalArtifactStore(dir), '');
+
 const CONFIG_KEY = 'retrainModelConfig';
 
-export async function saveModel(resnet: ResNet50, dir: string): Promise<void> {
+export async function saveModel(resnet: ResNet50, store: ArtifactStore, prefix: string): Promise<void> {
   resnet.model.setUserDefinedMetadata({ [CONFIG_KEY]: resnet.config });
-  await resnet.model.save(fileSystemHandler(dir));
+  await resnet.model.save(storeHandler(store, prefix));
 }
 
 /**
  * Rebuilds the model from the config stored in model.json and loads its weights by name, so the
  * result has the module tree (summary, torchvision export) and not only the tfjs graph.
  */
-export async function loadModel(dir: string): Promise<ResNet50> {
-  const artifacts = await fileSystemHandler(dir).load();
+export async function loadModel(store: ArtifactStore, prefix: string): Promise<ResNet50> {
+  const artifacts = await storeHandler(store, prefix).load();
   const config = artifacts.userDefinedMetadata?.[CONFIG_KEY] as ModelConfig | undefined;
-  if (!config) throw new Error(`${dir}/${MODEL_JSON} has no ${CONFIG_KEY}: not a checkpoint written by this service`);
+  if (!config) throw new Error(`${join(prefix, MODEL_JSON)} has no ${CONFIG_KEY}: not a checkpoint written by this service`);
   const resnet = buildResNet50(config);
   const weights = tf.io.decodeWeights(artifacts.weightData!, artifacts.weightSpecs!);
   try {

@@ -6,6 +6,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { buildResNet50 } from '../../../workers/model/resnet50.js';
 import { loadModel, saveModel } from '../../../workers/model/checkpoint-io.js';
+import { LocalArtifactStore } from '../../../services/artifacts/artifact-store.js';
 import { summarize } from '../../../workers/model/summary.js';
 import { trainStep } from '../../../workers/training/train-step.js';
 import { bitIdentical, useTestBackend } from '../../helpers/tf.js';
@@ -28,9 +29,9 @@ describe('checkpoints in the tfjs layers format', () => {
     const images = tf.randomUniform([4, 32, 32, 3], -2, 2, 'float32', 1) as tf.Tensor4D;
     trainStep(resnet.model, tf.train.adam(0.01), images, tf.oneHot(tf.tensor1d([0, 1, 2, 3], 'int32'), 4) as tf.Tensor2D);
     const checkpoint = path.join(dir, 'epoch-1');
-    await saveModel(resnet, checkpoint);
+    await saveModel(resnet, new LocalArtifactStore(dir), 'epoch-1');
     assert.deepEqual(readdirSync(checkpoint).sort(), ['model.json', 'weights.bin']);
-    assert.deepEqual(readdirSync(dir), ['epoch-1'], 'no staging folder is left behind');
+    assert.deepEqual(readdirSync(dir), ['epoch-1']);
 
     const expected = (resnet.model.predict(images) as tf.Tensor).dataSync();
     const inputFile = path.join(dir, 'input.f32');
@@ -46,7 +47,7 @@ describe('checkpoints in the tfjs layers format', () => {
   });
 
   it('loads with the module tree, so the summary of a loaded model is the trained one', async () => {
-    const loaded = await loadModel(path.join(dir, 'epoch-1'));
+    const loaded = await loadModel(new LocalArtifactStore(dir), 'epoch-1');
     const summary = summarize(loaded, 1);
     assert.equal(summary.totals.totalParams, 23_508_032 + 2048 * 512 + 512 + 512 * 256 + 256 + 256 * 4 + 4);
     assert.ok(summary.rows.find((r) => r.name === 'layer2')!.trainableParams === 0);
@@ -54,12 +55,12 @@ describe('checkpoints in the tfjs layers format', () => {
     loaded.model.dispose();
   });
 
-  it('replaces a checkpoint atomically', async () => {
+  it('overwrites a checkpoint in place, leaving no partial files', async () => {
     const resnet = buildResNet50({ mode: 'feature_extraction', numClasses: 2, inputSize: 32 });
-    const target = path.join(dir, 'latest');
-    await saveModel(resnet, target);
-    await saveModel(resnet, target);
-    assert.ok(existsSync(path.join(target, 'model.json')));
-    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('latest')), ['latest']);
+    const store = new LocalArtifactStore(dir);
+    await saveModel(resnet, store, 'latest');
+    await saveModel(resnet, store, 'latest');
+    assert.ok(existsSync(path.join(dir, 'latest', 'model.json')));
+    assert.deepEqual(readdirSync(path.join(dir, 'latest')).sort(), ['model.json', 'weights.bin']);
   });
 });

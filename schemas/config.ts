@@ -1,0 +1,45 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+const milliseconds = (fallback: number) => z.coerce.number().int().min(100).max(24 * 3600 * 1000).default(fallback);
+
+/** Every environment variable the service reads, parsed once at start-up. */
+export const Config = z.object({
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379').describe('Redis for the BullMQ queue'),
+  QUEUE_PREFIX: z.string().regex(/^[\w-]+$/).default('retrain').describe('Redis key prefix; tests use one per file'),
+  HOST: z.string().default('127.0.0.1').describe('API listen address (0.0.0.0 in containers)'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  DATA_DIR: z.string().default('data').describe('Root of folder datasets; job specs name paths relative to it'),
+  ARTIFACTS_DIR: z.string().default('artifacts').describe('Local artifact store: checkpoints, summaries, metrics'),
+  IMAGENET_WEIGHTS: z
+    .string()
+    .optional()
+    .describe('torchvision-named safetensors of ImageNet ResNet-50 (e.g. resnet50.tv_in1k); default DATA_DIR/weights/resnet50-imagenet.safetensors'),
+  TFJS_BACKEND: z.enum(['auto', 'node-gpu', 'node', 'wasm', 'cpu']).default('auto'),
+  // The training runs in a child process, so the worker's event loop stays free to renew the lock:
+  // the lock only has to outlive a few missed renewals, and a dead worker's job is retried after it.
+  LOCK_DURATION_MS: milliseconds(30_000).describe('BullMQ lock; a killed worker\'s job is taken over after this'),
+  STALLED_INTERVAL_MS: milliseconds(15_000).describe('How often workers look for jobs whose lock expired'),
+  MAX_STALLED_COUNT: z.coerce.number().int().min(0).max(100).default(3).describe('Worker deaths a job survives'),
+  JOB_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(3).describe('Retries for failures worth a retry'),
+  WORKER_HEARTBEAT_MS: milliseconds(5_000),
+  BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+export type Config = z.infer<typeof Config> & { IMAGENET_WEIGHTS: string };
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = Config.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new Error(`invalid environment:\n${lines.join('\n')}`);
+  }
+  const config = parsed.data;
+  const dataDir = path.resolve(config.DATA_DIR);
+  return {
+    ...config,
+    DATA_DIR: dataDir,
+    ARTIFACTS_DIR: path.resolve(config.ARTIFACTS_DIR),
+    IMAGENET_WEIGHTS: path.resolve(config.IMAGENET_WEIGHTS ?? path.join(dataDir, 'weights', 'resnet50-imagenet.safetensors')),
+  };
+}
