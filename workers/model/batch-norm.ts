@@ -50,7 +50,12 @@ export class BatchNorm2d extends tf.layers.Layer {
   }
 
   private normaliseWithBatchStatistics(x: tf.Tensor): tf.Tensor {
-    const { mean, variance } = tf.moments(x, [0, 1, 2]);
+    // Spelled out rather than tf.batchNorm: its gradient tiles every statistic to the input's shape,
+    // which costs more than the convolutions' gradients on wasm.
+    const axes = [0, 1, 2];
+    const mean = tf.mean(x, axes);
+    const centered = tf.sub(x, mean);
+    const variance = tf.mean(tf.square(centered), axes);
     const count = x.size / (x.shape[x.shape.length - 1] as number);
     tf.tidy(() => {
       const unbiased = tf.mul(variance, count / Math.max(count - 1, 1));
@@ -58,7 +63,8 @@ export class BatchNorm2d extends tf.layers.Layer {
       this.movingMean.write(tf.add(tf.mul(this.movingMean.read(), keep), tf.mul(mean, 1 - keep)));
       this.movingVariance.write(tf.add(tf.mul(this.movingVariance.read(), keep), tf.mul(unbiased, 1 - keep)));
     });
-    return tf.batchNorm(x, mean, variance, this.beta.read(), this.gamma.read(), this.epsilon);
+    const scale = tf.mul(tf.rsqrt(tf.add(variance, this.epsilon)), this.gamma.read());
+    return tf.add(tf.mul(centered, scale), this.beta.read());
   }
 
   /** Moving statistics: state, not parameters (torchinfo and PyTorch count them as buffers). */

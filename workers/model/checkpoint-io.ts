@@ -75,11 +75,20 @@ export async function loadModel(store: ArtifactStore, prefix: string): Promise<R
   const config = artifacts.userDefinedMetadata?.[CONFIG_KEY] as ModelConfig | undefined;
   if (!config) throw new Error(`${join(prefix, MODEL_JSON)} has no ${CONFIG_KEY}: not a checkpoint written by this service`);
   const resnet = buildResNet50(config);
+  setWeightsFrom(resnet, artifacts);
+  return resnet;
+}
+
+/** Loads a saved model's weights, by name and strictly, into a model built from the same config. */
+export async function loadWeightsInto(resnet: ResNet50, store: ArtifactStore, prefix: string): Promise<void> {
+  setWeightsFrom(resnet, await storeHandler(store, prefix).load());
+}
+
+function setWeightsFrom(resnet: ResNet50, artifacts: tf.io.ModelArtifacts): void {
   const weights = tf.io.decodeWeights(artifacts.weightData!, artifacts.weightSpecs!);
   try {
     resnet.model.loadWeights(weights, true);
   } finally {
     tf.dispose(Object.values(weights));
   }
-  return resnet;
 }

@@ -1,0 +1,296 @@
+import { readFile } from 'node:fs/promises';
+import * as tf from '@tensorflow/tfjs';
+import type { Config } from '../../schemas/config.js';
+import { isTrainingSpec, type JobSpec, type TrainingJobSpec } from '../../schemas/job-spec.js';
+import type { EpochMetrics, Metrics, Phase, WorkerProgress } from '../../schemas/job-status.js';
+import { jobKeys, type ArtifactStore } from '../../services/artifacts/artifact-store.js';
+import type { BackendInfo } from '../engine/backend.js';
+import { resolveDataset, ImageLoader } from '../data/datasets.js';
+import { stratifiedSplit, type LabelledImage } from '../data/image-folder.js';
+import { preprocessingFor } from '../data/preprocess.js';
+import { mixSeed, shuffled } from '../data/random.js';
+import { loadWeightsInto, saveModel } from '../model/checkpoint-io.js';
+import { buildResNet50, IMAGENET_CLASSES, type ResNet50 } from '../model/resnet50.js';
+import { summarize } from '../model/summary.js';
+import { exportTorchvisionWeights, importTorchvisionWeights } from '../model/torchvision-weights.js';
+import { loadImageNetClassNames } from '../model/imagenet-classes.js';
+import { trainStep } from './train-step.js';
+
+export interface JobContext {
+  jobId: string;
+  spec: JobSpec;
+  config: Config;
+  store: ArtifactStore;
+  backend: BackendInfo;
+  report(progress: WorkerProgress): Promise<void>;
+  /** Checked at every step boundary; true stops the job as cancelled. */
+  cancelRequested(): Promise<boolean>;
+  log(message: string): void;
+}
+
+export interface JobResult {
+  epochsCompleted: number;
+  resumedFromEpoch: number | null;
+  validationAccuracy: number | null;
+  artifacts: string;
+}
+
+/** The job's spec cannot succeed as given: retrying would fail the same way. */
+export class InvalidJobError extends Error {}
+export class JobCancelledError extends Error {
+  constructor() {
+    super('cancelled by request');
+  }
+}
+
+const PREDICTIONS_KEPT = 32;
+const PROGRESS_INTERVAL_MS = 1000;
+
+export function imageNetWeightsMissingMessage(file: string): string {
+  return (
+    `ImageNet weights not found at ${file}. Put torchvision's ResNet-50 weights there as safetensors with ` +
+    `torchvision tensor names (for example the resnet50.tv_in1k model.safetensors, which is torchvision's ` +
+    `IMAGENET1K_V1), or point IMAGENET_WEIGHTS at the file; or submit the job with "weights": "random".`
+  );
+}
+
+async function readImageNetWeights(file: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new InvalidJobError(imageNetWeightsMissingMessage(file));
+    throw error;
+  }
+}
+
+function makeOptimizer(spec: TrainingJobSpec): tf.Optimizer {
+  const { type, learningRate, momentum } = spec.optimizer;
+  if (type === 'adam') return tf.train.adam(learningRate, 0.9, 0.999, 1e-8); // torch.optim.Adam's defaults
+  return momentum > 0 ? tf.train.momentum(learningRate, momentum) : tf.train.sgd(learningRate);
+}
+
+interface CheckpointState {
+  epoch: number;
+  history: EpochMetrics[];
+  optimizerWeights: tf.io.WeightsManifestEntry[];
+}
+
+/** Tracks phase, steps and ETA, and reports at most once a second (and at every phase change). */
+class ProgressReporter {
+  private lastReport = 0;
+  private readonly startedAt = Date.now();
+  private stepsDoneAtStart = -1;
+  progress: WorkerProgress;
+
+  constructor(private readonly ctx: JobContext, totalEpochs: number, totalSteps: number) {
+    this.progress = {
+      phase: 'loading_data', epoch: 0, totalEpochs, step: 0, totalSteps, percent: 0, etaSeconds: null,
+      latestMetrics: null, backend: ctx.backend,
+    };
+  }
+
+  async update(change: Partial<WorkerProgress>, force = false): Promise<void> {
+    const phaseChanged = change.phase !== undefined && change.phase !== this.progress.phase;
+    Object.assign(this.progress, change);
+    const { epoch, totalEpochs, step, totalSteps } = this.progress;
+    const done = Math.max(0, epoch - 1) * totalSteps + step;
+    if (this.stepsDoneAtStart < 0 && done > 0) this.stepsDoneAtStart = done - 1;
+    const all = Math.max(1, totalEpochs * totalSteps);
+    this.progress.percent = Math.min(100, Math.round((1000 * done) / all) / 10);
+    const stepsThisRun = done - Math.max(this.stepsDoneAtStart, 0);
+    this.progress.etaSeconds =
+      stepsThisRun > 0 ? Math.round((((Date.now() - this.startedAt) / 1000) * (all - done)) / stepsThisRun) : null;
+    if (force || phaseChanged || Date.now() - this.lastReport >= PROGRESS_INTERVAL_MS) {
+      this.lastReport = Date.now();
+      await this.ctx.report({ ...this.progress });
+    }
+  }
+
+  phase(phase: Phase) {
+    return this.update({ phase }, true);
+  }
+}
+
+async function evaluate(model: tf.LayersModel, loader: ImageLoader, images: readonly LabelledImage[], batchSize: number, labelled: boolean) {
+  let lossSum = 0;
+  let correct = 0;
+  const probabilities: Float32Array[] = [];
+  for (let i = 0; i < images.length; i += batchSize) {
+    const batch = images.slice(i, i + batchSize);
+    const x = await loader.batch(batch);
+    const [loss, hits, probs] = tf.tidy(() => {
+      const logits = model.predict(x) as tf.Tensor2D;
+      const p = tf.softmax(logits);
+      if (!labelled) return [0, 0, p.dataSync() as Float32Array];
+      const labels = tf.oneHot(tf.tensor1d(batch.map((b) => b.label), 'int32'), logits.shape[1]);
+      const l = tf.losses.softmaxCrossEntropy(labels, logits, undefined, 0, tf.Reduction.SUM).dataSync()[0];
+      const h = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(labels, 1)), 'int32')).dataSync()[0];
+      return [l, h, p.dataSync() as Float32Array];
+    });
+    x.dispose();
+    lossSum += loss;
+    correct += hits;
+    const classes = probs.length / batch.length;
+    for (let j = 0; j < batch.length; j++) probabilities.push(probs.slice(j * classes, (j + 1) * classes));
+  }
+  const n = Math.max(1, images.length);
+  return { loss: images.length ? lossSum / n : null, accuracy: images.length ? correct / n : null, probabilities };
+}
+
+const round = (x: number) => Math.round(x * 1e6) / 1e6;
+
+/**
+ * The job, start to end: parse -> load data -> build model -> train (progress, cancel check and
+ * checkpoint per epoch, resuming from the latest one) -> write the final model, summary, metrics.
+ */
+export async function runJob(ctx: JobContext): Promise<JobResult> {
+  const { spec, store, config } = ctx;
+  const keys = jobKeys(ctx.jobId);
+  const training = isTrainingSpec(spec);
+  const totalEpochs = training ? spec.epochs : 0;
+  const reporter = new ProgressReporter(ctx, totalEpochs, 0);
+  await reporter.phase('loading_data');
+
+  const dataset = await resolveDataset(spec.dataset, config.DATA_DIR).catch((error: Error) => {
+    throw new InvalidJobError(error.message);
+  });
+  const preprocessing = preprocessingFor(spec.inputSize);
+  const loader = new ImageLoader(dataset.root, preprocessing);
+  const { train, validation } = training ? stratifiedSplit(dataset.images, spec.validationSplit, spec.seed) : { train: [], validation: dataset.images };
+  const stepsPerEpoch = Math.ceil(train.length / spec.batchSize);
+  reporter.progress.totalSteps = stepsPerEpoch;
+
+  await reporter.phase('building_model');
+  const numClasses = training ? dataset.classNames.length : IMAGENET_CLASSES;
+  const resnet: ResNet50 = buildResNet50({
+    mode: spec.mode, numClasses, inputSize: spec.inputSize, seed: spec.seed,
+    fineTuning: spec.mode === 'fine_tuning' ? spec.fineTuning : undefined,
+  });
+  try {
+    if (spec.weights === 'imagenet') {
+      importTorchvisionWeights(resnet, await readImageNetWeights(config.IMAGENET_WEIGHTS), { scope: training ? 'backbone' : 'all' });
+    }
+    await store.write(keys.summary, JSON.stringify(summarize(resnet)));
+    const classNames = training ? dataset.classNames : await loadImageNetClassNames();
+    const metadata = { classNames, preprocessing, spec, mode: spec.mode, inputSize: spec.inputSize, backend: ctx.backend };
+    const metrics: Metrics = { classNames, epochs: [], evaluation: null, validationPredictions: [] };
+    let resumedFromEpoch: number | null = null;
+
+    if (training) {
+      const optimizer = makeOptimizer(spec);
+      const resumed = await resumeFromLatestCheckpoint(store, keys, resnet, optimizer);
+      if (resumed) {
+        metrics.epochs = resumed.history;
+        resumedFromEpoch = resumed.epoch;
+        ctx.log(`resuming after epoch ${resumed.epoch}`);
+      }
+      for (let epoch = (resumed?.epoch ?? 0) + 1; epoch <= spec.epochs; epoch++) {
+        const started = Date.now();
+        const order = shuffled(train, mixSeed(spec.seed, epoch));
+        let lossSum = 0;
+        let correct = 0;
+        await reporter.update({ phase: 'training', epoch, step: 0 }, true);
+        for (let step = 0; step < stepsPerEpoch; step++) {
+          if (await ctx.cancelRequested()) throw new JobCancelledError();
+          const batch = order.slice(step * spec.batchSize, (step + 1) * spec.batchSize);
+          const x = await loader.batch(batch);
+          const y = tf.oneHot(tf.tensor1d(batch.map((b) => b.label), 'int32'), numClasses) as tf.Tensor2D;
+          const result = trainStep(resnet.model, optimizer, x, y, { weightDecay: spec.optimizer.weightDecay });
+          tf.dispose([x, y]);
+          if (!Number.isFinite(result.loss)) throw new InvalidJobError(`training diverged: loss is ${result.loss} at epoch ${epoch}, step ${step + 1}; lower optimizer.learningRate`);
+          lossSum += result.loss * batch.length;
+          correct += result.correct;
+          await reporter.update({ step: step + 1 });
+        }
+        await reporter.phase('validating');
+        const evaluation = await evaluate(resnet.model, loader, validation, spec.batchSize, true);
+        const epochMetrics: EpochMetrics = {
+          epoch,
+          trainLoss: round(lossSum / train.length),
+          trainAccuracy: round(correct / train.length),
+          validationLoss: evaluation.loss === null ? null : round(evaluation.loss),
+          validationAccuracy: evaluation.accuracy === null ? null : round(evaluation.accuracy),
+          learningRate: spec.optimizer.learningRate,
+          seconds: round((Date.now() - started) / 1000),
+        };
+        metrics.epochs.push(epochMetrics);
+        if (epoch === spec.epochs) {
+          metrics.evaluation = { split: 'validation', loss: epochMetrics.validationLoss, accuracy: epochMetrics.validationAccuracy, images: validation.length };
+          metrics.validationPredictions = predictionsOf(validation, evaluation.probabilities);
+        }
+        await reporter.phase('saving');
+        await writeCheckpoint(store, keys.checkpoint(epoch), resnet, optimizer, { epoch, history: metrics.epochs }, metadata);
+        await store.write(keys.metrics, JSON.stringify(metrics));
+        await reporter.update({ latestMetrics: epochMetrics }, true);
+      }
+      optimizer.dispose();
+    } else {
+      await reporter.phase('evaluating');
+      const known = new Map(classNames.map((name, i) => [name, i]));
+      const labelled = dataset.classNames.every((name) => known.has(name));
+      const images = labelled ? dataset.images.map((image) => ({ ...image, label: known.get(dataset.classNames[image.label])! })) : dataset.images;
+      const evaluation = await evaluate(resnet.model, loader, images, spec.batchSize, labelled);
+      metrics.evaluation = { split: 'all', loss: evaluation.loss, accuracy: evaluation.accuracy, images: images.length };
+      metrics.validationPredictions = predictionsOf(images, evaluation.probabilities);
+      await store.write(keys.metrics, JSON.stringify(metrics));
+    }
+
+    await reporter.phase('saving');
+    await saveModel(resnet, store, keys.final);
+    await store.write(`${keys.final}/model.safetensors`, exportTorchvisionWeights(resnet));
+    await store.write(`${keys.final}/metadata.json`, JSON.stringify({ ...metadata, epochs: metrics.epochs.length }));
+    await reporter.update({ phase: 'done', percent: 100, etaSeconds: 0 }, true);
+    return {
+      epochsCompleted: metrics.epochs.length,
+      resumedFromEpoch,
+      validationAccuracy: metrics.evaluation?.accuracy ?? null,
+      artifacts: keys.root,
+    };
+  } finally {
+    resnet.model.dispose();
+  }
+}
+
+function predictionsOf(images: readonly LabelledImage[], probabilities: Float32Array[]) {
+  return images.slice(0, PREDICTIONS_KEPT).map((image, i) => ({
+    file: image.file,
+    label: image.label,
+    probabilities: Array.from(probabilities[i]),
+  }));
+}
+
+async function writeCheckpoint(
+  store: ArtifactStore,
+  prefix: string,
+  resnet: ResNet50,
+  optimizer: tf.Optimizer,
+  state: Omit<CheckpointState, 'optimizerWeights'>,
+  metadata: object,
+): Promise<void> {
+  const { data, specs } = await tf.io.encodeWeights(await optimizer.getWeights());
+  await saveModel(resnet, store, prefix);
+  await store.write(`${prefix}/optimizer.bin`, new Uint8Array(tf.io.CompositeArrayBuffer.join(data)));
+  await store.write(`${prefix}/metadata.json`, JSON.stringify({ ...metadata, epoch: state.epoch }));
+  // Written last: a checkpoint counts only once its state.json exists.
+  await store.write(`${prefix}/state.json`, JSON.stringify({ ...state, optimizerWeights: specs } satisfies CheckpointState));
+}
+
+/** Loads the newest complete checkpoint (weights, optimiser state, metrics history), if any. */
+async function resumeFromLatestCheckpoint(
+  store: ArtifactStore,
+  keys: ReturnType<typeof jobKeys>,
+  resnet: ResNet50,
+  optimizer: tf.Optimizer,
+): Promise<CheckpointState | null> {
+  for (const name of (await store.list(keys.checkpoints)).reverse()) {
+    const prefix = `${keys.checkpoints}/${name}`;
+    if (!(await store.stat(`${prefix}/state.json`))) continue;
+    const state = JSON.parse((await store.read(`${prefix}/state.json`)).toString('utf8')) as CheckpointState;
+    await loadWeightsInto(resnet, store, prefix);
+    const bytes = await store.read(`${prefix}/optimizer.bin`);
+    const named = tf.io.decodeWeights(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer, state.optimizerWeights);
+    await optimizer.setWeights(state.optimizerWeights.map((spec) => ({ name: spec.name, tensor: named[spec.name] })));
+    return state;
+  }
+  return null;
+}
