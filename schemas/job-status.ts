@@ -56,6 +56,7 @@ export const JobStatus = z.object({
   progress: Progress,
   latestMetrics: EpochMetrics.nullable(),
   backend: BackendReport.nullable(),
+  cancelRequested: z.boolean(),
   attempts: z.number().int(),
   createdAt: z.string(),
   startedAt: z.string().nullable(),

@@ -62,7 +62,8 @@ export const fileSystemHandler = (dir: string) => storeHandler(new LocalArtifact
 const CONFIG_KEY = 'retrainModelConfig';
 
 export async function saveModel(resnet: ResNet50, store: ArtifactStore, prefix: string): Promise<void> {
-  resnet.model.setUserDefinedMetadata({ [CONFIG_KEY]: resnet.config });
+  // tfjs accepts only plain JSON here (no undefined members).
+  resnet.model.setUserDefinedMetadata({ [CONFIG_KEY]: JSON.parse(JSON.stringify(resnet.config)) });
   await resnet.model.save(storeHandler(store, prefix));
 }
 

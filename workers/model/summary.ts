@@ -196,3 +196,19 @@ export function renderSummaryText(summary: ModelSummary): string {
     '',
   ].join('\n');
 }
+
+/**
+ * The same summary at a shallower depth, derived from a deeper one: the rows to `depth`, where a row
+ * at the new bottom shows its total and an expanded one shows "--", as torchinfo does.
+ */
+export function summaryAtDepth(summary: ModelSummary, depth: number): ModelSummary {
+  if (!Number.isInteger(depth) || depth < 0 || depth > summary.depth) {
+    throw new RangeError(`depth must be an integer from 0 to ${summary.depth}`);
+  }
+  const rows = summary.rows.flatMap((row, i) => {
+    if (row.depth > depth) return [];
+    const expanded = (summary.rows[i + 1]?.depth ?? -1) > row.depth && row.depth < depth;
+    return [{ ...row, showsParams: row.params > 0 && !expanded }];
+  });
+  return { ...summary, depth, rows };
+}

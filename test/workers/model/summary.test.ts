@@ -1,7 +1,7 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildResNet50, type ModelConfig } from '../../../workers/model/resnet50.js';
-import { renderSummaryText, summarize } from '../../../workers/model/summary.js';
+import { renderSummaryText, summarize, summaryAtDepth } from '../../../workers/model/summary.js';
 import { useTestBackend } from '../../helpers/tf.js';
 
 const summaryOf = (config: ModelConfig, depth: number) => {
@@ -124,5 +124,12 @@ describe('model summary (torchinfo equivalent)', () => {
     const summary = summaryOf({ mode: 'feature_extraction', numClasses: 3, inputSize: 32 }, 0);
     assert.equal(summary.rows.length, 1);
     assert.equal(summary.rows[0].params, summary.totals.totalParams);
+  });
+
+  it('derives every shallower depth from the depth-3 summary exactly', () => {
+    const resnet = buildResNet50({ mode: 'fine_tuning', numClasses: 5, inputSize: 64, fineTuning: { trainableFrom: 'layer2', freezeBatchNorm: true } });
+    const full = summarize(resnet, 3);
+    for (const depth of [0, 1, 2, 3]) assert.deepEqual(summaryAtDepth(full, depth), summarize(resnet, depth), `depth ${depth}`);
+    resnet.model.dispose();
   });
 });

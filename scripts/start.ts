@@ -1,0 +1,68 @@
+// `npm start`: the API and one training worker for a single machine, with local artifact storage.
+// Starts a session Redis when none answers at REDIS_URL and a redis-server binary exists.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import net from 'node:net';
+import { loadConfig } from '../schemas/config.js';
+
+const config = loadConfig();
+const children: ChildProcess[] = [];
+let stopping = false;
+
+function reachable(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port, timeout: 500 }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(false));
+    socket.on('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
+}
+
+function run(name: string, command: string, args: string[]): ChildProcess {
+  const child = spawn(command, args, { stdio: 'inherit', env: process.env });
+  children.push(child);
+  child.on('exit', (code, signal) => {
+    if (!stopping) {
+      console.error(`start: ${name} exited (${signal ?? code}); stopping the rest`);
+      void stop(1);
+    }
+  });
+  return child;
+}
+
+async function stop(code: number) {
+  if (stopping) return;
+  stopping = true;
+  // Ordered: the API stops taking requests, then the worker, then the session Redis.
+  for (const child of [...children]) {
+    if (child.exitCode !== null || child.signalCode !== null) continue;
+    child.kill('SIGTERM');
+    await new Promise((resolve) => child.once('exit', resolve));
+  }
+  process.exit(code);
+}
+
+const url = new URL(config.REDIS_URL);
+const port = Number(url.port || 6379);
+if (!(await reachable(url.hostname, port))) {
+  const local = ['127.0.0.1', 'localhost', '::1'].includes(url.hostname);
+  if (!local || spawnSync('redis-server', ['--version']).status !== 0) {
+    console.error(`start: no Redis answers at ${config.REDIS_URL}; start one or set REDIS_URL`);
+    process.exit(1);
+  }
+  console.error(`start: no Redis at ${config.REDIS_URL}; starting redis-server for this session`);
+  run('redis-server', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction']);
+  for (let i = 0; i < 50 && !(await reachable(url.hostname, port)); i++) await new Promise((r) => setTimeout(r, 100));
+}
+mkdirSync(config.ARTIFACTS_DIR, { recursive: true });
+mkdirSync(config.DATA_DIR, { recursive: true });
+const node = [...process.execArgv];
+run('worker', process.execPath, [...node, 'workers/training/main.ts']);
+run('api', process.execPath, [...node, 'services/api/main.ts']);
+process.on('SIGINT', () => void stop(0));
+process.on('SIGTERM', () => void stop(0));

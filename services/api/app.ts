@@ -1,0 +1,47 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { Config } from '../../schemas/config.js';
+import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import { JobService } from '../jobs/job-service.js';
+import type { Queues } from '../queue/queues.js';
+import { ModelInspector } from './model-inspector.js';
+import { registerProblemHandlers } from './problem.js';
+import { healthRoutes } from './routes/health.routes.js';
+import { jobsRoutes } from './routes/jobs.routes.js';
+import { summaryRoutes } from './routes/summary.routes.js';
+
+export interface AppDeps {
+  config: Config;
+  redis: Redis;
+  queues: Queues;
+  store: ArtifactStore;
+  logger?: boolean;
+}
+
+/** The API as a Fastify instance: no listening, no connections of its own; main.ts owns those. */
+export function buildApp({ config, redis, queues, store, logger = true }: AppDeps): FastifyInstance {
+  const app = Fastify({
+    logger: logger ? { level: config.LOG_LEVEL } : false,
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    genReqId: (request) => {
+      const supplied = request.headers['x-request-id'];
+      return typeof supplied === 'string' && /^[\w.-]{1,128}$/.test(supplied) ? supplied : randomUUID();
+    },
+    // Explicit timeouts: a slow client cannot hold a connection forever.
+    connectionTimeout: 60_000,
+    keepAliveTimeout: 72_000,
+    requestTimeout: 120_000,
+    return503OnClosing: true,
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  registerProblemHandlers(app);
+  const inspector = new ModelInspector();
+  app.addHook('onClose', async () => inspector.close());
+  jobsRoutes(app, { jobs: new JobService(queues, redis, store, config), store });
+  summaryRoutes(app, { inspector, config });
+  healthRoutes(app, { redis, prefix: config.QUEUE_PREFIX });
+  return app;
+}
