@@ -62,6 +62,10 @@ export const JobStatus = z.object({
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   failure: z.object({ reason: z.string() }).nullable(),
+  /** What the worker returned for a completed job. */
+  result: z
+    .object({ epochsCompleted: z.number().int(), resumedFromEpoch: z.number().int().nullable(), validationAccuracy: z.number().nullable() })
+    .nullable(),
   links: z.record(z.string(), z.string()),
 });
 export type JobStatus = z.infer<typeof JobStatus>;

@@ -37,6 +37,8 @@ export function buildApp({ config, redis, queues, store, logger = true }: AppDep
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  // JSON only: a text/plain body is a wrong media type (415), not a string spec.
+  app.removeContentTypeParser('text/plain');
   registerProblemHandlers(app);
   const inspector = new ModelInspector();
   app.addHook('onClose', async () => inspector.close());

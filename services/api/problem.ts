@@ -26,7 +26,7 @@ export function zodFieldErrors(error: z.ZodError): FieldError[] {
       return issue.keys.map((key) => ({ path: at ? `${at}.${key}` : key, message: `"${key}" is not a field here` }));
     }
     if (issue.code === 'invalid_union' && 'discriminator' in issue) {
-      return [{ path: at ? `${at}.${String(issue.discriminator)}` : String(issue.discriminator), message: issue.message }];
+      return [{ path: at || String(issue.discriminator), message: issue.message }];
     }
     return [{ path: at || '(root)', message: issue.message }];
   });

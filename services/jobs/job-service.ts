@@ -113,6 +113,9 @@ export class JobService {
       startedAt: job.processedOn ? new Date(job.processedOn).toISOString() : null,
       finishedAt: job.finishedOn && (state === 'completed' || state === 'failed' || state === 'cancelled') ? new Date(job.finishedOn).toISOString() : null,
       failure: state === 'failed' ? { reason: job.failedReason } : null,
+      result: state === 'completed' && job.returnvalue
+        ? { epochsCompleted: job.returnvalue.epochsCompleted, resumedFromEpoch: job.returnvalue.resumedFromEpoch, validationAccuracy: job.returnvalue.validationAccuracy }
+        : null,
       links: { self: base, summary: `${base}/summary`, metrics: `${base}/metrics`, checkpoint: `${base}/checkpoint` },
     };
   }

@@ -16,7 +16,14 @@ export interface JobPayloads {
   [QueueName.Training]: TrainingPayload;
 }
 
-export type TrainingJob = Job<TrainingPayload>;
+export interface TrainingResult {
+  epochsCompleted: number;
+  resumedFromEpoch: number | null;
+  validationAccuracy: number | null;
+  artifacts: string;
+}
+
+export type TrainingJob = Job<TrainingPayload, TrainingResult>;
 
 /** The reason a cancelled job fails with; the status API reports such jobs as `cancelled`. */
 export const CANCELLED_REASON = 'cancelled by request';

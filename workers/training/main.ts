@@ -4,9 +4,8 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'bullmq';
 import { loadConfig } from '../../schemas/config.js';
-import { QueueName, redisConnection, redisKeys, type TrainingPayload } from '../../services/queue/queues.js';
+import { QueueName, redisConnection, redisKeys, type TrainingPayload, type TrainingResult } from '../../services/queue/queues.js';
 import { selectBackend } from '../engine/backend.js';
-import type { JobResult } from './run-job.js';
 
 const PROCESSORS: Record<QueueName, string> = {
   [QueueName.Training]: fileURLToPath(new URL('./training.processor.ts', import.meta.url)),
@@ -25,7 +24,7 @@ for (const name of Object.values(QueueName)) if (!PROCESSORS[name]) throw new Er
 
 const connection = redisConnection(config.REDIS_URL, 'worker');
 const workerId = `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
-const worker = new Worker<TrainingPayload, JobResult>(QueueName.Training, PROCESSORS[QueueName.Training], {
+const worker = new Worker<TrainingPayload, TrainingResult>(QueueName.Training, PROCESSORS[QueueName.Training], {
   connection,
   prefix: config.QUEUE_PREFIX,
   concurrency: 1,

@@ -4,6 +4,7 @@ import type { Config } from '../../schemas/config.js';
 import { isTrainingSpec, type JobSpec, type TrainingJobSpec } from '../../schemas/job-spec.js';
 import type { EpochMetrics, Metrics, Phase, WorkerProgress } from '../../schemas/job-status.js';
 import { jobKeys, type ArtifactStore } from '../../services/artifacts/artifact-store.js';
+import type { TrainingResult } from '../../services/queue/queues.js';
 import type { BackendInfo } from '../engine/backend.js';
 import { resolveDataset, ImageLoader } from '../data/datasets.js';
 import { stratifiedSplit, type LabelledImage } from '../data/image-folder.js';
@@ -26,13 +27,6 @@ export interface JobContext {
   /** Checked at every step boundary; true stops the job as cancelled. */
   cancelRequested(): Promise<boolean>;
   log(message: string): void;
-}
-
-export interface JobResult {
-  epochsCompleted: number;
-  resumedFromEpoch: number | null;
-  validationAccuracy: number | null;
-  artifacts: string;
 }
 
 /** The job's spec cannot succeed as given: retrying would fail the same way. */
@@ -143,7 +137,7 @@ const round = (x: number) => Math.round(x * 1e6) / 1e6;
  * The job, start to end: parse -> load data -> build model -> train (progress, cancel check and
  * checkpoint per epoch, resuming from the latest one) -> write the final model, summary, metrics.
  */
-export async function runJob(ctx: JobContext): Promise<JobResult> {
+export async function runJob(ctx: JobContext): Promise<TrainingResult> {
   const { spec, store, config } = ctx;
   const keys = jobKeys(ctx.jobId);
   const training = isTrainingSpec(spec);

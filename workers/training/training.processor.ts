@@ -6,9 +6,9 @@ import { z } from 'zod';
 import { loadConfig, type Config } from '../../schemas/config.js';
 import { JobSpec } from '../../schemas/job-spec.js';
 import { LocalArtifactStore } from '../../services/artifacts/artifact-store.js';
-import { CANCELLED_REASON, redisKeys, type TrainingPayload } from '../../services/queue/queues.js';
+import { CANCELLED_REASON, redisKeys, type TrainingPayload, type TrainingResult } from '../../services/queue/queues.js';
 import { selectBackend, type BackendInfo } from '../engine/backend.js';
-import { InvalidJobError, JobCancelledError, runJob, type JobResult } from './run-job.js';
+import { InvalidJobError, JobCancelledError, runJob } from './run-job.js';
 
 interface Runtime {
   config: Config;
@@ -29,7 +29,7 @@ function setUp(): Promise<Runtime> {
   return runtime;
 }
 
-export default async function trainingProcessor(job: SandboxedJob<TrainingPayload, JobResult>): Promise<JobResult> {
+export default async function trainingProcessor(job: SandboxedJob<TrainingPayload, TrainingResult>): Promise<TrainingResult> {
   const { config, backend, store, redis } = await setUp();
   // Payloads outlive deploys: parse again with today's schema.
   const parsed = JobSpec.safeParse(job.data.spec);

@@ -1,0 +1,122 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import supertest from 'supertest';
+import { loadConfig, type Config } from '../../schemas/config.js';
+import type { JobStatus } from '../../schemas/job-status.js';
+import { buildApp } from '../../services/api/app.js';
+import { LocalArtifactStore } from '../../services/artifacts/artifact-store.js';
+import { Queues, redisConnection, redisKeys } from '../../services/queue/queues.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+export interface TestService {
+  config: Config;
+  env: Record<string, string>;
+  app: FastifyInstance;
+  http: () => ReturnType<typeof supertest>;
+  redis: Redis;
+  store: LocalArtifactStore;
+  startWorker(): Promise<WorkerProcess>;
+  stop(): Promise<void>;
+}
+
+export interface WorkerProcess {
+  child: ChildProcess;
+  output: () => string;
+  /** SIGKILL the worker and its sandboxed training child: a crash, not a shutdown. */
+  kill(): Promise<void>;
+}
+
+/**
+ * The real API (in-process, for supertest) on a real Redis, with real worker processes; every test
+ * file passes its own queue prefix and gets its own data and artifact folders.
+ */
+export async function startService(prefix: string, extraEnv: Record<string, string> = {}): Promise<TestService> {
+  const scratch = mkdtempSync(path.join(os.tmpdir(), `retrain-${prefix}-`));
+  const env: Record<string, string> = {
+    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    QUEUE_PREFIX: `test-${prefix}-${process.pid}`,
+    DATA_DIR: path.join(scratch, 'data'),
+    ARTIFACTS_DIR: path.join(scratch, 'artifacts'),
+    TFJS_BACKEND: 'wasm',
+    LOCK_DURATION_MS: '4000',
+    STALLED_INTERVAL_MS: '2000',
+    WORKER_HEARTBEAT_MS: '1000',
+    JOB_ATTEMPTS: '1',
+    LOG_LEVEL: 'warn',
+    ...extraEnv,
+  };
+  const config = loadConfig(env);
+  const redis = redisConnection(config.REDIS_URL, 'producer');
+  const queues = new Queues(redis, { prefix: config.QUEUE_PREFIX, attempts: config.JOB_ATTEMPTS });
+  const store = new LocalArtifactStore(config.ARTIFACTS_DIR);
+  const app = buildApp({ config, redis, queues, store, logger: false });
+  await app.ready();
+  const workers: WorkerProcess[] = [];
+
+  async function startWorker(): Promise<WorkerProcess> {
+    let output = '';
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'workers/training/main.ts')], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout!.on('data', (d) => (output += d));
+    child.stderr!.on('data', (d) => (output += d));
+    const worker: WorkerProcess = {
+      child,
+      output: () => output,
+      kill: async () => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        process.kill(-child.pid!, 'SIGKILL');
+        await exited;
+      },
+    };
+    workers.push(worker);
+    const deadline = Date.now() + 60_000;
+    while (!output.includes('worker ready')) {
+      if (child.exitCode !== null) throw new Error(`worker exited at start:\n${output.slice(-3000)}`);
+      if (Date.now() > deadline) throw new Error(`worker did not start:\n${output.slice(-3000)}`);
+      await sleep(100);
+    }
+    return worker;
+  }
+
+  async function stop() {
+    await Promise.all(workers.map((w) => w.kill()));
+    await app.close();
+    const keys = await redis.keys(`${config.QUEUE_PREFIX}:*`);
+    if (keys.length) await redis.del(...keys);
+    await queues.close();
+    await redis.quit();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+
+  return { config, env, app, http: () => supertest(app.server), redis, store, startWorker, stop };
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls GET /v1/jobs/:id until `done` holds; fails with the last status after `timeoutMs`. */
+export async function pollJob(service: TestService, id: string, done: (s: JobStatus) => boolean, timeoutMs = 300_000): Promise<JobStatus> {
+  const deadline = Date.now() + timeoutMs;
+  let last: JobStatus | undefined;
+  while (Date.now() < deadline) {
+    const response = await service.http().get(`/v1/jobs/${id}`);
+    if (response.status !== 200) throw new Error(`GET /v1/jobs/${id} answered ${response.status}: ${response.text}`);
+    last = response.body as JobStatus;
+    if (done(last)) return last;
+    await sleep(250);
+  }
+  throw new Error(`job ${id} did not reach the expected status in ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
+}
+
+export const finished = (s: JobStatus) => ['completed', 'failed', 'cancelled'].includes(s.state);
+
+export { redisKeys };
