@@ -185,7 +185,11 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
         let correct = 0;
         await reporter.update({ phase: 'training', epoch, step: 0 }, true);
         for (let step = 0; step < stepsPerEpoch; step++) {
-          if (await ctx.cancelRequested()) throw new JobCancelledError();
+          if (await ctx.cancelRequested()) {
+            ctx.log(`cancelled before epoch ${epoch} step ${step + 1}`);
+            await reporter.update({ step }, true);
+            throw new JobCancelledError();
+          }
           const batch = order.slice(step * spec.batchSize, (step + 1) * spec.batchSize);
           const x = await loader.batch(batch);
           const y = tf.oneHot(tf.tensor1d(batch.map((b) => b.label), 'int32'), numClasses) as tf.Tensor2D;

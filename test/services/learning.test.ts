@@ -1,0 +1,52 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import type { Metrics } from '../../schemas/job-status.js';
+import { finished, pollJob, startService, type TestService } from '../helpers/service.js';
+import { tempDir, torchReference } from '../helpers/torch.js';
+
+// Classes a CNN can tell apart (hue and shape), 30 images each; 20% held out per class.
+const dataset = { type: 'synthetic', numClasses: 4, imagesPerClass: 30, imageSize: 32, seed: 1 } as const;
+
+async function train(service: TestService, spec: object): Promise<Metrics> {
+  const submitted = await service.http().post('/v1/jobs').send({ inputSize: 32, dataset, ...spec });
+  assert.equal(submitted.status, 202, submitted.text);
+  const status = await pollJob(service, submitted.body.id, finished, 600_000);
+  assert.equal(status.state, 'completed', JSON.stringify(status.failure));
+  return (await service.http().get(`/v1/jobs/${status.id}/metrics`)).body as Metrics;
+}
+
+function assertLearned(metrics: Metrics, epochs: number) {
+  const [first, last] = [metrics.epochs[0], metrics.epochs.at(-1)!];
+  assert.equal(metrics.epochs.length, epochs);
+  assert.ok(last.trainLoss < first.trainLoss / 2, `train loss ${first.trainLoss} -> ${last.trainLoss}`);
+  assert.ok(last.validationAccuracy! >= 0.9, `validation accuracy ${last.validationAccuracy}`);
+  assert.equal(metrics.evaluation?.images, 24);
+}
+
+describe('learning is real', () => {
+  let service: TestService;
+  before(async () => {
+    const scratch = tempDir('learning');
+    torchReference(['make', '--out', scratch, '--seed', '2', '--sizes', '32']);
+    service = await startService('learning', { IMAGENET_WEIGHTS: path.join(scratch, 'weights.safetensors') });
+    await service.startWorker();
+  });
+  after(() => service.stop());
+
+  // No ImageNet weights can be downloaded here: the frozen backbone is torchvision's ResNet-50 with
+  // seeded random weights and data-calibrated BatchNorm statistics, written by PyTorch. Random conv
+  // features still carry colour and shape, which is what these classes differ in.
+  it('feature_extraction on a frozen (stand-in) ImageNet backbone reaches >= 0.9 validation accuracy', async () => {
+    const metrics = await train(service, { mode: 'feature_extraction', weights: 'imagenet', epochs: 20, optimizer: { learningRate: 0.003 } });
+    assertLearned(metrics, 20);
+  });
+
+  // From random weights the whole network must learn, so BatchNorm trains too (freezeBatchNorm false).
+  it('fine_tuning from random weights with freezeBatchNorm false reaches >= 0.9 validation accuracy', async () => {
+    const metrics = await train(service, {
+      mode: 'fine_tuning', weights: 'random', epochs: 5, fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: false },
+    });
+    assertLearned(metrics, 5);
+  });
+});
