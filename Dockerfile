@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1.7
+# Two images from one codebase:
+#   --target api         the stateless HTTP API (no GPU, no TensorFlow native library)
+#   --target worker-gpu  the training worker on CUDA 11 + cuDNN 8 with @tensorflow/tfjs-node-gpu
+# tfjs-node-gpu 4.22 downloads libtensorflow 2.9.1 (built for CUDA 11.2 / cuDNN 8.1) at install time;
+# CUDA 11.x minor-version compatibility lets it run on the 11.8 runtime below.
+
+FROM node:20-bookworm-slim AS node
+
+FROM node AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Optional native backends are left out here; the GPU image adds its own below.
+RUN npm ci --omit=dev --omit=optional --no-audit --no-fund
+
+FROM node AS api
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080 DATA_DIR=/data ARTIFACTS_DIR=/artifacts
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json tsconfig.json ./
+COPY schemas ./schemas
+COPY services ./services
+COPY workers ./workers
+# Both images run as uid 1000 and own the volume mount points, so shared volumes stay writable.
+RUN mkdir -p /data /artifacts && chown node:node /data /artifacts
+USER node
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s CMD node -e "fetch('http://127.0.0.1:'+process.env.PORT+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+CMD ["node", "--import", "tsx", "services/api/main.ts"]
+
+FROM nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04 AS gpu-base
+COPY --from=node /usr/local/bin/node /usr/local/bin/node
+COPY --from=node /usr/local/lib/node_modules /usr/local/lib/node_modules
+RUN ln -s /usr/local/lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm
+
+FROM gpu-base AS gpu-deps
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --omit=optional --no-audit --no-fund \
+    && npm install --no-save --no-audit --no-fund @tensorflow/tfjs-node-gpu@4.22.0
+
+FROM gpu-base AS worker-gpu
+ENV NODE_ENV=production DATA_DIR=/data ARTIFACTS_DIR=/artifacts TFJS_BACKEND=node-gpu \
+    NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
+WORKDIR /app
+COPY --from=gpu-deps /app/node_modules ./node_modules
+COPY package.json tsconfig.json ./
+COPY schemas ./schemas
+COPY services ./services
+COPY workers ./workers
+RUN useradd --uid 1000 --create-home app && mkdir -p /data /artifacts && chown app:app /data /artifacts
+USER app
+# SIGTERM lets the worker hand its job back; the next worker resumes it from the last checkpoint.
+STOPSIGNAL SIGTERM
+CMD ["node", "--import", "tsx", "workers/training/main.ts"]
