@@ -23,8 +23,9 @@ function reachable(host: string, port: number): Promise<boolean> {
   });
 }
 
-function run(name: string, command: string, args: string[]): ChildProcess {
-  const child = spawn(command, args, { stdio: 'inherit', env: process.env });
+/** `ownGroup`: out of the terminal's process group, so Ctrl-C reaches it only through stop(), last. */
+function run(name: string, command: string, args: string[], ownGroup = false): ChildProcess {
+  const child = spawn(command, args, { stdio: 'inherit', env: process.env, detached: ownGroup });
   children.push(child);
   child.on('exit', (code, signal) => {
     if (!stopping) {
@@ -38,8 +39,8 @@ function run(name: string, command: string, args: string[]): ChildProcess {
 async function stop(code: number) {
   if (stopping) return;
   stopping = true;
-  // Ordered: the API stops taking requests, then the worker, then the session Redis.
-  for (const child of [...children]) {
+  // Ordered, last started first: the API stops taking requests, then the worker, then the session Redis.
+  for (const child of [...children].reverse()) {
     if (child.exitCode !== null || child.signalCode !== null) continue;
     child.kill('SIGTERM');
     await new Promise((resolve) => child.once('exit', resolve));
@@ -56,7 +57,7 @@ if (!(await reachable(url.hostname, port))) {
     process.exit(1);
   }
   console.error(`start: no Redis at ${config.REDIS_URL}; starting redis-server for this session`);
-  run('redis-server', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction']);
+  run('redis-server', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], true);
   for (let i = 0; i < 50 && !(await reachable(url.hostname, port)); i++) await new Promise((r) => setTimeout(r, 100));
 }
 mkdirSync(config.ARTIFACTS_DIR, { recursive: true });

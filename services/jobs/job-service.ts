@@ -85,11 +85,13 @@ export class JobService {
     return job ? this.describe(job) : null;
   }
 
-  async describe(job: TrainingJob, knownState?: string): Promise<JobStatus> {
+  async describe(current: TrainingJob, knownState?: string): Promise<JobStatus> {
     const [bullState, cancelFlag] = await Promise.all([
-      knownState ?? job.getState(),
-      this.redis.exists(this.keys.cancel(job.id!)),
+      knownState ?? current.getState(),
+      this.redis.exists(this.keys.cancel(current.id!)),
     ]);
+    // The job may have finished between reading its data and its state: read the data again.
+    const job = (bullState === 'completed' || bullState === 'failed') && !current.finishedOn ? ((await this.find(current.id!)) ?? current) : current;
     const spec = JobSpec.parse(job.data.spec);
     const state = stateOf(bullState, job, cancelFlag === 1);
     const reported = typeof job.progress === 'object' ? (job.progress as WorkerProgress) : null;

@@ -40,11 +40,19 @@ export const redisKeys = (prefix: string) => ({
  * (`maxRetriesPerRequest: null`, BullMQ's production guide); the API fails fast instead.
  */
 export function redisConnection(url: string, role: 'producer' | 'worker'): Redis {
-  return new Redis(url, {
+  const redis = new Redis(url, {
     maxRetriesPerRequest: role === 'worker' ? null : 1,
     enableOfflineQueue: role === 'worker',
     lazyConnect: false,
   });
+  // ioredis reconnects by itself; say so once per outage instead of once per attempt.
+  let reported = false;
+  redis.on('error', (error: Error) => {
+    if (!reported) console.error(`redis ${url}: ${error.message} (reconnecting)`);
+    reported = true;
+  });
+  redis.on('ready', () => (reported = false));
+  return redis;
 }
 
 export interface QueueOptions {
