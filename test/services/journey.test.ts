@@ -15,6 +15,9 @@ import { importTorchvisionWeights } from '../../workers/model/torchvision-weight
 import { finished, pollJob, startService, type TestService } from '../helpers/service.js';
 import { maxAbsDifference, useTestBackend } from '../helpers/tf.js';
 import { tempDir, torchReference } from '../helpers/torch.js';
+import sharp, { type Sharp } from 'sharp';
+import { renderSyntheticImage } from '../../workers/data/synthetic.js';
+import { seededRandom } from '../../workers/data/random.js';
 
 const INPUT = 32;
 const dataset = { type: 'synthetic', numClasses: 3, imagesPerClass: 10, imageSize: 48, seed: 3 } as const;
@@ -131,15 +134,40 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
     });
   }
 
+  it('trains on a folder dataset of JPEG, PNG and WebP files under DATA_DIR', async () => {
+    const random = seededRandom(4);
+    const encoders = [(s: Sharp) => s.jpeg(), (s: Sharp) => s.png(), (s: Sharp) => s.webp()];
+    const extensions = ['jpg', 'png', 'webp'];
+    for (const [label, name] of ['daisy', 'rose'].entries()) {
+      const dir = path.join(service.config.DATA_DIR, 'flowers', name);
+      mkdirSync(dir, { recursive: true });
+      for (let i = 0; i < 6; i++) {
+        const raw = renderSyntheticImage(label, 2, 40, random);
+        await encoders[i % 3](sharp(raw, { raw: { width: 40, height: 40, channels: 3 } })).toFile(path.join(dir, `${i}.${extensions[i % 3]}`));
+      }
+    }
+    writeFileSync(path.join(service.config.DATA_DIR, 'flowers', 'daisy', 'notes.txt'), 'not an image: ignored');
+    const submitted = await service.http().post('/v1/jobs').send({
+      mode: 'feature_extraction', weights: 'random', inputSize: INPUT, epochs: 1, dataset: { type: 'folder', path: 'flowers' },
+    });
+    assert.equal(submitted.status, 202, submitted.text);
+    const status = await pollJob(service, submitted.body.id, finished);
+    assert.equal(status.state, 'completed', JSON.stringify(status.failure));
+    const metrics = (await service.http().get(`/v1/jobs/${status.id}/metrics`)).body as Metrics;
+    assert.deepEqual(metrics.classNames, ['daisy', 'rose']);
+    assert.equal(metrics.evaluation?.images, 2, 'one of six images per class held out');
+    assert.ok(metrics.validationPredictions.some((p) => p.file.endsWith('.webp') || p.file.endsWith('.jpg') || p.file.endsWith('.png')));
+  });
+
   it('lists jobs by state with pagination', async () => {
     const all = await service.http().get('/v1/jobs?limit=2');
     assert.equal(all.status, 200);
-    assert.equal(all.body.total, 3);
+    assert.equal(all.body.total, 4);
     assert.equal(all.body.items.length, 2);
     const rest = await service.http().get('/v1/jobs?limit=2&offset=2');
-    assert.equal(rest.body.items.length, 1);
+    assert.equal(rest.body.items.length, 2);
     const completed = await service.http().get('/v1/jobs?state=completed');
-    assert.equal(completed.body.total, 3);
+    assert.equal(completed.body.total, 4);
     assert.ok(completed.body.items.every((s: JobStatus) => s.state === 'completed'));
     assert.equal((await service.http().get('/v1/jobs?state=running')).body.total, 0);
   });
