@@ -15,7 +15,7 @@ import { buildResNet50, IMAGENET_CLASSES, type ResNet50 } from '../model/resnet5
 import { summarize } from '../model/summary.js';
 import { exportTorchvisionWeights, importTorchvisionWeights } from '../model/torchvision-weights.js';
 import { loadImageNetClassNames } from '../model/imagenet-classes.js';
-import { trainStep } from './train-step.js';
+import { trainStep, wasmMicroBatchSize } from './train-step.js';
 
 export interface JobContext {
   jobId: string;
@@ -164,7 +164,10 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
     if (spec.weights === 'imagenet') {
       importTorchvisionWeights(resnet, await readImageNetWeights(config.IMAGENET_WEIGHTS), { scope: training ? 'backbone' : 'all' });
     }
-    await store.write(keys.summary, JSON.stringify(summarize(resnet)));
+    const summary = summarize(resnet);
+    await store.write(keys.summary, JSON.stringify(summary));
+    const microBatchSize =
+      ctx.backend.choice === 'wasm' ? wasmMicroBatchSize(summary.totals.forwardBackwardPassBytes, summary.totals.paramsBytes) : spec.batchSize;
     const classNames = training ? dataset.classNames : await loadImageNetClassNames();
     const metadata = { classNames, preprocessing, spec, mode: spec.mode, inputSize: spec.inputSize, backend: ctx.backend };
     const metrics: Metrics = { classNames, epochs: [], evaluation: null, validationPredictions: [] };
@@ -193,7 +196,7 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
           const batch = order.slice(step * spec.batchSize, (step + 1) * spec.batchSize);
           const x = await loader.batch(batch);
           const y = tf.oneHot(tf.tensor1d(batch.map((b) => b.label), 'int32'), numClasses) as tf.Tensor2D;
-          const result = trainStep(resnet.model, optimizer, x, y, { weightDecay: spec.optimizer.weightDecay });
+          const result = trainStep(resnet.model, optimizer, x, y, { weightDecay: spec.optimizer.weightDecay, microBatchSize });
           tf.dispose([x, y]);
           if (!Number.isFinite(result.loss)) throw new InvalidJobError(`training diverged: loss is ${result.loss} at epoch ${epoch}, step ${step + 1}; lower optimizer.learningRate`);
           lossSum += result.loss * batch.length;
