@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { BatchNorm2d } from './batch-norm.js';
+import { Dropout } from './dropout.js';
 
 export type TransferMode = 'pretrained' | 'feature_extraction' | 'fine_tuning';
 export const STAGES = ['conv1', 'layer1', 'layer2', 'layer3', 'layer4'] as const;
@@ -165,7 +166,7 @@ function fineTuningHead(scope: Scope, features: tf.SymbolicTensor, numClasses: n
     FINE_TUNING_HEAD.hidden.forEach((units, i) => {
       x = linear(fc, String(index++), x, units);
       x = fc.leaf('ReLU', String(index), tf.layers.reLU({ name: fc.path(String(index++)) }), x);
-      const dropout = tf.layers.dropout({ name: fc.path(String(index)), rate: FINE_TUNING_HEAD.dropout[i], seed: fc.seed() });
+      const dropout = new Dropout({ name: fc.path(String(index)), rate: FINE_TUNING_HEAD.dropout[i], seed: fc.seed() });
       x = fc.leaf('Dropout', String(index++), dropout, x);
     });
     return linear(fc, String(index), x, numClasses);
