@@ -3,6 +3,7 @@
 
 make:  seeded torchvision resnet50 with non-default BatchNorm statistics -> weights.safetensors,
        plus, per input size, a fixed input (NCHW float32) and the model's eval-mode logits.
+predict: torchvision's evaluation transform + softmax top-5 of one image, for the predict endpoint.
 check: loads safetensors exported by the service into torchvision's resnet50 with strict=True
        (with the fine-tuning head when --head fine_tuning) and writes its logits for an input.
 Tensors go through raw little-endian float32 files; safetensors is written and read by hand because
@@ -110,6 +111,28 @@ def check(args):
         model(x).numpy().astype("<f4").tofile(args.logits_out)
 
 
+def predict(args):
+    """torchvision's evaluation transform and the softmax top-5 for one image file."""
+    from PIL import Image
+    from torchvision import transforms
+
+    model = resnet50("linear", 1000)
+    model.load_state_dict(read_safetensors(args.weights), strict=True)
+    model.eval()
+    transform = transforms.Compose([
+        transforms.Resize(round(args.size * 256 / 224)),
+        transforms.CenterCrop(args.size),
+        transforms.ToTensor(),
+        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+    ])
+    x = transform(Image.open(args.image).convert("RGB")).unsqueeze(0)
+    with torch.no_grad():
+        probabilities = torch.softmax(model(x), dim=1)[0]
+    top = torch.topk(probabilities, 5)
+    with open(args.out, "w") as f:
+        json.dump({"indices": top.indices.tolist(), "probabilities": top.values.tolist()}, f)
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="command", required=True)
@@ -125,9 +148,14 @@ def main():
     c.add_argument("--input", required=True)
     c.add_argument("--size", type=int, required=True)
     c.add_argument("--logits-out", required=True)
+    r = sub.add_parser("predict")
+    r.add_argument("--weights", required=True)
+    r.add_argument("--image", required=True)
+    r.add_argument("--size", type=int, default=224)
+    r.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(2)
-    {"make": make, "check": check}[args.command](args)
+    {"make": make, "check": check, "predict": predict}[args.command](args)
 
 
 if __name__ == "__main__":

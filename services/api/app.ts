@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import multipart from '@fastify/multipart';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Config } from '../../schemas/config.js';
@@ -8,6 +9,7 @@ import type { Queues } from '../queue/queues.js';
 import { ModelInspector } from './model-inspector.js';
 import { registerProblemHandlers } from './problem.js';
 import { healthRoutes } from './routes/health.routes.js';
+import { PREDICT_LIMITS, predictRoutes } from './routes/predict.routes.js';
 import { jobsRoutes } from './routes/jobs.routes.js';
 import { summaryRoutes } from './routes/summary.routes.js';
 
@@ -42,7 +44,10 @@ export function buildApp({ config, redis, queues, store, logger = true }: AppDep
   registerProblemHandlers(app);
   const inspector = new ModelInspector();
   app.addHook('onClose', async () => inspector.close());
-  jobsRoutes(app, { jobs: new JobService(queues, redis, store, config), store });
+  void app.register(multipart, { limits: PREDICT_LIMITS, throwFileSizeLimit: true });
+  const jobs = new JobService(queues, redis, store, config);
+  jobsRoutes(app, { jobs, store });
+  predictRoutes(app, { jobs, config });
   summaryRoutes(app, { inspector, config });
   healthRoutes(app, { redis, prefix: config.QUEUE_PREFIX });
   return app;

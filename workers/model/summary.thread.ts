@@ -1,20 +1,20 @@
 // A worker thread that builds models only to describe them, so the API's event loop never runs
 // ResNet-50's weight initialisation.
 import { parentPort } from 'node:worker_threads';
-import { parseBackendChoice, selectBackend } from '../engine/backend.js';
+import { serveThreadRpc } from '../../services/api/thread-rpc.js';
+import { selectBackend } from '../engine/backend.js';
 import { buildResNet50, type ModelConfig } from './resnet50.js';
-import { MAX_SUMMARY_DEPTH, summarize } from './summary.js';
+import { MAX_SUMMARY_DEPTH, summarize, type ModelSummary } from './summary.js';
 
-const ready = selectBackend(parseBackendChoice(process.env.TFJS_BACKEND === 'node-gpu' ? 'auto' : process.env.TFJS_BACKEND));
+// Describing a model needs no accelerator; wasm initialises weights fastest of what is always here.
+const ready = selectBackend('wasm');
 
-parentPort!.on('message', async ({ id, config }: { id: number; config: ModelConfig }) => {
+serveThreadRpc<ModelConfig, ModelSummary>(parentPort!, async (config) => {
+  await ready;
+  const resnet = buildResNet50(config);
   try {
-    await ready;
-    const resnet = buildResNet50(config);
-    const summary = summarize(resnet, MAX_SUMMARY_DEPTH);
+    return summarize(resnet, MAX_SUMMARY_DEPTH);
+  } finally {
     resnet.model.dispose();
-    parentPort!.postMessage({ id, summary });
-  } catch (error) {
-    parentPort!.postMessage({ id, error: (error as Error).message });
   }
 });
