@@ -24,6 +24,7 @@ export const EpochMetrics = z.object({
   trainAccuracy: z.number(),
   validationLoss: z.number().nullable(),
   validationAccuracy: z.number().nullable(),
+  validationTop5Accuracy: z.number().nullable(),
   learningRate: z.number(),
   seconds: z.number(),
 });
@@ -32,12 +33,26 @@ export type EpochMetrics = z.infer<typeof EpochMetrics>;
 /** One held-out image and what the final model predicted for it (kept to audit the checkpoint). */
 export const Prediction = z.object({ file: z.string(), label: z.number().int(), probabilities: z.array(z.number()) });
 
+export const ClassificationReport = z.object({
+  perClass: z.array(z.object({ className: z.string(), precision: z.number(), recall: z.number(), f1: z.number(), support: z.number().int() })),
+  confusionMatrix: z.object({ classNames: z.array(z.string()), rows: z.literal('true class'), columns: z.literal('predicted class'), matrix: z.array(z.array(z.number().int())) }),
+});
+export type ClassificationReport = z.infer<typeof ClassificationReport>;
+
 export const Metrics = z.object({
   classNames: z.array(z.string()),
   epochs: z.array(EpochMetrics),
   evaluation: z
-    .object({ split: z.enum(['validation', 'all']), loss: z.number().nullable(), accuracy: z.number().nullable(), images: z.number().int() })
+    .object({
+      split: z.enum(['validation', 'all']),
+      loss: z.number().nullable(),
+      accuracy: z.number().nullable(),
+      top5Accuracy: z.number().nullable(),
+      images: z.number().int(),
+    })
     .nullable(),
+  /** Of the final model on the validation split (training modes). */
+  report: ClassificationReport.nullable(),
   validationPredictions: z.array(Prediction),
 });
 export type Metrics = z.infer<typeof Metrics>;

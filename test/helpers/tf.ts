@@ -13,12 +13,6 @@ export function maxAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): nu
   return max;
 }
 
-export function topK(row: ArrayLike<number>, k: number): number[] {
-  return Array.from(row, (v, i) => [v, i] as const)
-    .sort((x, y) => y[0] - x[0])
-    .slice(0, k)
-    .map(([, i]) => i);
-}
 
 /** Every weight of the model by name, copied out of the backend. */
 export function snapshotWeights(model: tf.LayersModel): Map<string, Float32Array> {

@@ -92,6 +92,11 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
         assert.deepEqual(metrics.epochs.map((e) => e.epoch), [1, 2]);
         assert.ok(metrics.epochs.every((e) => e.validationAccuracy !== null && Number.isFinite(e.trainLoss)));
         assert.equal(metrics.classNames.length, 3);
+        const report = metrics.report!;
+        assert.deepEqual(report.perClass.map((c) => c.className), metrics.classNames);
+        assert.deepEqual(report.confusionMatrix.classNames, metrics.classNames);
+        assert.equal(report.confusionMatrix.matrix.flat().reduce((a, b) => a + b, 0), metrics.evaluation!.images);
+        assert.ok(metrics.epochs.every((e) => e.validationTop5Accuracy === 1), 'three classes: the true one is always in the top 5');
       }
       assert.ok(metrics.validationPredictions.length > 0);
 

@@ -15,6 +15,7 @@ import { buildResNet50, IMAGENET_CLASSES, type ResNet50 } from '../model/resnet5
 import { summarize } from '../model/summary.js';
 import { exportTorchvisionWeights, importTorchvisionWeights } from '../model/torchvision-weights.js';
 import { loadImageNetClassNames } from '../model/imagenet-classes.js';
+import { classificationReport, scoreProbabilities, topIndices } from './classification-report.js';
 import { trainStep, wasmMicroBatchSize } from './train-step.js';
 
 export interface JobContext {
@@ -105,30 +106,19 @@ class ProgressReporter {
   }
 }
 
+/** Class probabilities for every image, and their scores where the images are labelled. */
 async function evaluate(model: tf.LayersModel, loader: ImageLoader, images: readonly LabelledImage[], batchSize: number, labelled: boolean) {
-  let lossSum = 0;
-  let correct = 0;
   const probabilities: Float32Array[] = [];
   for (let i = 0; i < images.length; i += batchSize) {
     const batch = images.slice(i, i + batchSize);
     const x = await loader.batch(batch);
-    const [loss, hits, probs] = tf.tidy(() => {
-      const logits = model.predict(x) as tf.Tensor2D;
-      const p = tf.softmax(logits);
-      if (!labelled) return [0, 0, p.dataSync() as Float32Array];
-      const labels = tf.oneHot(tf.tensor1d(batch.map((b) => b.label), 'int32'), logits.shape[1]);
-      const l = tf.losses.softmaxCrossEntropy(labels, logits, undefined, 0, tf.Reduction.SUM).dataSync()[0];
-      const h = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(labels, 1)), 'int32')).dataSync()[0];
-      return [l, h, p.dataSync() as Float32Array];
-    });
+    const probs = tf.tidy(() => tf.softmax(model.predict(x) as tf.Tensor2D).dataSync() as Float32Array);
     x.dispose();
-    lossSum += loss;
-    correct += hits;
     const classes = probs.length / batch.length;
     for (let j = 0; j < batch.length; j++) probabilities.push(probs.slice(j * classes, (j + 1) * classes));
   }
-  const n = Math.max(1, images.length);
-  return { loss: images.length ? lossSum / n : null, accuracy: images.length ? correct / n : null, probabilities };
+  const scores = labelled && images.length ? scoreProbabilities(probabilities, images.map((image) => image.label)) : null;
+  return { scores, probabilities };
 }
 
 const round = (x: number) => Math.round(x * 1e6) / 1e6;
@@ -170,7 +160,7 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
       ctx.backend.choice === 'wasm' ? wasmMicroBatchSize(summary.totals.forwardBackwardPassBytes, summary.totals.paramsBytes) : spec.batchSize;
     const classNames = training ? dataset.classNames : await loadImageNetClassNames();
     const metadata = { classNames, preprocessing, spec, mode: spec.mode, inputSize: spec.inputSize, backend: ctx.backend };
-    const metrics: Metrics = { classNames, epochs: [], evaluation: null, validationPredictions: [] };
+    const metrics: Metrics = { classNames, epochs: [], evaluation: null, report: null, validationPredictions: [] };
     let resumedFromEpoch: number | null = null;
 
     if (training) {
@@ -209,15 +199,20 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
           epoch,
           trainLoss: round(lossSum / train.length),
           trainAccuracy: round(correct / train.length),
-          validationLoss: evaluation.loss === null ? null : round(evaluation.loss),
-          validationAccuracy: evaluation.accuracy === null ? null : round(evaluation.accuracy),
+          validationLoss: evaluation.scores ? round(evaluation.scores.loss) : null,
+          validationAccuracy: evaluation.scores ? round(evaluation.scores.top1) : null,
+          validationTop5Accuracy: evaluation.scores ? round(evaluation.scores.top5) : null,
           learningRate: spec.optimizer.learningRate,
           seconds: round((Date.now() - started) / 1000),
         };
         metrics.epochs.push(epochMetrics);
         if (epoch === spec.epochs) {
-          metrics.evaluation = { split: 'validation', loss: epochMetrics.validationLoss, accuracy: epochMetrics.validationAccuracy, images: validation.length };
+          metrics.evaluation = {
+            split: 'validation', loss: epochMetrics.validationLoss, accuracy: epochMetrics.validationAccuracy,
+            top5Accuracy: epochMetrics.validationTop5Accuracy, images: validation.length,
+          };
           metrics.validationPredictions = predictionsOf(validation, evaluation.probabilities);
+          metrics.report = classificationReport(classNames, validation.map((v) => v.label), evaluation.probabilities.map((p) => topIndices(p, 1)[0]));
         }
         await reporter.phase('saving');
         await writeCheckpoint(store, keys.checkpoint(epoch), resnet, optimizer, { epoch, history: metrics.epochs }, metadata);
@@ -231,7 +226,10 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
       const labelled = dataset.classNames.every((name) => known.has(name));
       const images = labelled ? dataset.images.map((image) => ({ ...image, label: known.get(dataset.classNames[image.label])! })) : dataset.images;
       const evaluation = await evaluate(resnet.model, loader, images, spec.batchSize, labelled);
-      metrics.evaluation = { split: 'all', loss: evaluation.loss, accuracy: evaluation.accuracy, images: images.length };
+      metrics.evaluation = {
+        split: 'all', loss: evaluation.scores?.loss ?? null, accuracy: evaluation.scores?.top1 ?? null,
+        top5Accuracy: evaluation.scores?.top5 ?? null, images: images.length,
+      };
       metrics.validationPredictions = predictionsOf(images, evaluation.probabilities);
       await store.write(keys.metrics, JSON.stringify(metrics));
     }

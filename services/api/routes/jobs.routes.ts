@@ -77,7 +77,7 @@ export function jobsRoutes(app: FastifyInstance, { jobs, store }: JobsRoutesDeps
   app.get('/v1/jobs/:id/metrics', async (request) => {
     const job = await requireJob(request);
     const key = jobKeys(job.id!).metrics;
-    if (!(await store.stat(key))) return { classNames: [], epochs: [], evaluation: null, validationPredictions: [] } satisfies Metrics;
+    if (!(await store.stat(key))) return { classNames: [], epochs: [], evaluation: null, report: null, validationPredictions: [] } satisfies Metrics;
     return JSON.parse((await store.read(key)).toString('utf8')) as Metrics;
   });
 

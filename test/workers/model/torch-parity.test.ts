@@ -5,7 +5,8 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { buildResNet50, type ModelConfig, type ResNet50 } from '../../../workers/model/resnet50.js';
 import { exportTorchvisionWeights, importTorchvisionWeights } from '../../../workers/model/torchvision-weights.js';
-import { maxAbsDifference, topK, useTestBackend } from '../../helpers/tf.js';
+import { topIndices as topK } from '../../../workers/training/classification-report.js';
+import { maxAbsDifference, useTestBackend } from '../../helpers/tf.js';
 import { readFloat32, tempDir, torchReference } from '../../helpers/torch.js';
 
 const BATCH = 2;
