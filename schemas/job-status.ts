@@ -4,7 +4,7 @@ import { JobSpec } from './job-spec.js';
 export const JobState = z.enum(['queued', 'running', 'completed', 'failed', 'cancelled']);
 export type JobState = z.infer<typeof JobState>;
 
-export const Phase = z.enum(['queued', 'loading_data', 'building_model', 'training', 'validating', 'evaluating', 'saving', 'done']);
+export const Phase = z.enum(['queued', 'loading_data', 'building_model', 'extracting_features', 'training', 'validating', 'evaluating', 'saving', 'done']);
 export type Phase = z.infer<typeof Phase>;
 
 export const Progress = z.object({
@@ -51,6 +51,8 @@ export const Metrics = z.object({
       images: z.number().int(),
     })
     .nullable(),
+  /** feature_extraction: the CNN-code cache key, whether it was a hit, and how many images the backbone ran on. */
+  featureCache: z.object({ key: z.string(), hit: z.boolean(), backboneImages: z.number().int() }).optional(),
   /** Of the final model on the validation split (training modes). */
   report: ClassificationReport.nullable(),
   validationPredictions: z.array(Prediction),

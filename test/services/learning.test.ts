@@ -40,6 +40,17 @@ describe('learning is real', () => {
   it('feature_extraction on a frozen (stand-in) ImageNet backbone reaches >= 0.9 validation accuracy', async () => {
     const metrics = await train(service, { mode: 'feature_extraction', weights: 'imagenet', epochs: 20, optimizer: { learningRate: 0.003 } });
     assertLearned(metrics, 20);
+    assert.deepEqual(
+      { hit: metrics.featureCache?.hit, backboneImages: metrics.featureCache?.backboneImages },
+      { hit: false, backboneImages: 120 },
+      'the backbone ran once per image over all 20 epochs',
+    );
+  });
+
+  it('a second feature_extraction job on the same data and weights runs the backbone zero times', async () => {
+    const metrics = await train(service, { mode: 'feature_extraction', weights: 'imagenet', epochs: 2, optimizer: { learningRate: 0.01 } });
+    assert.deepEqual({ hit: metrics.featureCache?.hit, backboneImages: metrics.featureCache?.backboneImages }, { hit: true, backboneImages: 0 });
+    assert.equal(metrics.epochs.length, 2);
   });
 
   // From random weights the whole network must learn, so BatchNorm trains too (freezeBatchNorm false).

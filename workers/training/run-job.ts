@@ -11,11 +11,12 @@ import { stratifiedSplit, type LabelledImage } from '../data/image-folder.js';
 import { preprocessingFor } from '../data/preprocess.js';
 import { mixSeed, shuffled } from '../data/random.js';
 import { loadWeightsInto, saveModel } from '../model/checkpoint-io.js';
-import { buildResNet50, IMAGENET_CLASSES, type ResNet50 } from '../model/resnet50.js';
+import { buildResNet50, FEATURE_DIM, IMAGENET_CLASSES, type ResNet50 } from '../model/resnet50.js';
 import { summarize } from '../model/summary.js';
 import { exportTorchvisionWeights, importTorchvisionWeights } from '../model/torchvision-weights.js';
 import { loadImageNetClassNames } from '../model/imagenet-classes.js';
 import { classificationReport, scoreProbabilities, topIndices } from './classification-report.js';
+import { featureCacheKey, featureCodes, headOnCodes, weightsFingerprint } from './feature-cache.js';
 import { trainStep, wasmMicroBatchSize } from './train-step.js';
 
 export interface JobContext {
@@ -107,11 +108,13 @@ class ProgressReporter {
 }
 
 /** Class probabilities for every image, and their scores where the images are labelled. */
-async function evaluate(model: tf.LayersModel, loader: ImageLoader, images: readonly LabelledImage[], batchSize: number, labelled: boolean) {
+type BatchSource = (images: readonly LabelledImage[]) => Promise<tf.Tensor>;
+
+async function evaluate(model: tf.LayersModel, inputs: BatchSource, images: readonly LabelledImage[], batchSize: number, labelled: boolean) {
   const probabilities: Float32Array[] = [];
   for (let i = 0; i < images.length; i += batchSize) {
     const batch = images.slice(i, i + batchSize);
-    const x = await loader.batch(batch);
+    const x = await inputs(batch);
     const probs = tf.tidy(() => tf.softmax(model.predict(x) as tf.Tensor2D).dataSync() as Float32Array);
     x.dispose();
     const classes = probs.length / batch.length;
@@ -156,14 +159,35 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
     }
     const summary = summarize(resnet);
     await store.write(keys.summary, JSON.stringify(summary));
+    // Only a network that backpropagates through conv layers needs slicing to fit the wasm heap.
     const microBatchSize =
-      ctx.backend.choice === 'wasm' ? wasmMicroBatchSize(summary.totals.forwardBackwardPassBytes, summary.totals.paramsBytes) : spec.batchSize;
+      ctx.backend.choice === 'wasm' && spec.mode === 'fine_tuning'
+        ? wasmMicroBatchSize(summary.totals.forwardBackwardPassBytes, summary.totals.paramsBytes)
+        : spec.batchSize;
     const classNames = training ? dataset.classNames : await loadImageNetClassNames();
     const metadata = { classNames, preprocessing, spec, mode: spec.mode, inputSize: spec.inputSize, backend: ctx.backend };
     const metrics: Metrics = { classNames, epochs: [], evaluation: null, report: null, validationPredictions: [] };
     let resumedFromEpoch: number | null = null;
 
     if (training) {
+      // Feature extraction trains the head on CNN codes computed once; fine-tuning runs the network.
+      let trained = resnet.model;
+      let inputs: BatchSource = (batch) => loader.batch(batch);
+      if (spec.mode === 'feature_extraction') {
+        await reporter.phase('extracting_features');
+        const images = [...train, ...validation];
+        const key = await featureCacheKey({
+          root: dataset.root, images, preprocessing, backend: ctx.backend.choice,
+          weights: spec.weights === 'imagenet' ? await weightsFingerprint(config.IMAGENET_WEIGHTS) : `random:${spec.seed}`,
+        });
+        const extracted = await featureCodes(store, key, resnet, loader, images, spec.batchSize, async (done) => {
+          if (await ctx.cancelRequested()) throw new JobCancelledError();
+          ctx.log(`extracted CNN codes of ${done} of ${images.length} images`);
+        });
+        metrics.featureCache = { key, hit: extracted.cacheHit, backboneImages: extracted.backboneImages };
+        trained = headOnCodes(resnet);
+        inputs = async (batch) => tf.tensor2d(concatCodes(batch.map((image) => extracted.codes.get(image.file)!)), [batch.length, FEATURE_DIM]);
+      }
       const optimizer = makeOptimizer(spec);
       const resumed = await resumeFromLatestCheckpoint(store, keys, resnet, optimizer);
       if (resumed) {
@@ -184,9 +208,9 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
             throw new JobCancelledError();
           }
           const batch = order.slice(step * spec.batchSize, (step + 1) * spec.batchSize);
-          const x = await loader.batch(batch);
+          const x = await inputs(batch);
           const y = tf.oneHot(tf.tensor1d(batch.map((b) => b.label), 'int32'), numClasses) as tf.Tensor2D;
-          const result = trainStep(resnet.model, optimizer, x, y, { weightDecay: spec.optimizer.weightDecay, microBatchSize });
+          const result = trainStep(trained, optimizer, x, y, { weightDecay: spec.optimizer.weightDecay, microBatchSize });
           tf.dispose([x, y]);
           if (!Number.isFinite(result.loss)) throw new InvalidJobError(`training diverged: loss is ${result.loss} at epoch ${epoch}, step ${step + 1}; lower optimizer.learningRate`);
           lossSum += result.loss * batch.length;
@@ -194,7 +218,7 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
           await reporter.update({ step: step + 1 });
         }
         await reporter.phase('validating');
-        const evaluation = await evaluate(resnet.model, loader, validation, spec.batchSize, true);
+        const evaluation = await evaluate(trained, inputs, validation, spec.batchSize, true);
         const epochMetrics: EpochMetrics = {
           epoch,
           trainLoss: round(lossSum / train.length),
@@ -225,7 +249,7 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
       const known = new Map(classNames.map((name, i) => [name, i]));
       const labelled = dataset.classNames.every((name) => known.has(name));
       const images = labelled ? dataset.images.map((image) => ({ ...image, label: known.get(dataset.classNames[image.label])! })) : dataset.images;
-      const evaluation = await evaluate(resnet.model, loader, images, spec.batchSize, labelled);
+      const evaluation = await evaluate(resnet.model, (batch) => loader.batch(batch), images, spec.batchSize, labelled);
       metrics.evaluation = {
         split: 'all', loss: evaluation.scores?.loss ?? null, accuracy: evaluation.scores?.top1 ?? null,
         top5Accuracy: evaluation.scores?.top5 ?? null, images: images.length,
@@ -248,6 +272,12 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
   } finally {
     resnet.model.dispose();
   }
+}
+
+function concatCodes(rows: Float32Array[]): Float32Array {
+  const out = new Float32Array(rows.length * FEATURE_DIM);
+  rows.forEach((row, i) => out.set(row, i * FEATURE_DIM));
+  return out;
 }
 
 function predictionsOf(images: readonly LabelledImage[], probabilities: Float32Array[]) {

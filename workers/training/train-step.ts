@@ -17,18 +17,18 @@ export interface StepOptions {
 }
 
 /**
- * One optimiser step on a batch: forward in training mode (dropout on, trainable BatchNorm on batch
+ * One optimiser step on a batch (images, or CNN codes for a head alone): forward in training mode (dropout on, trainable BatchNorm on batch
  * statistics), softmax cross-entropy on the logits, gradients for the trainable weights only.
  */
 export function trainStep(
   model: tf.LayersModel,
   optimizer: tf.Optimizer,
-  images: tf.Tensor4D,
+  inputs: tf.Tensor,
   oneHotLabels: tf.Tensor2D,
   options: StepOptions = {},
 ): StepResult {
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
-  const batch = images.shape[0];
+  const batch = inputs.shape[0];
   const slice = Math.max(1, Math.min(options.microBatchSize ?? batch, batch));
   let lossSum = 0;
   let correct = 0;
@@ -37,7 +37,7 @@ export function trainStep(
     const size = Math.min(slice, batch - start);
     const weight = size / batch;
     const { value, grads, hits } = tf.tidy(() => {
-      const x = slice === batch ? images : images.slice(start, size);
+      const x = slice === batch ? inputs : inputs.slice(start, size);
       const y = slice === batch ? oneHotLabels : oneHotLabels.slice(start, size);
       let predicted: tf.Tensor1D | undefined;
       const result = optimizer.computeGradients(() => {

@@ -1,0 +1,87 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import type { ArtifactStore } from '../../services/artifacts/artifact-store.js';
+import type { ImageLoader } from '../data/datasets.js';
+import type { LabelledImage } from '../data/image-folder.js';
+import { FEATURE_DIM, type ResNet50 } from '../model/resnet50.js';
+
+async function hashFile(file: string, hash = createHash('sha256')) {
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash;
+}
+
+/**
+ * What the CNN codes depend on: every image's bytes, the backbone weights, the preprocessing and the
+ * backend (backends round differently). Same key, same codes.
+ */
+export async function featureCacheKey(parts: {
+  root: string;
+  images: readonly LabelledImage[];
+  weights: string;
+  preprocessing: object;
+  backend: string;
+}): Promise<string> {
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify([parts.weights, parts.preprocessing, parts.backend]));
+  for (const image of [...parts.images].sort((a, b) => a.file.localeCompare(b.file))) {
+    hash.update(image.file);
+    await hashFile(path.join(parts.root, image.file), hash);
+  }
+  return hash.digest('hex');
+}
+
+export const weightsFingerprint = async (file: string) => `sha256:${(await hashFile(file)).digest('hex')}`;
+
+export interface FeatureCodes {
+  codes: Map<string, Float32Array>;
+  /** Images the backbone ran on for this job: all of them on a miss, none on a hit. */
+  backboneImages: number;
+  cacheHit: boolean;
+}
+
+/**
+ * The frozen backbone's 2048-D output (after avgpool) for every image, computed once and kept in the
+ * artifact store by content, so epochs after the first and later jobs on the same data skip it.
+ */
+export async function featureCodes(
+  store: ArtifactStore,
+  key: string,
+  resnet: ResNet50,
+  loader: ImageLoader,
+  images: readonly LabelledImage[],
+  batchSize: number,
+  onBatch: (done: number) => Promise<void>,
+): Promise<FeatureCodes> {
+  const prefix = `feature-cache/${key}`;
+  if ((await store.stat(`${prefix}.json`)) && (await store.stat(`${prefix}.f32`))) {
+    const files = JSON.parse((await store.read(`${prefix}.json`)).toString('utf8')) as string[];
+    const bytes = await store.read(`${prefix}.f32`);
+    const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+    return { codes: new Map(files.map((file, i) => [file, all.subarray(i * FEATURE_DIM, (i + 1) * FEATURE_DIM)])), backboneImages: 0, cacheHit: true };
+  }
+  const backbone = tf.model({ inputs: resnet.model.inputs, outputs: resnet.model.getLayer('flatten').output as tf.SymbolicTensor });
+  const all = new Float32Array(images.length * FEATURE_DIM);
+  for (let start = 0; start < images.length; start += batchSize) {
+    const batch = images.slice(start, start + batchSize);
+    const x = await loader.batch(batch);
+    all.set(tf.tidy(() => (backbone.predict(x) as tf.Tensor).dataSync()), start * FEATURE_DIM);
+    x.dispose();
+    await onBatch(start + batch.length);
+  }
+  const files = images.map((image) => image.file);
+  await store.write(`${prefix}.f32`, new Uint8Array(all.buffer));
+  await store.write(`${prefix}.json`, JSON.stringify(files));
+  return {
+    codes: new Map(files.map((file, i) => [file, all.subarray(i * FEATURE_DIM, (i + 1) * FEATURE_DIM)])),
+    backboneImages: images.length,
+    cacheHit: false,
+  };
+}
+
+/** The head alone, on CNN codes; it shares its layer (and so its weights) with the full model. */
+export function headOnCodes(resnet: ResNet50): tf.LayersModel {
+  const codes = tf.input({ shape: [FEATURE_DIM], name: 'cnn_codes' });
+  return tf.model({ inputs: codes, outputs: resnet.model.getLayer('fc').apply(codes) as tf.SymbolicTensor });
+}
