@@ -18,9 +18,30 @@ const shared = {
   seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
 };
 
+export const Schedule = z.strictObject({
+  type: z.enum(['constant', 'step', 'cosine']).default('constant'),
+  stepSize: z.number().int().min(1).max(1000).default(10).describe('step: epochs between decays'),
+  gamma: z.number().gt(0).max(1).default(0.1).describe('step: factor per decay'),
+  minLearningRate: z.number().min(0).default(0).describe('cosine: the floor'),
+  warmupEpochs: z.number().int().min(0).max(100).default(0).describe('linear warm-up to learningRate over these first epochs'),
+});
+
+export const EarlyStopping = z.strictObject({
+  patience: z.number().int().min(1).max(1000).describe('epochs without improvement before stopping'),
+  monitor: z.enum(['validation_loss', 'validation_accuracy']).default('validation_loss'),
+  minDelta: z.number().min(0).default(0),
+});
+
 const training = {
   epochs: z.number().int().min(1).max(1000).default(10),
   optimizer: Optimizer.default({ type: 'adam', learningRate: 1e-3, momentum: 0.9, weightDecay: 0 }),
+  schedule: Schedule.default({ type: 'constant', stepSize: 10, gamma: 0.1, minLearningRate: 0, warmupEpochs: 0 }),
+  earlyStopping: EarlyStopping.optional().describe('stop when the monitored validation metric stops improving; the best epoch is kept'),
+  classWeights: z
+    .union([z.literal('balanced'), z.array(z.number().positive().max(1e6)).min(2).max(10_000)])
+    .optional()
+    .describe('balanced = n / (classes x count of the class), as scikit-learn; or one weight per class, in class order'),
+  labelSmoothing: z.number().min(0).max(0.5).default(0),
 };
 
 /** Evaluates the ImageNet model as is: no epochs, no optimiser. */
@@ -33,7 +54,17 @@ export const FineTuningJobSpec = z.strictObject({
   fineTuning: FineTuningOptions.default({ trainableFrom: 'conv1', freezeBatchNorm: true }),
 });
 
-export const JobSpec = z.discriminatedUnion('mode', [PretrainedJobSpec, FeatureExtractionJobSpec, FineTuningJobSpec]);
+export const JobSpec = z
+  .discriminatedUnion('mode', [PretrainedJobSpec, FeatureExtractionJobSpec, FineTuningJobSpec])
+  .superRefine((spec, context) => {
+    if (spec.mode === 'pretrained' || !Array.isArray(spec.classWeights) || spec.dataset.type !== 'synthetic') return;
+    if (spec.classWeights.length !== spec.dataset.numClasses) {
+      context.addIssue({
+        code: 'custom', path: ['classWeights'],
+        message: `classWeights has ${spec.classWeights.length} weights for ${spec.dataset.numClasses} classes`,
+      });
+    }
+  });
 export type JobSpec = z.infer<typeof JobSpec>;
 export type TrainingJobSpec = Exclude<JobSpec, { mode: 'pretrained' }>;
 export const isTrainingSpec = (spec: JobSpec): spec is TrainingJobSpec => spec.mode !== 'pretrained';

@@ -51,6 +51,9 @@ export const Metrics = z.object({
       images: z.number().int(),
     })
     .nullable(),
+  /** The best epoch by the monitored validation metric (validation loss unless earlyStopping says otherwise). */
+  bestEpoch: z.number().int().nullable().optional(),
+  earlyStopping: z.object({ stoppedAfterEpoch: z.number().int(), bestEpoch: z.number().int(), monitor: z.string() }).optional(),
   /** feature_extraction: the CNN-code cache key, whether it was a hit, and how many images the backbone ran on. */
   featureCache: z.object({ key: z.string(), hit: z.boolean(), backboneImages: z.number().int() }).optional(),
   /** Of the final model on the validation split (training modes). */

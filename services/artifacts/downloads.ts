@@ -46,7 +46,7 @@ async function archiveOf(store: ArtifactStore, folder: string, archiveKey: strin
   }
 }
 
-export type CheckpointSelector = { kind: 'final' } | { kind: 'latest' } | { kind: 'epoch'; epoch: number };
+export type CheckpointSelector = { kind: 'final' } | { kind: 'latest' } | { kind: 'best' } | { kind: 'epoch'; epoch: number };
 
 export class NotAvailableError extends Error {}
 
@@ -56,6 +56,11 @@ export async function checkpointFolder(store: ArtifactStore, jobId: string, sele
   if (selector.kind === 'final') {
     if (!(await store.stat(`${keys.final}/metadata.json`))) throw new NotAvailableError('the job has no final model yet');
     return { folder: keys.final, label: 'final' };
+  }
+  if (selector.kind === 'best') {
+    const metrics = (await store.stat(keys.metrics)) ? JSON.parse((await store.read(keys.metrics)).toString('utf8')) : null;
+    if (!metrics?.bestEpoch) throw new NotAvailableError('the job has no validated epoch yet');
+    return checkpointFolder(store, jobId, { kind: 'epoch', epoch: metrics.bestEpoch });
   }
   const complete = [];
   for (const name of await store.list(keys.checkpoints)) {

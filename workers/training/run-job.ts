@@ -16,6 +16,7 @@ import { summarize } from '../model/summary.js';
 import { exportTorchvisionWeights, importTorchvisionWeights } from '../model/torchvision-weights.js';
 import { loadImageNetClassNames } from '../model/imagenet-classes.js';
 import { classificationReport, scoreProbabilities, topIndices } from './classification-report.js';
+import { bestEpochOf, classWeightsFor, learningRateAt, setLearningRate, shouldStop } from './controls.js';
 import { featureCacheKey, featureCodes, headOnCodes, weightsFingerprint } from './feature-cache.js';
 import { trainStep, wasmMicroBatchSize } from './train-step.js';
 
@@ -29,6 +30,8 @@ export interface JobContext {
   /** Checked at every step boundary; true stops the job as cancelled. */
   cancelRequested(): Promise<boolean>;
   log(message: string): void;
+  /** feature_extraction computes CNN codes once (default); false runs the frozen backbone every step. */
+  useFeatureCache?: boolean;
 }
 
 /** The job's spec cannot succeed as given: retrying would fail the same way. */
@@ -159,11 +162,10 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
     }
     const summary = summarize(resnet);
     await store.write(keys.summary, JSON.stringify(summary));
-    // Only a network that backpropagates through conv layers needs slicing to fit the wasm heap.
-    const microBatchSize =
-      ctx.backend.choice === 'wasm' && spec.mode === 'fine_tuning'
-        ? wasmMicroBatchSize(summary.totals.forwardBackwardPassBytes, summary.totals.paramsBytes)
-        : spec.batchSize;
+    // A step through the whole network keeps every activation for the backward pass: on wasm, slice
+    // the batch to fit the heap. A head trained on CNN codes needs no slicing.
+    const fullNetworkMicroBatch =
+      ctx.backend.choice === 'wasm' ? wasmMicroBatchSize(summary.totals.forwardBackwardPassBytes, summary.totals.paramsBytes) : spec.batchSize;
     const classNames = training ? dataset.classNames : await loadImageNetClassNames();
     const metadata = { classNames, preprocessing, spec, mode: spec.mode, inputSize: spec.inputSize, backend: ctx.backend };
     const metrics: Metrics = { classNames, epochs: [], evaluation: null, report: null, validationPredictions: [] };
@@ -173,7 +175,7 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
       // Feature extraction trains the head on CNN codes computed once; fine-tuning runs the network.
       let trained = resnet.model;
       let inputs: BatchSource = (batch) => loader.batch(batch);
-      if (spec.mode === 'feature_extraction') {
+      if (spec.mode === 'feature_extraction' && ctx.useFeatureCache !== false) {
         await reporter.phase('extracting_features');
         const images = [...train, ...validation];
         const key = await featureCacheKey({
@@ -189,14 +191,23 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
         inputs = async (batch) => tf.tensor2d(concatCodes(batch.map((image) => extracted.codes.get(image.file)!)), [batch.length, FEATURE_DIM]);
       }
       const optimizer = makeOptimizer(spec);
+      let classWeights: number[] | null;
+      try {
+        classWeights = classWeightsFor(spec, train.map((image) => image.label), numClasses);
+      } catch (error) {
+        throw new InvalidJobError((error as Error).message);
+      }
+      const monitor = spec.earlyStopping?.monitor ?? 'validation_loss';
       const resumed = await resumeFromLatestCheckpoint(store, keys, resnet, optimizer);
       if (resumed) {
         metrics.epochs = resumed.history;
         resumedFromEpoch = resumed.epoch;
         ctx.log(`resuming after epoch ${resumed.epoch}`);
       }
-      for (let epoch = (resumed?.epoch ?? 0) + 1; epoch <= spec.epochs; epoch++) {
+      for (let epoch = (resumed?.epoch ?? 0) + 1; epoch <= spec.epochs && !shouldStop(metrics.epochs, spec.earlyStopping); epoch++) {
         const started = Date.now();
+        const learningRate = learningRateAt(spec, epoch);
+        setLearningRate(optimizer, learningRate);
         const order = shuffled(train, mixSeed(spec.seed, epoch));
         let lossSum = 0;
         let correct = 0;
@@ -210,7 +221,12 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
           const batch = order.slice(step * spec.batchSize, (step + 1) * spec.batchSize);
           const x = await inputs(batch);
           const y = tf.oneHot(tf.tensor1d(batch.map((b) => b.label), 'int32'), numClasses) as tf.Tensor2D;
-          const result = trainStep(trained, optimizer, x, y, { weightDecay: spec.optimizer.weightDecay, microBatchSize });
+          const result = trainStep(trained, optimizer, x, y, {
+            weightDecay: spec.optimizer.weightDecay,
+            labelSmoothing: spec.labelSmoothing,
+            sampleWeights: classWeights ? batch.map((b) => classWeights[b.label]) : undefined,
+            microBatchSize: trained === resnet.model ? fullNetworkMicroBatch : spec.batchSize,
+          });
           tf.dispose([x, y]);
           if (!Number.isFinite(result.loss)) throw new InvalidJobError(`training diverged: loss is ${result.loss} at epoch ${epoch}, step ${step + 1}; lower optimizer.learningRate`);
           lossSum += result.loss * batch.length;
@@ -218,31 +234,41 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
           await reporter.update({ step: step + 1 });
         }
         await reporter.phase('validating');
-        const evaluation = await evaluate(trained, inputs, validation, spec.batchSize, true);
+        const { scores } = await evaluate(trained, inputs, validation, spec.batchSize, true);
         const epochMetrics: EpochMetrics = {
           epoch,
           trainLoss: round(lossSum / train.length),
           trainAccuracy: round(correct / train.length),
-          validationLoss: evaluation.scores ? round(evaluation.scores.loss) : null,
-          validationAccuracy: evaluation.scores ? round(evaluation.scores.top1) : null,
-          validationTop5Accuracy: evaluation.scores ? round(evaluation.scores.top5) : null,
-          learningRate: spec.optimizer.learningRate,
+          validationLoss: scores ? round(scores.loss) : null,
+          validationAccuracy: scores ? round(scores.top1) : null,
+          validationTop5Accuracy: scores ? round(scores.top5) : null,
+          learningRate,
           seconds: round((Date.now() - started) / 1000),
         };
         metrics.epochs.push(epochMetrics);
-        if (epoch === spec.epochs) {
-          metrics.evaluation = {
-            split: 'validation', loss: epochMetrics.validationLoss, accuracy: epochMetrics.validationAccuracy,
-            top5Accuracy: epochMetrics.validationTop5Accuracy, images: validation.length,
-          };
-          metrics.validationPredictions = predictionsOf(validation, evaluation.probabilities);
-          metrics.report = classificationReport(classNames, validation.map((v) => v.label), evaluation.probabilities.map((p) => topIndices(p, 1)[0]));
-        }
+        metrics.bestEpoch = bestEpochOf(metrics.epochs, monitor, spec.earlyStopping?.minDelta)?.epoch ?? null;
         await reporter.phase('saving');
         await writeCheckpoint(store, keys.checkpoint(epoch), resnet, optimizer, { epoch, history: metrics.epochs }, metadata);
         await store.write(keys.metrics, JSON.stringify(metrics));
         await reporter.update({ latestMetrics: epochMetrics }, true);
       }
+      const last = metrics.epochs.at(-1)?.epoch ?? 0;
+      if (spec.earlyStopping && last < spec.epochs) {
+        metrics.earlyStopping = { stoppedAfterEpoch: last, bestEpoch: metrics.bestEpoch ?? last, monitor };
+        ctx.log(`early stopping after epoch ${last}: best was epoch ${metrics.bestEpoch}`);
+      }
+      // With early stopping the final model is the best epoch's (as Keras' restore_best_weights).
+      if (spec.earlyStopping && metrics.bestEpoch && metrics.bestEpoch !== last) {
+        await loadWeightsInto(resnet, store, keys.checkpoint(metrics.bestEpoch));
+      }
+      const final = await evaluate(trained, inputs, validation, spec.batchSize, true);
+      metrics.evaluation = {
+        split: 'validation', loss: final.scores?.loss ?? null, accuracy: final.scores?.top1 ?? null,
+        top5Accuracy: final.scores?.top5 ?? null, images: validation.length,
+      };
+      metrics.validationPredictions = predictionsOf(validation, final.probabilities);
+      metrics.report = classificationReport(classNames, validation.map((v) => v.label), final.probabilities.map((p) => topIndices(p, 1)[0]));
+      await store.write(keys.metrics, JSON.stringify(metrics));
       optimizer.dispose();
     } else {
       await reporter.phase('evaluating');

@@ -14,6 +14,8 @@ export interface StepOptions {
    * averaged before one optimiser step. Keeps a batch within the wasm backend's 4 GiB heap.
    */
   microBatchSize?: number;
+  /** Per-sample loss weights (class weights of the labels); the loss is their weighted mean. */
+  sampleWeights?: readonly number[];
 }
 
 /**
@@ -33,6 +35,9 @@ export function trainStep(
   let lossSum = 0;
   let correct = 0;
   let summed: tf.NamedTensorMap | undefined;
+  // Weights scaled to mean 1 over the whole batch, so slices add up to sum(w * loss) / sum(w).
+  const weightSum = options.sampleWeights?.reduce((a, b) => a + b, 0) ?? batch;
+  const normalised = options.sampleWeights?.map((w) => (w * batch) / weightSum);
   for (let start = 0; start < batch; start += slice) {
     const size = Math.min(slice, batch - start);
     const weight = size / batch;
@@ -43,7 +48,9 @@ export function trainStep(
       const result = optimizer.computeGradients(() => {
         const logits = model.apply(x, { training: true }) as tf.Tensor2D;
         predicted = tf.keep(tf.argMax(logits, 1) as tf.Tensor1D);
-        const crossEntropy = tf.losses.softmaxCrossEntropy(y, logits, undefined, options.labelSmoothing ?? 0) as tf.Scalar;
+        const weights = normalised ? tf.tensor1d(normalised.slice(start, start + size)) : undefined;
+        const perSample = tf.losses.softmaxCrossEntropy(y, logits, undefined, options.labelSmoothing ?? 0, tf.Reduction.NONE);
+        const crossEntropy = tf.mean(weights ? tf.mul(perSample, weights) : perSample) as tf.Scalar;
         if (!options.weightDecay) return crossEntropy;
         const squares = tf.addN(variables.map((v) => tf.sum(tf.square(v))));
         return tf.add(crossEntropy, tf.mul(squares, options.weightDecay / 2)) as tf.Scalar;

@@ -22,7 +22,7 @@ const ListQuery = z.strictObject({
 });
 const SummaryQuery = z.strictObject({ depth: SummaryDepth });
 const CheckpointQuery = z.strictObject({
-  epoch: z.union([z.enum(['latest', 'final']), z.coerce.number().int().min(1).max(100_000)]).default('final'),
+  epoch: z.union([z.enum(['latest', 'final', 'best']), z.coerce.number().int().min(1).max(100_000)]).default('final'),
   format: z.enum(['tar.gz', 'safetensors']).default('tar.gz'),
 });
 const IdempotencyKey = z.string().min(1).max(255).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');

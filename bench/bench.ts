@@ -1,0 +1,137 @@
+// npm run bench [-- --backends wasm,cpu --sizes 224,112 --cache-job-size 64]
+// Prints one JSON document: images/s of inference, a feature-extraction step and a fine-tuning step
+// per backend and input size, and the wall time of a 10-epoch feature-extraction job on 500 images
+// with and without the CNN-code cache. Compare ratios within one run: the machines are noisy.
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { loadConfig } from '../schemas/config.js';
+import { JobSpec } from '../schemas/job-spec.js';
+import { LocalArtifactStore } from '../services/artifacts/artifact-store.js';
+import { BACKEND_CHOICES, selectBackend, type BackendChoice, type BackendInfo } from '../workers/engine/backend.js';
+import { buildResNet50, type ModelConfig } from '../workers/model/resnet50.js';
+import { summarize } from '../workers/model/summary.js';
+import { runJob } from '../workers/training/run-job.js';
+import { trainStep, wasmMicroBatchSize } from '../workers/training/train-step.js';
+
+const { values } = parseArgs({
+  options: {
+    backends: { type: 'string' },
+    sizes: { type: 'string', default: '224,112' },
+    batch: { type: 'string', default: '16' },
+    'cpu-batch': { type: 'string', default: '1' },
+    'max-step-seconds': { type: 'string', default: '120' },
+    'cache-job-size': { type: 'string', default: '32' },
+  },
+});
+const sizes = values.sizes!.split(',').map(Number);
+const maxStepSeconds = Number(values['max-step-seconds']);
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** Seconds per call: one warm-up, then the median of up to 3 timed runs within ~60 s. */
+function time(run: () => void): number {
+  run();
+  const times: number[] = [];
+  const started = performance.now();
+  do {
+    const t = performance.now();
+    run();
+    times.push((performance.now() - t) / 1000);
+  } while (times.length < 3 && performance.now() - started < 60_000);
+  return median(times);
+}
+
+function measure(backend: BackendInfo, size: number) {
+  // The pure-JS cpu backend is about 100x slower than wasm: a smaller batch keeps the run in minutes.
+  const batch = Number(backend.choice === 'cpu' ? values['cpu-batch'] : values.batch);
+  const rows: Record<string, unknown>[] = [];
+  const images = tf.randomNormal([batch, size, size, 3]) as tf.Tensor4D;
+  const labels = tf.oneHot(tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 5), 'int32'), 5) as tf.Tensor2D;
+  const withModel = (config: ModelConfig, body: (m: tf.LayersModel, microBatch: number) => Record<string, unknown>) => {
+    const resnet = buildResNet50(config);
+    const { totals } = summarize(resnet, 0);
+    const microBatch = backend.choice === 'wasm' ? wasmMicroBatchSize(totals.forwardBackwardPassBytes, totals.paramsBytes) : batch;
+    try {
+      return body(resnet.model, microBatch);
+    } finally {
+      resnet.model.dispose();
+    }
+  };
+  const inference = withModel({ mode: 'pretrained', numClasses: 1000, inputSize: size }, (model) => {
+    const seconds = time(() => void (model.predict(images) as tf.Tensor).dataSync());
+    return { seconds, imagesPerSecond: batch / seconds };
+  });
+  rows.push({ backend: backend.choice, inputSize: size, batch, measurement: 'inference', ...inference });
+  // Backpropagation costs ~2x the forward pass through XNNPACK or TensorFlow, far more in pure JS.
+  const estimate = (inference.seconds as number) * (backend.choice === 'cpu' ? 60 : 3);
+  for (const [measurement, config] of [
+    ['feature_extraction_step', { mode: 'feature_extraction', numClasses: 5, inputSize: size }],
+    ['fine_tuning_step', { mode: 'fine_tuning', numClasses: 5, inputSize: size, fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: true } }],
+  ] as const) {
+    if (measurement === 'fine_tuning_step' && estimate > maxStepSeconds) {
+      rows.push({ backend: backend.choice, inputSize: size, batch, measurement, skipped: `estimated ${Math.round(estimate)} s per step (> --max-step-seconds)` });
+      continue;
+    }
+    const result = withModel(config as ModelConfig, (model, microBatch) => {
+      const optimizer = tf.train.adam(1e-3);
+      const slices = microBatch;
+      const seconds = time(() => void trainStep(model, optimizer, images, labels, { microBatchSize: slices }));
+      optimizer.dispose();
+      return { seconds, imagesPerSecond: batch / seconds, microBatch: Math.min(slices, batch) };
+    });
+    rows.push({ backend: backend.choice, inputSize: size, batch, measurement, ...result });
+  }
+  tf.dispose([images, labels]);
+  return rows;
+}
+
+async function cacheJob(backend: BackendInfo, useFeatureCache: boolean, scratch: string) {
+  const config = loadConfig({ DATA_DIR: path.join(scratch, 'data'), ARTIFACTS_DIR: path.join(scratch, `artifacts-${useFeatureCache}`) } as NodeJS.ProcessEnv);
+  const spec = JobSpec.parse({
+    mode: 'feature_extraction', weights: 'random', inputSize: Number(values['cache-job-size']), epochs: 10, batchSize: 16,
+    dataset: { type: 'synthetic', numClasses: 5, imagesPerClass: 100, imageSize: 64, seed: 0 },
+  });
+  // Materialise the data set first, so both runs time training, not image generation.
+  const started = performance.now();
+  await runJob({
+    jobId: `bench-${useFeatureCache}`, spec, config, store: new LocalArtifactStore(config.ARTIFACTS_DIR), backend,
+    report: async () => undefined, cancelRequested: async () => false, log: () => undefined, useFeatureCache,
+  });
+  return (performance.now() - started) / 1000;
+}
+
+const requested = (values.backends?.split(',') ?? BACKEND_CHOICES) as BackendChoice[];
+const results: Record<string, unknown>[] = [];
+const unavailable: Record<string, string> = {};
+let cache: Record<string, unknown> | null = null;
+for (const choice of requested) {
+  let backend: BackendInfo;
+  try {
+    backend = await selectBackend(choice);
+  } catch (error) {
+    unavailable[choice] = (error as Error).message;
+    continue;
+  }
+  for (const size of sizes) results.push(...measure(backend, size));
+  if (!cache && choice !== 'cpu') {
+    const scratch = mkdtempSync(path.join(os.tmpdir(), 'retrain-bench-'));
+    try {
+      await cacheJob(backend, true, scratch); // generates the data set once (and a warm cache we then ignore)
+      rmSync(path.join(scratch, 'artifacts-true'), { recursive: true, force: true });
+      const withCache = await cacheJob(backend, true, scratch);
+      const withoutCache = await cacheJob(backend, false, scratch);
+      cache = {
+        backend: choice, images: 500, epochs: 10, inputSize: Number(values['cache-job-size']),
+        withCacheSeconds: withCache, withoutCacheSeconds: withoutCache, speedup: withoutCache / withCache,
+      };
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  }
+}
+process.stdout.write(
+  `${JSON.stringify({ machine: { cpus: os.cpus().length, node: process.version }, results, featureExtractionJob: cache, unavailable }, null, 2)}\n`,
+);

@@ -1,0 +1,73 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import type { EpochMetrics, Metrics } from '../../schemas/job-status.js';
+import { learningRateAt } from '../../workers/training/controls.js';
+import { JobSpec, type TrainingJobSpec } from '../../schemas/job-spec.js';
+import { finished, pollJob, startService, type TestService } from '../helpers/service.js';
+import { tempDir, torchReference } from '../helpers/torch.js';
+
+const dataset = { type: 'synthetic', numClasses: 4, imagesPerClass: 30, imageSize: 32, seed: 1 } as const;
+
+async function train(service: TestService, spec: object): Promise<{ id: string; metrics: Metrics }> {
+  const submitted = await service.http().post('/v1/jobs').send({ inputSize: 32, dataset, ...spec });
+  assert.equal(submitted.status, 202, submitted.text);
+  const status = await pollJob(service, submitted.body.id, finished, 600_000);
+  assert.equal(status.state, 'completed', JSON.stringify(status.failure));
+  return { id: status.id, metrics: (await service.http().get(`/v1/jobs/${status.id}/metrics`)).body as Metrics };
+}
+
+const withoutTimings = (epochs: EpochMetrics[]) => epochs.map(({ seconds: _seconds, ...rest }) => rest);
+
+describe('training controls on real jobs', () => {
+  let service: TestService;
+  before(async () => {
+    const scratch = tempDir('controls');
+    torchReference(['make', '--out', scratch, '--seed', '2', '--sizes', '32']);
+    service = await startService('controls', { IMAGENET_WEIGHTS: path.join(scratch, 'weights.safetensors') });
+    await service.startWorker();
+  });
+  after(() => service.stop());
+
+  it('stops early when validation loss stops improving and serves the best epoch as epoch=best', async () => {
+    // A large learning rate overfits 96 images within a few epochs: validation loss turns up.
+    const { id, metrics } = await train(service, {
+      mode: 'feature_extraction', weights: 'imagenet', epochs: 40, optimizer: { learningRate: 0.05 },
+      earlyStopping: { patience: 3, monitor: 'validation_loss' },
+    });
+    assert.ok(metrics.earlyStopping, 'the job stopped early');
+    const { stoppedAfterEpoch, bestEpoch } = metrics.earlyStopping!;
+    assert.ok(stoppedAfterEpoch < 40, `stopped after ${stoppedAfterEpoch}`);
+    assert.equal(metrics.epochs.length, stoppedAfterEpoch);
+    assert.equal(stoppedAfterEpoch - bestEpoch, 3, 'patience 3');
+    const lowest = metrics.epochs.reduce((a, b) => (b.validationLoss! < a.validationLoss! ? b : a));
+    assert.equal(bestEpoch, lowest.epoch);
+    assert.ok(Math.abs(metrics.evaluation!.loss! - lowest.validationLoss!) < 1e-5, 'the final model is the best epoch');
+    const best = await service.http().get(`/v1/jobs/${id}/checkpoint?epoch=best`);
+    assert.equal(best.status, 200);
+    assert.match(best.headers['content-disposition'], new RegExp(`-epoch-${bestEpoch}\\.tar\\.gz"`));
+  });
+
+  it('gives identical per-epoch metrics for two runs of the same spec and seed', async () => {
+    const spec = {
+      mode: 'fine_tuning', weights: 'random', epochs: 2, batchSize: 8, seed: 5,
+      dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 10, imageSize: 32, seed: 2 },
+      fineTuning: { trainableFrom: 'layer4', freezeBatchNorm: false },
+    };
+    const first = await train(service, spec);
+    const second = await train(service, spec);
+    assert.equal(first.metrics.epochs.length, 2);
+    assert.deepEqual(withoutTimings(second.metrics.epochs), withoutTimings(first.metrics.epochs));
+  });
+
+  it('applies the learning-rate schedule, class weights and label smoothing', async () => {
+    const spec = {
+      mode: 'feature_extraction', weights: 'imagenet', epochs: 4, optimizer: { learningRate: 0.01 },
+      schedule: { type: 'cosine', warmupEpochs: 1, minLearningRate: 0.001 }, classWeights: 'balanced', labelSmoothing: 0.1,
+    };
+    const { metrics } = await train(service, spec);
+    const parsed = JobSpec.parse({ ...spec, inputSize: 32, dataset }) as TrainingJobSpec;
+    assert.deepEqual(metrics.epochs.map((e) => e.learningRate), [1, 2, 3, 4].map((epoch) => learningRateAt(parsed, epoch)));
+    assert.ok(metrics.epochs.at(-1)!.trainLoss > 0.1, 'label smoothing keeps the loss above zero');
+  });
+});
