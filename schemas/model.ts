@@ -10,7 +10,7 @@ export const InputSize = z
   .int()
   .min(32)
   .max(512)
-  .multipleOf(32, { message: 'inputSize must be a multiple of 32 (ResNet-50 downsamples by 32)' })
+  .multipleOf(16, { message: 'inputSize must be a multiple of 16 from 32 to 512' })
   .describe('Square input side in pixels; torchvision weights were trained at 224');
 
 export const NumClasses = z.number().int().min(2).max(10_000);

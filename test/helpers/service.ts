@@ -6,10 +6,11 @@ import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import supertest from 'supertest';
 import { loadConfig, type Config } from '../../schemas/config.js';
-import type { JobStatus } from '../../schemas/job-status.js';
+import type { JobStatus, Metrics } from '../../schemas/job-status.js';
 import { buildApp } from '../../services/api/app.js';
 import { LocalArtifactStore } from '../../services/artifacts/artifact-store.js';
 import { Queues, redisConnection, redisKeys } from '../../services/queue/queues.js';
+import { tempDir, torchReference } from './torch.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -120,3 +121,25 @@ export async function pollJob(service: TestService, id: string, done: (s: JobSta
 export const finished = (s: JobStatus) => ['completed', 'failed', 'cancelled'].includes(s.state);
 
 export { redisKeys };
+
+/** Submits a spec, waits for it to finish, and requires that it completed; returns its id and metrics. */
+export async function completedJob(service: TestService, spec: object, timeoutMs = 600_000): Promise<{ id: string; metrics: Metrics }> {
+  const submitted = await service.http().post('/v1/jobs').send(spec);
+  if (submitted.status !== 202) throw new Error(`POST /v1/jobs answered ${submitted.status}: ${submitted.text}`);
+  const status = await pollJob(service, submitted.body.id, finished, timeoutMs);
+  if (status.state !== 'completed') throw new Error(`job ${status.id} ended ${status.state}: ${JSON.stringify(status.failure)}`);
+  return { id: status.id, metrics: (await service.http().get(`/v1/jobs/${status.id}/metrics`)).body as Metrics };
+}
+
+/**
+ * A service with one worker whose IMAGENET_WEIGHTS is a stand-in: ImageNet weights cannot be
+ * downloaded here, so PyTorch writes torchvision's ResNet-50 with seeded random weights and
+ * data-calibrated BatchNorm statistics. `scratch` holds the file and the reference outputs.
+ */
+export async function startServiceWithStandInWeights(prefix: string, seed: number, sizes: number[]) {
+  const scratch = tempDir(prefix);
+  torchReference(['make', '--out', scratch, '--seed', String(seed), '--sizes', ...sizes.map(String)]);
+  const service = await startService(prefix, { IMAGENET_WEIGHTS: path.join(scratch, 'weights.safetensors') });
+  await service.startWorker();
+  return { service, scratch };
+}

@@ -12,9 +12,8 @@ import { preprocessingFor } from '../../workers/data/preprocess.js';
 import { loadModel } from '../../workers/model/checkpoint-io.js';
 import { buildResNet50 } from '../../workers/model/resnet50.js';
 import { importTorchvisionWeights } from '../../workers/model/torchvision-weights.js';
-import { finished, pollJob, startService, type TestService } from '../helpers/service.js';
+import { finished, pollJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
 import { maxAbsDifference, useTestBackend } from '../helpers/tf.js';
-import { tempDir, torchReference } from '../helpers/torch.js';
 import sharp, { type Sharp } from 'sharp';
 import { renderSyntheticImage } from '../../workers/data/synthetic.js';
 import { seededRandom } from '../../workers/data/random.js';
@@ -45,12 +44,7 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
 
   before(async () => {
     await useTestBackend();
-    scratch = tempDir('journey');
-    // Stand-in for torchvision's ImageNet weights (which cannot be downloaded here): seeded random
-    // torchvision weights with data-calibrated BatchNorm statistics, written by PyTorch itself.
-    torchReference(['make', '--out', scratch, '--seed', '1', '--sizes', '32']);
-    service = await startService('journey', { IMAGENET_WEIGHTS: path.join(scratch, 'weights.safetensors') });
-    await service.startWorker();
+    ({ service, scratch } = await startServiceWithStandInWeights('journey', 1, [32]));
   });
   after(() => service.stop());
 

@@ -1,20 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import type { Metrics } from '../../schemas/job-status.js';
-import { finished, pollJob, startService, type TestService } from '../helpers/service.js';
-import { tempDir, torchReference } from '../helpers/torch.js';
+import { completedJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
 
 // Classes a CNN can tell apart (hue and shape), 30 images each; 20% held out per class.
 const dataset = { type: 'synthetic', numClasses: 4, imagesPerClass: 30, imageSize: 32, seed: 1 } as const;
 
-async function train(service: TestService, spec: object): Promise<Metrics> {
-  const submitted = await service.http().post('/v1/jobs').send({ inputSize: 32, dataset, ...spec });
-  assert.equal(submitted.status, 202, submitted.text);
-  const status = await pollJob(service, submitted.body.id, finished, 600_000);
-  assert.equal(status.state, 'completed', JSON.stringify(status.failure));
-  return (await service.http().get(`/v1/jobs/${status.id}/metrics`)).body as Metrics;
-}
+const train = async (service: TestService, spec: object) => (await completedJob(service, { inputSize: 32, dataset, ...spec })).metrics;
 
 function assertLearned(metrics: Metrics, epochs: number) {
   const [first, last] = [metrics.epochs[0], metrics.epochs.at(-1)!];
@@ -27,10 +19,7 @@ function assertLearned(metrics: Metrics, epochs: number) {
 describe('learning is real', () => {
   let service: TestService;
   before(async () => {
-    const scratch = tempDir('learning');
-    torchReference(['make', '--out', scratch, '--seed', '2', '--sizes', '32']);
-    service = await startService('learning', { IMAGENET_WEIGHTS: path.join(scratch, 'weights.safetensors') });
-    await service.startWorker();
+    ({ service } = await startServiceWithStandInWeights('learning', 2, [32]));
   });
   after(() => service.stop());
 

@@ -3,26 +3,18 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import type { Metrics } from '../../schemas/job-status.js';
 import { DatasetSpec } from '../../schemas/dataset.js';
 import { resolveDataset } from '../../workers/data/datasets.js';
 import { seededRandom } from '../../workers/data/random.js';
 import { renderSyntheticImage } from '../../workers/data/synthetic.js';
-import { finished, pollJob, startService, type TestService } from '../helpers/service.js';
-import { tempDir, torchReference } from '../helpers/torch.js';
+import { completedJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
+import { torchReference } from '../helpers/torch.js';
 
 interface Prediction {
   file: string;
   top: Array<{ index: number; className: string; probability: number }>;
 }
 
-async function completedJob(service: TestService, spec: object): Promise<string> {
-  const submitted = await service.http().post('/v1/jobs').send(spec);
-  assert.equal(submitted.status, 202, submitted.text);
-  const status = await pollJob(service, submitted.body.id, finished, 600_000);
-  assert.equal(status.state, 'completed', JSON.stringify(status.failure));
-  return status.id;
-}
 
 describe('predictions from a trained job', () => {
   let service: TestService;
@@ -31,15 +23,12 @@ describe('predictions from a trained job', () => {
   let pretrainedId: string;
 
   before(async () => {
-    scratch = tempDir('predict');
-    torchReference(['make', '--out', scratch, '--seed', '4', '--sizes', '224']);
+    ({ service, scratch } = await startServiceWithStandInWeights('predict', 4, [224]));
     photo = path.join(scratch, 'photo.png');
     await sharp(renderSyntheticImage(1, 4, 256, seededRandom(11)), { raw: { width: 256, height: 256, channels: 3 } }).png().toFile(photo);
-    service = await startService('predict', { IMAGENET_WEIGHTS: path.join(scratch, 'weights.safetensors') });
-    await service.startWorker();
-    pretrainedId = await completedJob(service, {
+    ({ id: pretrainedId } = await completedJob(service, {
       mode: 'pretrained', inputSize: 224, dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 2, imageSize: 64 },
-    });
+    }));
   });
   after(() => service.stop());
 
@@ -84,10 +73,9 @@ describe('predictions from a trained job', () => {
 
   it('predicts the right class for held-out images of a trained job', async () => {
     const dataset = { type: 'synthetic', numClasses: 4, imagesPerClass: 30, imageSize: 32, seed: 1 } as const;
-    const id = await completedJob(service, {
+    const { id, metrics } = await completedJob(service, {
       mode: 'feature_extraction', weights: 'imagenet', inputSize: 32, epochs: 20, optimizer: { learningRate: 0.003 }, dataset,
     });
-    const metrics = (await service.http().get(`/v1/jobs/${id}/metrics`)).body as Metrics;
     const folder = await resolveDataset(DatasetSpec.parse(dataset), service.config.DATA_DIR);
     let request = service.http().post(`/v1/jobs/${id}/predict?topK=2`);
     for (const held of metrics.validationPredictions) request = request.attach('images', path.join(folder.root, held.file));

@@ -1,31 +1,20 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import type { EpochMetrics, Metrics } from '../../schemas/job-status.js';
+import type { EpochMetrics } from '../../schemas/job-status.js';
 import { learningRateAt } from '../../workers/training/controls.js';
 import { JobSpec, type TrainingJobSpec } from '../../schemas/job-spec.js';
-import { finished, pollJob, startService, type TestService } from '../helpers/service.js';
-import { tempDir, torchReference } from '../helpers/torch.js';
+import { completedJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
 
 const dataset = { type: 'synthetic', numClasses: 4, imagesPerClass: 30, imageSize: 32, seed: 1 } as const;
 
-async function train(service: TestService, spec: object): Promise<{ id: string; metrics: Metrics }> {
-  const submitted = await service.http().post('/v1/jobs').send({ inputSize: 32, dataset, ...spec });
-  assert.equal(submitted.status, 202, submitted.text);
-  const status = await pollJob(service, submitted.body.id, finished, 600_000);
-  assert.equal(status.state, 'completed', JSON.stringify(status.failure));
-  return { id: status.id, metrics: (await service.http().get(`/v1/jobs/${status.id}/metrics`)).body as Metrics };
-}
+const train = (service: TestService, spec: object) => completedJob(service, { inputSize: 32, dataset, ...spec });
 
 const withoutTimings = (epochs: EpochMetrics[]) => epochs.map(({ seconds: _seconds, ...rest }) => rest);
 
 describe('training controls on real jobs', () => {
   let service: TestService;
   before(async () => {
-    const scratch = tempDir('controls');
-    torchReference(['make', '--out', scratch, '--seed', '2', '--sizes', '32']);
-    service = await startService('controls', { IMAGENET_WEIGHTS: path.join(scratch, 'weights.safetensors') });
-    await service.startWorker();
+    ({ service } = await startServiceWithStandInWeights('controls', 2, [32]));
   });
   after(() => service.stop());
 

@@ -23,7 +23,7 @@ const MALFORMED: Array<[string, unknown, string]> = [
   ['oversized epochs', { ...valid, epochs: 1e9 }, 'epochs'],
   ['oversized batchSize', { ...valid, batchSize: 100000 }, 'batchSize'],
   ['zero batchSize', { ...valid, batchSize: 0 }, 'batchSize'],
-  ['inputSize not a multiple of 32', { ...valid, inputSize: 100 }, 'inputSize'],
+  ['inputSize not a multiple of 16', { ...valid, inputSize: 100 }, 'inputSize'],
   ['inputSize too large', { ...valid, inputSize: 4096 }, 'inputSize'],
   ['inputSize too small', { ...valid, inputSize: 0 }, 'inputSize'],
   ['unknown weights', { ...valid, weights: 'coco' }, 'weights'],

@@ -30,7 +30,7 @@ describe('retrain CLI', () => {
     for (const [args, message] of [
       [['summary', '--mode', 'bogus'], /mode/],
       [['summary', '--mode', 'feature_extraction'], /--num-classes is required/],
-      [['summary', '--mode', 'fine_tuning', '--num-classes', '5', '--input-size', '100'], /multiple of 32/],
+      [['summary', '--mode', 'fine_tuning', '--num-classes', '5', '--input-size', '100'], /multiple of 16/],
       [['summary', '--mode', 'feature_extraction', '--num-classes', '5', '--trainable-from', 'layer4'], /fine_tuning only/],
       [['train'], /unknown command/],
     ] as const) {

@@ -39,9 +39,10 @@ export interface ResNet50 {
   config: ModelConfig;
 }
 
+/** Multiples of 16 from 32 to 512: 224 and 112 (ImageNet's and half of it), 32 and 64 for tests. */
 export function validateInputSize(inputSize: number): void {
-  if (!Number.isInteger(inputSize) || inputSize < 32 || inputSize > 512 || inputSize % 32 !== 0) {
-    throw new RangeError(`inputSize must be a multiple of 32 from 32 to 512, got ${inputSize}`);
+  if (!Number.isInteger(inputSize) || inputSize < 32 || inputSize > 512 || inputSize % 16 !== 0) {
+    throw new RangeError(`inputSize must be a multiple of 16 from 32 to 512, got ${inputSize}`);
   }
 }
 
@@ -134,7 +135,7 @@ function bottleneck(scope: Scope, x: tf.SymbolicTensor, width: number, stride: n
   return relu(scope, sum, 2);
 }
 
-function backbone(scope: Scope, input: tf.SymbolicTensor, inputSize: number): tf.SymbolicTensor {
+function backbone(scope: Scope, input: tf.SymbolicTensor): tf.SymbolicTensor {
   let x = conv2d(scope, 'conv1', input, 64, 7, 2);
   x = batchNorm(scope, 'bn1', x);
   x = relu(scope, x, 0);
@@ -154,7 +155,8 @@ function backbone(scope: Scope, input: tf.SymbolicTensor, inputSize: number): tf
       return y;
     });
   });
-  const avgpool = tf.layers.averagePooling2d({ name: 'avgpool', poolSize: inputSize / 32, strides: 1, padding: 'valid' });
+  // AdaptiveAvgPool2d((1, 1)): pool over whatever spatial size layer4 has (ceil(size / 32)).
+  const avgpool = tf.layers.averagePooling2d({ name: 'avgpool', poolSize: x.shape.slice(1, 3) as [number, number], strides: 1, padding: 'valid' });
   x = scope.leaf('AdaptiveAvgPool2d', 'avgpool', avgpool, x);
   return tf.layers.flatten({ name: 'flatten' }).apply(x) as tf.SymbolicTensor;
 }
@@ -208,7 +210,7 @@ export function buildResNet50(config: ModelConfig): ResNet50 {
   const input = tf.input({ shape: [config.inputSize, config.inputSize, 3], name: 'input' });
   const tree: ModuleNode = { type: 'ResNet', varName: 'ResNet', path: '', output: input, children: [] };
   const scope = new Scope(tree, { next: config.seed ?? 0 });
-  const features = backbone(scope, input, config.inputSize);
+  const features = backbone(scope, input);
   const logits =
     config.mode === 'fine_tuning'
       ? fineTuningHead(scope, features, config.numClasses)

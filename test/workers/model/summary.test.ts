@@ -110,13 +110,15 @@ describe('model summary (torchinfo equivalent)', () => {
   });
 
   it('keeps the topology at every input size from 32 to 512 and rejects others', () => {
-    for (const inputSize of [32, 96, 512]) {
+    // torchvision's output sizes: each stride-2 stage gives ceil(size / 2).
+    for (const [inputSize, final] of [[32, 1], [96, 3], [112, 4], [512, 16]]) {
       const summary = summaryOf({ mode: 'pretrained', numClasses: 1000, inputSize }, 1);
       assert.equal(summary.totals.totalParams, 25_557_032);
-      assert.deepEqual(summary.rows.find((r) => r.name === 'layer4')!.outputShape, [1, 2048, inputSize / 32, inputSize / 32]);
+      assert.deepEqual(summary.rows.find((r) => r.name === 'layer4')!.outputShape, [1, 2048, final, final]);
+      assert.deepEqual(summary.rows.find((r) => r.name === 'avgpool')!.outputShape, [1, 2048, 1, 1]);
     }
-    for (const inputSize of [0, 16, 48, 544]) {
-      assert.throws(() => buildResNet50({ mode: 'pretrained', numClasses: 1000, inputSize }), /multiple of 32/);
+    for (const inputSize of [0, 16, 40, 544]) {
+      assert.throws(() => buildResNet50({ mode: 'pretrained', numClasses: 1000, inputSize }), /multiple of 16/);
     }
   });
 

@@ -30,11 +30,12 @@ describe('parity with torchvision resnet50 (Debian python3-torch)', () => {
   before(async () => {
     await useTestBackend();
     dir = tempDir('parity');
-    torchReference(['make', '--out', dir, '--seed', '7', '--sizes', '224', '64']);
+    torchReference(['make', '--out', dir, '--seed', '7', '--sizes', '224', '112', '64']);
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  for (const size of [224, 64]) {
+  // 112 has odd spatial sizes (7 -> 4 in layer4): PyTorch's padding arithmetic must match there too.
+  for (const size of [224, 112, 64]) {
     it(`reproduces PyTorch's logits and top-5 at input ${size}`, () => {
       const resnet = buildResNet50({ mode: 'pretrained', numClasses: 1000, inputSize: size });
       importTorchvisionWeights(resnet, readFileSync(path.join(dir, 'weights.safetensors')), { scope: 'all' });
