@@ -64,8 +64,14 @@ export type Metrics = z.infer<typeof Metrics>;
 
 export const BackendReport = z.object({ choice: z.string(), backend: z.string(), package: z.string(), version: z.string() });
 
+export const SkippedFile = z.object({ file: z.string(), reason: z.string() });
+
 /** What the worker reports through BullMQ's job progress. */
-export const WorkerProgress = Progress.extend({ latestMetrics: EpochMetrics.nullable(), backend: BackendReport.nullable() });
+export const WorkerProgress = Progress.extend({
+  latestMetrics: EpochMetrics.nullable(),
+  backend: BackendReport.nullable(),
+  skippedFiles: z.array(SkippedFile),
+});
 export type WorkerProgress = z.infer<typeof WorkerProgress>;
 
 export const JobStatus = z.object({
@@ -76,6 +82,8 @@ export const JobStatus = z.object({
   progress: Progress,
   latestMetrics: EpochMetrics.nullable(),
   backend: BackendReport.nullable(),
+  /** Dataset files the preflight found unusable; the job trains on the rest. */
+  skippedFiles: z.array(SkippedFile),
   cancelRequested: z.boolean(),
   attempts: z.number().int(),
   createdAt: z.string(),

@@ -8,6 +8,7 @@ import { JobService } from '../jobs/job-service.js';
 import type { Queues } from '../queue/queues.js';
 import { ModelInspector } from './model-inspector.js';
 import { registerProblemHandlers } from './problem.js';
+import { datasetsRoutes } from './routes/datasets.routes.js';
 import { healthRoutes } from './routes/health.routes.js';
 import { PREDICT_LIMITS, predictRoutes } from './routes/predict.routes.js';
 import { jobsRoutes } from './routes/jobs.routes.js';
@@ -48,6 +49,7 @@ export function buildApp({ config, redis, queues, store, logger = true }: AppDep
   const jobs = new JobService(queues, redis, store, config);
   jobsRoutes(app, { jobs, store });
   predictRoutes(app, { jobs, config });
+  datasetsRoutes(app, { config });
   summaryRoutes(app, { inspector, config });
   healthRoutes(app, { redis, prefix: config.QUEUE_PREFIX });
   return app;

@@ -87,6 +87,7 @@ export const jobKeys = (jobId: string) => {
     spec: `${root}/spec.json`,
     summary: `${root}/summary.json`,
     metrics: `${root}/metrics.json`,
+    preflight: `${root}/preflight.json`,
     checkpoints: `${root}/checkpoints`,
     checkpoint: (epoch: number) => `${root}/checkpoints/epoch-${String(epoch).padStart(4, '0')}`,
     final: `${root}/final`,

@@ -109,6 +109,7 @@ export class JobService {
       progress,
       latestMetrics: reported?.latestMetrics ?? null,
       backend: reported?.backend ?? null,
+      skippedFiles: reported?.skippedFiles ?? [],
       cancelRequested: cancelFlag === 1,
       attempts: job.attemptsMade,
       createdAt: new Date(job.timestamp).toISOString(),

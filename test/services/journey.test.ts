@@ -16,6 +16,7 @@ import { finished, pollJob, startServiceWithStandInWeights, type TestService } f
 import { maxAbsDifference, useTestBackend } from '../helpers/tf.js';
 import sharp, { type Sharp } from 'sharp';
 import { renderSyntheticImage } from '../../workers/data/synthetic.js';
+import { MESSY_BAD_FILES, writeMessyDataset } from '../helpers/images.js';
 import { seededRandom } from '../../workers/data/random.js';
 
 const INPUT = 32;
@@ -158,15 +159,33 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
     assert.ok(metrics.validationPredictions.some((p) => p.file.endsWith('.webp') || p.file.endsWith('.jpg') || p.file.endsWith('.png')));
   });
 
+  it('preflights a messy folder, then trains on it skipping exactly the unusable files', async () => {
+    await writeMessyDataset(path.join(service.config.DATA_DIR, 'messy'));
+    const preflight = await service.http().post('/v1/datasets/preflight').send({ dataset: { type: 'folder', path: 'messy' } });
+    assert.equal(preflight.status, 200, preflight.text);
+    const bad = Object.fromEntries((preflight.body.bad as Array<{ file: string; reason: string }>).map((b) => [b.file, b.reason]));
+    assert.deepEqual(bad, MESSY_BAD_FILES);
+    assert.equal(preflight.body.duplicates.length, 1);
+    const escape = await service.http().post('/v1/datasets/preflight').send({ dataset: { type: 'folder', path: '../x' } });
+    assert.equal(escape.status, 400);
+
+    const submitted = await service.http().post('/v1/jobs').send({
+      mode: 'feature_extraction', weights: 'random', inputSize: INPUT, epochs: 1, dataset: { type: 'folder', path: 'messy' },
+    });
+    const status = await pollJob(service, submitted.body.id, finished);
+    assert.equal(status.state, 'completed', JSON.stringify(status.failure));
+    assert.deepEqual(Object.fromEntries(status.skippedFiles.map((s) => [s.file, s.reason])), MESSY_BAD_FILES);
+  });
+
   it('lists jobs by state with pagination', async () => {
     const all = await service.http().get('/v1/jobs?limit=2');
     assert.equal(all.status, 200);
-    assert.equal(all.body.total, 4);
+    assert.equal(all.body.total, 5);
     assert.equal(all.body.items.length, 2);
     const rest = await service.http().get('/v1/jobs?limit=2&offset=2');
     assert.equal(rest.body.items.length, 2);
     const completed = await service.http().get('/v1/jobs?state=completed');
-    assert.equal(completed.body.total, 4);
+    assert.equal(completed.body.total, 5);
     assert.ok(completed.body.items.every((s: JobStatus) => s.state === 'completed'));
     assert.equal((await service.http().get('/v1/jobs?state=running')).body.total, 0);
   });

@@ -28,7 +28,8 @@ export class ImageDecodeError extends Error {}
 export async function decodeForModel(input: string | Buffer, p: Preprocessing): Promise<Float32Array> {
   let rgb: Buffer;
   try {
-    const oriented = sharp(input, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error' }).rotate();
+    // failOn 'warning': a damaged image is an error, not a silently garbled training example.
+    const oriented = sharp(input, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'warning' }).rotate();
     const meta = await sharp(input, { limitInputPixels: MAX_INPUT_PIXELS }).metadata();
     const swap = (meta.orientation ?? 1) >= 5;
     const [w, h] = swap ? [meta.height!, meta.width!] : [meta.width!, meta.height!];

@@ -8,6 +8,7 @@ import type { TrainingResult } from '../../services/queue/queues.js';
 import type { BackendInfo } from '../engine/backend.js';
 import { resolveDataset, ImageLoader } from '../data/datasets.js';
 import { stratifiedSplit, type LabelledImage } from '../data/image-folder.js';
+import { preflight, withoutBadFiles } from '../data/preflight.js';
 import { preprocessingFor } from '../data/preprocess.js';
 import { mixSeed, shuffled } from '../data/random.js';
 import { loadWeightsInto, saveModel } from '../model/checkpoint-io.js';
@@ -84,7 +85,7 @@ class ProgressReporter {
   constructor(private readonly ctx: JobContext, totalEpochs: number, totalSteps: number) {
     this.progress = {
       phase: 'loading_data', epoch: 0, totalEpochs, step: 0, totalSteps, percent: 0, etaSeconds: null,
-      latestMetrics: null, backend: ctx.backend,
+      latestMetrics: null, backend: ctx.backend, skippedFiles: [],
     };
   }
 
@@ -141,9 +142,20 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
   const reporter = new ProgressReporter(ctx, totalEpochs, 0);
   await reporter.phase('loading_data');
 
-  const dataset = await resolveDataset(spec.dataset, config.DATA_DIR).catch((error: Error) => {
+  const found = await resolveDataset(spec.dataset, config.DATA_DIR).catch((error: Error) => {
     throw new InvalidJobError(error.message);
   });
+  // Unusable files are skipped and listed, not discovered hours in.
+  const report = await preflight(found, { validationSplit: training ? spec.validationSplit : 0, seed: spec.seed, minImagesPerClass: 1 });
+  await store.write(keys.preflight, JSON.stringify(report));
+  if (report.bad.length) {
+    ctx.log(`skipping ${report.bad.length} unusable file(s): ${report.bad.map((b) => `${b.file} (${b.reason})`).join(', ')}`);
+    await reporter.update({ skippedFiles: report.bad.map(({ file, reason }) => ({ file, reason })) }, true);
+  }
+  if (training && report.smallClasses.length) {
+    throw new InvalidJobError(`class(es) with no usable image: ${report.smallClasses.join(', ')}`);
+  }
+  const dataset = withoutBadFiles(found, report);
   const preprocessing = preprocessingFor(spec.inputSize);
   const loader = new ImageLoader(dataset.root, preprocessing);
   const { train, validation } = training ? stratifiedSplit(dataset.images, spec.validationSplit, spec.seed) : { train: [], validation: dataset.images };

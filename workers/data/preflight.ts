@@ -1,0 +1,144 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import sharp, { type Metadata } from 'sharp';
+import { stratifiedSplit, type ImageFolder, type LabelledImage } from './image-folder.js';
+import { MAX_INPUT_PIXELS } from './preprocess.js';
+
+export type BadReason = 'empty' | 'not_an_image' | 'truncated' | 'corrupt' | 'too_many_pixels';
+
+export interface BadFile {
+  file: string;
+  reason: BadReason;
+  detail: string;
+}
+
+interface GoodFile {
+  file: string;
+  label: number;
+  sha256: string;
+  width: number;
+  height: number;
+  space: string;
+  depth: string;
+  hasAlpha: boolean;
+  rotated: boolean;
+}
+
+export interface PreflightReport {
+  classes: Array<{ name: string; images: number; usable: number }>;
+  images: number;
+  usable: number;
+  bad: BadFile[];
+  /** Files with identical bytes; `crossesSplit` when copies land in both train and validation. */
+  duplicates: Array<{ sha256: string; files: string[]; crossesSplit: boolean }>;
+  sizes: { minWidth: number; maxWidth: number; minHeight: number; maxHeight: number; medianWidth: number; medianHeight: number } | null;
+  colourModes: Record<string, number>;
+  bitDepths: Record<string, number>;
+  withAlpha: number;
+  exifRotated: number;
+  smallClasses: string[];
+  /** scikit-learn's balanced weights over the usable images, by class name. */
+  suggestedClassWeights: Record<string, number>;
+}
+
+const CONCURRENCY = 8;
+
+/** Reads and fully decodes one file: what is wrong with it, or what it is. */
+async function inspect(root: string, image: LabelledImage): Promise<GoodFile | BadFile> {
+  const bytes = await readFile(path.join(root, image.file));
+  if (bytes.length === 0) return { file: image.file, reason: 'empty', detail: 'the file has no bytes' };
+  const decode = (failOn: 'truncated' | 'warning') => sharp(bytes, { failOn, limitInputPixels: MAX_INPUT_PIXELS }).raw().toBuffer();
+  let meta: Metadata;
+  try {
+    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (error) {
+    return { file: image.file, reason: 'not_an_image', detail: (error as Error).message };
+  }
+  if ((meta.width ?? 0) * (meta.height ?? 0) > MAX_INPUT_PIXELS) {
+    return { file: image.file, reason: 'too_many_pixels', detail: `${meta.width}x${meta.height} is over the ${MAX_INPUT_PIXELS}-pixel limit` };
+  }
+  try {
+    await decode('truncated');
+  } catch (error) {
+    return { file: image.file, reason: 'truncated', detail: (error as Error).message };
+  }
+  try {
+    await decode('warning');
+  } catch (error) {
+    return { file: image.file, reason: 'corrupt', detail: (error as Error).message };
+  }
+  return {
+    file: image.file,
+    label: image.label,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    width: meta.width!,
+    height: meta.height!,
+    space: meta.space ?? 'unknown',
+    depth: meta.depth ?? 'unknown',
+    hasAlpha: meta.hasAlpha ?? false,
+    rotated: (meta.orientation ?? 1) > 1,
+  };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const count = (xs: string[]) => xs.reduce<Record<string, number>>((acc, x) => ((acc[x] = (acc[x] ?? 0) + 1), acc), {});
+
+/**
+ * Everything worth knowing about a dataset before training on it, without training: which files
+ * cannot be used and why, duplicates (and those that would leak across the split), sizes, colour
+ * modes, classes too small to learn, and class weights that would balance them.
+ */
+export async function preflight(
+  folder: ImageFolder,
+  options: { validationSplit: number; seed: number; minImagesPerClass: number },
+): Promise<PreflightReport> {
+  const results: Array<GoodFile | BadFile> = [];
+  for (let i = 0; i < folder.images.length; i += CONCURRENCY) {
+    results.push(...(await Promise.all(folder.images.slice(i, i + CONCURRENCY).map((image) => inspect(folder.root, image)))));
+  }
+  const good = results.filter((r): r is GoodFile => 'sha256' in r);
+  const bad = results.filter((r): r is BadFile => 'reason' in r);
+  const { validation } = stratifiedSplit(good, options.validationSplit, options.seed);
+  const held = new Set(validation.map((v) => v.file));
+  const byHash = new Map<string, GoodFile[]>();
+  for (const file of good) byHash.set(file.sha256, [...(byHash.get(file.sha256) ?? []), file]);
+  const duplicates = [...byHash.entries()]
+    .filter(([, files]) => files.length > 1)
+    .map(([sha256, files]) => ({
+      sha256,
+      files: files.map((f) => f.file),
+      crossesSplit: files.some((f) => held.has(f.file)) && files.some((f) => !held.has(f.file)),
+    }));
+  const usablePerClass = folder.classNames.map((_, label) => good.filter((g) => g.label === label).length);
+  return {
+    classes: folder.classNames.map((name, label) => ({
+      name, images: folder.images.filter((i) => i.label === label).length, usable: usablePerClass[label],
+    })),
+    images: folder.images.length,
+    usable: good.length,
+    bad,
+    duplicates,
+    sizes: good.length
+      ? {
+          minWidth: Math.min(...good.map((g) => g.width)), maxWidth: Math.max(...good.map((g) => g.width)),
+          minHeight: Math.min(...good.map((g) => g.height)), maxHeight: Math.max(...good.map((g) => g.height)),
+          medianWidth: median(good.map((g) => g.width)), medianHeight: median(good.map((g) => g.height)),
+        }
+      : null,
+    colourModes: count(good.map((g) => g.space)),
+    bitDepths: count(good.map((g) => g.depth)),
+    withAlpha: good.filter((g) => g.hasAlpha).length,
+    exifRotated: good.filter((g) => g.rotated).length,
+    smallClasses: folder.classNames.filter((_, label) => usablePerClass[label] < options.minImagesPerClass),
+    suggestedClassWeights: Object.fromEntries(
+      folder.classNames.map((name, label) => [name, usablePerClass[label] ? good.length / (folder.classNames.length * usablePerClass[label]) : 0]),
+    ),
+  };
+}
+
+/** The dataset without the files the preflight found unusable. */
+export function withoutBadFiles(folder: ImageFolder, report: PreflightReport): ImageFolder {
+  const bad = new Set(report.bad.map((b) => b.file));
+  return { ...folder, images: folder.images.filter((image) => !bad.has(image.file)) };
+}
