@@ -24,6 +24,9 @@ export const Config = z.object({
   JOB_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(3).describe('Retries for failures worth a retry'),
   WORKER_HEARTBEAT_MS: milliseconds(5_000),
   BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
+  UPLOAD_LIMIT_BYTES: z.coerce.number().int().min(1024).default(2 * 1024 ** 3).describe('Largest dataset archive accepted (413 past it)'),
+  UPLOAD_MAX_FILES: z.coerce.number().int().min(1).default(200_000),
+  UPLOAD_MAX_UNPACKED_BYTES: z.coerce.number().int().min(1024).default(20 * 1024 ** 3).describe('Refuses archives (zip bombs) that unpack past this'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 export type Config = z.infer<typeof Config> & { IMAGENET_WEIGHTS: string };

@@ -23,6 +23,14 @@ export const SyntheticDataset = z.strictObject({
   seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
 });
 
-export const DatasetSpec = z.discriminatedUnion('type', [FolderDataset, SyntheticDataset]);
+export const UploadedDataset = z.strictObject({
+  type: z.literal('upload'),
+  id: z.string().uuid().describe('The id POST /v1/datasets answered with'),
+});
+
+export const DatasetSpec = z.discriminatedUnion('type', [FolderDataset, SyntheticDataset, UploadedDataset]);
 export type DatasetSpec = z.infer<typeof DatasetSpec>;
 export type SyntheticDataset = z.infer<typeof SyntheticDataset>;
+
+/** Where uploaded datasets are unpacked, under DATA_DIR. */
+export const UPLOADS_FOLDER = 'uploads';

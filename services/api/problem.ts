@@ -71,3 +71,21 @@ function titleFor(status: number): string {
   };
   return titles[status] ?? 'Client Error';
 }
+
+const DRAIN_LIMIT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Before answering an upload early (4xx), read the rest of its body: a client cut off mid-write sees
+ * a broken pipe instead of the answer. Past 64 MiB the connection is closed instead.
+ */
+export async function drainBody(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  if (request.raw.readableEnded) return;
+  if (Number(request.headers['content-length'] ?? 0) > DRAIN_LIMIT_BYTES) {
+    reply.header('connection', 'close');
+    return;
+  }
+  await new Promise((resolve) => {
+    request.raw.once('end', resolve).once('close', resolve).once('error', resolve);
+    request.raw.resume();
+  });
+}

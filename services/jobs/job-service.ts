@@ -1,11 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
-import path from 'node:path';
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../../schemas/config.js';
 import { JobSpec, isTrainingSpec } from '../../schemas/job-spec.js';
 import type { JobState, JobStatus, Progress, WorkerProgress } from '../../schemas/job-status.js';
-import { DatasetError, readImageFolder } from '../../workers/data/image-folder.js';
+import { resolveDatasetOrProblem } from '../datasets/resolve.js';
 import { jobKeys, type ArtifactStore } from '../artifacts/artifact-store.js';
 import { HttpProblem } from '../api/problem.js';
 import { CANCELLED_REASON, QueueName, redisKeys, type Queues, type TrainingJob } from '../queue/queues.js';
@@ -45,17 +44,7 @@ export class JobService {
   }
 
   async submit(spec: JobSpec, idempotencyKey?: string): Promise<Submission> {
-    if (spec.dataset.type === 'folder') {
-      await readImageFolder(path.resolve(this.config.DATA_DIR, spec.dataset.path)).catch((error: unknown) => {
-        if (error instanceof DatasetError) {
-          throw new HttpProblem(400, 'Invalid request', error.message.replace(this.config.DATA_DIR, 'DATA_DIR'), {
-            in: 'body',
-            errors: [{ path: 'dataset.path', message: error.message.replace(this.config.DATA_DIR, 'DATA_DIR') }],
-          });
-        }
-        throw error;
-      });
-    }
+    if (spec.dataset.type !== 'synthetic') await resolveDatasetOrProblem(spec.dataset, this.config.DATA_DIR);
     let jobId: string = randomUUID();
     if (idempotencyKey) {
       const fingerprint = createHash('sha256').update(JSON.stringify(spec)).digest('hex');

@@ -1,7 +1,7 @@
 import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import type { DatasetSpec } from '../../schemas/dataset.js';
+import { UPLOADS_FOLDER, type DatasetSpec } from '../../schemas/dataset.js';
 import { DatasetError, readImageFolder, type ImageFolder, type LabelledImage } from './image-folder.js';
 import { decodeForModel, type Preprocessing } from './preprocess.js';
 import { materializeSyntheticDataset } from './synthetic.js';
@@ -13,14 +13,14 @@ export async function resolveDataset(spec: DatasetSpec, dataDir: string): Promis
   if (spec.type === 'synthetic') {
     return readImageFolder(await materializeSyntheticDataset(spec, path.join(dataDir, SYNTHETIC_CACHE)));
   }
-  const root = path.resolve(dataDir, spec.path);
+  const root = path.resolve(dataDir, spec.type === 'upload' ? path.join(UPLOADS_FOLDER, spec.id) : spec.path);
   const [realRoot, realDataDir] = await Promise.all([
     realpath(root).catch(() => {
-      throw new DatasetError(`dataset folder not found: ${spec.path} (under DATA_DIR)`);
+      throw new DatasetError(spec.type === 'upload' ? `no uploaded dataset ${spec.id}` : `dataset folder not found: ${spec.path} (under DATA_DIR)`);
     }),
     realpath(dataDir),
   ]);
-  if (!realRoot.startsWith(realDataDir + path.sep)) throw new DatasetError(`dataset path ${spec.path} resolves outside DATA_DIR`);
+  if (!realRoot.startsWith(realDataDir + path.sep)) throw new DatasetError('the dataset path resolves outside DATA_DIR');
   return readImageFolder(realRoot);
 }
 

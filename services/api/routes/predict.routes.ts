@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Config } from '../../../schemas/config.js';
 import type { PredictRequest, PredictResponse } from '../../../workers/inference/predict.thread.js';
 import type { JobService } from '../../jobs/job-service.js';
-import { HttpProblem, parseOrThrow } from '../problem.js';
+import { drainBody, HttpProblem, parseOrThrow } from '../problem.js';
 import { ThreadRpc } from '../thread-rpc.js';
 
 const PredictQuery = z.strictObject({ topK: z.coerce.number().int().min(1).max(1000).default(5) });
@@ -14,17 +14,11 @@ export function predictRoutes(app: FastifyInstance, { jobs, config }: { jobs: Jo
   const thread = new ThreadRpc<PredictRequest, PredictResponse>(new URL('../../../workers/inference/predict.thread.ts', import.meta.url));
   app.addHook('onClose', () => thread.close());
 
-  app.post('/v1/jobs/:id/predict', async (request) => {
+  app.post('/v1/jobs/:id/predict', async (request, reply) => {
     try {
       return await predict(request);
     } catch (error) {
-      // Answering before the upload is read would cut the client off mid-write: read it to the end.
-      if (!request.raw.readableEnded) {
-        await new Promise((resolve) => {
-          request.raw.once('end', resolve).once('close', resolve).once('error', resolve);
-          request.raw.resume();
-        });
-      }
+      await drainBody(request, reply);
       throw error;
     }
   });

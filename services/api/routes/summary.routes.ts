@@ -1,14 +1,13 @@
-import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../../../schemas/config.js';
 import { JobSpec } from '../../../schemas/job-spec.js';
 import { SummaryDepth } from '../../../schemas/model.js';
-import { DatasetError, readImageFolder } from '../../../workers/data/image-folder.js';
+import { resolveDatasetOrProblem } from '../../datasets/resolve.js';
 import { IMAGENET_CLASSES } from '../../../workers/model/resnet50.js';
 import { summaryAtDepth } from '../../../workers/model/summary.js';
 import type { ModelInspector } from '../model-inspector.js';
-import { HttpProblem, parseOrThrow } from '../problem.js';
+import { parseOrThrow } from '../problem.js';
 import { sendSummary } from './jobs.routes.js';
 
 const SummaryQuery = z.strictObject({ depth: SummaryDepth });
@@ -16,15 +15,7 @@ const SummaryQuery = z.strictObject({ depth: SummaryDepth });
 async function classCount(spec: JobSpec, dataDir: string): Promise<number> {
   if (spec.mode === 'pretrained') return IMAGENET_CLASSES;
   if (spec.dataset.type === 'synthetic') return spec.dataset.numClasses;
-  try {
-    return (await readImageFolder(path.resolve(dataDir, spec.dataset.path))).classNames.length;
-  } catch (error) {
-    if (!(error instanceof DatasetError)) throw error;
-    throw new HttpProblem(400, 'Invalid request', 'dataset.path: not a usable dataset folder', {
-      in: 'body',
-      errors: [{ path: 'dataset.path', message: error.message.replace(dataDir, 'DATA_DIR') }],
-    });
-  }
+  return (await resolveDatasetOrProblem(spec.dataset, dataDir)).classNames.length;
 }
 
 /** The summary of the model a spec would train, without training it. */

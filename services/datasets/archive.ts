@@ -1,0 +1,124 @@
+import { mkdir } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import * as tar from 'tar';
+import yauzl from 'yauzl';
+
+export interface ArchiveLimits {
+  maxFiles: number;
+  maxUnpackedBytes: number;
+}
+
+/** An archive refused as a whole; nothing of it is extracted. */
+export class ArchiveError extends Error {}
+
+/** A relative path with no `..`, no absolute root, no drive letter, no NUL: safe to join under a folder. */
+export function safeEntryPath(name: string): string {
+  const normalised = name.replace(/\\/g, '/').replace(/^(\.\/)+/, '');
+  if (!normalised || normalised.includes('\0')) throw new ArchiveError(`entry "${name}" has an empty or NUL-containing name`);
+  if (normalised.startsWith('/') || /^[a-zA-Z]:/.test(normalised)) throw new ArchiveError(`entry "${name}" has an absolute path`);
+  if (normalised.split('/').includes('..')) throw new ArchiveError(`entry "${name}" climbs out of the archive with ".."`);
+  return normalised.replace(/\/+$/, '');
+}
+
+class Budget {
+  files = 0;
+  bytes = 0;
+  constructor(private readonly limits: ArchiveLimits) {}
+  add(size: number, name: string) {
+    this.files += 1;
+    this.bytes += size;
+    if (this.files > this.limits.maxFiles) throw new ArchiveError(`more than ${this.limits.maxFiles} files`);
+    if (this.bytes > this.limits.maxUnpackedBytes) {
+      throw new ArchiveError(`unpacks to more than ${this.limits.maxUnpackedBytes} bytes (at "${name}")`);
+    }
+  }
+}
+
+/**
+ * tar.gz: every entry is checked (regular files and folders only, safe paths, size and count
+ * bounds) before a byte is written; then extracted with the same checks enforced again.
+ */
+async function extractTar(file: string, destination: string, limits: ArchiveLimits): Promise<{ files: number; bytes: number }> {
+  const budget = new Budget(limits);
+  let problem: ArchiveError | undefined;
+  await tar.t({
+    file,
+    onReadEntry: (entry) => {
+      if (problem) return;
+      try {
+        if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'Directory') {
+          throw new ArchiveError(`entry "${entry.path}" is a ${entry.type}; only regular files and folders are accepted`);
+        }
+        safeEntryPath(entry.path);
+        if (entry.type !== 'Directory') budget.add(entry.size ?? 0, entry.path);
+      } catch (error) {
+        problem = error as ArchiveError;
+      }
+    },
+  }).catch((error: Error) => {
+    throw new ArchiveError(`not a readable tar.gz: ${error.message}`);
+  });
+  if (problem) throw problem;
+  await tar.x({ file, cwd: destination, strict: true, preservePaths: false, preserveOwner: false, noMtime: true });
+  return { files: budget.files, bytes: budget.bytes };
+}
+
+/** zip: sizes come from the central directory and are checked again while inflating (bombs lie). */
+function extractZip(file: string, destination: string, limits: ArchiveLimits): Promise<{ files: number; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    yauzl.open(file, { lazyEntries: true, autoClose: false, validateEntrySizes: true, strictFileNames: true }, (openError, zip) => {
+      if (openError || !zip) return reject(new ArchiveError(`not a readable zip: ${openError?.message}`));
+      const entries: yauzl.Entry[] = [];
+      const budget = new Budget(limits);
+      const fail = (error: Error) => {
+        zip.close();
+        reject(error instanceof ArchiveError ? error : new ArchiveError(error.message));
+      };
+      zip.on('error', fail);
+      zip.on('entry', (entry: yauzl.Entry) => {
+        try {
+          const unixMode = (entry.externalFileAttributes >>> 16) & 0o170000;
+          if (unixMode === 0o120000) throw new ArchiveError(`entry "${entry.fileName}" is a symbolic link; only regular files and folders are accepted`);
+          safeEntryPath(entry.fileName);
+          if (!entry.fileName.endsWith('/')) budget.add(entry.uncompressedSize, entry.fileName);
+          entries.push(entry);
+          zip.readEntry();
+        } catch (error) {
+          fail(error as Error);
+        }
+      });
+      zip.on('end', async () => {
+        try {
+          let written = 0;
+          for (const entry of entries) {
+            const target = path.join(destination, safeEntryPath(entry.fileName));
+            if (entry.fileName.endsWith('/')) {
+              await mkdir(target, { recursive: true });
+              continue;
+            }
+            await mkdir(path.dirname(target), { recursive: true });
+            const stream = await new Promise<NodeJS.ReadableStream>((res, rej) => zip.openReadStream(entry, (e, s) => (e || !s ? rej(e) : res(s))));
+            stream.on('data', (chunk: Buffer) => {
+              written += chunk.length;
+              if (written > limits.maxUnpackedBytes) (stream as unknown as { destroy(e: Error): void }).destroy(new ArchiveError('unpacks to more than its declared size'));
+            });
+            await pipeline(stream, createWriteStream(target, { flags: 'wx' }));
+          }
+          zip.close();
+          resolve({ files: budget.files, bytes: written });
+        } catch (error) {
+          fail(error as Error);
+        }
+      });
+      zip.readEntry();
+    });
+  });
+}
+
+export async function extractArchive(file: string, format: 'tar.gz' | 'zip', destination: string, limits: ArchiveLimits) {
+  await mkdir(destination, { recursive: true });
+  return format === 'zip' ? extractZip(file, destination, limits) : extractTar(file, destination, limits);
+}
+

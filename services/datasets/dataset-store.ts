@@ -1,0 +1,121 @@
+import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { UPLOADS_FOLDER } from '../../schemas/dataset.js';
+import { DatasetError, readImageFolder } from '../../workers/data/image-folder.js';
+import type { PreflightReport } from '../../workers/data/preflight.js';
+import { ArchiveError, extractArchive, type ArchiveLimits } from './archive.js';
+
+export interface DatasetRecord {
+  id: string;
+  name: string;
+  createdAt: string;
+  archiveBytes: number;
+  files: number;
+  unpackedBytes: number;
+  classNames: string[];
+  images: number;
+  preflight: PreflightReport;
+}
+
+export class UploadTooLargeError extends Error {}
+
+/**
+ * Uploaded datasets under DATA_DIR/uploads: `<id>/` holds the class folders, `<id>.json` the record.
+ * An upload is received and unpacked in `.incoming/` and moved into place only when complete and
+ * valid, so a refused archive leaves nothing behind.
+ */
+export class DatasetStore {
+  private readonly root: string;
+  private readonly incoming: string;
+
+  constructor(
+    dataDir: string,
+    private readonly limits: ArchiveLimits & { maxArchiveBytes: number },
+  ) {
+    this.root = path.join(dataDir, UPLOADS_FOLDER);
+    this.incoming = path.join(this.root, '.incoming');
+  }
+
+  async create(
+    body: Readable,
+    format: 'tar.gz' | 'zip',
+    name: string,
+    preflight: (id: string) => Promise<PreflightReport>,
+  ): Promise<DatasetRecord> {
+    const id = randomUUID();
+    const archive = path.join(this.incoming, `${id}.${format}`);
+    const unpacked = path.join(this.incoming, id);
+    await mkdir(this.incoming, { recursive: true });
+    try {
+      let received = 0;
+      const limit = this.limits.maxArchiveBytes;
+      const counter = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          received += chunk.length;
+          callback(received > limit ? new UploadTooLargeError(`the archive is larger than ${limit} bytes`) : null, chunk);
+        },
+      });
+      await pipeline(body, counter, createWriteStream(archive));
+      const { files, bytes } = await extractArchive(archive, format, unpacked, this.limits);
+      const classRoot = await this.classFolderRoot(unpacked);
+      const folder = await readImageFolder(classRoot).catch((error: Error) => {
+        throw new ArchiveError(error instanceof DatasetError ? error.message.replace(classRoot, 'the archive') : error.message);
+      });
+      await rename(classRoot, path.join(this.root, id));
+      const record: DatasetRecord = {
+        id, name, createdAt: new Date().toISOString(), archiveBytes: received, files, unpackedBytes: bytes,
+        classNames: folder.classNames, images: folder.images.length, preflight: await preflight(id),
+      };
+      await writeFile(path.join(this.root, `${id}.json`), JSON.stringify(record));
+      return record;
+    } catch (error) {
+      await rm(path.join(this.root, id), { recursive: true, force: true });
+      throw error;
+    } finally {
+      await rm(archive, { force: true });
+      await rm(unpacked, { recursive: true, force: true });
+    }
+  }
+
+  /** Archives often wrap the class folders in one top folder (`flowers/daisy/...`): unwrap it. */
+  private async classFolderRoot(dir: string): Promise<string> {
+    const entries = (await readdir(dir, { withFileTypes: true })).filter((e) => !e.name.startsWith('.') && e.name !== '__MACOSX');
+    if (entries.length === 1 && entries[0].isDirectory()) {
+      const inner = path.join(dir, entries[0].name);
+      const innerEntries = await readdir(inner, { withFileTypes: true });
+      if (innerEntries.some((e) => e.isDirectory())) return inner;
+    }
+    return dir;
+  }
+
+  async get(id: string): Promise<DatasetRecord | null> {
+    if (!/^[0-9a-f-]{36}$/.test(id)) return null;
+    try {
+      return JSON.parse(await readFile(path.join(this.root, `${id}.json`), 'utf8')) as DatasetRecord;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw error;
+    }
+  }
+
+  async list(): Promise<DatasetRecord[]> {
+    const names = await readdir(this.root).catch(() => [] as string[]);
+    const records = await Promise.all(names.filter((n) => n.endsWith('.json')).map((n) => this.get(n.slice(0, -5))));
+    return records.filter((r): r is DatasetRecord => r !== null).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  }
+
+  async remove(id: string): Promise<boolean> {
+    if (!(await this.get(id))) return false;
+    await rm(path.join(this.root, `${id}.json`), { force: true });
+    await rm(path.join(this.root, id), { recursive: true, force: true });
+    return true;
+  }
+
+  async exists(id: string): Promise<boolean> {
+    return stat(path.join(this.root, id)).then(() => true, () => false);
+  }
+}
