@@ -92,6 +92,7 @@ async function cacheJob(backend: BackendInfo, useFeatureCache: boolean, scratch:
   const config = loadConfig({ DATA_DIR: path.join(scratch, 'data'), ARTIFACTS_DIR: path.join(scratch, `artifacts-${useFeatureCache}`) } as NodeJS.ProcessEnv);
   const spec = JobSpec.parse({
     mode: 'feature_extraction', weights: 'random', inputSize: Number(values['cache-job-size']), epochs: 10, batchSize: 16,
+    augmentation: { randomResizedCrop: false, horizontalFlip: false },
     dataset: { type: 'synthetic', numClasses: 5, imagesPerClass: 100, imageSize: 64, seed: 0 },
   });
   // Materialise the data set first, so both runs time training, not image generation.

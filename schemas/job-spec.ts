@@ -32,7 +32,18 @@ export const EarlyStopping = z.strictObject({
   minDelta: z.number().min(0).default(0),
 });
 
+export const Augmentation = z.strictObject({
+  randomResizedCrop: z.boolean().default(true).describe("torchvision's RandomResizedCrop(scale, ratio) instead of resize + center crop"),
+  horizontalFlip: z.boolean().default(true),
+  scale: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.08, 1]),
+  ratio: z.tuple([z.number().gt(0).max(10), z.number().gt(0).max(10)]).default([3 / 4, 4 / 3]),
+});
+export type Augmentation = z.infer<typeof Augmentation>;
+
 const training = {
+  augmentation: Augmentation.default({ randomResizedCrop: true, horizontalFlip: true, scale: [0.08, 1], ratio: [3 / 4, 4 / 3] }).describe(
+    'Training images only; with any augmentation on, feature_extraction runs the backbone every epoch instead of caching CNN codes',
+  ),
   epochs: z.number().int().min(1).max(1000).default(10),
   optimizer: Optimizer.default({ type: 'adam', learningRate: 1e-3, momentum: 0.9, weightDecay: 0 }),
   schedule: Schedule.default({ type: 'constant', stepSize: 10, gamma: 0.1, minLearningRate: 0, warmupEpochs: 0 }),

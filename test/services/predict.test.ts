@@ -75,6 +75,7 @@ describe('predictions from a trained job', () => {
     const dataset = { type: 'synthetic', numClasses: 4, imagesPerClass: 30, imageSize: 32, seed: 1 } as const;
     const { id, metrics } = await completedJob(service, {
       mode: 'feature_extraction', weights: 'imagenet', inputSize: 32, epochs: 20, optimizer: { learningRate: 0.003 }, dataset,
+      augmentation: { randomResizedCrop: false, horizontalFlip: false },
     });
     const folder = await resolveDataset(DatasetSpec.parse(dataset), service.config.DATA_DIR);
     let request = service.http().post(`/v1/jobs/${id}/predict?topK=2`);

@@ -7,6 +7,7 @@ import { completedJob, startServiceWithStandInWeights, type TestService } from '
 
 const dataset = { type: 'synthetic', numClasses: 4, imagesPerClass: 30, imageSize: 32, seed: 1 } as const;
 
+const unaugmented = { augmentation: { randomResizedCrop: false, horizontalFlip: false } };
 const train = (service: TestService, spec: object) => completedJob(service, { inputSize: 32, dataset, ...spec });
 
 const withoutTimings = (epochs: EpochMetrics[]) => epochs.map(({ seconds: _seconds, ...rest }) => rest);
@@ -22,7 +23,7 @@ describe('training controls on real jobs', () => {
     // A large learning rate overfits 96 images within a few epochs: validation loss turns up.
     const { id, metrics } = await train(service, {
       mode: 'feature_extraction', weights: 'imagenet', epochs: 40, optimizer: { learningRate: 0.05 },
-      earlyStopping: { patience: 3, monitor: 'validation_loss' },
+      earlyStopping: { patience: 3, monitor: 'validation_loss' }, ...unaugmented,
     });
     assert.ok(metrics.earlyStopping, 'the job stopped early');
     const { stoppedAfterEpoch, bestEpoch } = metrics.earlyStopping!;
@@ -38,6 +39,7 @@ describe('training controls on real jobs', () => {
   });
 
   it('gives identical per-epoch metrics for two runs of the same spec and seed', async () => {
+    // Augmentation on (the default), dropout and trainable BatchNorm: all of it must follow the seed.
     const spec = {
       mode: 'fine_tuning', weights: 'random', epochs: 2, batchSize: 8, seed: 5,
       dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 10, imageSize: 32, seed: 2 },
@@ -53,6 +55,7 @@ describe('training controls on real jobs', () => {
     const spec = {
       mode: 'feature_extraction', weights: 'imagenet', epochs: 4, optimizer: { learningRate: 0.01 },
       schedule: { type: 'cosine', warmupEpochs: 1, minLearningRate: 0.001 }, classWeights: 'balanced', labelSmoothing: 0.1,
+      ...unaugmented,
     };
     const { metrics } = await train(service, spec);
     const parsed = JobSpec.parse({ ...spec, inputSize: 32, dataset }) as TrainingJobSpec;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { UPLOADS_FOLDER, type DatasetSpec } from '../../schemas/dataset.js';
 import { DatasetError, readImageFolder, type ImageFolder, type LabelledImage } from './image-folder.js';
-import { decodeForModel, type Preprocessing } from './preprocess.js';
+import { decodeForModel, type Preprocessing, type RandomTransform } from './preprocess.js';
 import { materializeSyntheticDataset } from './synthetic.js';
 
 export const SYNTHETIC_CACHE = '.synthetic';
@@ -38,7 +38,9 @@ export class ImageLoader {
     private readonly maxCacheBytes = 1024 ** 3,
   ) {}
 
-  async image(file: string): Promise<Float32Array> {
+  async image(file: string, augment?: RandomTransform): Promise<Float32Array> {
+    // Augmented crops differ every time: decode them fresh.
+    if (augment) return decodeForModel(path.join(this.root, file), this.preprocessing, augment);
     const hit = this.cache.get(file);
     if (hit) return hit;
     const pixels = await decodeForModel(path.join(this.root, file), this.preprocessing);
@@ -50,8 +52,8 @@ export class ImageLoader {
   }
 
   /** A batch as an NHWC tensor (sharp decodes in parallel on libuv's thread pool). */
-  async batch(images: readonly LabelledImage[]): Promise<tf.Tensor4D> {
-    const crops = await Promise.all(images.map((image) => this.image(image.file)));
+  async batch(images: readonly LabelledImage[], augment?: (image: LabelledImage) => RandomTransform): Promise<tf.Tensor4D> {
+    const crops = await Promise.all(images.map((image) => this.image(image.file, augment?.(image))));
     const size = this.preprocessing.crop;
     const data = new Float32Array(crops.length * size * size * 3);
     crops.forEach((crop, i) => data.set(crop, i * crop.length));

@@ -21,27 +21,57 @@ export function preprocessingFor(inputSize: number): Preprocessing {
 
 export class ImageDecodeError extends Error {}
 
+export interface RandomTransform {
+  randomResizedCrop: boolean;
+  horizontalFlip: boolean;
+  scale: readonly [number, number];
+  ratio: readonly [number, number];
+  random: () => number;
+}
+
+/** torchvision's RandomResizedCrop.get_params: area and log-uniform aspect, 10 tries, then center. */
+function randomCropBox(width: number, height: number, t: RandomTransform) {
+  const area = width * height;
+  const [logLow, logHigh] = [Math.log(t.ratio[0]), Math.log(t.ratio[1])];
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const target = area * (t.scale[0] + (t.scale[1] - t.scale[0]) * t.random());
+    const aspect = Math.exp(logLow + (logHigh - logLow) * t.random());
+    const w = Math.round(Math.sqrt(target * aspect));
+    const h = Math.round(Math.sqrt(target / aspect));
+    if (w > 0 && h > 0 && w <= width && h <= height) {
+      return { left: Math.floor(t.random() * (width - w + 1)), top: Math.floor(t.random() * (height - h + 1)), width: w, height: h };
+    }
+  }
+  const ratio = width / height;
+  const [w, h] = ratio < t.ratio[0] ? [width, Math.round(width / t.ratio[0])] : ratio > t.ratio[1] ? [Math.round(height * t.ratio[1]), height] : [width, height];
+  return { left: Math.floor((width - w) / 2), top: Math.floor((height - h) / 2), width: w, height: h };
+}
+
 /**
  * Decodes any image sharp reads (EXIF orientation applied; grey, palette, CMYK, alpha and 16-bit
  * become 8-bit sRGB) into a normalised HWC float32 crop.
  */
-export async function decodeForModel(input: string | Buffer, p: Preprocessing): Promise<Float32Array> {
+export async function decodeForModel(input: string | Buffer, p: Preprocessing, augment?: RandomTransform): Promise<Float32Array> {
   let rgb: Buffer;
   try {
     // failOn 'warning': a damaged image is an error, not a silently garbled training example.
-    const oriented = sharp(input, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'warning' }).rotate();
     const meta = await sharp(input, { limitInputPixels: MAX_INPUT_PIXELS }).metadata();
     const swap = (meta.orientation ?? 1) >= 5;
     const [w, h] = swap ? [meta.height!, meta.width!] : [meta.width!, meta.height!];
-    const scale = p.resize / Math.min(w, h);
-    const [rw, rh] = [Math.max(p.crop, Math.round(w * scale)), Math.max(p.crop, Math.round(h * scale))];
-    rgb = await oriented
-      .resize(rw, rh, { fit: 'fill', kernel: 'linear' })
-      .extract({ left: Math.floor((rw - p.crop) / 2), top: Math.floor((rh - p.crop) / 2), width: p.crop, height: p.crop })
-      .toColourspace('srgb')
-      .removeAlpha()
-      .raw({ depth: 'uchar' })
-      .toBuffer();
+    // rotate() before extract(): the crop box is in displayed (EXIF-oriented) coordinates.
+    const oriented = sharp(input, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'warning' }).rotate();
+    let pipeline;
+    if (augment?.randomResizedCrop) {
+      pipeline = oriented.extract(randomCropBox(w, h, augment)).resize(p.crop, p.crop, { fit: 'fill', kernel: 'linear' });
+    } else {
+      const scale = p.resize / Math.min(w, h);
+      const [rw, rh] = [Math.max(p.crop, Math.round(w * scale)), Math.max(p.crop, Math.round(h * scale))];
+      pipeline = oriented
+        .resize(rw, rh, { fit: 'fill', kernel: 'linear' })
+        .extract({ left: Math.floor((rw - p.crop) / 2), top: Math.floor((rh - p.crop) / 2), width: p.crop, height: p.crop });
+    }
+    if (augment?.horizontalFlip && augment.random() < 0.5) pipeline = pipeline.flop();
+    rgb = await pipeline.toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer();
   } catch (error) {
     throw new ImageDecodeError((error as Error).message);
   }

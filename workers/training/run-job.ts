@@ -10,7 +10,7 @@ import { resolveDataset, ImageLoader } from '../data/datasets.js';
 import { stratifiedSplit, type LabelledImage } from '../data/image-folder.js';
 import { preflight, withoutBadFiles } from '../data/preflight.js';
 import { preprocessingFor } from '../data/preprocess.js';
-import { mixSeed, shuffled } from '../data/random.js';
+import { mixSeed, seededRandom, shuffled } from '../data/random.js';
 import { loadWeightsInto, saveModel } from '../model/checkpoint-io.js';
 import { buildResNet50, FEATURE_DIM, IMAGENET_CLASSES, type ResNet50 } from '../model/resnet50.js';
 import { summarize } from '../model/summary.js';
@@ -187,7 +187,9 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
       // Feature extraction trains the head on CNN codes computed once; fine-tuning runs the network.
       let trained = resnet.model;
       let inputs: BatchSource = (batch) => loader.batch(batch);
-      if (spec.mode === 'feature_extraction' && ctx.useFeatureCache !== false) {
+      const { augmentation } = spec;
+      const augmenting = augmentation.randomResizedCrop || augmentation.horizontalFlip;
+      if (spec.mode === 'feature_extraction' && !augmenting && ctx.useFeatureCache !== false) {
         await reporter.phase('extracting_features');
         const images = [...train, ...validation];
         const key = await featureCacheKey({
@@ -216,8 +218,16 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
         resumedFromEpoch = resumed.epoch;
         ctx.log(`resuming after epoch ${resumed.epoch}`);
       }
+      const trainIndex = new Map(train.map((image, i) => [image.file, i]));
       for (let epoch = (resumed?.epoch ?? 0) + 1; epoch <= spec.epochs && !shouldStop(metrics.epochs, spec.earlyStopping); epoch++) {
         const started = Date.now();
+        // Each image's crop and flip are a function of (seed, epoch, image): reproducible, resumable.
+        const trainInputs: BatchSource = augmenting
+          ? (batch) =>
+              loader.batch(batch, (image) => ({
+                ...augmentation, random: seededRandom(mixSeed(mixSeed(spec.seed, epoch), trainIndex.get(image.file)!)),
+              }))
+          : inputs;
         const learningRate = learningRateAt(spec, epoch);
         setLearningRate(optimizer, learningRate);
         const order = shuffled(train, mixSeed(spec.seed, epoch));
@@ -231,7 +241,7 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
             throw new JobCancelledError();
           }
           const batch = order.slice(step * spec.batchSize, (step + 1) * spec.batchSize);
-          const x = await inputs(batch);
+          const x = await trainInputs(batch);
           const y = tf.oneHot(tf.tensor1d(batch.map((b) => b.label), 'int32'), numClasses) as tf.Tensor2D;
           const result = trainStep(trained, optimizer, x, y, {
             weightDecay: spec.optimizer.weightDecay,

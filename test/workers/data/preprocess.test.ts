@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
+import { seededRandom } from '../../../workers/data/random.js';
 import { decodeForModel, ImageDecodeError, IMAGENET_MEAN, IMAGENET_STD, MAX_INPUT_PIXELS, preprocessingFor } from '../../../workers/data/preprocess.js';
 
 const p32 = preprocessingFor(32);
@@ -35,6 +36,24 @@ describe('decoding for the model', () => {
       assert.equal(crop.length, 32 * 32 * 3, name);
       assert.ok(expected(pixel(crop, 32, 16, 16)), `${name}: ${pixel(crop, 32, 16, 16)}`);
     }
+  });
+
+  it('augments reproducibly: random resized crops follow the seed, flips mirror', async () => {
+    const raw = Buffer.alloc(64 * 64 * 3);
+    for (let y = 0; y < 64; y++) for (let x = 0; x < 64; x++) raw.set([x * 4, y * 4, 128], (y * 64 + x) * 3);
+    const png = await sharp(raw, { raw: { width: 64, height: 64, channels: 3 } }).png().toBuffer();
+    const crop = (seed: number) =>
+      decodeForModel(png, p32, { randomResizedCrop: true, horizontalFlip: false, scale: [0.08, 1], ratio: [3 / 4, 4 / 3], random: seededRandom(seed) });
+    assert.deepEqual(await crop(1), await crop(1));
+    assert.notDeepEqual(await crop(1), await crop(2));
+    const flipped = await decodeForModel(png, p32, { randomResizedCrop: false, horizontalFlip: true, scale: [1, 1], ratio: [1, 1], random: () => 0 });
+    const plain = await decodeForModel(png, p32);
+    // sharp flips before resizing, so the mirror is exact up to resampling at the crop's edges.
+    for (const row of [5, 20]) {
+      const [a, b] = [pixel(flipped, 32, row, 0), pixel(plain, 32, row, 31)];
+      assert.ok(a.every((v, c) => Math.abs(v - b[c]) <= 8), `${a} mirrors ${b}`);
+    }
+    assert.ok(pixel(flipped, 32, 5, 0)[0] > pixel(flipped, 32, 5, 31)[0], 'red grows to the left once flipped');
   });
 
   it('refuses a decompression bomb before decoding it', async () => {
