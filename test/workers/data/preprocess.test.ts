@@ -23,13 +23,14 @@ describe('decoding for the model', () => {
     assert.ok(bottom[2] > 200 && bottom[0] < 60, `bottom is blue once rotated: ${bottom}`);
   });
 
-  it('turns 16-bit, grayscale, CMYK and alpha images into 8-bit sRGB', async () => {
+  it('turns 16-bit, grayscale, CMYK, alpha and palette images into 8-bit sRGB', async () => {
     const red = () => sharp({ create: { width: 40, height: 40, channels: 3, background: { r: 255, g: 0, b: 0 } } });
     const cases: Array<[string, Buffer, (rgb: number[]) => boolean]> = [
       ['16-bit PNG', await red().toColourspace('rgb16').png().toBuffer(), ([r, g, b]) => r === 255 && g === 0 && b === 0],
       ['grayscale PNG', await red().toColourspace('b-w').png().toBuffer(), ([r, g, b]) => r === g && g === b && r > 0],
       ['CMYK JPEG', await red().toColourspace('cmyk').jpeg({ quality: 100 }).toBuffer(), ([r, g, b]) => r > 200 && g < 60 && b < 60],
       ['RGBA WebP', await red().ensureAlpha(0.3).webp({ lossless: true }).toBuffer(), ([r, g, b]) => r === 255 && g === 0 && b === 0],
+      ['palette PNG', await red().png({ palette: true }).toBuffer(), ([r, g, b]) => r > 240 && g < 16 && b < 16],
     ];
     for (const [name, bytes, expected] of cases) {
       const crop = await decodeForModel(bytes, p32);
