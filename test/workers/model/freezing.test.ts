@@ -46,7 +46,8 @@ describe('freezing', () => {
 
   it('feature_extraction: model.fit() also leaves the backbone bit-identical', async () => {
     const { model } = buildResNet50({ mode: 'feature_extraction', numClasses: CLASSES, inputSize: SIZE });
-    model.compile({ optimizer: tf.train.sgd(0.1), loss: 'categoricalCrossentropy' });
+    // The model outputs logits: softmax cross-entropy on them (Keras' categoricalCrossentropy wants probabilities).
+    model.compile({ optimizer: tf.train.sgd(0.1), loss: (labels: tf.Tensor, logits: tf.Tensor) => tf.losses.softmaxCrossEntropy(labels, logits) });
     const before = snapshotWeights(model);
     const { images, labels } = batch();
     await model.fit(images, labels, { epochs: 1, batchSize: 4, verbose: 0 });
