@@ -81,7 +81,9 @@ export class JobService {
     ]);
     // The job may have finished between reading its data and its state: read the data again.
     const job = (bullState === 'completed' || bullState === 'failed') && !current.finishedOn ? ((await this.find(current.id!)) ?? current) : current;
-    const spec = JobSpec.parse(job.data.spec);
+    // A payload written by an older release may not parse today: show it as stored rather than fail.
+    const parsed = JobSpec.safeParse(job.data.spec);
+    const spec = parsed.success ? parsed.data : job.data.spec;
     const state = stateOf(bullState, job, cancelFlag === 1);
     const reported = typeof job.progress === 'object' ? (job.progress as WorkerProgress) : null;
     const totalEpochs = isTrainingSpec(spec) ? spec.epochs : 0;

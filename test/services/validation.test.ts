@@ -2,6 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
+import { QueueName, Queues } from '../../services/queue/queues.js';
 import { startService, type TestService } from '../helpers/service.js';
 
 const synthetic = { type: 'synthetic', numClasses: 3, imagesPerClass: 4, imageSize: 32 };
@@ -140,5 +141,16 @@ describe('job spec validation (4xx problem+json naming the field)', () => {
     assert.match(text.text, /Trainable params: 10,245/);
     const bad = await service.http().post('/v1/summary?depth=9').send(spec);
     assert.equal(bad.status, 400);
+  });
+
+  it('describes a job whose stored payload no longer parses instead of failing with a 500', async () => {
+    const queues = new Queues(service.redis, { prefix: service.config.QUEUE_PREFIX, attempts: 1 });
+    const id = '0b6a2a0e-4f8e-4d5e-9d7e-1a2b3c4d5e6f';
+    await queues.enqueue(QueueName.Training, id, { spec: { mode: 'retired_mode' } as never, submittedAt: new Date().toISOString() });
+    const response = await service.http().get(`/v1/jobs/${id}`);
+    assert.equal(response.status, 200, response.text);
+    assert.equal(response.body.spec.mode, 'retired_mode');
+    assert.equal(response.body.state, 'queued');
+    await queues.close();
   });
 });
