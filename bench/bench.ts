@@ -95,7 +95,6 @@ async function cacheJob(backend: BackendInfo, useFeatureCache: boolean, scratch:
     augmentation: { randomResizedCrop: false, horizontalFlip: false },
     dataset: { type: 'synthetic', numClasses: 5, imagesPerClass: 100, imageSize: 64, seed: 0 },
   });
-  // Materialise the data set first, so both runs time training, not image generation.
   const started = performance.now();
   await runJob({
     jobId: `bench-${useFeatureCache}`, spec, config, store: new LocalArtifactStore(config.ARTIFACTS_DIR), backend,

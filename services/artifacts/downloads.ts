@@ -1,8 +1,9 @@
-import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
 import * as tar from 'tar';
 import { jobKeys, type ArtifactStore } from './artifact-store.js';
+import { hashFile } from './file-hash.js';
 
 export interface Download {
   key: string;
@@ -15,11 +16,7 @@ export interface Download {
 /** What a tfjs checkpoint download holds: the layers model and what a client needs to use it. */
 const ARCHIVE_FILES = ['model.json', 'weights.bin', 'metadata.json'];
 
-async function sha256(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
+const sha256 = async (file: string) => (await hashFile(file)).digest('hex');
 
 /**
  * A tar.gz of one model folder, built on first request and kept in the store (with its hash for the
@@ -33,7 +30,7 @@ async function archiveOf(store: ArtifactStore, folder: string, archiveKey: strin
   }
   const target = store.localPath(archiveKey);
   const staging = `${target}.${randomUUID()}.partial`;
-  await store.write(`${archiveKey}.lock`, ''); // creates the downloads folder
+  await mkdir(path.dirname(target), { recursive: true });
   try {
     await tar.c({ gzip: true, portable: true, file: staging, cwd: store.localPath(folder) }, ARCHIVE_FILES);
     const etag = await sha256(staging);
@@ -42,7 +39,6 @@ async function archiveOf(store: ArtifactStore, folder: string, archiveKey: strin
     return { size: (await store.stat(archiveKey))!.size, etag };
   } finally {
     await rm(staging, { force: true });
-    await store.remove(`${archiveKey}.lock`);
   }
 }
 

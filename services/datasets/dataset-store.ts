@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -113,9 +113,5 @@ export class DatasetStore {
     await rm(path.join(this.root, `${id}.json`), { force: true });
     await rm(path.join(this.root, id), { recursive: true, force: true });
     return true;
-  }
-
-  async exists(id: string): Promise<boolean> {
-    return stat(path.join(this.root, id)).then(() => true, () => false);
   }
 }

@@ -6,7 +6,7 @@ import { DatasetError, readImageFolder, type ImageFolder, type LabelledImage } f
 import { decodeForModel, type Preprocessing, type RandomTransform } from './preprocess.js';
 import { materializeSyntheticDataset } from './synthetic.js';
 
-export const SYNTHETIC_CACHE = '.synthetic';
+const SYNTHETIC_CACHE = '.synthetic';
 
 /** The dataset's folder, refusing anything that resolves (symlinks included) outside DATA_DIR. */
 export async function resolveDataset(spec: DatasetSpec, dataDir: string): Promise<ImageFolder> {

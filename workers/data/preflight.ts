@@ -59,14 +59,11 @@ async function inspect(root: string, image: LabelledImage): Promise<GoodFile | B
     return { file: image.file, reason: 'too_many_pixels', detail: `${meta.width}x${meta.height} is over the ${MAX_INPUT_PIXELS}-pixel limit` };
   }
   try {
-    await decode('truncated');
-  } catch (error) {
-    return { file: image.file, reason: 'truncated', detail: (error as Error).message };
-  }
-  try {
     await decode('warning');
   } catch (error) {
-    return { file: image.file, reason: 'corrupt', detail: (error as Error).message };
+    // Only a damaged file is decoded a second time, to tell a cut-off file from a garbled one.
+    const truncated = await decode('truncated').then(() => false, () => true);
+    return { file: image.file, reason: truncated ? 'truncated' : 'corrupt', detail: (error as Error).message };
   }
   return {
     file: image.file,

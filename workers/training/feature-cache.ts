@@ -1,16 +1,11 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { ArtifactStore } from '../../services/artifacts/artifact-store.js';
+import { hashFile } from '../../services/artifacts/file-hash.js';
 import type { ImageLoader } from '../data/datasets.js';
 import type { LabelledImage } from '../data/image-folder.js';
 import { FEATURE_DIM, type ResNet50 } from '../model/resnet50.js';
-
-async function hashFile(file: string, hash = createHash('sha256')) {
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash;
-}
 
 /**
  * What the CNN codes depend on: every image's bytes, the backbone weights, the preprocessing and the
