@@ -9,12 +9,14 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { loadConfig } from '../schemas/config.js';
 import { JobSpec } from '../schemas/job-spec.js';
-import { LocalArtifactStore } from '../services/artifacts/artifact-store.js';
-import { BACKEND_CHOICES, selectBackend, type BackendChoice, type BackendInfo } from '../workers/engine/backend.js';
-import { buildResNet50, type ModelConfig } from '../workers/model/resnet50.js';
-import { summarize } from '../workers/model/summary.js';
+import { LocalArtifactStore } from '../common/artifact-store.js';
+import { JobArtifacts } from '../common/job-artifacts.js';
+import { BackendChoice, type ModelConfig } from '../schemas/model.js';
+import { selectBackend, type BackendInfo } from '../engine/backend/backend.js';
+import { buildResNet50 } from '../engine/model/resnet50.js';
+import { summarize } from '../engine/model/summary.js';
+import { trainStep, wasmMicroBatchSize } from '../engine/training/train-step.js';
 import { runJob } from '../workers/training/run-job.js';
-import { trainStep, wasmMicroBatchSize } from '../workers/training/train-step.js';
 
 const { values } = parseArgs({
   options: {
@@ -96,14 +98,15 @@ async function cacheJob(backend: BackendInfo, useFeatureCache: boolean, scratch:
     dataset: { type: 'synthetic', numClasses: 5, imagesPerClass: 100, imageSize: 64, seed: 0 },
   });
   const started = performance.now();
+  const jobId = `bench-${useFeatureCache}`;
   await runJob({
-    jobId: `bench-${useFeatureCache}`, spec, config, store: new LocalArtifactStore(config.ARTIFACTS_DIR), backend,
+    jobId, spec, config, artifacts: new JobArtifacts(new LocalArtifactStore(config.ARTIFACTS_DIR), jobId), backend,
     report: async () => undefined, cancelRequested: async () => false, log: () => undefined, useFeatureCache,
   });
   return (performance.now() - started) / 1000;
 }
 
-const requested = (values.backends?.split(',') ?? BACKEND_CHOICES) as BackendChoice[];
+const requested = values.backends ? values.backends.split(',').map((name) => BackendChoice.parse(name)) : BackendChoice.options;
 const results: Record<string, unknown>[] = [];
 const unavailable: Record<string, string> = {};
 let cache: Record<string, unknown> | null = null;

@@ -3,4 +3,4 @@
 import { register } from 'tsx/esm/api';
 
 register();
-await import('../workers/cli.ts');
+await import('../cli/retrain.ts');

@@ -31,6 +31,59 @@ export const UploadedDataset = z.strictObject({
 export const DatasetSpec = z.discriminatedUnion('type', [FolderDataset, SyntheticDataset, UploadedDataset]);
 export type DatasetSpec = z.infer<typeof DatasetSpec>;
 export type SyntheticDataset = z.infer<typeof SyntheticDataset>;
+export type FolderDataset = z.infer<typeof FolderDataset>;
+export type UploadedDataset = z.infer<typeof UploadedDataset>;
 
 /** Where uploaded datasets are unpacked, under DATA_DIR. */
 export const UPLOADS_FOLDER = 'uploads';
+
+export const PreflightOptions = z.strictObject({
+  validationSplit: z.number().min(0).max(0.9).default(0.2).describe('Fraction of each class held out (stratified)'),
+  seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
+  minImagesPerClass: z.number().int().min(1).max(100_000).default(10).describe('Classes with fewer usable images are listed as small'),
+});
+export type PreflightOptions = z.infer<typeof PreflightOptions>;
+
+export const BadReason = z.enum(['empty', 'not_an_image', 'truncated', 'corrupt', 'too_many_pixels']);
+export const BadFile = z.object({ file: z.string(), reason: BadReason, detail: z.string() });
+export type BadFile = z.infer<typeof BadFile>;
+
+const counts = z.record(z.string(), z.number().int());
+
+/** Everything worth knowing about a dataset before training on it. */
+export const PreflightReport = z.object({
+  classes: z.array(z.object({ name: z.string(), images: z.number().int(), usable: z.number().int() })),
+  images: z.number().int(),
+  usable: z.number().int(),
+  bad: z.array(BadFile),
+  duplicates: z
+    .array(z.object({ sha256: z.string(), files: z.array(z.string()), crossesSplit: z.boolean() }))
+    .describe('Files with identical bytes; crossesSplit when copies land in both train and validation'),
+  sizes: z
+    .object({
+      minWidth: z.number().int(), maxWidth: z.number().int(), minHeight: z.number().int(), maxHeight: z.number().int(),
+      medianWidth: z.number().int(), medianHeight: z.number().int(),
+    })
+    .nullable(),
+  formats: counts.describe('Usable images by decoded format (jpeg, png, webp, ...)'),
+  colourModes: counts,
+  bitDepths: counts,
+  withAlpha: z.number().int(),
+  exifRotated: z.number().int(),
+  smallClasses: z.array(z.string()),
+  suggestedClassWeights: z.record(z.string(), z.number()).describe("scikit-learn's balanced weights over the usable images, by class name"),
+});
+export type PreflightReport = z.infer<typeof PreflightReport>;
+
+export const DatasetRecord = z.object({
+  id: z.uuid(),
+  name: z.string(),
+  createdAt: z.string(),
+  archiveBytes: z.number().int(),
+  files: z.number().int(),
+  unpackedBytes: z.number().int(),
+  classNames: z.array(z.string()),
+  images: z.number().int(),
+  preflight: PreflightReport,
+});
+export type DatasetRecord = z.infer<typeof DatasetRecord>;

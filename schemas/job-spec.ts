@@ -10,7 +10,6 @@ export const Optimizer = z.strictObject({
 });
 
 const shared = {
-  dataset: DatasetSpec,
   weights: z.enum(['imagenet', 'random']).default('imagenet').describe('imagenet reads IMAGENET_WEIGHTS; random is explicit'),
   inputSize: InputSize.default(224),
   batchSize: z.number().int().min(1).max(256).default(16),
@@ -41,6 +40,7 @@ export const Augmentation = z.strictObject({
 export type Augmentation = z.infer<typeof Augmentation>;
 
 const training = {
+  dataset: DatasetSpec,
   augmentation: Augmentation.default({ randomResizedCrop: true, horizontalFlip: true, scale: [0.08, 1], ratio: [3 / 4, 4 / 3] }).describe(
     'Training images only; with any augmentation on, feature_extraction runs the backbone every epoch instead of caching CNN codes',
   ),
@@ -55,8 +55,12 @@ const training = {
   labelSmoothing: z.number().min(0).max(0.5).default(0),
 };
 
-/** Evaluates the ImageNet model as is: no epochs, no optimiser. */
-export const PretrainedJobSpec = z.strictObject({ mode: z.literal('pretrained'), ...shared });
+/** The ImageNet model as is: summary, export and predictions; evaluated on a dataset when one is given. */
+export const PretrainedJobSpec = z.strictObject({
+  mode: z.literal('pretrained'),
+  dataset: DatasetSpec.optional().describe('Evaluated on when given (accuracy where class folders are named as ImageNet classes)'),
+  ...shared,
+});
 export const FeatureExtractionJobSpec = z.strictObject({ mode: z.literal('feature_extraction'), ...shared, ...training });
 export const FineTuningJobSpec = z.strictObject({
   mode: z.literal('fine_tuning'),

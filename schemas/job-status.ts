@@ -1,10 +1,16 @@
 import { z } from 'zod';
 import { JobSpec } from './job-spec.js';
+import { EpochMetrics } from './metrics.js';
+import { BackendReport, TransferMode } from './model.js';
 
 export const JobState = z.enum(['queued', 'running', 'completed', 'failed', 'cancelled']);
 export type JobState = z.infer<typeof JobState>;
+export const FINISHED_STATES: readonly JobState[] = ['completed', 'failed', 'cancelled'];
 
-export const Phase = z.enum(['queued', 'loading_data', 'building_model', 'extracting_features', 'training', 'validating', 'evaluating', 'saving', 'done']);
+/** `queued` only while the job is queued; `starting` until its worker first reports; `done` once completed. */
+export const Phase = z.enum([
+  'queued', 'starting', 'loading_data', 'building_model', 'extracting_features', 'training', 'validating', 'evaluating', 'saving', 'done',
+]);
 export type Phase = z.infer<typeof Phase>;
 
 export const Progress = z.object({
@@ -18,82 +24,41 @@ export const Progress = z.object({
 });
 export type Progress = z.infer<typeof Progress>;
 
-export const EpochMetrics = z.object({
-  epoch: z.number().int(),
-  trainLoss: z.number(),
-  trainAccuracy: z.number(),
-  validationLoss: z.number().nullable(),
-  validationAccuracy: z.number().nullable(),
-  validationTop5Accuracy: z.number().nullable(),
-  learningRate: z.number(),
-  seconds: z.number(),
-});
-export type EpochMetrics = z.infer<typeof EpochMetrics>;
-
-/** One held-out image and what the final model predicted for it (kept to audit the checkpoint). */
-export const Prediction = z.object({ file: z.string(), label: z.number().int(), probabilities: z.array(z.number()) });
-
-export const ClassificationReport = z.object({
-  perClass: z.array(z.object({ className: z.string(), precision: z.number(), recall: z.number(), f1: z.number(), support: z.number().int() })),
-  confusionMatrix: z.object({ classNames: z.array(z.string()), rows: z.literal('true class'), columns: z.literal('predicted class'), matrix: z.array(z.array(z.number().int())) }),
-});
-export type ClassificationReport = z.infer<typeof ClassificationReport>;
-
-export const Metrics = z.object({
-  classNames: z.array(z.string()),
-  epochs: z.array(EpochMetrics),
-  evaluation: z
-    .object({
-      split: z.enum(['validation', 'all']),
-      loss: z.number().nullable(),
-      accuracy: z.number().nullable(),
-      top5Accuracy: z.number().nullable(),
-      images: z.number().int(),
-    })
-    .nullable(),
-  /** The best epoch by the monitored validation metric (validation loss unless earlyStopping says otherwise). */
-  bestEpoch: z.number().int().nullable().optional(),
-  earlyStopping: z.object({ stoppedAfterEpoch: z.number().int(), bestEpoch: z.number().int(), monitor: z.string() }).optional(),
-  /** feature_extraction: the CNN-code cache key, whether it was a hit, and how many images the backbone ran on. */
-  featureCache: z.object({ key: z.string(), hit: z.boolean(), backboneImages: z.number().int() }).optional(),
-  /** Of the final model on the validation split (training modes). */
-  report: ClassificationReport.nullable(),
-  validationPredictions: z.array(Prediction),
-});
-export type Metrics = z.infer<typeof Metrics>;
-
-export const BackendReport = z.object({ choice: z.string(), backend: z.string(), package: z.string(), version: z.string() });
-
 export const SkippedFile = z.object({ file: z.string(), reason: z.string() });
+export type SkippedFile = z.infer<typeof SkippedFile>;
+/** Status carries the first few; GET /v1/jobs/:id/preflight has them all. */
+export const SKIPPED_FILES_IN_STATUS = 20;
 
-/** What the worker reports through BullMQ's job progress. */
-export const WorkerProgress = Progress.extend({
-  latestMetrics: EpochMetrics.nullable(),
-  backend: BackendReport.nullable(),
-  skippedFiles: z.array(SkippedFile),
+export const JobResult = z.object({
+  epochsCompleted: z.number().int(),
+  resumedFromEpoch: z.number().int().nullable(),
+  validationAccuracy: z.number().nullable(),
 });
-export type WorkerProgress = z.infer<typeof WorkerProgress>;
 
 export const JobStatus = z.object({
-  id: z.string().uuid(),
+  id: z.uuid(),
   state: JobState,
-  mode: z.string(),
-  spec: JobSpec,
+  mode: z.union([TransferMode, z.string()]).describe('A job stored by an older release may name a retired mode'),
+  spec: z.union([JobSpec, z.record(z.string(), z.unknown())]).describe('The spec as parsed today, or as stored when it no longer parses'),
   progress: Progress,
   latestMetrics: EpochMetrics.nullable(),
   backend: BackendReport.nullable(),
-  /** Dataset files the preflight found unusable; the job trains on the rest. */
-  skippedFiles: z.array(SkippedFile),
+  skippedFiles: z.array(SkippedFile).describe(`Dataset files the preflight found unusable (the first ${SKIPPED_FILES_IN_STATUS}); the job trains on the rest`),
+  skippedFileCount: z.number().int(),
   cancelRequested: z.boolean(),
   attempts: z.number().int(),
   createdAt: z.string(),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   failure: z.object({ reason: z.string() }).nullable(),
-  /** What the worker returned for a completed job. */
-  result: z
-    .object({ epochsCompleted: z.number().int(), resumedFromEpoch: z.number().int().nullable(), validationAccuracy: z.number().nullable() })
-    .nullable(),
+  result: JobResult.nullable().describe('What the worker returned for a completed job'),
   links: z.record(z.string(), z.string()),
 });
 export type JobStatus = z.infer<typeof JobStatus>;
+
+export const JobList = z.object({
+  items: z.array(JobStatus),
+  total: z.number().int(),
+  limit: z.number().int(),
+  offset: z.number().int(),
+});

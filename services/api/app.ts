@@ -1,56 +1,71 @@
 import { randomUUID } from 'node:crypto';
-import multipart from '@fastify/multipart';
-import Fastify, { type FastifyInstance } from 'fastify';
+import underPressure from '@fastify/under-pressure';
+import Fastify, { type FastifyBaseLogger } from 'fastify';
+import { serializerCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
+import type { ArtifactStore } from '../../common/artifact-store.js';
+import type { Logger } from '../../common/logger.js';
+import type { Queues } from '../../common/queues.js';
 import type { Config } from '../../schemas/config.js';
-import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { JobService } from '../jobs/job-service.js';
-import type { Queues } from '../queue/queues.js';
 import { ModelInspector } from './model-inspector.js';
-import { registerProblemHandlers } from './problem.js';
-import { datasetsRoutes } from './routes/datasets.routes.js';
-import { healthRoutes } from './routes/health.routes.js';
-import { PREDICT_LIMITS, predictRoutes } from './routes/predict.routes.js';
-import { jobsRoutes } from './routes/jobs.routes.js';
-import { summaryRoutes } from './routes/summary.routes.js';
+import { registerProblemHandlers, RETRY_AFTER_SECONDS } from './problem.js';
+import datasetsRoutes from './routes/datasets/index.js';
+import healthRoutes from './routes/health/index.js';
+import jobsRoutes from './routes/jobs/index.js';
+import predictRoutes from './routes/predict/index.js';
+import summaryRoutes from './routes/summary/index.js';
+import type { ThreadSettings } from './threads/protocol.js';
+import { zodValidatorCompiler } from './validation.js';
 
 export interface AppDeps {
   config: Config;
   redis: Redis;
   queues: Queues;
   store: ArtifactStore;
-  logger?: boolean;
+  logger: Logger;
 }
 
 /** The API as a Fastify instance: no listening, no connections of its own; main.ts owns those. */
-export function buildApp({ config, redis, queues, store, logger = true }: AppDeps): FastifyInstance {
+export async function buildApp({ config, redis, queues, store, logger }: AppDeps) {
+  const loggerInstance: FastifyBaseLogger = logger;
   const app = Fastify({
-    logger: logger ? { level: config.LOG_LEVEL } : false,
+    loggerInstance,
     bodyLimit: config.BODY_LIMIT_BYTES,
     genReqId: (request) => {
       const supplied = request.headers['x-request-id'];
       return typeof supplied === 'string' && /^[\w.-]{1,128}$/.test(supplied) ? supplied : randomUUID();
     },
-    // Explicit timeouts: a slow client cannot hold a connection forever.
+    // A slow client cannot hold a connection forever; keep-alive outlives a typical load balancer's 60 s idle timeout.
     connectionTimeout: 60_000,
     keepAliveTimeout: 72_000,
     requestTimeout: 120_000,
     return503OnClosing: true,
-  });
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(zodValidatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
   // JSON only: a text/plain body is a wrong media type (415), not a string spec.
   app.removeContentTypeParser('text/plain');
   registerProblemHandlers(app);
-  const inspector = new ModelInspector();
-  app.addHook('onClose', async () => inspector.close());
-  void app.register(multipart, { limits: PREDICT_LIMITS, throwFileSizeLimit: true });
-  const jobs = new JobService(queues, redis, store, config);
-  jobsRoutes(app, { jobs, store });
-  predictRoutes(app, { jobs, config });
-  datasetsRoutes(app, { config });
-  summaryRoutes(app, { inspector, config });
-  healthRoutes(app, { redis, prefix: config.QUEUE_PREFIX });
+  // Overload answers 503 with Retry-After instead of queueing requests behind a stalled event loop.
+  await app.register(underPressure, {
+    maxEventLoopDelay: config.API_MAX_EVENT_LOOP_DELAY_MS,
+    maxHeapUsedBytes: config.API_MAX_HEAP_USED_BYTES,
+    retryAfter: RETRY_AFTER_SECONDS,
+  });
+
+  const settings: ThreadSettings = { dataDir: config.DATA_DIR, artifactsDir: config.ARTIFACTS_DIR, backend: config.TFJS_BACKEND };
+  const inspector = new ModelInspector(settings);
+  app.addHook('onClose', () => inspector.close());
+  const jobs = new JobService(queues, redis, store, { prefix: config.QUEUE_PREFIX, dataDir: config.DATA_DIR });
+  const limits = { maxArchiveBytes: config.UPLOAD_LIMIT_BYTES, maxFiles: config.UPLOAD_MAX_FILES, maxUnpackedBytes: config.UPLOAD_MAX_UNPACKED_BYTES };
+  await app.register(jobsRoutes, { prefix: '/v1', jobs });
+  await app.register(predictRoutes, { prefix: '/v1', jobs, settings });
+  await app.register(datasetsRoutes, { prefix: '/v1', settings, limits });
+  await app.register(summaryRoutes, { prefix: '/v1', inspector, dataDir: config.DATA_DIR });
+  await app.register(healthRoutes, { redis, queuePrefix: config.QUEUE_PREFIX });
   return app;
 }

@@ -1,13 +1,15 @@
 // The API process: validates and enqueues jobs, serves status and artifacts. Stateless: run many.
+import { LocalArtifactStore } from '../../common/artifact-store.js';
+import { createLogger } from '../../common/logger.js';
+import { Queues, redisConnection } from '../../common/queues.js';
 import { loadConfig } from '../../schemas/config.js';
-import { LocalArtifactStore } from '../artifacts/artifact-store.js';
-import { Queues, redisConnection } from '../queue/queues.js';
 import { buildApp } from './app.js';
 
 const config = loadConfig();
-const redis = redisConnection(config.REDIS_URL, 'producer');
+const logger = createLogger('api', config.LOG_LEVEL);
+const redis = redisConnection(config.REDIS_URL, 'producer', logger);
 const queues = new Queues(redis, { prefix: config.QUEUE_PREFIX, attempts: config.JOB_ATTEMPTS });
-const app = buildApp({ config, redis, queues, store: new LocalArtifactStore(config.ARTIFACTS_DIR) });
+const app = await buildApp({ config, redis, queues, store: new LocalArtifactStore(config.ARTIFACTS_DIR), logger });
 
 await app.listen({ host: config.HOST, port: config.PORT });
 
@@ -15,11 +17,11 @@ let closing = false;
 async function shutdown(signal: string) {
   if (closing) return;
   closing = true;
-  app.log.info({ signal }, 'shutting down: server');
+  logger.info({ signal }, 'shutting down: server');
   await app.close();
-  app.log.info('shutting down: queues');
+  logger.info('shutting down: queues');
   await queues.close();
-  app.log.info('shutting down: redis');
+  logger.info('shutting down: redis');
   await redis.quit();
   process.exit(0);
 }

@@ -1,13 +1,18 @@
-import type { ModelConfig } from '../../workers/model/resnet50.js';
-import type { ModelSummary } from '../../workers/model/summary.js';
+import type { ModelConfig, ModelSummary } from '../../schemas/model.js';
 import { ThreadRpc } from './thread-rpc.js';
+import type { ThreadSettings } from './threads/protocol.js';
 
+/** There are few distinct model configs: keep their summaries. */
 const CACHE_ENTRIES = 64;
 
-/** Summaries of model configs, computed on a worker thread and cached (there are few distinct configs). */
+/** Summaries of model configs, computed on a worker thread and cached. */
 export class ModelInspector {
-  private readonly thread = new ThreadRpc<ModelConfig, ModelSummary>(new URL('../../workers/model/summary.thread.ts', import.meta.url));
+  private readonly thread: ThreadRpc<ModelConfig, ModelSummary>;
   private readonly cache = new Map<string, Promise<ModelSummary>>();
+
+  constructor(settings: ThreadSettings) {
+    this.thread = new ThreadRpc(new URL('./threads/summary.thread.ts', import.meta.url), settings);
+  }
 
   summary(config: ModelConfig): Promise<ModelSummary> {
     const key = JSON.stringify(config);
@@ -16,7 +21,8 @@ export class ModelInspector {
       result = this.thread.call(config);
       result.catch(() => this.cache.delete(key));
       this.cache.set(key, result);
-      if (this.cache.size > CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
+      const oldest = this.cache.keys().next();
+      if (this.cache.size > CACHE_ENTRIES && !oldest.done) this.cache.delete(oldest.value);
     }
     return result;
   }

@@ -1,4 +1,5 @@
-import { Worker, type TransferListItem } from 'node:worker_threads';
+import { Worker, type MessagePort, type TransferListItem } from 'node:worker_threads';
+import type { ThreadSettings } from './threads/protocol.js';
 
 /**
  * Request/response over one worker thread running a TypeScript module, so heavy tensor work stays
@@ -9,7 +10,10 @@ export class ThreadRpc<Request, Response> {
   private nextId = 0;
   private readonly pending = new Map<number, { resolve: (r: Response) => void; reject: (e: Error) => void }>();
 
-  constructor(private readonly entry: URL) {}
+  constructor(
+    private readonly entry: URL,
+    private readonly settings: ThreadSettings,
+  ) {}
 
   call(request: Request, transfer: TransferListItem[] = []): Promise<Response> {
     const worker = this.start();
@@ -24,12 +28,12 @@ export class ThreadRpc<Request, Response> {
     if (this.worker) return this.worker;
     // Worker threads do not inherit tsx's loader hooks on Node 20: register them inside the thread.
     const bootstrap = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(this.entry.href)}); })`;
-    const worker = new Worker(bootstrap, { eval: true, env: process.env });
+    const worker = new Worker(bootstrap, { eval: true, env: process.env, workerData: this.settings });
     worker.on('message', ({ id, result, error }: { id: number; result?: Response; error?: string }) => {
       const waiter = this.pending.get(id);
       this.pending.delete(id);
       if (error !== undefined) waiter?.reject(new Error(error));
-      else waiter?.resolve(result!);
+      else waiter?.resolve(result as Response);
     });
     worker.on('error', (error) => this.failAll(error));
     worker.on('exit', () => {
@@ -51,7 +55,8 @@ export class ThreadRpc<Request, Response> {
 }
 
 /** The thread side: answers every request with `handle`, errors as messages. */
-export function serveThreadRpc<Request, Response>(port: import('node:worker_threads').MessagePort, handle: (request: Request) => Promise<Response>): void {
+export function serveThreadRpc<Request, Response>(port: MessagePort | null, handle: (request: Request) => Promise<Response>): void {
+  if (!port) throw new Error('serveThreadRpc runs in a worker thread started by ThreadRpc');
   // One request at a time, in arrival order: tensor work would not overlap on one thread anyway.
   let queue = Promise.resolve();
   port.on('message', ({ id, request }: { id: number; request: Request }) => {

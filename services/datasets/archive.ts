@@ -4,6 +4,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar';
 import yauzl from 'yauzl';
+import { InvalidInputError } from '../../common/errors.js';
 
 export interface ArchiveLimits {
   maxFiles: number;
@@ -11,7 +12,11 @@ export interface ArchiveLimits {
 }
 
 /** An archive refused as a whole; nothing of it is extracted. */
-export class ArchiveError extends Error {}
+export class ArchiveError extends InvalidInputError {
+  constructor(message: string) {
+    super([{ path: 'archive', message }], 'body', message);
+  }
+}
 
 /** A relative path with no `..`, no absolute root, no drive letter, no NUL: safe to join under a folder. */
 export function safeEntryPath(name: string): string {
@@ -22,7 +27,7 @@ export function safeEntryPath(name: string): string {
   return normalised.replace(/\/+$/, '');
 }
 
-class Budget {
+class ExtractionBudget {
   files = 0;
   bytes = 0;
   constructor(private readonly limits: ArchiveLimits) {}
@@ -41,7 +46,7 @@ class Budget {
  * bounds) before a byte is written; then extracted with the same checks enforced again.
  */
 async function extractTar(file: string, destination: string, limits: ArchiveLimits): Promise<{ files: number; bytes: number }> {
-  const budget = new Budget(limits);
+  const budget = new ExtractionBudget(limits);
   let problem: ArchiveError | undefined;
   await tar.t({
     file,
@@ -71,7 +76,7 @@ function extractZip(file: string, destination: string, limits: ArchiveLimits): P
     yauzl.open(file, { lazyEntries: true, autoClose: false, validateEntrySizes: true, strictFileNames: true }, (openError, zip) => {
       if (openError || !zip) return reject(new ArchiveError(`not a readable zip: ${openError?.message}`));
       const entries: yauzl.Entry[] = [];
-      const budget = new Budget(limits);
+      const budget = new ExtractionBudget(limits);
       const fail = (error: Error) => {
         zip.close();
         reject(error instanceof ArchiveError ? error : new ArchiveError(error.message));

@@ -4,24 +4,13 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { UPLOADS_FOLDER } from '../../schemas/dataset.js';
-import { DatasetError, readImageFolder } from '../../workers/data/image-folder.js';
-import type { PreflightReport } from '../../workers/data/preflight.js';
+import { z } from 'zod';
+import { NotFoundError, TooLargeError } from '../../common/errors.js';
+import { DatasetError, readImageFolder } from '../../common/image-folder.js';
+import { DatasetRecord, UPLOADS_FOLDER, type PreflightReport } from '../../schemas/dataset.js';
 import { ArchiveError, extractArchive, type ArchiveLimits } from './archive.js';
 
-export interface DatasetRecord {
-  id: string;
-  name: string;
-  createdAt: string;
-  archiveBytes: number;
-  files: number;
-  unpackedBytes: number;
-  classNames: string[];
-  images: number;
-  preflight: PreflightReport;
-}
-
-export class UploadTooLargeError extends Error {}
+const isUuid = (id: string) => z.uuid().safeParse(id).success;
 
 /**
  * Uploaded datasets under DATA_DIR/uploads: `<id>/` holds the class folders, `<id>.json` the record.
@@ -56,7 +45,7 @@ export class DatasetStore {
       const counter = new Transform({
         transform(chunk: Buffer, _encoding, callback) {
           received += chunk.length;
-          callback(received > limit ? new UploadTooLargeError(`the archive is larger than ${limit} bytes`) : null, chunk);
+          callback(received > limit ? new TooLargeError(`the archive is larger than ${limit} bytes`) : null, chunk);
         },
       });
       await pipeline(body, counter, createWriteStream(archive));
@@ -93,13 +82,19 @@ export class DatasetStore {
   }
 
   async get(id: string): Promise<DatasetRecord | null> {
-    if (!/^[0-9a-f-]{36}$/.test(id)) return null;
+    if (!isUuid(id)) return null;
     try {
-      return JSON.parse(await readFile(path.join(this.root, `${id}.json`), 'utf8')) as DatasetRecord;
+      return DatasetRecord.parse(JSON.parse(await readFile(path.join(this.root, `${id}.json`), 'utf8')));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw error;
     }
+  }
+
+  async require(id: string): Promise<DatasetRecord> {
+    const record = await this.get(id);
+    if (!record) throw new NotFoundError(`no dataset with id ${id}`);
+    return record;
   }
 
   async list(): Promise<DatasetRecord[]> {
@@ -108,10 +103,9 @@ export class DatasetStore {
     return records.filter((r): r is DatasetRecord => r !== null).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
 
-  async remove(id: string): Promise<boolean> {
-    if (!(await this.get(id))) return false;
+  async remove(id: string): Promise<void> {
+    await this.require(id);
     await rm(path.join(this.root, `${id}.json`), { force: true });
     await rm(path.join(this.root, id), { recursive: true, force: true });
-    return true;
   }
 }

@@ -1,8 +1,8 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { seededRandom } from '../../workers/data/random.js';
-import { renderSyntheticImage } from '../../workers/data/synthetic.js';
+import { seededRandom } from '../../engine/data/random.js';
+import { renderSyntheticImage } from '../../engine/data/synthetic.js';
 
 /** The unusable files of `writeMessyDataset`, with the reason the preflight must give. */
 export const MESSY_BAD_FILES = {

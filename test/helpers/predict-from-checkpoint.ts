@@ -1,14 +1,16 @@
 // Runs in a fresh process: loads a checkpoint two ways and writes both predictions for one input.
 import * as tf from '@tensorflow/tfjs';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { selectBackend, type BackendChoice } from '../../workers/engine/backend.js';
-import { fileSystemHandler, loadModel } from '../../workers/model/checkpoint-io.js';
-import { LocalArtifactStore } from '../../services/artifacts/artifact-store.js';
+import { LocalArtifactStore } from '../../common/artifact-store.js';
+import { BackendChoice } from '../../schemas/model.js';
+import { selectBackend } from '../../engine/backend/backend.js';
+import { loadModel, storeHandler } from '../../engine/model/checkpoint-io.js';
 
 const [dir, inputFile, outFile, backend] = process.argv.slice(2);
-await selectBackend(backend as BackendChoice);
-const rebuilt = await loadModel(new LocalArtifactStore(dir), '');
-const plain = await tf.loadLayersModel(fileSystemHandler(dir));
+await selectBackend(BackendChoice.parse(backend));
+const store = new LocalArtifactStore(dir);
+const rebuilt = await loadModel(store, '');
+const plain = await tf.loadLayersModel(storeHandler(store, ''));
 const bytes = readFileSync(inputFile);
 const size = rebuilt.config.inputSize;
 const values = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);

@@ -2,14 +2,15 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import supertest from 'supertest';
 import { loadConfig, type Config } from '../../schemas/config.js';
-import type { JobStatus, Metrics } from '../../schemas/job-status.js';
+import type { JobStatus } from '../../schemas/job-status.js';
+import type { Metrics } from '../../schemas/metrics.js';
+import { LocalArtifactStore } from '../../common/artifact-store.js';
+import { createLogger } from '../../common/logger.js';
+import { Queues, redisConnection, redisKeys } from '../../common/queues.js';
 import { buildApp } from '../../services/api/app.js';
-import { LocalArtifactStore } from '../../services/artifacts/artifact-store.js';
-import { Queues, redisConnection, redisKeys } from '../../services/queue/queues.js';
 import { tempDir, torchReference } from './torch.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -17,7 +18,7 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 export interface TestService {
   config: Config;
   env: Record<string, string>;
-  app: FastifyInstance;
+  app: Awaited<ReturnType<typeof buildApp>>;
   http: () => ReturnType<typeof supertest>;
   redis: Redis;
   store: LocalArtifactStore;
@@ -49,13 +50,18 @@ export async function startService(prefix: string, extraEnv: Record<string, stri
     WORKER_HEARTBEAT_MS: '1000',
     JOB_ATTEMPTS: '1',
     LOG_LEVEL: 'warn',
+    // The in-process API shares its event loop and heap with tests that run models themselves:
+    // overload protection would answer them 503 (its own test sets these low on purpose).
+    API_MAX_EVENT_LOOP_DELAY_MS: String(3600_000),
+    API_MAX_HEAP_USED_BYTES: String(64 * 1024 ** 3),
     ...extraEnv,
   };
   const config = loadConfig(env);
-  const redis = redisConnection(config.REDIS_URL, 'producer');
+  const logger = createLogger('api', config.LOG_LEVEL);
+  const redis = redisConnection(config.REDIS_URL, 'producer', logger);
   const queues = new Queues(redis, { prefix: config.QUEUE_PREFIX, attempts: config.JOB_ATTEMPTS });
   const store = new LocalArtifactStore(config.ARTIFACTS_DIR);
-  const app = buildApp({ config, redis, queues, store, logger: false });
+  const app = await buildApp({ config, redis, queues, store, logger });
   await app.ready();
   const workers: WorkerProcess[] = [];
 
@@ -63,7 +69,8 @@ export async function startService(prefix: string, extraEnv: Record<string, stri
     let output = '';
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'workers/training/main.ts')], {
       cwd: ROOT,
-      env: { ...process.env, ...env },
+      // Info level: the tests read the worker's own lines ("worker ready", "job completed").
+      env: { ...process.env, ...env, LOG_LEVEL: 'info' },
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

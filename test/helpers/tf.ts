@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend, type BackendChoice } from '../../workers/engine/backend.js';
+import { selectBackend, type BackendChoice } from '../../engine/backend/backend.js';
 
 /** Tests run on the backend CI has (wasm) unless TEST_BACKEND says otherwise. */
 export async function useTestBackend(choice: BackendChoice = (process.env.TEST_BACKEND as BackendChoice) ?? 'wasm') {

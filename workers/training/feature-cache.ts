@@ -1,11 +1,15 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import type { ArtifactStore } from '../../services/artifacts/artifact-store.js';
-import { hashFile } from '../../services/artifacts/file-hash.js';
-import type { ImageLoader } from '../data/datasets.js';
-import type { LabelledImage } from '../data/image-folder.js';
-import { FEATURE_DIM, type ResNet50 } from '../model/resnet50.js';
+import { z } from 'zod';
+import { readJson, type ArtifactStore } from '../../common/artifact-store.js';
+import { hashFile } from '../../common/file-hash.js';
+import type { LabelledImage } from '../../common/image-folder.js';
+import type { Metrics } from '../../schemas/metrics.js';
+import type { Preprocessing } from '../../schemas/model.js';
+import type { ImageLoader } from '../../engine/data/datasets.js';
+import { FEATURE_DIM, type ResNet50 } from '../../engine/model/resnet50.js';
+import type { BatchSource } from './evaluate.js';
 
 /**
  * What the CNN codes depend on: every image's bytes, the backbone weights, the preprocessing and the
@@ -15,7 +19,7 @@ export async function featureCacheKey(parts: {
   root: string;
   images: readonly LabelledImage[];
   weights: string;
-  preprocessing: object;
+  preprocessing: Preprocessing;
   backend: string;
 }): Promise<string> {
   const hash = createHash('sha256');
@@ -36,6 +40,11 @@ export interface FeatureCodes {
   cacheHit: boolean;
 }
 
+const CachedFiles = z.array(z.string());
+
+const codesByFile = (files: readonly string[], all: Float32Array) =>
+  new Map(files.map((file, i) => [file, all.subarray(i * FEATURE_DIM, (i + 1) * FEATURE_DIM)]));
+
 /**
  * The frozen backbone's 2048-D output (after avgpool) for every image, computed once and kept in the
  * artifact store by content, so epochs after the first and later jobs on the same data skip it.
@@ -50,11 +59,11 @@ export async function featureCodes(
   onBatch: (done: number) => Promise<void>,
 ): Promise<FeatureCodes> {
   const prefix = `feature-cache/${key}`;
-  if ((await store.stat(`${prefix}.json`)) && (await store.stat(`${prefix}.f32`))) {
-    const files = JSON.parse((await store.read(`${prefix}.json`)).toString('utf8')) as string[];
+  const cachedFiles = (await store.stat(`${prefix}.f32`)) ? await readJson(store, `${prefix}.json`, CachedFiles) : null;
+  if (cachedFiles) {
     const bytes = await store.read(`${prefix}.f32`);
     const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-    return { codes: new Map(files.map((file, i) => [file, all.subarray(i * FEATURE_DIM, (i + 1) * FEATURE_DIM)])), backboneImages: 0, cacheHit: true };
+    return { codes: codesByFile(cachedFiles, all), backboneImages: 0, cacheHit: true };
   }
   const backbone = tf.model({ inputs: resnet.model.inputs, outputs: resnet.model.getLayer('flatten').output as tf.SymbolicTensor });
   const all = new Float32Array(images.length * FEATURE_DIM);
@@ -68,11 +77,7 @@ export async function featureCodes(
   const files = images.map((image) => image.file);
   await store.write(`${prefix}.f32`, new Uint8Array(all.buffer));
   await store.write(`${prefix}.json`, JSON.stringify(files));
-  return {
-    codes: new Map(files.map((file, i) => [file, all.subarray(i * FEATURE_DIM, (i + 1) * FEATURE_DIM)])),
-    backboneImages: images.length,
-    cacheHit: false,
-  };
+  return { codes: codesByFile(files, all), backboneImages: images.length, cacheHit: false };
 }
 
 /** The head alone, on CNN codes; it shares its layer (and so its weights) with the full model. */
@@ -80,3 +85,18 @@ export function headOnCodes(resnet: ResNet50): tf.LayersModel {
   const codes = tf.input({ shape: [FEATURE_DIM], name: 'cnn_codes' });
   return tf.model({ inputs: codes, outputs: resnet.model.getLayer('fc').apply(codes) as tf.SymbolicTensor });
 }
+
+/** Batches of cached codes for the head: the same input for training and validation. */
+export function codeBatches({ codes }: FeatureCodes): BatchSource {
+  return async (batch) => {
+    const out = new Float32Array(batch.length * FEATURE_DIM);
+    batch.forEach((image, i) => {
+      const code = codes.get(image.file);
+      if (!code) throw new Error(`no CNN code for ${image.file}`);
+      out.set(code, i * FEATURE_DIM);
+    });
+    return tf.tensor2d(out, [batch.length, FEATURE_DIM]);
+  };
+}
+
+export type FeatureCacheUse = NonNullable<Metrics['featureCache']>;

@@ -1,20 +1,24 @@
 // BullMQ sandboxed processor: runs in a child process of the worker, so hours of synchronous tensor
 // work never block the worker's event loop from renewing the job lock.
 import { UnrecoverableError, type SandboxedJob } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import { LocalArtifactStore } from '../../common/artifact-store.js';
+import { JobArtifacts } from '../../common/job-artifacts.js';
+import { createLogger, type Logger } from '../../common/logger.js';
+import { CANCELLED_REASON, redisConnection, redisKeys } from '../../common/queues.js';
 import { loadConfig, type Config } from '../../schemas/config.js';
-import { JobSpec } from '../../schemas/job-spec.js';
-import { LocalArtifactStore } from '../../services/artifacts/artifact-store.js';
-import { CANCELLED_REASON, redisKeys, type TrainingPayload, type TrainingResult } from '../../services/queue/queues.js';
-import { selectBackend, type BackendInfo } from '../engine/backend.js';
-import { InvalidJobError, JobCancelledError, runJob } from './run-job.js';
+import { TrainingPayload, type TrainingResult } from '../../schemas/queue.js';
+import { selectBackend, type BackendInfo } from '../../engine/backend/backend.js';
+import { InvalidJobError, JobCancelledError } from './job-context.js';
+import { runJob } from './run-job.js';
 
 interface Runtime {
   config: Config;
   backend: BackendInfo;
   store: LocalArtifactStore;
   redis: Redis;
+  logger: Logger;
 }
 
 let runtime: Promise<Runtime> | undefined;
@@ -23,30 +27,38 @@ let runtime: Promise<Runtime> | undefined;
 function setUp(): Promise<Runtime> {
   runtime ??= (async () => {
     const config = loadConfig();
+    const logger = createLogger('processor', config.LOG_LEVEL);
     const backend = await selectBackend(config.TFJS_BACKEND);
-    return { config, backend, store: new LocalArtifactStore(config.ARTIFACTS_DIR), redis: new Redis(config.REDIS_URL, { maxRetriesPerRequest: 3 }) };
+    // Retries forever like the worker's own connection: a Redis restart pauses the cancel check, not the job.
+    const redis = redisConnection(config.REDIS_URL, 'worker', logger);
+    return { config, backend, store: new LocalArtifactStore(config.ARTIFACTS_DIR), redis, logger };
   })();
   return runtime;
 }
 
 export default async function trainingProcessor(job: SandboxedJob<TrainingPayload, TrainingResult>): Promise<TrainingResult> {
-  const { config, backend, store, redis } = await setUp();
+  const { config, backend, store, redis, logger } = await setUp();
+  const jobId = job.id ?? '';
+  const log = logger.child({ jobId, attempt: job.attemptsMade + 1 });
   // Payloads outlive deploys: parse again with today's schema.
-  const parsed = JobSpec.safeParse(job.data.spec);
-  if (!parsed.success) throw new UnrecoverableError(`invalid job spec: ${z.prettifyError(parsed.error)}`);
-  const cancelKey = redisKeys(config.QUEUE_PREFIX).cancel(job.id!);
+  const payload = TrainingPayload.safeParse(job.data);
+  if (!payload.success) throw new UnrecoverableError(`invalid job spec: ${z.prettifyError(payload.error)}`);
+  const cancelKey = redisKeys(config.QUEUE_PREFIX).cancel(jobId);
   const cancelRequested = async () => (await redis.exists(cancelKey)) === 1;
   if (await cancelRequested()) throw new UnrecoverableError(CANCELLED_REASON);
   try {
     return await runJob({
-      jobId: job.id!,
-      spec: parsed.data,
+      jobId,
+      spec: payload.data.spec,
       config,
-      store,
+      artifacts: new JobArtifacts(store, jobId),
       backend,
       report: (progress) => job.updateProgress(progress),
       cancelRequested,
-      log: (message) => void job.log(message),
+      log: (message, fields) => {
+        log.info(fields ?? {}, message);
+        void job.log(fields ? `${message} ${JSON.stringify(fields)}` : message);
+      },
     });
   } catch (error) {
     if (error instanceof JobCancelledError) throw new UnrecoverableError(CANCELLED_REASON);

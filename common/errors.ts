@@ -1,0 +1,76 @@
+import type { z } from 'zod';
+
+/**
+ * What the domain throws when a request cannot be served as asked. Each kind maps to one HTTP status
+ * in the API's problem handler; the worker maps them to failures that are not worth a retry.
+ */
+export abstract class DomainError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export interface FieldError {
+  /** Dotted path of the field, e.g. `dataset.path`, `fineTuning` or `files[2]`. */
+  path: string;
+  message: string;
+  [detail: string]: unknown;
+}
+
+export type InputLocation = 'body' | 'query' | 'params' | 'headers';
+
+/** Input that names a field the service cannot accept: every failing field is listed. */
+export class InvalidInputError extends DomainError {
+  constructor(
+    readonly errors: FieldError[],
+    readonly location: InputLocation = 'body',
+    message = `${location} failed validation: ${errors.map((e) => e.path).join(', ')}`,
+  ) {
+    super(message);
+  }
+
+  static field(path: string, message: string, location: InputLocation = 'body'): InvalidInputError {
+    return new InvalidInputError([{ path, message }], location, `${path}: ${message}`);
+  }
+}
+
+export class NotFoundError extends DomainError {}
+
+/** The resource exists but its state does not allow this (a finished job cannot be cancelled). */
+export class ConflictError extends DomainError {
+  constructor(
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+export class IdempotencyKeyReusedError extends DomainError {}
+
+export class TooLargeError extends DomainError {}
+
+/** A dependency (Redis) cannot be reached; the request may succeed if retried later. */
+export class UnavailableError extends DomainError {}
+
+/** Every failing field of a zod parse, with unknown keys and a bad discriminator named precisely. */
+export function fieldErrorsOf(error: z.ZodError): FieldError[] {
+  return error.issues.flatMap((issue) => {
+    const at = issue.path.map(String).join('.');
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((key) => ({ path: at ? `${at}.${key}` : key, message: `"${key}" is not a field here` }));
+    }
+    if (issue.code === 'invalid_union' && 'discriminator' in issue) {
+      return [{ path: at || String(issue.discriminator), message: issue.message }];
+    }
+    return [{ path: at || '(root)', message: issue.message }];
+  });
+}
+
+/** Parses `value` or throws an InvalidInputError naming every failing field. */
+export function parseInput<T extends z.ZodType>(schema: T, value: unknown, location: InputLocation = 'body'): z.infer<T> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  throw new InvalidInputError(fieldErrorsOf(result.error), location);
+}

@@ -1,0 +1,55 @@
+import { readdir, realpath } from 'node:fs/promises';
+import path from 'node:path';
+import { UPLOADS_FOLDER, type FolderDataset, type UploadedDataset } from '../schemas/dataset.js';
+
+export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp']);
+
+export interface LabelledImage {
+  /** Path relative to the dataset root, '/'-separated: `class/file.png`. */
+  file: string;
+  label: number;
+}
+
+export interface ImageFolder {
+  root: string;
+  classNames: string[];
+  images: LabelledImage[];
+}
+
+export class DatasetError extends Error {}
+
+/** torchvision's ImageFolder convention: one sub-folder per class, classes sorted by name. */
+export async function readImageFolder(root: string): Promise<ImageFolder> {
+  let entries;
+  try {
+    entries = await readdir(root, { withFileTypes: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new DatasetError(`dataset folder not found: ${root}`);
+    throw error;
+  }
+  const classNames = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  if (classNames.length < 2) throw new DatasetError(`a dataset needs at least 2 class folders, found ${classNames.length} in ${root}`);
+  const images: LabelledImage[] = [];
+  for (const [label, name] of classNames.entries()) {
+    const files = (await readdir(path.join(root, name), { withFileTypes: true }))
+      .filter((f) => f.isFile() && IMAGE_EXTENSIONS.has(path.extname(f.name).toLowerCase()))
+      .map((f) => f.name)
+      .sort();
+    if (files.length === 0) throw new DatasetError(`class folder "${name}" has no .jpg, .jpeg, .png or .webp images`);
+    images.push(...files.map((file) => ({ file: `${name}/${file}`, label })));
+  }
+  return { root, classNames, images };
+}
+
+/** The folder a folder or upload dataset names, refusing anything that resolves (symlinks included) outside DATA_DIR. */
+export async function locateDatasetFolder(spec: FolderDataset | UploadedDataset, dataDir: string): Promise<string> {
+  const root = path.resolve(dataDir, spec.type === 'upload' ? path.join(UPLOADS_FOLDER, spec.id) : spec.path);
+  const [realRoot, realDataDir] = await Promise.all([
+    realpath(root).catch(() => {
+      throw new DatasetError(spec.type === 'upload' ? `no uploaded dataset ${spec.id}` : `dataset folder not found: ${spec.path} (under DATA_DIR)`);
+    }),
+    realpath(dataDir),
+  ]);
+  if (!realRoot.startsWith(realDataDir + path.sep)) throw new DatasetError('the dataset path resolves outside DATA_DIR');
+  return realRoot;
+}

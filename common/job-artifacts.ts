@@ -1,0 +1,128 @@
+import { CheckpointState, ModelMetadata } from '../schemas/artifacts.js';
+import { PreflightReport } from '../schemas/dataset.js';
+import { Metrics } from '../schemas/metrics.js';
+import { ModelSummary } from '../schemas/model.js';
+import { readJson, type ArtifactStore } from './artifact-store.js';
+
+const CHECKPOINT_NAME = /^epoch-(\d{4,})$/;
+const STATE_FILE = 'state.json';
+const METADATA_FILE = 'metadata.json';
+
+/** A saved model: a folder in the store and the label its downloads carry (`final`, `epoch-3`). */
+export interface ModelFolder {
+  folder: string;
+  label: string;
+}
+
+/**
+ * Everything one job keeps in the artifact store, and the only code that knows its layout:
+ *
+ *     jobs/<id>/summary.json  metrics.json  preflight.json
+ *              /checkpoints/epoch-NNNN/    model.json weights.bin optimizer.bin metadata.json state.json
+ *              /final/                     model.json weights.bin model.safetensors metadata.json
+ *              /downloads/<label>.tar.gz   (built on first download)
+ *
+ * An epoch checkpoint is complete once its state.json exists, the final model once its metadata.json
+ * does: both are written last. Every JSON file is parsed with its schema when read back.
+ */
+export class JobArtifacts {
+  readonly root: string;
+
+  constructor(
+    readonly store: ArtifactStore,
+    readonly jobId: string,
+  ) {
+    this.root = `jobs/${jobId}`;
+  }
+
+  private get summaryKey() {
+    return `${this.root}/summary.json`;
+  }
+  private get metricsKey() {
+    return `${this.root}/metrics.json`;
+  }
+  private get preflightKey() {
+    return `${this.root}/preflight.json`;
+  }
+  private get checkpointsPrefix() {
+    return `${this.root}/checkpoints`;
+  }
+
+  get finalFolder(): string {
+    return `${this.root}/final`;
+  }
+
+  checkpointFolder(epoch: number): string {
+    return `${this.checkpointsPrefix}/epoch-${String(epoch).padStart(4, '0')}`;
+  }
+
+  /** torchvision-named safetensors of a saved model (written for the final model). */
+  torchvisionWeightsKey(folder: string): string {
+    return `${folder}/model.safetensors`;
+  }
+
+  downloadKey(label: string, extension: string): string {
+    return `${this.root}/downloads/${label}.${extension}`;
+  }
+
+  writeSummary(summary: ModelSummary): Promise<void> {
+    return this.store.write(this.summaryKey, JSON.stringify(summary));
+  }
+  readSummary(): Promise<ModelSummary | null> {
+    return readJson(this.store, this.summaryKey, ModelSummary);
+  }
+
+  writeMetrics(metrics: Metrics): Promise<void> {
+    return this.store.write(this.metricsKey, JSON.stringify(metrics));
+  }
+  readMetrics(): Promise<Metrics | null> {
+    return readJson(this.store, this.metricsKey, Metrics);
+  }
+
+  writePreflight(report: PreflightReport): Promise<void> {
+    return this.store.write(this.preflightKey, JSON.stringify(report));
+  }
+  readPreflight(): Promise<PreflightReport | null> {
+    return readJson(this.store, this.preflightKey, PreflightReport);
+  }
+
+  /** Written after the model files of a folder: it marks the final model complete. */
+  writeModelMetadata(folder: string, metadata: ModelMetadata): Promise<void> {
+    return this.store.write(`${folder}/${METADATA_FILE}`, JSON.stringify(metadata));
+  }
+  readModelMetadata(folder: string): Promise<ModelMetadata | null> {
+    return readJson(this.store, `${folder}/${METADATA_FILE}`, ModelMetadata);
+  }
+
+  /** Makes an epoch's checkpoint count: call after every other file of it is written. */
+  commitCheckpoint(state: CheckpointState): Promise<void> {
+    return this.store.write(`${this.checkpointFolder(state.epoch)}/${STATE_FILE}`, JSON.stringify(state));
+  }
+  readCheckpointState(epoch: number): Promise<CheckpointState | null> {
+    return readJson(this.store, `${this.checkpointFolder(epoch)}/${STATE_FILE}`, CheckpointState);
+  }
+
+  /** Epochs with a complete checkpoint, oldest first. */
+  async completeCheckpoints(): Promise<number[]> {
+    const epochs: number[] = [];
+    for (const name of await this.store.list(this.checkpointsPrefix)) {
+      const match = CHECKPOINT_NAME.exec(name);
+      if (!match) continue;
+      const epoch = Number(match[1]);
+      if (await this.store.stat(`${this.checkpointFolder(epoch)}/${STATE_FILE}`)) epochs.push(epoch);
+    }
+    return epochs.sort((a, b) => a - b);
+  }
+
+  async hasFinalModel(): Promise<boolean> {
+    return (await this.store.stat(`${this.finalFolder}/${METADATA_FILE}`)) !== null;
+  }
+
+  epochFolder(epoch: number): ModelFolder {
+    return { folder: this.checkpointFolder(epoch), label: `epoch-${epoch}` };
+  }
+
+  get final(): ModelFolder {
+    return { folder: this.finalFolder, label: 'final' };
+  }
+}

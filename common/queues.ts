@@ -1,0 +1,102 @@
+import { Queue, type Job, type JobsOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { TrainingPayload, TrainingResult } from '../schemas/queue.js';
+import type { Logger } from './logger.js';
+
+export enum QueueName {
+  Training = 'training',
+}
+
+/** Ties every queue to its payload and result, so the compiler checks each enqueue and each processor. */
+export interface QueueContracts {
+  [QueueName.Training]: { payload: TrainingPayload; result: TrainingResult };
+}
+export type PayloadOf<Q extends QueueName> = QueueContracts[Q]['payload'];
+export type ResultOf<Q extends QueueName> = QueueContracts[Q]['result'];
+
+export type TrainingJob = Job<TrainingPayload, TrainingResult>;
+/** BullMQ's queue with its payload and result types spelled out (its defaults are conditional types). */
+type TypedQueue<Q extends QueueName> = Queue<PayloadOf<Q>, ResultOf<Q>, string, PayloadOf<Q>, ResultOf<Q>, string>;
+
+/** The reason a cancelled job fails with; the status API reports such jobs as `cancelled`. */
+export const CANCELLED_REASON = 'cancelled by request';
+
+/** Redis keys the service keeps beside BullMQ's own, all under the queue prefix. */
+export const redisKeys = (prefix: string) => ({
+  cancel: (jobId: string) => `${prefix}:cancel:${jobId}`,
+  worker: (workerId: string) => `${prefix}:workers:${workerId}`,
+  workersPattern: `${prefix}:workers:*`,
+  idempotency: (key: string) => `${prefix}:idempotency:${key}`,
+});
+
+/**
+ * ioredis for BullMQ. Workers block on Redis, so their connection must retry forever
+ * (`maxRetriesPerRequest: null`, https://docs.bullmq.io/guide/going-to-production); the API fails
+ * fast instead, and answers 503 while Redis is away.
+ */
+export function redisConnection(url: string, role: 'producer' | 'worker', log: Logger): Redis {
+  const redis = new Redis(url, {
+    maxRetriesPerRequest: role === 'worker' ? null : 1,
+    enableOfflineQueue: role === 'worker',
+    lazyConnect: false,
+  });
+  // ioredis reconnects by itself; say so once per outage instead of once per attempt.
+  let reported = false;
+  redis.on('error', (error: Error) => {
+    if (!reported) log.error({ redis: url, err: error.message }, 'redis unreachable (reconnecting)');
+    reported = true;
+  });
+  redis.on('ready', () => (reported = false));
+  return redis;
+}
+
+/** The errors ioredis raises while the server is unreachable (as opposed to a command's own error). */
+export function isRedisUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  if (error.name === 'MaxRetriesPerRequestError') return true;
+  return /Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND/.test(error.message);
+}
+
+export interface QueueOptions {
+  prefix: string;
+  attempts: number;
+}
+
+/** Retries back off 5 s, 10 s, 20 s, ...: long enough for a restarted Redis or a freed GPU. */
+const RETRY_BACKOFF_MS = 5_000;
+/** Redis keeps queue state only (results live in the artifact store): finished jobs stay answerable for a month. */
+const FINISHED_JOB_RETENTION_SECONDS = 30 * 24 * 3600;
+
+/** Every process can enqueue through this; only worker processes consume. */
+export class Queues {
+  private readonly queues = new Map<QueueName, Queue>();
+
+  constructor(
+    private readonly connection: Redis,
+    private readonly options: QueueOptions,
+  ) {}
+
+  get<Q extends QueueName>(name: Q): TypedQueue<Q> {
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = new Queue(name, { connection: this.connection, prefix: this.options.prefix });
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  async enqueue<Q extends QueueName>(name: Q, jobId: string, data: PayloadOf<Q>): Promise<Job<PayloadOf<Q>, ResultOf<Q>, string>> {
+    const options: JobsOptions = {
+      jobId,
+      attempts: this.options.attempts,
+      backoff: { type: 'exponential', delay: RETRY_BACKOFF_MS },
+      removeOnComplete: { age: FINISHED_JOB_RETENTION_SECONDS },
+      removeOnFail: { age: FINISHED_JOB_RETENTION_SECONDS },
+    };
+    return this.get(name).add(name, data, options);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+  }
+}

@@ -1,0 +1,130 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import sharp, { type Metadata } from 'sharp';
+import type { ImageFolder, LabelledImage } from '../../common/image-folder.js';
+import type { BadFile, PreflightOptions, PreflightReport } from '../../schemas/dataset.js';
+import { MAX_INPUT_PIXELS } from './preprocess.js';
+import { balancedClassWeights, stratifiedSplit } from './split.js';
+
+interface GoodFile {
+  file: string;
+  label: number;
+  sha256: string;
+  width: number;
+  height: number;
+  format: string;
+  space: string;
+  depth: string;
+  hasAlpha: boolean;
+  rotated: boolean;
+}
+
+const CONCURRENCY = 8;
+
+/** Reads and fully decodes one file: what is wrong with it, or what it is. */
+async function inspect(root: string, image: LabelledImage): Promise<GoodFile | BadFile> {
+  const bytes = await readFile(path.join(root, image.file));
+  if (bytes.length === 0) return { file: image.file, reason: 'empty', detail: 'the file has no bytes' };
+  const decode = (failOn: 'truncated' | 'warning') => sharp(bytes, { failOn, limitInputPixels: MAX_INPUT_PIXELS }).raw().toBuffer();
+  let meta: Metadata;
+  try {
+    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (error) {
+    return { file: image.file, reason: 'not_an_image', detail: (error as Error).message };
+  }
+  if ((meta.width ?? 0) * (meta.height ?? 0) > MAX_INPUT_PIXELS) {
+    return { file: image.file, reason: 'too_many_pixels', detail: `${meta.width}x${meta.height} is over the ${MAX_INPUT_PIXELS}-pixel limit` };
+  }
+  try {
+    await decode('warning');
+  } catch (error) {
+    // Only a damaged file is decoded a second time, to tell a cut-off file from a garbled one.
+    const truncated = await decode('truncated').then(() => false, () => true);
+    return { file: image.file, reason: truncated ? 'truncated' : 'corrupt', detail: (error as Error).message };
+  }
+  return {
+    file: image.file,
+    label: image.label,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    width: meta.width!,
+    height: meta.height!,
+    format: meta.format ?? 'unknown',
+    space: meta.space ?? 'unknown',
+    depth: meta.depth ?? 'unknown',
+    hasAlpha: meta.hasAlpha ?? false,
+    rotated: (meta.orientation ?? 1) > 1,
+  };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const count = (xs: string[]) => xs.reduce<Record<string, number>>((acc, x) => ((acc[x] = (acc[x] ?? 0) + 1), acc), {});
+// Not Math.min(...xs): spreading a large array overflows the stack.
+const minimum = (xs: number[]) => xs.reduce((a, b) => Math.min(a, b), Infinity);
+const maximum = (xs: number[]) => xs.reduce((a, b) => Math.max(a, b), -Infinity);
+
+/**
+ * Everything worth knowing about a dataset before training on it, without training: which files
+ * cannot be used and why, duplicates (and those that would leak across the split), sizes, colour
+ * modes, classes too small to learn, and class weights that would balance them.
+ */
+export async function preflight(
+  folder: ImageFolder,
+  options: PreflightOptions,
+): Promise<PreflightReport> {
+  const results: Array<GoodFile | BadFile> = [];
+  for (let i = 0; i < folder.images.length; i += CONCURRENCY) {
+    results.push(...(await Promise.all(folder.images.slice(i, i + CONCURRENCY).map((image) => inspect(folder.root, image)))));
+  }
+  const good = results.filter((r): r is GoodFile => 'sha256' in r);
+  const bad = results.filter((r): r is BadFile => 'reason' in r);
+  const { validation } = stratifiedSplit(good, options.validationSplit, options.seed);
+  const held = new Set(validation.map((v) => v.file));
+  const byHash = new Map<string, GoodFile[]>();
+  for (const file of good) {
+    const copies = byHash.get(file.sha256);
+    if (copies) copies.push(file);
+    else byHash.set(file.sha256, [file]);
+  }
+  const duplicates = [...byHash.entries()]
+    .filter(([, files]) => files.length > 1)
+    .map(([sha256, files]) => ({
+      sha256,
+      files: files.map((f) => f.file),
+      crossesSplit: files.some((f) => held.has(f.file)) && files.some((f) => !held.has(f.file)),
+    }));
+  const perClass = (files: ReadonlyArray<{ label: number }>) => {
+    const counts = new Array<number>(folder.classNames.length).fill(0);
+    for (const file of files) counts[file.label]++;
+    return counts;
+  };
+  const [imagesPerClass, usablePerClass] = [perClass(folder.images), perClass(good)];
+  const weights = balancedClassWeights(usablePerClass);
+  return {
+    classes: folder.classNames.map((name, label) => ({ name, images: imagesPerClass[label], usable: usablePerClass[label] })),
+    images: folder.images.length,
+    usable: good.length,
+    bad,
+    duplicates,
+    sizes: good.length
+      ? {
+          minWidth: minimum(good.map((g) => g.width)), maxWidth: maximum(good.map((g) => g.width)),
+          minHeight: minimum(good.map((g) => g.height)), maxHeight: maximum(good.map((g) => g.height)),
+          medianWidth: median(good.map((g) => g.width)), medianHeight: median(good.map((g) => g.height)),
+        }
+      : null,
+    formats: count(good.map((g) => g.format)),
+    colourModes: count(good.map((g) => g.space)),
+    bitDepths: count(good.map((g) => g.depth)),
+    withAlpha: good.filter((g) => g.hasAlpha).length,
+    exifRotated: good.filter((g) => g.rotated).length,
+    smallClasses: folder.classNames.filter((_, label) => usablePerClass[label] < options.minImagesPerClass),
+    suggestedClassWeights: Object.fromEntries(folder.classNames.map((name, label) => [name, weights[label]])),
+  };
+}
+
+/** The dataset without the files the preflight found unusable. */
+export function withoutBadFiles(folder: ImageFolder, report: PreflightReport): ImageFolder {
+  const bad = new Set(report.bad.map((b) => b.file));
+  return { ...folder, images: folder.images.filter((image) => !bad.has(image.file)) };
+}

@@ -1,0 +1,43 @@
+import { z } from 'zod';
+import { JobSpec } from './job-spec.js';
+import { EpochMetrics } from './metrics.js';
+import { BackendReport, Preprocessing, TransferMode } from './model.js';
+
+/** tfjs' description of one tensor inside a weights file. */
+const WeightsManifestEntry = z.object({
+  name: z.string(),
+  shape: z.array(z.number().int()),
+  dtype: z.enum(['float32', 'int32', 'bool', 'string', 'complex64']),
+});
+
+/** `state.json` of an epoch checkpoint, written last: a checkpoint counts only once it exists. */
+export const CheckpointState = z.object({
+  epoch: z.number().int().min(1),
+  history: z.array(EpochMetrics),
+  optimizerWeights: z.array(WeightsManifestEntry),
+});
+export type CheckpointState = z.infer<typeof CheckpointState>;
+
+/** `metadata.json` beside every saved model: what a client needs to use it. */
+export const ModelMetadata = z.object({
+  classNames: z.array(z.string()),
+  preprocessing: Preprocessing,
+  spec: JobSpec,
+  mode: TransferMode,
+  inputSize: z.number().int(),
+  backend: BackendReport,
+  epoch: z.number().int().optional().describe('The epoch of an epoch checkpoint'),
+  epochs: z.number().int().optional().describe('Epochs trained into the final model'),
+});
+export type ModelMetadata = z.infer<typeof ModelMetadata>;
+
+/** `model.json` of a saved model: tfjs' layers format, with the ModelConfig it was built from. */
+export const TfjsModelJson = z.object({
+  format: z.string().optional(),
+  generatedBy: z.string().optional(),
+  convertedBy: z.string().nullable().optional(),
+  modelTopology: z.record(z.string(), z.unknown()),
+  weightsManifest: z.array(z.object({ paths: z.array(z.string()), weights: z.array(WeightsManifestEntry) })),
+  userDefinedMetadata: z.record(z.string(), z.unknown()).optional(),
+});
+export type TfjsModelJson = z.infer<typeof TfjsModelJson>;

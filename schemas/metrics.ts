@@ -1,0 +1,64 @@
+import { z } from 'zod';
+
+export const EpochMetrics = z.object({
+  epoch: z.number().int(),
+  trainLoss: z.number(),
+  trainAccuracy: z.number(),
+  validationLoss: z.number().nullable(),
+  validationAccuracy: z.number().nullable(),
+  validationTop5Accuracy: z.number().nullable(),
+  learningRate: z.number(),
+  seconds: z.number(),
+});
+export type EpochMetrics = z.infer<typeof EpochMetrics>;
+
+/** One held-out image and what the final model predicted for it (kept to audit the checkpoint). */
+export const Prediction = z.object({ file: z.string(), label: z.number().int(), probabilities: z.array(z.number()) });
+export type Prediction = z.infer<typeof Prediction>;
+
+export const ClassificationReport = z.object({
+  perClass: z.array(
+    z.object({ className: z.string(), precision: z.number(), recall: z.number(), f1: z.number(), support: z.number().int() }),
+  ),
+  confusionMatrix: z.object({
+    classNames: z.array(z.string()),
+    rows: z.literal('true class'),
+    columns: z.literal('predicted class'),
+    matrix: z.array(z.array(z.number().int())),
+  }),
+});
+export type ClassificationReport = z.infer<typeof ClassificationReport>;
+
+export const Evaluation = z.object({
+  split: z.enum(['validation', 'all']),
+  loss: z.number().nullable(),
+  accuracy: z.number().nullable(),
+  top5Accuracy: z.number().nullable(),
+  images: z.number().int(),
+});
+export type Evaluation = z.infer<typeof Evaluation>;
+
+/** What GET /v1/jobs/:id/metrics serves: written by the worker after every epoch and at the end. */
+export const Metrics = z.object({
+  classNames: z.array(z.string()),
+  epochs: z.array(EpochMetrics),
+  evaluation: Evaluation.nullable(),
+  bestEpoch: z.number().int().nullable().optional().describe('Best epoch by the monitored validation metric (validation loss by default)'),
+  earlyStopping: z.object({ stoppedAfterEpoch: z.number().int(), bestEpoch: z.number().int(), monitor: z.string() }).optional(),
+  classWeights: z.array(z.number()).nullable().optional().describe('The per-class loss weights the job trained with, in class order'),
+  featureCache: z
+    .object({ key: z.string(), hit: z.boolean(), backboneImages: z.number().int() })
+    .optional()
+    .describe('feature_extraction: the CNN-code cache key, whether it was a hit, and how many images the backbone ran on'),
+  report: ClassificationReport.nullable().describe('Of the final model on the validation split (training modes)'),
+  validationPredictions: z.array(Prediction),
+});
+export type Metrics = z.infer<typeof Metrics>;
+
+export const emptyMetrics = (classNames: string[] = []): Metrics => ({
+  classNames,
+  epochs: [],
+  evaluation: null,
+  report: null,
+  validationPredictions: [],
+});

@@ -1,0 +1,13 @@
+import { z } from 'zod';
+
+export const PredictQuery = z.strictObject({ topK: z.coerce.number().int().min(1).max(1000).default(5).describe('Classes per image, most probable first') });
+
+export const ClassScore = z.object({ index: z.number().int(), className: z.string(), probability: z.number() });
+export type ClassScore = z.infer<typeof ClassScore>;
+
+export const ImagePrediction = z.object({ file: z.string(), top: z.array(ClassScore) });
+export type ImagePrediction = z.infer<typeof ImagePrediction>;
+
+/** POST /v1/jobs/:id/predict: the top-k classes of each uploaded image, in upload order. */
+export const PredictResponse = z.object({ jobId: z.uuid(), topK: z.number().int(), predictions: z.array(ImagePrediction) });
+export type PredictResponse = z.infer<typeof PredictResponse>;

@@ -1,0 +1,36 @@
+import { z } from 'zod';
+import { JobSpec } from './job-spec.js';
+import { JobResult, Progress, SkippedFile } from './job-status.js';
+import { EpochMetrics } from './metrics.js';
+import { BackendReport } from './model.js';
+
+/** What the API enqueues. Payloads outlive deploys: readers parse them again with today's schema. */
+export const TrainingPayload = z.object({
+  spec: JobSpec,
+  submittedAt: z.string(),
+});
+export type TrainingPayload = z.infer<typeof TrainingPayload>;
+
+/** What the worker returns for a completed job: small numbers and the artifact prefix, never blobs. */
+export const TrainingResult = JobResult.extend({ artifacts: z.string() });
+export type TrainingResult = z.infer<typeof TrainingResult>;
+
+/** What the worker reports through BullMQ's job progress (replaced whole at every report, so bounded). */
+export const WorkerProgress = Progress.extend({
+  latestMetrics: EpochMetrics.nullable(),
+  backend: BackendReport.nullable(),
+  skippedFiles: z.array(SkippedFile),
+  skippedFileCount: z.number().int(),
+});
+export type WorkerProgress = z.infer<typeof WorkerProgress>;
+
+/** A live worker's heartbeat record in Redis (expires after three missed beats). */
+export const WorkerHeartbeat = z.object({
+  workerId: z.string(),
+  host: z.string(),
+  pid: z.number().int(),
+  backend: BackendReport,
+  queues: z.array(z.string()),
+  at: z.string(),
+});
+export type WorkerHeartbeat = z.infer<typeof WorkerHeartbeat>;

@@ -1,0 +1,69 @@
+import type { Readable } from 'node:stream';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { TooLargeError } from '../../../../common/errors.js';
+import { DatasetRecord, DatasetSpec, PreflightOptions, PreflightReport } from '../../../../schemas/dataset.js';
+import { checkDataset } from '../../../datasets/check-dataset.js';
+import { DatasetStore } from '../../../datasets/dataset-store.js';
+import { drainBody, HttpProblem } from '../../problem.js';
+import { ThreadRpc } from '../../thread-rpc.js';
+import type { PreflightRequest, ThreadSettings } from '../../threads/protocol.js';
+
+const PreflightBody = z.strictObject({ dataset: DatasetSpec, ...PreflightOptions.shape });
+const UploadQuery = z.strictObject({ name: z.string().min(1).max(200).optional().describe('A label for the dataset; default upload.<format>') });
+const DatasetParams = z.object({ id: z.string().describe('The dataset id (a UUID)') });
+const DatasetSummary = DatasetRecord.omit({ preflight: true });
+const ARCHIVE_TYPES: Record<string, 'tar.gz' | 'zip'> = {
+  'application/gzip': 'tar.gz',
+  'application/x-gzip': 'tar.gz',
+  'application/x-tar+gzip': 'tar.gz',
+  'application/zip': 'zip',
+  'application/x-zip-compressed': 'zip',
+};
+
+export interface UploadLimits {
+  maxArchiveBytes: number;
+  maxFiles: number;
+  maxUnpackedBytes: number;
+}
+
+/** Dataset uploads (tar.gz or zip of class folders) and preflight reports, without training. */
+const datasetsRoutes: FastifyPluginAsyncZod<{ settings: ThreadSettings; limits: UploadLimits }> = async (app, { settings, limits }) => {
+  const thread = new ThreadRpc<PreflightRequest, PreflightReport>(new URL('../../threads/preflight.thread.ts', import.meta.url), settings);
+  app.addHook('onClose', () => thread.close());
+  const datasets = new DatasetStore(settings.dataDir, limits);
+  const defaults = PreflightOptions.parse({});
+  // Archives are streamed to disk as they arrive, never buffered: hand the route the raw stream.
+  app.addContentTypeParser(Object.keys(ARCHIVE_TYPES), (_request, payload, done) => done(null, payload));
+  app.addHook('onError', async (request, reply) => drainBody(request, reply));
+
+  app.post('/datasets/preflight', { schema: { body: PreflightBody, response: { 200: PreflightReport } } }, async (request) => {
+    const { dataset, ...options } = request.body;
+    if (dataset.type !== 'synthetic') await checkDataset(dataset, settings.dataDir);
+    return thread.call({ dataset, options });
+  });
+
+  app.post('/datasets', { schema: { querystring: UploadQuery, response: { 201: DatasetRecord } } }, async (request, reply) => {
+    const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    const format = ARCHIVE_TYPES[type];
+    if (!format) throw new HttpProblem(415, 'Unsupported Media Type', `send the archive as application/gzip (tar.gz) or application/zip, not ${type || 'nothing'}`);
+    const declared = Number(request.headers['content-length'] ?? 0);
+    if (declared > limits.maxArchiveBytes) throw new TooLargeError(`the archive is ${declared} bytes; the limit is ${limits.maxArchiveBytes}`);
+    const record = await datasets.create(request.body as Readable, format, request.query.name ?? `upload.${format}`, (id) =>
+      thread.call({ dataset: { type: 'upload', id }, options: defaults }),
+    );
+    return reply.code(201).header('location', `/v1/datasets/${record.id}`).send(record);
+  });
+
+  app.get('/datasets', { schema: { response: { 200: z.object({ items: z.array(DatasetSummary) }) } } }, async () => ({
+    items: (await datasets.list()).map(({ preflight: _preflight, ...summary }) => summary),
+  }));
+
+  app.get('/datasets/:id', { schema: { params: DatasetParams, response: { 200: DatasetRecord } } }, async (request) => datasets.require(request.params.id));
+
+  app.delete('/datasets/:id', { schema: { params: DatasetParams } }, async (request, reply) => {
+    await datasets.remove(request.params.id);
+    return reply.code(204).send();
+  });
+};
+export default datasetsRoutes;

@@ -1,0 +1,54 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { redisKeys } from '../../../../common/queues.js';
+import { WorkerHeartbeat } from '../../../../schemas/queue.js';
+import { sendProblem } from '../../problem.js';
+
+/** /readyz answers within this even when Redis hangs. */
+const REDIS_TIMEOUT_MS = 1000;
+
+const Health = z.object({ status: z.literal('ok'), uptimeSeconds: z.number().int() });
+const Readiness = z.object({ status: z.literal('ready'), redis: z.literal('ok'), workers: z.array(WorkerHeartbeat) });
+
+async function liveWorkers(redis: Redis, prefix: string): Promise<WorkerHeartbeat[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', redisKeys(prefix).workersPattern, 'COUNT', 100);
+    keys.push(...batch);
+    cursor = next;
+  } while (cursor !== '0');
+  if (keys.length === 0) return [];
+  return (await redis.mget(keys)).flatMap((value) => {
+    const heartbeat = value === null ? null : WorkerHeartbeat.safeParse(JSON.parse(value));
+    return heartbeat?.success ? [heartbeat.data] : [];
+  });
+}
+
+function withTimeout<T>(work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${REDIS_TIMEOUT_MS} ms`)), REDIS_TIMEOUT_MS);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+const healthRoutes: FastifyPluginAsyncZod<{ redis: Redis; queuePrefix: string }> = async (app, { redis, queuePrefix }) => {
+  // Liveness stays 200 under pressure: an overloaded process is alive, and restarting it would lose its work.
+  app.get('/healthz', { schema: { response: { 200: Health } }, config: { pressureHandler: () => undefined } }, async () => ({
+    status: 'ok' as const,
+    uptimeSeconds: Math.round(process.uptime()),
+  }));
+
+  /** Ready when Redis answers; lists the live workers (heartbeats) and the backend each one runs. */
+  app.get('/readyz', { schema: { response: { 200: Readiness } } }, async (request, reply) => {
+    try {
+      await withTimeout(redis.ping());
+      return { status: 'ready' as const, redis: 'ok' as const, workers: await withTimeout(liveWorkers(redis, queuePrefix)) };
+    } catch (error) {
+      return sendProblem(reply, request, 503, `redis: ${(error as Error).message}`);
+    }
+  });
+};
+export default healthRoutes;

@@ -1,0 +1,28 @@
+import { z } from 'zod';
+import { JobState } from '../../../../schemas/job-status.js';
+
+export const JobParams = z.object({ id: z.string().describe('The job id (a UUID)') });
+
+export const ListQuery = z.strictObject({
+  state: JobState.optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+});
+
+export const CheckpointQuery = z.strictObject({
+  epoch: z
+    .union([z.enum(['latest', 'final', 'best']), z.coerce.number().int().min(1).max(100_000)])
+    .default('final')
+    .describe('final, latest, best (by the monitored validation metric) or an epoch number'),
+  format: z.enum(['tar.gz', 'safetensors']).default('tar.gz'),
+});
+
+export const SubmitHeaders = z.looseObject({
+  'idempotency-key': z
+    .string()
+    .min(1)
+    .max(255)
+    .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
+    .optional()
+    .describe('A retried POST with the same key returns the same job for 24 hours'),
+});

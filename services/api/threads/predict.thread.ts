@@ -1,0 +1,76 @@
+// Predictions for the API, on a worker thread: decoding and the forward pass never touch the API's
+// event loop. Keeps the last few jobs' final models loaded.
+import { parentPort, workerData } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import { LocalArtifactStore } from '../../../common/artifact-store.js';
+import { JobArtifacts } from '../../../common/job-artifacts.js';
+import type { ModelMetadata } from '../../../schemas/artifacts.js';
+import { BackendChoice } from '../../../schemas/model.js';
+import type { ImagePrediction } from '../../../schemas/predict.js';
+import { selectBackend } from '../../../engine/backend/backend.js';
+import { nhwcBatch } from '../../../engine/data/datasets.js';
+import { decodeForModel, ImageDecodeError } from '../../../engine/data/preprocess.js';
+import { loadModel } from '../../../engine/model/checkpoint-io.js';
+import type { ResNet50 } from '../../../engine/model/resnet50.js';
+import { topIndices } from '../../../engine/training/classification-report.js';
+import { serveThreadRpc } from '../thread-rpc.js';
+import type { PredictOutcome, PredictRequest, ThreadSettings } from './protocol.js';
+
+const MODELS_KEPT = 2;
+const BATCH = 16;
+const settings = workerData as ThreadSettings;
+const store = new LocalArtifactStore(settings.artifactsDir);
+const requested = BackendChoice.safeParse(settings.backend);
+const ready = selectBackend(requested.success ? requested.data : 'auto');
+
+interface LoadedModel {
+  resnet: ResNet50;
+  metadata: ModelMetadata;
+}
+const loaded = new Map<string, Promise<LoadedModel>>();
+
+function modelOf(jobId: string): Promise<LoadedModel> {
+  let entry = loaded.get(jobId);
+  if (!entry) {
+    entry = (async () => {
+      const artifacts = new JobArtifacts(store, jobId);
+      const metadata = await artifacts.readModelMetadata(artifacts.finalFolder);
+      if (!metadata) throw new Error(`job ${jobId} has no final model`);
+      return { resnet: await loadModel(store, artifacts.finalFolder), metadata };
+    })();
+    entry.catch(() => loaded.delete(jobId));
+    loaded.set(jobId, entry);
+    if (loaded.size > MODELS_KEPT) {
+      const [oldest, evicted] = loaded.entries().next().value as [string, Promise<LoadedModel>];
+      loaded.delete(oldest);
+      void evicted.then((m) => m.resnet.model.dispose(), () => undefined);
+    }
+  }
+  return entry;
+}
+
+serveThreadRpc<PredictRequest, PredictOutcome>(parentPort, async ({ jobId, images, topK }) => {
+  await ready;
+  const { resnet, metadata } = await modelOf(jobId);
+  const { preprocessing, classNames } = metadata;
+  const decoded = await Promise.allSettled(images.map((image) => decodeForModel(Buffer.from(image.bytes), preprocessing)));
+  const errors = decoded.flatMap((result, index) =>
+    result.status === 'rejected'
+      ? [{ index, file: images[index].name, message: result.reason instanceof ImageDecodeError ? result.reason.message : String(result.reason) }]
+      : [],
+  );
+  if (errors.length) return { ok: false, errors };
+  const crops = decoded.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
+  const predictions: ImagePrediction[] = [];
+  for (let start = 0; start < crops.length; start += BATCH) {
+    const slice = crops.slice(start, start + BATCH);
+    const probabilities = tf.tidy(() => tf.softmax(resnet.model.predict(nhwcBatch(slice, preprocessing.crop)) as tf.Tensor).dataSync());
+    const classes = probabilities.length / slice.length;
+    slice.forEach((_, i) => {
+      const row = probabilities.subarray(i * classes, (i + 1) * classes);
+      const top = topIndices(row, topK).map((index) => ({ index, className: classNames[index], probability: row[index] }));
+      predictions.push({ file: images[start + i].name, top });
+    });
+  }
+  return { ok: true, predictions };
+});

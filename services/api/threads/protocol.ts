@@ -1,0 +1,25 @@
+// Messages between the API's main thread and its worker threads (structured-cloned, same codebase).
+import type { DatasetSpec, PreflightOptions } from '../../../schemas/dataset.js';
+import type { ImagePrediction } from '../../../schemas/predict.js';
+
+/** What every thread is started with: where to find things, on which backend to run. */
+export interface ThreadSettings {
+  dataDir: string;
+  artifactsDir: string;
+  backend: string;
+}
+
+export interface PreflightRequest {
+  dataset: DatasetSpec;
+  options: PreflightOptions;
+}
+
+export interface PredictRequest {
+  jobId: string;
+  images: Array<{ name: string; bytes: Uint8Array }>;
+  topK: number;
+}
+
+export type PredictOutcome =
+  | { ok: true; predictions: ImagePrediction[] }
+  | { ok: false; errors: Array<{ index: number; file: string; message: string }> };

@@ -1,0 +1,87 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import type { JobStatus } from '../../schemas/job-status.js';
+import type { Metrics } from '../../schemas/metrics.js';
+import { QueueName } from '../../common/queues.js';
+import { finished, pollJob, startService, type TestService, type WorkerProcess } from '../helpers/service.js';
+
+const slowSpec = {
+  mode: 'fine_tuning', weights: 'random', inputSize: 64, epochs: 3, batchSize: 16,
+  dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 40, imageSize: 64, seed: 5 },
+};
+
+describe('cancel, resume and failing fast', () => {
+  let service: TestService;
+  let worker: WorkerProcess;
+  before(async () => {
+    // No ImageNet weights at this path: jobs asking for them must fail at once.
+    service = await startService('cancel', { IMAGENET_WEIGHTS: path.join('/nonexistent', 'resnet50.safetensors'), JOB_ATTEMPTS: '3' });
+    worker = await service.startWorker();
+  });
+  after(() => service.stop());
+
+  const submit = async (spec: object) => {
+    const response = await service.http().post('/v1/jobs').send(spec);
+    assert.equal(response.status, 202, response.text);
+    return response.body as JobStatus;
+  };
+  const metricsOf = async (id: string) => (await service.http().get(`/v1/jobs/${id}/metrics`)).body as Metrics;
+
+  it('fails a job that needs missing ImageNet weights at once, without retries, saying how to provide them', async () => {
+    const job = await submit({ ...slowSpec, weights: 'imagenet', epochs: 1 });
+    const status = await pollJob(service, job.id, finished, 60_000);
+    assert.equal(status.state, 'failed');
+    assert.match(status.failure!.reason, /ImageNet weights not found at \/nonexistent\/resnet50\.safetensors/);
+    assert.match(status.failure!.reason, /IMAGENET_WEIGHTS/);
+    assert.match(status.failure!.reason, /"weights": "random"/);
+    assert.equal(status.attempts, 1, 'a bad spec is not retried');
+  });
+
+  it('stops a running job within one step and never starts a cancelled queued one', async () => {
+    const running = await submit(slowSpec);
+    const queued = await submit({ ...slowSpec, seed: 1 });
+    const atRequest = await pollJob(service, running.id, (s) => s.state === 'running' && s.progress.phase === 'training' && s.progress.step >= 1);
+
+    const cancelQueued = await service.http().delete(`/v1/jobs/${queued.id}`);
+    assert.equal(cancelQueued.status, 202);
+    assert.equal(cancelQueued.body.state, 'cancelled', 'a queued job is cancelled at once');
+
+    const cancelRunning = await service.http().delete(`/v1/jobs/${running.id}`);
+    assert.equal(cancelRunning.status, 202);
+    assert.equal(cancelRunning.body.cancelRequested, true);
+    const stopped = await pollJob(service, running.id, finished, 60_000);
+    assert.equal(stopped.state, 'cancelled');
+    assert.equal(stopped.progress.epoch, 1);
+    assert.ok(stopped.progress.step <= atRequest.progress.step + 1, `trained from step ${atRequest.progress.step} to ${stopped.progress.step}`);
+    assert.equal((await metricsOf(running.id)).epochs.length, 0, 'no epoch completed after the cancel');
+    assert.equal((await service.http().get(`/v1/jobs/${running.id}/checkpoint?epoch=latest`)).status, 404);
+
+    const never = await pollJob(service, queued.id, (s) => s.state === 'cancelled' && s.finishedAt !== null, 60_000);
+    assert.equal(never.progress.phase, 'queued', 'the queued job never reported any work');
+    assert.equal((await service.http().get(`/v1/jobs/${queued.id}/summary`)).status, 409, 'it never built a model');
+    const logs = await service.redis.lrange(`${service.config.QUEUE_PREFIX}:${QueueName.Training}:${running.id}:logs`, 0, -1);
+    assert.ok(logs.some((line) => /cancelled before epoch 1 step/.test(line)), logs.join('\n'));
+  });
+
+  it('resumes from the epoch-1 checkpoint after the worker is killed in epoch 2', async () => {
+    const job = await submit({
+      mode: 'fine_tuning', weights: 'random', inputSize: 32, epochs: 3, batchSize: 4,
+      dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 16, imageSize: 32, seed: 9 },
+      fineTuning: { trainableFrom: 'layer3', freezeBatchNorm: true },
+    });
+    await pollJob(service, job.id, (s) => s.progress.epoch === 2 && s.progress.phase === 'training', 120_000);
+    await worker.kill();
+    const epoch1 = (await metricsOf(job.id)).epochs;
+    assert.deepEqual(epoch1.map((e) => e.epoch), [1], 'killed during epoch 2');
+
+    worker = await service.startWorker();
+    const status = await pollJob(service, job.id, finished, 180_000);
+    assert.equal(status.state, 'completed', JSON.stringify(status.failure));
+    assert.equal(status.result?.resumedFromEpoch, 1);
+    const metrics = await metricsOf(job.id);
+    assert.deepEqual(metrics.epochs.map((e) => e.epoch), [1, 2, 3], 'no epoch twice');
+    assert.deepEqual(metrics.epochs[0], epoch1[0], 'epoch 1 is the one trained before the kill');
+    assert.match(worker.output(), /job completed/);
+  });
+});

@@ -1,0 +1,207 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import * as tar from 'tar';
+import * as tf from '@tensorflow/tfjs';
+import { DatasetSpec } from '../../schemas/dataset.js';
+import type { JobStatus } from '../../schemas/job-status.js';
+import type { Metrics } from '../../schemas/metrics.js';
+import { LocalArtifactStore } from '../../common/artifact-store.js';
+import { resolveDataset, ImageLoader } from '../../engine/data/datasets.js';
+import { preprocessingFor } from '../../engine/data/preprocess.js';
+import { loadModel } from '../../engine/model/checkpoint-io.js';
+import { buildResNet50 } from '../../engine/model/resnet50.js';
+import { importTorchvisionWeights } from '../../engine/model/torchvision-weights.js';
+import { finished, pollJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
+import { maxAbsDifference, useTestBackend } from '../helpers/tf.js';
+import sharp, { type Sharp } from 'sharp';
+import { renderSyntheticImage } from '../../engine/data/synthetic.js';
+import { MESSY_BAD_FILES, writeMessyDataset } from '../helpers/images.js';
+import { seededRandom } from '../../engine/data/random.js';
+
+const INPUT = 32;
+const dataset = { type: 'synthetic', numClasses: 3, imagesPerClass: 10, imageSize: 48, seed: 3 } as const;
+
+/** supertest parser that keeps a download's bytes. */
+const binary = (response: { on(event: string, listener: (chunk?: Buffer) => void): unknown }, callback: (error: Error | null, body: Buffer) => void) => {
+  const chunks: Buffer[] = [];
+  response.on('data', (chunk) => chunks.push(chunk!));
+  response.on('end', () => callback(null, Buffer.concat(chunks)));
+};
+
+/** The downloaded model's class probabilities for the images the worker recorded predictions for. */
+async function probabilitiesOf(model: tf.LayersModel, service: TestService, metrics: Metrics) {
+  const folder = await resolveDataset(DatasetSpec.parse(dataset), service.config.DATA_DIR);
+  const loader = new ImageLoader(folder.root, preprocessingFor(INPUT));
+  const x = await loader.batch(metrics.validationPredictions.map((p) => ({ file: p.file, label: p.label })));
+  const probabilities = tf.tidy(() => tf.softmax(model.predict(x) as tf.Tensor).dataSync());
+  x.dispose();
+  return probabilities;
+}
+
+describe('the user journey: submit, poll, summary, metrics, download', () => {
+  let service: TestService;
+  let scratch: string;
+
+  before(async () => {
+    await useTestBackend();
+    ({ service, scratch } = await startServiceWithStandInWeights('journey', 1, [32]));
+  });
+  after(() => service.stop());
+
+  const cases = [
+    { mode: 'pretrained', totalParams: 25_557_032, trainableParams: 25_557_032, body: { weights: 'imagenet' } },
+    { mode: 'feature_extraction', totalParams: 23_508_032 + 2048 * 3 + 3, trainableParams: 2048 * 3 + 3, body: { weights: 'imagenet', epochs: 2 } },
+    {
+      mode: 'fine_tuning',
+      totalParams: 23_508_032 + 2048 * 512 + 512 + 512 * 256 + 256 + 256 * 3 + 3,
+      trainableParams: null,
+      body: { weights: 'random', epochs: 2, batchSize: 8, fineTuning: { trainableFrom: 'layer4', freezeBatchNorm: true } },
+    },
+  ] as const;
+
+  for (const c of cases) {
+    it(`${c.mode}: completes, serves its summary, metrics and a checkpoint that predicts like the worker's model`, async () => {
+      const submitted = await service.http().post('/v1/jobs').send({ mode: c.mode, inputSize: INPUT, dataset, ...c.body });
+      assert.equal(submitted.status, 202, submitted.text);
+      const status = await pollJob(service, submitted.body.id, finished);
+      assert.equal(status.state, 'completed', JSON.stringify(status.failure));
+      assert.equal(status.backend?.choice, 'wasm');
+      assert.equal(status.progress.percent, 100);
+      const id = status.id;
+
+      const summary = await service.http().get(`/v1/jobs/${id}/summary`);
+      assert.equal(summary.status, 200);
+      assert.equal(summary.body.totals.totalParams, c.totalParams);
+      if (c.trainableParams !== null) assert.equal(summary.body.totals.trainableParams, c.trainableParams);
+      assert.equal(summary.body.depth, 3);
+      const text = await service.http().get(`/v1/jobs/${id}/summary?depth=1`).set('accept', 'text/plain');
+      assert.match(text.text, new RegExp(`Total params: ${c.totalParams.toLocaleString('en-US')}`));
+
+      const metrics = (await service.http().get(`/v1/jobs/${id}/metrics`)).body as Metrics;
+      if (c.mode === 'pretrained') {
+        assert.equal(metrics.epochs.length, 0, 'pretrained trains no epochs');
+        assert.equal(metrics.evaluation?.images, 30);
+        assert.equal(metrics.classNames.length, 1000);
+      } else {
+        assert.deepEqual(metrics.epochs.map((e) => e.epoch), [1, 2]);
+        assert.ok(metrics.epochs.every((e) => e.validationAccuracy !== null && Number.isFinite(e.trainLoss)));
+        assert.equal(metrics.classNames.length, 3);
+        const report = metrics.report!;
+        assert.deepEqual(report.perClass.map((c) => c.className), metrics.classNames);
+        assert.deepEqual(report.confusionMatrix.classNames, metrics.classNames);
+        assert.equal(report.confusionMatrix.matrix.flat().reduce((a, b) => a + b, 0), metrics.evaluation!.images);
+        assert.ok(metrics.epochs.every((e) => e.validationTop5Accuracy === 1), 'three classes: the true one is always in the top 5');
+      }
+      assert.ok(metrics.validationPredictions.length > 0);
+
+      const download = await service.http().get(`/v1/jobs/${id}/checkpoint`).buffer(true).parse(binary);
+      assert.equal(download.status, 200);
+      assert.equal(download.headers['content-type'], 'application/gzip');
+      assert.equal(Number(download.headers['content-length']), download.body.length);
+      assert.match(download.headers['content-disposition'], new RegExp(`attachment; filename="${id}-final.tar.gz"`));
+      const notModified = await service.http().get(`/v1/jobs/${id}/checkpoint`).set('if-none-match', download.headers.etag);
+      assert.equal(notModified.status, 304);
+
+      const unpacked = path.join(scratch, id);
+      mkdirSync(unpacked);
+      writeFileSync(path.join(unpacked, 'model.tar.gz'), download.body);
+      await tar.x({ file: path.join(unpacked, 'model.tar.gz'), cwd: unpacked });
+      const metadata = JSON.parse(readFileSync(path.join(unpacked, 'metadata.json'), 'utf8'));
+      assert.deepEqual(metadata.classNames, metrics.classNames);
+      assert.equal(metadata.preprocessing.crop, INPUT);
+      assert.equal(metadata.spec.mode, c.mode);
+
+      const loaded = await loadModel(new LocalArtifactStore(unpacked), '');
+      const ours = await probabilitiesOf(loaded.model, service, metrics);
+      const theirs = metrics.validationPredictions.flatMap((p) => p.probabilities);
+      assert.ok(maxAbsDifference(ours, theirs) < 1e-5, `checkpoint vs worker: ${maxAbsDifference(ours, theirs)}`);
+
+      const safetensors = await service.http().get(`/v1/jobs/${id}/checkpoint?format=safetensors`).buffer(true).parse(binary);
+      assert.equal(safetensors.status, 200);
+      const fresh = buildResNet50(loaded.config);
+      importTorchvisionWeights(fresh, safetensors.body, { scope: 'all' });
+      assert.ok(maxAbsDifference(await probabilitiesOf(fresh.model, service, metrics), theirs) < 1e-5);
+      loaded.model.dispose();
+      fresh.model.dispose();
+
+      if (c.mode !== 'pretrained') {
+        const epoch1 = await service.http().get(`/v1/jobs/${id}/checkpoint?epoch=1`);
+        assert.equal(epoch1.status, 200);
+        assert.match(epoch1.headers['content-disposition'], /epoch-1\.tar\.gz/);
+        assert.equal((await service.http().get(`/v1/jobs/${id}/checkpoint?epoch=7`)).status, 404);
+      }
+    });
+  }
+
+  it('trains on a folder dataset of JPEG, PNG and WebP files under DATA_DIR', async () => {
+    const random = seededRandom(4);
+    const encoders = [(s: Sharp) => s.jpeg(), (s: Sharp) => s.png(), (s: Sharp) => s.webp()];
+    const extensions = ['jpg', 'png', 'webp'];
+    for (const [label, name] of ['daisy', 'rose'].entries()) {
+      const dir = path.join(service.config.DATA_DIR, 'flowers', name);
+      mkdirSync(dir, { recursive: true });
+      for (let i = 0; i < 6; i++) {
+        const raw = renderSyntheticImage(label, 2, 40, random);
+        await encoders[i % 3](sharp(raw, { raw: { width: 40, height: 40, channels: 3 } })).toFile(path.join(dir, `${i}.${extensions[i % 3]}`));
+      }
+    }
+    writeFileSync(path.join(service.config.DATA_DIR, 'flowers', 'daisy', 'notes.txt'), 'not an image: ignored');
+    const submitted = await service.http().post('/v1/jobs').send({
+      mode: 'feature_extraction', weights: 'random', inputSize: INPUT, epochs: 1, dataset: { type: 'folder', path: 'flowers' },
+    });
+    assert.equal(submitted.status, 202, submitted.text);
+    const status = await pollJob(service, submitted.body.id, finished);
+    assert.equal(status.state, 'completed', JSON.stringify(status.failure));
+    const metrics = (await service.http().get(`/v1/jobs/${status.id}/metrics`)).body as Metrics;
+    assert.deepEqual(metrics.classNames, ['daisy', 'rose']);
+    assert.equal(metrics.evaluation?.images, 2, 'one of six images per class held out');
+    assert.ok(metrics.validationPredictions.some((p) => p.file.endsWith('.webp') || p.file.endsWith('.jpg') || p.file.endsWith('.png')));
+  });
+
+  it('preflights a messy folder, then trains on it skipping exactly the unusable files', async () => {
+    await writeMessyDataset(path.join(service.config.DATA_DIR, 'messy'));
+    const preflight = await service.http().post('/v1/datasets/preflight').send({ dataset: { type: 'folder', path: 'messy' } });
+    assert.equal(preflight.status, 200, preflight.text);
+    const bad = Object.fromEntries((preflight.body.bad as Array<{ file: string; reason: string }>).map((b) => [b.file, b.reason]));
+    assert.deepEqual(bad, MESSY_BAD_FILES);
+    assert.equal(preflight.body.duplicates.length, 1);
+    const escape = await service.http().post('/v1/datasets/preflight').send({ dataset: { type: 'folder', path: '../x' } });
+    assert.equal(escape.status, 400);
+
+    const submitted = await service.http().post('/v1/jobs').send({
+      mode: 'feature_extraction', weights: 'random', inputSize: INPUT, epochs: 1, dataset: { type: 'folder', path: 'messy' },
+    });
+    const status = await pollJob(service, submitted.body.id, finished);
+    assert.equal(status.state, 'completed', JSON.stringify(status.failure));
+    assert.deepEqual(Object.fromEntries(status.skippedFiles.map((s) => [s.file, s.reason])), MESSY_BAD_FILES);
+  });
+
+  it('lists jobs by state with pagination', async () => {
+    const all = await service.http().get('/v1/jobs?limit=2');
+    assert.equal(all.status, 200);
+    assert.equal(all.body.total, 5);
+    assert.equal(all.body.items.length, 2);
+    const rest = await service.http().get('/v1/jobs?limit=2&offset=2');
+    assert.equal(rest.body.items.length, 2);
+    const completed = await service.http().get('/v1/jobs?state=completed');
+    assert.equal(completed.body.total, 5);
+    assert.ok(completed.body.items.every((s: JobStatus) => s.state === 'completed'));
+    assert.equal((await service.http().get('/v1/jobs?state=running')).body.total, 0);
+  });
+
+  it('refuses to cancel a finished job with 409', async () => {
+    const [job] = (await service.http().get('/v1/jobs?limit=1')).body.items;
+    const response = await service.http().delete(`/v1/jobs/${job.id}`);
+    assert.equal(response.status, 409);
+    assert.match(response.headers['content-type'], /problem\+json/);
+  });
+
+  it('reports its live worker and backend in /readyz', async () => {
+    const ready = await service.http().get('/readyz');
+    assert.equal(ready.status, 200);
+    assert.equal(ready.body.workers.length, 1);
+    assert.equal(ready.body.workers[0].backend.choice, 'wasm');
+  });
+});

@@ -1,0 +1,107 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { DatasetSpec } from '../../schemas/dataset.js';
+import { resolveDataset } from '../../engine/data/datasets.js';
+import { seededRandom } from '../../engine/data/random.js';
+import { renderSyntheticImage } from '../../engine/data/synthetic.js';
+import { completedJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
+import { torchReference } from '../helpers/torch.js';
+
+interface Prediction {
+  file: string;
+  top: Array<{ index: number; className: string; probability: number }>;
+}
+
+
+describe('predictions from a trained job', () => {
+  let service: TestService;
+  let scratch: string;
+  let photo: string;
+  let pretrainedId: string;
+
+  before(async () => {
+    ({ service, scratch } = await startServiceWithStandInWeights('predict', 4, [224]));
+    photo = path.join(scratch, 'photo.png');
+    await sharp(renderSyntheticImage(1, 4, 256, seededRandom(11)), { raw: { width: 256, height: 256, channels: 3 } }).png().toFile(photo);
+    ({ id: pretrainedId } = await completedJob(service, {
+      mode: 'pretrained', inputSize: 224, dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 2, imageSize: 64 },
+    }));
+  });
+  after(() => service.stop());
+
+  it('gives a pretrained job the top-5 ImageNet classes and probabilities PyTorch gives for the same PNG', async () => {
+    const reference = path.join(scratch, 'torch-top5.json');
+    torchReference(['predict', '--weights', path.join(scratch, 'weights.safetensors'), '--image', photo, '--size', '224', '--out', reference]);
+    const torch = JSON.parse(readFileSync(reference, 'utf8')) as { indices: number[]; probabilities: number[] };
+    const response = await service.http().post(`/v1/jobs/${pretrainedId}/predict`).attach('image', photo);
+    assert.equal(response.status, 200, response.text);
+    const [prediction] = response.body.predictions as Prediction[];
+    assert.equal(prediction.file, 'photo.png');
+    assert.deepEqual(prediction.top.map((t) => t.index), torch.indices);
+    prediction.top.forEach((t, i) => assert.ok(Math.abs(t.probability - torch.probabilities[i]) < 1e-3, `${t.probability} vs ${torch.probabilities[i]}`));
+    const names = readFileSync(path.resolve(import.meta.dirname, '../../engine/model/imagenet-classes.txt'), 'utf8').split('\n');
+    assert.equal(prediction.top[0].className, names[prediction.top[0].index]);
+  });
+
+  it('keeps GET /healthz under 50 ms while ten predictions run', async () => {
+    const image = readFileSync(photo);
+    const predictions = Array.from({ length: 10 }, () =>
+      service.http().post(`/v1/jobs/${pretrainedId}/predict`).attach('image', image, 'photo.png').then((r) => r),
+    );
+    let settled = false;
+    const all = Promise.all(predictions).finally(() => (settled = true));
+    // This process is also the client encoding the ten uploads: let it finish sending them, so the
+    // probes time the server while it decodes and predicts, not the client's own request encoding.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(settled, false, 'the predictions are still running when the probes start');
+    const latencies: number[] = [];
+    while (!settled) {
+      const started = performance.now();
+      const health = await service.http().get('/healthz');
+      latencies.push(performance.now() - started);
+      assert.equal(health.status, 200);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const responses = await all;
+    assert.ok(responses.every((r) => r.status === 200));
+    assert.ok(latencies.length >= 5, `only ${latencies.length} health checks ran during the predictions`);
+    assert.ok(Math.max(...latencies) < 50, `/healthz took ${latencies.map((l) => l.toFixed(1)).join(", ")} ms`);
+  });
+
+  it('predicts the right class for held-out images of a trained job', async () => {
+    const dataset = { type: 'synthetic', numClasses: 4, imagesPerClass: 30, imageSize: 32, seed: 1 } as const;
+    const { id, metrics } = await completedJob(service, {
+      mode: 'feature_extraction', weights: 'imagenet', inputSize: 32, epochs: 20, optimizer: { learningRate: 0.003 }, dataset,
+      augmentation: { randomResizedCrop: false, horizontalFlip: false },
+    });
+    const folder = await resolveDataset(DatasetSpec.parse(dataset), service.config.DATA_DIR);
+    let request = service.http().post(`/v1/jobs/${id}/predict?topK=2`);
+    for (const held of metrics.validationPredictions) request = request.attach('images', path.join(folder.root, held.file));
+    const response = await request;
+    assert.equal(response.status, 200, response.text);
+    const predictions = response.body.predictions as Prediction[];
+    assert.equal(predictions.length, metrics.validationPredictions.length);
+    assert.ok(predictions.every((p) => p.top.length === 2));
+    const right = predictions.filter((p, i) => p.top[0].className === metrics.classNames[metrics.validationPredictions[i].label]).length;
+    assert.ok(right / predictions.length >= 0.9, `${right} of ${predictions.length} held-out images classified right`);
+  });
+
+  it('answers bad predict requests with 4xx problems', async () => {
+    const notImage = await service.http().post(`/v1/jobs/${pretrainedId}/predict`).attach('image', Buffer.from('hello'), 'notes.jpg');
+    assert.equal(notImage.status, 400);
+    assert.equal(notImage.body.errors[0].path, 'files[0]');
+    assert.equal(notImage.body.errors[0].file, 'notes.jpg');
+    const json = await service.http().post(`/v1/jobs/${pretrainedId}/predict`).send({ image: 'x' });
+    assert.equal(json.status, 415);
+    const empty = await service.http().post(`/v1/jobs/${pretrainedId}/predict`).field('note', 'no files');
+    assert.equal(empty.status, 400);
+    const unknown = await service.http().post('/v1/jobs/3b241101-e2bb-4255-8caf-4136c566a962/predict').attach('image', photo);
+    assert.equal(unknown.status, 404);
+    const badTopK = await service.http().post(`/v1/jobs/${pretrainedId}/predict?topK=0`).attach('image', photo);
+    assert.equal(badTopK.status, 400);
+    for (const r of [notImage, json, empty, unknown, badTopK]) assert.match(r.headers['content-type'], /problem\+json/);
+  });
+});

@@ -1,0 +1,156 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, symlinkSync } from 'node:fs';
+import path from 'node:path';
+import { QueueName, Queues } from '../../common/queues.js';
+import { startService, type TestService } from '../helpers/service.js';
+
+const synthetic = { type: 'synthetic', numClasses: 3, imagesPerClass: 4, imageSize: 32 };
+const valid = { mode: 'feature_extraction', weights: 'random', inputSize: 32, epochs: 1, dataset: synthetic };
+
+/** [description, body, the field path the problem must name] */
+const MALFORMED: Array<[string, unknown, string]> = [
+  ['unknown mode', { ...valid, mode: 'transfer' }, 'mode'],
+  ['missing mode', { dataset: synthetic }, 'mode'],
+  ['mode of the wrong type', { ...valid, mode: 3 }, 'mode'],
+  ['fineTuning on feature_extraction', { ...valid, fineTuning: { trainableFrom: 'layer4' } }, 'fineTuning'],
+  ['epochs on pretrained', { mode: 'pretrained', dataset: synthetic, epochs: 2 }, 'epochs'],
+  ['optimizer on pretrained', { mode: 'pretrained', dataset: synthetic, optimizer: { type: 'adam' } }, 'optimizer'],
+  ['unknown top-level field', { ...valid, learningRate: 0.1 }, 'learningRate'],
+  ['negative epochs', { ...valid, epochs: -1 }, 'epochs'],
+  ['zero epochs', { ...valid, epochs: 0 }, 'epochs'],
+  ['fractional epochs', { ...valid, epochs: 1.5 }, 'epochs'],
+  ['epochs as a string', { ...valid, epochs: '3' }, 'epochs'],
+  ['oversized epochs', { ...valid, epochs: 1e9 }, 'epochs'],
+  ['oversized batchSize', { ...valid, batchSize: 100000 }, 'batchSize'],
+  ['zero batchSize', { ...valid, batchSize: 0 }, 'batchSize'],
+  ['inputSize not a multiple of 16', { ...valid, inputSize: 100 }, 'inputSize'],
+  ['inputSize too large', { ...valid, inputSize: 4096 }, 'inputSize'],
+  ['inputSize too small', { ...valid, inputSize: 0 }, 'inputSize'],
+  ['unknown weights', { ...valid, weights: 'coco' }, 'weights'],
+  ['validationSplit above 0.9', { ...valid, validationSplit: 1.5 }, 'validationSplit'],
+  ['negative seed', { ...valid, seed: -4 }, 'seed'],
+  ['negative learning rate', { ...valid, optimizer: { type: 'sgd', learningRate: -0.1 } }, 'optimizer.learningRate'],
+  ['unknown optimizer', { ...valid, optimizer: { type: 'rmsprop' } }, 'optimizer.type'],
+  ['unknown optimizer field', { ...valid, optimizer: { type: 'adam', beta9: 1 } }, 'optimizer.beta9'],
+  ['missing dataset', { mode: 'feature_extraction', weights: 'random' }, 'dataset'],
+  ['unknown dataset type', { ...valid, dataset: { type: 'imagenet' } }, 'dataset.type'],
+  ['dataset path escaping DATA_DIR', { ...valid, dataset: { type: 'folder', path: '../../etc' } }, 'dataset.path'],
+  ['absolute dataset path', { ...valid, dataset: { type: 'folder', path: '/etc' } }, 'dataset.path'],
+  ['dataset path with NUL', { ...valid, dataset: { type: 'folder', path: 'a\u0000b' } }, 'dataset.path'],
+  ['dataset folder that does not exist', { ...valid, dataset: { type: 'folder', path: 'nope' } }, 'dataset.path'],
+  ['dataset folder symlinked outside DATA_DIR', { ...valid, dataset: { type: 'folder', path: 'escape' } }, 'dataset.path'],
+  ['synthetic with one class', { ...valid, dataset: { ...synthetic, numClasses: 1 } }, 'dataset.numClasses'],
+  ['synthetic with oversized images', { ...valid, dataset: { ...synthetic, imageSize: 100000 } }, 'dataset.imageSize'],
+  ['trainableFrom unknown stage', { ...valid, mode: 'fine_tuning', fineTuning: { trainableFrom: 'layer9' } }, 'fineTuning.trainableFrom'],
+  ['freezeBatchNorm as a string', { ...valid, mode: 'fine_tuning', fineTuning: { freezeBatchNorm: 'yes' } }, 'fineTuning.freezeBatchNorm'],
+  ['a JSON array', [valid], '(root)'],
+  ['a JSON string', 'train please', '(root)'],
+  ['null', null, '(root)'],
+];
+
+describe('job spec validation (4xx problem+json naming the field)', () => {
+  let service: TestService;
+  before(async () => {
+    service = await startService('validation');
+    mkdirSync(path.join(service.config.DATA_DIR, 'one-class', 'cats'), { recursive: true });
+    symlinkSync('/etc', path.join(service.config.DATA_DIR, 'escape'));
+  });
+  after(() => service.stop());
+
+  it(`rejects ${MALFORMED.length} malformed specs, naming the failing field`, async () => {
+    assert.ok(MALFORMED.length >= 30);
+    for (const [description, body, field] of MALFORMED) {
+      const response = await service.http().post('/v1/jobs').set('content-type', 'application/json').send(JSON.stringify(body));
+      assert.equal(response.status, 400, `${description}: ${response.status} ${response.text}`);
+      assert.match(response.headers['content-type'], /^application\/problem\+json/, description);
+      assert.equal(response.body.status, 400);
+      assert.ok(response.body.requestId, `${description}: problem carries the request id`);
+      const paths = (response.body.errors as Array<{ path: string }>).map((e) => e.path);
+      assert.ok(paths.includes(field), `${description}: expected ${field} among ${paths.join(', ')}`);
+    }
+    const queued = await service.http().get('/v1/jobs');
+    assert.equal(queued.body.total, 0, 'nothing malformed was enqueued');
+  });
+
+  it('answers non-JSON, wrong media types, oversized bodies and bad Idempotency-Keys with 4xx problems', async () => {
+    const cases = [
+      [service.http().post('/v1/jobs').set('content-type', 'application/json').send('{"mode": '), 400],
+      [service.http().post('/v1/jobs').set('content-type', 'application/json').send(''), 400],
+      [service.http().post('/v1/jobs').set('content-type', 'text/plain').send('mode=fine_tuning'), 415],
+      [service.http().post('/v1/jobs').set('content-type', 'application/json').send(JSON.stringify({ ...valid, pad: 'x'.repeat(2 * 1024 * 1024) })), 413],
+      [service.http().post('/v1/jobs').set('idempotency-key', 'has space').send(valid), 400],
+    ] as const;
+    for (const [request, status] of cases) {
+      const response = await request;
+      assert.equal(response.status, status, response.text);
+      assert.match(response.headers['content-type'], /^application\/problem\+json/);
+    }
+  });
+
+  it('answers unknown ids, unknown routes and bad query parameters with 4xx problems', async () => {
+    const id = '3b241101-e2bb-4255-8caf-4136c566a962';
+    for (const [method, url, status] of [
+      ['get', `/v1/jobs/${id}`, 404],
+      ['get', '/v1/jobs/not-a-uuid', 404],
+      ['get', `/v1/jobs/${id}/summary`, 404],
+      ['get', `/v1/jobs/${id}/metrics`, 404],
+      ['get', `/v1/jobs/${id}/checkpoint`, 404],
+      ['delete', `/v1/jobs/${id}`, 404],
+      ['get', '/v1/nothing', 404],
+      ['get', '/v1/jobs?state=sleeping', 400],
+      ['get', '/v1/jobs?limit=100000', 400],
+      ['get', '/v1/jobs?color=blue', 400],
+      ['get', `/v1/jobs/${id}/checkpoint?epoch=-1`, 400],
+      ['get', `/v1/jobs/${id}/checkpoint?format=zip`, 400],
+    ] as const) {
+      const response = await service.http()[method](url);
+      assert.equal(response.status, status, `${method} ${url}: ${response.text}`);
+      assert.match(response.headers['content-type'], /^application\/problem\+json/, url);
+    }
+  });
+
+  it('accepts a valid spec with 202, a Location and the defaults echoed back', async () => {
+    const response = await service.http().post('/v1/jobs').send(valid);
+    assert.equal(response.status, 202, response.text);
+    assert.equal(response.headers.location, `/v1/jobs/${response.body.id}`);
+    assert.equal(response.body.state, 'queued');
+    assert.deepEqual(response.body.spec.optimizer, { type: 'adam', learningRate: 0.001, momentum: 0.9, weightDecay: 0 });
+    assert.equal(response.body.spec.validationSplit, 0.2);
+  });
+
+  it('returns the same job for a retried POST with the same Idempotency-Key, and refuses a different body', async () => {
+    const first = await service.http().post('/v1/jobs').set('idempotency-key', 'retry-1').send(valid);
+    const again = await service.http().post('/v1/jobs').set('idempotency-key', 'retry-1').send(valid);
+    assert.equal(first.status, 202);
+    assert.equal(again.status, 200);
+    assert.equal(again.body.id, first.body.id);
+    const other = await service.http().post('/v1/jobs').set('idempotency-key', 'retry-1').send({ ...valid, epochs: 2 });
+    assert.equal(other.status, 422);
+  });
+
+  it('summarises a spec without training, as JSON or as the text table', async () => {
+    const spec = { mode: 'fine_tuning', weights: 'random', inputSize: 224, dataset: { ...synthetic, numClasses: 5 } };
+    const json = await service.http().post('/v1/summary?depth=2').send(spec);
+    assert.equal(json.status, 200, json.text);
+    assert.equal(json.body.totals.totalParams, 24_689_733);
+    assert.equal(json.body.totals.nonTrainableParams, 53_120);
+    assert.ok(json.body.rows.every((r: { depth: number }) => r.depth <= 2));
+    const text = await service.http().post('/v1/summary').set('accept', 'text/plain').send({ ...spec, mode: 'feature_extraction' });
+    assert.equal(text.status, 200);
+    assert.match(text.text, /Trainable params: 10,245/);
+    const bad = await service.http().post('/v1/summary?depth=9').send(spec);
+    assert.equal(bad.status, 400);
+  });
+
+  it('describes a job whose stored payload no longer parses instead of failing with a 500', async () => {
+    const queues = new Queues(service.redis, { prefix: service.config.QUEUE_PREFIX, attempts: 1 });
+    const id = '0b6a2a0e-4f8e-4d5e-9d7e-1a2b3c4d5e6f';
+    await queues.enqueue(QueueName.Training, id, { spec: { mode: 'retired_mode' } as never, submittedAt: new Date().toISOString() });
+    const response = await service.http().get(`/v1/jobs/${id}`);
+    assert.equal(response.status, 200, response.text);
+    assert.equal(response.body.spec.mode, 'retired_mode');
+    assert.equal(response.body.state, 'queued');
+    await queues.close();
+  });
+});

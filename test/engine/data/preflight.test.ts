@@ -1,0 +1,44 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { readImageFolder } from '../../../common/image-folder.js';
+import { preflight, withoutBadFiles } from '../../../engine/data/preflight.js';
+import { MESSY_BAD_FILES, writeMessyDataset } from '../../helpers/images.js';
+import { tempDir } from '../../helpers/torch.js';
+
+describe('dataset preflight', () => {
+  let root: string;
+  before(async () => {
+    root = tempDir('preflight');
+    await writeMessyDataset(root);
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('lists exactly the unusable files, each with its reason', async () => {
+    const report = await preflight(await readImageFolder(root), { validationSplit: 0.2, seed: 0, minImagesPerClass: 10 });
+    assert.deepEqual(
+      Object.fromEntries(report.bad.map((b) => [b.file, b.reason])),
+      MESSY_BAD_FILES,
+    );
+    assert.ok(report.bad.every((b) => b.detail.length > 0));
+    assert.equal(report.images, 2 * 10 + 1 + 4, 'ten good images per class, one copy, four broken files');
+    assert.equal(report.usable, 21);
+  });
+
+  it('reports duplicates, colour modes, bit depths, rotation, small classes and class weights', async () => {
+    const report = await preflight(await readImageFolder(root), { validationSplit: 0.2, seed: 0, minImagesPerClass: 10 });
+    assert.deepEqual(report.duplicates.map((d) => d.files), [['cats/plain-0-copy.png', 'cats/plain-0.png']]);
+    assert.equal(report.colourModes.cmyk, 2);
+    assert.equal(report.colourModes['b-w'], 2);
+    assert.equal(report.colourModes.rgb16, 2);
+    assert.equal(report.bitDepths.ushort, 2);
+    assert.equal(report.exifRotated, 2);
+    assert.equal(report.withAlpha, 2);
+    assert.deepEqual(report.classes, [{ name: 'cats', images: 13, usable: 11 }, { name: 'dogs', images: 12, usable: 10 }]);
+    assert.deepEqual(report.smallClasses, []);
+    assert.ok(Math.abs(report.suggestedClassWeights.cats - 21 / (2 * 11)) < 1e-9);
+    assert.deepEqual(report.sizes, { minWidth: 48, maxWidth: 48, minHeight: 48, maxHeight: 48, medianWidth: 48, medianHeight: 48 });
+    const usable = withoutBadFiles(await readImageFolder(root), report);
+    assert.equal(usable.images.length, 21);
+  });
+});

@@ -1,0 +1,71 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import sharp from 'sharp';
+import { seededRandom } from '../../../engine/data/random.js';
+import { decodeForModel, ImageDecodeError, IMAGENET_MEAN, IMAGENET_STD, MAX_INPUT_PIXELS, preprocessingFor } from '../../../engine/data/preprocess.js';
+
+const p32 = preprocessingFor(32);
+/** Back to 0..255 RGB at (row, column) of a decoded crop. */
+function pixel(crop: Float32Array, size: number, row: number, column: number): number[] {
+  const i = (row * size + column) * 3;
+  return [0, 1, 2].map((c) => Math.round((crop[i + c] * IMAGENET_STD[c] + IMAGENET_MEAN[c]) * 255));
+}
+
+describe('decoding for the model', () => {
+  it('applies EXIF orientation before cropping', async () => {
+    // Stored 40x20, left half red, right half blue, tagged "rotate 90 degrees clockwise to display".
+    const raw = Buffer.alloc(40 * 20 * 3);
+    for (let y = 0; y < 20; y++) for (let x = 0; x < 40; x++) raw.set(x < 20 ? [255, 0, 0] : [0, 0, 255], (y * 40 + x) * 3);
+    const jpeg = await sharp(raw, { raw: { width: 40, height: 20, channels: 3 } }).jpeg({ quality: 100 }).withMetadata({ orientation: 6 }).toBuffer();
+    const crop = await decodeForModel(jpeg, p32);
+    const [top, bottom] = [pixel(crop, 32, 1, 16), pixel(crop, 32, 30, 16)];
+    assert.ok(top[0] > 200 && top[2] < 60, `top is red once rotated: ${top}`);
+    assert.ok(bottom[2] > 200 && bottom[0] < 60, `bottom is blue once rotated: ${bottom}`);
+  });
+
+  it('turns 16-bit, grayscale, CMYK, alpha and palette images into 8-bit sRGB', async () => {
+    const red = () => sharp({ create: { width: 40, height: 40, channels: 3, background: { r: 255, g: 0, b: 0 } } });
+    const cases: Array<[string, Buffer, (rgb: number[]) => boolean]> = [
+      ['16-bit PNG', await red().toColourspace('rgb16').png().toBuffer(), ([r, g, b]) => r === 255 && g === 0 && b === 0],
+      ['grayscale PNG', await red().toColourspace('b-w').png().toBuffer(), ([r, g, b]) => r === g && g === b && r > 0],
+      ['CMYK JPEG', await red().toColourspace('cmyk').jpeg({ quality: 100 }).toBuffer(), ([r, g, b]) => r > 200 && g < 60 && b < 60],
+      ['RGBA WebP', await red().ensureAlpha(0.3).webp({ lossless: true }).toBuffer(), ([r, g, b]) => r === 255 && g === 0 && b === 0],
+      ['palette PNG', await red().png({ palette: true }).toBuffer(), ([r, g, b]) => r > 240 && g < 16 && b < 16],
+    ];
+    for (const [name, bytes, expected] of cases) {
+      const crop = await decodeForModel(bytes, p32);
+      assert.equal(crop.length, 32 * 32 * 3, name);
+      assert.ok(expected(pixel(crop, 32, 16, 16)), `${name}: ${pixel(crop, 32, 16, 16)}`);
+    }
+  });
+
+  it('augments reproducibly: random resized crops follow the seed, flips mirror', async () => {
+    const raw = Buffer.alloc(64 * 64 * 3);
+    for (let y = 0; y < 64; y++) for (let x = 0; x < 64; x++) raw.set([x * 4, y * 4, 128], (y * 64 + x) * 3);
+    const png = await sharp(raw, { raw: { width: 64, height: 64, channels: 3 } }).png().toBuffer();
+    const crop = (seed: number) =>
+      decodeForModel(png, p32, { randomResizedCrop: true, horizontalFlip: false, scale: [0.08, 1], ratio: [3 / 4, 4 / 3], random: seededRandom(seed) });
+    assert.deepEqual(await crop(1), await crop(1));
+    assert.notDeepEqual(await crop(1), await crop(2));
+    const flipped = await decodeForModel(png, p32, { randomResizedCrop: false, horizontalFlip: true, scale: [1, 1], ratio: [1, 1], random: () => 0 });
+    const plain = await decodeForModel(png, p32);
+    // sharp flips before resizing, so the mirror is exact up to resampling at the crop's edges.
+    for (const row of [5, 20]) {
+      const [a, b] = [pixel(flipped, 32, row, 0), pixel(plain, 32, row, 31)];
+      assert.ok(a.every((v, c) => Math.abs(v - b[c]) <= 8), `${a} mirrors ${b}`);
+    }
+    assert.ok(pixel(flipped, 32, 5, 0)[0] > pixel(flipped, 32, 5, 31)[0], 'red grows to the left once flipped');
+  });
+
+  it('refuses a decompression bomb before decoding it', async () => {
+    const side = Math.ceil(Math.sqrt(MAX_INPUT_PIXELS)) + 16;
+    const bomb = await sharp({ create: { width: side, height: side, channels: 3, background: '#000' } }).png({ compressionLevel: 1 }).toBuffer();
+    assert.ok(bomb.length < 20 * 1024 * 1024, `a ${bomb.length}-byte file`);
+    await assert.rejects(decodeForModel(bomb, p32), (error: Error) => error instanceof ImageDecodeError && /pixel limit/i.test(error.message));
+  });
+
+  it('resizes the shorter side to 256/224 of the crop and center-crops, as torchvision does', () => {
+    assert.deepEqual(preprocessingFor(224), { resize: 256, crop: 224, interpolation: 'bilinear', mean: IMAGENET_MEAN, std: IMAGENET_STD });
+    assert.equal(preprocessingFor(112).resize, 128);
+  });
+});

@@ -1,0 +1,94 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { buildResNet50, type ModelConfig, type ResNet50 } from '../../../engine/model/resnet50.js';
+import { exportTorchvisionWeights, importTorchvisionWeights } from '../../../engine/model/torchvision-weights.js';
+import { topIndices as topK } from '../../../engine/training/classification-report.js';
+import { maxAbsDifference, useTestBackend } from '../../helpers/tf.js';
+import { readFloat32, tempDir, torchReference } from '../../helpers/torch.js';
+
+const BATCH = 2;
+
+function logitsOf(resnet: ResNet50, nchw: Float32Array, size: number): Float32Array {
+  return tf.tidy(() => {
+    const input = tf.tensor4d(nchw, [BATCH, 3, size, size]).transpose([0, 2, 3, 1]);
+    return (resnet.model.predict(input) as tf.Tensor).dataSync() as Float32Array;
+  });
+}
+
+function assertSameTop5(ours: Float32Array, theirs: Float32Array, classes: number) {
+  for (let i = 0; i < BATCH; i++) {
+    const row = (a: Float32Array) => a.subarray(i * classes, (i + 1) * classes);
+    assert.deepEqual(topK(row(ours), 5), topK(row(theirs), 5), `top-5 of sample ${i}`);
+  }
+}
+
+describe('parity with torchvision resnet50 (Debian python3-torch)', () => {
+  let dir: string;
+  before(async () => {
+    await useTestBackend();
+    dir = tempDir('parity');
+    torchReference(['make', '--out', dir, '--seed', '7', '--sizes', '224', '112', '64']);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  // 112 has odd spatial sizes (7 -> 4 in layer4): PyTorch's padding arithmetic must match there too.
+  for (const size of [224, 112, 64]) {
+    it(`reproduces PyTorch's logits and top-5 at input ${size}`, () => {
+      const resnet = buildResNet50({ mode: 'pretrained', numClasses: 1000, inputSize: size });
+      importTorchvisionWeights(resnet, readFileSync(path.join(dir, 'weights.safetensors')), { scope: 'all' });
+      const ours = logitsOf(resnet, readFloat32(path.join(dir, `input-${size}.f32`)), size);
+      const theirs = readFloat32(path.join(dir, `logits-${size}.f32`));
+      const spread = Math.max(...theirs) - Math.min(...theirs);
+      assert.ok(spread > 1, `reference logits must not be degenerate (spread ${spread})`);
+      assert.ok(maxAbsDifference(ours, theirs) < 1e-3, `max |difference| ${maxAbsDifference(ours, theirs)}`);
+      assertSameTop5(ours, theirs, 1000);
+      resnet.model.dispose();
+    });
+  }
+
+  const exportCases: Array<[string, ModelConfig, string[]]> = [
+    ['pretrained', { mode: 'pretrained', numClasses: 1000, inputSize: 64 }, ['--head', 'linear']],
+    ['feature_extraction', { mode: 'feature_extraction', numClasses: 7, inputSize: 64, seed: 3 }, ['--head', 'linear', '--num-classes', '7']],
+    [
+      'fine_tuning',
+      { mode: 'fine_tuning', numClasses: 5, inputSize: 64, seed: 4, fineTuning: { trainableFrom: 'layer3', freezeBatchNorm: true } },
+      ['--head', 'fine_tuning', '--num-classes', '5'],
+    ],
+  ];
+  for (const [name, config, headArgs] of exportCases) {
+    it(`exports ${name} weights that torchvision loads with strict=True and reproduces our logits`, () => {
+      const resnet = buildResNet50(config);
+      importTorchvisionWeights(resnet, readFileSync(path.join(dir, 'weights.safetensors')), {
+        scope: config.mode === 'pretrained' ? 'all' : 'backbone',
+      });
+      const exported = path.join(dir, `export-${name}.safetensors`);
+      writeFileSync(exported, exportTorchvisionWeights(resnet));
+      const input = path.join(dir, 'input-64.f32');
+      const torchLogits = path.join(dir, `torch-logits-${name}.f32`);
+      torchReference(['check', '--weights', exported, ...headArgs, '--input', input, '--size', '64', '--logits-out', torchLogits]);
+      const ours = logitsOf(resnet, readFloat32(input), 64);
+      const theirs = readFloat32(torchLogits);
+      assert.ok(maxAbsDifference(ours, theirs) < 1e-3, `max |difference| ${maxAbsDifference(ours, theirs)}`);
+      assertSameTop5(ours, theirs, config.numClasses);
+      resnet.model.dispose();
+    });
+  }
+
+  it('imports float16 safetensors', () => {
+    const halfDir = tempDir('parity-f16');
+    try {
+      torchReference(['make', '--out', halfDir, '--seed', '7', '--sizes', '64', '--float16']);
+      const resnet = buildResNet50({ mode: 'pretrained', numClasses: 1000, inputSize: 64 });
+      importTorchvisionWeights(resnet, readFileSync(path.join(halfDir, 'weights.safetensors')), { scope: 'all' });
+      const ours = logitsOf(resnet, readFloat32(path.join(halfDir, 'input-64.f32')), 64);
+      const theirs = readFloat32(path.join(halfDir, 'logits-64.f32'));
+      assert.ok(maxAbsDifference(ours, theirs) < 1e-3, `max |difference| ${maxAbsDifference(ours, theirs)}`);
+      resnet.model.dispose();
+    } finally {
+      rmSync(halfDir, { recursive: true, force: true });
+    }
+  });
+});

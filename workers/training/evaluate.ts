@@ -1,0 +1,47 @@
+import * as tf from '@tensorflow/tfjs';
+import type { LabelledImage } from '../../common/image-folder.js';
+import type { Evaluation, Prediction } from '../../schemas/metrics.js';
+import { scoreProbabilities, type Scores } from '../../engine/training/classification-report.js';
+
+/** The model's input for a batch of images: decoded pixels, or cached CNN codes for a head alone. */
+export type BatchSource = (images: readonly LabelledImage[]) => Promise<tf.Tensor>;
+
+/** Held-out predictions kept in the metrics, to audit the saved model against. */
+const PREDICTIONS_KEPT = 32;
+
+export interface Evaluated {
+  /** Null when the images carry no labels the model knows. */
+  scores: Scores | null;
+  probabilities: Float32Array[];
+}
+
+/** Class probabilities for every image, and their scores where the images are labelled. */
+export async function evaluate(
+  model: tf.LayersModel,
+  inputs: BatchSource,
+  images: readonly LabelledImage[],
+  batchSize: number,
+  labelled: boolean,
+): Promise<Evaluated> {
+  const probabilities: Float32Array[] = [];
+  for (let i = 0; i < images.length; i += batchSize) {
+    const batch = images.slice(i, i + batchSize);
+    const x = await inputs(batch);
+    const probs = tf.tidy(() => tf.softmax(model.predict(x) as tf.Tensor2D).dataSync() as Float32Array);
+    x.dispose();
+    const classes = probs.length / batch.length;
+    for (let j = 0; j < batch.length; j++) probabilities.push(probs.slice(j * classes, (j + 1) * classes));
+  }
+  const scores = labelled && images.length ? scoreProbabilities(probabilities, images.map((image) => image.label)) : null;
+  return { scores, probabilities };
+}
+
+export const round = (x: number) => Math.round(x * 1e6) / 1e6;
+
+export function evaluationOf({ scores }: Evaluated, split: Evaluation['split'], images: number): Evaluation {
+  return { split, loss: scores?.loss ?? null, accuracy: scores?.top1 ?? null, top5Accuracy: scores?.top5 ?? null, images };
+}
+
+export function predictionsOf(images: readonly LabelledImage[], { probabilities }: Evaluated): Prediction[] {
+  return images.slice(0, PREDICTIONS_KEPT).map((image, i) => ({ file: image.file, label: image.label, probabilities: Array.from(probabilities[i]) }));
+}

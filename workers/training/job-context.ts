@@ -1,0 +1,31 @@
+import type { JobArtifacts } from '../../common/job-artifacts.js';
+import { CANCELLED_REASON } from '../../common/queues.js';
+import type { Config } from '../../schemas/config.js';
+import type { JobSpec } from '../../schemas/job-spec.js';
+import type { BackendReport } from '../../schemas/model.js';
+import type { WorkerProgress } from '../../schemas/queue.js';
+
+/** What a job's steps share: its spec, where its artifacts go, and its lines back to the queue. */
+export interface JobContext {
+  jobId: string;
+  spec: JobSpec;
+  config: Config;
+  artifacts: JobArtifacts;
+  backend: BackendReport;
+  report(progress: WorkerProgress): Promise<void>;
+  /** Checked before every step; true stops the job as cancelled. */
+  cancelRequested(): Promise<boolean>;
+  /** A line in the worker's log and the job's own log, with the job id. */
+  log(message: string, fields?: Record<string, unknown>): void;
+  /** feature_extraction computes CNN codes once (default); false runs the frozen backbone every step. */
+  useFeatureCache?: boolean;
+}
+
+/** The job's spec cannot succeed as given: retrying would fail the same way. */
+export class InvalidJobError extends Error {}
+
+export class JobCancelledError extends Error {
+  constructor() {
+    super(CANCELLED_REASON);
+  }
+}

@@ -1,0 +1,48 @@
+import { DatasetError, type LabelledImage } from '../../common/image-folder.js';
+import { isTrainingSpec } from '../../schemas/job-spec.js';
+import type { Preprocessing } from '../../schemas/model.js';
+import { ImageLoader, resolveDataset } from '../../engine/data/datasets.js';
+import { preflight, withoutBadFiles } from '../../engine/data/preflight.js';
+import { preprocessingFor } from '../../engine/data/preprocess.js';
+import { stratifiedSplit } from '../../engine/data/split.js';
+import { InvalidJobError, type JobContext } from './job-context.js';
+import type { ProgressReporter } from './progress-reporter.js';
+
+/** A job's usable images, split, with the loader that decodes them for the model. */
+export interface JobData {
+  /** Of the dataset, sorted; empty for a pretrained job without one. */
+  classNames: string[];
+  train: LabelledImage[];
+  /** Held-out images of a training job; every image of a pretrained job's dataset. */
+  validation: LabelledImage[];
+  preprocessing: Preprocessing;
+  loader: ImageLoader;
+}
+
+/**
+ * Resolves the dataset, preflights it (unusable files are skipped and listed, not discovered hours in)
+ * and splits it per class. A pretrained job may have no dataset: it then has no images.
+ */
+export async function loadData(ctx: JobContext, reporter: ProgressReporter): Promise<JobData> {
+  const { spec, config } = ctx;
+  const preprocessing = preprocessingFor(spec.inputSize);
+  if (!spec.dataset) return { classNames: [], train: [], validation: [], preprocessing, loader: new ImageLoader('', preprocessing) };
+  await reporter.phase('loading_data');
+  const training = isTrainingSpec(spec);
+  const found = await resolveDataset(spec.dataset, config.DATA_DIR).catch((error: Error) => {
+    throw error instanceof DatasetError ? new InvalidJobError(error.message) : error;
+  });
+  const preflightReport = await preflight(found, { validationSplit: training ? spec.validationSplit : 0, seed: spec.seed, minImagesPerClass: 1 });
+  await ctx.artifacts.writePreflight(preflightReport);
+  if (preflightReport.bad.length) {
+    ctx.log(`skipping ${preflightReport.bad.length} unusable file(s)`, { skipped: preflightReport.bad.slice(0, 20).map((b) => `${b.file} (${b.reason})`) });
+    await reporter.skipped(preflightReport.bad.map(({ file, reason }) => ({ file, reason })));
+  }
+  if (training && preflightReport.smallClasses.length) {
+    throw new InvalidJobError(`class(es) with no usable image: ${preflightReport.smallClasses.join(', ')}`);
+  }
+  const dataset = withoutBadFiles(found, preflightReport);
+  const { train, validation } = training ? stratifiedSplit(dataset.images, spec.validationSplit, spec.seed) : { train: [], validation: dataset.images };
+  if (training) reporter.planSteps(Math.ceil(train.length / spec.batchSize));
+  return { classNames: dataset.classNames, train, validation, preprocessing, loader: new ImageLoader(dataset.root, preprocessing) };
+}

@@ -1,0 +1,62 @@
+import { SKIPPED_FILES_IN_STATUS, type Phase, type SkippedFile } from '../../schemas/job-status.js';
+import type { WorkerProgress } from '../../schemas/queue.js';
+import type { JobContext } from './job-context.js';
+
+/** At most one report a second (and one at every phase change): each report is a Redis write. */
+const PROGRESS_INTERVAL_MS = 1000;
+
+/** Tracks phase, steps and ETA of a job, and reports them through the queue. */
+export class ProgressReporter {
+  private lastReport = 0;
+  private readonly startedAt = Date.now();
+  private stepsDoneAtStart = -1;
+  private readonly progress: WorkerProgress;
+
+  constructor(
+    private readonly ctx: JobContext,
+    totalEpochs: number,
+  ) {
+    this.progress = {
+      phase: 'starting', epoch: 0, totalEpochs, step: 0, totalSteps: 0, percent: 0, etaSeconds: null,
+      latestMetrics: null, backend: ctx.backend, skippedFiles: [], skippedFileCount: 0,
+    };
+  }
+
+  async update(change: Partial<WorkerProgress>, force = false): Promise<void> {
+    const phaseChanged = change.phase !== undefined && change.phase !== this.progress.phase;
+    Object.assign(this.progress, change);
+    const { epoch, totalEpochs, step, totalSteps } = this.progress;
+    const done = Math.max(0, epoch - 1) * totalSteps + step;
+    // A resumed job's ETA counts only the steps this run has taken.
+    if (this.stepsDoneAtStart < 0 && done > 0) this.stepsDoneAtStart = done - 1;
+    const all = Math.max(1, totalEpochs * totalSteps);
+    const stepsThisRun = done - Math.max(this.stepsDoneAtStart, 0);
+    if (this.progress.phase === 'done') {
+      Object.assign(this.progress, { percent: 100, etaSeconds: 0 });
+    } else {
+      this.progress.percent = Math.min(100, Math.round((1000 * done) / all) / 10);
+      this.progress.etaSeconds = stepsThisRun > 0 ? Math.round((((Date.now() - this.startedAt) / 1000) * (all - done)) / stepsThisRun) : null;
+    }
+    if (force || phaseChanged || Date.now() - this.lastReport >= PROGRESS_INTERVAL_MS) {
+      this.lastReport = Date.now();
+      await this.ctx.report({ ...this.progress });
+    }
+  }
+
+  phase(phase: Phase): Promise<void> {
+    return this.update({ phase }, true);
+  }
+
+  planSteps(stepsPerEpoch: number): void {
+    this.progress.totalSteps = stepsPerEpoch;
+  }
+
+  /** Progress is rewritten whole at every report, so it carries a bounded sample of the skipped files. */
+  skipped(files: readonly SkippedFile[]): Promise<void> {
+    return this.update({ skippedFiles: files.slice(0, SKIPPED_FILES_IN_STATUS), skippedFileCount: files.length }, true);
+  }
+
+  done(): Promise<void> {
+    return this.phase('done');
+  }
+}

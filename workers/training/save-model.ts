@@ -1,0 +1,17 @@
+import type { Metrics } from '../../schemas/metrics.js';
+import { saveModel } from '../../engine/model/checkpoint-io.js';
+import { exportTorchvisionWeights } from '../../engine/model/torchvision-weights.js';
+import type { JobModel } from './build-model.js';
+import type { JobContext } from './job-context.js';
+import type { ProgressReporter } from './progress-reporter.js';
+
+/** The final model as a tfjs layers model and torchvision safetensors; its metadata.json marks it complete. */
+export async function saveFinalModel(ctx: JobContext, model: JobModel, metrics: Metrics, reporter: ProgressReporter): Promise<void> {
+  await reporter.phase('saving');
+  const { artifacts } = ctx;
+  const folder = artifacts.finalFolder;
+  await saveModel(model.resnet, artifacts.store, folder);
+  await artifacts.store.write(artifacts.torchvisionWeightsKey(folder), exportTorchvisionWeights(model.resnet));
+  await artifacts.writeModelMetadata(folder, { ...model.metadata, epochs: metrics.epochs.length });
+  await reporter.done();
+}

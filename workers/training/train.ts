@@ -1,0 +1,204 @@
+import * as tf from '@tensorflow/tfjs';
+import type { LabelledImage } from '../../common/image-folder.js';
+import type { TrainingJobSpec } from '../../schemas/job-spec.js';
+import { emptyMetrics, type EpochMetrics, type Metrics } from '../../schemas/metrics.js';
+import { mixSeed, seededRandom, shuffled } from '../../engine/data/random.js';
+import { classificationReport, topIndices } from '../../engine/training/classification-report.js';
+import { bestEpochOf, classWeightsFor, learningRateAt, setLearningRate, shouldStop } from '../../engine/training/controls.js';
+import { trainStep, wasmMicroBatchSize } from '../../engine/training/train-step.js';
+import type { JobModel } from './build-model.js';
+import { restoreEpochWeights, resumeFromLatestCheckpoint, writeCheckpoint } from './checkpoints.js';
+import { evaluate, evaluationOf, predictionsOf, round, type BatchSource } from './evaluate.js';
+import { codeBatches, featureCacheKey, featureCodes, headOnCodes, weightsFingerprint } from './feature-cache.js';
+import { InvalidJobError, JobCancelledError, type JobContext } from './job-context.js';
+import type { JobData } from './load-data.js';
+import type { ProgressReporter } from './progress-reporter.js';
+
+export interface Outcome {
+  metrics: Metrics;
+  resumedFromEpoch: number | null;
+}
+
+/** What trains and on which inputs: the whole network on pixels, or the head alone on cached CNN codes. */
+interface TrainingRun {
+  spec: TrainingJobSpec;
+  network: tf.LayersModel;
+  /** Unaugmented: validation, and training when nothing augments. */
+  inputs: BatchSource;
+  trainInputs(epoch: number): BatchSource;
+  microBatchSize: number;
+  numClasses: number;
+  classWeights: number[] | null;
+}
+
+const optimizerFor = ({ optimizer }: TrainingJobSpec): tf.Optimizer =>
+  optimizer.type === 'adam'
+    ? tf.train.adam(optimizer.learningRate, 0.9, 0.999, 1e-8) // torch.optim.Adam's defaults
+    : optimizer.momentum > 0
+      ? tf.train.momentum(optimizer.learningRate, optimizer.momentum)
+      : tf.train.sgd(optimizer.learningRate);
+
+/**
+ * Trains epoch by epoch from the latest checkpoint, if any (each epoch: steps, validation, checkpoint),
+ * stops early if asked, then evaluates the final model on the validation split.
+ */
+export async function train(ctx: JobContext, spec: TrainingJobSpec, model: JobModel, data: JobData, reporter: ProgressReporter): Promise<Outcome> {
+  const metrics = emptyMetrics(model.classNames);
+  const run = await prepareRun(ctx, spec, model, data, reporter, metrics);
+  const optimizer = optimizerFor(spec);
+  try {
+    const resumed = await resumeFromLatestCheckpoint(ctx.artifacts, model.resnet, optimizer);
+    if (resumed) {
+      metrics.epochs = resumed.history;
+      ctx.log(`resuming after epoch ${resumed.epoch}`);
+    }
+    const monitor = spec.earlyStopping?.monitor ?? 'validation_loss';
+    for (let epoch = (resumed?.epoch ?? 0) + 1; epoch <= spec.epochs && !shouldStop(metrics.epochs, spec.earlyStopping); epoch++) {
+      const started = Date.now();
+      const learningRate = learningRateAt(spec, epoch);
+      setLearningRate(optimizer, learningRate);
+      const trained = await trainEpoch(ctx, run, optimizer, data.train, epoch, reporter);
+      await reporter.phase('validating');
+      const { scores } = await evaluate(run.network, run.inputs, data.validation, spec.batchSize, true);
+      const epochMetrics: EpochMetrics = {
+        epoch, trainLoss: round(trained.loss), trainAccuracy: round(trained.accuracy),
+        validationLoss: scores ? round(scores.loss) : null, validationAccuracy: scores ? round(scores.top1) : null,
+        validationTop5Accuracy: scores ? round(scores.top5) : null, learningRate, seconds: round((Date.now() - started) / 1000),
+      };
+      metrics.epochs.push(epochMetrics);
+      metrics.bestEpoch = bestEpochOf(metrics.epochs, monitor, spec.earlyStopping?.minDelta)?.epoch ?? null;
+      await reporter.phase('saving');
+      await writeCheckpoint(ctx.artifacts, model.resnet, optimizer, { epoch, history: metrics.epochs }, model.metadata);
+      await ctx.artifacts.writeMetrics(metrics);
+      await reporter.update({ latestMetrics: epochMetrics }, true);
+    }
+    await finishTraining(ctx, run, model, data, metrics);
+    return { metrics, resumedFromEpoch: resumed?.epoch ?? null };
+  } finally {
+    optimizer.dispose();
+  }
+}
+
+async function prepareRun(
+  ctx: JobContext,
+  spec: TrainingJobSpec,
+  model: JobModel,
+  data: JobData,
+  reporter: ProgressReporter,
+  metrics: Metrics,
+): Promise<TrainingRun> {
+  const numClasses = model.classNames.length;
+  let classWeights: number[] | null;
+  try {
+    classWeights = classWeightsFor(spec, data.train.map((image) => image.label), numClasses);
+  } catch (error) {
+    throw new InvalidJobError((error as Error).message);
+  }
+  metrics.classWeights = classWeights;
+  const { augmentation } = spec;
+  const augmenting = augmentation.randomResizedCrop || augmentation.horizontalFlip;
+  if (spec.mode === 'feature_extraction' && !augmenting && ctx.useFeatureCache !== false) {
+    const inputs = await cachedCodeInputs(ctx, spec, model, data, reporter, metrics);
+    return { spec, network: headOnCodes(model.resnet), inputs, trainInputs: () => inputs, microBatchSize: spec.batchSize, numClasses, classWeights };
+  }
+  const pixels: BatchSource = (batch) => data.loader.batch(batch);
+  const trainIndex = new Map(data.train.map((image, i) => [image.file, i]));
+  // Each image's crop and flip are a function of (seed, epoch, image): reproducible, resumable.
+  const augmented = (epoch: number): BatchSource => (batch) =>
+    data.loader.batch(batch, (image) => ({ ...augmentation, random: seededRandom(mixSeed(mixSeed(spec.seed, epoch), trainIndex.get(image.file) ?? 0)) }));
+  // A step through the whole network keeps every activation for the backward pass: on wasm, slice
+  // the batch to fit the heap.
+  const { totals } = model.summary;
+  const microBatchSize = ctx.backend.choice === 'wasm' ? wasmMicroBatchSize(totals.forwardBackwardPassBytes, totals.paramsBytes) : spec.batchSize;
+  return {
+    spec, network: model.resnet.model, inputs: pixels, trainInputs: augmenting ? augmented : () => pixels, microBatchSize, numClasses, classWeights,
+  };
+}
+
+/** feature_extraction without augmentation: the backbone runs once per image, here or in an earlier job. */
+async function cachedCodeInputs(
+  ctx: JobContext,
+  spec: TrainingJobSpec,
+  model: JobModel,
+  data: JobData,
+  reporter: ProgressReporter,
+  metrics: Metrics,
+): Promise<BatchSource> {
+  await reporter.phase('extracting_features');
+  const images = [...data.train, ...data.validation];
+  const key = await featureCacheKey({
+    root: data.loader.root, images, preprocessing: data.preprocessing, backend: ctx.backend.choice,
+    weights: spec.weights === 'imagenet' ? await weightsFingerprint(ctx.config.IMAGENET_WEIGHTS) : `random:${spec.seed}`,
+  });
+  const extracted = await featureCodes(ctx.artifacts.store, key, model.resnet, data.loader, images, spec.batchSize, async (done) => {
+    if (await ctx.cancelRequested()) throw new JobCancelledError();
+    ctx.log(`extracted CNN codes of ${done} of ${images.length} images`);
+  });
+  metrics.featureCache = { key, hit: extracted.cacheHit, backboneImages: extracted.backboneImages };
+  return codeBatches(extracted);
+}
+
+/** One pass over the shuffled training images; the cancel flag is checked before every step. */
+async function trainEpoch(
+  ctx: JobContext,
+  run: TrainingRun,
+  optimizer: tf.Optimizer,
+  images: readonly LabelledImage[],
+  epoch: number,
+  reporter: ProgressReporter,
+): Promise<{ loss: number; accuracy: number }> {
+  const { spec } = run;
+  const inputs = run.trainInputs(epoch);
+  const order = shuffled(images, mixSeed(spec.seed, epoch));
+  const steps = Math.ceil(order.length / spec.batchSize);
+  let lossSum = 0;
+  let correct = 0;
+  await reporter.update({ phase: 'training', epoch, step: 0 }, true);
+  for (let step = 0; step < steps; step++) {
+    const checkedAt = new Date().toISOString();
+    if (await ctx.cancelRequested()) {
+      ctx.log(`cancelled before epoch ${epoch} step ${step + 1}`, { cancelSeenAt: checkedAt });
+      await reporter.update({ step }, true);
+      throw new JobCancelledError();
+    }
+    const batch = order.slice(step * spec.batchSize, (step + 1) * spec.batchSize);
+    const x = await inputs(batch);
+    const y = tf.tidy(() => tf.oneHot(tf.tensor1d(batch.map((image) => image.label), 'int32'), run.numClasses) as tf.Tensor2D);
+    const weights = run.classWeights;
+    const result = trainStep(run.network, optimizer, x, y, {
+      weightDecay: spec.optimizer.weightDecay,
+      labelSmoothing: spec.labelSmoothing,
+      sampleWeights: weights ? batch.map((image) => weights[image.label]) : undefined,
+      microBatchSize: run.microBatchSize,
+    });
+    tf.dispose([x, y]);
+    if (!Number.isFinite(result.loss)) {
+      throw new InvalidJobError(`training diverged: loss is ${result.loss} at epoch ${epoch}, step ${step + 1}; lower optimizer.learningRate`);
+    }
+    lossSum += result.loss * batch.length;
+    correct += result.correct;
+    await reporter.update({ step: step + 1 });
+  }
+  return { loss: lossSum / order.length, accuracy: correct / order.length };
+}
+
+/** Early-stopping bookkeeping, the best epoch's weights back where asked, and the final model's evaluation. */
+async function finishTraining(ctx: JobContext, run: TrainingRun, model: JobModel, data: JobData, metrics: Metrics): Promise<void> {
+  const { spec } = run;
+  const last = metrics.epochs.at(-1)?.epoch ?? 0;
+  if (spec.earlyStopping && last < spec.epochs) {
+    metrics.earlyStopping = { stoppedAfterEpoch: last, bestEpoch: metrics.bestEpoch ?? last, monitor: spec.earlyStopping.monitor };
+    ctx.log(`early stopping after epoch ${last}: best was epoch ${metrics.bestEpoch}`);
+  }
+  // With early stopping the final model is the best epoch's (as Keras' restore_best_weights).
+  if (spec.earlyStopping && metrics.bestEpoch && metrics.bestEpoch !== last) await restoreEpochWeights(ctx.artifacts, model.resnet, metrics.bestEpoch);
+  const final = await evaluate(run.network, run.inputs, data.validation, spec.batchSize, true);
+  metrics.evaluation = evaluationOf(final, 'validation', data.validation.length);
+  metrics.validationPredictions = predictionsOf(data.validation, final);
+  metrics.report = classificationReport(
+    model.classNames,
+    data.validation.map((image) => image.label),
+    final.probabilities.map((row) => topIndices(row, 1)[0]),
+  );
+  await ctx.artifacts.writeMetrics(metrics);
+}
