@@ -1,6 +1,7 @@
 import { Queue, type Job, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { TrainingPayload, TrainingResult } from '../schemas/queue.js';
+import { UnavailableError } from './errors.js';
 import type { Logger } from './logger.js';
 
 export enum QueueName {
@@ -55,6 +56,26 @@ export function isRedisUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   if (error.name === 'MaxRetriesPerRequestError') return true;
   return /Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND/.test(error.message);
+}
+
+/**
+ * Resolves once the connection is ready, or rejects with UnavailableError after `timeoutMs`. BullMQ
+ * waits for a lost connection indefinitely: callers that answer clients ask this first, so an outage
+ * is a prompt 503 rather than a hung request.
+ */
+export function whenReady(redis: Redis, timeoutMs: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      reject(new UnavailableError(`Redis is unreachable (connection ${redis.status})`));
+    }, timeoutMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    redis.once('ready', onReady);
+  });
 }
 
 export interface QueueOptions {

@@ -15,7 +15,7 @@ import healthRoutes from './routes/health/index.js';
 import jobsRoutes from './routes/jobs/index.js';
 import predictRoutes from './routes/predict/index.js';
 import summaryRoutes from './routes/summary/index.js';
-import type { ThreadSettings } from './threads/protocol.js';
+import type { ThreadSettings } from './thread-protocol.js';
 import { zodValidatorCompiler } from './validation.js';
 
 export interface AppDeps {

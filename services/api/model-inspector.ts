@@ -1,6 +1,6 @@
 import type { ModelConfig, ModelSummary } from '../../schemas/model.js';
 import { ThreadRpc } from './thread-rpc.js';
-import type { ThreadSettings } from './threads/protocol.js';
+import type { ThreadSettings } from './thread-protocol.js';
 
 /** There are few distinct model configs: keep their summaries. */
 const CACHE_ENTRIES = 64;

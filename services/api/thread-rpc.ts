@@ -1,5 +1,5 @@
 import { Worker, type MessagePort, type TransferListItem } from 'node:worker_threads';
-import type { ThreadSettings } from './threads/protocol.js';
+import type { ThreadSettings } from './thread-protocol.js';
 
 /**
  * Request/response over one worker thread running a TypeScript module, so heavy tensor work stays

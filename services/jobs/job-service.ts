@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import { ConflictError, IdempotencyKeyReusedError, NotFoundError } from '../../common/errors.js';
 import { JobArtifacts } from '../../common/job-artifacts.js';
-import { CANCELLED_REASON, QueueName, redisKeys, type Queues, type TrainingJob } from '../../common/queues.js';
+import { CANCELLED_REASON, QueueName, redisKeys, whenReady, type Queues, type TrainingJob } from '../../common/queues.js';
 import type { PreflightReport } from '../../schemas/dataset.js';
 import { isTrainingSpec, type JobSpec } from '../../schemas/job-spec.js';
 import { FINISHED_STATES, SKIPPED_FILES_IN_STATUS, type JobState, type JobStatus, type Progress } from '../../schemas/job-status.js';
@@ -14,6 +14,8 @@ import { TrainingPayload, TrainingResult, WorkerProgress } from '../../schemas/q
 import { checkDataset } from '../datasets/check-dataset.js';
 import { checkpointDownload, type CheckpointFormat, type CheckpointSelector, type Download } from './downloads.js';
 
+/** How long a request waits for a (re)connecting Redis before it is answered 503. */
+const REDIS_WAIT_MS = 1000;
 const CANCEL_FLAG_TTL_SECONDS = 60 * 24 * 3600;
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 const isUuid = (id: string) => z.uuid().safeParse(id).success;
@@ -92,6 +94,7 @@ export class JobService {
   }
 
   async submit(spec: JobSpec, idempotencyKey?: string): Promise<Submission> {
+    await whenReady(this.redis, REDIS_WAIT_MS);
     if (spec.dataset && spec.dataset.type !== 'synthetic') await checkDataset(spec.dataset, this.options.dataDir);
     let jobId: string = randomUUID();
     if (idempotencyKey) {
@@ -114,6 +117,7 @@ export class JobService {
 
   private async find(jobId: string): Promise<TrainingJob | null> {
     if (!isUuid(jobId)) return null;
+    await whenReady(this.redis, REDIS_WAIT_MS);
     return (await this.queue.getJob(jobId)) ?? null;
   }
 
@@ -170,6 +174,7 @@ export class JobService {
   }
 
   async list(filter: { state?: JobState; limit: number; offset: number }): Promise<JobListing> {
+    await whenReady(this.redis, REDIS_WAIT_MS);
     const types = filter.state ? BULL_TYPES[filter.state] : [...new Set(Object.values(BULL_TYPES).flat())];
     const jobs = (await this.queue.getJobs(types as Parameters<typeof this.queue.getJobs>[0])).filter(Boolean);
     const unique = [...new Map(jobs.map((job) => [job.id, job])).values()].sort((a, b) => b.timestamp - a.timestamp);

@@ -14,7 +14,7 @@ import { loadModel } from '../../../engine/model/checkpoint-io.js';
 import type { ResNet50 } from '../../../engine/model/resnet50.js';
 import { topIndices } from '../../../engine/training/classification-report.js';
 import { serveThreadRpc } from '../thread-rpc.js';
-import type { PredictOutcome, PredictRequest, ThreadSettings } from './protocol.js';
+import type { PredictOutcome, PredictRequest, ThreadSettings } from '../thread-protocol.js';
 
 const MODELS_KEPT = 2;
 const BATCH = 16;

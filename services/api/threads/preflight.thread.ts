@@ -4,7 +4,7 @@ import type { PreflightReport } from '../../../schemas/dataset.js';
 import { resolveDataset } from '../../../engine/data/datasets.js';
 import { preflight } from '../../../engine/data/preflight.js';
 import { serveThreadRpc } from '../thread-rpc.js';
-import type { PreflightRequest, ThreadSettings } from './protocol.js';
+import type { PreflightRequest, ThreadSettings } from '../thread-protocol.js';
 
 const { dataDir } = workerData as ThreadSettings;
 

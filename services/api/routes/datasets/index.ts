@@ -7,7 +7,7 @@ import { checkDataset } from '../../../datasets/check-dataset.js';
 import { DatasetStore } from '../../../datasets/dataset-store.js';
 import { drainBody, HttpProblem } from '../../problem.js';
 import { ThreadRpc } from '../../thread-rpc.js';
-import type { PreflightRequest, ThreadSettings } from '../../threads/protocol.js';
+import type { PreflightRequest, ThreadSettings } from '../../thread-protocol.js';
 
 const PreflightBody = z.strictObject({ dataset: DatasetSpec, ...PreflightOptions.shape });
 const UploadQuery = z.strictObject({ name: z.string().min(1).max(200).optional().describe('A label for the dataset; default upload.<format>') });

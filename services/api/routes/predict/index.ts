@@ -5,7 +5,7 @@ import { PredictQuery, PredictResponse } from '../../../../schemas/predict.js';
 import type { JobService } from '../../../jobs/job-service.js';
 import { drainBody, HttpProblem } from '../../problem.js';
 import { ThreadRpc } from '../../thread-rpc.js';
-import type { PredictOutcome, PredictRequest, ThreadSettings } from '../../threads/protocol.js';
+import type { PredictOutcome, PredictRequest, ThreadSettings } from '../../thread-protocol.js';
 import { JobParams } from '../jobs/schemas.js';
 
 /** Per request: images are buffered for the predict thread, so both counts are bounded. */

@@ -1,6 +1,6 @@
 // Messages between the API's main thread and its worker threads (structured-cloned, same codebase).
-import type { DatasetSpec, PreflightOptions } from '../../../schemas/dataset.js';
-import type { ImagePrediction } from '../../../schemas/predict.js';
+import type { DatasetSpec, PreflightOptions } from '../../schemas/dataset.js';
+import type { ImagePrediction } from '../../schemas/predict.js';
 
 /** What every thread is started with: where to find things, on which backend to run. */
 export interface ThreadSettings {

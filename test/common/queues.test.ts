@@ -1,0 +1,48 @@
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { createLogger } from '../../common/logger.js';
+import { isRedisUnavailable, QueueName, Queues, redisConnection } from '../../common/queues.js';
+import { JobSpec } from '../../schemas/job-spec.js';
+import { TrainingPayload } from '../../schemas/queue.js';
+
+const silent = createLogger('api', 'silent');
+
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+describe('the queue facade', () => {
+  const redis = redisConnection(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', 'producer', silent);
+  const prefix = `test-queues-${process.pid}`;
+  const queues = new Queues(redis, { prefix, attempts: 2 });
+  after(async () => {
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length) await redis.del(...keys);
+    await queues.close();
+    await redis.quit();
+  });
+
+  it('enqueues a payload under our job id, with retries and retention, that parses back as the contract', async () => {
+    const spec = JobSpec.parse({ mode: 'pretrained' });
+    const job = await queues.enqueue(QueueName.Training, '3b241101-e2bb-4255-8caf-4136c566a962', { spec, submittedAt: '2026-11-28T00:00:00.000Z' });
+    assert.equal(job.id, '3b241101-e2bb-4255-8caf-4136c566a962');
+    assert.equal(job.opts.attempts, 2);
+    const stored = await queues.get(QueueName.Training).getJob(job.id!);
+    assert.deepEqual(TrainingPayload.parse(stored?.data), { spec, submittedAt: '2026-11-28T00:00:00.000Z' });
+  });
+
+  it("tells an unreachable server from a command's own error", async () => {
+    const down = redisConnection(`redis://127.0.0.1:${await closedPort()}`, 'producer', silent);
+    const outage = await down.get('x').catch((error: unknown) => error);
+    down.disconnect();
+    assert.equal(isRedisUnavailable(outage), true, String(outage));
+    const wrongType = await redis.set(`${prefix}:s`, 'x').then(() => redis.lpush(`${prefix}:s`, 'y')).catch((error: unknown) => error);
+    assert.equal(isRedisUnavailable(wrongType), false, String(wrongType));
+  });
+});

@@ -1,0 +1,109 @@
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import { LocalArtifactStore } from '../../../common/artifact-store.js';
+import { createLogger } from '../../../common/logger.js';
+import { Queues, redisConnection } from '../../../common/queues.js';
+import { loadConfig } from '../../../schemas/config.js';
+import { Problem } from '../../../schemas/problem.js';
+import { buildApp } from '../../../services/api/app.js';
+import { sleep } from '../../helpers/service.js';
+import { tempDir } from '../../helpers/torch.js';
+
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const scratch = tempDir('app');
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+async function app(env: Record<string, string> = {}) {
+  const config = loadConfig({
+    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', QUEUE_PREFIX: `test-app-${process.pid}`,
+    DATA_DIR: path.join(scratch, 'data'), ARTIFACTS_DIR: path.join(scratch, 'artifacts'), LOG_LEVEL: 'silent', ...env,
+  });
+  const logger = createLogger('api', config.LOG_LEVEL);
+  const redis = redisConnection(config.REDIS_URL, 'producer', logger);
+  const queues = new Queues(redis, { prefix: config.QUEUE_PREFIX, attempts: 1 });
+  const instance = await buildApp({ config, redis, queues, store: new LocalArtifactStore(config.ARTIFACTS_DIR), logger });
+  const close = async () => {
+    await instance.close();
+    await queues.close().catch(() => undefined);
+    redis.disconnect();
+  };
+  return { app: instance, redis, close };
+}
+
+function assertProblem(response: { statusCode: number; headers: Record<string, unknown>; json(): unknown }, status: number) {
+  assert.equal(response.statusCode, status);
+  assert.match(String(response.headers['content-type']), /^application\/problem\+json/);
+  const problem = Problem.parse(response.json());
+  assert.equal(problem.status, status);
+  return problem;
+}
+
+describe('the API app', () => {
+  it('answers 503 with Retry-After on every Redis-backed route while Redis is unreachable', async () => {
+    const { app: api, close } = await app({ REDIS_URL: `redis://127.0.0.1:${await closedPort()}` });
+    try {
+      for (const url of ['/v1/jobs', '/v1/jobs/3b241101-e2bb-4255-8caf-4136c566a962', '/readyz']) {
+        const response = await api.inject({ method: 'GET', url });
+        assertProblem(response, 503);
+        assert.equal(response.headers['retry-after'], '10', url);
+      }
+      assert.equal((await api.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'liveness needs no Redis');
+    } finally {
+      await close();
+    }
+  });
+
+  it('answers 503, not 404, for predictions on an existing job once Redis goes away', async () => {
+    const { app: api, redis, close } = await app();
+    try {
+      const submitted = await api.inject({ method: 'POST', url: '/v1/jobs', payload: { mode: 'pretrained', weights: 'random', inputSize: 32 } });
+      assert.equal(submitted.statusCode, 202);
+      const { id } = submitted.json() as { id: string };
+      assertProblem(await api.inject({ method: 'POST', url: `/v1/jobs/${id}/predict` }), 409);
+      redis.disconnect();
+      const problem = assertProblem(await api.inject({ method: 'POST', url: `/v1/jobs/${id}/predict` }), 503);
+      assert.match(problem.detail, /Redis/);
+    } finally {
+      await close();
+    }
+  });
+
+  it('answers 503 with Retry-After under memory pressure, while liveness stays 200', async () => {
+    const { app: api, close } = await app({ API_MAX_HEAP_USED_BYTES: String(1024 * 1024) });
+    try {
+      // under-pressure samples the heap once a second: wait for its first sample.
+      while (!(api as unknown as { isUnderPressure(): boolean }).isUnderPressure()) await sleep(50);
+      const response = await api.inject({ method: 'GET', url: '/v1/jobs' });
+      assertProblem(response, 503);
+      assert.equal(response.headers['retry-after'], '10');
+      assert.equal((await api.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
+    } finally {
+      await close();
+    }
+  });
+
+  it('names where invalid input was and which fields, and echoes the request id', async () => {
+    const { app: api, close } = await app();
+    try {
+      const query = assertProblem(await api.inject({ method: 'GET', url: '/v1/jobs?limit=0&colour=red', headers: { 'x-request-id': 'req-42' } }), 400);
+      assert.deepEqual([query.in, query.errors?.map((e) => e.path).sort(), query.requestId], ['query', ['colour', 'limit'], 'req-42']);
+      const header = assertProblem(await api.inject({ method: 'POST', url: '/v1/jobs', headers: { 'idempotency-key': 'has space' }, payload: { mode: 'pretrained' } }), 400);
+      assert.deepEqual([header.in, header.errors?.[0].path], ['headers', 'idempotency-key']);
+      assertProblem(await api.inject({ method: 'GET', url: '/v1/nothing' }), 404);
+      assertProblem(await api.inject({ method: 'GET', url: '/v1/datasets/3b241101-e2bb-4255-8caf-4136c566a962' }), 404);
+    } finally {
+      await close();
+    }
+  });
+});
