@@ -48,8 +48,10 @@ class ExtractionBudget {
 async function extractTar(file: string, destination: string, limits: ArchiveLimits): Promise<{ files: number; bytes: number }> {
   const budget = new ExtractionBudget(limits);
   let problem: ArchiveError | undefined;
+  const unreadable = (error: Error) => new ArchiveError(`not a readable tar.gz: ${error.message}`);
   await tar.t({
     file,
+    strict: true,
     onReadEntry: (entry) => {
       if (problem) return;
       try {
@@ -63,10 +65,12 @@ async function extractTar(file: string, destination: string, limits: ArchiveLimi
       }
     },
   }).catch((error: Error) => {
-    throw new ArchiveError(`not a readable tar.gz: ${error.message}`);
+    throw unreadable(error);
   });
   if (problem) throw problem;
-  await tar.x({ file, cwd: destination, strict: true, preservePaths: false, preserveOwner: false, noMtime: true });
+  await tar.x({ file, cwd: destination, strict: true, preservePaths: false, preserveOwner: false, noMtime: true }).catch((error: Error) => {
+    throw unreadable(error);
+  });
   return { files: budget.files, bytes: budget.bytes };
 }
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { JobStatus } from '../../schemas/job-status.js';
 import type { Metrics } from '../../schemas/metrics.js';
 import { QueueName } from '../../common/queues.js';
-import { finished, pollJob, startService, type TestService, type WorkerProcess } from '../helpers/service.js';
+import { finished, pollJob, redisKeys, startService, type TestService, type WorkerProcess } from '../helpers/service.js';
 
 const slowSpec = {
   mode: 'fine_tuning', weights: 'random', inputSize: 64, epochs: 3, batchSize: 16,
@@ -38,10 +38,10 @@ describe('cancel, resume and failing fast', () => {
     assert.equal(status.attempts, 1, 'a bad spec is not retried');
   });
 
-  it('stops a running job within one step and never starts a cancelled queued one', async () => {
+  it('stops a running job before any step that would begin after the request, and never starts a cancelled queued one', async () => {
     const running = await submit(slowSpec);
     const queued = await submit({ ...slowSpec, seed: 1 });
-    const atRequest = await pollJob(service, running.id, (s) => s.state === 'running' && s.progress.phase === 'training' && s.progress.step >= 1);
+    await pollJob(service, running.id, (s) => s.state === 'running' && s.progress.phase === 'training' && s.progress.step >= 1);
 
     const cancelQueued = await service.http().delete(`/v1/jobs/${queued.id}`);
     assert.equal(cancelQueued.status, 202);
@@ -50,18 +50,24 @@ describe('cancel, resume and failing fast', () => {
     const cancelRunning = await service.http().delete(`/v1/jobs/${running.id}`);
     assert.equal(cancelRunning.status, 202);
     assert.equal(cancelRunning.body.cancelRequested, true);
+    const requestedAt = await service.redis.get(redisKeys(service.config.QUEUE_PREFIX).cancel(running.id));
     const stopped = await pollJob(service, running.id, finished, 60_000);
     assert.equal(stopped.state, 'cancelled');
     assert.equal(stopped.progress.epoch, 1);
-    assert.ok(stopped.progress.step <= atRequest.progress.step + 1, `trained from step ${atRequest.progress.step} to ${stopped.progress.step}`);
     assert.equal((await metricsOf(running.id)).epochs.length, 0, 'no epoch completed after the cancel');
     assert.equal((await service.http().get(`/v1/jobs/${running.id}/checkpoint?epoch=latest`)).status, 404);
+
+    const logs = await service.redis.lrange(`${service.config.QUEUE_PREFIX}:${QueueName.Training}:${running.id}:logs`, 0, -1);
+    const line = logs.find((l) => /^cancelled before epoch 1 step \d+ /.test(l));
+    assert.ok(line, logs.join('\n'));
+    const { cancelSeenAt, lastPassedCheckAt } = JSON.parse(line.slice(line.indexOf('{'))) as { cancelSeenAt: string; lastPassedCheckAt: string };
+    // Each step starts with a check of the flag: the last one that let a step start ran before the
+    // request, and the next one saw it.
+    assert.ok(requestedAt && lastPassedCheckAt <= requestedAt && requestedAt <= cancelSeenAt, `${lastPassedCheckAt} <= ${requestedAt} <= ${cancelSeenAt}`);
 
     const never = await pollJob(service, queued.id, (s) => s.state === 'cancelled' && s.finishedAt !== null, 60_000);
     assert.equal(never.progress.phase, 'queued', 'the queued job never reported any work');
     assert.equal((await service.http().get(`/v1/jobs/${queued.id}/summary`)).status, 409, 'it never built a model');
-    const logs = await service.redis.lrange(`${service.config.QUEUE_PREFIX}:${QueueName.Training}:${running.id}:logs`, 0, -1);
-    assert.ok(logs.some((line) => /cancelled before epoch 1 step/.test(line)), logs.join('\n'));
   });
 
   it('resumes from the epoch-1 checkpoint after the worker is killed in epoch 2', async () => {

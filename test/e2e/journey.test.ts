@@ -19,9 +19,12 @@ import sharp, { type Sharp } from 'sharp';
 import { renderSyntheticImage } from '../../engine/data/synthetic.js';
 import { MESSY_BAD_FILES, writeMessyDataset } from '../helpers/images.js';
 import { seededRandom } from '../../engine/data/random.js';
+import { topIndices } from '../../engine/training/classification-report.js';
 
 const INPUT = 32;
-const dataset = { type: 'synthetic', numClasses: 3, imagesPerClass: 10, imageSize: 48, seed: 3 } as const;
+// Six classes, so top-5 accuracy can differ from 1.
+const CLASSES = 6;
+const dataset = { type: 'synthetic', numClasses: CLASSES, imagesPerClass: 10, imageSize: 48, seed: 3 } as const;
 
 /** supertest parser that keeps a download's bytes. */
 const binary = (response: { on(event: string, listener: (chunk?: Buffer) => void): unknown }, callback: (error: Error | null, body: Buffer) => void) => {
@@ -50,12 +53,20 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
   });
   after(() => service.stop());
 
+  const completed = async (spec: object) => {
+    const submitted = await service.http().post('/v1/jobs').send(spec);
+    assert.equal(submitted.status, 202, submitted.text);
+    const status = await pollJob(service, submitted.body.id, finished);
+    assert.equal(status.state, 'completed', JSON.stringify(status.failure));
+    return status;
+  };
+
   const cases = [
     { mode: 'pretrained', totalParams: 25_557_032, trainableParams: 25_557_032, body: { weights: 'imagenet' } },
-    { mode: 'feature_extraction', totalParams: 23_508_032 + 2048 * 3 + 3, trainableParams: 2048 * 3 + 3, body: { weights: 'imagenet', epochs: 2 } },
+    { mode: 'feature_extraction', totalParams: 23_508_032 + 2048 * CLASSES + CLASSES, trainableParams: 2048 * CLASSES + CLASSES, body: { weights: 'imagenet', epochs: 2 } },
     {
       mode: 'fine_tuning',
-      totalParams: 23_508_032 + 2048 * 512 + 512 + 512 * 256 + 256 + 256 * 3 + 3,
+      totalParams: 23_508_032 + 2048 * 512 + 512 + 512 * 256 + 256 + 256 * CLASSES + CLASSES,
       trainableParams: null,
       body: { weights: 'random', epochs: 2, batchSize: 8, fineTuning: { trainableFrom: 'layer4', freezeBatchNorm: true } },
     },
@@ -82,17 +93,22 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
       const metrics = (await service.http().get(`/v1/jobs/${id}/metrics`)).body as Metrics;
       if (c.mode === 'pretrained') {
         assert.equal(metrics.epochs.length, 0, 'pretrained trains no epochs');
-        assert.equal(metrics.evaluation?.images, 30);
+        assert.equal(metrics.evaluation?.images, CLASSES * 10);
         assert.equal(metrics.classNames.length, 1000);
       } else {
         assert.deepEqual(metrics.epochs.map((e) => e.epoch), [1, 2]);
         assert.ok(metrics.epochs.every((e) => e.validationAccuracy !== null && Number.isFinite(e.trainLoss)));
-        assert.equal(metrics.classNames.length, 3);
+        assert.equal(metrics.classNames.length, CLASSES);
         const report = metrics.report!;
         assert.deepEqual(report.perClass.map((c) => c.className), metrics.classNames);
         assert.deepEqual(report.confusionMatrix.classNames, metrics.classNames);
         assert.equal(report.confusionMatrix.matrix.flat().reduce((a, b) => a + b, 0), metrics.evaluation!.images);
-        assert.ok(metrics.epochs.every((e) => e.validationTop5Accuracy === 1), 'three classes: the true one is always in the top 5');
+        // Every held-out image is kept with its probabilities (12 of at most 32): the reported top-5 must follow from them.
+        assert.equal(metrics.validationPredictions.length, metrics.evaluation!.images);
+        const inTop5 = metrics.validationPredictions.filter((p) => topIndices(p.probabilities, 5).includes(p.label)).length;
+        assert.equal(metrics.evaluation!.top5Accuracy, inTop5 / metrics.validationPredictions.length);
+        assert.equal(metrics.epochs.at(-1)!.validationTop5Accuracy, Math.round(metrics.evaluation!.top5Accuracy! * 1e6) / 1e6);
+        assert.ok(metrics.evaluation!.top5Accuracy! >= metrics.evaluation!.accuracy!);
       }
       assert.ok(metrics.validationPredictions.length > 0);
 
@@ -157,7 +173,11 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
     const metrics = (await service.http().get(`/v1/jobs/${status.id}/metrics`)).body as Metrics;
     assert.deepEqual(metrics.classNames, ['daisy', 'rose']);
     assert.equal(metrics.evaluation?.images, 2, 'one of six images per class held out');
-    assert.ok(metrics.validationPredictions.some((p) => p.file.endsWith('.webp') || p.file.endsWith('.jpg') || p.file.endsWith('.png')));
+    // The job's own preflight decoded every file in full: four of each format, none skipped.
+    const preflight = await service.http().get(`/v1/jobs/${status.id}/preflight`);
+    assert.equal(preflight.status, 200);
+    assert.deepEqual(preflight.body.formats, { jpeg: 4, png: 4, webp: 4 });
+    assert.deepEqual([preflight.body.usable, preflight.body.bad, status.skippedFileCount], [12, [], 0]);
   });
 
   it('preflights a messy folder, then trains on it skipping exactly the unusable files', async () => {
@@ -178,24 +198,44 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
     assert.deepEqual(Object.fromEntries(status.skippedFiles.map((s) => [s.file, s.reason])), MESSY_BAD_FILES);
   });
 
-  it('lists jobs by state with pagination', async () => {
-    const all = await service.http().get('/v1/jobs?limit=2');
-    assert.equal(all.status, 200);
-    assert.equal(all.body.total, 5);
-    assert.equal(all.body.items.length, 2);
-    const rest = await service.http().get('/v1/jobs?limit=2&offset=2');
-    assert.equal(rest.body.items.length, 2);
-    const completed = await service.http().get('/v1/jobs?state=completed');
-    assert.equal(completed.body.total, 5);
-    assert.ok(completed.body.items.every((s: JobStatus) => s.state === 'completed'));
-    assert.equal((await service.http().get('/v1/jobs?state=running')).body.total, 0);
+  it('serves a pretrained job without a dataset: summary, model and predictions, no evaluation', async () => {
+    const status = await completed({ mode: 'pretrained', weights: 'imagenet', inputSize: INPUT });
+    assert.equal(status.skippedFileCount, 0);
+    const summary = await service.http().get(`/v1/jobs/${status.id}/summary?depth=0`).set('accept', 'text/plain');
+    assert.match(summary.text, /Trainable params: 25,557,032/, "the seed's table: nothing frozen");
+    const metrics = (await service.http().get(`/v1/jobs/${status.id}/metrics`)).body as Metrics;
+    assert.deepEqual([metrics.evaluation, metrics.epochs.length, metrics.classNames.length], [null, 0, 1000]);
+    assert.equal((await service.http().get(`/v1/jobs/${status.id}/preflight`)).status, 409, 'no dataset, no preflight');
+    assert.equal((await service.http().get(`/v1/jobs/${status.id}/checkpoint?format=safetensors`)).status, 200);
+    const image = await sharp(renderSyntheticImage(0, 2, 40, seededRandom(9)), { raw: { width: 40, height: 40, channels: 3 } }).png().toBuffer();
+    const predicted = await service.http().post(`/v1/jobs/${status.id}/predict?topK=3`).attach('image', image, 'x.png');
+    assert.equal(predicted.status, 200, predicted.text);
+    assert.equal(predicted.body.predictions[0].top.length, 3);
+  });
+
+  it('lists jobs newest first, by state, with pagination', async () => {
+    const before = (await service.http().get('/v1/jobs')).body.total as number;
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await completed({ mode: 'pretrained', weights: 'random', inputSize: INPUT, seed: i })).id);
+    const page = await service.http().get('/v1/jobs?limit=2');
+    assert.equal(page.status, 200);
+    assert.equal(page.body.total, before + 3);
+    assert.deepEqual(page.body.items.map((s: JobStatus) => s.id), [ids[2], ids[1]]);
+    const next = await service.http().get('/v1/jobs?limit=2&offset=2');
+    assert.equal(next.body.items[0].id, ids[0]);
+    const done = await service.http().get('/v1/jobs?state=completed&limit=100');
+    assert.ok(ids.every((id) => done.body.items.some((s: JobStatus) => s.id === id)));
+    assert.ok(done.body.items.every((s: JobStatus) => s.state === 'completed'));
+    const queued = await service.http().get('/v1/jobs?state=queued&limit=100');
+    assert.ok(!queued.body.items.some((s: JobStatus) => ids.includes(s.id)));
   });
 
   it('refuses to cancel a finished job with 409', async () => {
-    const [job] = (await service.http().get('/v1/jobs?limit=1')).body.items;
-    const response = await service.http().delete(`/v1/jobs/${job.id}`);
+    const { id } = await completed({ mode: 'pretrained', weights: 'random', inputSize: INPUT });
+    const response = await service.http().delete(`/v1/jobs/${id}`);
     assert.equal(response.status, 409);
     assert.match(response.headers['content-type'], /problem\+json/);
+    assert.equal(response.body.state, 'completed');
   });
 
   it('reports its live worker and backend in /readyz', async () => {

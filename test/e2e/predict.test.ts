@@ -2,6 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import sharp from 'sharp';
 import { DatasetSpec } from '../../schemas/dataset.js';
 import { resolveDataset } from '../../engine/data/datasets.js';
@@ -26,9 +27,7 @@ describe('predictions from a trained job', () => {
     ({ service, scratch } = await startServiceWithStandInWeights('predict', 4, [224]));
     photo = path.join(scratch, 'photo.png');
     await sharp(renderSyntheticImage(1, 4, 256, seededRandom(11)), { raw: { width: 256, height: 256, channels: 3 } }).png().toFile(photo);
-    ({ id: pretrainedId } = await completedJob(service, {
-      mode: 'pretrained', inputSize: 224, dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 2, imageSize: 64 },
-    }));
+    ({ id: pretrainedId } = await completedJob(service, { mode: 'pretrained', inputSize: 224 }));
   });
   after(() => service.stop());
 
@@ -46,29 +45,29 @@ describe('predictions from a trained job', () => {
     assert.equal(prediction.top[0].className, names[prediction.top[0].index]);
   });
 
-  it('keeps GET /healthz under 50 ms while ten predictions run', async () => {
+  it("keeps the API's event loop as free during ten predictions as when idle", async () => {
+    // If inference ran on the API's event loop, the loop would stall for one forward pass at a time.
+    // So the loop's delay while predicting is held against the idle loop's plus half of one prediction
+    // (the fastest request), all measured in this run on this machine.
     const image = readFileSync(photo);
-    const predictions = Array.from({ length: 10 }, () =>
-      service.http().post(`/v1/jobs/${pretrainedId}/predict`).attach('image', image, 'photo.png').then((r) => r),
-    );
-    let settled = false;
-    const all = Promise.all(predictions).finally(() => (settled = true));
-    // This process is also the client encoding the ten uploads: let it finish sending them, so the
-    // probes time the server while it decodes and predicts, not the client's own request encoding.
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    assert.equal(settled, false, 'the predictions are still running when the probes start');
-    const latencies: number[] = [];
-    while (!settled) {
+    const delays = async (during: Promise<unknown>) => {
+      const histogram = monitorEventLoopDelay({ resolution: 10 });
+      histogram.enable();
+      await during;
+      histogram.disable();
+      return histogram.percentile(99) / 1e6;
+    };
+    const idle = await delays(new Promise((resolve) => setTimeout(resolve, 1000)));
+    const durations: number[] = [];
+    const predictions = Array.from({ length: 10 }, async () => {
       const started = performance.now();
-      const health = await service.http().get('/healthz');
-      latencies.push(performance.now() - started);
-      assert.equal(health.status, 200);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    const responses = await all;
-    assert.ok(responses.every((r) => r.status === 200));
-    assert.ok(latencies.length >= 5, `only ${latencies.length} health checks ran during the predictions`);
-    assert.ok(Math.max(...latencies) < 50, `/healthz took ${latencies.map((l) => l.toFixed(1)).join(", ")} ms`);
+      const response = await service.http().post(`/v1/jobs/${pretrainedId}/predict`).attach('image', image, 'photo.png');
+      durations.push(performance.now() - started);
+      assert.equal(response.status, 200, response.text);
+    });
+    const busy = await delays(Promise.all(predictions));
+    const onePrediction = Math.min(...durations);
+    assert.ok(busy < idle + onePrediction / 2, `p99 event-loop delay ${busy.toFixed(1)} ms busy, ${idle.toFixed(1)} ms idle; a prediction takes ${onePrediction.toFixed(0)} ms`);
   });
 
   it('predicts the right class for held-out images of a trained job', async () => {

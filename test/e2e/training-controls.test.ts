@@ -3,12 +3,18 @@ import assert from 'node:assert/strict';
 import type { EpochMetrics } from '../../schemas/metrics.js';
 import { learningRateAt } from '../../engine/training/controls.js';
 import { JobSpec, type TrainingJobSpec } from '../../schemas/job-spec.js';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { seededRandom } from '../../engine/data/random.js';
+import { renderSyntheticImage } from '../../engine/data/synthetic.js';
 import { completedJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
 
 const dataset = { type: 'synthetic', numClasses: 4, imagesPerClass: 30, imageSize: 32, seed: 1 } as const;
 
 const unaugmented = { augmentation: { randomResizedCrop: false, horizontalFlip: false } };
 const train = (service: TestService, spec: object) => completedJob(service, { inputSize: 32, dataset, ...spec });
+
 
 const withoutTimings = (epochs: EpochMetrics[]) => epochs.map(({ seconds: _seconds, ...rest }) => rest);
 
@@ -51,15 +57,42 @@ describe('training controls on real jobs', () => {
     assert.deepEqual(withoutTimings(second.metrics.epochs), withoutTimings(first.metrics.epochs));
   });
 
-  it('applies the learning-rate schedule, class weights and label smoothing', async () => {
+  it('follows the learning-rate schedule epoch by epoch', async () => {
     const spec = {
       mode: 'feature_extraction', weights: 'imagenet', epochs: 4, optimizer: { learningRate: 0.01 },
-      schedule: { type: 'cosine', warmupEpochs: 1, minLearningRate: 0.001 }, classWeights: 'balanced', labelSmoothing: 0.1,
-      ...unaugmented,
+      schedule: { type: 'cosine', warmupEpochs: 1, minLearningRate: 0.001 }, ...unaugmented,
     };
     const { metrics } = await train(service, spec);
     const parsed = JobSpec.parse({ ...spec, inputSize: 32, dataset }) as TrainingJobSpec;
     assert.deepEqual(metrics.epochs.map((e) => e.learningRate), [1, 2, 3, 4].map((epoch) => learningRateAt(parsed, epoch)));
-    assert.ok(metrics.epochs.at(-1)!.trainLoss > 0.1, 'label smoothing keeps the loss above zero');
+  });
+
+  it('applies label smoothing: the loss stays above the smoothed targets\' entropy, which the same run without it goes below', async () => {
+    const spec = { mode: 'feature_extraction', weights: 'imagenet', epochs: 8, optimizer: { learningRate: 0.01 }, ...unaugmented };
+    const smoothing = 0.3;
+    const [plain, smoothed] = [await train(service, spec), await train(service, { ...spec, labelSmoothing: smoothing })];
+    // Cross-entropy against targets q is at least H(q): 1 - e + e/K on the true class, e/K elsewhere.
+    const k = dataset.numClasses;
+    const [onTrue, elsewhere] = [1 - smoothing + smoothing / k, smoothing / k];
+    const floor = -onTrue * Math.log(onTrue) - (k - 1) * elsewhere * Math.log(elsewhere);
+    assert.ok(smoothed.metrics.epochs.every((e) => e.trainLoss >= floor - 1e-4), `smoothed losses ${smoothed.metrics.epochs.map((e) => e.trainLoss)} vs floor ${floor}`);
+    assert.ok(plain.metrics.epochs.at(-1)!.trainLoss < floor, `unsmoothed final loss ${plain.metrics.epochs.at(-1)!.trainLoss} vs floor ${floor}`);
+  });
+
+  it("weighs classes: balanced weights from the training split's counts, and a loss that differs from the unweighted run", async () => {
+    // Two classes of 12 and 6 images: 10 and 5 train (one in five held out), so balanced = 15 / (2 x count).
+    const random = seededRandom(8);
+    for (const [label, count] of [[0, 12], [1, 6]]) {
+      const dir = path.join(service.config.DATA_DIR, 'uneven', `class-${label}`);
+      mkdirSync(dir, { recursive: true });
+      for (let i = 0; i < count; i++) {
+        await sharp(renderSyntheticImage(label, 2, 32, random), { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(path.join(dir, `${i}.png`));
+      }
+    }
+    const spec = { mode: 'feature_extraction', weights: 'imagenet', epochs: 2, dataset: { type: 'folder', path: 'uneven' }, ...unaugmented };
+    const [plain, balanced] = [await train(service, spec), await train(service, { ...spec, classWeights: 'balanced' })];
+    assert.equal(plain.metrics.classWeights, null);
+    assert.deepEqual(balanced.metrics.classWeights, [0.75, 1.5]);
+    assert.notEqual(balanced.metrics.epochs[0].trainLoss, plain.metrics.epochs[0].trainLoss);
   });
 });

@@ -8,44 +8,20 @@ import { startService, type TestService } from '../helpers/service.js';
 const synthetic = { type: 'synthetic', numClasses: 3, imagesPerClass: 4, imageSize: 32 };
 const valid = { mode: 'feature_extraction', weights: 'random', inputSize: 32, epochs: 1, dataset: synthetic };
 
-/** [description, body, the field path the problem must name] */
+/**
+ * [description, body, the field path the problem must name]. test/schemas/job-spec.test.ts holds the
+ * whole table; these are the ones that need the server (the dataset on disk) or show the HTTP shape.
+ */
 const MALFORMED: Array<[string, unknown, string]> = [
   ['unknown mode', { ...valid, mode: 'transfer' }, 'mode'],
-  ['missing mode', { dataset: synthetic }, 'mode'],
-  ['mode of the wrong type', { ...valid, mode: 3 }, 'mode'],
   ['fineTuning on feature_extraction', { ...valid, fineTuning: { trainableFrom: 'layer4' } }, 'fineTuning'],
-  ['epochs on pretrained', { mode: 'pretrained', dataset: synthetic, epochs: 2 }, 'epochs'],
-  ['optimizer on pretrained', { mode: 'pretrained', dataset: synthetic, optimizer: { type: 'adam' } }, 'optimizer'],
-  ['unknown top-level field', { ...valid, learningRate: 0.1 }, 'learningRate'],
-  ['negative epochs', { ...valid, epochs: -1 }, 'epochs'],
-  ['zero epochs', { ...valid, epochs: 0 }, 'epochs'],
-  ['fractional epochs', { ...valid, epochs: 1.5 }, 'epochs'],
-  ['epochs as a string', { ...valid, epochs: '3' }, 'epochs'],
-  ['oversized epochs', { ...valid, epochs: 1e9 }, 'epochs'],
-  ['oversized batchSize', { ...valid, batchSize: 100000 }, 'batchSize'],
-  ['zero batchSize', { ...valid, batchSize: 0 }, 'batchSize'],
-  ['inputSize not a multiple of 16', { ...valid, inputSize: 100 }, 'inputSize'],
-  ['inputSize too large', { ...valid, inputSize: 4096 }, 'inputSize'],
-  ['inputSize too small', { ...valid, inputSize: 0 }, 'inputSize'],
-  ['unknown weights', { ...valid, weights: 'coco' }, 'weights'],
-  ['validationSplit above 0.9', { ...valid, validationSplit: 1.5 }, 'validationSplit'],
-  ['negative seed', { ...valid, seed: -4 }, 'seed'],
   ['negative learning rate', { ...valid, optimizer: { type: 'sgd', learningRate: -0.1 } }, 'optimizer.learningRate'],
-  ['unknown optimizer', { ...valid, optimizer: { type: 'rmsprop' } }, 'optimizer.type'],
-  ['unknown optimizer field', { ...valid, optimizer: { type: 'adam', beta9: 1 } }, 'optimizer.beta9'],
-  ['missing dataset', { mode: 'feature_extraction', weights: 'random' }, 'dataset'],
-  ['unknown dataset type', { ...valid, dataset: { type: 'imagenet' } }, 'dataset.type'],
   ['dataset path escaping DATA_DIR', { ...valid, dataset: { type: 'folder', path: '../../etc' } }, 'dataset.path'],
-  ['absolute dataset path', { ...valid, dataset: { type: 'folder', path: '/etc' } }, 'dataset.path'],
-  ['dataset path with NUL', { ...valid, dataset: { type: 'folder', path: 'a\u0000b' } }, 'dataset.path'],
   ['dataset folder that does not exist', { ...valid, dataset: { type: 'folder', path: 'nope' } }, 'dataset.path'],
+  ['dataset folder with one class', { ...valid, dataset: { type: 'folder', path: 'one-class' } }, 'dataset.path'],
   ['dataset folder symlinked outside DATA_DIR', { ...valid, dataset: { type: 'folder', path: 'escape' } }, 'dataset.path'],
-  ['synthetic with one class', { ...valid, dataset: { ...synthetic, numClasses: 1 } }, 'dataset.numClasses'],
-  ['synthetic with oversized images', { ...valid, dataset: { ...synthetic, imageSize: 100000 } }, 'dataset.imageSize'],
-  ['trainableFrom unknown stage', { ...valid, mode: 'fine_tuning', fineTuning: { trainableFrom: 'layer9' } }, 'fineTuning.trainableFrom'],
-  ['freezeBatchNorm as a string', { ...valid, mode: 'fine_tuning', fineTuning: { freezeBatchNorm: 'yes' } }, 'fineTuning.freezeBatchNorm'],
+  ['upload that does not exist', { ...valid, dataset: { type: 'upload', id: '3b241101-e2bb-4255-8caf-4136c566a962' } }, 'dataset.id'],
   ['a JSON array', [valid], '(root)'],
-  ['a JSON string', 'train please', '(root)'],
   ['null', null, '(root)'],
 ];
 
@@ -58,8 +34,7 @@ describe('job spec validation (4xx problem+json naming the field)', () => {
   });
   after(() => service.stop());
 
-  it(`rejects ${MALFORMED.length} malformed specs, naming the failing field`, async () => {
-    assert.ok(MALFORMED.length >= 30);
+  it('rejects malformed specs with 400 problem+json naming the failing field', async () => {
     for (const [description, body, field] of MALFORMED) {
       const response = await service.http().post('/v1/jobs').set('content-type', 'application/json').send(JSON.stringify(body));
       assert.equal(response.status, 400, `${description}: ${response.status} ${response.text}`);

@@ -111,6 +111,15 @@ export async function startService(prefix: string, extraEnv: Record<string, stri
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** What every status must show: a phase that agrees with the state. */
+export function assertStateAndPhaseAgree(status: JobStatus): void {
+  const { state } = status;
+  const { phase } = status.progress;
+  const agree =
+    state === 'queued' ? phase === 'queued' : state === 'completed' ? phase === 'done' : state === 'running' ? phase !== 'queued' && phase !== 'done' : true;
+  if (!agree) throw new Error(`job ${status.id} is ${state} with phase ${phase}`);
+}
+
 /** Polls GET /v1/jobs/:id until `done` holds; fails with the last status after `timeoutMs`. */
 export async function pollJob(service: TestService, id: string, done: (s: JobStatus) => boolean, timeoutMs = 300_000): Promise<JobStatus> {
   const deadline = Date.now() + timeoutMs;
@@ -119,6 +128,7 @@ export async function pollJob(service: TestService, id: string, done: (s: JobSta
     const response = await service.http().get(`/v1/jobs/${id}`);
     if (response.status !== 200) throw new Error(`GET /v1/jobs/${id} answered ${response.status}: ${response.text}`);
     last = response.body as JobStatus;
+    assertStateAndPhaseAgree(last);
     if (done(last)) return last;
     await sleep(250);
   }

@@ -154,13 +154,16 @@ async function trainEpoch(
   let lossSum = 0;
   let correct = 0;
   await reporter.update({ phase: 'training', epoch, step: 0 }, true);
+  let lastPassedCheckAt: string | null = null;
   for (let step = 0; step < steps; step++) {
     const checkedAt = new Date().toISOString();
     if (await ctx.cancelRequested()) {
-      ctx.log(`cancelled before epoch ${epoch} step ${step + 1}`, { cancelSeenAt: checkedAt });
+      // Every step starts with a check: these times show that none began after the request.
+      ctx.log(`cancelled before epoch ${epoch} step ${step + 1}`, { cancelSeenAt: checkedAt, lastPassedCheckAt });
       await reporter.update({ step }, true);
       throw new JobCancelledError();
     }
+    lastPassedCheckAt = checkedAt;
     const batch = order.slice(step * spec.batchSize, (step + 1) * spec.batchSize);
     const x = await inputs(batch);
     const y = tf.tidy(() => tf.oneHot(tf.tensor1d(batch.map((image) => image.label), 'int32'), run.numClasses) as tf.Tensor2D);

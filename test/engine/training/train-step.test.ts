@@ -32,10 +32,36 @@ describe('train step', () => {
     tf.dispose([images, labels]);
   });
 
-  it('sizes micro-batches for the 4 GiB wasm heap', () => {
+  it('returns the class-weighted mean of the label-smoothed cross-entropy, as it stood before the step', () => {
+    const model = tf.sequential({ layers: [tf.layers.dense({ units: 3, inputShape: [4], kernelInitializer: tf.initializers.randomNormal({ seed: 2 }) })] });
+    const x = tf.randomNormal([4, 4], 0, 1, 'float32', 5);
+    const labels = [0, 2, 1, 2];
+    const y = tf.oneHot(tf.tensor1d(labels, 'int32'), 3) as tf.Tensor2D;
+    const weights = [1, 4, 0.5, 2];
+    const smoothing = 0.2;
+    const logits = (model.predict(x) as tf.Tensor).arraySync() as number[][];
+    // Computed here by hand: targets (1 - e) * onehot + e / K, loss -sum(q log softmax), weighted mean.
+    const perSample = logits.map((row, i) => {
+      const logSum = Math.log(row.reduce((sum, v) => sum + Math.exp(v), 0));
+      return -row.reduce((sum, v, c) => sum + ((c === labels[i] ? 1 - smoothing : 0) + smoothing / 3) * (v - logSum), 0);
+    });
+    const expected = perSample.reduce((sum, loss, i) => sum + weights[i] * loss, 0) / weights.reduce((a, b) => a + b, 0);
+    const { loss } = trainStep(model, tf.train.sgd(0.1), x, y, { sampleWeights: weights, labelSmoothing: smoothing, microBatchSize: 3 });
+    assert.ok(Math.abs(loss - expected) < 1e-5, `${loss} vs ${expected}`);
+    const unweighted = perSample.reduce((a, b) => a + b, 0) / 4;
+    assert.ok(Math.abs(expected - unweighted) > 1e-3, 'the weights matter for this batch');
+    model.dispose();
+    tf.dispose([x, y]);
+  });
+
+  it('sizes micro-batches so they fit the 4 GiB wasm heap, and the next size up would not', () => {
     const paramsBytes = 98_757_904;
-    assert.equal(wasmMicroBatchSize(177_829_928, paramsBytes), 3, 'ResNet-50 fine-tuning at 224 px');
-    assert.ok(wasmMicroBatchSize(177_829_928 / 4, paramsBytes) >= 12, 'at 112 px');
+    // The estimate the sizing rests on: four copies of the parameters, 256 MiB slack, ~6x torchinfo's activations per image.
+    const fits = (images: number, perImage: number) => 4 * paramsBytes + 256 * 1024 ** 2 + 6 * perImage * images <= 4 * 1024 ** 3;
+    for (const perImage of [177_829_928, 177_829_928 / 4, 3_640_000]) {
+      const size = wasmMicroBatchSize(perImage, paramsBytes);
+      assert.ok(fits(size, perImage) && !fits(size + 1, perImage), `${size} images of ${perImage} bytes`);
+    }
     assert.equal(wasmMicroBatchSize(1e10, paramsBytes), 1, 'never below one image');
   });
 });
