@@ -28,7 +28,7 @@ const { values } = parseArgs({
     'cache-job-size': { type: 'string', default: '32' },
   },
 });
-const sizes = values.sizes!.split(',').map(Number);
+const sizes = values.sizes.split(',').map(Number);
 const maxStepSeconds = Number(values['max-step-seconds']);
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -50,8 +50,14 @@ function measure(backend: BackendInfo, size: number) {
   // The pure-JS cpu backend is about 100x slower than wasm: a smaller batch keeps the run in minutes.
   const batch = Number(backend.choice === 'cpu' ? values['cpu-batch'] : values.batch);
   const rows: Record<string, unknown>[] = [];
-  const images = tf.randomNormal([batch, size, size, 3]) as tf.Tensor4D;
-  const labels = tf.oneHot(tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 5), 'int32'), 5) as tf.Tensor2D;
+  const images = tf.randomNormal<tf.Rank.R4>([batch, size, size, 3]);
+  const labels = tf.oneHot(
+    tf.tensor1d(
+      Array.from({ length: batch }, (_, i) => i % 5),
+      'int32',
+    ),
+    5,
+  ) as tf.Tensor2D;
   const withModel = (config: ModelConfig, body: (m: tf.LayersModel, microBatch: number) => Record<string, unknown>) => {
     const resnet = buildResNet50(config);
     const { totals } = summarize(resnet, 0);
@@ -71,13 +77,22 @@ function measure(backend: BackendInfo, size: number) {
   const estimate = (inference.seconds as number) * (backend.choice === 'cpu' ? 60 : 3);
   for (const [measurement, config] of [
     ['feature_extraction_step', { mode: 'feature_extraction', numClasses: 5, inputSize: size }],
-    ['fine_tuning_step', { mode: 'fine_tuning', numClasses: 5, inputSize: size, fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: true } }],
+    [
+      'fine_tuning_step',
+      { mode: 'fine_tuning', numClasses: 5, inputSize: size, fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: true } },
+    ],
   ] as const) {
     if (measurement === 'fine_tuning_step' && estimate > maxStepSeconds) {
-      rows.push({ backend: backend.choice, inputSize: size, batch, measurement, skipped: `estimated ${Math.round(estimate)} s per step (> --max-step-seconds)` });
+      rows.push({
+        backend: backend.choice,
+        inputSize: size,
+        batch,
+        measurement,
+        skipped: `estimated ${Math.round(estimate)} s per step (> --max-step-seconds)`,
+      });
       continue;
     }
-    const result = withModel(config as ModelConfig, (model, microBatch) => {
+    const result = withModel(config, (model, microBatch) => {
       const optimizer = tf.train.adam(1e-3);
       const slices = microBatch;
       const seconds = time(() => void trainStep(model, optimizer, images, labels, { microBatchSize: slices }));
@@ -91,17 +106,28 @@ function measure(backend: BackendInfo, size: number) {
 }
 
 async function cacheJob(backend: BackendInfo, useFeatureCache: boolean, scratch: string) {
-  const config = loadConfig({ DATA_DIR: path.join(scratch, 'data'), ARTIFACTS_DIR: path.join(scratch, `artifacts-${useFeatureCache}`) } as NodeJS.ProcessEnv);
+  const config = loadConfig({ DATA_DIR: path.join(scratch, 'data'), ARTIFACTS_DIR: path.join(scratch, `artifacts-${useFeatureCache}`) });
   const spec = JobSpec.parse({
-    mode: 'feature_extraction', weights: 'random', inputSize: Number(values['cache-job-size']), epochs: 10, batchSize: 16,
+    mode: 'feature_extraction',
+    weights: 'random',
+    inputSize: Number(values['cache-job-size']),
+    epochs: 10,
+    batchSize: 16,
     augmentation: { randomResizedCrop: false, horizontalFlip: false },
     dataset: { type: 'synthetic', numClasses: 5, imagesPerClass: 100, imageSize: 64, seed: 0 },
   });
   const started = performance.now();
   const jobId = `bench-${useFeatureCache}`;
   await runJob({
-    jobId, spec, config, artifacts: new JobArtifacts(new LocalArtifactStore(config.ARTIFACTS_DIR), jobId), backend,
-    report: async () => undefined, cancelRequested: async () => false, log: () => undefined, useFeatureCache,
+    jobId,
+    spec,
+    config,
+    artifacts: new JobArtifacts(new LocalArtifactStore(config.ARTIFACTS_DIR), jobId),
+    backend,
+    report: async () => undefined,
+    cancelRequested: async () => false,
+    log: () => undefined,
+    useFeatureCache,
   });
   return (performance.now() - started) / 1000;
 }
@@ -127,8 +153,13 @@ for (const choice of requested) {
       const withCache = await cacheJob(backend, true, scratch);
       const withoutCache = await cacheJob(backend, false, scratch);
       cache = {
-        backend: choice, images: 500, epochs: 10, inputSize: Number(values['cache-job-size']),
-        withCacheSeconds: withCache, withoutCacheSeconds: withoutCache, speedup: withoutCache / withCache,
+        backend: choice,
+        images: 500,
+        epochs: 10,
+        inputSize: Number(values['cache-job-size']),
+        withCacheSeconds: withCache,
+        withoutCacheSeconds: withoutCache,
+        speedup: withoutCache / withCache,
       };
     } finally {
       rmSync(scratch, { recursive: true, force: true });

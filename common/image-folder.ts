@@ -27,7 +27,10 @@ export async function readImageFolder(root: string): Promise<ImageFolder> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new DatasetError(`dataset folder not found: ${root}`);
     throw error;
   }
-  const classNames = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  const classNames = entries
+    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+    .map((e) => e.name)
+    .sort();
   if (classNames.length < 2) throw new DatasetError(`a dataset needs at least 2 class folders, found ${classNames.length} in ${root}`);
   const images: LabelledImage[] = [];
   for (const [label, name] of classNames.entries()) {
@@ -46,7 +49,9 @@ export async function locateDatasetFolder(spec: FolderDataset | UploadedDataset,
   const root = path.resolve(dataDir, spec.type === 'upload' ? path.join(UPLOADS_FOLDER, spec.id) : spec.path);
   const [realRoot, realDataDir] = await Promise.all([
     realpath(root).catch(() => {
-      throw new DatasetError(spec.type === 'upload' ? `no uploaded dataset ${spec.id}` : `dataset folder not found: ${spec.path} (under DATA_DIR)`);
+      throw new DatasetError(
+        spec.type === 'upload' ? `no uploaded dataset ${spec.id}` : `dataset folder not found: ${spec.path} (under DATA_DIR)`,
+      );
     }),
     realpath(dataDir),
   ]);

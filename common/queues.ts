@@ -90,7 +90,7 @@ const FINISHED_JOB_RETENTION_SECONDS = 30 * 24 * 3600;
 
 /** Every process can enqueue through this; only worker processes consume. */
 export class Queues {
-  private readonly queues = new Map<QueueName, Queue>();
+  private readonly queues: { [Q in QueueName]?: TypedQueue<Q> } = {};
 
   constructor(
     private readonly connection: Redis,
@@ -98,11 +98,10 @@ export class Queues {
   ) {}
 
   get<Q extends QueueName>(name: Q): TypedQueue<Q> {
-    let queue = this.queues.get(name);
-    if (!queue) {
-      queue = new Queue(name, { connection: this.connection, prefix: this.options.prefix });
-      this.queues.set(name, queue);
-    }
+    const existing = this.queues[name];
+    if (existing) return existing;
+    const queue: TypedQueue<Q> = new Queue(name, { connection: this.connection, prefix: this.options.prefix });
+    this.queues[name] = queue;
     return queue;
   }
 
@@ -118,6 +117,6 @@ export class Queues {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    await Promise.all(Object.values(this.queues).map((q) => q.close()));
   }
 }

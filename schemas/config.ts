@@ -2,12 +2,22 @@ import path from 'node:path';
 import { z } from 'zod';
 import { BackendChoice } from './model.js';
 
-const milliseconds = (fallback: number) => z.coerce.number().int().min(100).max(24 * 3600 * 1000).default(fallback);
+const milliseconds = (fallback: number) =>
+  z.coerce
+    .number()
+    .int()
+    .min(100)
+    .max(24 * 3600 * 1000)
+    .default(fallback);
 
 /** Every environment variable the service reads, parsed once at start-up. */
 export const Config = z.object({
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379').describe('Redis for the BullMQ queue'),
-  QUEUE_PREFIX: z.string().regex(/^[\w-]+$/).default('retrain').describe('Redis key prefix; tests use one per file'),
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[\w-]+$/)
+    .default('retrain')
+    .describe('Redis key prefix; tests use one per file'),
   HOST: z.string().default('127.0.0.1').describe('API listen address (0.0.0.0 in containers)'),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080).describe('API listen port'),
   DATA_DIR: z.string().default('data').describe('Root of folder datasets; job specs name paths relative to it'),
@@ -15,21 +25,51 @@ export const Config = z.object({
   IMAGENET_WEIGHTS: z
     .string()
     .optional()
-    .describe('torchvision-named safetensors of ImageNet ResNet-50 (e.g. resnet50.tv_in1k); default DATA_DIR/weights/resnet50-imagenet.safetensors'),
-  TFJS_BACKEND: z.enum(['auto', ...BackendChoice.options]).default('auto').describe('auto tries node-gpu, node, wasm, cpu in that order'),
+    .describe(
+      'torchvision-named safetensors of ImageNet ResNet-50 (e.g. resnet50.tv_in1k); default DATA_DIR/weights/resnet50-imagenet.safetensors',
+    ),
+  TFJS_BACKEND: z
+    .enum(['auto', ...BackendChoice.options])
+    .default('auto')
+    .describe('auto tries node-gpu, node, wasm, cpu in that order'),
   // The training runs in a child process, so the worker's event loop stays free to renew the lock:
   // the lock only has to outlive a few missed renewals, and a dead worker's job is retried after it.
-  LOCK_DURATION_MS: milliseconds(30_000).describe('BullMQ lock; a killed worker\'s job is taken over after this'),
+  LOCK_DURATION_MS: milliseconds(30_000).describe("BullMQ lock; a killed worker's job is taken over after this"),
   STALLED_INTERVAL_MS: milliseconds(15_000).describe('How often workers look for jobs whose lock expired'),
   MAX_STALLED_COUNT: z.coerce.number().int().min(0).max(100).default(3).describe('Worker deaths a job survives'),
   JOB_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(3).describe('Retries for failures worth a retry'),
   WORKER_HEARTBEAT_MS: milliseconds(5_000).describe('How often a worker renews its entry in /readyz'),
-  BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024).describe('Largest JSON body accepted (413 past it)'),
-  API_MAX_EVENT_LOOP_DELAY_MS: z.coerce.number().int().min(10).default(1000).describe('API answers 503 (Retry-After) while its event loop lags more than this'),
-  API_MAX_HEAP_USED_BYTES: z.coerce.number().int().min(1024 * 1024).default(1024 ** 3).describe('API answers 503 (Retry-After) while its JS heap holds more than this'),
-  UPLOAD_LIMIT_BYTES: z.coerce.number().int().min(1024).default(2 * 1024 ** 3).describe('Largest dataset archive accepted (413 past it)'),
+  BODY_LIMIT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(1024 * 1024)
+    .describe('Largest JSON body accepted (413 past it)'),
+  API_MAX_EVENT_LOOP_DELAY_MS: z.coerce
+    .number()
+    .int()
+    .min(10)
+    .default(1000)
+    .describe('API answers 503 (Retry-After) while its event loop lags more than this'),
+  API_MAX_HEAP_USED_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024 * 1024)
+    .default(1024 ** 3)
+    .describe('API answers 503 (Retry-After) while its JS heap holds more than this'),
+  UPLOAD_LIMIT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(2 * 1024 ** 3)
+    .describe('Largest dataset archive accepted (413 past it)'),
   UPLOAD_MAX_FILES: z.coerce.number().int().min(1).default(200_000).describe('Most files a dataset archive may hold'),
-  UPLOAD_MAX_UNPACKED_BYTES: z.coerce.number().int().min(1024).default(20 * 1024 ** 3).describe('Refuses archives (zip bombs) that unpack past this'),
+  UPLOAD_MAX_UNPACKED_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(20 * 1024 ** 3)
+    .describe('Refuses archives (zip bombs) that unpack past this'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino level of every process'),
 });
 export type Config = z.infer<typeof Config> & { IMAGENET_WEIGHTS: string };

@@ -20,7 +20,12 @@ export const SyntheticDataset = z.strictObject({
   numClasses: z.number().int().min(2).max(16).default(4),
   imagesPerClass: z.number().int().min(2).max(2000).default(40),
   imageSize: z.number().int().min(16).max(512).default(64),
-  seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
+  seed: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 31 - 1)
+    .default(0),
 });
 
 export const UploadedDataset = z.strictObject({
@@ -39,7 +44,12 @@ export const UPLOADS_FOLDER = 'uploads';
 
 export const PreflightOptions = z.strictObject({
   validationSplit: z.number().min(0).max(0.9).default(0.2).describe('Fraction of each class held out (stratified)'),
-  seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
+  seed: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 31 - 1)
+    .default(0),
   minImagesPerClass: z.number().int().min(1).max(100_000).default(10).describe('Classes with fewer usable images are listed as small'),
 });
 export type PreflightOptions = z.infer<typeof PreflightOptions>;
@@ -61,8 +71,12 @@ export const PreflightReport = z.object({
     .describe('Files with identical bytes; crossesSplit when copies land in both train and validation'),
   sizes: z
     .object({
-      minWidth: z.number().int(), maxWidth: z.number().int(), minHeight: z.number().int(), maxHeight: z.number().int(),
-      medianWidth: z.number().int(), medianHeight: z.number().int(),
+      minWidth: z.number().int(),
+      maxWidth: z.number().int(),
+      minHeight: z.number().int(),
+      maxHeight: z.number().int(),
+      medianWidth: z.number().int(),
+      medianHeight: z.number().int(),
     })
     .nullable(),
   formats: counts.describe('Usable images by decoded format (jpeg, png, webp, ...)'),

@@ -14,7 +14,12 @@ const shared = {
   inputSize: InputSize.default(224),
   batchSize: z.number().int().min(1).max(256).default(16),
   validationSplit: z.number().min(0).max(0.9).default(0.2).describe('Fraction of each class held out (stratified)'),
-  seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
+  seed: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 31 - 1)
+    .default(0),
 };
 
 export const Schedule = z.strictObject({
@@ -75,7 +80,8 @@ export const JobSpec = z
     if (spec.mode === 'pretrained' || !Array.isArray(spec.classWeights) || spec.dataset.type !== 'synthetic') return;
     if (spec.classWeights.length !== spec.dataset.numClasses) {
       context.addIssue({
-        code: 'custom', path: ['classWeights'],
+        code: 'custom',
+        path: ['classWeights'],
         message: `classWeights has ${spec.classWeights.length} weights for ${spec.dataset.numClasses} classes`,
       });
     }

@@ -9,7 +9,16 @@ export const FINISHED_STATES: readonly JobState[] = ['completed', 'failed', 'can
 
 /** `queued` only while the job is queued; `starting` until its worker first reports; `done` once completed. */
 export const Phase = z.enum([
-  'queued', 'starting', 'loading_data', 'building_model', 'extracting_features', 'training', 'validating', 'evaluating', 'saving', 'done',
+  'queued',
+  'starting',
+  'loading_data',
+  'building_model',
+  'extracting_features',
+  'training',
+  'validating',
+  'evaluating',
+  'saving',
+  'done',
 ]);
 export type Phase = z.infer<typeof Phase>;
 
@@ -43,7 +52,9 @@ export const JobStatus = z.object({
   progress: Progress,
   latestMetrics: EpochMetrics.nullable(),
   backend: BackendReport.nullable(),
-  skippedFiles: z.array(SkippedFile).describe(`Dataset files the preflight found unusable (the first ${SKIPPED_FILES_IN_STATUS}); the job trains on the rest`),
+  skippedFiles: z
+    .array(SkippedFile)
+    .describe(`Dataset files the preflight found unusable (the first ${SKIPPED_FILES_IN_STATUS}); the job trains on the rest`),
   skippedFileCount: z.number().int(),
   cancelRequested: z.boolean(),
   attempts: z.number().int(),

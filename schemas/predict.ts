@@ -1,6 +1,8 @@
 import { z } from 'zod';
 
-export const PredictQuery = z.strictObject({ topK: z.coerce.number().int().min(1).max(1000).default(5).describe('Classes per image, most probable first') });
+export const PredictQuery = z.strictObject({
+  topK: z.coerce.number().int().min(1).max(1000).default(5).describe('Classes per image, most probable first'),
+});
 
 export const ClassScore = z.object({ index: z.number().int(), className: z.string(), probability: z.number() });
 export type ClassScore = z.infer<typeof ClassScore>;

@@ -57,7 +57,12 @@ if (!(await reachable(url.hostname, port))) {
     process.exit(1);
   }
   console.error(`start: no Redis at ${config.REDIS_URL}; starting redis-server for this session`);
-  run('redis-server', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], true);
+  run(
+    'redis-server',
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'],
+    true,
+  );
   for (let i = 0; i < 50 && !(await reachable(url.hostname, port)); i++) await new Promise((r) => setTimeout(r, 100));
 }
 mkdirSync(config.ARTIFACTS_DIR, { recursive: true });

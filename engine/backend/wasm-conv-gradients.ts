@@ -44,17 +44,34 @@ class KernelComposer {
     const [n, , , c] = x.shape;
     if (stride === 1) return this.run('Slice', { x }, { begin: [0, begin[0], begin[1], 0], size: [n, count[0], count[1], c] });
     const end = [n, begin[0] + stride * (count[0] - 1) + 1, begin[1] + stride * (count[1] - 1) + 1, c];
-    return this.run('StridedSlice', { x }, {
-      begin: [0, begin[0], begin[1], 0], end, strides: [1, stride, stride, 1],
-      beginMask: 0, endMask: 0, ellipsisMask: 0, newAxisMask: 0, shrinkAxisMask: 0,
-    });
+    return this.run(
+      'StridedSlice',
+      { x },
+      {
+        begin: [0, begin[0], begin[1], 0],
+        end,
+        strides: [1, stride, stride, 1],
+        beginMask: 0,
+        endMask: 0,
+        ellipsisMask: 0,
+        newAxisMask: 0,
+        shrinkAxisMask: 0,
+      },
+    );
   }
 
   /** Spreads an NHWC tensor's rows and columns `stride` apart, zeros between: [N, H*s, W*s, C]. */
   zeroInsert(x: TensorInfo, stride: number): TensorInfo {
     if (stride === 1) return x;
     const [n, h, w, c] = x.shape;
-    const spread = this.pad(this.reshape(x, [n, h, 1, w, 1, c]), [[0, 0], [0, 0], [0, stride - 1], [0, 0], [0, stride - 1], [0, 0]]);
+    const spread = this.pad(this.reshape(x, [n, h, 1, w, 1, c]), [
+      [0, 0],
+      [0, 0],
+      [0, stride - 1],
+      [0, 0],
+      [0, stride - 1],
+      [0, 0],
+    ]);
     return this.reshape(spread, [n, h * stride, w * stride, c]);
   }
 
@@ -91,7 +108,10 @@ function convGeometry(xShape: number[], filterShape: number[], attrs: ConvAttrs)
   const info = tf.backend_util.computeConv2DInfo(
     xShape as [number, number, number, number],
     filterShape as [number, number, number, number],
-    attrs.strides, 1, attrs.pad, attrs.dimRoundingMode,
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
   );
   if (info.strideHeight !== info.strideWidth) throw new Error('wasm conv gradients need equal strides');
   return info;
@@ -105,7 +125,12 @@ function conv2dBackpropFilter({ inputs, backend, attrs }: KernelArgs): TensorInf
   const [kh, kw, cin, cout] = filterShape;
   const { outHeight, outWidth, strideHeight: stride, padInfo } = info;
   const k = new KernelComposer(backend as Backend);
-  const padded = k.pad(x, [[0, 0], [padInfo.top, padInfo.bottom], [padInfo.left, padInfo.right], [0, 0]]);
+  const padded = k.pad(x, [
+    [0, 0],
+    [padInfo.top, padInfo.bottom],
+    [padInfo.left, padInfo.right],
+    [0, 0],
+  ]);
   const windows: TensorInfo[] = [];
   for (let a = 0; a < kh; a++) {
     for (let b = 0; b < kw; b++) windows.push(k.stridedWindow(padded, [a, b], [outHeight, outWidth], stride));
@@ -142,12 +167,21 @@ function makeConv2dBackpropInput(stock: tf.KernelFunc) {
     // Output size H needs H + kh - 1 input rows: pad the spread gradient to exactly that.
     const padAfter = [h + kh - 1 - spread.shape[1] - padBefore[0], w + kw - 1 - spread.shape[2] - padBefore[1]];
     const source = fitTo(k, spread, spread.shape[1] + Math.min(padAfter[0], 0), spread.shape[2] + Math.min(padAfter[1], 0));
-    const dx = k.run('Conv2D', { x: source, filter: flipped }, {
-      strides: [1, 1],
-      pad: [[0, 0], [padBefore[0], Math.max(padAfter[0], 0)], [padBefore[1], Math.max(padAfter[1], 0)], [0, 0]],
-      dataFormat: 'NHWC',
-      dilations: [1, 1],
-    });
+    const dx = k.run(
+      'Conv2D',
+      { x: source, filter: flipped },
+      {
+        strides: [1, 1],
+        pad: [
+          [0, 0],
+          [padBefore[0], Math.max(padAfter[0], 0)],
+          [padBefore[1], Math.max(padAfter[1], 0)],
+          [0, 0],
+        ],
+        dataFormat: 'NHWC',
+        dilations: [1, 1],
+      },
+    );
     return k.take(dx);
   };
 }
@@ -157,7 +191,12 @@ function fitTo(k: KernelComposer, x: TensorInfo, h: number, w: number): TensorIn
   const [n, xh, xw, c] = x.shape;
   if (xh === h && xw === w) return x;
   const cropped = xh > h || xw > w ? k.run('Slice', { x }, { begin: [0, 0, 0, 0], size: [n, Math.min(xh, h), Math.min(xw, w), c] }) : x;
-  return k.pad(cropped, [[0, 0], [0, h - cropped.shape[1]], [0, w - cropped.shape[2]], [0, 0]]);
+  return k.pad(cropped, [
+    [0, 0],
+    [0, h - cropped.shape[1]],
+    [0, w - cropped.shape[2]],
+    [0, 0],
+  ]);
 }
 
 let registered = false;
@@ -166,9 +205,11 @@ export function registerWasmTrainingKernels(): void {
   if (registered) return;
   const stockInput = tf.getKernel('Conv2DBackpropInput', 'wasm');
   if (stockInput) tf.unregisterKernel('Conv2DBackpropInput', 'wasm');
-  const stock = stockInput?.kernelFunc ?? (() => {
-    throw new Error('unsupported Conv2DBackpropInput geometry on wasm');
-  });
+  const stock =
+    stockInput?.kernelFunc ??
+    (() => {
+      throw new Error('unsupported Conv2DBackpropInput geometry on wasm');
+    });
   tf.registerKernel({ kernelName: 'Conv2DBackpropInput', backendName: 'wasm', kernelFunc: makeConv2dBackpropInput(stock) });
   if (!tf.getKernel('Conv2DBackpropFilter', 'wasm')) {
     tf.registerKernel({ kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2dBackpropFilter });

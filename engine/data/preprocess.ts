@@ -50,7 +50,7 @@ export async function decodeForModel(input: string | Buffer, preprocessing: Prep
     // failOn 'warning': a damaged image is an error, not a silently garbled training example.
     const meta = await sharp(input, { limitInputPixels: MAX_INPUT_PIXELS }).metadata();
     const swap = (meta.orientation ?? 1) >= 5;
-    const [w, h] = swap ? [meta.height!, meta.width!] : [meta.width!, meta.height!];
+    const [w, h] = swap ? [meta.height, meta.width] : [meta.width, meta.height];
     // rotate() before extract(): the crop box is in displayed (EXIF-oriented) coordinates.
     const oriented = sharp(input, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'warning' }).rotate();
     let pipeline;

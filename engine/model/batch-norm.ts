@@ -56,7 +56,7 @@ export class BatchNorm2d extends tf.layers.Layer {
     const mean = tf.mean(x, axes);
     const centered = tf.sub(x, mean);
     const variance = tf.mean(tf.square(centered), axes);
-    const count = x.size / (x.shape[x.shape.length - 1] as number);
+    const count = x.size / x.shape[x.shape.length - 1];
     tf.tidy(() => {
       const unbiased = tf.mul(variance, count / Math.max(count - 1, 1));
       const keep = this.momentum;

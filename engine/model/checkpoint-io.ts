@@ -25,7 +25,7 @@ export function storeHandler(store: ArtifactStore, prefix: string): Required<Pic
         convertedBy: artifacts.convertedBy ?? null,
         modelTopology: artifacts.modelTopology as TfjsModelJson['modelTopology'],
         weightsManifest: [{ paths: [`./${WEIGHTS_BIN}`], weights: artifacts.weightSpecs ?? [] }],
-        userDefinedMetadata: artifacts.userDefinedMetadata as TfjsModelJson['userDefinedMetadata'],
+        userDefinedMetadata: artifacts.userDefinedMetadata,
       };
       await store.write(join(prefix, WEIGHTS_BIN), weights);
       await store.write(join(prefix, MODEL_JSON), JSON.stringify(modelJson));
@@ -55,7 +55,7 @@ const CONFIG_KEY = 'retrainModelConfig';
 
 export async function saveModel(resnet: ResNet50, store: ArtifactStore, prefix: string): Promise<void> {
   // tfjs accepts only plain JSON here (no undefined members).
-  resnet.model.setUserDefinedMetadata({ [CONFIG_KEY]: JSON.parse(JSON.stringify(resnet.config)) });
+  resnet.model.setUserDefinedMetadata({ [CONFIG_KEY]: JSON.parse(JSON.stringify(resnet.config)) as object });
   await resnet.model.save(storeHandler(store, prefix));
 }
 
@@ -78,7 +78,8 @@ export async function loadWeightsInto(resnet: ResNet50, store: ArtifactStore, pr
 }
 
 function setWeightsFrom(resnet: ResNet50, artifacts: tf.io.ModelArtifacts): void {
-  const weights = tf.io.decodeWeights(artifacts.weightData!, artifacts.weightSpecs!);
+  if (!artifacts.weightData || !artifacts.weightSpecs) throw new Error('the saved model has no weights');
+  const weights = tf.io.decodeWeights(artifacts.weightData, artifacts.weightSpecs);
   try {
     resnet.model.loadWeights(weights, true);
   } finally {

@@ -9,7 +9,12 @@ export type { ModelConfig };
 /** Width of the CNN codes: layer4's channels after the average pool. */
 export const FEATURE_DIM = 2048;
 /** [blocks, bottleneck width] per stage, torchvision's resnet50. */
-const STAGE_PLAN: ReadonlyArray<readonly [number, number]> = [[3, 64], [4, 128], [6, 256], [3, 512]];
+const STAGE_PLAN: ReadonlyArray<readonly [number, number]> = [
+  [3, 64],
+  [4, 128],
+  [6, 256],
+  [3, 512],
+];
 const EXPANSION = 4;
 export const FINE_TUNING_HEAD = { hidden: [512, 256], dropout: [0.25, 0.5] } as const;
 
@@ -31,7 +36,10 @@ export interface ResNet50 {
 
 /** Records module calls while the functional graph is built, mirroring the torchvision module tree. */
 class Scope {
-  constructor(readonly node: ModuleNode, private readonly seeds: { next: number }) {}
+  constructor(
+    readonly node: ModuleNode,
+    private readonly seeds: { next: number },
+  ) {}
 
   path(varName: string): string {
     return this.node.path ? `${this.node.path}.${varName}` : varName;
@@ -139,7 +147,12 @@ function backbone(scope: Scope, input: tf.SymbolicTensor): tf.SymbolicTensor {
     });
   });
   // AdaptiveAvgPool2d((1, 1)): pool over whatever spatial size layer4 has (ceil(size / 32)).
-  const avgpool = tf.layers.averagePooling2d({ name: 'avgpool', poolSize: x.shape.slice(1, 3) as [number, number], strides: 1, padding: 'valid' });
+  const avgpool = tf.layers.averagePooling2d({
+    name: 'avgpool',
+    poolSize: x.shape.slice(1, 3) as [number, number],
+    strides: 1,
+    padding: 'valid',
+  });
   x = scope.leaf('AdaptiveAvgPool2d', 'avgpool', avgpool, x);
   return tf.layers.flatten({ name: 'flatten' }).apply(x) as tf.SymbolicTensor;
 }
@@ -171,7 +184,11 @@ export function stageOf(path: string): Stage | 'fc' {
  */
 function applyTrainability(tree: ModuleNode, config: ModelConfig): void {
   const stages = Stage.options;
-  const firstTrainable = { pretrained: 0, feature_extraction: stages.length, fine_tuning: stages.indexOf(config.fineTuning?.trainableFrom ?? 'conv1') }[config.mode];
+  const firstTrainable = {
+    pretrained: 0,
+    feature_extraction: stages.length,
+    fine_tuning: stages.indexOf(config.fineTuning?.trainableFrom ?? 'conv1'),
+  }[config.mode];
   const freezeBatchNorm = config.mode === 'fine_tuning' && (config.fineTuning?.freezeBatchNorm ?? true);
   for (const node of leaves(tree)) {
     if (!node.layer) continue;
@@ -195,9 +212,7 @@ export function buildResNet50(requested: ModelConfig): ResNet50 {
   const scope = new Scope(tree, { next: config.seed ?? 0 });
   const features = backbone(scope, input);
   const logits =
-    config.mode === 'fine_tuning'
-      ? fineTuningHead(scope, features, config.numClasses)
-      : linear(scope, 'fc', features, config.numClasses);
+    config.mode === 'fine_tuning' ? fineTuningHead(scope, features, config.numClasses) : linear(scope, 'fc', features, config.numClasses);
   tree.output = logits;
   const model = tf.model({ inputs: input, outputs: logits, name: `resnet50_${config.mode}` });
   applyTrainability(tree, config);

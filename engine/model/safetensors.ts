@@ -1,3 +1,4 @@
+import { z } from 'zod';
 /**
  * The safetensors container: an 8-byte little-endian header length, a JSON header mapping each tensor
  * name to {dtype, shape, data_offsets}, then the raw little-endian data. https://github.com/huggingface/safetensors
@@ -16,6 +17,14 @@ const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
 export class SafetensorsFormatError extends Error {}
 
+const TensorEntry = z.object({
+  dtype: z.string(),
+  shape: z.array(z.number().int().min(0)),
+  data_offsets: z.tuple([z.number().int(), z.number().int()]),
+});
+/** Tensor entries by name, beside an optional `__metadata__` map of strings. */
+const SafetensorsHeader = z.record(z.string(), z.unknown());
+
 export function parseSafetensors(file: Uint8Array): Map<string, RawTensor> {
   if (file.byteLength < 8) throw new SafetensorsFormatError('file is shorter than the 8-byte header length');
   const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
@@ -23,16 +32,22 @@ export function parseSafetensors(file: Uint8Array): Map<string, RawTensor> {
   if (headerLength > MAX_HEADER_BYTES || 8 + headerLength > file.byteLength) {
     throw new SafetensorsFormatError(`header length ${headerLength} does not fit a ${file.byteLength}-byte file`);
   }
-  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  let json: unknown;
   try {
-    header = JSON.parse(new TextDecoder().decode(file.subarray(8, 8 + headerLength)));
+    json = JSON.parse(new TextDecoder().decode(file.subarray(8, 8 + headerLength)));
   } catch {
     throw new SafetensorsFormatError('header is not JSON');
   }
+  const parsed = SafetensorsHeader.safeParse(json);
+  if (!parsed.success) throw new SafetensorsFormatError(`header does not describe tensors: ${parsed.error.issues[0]?.message}`);
+  const header = parsed.data;
   const dataStart = 8 + headerLength;
   const tensors = new Map<string, RawTensor>();
-  for (const [name, entry] of Object.entries(header)) {
+  for (const [name, raw] of Object.entries(header)) {
     if (name === '__metadata__') continue;
+    const parsedEntry = TensorEntry.safeParse(raw);
+    if (!parsedEntry.success) throw new SafetensorsFormatError(`${name}: not a tensor entry (${parsedEntry.error.issues[0]?.message})`);
+    const entry = parsedEntry.data;
     const dtype = entry.dtype as SafetensorsDtype;
     if (!(dtype in BYTES_PER_ELEMENT)) throw new SafetensorsFormatError(`${name}: unsupported dtype ${entry.dtype}`);
     const [begin, end] = entry.data_offsets;

@@ -70,19 +70,23 @@ export function importTorchvisionWeights(resnet: ResNet50, file: Uint8Array, opt
   const unexpected = [...tensors.keys()].filter(
     (name) => !wantedNames.has(name) && !isBookkeeping(name) && !(options.scope === 'backbone' && stageOf(name) === 'fc'),
   );
-  const misshaped = wanted
-    .filter((b) => tensors.has(b.torchName))
-    .filter((b) => tensors.get(b.torchName)!.shape.join() !== b.torchShape.join())
-    .map((b) => `${b.torchName} [${tensors.get(b.torchName)!.shape}] (expected [${b.torchShape}])`);
+  const misshaped = wanted.flatMap((b) => {
+    const shape = tensors.get(b.torchName)?.shape;
+    return shape && shape.join() !== b.torchShape.join()
+      ? [`${b.torchName} [${shape.join(',')}] (expected [${b.torchShape.join(',')}])`]
+      : [];
+  });
   if (missing.length || unexpected.length || misshaped.length) throw new WeightsMismatchError(missing, unexpected, misshaped);
 
   const byLayer = new Map<tf.layers.Layer, tf.Tensor[]>();
   tf.tidy(() => {
     for (const b of wanted) {
-      const raw = tf.tensor(toFloat32(tensors.get(b.torchName)!), b.torchShape, 'float32');
-      const value = b.permutation ? tf.transpose(raw, b.permutation) : raw;
-      if (!byLayer.has(b.layer)) byLayer.set(b.layer, b.layer.getWeights().map((w) => w));
-      byLayer.get(b.layer)![b.weightIndex] = value;
+      const stored = tensors.get(b.torchName);
+      if (!stored) continue; // checked above: every wanted tensor is present
+      const raw = tf.tensor(toFloat32(stored), b.torchShape, 'float32');
+      const values = byLayer.get(b.layer) ?? b.layer.getWeights();
+      values[b.weightIndex] = b.permutation ? tf.transpose(raw, b.permutation) : raw;
+      byLayer.set(b.layer, values);
     }
     for (const [layer, values] of byLayer) layer.setWeights(values);
   });

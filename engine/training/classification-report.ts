@@ -30,7 +30,11 @@ export function scoreProbabilities(probabilities: readonly Float32Array[], label
 }
 
 /** Per-class precision, recall and F1 (0 where undefined, as scikit-learn's zero_division=0) and the confusion matrix. */
-export function classificationReport(classNames: readonly string[], labels: readonly number[], predicted: readonly number[]): ClassificationReport {
+export function classificationReport(
+  classNames: readonly string[],
+  labels: readonly number[],
+  predicted: readonly number[],
+): ClassificationReport {
   const n = classNames.length;
   const matrix = Array.from({ length: n }, () => new Array<number>(n).fill(0));
   labels.forEach((label, i) => matrix[label][predicted[i]]++);

@@ -23,7 +23,11 @@ export function setLearningRate(optimizer: tf.Optimizer, learningRate: number): 
 }
 
 /** Per-class loss weights: `balanced` is scikit-learn's n / (classes x count), explicit ones as given. */
-export function classWeightsFor(spec: Pick<TrainingJobSpec, 'classWeights'>, trainLabels: readonly number[], numClasses: number): number[] | null {
+export function classWeightsFor(
+  spec: Pick<TrainingJobSpec, 'classWeights'>,
+  trainLabels: readonly number[],
+  numClasses: number,
+): number[] | null {
   if (!spec.classWeights) return null;
   if (Array.isArray(spec.classWeights)) {
     if (spec.classWeights.length !== numClasses) {
@@ -46,7 +50,7 @@ export function bestEpochOf(history: readonly EpochMetrics[], monitor: Monitor =
   for (const epoch of history) {
     const value = valueOf(epoch, monitor);
     if (value === null) continue;
-    const bestValue = best ? valueOf(best, monitor)! : null;
+    const bestValue = best ? valueOf(best, monitor) : null;
     const improved = bestValue === null || (monitor === 'validation_loss' ? value < bestValue - minDelta : value > bestValue + minDelta);
     if (improved) best = epoch;
   }
@@ -57,5 +61,6 @@ export function bestEpochOf(history: readonly EpochMetrics[], monitor: Monitor =
 export function shouldStop(history: readonly EpochMetrics[], earlyStopping: TrainingJobSpec['earlyStopping']): boolean {
   if (!earlyStopping || history.length === 0) return false;
   const best = bestEpochOf(history, earlyStopping.monitor, earlyStopping.minDelta);
-  return best !== null && history.at(-1)!.epoch - best.epoch >= earlyStopping.patience;
+  const last = history[history.length - 1];
+  return best !== null && last.epoch - best.epoch >= earlyStopping.patience;
 }

@@ -34,45 +34,48 @@ export function trainStep(
   const slice = Math.max(1, Math.min(options.microBatchSize ?? batch, batch));
   let lossSum = 0;
   let correct = 0;
-  let summed: tf.NamedTensorMap | undefined;
+  let summed: tf.NamedTensorMap | null = null;
   // Weights scaled to mean 1 over the whole batch, so slices add up to sum(w * loss) / sum(w).
   const weightSum = options.sampleWeights?.reduce((a, b) => a + b, 0) ?? batch;
   const normalised = options.sampleWeights?.map((w) => (w * batch) / weightSum);
   for (let start = 0; start < batch; start += slice) {
     const size = Math.min(slice, batch - start);
     const weight = size / batch;
-    const { value, grads, hits } = tf.tidy(() => {
-      const x = slice === batch ? inputs : inputs.slice(start, size);
-      const y = slice === batch ? oneHotLabels : oneHotLabels.slice(start, size);
-      let predicted: tf.Tensor1D | undefined;
-      const result = optimizer.computeGradients(() => {
-        const logits = model.apply(x, { training: true }) as tf.Tensor2D;
-        predicted = tf.keep(tf.argMax(logits, 1) as tf.Tensor1D);
-        const weights = normalised ? tf.tensor1d(normalised.slice(start, start + size)) : undefined;
-        const perSample = tf.losses.softmaxCrossEntropy(y, logits, undefined, options.labelSmoothing ?? 0, tf.Reduction.NONE);
-        const crossEntropy = tf.mean(weights ? tf.mul(perSample, weights) : perSample) as tf.Scalar;
-        if (!options.weightDecay) return crossEntropy;
-        const squares = tf.addN(variables.map((v) => tf.sum(tf.square(v))));
-        return tf.add(crossEntropy, tf.mul(squares, options.weightDecay / 2)) as tf.Scalar;
-      }, variables);
-      const hits = tf.sum(tf.cast(tf.equal(predicted!, tf.argMax(y, 1)), 'int32'));
-      tf.dispose(predicted!);
-      const scaled = Object.fromEntries(Object.entries(result.grads).map(([name, g]) => [name, weight === 1 ? g : tf.mul(g, weight)]));
-      return { value: result.value, grads: scaled, hits };
-    });
+    const x = slice === batch ? inputs : inputs.slice(start, size);
+    const y = slice === batch ? oneHotLabels : oneHotLabels.slice(start, size);
+    // The loss closure keeps the slice's predictions, so accuracy costs no second forward pass.
+    const kept: { predicted: tf.Tensor1D | null } = { predicted: null };
+    const { value, grads } = optimizer.computeGradients(() => {
+      const logits = model.apply(x, { training: true }) as tf.Tensor2D;
+      kept.predicted = tf.keep(tf.argMax<tf.Tensor1D>(logits, 1));
+      const weights = normalised ? tf.tensor1d(normalised.slice(start, start + size)) : undefined;
+      const perSample = tf.losses.softmaxCrossEntropy(y, logits, undefined, options.labelSmoothing ?? 0, tf.Reduction.NONE);
+      const crossEntropy = tf.mean<tf.Scalar>(weights ? tf.mul(perSample, weights) : perSample);
+      if (!options.weightDecay) return crossEntropy;
+      const squares = tf.addN(variables.map((v) => tf.sum(tf.square(v))));
+      return tf.add<tf.Scalar>(crossEntropy, tf.mul(squares, options.weightDecay / 2));
+    }, variables);
+    const predicted = kept.predicted;
+    if (!predicted) throw new Error('the loss function did not run');
+    correct += tf.tidy(() => tf.sum(tf.cast(tf.equal(predicted, tf.argMax(y, 1)), 'int32')).dataSync()[0]);
     lossSum += value.dataSync()[0] * weight;
-    correct += hits.dataSync()[0];
-    tf.dispose([value, hits]);
-    if (!summed) {
-      summed = grads;
-    } else {
-      const previous: tf.NamedTensorMap = summed;
-      summed = tf.tidy(() => Object.fromEntries(Object.entries(grads).map(([name, g]) => [name, tf.add(previous[name], g)])));
-      tf.dispose([...Object.values(previous), ...Object.values(grads)]);
-    }
+    const previous = summed;
+    summed = tf.tidy(() => {
+      const next: tf.NamedTensorMap = {};
+      for (const [name, gradient] of Object.entries(grads)) {
+        const scaled = weight === 1 ? gradient : tf.mul(gradient, weight);
+        next[name] = previous ? tf.add(previous[name], scaled) : scaled;
+      }
+      return next;
+    });
+    const carried = new Set(Object.values(summed));
+    const spent = [...Object.values(grads), ...(previous ? Object.values(previous) : [])].filter((t) => !carried.has(t));
+    tf.dispose([value, predicted, ...spent]);
+    if (x !== inputs) tf.dispose([x, y]);
   }
-  optimizer.applyGradients(summed!);
-  tf.dispose(Object.values(summed!));
+  if (!summed) throw new Error('trainStep needs a batch of at least one image');
+  optimizer.applyGradients(summed);
+  tf.dispose(Object.values(summed));
   return { loss: lossSum, correct };
 }
 

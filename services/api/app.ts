@@ -61,7 +61,11 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
   const inspector = new ModelInspector(settings);
   app.addHook('onClose', () => inspector.close());
   const jobs = new JobService(queues, redis, store, { prefix: config.QUEUE_PREFIX, dataDir: config.DATA_DIR });
-  const limits = { maxArchiveBytes: config.UPLOAD_LIMIT_BYTES, maxFiles: config.UPLOAD_MAX_FILES, maxUnpackedBytes: config.UPLOAD_MAX_UNPACKED_BYTES };
+  const limits = {
+    maxArchiveBytes: config.UPLOAD_LIMIT_BYTES,
+    maxFiles: config.UPLOAD_MAX_FILES,
+    maxUnpackedBytes: config.UPLOAD_MAX_UNPACKED_BYTES,
+  };
   await app.register(jobsRoutes, { prefix: '/v1', jobs });
   await app.register(predictRoutes, { prefix: '/v1', jobs, settings });
   await app.register(datasetsRoutes, { prefix: '/v1', settings, limits });

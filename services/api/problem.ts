@@ -1,6 +1,12 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
-  ConflictError, DomainError, IdempotencyKeyReusedError, InvalidInputError, NotFoundError, TooLargeError, UnavailableError,
+  ConflictError,
+  DomainError,
+  IdempotencyKeyReusedError,
+  InvalidInputError,
+  NotFoundError,
+  TooLargeError,
+  UnavailableError,
 } from '../../common/errors.js';
 import { isRedisUnavailable } from '../../common/queues.js';
 import type { Problem } from '../../schemas/problem.js';
@@ -20,9 +26,17 @@ export class HttpProblem extends Error {
 export const RETRY_AFTER_SECONDS = 10;
 
 const TITLES: Record<number, string> = {
-  400: 'Bad Request', 404: 'Not Found', 405: 'Method Not Allowed', 406: 'Not Acceptable', 409: 'Conflict',
-  413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Content', 429: 'Too Many Requests',
-  500: 'Internal Server Error', 503: 'Service Unavailable',
+  400: 'Bad Request',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  406: 'Not Acceptable',
+  409: 'Conflict',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
 };
 
 export function sendProblem(
@@ -33,7 +47,15 @@ export function sendProblem(
   extra: Partial<Problem> = {},
 ): FastifyReply {
   if (status === 503) reply.header('retry-after', RETRY_AFTER_SECONDS);
-  const body: Problem = { type: 'about:blank', title: TITLES[status] ?? 'Error', status, detail, instance: request.url, requestId: request.id, ...extra };
+  const body: Problem = {
+    type: 'about:blank',
+    title: TITLES[status] ?? 'Error',
+    status,
+    detail,
+    instance: request.url,
+    requestId: request.id,
+    ...extra,
+  };
   return reply.code(status).type('application/problem+json').send(body);
 }
 
@@ -53,7 +75,8 @@ function problemOf(error: unknown): { status: number; detail: string; extra?: Pa
   if (error instanceof HttpProblem) return { status: error.status, detail: error.detail, extra: { title: error.title } };
   const status = (error as FastifyError).statusCode;
   if (status === 503) return { status, detail: (error as Error).message };
-  if (status && status >= 400 && status < 500) return { status, detail: (error as Error).message, extra: { code: (error as FastifyError).code } };
+  if (status && status >= 400 && status < 500)
+    return { status, detail: (error as Error).message, extra: { code: (error as FastifyError).code } };
   return null;
 }
 

@@ -21,5 +21,4 @@ export interface PredictRequest {
 }
 
 export type PredictOutcome =
-  | { ok: true; predictions: ImagePrediction[] }
-  | { ok: false; errors: Array<{ index: number; file: string; message: string }> };
+  { ok: true; predictions: ImagePrediction[] } | { ok: false; errors: Array<{ index: number; file: string; message: string }> };

@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar';
 import yauzl from 'yauzl';
@@ -49,24 +50,26 @@ async function extractTar(file: string, destination: string, limits: ArchiveLimi
   const budget = new ExtractionBudget(limits);
   let problem: ArchiveError | undefined;
   const unreadable = (error: Error) => new ArchiveError(`not a readable tar.gz: ${error.message}`);
-  await tar.t({
-    file,
-    strict: true,
-    onReadEntry: (entry) => {
-      if (problem) return;
-      try {
-        if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'Directory') {
-          throw new ArchiveError(`entry "${entry.path}" is a ${entry.type}; only regular files and folders are accepted`);
+  await tar
+    .t({
+      file,
+      strict: true,
+      onReadEntry: (entry) => {
+        if (problem) return;
+        try {
+          if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'Directory') {
+            throw new ArchiveError(`entry "${entry.path}" is a ${entry.type}; only regular files and folders are accepted`);
+          }
+          safeEntryPath(entry.path);
+          if (entry.type !== 'Directory') budget.add(entry.size ?? 0, entry.path);
+        } catch (error) {
+          problem = error as ArchiveError;
         }
-        safeEntryPath(entry.path);
-        if (entry.type !== 'Directory') budget.add(entry.size ?? 0, entry.path);
-      } catch (error) {
-        problem = error as ArchiveError;
-      }
-    },
-  }).catch((error: Error) => {
-    throw unreadable(error);
-  });
+      },
+    })
+    .catch((error: Error) => {
+      throw unreadable(error);
+    });
   if (problem) throw problem;
   await tar.x({ file, cwd: destination, strict: true, preservePaths: false, preserveOwner: false, noMtime: true }).catch((error: Error) => {
     throw unreadable(error);
@@ -74,60 +77,74 @@ async function extractTar(file: string, destination: string, limits: ArchiveLimi
   return { files: budget.files, bytes: budget.bytes };
 }
 
-/** zip: sizes come from the central directory and are checked again while inflating (bombs lie). */
-function extractZip(file: string, destination: string, limits: ArchiveLimits): Promise<{ files: number; bytes: number }> {
+function openZip(file: string): Promise<yauzl.ZipFile> {
   return new Promise((resolve, reject) => {
-    yauzl.open(file, { lazyEntries: true, autoClose: false, validateEntrySizes: true, strictFileNames: true }, (openError, zip) => {
-      if (openError || !zip) return reject(new ArchiveError(`not a readable zip: ${openError?.message}`));
-      const entries: yauzl.Entry[] = [];
-      const budget = new ExtractionBudget(limits);
-      const fail = (error: Error) => {
-        zip.close();
-        reject(error instanceof ArchiveError ? error : new ArchiveError(error.message));
-      };
-      zip.on('error', fail);
-      zip.on('entry', (entry: yauzl.Entry) => {
-        try {
-          const unixMode = (entry.externalFileAttributes >>> 16) & 0o170000;
-          if (unixMode === 0o120000) throw new ArchiveError(`entry "${entry.fileName}" is a symbolic link; only regular files and folders are accepted`);
-          safeEntryPath(entry.fileName);
-          if (!entry.fileName.endsWith('/')) budget.add(entry.uncompressedSize, entry.fileName);
-          entries.push(entry);
-          zip.readEntry();
-        } catch (error) {
-          fail(error as Error);
-        }
-      });
-      zip.on('end', async () => {
-        try {
-          let written = 0;
-          for (const entry of entries) {
-            const target = path.join(destination, safeEntryPath(entry.fileName));
-            if (entry.fileName.endsWith('/')) {
-              await mkdir(target, { recursive: true });
-              continue;
-            }
-            await mkdir(path.dirname(target), { recursive: true });
-            const stream = await new Promise<NodeJS.ReadableStream>((res, rej) => zip.openReadStream(entry, (e, s) => (e || !s ? rej(e) : res(s))));
-            stream.on('data', (chunk: Buffer) => {
-              written += chunk.length;
-              if (written > limits.maxUnpackedBytes) (stream as unknown as { destroy(e: Error): void }).destroy(new ArchiveError('unpacks to more than its declared size'));
-            });
-            await pipeline(stream, createWriteStream(target, { flags: 'wx' }));
-          }
-          zip.close();
-          resolve({ files: budget.files, bytes: written });
-        } catch (error) {
-          fail(error as Error);
-        }
-      });
-      zip.readEntry();
-    });
+    yauzl.open(file, { lazyEntries: true, autoClose: false, validateEntrySizes: true, strictFileNames: true }, (error, zip) =>
+      error || !zip ? reject(new ArchiveError(`not a readable zip: ${error?.message ?? 'no entries'}`)) : resolve(zip),
+    );
   });
+}
+
+/** Every entry of the central directory, each checked (no links, safe paths, size and count bounds). */
+function checkedZipEntries(zip: yauzl.ZipFile, budget: ExtractionBudget): Promise<yauzl.Entry[]> {
+  return new Promise((resolve, reject) => {
+    const entries: yauzl.Entry[] = [];
+    zip.on('error', reject);
+    zip.on('end', () => resolve(entries));
+    zip.on('entry', (entry: yauzl.Entry) => {
+      try {
+        const unixMode = (entry.externalFileAttributes >>> 16) & 0o170000;
+        if (unixMode === 0o120000)
+          throw new ArchiveError(`entry "${entry.fileName}" is a symbolic link; only regular files and folders are accepted`);
+        safeEntryPath(entry.fileName);
+        if (!entry.fileName.endsWith('/')) budget.add(entry.uncompressedSize, entry.fileName);
+        entries.push(entry);
+        zip.readEntry();
+      } catch (error) {
+        reject(error instanceof Error ? error : new Error(String(error)));
+      }
+    });
+    zip.readEntry();
+  });
+}
+
+function entryStream(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<Readable> {
+  return new Promise((resolve, reject) =>
+    zip.openReadStream(entry, (error, stream) =>
+      error || !stream ? reject(error ?? new Error(`cannot read ${entry.fileName}`)) : resolve(stream),
+    ),
+  );
+}
+
+/** zip: sizes come from the central directory and are checked again while inflating (bombs lie). */
+async function extractZip(file: string, destination: string, limits: ArchiveLimits): Promise<{ files: number; bytes: number }> {
+  const zip = await openZip(file);
+  try {
+    const budget = new ExtractionBudget(limits);
+    let written = 0;
+    for (const entry of await checkedZipEntries(zip, budget)) {
+      const target = path.join(destination, safeEntryPath(entry.fileName));
+      if (entry.fileName.endsWith('/')) {
+        await mkdir(target, { recursive: true });
+        continue;
+      }
+      await mkdir(path.dirname(target), { recursive: true });
+      const stream = await entryStream(zip, entry);
+      stream.on('data', (chunk: Buffer) => {
+        written += chunk.length;
+        if (written > limits.maxUnpackedBytes) stream.destroy(new ArchiveError('unpacks to more than its declared size'));
+      });
+      await pipeline(stream, createWriteStream(target, { flags: 'wx' }));
+    }
+    return { files: budget.files, bytes: written };
+  } catch (error) {
+    throw error instanceof ArchiveError ? error : new ArchiveError((error as Error).message);
+  } finally {
+    zip.close();
+  }
 }
 
 export async function extractArchive(file: string, format: 'tar.gz' | 'zip', destination: string, limits: ArchiveLimits) {
   await mkdir(destination, { recursive: true });
   return format === 'zip' ? extractZip(file, destination, limits) : extractTar(file, destination, limits);
 }
-

@@ -56,8 +56,15 @@ export class DatasetStore {
       });
       await rename(classRoot, path.join(this.root, id));
       const record: DatasetRecord = {
-        id, name, createdAt: new Date().toISOString(), archiveBytes: received, files, unpackedBytes: bytes,
-        classNames: folder.classNames, images: folder.images.length, preflight: await preflight(id),
+        id,
+        name,
+        createdAt: new Date().toISOString(),
+        archiveBytes: received,
+        files,
+        unpackedBytes: bytes,
+        classNames: folder.classNames,
+        images: folder.images.length,
+        preflight: await preflight(id),
       };
       await writeFile(path.join(this.root, `${id}.json`), JSON.stringify(record));
       return record;

@@ -34,7 +34,9 @@ export async function modelFolder(artifacts: JobArtifacts, selector: CheckpointS
   const complete = await artifacts.completeCheckpoints();
   const epoch = selector.kind === 'latest' ? complete.at(-1) : complete.find((e) => e === selector.epoch);
   if (epoch === undefined) {
-    throw new NotFoundError(selector.kind === 'latest' ? 'the job has no checkpoint yet' : `the job has no checkpoint for epoch ${selector.epoch}`);
+    throw new NotFoundError(
+      selector.kind === 'latest' ? 'the job has no checkpoint yet' : `the job has no checkpoint for epoch ${selector.epoch}`,
+    );
   }
   return artifacts.epochFolder(epoch);
 }
@@ -69,7 +71,11 @@ async function archiveOf(artifacts: JobArtifacts, { folder, label }: ModelFolder
   return { key, size: written.size };
 }
 
-export async function checkpointDownload(artifacts: JobArtifacts, selector: CheckpointSelector, format: CheckpointFormat): Promise<Download> {
+export async function checkpointDownload(
+  artifacts: JobArtifacts,
+  selector: CheckpointSelector,
+  format: CheckpointFormat,
+): Promise<Download> {
   const model = await modelFolder(artifacts, selector);
   const name = `${artifacts.jobId}-${model.label}`;
   if (format === 'safetensors') {
@@ -77,7 +83,13 @@ export async function checkpointDownload(artifacts: JobArtifacts, selector: Chec
     const stat = await artifacts.store.stat(key);
     if (!stat) throw new NotFoundError('format=safetensors is written for the final model; download this epoch as tar.gz');
     const etag = await storedHash(artifacts, key);
-    return { size: stat.size, etag, filename: `${name}.safetensors`, contentType: 'application/octet-stream', open: () => artifacts.store.createReadStream(key) };
+    return {
+      size: stat.size,
+      etag,
+      filename: `${name}.safetensors`,
+      contentType: 'application/octet-stream',
+      open: () => artifacts.store.createReadStream(key),
+    };
   }
   const { key, size } = await archiveOf(artifacts, model);
   const etag = await storedHash(artifacts, key);

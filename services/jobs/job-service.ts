@@ -165,10 +165,18 @@ export class JobService {
       failure: state === 'failed' ? { reason: job.failedReason } : null,
       result:
         state === 'completed' && returned.success
-          ? { epochsCompleted: returned.data.epochsCompleted, resumedFromEpoch: returned.data.resumedFromEpoch, validationAccuracy: returned.data.validationAccuracy }
+          ? {
+              epochsCompleted: returned.data.epochsCompleted,
+              resumedFromEpoch: returned.data.resumedFromEpoch,
+              validationAccuracy: returned.data.validationAccuracy,
+            }
           : null,
       links: {
-        self: base, summary: `${base}/summary`, metrics: `${base}/metrics`, preflight: `${base}/preflight`, checkpoint: `${base}/checkpoint`,
+        self: base,
+        summary: `${base}/summary`,
+        metrics: `${base}/metrics`,
+        preflight: `${base}/preflight`,
+        checkpoint: `${base}/checkpoint`,
       },
     };
   }
@@ -179,7 +187,12 @@ export class JobService {
     const jobs = (await this.queue.getJobs(types as Parameters<typeof this.queue.getJobs>[0])).filter(Boolean);
     const unique = [...new Map(jobs.map((job) => [job.id, job])).values()].sort((a, b) => b.timestamp - a.timestamp);
     const statuses = (await Promise.all(unique.map((job) => this.describe(job)))).filter((s) => !filter.state || s.state === filter.state);
-    return { items: statuses.slice(filter.offset, filter.offset + filter.limit), total: statuses.length, limit: filter.limit, offset: filter.offset };
+    return {
+      items: statuses.slice(filter.offset, filter.offset + filter.limit),
+      total: statuses.length,
+      limit: filter.limit,
+      offset: filter.offset,
+    };
   }
 
   /**
@@ -212,7 +225,8 @@ export class JobService {
 
   async preflight(jobId: string): Promise<PreflightReport> {
     const report = await (await this.artifacts(jobId)).readPreflight();
-    if (!report) throw new ConflictError('the preflight report is written when the job loads its dataset; this job has not yet (or has no dataset)');
+    if (!report)
+      throw new ConflictError('the preflight report is written when the job loads its dataset; this job has not yet (or has no dataset)');
     return report;
   }
 

@@ -48,9 +48,14 @@ function importGraph(files: string[]): Graph {
     const specifiers = importedFiles.map((imported) => imported.fileName);
     internal.set(
       file,
-      specifiers.filter((s) => s.startsWith('.')).map((s) => path.relative(ROOT, path.resolve(ROOT, path.dirname(file), s)).replace(/\.js$/, '.ts')),
+      specifiers
+        .filter((s) => s.startsWith('.'))
+        .map((s) => path.relative(ROOT, path.resolve(ROOT, path.dirname(file), s)).replace(/\.js$/, '.ts')),
     );
-    packages.set(file, specifiers.filter((s) => !s.startsWith('.') && !s.startsWith('node:')));
+    packages.set(
+      file,
+      specifiers.filter((s) => !s.startsWith('.') && !s.startsWith('node:')),
+    );
   }
   return { internal, packages };
 }
@@ -96,7 +101,10 @@ describe('the import graph', () => {
   const graph = importGraph(files);
 
   it('puts every source file in a layer', () => {
-    assert.deepEqual(files.filter((file) => !layerOf(file)), []);
+    assert.deepEqual(
+      files.filter((file) => !layerOf(file)),
+      [],
+    );
     assert.ok(files.length > 50, `found only ${files.length} files`);
   });
 
@@ -125,8 +133,16 @@ describe('the import graph', () => {
   });
 
   it('would catch a loop and a backward arrow (the checks themselves can fail)', () => {
-    const loop = new Map([['a.ts', ['b.ts']], ['b.ts', ['c.ts']], ['c.ts', ['a.ts']], ['d.ts', ['a.ts']]]);
-    assert.deepEqual(cycles(loop).map((c) => c.sort()), [['a.ts', 'b.ts', 'c.ts']]);
+    const loop = new Map([
+      ['a.ts', ['b.ts']],
+      ['b.ts', ['c.ts']],
+      ['c.ts', ['a.ts']],
+      ['d.ts', ['a.ts']],
+    ]);
+    assert.deepEqual(
+      cycles(loop).map((c) => c.sort()),
+      [['a.ts', 'b.ts', 'c.ts']],
+    );
     assert.equal(layerOf('common/queues.ts'), 'common');
     assert.ok(!LAYERS.find((layer) => layer.name === 'common')!.may.includes('domain'));
   });

@@ -30,10 +30,13 @@ describe('the queue facade', () => {
 
   it('enqueues a payload under our job id, with retries and retention, that parses back as the contract', async () => {
     const spec = JobSpec.parse({ mode: 'pretrained' });
-    const job = await queues.enqueue(QueueName.Training, '3b241101-e2bb-4255-8caf-4136c566a962', { spec, submittedAt: '2026-11-28T00:00:00.000Z' });
+    const job = await queues.enqueue(QueueName.Training, '3b241101-e2bb-4255-8caf-4136c566a962', {
+      spec,
+      submittedAt: '2026-11-28T00:00:00.000Z',
+    });
     assert.equal(job.id, '3b241101-e2bb-4255-8caf-4136c566a962');
     assert.equal(job.opts.attempts, 2);
-    const stored = await queues.get(QueueName.Training).getJob(job.id!);
+    const stored = await queues.get(QueueName.Training).getJob(job.id);
     assert.deepEqual(TrainingPayload.parse(stored?.data), { spec, submittedAt: '2026-11-28T00:00:00.000Z' });
   });
 
@@ -42,7 +45,10 @@ describe('the queue facade', () => {
     const outage = await down.get('x').catch((error: unknown) => error);
     down.disconnect();
     assert.equal(isRedisUnavailable(outage), true, String(outage));
-    const wrongType = await redis.set(`${prefix}:s`, 'x').then(() => redis.lpush(`${prefix}:s`, 'y')).catch((error: unknown) => error);
+    const wrongType = await redis
+      .set(`${prefix}:s`, 'x')
+      .then(() => redis.lpush(`${prefix}:s`, 'y'))
+      .catch((error: unknown) => error);
     assert.equal(isRedisUnavailable(wrongType), false, String(wrongType));
   });
 });

@@ -7,7 +7,11 @@ import { QueueName } from '../../common/queues.js';
 import { finished, pollJob, redisKeys, startService, type TestService, type WorkerProcess } from '../helpers/service.js';
 
 const slowSpec = {
-  mode: 'fine_tuning', weights: 'random', inputSize: 64, epochs: 3, batchSize: 16,
+  mode: 'fine_tuning',
+  weights: 'random',
+  inputSize: 64,
+  epochs: 3,
+  batchSize: 16,
   dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 40, imageSize: 64, seed: 5 },
 };
 
@@ -60,10 +64,16 @@ describe('cancel, resume and failing fast', () => {
     const logs = await service.redis.lrange(`${service.config.QUEUE_PREFIX}:${QueueName.Training}:${running.id}:logs`, 0, -1);
     const line = logs.find((l) => /^cancelled before epoch 1 step \d+ /.test(l));
     assert.ok(line, logs.join('\n'));
-    const { cancelSeenAt, lastPassedCheckAt } = JSON.parse(line.slice(line.indexOf('{'))) as { cancelSeenAt: string; lastPassedCheckAt: string };
+    const { cancelSeenAt, lastPassedCheckAt } = JSON.parse(line.slice(line.indexOf('{'))) as {
+      cancelSeenAt: string;
+      lastPassedCheckAt: string;
+    };
     // Each step starts with a check of the flag: the last one that let a step start ran before the
     // request, and the next one saw it.
-    assert.ok(requestedAt && lastPassedCheckAt <= requestedAt && requestedAt <= cancelSeenAt, `${lastPassedCheckAt} <= ${requestedAt} <= ${cancelSeenAt}`);
+    assert.ok(
+      requestedAt && lastPassedCheckAt <= requestedAt && requestedAt <= cancelSeenAt,
+      `${lastPassedCheckAt} <= ${requestedAt} <= ${cancelSeenAt}`,
+    );
 
     const never = await pollJob(service, queued.id, (s) => s.state === 'cancelled' && s.finishedAt !== null, 60_000);
     assert.equal(never.progress.phase, 'queued', 'the queued job never reported any work');
@@ -72,21 +82,33 @@ describe('cancel, resume and failing fast', () => {
 
   it('resumes from the epoch-1 checkpoint after the worker is killed in epoch 2', async () => {
     const job = await submit({
-      mode: 'fine_tuning', weights: 'random', inputSize: 32, epochs: 3, batchSize: 4,
+      mode: 'fine_tuning',
+      weights: 'random',
+      inputSize: 32,
+      epochs: 3,
+      batchSize: 4,
       dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 16, imageSize: 32, seed: 9 },
       fineTuning: { trainableFrom: 'layer3', freezeBatchNorm: true },
     });
     await pollJob(service, job.id, (s) => s.progress.epoch === 2 && s.progress.phase === 'training', 120_000);
     await worker.kill();
     const epoch1 = (await metricsOf(job.id)).epochs;
-    assert.deepEqual(epoch1.map((e) => e.epoch), [1], 'killed during epoch 2');
+    assert.deepEqual(
+      epoch1.map((e) => e.epoch),
+      [1],
+      'killed during epoch 2',
+    );
 
     worker = await service.startWorker();
     const status = await pollJob(service, job.id, finished, 180_000);
     assert.equal(status.state, 'completed', JSON.stringify(status.failure));
     assert.equal(status.result?.resumedFromEpoch, 1);
     const metrics = await metricsOf(job.id);
-    assert.deepEqual(metrics.epochs.map((e) => e.epoch), [1, 2, 3], 'no epoch twice');
+    assert.deepEqual(
+      metrics.epochs.map((e) => e.epoch),
+      [1, 2, 3],
+      'no epoch twice',
+    );
     assert.deepEqual(metrics.epochs[0], epoch1[0], 'epoch 1 is the one trained before the kill');
     assert.match(worker.output(), /job completed/);
   });

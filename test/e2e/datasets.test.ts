@@ -8,10 +8,18 @@ import { finished, pollJob, startService, type TestService } from '../helpers/se
 import { MESSY_BAD_FILES, writeMessyDataset } from '../helpers/images.js';
 import { DEBIAN_PYTHON, tempDir } from '../helpers/torch.js';
 
-const LIMITS = { UPLOAD_LIMIT_BYTES: String(5 * 1024 * 1024), UPLOAD_MAX_UNPACKED_BYTES: String(10 * 1024 * 1024), UPLOAD_MAX_FILES: '500' };
+const LIMITS = {
+  UPLOAD_LIMIT_BYTES: String(5 * 1024 * 1024),
+  UPLOAD_MAX_UNPACKED_BYTES: String(10 * 1024 * 1024),
+  UPLOAD_MAX_FILES: '500',
+};
 
 /** Python's tarfile and zipfile write whatever entry names and types they are told to. */
-function craft(kind: 'tar' | 'zip', file: string, entries: Array<{ name: string; type?: 'file' | 'symlink' | 'hardlink'; size?: number; target?: string }>) {
+function craft(
+  kind: 'tar' | 'zip',
+  file: string,
+  entries: Array<{ name: string; type?: 'file' | 'symlink' | 'hardlink'; size?: number; target?: string }>,
+) {
   const program = `
 import io, json, sys, tarfile, zipfile
 kind, out, entries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -71,13 +79,23 @@ describe('dataset uploads', () => {
     const { id } = created.body;
     assert.equal(created.headers.location, `/v1/datasets/${id}`);
     assert.deepEqual(created.body.classNames, ['cats', 'dogs'], 'the wrapping "pets" folder is unwrapped');
-    assert.deepEqual(Object.fromEntries(created.body.preflight.bad.map((b: { file: string; reason: string }) => [b.file, b.reason])), MESSY_BAD_FILES);
+    assert.deepEqual(
+      Object.fromEntries(created.body.preflight.bad.map((b: { file: string; reason: string }) => [b.file, b.reason])),
+      MESSY_BAD_FILES,
+    );
     assert.equal((await service.http().get('/v1/datasets')).body.items.length, 1);
     assert.equal((await service.http().get(`/v1/datasets/${id}`)).body.preflight.usable, 21);
 
-    const job = await service.http().post('/v1/jobs').send({
-      mode: 'feature_extraction', weights: 'random', inputSize: 32, epochs: 1, dataset: { type: 'upload', id },
-    });
+    const job = await service
+      .http()
+      .post('/v1/jobs')
+      .send({
+        mode: 'feature_extraction',
+        weights: 'random',
+        inputSize: 32,
+        epochs: 1,
+        dataset: { type: 'upload', id },
+      });
     assert.equal(job.status, 202, job.text);
     const status = await pollJob(service, job.body.id, finished);
     assert.equal(status.state, 'completed', JSON.stringify(status.failure));
@@ -85,7 +103,10 @@ describe('dataset uploads', () => {
 
     assert.equal((await service.http().delete(`/v1/datasets/${id}`)).status, 204);
     assert.equal((await service.http().get(`/v1/datasets/${id}`)).status, 404);
-    const missing = await service.http().post('/v1/jobs').send({ mode: 'feature_extraction', dataset: { type: 'upload', id } });
+    const missing = await service
+      .http()
+      .post('/v1/jobs')
+      .send({ mode: 'feature_extraction', dataset: { type: 'upload', id } });
     assert.equal(missing.status, 400);
     assert.equal(missing.body.errors[0].path, 'dataset.id');
   });
@@ -107,7 +128,13 @@ describe('dataset uploads', () => {
       ['symlink', 'tar', [{ name: 'cats/a.png' }, { name: 'cats/link.png', type: 'symlink', target: '/etc/passwd' }], 400, /SymbolicLink/],
       ['hard link', 'tar', [{ name: 'cats/a.png' }, { name: 'cats/hard.png', type: 'hardlink', target: 'cats/a.png' }], 400, /Link/],
       ['zip ../ entry', 'zip', [{ name: 'cats/a.png' }, { name: '../evil.txt' }], 400, /\.\.|invalid relative path/],
-      ['zip symlink', 'zip', [{ name: 'cats/a.png' }, { name: 'cats/link.png', type: 'symlink', target: '/etc/passwd' }], 400, /symbolic link/],
+      [
+        'zip symlink',
+        'zip',
+        [{ name: 'cats/a.png' }, { name: 'cats/link.png', type: 'symlink', target: '/etc/passwd' }],
+        400,
+        /symbolic link/,
+      ],
       ['zip bomb past the unpacked limit', 'zip', [{ name: 'cats/a.png', size: 12 * 1024 * 1024 }], 400, /unpacks to more than/],
       ['too many files', 'tar', Array.from({ length: 501 }, (_, i) => ({ name: `cats/${i}.png` })), 400, /more than 500 files/],
     ];
@@ -119,7 +146,11 @@ describe('dataset uploads', () => {
       assert.match(response.headers['content-type'], /problem\+json/, label);
       assert.match(response.body.detail, message, label);
     }
-    const big = await service.http().post('/v1/datasets').set('content-type', 'application/gzip').send(Buffer.alloc(6 * 1024 * 1024));
+    const big = await service
+      .http()
+      .post('/v1/datasets')
+      .set('content-type', 'application/gzip')
+      .send(Buffer.alloc(6 * 1024 * 1024));
     assert.equal(big.status, 413);
     const wrongType = await service.http().post('/v1/datasets').set('content-type', 'application/json').send({ a: 1 });
     assert.equal(wrongType.status, 415);

@@ -27,7 +27,10 @@ const CLASSES = 6;
 const dataset = { type: 'synthetic', numClasses: CLASSES, imagesPerClass: 10, imageSize: 48, seed: 3 } as const;
 
 /** supertest parser that keeps a download's bytes. */
-const binary = (response: { on(event: string, listener: (chunk?: Buffer) => void): unknown }, callback: (error: Error | null, body: Buffer) => void) => {
+const binary = (
+  response: { on(event: string, listener: (chunk?: Buffer) => void): unknown },
+  callback: (error: Error | null, body: Buffer) => void,
+) => {
   const chunks: Buffer[] = [];
   response.on('data', (chunk) => chunks.push(chunk!));
   response.on('end', () => callback(null, Buffer.concat(chunks)));
@@ -63,7 +66,12 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
 
   const cases = [
     { mode: 'pretrained', totalParams: 25_557_032, trainableParams: 25_557_032, body: { weights: 'imagenet' } },
-    { mode: 'feature_extraction', totalParams: 23_508_032 + 2048 * CLASSES + CLASSES, trainableParams: 2048 * CLASSES + CLASSES, body: { weights: 'imagenet', epochs: 2 } },
+    {
+      mode: 'feature_extraction',
+      totalParams: 23_508_032 + 2048 * CLASSES + CLASSES,
+      trainableParams: 2048 * CLASSES + CLASSES,
+      body: { weights: 'imagenet', epochs: 2 },
+    },
     {
       mode: 'fine_tuning',
       totalParams: 23_508_032 + 2048 * 512 + 512 + 512 * 256 + 256 + 256 * CLASSES + CLASSES,
@@ -74,7 +82,10 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
 
   for (const c of cases) {
     it(`${c.mode}: completes, serves its summary, metrics and a checkpoint that predicts like the worker's model`, async () => {
-      const submitted = await service.http().post('/v1/jobs').send({ mode: c.mode, inputSize: INPUT, dataset, ...c.body });
+      const submitted = await service
+        .http()
+        .post('/v1/jobs')
+        .send({ mode: c.mode, inputSize: INPUT, dataset, ...c.body });
       assert.equal(submitted.status, 202, submitted.text);
       const status = await pollJob(service, submitted.body.id, finished);
       assert.equal(status.state, 'completed', JSON.stringify(status.failure));
@@ -96,19 +107,28 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
         assert.equal(metrics.evaluation?.images, CLASSES * 10);
         assert.equal(metrics.classNames.length, 1000);
       } else {
-        assert.deepEqual(metrics.epochs.map((e) => e.epoch), [1, 2]);
+        assert.deepEqual(
+          metrics.epochs.map((e) => e.epoch),
+          [1, 2],
+        );
         assert.ok(metrics.epochs.every((e) => e.validationAccuracy !== null && Number.isFinite(e.trainLoss)));
         assert.equal(metrics.classNames.length, CLASSES);
         const report = metrics.report!;
-        assert.deepEqual(report.perClass.map((c) => c.className), metrics.classNames);
+        assert.deepEqual(
+          report.perClass.map((c) => c.className),
+          metrics.classNames,
+        );
         assert.deepEqual(report.confusionMatrix.classNames, metrics.classNames);
-        assert.equal(report.confusionMatrix.matrix.flat().reduce((a, b) => a + b, 0), metrics.evaluation!.images);
+        assert.equal(
+          report.confusionMatrix.matrix.flat().reduce((a, b) => a + b, 0),
+          metrics.evaluation!.images,
+        );
         // Every held-out image is kept with its probabilities (12 of at most 32): the reported top-5 must follow from them.
         assert.equal(metrics.validationPredictions.length, metrics.evaluation!.images);
         const inTop5 = metrics.validationPredictions.filter((p) => topIndices(p.probabilities, 5).includes(p.label)).length;
         assert.equal(metrics.evaluation!.top5Accuracy, inTop5 / metrics.validationPredictions.length);
-        assert.equal(metrics.epochs.at(-1)!.validationTop5Accuracy, Math.round(metrics.evaluation!.top5Accuracy! * 1e6) / 1e6);
-        assert.ok(metrics.evaluation!.top5Accuracy! >= metrics.evaluation!.accuracy!);
+        assert.equal(metrics.epochs.at(-1)!.validationTop5Accuracy, Math.round(metrics.evaluation!.top5Accuracy * 1e6) / 1e6);
+        assert.ok(metrics.evaluation!.top5Accuracy >= metrics.evaluation!.accuracy!);
       }
       assert.ok(metrics.validationPredictions.length > 0);
 
@@ -160,13 +180,22 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
       mkdirSync(dir, { recursive: true });
       for (let i = 0; i < 6; i++) {
         const raw = renderSyntheticImage(label, 2, 40, random);
-        await encoders[i % 3](sharp(raw, { raw: { width: 40, height: 40, channels: 3 } })).toFile(path.join(dir, `${i}.${extensions[i % 3]}`));
+        await encoders[i % 3](sharp(raw, { raw: { width: 40, height: 40, channels: 3 } })).toFile(
+          path.join(dir, `${i}.${extensions[i % 3]}`),
+        );
       }
     }
     writeFileSync(path.join(service.config.DATA_DIR, 'flowers', 'daisy', 'notes.txt'), 'not an image: ignored');
-    const submitted = await service.http().post('/v1/jobs').send({
-      mode: 'feature_extraction', weights: 'random', inputSize: INPUT, epochs: 1, dataset: { type: 'folder', path: 'flowers' },
-    });
+    const submitted = await service
+      .http()
+      .post('/v1/jobs')
+      .send({
+        mode: 'feature_extraction',
+        weights: 'random',
+        inputSize: INPUT,
+        epochs: 1,
+        dataset: { type: 'folder', path: 'flowers' },
+      });
     assert.equal(submitted.status, 202, submitted.text);
     const status = await pollJob(service, submitted.body.id, finished);
     assert.equal(status.state, 'completed', JSON.stringify(status.failure));
@@ -182,17 +211,30 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
 
   it('preflights a messy folder, then trains on it skipping exactly the unusable files', async () => {
     await writeMessyDataset(path.join(service.config.DATA_DIR, 'messy'));
-    const preflight = await service.http().post('/v1/datasets/preflight').send({ dataset: { type: 'folder', path: 'messy' } });
+    const preflight = await service
+      .http()
+      .post('/v1/datasets/preflight')
+      .send({ dataset: { type: 'folder', path: 'messy' } });
     assert.equal(preflight.status, 200, preflight.text);
     const bad = Object.fromEntries((preflight.body.bad as Array<{ file: string; reason: string }>).map((b) => [b.file, b.reason]));
     assert.deepEqual(bad, MESSY_BAD_FILES);
     assert.equal(preflight.body.duplicates.length, 1);
-    const escape = await service.http().post('/v1/datasets/preflight').send({ dataset: { type: 'folder', path: '../x' } });
+    const escape = await service
+      .http()
+      .post('/v1/datasets/preflight')
+      .send({ dataset: { type: 'folder', path: '../x' } });
     assert.equal(escape.status, 400);
 
-    const submitted = await service.http().post('/v1/jobs').send({
-      mode: 'feature_extraction', weights: 'random', inputSize: INPUT, epochs: 1, dataset: { type: 'folder', path: 'messy' },
-    });
+    const submitted = await service
+      .http()
+      .post('/v1/jobs')
+      .send({
+        mode: 'feature_extraction',
+        weights: 'random',
+        inputSize: INPUT,
+        epochs: 1,
+        dataset: { type: 'folder', path: 'messy' },
+      });
     const status = await pollJob(service, submitted.body.id, finished);
     assert.equal(status.state, 'completed', JSON.stringify(status.failure));
     assert.deepEqual(Object.fromEntries(status.skippedFiles.map((s) => [s.file, s.reason])), MESSY_BAD_FILES);
@@ -207,7 +249,9 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
     assert.deepEqual([metrics.evaluation, metrics.epochs.length, metrics.classNames.length], [null, 0, 1000]);
     assert.equal((await service.http().get(`/v1/jobs/${status.id}/preflight`)).status, 409, 'no dataset, no preflight');
     assert.equal((await service.http().get(`/v1/jobs/${status.id}/checkpoint?format=safetensors`)).status, 200);
-    const image = await sharp(renderSyntheticImage(0, 2, 40, seededRandom(9)), { raw: { width: 40, height: 40, channels: 3 } }).png().toBuffer();
+    const image = await sharp(renderSyntheticImage(0, 2, 40, seededRandom(9)), { raw: { width: 40, height: 40, channels: 3 } })
+      .png()
+      .toBuffer();
     const predicted = await service.http().post(`/v1/jobs/${status.id}/predict?topK=3`).attach('image', image, 'x.png');
     assert.equal(predicted.status, 200, predicted.text);
     assert.equal(predicted.body.predictions[0].top.length, 3);
@@ -220,7 +264,10 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
     const page = await service.http().get('/v1/jobs?limit=2');
     assert.equal(page.status, 200);
     assert.equal(page.body.total, before + 3);
-    assert.deepEqual(page.body.items.map((s: JobStatus) => s.id), [ids[2], ids[1]]);
+    assert.deepEqual(
+      page.body.items.map((s: JobStatus) => s.id),
+      [ids[2], ids[1]],
+    );
     const next = await service.http().get('/v1/jobs?limit=2&offset=2');
     assert.equal(next.body.items[0].id, ids[0]);
     const done = await service.http().get('/v1/jobs?state=completed&limit=100');

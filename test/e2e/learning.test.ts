@@ -8,7 +8,8 @@ const dataset = { type: 'synthetic', numClasses: 4, imagesPerClass: 30, imageSiz
 
 // Random crops down to 8% of a 32-px image leave little to learn from: these jobs train unaugmented.
 const train = async (service: TestService, spec: object) =>
-  (await completedJob(service, { inputSize: 32, dataset, augmentation: { randomResizedCrop: false, horizontalFlip: false }, ...spec })).metrics;
+  (await completedJob(service, { inputSize: 32, dataset, augmentation: { randomResizedCrop: false, horizontalFlip: false }, ...spec }))
+    .metrics;
 
 function assertLearned(metrics: Metrics, epochs: number) {
   const [first, last] = [metrics.epochs[0], metrics.epochs.at(-1)!];
@@ -29,7 +30,12 @@ describe('learning is real', () => {
   // seeded random weights and data-calibrated BatchNorm statistics, written by PyTorch. Random conv
   // features still carry colour and shape, which is what these classes differ in.
   it('feature_extraction on a frozen (stand-in) ImageNet backbone reaches >= 0.9 validation accuracy', async () => {
-    const metrics = await train(service, { mode: 'feature_extraction', weights: 'imagenet', epochs: 20, optimizer: { learningRate: 0.003 } });
+    const metrics = await train(service, {
+      mode: 'feature_extraction',
+      weights: 'imagenet',
+      epochs: 20,
+      optimizer: { learningRate: 0.003 },
+    });
     assertLearned(metrics, 20);
     assert.deepEqual(
       { hit: metrics.featureCache?.hit, backboneImages: metrics.featureCache?.backboneImages },
@@ -40,14 +46,20 @@ describe('learning is real', () => {
 
   it('a second feature_extraction job on the same data and weights runs the backbone zero times', async () => {
     const metrics = await train(service, { mode: 'feature_extraction', weights: 'imagenet', epochs: 2, optimizer: { learningRate: 0.01 } });
-    assert.deepEqual({ hit: metrics.featureCache?.hit, backboneImages: metrics.featureCache?.backboneImages }, { hit: true, backboneImages: 0 });
+    assert.deepEqual(
+      { hit: metrics.featureCache?.hit, backboneImages: metrics.featureCache?.backboneImages },
+      { hit: true, backboneImages: 0 },
+    );
     assert.equal(metrics.epochs.length, 2);
   });
 
   // From random weights the whole network must learn, so BatchNorm trains too (freezeBatchNorm false).
   it('fine_tuning from random weights with freezeBatchNorm false reaches >= 0.9 validation accuracy', async () => {
     const metrics = await train(service, {
-      mode: 'fine_tuning', weights: 'random', epochs: 5, fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: false },
+      mode: 'fine_tuning',
+      weights: 'random',
+      epochs: 5,
+      fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: false },
     });
     assertLearned(metrics, 5);
   });

@@ -16,7 +16,6 @@ interface Prediction {
   top: Array<{ index: number; className: string; probability: number }>;
 }
 
-
 describe('predictions from a trained job', () => {
   let service: TestService;
   let scratch: string;
@@ -26,21 +25,38 @@ describe('predictions from a trained job', () => {
   before(async () => {
     ({ service, scratch } = await startServiceWithStandInWeights('predict', 4, [224]));
     photo = path.join(scratch, 'photo.png');
-    await sharp(renderSyntheticImage(1, 4, 256, seededRandom(11)), { raw: { width: 256, height: 256, channels: 3 } }).png().toFile(photo);
+    await sharp(renderSyntheticImage(1, 4, 256, seededRandom(11)), { raw: { width: 256, height: 256, channels: 3 } })
+      .png()
+      .toFile(photo);
     ({ id: pretrainedId } = await completedJob(service, { mode: 'pretrained', inputSize: 224 }));
   });
   after(() => service.stop());
 
   it('gives a pretrained job the top-5 ImageNet classes and probabilities PyTorch gives for the same PNG', async () => {
     const reference = path.join(scratch, 'torch-top5.json');
-    torchReference(['predict', '--weights', path.join(scratch, 'weights.safetensors'), '--image', photo, '--size', '224', '--out', reference]);
+    torchReference([
+      'predict',
+      '--weights',
+      path.join(scratch, 'weights.safetensors'),
+      '--image',
+      photo,
+      '--size',
+      '224',
+      '--out',
+      reference,
+    ]);
     const torch = JSON.parse(readFileSync(reference, 'utf8')) as { indices: number[]; probabilities: number[] };
     const response = await service.http().post(`/v1/jobs/${pretrainedId}/predict`).attach('image', photo);
     assert.equal(response.status, 200, response.text);
     const [prediction] = response.body.predictions as Prediction[];
     assert.equal(prediction.file, 'photo.png');
-    assert.deepEqual(prediction.top.map((t) => t.index), torch.indices);
-    prediction.top.forEach((t, i) => assert.ok(Math.abs(t.probability - torch.probabilities[i]) < 1e-3, `${t.probability} vs ${torch.probabilities[i]}`));
+    assert.deepEqual(
+      prediction.top.map((t) => t.index),
+      torch.indices,
+    );
+    prediction.top.forEach((t, i) =>
+      assert.ok(Math.abs(t.probability - torch.probabilities[i]) < 1e-3, `${t.probability} vs ${torch.probabilities[i]}`),
+    );
     const names = readFileSync(path.resolve(import.meta.dirname, '../../engine/model/imagenet-classes.txt'), 'utf8').split('\n');
     assert.equal(prediction.top[0].className, names[prediction.top[0].index]);
   });
@@ -67,13 +83,21 @@ describe('predictions from a trained job', () => {
     });
     const busy = await delays(Promise.all(predictions));
     const onePrediction = Math.min(...durations);
-    assert.ok(busy < idle + onePrediction / 2, `p99 event-loop delay ${busy.toFixed(1)} ms busy, ${idle.toFixed(1)} ms idle; a prediction takes ${onePrediction.toFixed(0)} ms`);
+    assert.ok(
+      busy < idle + onePrediction / 2,
+      `p99 event-loop delay ${busy.toFixed(1)} ms busy, ${idle.toFixed(1)} ms idle; a prediction takes ${onePrediction.toFixed(0)} ms`,
+    );
   });
 
   it('predicts the right class for held-out images of a trained job', async () => {
     const dataset = { type: 'synthetic', numClasses: 4, imagesPerClass: 30, imageSize: 32, seed: 1 } as const;
     const { id, metrics } = await completedJob(service, {
-      mode: 'feature_extraction', weights: 'imagenet', inputSize: 32, epochs: 20, optimizer: { learningRate: 0.003 }, dataset,
+      mode: 'feature_extraction',
+      weights: 'imagenet',
+      inputSize: 32,
+      epochs: 20,
+      optimizer: { learningRate: 0.003 },
+      dataset,
       augmentation: { randomResizedCrop: false, horizontalFlip: false },
     });
     const folder = await resolveDataset(DatasetSpec.parse(dataset), service.config.DATA_DIR);

@@ -60,10 +60,14 @@ describe('npm start (the README run command)', () => {
     child.stderr!.on('data', (d) => (output += d));
     const base = `http://127.0.0.1:${apiPort}`;
 
-    const ready = await waitFor('a ready API with a live worker', async () => {
-      const body = (await (await fetch(`${base}/readyz`)).json()) as { workers: Array<{ backend: { choice: string } }> };
-      return body.workers.length === 1 ? body : undefined;
-    }, () => output);
+    const ready = await waitFor(
+      'a ready API with a live worker',
+      async () => {
+        const body = (await (await fetch(`${base}/readyz`)).json()) as { workers: Array<{ backend: { choice: string } }> };
+        return body.workers.length === 1 ? body : undefined;
+      },
+      () => output,
+    );
     assert.equal(ready.workers[0].backend.choice, 'wasm');
     assert.match(output, new RegExp(`starting redis-server for this session`));
 
@@ -71,16 +75,23 @@ describe('npm start (the README run command)', () => {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({
-        mode: 'feature_extraction', weights: 'random', inputSize: 32, epochs: 1,
+        mode: 'feature_extraction',
+        weights: 'random',
+        inputSize: 32,
+        epochs: 1,
         dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 4, imageSize: 32 },
       }),
     });
     assert.equal(submitted.status, 202);
     const { id } = (await submitted.json()) as { id: string };
-    const done = await waitFor('the job to complete', async () => {
-      const status = (await (await fetch(`${base}/v1/jobs/${id}`)).json()) as { state: string };
-      return ['completed', 'failed'].includes(status.state) ? status : undefined;
-    }, () => output);
+    const done = await waitFor(
+      'the job to complete',
+      async () => {
+        const status = (await (await fetch(`${base}/v1/jobs/${id}`)).json()) as { state: string };
+        return ['completed', 'failed'].includes(status.state) ? status : undefined;
+      },
+      () => output,
+    );
     assert.equal(done.state, 'completed');
 
     // Ctrl-C in a terminal: SIGINT to the whole foreground process group (npm, start.ts, its children).
@@ -92,9 +103,13 @@ describe('npm start (the README run command)', () => {
     assert.doesNotMatch(output, /exited \(|grace period over/);
     assert.match(output, /shutting down: server[\s\S]*shutting down: redis/);
     assert.match(output, /worker closed/);
-    assert.equal(await new Promise((resolve) => {
-      const socket = net.connect(redisPort, '127.0.0.1', () => resolve(true)).on('error', () => resolve(false));
-      socket.unref();
-    }), false, 'the session Redis is gone');
+    assert.equal(
+      await new Promise((resolve) => {
+        const socket = net.connect(redisPort, '127.0.0.1', () => resolve(true)).on('error', () => resolve(false));
+        socket.unref();
+      }),
+      false,
+      'the session Redis is gone',
+    );
   });
 });

@@ -15,7 +15,6 @@ const dataset = { type: 'synthetic', numClasses: 4, imagesPerClass: 30, imageSiz
 const unaugmented = { augmentation: { randomResizedCrop: false, horizontalFlip: false } };
 const train = (service: TestService, spec: object) => completedJob(service, { inputSize: 32, dataset, ...spec });
 
-
 const withoutTimings = (epochs: EpochMetrics[]) => epochs.map(({ seconds: _seconds, ...rest }) => rest);
 
 describe('training controls on real jobs', () => {
@@ -28,11 +27,15 @@ describe('training controls on real jobs', () => {
   it('stops early when validation loss stops improving and serves the best epoch as epoch=best', async () => {
     // A large learning rate overfits 96 images within a few epochs: validation loss turns up.
     const { id, metrics } = await train(service, {
-      mode: 'feature_extraction', weights: 'imagenet', epochs: 40, optimizer: { learningRate: 0.05 },
-      earlyStopping: { patience: 3, monitor: 'validation_loss' }, ...unaugmented,
+      mode: 'feature_extraction',
+      weights: 'imagenet',
+      epochs: 40,
+      optimizer: { learningRate: 0.05 },
+      earlyStopping: { patience: 3, monitor: 'validation_loss' },
+      ...unaugmented,
     });
     assert.ok(metrics.earlyStopping, 'the job stopped early');
-    const { stoppedAfterEpoch, bestEpoch } = metrics.earlyStopping!;
+    const { stoppedAfterEpoch, bestEpoch } = metrics.earlyStopping;
     assert.ok(stoppedAfterEpoch < 40, `stopped after ${stoppedAfterEpoch}`);
     assert.equal(metrics.epochs.length, stoppedAfterEpoch);
     assert.equal(stoppedAfterEpoch - bestEpoch, 3, 'patience 3');
@@ -47,7 +50,11 @@ describe('training controls on real jobs', () => {
   it('gives identical per-epoch metrics for two runs of the same spec and seed', async () => {
     // Augmentation on (the default), dropout and trainable BatchNorm: all of it must follow the seed.
     const spec = {
-      mode: 'fine_tuning', weights: 'random', epochs: 2, batchSize: 8, seed: 5,
+      mode: 'fine_tuning',
+      weights: 'random',
+      epochs: 2,
+      batchSize: 8,
+      seed: 5,
       dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 10, imageSize: 32, seed: 2 },
       fineTuning: { trainableFrom: 'layer4', freezeBatchNorm: false },
     };
@@ -59,15 +66,22 @@ describe('training controls on real jobs', () => {
 
   it('follows the learning-rate schedule epoch by epoch', async () => {
     const spec = {
-      mode: 'feature_extraction', weights: 'imagenet', epochs: 4, optimizer: { learningRate: 0.01 },
-      schedule: { type: 'cosine', warmupEpochs: 1, minLearningRate: 0.001 }, ...unaugmented,
+      mode: 'feature_extraction',
+      weights: 'imagenet',
+      epochs: 4,
+      optimizer: { learningRate: 0.01 },
+      schedule: { type: 'cosine', warmupEpochs: 1, minLearningRate: 0.001 },
+      ...unaugmented,
     };
     const { metrics } = await train(service, spec);
     const parsed = JobSpec.parse({ ...spec, inputSize: 32, dataset }) as TrainingJobSpec;
-    assert.deepEqual(metrics.epochs.map((e) => e.learningRate), [1, 2, 3, 4].map((epoch) => learningRateAt(parsed, epoch)));
+    assert.deepEqual(
+      metrics.epochs.map((e) => e.learningRate),
+      [1, 2, 3, 4].map((epoch) => learningRateAt(parsed, epoch)),
+    );
   });
 
-  it('applies label smoothing: the loss stays above the smoothed targets\' entropy, which the same run without it goes below', async () => {
+  it("applies label smoothing: the loss stays above the smoothed targets' entropy, which the same run without it goes below", async () => {
     const spec = { mode: 'feature_extraction', weights: 'imagenet', epochs: 8, optimizer: { learningRate: 0.01 }, ...unaugmented };
     const smoothing = 0.3;
     const [plain, smoothed] = [await train(service, spec), await train(service, { ...spec, labelSmoothing: smoothing })];
@@ -75,21 +89,38 @@ describe('training controls on real jobs', () => {
     const k = dataset.numClasses;
     const [onTrue, elsewhere] = [1 - smoothing + smoothing / k, smoothing / k];
     const floor = -onTrue * Math.log(onTrue) - (k - 1) * elsewhere * Math.log(elsewhere);
-    assert.ok(smoothed.metrics.epochs.every((e) => e.trainLoss >= floor - 1e-4), `smoothed losses ${smoothed.metrics.epochs.map((e) => e.trainLoss)} vs floor ${floor}`);
-    assert.ok(plain.metrics.epochs.at(-1)!.trainLoss < floor, `unsmoothed final loss ${plain.metrics.epochs.at(-1)!.trainLoss} vs floor ${floor}`);
+    assert.ok(
+      smoothed.metrics.epochs.every((e) => e.trainLoss >= floor - 1e-4),
+      `smoothed losses ${smoothed.metrics.epochs.map((e) => e.trainLoss)} vs floor ${floor}`,
+    );
+    assert.ok(
+      plain.metrics.epochs.at(-1)!.trainLoss < floor,
+      `unsmoothed final loss ${plain.metrics.epochs.at(-1)!.trainLoss} vs floor ${floor}`,
+    );
   });
 
   it("weighs classes: balanced weights from the training split's counts, and a loss that differs from the unweighted run", async () => {
     // Two classes of 12 and 6 images: 10 and 5 train (one in five held out), so balanced = 15 / (2 x count).
     const random = seededRandom(8);
-    for (const [label, count] of [[0, 12], [1, 6]]) {
+    for (const [label, count] of [
+      [0, 12],
+      [1, 6],
+    ]) {
       const dir = path.join(service.config.DATA_DIR, 'uneven', `class-${label}`);
       mkdirSync(dir, { recursive: true });
       for (let i = 0; i < count; i++) {
-        await sharp(renderSyntheticImage(label, 2, 32, random), { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(path.join(dir, `${i}.png`));
+        await sharp(renderSyntheticImage(label, 2, 32, random), { raw: { width: 32, height: 32, channels: 3 } })
+          .png()
+          .toFile(path.join(dir, `${i}.png`));
       }
     }
-    const spec = { mode: 'feature_extraction', weights: 'imagenet', epochs: 2, dataset: { type: 'folder', path: 'uneven' }, ...unaugmented };
+    const spec = {
+      mode: 'feature_extraction',
+      weights: 'imagenet',
+      epochs: 2,
+      dataset: { type: 'folder', path: 'uneven' },
+      ...unaugmented,
+    };
     const [plain, balanced] = [await train(service, spec), await train(service, { ...spec, classWeights: 'balanced' })];
     assert.equal(plain.metrics.classWeights, null);
     assert.deepEqual(balanced.metrics.classWeights, [0.75, 1.5]);

@@ -53,7 +53,14 @@ describe('job spec validation (4xx problem+json naming the field)', () => {
       [service.http().post('/v1/jobs').set('content-type', 'application/json').send('{"mode": '), 400],
       [service.http().post('/v1/jobs').set('content-type', 'application/json').send(''), 400],
       [service.http().post('/v1/jobs').set('content-type', 'text/plain').send('mode=fine_tuning'), 415],
-      [service.http().post('/v1/jobs').set('content-type', 'application/json').send(JSON.stringify({ ...valid, pad: 'x'.repeat(2 * 1024 * 1024) })), 413],
+      [
+        service
+          .http()
+          .post('/v1/jobs')
+          .set('content-type', 'application/json')
+          .send(JSON.stringify({ ...valid, pad: 'x'.repeat(2 * 1024 * 1024) })),
+        413,
+      ],
       [service.http().post('/v1/jobs').set('idempotency-key', 'has space').send(valid), 400],
     ] as const;
     for (const [request, status] of cases) {
@@ -100,7 +107,11 @@ describe('job spec validation (4xx problem+json naming the field)', () => {
     assert.equal(first.status, 202);
     assert.equal(again.status, 200);
     assert.equal(again.body.id, first.body.id);
-    const other = await service.http().post('/v1/jobs').set('idempotency-key', 'retry-1').send({ ...valid, epochs: 2 });
+    const other = await service
+      .http()
+      .post('/v1/jobs')
+      .set('idempotency-key', 'retry-1')
+      .send({ ...valid, epochs: 2 });
     assert.equal(other.status, 422);
   });
 
@@ -111,7 +122,11 @@ describe('job spec validation (4xx problem+json naming the field)', () => {
     assert.equal(json.body.totals.totalParams, 24_689_733);
     assert.equal(json.body.totals.nonTrainableParams, 53_120);
     assert.ok(json.body.rows.every((r: { depth: number }) => r.depth <= 2));
-    const text = await service.http().post('/v1/summary').set('accept', 'text/plain').send({ ...spec, mode: 'feature_extraction' });
+    const text = await service
+      .http()
+      .post('/v1/summary')
+      .set('accept', 'text/plain')
+      .send({ ...spec, mode: 'feature_extraction' });
     assert.equal(text.status, 200);
     assert.match(text.text, /Trainable params: 10,245/);
     const bad = await service.http().post('/v1/summary?depth=9').send(spec);

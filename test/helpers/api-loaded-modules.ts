@@ -24,7 +24,13 @@ const redis = redisConnection(config.REDIS_URL, 'producer', logger);
 const queues = new Queues(redis, { prefix: config.QUEUE_PREFIX, attempts: 1 });
 const app = await buildApp({ config, redis, queues, store: new LocalArtifactStore(config.ARTIFACTS_DIR), logger });
 const statuses: Record<string, number> = {};
-const spec = { mode: 'feature_extraction', weights: 'random', inputSize: 32, epochs: 1, dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 2, imageSize: 32 } };
+const spec = {
+  mode: 'feature_extraction',
+  weights: 'random',
+  inputSize: 32,
+  epochs: 1,
+  dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 2, imageSize: 32 },
+};
 for (const [name, request] of [
   ['summary', { method: 'POST', url: '/v1/summary', payload: spec, headers: { accept: 'text/plain' } }],
   ['preflight', { method: 'POST', url: '/v1/datasets/preflight', payload: { dataset: spec.dataset } }],

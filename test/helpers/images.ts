@@ -23,7 +23,10 @@ export async function writeMessyDataset(root: string): Promise<void> {
   for (const [label, name] of ['cats', 'dogs'].entries()) {
     const dir = path.join(root, name);
     mkdirSync(dir, { recursive: true });
-    for (let i = 0; i < 5; i++) await base(label).png().toFile(path.join(dir, `plain-${i}.png`));
+    for (let i = 0; i < 5; i++)
+      await base(label)
+        .png()
+        .toFile(path.join(dir, `plain-${i}.png`));
     await base(label).toColourspace('cmyk').jpeg().toFile(path.join(dir, 'cmyk.jpg'));
     await base(label).toColourspace('rgb16').png().toFile(path.join(dir, 'deep-16bit.png'));
     await base(label).toColourspace('b-w').png().toFile(path.join(dir, 'grey.png'));

@@ -74,8 +74,8 @@ export async function startService(prefix: string, extraEnv: Record<string, stri
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    child.stdout!.on('data', (d) => (output += d));
-    child.stderr!.on('data', (d) => (output += d));
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
     const worker: WorkerProcess = {
       child,
       output: () => output,
@@ -116,7 +116,13 @@ export function assertStateAndPhaseAgree(status: JobStatus): void {
   const { state } = status;
   const { phase } = status.progress;
   const agree =
-    state === 'queued' ? phase === 'queued' : state === 'completed' ? phase === 'done' : state === 'running' ? phase !== 'queued' && phase !== 'done' : true;
+    state === 'queued'
+      ? phase === 'queued'
+      : state === 'completed'
+        ? phase === 'done'
+        : state === 'running'
+          ? phase !== 'queued' && phase !== 'done'
+          : true;
   if (!agree) throw new Error(`job ${status.id} is ${state} with phase ${phase}`);
 }
 

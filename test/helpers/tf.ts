@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import { selectBackend, type BackendChoice } from '../../engine/backend/backend.js';
 
 /** Tests run on the backend CI has (wasm) unless TEST_BACKEND says otherwise. */
@@ -12,7 +12,6 @@ export function maxAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): nu
   for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
   return max;
 }
-
 
 /** Every weight of the model by name, copied out of the backend. */
 export function snapshotWeights(model: tf.LayersModel): Map<string, Float32Array> {

@@ -14,6 +14,7 @@ export function torchReference(args: string[]): void {
     const stderr = String((error as { stderr?: Buffer }).stderr ?? '');
     throw new Error(
       `PyTorch reference failed (needs apt-get install python3-torch python3-torchvision; .ci/run installs them): ${stderr}`,
+      { cause: error },
     );
   }
 }

@@ -17,9 +17,12 @@ describe('configuration from the environment', () => {
   });
 
   it('refuses bad values naming each variable', () => {
-    assert.throws(() => loadConfig({ TFJS_BACKEND: 'cuda', PORT: '99999', LOG_LEVEL: 'loud' }), (error: Error) => {
-      for (const name of ['TFJS_BACKEND', 'PORT', 'LOG_LEVEL']) assert.match(error.message, new RegExp(`^  ${name}: `, 'm'));
-      return true;
-    });
+    assert.throws(
+      () => loadConfig({ TFJS_BACKEND: 'cuda', PORT: '99999', LOG_LEVEL: 'loud' }),
+      (error: Error) => {
+        for (const name of ['TFJS_BACKEND', 'PORT', 'LOG_LEVEL']) assert.match(error.message, new RegExp(`^  ${name}: `, 'm'));
+        return true;
+      },
+    );
   });
 });

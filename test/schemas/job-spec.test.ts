@@ -53,7 +53,7 @@ describe('JobSpec', () => {
     it(`refuses ${description}, naming ${field}`, () => {
       const parsed = JobSpec.safeParse(spec);
       assert.equal(parsed.success, false);
-      const paths = fieldErrorsOf(parsed.error!).map((e) => e.path);
+      const paths = fieldErrorsOf(parsed.error).map((e) => e.path);
       assert.ok(paths.includes(field), `expected ${field} among ${paths.join(', ')}`);
     });
   }
@@ -74,7 +74,17 @@ describe('JobSpec', () => {
   });
 
   it('names every failing field at once', () => {
-    const parsed = JobSpec.safeParse({ mode: 'feature_extraction', inputSize: 100, fineTuning: {}, dataset: { type: 'folder', path: '../etc' } });
-    assert.deepEqual(fieldErrorsOf(parsed.error!).map((e) => e.path).sort(), ['dataset.path', 'fineTuning', 'inputSize']);
+    const parsed = JobSpec.safeParse({
+      mode: 'feature_extraction',
+      inputSize: 100,
+      fineTuning: {},
+      dataset: { type: 'folder', path: '../etc' },
+    });
+    assert.deepEqual(
+      fieldErrorsOf(parsed.error!)
+        .map((e) => e.path)
+        .sort(),
+      ['dataset.path', 'fineTuning', 'inputSize'],
+    );
   });
 });

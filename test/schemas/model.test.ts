@@ -11,9 +11,10 @@ describe('ModelConfig', () => {
     };
     assert.deepEqual(paths({ mode: 'pretrained', numClasses: 1000, inputSize: 224 }), []);
     assert.deepEqual(paths({ mode: 'pretrained', numClasses: 5, inputSize: 224 }), ['numClasses']);
-    assert.deepEqual(paths({ mode: 'feature_extraction', numClasses: 5, inputSize: 64, fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: true } }), [
-      'fineTuning',
-    ]);
+    assert.deepEqual(
+      paths({ mode: 'feature_extraction', numClasses: 5, inputSize: 64, fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: true } }),
+      ['fineTuning'],
+    );
     assert.deepEqual(paths({ mode: 'fine_tuning', numClasses: 5, inputSize: 40 }), ['inputSize']);
   });
 });

@@ -52,7 +52,14 @@ export async function buildModel(ctx: JobContext, data: JobData, reporter: Progr
     }
     const summary = summarize(resnet);
     await ctx.artifacts.writeSummary(summary);
-    const metadata = { classNames, preprocessing: data.preprocessing, spec, mode: spec.mode, inputSize: spec.inputSize, backend: ctx.backend };
+    const metadata = {
+      classNames,
+      preprocessing: data.preprocessing,
+      spec,
+      mode: spec.mode,
+      inputSize: spec.inputSize,
+      backend: ctx.backend,
+    };
     return { resnet, summary, classNames, metadata };
   } catch (error) {
     resnet.model.dispose();

@@ -20,11 +20,15 @@ export async function writeCheckpoint(
   await saveModel(resnet, artifacts.store, folder);
   await artifacts.store.write(`${folder}/${OPTIMIZER_FILE}`, new Uint8Array(tf.io.CompositeArrayBuffer.join(data)));
   await artifacts.writeModelMetadata(folder, { ...metadata, epoch });
-  await artifacts.commitCheckpoint({ epoch, history, optimizerWeights: specs as CheckpointState['optimizerWeights'] });
+  await artifacts.commitCheckpoint({ epoch, history, optimizerWeights: specs });
 }
 
 /** Loads the newest complete checkpoint (weights, optimiser state, metrics history), if any. */
-export async function resumeFromLatestCheckpoint(artifacts: JobArtifacts, resnet: ResNet50, optimizer: tf.Optimizer): Promise<CheckpointState | null> {
+export async function resumeFromLatestCheckpoint(
+  artifacts: JobArtifacts,
+  resnet: ResNet50,
+  optimizer: tf.Optimizer,
+): Promise<CheckpointState | null> {
   const latest = (await artifacts.completeCheckpoints()).at(-1);
   if (latest === undefined) return null;
   const state = await artifacts.readCheckpointState(latest);
@@ -32,7 +36,10 @@ export async function resumeFromLatestCheckpoint(artifacts: JobArtifacts, resnet
   const folder = artifacts.checkpointFolder(latest);
   await loadWeightsInto(resnet, artifacts.store, folder);
   const bytes = await artifacts.store.read(`${folder}/${OPTIMIZER_FILE}`);
-  const named = tf.io.decodeWeights(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer, state.optimizerWeights);
+  const named = tf.io.decodeWeights(
+    bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer,
+    state.optimizerWeights,
+  );
   await optimizer.setWeights(state.optimizerWeights.map((spec) => ({ name: spec.name, tensor: named[spec.name] })));
   return state;
 }

@@ -32,7 +32,13 @@ export async function evaluate(
     const classes = probs.length / batch.length;
     for (let j = 0; j < batch.length; j++) probabilities.push(probs.slice(j * classes, (j + 1) * classes));
   }
-  const scores = labelled && images.length ? scoreProbabilities(probabilities, images.map((image) => image.label)) : null;
+  const scores =
+    labelled && images.length
+      ? scoreProbabilities(
+          probabilities,
+          images.map((image) => image.label),
+        )
+      : null;
   return { scores, probabilities };
 }
 
@@ -43,5 +49,7 @@ export function evaluationOf({ scores }: Evaluated, split: Evaluation['split'], 
 }
 
 export function predictionsOf(images: readonly LabelledImage[], { probabilities }: Evaluated): Prediction[] {
-  return images.slice(0, PREDICTIONS_KEPT).map((image, i) => ({ file: image.file, label: image.label, probabilities: Array.from(probabilities[i]) }));
+  return images
+    .slice(0, PREDICTIONS_KEPT)
+    .map((image, i) => ({ file: image.file, label: image.label, probabilities: Array.from(probabilities[i]) }));
 }

@@ -65,12 +65,15 @@ export async function featureCodes(
     const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
     return { codes: codesByFile(cachedFiles, all), backboneImages: 0, cacheHit: true };
   }
-  const backbone = tf.model({ inputs: resnet.model.inputs, outputs: resnet.model.getLayer('flatten').output as tf.SymbolicTensor });
+  const backbone = tf.model({ inputs: resnet.model.inputs, outputs: resnet.model.getLayer('flatten').output });
   const all = new Float32Array(images.length * FEATURE_DIM);
   for (let start = 0; start < images.length; start += batchSize) {
     const batch = images.slice(start, start + batchSize);
     const x = await loader.batch(batch);
-    all.set(tf.tidy(() => (backbone.predict(x) as tf.Tensor).dataSync()), start * FEATURE_DIM);
+    all.set(
+      tf.tidy(() => (backbone.predict(x) as tf.Tensor).dataSync()),
+      start * FEATURE_DIM,
+    );
     x.dispose();
     await onBatch(start + batch.length);
   }

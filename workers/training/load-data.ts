@@ -32,17 +32,25 @@ export async function loadData(ctx: JobContext, reporter: ProgressReporter): Pro
   const found = await resolveDataset(spec.dataset, config.DATA_DIR).catch((error: Error) => {
     throw error instanceof DatasetError ? new InvalidJobError(error.message) : error;
   });
-  const preflightReport = await preflight(found, { validationSplit: training ? spec.validationSplit : 0, seed: spec.seed, minImagesPerClass: 1 });
+  const preflightReport = await preflight(found, {
+    validationSplit: training ? spec.validationSplit : 0,
+    seed: spec.seed,
+    minImagesPerClass: 1,
+  });
   await ctx.artifacts.writePreflight(preflightReport);
   if (preflightReport.bad.length) {
-    ctx.log(`skipping ${preflightReport.bad.length} unusable file(s)`, { skipped: preflightReport.bad.slice(0, 20).map((b) => `${b.file} (${b.reason})`) });
+    ctx.log(`skipping ${preflightReport.bad.length} unusable file(s)`, {
+      skipped: preflightReport.bad.slice(0, 20).map((b) => `${b.file} (${b.reason})`),
+    });
     await reporter.skipped(preflightReport.bad.map(({ file, reason }) => ({ file, reason })));
   }
   if (training && preflightReport.smallClasses.length) {
     throw new InvalidJobError(`class(es) with no usable image: ${preflightReport.smallClasses.join(', ')}`);
   }
   const dataset = withoutBadFiles(found, preflightReport);
-  const { train, validation } = training ? stratifiedSplit(dataset.images, spec.validationSplit, spec.seed) : { train: [], validation: dataset.images };
+  const { train, validation } = training
+    ? stratifiedSplit(dataset.images, spec.validationSplit, spec.seed)
+    : { train: [], validation: dataset.images };
   if (training) reporter.planSteps(Math.ceil(train.length / spec.batchSize));
   return { classNames: dataset.classNames, train, validation, preprocessing, loader: new ImageLoader(dataset.root, preprocessing) };
 }

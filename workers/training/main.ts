@@ -43,11 +43,21 @@ worker.on('failed', (job, error) => log.warn({ jobId: job?.id, attemptsMade: job
 worker.on('error', (error) => log.error({ err: error.message }, 'worker error'));
 
 const heartbeat = async () => {
-  const record: WorkerHeartbeat = { workerId, host: hostname(), pid: process.pid, backend, queues: [QueueName.Training], at: new Date().toISOString() };
+  const record: WorkerHeartbeat = {
+    workerId,
+    host: hostname(),
+    pid: process.pid,
+    backend,
+    queues: [QueueName.Training],
+    at: new Date().toISOString(),
+  };
   await connection.set(redisKeys(config.QUEUE_PREFIX).worker(workerId), JSON.stringify(record), 'PX', config.WORKER_HEARTBEAT_MS * 3);
 };
 await heartbeat();
-const timer = setInterval(() => heartbeat().catch((error: Error) => log.warn({ err: error.message }, 'heartbeat failed')), config.WORKER_HEARTBEAT_MS);
+const timer = setInterval(
+  () => void heartbeat().catch((error: Error) => log.warn({ err: error.message }, 'heartbeat failed')),
+  config.WORKER_HEARTBEAT_MS,
+);
 log.info({ workerId, backend, queue: QueueName.Training, prefix: config.QUEUE_PREFIX }, 'worker ready');
 
 let stopping = false;

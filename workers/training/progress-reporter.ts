@@ -17,8 +17,17 @@ export class ProgressReporter {
     totalEpochs: number,
   ) {
     this.progress = {
-      phase: 'starting', epoch: 0, totalEpochs, step: 0, totalSteps: 0, percent: 0, etaSeconds: null,
-      latestMetrics: null, backend: ctx.backend, skippedFiles: [], skippedFileCount: 0,
+      phase: 'starting',
+      epoch: 0,
+      totalEpochs,
+      step: 0,
+      totalSteps: 0,
+      percent: 0,
+      etaSeconds: null,
+      latestMetrics: null,
+      backend: ctx.backend,
+      skippedFiles: [],
+      skippedFileCount: 0,
     };
   }
 
@@ -35,7 +44,8 @@ export class ProgressReporter {
       Object.assign(this.progress, { percent: 100, etaSeconds: 0 });
     } else {
       this.progress.percent = Math.min(100, Math.round((1000 * done) / all) / 10);
-      this.progress.etaSeconds = stepsThisRun > 0 ? Math.round((((Date.now() - this.startedAt) / 1000) * (all - done)) / stepsThisRun) : null;
+      this.progress.etaSeconds =
+        stepsThisRun > 0 ? Math.round((((Date.now() - this.startedAt) / 1000) * (all - done)) / stepsThisRun) : null;
     }
     if (force || phaseChanged || Date.now() - this.lastReport >= PROGRESS_INTERVAL_MS) {
       this.lastReport = Date.now();

@@ -42,7 +42,13 @@ const optimizerFor = ({ optimizer }: TrainingJobSpec): tf.Optimizer =>
  * Trains epoch by epoch from the latest checkpoint, if any (each epoch: steps, validation, checkpoint),
  * stops early if asked, then evaluates the final model on the validation split.
  */
-export async function train(ctx: JobContext, spec: TrainingJobSpec, model: JobModel, data: JobData, reporter: ProgressReporter): Promise<Outcome> {
+export async function train(
+  ctx: JobContext,
+  spec: TrainingJobSpec,
+  model: JobModel,
+  data: JobData,
+  reporter: ProgressReporter,
+): Promise<Outcome> {
   const metrics = emptyMetrics(model.classNames);
   const run = await prepareRun(ctx, spec, model, data, reporter, metrics);
   const optimizer = optimizerFor(spec);
@@ -61,9 +67,14 @@ export async function train(ctx: JobContext, spec: TrainingJobSpec, model: JobMo
       await reporter.phase('validating');
       const { scores } = await evaluate(run.network, run.inputs, data.validation, spec.batchSize, true);
       const epochMetrics: EpochMetrics = {
-        epoch, trainLoss: round(trained.loss), trainAccuracy: round(trained.accuracy),
-        validationLoss: scores ? round(scores.loss) : null, validationAccuracy: scores ? round(scores.top1) : null,
-        validationTop5Accuracy: scores ? round(scores.top5) : null, learningRate, seconds: round((Date.now() - started) / 1000),
+        epoch,
+        trainLoss: round(trained.loss),
+        trainAccuracy: round(trained.accuracy),
+        validationLoss: scores ? round(scores.loss) : null,
+        validationAccuracy: scores ? round(scores.top1) : null,
+        validationTop5Accuracy: scores ? round(scores.top5) : null,
+        learningRate,
+        seconds: round((Date.now() - started) / 1000),
       };
       metrics.epochs.push(epochMetrics);
       metrics.bestEpoch = bestEpochOf(metrics.epochs, monitor, spec.earlyStopping?.minDelta)?.epoch ?? null;
@@ -90,7 +101,11 @@ async function prepareRun(
   const numClasses = model.classNames.length;
   let classWeights: number[] | null;
   try {
-    classWeights = classWeightsFor(spec, data.train.map((image) => image.label), numClasses);
+    classWeights = classWeightsFor(
+      spec,
+      data.train.map((image) => image.label),
+      numClasses,
+    );
   } catch (error) {
     throw new InvalidJobError((error as Error).message);
   }
@@ -99,19 +114,39 @@ async function prepareRun(
   const augmenting = augmentation.randomResizedCrop || augmentation.horizontalFlip;
   if (spec.mode === 'feature_extraction' && !augmenting && ctx.useFeatureCache !== false) {
     const inputs = await cachedCodeInputs(ctx, spec, model, data, reporter, metrics);
-    return { spec, network: headOnCodes(model.resnet), inputs, trainInputs: () => inputs, microBatchSize: spec.batchSize, numClasses, classWeights };
+    return {
+      spec,
+      network: headOnCodes(model.resnet),
+      inputs,
+      trainInputs: () => inputs,
+      microBatchSize: spec.batchSize,
+      numClasses,
+      classWeights,
+    };
   }
   const pixels: BatchSource = (batch) => data.loader.batch(batch);
   const trainIndex = new Map(data.train.map((image, i) => [image.file, i]));
   // Each image's crop and flip are a function of (seed, epoch, image): reproducible, resumable.
-  const augmented = (epoch: number): BatchSource => (batch) =>
-    data.loader.batch(batch, (image) => ({ ...augmentation, random: seededRandom(mixSeed(mixSeed(spec.seed, epoch), trainIndex.get(image.file) ?? 0)) }));
+  const augmented =
+    (epoch: number): BatchSource =>
+    (batch) =>
+      data.loader.batch(batch, (image) => ({
+        ...augmentation,
+        random: seededRandom(mixSeed(mixSeed(spec.seed, epoch), trainIndex.get(image.file) ?? 0)),
+      }));
   // A step through the whole network keeps every activation for the backward pass: on wasm, slice
   // the batch to fit the heap.
   const { totals } = model.summary;
-  const microBatchSize = ctx.backend.choice === 'wasm' ? wasmMicroBatchSize(totals.forwardBackwardPassBytes, totals.paramsBytes) : spec.batchSize;
+  const microBatchSize =
+    ctx.backend.choice === 'wasm' ? wasmMicroBatchSize(totals.forwardBackwardPassBytes, totals.paramsBytes) : spec.batchSize;
   return {
-    spec, network: model.resnet.model, inputs: pixels, trainInputs: augmenting ? augmented : () => pixels, microBatchSize, numClasses, classWeights,
+    spec,
+    network: model.resnet.model,
+    inputs: pixels,
+    trainInputs: augmenting ? augmented : () => pixels,
+    microBatchSize,
+    numClasses,
+    classWeights,
   };
 }
 
@@ -127,7 +162,10 @@ async function cachedCodeInputs(
   await reporter.phase('extracting_features');
   const images = [...data.train, ...data.validation];
   const key = await featureCacheKey({
-    root: data.loader.root, images, preprocessing: data.preprocessing, backend: ctx.backend.choice,
+    root: data.loader.root,
+    images,
+    preprocessing: data.preprocessing,
+    backend: ctx.backend.choice,
     weights: spec.weights === 'imagenet' ? await weightsFingerprint(ctx.config.IMAGENET_WEIGHTS) : `random:${spec.seed}`,
   });
   const extracted = await featureCodes(ctx.artifacts.store, key, model.resnet, data.loader, images, spec.batchSize, async (done) => {
@@ -166,7 +204,16 @@ async function trainEpoch(
     lastPassedCheckAt = checkedAt;
     const batch = order.slice(step * spec.batchSize, (step + 1) * spec.batchSize);
     const x = await inputs(batch);
-    const y = tf.tidy(() => tf.oneHot(tf.tensor1d(batch.map((image) => image.label), 'int32'), run.numClasses) as tf.Tensor2D);
+    const y = tf.tidy(
+      () =>
+        tf.oneHot(
+          tf.tensor1d(
+            batch.map((image) => image.label),
+            'int32',
+          ),
+          run.numClasses,
+        ) as tf.Tensor2D,
+    );
     const weights = run.classWeights;
     const result = trainStep(run.network, optimizer, x, y, {
       weightDecay: spec.optimizer.weightDecay,
@@ -176,7 +223,9 @@ async function trainEpoch(
     });
     tf.dispose([x, y]);
     if (!Number.isFinite(result.loss)) {
-      throw new InvalidJobError(`training diverged: loss is ${result.loss} at epoch ${epoch}, step ${step + 1}; lower optimizer.learningRate`);
+      throw new InvalidJobError(
+        `training diverged: loss is ${result.loss} at epoch ${epoch}, step ${step + 1}; lower optimizer.learningRate`,
+      );
     }
     lossSum += result.loss * batch.length;
     correct += result.correct;
@@ -194,7 +243,8 @@ async function finishTraining(ctx: JobContext, run: TrainingRun, model: JobModel
     ctx.log(`early stopping after epoch ${last}: best was epoch ${metrics.bestEpoch}`);
   }
   // With early stopping the final model is the best epoch's (as Keras' restore_best_weights).
-  if (spec.earlyStopping && metrics.bestEpoch && metrics.bestEpoch !== last) await restoreEpochWeights(ctx.artifacts, model.resnet, metrics.bestEpoch);
+  if (spec.earlyStopping && metrics.bestEpoch && metrics.bestEpoch !== last)
+    await restoreEpochWeights(ctx.artifacts, model.resnet, metrics.bestEpoch);
   const final = await evaluate(run.network, run.inputs, data.validation, spec.batchSize, true);
   metrics.evaluation = evaluationOf(final, 'validation', data.validation.length);
   metrics.validationPredictions = predictionsOf(data.validation, final);

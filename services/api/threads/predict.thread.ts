@@ -43,7 +43,10 @@ function modelOf(jobId: string): Promise<LoadedModel> {
     if (loaded.size > MODELS_KEPT) {
       const [oldest, evicted] = loaded.entries().next().value as [string, Promise<LoadedModel>];
       loaded.delete(oldest);
-      void evicted.then((m) => m.resnet.model.dispose(), () => undefined);
+      void evicted.then(
+        (m) => m.resnet.model.dispose(),
+        () => undefined,
+      );
     }
   }
   return entry;
@@ -56,7 +59,13 @@ serveThreadRpc<PredictRequest, PredictOutcome>(parentPort, async ({ jobId, image
   const decoded = await Promise.allSettled(images.map((image) => decodeForModel(Buffer.from(image.bytes), preprocessing)));
   const errors = decoded.flatMap((result, index) =>
     result.status === 'rejected'
-      ? [{ index, file: images[index].name, message: result.reason instanceof ImageDecodeError ? result.reason.message : String(result.reason) }]
+      ? [
+          {
+            index,
+            file: images[index].name,
+            message: result.reason instanceof ImageDecodeError ? result.reason.message : String(result.reason),
+          },
+        ]
       : [],
   );
   if (errors.length) return { ok: false, errors };

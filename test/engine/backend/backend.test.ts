@@ -9,7 +9,11 @@ describe('backend selection', () => {
     const chosen = await selectBackend('auto');
     const earlier = BackendChoice.options.slice(0, BackendChoice.options.indexOf(chosen.choice));
     for (const choice of earlier) {
-      await assert.rejects(selectBackend(choice), new RegExp(`no tfjs backend could start \\(${choice}: `), `${choice} is preferred, so it must not load here`);
+      await assert.rejects(
+        selectBackend(choice),
+        new RegExp(`no tfjs backend could start \\(${choice}: `),
+        `${choice} is preferred, so it must not load here`,
+      );
     }
     assert.equal(tf.getBackend(), chosen.backend);
     assert.match(chosen.version, /^\d+\.\d+\.\d+/);

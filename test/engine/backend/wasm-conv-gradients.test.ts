@@ -22,8 +22,11 @@ async function resnetConvCases(): Promise<ConvCase[]> {
     const config = leaf.layer!.getConfig() as { kernelSize: number[]; strides: number[]; padding: string; filters: number };
     const [, h, w, c] = (leaf.layer!.input as tf.SymbolicTensor).shape as number[];
     const item: ConvCase = {
-      input: [2, h, w, c], kernel: config.kernelSize[0], stride: config.strides[0],
-      padding: config.padding as 'same' | 'valid', filters: config.filters,
+      input: [2, h, w, c],
+      kernel: config.kernelSize[0],
+      stride: config.strides[0],
+      padding: config.padding as 'same' | 'valid',
+      filters: config.filters,
     };
     cases.set(JSON.stringify(item), item);
   }
@@ -55,9 +58,15 @@ describe('wasm convolution gradients', () => {
     const data = cases.map((c, i) => {
       const x = tf.randomNormal(c.input, 0, 1, 'float32', i).dataSync().slice();
       const filterShape = [c.kernel, c.kernel, c.input[3], c.filters] as const;
-      const filter = tf.randomNormal([...filterShape], 0, 0.1, 'float32', 1000 + i).dataSync().slice();
-      const outShape = tf.conv2d(tf.zeros(c.input) as tf.Tensor4D, tf.zeros([...filterShape]) as tf.Tensor4D, c.stride, c.padding).shape;
-      const weights = tf.randomNormal(outShape, 0, 1, 'float32', 2000 + i).dataSync().slice();
+      const filter = tf
+        .randomNormal([...filterShape], 0, 0.1, 'float32', 1000 + i)
+        .dataSync()
+        .slice();
+      const outShape = tf.conv2d(tf.zeros<tf.Rank.R4>(c.input), tf.zeros<tf.Rank.R4>([...filterShape]), c.stride, c.padding).shape;
+      const weights = tf
+        .randomNormal(outShape, 0, 1, 'float32', 2000 + i)
+        .dataSync()
+        .slice();
       return { x, filter, filterShape, weights, outShape };
     });
     const run = () =>

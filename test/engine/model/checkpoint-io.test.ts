@@ -23,10 +23,14 @@ describe('checkpoints in the tfjs layers format', () => {
 
   it('round-trips through a fresh process with identical predictions', async () => {
     const resnet = buildResNet50({
-      mode: 'fine_tuning', numClasses: 4, inputSize: 32, seed: 9, fineTuning: { trainableFrom: 'layer3', freezeBatchNorm: false },
+      mode: 'fine_tuning',
+      numClasses: 4,
+      inputSize: 32,
+      seed: 9,
+      fineTuning: { trainableFrom: 'layer3', freezeBatchNorm: false },
     });
     // One step first, so the BN statistics are no longer their initial values.
-    const images = tf.randomUniform([4, 32, 32, 3], -2, 2, 'float32', 1) as tf.Tensor4D;
+    const images = tf.randomUniform<tf.Rank.R4>([4, 32, 32, 3], -2, 2, 'float32', 1);
     trainStep(resnet.model, tf.train.adam(0.01), images, tf.oneHot(tf.tensor1d([0, 1, 2, 3], 'int32'), 4) as tf.Tensor2D);
     const checkpoint = path.join(dir, 'epoch-1');
     await saveModel(resnet, new LocalArtifactStore(dir), 'epoch-1');
@@ -38,8 +42,13 @@ describe('checkpoints in the tfjs layers format', () => {
     writeFileSync(inputFile, images.dataSync());
     const outFile = path.join(dir, 'out.f32');
     execFileSync(process.execPath, [
-      '--import', 'tsx', path.resolve(import.meta.dirname, '../../helpers/predict-from-checkpoint.ts'),
-      checkpoint, inputFile, outFile, backend,
+      '--import',
+      'tsx',
+      path.resolve(import.meta.dirname, '../../helpers/predict-from-checkpoint.ts'),
+      checkpoint,
+      inputFile,
+      outFile,
+      backend,
     ]);
     const both = readFloat32(outFile);
     assert.ok(bitIdentical(both.subarray(0, expected.length), expected as Float32Array), 'rebuilt model predicts identically');

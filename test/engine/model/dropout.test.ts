@@ -11,7 +11,9 @@ describe('Dropout', () => {
 
   const masks = (layer: Dropout, calls: number) => {
     const x = tf.ones([1, 256]);
-    const out = Array.from({ length: calls }, () => Array.from((layer.apply(x, { training: true }) as tf.Tensor).dataSync(), (v) => (v === 0 ? 0 : 1)));
+    const out = Array.from({ length: calls }, () =>
+      Array.from((layer.apply(x, { training: true }) as tf.Tensor).dataSync(), (v) => (v === 0 ? 0 : 1)),
+    );
     x.dispose();
     return out;
   };

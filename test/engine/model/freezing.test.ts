@@ -9,7 +9,7 @@ const SIZE = 32;
 const CLASSES = 3;
 
 function batch() {
-  const images = tf.randomNormal([4, SIZE, SIZE, 3], 0, 1, 'float32', 11) as tf.Tensor4D;
+  const images = tf.randomNormal<tf.Rank.R4>([4, SIZE, SIZE, 3], 0, 1, 'float32', 11);
   const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 1], 'int32'), CLASSES) as tf.Tensor2D;
   return { images, labels };
 }
@@ -41,13 +41,16 @@ describe('freezing', () => {
   it('feature_extraction: one step changes the head and nothing of the backbone, BN statistics included', () => {
     const { names, changed } = changedAfterStep({ mode: 'feature_extraction', numClasses: CLASSES, inputSize: SIZE }, adamStep);
     assert.deepEqual([...changed].sort(), ['fc/bias', 'fc/kernel']);
-    assert.equal(names.filter(isStatistic).length, 53 * 2, "two statistics for each of the 53 BatchNorm layers");
+    assert.equal(names.filter(isStatistic).length, 53 * 2, 'two statistics for each of the 53 BatchNorm layers');
   });
 
   it('feature_extraction: model.fit() also leaves the backbone bit-identical', async () => {
     const { model } = buildResNet50({ mode: 'feature_extraction', numClasses: CLASSES, inputSize: SIZE });
     // The model outputs logits: softmax cross-entropy on them (Keras' categoricalCrossentropy wants probabilities).
-    model.compile({ optimizer: tf.train.sgd(0.1), loss: (labels: tf.Tensor, logits: tf.Tensor) => tf.losses.softmaxCrossEntropy(labels, logits) });
+    model.compile({
+      optimizer: tf.train.sgd(0.1),
+      loss: (labels: tf.Tensor, logits: tf.Tensor) => tf.losses.softmaxCrossEntropy(labels, logits),
+    });
     const before = snapshotWeights(model);
     const { images, labels } = batch();
     await model.fit(images, labels, { epochs: 1, batchSize: 4, verbose: 0 });
@@ -60,7 +63,10 @@ describe('freezing', () => {
 
   it('fine_tuning from layer4: earlier stages bit-identical, layer4 and head change, no BN statistic moves', () => {
     const config: ModelConfig = {
-      mode: 'fine_tuning', numClasses: CLASSES, inputSize: SIZE, fineTuning: { trainableFrom: 'layer4', freezeBatchNorm: true },
+      mode: 'fine_tuning',
+      numClasses: CLASSES,
+      inputSize: SIZE,
+      fineTuning: { trainableFrom: 'layer4', freezeBatchNorm: true },
     };
     const { names, changed } = changedAfterStep(config, adamStep);
     const stage = (name: string) => name.split(/[./]/)[0];
@@ -73,7 +79,10 @@ describe('freezing', () => {
 
   it('fine_tuning with freezeBatchNorm false trains every stage on wasm and moves BN statistics', () => {
     const config: ModelConfig = {
-      mode: 'fine_tuning', numClasses: CLASSES, inputSize: SIZE, fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: false },
+      mode: 'fine_tuning',
+      numClasses: CLASSES,
+      inputSize: SIZE,
+      fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: false },
     };
     const { names, changed } = changedAfterStep(config, adamStep);
     assert.ok(changed.has('conv1/kernel'));

@@ -21,7 +21,7 @@ describe('tensor lifetime', () => {
     for (let i = 0; i < 10; i++) {
       const resnet = buildResNet50(modes[i % modes.length]);
       tf.tidy(() => {
-        const images = tf.randomNormal([2, 32, 32, 3]) as tf.Tensor4D;
+        const images = tf.randomNormal<tf.Rank.R4>([2, 32, 32, 3]);
         (resnet.model.predict(images) as tf.Tensor).dataSync();
         summarize(resnet, 3);
         if (resnet.config.mode !== 'pretrained') {

@@ -73,26 +73,44 @@ describe('model summary (torchinfo equivalent)', () => {
 
   it('counts frozen BatchNorm parameters as non-trainable in fine_tuning from conv1', () => {
     const config: ModelConfig = {
-      mode: 'fine_tuning', numClasses: 5, inputSize: 224, fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: true },
+      mode: 'fine_tuning',
+      numClasses: 5,
+      inputSize: 224,
+      fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: true },
     };
     const summary = summaryOf(config, 3);
     assert.equal(summary.totals.totalParams, 24_689_733);
     assert.equal(summary.totals.nonTrainableParams, 53_120);
     const head = summary.rows.filter((r) => r.name.startsWith('fc.'));
-    assert.deepEqual(head.map((r) => [r.varName, r.type]), [
-      ['0', 'Linear'], ['1', 'ReLU'], ['2', 'Dropout'], ['3', 'Linear'], ['4', 'ReLU'], ['5', 'Dropout'], ['6', 'Linear'],
-    ]);
+    assert.deepEqual(
+      head.map((r) => [r.varName, r.type]),
+      [
+        ['0', 'Linear'],
+        ['1', 'ReLU'],
+        ['2', 'Dropout'],
+        ['3', 'Linear'],
+        ['4', 'ReLU'],
+        ['5', 'Dropout'],
+        ['6', 'Linear'],
+      ],
+    );
     const block = summary.rows.filter((r) => r.name.startsWith('layer1.0.') && r.depth === 3);
-    assert.deepEqual(block.map((r) => r.varName), ['conv1', 'bn1', 'relu', 'conv2', 'bn2', 'relu', 'conv3', 'bn3', 'downsample', 'relu']);
+    assert.deepEqual(
+      block.map((r) => r.varName),
+      ['conv1', 'bn1', 'relu', 'conv2', 'bn2', 'relu', 'conv3', 'bn3', 'downsample', 'relu'],
+    );
     const text = renderSummaryText(summary);
-    assert.match(text, /│    │    └─BatchNorm2d \(bn1\): 3-2\s+\[1, 64, 56, 56\]\s+\(128\)/);
-    assert.match(text, /│    │    └─Conv2d \(conv1\): 3-1\s+\[1, 64, 56, 56\]\s+4,096/);
+    assert.match(text, /│ {4}│ {4}└─BatchNorm2d \(bn1\): 3-2\s+\[1, 64, 56, 56\]\s+\(128\)/);
+    assert.match(text, /│ {4}│ {4}└─Conv2d \(conv1\): 3-1\s+\[1, 64, 56, 56\]\s+4,096/);
     assert.match(text, /Non-trainable params: 53,120/);
   });
 
   it('shows only trainable stages as trainable with trainableFrom layer4', () => {
     const config: ModelConfig = {
-      mode: 'fine_tuning', numClasses: 5, inputSize: 64, fineTuning: { trainableFrom: 'layer4', freezeBatchNorm: true },
+      mode: 'fine_tuning',
+      numClasses: 5,
+      inputSize: 64,
+      fineTuning: { trainableFrom: 'layer4', freezeBatchNorm: true },
     };
     const rows = summaryOf(config, 1).rows;
     const trainable = rows.filter((r) => r.trainableParams > 0).map((r) => r.name);
@@ -102,8 +120,14 @@ describe('model summary (torchinfo equivalent)', () => {
   it("renders the seed's pretrained table: nothing frozen, so every count is trainable", () => {
     const text = renderSummaryText(summaryOf({ mode: 'pretrained', numClasses: 1000, inputSize: 224 }, 1));
     for (const line of [
-      'Total params: 25,557,032', 'Trainable params: 25,557,032', 'Non-trainable params: 0', 'Total mult-adds (G): 4.09', 'Input size (MB): 0.60',
-      'Forward/backward pass size (MB): 177.83', 'Params size (MB): 102.23', 'Estimated Total Size (MB): 280.66',
+      'Total params: 25,557,032',
+      'Trainable params: 25,557,032',
+      'Non-trainable params: 0',
+      'Total mult-adds (G): 4.09',
+      'Input size (MB): 0.60',
+      'Forward/backward pass size (MB): 177.83',
+      'Params size (MB): 102.23',
+      'Estimated Total Size (MB): 280.66',
     ]) {
       assert.ok(text.includes(line), `missing "${line}"`);
     }
@@ -113,7 +137,12 @@ describe('model summary (torchinfo equivalent)', () => {
 
   it('keeps the topology at every input size from 32 to 512 and rejects others', () => {
     // torchvision's output sizes: each stride-2 stage gives ceil(size / 2).
-    for (const [inputSize, final] of [[32, 1], [96, 3], [112, 4], [512, 16]]) {
+    for (const [inputSize, final] of [
+      [32, 1],
+      [96, 3],
+      [112, 4],
+      [512, 16],
+    ]) {
       const summary = summaryOf({ mode: 'pretrained', numClasses: 1000, inputSize }, 1);
       assert.equal(summary.totals.totalParams, 25_557_032);
       assert.deepEqual(summary.rows.find((r) => r.name === 'layer4')!.outputShape, [1, 2048, final, final]);
@@ -131,7 +160,12 @@ describe('model summary (torchinfo equivalent)', () => {
   });
 
   it('derives every shallower depth from the depth-3 summary exactly', () => {
-    const resnet = buildResNet50({ mode: 'fine_tuning', numClasses: 5, inputSize: 64, fineTuning: { trainableFrom: 'layer2', freezeBatchNorm: true } });
+    const resnet = buildResNet50({
+      mode: 'fine_tuning',
+      numClasses: 5,
+      inputSize: 64,
+      fineTuning: { trainableFrom: 'layer2', freezeBatchNorm: true },
+    });
     const full = summarize(resnet, 3);
     for (const depth of [0, 1, 2, 3]) assert.deepEqual(summaryAtDepth(full, depth), summarize(resnet, depth), `depth ${depth}`);
     resnet.model.dispose();

@@ -51,7 +51,11 @@ describe('parity with torchvision resnet50 (Debian python3-torch)', () => {
 
   const exportCases: Array<[string, ModelConfig, string[]]> = [
     ['pretrained', { mode: 'pretrained', numClasses: 1000, inputSize: 64 }, ['--head', 'linear']],
-    ['feature_extraction', { mode: 'feature_extraction', numClasses: 7, inputSize: 64, seed: 3 }, ['--head', 'linear', '--num-classes', '7']],
+    [
+      'feature_extraction',
+      { mode: 'feature_extraction', numClasses: 7, inputSize: 64, seed: 3 },
+      ['--head', 'linear', '--num-classes', '7'],
+    ],
     [
       'fine_tuning',
       { mode: 'fine_tuning', numClasses: 5, inputSize: 64, seed: 4, fineTuning: { trainableFrom: 'layer3', freezeBatchNorm: true } },

@@ -1,7 +1,13 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildResNet50 } from '../../../engine/model/resnet50.js';
-import { parseSafetensors, serializeSafetensors, SafetensorsFormatError, toFloat32, type RawTensor } from '../../../engine/model/safetensors.js';
+import {
+  parseSafetensors,
+  serializeSafetensors,
+  SafetensorsFormatError,
+  toFloat32,
+  type RawTensor,
+} from '../../../engine/model/safetensors.js';
 import { exportTorchvisionWeights, importTorchvisionWeights, WeightsMismatchError } from '../../../engine/model/torchvision-weights.js';
 import { bitIdentical, snapshotWeights, useTestBackend } from '../../helpers/tf.js';
 
@@ -26,7 +32,11 @@ describe('torchvision safetensors', () => {
     const f32 = new Float32Array(values);
     const bf16 = new Uint16Array(new Uint32Array(f32.buffer).map((bits) => bits >>> 16));
     const f64 = new Float64Array(values);
-    const raw = (dtype: RawTensor['dtype'], a: ArrayBufferView): RawTensor => ({ dtype, shape: [values.length], bytes: new Uint8Array(a.buffer) });
+    const raw = (dtype: RawTensor['dtype'], a: ArrayBufferView): RawTensor => ({
+      dtype,
+      shape: [values.length],
+      bytes: new Uint8Array(a.buffer),
+    });
     for (const t of [raw('F16', f16), raw('BF16', bf16), raw('F64', f64), raw('F32', f32)]) {
       assert.deepEqual(Array.from(toFloat32(t)), values, t.dtype);
     }

@@ -7,7 +7,11 @@ describe('classification metrics', () => {
     // true:      a a a b b c
     // predicted: a a b b c c
     const report = classificationReport(['a', 'b', 'c'], [0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2]);
-    assert.deepEqual(report.confusionMatrix.matrix, [[2, 1, 0], [0, 1, 1], [0, 0, 1]]);
+    assert.deepEqual(report.confusionMatrix.matrix, [
+      [2, 1, 0],
+      [0, 1, 1],
+      [0, 0, 1],
+    ]);
     const [a, b, c] = report.perClass;
     assert.deepEqual([a.precision, a.recall, a.support], [1, 2 / 3, 3]);
     assert.deepEqual([b.precision, b.recall], [0.5, 0.5]);
@@ -21,10 +25,7 @@ describe('classification metrics', () => {
   });
 
   it('scores loss, top-1 and top-5 from probabilities', () => {
-    const rows = [
-      new Float32Array([0.7, 0.1, 0.05, 0.05, 0.05, 0.05]),
-      new Float32Array([0.3, 0.25, 0.2, 0.1, 0.1, 0.05]),
-    ];
+    const rows = [new Float32Array([0.7, 0.1, 0.05, 0.05, 0.05, 0.05]), new Float32Array([0.3, 0.25, 0.2, 0.1, 0.1, 0.05])];
     const scores = scoreProbabilities(rows, [0, 5]);
     assert.equal(scores.top1, 0.5);
     assert.equal(scores.top5, 0.5, 'class 5 is sixth in the second row');

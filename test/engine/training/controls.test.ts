@@ -5,7 +5,13 @@ import type { EpochMetrics } from '../../../schemas/metrics.js';
 import { bestEpochOf, classWeightsFor, learningRateAt, shouldStop } from '../../../engine/training/controls.js';
 
 const spec = (extra: object) =>
-  JobSpec.parse({ mode: 'feature_extraction', dataset: { type: 'synthetic' }, epochs: 10, optimizer: { learningRate: 0.1 }, ...extra }) as TrainingJobSpec;
+  JobSpec.parse({
+    mode: 'feature_extraction',
+    dataset: { type: 'synthetic' },
+    epochs: 10,
+    optimizer: { learningRate: 0.1 },
+    ...extra,
+  }) as TrainingJobSpec;
 const close = (a: number, b: number) => Math.abs(a - b) < 1e-12;
 
 describe('training controls', () => {
@@ -13,11 +19,17 @@ describe('training controls', () => {
     const rates = (extra: object) => Array.from({ length: 10 }, (_, i) => learningRateAt(spec(extra), i + 1));
     assert.ok(rates({}).every((lr) => lr === 0.1));
     const step = rates({ schedule: { type: 'step', stepSize: 3, gamma: 0.5 } });
-    assert.ok([0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025].every((lr, i) => close(step[i], lr)), String(step));
+    assert.ok(
+      [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025].every((lr, i) => close(step[i], lr)),
+      String(step),
+    );
     const cosine = rates({ schedule: { type: 'cosine', minLearningRate: 0.01 } });
     assert.equal(cosine[0], 0.1);
-    assert.ok(close(cosine[5], 0.01 + 0.09 * (1 + Math.cos(Math.PI / 2)) / 2));
-    assert.ok(cosine.every((lr, i) => i === 0 || lr < cosine[i - 1]), 'cosine decays monotonically');
+    assert.ok(close(cosine[5], 0.01 + (0.09 * (1 + Math.cos(Math.PI / 2))) / 2));
+    assert.ok(
+      cosine.every((lr, i) => i === 0 || lr < cosine[i - 1]),
+      'cosine decays monotonically',
+    );
     const warm = rates({ schedule: { type: 'cosine', warmupEpochs: 2 } });
     assert.ok(close(warm[0], 0.05) && close(warm[1], 0.1) && close(warm[2], 0.1), String(warm));
   });
@@ -30,12 +42,16 @@ describe('training controls', () => {
   });
 
   it('finds the best epoch and stops after `patience` epochs without improvement', () => {
-    const epochs = [0.9, 0.5, 0.4, 0.45, 0.41, 0.6].map(
-      (validationLoss, i): EpochMetrics => ({
-        epoch: i + 1, trainLoss: 0, trainAccuracy: 0, validationLoss, validationAccuracy: 1 - validationLoss,
-        validationTop5Accuracy: 1, learningRate: 0.1, seconds: 1,
-      }),
-    );
+    const epochs = [0.9, 0.5, 0.4, 0.45, 0.41, 0.6].map((validationLoss, i): EpochMetrics => ({
+      epoch: i + 1,
+      trainLoss: 0,
+      trainAccuracy: 0,
+      validationLoss,
+      validationAccuracy: 1 - validationLoss,
+      validationTop5Accuracy: 1,
+      learningRate: 0.1,
+      seconds: 1,
+    }));
     assert.equal(bestEpochOf(epochs)?.epoch, 3);
     assert.equal(bestEpochOf(epochs, 'validation_accuracy')?.epoch, 3);
     assert.equal(bestEpochOf(epochs, 'validation_loss', 0.2)?.epoch, 2, 'improvements below minDelta do not count');
@@ -47,6 +63,9 @@ describe('training controls', () => {
   it('rejects class weights that do not match a synthetic data set, naming the field', () => {
     const parsed = JobSpec.safeParse({ mode: 'fine_tuning', dataset: { type: 'synthetic', numClasses: 3 }, classWeights: [1, 2] });
     assert.equal(parsed.success, false);
-    assert.deepEqual(parsed.error!.issues.map((i) => i.path.join('.')), ['classWeights']);
+    assert.deepEqual(
+      parsed.error.issues.map((i) => i.path.join('.')),
+      ['classWeights'],
+    );
   });
 });

@@ -11,7 +11,7 @@ describe('train step', () => {
   });
 
   it('takes the same step whether the batch runs whole or in micro-batches', () => {
-    const images = tf.randomNormal([5, 32, 32, 3], 0, 1, 'float32', 3) as tf.Tensor4D;
+    const images = tf.randomNormal<tf.Rank.R4>([5, 32, 32, 3], 0, 1, 'float32', 3);
     const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 0, 1], 'int32'), 3) as tf.Tensor2D;
     const run = (microBatchSize: number) => {
       const resnet = buildResNet50({ mode: 'feature_extraction', numClasses: 3, inputSize: 32, seed: 8 });
@@ -27,13 +27,18 @@ describe('train step', () => {
     const kernel = 'fc/kernel';
     assert.ok(maxAbsDifference(whole.weights.get(kernel)!, sliced.weights.get(kernel)!) < 1e-6);
     const untouched = buildResNet50({ mode: 'feature_extraction', numClasses: 3, inputSize: 32, seed: 8 });
-    assert.ok(maxAbsDifference(snapshotWeights(untouched.model).get(kernel)!, whole.weights.get(kernel)!) > 1e-4, 'the step moved the head');
+    assert.ok(
+      maxAbsDifference(snapshotWeights(untouched.model).get(kernel)!, whole.weights.get(kernel)!) > 1e-4,
+      'the step moved the head',
+    );
     untouched.model.dispose();
     tf.dispose([images, labels]);
   });
 
   it('returns the class-weighted mean of the label-smoothed cross-entropy, as it stood before the step', () => {
-    const model = tf.sequential({ layers: [tf.layers.dense({ units: 3, inputShape: [4], kernelInitializer: tf.initializers.randomNormal({ seed: 2 }) })] });
+    const model = tf.sequential({
+      layers: [tf.layers.dense({ units: 3, inputShape: [4], kernelInitializer: tf.initializers.randomNormal({ seed: 2 }) })],
+    });
     const x = tf.randomNormal([4, 4], 0, 1, 'float32', 5);
     const labels = [0, 2, 1, 2];
     const y = tf.oneHot(tf.tensor1d(labels, 'int32'), 3) as tf.Tensor2D;

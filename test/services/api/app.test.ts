@@ -26,8 +26,12 @@ after(() => rmSync(scratch, { recursive: true, force: true }));
 
 async function app(env: Record<string, string> = {}) {
   const config = loadConfig({
-    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', QUEUE_PREFIX: `test-app-${process.pid}`,
-    DATA_DIR: path.join(scratch, 'data'), ARTIFACTS_DIR: path.join(scratch, 'artifacts'), LOG_LEVEL: 'silent', ...env,
+    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    QUEUE_PREFIX: `test-app-${process.pid}`,
+    DATA_DIR: path.join(scratch, 'data'),
+    ARTIFACTS_DIR: path.join(scratch, 'artifacts'),
+    LOG_LEVEL: 'silent',
+    ...env,
   });
   const logger = createLogger('api', config.LOG_LEVEL);
   const redis = redisConnection(config.REDIS_URL, 'producer', logger);
@@ -67,9 +71,13 @@ describe('the API app', () => {
   it('answers 503, not 404, for predictions on an existing job once Redis goes away', async () => {
     const { app: api, redis, close } = await app();
     try {
-      const submitted = await api.inject({ method: 'POST', url: '/v1/jobs', payload: { mode: 'pretrained', weights: 'random', inputSize: 32 } });
+      const submitted = await api.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        payload: { mode: 'pretrained', weights: 'random', inputSize: 32 },
+      });
       assert.equal(submitted.statusCode, 202);
-      const { id } = submitted.json() as { id: string };
+      const { id } = submitted.json<{ id: string }>();
       assertProblem(await api.inject({ method: 'POST', url: `/v1/jobs/${id}/predict` }), 409);
       redis.disconnect();
       const problem = assertProblem(await api.inject({ method: 'POST', url: `/v1/jobs/${id}/predict` }), 503);
@@ -96,9 +104,15 @@ describe('the API app', () => {
   it('names where invalid input was and which fields, and echoes the request id', async () => {
     const { app: api, close } = await app();
     try {
-      const query = assertProblem(await api.inject({ method: 'GET', url: '/v1/jobs?limit=0&colour=red', headers: { 'x-request-id': 'req-42' } }), 400);
+      const query = assertProblem(
+        await api.inject({ method: 'GET', url: '/v1/jobs?limit=0&colour=red', headers: { 'x-request-id': 'req-42' } }),
+        400,
+      );
       assert.deepEqual([query.in, query.errors?.map((e) => e.path).sort(), query.requestId], ['query', ['colour', 'limit'], 'req-42']);
-      const header = assertProblem(await api.inject({ method: 'POST', url: '/v1/jobs', headers: { 'idempotency-key': 'has space' }, payload: { mode: 'pretrained' } }), 400);
+      const header = assertProblem(
+        await api.inject({ method: 'POST', url: '/v1/jobs', headers: { 'idempotency-key': 'has space' }, payload: { mode: 'pretrained' } }),
+        400,
+      );
       assert.deepEqual([header.in, header.errors?.[0].path], ['headers', 'idempotency-key']);
       assertProblem(await api.inject({ method: 'GET', url: '/v1/nothing' }), 404);
       assertProblem(await api.inject({ method: 'GET', url: '/v1/datasets/3b241101-e2bb-4255-8caf-4136c566a962' }), 404);

@@ -6,7 +6,10 @@ const settings = { dataDir: '/nonexistent', artifactsDir: '/nonexistent', backen
 
 describe('ThreadRpc', () => {
   it('answers requests in order, passes errors back, and starts a new thread after one dies', async () => {
-    const rpc = new ThreadRpc<{ say?: string; fail?: string; exit?: boolean }, string>(new URL('../../helpers/echo.thread.ts', import.meta.url), settings);
+    const rpc = new ThreadRpc<{ say?: string; fail?: string; exit?: boolean }, string>(
+      new URL('../../helpers/echo.thread.ts', import.meta.url),
+      settings,
+    );
     try {
       assert.deepEqual(await Promise.all([rpc.call({ say: 'a' }), rpc.call({ say: 'b' })]), ['echo: a', 'echo: b']);
       await assert.rejects(rpc.call({ fail: 'no such image' }), /no such image/);

@@ -15,9 +15,18 @@ describe('dataset archives', () => {
     assert.equal(safeEntryPath('cats\\b.png'), 'cats/b.png');
     assert.equal(safeEntryPath('cats/'), 'cats');
     for (const [name, reason] of [
-      ['../evil', /climbs out/], ['cats/../../evil', /climbs out/], ['/etc/passwd', /absolute/], ['C:/evil', /absolute/], ['', /empty/], ['a\0b', /NUL/],
+      ['../evil', /climbs out/],
+      ['cats/../../evil', /climbs out/],
+      ['/etc/passwd', /absolute/],
+      ['C:/evil', /absolute/],
+      ['', /empty/],
+      ['a\0b', /NUL/],
     ] as const) {
-      assert.throws(() => safeEntryPath(name), (error: unknown) => error instanceof ArchiveError && reason.test(error.message), name);
+      assert.throws(
+        () => safeEntryPath(name),
+        (error: unknown) => error instanceof ArchiveError && reason.test(error.message),
+        name,
+      );
     }
   });
 
@@ -35,7 +44,10 @@ describe('dataset archives', () => {
   it('extracts a tar.gz within its limits, counting files and bytes', async () => {
     const archive = await archiveOf('ok', { 'cats/a.png': 100, 'dogs/b.png': 50 });
     const destination = path.join(scratch, 'ok');
-    assert.deepEqual(await extractArchive(archive, 'tar.gz', destination, { maxFiles: 2, maxUnpackedBytes: 150 }), { files: 2, bytes: 150 });
+    assert.deepEqual(await extractArchive(archive, 'tar.gz', destination, { maxFiles: 2, maxUnpackedBytes: 150 }), {
+      files: 2,
+      bytes: 150,
+    });
     assert.deepEqual(readdirSync(destination).sort(), ['cats', 'dogs']);
   });
 
@@ -54,7 +66,13 @@ describe('dataset archives', () => {
   it('refuses bytes that are not the declared format as an archive error', async () => {
     const notGzip = path.join(scratch, 'plain.tar.gz');
     writeFileSync(notGzip, 'just text');
-    await assert.rejects(extractArchive(notGzip, 'tar.gz', path.join(scratch, 'plain'), { maxFiles: 10, maxUnpackedBytes: 1000 }), ArchiveError);
-    await assert.rejects(extractArchive(notGzip, 'zip', path.join(scratch, 'plain-zip'), { maxFiles: 10, maxUnpackedBytes: 1000 }), ArchiveError);
+    await assert.rejects(
+      extractArchive(notGzip, 'tar.gz', path.join(scratch, 'plain'), { maxFiles: 10, maxUnpackedBytes: 1000 }),
+      ArchiveError,
+    );
+    await assert.rejects(
+      extractArchive(notGzip, 'zip', path.join(scratch, 'plain-zip'), { maxFiles: 10, maxUnpackedBytes: 1000 }),
+      ArchiveError,
+    );
   });
 });

@@ -12,8 +12,17 @@ import { JobService, progressOf, stateOf } from '../../../services/jobs/job-serv
 import { tempDir } from '../../helpers/torch.js';
 
 const reported: WorkerProgress = {
-  phase: 'training', epoch: 2, totalEpochs: 5, step: 3, totalSteps: 6, percent: 30, etaSeconds: 40,
-  latestMetrics: null, backend: null, skippedFiles: [], skippedFileCount: 0,
+  phase: 'training',
+  epoch: 2,
+  totalEpochs: 5,
+  step: 3,
+  totalSteps: 6,
+  percent: 30,
+  etaSeconds: 40,
+  latestMetrics: null,
+  backend: null,
+  skippedFiles: [],
+  skippedFileCount: 0,
 };
 
 describe('job states and progress', () => {
@@ -29,7 +38,15 @@ describe('job states and progress', () => {
   it('keeps the phase in step with the state', () => {
     assert.equal(progressOf('queued', null, 5).phase, 'queued');
     assert.equal(progressOf('running', null, 5).phase, 'starting', 'running, and the worker has not reported yet');
-    assert.deepEqual(progressOf('running', reported, 5), { phase: 'training', epoch: 2, totalEpochs: 5, step: 3, totalSteps: 6, percent: 30, etaSeconds: 40 });
+    assert.deepEqual(progressOf('running', reported, 5), {
+      phase: 'training',
+      epoch: 2,
+      totalEpochs: 5,
+      step: 3,
+      totalSteps: 6,
+      percent: 30,
+      etaSeconds: 40,
+    });
     const retried = progressOf('queued', reported, 5);
     assert.deepEqual([retried.phase, retried.etaSeconds], ['queued', null], 'a retried job waits again');
     assert.deepEqual(progressOf('completed', reported, 5).phase, 'done');
@@ -43,7 +60,10 @@ describe('the job service on a real Redis', () => {
   const prefix = `test-job-service-${process.pid}`;
   const redis = redisConnection(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', 'producer', createLogger('api', 'silent'));
   const queues = new Queues(redis, { prefix, attempts: 1 });
-  const jobs = new JobService(queues, redis, new LocalArtifactStore(path.join(scratch, 'artifacts')), { prefix, dataDir: path.join(scratch, 'data') });
+  const jobs = new JobService(queues, redis, new LocalArtifactStore(path.join(scratch, 'artifacts')), {
+    prefix,
+    dataDir: path.join(scratch, 'data'),
+  });
   const spec = JobSpec.parse({ mode: 'pretrained', weights: 'random', inputSize: 32 });
 
   before(() => mkdirSync(path.join(scratch, 'data', 'one-class', 'cats'), { recursive: true }));
@@ -73,7 +93,10 @@ describe('the job service on a real Redis', () => {
 
   it('refuses a folder dataset that is not usable, naming the field', async () => {
     const bad = JobSpec.parse({ mode: 'feature_extraction', dataset: { type: 'folder', path: 'one-class' } });
-    await assert.rejects(jobs.submit(bad), (error: unknown) => error instanceof InvalidInputError && error.errors[0].path === 'dataset.path');
+    await assert.rejects(
+      jobs.submit(bad),
+      (error: unknown) => error instanceof InvalidInputError && error.errors[0].path === 'dataset.path',
+    );
   });
 
   it('cancels a queued job once, and knows no unknown or malformed id', async () => {

@@ -21,7 +21,10 @@ describe('progress reports', () => {
     await progress.phase('loading_data');
     await progress.update({ phase: 'training', epoch: 2, step: 2 }, true);
     await progress.done();
-    assert.deepEqual(reports.map((r) => r.phase), ['loading_data', 'training', 'done']);
+    assert.deepEqual(
+      reports.map((r) => r.phase),
+      ['loading_data', 'training', 'done'],
+    );
     assert.equal(reports[1].percent, 75, 'epoch 2 of 2, step 2 of 4: 6 of 8 steps');
     assert.deepEqual([reports[2].percent, reports[2].etaSeconds], [100, 0]);
   });

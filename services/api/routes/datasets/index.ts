@@ -10,7 +10,9 @@ import { ThreadRpc } from '../../thread-rpc.js';
 import type { PreflightRequest, ThreadSettings } from '../../thread-protocol.js';
 
 const PreflightBody = z.strictObject({ dataset: DatasetSpec, ...PreflightOptions.shape });
-const UploadQuery = z.strictObject({ name: z.string().min(1).max(200).optional().describe('A label for the dataset; default upload.<format>') });
+const UploadQuery = z.strictObject({
+  name: z.string().min(1).max(200).optional().describe('A label for the dataset; default upload.<format>'),
+});
 const DatasetParams = z.object({ id: z.string().describe('The dataset id (a UUID)') });
 const DatasetSummary = DatasetRecord.omit({ preflight: true });
 const ARCHIVE_TYPES: Record<string, 'tar.gz' | 'zip'> = {
@@ -46,9 +48,15 @@ const datasetsRoutes: FastifyPluginAsyncZod<{ settings: ThreadSettings; limits: 
   app.post('/datasets', { schema: { querystring: UploadQuery, response: { 201: DatasetRecord } } }, async (request, reply) => {
     const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
     const format = ARCHIVE_TYPES[type];
-    if (!format) throw new HttpProblem(415, 'Unsupported Media Type', `send the archive as application/gzip (tar.gz) or application/zip, not ${type || 'nothing'}`);
+    if (!format)
+      throw new HttpProblem(
+        415,
+        'Unsupported Media Type',
+        `send the archive as application/gzip (tar.gz) or application/zip, not ${type || 'nothing'}`,
+      );
     const declared = Number(request.headers['content-length'] ?? 0);
-    if (declared > limits.maxArchiveBytes) throw new TooLargeError(`the archive is ${declared} bytes; the limit is ${limits.maxArchiveBytes}`);
+    if (declared > limits.maxArchiveBytes)
+      throw new TooLargeError(`the archive is ${declared} bytes; the limit is ${limits.maxArchiveBytes}`);
     const record = await datasets.create(request.body as Readable, format, request.query.name ?? `upload.${format}`, (id) =>
       thread.call({ dataset: { type: 'upload', id }, options: defaults }),
     );
@@ -59,7 +67,9 @@ const datasetsRoutes: FastifyPluginAsyncZod<{ settings: ThreadSettings; limits: 
     items: (await datasets.list()).map(({ preflight: _preflight, ...summary }) => summary),
   }));
 
-  app.get('/datasets/:id', { schema: { params: DatasetParams, response: { 200: DatasetRecord } } }, async (request) => datasets.require(request.params.id));
+  app.get('/datasets/:id', { schema: { params: DatasetParams, response: { 200: DatasetRecord } } }, async (request) =>
+    datasets.require(request.params.id),
+  );
 
   app.delete('/datasets/:id', { schema: { params: DatasetParams } }, async (request, reply) => {
     await datasets.remove(request.params.id);

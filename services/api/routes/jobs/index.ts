@@ -10,14 +10,23 @@ import { CheckpointQuery, JobParams, ListQuery, SubmitHeaders } from './schemas.
 
 /** Jobs: submit, list, status, cancel, and their results (summary, metrics, preflight, checkpoints). */
 const jobsRoutes: FastifyPluginAsyncZod<{ jobs: JobService }> = async (app, { jobs }) => {
-  app.post('/jobs', { schema: { body: JobSpec, headers: SubmitHeaders, response: { 200: JobStatus, 202: JobStatus } } }, async (request, reply) => {
-    const { status, created } = await jobs.submit(request.body, request.headers['idempotency-key']);
-    return reply.code(created ? 202 : 200).header('location', status.links.self).send(status);
-  });
+  app.post(
+    '/jobs',
+    { schema: { body: JobSpec, headers: SubmitHeaders, response: { 200: JobStatus, 202: JobStatus } } },
+    async (request, reply) => {
+      const { status, created } = await jobs.submit(request.body, request.headers['idempotency-key']);
+      return reply
+        .code(created ? 202 : 200)
+        .header('location', status.links.self)
+        .send(status);
+    },
+  );
 
   app.get('/jobs', { schema: { querystring: ListQuery, response: { 200: JobList } } }, async (request) => jobs.list(request.query));
 
-  app.get('/jobs/:id', { schema: { params: JobParams, response: { 200: JobStatus } } }, async (request) => jobs.requireStatus(request.params.id));
+  app.get('/jobs/:id', { schema: { params: JobParams, response: { 200: JobStatus } } }, async (request) =>
+    jobs.requireStatus(request.params.id),
+  );
 
   app.delete('/jobs/:id', { schema: { params: JobParams, response: { 202: JobStatus } } }, async (request, reply) =>
     reply.code(202).send(await jobs.cancel(request.params.id)),
@@ -27,7 +36,9 @@ const jobsRoutes: FastifyPluginAsyncZod<{ jobs: JobService }> = async (app, { jo
     sendSummary(request, reply, await jobs.summary(request.params.id), request.query.depth),
   );
 
-  app.get('/jobs/:id/metrics', { schema: { params: JobParams, response: { 200: Metrics } } }, async (request) => jobs.metrics(request.params.id));
+  app.get('/jobs/:id/metrics', { schema: { params: JobParams, response: { 200: Metrics } } }, async (request) =>
+    jobs.metrics(request.params.id),
+  );
 
   app.get('/jobs/:id/preflight', { schema: { params: JobParams, response: { 200: PreflightReport } } }, async (request) =>
     jobs.preflight(request.params.id),

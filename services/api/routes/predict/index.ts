@@ -18,25 +18,30 @@ const predictRoutes: FastifyPluginAsyncZod<{ jobs: JobService; settings: ThreadS
   await app.register(multipart, { limits: PREDICT_LIMITS, throwFileSizeLimit: true });
   app.addHook('onError', async (request, reply) => drainBody(request, reply));
 
-  app.post('/jobs/:id/predict', { schema: { params: JobParams, querystring: PredictQuery, response: { 200: PredictResponse } } }, async (request) => {
-    const { topK } = request.query;
-    const status = await jobs.completedModel(request.params.id);
-    if (!request.isMultipart()) throw new HttpProblem(415, 'Unsupported Media Type', 'send the images as multipart/form-data file fields');
-    const images: PredictRequest['images'] = [];
-    for await (const part of request.files({ limits: PREDICT_LIMITS })) {
-      const bytes = await part.toBuffer();
-      images.push({ name: part.filename || `${part.fieldname}[${images.length}]`, bytes: new Uint8Array(bytes) });
-    }
-    if (images.length === 0) throw InvalidInputError.field('files', 'at least one image file is required');
-    const outcome = await thread.call(
-      { jobId: status.id, images, topK },
-      images.map((image) => image.bytes.buffer as ArrayBuffer),
-    );
-    if (!outcome.ok) {
-      const errors = outcome.errors.map((e) => ({ path: `files[${e.index}]`, file: e.file, message: e.message }));
-      throw new InvalidInputError(errors, 'body', `${errors.length} file(s) could not be decoded as images`);
-    }
-    return { jobId: status.id, topK, predictions: outcome.predictions };
-  });
+  app.post(
+    '/jobs/:id/predict',
+    { schema: { params: JobParams, querystring: PredictQuery, response: { 200: PredictResponse } } },
+    async (request) => {
+      const { topK } = request.query;
+      const status = await jobs.completedModel(request.params.id);
+      if (!request.isMultipart())
+        throw new HttpProblem(415, 'Unsupported Media Type', 'send the images as multipart/form-data file fields');
+      const images: PredictRequest['images'] = [];
+      for await (const part of request.files({ limits: PREDICT_LIMITS })) {
+        const bytes = await part.toBuffer();
+        images.push({ name: part.filename || `${part.fieldname}[${images.length}]`, bytes: new Uint8Array(bytes) });
+      }
+      if (images.length === 0) throw InvalidInputError.field('files', 'at least one image file is required');
+      const outcome = await thread.call(
+        { jobId: status.id, images, topK },
+        images.map((image) => image.bytes.buffer as ArrayBuffer),
+      );
+      if (!outcome.ok) {
+        const errors = outcome.errors.map((e) => ({ path: `files[${e.index}]`, file: e.file, message: e.message }));
+        throw new InvalidInputError(errors, 'body', `${errors.length} file(s) could not be decoded as images`);
+      }
+      return { jobId: status.id, topK, predictions: outcome.predictions };
+    },
+  );
 };
 export default predictRoutes;

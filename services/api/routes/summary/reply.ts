@@ -3,7 +3,9 @@ import { z } from 'zod';
 import { renderSummaryText, summaryAtDepth } from '../../../../common/summary-table.js';
 import { SummaryDepth, type ModelSummary } from '../../../../schemas/model.js';
 
-export const SummaryQuery = z.strictObject({ depth: SummaryDepth.describe('Rows down to this depth of the module tree, as torchinfo\'s depth') });
+export const SummaryQuery = z.strictObject({
+  depth: SummaryDepth.describe("Rows down to this depth of the module tree, as torchinfo's depth"),
+});
 
 /** Wants the plain-text table only when the client asks for text and not for JSON first. */
 function wantsText(request: FastifyRequest): boolean {
