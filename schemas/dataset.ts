@@ -1,6 +1,14 @@
 import path from 'node:path';
 import { z } from 'zod';
 
+export const Seed = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 31 - 1)
+  .default(0);
+export const ValidationSplit = z.number().min(0).max(0.9).default(0.2).describe('Fraction of each class held out (stratified)');
+
 /** A relative path that stays inside DATA_DIR: no absolute paths, no `..` segments, no NUL bytes. */
 export const DataRelativePath = z
   .string()
@@ -20,12 +28,7 @@ export const SyntheticDataset = z.strictObject({
   numClasses: z.number().int().min(2).max(16).default(4),
   imagesPerClass: z.number().int().min(2).max(2000).default(40),
   imageSize: z.number().int().min(16).max(512).default(64),
-  seed: z
-    .number()
-    .int()
-    .min(0)
-    .max(2 ** 31 - 1)
-    .default(0),
+  seed: Seed,
 });
 
 export const UploadedDataset = z.strictObject({
@@ -43,13 +46,8 @@ export type UploadedDataset = z.infer<typeof UploadedDataset>;
 export const UPLOADS_FOLDER = 'uploads';
 
 export const PreflightOptions = z.strictObject({
-  validationSplit: z.number().min(0).max(0.9).default(0.2).describe('Fraction of each class held out (stratified)'),
-  seed: z
-    .number()
-    .int()
-    .min(0)
-    .max(2 ** 31 - 1)
-    .default(0),
+  validationSplit: ValidationSplit,
+  seed: Seed,
   minImagesPerClass: z.number().int().min(1).max(100_000).default(10).describe('Classes with fewer usable images are listed as small'),
 });
 export type PreflightOptions = z.infer<typeof PreflightOptions>;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DatasetSpec } from './dataset.js';
+import { DatasetSpec, Seed, ValidationSplit } from './dataset.js';
 import { FineTuningOptions, InputSize } from './model.js';
 
 export const Optimizer = z.strictObject({
@@ -13,13 +13,8 @@ const shared = {
   weights: z.enum(['imagenet', 'random']).default('imagenet').describe('imagenet reads IMAGENET_WEIGHTS; random is explicit'),
   inputSize: InputSize.default(224),
   batchSize: z.number().int().min(1).max(256).default(16),
-  validationSplit: z.number().min(0).max(0.9).default(0.2).describe('Fraction of each class held out (stratified)'),
-  seed: z
-    .number()
-    .int()
-    .min(0)
-    .max(2 ** 31 - 1)
-    .default(0),
+  validationSplit: ValidationSplit,
+  seed: Seed.describe('Fixes initialisation, split, shuffles, augmentation and dropout'),
 };
 
 export const Schedule = z.strictObject({

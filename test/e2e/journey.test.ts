@@ -56,6 +56,13 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
   });
   after(() => service.stop());
 
+  const folderJob = (folder: string) => ({
+    mode: 'feature_extraction',
+    weights: 'random',
+    inputSize: INPUT,
+    epochs: 1,
+    dataset: { type: 'folder', path: folder },
+  });
   const completed = async (spec: object) => {
     const submitted = await service.http().post('/v1/jobs').send(spec);
     assert.equal(submitted.status, 202, submitted.text);
@@ -186,19 +193,7 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
       }
     }
     writeFileSync(path.join(service.config.DATA_DIR, 'flowers', 'daisy', 'notes.txt'), 'not an image: ignored');
-    const submitted = await service
-      .http()
-      .post('/v1/jobs')
-      .send({
-        mode: 'feature_extraction',
-        weights: 'random',
-        inputSize: INPUT,
-        epochs: 1,
-        dataset: { type: 'folder', path: 'flowers' },
-      });
-    assert.equal(submitted.status, 202, submitted.text);
-    const status = await pollJob(service, submitted.body.id, finished);
-    assert.equal(status.state, 'completed', JSON.stringify(status.failure));
+    const status = await completed(folderJob('flowers'));
     const metrics = (await service.http().get(`/v1/jobs/${status.id}/metrics`)).body as Metrics;
     assert.deepEqual(metrics.classNames, ['daisy', 'rose']);
     assert.equal(metrics.evaluation?.images, 2, 'one of six images per class held out');
@@ -225,18 +220,7 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
       .send({ dataset: { type: 'folder', path: '../x' } });
     assert.equal(escape.status, 400);
 
-    const submitted = await service
-      .http()
-      .post('/v1/jobs')
-      .send({
-        mode: 'feature_extraction',
-        weights: 'random',
-        inputSize: INPUT,
-        epochs: 1,
-        dataset: { type: 'folder', path: 'messy' },
-      });
-    const status = await pollJob(service, submitted.body.id, finished);
-    assert.equal(status.state, 'completed', JSON.stringify(status.failure));
+    const status = await completed(folderJob('messy'));
     assert.deepEqual(Object.fromEntries(status.skippedFiles.map((s) => [s.file, s.reason])), MESSY_BAD_FILES);
   });
 

@@ -4,25 +4,11 @@ import { createRequire } from 'node:module';
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { LocalArtifactStore } from '../../common/artifact-store.js';
-import { createLogger } from '../../common/logger.js';
-import { Queues, redisConnection } from '../../common/queues.js';
-import { loadConfig } from '../../schemas/config.js';
-import { buildApp } from '../../services/api/app.js';
+import { testApp } from './app.js';
 
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'retrain-modules-'));
 for (const name of ['cats', 'dogs']) mkdirSync(path.join(scratch, 'data', 'pets', name), { recursive: true });
-const config = loadConfig({
-  REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-  QUEUE_PREFIX: `test-modules-${process.pid}`,
-  DATA_DIR: path.join(scratch, 'data'),
-  ARTIFACTS_DIR: path.join(scratch, 'artifacts'),
-  LOG_LEVEL: 'silent',
-});
-const logger = createLogger('api', config.LOG_LEVEL);
-const redis = redisConnection(config.REDIS_URL, 'producer', logger);
-const queues = new Queues(redis, { prefix: config.QUEUE_PREFIX, attempts: 1 });
-const app = await buildApp({ config, redis, queues, store: new LocalArtifactStore(config.ARTIFACTS_DIR), logger });
+const { app, close } = await testApp('modules', scratch);
 const statuses: Record<string, number> = {};
 const spec = {
   mode: 'feature_extraction',
@@ -40,9 +26,6 @@ for (const [name, request] of [
 ] as const) {
   statuses[name] = (await app.inject(request)).statusCode;
 }
-await app.close();
-await redis.del(...(await redis.keys(`${config.QUEUE_PREFIX}:*`)));
-await queues.close();
-await redis.quit();
+await close();
 const loaded = Object.keys(createRequire(import.meta.url).cache);
 process.stdout.write(JSON.stringify({ statuses, loaded }));

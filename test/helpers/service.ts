@@ -4,13 +4,12 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import supertest from 'supertest';
-import { loadConfig, type Config } from '../../schemas/config.js';
+import type { LocalArtifactStore } from '../../common/artifact-store.js';
+import { redisKeys } from '../../common/queues.js';
+import type { Config } from '../../schemas/config.js';
 import type { JobStatus } from '../../schemas/job-status.js';
 import type { Metrics } from '../../schemas/metrics.js';
-import { LocalArtifactStore } from '../../common/artifact-store.js';
-import { createLogger } from '../../common/logger.js';
-import { Queues, redisConnection, redisKeys } from '../../common/queues.js';
-import { buildApp } from '../../services/api/app.js';
+import { testApp } from './app.js';
 import { tempDir, torchReference } from './torch.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -18,7 +17,7 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 export interface TestService {
   config: Config;
   env: Record<string, string>;
-  app: Awaited<ReturnType<typeof buildApp>>;
+  app: Awaited<ReturnType<typeof testApp>>['app'];
   http: () => ReturnType<typeof supertest>;
   redis: Redis;
   store: LocalArtifactStore;
@@ -56,13 +55,7 @@ export async function startService(prefix: string, extraEnv: Record<string, stri
     API_MAX_HEAP_USED_BYTES: String(64 * 1024 ** 3),
     ...extraEnv,
   };
-  const config = loadConfig(env);
-  const logger = createLogger('api', config.LOG_LEVEL);
-  const redis = redisConnection(config.REDIS_URL, 'producer', logger);
-  const queues = new Queues(redis, { prefix: config.QUEUE_PREFIX, attempts: config.JOB_ATTEMPTS });
-  const store = new LocalArtifactStore(config.ARTIFACTS_DIR);
-  const app = await buildApp({ config, redis, queues, store, logger });
-  await app.ready();
+  const { config, app, redis, store, close } = await testApp(prefix, scratch, env);
   const workers: WorkerProcess[] = [];
 
   async function startWorker(): Promise<WorkerProcess> {
@@ -98,11 +91,7 @@ export async function startService(prefix: string, extraEnv: Record<string, stri
 
   async function stop() {
     await Promise.all(workers.map((w) => w.kill()));
-    await app.close();
-    const keys = await redis.keys(`${config.QUEUE_PREFIX}:*`);
-    if (keys.length) await redis.del(...keys);
-    await queues.close();
-    await redis.quit();
+    await close();
     rmSync(scratch, { recursive: true, force: true });
   }
 

@@ -2,13 +2,8 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { rmSync } from 'node:fs';
-import path from 'node:path';
-import { LocalArtifactStore } from '../../../common/artifact-store.js';
-import { createLogger } from '../../../common/logger.js';
-import { Queues, redisConnection } from '../../../common/queues.js';
-import { loadConfig } from '../../../schemas/config.js';
 import { Problem } from '../../../schemas/problem.js';
-import { buildApp } from '../../../services/api/app.js';
+import { testApp } from '../../helpers/app.js';
 import { sleep } from '../../helpers/service.js';
 import { tempDir } from '../../helpers/torch.js';
 
@@ -25,23 +20,7 @@ const scratch = tempDir('app');
 after(() => rmSync(scratch, { recursive: true, force: true }));
 
 async function app(env: Record<string, string> = {}) {
-  const config = loadConfig({
-    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-    QUEUE_PREFIX: `test-app-${process.pid}`,
-    DATA_DIR: path.join(scratch, 'data'),
-    ARTIFACTS_DIR: path.join(scratch, 'artifacts'),
-    LOG_LEVEL: 'silent',
-    ...env,
-  });
-  const logger = createLogger('api', config.LOG_LEVEL);
-  const redis = redisConnection(config.REDIS_URL, 'producer', logger);
-  const queues = new Queues(redis, { prefix: config.QUEUE_PREFIX, attempts: 1 });
-  const instance = await buildApp({ config, redis, queues, store: new LocalArtifactStore(config.ARTIFACTS_DIR), logger });
-  const close = async () => {
-    await instance.close();
-    await queues.close().catch(() => undefined);
-    redis.disconnect();
-  };
+  const { app: instance, redis, close } = await testApp('app', scratch, env);
   return { app: instance, redis, close };
 }
 

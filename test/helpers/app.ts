@@ -1,0 +1,41 @@
+import path from 'node:path';
+import { LocalArtifactStore } from '../../common/artifact-store.js';
+import { createLogger } from '../../common/logger.js';
+import { isRedisUnavailable, Queues, redisConnection } from '../../common/queues.js';
+import { loadConfig } from '../../schemas/config.js';
+import { buildApp } from '../../services/api/app.js';
+
+/** The real API in this process, on a real Redis, with its own queue prefix and folders under `scratch`. */
+export async function testApp(name: string, scratch: string, env: Record<string, string> = {}) {
+  const config = loadConfig({
+    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    QUEUE_PREFIX: `test-${name}-${process.pid}`,
+    DATA_DIR: path.join(scratch, 'data'),
+    ARTIFACTS_DIR: path.join(scratch, 'artifacts'),
+    LOG_LEVEL: 'silent',
+    ...env,
+  });
+  const logger = createLogger('api', config.LOG_LEVEL);
+  const redis = redisConnection(config.REDIS_URL, 'producer', logger);
+  const queues = new Queues(redis, { prefix: config.QUEUE_PREFIX, attempts: config.JOB_ATTEMPTS });
+  const store = new LocalArtifactStore(config.ARTIFACTS_DIR);
+  const app = await buildApp({ config, redis, queues, store, logger });
+  await app.ready();
+
+  /** Closes the app and removes the test's Redis keys (when Redis is there to ask). */
+  async function close(): Promise<void> {
+    await app.close();
+    try {
+      const keys = await redis.keys(`${config.QUEUE_PREFIX}:*`);
+      if (keys.length) await redis.del(...keys);
+      await queues.close();
+      await redis.quit();
+    } catch (error) {
+      // A test that took Redis away leaves nothing to clean.
+      if (!isRedisUnavailable(error)) throw error;
+      redis.disconnect();
+    }
+  }
+
+  return { config, app, redis, queues, store, close };
+}
