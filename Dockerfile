@@ -1,17 +1,21 @@
 # syntax=docker/dockerfile:1.7
 # Two images from one codebase:
-#   --target api         the stateless HTTP API (no GPU, no TensorFlow native library)
+#   --target api         the stateless HTTP API (no GPU, no TensorFlow native library; its worker threads
+#                        run summaries, preflights and predictions on tfjs' wasm backend)
 #   --target worker-gpu  the training worker on CUDA 11 + cuDNN 8 with @tensorflow/tfjs-node-gpu
 # tfjs-node-gpu 4.22 downloads libtensorflow 2.9.1 (built for CUDA 11.2 / cuDNN 8.1) at install time;
 # CUDA 11.x minor-version compatibility lets it run on the 11.8 runtime below.
 
-FROM node:20-bookworm-slim AS node
+# Node 22 LTS: Node 20 is past its end of life (the development machines still run 20).
+FROM node:22-bookworm-slim AS node
 
 FROM node AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-# Optional native backends are left out here; the GPU image adds its own below.
-RUN npm ci --omit=dev --omit=optional --no-audit --no-fund
+# Install scripts off: tfjs-node's would download libtensorflow, and sharp and esbuild ship their
+# binaries as (optional) packages. The native tfjs backends are removed; the GPU image builds its own.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+    && rm -rf node_modules/@tensorflow/tfjs-node node_modules/@tensorflow/tfjs-node-gpu
 
 FROM node AS api
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080 DATA_DIR=/data ARTIFACTS_DIR=/artifacts
@@ -19,8 +23,9 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json tsconfig.json ./
 COPY schemas ./schemas
+COPY common ./common
+COPY engine ./engine
 COPY services ./services
-COPY workers ./workers
 # Both images run as uid 1000 and own the volume mount points, so shared volumes stay writable.
 RUN mkdir -p /data /artifacts && chown node:node /data /artifacts
 USER node
@@ -38,8 +43,10 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3 make g+
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --omit=optional --no-audit --no-fund \
-    && npm install --no-save --no-audit --no-fund @tensorflow/tfjs-node-gpu@4.22.0
+# Only tfjs-node-gpu runs its install script (libtensorflow 2.9.1 for CUDA 11.2 and its binding).
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+    && rm -rf node_modules/@tensorflow/tfjs-node \
+    && npm rebuild @tensorflow/tfjs-node-gpu
 
 FROM gpu-base AS worker-gpu
 ENV NODE_ENV=production DATA_DIR=/data ARTIFACTS_DIR=/artifacts TFJS_BACKEND=node-gpu \
@@ -48,7 +55,8 @@ WORKDIR /app
 COPY --from=gpu-deps /app/node_modules ./node_modules
 COPY package.json tsconfig.json ./
 COPY schemas ./schemas
-COPY services ./services
+COPY common ./common
+COPY engine ./engine
 COPY workers ./workers
 RUN useradd --uid 1000 --create-home app && mkdir -p /data /artifacts && chown app:app /data /artifacts
 USER app

@@ -3,9 +3,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import net from 'node:net';
+import { createLogger } from '../common/logger.js';
 import { loadConfig } from '../schemas/config.js';
 
 const config = loadConfig();
+const log = createLogger('start', config.LOG_LEVEL);
 const children: ChildProcess[] = [];
 let stopping = false;
 
@@ -29,7 +31,7 @@ function run(name: string, command: string, args: string[], ownGroup = false): C
   children.push(child);
   child.on('exit', (code, signal) => {
     if (!stopping) {
-      console.error(`start: ${name} exited (${signal ?? code}); stopping the rest`);
+      log.error({ process: name, exit: signal ?? code }, `${name} exited; stopping the rest`);
       void stop(1);
     }
   });
@@ -53,10 +55,10 @@ const port = Number(url.port || 6379);
 if (!(await reachable(url.hostname, port))) {
   const local = ['127.0.0.1', 'localhost', '::1'].includes(url.hostname);
   if (!local || spawnSync('redis-server', ['--version']).status !== 0) {
-    console.error(`start: no Redis answers at ${config.REDIS_URL}; start one or set REDIS_URL`);
+    log.fatal({ redis: config.REDIS_URL }, 'no Redis answers; start one or set REDIS_URL');
     process.exit(1);
   }
-  console.error(`start: no Redis at ${config.REDIS_URL}; starting redis-server for this session`);
+  log.info({ redis: config.REDIS_URL }, 'no Redis answers; starting redis-server for this session');
   run(
     'redis-server',
     'redis-server',

@@ -100,7 +100,7 @@ describe('npm start (the README run command)', () => {
     const [code, signal] = await exited;
     // npm itself got the SIGINT and ends by it; what it ran must have stopped cleanly before.
     assert.ok(code === 0 || signal === 'SIGINT', `npm start ended with ${code ?? signal}\n${output.slice(-2000)}`);
-    assert.doesNotMatch(output, /exited \(|grace period over/);
+    assert.doesNotMatch(output, /exited; stopping the rest|grace period over/);
     assert.match(output, /shutting down: server[\s\S]*shutting down: redis/);
     assert.match(output, /worker closed/);
     assert.equal(
