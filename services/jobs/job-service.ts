@@ -234,7 +234,7 @@ export class JobService {
     return checkpointDownload(await this.artifacts(jobId), selector, format);
   }
 
-  /** The final model of a completed job, for predictions: its artifacts prefix. */
+  /** The status of a job whose final model can serve predictions (409 until it completes). */
   async completedModel(jobId: string): Promise<JobStatus> {
     const status = await this.requireStatus(jobId);
     if (status.state !== 'completed') {

@@ -21,8 +21,12 @@ async function liveWorkers(redis: Redis, prefix: string): Promise<WorkerHeartbea
   } while (cursor !== '0');
   if (keys.length === 0) return [];
   return (await redis.mget(keys)).flatMap((value) => {
-    const heartbeat = value === null ? null : WorkerHeartbeat.safeParse(JSON.parse(value));
-    return heartbeat?.success ? [heartbeat.data] : [];
+    try {
+      const heartbeat = WorkerHeartbeat.safeParse(JSON.parse(value ?? 'null'));
+      return heartbeat.success ? [heartbeat.data] : [];
+    } catch {
+      return []; // not JSON: not a heartbeat this release writes
+    }
   });
 }
 
