@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1.7
-# Two images from one codebase:
+# Three images from one codebase:
 #   --target api         the stateless HTTP API (no GPU, no TensorFlow native library; its worker threads
-#                        run summaries, preflights and predictions on tfjs' wasm backend)
+#                        run summaries, preflights and predictions on tfjs' wasm backend with the oneDNN kernels)
+#   --target worker-cpu  the training worker for hosts without a GPU: wasm backend + the oneDNN kernels addon
 #   --target worker-gpu  the training worker on CUDA 11 + cuDNN 8 with @tensorflow/tfjs-node-gpu
 # tfjs-node-gpu 4.22 downloads libtensorflow 2.9.1 (built for CUDA 11.2 / cuDNN 8.1) at install time;
 # CUDA 11.x minor-version compatibility lets it run on the 11.8 runtime below.
@@ -10,25 +11,44 @@
 FROM node:22-bookworm-slim AS node
 
 FROM node AS deps
+RUN apt-get update && apt-get install -y --no-install-recommends libdnnl-dev g++ make python3 \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY package.json package-lock.json ./
+COPY package.json package-lock.json binding.gyp ./
+COPY scripts/build-native.mjs ./scripts/
+COPY engine/native/src ./engine/native/src
 # Install scripts off: tfjs-node's would download libtensorflow, and sharp and esbuild ship their
-# binaries as (optional) packages. The native tfjs backends are removed; the GPU image builds its own.
+# binaries as (optional) packages. The native tfjs backends are removed; the oneDNN addon is built.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
-    && rm -rf node_modules/@tensorflow/tfjs-node node_modules/@tensorflow/tfjs-node-gpu
+    && rm -rf node_modules/@tensorflow/tfjs-node node_modules/@tensorflow/tfjs-node-gpu \
+    && npm run build:native \
+    && test -f build/Release/onednn_kernels.node
 
-FROM node AS api
-ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080 DATA_DIR=/data ARTIFACTS_DIR=/artifacts
+# Debian's oneDNN (and the OpenMP runtime it threads with) for the addon.
+FROM node AS cpu
+RUN apt-get update && apt-get install -y --no-install-recommends libdnnl2 libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+ENV NODE_ENV=production DATA_DIR=/data ARTIFACTS_DIR=/artifacts
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
+COPY --from=deps /app/build/Release/onednn_kernels.node ./build/Release/
 COPY package.json tsconfig.json ./
 COPY schemas ./schemas
 COPY common ./common
 COPY engine ./engine
-COPY services ./services
-# Both images run as uid 1000 and own the volume mount points, so shared volumes stay writable.
+# The images run as uid 1000 and own the volume mount points, so shared volumes stay writable.
 RUN mkdir -p /data /artifacts && chown node:node /data /artifacts
 USER node
+
+FROM cpu AS worker-cpu
+ENV TFJS_BACKEND=wasm
+COPY workers ./workers
+STOPSIGNAL SIGTERM
+CMD ["node", "--import", "tsx", "workers/training/main.ts"]
+
+FROM cpu AS api
+ENV HOST=0.0.0.0 PORT=8080
+COPY services ./services
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s CMD node -e "fetch('http://127.0.0.1:'+process.env.PORT+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 CMD ["node", "--import", "tsx", "services/api/main.ts"]

@@ -139,7 +139,7 @@ let cache: Record<string, unknown> | null = null;
 for (const choice of requested) {
   let backend: BackendInfo;
   try {
-    backend = await selectBackend(choice);
+    backend = await selectBackend(choice, { nativeKernels: loadConfig().RETRAIN_NATIVE_KERNELS });
   } catch (error) {
     unavailable[choice] = (error as Error).message;
     continue;

@@ -52,7 +52,8 @@ async function summary(argv: string[]): Promise<void> {
   if (args.mode !== 'fine_tuning' && (values['trainable-from'] || values['no-freeze-batch-norm'])) {
     throw new UsageError('--trainable-from and --no-freeze-batch-norm apply to fine_tuning only');
   }
-  await selectBackend(loadConfig().TFJS_BACKEND);
+  const config = loadConfig();
+  await selectBackend(config.TFJS_BACKEND, { nativeKernels: config.RETRAIN_NATIVE_KERNELS });
   const resnet = buildResNet50({
     mode: args.mode,
     numClasses: args.numClasses ?? IMAGENET_CLASSES,

@@ -32,6 +32,11 @@ export const Config = z.object({
     .enum(['auto', ...BackendChoice.options])
     .default('auto')
     .describe('auto tries node-gpu, node, wasm, cpu in that order'),
+  RETRAIN_NATIVE_KERNELS: z
+    .enum(['0', '1'])
+    .default('1')
+    .transform((value) => value === '1')
+    .describe("1: on the wasm backend, run convolutions and matmuls with the oneDNN addon where it is built; 0: wasm's own"),
   // The training runs in a child process, so the worker's event loop stays free to renew the lock:
   // the lock only has to outlive a few missed renewals, and a dead worker's job is retried after it.
   LOCK_DURATION_MS: milliseconds(30_000).describe("BullMQ lock; a killed worker's job is taken over after this"),

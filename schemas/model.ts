@@ -92,6 +92,7 @@ export const BackendReport = z.object({
   backend: z.string().describe('tfjs backend name (`tensorflow` for both native packages)'),
   package: z.string(),
   version: z.string(),
+  kernels: z.string().describe('What runs the convolutions and matmuls: "onednn 2.6.3" (native, on wasm), "wasm", "tensorflow" or "cpu"'),
 });
 export type BackendReport = z.infer<typeof BackendReport>;
 

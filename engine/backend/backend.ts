@@ -1,10 +1,18 @@
 import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
 import { BackendChoice, type BackendReport } from '../../schemas/model.js';
+import { registerOneDnnKernels } from '../native/kernels/register.js';
+import { loadOneDnn } from '../native/onednn.js';
 import { registerWasmTrainingKernels } from './wasm-conv-gradients.js';
 
 export type { BackendChoice };
-export type BackendInfo = BackendReport;
+/** What runs the tensors; `nativeKernelsMissing` says why wasm runs without the oneDNN kernels (one log line's worth). */
+export type BackendInfo = BackendReport & { nativeKernelsMissing?: string };
+
+export interface BackendOptions {
+  /** Replace the wasm backend's convolutions and matmuls with the oneDNN addon's where it loads (RETRAIN_NATIVE_KERNELS). */
+  nativeKernels?: boolean;
+}
 
 const PACKAGES: Record<BackendChoice, string> = {
   'node-gpu': '@tensorflow/tfjs-node-gpu',
@@ -21,7 +29,17 @@ function packageVersion(name: string): string {
   return (require(`${name}/package.json`) as { version: string }).version;
 }
 
-async function activate(choice: BackendChoice): Promise<BackendInfo> {
+/** The kernels under the wasm backend: oneDNN's once registered (for the life of the process), else wasm's own. */
+function wasmKernels(nativeKernels: boolean): Pick<BackendInfo, 'kernels' | 'nativeKernelsMissing'> {
+  registerWasmTrainingKernels();
+  if (!nativeKernels) return { kernels: 'wasm', nativeKernelsMissing: 'turned off (RETRAIN_NATIVE_KERNELS=0)' };
+  const loaded = loadOneDnn();
+  if ('missing' in loaded) return { kernels: 'wasm', nativeKernelsMissing: `the oneDNN addon is ${loaded.missing}` };
+  registerOneDnnKernels(loaded.addon);
+  return { kernels: `onednn ${loaded.addon.version()}` };
+}
+
+async function activate(choice: BackendChoice, options: BackendOptions): Promise<BackendInfo> {
   let backend: string;
   if (choice === 'node-gpu' || choice === 'node') {
     // Optional dependencies: absent where libtensorflow could not be downloaded at install time.
@@ -33,8 +51,8 @@ async function activate(choice: BackendChoice): Promise<BackendInfo> {
   }
   if (!(await tf.setBackend(backend))) throw new Error(`tfjs backend ${backend} failed to initialise`);
   await tf.ready();
-  if (choice === 'wasm') registerWasmTrainingKernels();
-  return { choice, backend, package: PACKAGES[choice], version: packageVersion(PACKAGES[choice]) };
+  const kernels = choice === 'wasm' ? wasmKernels(options.nativeKernels ?? true) : { kernels: backend };
+  return { choice, backend, package: PACKAGES[choice], version: packageVersion(PACKAGES[choice]), ...kernels };
 }
 
 let active: BackendInfo | undefined;
@@ -43,13 +61,13 @@ let active: BackendInfo | undefined;
  * Picks the fastest backend that loads here: tfjs-node-gpu, tfjs-node, wasm, cpu. With `requested`
  * (from TFJS_BACKEND) only that one is tried, and failing to load it is an error, not a silent fallback.
  */
-export async function selectBackend(requested: BackendChoice | 'auto' = 'auto'): Promise<BackendInfo> {
+export async function selectBackend(requested: BackendChoice | 'auto' = 'auto', options: BackendOptions = {}): Promise<BackendInfo> {
   if (active && (requested === 'auto' || requested === active.choice)) return active;
   const candidates = requested === 'auto' ? BackendChoice.options : [requested];
   const failures: string[] = [];
   for (const choice of candidates) {
     try {
-      active = await activate(choice);
+      active = await activate(choice, options);
       return active;
     } catch (error) {
       failures.push(`${choice}: ${(error as Error).message.split('\n')[0]}`);

@@ -57,7 +57,12 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
     retryAfter: RETRY_AFTER_SECONDS,
   });
 
-  const settings: ThreadSettings = { dataDir: config.DATA_DIR, artifactsDir: config.ARTIFACTS_DIR, backend: config.TFJS_BACKEND };
+  const settings: ThreadSettings = {
+    dataDir: config.DATA_DIR,
+    artifactsDir: config.ARTIFACTS_DIR,
+    backend: config.TFJS_BACKEND,
+    nativeKernels: config.RETRAIN_NATIVE_KERNELS,
+  };
   const inspector = new ModelInspector(settings);
   app.addHook('onClose', () => inspector.close());
   const jobs = new JobService(queues, redis, store, { prefix: config.QUEUE_PREFIX, dataDir: config.DATA_DIR });

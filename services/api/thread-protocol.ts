@@ -7,6 +7,7 @@ export interface ThreadSettings {
   dataDir: string;
   artifactsDir: string;
   backend: string;
+  nativeKernels: boolean;
 }
 
 export interface PreflightRequest {

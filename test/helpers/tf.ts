@@ -1,9 +1,10 @@
 import type * as tf from '@tensorflow/tfjs';
+import { loadConfig } from '../../schemas/config.js';
 import { selectBackend, type BackendChoice } from '../../engine/backend/backend.js';
 
 /** Tests run on the backend CI has (wasm) unless TEST_BACKEND says otherwise. */
 export async function useTestBackend(choice: BackendChoice = (process.env.TEST_BACKEND as BackendChoice) ?? 'wasm') {
-  return selectBackend(choice);
+  return selectBackend(choice, { nativeKernels: loadConfig().RETRAIN_NATIVE_KERNELS });
 }
 
 export function maxAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {

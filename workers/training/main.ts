@@ -19,8 +19,9 @@ const SHUTDOWN_GRACE_MS = 10_000;
 const config = loadConfig();
 const log = createLogger('worker', config.LOG_LEVEL);
 // Decide the backend here, once, and pin it for the sandboxed children through the environment.
-const backend = await selectBackend(config.TFJS_BACKEND);
+const { nativeKernelsMissing, ...backend } = await selectBackend(config.TFJS_BACKEND, { nativeKernels: config.RETRAIN_NATIVE_KERNELS });
 process.env.TFJS_BACKEND = backend.choice;
+if (nativeKernelsMissing) log.warn({ kernels: backend.kernels }, `native kernels off: ${nativeKernelsMissing}`);
 
 const connection = redisConnection(config.REDIS_URL, 'worker', log);
 const workerId = `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;

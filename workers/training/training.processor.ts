@@ -28,7 +28,9 @@ function setUp(): Promise<Runtime> {
   runtime ??= (async () => {
     const config = loadConfig();
     const logger = createLogger('processor', config.LOG_LEVEL);
-    const backend = await selectBackend(config.TFJS_BACKEND);
+    const { nativeKernelsMissing: _missing, ...backend } = await selectBackend(config.TFJS_BACKEND, {
+      nativeKernels: config.RETRAIN_NATIVE_KERNELS,
+    });
     // Retries forever like the worker's own connection: a Redis restart pauses the cancel check, not the job.
     const redis = redisConnection(config.REDIS_URL, 'worker', logger);
     return { config, backend, store: new LocalArtifactStore(config.ARTIFACTS_DIR), redis, logger };

@@ -21,7 +21,7 @@ const BATCH = 16;
 const settings = workerData as ThreadSettings;
 const store = new LocalArtifactStore(settings.artifactsDir);
 const requested = BackendChoice.safeParse(settings.backend);
-const ready = selectBackend(requested.success ? requested.data : 'auto');
+const ready = selectBackend(requested.success ? requested.data : 'auto', { nativeKernels: settings.nativeKernels });
 
 interface LoadedModel {
   resnet: ResNet50;

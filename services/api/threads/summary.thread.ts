@@ -7,8 +7,8 @@ import { buildResNet50 } from '../../../engine/model/resnet50.js';
 import { summarize } from '../../../engine/model/summary.js';
 import { serveThreadRpc } from '../thread-rpc.js';
 
-// Describing a model needs no accelerator; wasm initialises weights fastest of what is always here.
-const ready = selectBackend('wasm');
+// Describing a model needs no accelerator (and no convolution): wasm initialises weights fastest of what is always here.
+const ready = selectBackend('wasm', { nativeKernels: false });
 
 serveThreadRpc<ModelConfig, ModelSummary>(parentPort, async (config) => {
   await ready;

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ThreadRpc } from '../../../services/api/thread-rpc.js';
 
-const settings = { dataDir: '/nonexistent', artifactsDir: '/nonexistent', backend: 'wasm' };
+const settings = { dataDir: '/nonexistent', artifactsDir: '/nonexistent', backend: 'wasm', nativeKernels: false };
 
 describe('ThreadRpc', () => {
   it('answers requests in order, passes errors back, and starts a new thread after one dies', async () => {

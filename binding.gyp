@@ -1,0 +1,19 @@
+{
+  "targets": [
+    {
+      "target_name": "onednn_kernels",
+      "sources": [
+        "engine/native/src/addon.cc",
+        "engine/native/src/conv.cc",
+        "engine/native/src/conv2d_backprop_input.cc",
+        "engine/native/src/conv2d_backprop_filter.cc",
+        "engine/native/src/matmul.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["-std=c++17", "-O3"],
+      "libraries": ["-ldnnl"]
+    }
+  ]
+}

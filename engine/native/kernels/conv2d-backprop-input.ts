@@ -1,0 +1,19 @@
+import type * as tf from '@tensorflow/tfjs';
+import type { OneDnnAddon } from '../onednn.js';
+import { convGeometry, type ConvAttrs } from './conv-geometry.js';
+import { filterIdOf, heapViews, type WasmBackend } from './heap.js';
+
+/** Conv2DBackpropInput: dx of a convolution, from dy and its filter. */
+export function makeConv2DBackpropInput(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const backend = args.backend as WasmBackend;
+    const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
+    const { inputShape } = args.attrs as unknown as { inputShape: [number, number, number, number] };
+    const geometry = convGeometry(inputShape, filter.shape, args.attrs as unknown as ConvAttrs);
+    if (!geometry) return stock(args);
+    const dx = backend.makeOutput(inputShape, 'float32');
+    const [dyData, filterData, dxData] = heapViews(backend, [dy, filter, dx]);
+    addon.conv2dBackpropInput(dyData, filterData, dxData, geometry, filterIdOf(filter));
+    return dx;
+  };
+}

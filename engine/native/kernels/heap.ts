@@ -1,0 +1,31 @@
+import type * as tf from '@tensorflow/tfjs';
+
+/** The slice of the wasm backend this project's native kernels use. */
+export interface WasmBackend extends tf.KernelBackend {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+
+/**
+ * Float32 views of tensors in the wasm heap, for the addon to read and write in place. Taken after
+ * the outputs are allocated: an allocation can grow the heap, which detaches earlier views.
+ */
+export function heapViews(backend: WasmBackend, infos: readonly tf.TensorInfo[]): Float32Array[] {
+  return infos.map((info) => {
+    const view = backend.typedArrayFromHeap(info);
+    if (!(view instanceof Float32Array)) throw new Error(`native kernels take float32 tensors, got ${info.dtype}`);
+    return view;
+  });
+}
+
+/** Stable small ids for filters, by their data: a filter whose values change gets new data, so a new id. */
+const filterIds = new WeakMap<object, number>();
+let nextFilterId = 1;
+export function filterIdOf(filter: tf.TensorInfo): number {
+  let id = filterIds.get(filter.dataId);
+  if (id === undefined) {
+    id = nextFilterId++;
+    filterIds.set(filter.dataId, id);
+  }
+  return id;
+}

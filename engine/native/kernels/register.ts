@@ -1,0 +1,30 @@
+import * as tf from '@tensorflow/tfjs';
+import type { OneDnnAddon } from '../onednn.js';
+import { makeBatchMatMul } from './batch-mat-mul.js';
+import { makeConv2D } from './conv2d.js';
+import { makeConv2DBackpropFilter } from './conv2d-backprop-filter.js';
+import { makeConv2DBackpropInput } from './conv2d-backprop-input.js';
+
+/** Each tfjs kernel name and how its native version is made from the kernel it replaces (kept for what it does not cover). */
+const NATIVE: Record<string, (addon: OneDnnAddon, stock: tf.KernelFunc) => tf.KernelFunc> = {
+  Conv2D: makeConv2D,
+  FusedConv2D: makeConv2D,
+  Conv2DBackpropInput: makeConv2DBackpropInput,
+  Conv2DBackpropFilter: makeConv2DBackpropFilter,
+  BatchMatMul: makeBatchMatMul,
+  _FusedMatMul: makeBatchMatMul,
+};
+
+let registered = false;
+
+/** Replaces the wasm backend's kernels with the addon's, once per thread. */
+export function registerOneDnnKernels(addon: OneDnnAddon): void {
+  if (registered) return;
+  for (const [kernelName, make] of Object.entries(NATIVE)) {
+    const previous = tf.getKernel(kernelName, 'wasm');
+    if (!previous) throw new Error(`the wasm backend has no ${kernelName} kernel to replace`);
+    tf.unregisterKernel(kernelName, 'wasm');
+    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: make(addon, previous.kernelFunc) });
+  }
+  registered = true;
+}

@@ -1,0 +1,32 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+/** The addon's functions: each reads and writes the Float32Array views it is given, in place. */
+export interface OneDnnAddon {
+  version(): string;
+  conv2d(
+    x: Float32Array,
+    filter: Float32Array,
+    bias: Float32Array | null,
+    out: Float32Array,
+    geometry: Int32Array,
+    relu: boolean,
+    filterId: number,
+  ): void;
+  conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, geometry: Int32Array, filterId: number): void;
+  conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dFilter: Float32Array, geometry: Int32Array): void;
+  matMul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, dims: Int32Array, relu: boolean): void;
+}
+
+const ADDON = path.resolve(import.meta.dirname, '../../build/Release/onednn_kernels.node');
+
+/** The addon built by `npm ci` (binding.gyp), or why it is not there. */
+export function loadOneDnn(): { addon: OneDnnAddon } | { missing: string } {
+  if (!existsSync(ADDON)) return { missing: 'not built (npm ci builds it where libdnnl-dev and a C++ compiler are installed)' };
+  try {
+    return { addon: createRequire(import.meta.url)(ADDON) as OneDnnAddon };
+  } catch (error) {
+    return { missing: `does not load: ${(error as Error).message.split('\n')[0]}` };
+  }
+}

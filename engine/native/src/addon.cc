@@ -1,0 +1,85 @@
+// The addon's entry: one function per tfjs kernel, and what the library is.
+#include "context.h"
+
+namespace retrain {
+
+dnnl::memory* WeightCache::find(const std::string& key) {
+  auto hit = index_.find(key);
+  if (hit == index_.end()) return nullptr;
+  order_.splice(order_.begin(), order_, hit->second);
+  return &hit->second->memory;
+}
+
+bool WeightCache::seenBefore(const std::string& key) {
+  if (seen_.count(key)) return true;
+  seen_.insert(key);
+  seenOrder_.push_back(key);
+  if (seenOrder_.size() > 4096) {
+    seen_.erase(seenOrder_.front());
+    seenOrder_.pop_front();
+  }
+  return false;
+}
+
+dnnl::memory* WeightCache::insert(const std::string& key, dnnl::memory memory, size_t bytes) {
+  while (!order_.empty() && used_ + bytes > budget_) {
+    used_ -= order_.back().bytes;
+    index_.erase(order_.back().key);
+    order_.pop_back();
+  }
+  order_.push_front({key, std::move(memory), bytes});
+  index_[key] = order_.begin();
+  used_ += bytes;
+  return &order_.front().memory;
+}
+
+Context& ContextOf(const Napi::Env& env) {
+  auto* context = env.GetInstanceData<Context>();
+  if (!context) {
+    context = new Context();
+    env.SetInstanceData(context);
+  }
+  return *context;
+}
+
+float* FloatData(const Napi::Value& value, size_t elements, const char* what) {
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw std::invalid_argument(std::string(what) + " must be a Float32Array");
+  }
+  auto array = value.As<Napi::Float32Array>();
+  if (array.ElementLength() < elements) {
+    throw std::invalid_argument(std::string(what) + " holds " + std::to_string(array.ElementLength()) + " values, the shape needs " +
+                                std::to_string(elements));
+  }
+  return array.Data();
+}
+
+const int32_t* IntData(const Napi::Value& value, size_t count, const char* what) {
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+      value.As<Napi::Int32Array>().ElementLength() != count) {
+    throw std::invalid_argument(std::string(what) + " must be an Int32Array of " + std::to_string(count) + " values");
+  }
+  auto array = value.As<Napi::Int32Array>();
+  for (size_t i = 0; i < count; i++) {
+    if (array[i] < 0) throw std::invalid_argument(std::string(what) + " has a negative value");
+  }
+  return array.Data();
+}
+
+static Napi::Value Version(const Napi::CallbackInfo& info) {
+  const dnnl_version_t* v = dnnl_version();
+  return Napi::String::New(info.Env(), std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch));
+}
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports["version"] = Napi::Function::New(env, Version);
+  exports["conv2d"] = Napi::Function::New(env, Conv2D);
+  exports["conv2dBackpropInput"] = Napi::Function::New(env, Conv2DBackpropInput);
+  exports["conv2dBackpropFilter"] = Napi::Function::New(env, Conv2DBackpropFilter);
+  exports["matMul"] = Napi::Function::New(env, MatMul);
+  return exports;
+}
+
+NODE_API_MODULE(onednn_kernels, Init)
+
+}  // namespace retrain

@@ -1,0 +1,80 @@
+// Per-thread state of the addon (one per Node environment: the main thread and each worker thread
+// that loads it): the oneDNN engine and stream, primitives cached by shape, and filters already
+// reordered into the layout a primitive prefers.
+#pragma once
+#include <napi.h>
+#include <dnnl.hpp>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace retrain {
+
+struct CachedPrimitive {
+  dnnl::primitive primitive;
+  std::shared_ptr<void> descriptor;  // the primitive_desc, kept for its memory descriptors
+};
+
+/**
+ * Reordered filters by (filter id, use), kept once a filter comes back (inference reuses its filters;
+ * a training step's filters are new every step, so they are never kept), evicted least recently used
+ * past a byte budget.
+ */
+class WeightCache {
+ public:
+  explicit WeightCache(size_t budget) : budget_(budget) {}
+  dnnl::memory* find(const std::string& key);
+  /** Whether `key` was asked for before (remembers the last few thousand keys, nothing else). */
+  bool seenBefore(const std::string& key);
+  dnnl::memory* insert(const std::string& key, dnnl::memory memory, size_t bytes);
+
+ private:
+  struct Entry { std::string key; dnnl::memory memory; size_t bytes; };
+  std::list<Entry> order_;
+  std::unordered_map<std::string, std::list<Entry>::iterator> index_;
+  size_t budget_, used_ = 0;
+  std::list<std::string> seenOrder_;
+  std::unordered_set<std::string> seen_;
+};
+
+/** Primitives kept per shape: a model has a few dozen; varying batch sizes add a few more. */
+constexpr size_t kMaxPrimitives = 2048;
+
+struct Context {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  std::unordered_map<std::string, CachedPrimitive> primitives;
+  WeightCache weights{512u << 20};
+};
+
+Context& ContextOf(const Napi::Env& env);
+
+/** The float data of a Float32Array, checked to hold at least `elements` values. */
+float* FloatData(const Napi::Value& value, size_t elements, const char* what);
+/** The ints of an Int32Array argument, checked to hold exactly `count` values. */
+const int32_t* IntData(const Napi::Value& value, size_t count, const char* what);
+
+/** Runs `body`, turning oneDNN and argument errors into JavaScript errors named after the kernel. */
+template <typename Body>
+Napi::Value Guarded(const Napi::CallbackInfo& info, const char* kernel, Body body) {
+  try {
+    body();
+    return info.Env().Undefined();
+  } catch (const dnnl::error& error) {
+    throw Napi::Error::New(info.Env(), std::string(kernel) + ": oneDNN: " + error.what());
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(info.Env(), std::string(kernel) + ": out of memory");
+  } catch (const std::invalid_argument& error) {
+    throw Napi::Error::New(info.Env(), std::string(kernel) + ": " + error.what());
+  }
+}
+
+Napi::Value Conv2D(const Napi::CallbackInfo& info);
+Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info);
+Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info);
+Napi::Value MatMul(const Napi::CallbackInfo& info);
+
+}  // namespace retrain

@@ -1,0 +1,87 @@
+// Conv2D (and FusedConv2D with a bias and ReLU) forward, and what the backward kernels share.
+#include "conv.h"
+#include <sstream>
+
+namespace retrain {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+
+ConvGeometry ConvGeometry::From(const Napi::Value& value) {
+  const int32_t* v = IntData(value, 17, "geometry");
+  ConvGeometry g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16]};
+  if (g.n == 0 || g.h == 0 || g.w == 0 || g.c == 0 || g.kh == 0 || g.kw == 0 || g.o == 0 || g.oh == 0 || g.ow == 0 || g.sh == 0 ||
+      g.sw == 0 || g.dh == 0 || g.dw == 0) {
+    throw std::invalid_argument("geometry has a zero dimension, stride or dilation");
+  }
+  auto expected = [](int64_t in, int64_t k, int64_t s, int64_t d, int64_t before, int64_t after) {
+    return (in + before + after - ((k - 1) * d + 1)) / s + 1;
+  };
+  if (g.oh != expected(g.h, g.kh, g.sh, g.dh, g.pt, g.pb) || g.ow != expected(g.w, g.kw, g.sw, g.dw, g.pl, g.pr)) {
+    throw std::invalid_argument("output size does not follow from input, filter, strides and padding");
+  }
+  return g;
+}
+
+std::string ConvGeometry::Key() const {
+  std::ostringstream key;
+  for (int64_t d : {n, h, w, c, kh, kw, o, oh, ow, sh, sw, dh, dw, pt, pl, pb, pr}) key << d << ',';
+  return key.str();
+}
+
+memory::desc Nhwc(const memory::dims& dims) { return memory::desc(dims, memory::data_type::f32, tag::nhwc); }
+memory::desc Hwio(const memory::dims& dims) { return memory::desc(dims, memory::data_type::f32, tag::hwio); }
+memory::desc AnyLayout(const memory::dims& dims) { return memory::desc(dims, memory::data_type::f32, tag::any); }
+
+std::pair<dnnl::primitive, const dnnl::convolution_forward::primitive_desc*> Forward(Context& context, const ConvGeometry& g, bool bias,
+                                                                                    bool relu) {
+  return Cached<dnnl::convolution_forward>(context, "conv-fwd:" + g.Key() + (bias ? "b" : "") + (relu ? "r" : ""), [&] {
+    auto biasDesc = bias ? memory::desc({g.o}, memory::data_type::f32, tag::x) : memory::desc();
+    auto desc = dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, Nhwc(g.Src()),
+                                                AnyLayout(g.Weights()), biasDesc, Nhwc(g.Dst()), g.Strides(), g.Dilations(), g.PadL(),
+                                                g.PadR());
+    dnnl::post_ops ops;
+    if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(ops);
+    return dnnl::convolution_forward::primitive_desc(desc, attr, context.engine);
+  });
+}
+
+memory FilterIn(Context& context, const memory::desc& wanted, float* hwio, const ConvGeometry& g, int64_t weightsId, const char* use) {
+  memory user(Hwio(g.Weights()), context.engine, hwio);
+  if (wanted == user.get_desc()) return user;
+  std::string key = std::to_string(weightsId) + ":" + use + ":" + g.Key();
+  if (weightsId > 0) {
+    if (memory* kept = context.weights.find(key)) return *kept;
+  }
+  memory reordered(wanted, context.engine);
+  dnnl::reorder(user, reordered).execute(context.stream, user, reordered);
+  if (weightsId > 0 && context.weights.seenBefore(key)) context.weights.insert(key, reordered, wanted.get_size());
+  return reordered;
+}
+
+/** conv2d(x, filter, bias | null, out, geometry, relu, filterId) */
+Napi::Value Conv2D(const Napi::CallbackInfo& info) {
+  return Guarded(info, "Conv2D", [&] {
+    if (info.Length() != 7) throw std::invalid_argument("expects 7 arguments");
+    ConvGeometry g = ConvGeometry::From(info[4]);
+    bool bias = !info[2].IsNull();
+    bool relu = info[5].ToBoolean();
+    float* x = FloatData(info[0], g.SrcElements(), "x");
+    float* filter = FloatData(info[1], g.WeightElements(), "filter");
+    float* b = bias ? FloatData(info[2], size_t(g.o), "bias") : nullptr;
+    float* out = FloatData(info[3], g.DstElements(), "out");
+    Context& context = ContextOf(info.Env());
+    auto [primitive, pd] = Forward(context, g, bias, relu);
+    memory weights = FilterIn(context, pd->weights_desc(), filter, g, info[6].ToNumber().Int64Value(), "fwd");
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, x)},
+                                         {DNNL_ARG_WEIGHTS, weights},
+                                         {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, out)}};
+    if (bias) args.emplace(DNNL_ARG_BIAS, memory(pd->bias_desc(), context.engine, b));
+    primitive.execute(context.stream, args);
+    context.stream.wait();
+  });
+}
+
+}  // namespace retrain

@@ -1,0 +1,58 @@
+// What the three convolution kernels share: the geometry tfjs computed, and oneDNN descriptors for it.
+// Tensors are NHWC and filters HWIO, as tfjs keeps them; oneDNN reads both in place.
+#pragma once
+#include "context.h"
+#include <functional>
+#include <utility>
+
+namespace retrain {
+
+struct ConvGeometry {
+  int64_t n, h, w, c, kh, kw, o, oh, ow, sh, sw, dh, dw, pt, pl, pb, pr;
+
+  /** From the Int32Array [N,H,W,C, KH,KW,O, OH,OW, SH,SW, DH,DW, PT,PL,PB,PR] (dilations as tfjs: 1 = none). */
+  static ConvGeometry From(const Napi::Value& value);
+  std::string Key() const;
+
+  dnnl::memory::dims Src() const { return {n, c, h, w}; }
+  dnnl::memory::dims Weights() const { return {o, c, kh, kw}; }
+  dnnl::memory::dims Dst() const { return {n, o, oh, ow}; }
+  dnnl::memory::dims Strides() const { return {sh, sw}; }
+  dnnl::memory::dims Dilations() const { return {dh - 1, dw - 1}; }
+  dnnl::memory::dims PadL() const { return {pt, pl}; }
+  dnnl::memory::dims PadR() const { return {pb, pr}; }
+  size_t SrcElements() const { return size_t(n * h * w * c); }
+  size_t WeightElements() const { return size_t(kh * kw * c * o); }
+  size_t DstElements() const { return size_t(n * oh * ow * o); }
+};
+
+dnnl::memory::desc Nhwc(const dnnl::memory::dims& dims);
+dnnl::memory::desc Hwio(const dnnl::memory::dims& dims);
+dnnl::memory::desc AnyLayout(const dnnl::memory::dims& dims);
+
+/** The forward convolution of a geometry (its descriptor is also the hint the backward ones need). */
+std::pair<dnnl::primitive, const dnnl::convolution_forward::primitive_desc*> Forward(Context& context, const ConvGeometry& g, bool bias,
+                                                                                            bool relu);
+
+/**
+ * A filter in the layout `wanted`: the caller's HWIO memory when that is it, otherwise a reorder of it,
+ * kept under `weightsId` (0: not kept) so unchanged filters are reordered once.
+ */
+dnnl::memory FilterIn(Context& context, const dnnl::memory::desc& wanted, float* hwio, const ConvGeometry& g, int64_t weightsId,
+                      const char* use);
+
+/** A primitive and its descriptor for `key`, made once per shape. */
+template <typename Primitive>
+std::pair<dnnl::primitive, const typename Primitive::primitive_desc*> Cached(Context& context, const std::string& key,
+                                                                       const std::function<typename Primitive::primitive_desc()>& make) {
+  using Desc = typename Primitive::primitive_desc;
+  auto hit = context.primitives.find(key);
+  if (hit == context.primitives.end()) {
+    if (context.primitives.size() >= kMaxPrimitives) context.primitives.clear();
+    auto desc = std::make_shared<Desc>(make());
+    hit = context.primitives.emplace(key, CachedPrimitive{Primitive(*desc), desc}).first;
+  }
+  return {hit->second.primitive, static_cast<const Desc*>(hit->second.descriptor.get())};
+}
+
+}  // namespace retrain

@@ -1,0 +1,31 @@
+// Conv2DBackpropInput: dx from dy and the filter.
+#include "conv.h"
+
+namespace retrain {
+
+using dnnl::memory;
+
+/** conv2dBackpropInput(dy, filter, dx, geometry, filterId); the geometry is the forward one. */
+Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
+  return Guarded(info, "Conv2DBackpropInput", [&] {
+    if (info.Length() != 5) throw std::invalid_argument("expects 5 arguments");
+    ConvGeometry g = ConvGeometry::From(info[3]);
+    float* dy = FloatData(info[0], g.DstElements(), "dy");
+    float* filter = FloatData(info[1], g.WeightElements(), "filter");
+    float* dx = FloatData(info[2], g.SrcElements(), "dx");
+    Context& context = ContextOf(info.Env());
+    auto hint = Forward(context, g, false, false).second;
+    auto [primitive, pd] = Cached<dnnl::convolution_backward_data>(context, "conv-bwd-data:" + g.Key(), [&] {
+      auto desc = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, Nhwc(g.Src()), AnyLayout(g.Weights()),
+                                                        Nhwc(g.Dst()), g.Strides(), g.Dilations(), g.PadL(), g.PadR());
+      return dnnl::convolution_backward_data::primitive_desc(desc, context.engine, *hint);
+    });
+    memory weights = FilterIn(context, pd->weights_desc(), filter, g, info[4].ToNumber().Int64Value(), "bwd-data");
+    primitive.execute(context.stream, {{DNNL_ARG_DIFF_DST, memory(pd->diff_dst_desc(), context.engine, dy)},
+                                       {DNNL_ARG_WEIGHTS, weights},
+                                       {DNNL_ARG_DIFF_SRC, memory(pd->diff_src_desc(), context.engine, dx)}});
+    context.stream.wait();
+  });
+}
+
+}  // namespace retrain

@@ -1,0 +1,113 @@
+import { before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { selectBackend } from '../../../engine/backend/backend.js';
+import { buildResNet50 } from '../../../engine/model/resnet50.js';
+import { loadOneDnn, type OneDnnAddon } from '../../../engine/native/onednn.js';
+import { trainStep } from '../../../engine/training/train-step.js';
+import { caseData, convResults, relativeError, resnetConvCases, type ConvCase } from '../../helpers/conv-cases.js';
+
+/** Shapes ResNet-50 has at 32 px, plus batch 1, odd sizes and asymmetric 'same' padding. */
+function cases(): ConvCase[] {
+  return [
+    ...resnetConvCases(32, 2),
+    ...resnetConvCases(48, 1),
+    { input: [3, 15, 13, 5], kernel: 3, stride: 2, padding: 'same', filters: 7 },
+    { input: [1, 9, 9, 3], kernel: 7, stride: 2, padding: 'same', filters: 4 },
+    { input: [2, 7, 11, 6], kernel: 1, stride: 2, padding: 'valid', filters: 9 },
+  ];
+}
+
+/** On the active backend: fused conv (bias, ReLU) and matmuls with every transpose, bias and ReLU. */
+function denseResults(seed: number) {
+  return tf.tidy(() => {
+    const r = (shape: number[], s: number) => tf.randomNormal(shape, 0, 1, 'float32', seed + s);
+    const x = r([2, 6, 6, 4], 1) as tf.Tensor4D;
+    const filter = r([3, 3, 4, 5], 2) as tf.Tensor4D;
+    const fused = tf.fused.conv2d({ x, filter, strides: 1, pad: 'same', bias: r([5], 3), activation: 'relu' });
+    const a = r([5, 7], 4) as tf.Tensor2D;
+    const b = r([7, 3], 5) as tf.Tensor2D;
+    const outputs = [
+      fused,
+      tf.matMul(a, b),
+      tf.matMul(tf.transpose(a), b, true, false),
+      tf.matMul(a, tf.transpose(b), false, true),
+      tf.matMul(r([4, 5, 7], 6), r([4, 7, 3], 7)),
+      tf.fused.matMul({ a, b, bias: r([3], 8), activation: 'relu' }),
+    ];
+    return outputs.map((t) => t.dataSync().slice() as Float32Array);
+  });
+}
+
+describe('oneDNN kernels for the wasm backend', () => {
+  let addon: OneDnnAddon;
+  before(() => {
+    const loaded = loadOneDnn();
+    if ('missing' in loaded) throw new Error(`the addon is ${loaded.missing}: ./scripts/test installs libdnnl-dev and builds it`);
+    addon = loaded.addon;
+  });
+
+  it('equal the cpu backend within 1e-4 on every ResNet-50 convolution, forward and both gradients', async () => {
+    await selectBackend('cpu');
+    const all = cases();
+    const data = all.map((c, i) => caseData(c, i));
+    const reference = all.map((c, i) => convResults(c, data[i]));
+    const dense = denseResults(40);
+    const wasm = await selectBackend('wasm', { nativeKernels: true });
+    assert.equal(wasm.kernels, `onednn ${addon.version()}`);
+    const before = tf.memory().numTensors;
+    const ours = all.map((c, i) => convResults(c, data[i]));
+    assert.equal(tf.memory().numTensors, before);
+    all.forEach((c, i) => {
+      const label = `${c.kernel}x${c.kernel}/${c.stride} ${c.padding} on [${c.input}] -> ${c.filters}`;
+      for (const part of ['y', 'dx', 'dFilter'] as const) {
+        const error = relativeError(ours[i][part], reference[i][part]);
+        assert.ok(error <= 1e-4, `${part} of ${label}: ${error}`);
+      }
+    });
+    denseResults(40).forEach((values, i) => assert.ok(relativeError(values, dense[i]) <= 1e-5, `dense case ${i}`));
+  });
+
+  it('answer bad shapes with a JavaScript error naming the kernel, not a crash', () => {
+    const geometry = Int32Array.from([1, 4, 4, 2, 3, 3, 2, 4, 4, 1, 1, 1, 1, 1, 1, 1, 1]);
+    const small = new Float32Array(3);
+    assert.throws(
+      () => addon.conv2d(small, new Float32Array(36), null, new Float32Array(32), geometry, false, 0),
+      /^Error: Conv2D: x holds 3 values/,
+    );
+    const wrongOut = Int32Array.from([1, 4, 4, 2, 3, 3, 2, 9, 9, 1, 1, 1, 1, 1, 1, 1, 1]);
+    assert.throws(
+      () => addon.conv2dBackpropFilter(new Float32Array(32), new Float32Array(162), new Float32Array(36), wrongOut),
+      /^Error: Conv2DBackpropFilter: output size/,
+    );
+    assert.throws(
+      () => addon.matMul(new Float32Array(4), new Float32Array(4), null, new Float32Array(4), Int32Array.from([1, 2, 2]), false),
+      /^Error: BatchMatMul: dims/,
+    );
+    assert.throws(() => addon.conv2dBackpropInput(small, small, small, new Int32Array(3), 0), /^Error: Conv2DBackpropInput: geometry/);
+  });
+
+  it('leak neither tensors nor native memory over 50 training steps', async () => {
+    await selectBackend('wasm', { nativeKernels: true });
+    const resnet = buildResNet50({
+      mode: 'fine_tuning',
+      numClasses: 3,
+      inputSize: 32,
+      seed: 1,
+      fineTuning: { trainableFrom: 'layer3', freezeBatchNorm: true },
+    });
+    const optimizer = tf.train.adam(1e-3);
+    const x = tf.randomNormal<tf.Rank.R4>([4, 32, 32, 3], 0, 1, 'float32', 7);
+    const y = tf.oneHot(tf.tensor1d([0, 1, 2, 0], 'int32'), 3) as tf.Tensor2D;
+    const step = () => trainStep(resnet.model, optimizer, x, y);
+    for (let i = 0; i < 10; i++) step();
+    const tensors = tf.memory().numTensors;
+    const rss = process.memoryUsage().rss;
+    for (let i = 0; i < 40; i++) step();
+    assert.equal(tf.memory().numTensors, tensors);
+    // New filters every step: were their reorders kept, 40 steps would hold 40 copies of layer3-4 (~90 MB each).
+    const grownMiB = (process.memoryUsage().rss - rss) / 2 ** 20;
+    assert.ok(grownMiB < 64, `RSS grew ${grownMiB.toFixed(0)} MiB over 40 steps`);
+    resnet.model.dispose();
+  });
+});
