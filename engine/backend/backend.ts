@@ -4,6 +4,7 @@ import { BackendChoice, type BackendReport } from '../../schemas/model.js';
 import { registerOneDnnKernels } from '../native/kernels/register.js';
 import { loadOneDnn } from '../native/onednn.js';
 import { registerWasmTrainingKernels } from './wasm-conv-gradients.js';
+import { registerSharedIdentity } from './wasm-identity.js';
 
 export type { BackendChoice };
 /** What runs the tensors; `nativeKernelsMissing` says why wasm runs without the oneDNN kernels (one log line's worth). */
@@ -32,6 +33,7 @@ function packageVersion(name: string): string {
 /** The kernels under the wasm backend: oneDNN's once registered (for the life of the process), else wasm's own. */
 function wasmKernels(nativeKernels: boolean): Pick<BackendInfo, 'kernels' | 'nativeKernelsMissing'> {
   registerWasmTrainingKernels();
+  registerSharedIdentity();
   if (!nativeKernels) return { kernels: 'wasm', nativeKernelsMissing: 'turned off (RETRAIN_NATIVE_KERNELS=0)' };
   const loaded = loadOneDnn();
   if ('missing' in loaded) return { kernels: 'wasm', nativeKernelsMissing: `the oneDNN addon is ${loaded.missing}` };

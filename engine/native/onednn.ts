@@ -17,6 +17,10 @@ export interface OneDnnAddon {
   conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, geometry: Int32Array, filterId: number): void;
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dFilter: Float32Array, geometry: Int32Array): void;
   matMul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, dims: Int32Array, relu: boolean): void;
+  /** kind 0 add, 1 multiply, 2 subtract; a [rows, channels], b [bRows, channels] with bRows 1 or rows. */
+  binary(kind: number, a: Float32Array, b: Float32Array, out: Float32Array, rows: number, channels: number, bRows: number): void;
+  reluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, elements: number): void;
+  maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, dims: Int32Array): void;
 }
 
 const ADDON = path.resolve(import.meta.dirname, '../../build/Release/onednn_kernels.node');

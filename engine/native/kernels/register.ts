@@ -1,6 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
 import { makeBatchMatMul } from './batch-mat-mul.js';
+import { makeBinary } from './binary.js';
+import { makeMaxPoolGrad } from './max-pool-grad.js';
+import { makeReluGrad, registerReluGradient, RELU_GRAD } from './relu-grad.js';
 import { makeConv2D } from './conv2d.js';
 import { makeConv2DBackpropFilter } from './conv2d-backprop-filter.js';
 import { makeConv2DBackpropInput } from './conv2d-backprop-input.js';
@@ -13,6 +16,10 @@ const NATIVE: Record<string, (addon: OneDnnAddon, stock: tf.KernelFunc) => tf.Ke
   Conv2DBackpropFilter: makeConv2DBackpropFilter,
   BatchMatMul: makeBatchMatMul,
   _FusedMatMul: makeBatchMatMul,
+  Add: makeBinary('Add'),
+  Multiply: makeBinary('Multiply'),
+  Sub: makeBinary('Sub'),
+  MaxPoolGrad: makeMaxPoolGrad,
 };
 
 let registered = false;
@@ -26,5 +33,7 @@ export function registerOneDnnKernels(addon: OneDnnAddon): void {
     tf.unregisterKernel(kernelName, 'wasm');
     tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: make(addon, previous.kernelFunc) });
   }
+  tf.registerKernel({ kernelName: RELU_GRAD, backendName: 'wasm', kernelFunc: makeReluGrad(addon) });
+  registerReluGradient();
   registered = true;
 }

@@ -77,6 +77,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["conv2dBackpropInput"] = Napi::Function::New(env, Conv2DBackpropInput);
   exports["conv2dBackpropFilter"] = Napi::Function::New(env, Conv2DBackpropFilter);
   exports["matMul"] = Napi::Function::New(env, MatMul);
+  exports["binary"] = Napi::Function::New(env, Binary);
+  exports["reluGrad"] = Napi::Function::New(env, ReluGrad);
+  exports["maxPoolGrad"] = Napi::Function::New(env, MaxPoolGrad);
   return exports;
 }
 

@@ -76,5 +76,8 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info);
 Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info);
 Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info);
 Napi::Value MatMul(const Napi::CallbackInfo& info);
+Napi::Value Binary(const Napi::CallbackInfo& info);
+Napi::Value ReluGrad(const Napi::CallbackInfo& info);
+Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info);
 
 }  // namespace retrain

@@ -18,7 +18,10 @@ function cases(): ConvCase[] {
   ];
 }
 
-/** On the active backend: fused conv (bias, ReLU) and matmuls with every transpose, bias and ReLU. */
+/**
+ * On the active backend: fused conv (bias, ReLU), matmuls with every transpose, bias and ReLU, large
+ * elementwise ops (same shape and per channel), and the max-pooling and ReLU gradients.
+ */
 function denseResults(seed: number) {
   return tf.tidy(() => {
     const r = (shape: number[], s: number) => tf.randomNormal(shape, 0, 1, 'float32', seed + s);
@@ -35,6 +38,16 @@ function denseResults(seed: number) {
       tf.matMul(r([4, 5, 7], 6), r([4, 7, 3], 7)),
       tf.fused.matMul({ a, b, bias: r([3], 8), activation: 'relu' }),
     ];
+    const big = r([2, 16, 16, 32], 9);
+    const other = r([2, 16, 16, 32], 10);
+    const channel = r([32], 11);
+    outputs.push(tf.mul(big, channel), tf.mul(channel, big), tf.add(big, other), tf.sub(big, other), tf.sub(big, channel));
+    const pooled = r([2, 8, 8, 8], 12);
+    const [poolGrad] = tf.grads((input) => tf.sum(tf.mul(tf.maxPool(input as tf.Tensor4D, 3, 2, 'valid'), pooled)))([
+      r([2, 17, 17, 8], 13),
+    ]);
+    const [reluGrad] = tf.grads((input) => tf.sum(tf.mul(tf.relu(input), other)))([big]);
+    outputs.push(poolGrad, reluGrad);
     return outputs.map((t) => t.dataSync().slice() as Float32Array);
   });
 }

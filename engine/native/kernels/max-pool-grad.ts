@@ -1,0 +1,46 @@
+import * as tf from '@tensorflow/tfjs';
+import type { OneDnnAddon } from '../onednn.js';
+import { heapViews, type WasmBackend } from './heap.js';
+
+interface PoolAttrs {
+  filterSize: [number, number] | number;
+  strides: [number, number] | number;
+  pad: 'valid' | 'same' | number;
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+}
+
+/** MaxPoolGrad (wasm's own is a scalar loop that costs as much as a ResNet stage's convolutions). */
+export function makeMaxPoolGrad(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const backend = args.backend as WasmBackend;
+    const { dy, input } = args.inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
+    const { filterSize, strides, pad, dimRoundingMode } = args.attrs as unknown as PoolAttrs;
+    if (input.shape.length !== 4 || input.dtype !== 'float32') return stock(args);
+    const info = tf.backend_util.computePool2DInfo(
+      input.shape as [number, number, number, number],
+      filterSize,
+      strides,
+      1,
+      pad,
+      dimRoundingMode,
+    );
+    const { padInfo } = info;
+    const dx = backend.makeOutput(input.shape, 'float32');
+    const [dyData, xData, dxData] = heapViews(backend, [dy, input, dx]);
+    const dims = Int32Array.from([
+      ...input.shape,
+      info.outHeight,
+      info.outWidth,
+      info.filterHeight,
+      info.filterWidth,
+      info.strideHeight,
+      info.strideWidth,
+      padInfo.top,
+      padInfo.left,
+      padInfo.bottom,
+      padInfo.right,
+    ]);
+    addon.maxPoolGrad(dyData, xData, dxData, dims);
+    return dx;
+  };
+}

@@ -1,0 +1,36 @@
+import * as tf from '@tensorflow/tfjs';
+import type { OneDnnAddon } from '../onednn.js';
+import { heapViews, type WasmBackend } from './heap.js';
+
+/** A kernel of this project's: tfjs has no ReLU-gradient kernel, its gradient is step, cast and multiply. */
+export const RELU_GRAD = 'RetrainReluGrad';
+
+export function makeReluGrad(addon: OneDnnAddon): tf.KernelFunc {
+  return (args) => {
+    const backend = args.backend as WasmBackend;
+    const { dy, x } = args.inputs as { dy: tf.TensorInfo; x: tf.TensorInfo };
+    const dx = backend.makeOutput(x.shape, 'float32');
+    const [dyData, xData, dxData] = heapViews(backend, [dy, x, dx]);
+    addon.reluGrad(dyData, xData, dxData, xData.length);
+    return dx;
+  };
+}
+
+/**
+ * ReLU's gradient in one pass where this backend has the kernel, tfjs' own formula elsewhere (the
+ * gradient registry is shared by every backend, so it must serve them all).
+ */
+export function registerReluGradient(): void {
+  tf.registerGradient({
+    kernelName: 'Relu',
+    inputsToSave: ['x'],
+    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+      if (Array.isArray(dy)) throw new Error('Relu has one output');
+      const [x] = saved;
+      const native = tf.getKernel(RELU_GRAD, tf.getBackend()) !== undefined && x.dtype === 'float32';
+      return {
+        x: () => (native ? tf.engine().runKernel<tf.Tensor>(RELU_GRAD, { dy, x }) : tf.mul(dy, tf.cast(tf.step(x), 'float32'))),
+      };
+    },
+  });
+}
