@@ -1,7 +1,9 @@
 // npm run bench [-- --backends wasm,cpu --sizes 224,112 --cache-job-size 64]
-// Prints one JSON document: images/s of inference, a feature-extraction step and a fine-tuning step
+// Prints one JSON document: images/s of inference, a feature-extraction step and a fine-tuning step,
+// beside PyTorch on the same work in the same run (scripts/torch_bench.py) with the ratio,
 // per backend and input size, and the wall time of a 10-epoch feature-extraction job on 500 images
 // with and without the CNN-code cache. Compare ratios within one run: the machines are noisy.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -72,7 +74,7 @@ function measure(backend: BackendInfo, size: number) {
     const seconds = time(() => void (model.predict(images) as tf.Tensor).dataSync());
     return { seconds, imagesPerSecond: batch / seconds };
   });
-  rows.push({ backend: backend.choice, inputSize: size, batch, measurement: 'inference', ...inference });
+  rows.push({ backend: backend.choice, kernels: backend.kernels, inputSize: size, batch, measurement: 'inference', ...inference });
   // Backpropagation costs ~2x the forward pass through XNNPACK or TensorFlow, far more in pure JS.
   const estimate = (inference.seconds as number) * (backend.choice === 'cpu' ? 60 : 3);
   for (const [measurement, config] of [
@@ -85,6 +87,7 @@ function measure(backend: BackendInfo, size: number) {
     if (measurement === 'fine_tuning_step' && estimate > maxStepSeconds) {
       rows.push({
         backend: backend.choice,
+        kernels: backend.kernels,
         inputSize: size,
         batch,
         measurement,
@@ -99,7 +102,7 @@ function measure(backend: BackendInfo, size: number) {
       optimizer.dispose();
       return { seconds, imagesPerSecond: batch / seconds, microBatch: Math.min(slices, batch) };
     });
-    rows.push({ backend: backend.choice, inputSize: size, batch, measurement, ...result });
+    rows.push({ backend: backend.choice, kernels: backend.kernels, inputSize: size, batch, measurement, ...result });
   }
   tf.dispose([images, labels]);
   return rows;
@@ -166,6 +169,47 @@ for (const choice of requested) {
     }
   }
 }
+/** PyTorch (Debian's python3-torch) on the same work, in this run: its best layout per row, and our ratio to it. */
+function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] } {
+  const run = spawnSync(
+    '/usr/bin/python3',
+    [
+      path.join(import.meta.dirname, '../scripts/torch_bench.py'),
+      '--sizes',
+      values.sizes,
+      '--batch',
+      values.batch,
+      '--threads',
+      String(os.cpus().length),
+    ],
+    { encoding: 'utf8' },
+  );
+  if (run.status !== 0) return { peer: { unavailable: run.stderr.trim().split('\n').at(-1) ?? `exit ${run.status}` }, comparison: [] };
+  const peer = JSON.parse(run.stdout) as {
+    results: Array<{ inputSize: number; measurement: string; layout: string; imagesPerSecond: number }>;
+  };
+  const comparison = results.flatMap((row) => {
+    const ours = row as { backend: string; kernels: string; inputSize: number; measurement: string; imagesPerSecond?: number };
+    const theirs = peer.results.filter((p) => p.inputSize === ours.inputSize && p.measurement === ours.measurement);
+    if (!ours.imagesPerSecond || theirs.length === 0) return [];
+    const best = theirs.reduce((a, b) => (b.imagesPerSecond > a.imagesPerSecond ? b : a));
+    return [
+      {
+        backend: ours.backend,
+        kernels: ours.kernels,
+        inputSize: ours.inputSize,
+        measurement: ours.measurement,
+        imagesPerSecond: ours.imagesPerSecond,
+        pytorchImagesPerSecond: best.imagesPerSecond,
+        pytorchLayout: best.layout,
+        ratio: ours.imagesPerSecond / best.imagesPerSecond,
+      },
+    ];
+  });
+  return { peer, comparison };
+}
+
+const { peer, comparison } = pytorchPeer();
 process.stdout.write(
-  `${JSON.stringify({ machine: { cpus: os.cpus().length, node: process.version }, results, featureExtractionJob: cache, unavailable }, null, 2)}\n`,
+  `${JSON.stringify({ machine: { cpus: os.cpus().length, node: process.version, cpu: os.cpus()[0]?.model }, comparison, results, pytorch: peer, featureExtractionJob: cache, unavailable }, null, 2)}\n`,
 );
