@@ -15,9 +15,10 @@ import { LocalArtifactStore } from '../common/artifact-store.js';
 import { JobArtifacts } from '../common/job-artifacts.js';
 import { BackendChoice, type ModelConfig } from '../schemas/model.js';
 import { selectBackend, type BackendInfo } from '../engine/backend/backend.js';
-import { buildResNet50 } from '../engine/model/resnet50.js';
+import { buildResNet50, type ResNet50 } from '../engine/model/resnet50.js';
 import { summarize } from '../engine/model/summary.js';
 import { trainStep, wasmMicroBatchSize } from '../engine/training/train-step.js';
+import { backboneOf, headOnCodes } from '../workers/training/feature-cache.js';
 import { runJob } from '../workers/training/run-job.js';
 
 const { values } = parseArgs({
@@ -60,17 +61,17 @@ function measure(backend: BackendInfo, size: number) {
     ),
     5,
   ) as tf.Tensor2D;
-  const withModel = (config: ModelConfig, body: (m: tf.LayersModel, microBatch: number) => Record<string, unknown>) => {
+  const withModel = (config: ModelConfig, body: (m: ResNet50, microBatch: number) => Record<string, unknown>) => {
     const resnet = buildResNet50(config);
     const { totals } = summarize(resnet, 0);
     const microBatch = backend.choice === 'wasm' ? wasmMicroBatchSize(totals.forwardBackwardPassBytes, totals.paramsBytes) : batch;
     try {
-      return body(resnet.model, microBatch);
+      return body(resnet, microBatch);
     } finally {
       resnet.model.dispose();
     }
   };
-  const inference = withModel({ mode: 'pretrained', numClasses: 1000, inputSize: size }, (model) => {
+  const inference = withModel({ mode: 'pretrained', numClasses: 1000, inputSize: size }, ({ model }) => {
     const seconds = time(() => void (model.predict(images) as tf.Tensor).dataSync());
     return { seconds, imagesPerSecond: batch / seconds };
   });
@@ -95,10 +96,17 @@ function measure(backend: BackendInfo, size: number) {
       });
       continue;
     }
-    const result = withModel(config, (model, microBatch) => {
+    const result = withModel(config, (resnet, microBatch) => {
       const optimizer = tf.train.adam(1e-3);
-      const slices = microBatch;
-      const seconds = time(() => void trainStep(model, optimizer, images, labels, { microBatchSize: slices }));
+      // As a job trains: feature extraction runs the frozen backbone forward only and trains the head
+      // on its codes; fine-tuning steps through the whole network in heap-sized slices.
+      const extracting = measurement === 'feature_extraction_step';
+      const [backbone, head] = [backboneOf(resnet), headOnCodes(resnet)];
+      const slices = extracting ? batch : microBatch;
+      const step = extracting
+        ? () => tf.tidy(() => void trainStep(head, optimizer, backbone.predict(images) as tf.Tensor, labels))
+        : () => void trainStep(resnet.model, optimizer, images, labels, { microBatchSize: slices });
+      const seconds = time(step);
       optimizer.dispose();
       return { seconds, imagesPerSecond: batch / seconds, microBatch: Math.min(slices, batch) };
     });

@@ -20,7 +20,12 @@ describe('cancel, resume and failing fast', () => {
   let worker: WorkerProcess;
   before(async () => {
     // No ImageNet weights at this path: jobs asking for them must fail at once.
-    service = await startService('cancel', { IMAGENET_WEIGHTS: path.join('/nonexistent', 'resnet50.safetensors'), JOB_ATTEMPTS: '3' });
+    // These jobs run on wasm's own kernels: the fallback where the oneDNN addon is missing or turned off.
+    service = await startService('cancel', {
+      IMAGENET_WEIGHTS: path.join('/nonexistent', 'resnet50.safetensors'),
+      JOB_ATTEMPTS: '3',
+      RETRAIN_NATIVE_KERNELS: '0',
+    });
     worker = await service.startWorker();
   });
   after(() => service.stop());
@@ -31,6 +36,12 @@ describe('cancel, resume and failing fast', () => {
     return response.body as JobStatus;
   };
   const metricsOf = async (id: string) => (await service.http().get(`/v1/jobs/${id}/metrics`)).body as Metrics;
+
+  it('says in one line that it runs without the native kernels, and reports wasm ones', async () => {
+    assert.equal(worker.output().match(/native kernels off/g)?.length, 1, worker.output());
+    const ready = await service.http().get('/readyz');
+    assert.equal(ready.body.workers[0].backend.kernels, 'wasm');
+  });
 
   it('fails a job that needs missing ImageNet weights at once, without retries, saying how to provide them', async () => {
     const job = await submit({ ...slowSpec, weights: 'imagenet', epochs: 1 });

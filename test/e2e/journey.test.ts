@@ -97,6 +97,7 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
       const status = await pollJob(service, submitted.body.id, finished);
       assert.equal(status.state, 'completed', JSON.stringify(status.failure));
       assert.equal(status.backend?.choice, 'wasm');
+      assert.match(status.backend?.kernels ?? '', /^onednn \d/, 'the worker trains with the oneDNN kernels npm ci built');
       assert.equal(status.progress.percent, 100);
       const id = status.id;
 
@@ -274,5 +275,6 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
     assert.equal(ready.status, 200);
     assert.equal(ready.body.workers.length, 1);
     assert.equal(ready.body.workers[0].backend.choice, 'wasm');
+    assert.match(ready.body.workers[0].backend.kernels, /^onednn \d/);
   });
 });

@@ -83,6 +83,21 @@ export async function featureCodes(
   return { codes: codesByFile(files, all), backboneImages: images.length, cacheHit: false };
 }
 
+/** The frozen backbone alone: image in, 2048-D CNN code (after avgpool) out. */
+export function backboneOf(resnet: ResNet50): tf.LayersModel {
+  return tf.model({ inputs: resnet.model.inputs, outputs: resnet.model.getLayer('flatten').output });
+}
+
+/** Codes of each batch of pixels, computed as they come (inference mode, no gradient tape). */
+export function liveCodes(backbone: tf.LayersModel): (pixels: BatchSource) => BatchSource {
+  return (pixels) => async (batch) => {
+    const x = await pixels(batch);
+    const codes = tf.tidy(() => backbone.predict(x) as tf.Tensor);
+    x.dispose();
+    return codes;
+  };
+}
+
 /** The head alone, on CNN codes; it shares its layer (and so its weights) with the full model. */
 export function headOnCodes(resnet: ResNet50): tf.LayersModel {
   const codes = tf.input({ shape: [FEATURE_DIM], name: 'cnn_codes' });

@@ -9,7 +9,7 @@ import { trainStep, wasmMicroBatchSize } from '../../engine/training/train-step.
 import type { JobModel } from './build-model.js';
 import { restoreEpochWeights, resumeFromLatestCheckpoint, writeCheckpoint } from './checkpoints.js';
 import { evaluate, evaluationOf, predictionsOf, round, type BatchSource } from './evaluate.js';
-import { codeBatches, featureCacheKey, featureCodes, headOnCodes, weightsFingerprint } from './feature-cache.js';
+import { backboneOf, codeBatches, featureCacheKey, featureCodes, headOnCodes, liveCodes, weightsFingerprint } from './feature-cache.js';
 import { InvalidJobError, JobCancelledError, type JobContext } from './job-context.js';
 import type { JobData } from './load-data.js';
 import type { ProgressReporter } from './progress-reporter.js';
@@ -112,18 +112,6 @@ async function prepareRun(
   metrics.classWeights = classWeights;
   const { augmentation } = spec;
   const augmenting = augmentation.randomResizedCrop || augmentation.horizontalFlip;
-  if (spec.mode === 'feature_extraction' && !augmenting && ctx.useFeatureCache !== false) {
-    const inputs = await cachedCodeInputs(ctx, spec, model, data, reporter, metrics);
-    return {
-      spec,
-      network: headOnCodes(model.resnet),
-      inputs,
-      trainInputs: () => inputs,
-      microBatchSize: spec.batchSize,
-      numClasses,
-      classWeights,
-    };
-  }
   const pixels: BatchSource = (batch) => data.loader.batch(batch);
   const trainIndex = new Map(data.train.map((image, i) => [image.file, i]));
   // Each image's crop and flip are a function of (seed, epoch, image): reproducible, resumable.
@@ -134,6 +122,18 @@ async function prepareRun(
         ...augmentation,
         random: seededRandom(mixSeed(mixSeed(spec.seed, epoch), trainIndex.get(image.file) ?? 0)),
       }));
+  if (spec.mode === 'feature_extraction') {
+    // The frozen backbone runs forward only, in inference mode: from cached codes, or on every batch
+    // when augmentation makes each epoch's crops new. Only the head trains, on the codes.
+    const head = { spec, network: headOnCodes(model.resnet), microBatchSize: spec.batchSize, numClasses, classWeights };
+    if (!augmenting && ctx.useFeatureCache !== false) {
+      const inputs = await cachedCodeInputs(ctx, spec, model, data, reporter, metrics);
+      return { ...head, inputs, trainInputs: () => inputs };
+    }
+    const backbone = backboneOf(model.resnet);
+    const codes = liveCodes(backbone);
+    return { ...head, inputs: codes(pixels), trainInputs: augmenting ? (epoch) => codes(augmented(epoch)) : () => codes(pixels) };
+  }
   // A step through the whole network keeps every activation for the backward pass: on wasm, slice
   // the batch to fit the heap.
   const { totals } = model.summary;
