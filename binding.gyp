@@ -9,12 +9,13 @@
         "engine/native/src/conv2d_backprop_filter.cc",
         "engine/native/src/matmul.cc",
         "engine/native/src/binary.cc",
-        "engine/native/src/max_pool_grad.cc"
+        "engine/native/src/max_pool_grad.cc",
+        "engine/native/src/adam.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-ffp-contract=off"],
       "ldflags": ["-fopenmp"],
       "libraries": ["-ldnnl"]
     }

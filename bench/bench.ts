@@ -17,6 +17,7 @@ import { BackendChoice, type ModelConfig } from '../schemas/model.js';
 import { selectBackend, type BackendInfo } from '../engine/backend/backend.js';
 import { buildResNet50, type ResNet50 } from '../engine/model/resnet50.js';
 import { summarize } from '../engine/model/summary.js';
+import { FusedAdamOptimizer } from '../engine/training/adam.js';
 import { trainStep, wasmMicroBatchSize } from '../engine/training/train-step.js';
 import { backboneOf, headOnCodes } from '../workers/training/feature-cache.js';
 import { runJob } from '../workers/training/run-job.js';
@@ -97,7 +98,7 @@ function measure(backend: BackendInfo, size: number) {
       continue;
     }
     const result = withModel(config, (resnet, microBatch) => {
-      const optimizer = tf.train.adam(1e-3);
+      const optimizer = new FusedAdamOptimizer(1e-3, 0.9, 0.999, 1e-8);
       // As a job trains: feature extraction runs the frozen backbone forward only and trains the head
       // on its codes; fine-tuning steps through the whole network in heap-sized slices.
       const extracting = measurement === 'feature_extraction_step';

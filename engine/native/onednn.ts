@@ -21,6 +21,17 @@ export interface OneDnnAddon {
   binary(kind: number, a: Float32Array, b: Float32Array, out: Float32Array, rows: number, channels: number, bRows: number): void;
   reluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, elements: number): void;
   maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, dims: Int32Array): void;
+  /** scalars: [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate] */
+  adam(
+    value: Float32Array,
+    gradient: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    newValue: Float32Array,
+    newM: Float32Array,
+    newV: Float32Array,
+    scalars: Float32Array,
+  ): void;
 }
 
 const ADDON = path.resolve(import.meta.dirname, '../../build/Release/onednn_kernels.node');

@@ -5,6 +5,7 @@ import { emptyMetrics, type EpochMetrics, type Metrics } from '../../schemas/met
 import { mixSeed, seededRandom, shuffled } from '../../engine/data/random.js';
 import { classificationReport, topIndices } from '../../engine/training/classification-report.js';
 import { bestEpochOf, classWeightsFor, learningRateAt, setLearningRate, shouldStop } from '../../engine/training/controls.js';
+import { FusedAdamOptimizer } from '../../engine/training/adam.js';
 import { trainStep, wasmMicroBatchSize } from '../../engine/training/train-step.js';
 import type { JobModel } from './build-model.js';
 import { restoreEpochWeights, resumeFromLatestCheckpoint, writeCheckpoint } from './checkpoints.js';
@@ -33,7 +34,7 @@ interface TrainingRun {
 
 const optimizerFor = ({ optimizer }: TrainingJobSpec): tf.Optimizer =>
   optimizer.type === 'adam'
-    ? tf.train.adam(optimizer.learningRate, 0.9, 0.999, 1e-8) // torch.optim.Adam's defaults
+    ? new FusedAdamOptimizer(optimizer.learningRate, 0.9, 0.999, 1e-8) // torch.optim.Adam's defaults
     : optimizer.momentum > 0
       ? tf.train.momentum(optimizer.learningRate, optimizer.momentum)
       : tf.train.sgd(optimizer.learningRate);

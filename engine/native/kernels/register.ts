@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
+import { ADAM, makeAdam } from './adam.js';
 import { makeBatchMatMul } from './batch-mat-mul.js';
 import { makeBinary } from './binary.js';
 import { makeMaxPoolGrad } from './max-pool-grad.js';
@@ -34,6 +35,7 @@ export function registerOneDnnKernels(addon: OneDnnAddon): void {
     tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: make(addon, previous.kernelFunc) });
   }
   tf.registerKernel({ kernelName: RELU_GRAD, backendName: 'wasm', kernelFunc: makeReluGrad(addon) });
+  tf.registerKernel({ kernelName: ADAM, backendName: 'wasm', kernelFunc: makeAdam(addon) });
   registerReluGradient();
   registered = true;
 }

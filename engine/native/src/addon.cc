@@ -80,6 +80,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["binary"] = Napi::Function::New(env, Binary);
   exports["reluGrad"] = Napi::Function::New(env, ReluGrad);
   exports["maxPoolGrad"] = Napi::Function::New(env, MaxPoolGrad);
+  exports["adam"] = Napi::Function::New(env, Adam);
   return exports;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 #include <napi.h>
 #include <dnnl.hpp>
+#include <cmath>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -79,5 +80,6 @@ Napi::Value MatMul(const Napi::CallbackInfo& info);
 Napi::Value Binary(const Napi::CallbackInfo& info);
 Napi::Value ReluGrad(const Napi::CallbackInfo& info);
 Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info);
+Napi::Value Adam(const Napi::CallbackInfo& info);
 
 }  // namespace retrain

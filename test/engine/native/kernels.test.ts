@@ -4,7 +4,9 @@ import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../../../engine/backend/backend.js';
 import { buildResNet50 } from '../../../engine/model/resnet50.js';
 import { loadOneDnn, type OneDnnAddon } from '../../../engine/native/onednn.js';
+import { FusedAdamOptimizer } from '../../../engine/training/adam.js';
 import { trainStep } from '../../../engine/training/train-step.js';
+import { bitIdentical, maxAbsDifference } from '../../helpers/tf.js';
 import { caseData, convResults, relativeError, resnetConvCases, type ConvCase } from '../../helpers/conv-cases.js';
 
 /** Shapes ResNet-50 has at 32 px, plus batch 1, odd sizes and asymmetric 'same' padding. */
@@ -98,6 +100,46 @@ describe('oneDNN kernels for the wasm backend', () => {
       /^Error: BatchMatMul: dims/,
     );
     assert.throws(() => addon.conv2dBackpropInput(small, small, small, new Int32Array(3), 0), /^Error: Conv2DBackpropInput: geometry/);
+    const four = () => new Float32Array(4);
+    assert.throws(
+      () => addon.adam(four(), small, four(), four(), four(), four(), four(), new Float32Array(8)),
+      /^Error: Adam: gradient holds 3/,
+    );
+  });
+
+  it("update with Adam in one pass to tfjs' Adam's bits, and continue it from a saved state", async () => {
+    await selectBackend('wasm', { nativeKernels: true });
+    const variables = (tag: string) =>
+      [[300, 400], [3, 3, 8, 16], [7]].map((shape, i) => tf.variable(tf.randomNormal(shape, 0, 1, 'float32', i + 1), true, `${tag}/${i}`));
+    const gradientsFor = (vars: tf.Variable[], step: number) =>
+      Object.fromEntries(vars.map((v, i) => [v.name, tf.randomNormal(v.shape, 0, 1, 'float32', 100 * step + i)]));
+    const stock = variables('stock');
+    const fused = variables('fused');
+    // Both through the same path: three steps, a checkpoint, a new optimizer from it, two more steps.
+    const train = async (make: () => tf.Optimizer, vars: tf.Variable[]) => {
+      const first = make();
+      for (const step of [1, 2, 3]) tf.tidy(() => first.applyGradients(gradientsFor(vars, step)));
+      const resumed = make();
+      await resumed.setWeights(await first.getWeights());
+      for (const step of [4, 5]) tf.tidy(() => resumed.applyGradients(gradientsFor(vars, step)));
+      const state = await resumed.getWeights();
+      first.dispose();
+      return { state, dispose: () => resumed.dispose() };
+    };
+    const ours = await train(() => new FusedAdamOptimizer(1e-2, 0.9, 0.999, 1e-8), fused);
+    const theirs = await train(() => tf.train.adam(1e-2, 0.9, 0.999, 1e-8), stock);
+    stock.forEach((v, i) => assert.ok(bitIdentical(v.dataSync() as Float32Array, fused[i].dataSync() as Float32Array), `variable ${i}`));
+    assert.deepEqual(
+      ours.state.map((w) => w.name.replace('fused', 'stock')),
+      theirs.state.map((w) => w.name),
+    );
+    theirs.state.forEach((w, i) =>
+      assert.ok(bitIdentical(w.tensor.dataSync() as Float32Array, ours.state[i].tensor.dataSync() as Float32Array), w.name),
+    );
+    assert.ok(maxAbsDifference(stock[0].dataSync(), tf.randomNormal([300, 400], 0, 1, 'float32', 1).dataSync()) > 1e-3, 'Adam moved it');
+    ours.dispose();
+    theirs.dispose();
+    tf.dispose([...stock, ...fused]);
   });
 
   it('leak neither tensors nor native memory over 50 training steps', async () => {
@@ -109,7 +151,7 @@ describe('oneDNN kernels for the wasm backend', () => {
       seed: 1,
       fineTuning: { trainableFrom: 'layer3', freezeBatchNorm: true },
     });
-    const optimizer = tf.train.adam(1e-3);
+    const optimizer = new FusedAdamOptimizer(1e-3, 0.9, 0.999, 1e-8);
     const x = tf.randomNormal<tf.Rank.R4>([4, 32, 32, 3], 0, 1, 'float32', 7);
     const y = tf.oneHot(tf.tensor1d([0, 1, 2, 0], 'int32'), 3) as tf.Tensor2D;
     const step = () => trainStep(resnet.model, optimizer, x, y);

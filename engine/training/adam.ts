@@ -1,0 +1,65 @@
+import * as tf from '@tensorflow/tfjs';
+import { ADAM, type AdamAttrs } from '../native/kernels/adam.js';
+
+/** What tfjs' AdamOptimizer keeps privately: moments per variable (in gradient order) and beta powers. */
+interface AdamState {
+  accBeta1: tf.Variable;
+  accBeta2: tf.Variable;
+  accumulatedFirstMoment: Array<{ originalName: string; variable: tf.Variable } | undefined>;
+  accumulatedSecondMoment: Array<{ originalName: string; variable: tf.Variable } | undefined>;
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+  learningRate: number;
+}
+
+/**
+ * tfjs' Adam (same state, checkpoints and float32 results) that updates each variable in one native
+ * pass where the backend has the kernel, and is tfjs' own elsewhere.
+ */
+export class FusedAdamOptimizer extends tf.AdamOptimizer {
+  override applyGradients(variableGradients: tf.NamedTensorMap | tf.NamedTensor[]): void {
+    if (!tf.getKernel(ADAM, tf.getBackend())) {
+      super.applyGradients(variableGradients);
+      return;
+    }
+    const state = this as unknown as AdamState;
+    const named = Array.isArray(variableGradients)
+      ? variableGradients.map(({ name, tensor }) => [name, tensor] as const)
+      : Object.entries(variableGradients);
+    const f32 = Math.fround;
+    const [accBeta1, accBeta2] = [state.accBeta1.dataSync()[0], state.accBeta2.dataSync()[0]];
+    const attrs: AdamAttrs = {
+      scalars: [
+        state.beta1,
+        1 - state.beta1,
+        state.beta2,
+        1 - state.beta2,
+        1 - accBeta1,
+        1 - accBeta2,
+        state.epsilon,
+        -state.learningRate,
+      ].map(f32),
+    };
+    named.forEach(([name, gradient], i) => {
+      const value = (tf.engine() as unknown as { registeredVariables: Record<string, tf.Variable> }).registeredVariables[name];
+      const moments = [state.accumulatedFirstMoment, state.accumulatedSecondMoment].map((list, k) => {
+        list[i] ??= { originalName: `${name}/${k === 0 ? 'm' : 'v'}`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
+        return list[i].variable;
+      });
+      if (!gradient) return;
+      const [m, v] = moments;
+      const inputs = { value, gradient, m, v };
+      const [newValue, newM, newV] = tf.engine().runKernel<tf.Tensor[]>(ADAM, inputs, attrs as unknown as tf.NamedAttrMap);
+      value.assign(newValue);
+      m.assign(newM);
+      v.assign(newV);
+      tf.dispose([newValue, newM, newV]);
+    });
+    tf.tidy(() => {
+      state.accBeta1.assign(tf.mul(state.accBeta1, state.beta1));
+      state.accBeta2.assign(tf.mul(state.accBeta2, state.beta2));
+    });
+    this.incrementIterations();
+  }
+}
