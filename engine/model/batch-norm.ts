@@ -43,10 +43,23 @@ export class BatchNorm2d extends tf.layers.Layer {
     return tf.tidy(() => {
       const x = Array.isArray(inputs) ? inputs[0] : inputs;
       if (kwargs.training === true && this.trainable) return this.normaliseWithBatchStatistics(x);
-      const scale = tf.mul(this.gamma.read(), tf.rsqrt(tf.add(this.movingVariance.read(), this.epsilon)));
-      const shift = tf.sub(this.beta.read(), tf.mul(this.movingMean.read(), scale));
+      const { scale, shift } = this.inferenceAffine();
       return tf.add(tf.mul(x, scale), shift);
     });
+  }
+
+  /** Inference mode as the per-channel affine map it is: x * scale + shift (what folds into a convolution). */
+  inferenceAffine(): { scale: tf.Tensor1D; shift: tf.Tensor1D } {
+    return tf.tidy(() => {
+      const scale = tf.mul<tf.Tensor1D>(this.gamma.read(), tf.rsqrt(tf.add(this.movingVariance.read(), this.epsilon)));
+      const shift = tf.sub<tf.Tensor1D>(this.beta.read(), tf.mul(this.movingMean.read(), scale));
+      return { scale, shift };
+    });
+  }
+
+  /** Identities of the values the affine map is made of: any write (training, a restored checkpoint) changes one. */
+  stateIds(): object[] {
+    return [this.gamma, this.beta, this.movingMean, this.movingVariance].map((v) => v.read().dataId);
   }
 
   private normaliseWithBatchStatistics(x: tf.Tensor): tf.Tensor {

@@ -18,13 +18,13 @@ interface AdamState {
  * pass where the backend has the kernel, and is tfjs' own elsewhere.
  */
 export class FusedAdamOptimizer extends tf.AdamOptimizer {
-  override applyGradients(variableGradients: tf.NamedTensorMap | tf.NamedTensor[]): void {
+  override applyGradients(variableGradients: Parameters<tf.AdamOptimizer['applyGradients']>[0]): void {
     if (!tf.getKernel(ADAM, tf.getBackend())) {
       super.applyGradients(variableGradients);
       return;
     }
     const state = this as unknown as AdamState;
-    const named = Array.isArray(variableGradients)
+    const named: ReadonlyArray<readonly [string, tf.Tensor | undefined]> = Array.isArray(variableGradients)
       ? variableGradients.map(({ name, tensor }) => [name, tensor] as const)
       : Object.entries(variableGradients);
     const f32 = Math.fround;

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import type { Network } from '../model/network.js';
 
 export interface StepResult {
   loss: number;
@@ -23,13 +24,13 @@ export interface StepOptions {
  * statistics), softmax cross-entropy on the logits, gradients for the trainable weights only.
  */
 export function trainStep(
-  model: tf.LayersModel,
+  network: Network,
   optimizer: tf.Optimizer,
   inputs: tf.Tensor,
   oneHotLabels: tf.Tensor2D,
   options: StepOptions = {},
 ): StepResult {
-  const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const variables = network.trainableWeights.map((w) => w.read() as tf.Variable);
   const batch = inputs.shape[0];
   const slice = Math.max(1, Math.min(options.microBatchSize ?? batch, batch));
   let lossSum = 0;
@@ -46,7 +47,7 @@ export function trainStep(
     // The loss closure keeps the slice's predictions, so accuracy costs no second forward pass.
     const kept: { predicted: tf.Tensor1D | null } = { predicted: null };
     const { value, grads } = optimizer.computeGradients(() => {
-      const logits = model.apply(x, { training: true }) as tf.Tensor2D;
+      const logits = network.forward(x, true) as tf.Tensor2D;
       kept.predicted = tf.keep(tf.argMax<tf.Tensor1D>(logits, 1));
       const weights = normalised ? tf.tensor1d(normalised.slice(start, start + size)) : undefined;
       const perSample = tf.losses.softmaxCrossEntropy(y, logits, undefined, options.labelSmoothing ?? 0, tf.Reduction.NONE);

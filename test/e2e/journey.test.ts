@@ -167,8 +167,8 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
       const fresh = buildResNet50(loaded.config);
       importTorchvisionWeights(fresh, safetensors.body, { scope: 'all' });
       assert.ok(maxAbsDifference(await probabilitiesOf(fresh.model, service, metrics), theirs) < 1e-5);
-      loaded.model.dispose();
-      fresh.model.dispose();
+      loaded.dispose();
+      fresh.dispose();
 
       if (c.mode !== 'pretrained') {
         const epoch1 = await service.http().get(`/v1/jobs/${id}/checkpoint?epoch=1`);

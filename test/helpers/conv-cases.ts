@@ -26,7 +26,7 @@ export function resnetConvCases(inputSize = 32, batch = 2): ConvCase[] {
     };
     cases.set(JSON.stringify(item), item);
   }
-  resnet.model.dispose();
+  resnet.dispose();
   return [...cases.values()];
 }
 

@@ -62,7 +62,7 @@ export async function buildModel(ctx: JobContext, data: JobData, reporter: Progr
     };
     return { resnet, summary, classNames, metadata };
   } catch (error) {
-    resnet.model.dispose();
+    resnet.dispose();
     throw error;
   }
 }

@@ -18,7 +18,7 @@ export async function evaluatePretrained(ctx: JobContext, model: JobModel, data:
     const labels = data.classNames.map((name) => imageNetIndex.get(name));
     const labelled = labels.every((label) => label !== undefined);
     const images = data.validation.map((image) => ({ ...image, label: labels[image.label] ?? image.label }));
-    const evaluated = await evaluate(model.resnet.model, (batch) => data.loader.batch(batch), images, ctx.spec.batchSize, labelled);
+    const evaluated = await evaluate(model.resnet.network, (batch) => data.loader.batch(batch), images, ctx.spec.batchSize, labelled);
     metrics.evaluation = evaluationOf(evaluated, 'all', images.length);
     metrics.validationPredictions = predictionsOf(images, evaluated);
   }

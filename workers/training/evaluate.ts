@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import type { Network } from '../../engine/model/network.js';
 import type { LabelledImage } from '../../common/image-folder.js';
 import type { Evaluation, Prediction } from '../../schemas/metrics.js';
 import { scoreProbabilities, type Scores } from '../../engine/training/classification-report.js';
@@ -17,7 +18,7 @@ export interface Evaluated {
 
 /** Class probabilities for every image, and their scores where the images are labelled. */
 export async function evaluate(
-  model: tf.LayersModel,
+  network: Network,
   inputs: BatchSource,
   images: readonly LabelledImage[],
   batchSize: number,
@@ -27,7 +28,7 @@ export async function evaluate(
   for (let i = 0; i < images.length; i += batchSize) {
     const batch = images.slice(i, i + batchSize);
     const x = await inputs(batch);
-    const probs = tf.tidy(() => tf.softmax(model.predict(x) as tf.Tensor2D).dataSync() as Float32Array);
+    const probs = tf.tidy(() => tf.softmax(network.forward(x, false)).dataSync() as Float32Array);
     x.dispose();
     const classes = probs.length / batch.length;
     for (let j = 0; j < batch.length; j++) probabilities.push(probs.slice(j * classes, (j + 1) * classes));

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { layersNetwork, type Network } from '../../engine/model/network.js';
 import { z } from 'zod';
 import { readJson, type ArtifactStore } from '../../common/artifact-store.js';
 import { hashFile } from '../../common/file-hash.js';
@@ -65,13 +66,12 @@ export async function featureCodes(
     const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
     return { codes: codesByFile(cachedFiles, all), backboneImages: 0, cacheHit: true };
   }
-  const backbone = tf.model({ inputs: resnet.model.inputs, outputs: resnet.model.getLayer('flatten').output });
   const all = new Float32Array(images.length * FEATURE_DIM);
   for (let start = 0; start < images.length; start += batchSize) {
     const batch = images.slice(start, start + batchSize);
     const x = await loader.batch(batch);
     all.set(
-      tf.tidy(() => (backbone.predict(x) as tf.Tensor).dataSync()),
+      tf.tidy(() => resnet.features(x).dataSync()),
       start * FEATURE_DIM,
     );
     x.dispose();
@@ -83,25 +83,20 @@ export async function featureCodes(
   return { codes: codesByFile(files, all), backboneImages: images.length, cacheHit: false };
 }
 
-/** The frozen backbone alone: image in, 2048-D CNN code (after avgpool) out. */
-export function backboneOf(resnet: ResNet50): tf.LayersModel {
-  return tf.model({ inputs: resnet.model.inputs, outputs: resnet.model.getLayer('flatten').output });
-}
-
 /** Codes of each batch of pixels, computed as they come (inference mode, no gradient tape). */
-export function liveCodes(backbone: tf.LayersModel): (pixels: BatchSource) => BatchSource {
+export function liveCodes(resnet: ResNet50): (pixels: BatchSource) => BatchSource {
   return (pixels) => async (batch) => {
     const x = await pixels(batch);
-    const codes = tf.tidy(() => backbone.predict(x) as tf.Tensor);
+    const codes = tf.tidy(() => resnet.features(x));
     x.dispose();
     return codes;
   };
 }
 
 /** The head alone, on CNN codes; it shares its layer (and so its weights) with the full model. */
-export function headOnCodes(resnet: ResNet50): tf.LayersModel {
+export function headOnCodes(resnet: ResNet50): Network {
   const codes = tf.input({ shape: [FEATURE_DIM], name: 'cnn_codes' });
-  return tf.model({ inputs: codes, outputs: resnet.model.getLayer('fc').apply(codes) as tf.SymbolicTensor });
+  return layersNetwork(tf.model({ inputs: codes, outputs: resnet.model.getLayer('fc').apply(codes) as tf.SymbolicTensor }));
 }
 
 /** Batches of cached codes for the head: the same input for training and validation. */

@@ -26,6 +26,6 @@ export async function runJob(ctx: JobContext): Promise<TrainingResult> {
       artifacts: ctx.artifacts.root,
     };
   } finally {
-    model.resnet.model.dispose();
+    model.resnet.dispose();
   }
 }

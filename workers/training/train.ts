@@ -7,10 +7,11 @@ import { classificationReport, topIndices } from '../../engine/training/classifi
 import { bestEpochOf, classWeightsFor, learningRateAt, setLearningRate, shouldStop } from '../../engine/training/controls.js';
 import { FusedAdamOptimizer } from '../../engine/training/adam.js';
 import { trainStep, wasmMicroBatchSize } from '../../engine/training/train-step.js';
+import type { Network } from '../../engine/model/network.js';
 import type { JobModel } from './build-model.js';
 import { restoreEpochWeights, resumeFromLatestCheckpoint, writeCheckpoint } from './checkpoints.js';
 import { evaluate, evaluationOf, predictionsOf, round, type BatchSource } from './evaluate.js';
-import { backboneOf, codeBatches, featureCacheKey, featureCodes, headOnCodes, liveCodes, weightsFingerprint } from './feature-cache.js';
+import { codeBatches, featureCacheKey, featureCodes, headOnCodes, liveCodes, weightsFingerprint } from './feature-cache.js';
 import { InvalidJobError, JobCancelledError, type JobContext } from './job-context.js';
 import type { JobData } from './load-data.js';
 import type { ProgressReporter } from './progress-reporter.js';
@@ -23,7 +24,7 @@ export interface Outcome {
 /** What trains and on which inputs: the whole network on pixels, or the head alone on cached CNN codes. */
 interface TrainingRun {
   spec: TrainingJobSpec;
-  network: tf.LayersModel;
+  network: Network;
   /** Unaugmented: validation, and training when nothing augments. */
   inputs: BatchSource;
   trainInputs(epoch: number): BatchSource;
@@ -131,8 +132,7 @@ async function prepareRun(
       const inputs = await cachedCodeInputs(ctx, spec, model, data, reporter, metrics);
       return { ...head, inputs, trainInputs: () => inputs };
     }
-    const backbone = backboneOf(model.resnet);
-    const codes = liveCodes(backbone);
+    const codes = liveCodes(model.resnet);
     return { ...head, inputs: codes(pixels), trainInputs: augmenting ? (epoch) => codes(augmented(epoch)) : () => codes(pixels) };
   }
   // A step through the whole network keeps every activation for the backward pass: on wasm, slice
@@ -142,7 +142,7 @@ async function prepareRun(
     ctx.backend.choice === 'wasm' ? wasmMicroBatchSize(totals.forwardBackwardPassBytes, totals.paramsBytes) : spec.batchSize;
   return {
     spec,
-    network: model.resnet.model,
+    network: model.resnet.network,
     inputs: pixels,
     trainInputs: augmenting ? augmented : () => pixels,
     microBatchSize,

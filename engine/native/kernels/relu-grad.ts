@@ -27,10 +27,13 @@ export function registerReluGradient(): void {
     gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
       if (Array.isArray(dy)) throw new Error('Relu has one output');
       const [x] = saved;
-      const native = tf.getKernel(RELU_GRAD, tf.getBackend()) !== undefined && x.dtype === 'float32';
-      return {
-        x: () => (native ? tf.engine().runKernel<tf.Tensor>(RELU_GRAD, { dy, x }) : tf.mul(dy, tf.cast(tf.step(x), 'float32'))),
-      };
+      return { x: () => reluBackward(dy, x) };
     },
   });
+}
+
+/** dy where x > 0, else 0: one native pass where the backend has the kernel. */
+export function reluBackward(dy: tf.Tensor, x: tf.Tensor): tf.Tensor {
+  const native = tf.getKernel(RELU_GRAD, tf.getBackend()) !== undefined && x.dtype === 'float32';
+  return native ? tf.engine().runKernel<tf.Tensor>(RELU_GRAD, { dy, x }) : tf.mul(dy, tf.cast(tf.step(x), 'float32'));
 }

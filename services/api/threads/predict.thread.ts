@@ -44,7 +44,7 @@ function modelOf(jobId: string): Promise<LoadedModel> {
       const [oldest, evicted] = loaded.entries().next().value as [string, Promise<LoadedModel>];
       loaded.delete(oldest);
       void evicted.then(
-        (m) => m.resnet.model.dispose(),
+        (m) => m.resnet.dispose(),
         () => undefined,
       );
     }
@@ -73,7 +73,7 @@ serveThreadRpc<PredictRequest, PredictOutcome>(parentPort, async ({ jobId, image
   const predictions: ImagePrediction[] = [];
   for (let start = 0; start < crops.length; start += BATCH) {
     const slice = crops.slice(start, start + BATCH);
-    const probabilities = tf.tidy(() => tf.softmax(resnet.model.predict(nhwcBatch(slice, preprocessing.crop)) as tf.Tensor).dataSync());
+    const probabilities = tf.tidy(() => tf.softmax(resnet.network.forward(nhwcBatch(slice, preprocessing.crop), false)).dataSync());
     const classes = probabilities.length / slice.length;
     slice.forEach((_, i) => {
       const row = probabilities.subarray(i * classes, (i + 1) * classes);

@@ -16,6 +16,6 @@ serveThreadRpc<ModelConfig, ModelSummary>(parentPort, async (config) => {
   try {
     return summarize(resnet, MAX_SUMMARY_DEPTH);
   } finally {
-    resnet.model.dispose();
+    resnet.dispose();
   }
 });

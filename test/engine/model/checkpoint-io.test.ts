@@ -31,7 +31,7 @@ describe('checkpoints in the tfjs layers format', () => {
     });
     // One step first, so the BN statistics are no longer their initial values.
     const images = tf.randomUniform<tf.Rank.R4>([4, 32, 32, 3], -2, 2, 'float32', 1);
-    trainStep(resnet.model, tf.train.adam(0.01), images, tf.oneHot(tf.tensor1d([0, 1, 2, 3], 'int32'), 4) as tf.Tensor2D);
+    trainStep(resnet.network, tf.train.adam(0.01), images, tf.oneHot(tf.tensor1d([0, 1, 2, 3], 'int32'), 4) as tf.Tensor2D);
     const checkpoint = path.join(dir, 'epoch-1');
     await saveModel(resnet, new LocalArtifactStore(dir), 'epoch-1');
     assert.deepEqual(readdirSync(checkpoint).sort(), ['model.json', 'weights.bin']);
@@ -61,7 +61,7 @@ describe('checkpoints in the tfjs layers format', () => {
     assert.equal(summary.totals.totalParams, 23_508_032 + 2048 * 512 + 512 + 512 * 256 + 256 + 256 * 4 + 4);
     assert.ok(summary.rows.find((r) => r.name === 'layer2')!.trainableParams === 0);
     assert.ok(summary.rows.find((r) => r.name === 'layer3')!.trainableParams > 0);
-    loaded.model.dispose();
+    loaded.dispose();
   });
 
   it('overwrites a checkpoint in place, leaving no partial files', async () => {

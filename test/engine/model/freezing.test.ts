@@ -1,7 +1,7 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { buildResNet50, type ModelConfig } from '../../../engine/model/resnet50.js';
+import { buildResNet50, type ModelConfig, type ResNet50 } from '../../../engine/model/resnet50.js';
 import { trainStep } from '../../../engine/training/train-step.js';
 import { bitIdentical, snapshotWeights, useTestBackend } from '../../helpers/tf.js';
 
@@ -17,19 +17,19 @@ function batch() {
 const isStatistic = (name: string) => /moving_(mean|variance)$/.test(name);
 
 /** Builds, snapshots, trains one step (by `train`), and returns which weights changed. */
-function changedAfterStep(config: ModelConfig, train: (model: tf.LayersModel) => void) {
-  const { model } = buildResNet50(config);
-  const before = snapshotWeights(model);
-  train(model);
-  const after = snapshotWeights(model);
-  model.dispose();
+function changedAfterStep(config: ModelConfig, train: (resnet: ResNet50) => void) {
+  const resnet = buildResNet50(config);
+  const before = snapshotWeights(resnet.model);
+  train(resnet);
+  const after = snapshotWeights(resnet.model);
+  resnet.dispose();
   const changed = [...before.keys()].filter((name) => !bitIdentical(before.get(name)!, after.get(name)!));
   return { names: [...before.keys()], changed: new Set(changed) };
 }
 
-const adamStep = (model: tf.LayersModel) => {
+const adamStep = (resnet: ResNet50) => {
   const { images, labels } = batch();
-  trainStep(model, tf.train.adam(0.01), images, labels);
+  trainStep(resnet.network, tf.train.adam(0.01), images, labels);
   tf.dispose([images, labels]);
 };
 

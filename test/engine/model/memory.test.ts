@@ -22,16 +22,17 @@ describe('tensor lifetime', () => {
       const resnet = buildResNet50(modes[i % modes.length]);
       tf.tidy(() => {
         const images = tf.randomNormal<tf.Rank.R4>([2, 32, 32, 3]);
-        (resnet.model.predict(images) as tf.Tensor).dataSync();
+        resnet.network.forward(images, false).dataSync();
+        resnet.features(images).dataSync();
         summarize(resnet, 3);
         if (resnet.config.mode !== 'pretrained') {
           const labels = tf.oneHot(tf.tensor1d([0, 1], 'int32'), 3) as tf.Tensor2D;
           const optimizer = tf.train.sgd(0.01);
-          trainStep(resnet.model, optimizer, images, labels);
+          trainStep(resnet.network, optimizer, images, labels);
           optimizer.dispose();
         }
       });
-      resnet.model.dispose();
+      resnet.dispose();
     }
     assert.equal(tf.memory().numTensors, start);
   });

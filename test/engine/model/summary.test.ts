@@ -10,7 +10,7 @@ const summaryOf = (config: ModelConfig, depth: number) => {
   try {
     return summarize(resnet, depth);
   } finally {
-    resnet.model.dispose();
+    resnet.dispose();
   }
 };
 
@@ -168,6 +168,6 @@ describe('model summary (torchinfo equivalent)', () => {
     });
     const full = summarize(resnet, 3);
     for (const depth of [0, 1, 2, 3]) assert.deepEqual(summaryAtDepth(full, depth), summarize(resnet, depth), `depth ${depth}`);
-    resnet.model.dispose();
+    resnet.dispose();
   });
 });

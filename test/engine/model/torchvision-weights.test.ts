@@ -52,8 +52,8 @@ describe('torchvision safetensors', () => {
     importTorchvisionWeights(target, file, { scope: 'all' });
     const [a, b] = [snapshotWeights(source.model), snapshotWeights(target.model)];
     for (const [name, value] of a) assert.ok(bitIdentical(value, b.get(name)!), name);
-    source.model.dispose();
-    target.model.dispose();
+    source.dispose();
+    target.dispose();
   });
 
   it('lists every missing, unexpected and mis-shaped tensor in one error', () => {

@@ -154,7 +154,7 @@ describe('oneDNN kernels for the wasm backend', () => {
     const optimizer = new FusedAdamOptimizer(1e-3, 0.9, 0.999, 1e-8);
     const x = tf.randomNormal<tf.Rank.R4>([4, 32, 32, 3], 0, 1, 'float32', 7);
     const y = tf.oneHot(tf.tensor1d([0, 1, 2, 0], 'int32'), 3) as tf.Tensor2D;
-    const step = () => trainStep(resnet.model, optimizer, x, y);
+    const step = () => trainStep(resnet.network, optimizer, x, y);
     for (let i = 0; i < 10; i++) step();
     const tensors = tf.memory().numTensors;
     const rss = process.memoryUsage().rss;
@@ -163,6 +163,6 @@ describe('oneDNN kernels for the wasm backend', () => {
     // New filters every step: were their reorders kept, 40 steps would hold 40 copies of layer3-4 (~90 MB each).
     const grownMiB = (process.memoryUsage().rss - rss) / 2 ** 20;
     assert.ok(grownMiB < 64, `RSS grew ${grownMiB.toFixed(0)} MiB over 40 steps`);
-    resnet.model.dispose();
+    resnet.dispose();
   });
 });

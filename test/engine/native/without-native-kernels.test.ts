@@ -6,9 +6,13 @@ import path from 'node:path';
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 
 describe('the model without the native kernels (RETRAIN_NATIVE_KERNELS=0)', () => {
-  it('still matches PyTorch and still keeps frozen BatchNorm frozen on the wasm kernels', () => {
+  it('still matches PyTorch and still keeps frozen BatchNorm frozen, eager and layers alike, on the wasm kernels', () => {
     // The same tests run with the native kernels in the main pass; here once more on wasm's own.
-    const files = ['test/engine/model/torch-parity.test.ts', 'test/engine/model/freezing.test.ts'];
+    const files = [
+      'test/engine/model/torch-parity.test.ts',
+      'test/engine/model/freezing.test.ts',
+      'test/engine/model/eager-resnet.test.ts',
+    ];
     // Without NODE_TEST_CONTEXT: this runner's own, which would turn the child's report into its protocol.
     const { NODE_TEST_CONTEXT: _context, ...env } = process.env;
     const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=tap', ...files], {

@@ -2,6 +2,7 @@ import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { buildResNet50 } from '../../../engine/model/resnet50.js';
+import { layersNetwork } from '../../../engine/model/network.js';
 import { trainStep, wasmMicroBatchSize } from '../../../engine/training/train-step.js';
 import { maxAbsDifference, snapshotWeights, useTestBackend } from '../../helpers/tf.js';
 
@@ -15,9 +16,9 @@ describe('train step', () => {
     const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 0, 1], 'int32'), 3) as tf.Tensor2D;
     const run = (microBatchSize: number) => {
       const resnet = buildResNet50({ mode: 'feature_extraction', numClasses: 3, inputSize: 32, seed: 8 });
-      const result = trainStep(resnet.model, tf.train.sgd(0.5), images, labels, { microBatchSize, weightDecay: 0.01 });
+      const result = trainStep(resnet.network, tf.train.sgd(0.5), images, labels, { microBatchSize, weightDecay: 0.01 });
       const weights = snapshotWeights(resnet.model);
-      resnet.model.dispose();
+      resnet.dispose();
       return { result, weights };
     };
     const whole = run(5);
@@ -31,7 +32,7 @@ describe('train step', () => {
       maxAbsDifference(snapshotWeights(untouched.model).get(kernel)!, whole.weights.get(kernel)!) > 1e-4,
       'the step moved the head',
     );
-    untouched.model.dispose();
+    untouched.dispose();
     tf.dispose([images, labels]);
   });
 
@@ -51,7 +52,11 @@ describe('train step', () => {
       return -row.reduce((sum, v, c) => sum + ((c === labels[i] ? 1 - smoothing : 0) + smoothing / 3) * (v - logSum), 0);
     });
     const expected = perSample.reduce((sum, loss, i) => sum + weights[i] * loss, 0) / weights.reduce((a, b) => a + b, 0);
-    const { loss } = trainStep(model, tf.train.sgd(0.1), x, y, { sampleWeights: weights, labelSmoothing: smoothing, microBatchSize: 3 });
+    const { loss } = trainStep(layersNetwork(model), tf.train.sgd(0.1), x, y, {
+      sampleWeights: weights,
+      labelSmoothing: smoothing,
+      microBatchSize: 3,
+    });
     assert.ok(Math.abs(loss - expected) < 1e-5, `${loss} vs ${expected}`);
     const unweighted = perSample.reduce((a, b) => a + b, 0) / 4;
     assert.ok(Math.abs(expected - unweighted) > 1e-3, 'the weights matter for this batch');

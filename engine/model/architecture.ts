@@ -1,0 +1,131 @@
+import * as tf from '@tensorflow/tfjs';
+import { Dropout } from './dropout.js';
+
+/** [blocks, bottleneck width] per stage, torchvision's resnet50. */
+const STAGE_PLAN: ReadonlyArray<readonly [number, number]> = [
+  [3, 64],
+  [4, 128],
+  [6, 256],
+  [3, 512],
+];
+const EXPANSION = 4;
+export const FINE_TUNING_HEAD = { hidden: [512, 256], dropout: [0.25, 0.5] } as const;
+
+export interface ConvBn {
+  conv: string;
+  bn: string;
+  filters: number;
+  kernel: number;
+  stride: number;
+  /** Which call of the module's ReLU follows the BatchNorm (torchvision reuses one ReLU per block), if any. */
+  reluCall?: number;
+}
+
+/**
+ * What ResNet-50 is made of, for whoever runs the description below: the symbolic builder makes the
+ * tfjs layers and torchinfo's module tree from it, the eager runner runs those layers with every frozen
+ * BatchNorm folded into its convolution. Names are torchvision's module paths.
+ */
+export interface Builder<T extends { readonly shape: ReadonlyArray<number | null> }> {
+  /** Conv2d (no bias, PyTorch's symmetric padding), BatchNorm2d, then ReLU if `reluCall` is set. */
+  convBn(spec: ConvBn, x: T): T;
+  /** The residual sum (an unrecorded tfjs layer `add`) and the block's ReLU. */
+  addRelu(x: T, identity: T, reluCall: number): T;
+  /** A module with a layer of its own; `make` builds the layer (the symbolic builder only). */
+  leaf(type: string, varName: string, make: (name: string) => tf.layers.Layer, x: T): T;
+  /** A tfjs layer that is no module of torchvision's (padding, flattening). */
+  plain(name: string, make: (name: string) => tf.layers.Layer, x: T): T;
+  container(type: string, varName: string, build: (inner: Builder<T>) => T): T;
+  path(varName: string): string;
+  /** The next initializer seed, in the order of construction (the symbolic builder's; 0 elsewhere). */
+  seed(): number;
+}
+
+export function reluName(path: string, call: number): string {
+  return `${path}${call > 0 ? `_${call}` : ''}`;
+}
+
+export function zeroPadLayer(name: string, pad: number): tf.layers.Layer {
+  return tf.layers.zeroPadding2d({ name, padding: pad });
+}
+
+function linear<T extends { readonly shape: ReadonlyArray<number | null> }>(b: Builder<T>, varName: string, x: T, units: number): T {
+  const fanIn = x.shape[x.shape.length - 1] as number;
+  const bound = 1 / Math.sqrt(fanIn);
+  return b.leaf(
+    'Linear',
+    varName,
+    (name) =>
+      tf.layers.dense({
+        name,
+        units,
+        // PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias.
+        kernelInitializer: tf.initializers.randomUniform({ minval: -bound, maxval: bound, seed: b.seed() }),
+        biasInitializer: tf.initializers.randomUniform({ minval: -bound, maxval: bound, seed: b.seed() }),
+      }),
+    x,
+  );
+}
+
+/** torchvision's Bottleneck (v1.5): the stride sits on the 3x3 conv. */
+function bottleneck<T extends { readonly shape: ReadonlyArray<number | null> }>(
+  b: Builder<T>,
+  x: T,
+  width: number,
+  stride: number,
+  downsample: boolean,
+): T {
+  const filters = width * EXPANSION;
+  let out = b.convBn({ conv: 'conv1', bn: 'bn1', filters: width, kernel: 1, stride: 1, reluCall: 0 }, x);
+  out = b.convBn({ conv: 'conv2', bn: 'bn2', filters: width, kernel: 3, stride, reluCall: 1 }, out);
+  out = b.convBn({ conv: 'conv3', bn: 'bn3', filters, kernel: 1, stride: 1 }, out);
+  const identity = downsample
+    ? b.container('Sequential', 'downsample', (ds) => ds.convBn({ conv: '0', bn: '1', filters, kernel: 1, stride }, x))
+    : x;
+  return b.addRelu(out, identity, 2);
+}
+
+/** Image in, 2048-D CNN code (layer4 average-pooled and flattened) out. */
+export function backbone<T extends { readonly shape: ReadonlyArray<number | null> }>(b: Builder<T>, input: T): T {
+  let x = b.convBn({ conv: 'conv1', bn: 'bn1', filters: 64, kernel: 7, stride: 2, reluCall: 0 }, input);
+  // Zero padding equals PyTorch's -inf padding here: the input is post-ReLU, so never negative.
+  x = b.plain('maxpool.pad', (name) => zeroPadLayer(name, 1), x);
+  x = b.leaf('MaxPool2d', 'maxpool', (name) => tf.layers.maxPooling2d({ name, poolSize: 3, strides: 2, padding: 'valid' }), x);
+  let inChannels = 64;
+  STAGE_PLAN.forEach(([blocks, width], stage) => {
+    x = b.container('Sequential', `layer${stage + 1}`, (layer) => {
+      let y = x;
+      for (let block = 0; block < blocks; block++) {
+        const stride = block === 0 && stage > 0 ? 2 : 1;
+        const downsample = block === 0 && (stride !== 1 || inChannels !== width * EXPANSION);
+        y = layer.container('Bottleneck', String(block), (inner) => bottleneck(inner, y, width, stride, downsample));
+        inChannels = width * EXPANSION;
+      }
+      return y;
+    });
+  });
+  // AdaptiveAvgPool2d((1, 1)): pool over whatever spatial size layer4 has (ceil(size / 32)).
+  const poolSize = x.shape.slice(1, 3) as [number, number];
+  x = b.leaf('AdaptiveAvgPool2d', 'avgpool', (name) => tf.layers.averagePooling2d({ name, poolSize, strides: 1, padding: 'valid' }), x);
+  return b.plain('flatten', (name) => tf.layers.flatten({ name }), x);
+}
+
+/** The classifier on the codes: torchvision's `fc` Linear, or the fine-tuning head (Linear-ReLU-Dropout twice, then Linear). */
+export function head<T extends { readonly shape: ReadonlyArray<number | null> }>(
+  b: Builder<T>,
+  features: T,
+  numClasses: number,
+  fineTuning: boolean,
+): T {
+  if (!fineTuning) return linear(b, 'fc', features, numClasses);
+  return b.container('Sequential', 'fc', (fc) => {
+    let x = features;
+    let index = 0;
+    FINE_TUNING_HEAD.hidden.forEach((units, i) => {
+      x = linear(fc, String(index++), x, units);
+      x = fc.leaf('ReLU', String(index++), (name) => tf.layers.reLU({ name }), x);
+      x = fc.leaf('Dropout', String(index++), (name) => new Dropout({ name, rate: FINE_TUNING_HEAD.dropout[i], seed: fc.seed() }), x);
+    });
+    return linear(fc, String(index), x, numClasses);
+  });
+}

@@ -1,0 +1,186 @@
+import * as tf from '@tensorflow/tfjs';
+import { reluBackward } from '../native/kernels/relu-grad.js';
+import { backbone, head, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
+import { BatchNorm2d } from './batch-norm.js';
+import type { Network } from './network.js';
+
+/** tfjs-node's kernels take 'same' or 'valid' only; the others take PyTorch's symmetric padding as a number. */
+type Padding = 'same' | 'valid' | number;
+
+/** A BatchNorm in inference mode folded into its convolution: the filter scaled per output channel, the shift a bias. */
+interface Folding {
+  stateIds: object[];
+  scale: tf.Tensor1D;
+  shift: tf.Tensor1D;
+  /** Kept only for a frozen convolution: a trained one's filter changes every step. */
+  filter: tf.Tensor4D | null;
+}
+
+/**
+ * Runs a built ResNet-50's layers eagerly, by the same description that built them. A BatchNorm in
+ * inference mode (frozen, or any at prediction) is folded into its convolution, and ReLU runs in the
+ * convolution's epilogue: one kernel where the layers model runs three, and no per-layer overhead of
+ * tfjs-layers. Gradients are taken only where something trains: a convolution whose input carries no
+ * gradient (the stem, the first trained block after frozen stages) computes no input gradient.
+ */
+export class EagerResNet {
+  readonly network: Network;
+  private readonly layers: Map<string, tf.layers.Layer>;
+  private readonly foldings = new Map<string, Folding>();
+
+  constructor(
+    model: tf.LayersModel,
+    private readonly numClasses: number,
+    private readonly fineTuning: boolean,
+  ) {
+    this.layers = new Map(model.layers.map((layer) => [layer.name, layer]));
+    this.network = {
+      get trainableWeights() {
+        return model.trainableWeights;
+      },
+      forward: (x, training) => {
+        const run = new EagerRun(this, training, '', new WeakSet());
+        return head(run, backbone(run, x), this.numClasses, this.fineTuning);
+      },
+    };
+  }
+
+  /** The 2048-D codes of a batch, in inference mode. */
+  features(x: tf.Tensor): tf.Tensor {
+    return backbone(new EagerRun(this, false, '', new WeakSet()), x);
+  }
+
+  layer(name: string): tf.layers.Layer {
+    const layer = this.layers.get(name);
+    if (!layer) throw new Error(`the model has no layer ${name}`);
+    return layer;
+  }
+
+  /** The folding of `bn` into `conv`, kept while their values stay the same. */
+  folding(conv: tf.layers.Layer, bn: BatchNorm2d, keepFilter: boolean): Folding {
+    const kernel = conv.weights[0].read() as tf.Tensor4D;
+    const stateIds = [...bn.stateIds(), ...(keepFilter ? [kernel.dataId] : [])];
+    const kept = this.foldings.get(conv.name);
+    if (kept && kept.stateIds.length === stateIds.length && kept.stateIds.every((id, i) => id === stateIds[i])) return kept;
+    if (kept) this.forget(kept);
+    const { scale, shift } = bn.inferenceAffine();
+    const filter = keepFilter ? tf.tidy(() => tf.mul<tf.Tensor4D>(kernel, scale)) : null;
+    const folding = { stateIds, scale: tf.keep(scale), shift: tf.keep(shift), filter: filter && tf.keep(filter) };
+    this.foldings.set(conv.name, folding);
+    return folding;
+  }
+
+  dispose(): void {
+    for (const folding of this.foldings.values()) this.forget(folding);
+    this.foldings.clear();
+  }
+
+  private forget(folding: Folding): void {
+    tf.dispose([folding.scale, folding.shift, ...(folding.filter ? [folding.filter] : [])]);
+  }
+}
+
+/** One forward pass: the builder the architecture runs against, and which tensors carry a gradient. */
+class EagerRun implements Builder<tf.Tensor> {
+  constructor(
+    private readonly owner: EagerResNet,
+    private readonly training: boolean,
+    private readonly prefix: string,
+    private readonly differentiable: WeakSet<tf.Tensor>,
+  ) {}
+
+  path(varName: string): string {
+    return this.prefix ? `${this.prefix}.${varName}` : varName;
+  }
+
+  seed(): number {
+    return 0;
+  }
+
+  convBn(spec: ConvBn, x: tf.Tensor): tf.Tensor {
+    const convName = this.path(spec.conv);
+    const conv = this.owner.layer(convName);
+    const bn = this.owner.layer(this.path(spec.bn));
+    if (!(bn instanceof BatchNorm2d)) throw new Error(`${bn.name} is not a BatchNorm2d`);
+    const pad = (spec.kernel - 1) / 2;
+    // Where padding must be 'same' or 'valid', as the layers model does it: a padding layer at stride 2.
+    const padLayer = spec.stride > 1 && pad > 0 && tf.getBackend() === 'tensorflow';
+    const input = padLayer ? this.plain(`${convName}.pad`, (name) => zeroPadLayer(name, pad), x) : x;
+    const padding: Padding = padLayer || pad === 0 ? 'valid' : spec.stride === 1 ? 'same' : pad;
+    const relu = spec.reluCall !== undefined;
+    const kernel = conv.weights[0].read() as tf.Tensor4D;
+    const trainsConv = this.training && conv.trainable;
+    if (this.training && bn.trainable) {
+      const normalised = bn.apply(tf.conv2d(input as tf.Tensor4D, kernel, spec.stride, padding), { training: true }) as tf.Tensor;
+      return this.mark(relu ? tf.relu(normalised) : normalised, true);
+    }
+    const folding = this.owner.folding(conv, bn, !trainsConv);
+    const filter = folding.filter ?? tf.mul<tf.Tensor4D>(kernel, folding.scale);
+    const gradients = { x: this.training && this.differentiable.has(x), filter: trainsConv };
+    const out = foldedConv(input as tf.Tensor4D, filter, folding.shift, spec.stride, padding, relu, gradients);
+    return this.mark(out, gradients.x || gradients.filter);
+  }
+
+  addRelu(x: tf.Tensor, identity: tf.Tensor): tf.Tensor {
+    return this.mark(tf.relu(tf.add(x, identity)), this.differentiable.has(x) || this.differentiable.has(identity));
+  }
+
+  leaf(_type: string, varName: string, _make: (name: string) => tf.layers.Layer, x: tf.Tensor): tf.Tensor {
+    const layer = this.owner.layer(this.path(varName));
+    const out = layer.apply(x, { training: this.training }) as tf.Tensor;
+    return this.mark(out, this.differentiable.has(x) || (this.training && layer.trainableWeights.length > 0));
+  }
+
+  plain(name: string, _make: (name: string) => tf.layers.Layer, x: tf.Tensor): tf.Tensor {
+    return this.mark(this.owner.layer(name).apply(x) as tf.Tensor, this.differentiable.has(x));
+  }
+
+  container(_type: string, varName: string, build: (inner: Builder<tf.Tensor>) => tf.Tensor): tf.Tensor {
+    return build(new EagerRun(this.owner, this.training, this.path(varName), this.differentiable));
+  }
+
+  private mark(tensor: tf.Tensor, differentiable: boolean): tf.Tensor {
+    if (differentiable && this.training) this.differentiable.add(tensor);
+    return tensor;
+  }
+}
+
+/**
+ * Convolution, bias and optional ReLU in one kernel, with a gradient for only the inputs named in
+ * `gradients` (tfjs' fused conv computes the input's and the bias's gradients whether wanted or not).
+ */
+function foldedConv(
+  x: tf.Tensor4D,
+  filter: tf.Tensor4D,
+  bias: tf.Tensor1D,
+  strides: number,
+  pad: Padding,
+  relu: boolean,
+  gradients: { x: boolean; filter: boolean },
+): tf.Tensor4D {
+  // The kernel itself: tf.fused.conv2d splits into conv, add and relu whenever a gradient is being taken.
+  const attrs = { strides, pad, dataFormat: 'NHWC', dilations: 1, activation: relu ? 'relu' : 'linear' };
+  const run = () => tf.engine().runKernel<tf.Tensor4D>('FusedConv2D', { x, filter, bias }, attrs);
+  if (!gradients.x && !gradients.filter) return run();
+  const differentiable = [...(gradients.x ? [x] : []), ...(gradients.filter ? [filter] : [])];
+  const withGradient = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    const y = run();
+    save([x, filter, y]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
+        const [savedX, savedFilter, savedY] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+        const dz = (relu ? reluBackward(dy, savedY) : dy) as tf.Tensor4D;
+        const result: tf.Tensor[] = [];
+        if (gradients.x) result.push(tf.conv2dTranspose(dz, savedFilter, savedX.shape, strides, pad));
+        if (gradients.filter) {
+          const attrs = { strides, pad, dataFormat: 'NHWC', filterShape: savedFilter.shape };
+          result.push(tf.engine().runKernel<tf.Tensor>('Conv2DBackpropFilter', { x: savedX, dy: dz }, attrs));
+        }
+        return result;
+      },
+    };
+  });
+  return withGradient(...differentiable);
+}

@@ -1,0 +1,117 @@
+import { before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { Dropout } from '../../../engine/model/dropout.js';
+import { buildResNet50, type ModelConfig, type ResNet50 } from '../../../engine/model/resnet50.js';
+import { relativeError } from '../../helpers/conv-cases.js';
+import { useTestBackend } from '../../helpers/tf.js';
+
+const SIZE = 64;
+
+/** BatchNorm statistics and affine parameters away from their identity initial values, so folding has work to do. */
+function perturbBatchNorms(resnet: ResNet50, seed: number) {
+  for (const weight of resnet.model.weights) {
+    if (!/(moving_mean|moving_variance|gamma|beta)$/.test(weight.originalName)) continue;
+    weight.write(tf.tidy(() => tf.add(weight.read(), tf.randomUniform(weight.shape as number[], 0.1, 0.5, 'float32', seed))));
+  }
+}
+
+/** Loss and gradients of every trainable weight, the batch statistics restored and dropout replayed between runs. */
+function gradientsBy(resnet: ResNet50, x: tf.Tensor, forward: (x: tf.Tensor) => tf.Tensor) {
+  const statistics = resnet.model.weights.filter((w) => /moving_/.test(w.originalName));
+  const saved = statistics.map((w) => w.read().clone());
+  const variables = resnet.model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const result = tf.variableGrads(() => tf.sum<tf.Scalar>(tf.square(forward(x))), variables);
+  statistics.forEach((w, i) => w.write(saved[i]));
+  for (const layer of resnet.model.layers) if (layer instanceof Dropout) (layer as unknown as { calls: number }).calls = 0;
+  return result;
+}
+
+function kernelCalls(name: string, run: () => void): Promise<number> {
+  return tf.profile(run).then((info) => info.kernels.filter((k) => k.name === name).length);
+}
+
+const CONFIGS: Array<[string, ModelConfig]> = [
+  ['pretrained (every BatchNorm on batch statistics)', { mode: 'pretrained', numClasses: 1000, inputSize: SIZE, seed: 2 }],
+  [
+    'fine_tuning from layer3, BatchNorm frozen',
+    { mode: 'fine_tuning', numClasses: 5, inputSize: SIZE, seed: 3, fineTuning: { trainableFrom: 'layer3', freezeBatchNorm: true } },
+  ],
+  [
+    'fine_tuning from conv1, BatchNorm trained',
+    { mode: 'fine_tuning', numClasses: 5, inputSize: SIZE, seed: 4, fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: false } },
+  ],
+];
+
+describe('the eager ResNet-50 (BatchNorm folded into convolutions)', () => {
+  before(async () => {
+    await useTestBackend();
+  });
+
+  for (const [label, config] of CONFIGS) {
+    it(`${label}: equals the layers model forward and in every gradient`, () => {
+      const resnet = buildResNet50(config);
+      perturbBatchNorms(resnet, 9);
+      const x = tf.randomNormal([2, SIZE, SIZE, 3], 0, 1, 'float32', 5);
+      const [eager, layers] = [resnet.network.forward(x, false), resnet.model.predict(x) as tf.Tensor];
+      assert.ok(relativeError(eager.dataSync(), layers.dataSync()) < 1e-4, 'inference');
+      const expected = gradientsBy(resnet, x, (input) => resnet.model.apply(input, { training: true }) as tf.Tensor);
+      const actual = gradientsBy(resnet, x, (input) => resnet.network.forward(input, true));
+      assert.ok(Math.abs(actual.value.dataSync()[0] - expected.value.dataSync()[0]) <= 1e-4 * Math.abs(expected.value.dataSync()[0]));
+      assert.deepEqual(Object.keys(actual.grads).sort(), Object.keys(expected.grads).sort());
+      assert.ok(Object.keys(actual.grads).length > 2, 'something below the head trains');
+      for (const [name, gradient] of Object.entries(expected.grads)) {
+        const error = relativeError(actual.grads[name].dataSync(), gradient.dataSync());
+        assert.ok(error < 1e-4, `gradient of ${name}: ${error}`);
+      }
+      tf.dispose([x, eager, layers, actual.value, expected.value, ...Object.values(actual.grads), ...Object.values(expected.grads)]);
+      resnet.dispose();
+    });
+  }
+
+  it('follows new weights: a restored BatchNorm or convolution is folded again', () => {
+    const resnet = buildResNet50({ mode: 'feature_extraction', numClasses: 3, inputSize: SIZE, seed: 6 });
+    const x = tf.randomNormal([2, SIZE, SIZE, 3], 0, 1, 'float32', 8);
+    const before = resnet.features(x).dataSync().slice();
+    perturbBatchNorms(resnet, 11);
+    const conv = resnet.model.getLayer('layer2.1.conv2');
+    conv.setWeights([tf.mul(conv.getWeights()[0], 1.5)]);
+    const after = resnet.features(x);
+    const layers = tf.model({ inputs: resnet.model.inputs, outputs: resnet.model.getLayer('flatten').output }).predict(x) as tf.Tensor;
+    assert.ok(relativeError(after.dataSync(), layers.dataSync()) < 1e-4, 'the eager run sees the new values');
+    assert.ok(relativeError(after.dataSync(), before) > 1e-2, 'and they changed the codes');
+    tf.dispose([x, after, layers]);
+    resnet.dispose();
+  });
+
+  it('computes no input gradient where nothing below trains: the stem, and the first block after frozen stages', async () => {
+    const x = tf.randomNormal([1, 32, 32, 3], 0, 1, 'float32', 1);
+    const stepCalls = async (trainableFrom: 'conv1' | 'layer3') => {
+      const resnet = buildResNet50({
+        mode: 'fine_tuning',
+        numClasses: 2,
+        inputSize: 32,
+        fineTuning: { trainableFrom, freezeBatchNorm: true },
+      });
+      const variables = resnet.network.trainableWeights.map((w) => w.read() as tf.Variable);
+      const calls = await kernelCalls('Conv2DBackpropInput', () =>
+        tf.dispose(Object.values(tf.variableGrads(() => tf.sum<tf.Scalar>(resnet.network.forward(x, true)), variables).grads)),
+      );
+      resnet.dispose();
+      return calls;
+    };
+    // 53 convolutions: all but the stem pass a gradient down; from layer3, its 19 and layer4's 10 but the two reading layer2.
+    assert.equal(await stepCalls('conv1'), 52);
+    assert.equal(await stepCalls('layer3'), 27);
+    x.dispose();
+  });
+
+  it('leaves no tensor behind once disposed, folded filters included', () => {
+    const start = tf.memory().numTensors;
+    const resnet = buildResNet50({ mode: 'feature_extraction', numClasses: 3, inputSize: 32 });
+    tf.tidy(() => resnet.features(tf.zeros([1, 32, 32, 3])).dataSync());
+    assert.ok(tf.memory().numTensors > start, 'the model and its folded filters are kept while in use');
+    resnet.dispose();
+    assert.equal(tf.memory().numTensors, start);
+  });
+});
