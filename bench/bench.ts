@@ -1,10 +1,12 @@
-// npm run bench [-- --backends wasm,cpu --sizes 224,112 --cache-job-size 64]
+// npm run bench [-- --backends wasm,cpu --sizes 224,112 --cache-job-size 64 --job-sizes 32,112 --job-images 900]
 // Prints one JSON document: images/s of inference, a feature-extraction step and a fine-tuning step,
 // beside PyTorch on the same work in the same run (scripts/torch_bench.py) with the ratio,
-// per backend and input size, and the wall time of a 10-epoch feature-extraction job on 500 images
-// with and without the CNN-code cache. Compare ratios within one run: the machines are noisy.
+// per backend and input size; a fine-tuning job on real photos against the same job as a PyTorch script
+// (scripts/torch_finetune.py), seconds per epoch and peak memory; and the wall time of a 10-epoch
+// feature-extraction job on 500 images with and without the CNN-code cache. Compare ratios within one
+// run: the machines are noisy.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,7 +21,8 @@ import { buildResNet50, type ResNet50 } from '../engine/model/resnet50.js';
 import { summarize } from '../engine/model/summary.js';
 import { FusedAdamOptimizer } from '../engine/training/adam.js';
 import { trainStep, wasmMicroBatchSize } from '../engine/training/train-step.js';
-import { backboneOf, headOnCodes } from '../workers/training/feature-cache.js';
+import { headOnCodes } from '../workers/training/feature-cache.js';
+import { FASHION_MNIST, writeFashionMnistFolder } from './fashion-mnist.js';
 import { runJob } from '../workers/training/run-job.js';
 
 const { values } = parseArgs({
@@ -30,6 +33,8 @@ const { values } = parseArgs({
     'cpu-batch': { type: 'string', default: '1' },
     'max-step-seconds': { type: 'string', default: '120' },
     'cache-job-size': { type: 'string', default: '32' },
+    'job-sizes': { type: 'string', default: '32,112' },
+    'job-images': { type: 'string', default: '900' },
   },
 });
 const sizes = values.sizes.split(',').map(Number);
@@ -69,11 +74,11 @@ function measure(backend: BackendInfo, size: number) {
     try {
       return body(resnet, microBatch);
     } finally {
-      resnet.model.dispose();
+      resnet.dispose();
     }
   };
-  const inference = withModel({ mode: 'pretrained', numClasses: 1000, inputSize: size }, ({ model }) => {
-    const seconds = time(() => void (model.predict(images) as tf.Tensor).dataSync());
+  const inference = withModel({ mode: 'pretrained', numClasses: 1000, inputSize: size }, ({ network }) => {
+    const seconds = time(() => tf.tidy(() => void network.forward(images, false).dataSync()));
     return { seconds, imagesPerSecond: batch / seconds };
   });
   rows.push({ backend: backend.choice, kernels: backend.kernels, inputSize: size, batch, measurement: 'inference', ...inference });
@@ -102,11 +107,11 @@ function measure(backend: BackendInfo, size: number) {
       // As a job trains: feature extraction runs the frozen backbone forward only and trains the head
       // on its codes; fine-tuning steps through the whole network in heap-sized slices.
       const extracting = measurement === 'feature_extraction_step';
-      const [backbone, head] = [backboneOf(resnet), headOnCodes(resnet)];
+      const head = headOnCodes(resnet);
       const slices = extracting ? batch : microBatch;
       const step = extracting
-        ? () => tf.tidy(() => void trainStep(head, optimizer, backbone.predict(images) as tf.Tensor, labels))
-        : () => void trainStep(resnet.model, optimizer, images, labels, { microBatchSize: slices });
+        ? () => tf.tidy(() => void trainStep(head, optimizer, resnet.features(images), labels))
+        : () => void trainStep(resnet.network, optimizer, images, labels, { microBatchSize: slices });
       const seconds = time(step);
       optimizer.dispose();
       return { seconds, imagesPerSecond: batch / seconds, microBatch: Math.min(slices, batch) };
@@ -218,7 +223,79 @@ function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] }
   return { peer, comparison };
 }
 
+/** Seconds per epoch after the first (warm), from a job's or the PyTorch script's JSON line. */
+function warmEpochSeconds(run: { epochSeconds: number[] }): number {
+  const warm = run.epochSeconds.slice(1);
+  return warm.reduce((a, b) => a + b, 0) / warm.length;
+}
+
+function jsonLine<T>(command: string, args: string[]): T | { unavailable: string } {
+  const run = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (run.status !== 0) return { unavailable: run.stderr.trim().split('\n').at(-1) ?? `exit ${run.status}` };
+  return JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '') as T;
+}
+
+/**
+ * The same fine-tuning job on real photos (Debian's Fashion-MNIST) through the worker's runJob and as a
+ * PyTorch script, each in its own process: warm seconds per epoch (training and validation) and peak RSS.
+ */
+async function finetuneJobs(sizes: number[]): Promise<Record<string, unknown>> {
+  if (sizes.length === 0) return { skipped: '--job-sizes is empty' };
+  if (!existsSync(FASHION_MNIST)) return { unavailable: 'apt-get install dataset-fashion-mnist' };
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'retrain-bench-job-'));
+  try {
+    const images = Number(values['job-images']);
+    await writeFashionMnistFolder(path.join(scratch, 'fashion'), images);
+    const rows = sizes.map((size) => {
+      type Run = { epochSeconds: number[]; validationAccuracy: number | null; peakRssMiB: number; layout?: string };
+      const common = ['--size', String(size), '--epochs', '3'];
+      const ours = jsonLine<Run>(process.execPath, [
+        '--import',
+        'tsx',
+        path.join(import.meta.dirname, 'finetune-job.ts'),
+        '--data',
+        scratch,
+        '--folder',
+        'fashion',
+        ...common,
+      ]);
+      const theirs = (['channels_last', 'nchw'] as const).map((layout) =>
+        jsonLine<Run>('/usr/bin/python3', [
+          path.join(import.meta.dirname, '../scripts/torch_finetune.py'),
+          '--data',
+          path.join(scratch, 'fashion'),
+          '--threads',
+          String(os.cpus().length),
+          '--layout',
+          layout,
+          ...common,
+        ]),
+      );
+      if ('unavailable' in ours) return { inputSize: size, retrain: ours };
+      const ran = theirs.filter((run): run is Run => !('unavailable' in run));
+      if (ran.length === 0) return { inputSize: size, retrain: ours, pytorch: theirs };
+      const best = ran.reduce((a, b) => (warmEpochSeconds(b) < warmEpochSeconds(a) ? b : a));
+      return {
+        inputSize: size,
+        images,
+        secondsPerEpoch: warmEpochSeconds(ours),
+        pytorchSecondsPerEpoch: warmEpochSeconds(best),
+        pytorchLayout: best.layout,
+        ratio: warmEpochSeconds(best) / warmEpochSeconds(ours),
+        peakRssMiB: ours.peakRssMiB,
+        pytorchPeakRssMiB: best.peakRssMiB,
+        validationAccuracy: ours.validationAccuracy,
+        pytorchValidationAccuracy: best.validationAccuracy,
+      };
+    });
+    return { dataset: 'Fashion-MNIST (Debian), first images of the training set', epochs: 3, rows };
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+const fineTuningJob = await finetuneJobs(values['job-sizes'].split(',').filter(Boolean).map(Number));
 const { peer, comparison } = pytorchPeer();
 process.stdout.write(
-  `${JSON.stringify({ machine: { cpus: os.cpus().length, node: process.version, cpu: os.cpus()[0]?.model }, comparison, results, pytorch: peer, featureExtractionJob: cache, unavailable }, null, 2)}\n`,
+  `${JSON.stringify({ machine: { cpus: os.cpus().length, node: process.version, cpu: os.cpus()[0]?.model }, comparison, fineTuningJob, results, pytorch: peer, featureExtractionJob: cache, unavailable }, null, 2)}\n`,
 );

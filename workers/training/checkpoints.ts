@@ -16,11 +16,23 @@ export async function writeCheckpoint(
   metadata: ModelMetadata,
 ): Promise<void> {
   const folder = artifacts.checkpointFolder(epoch);
-  const { data, specs } = await tf.io.encodeWeights(await optimizer.getWeights());
   await saveModel(resnet, artifacts.store, folder);
-  await artifacts.store.write(`${folder}/${OPTIMIZER_FILE}`, new Uint8Array(tf.io.CompositeArrayBuffer.join(data)));
+  const state = await optimizer.getWeights();
+  await artifacts.store.write(`${folder}/${OPTIMIZER_FILE}`, tensorBytes(state.map((weight) => weight.tensor)));
+  const specs = state.map(({ name, tensor }) => ({ name, shape: tensor.shape, dtype: tensor.dtype as 'float32' | 'int32' }));
   await artifacts.writeModelMetadata(folder, { ...metadata, epoch });
   await artifacts.commitCheckpoint({ epoch, history, optimizerWeights: specs });
+}
+
+/**
+ * The tensors' bytes one after another, as tf.io.encodeWeights lays them out, copied out of the backend
+ * one tensor at a time (Adam's moments are twice the model: encoding them whole held two copies at once).
+ */
+async function* tensorBytes(tensors: tf.Tensor[]): AsyncGenerator<Uint8Array> {
+  for (const tensor of tensors) {
+    const values = (await tensor.data()) as Float32Array | Int32Array;
+    yield new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  }
 }
 
 /** Loads the newest complete checkpoint (weights, optimiser state, metrics history), if any. */

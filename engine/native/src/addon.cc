@@ -1,5 +1,6 @@
 // The addon's entry: one function per tfjs kernel, and what the library is.
 #include "context.h"
+#include <cstdlib>
 
 namespace retrain {
 
@@ -31,6 +32,45 @@ dnnl::memory* WeightCache::insert(const std::string& key, dnnl::memory memory, s
   index_[key] = order_.begin();
   used_ += bytes;
   return &order_.front().memory;
+}
+
+BufferPool::~BufferPool() {
+  for (auto& [bytes, data] : free_) std::free(data);
+}
+
+void* BufferPool::take(size_t bytes) {
+  auto hit = free_.find(bytes);
+  if (hit != free_.end()) {
+    void* data = hit->second;
+    free_.erase(hit);
+    kept_ -= bytes;
+    return data;
+  }
+  // 64-byte aligned, as oneDNN's own allocations are; aligned_alloc wants a multiple of the alignment.
+  void* data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (!data) throw std::bad_alloc();
+  return data;
+}
+
+void BufferPool::give(void* data, size_t bytes) {
+  if (kept_ + bytes > budget_) {
+    std::free(data);
+    return;
+  }
+  free_.emplace(bytes, data);
+  kept_ += bytes;
+}
+
+Borrowed::~Borrowed() {
+  for (auto& [data, bytes] : items_) pool_.give(data, bytes);
+}
+
+dnnl::memory Borrowed::Memory(const dnnl::memory::desc& desc, const dnnl::engine& engine) {
+  size_t bytes = desc.get_size();
+  if (bytes == 0) return dnnl::memory(desc, engine, nullptr);
+  void* data = pool_.take(bytes);
+  items_.emplace_back(data, bytes);
+  return dnnl::memory(desc, engine, data);
 }
 
 Context& ContextOf(const Napi::Env& env) {

@@ -11,6 +11,8 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
+#include <vector>
 
 namespace retrain {
 
@@ -41,6 +43,40 @@ class WeightCache {
   std::unordered_set<std::string> seen_;
 };
 
+/**
+ * Buffers of the sizes kernels keep asking for (reordered filters, gradients in oneDNN's layout,
+ * scratchpads, pooling workspaces), kept for the next call. Allocating them anew every call lets glibc
+ * raise its mmap threshold and grow the heap by fragments: a training job's RSS grew by gigabytes.
+ */
+class BufferPool {
+ public:
+  explicit BufferPool(size_t budget) : budget_(budget) {}
+  ~BufferPool();
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+  void* take(size_t bytes);
+  /** Keeps the buffer for the next call of its size, or frees it past the byte budget. */
+  void give(void* data, size_t bytes);
+
+ private:
+  std::unordered_multimap<size_t, void*> free_;
+  size_t budget_, kept_ = 0;
+};
+
+/** What one kernel call borrowed from the pool: given back when the call ends, after its stream has finished. */
+class Borrowed {
+ public:
+  explicit Borrowed(BufferPool& pool) : pool_(pool) {}
+  ~Borrowed();
+  Borrowed(const Borrowed&) = delete;
+  Borrowed& operator=(const Borrowed&) = delete;
+  dnnl::memory Memory(const dnnl::memory::desc& desc, const dnnl::engine& engine);
+
+ private:
+  BufferPool& pool_;
+  std::vector<std::pair<void*, size_t>> items_;
+};
+
 /** Primitives kept per shape: a model has a few dozen; varying batch sizes add a few more. */
 constexpr size_t kMaxPrimitives = 2048;
 
@@ -49,6 +85,7 @@ struct Context {
   dnnl::stream stream{engine};
   std::unordered_map<std::string, CachedPrimitive> primitives;
   WeightCache weights{512u << 20};
+  BufferPool buffers{768u << 20};
 };
 
 Context& ContextOf(const Napi::Env& env);

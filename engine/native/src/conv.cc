@@ -42,22 +42,31 @@ std::pair<dnnl::primitive, const dnnl::convolution_forward::primitive_desc*> For
                                                 g.PadR());
     dnnl::post_ops ops;
     if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-    dnnl::primitive_attr attr;
+    dnnl::primitive_attr attr = PooledScratchpad();
     attr.set_post_ops(ops);
     return dnnl::convolution_forward::primitive_desc(desc, attr, context.engine);
   });
 }
 
-memory FilterIn(Context& context, const memory::desc& wanted, float* hwio, const ConvGeometry& g, int64_t weightsId, const char* use) {
+dnnl::primitive_attr PooledScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+memory FilterIn(Context& context, Borrowed& borrowed, const memory::desc& wanted, float* hwio, const ConvGeometry& g, int64_t weightsId,
+                const char* use) {
   memory user(Hwio(g.Weights()), context.engine, hwio);
   if (wanted == user.get_desc()) return user;
   std::string key = std::to_string(weightsId) + ":" + use + ":" + g.Key();
   if (weightsId > 0) {
     if (memory* kept = context.weights.find(key)) return *kept;
   }
-  memory reordered(wanted, context.engine);
+  // Kept (a filter seen before: inference) in memory of its own; otherwise for this call only.
+  bool keep = weightsId > 0 && context.weights.seenBefore(key);
+  memory reordered = keep ? memory(wanted, context.engine) : borrowed.Memory(wanted, context.engine);
   dnnl::reorder(user, reordered).execute(context.stream, user, reordered);
-  if (weightsId > 0 && context.weights.seenBefore(key)) context.weights.insert(key, reordered, wanted.get_size());
+  if (keep) context.weights.insert(key, reordered, wanted.get_size());
   return reordered;
 }
 
@@ -73,11 +82,13 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
     float* b = bias ? FloatData(info[2], size_t(g.o), "bias") : nullptr;
     float* out = FloatData(info[3], g.DstElements(), "out");
     Context& context = ContextOf(info.Env());
+    Borrowed borrowed(context.buffers);
     auto [primitive, pd] = Forward(context, g, bias, relu);
-    memory weights = FilterIn(context, pd->weights_desc(), filter, g, info[6].ToNumber().Int64Value(), "fwd");
+    memory weights = FilterIn(context, borrowed, pd->weights_desc(), filter, g, info[6].ToNumber().Int64Value(), "fwd");
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, x)},
                                          {DNNL_ARG_WEIGHTS, weights},
-                                         {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, out)}};
+                                         {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, out)},
+                                         {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}};
     if (bias) args.emplace(DNNL_ARG_BIAS, memory(pd->bias_desc(), context.engine, b));
     primitive.execute(context.stream, args);
     context.stream.wait();

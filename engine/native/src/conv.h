@@ -38,8 +38,11 @@ std::pair<dnnl::primitive, const dnnl::convolution_forward::primitive_desc*> For
  * A filter in the layout `wanted`: the caller's HWIO memory when that is it, otherwise a reorder of it,
  * kept under `weightsId` (0: not kept) so unchanged filters are reordered once.
  */
-dnnl::memory FilterIn(Context& context, const dnnl::memory::desc& wanted, float* hwio, const ConvGeometry& g, int64_t weightsId,
-                      const char* use);
+dnnl::memory FilterIn(Context& context, Borrowed& borrowed, const dnnl::memory::desc& wanted, float* hwio, const ConvGeometry& g,
+                      int64_t weightsId, const char* use);
+
+/** Primitive attributes every convolution shares: scratchpads come from the pool. */
+dnnl::primitive_attr PooledScratchpad();
 
 /** A primitive and its descriptor for `key`, made once per shape. */
 template <typename Primitive>

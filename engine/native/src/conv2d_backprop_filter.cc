@@ -14,18 +14,20 @@ Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info) {
     float* dy = FloatData(info[1], g.DstElements(), "dy");
     float* dFilter = FloatData(info[2], g.WeightElements(), "dFilter");
     Context& context = ContextOf(info.Env());
+    Borrowed borrowed(context.buffers);
     auto hint = Forward(context, g, false, false).second;
     auto [primitive, pd] = Cached<dnnl::convolution_backward_weights>(context, "conv-bwd-weights:" + g.Key(), [&] {
       auto desc = dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, Nhwc(g.Src()), AnyLayout(g.Weights()),
                                                            Nhwc(g.Dst()), g.Strides(), g.Dilations(), g.PadL(), g.PadR());
-      return dnnl::convolution_backward_weights::primitive_desc(desc, context.engine, *hint);
+      return dnnl::convolution_backward_weights::primitive_desc(desc, PooledScratchpad(), context.engine, *hint);
     });
     memory user(Hwio(g.Weights()), context.engine, dFilter);
     bool direct = pd->diff_weights_desc() == user.get_desc();
-    memory computed = direct ? user : memory(pd->diff_weights_desc(), context.engine);
+    memory computed = direct ? user : borrowed.Memory(pd->diff_weights_desc(), context.engine);
     primitive.execute(context.stream, {{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, x)},
                                        {DNNL_ARG_DIFF_DST, memory(pd->diff_dst_desc(), context.engine, dy)},
-                                       {DNNL_ARG_DIFF_WEIGHTS, computed}});
+                                       {DNNL_ARG_DIFF_WEIGHTS, computed},
+                                       {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
     if (!direct) dnnl::reorder(computed, user).execute(context.stream, computed, user);
     context.stream.wait();
   });

@@ -14,16 +14,18 @@ Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
     float* filter = FloatData(info[1], g.WeightElements(), "filter");
     float* dx = FloatData(info[2], g.SrcElements(), "dx");
     Context& context = ContextOf(info.Env());
+    Borrowed borrowed(context.buffers);
     auto hint = Forward(context, g, false, false).second;
     auto [primitive, pd] = Cached<dnnl::convolution_backward_data>(context, "conv-bwd-data:" + g.Key(), [&] {
       auto desc = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, Nhwc(g.Src()), AnyLayout(g.Weights()),
                                                         Nhwc(g.Dst()), g.Strides(), g.Dilations(), g.PadL(), g.PadR());
-      return dnnl::convolution_backward_data::primitive_desc(desc, context.engine, *hint);
+      return dnnl::convolution_backward_data::primitive_desc(desc, PooledScratchpad(), context.engine, *hint);
     });
-    memory weights = FilterIn(context, pd->weights_desc(), filter, g, info[4].ToNumber().Int64Value(), "bwd-data");
+    memory weights = FilterIn(context, borrowed, pd->weights_desc(), filter, g, info[4].ToNumber().Int64Value(), "bwd-data");
     primitive.execute(context.stream, {{DNNL_ARG_DIFF_DST, memory(pd->diff_dst_desc(), context.engine, dy)},
                                        {DNNL_ARG_WEIGHTS, weights},
-                                       {DNNL_ARG_DIFF_SRC, memory(pd->diff_src_desc(), context.engine, dx)}});
+                                       {DNNL_ARG_DIFF_SRC, memory(pd->diff_src_desc(), context.engine, dx)},
+                                       {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
     context.stream.wait();
   });
 }

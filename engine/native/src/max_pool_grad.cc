@@ -28,7 +28,8 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
         context.engine);
     auto backward = dnnl::pooling_backward::primitive_desc(
         dnnl::pooling_backward::desc(dnnl::algorithm::pooling_max, src, dst, strides, kernel, padL, padR), context.engine, forward);
-    memory workspace(forward.workspace_desc(), context.engine), pooled(dst, context.engine);
+    Borrowed borrowed(context.buffers);
+    memory workspace = borrowed.Memory(forward.workspace_desc(), context.engine), pooled = borrowed.Memory(dst, context.engine);
     dnnl::pooling_forward(forward).execute(context.stream, {{DNNL_ARG_SRC, memory(src, context.engine, x)},
                                                             {DNNL_ARG_DST, pooled},
                                                             {DNNL_ARG_WORKSPACE, workspace}});

@@ -1,0 +1,63 @@
+// One fine-tuning job through the worker's runJob, in a process of its own so its peak RSS is the job's:
+// node --import tsx bench/finetune-job.ts --data DIR --folder NAME --size 32 --epochs 2
+// Prints one JSON object: seconds of every epoch, final validation accuracy, peak RSS.
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { LocalArtifactStore } from '../common/artifact-store.js';
+import { JobArtifacts } from '../common/job-artifacts.js';
+import { selectBackend } from '../engine/backend/backend.js';
+import { loadConfig } from '../schemas/config.js';
+import { JobSpec } from '../schemas/job-spec.js';
+import { runJob } from '../workers/training/run-job.js';
+
+const { values } = parseArgs({
+  options: {
+    data: { type: 'string' },
+    folder: { type: 'string' },
+    size: { type: 'string' },
+    epochs: { type: 'string', default: '2' },
+    batch: { type: 'string', default: '16' },
+  },
+});
+if (!values.data || !values.folder || !values.size) throw new Error('--data, --folder and --size are required');
+const artifactsDir = mkdtempSync(path.join(os.tmpdir(), 'retrain-job-'));
+try {
+  const config = loadConfig({ ...process.env, DATA_DIR: values.data, ARTIFACTS_DIR: artifactsDir });
+  const backend = await selectBackend('wasm', { nativeKernels: config.RETRAIN_NATIVE_KERNELS });
+  // As the PyTorch script: random weights, no augmentation, BatchNorm frozen, Adam(1e-3), 20% validation.
+  const spec = JobSpec.parse({
+    mode: 'fine_tuning',
+    weights: 'random',
+    inputSize: Number(values.size),
+    epochs: Number(values.epochs),
+    batchSize: Number(values.batch),
+    augmentation: { randomResizedCrop: false, horizontalFlip: false },
+    dataset: { type: 'folder', path: values.folder },
+  });
+  const artifacts = new JobArtifacts(new LocalArtifactStore(artifactsDir), 'bench-job');
+  await runJob({
+    jobId: 'bench-job',
+    spec,
+    config,
+    artifacts,
+    backend,
+    report: async () => undefined,
+    cancelRequested: async () => false,
+    log: () => undefined,
+  });
+  const metrics = await artifacts.readMetrics();
+  process.stdout.write(
+    `${JSON.stringify({
+      engine: 'retrain',
+      kernels: backend.kernels,
+      inputSize: spec.inputSize,
+      epochSeconds: metrics?.epochs.map((epoch) => epoch.seconds) ?? [],
+      validationAccuracy: metrics?.epochs.at(-1)?.validationAccuracy ?? null,
+      peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    })}\n`,
+  );
+} finally {
+  rmSync(artifactsDir, { recursive: true, force: true });
+}

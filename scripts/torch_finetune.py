@@ -1,0 +1,118 @@
+#!/usr/bin/python3
+"""The fine-tuning job the service runs, written as the PyTorch script it replaces (the bench's peer).
+
+Same work as a `fine_tuning` job with `weights: random`, no augmentation, BatchNorm frozen: torchvision's
+resnet50 with the service's head, Adam(1e-3), batch 16, a stratified 20% validation split evaluated after
+every epoch, the service's evaluation transform, and a checkpoint (model and optimiser) after every epoch,
+as the service keeps one. Prints one JSON object: seconds per epoch of training and validation (every
+epoch, so the caller can skip the first; checkpoints are not timed, as in the service's metrics), final
+validation accuracy and peak RSS.
+"""
+import argparse
+import json
+import random
+import os
+import resource
+import tempfile
+import time
+
+import torch
+import torch.nn as nn
+import torchvision
+from torchvision import transforms
+
+
+def head(num_classes):
+    return nn.Sequential(
+        nn.Linear(2048, 512), nn.ReLU(), nn.Dropout(0.25),
+        nn.Linear(512, 256), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(256, num_classes),
+    )
+
+
+def stratified_split(samples, fraction, seed):
+    by_class = {}
+    for index, (_, label) in enumerate(samples):
+        by_class.setdefault(label, []).append(index)
+    rng = random.Random(seed)
+    train, validation = [], []
+    for indices in by_class.values():
+        rng.shuffle(indices)
+        cut = round(len(indices) * fraction)
+        validation += indices[:cut]
+        train += indices[cut:]
+    return train, validation
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", required=True, help="a folder with one sub-folder of images per class")
+    parser.add_argument("--size", type=int, required=True)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--layout", choices=["nchw", "channels_last"], default="channels_last")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    transform = transforms.Compose([
+        transforms.Resize(round(args.size * 256 / 224)),
+        transforms.CenterCrop(args.size),
+        transforms.ToTensor(),
+        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+    ])
+    dataset = torchvision.datasets.ImageFolder(args.data, transform=transform)
+    train_indices, validation_indices = stratified_split(dataset.samples, 0.2, 0)
+    train = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, train_indices), batch_size=args.batch, shuffle=True)
+    validation = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, validation_indices), batch_size=args.batch)
+
+    model = torchvision.models.resnet50()
+    model.fc = head(len(dataset.classes))
+    memory_format = torch.channels_last if args.layout == "channels_last" else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    batch_norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in batch_norms:
+        for p in bn.parameters():
+            p.requires_grad = False
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+
+    seconds, accuracy = [], None
+    checkpoints = tempfile.mkdtemp(prefix="torch-finetune-")
+    for epoch in range(args.epochs):
+        started = time.perf_counter()
+        model.train()
+        for bn in batch_norms:
+            bn.eval()
+        for x, y in train:
+            optimizer.zero_grad()
+            loss = loss_fn(model(x.to(memory_format=memory_format)), y)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for x, y in validation:
+                correct += (model(x.to(memory_format=memory_format)).argmax(1) == y).sum().item()
+        accuracy = correct / len(validation_indices)
+        seconds.append(time.perf_counter() - started)
+        path = os.path.join(checkpoints, f"epoch-{epoch + 1}.pt")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, path)
+        os.remove(path)
+    os.rmdir(checkpoints)
+
+    print(json.dumps({
+        "engine": "pytorch",
+        "layout": args.layout,
+        "inputSize": args.size,
+        "trainImages": len(train_indices),
+        "validationImages": len(validation_indices),
+        "epochSeconds": seconds,
+        "validationAccuracy": accuracy,
+        "peakRssMiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+if __name__ == "__main__":
+    main()
