@@ -15,7 +15,8 @@ import { loadConfig } from '../schemas/config.js';
 import { JobSpec } from '../schemas/job-spec.js';
 import { LocalArtifactStore } from '../common/artifact-store.js';
 import { JobArtifacts } from '../common/job-artifacts.js';
-import { BackendChoice, type ModelConfig } from '../schemas/model.js';
+import { BackendChoice, type ModelConfig, type Precision } from '../schemas/model.js';
+import { useConvolutionPrecision } from '../engine/native/kernels/register.js';
 import { selectBackend, type BackendInfo } from '../engine/backend/backend.js';
 import { buildResNet50, type ResNet50 } from '../engine/model/resnet50.js';
 import { summarize } from '../engine/model/summary.js';
@@ -55,7 +56,7 @@ function time(run: () => void): number {
   return median(times);
 }
 
-function measure(backend: BackendInfo, size: number) {
+function measure(backend: BackendInfo, size: number, precision: Precision) {
   // The pure-JS cpu backend is about 100x slower than wasm: a smaller batch keeps the run in minutes.
   const batch = Number(backend.choice === 'cpu' ? values['cpu-batch'] : values.batch);
   const rows: Record<string, unknown>[] = [];
@@ -81,7 +82,8 @@ function measure(backend: BackendInfo, size: number) {
     const seconds = time(() => tf.tidy(() => void network.forward(images, false).dataSync()));
     return { seconds, imagesPerSecond: batch / seconds };
   });
-  rows.push({ backend: backend.choice, kernels: backend.kernels, inputSize: size, batch, measurement: 'inference', ...inference });
+  const row = { backend: backend.choice, kernels: backend.kernels, precision, inputSize: size, batch };
+  rows.push({ ...row, measurement: 'inference', ...inference });
   // Backpropagation costs ~2x the forward pass through XNNPACK or TensorFlow, far more in pure JS.
   const estimate = (inference.seconds as number) * (backend.choice === 'cpu' ? 60 : 3);
   for (const [measurement, config] of [
@@ -92,14 +94,7 @@ function measure(backend: BackendInfo, size: number) {
     ],
   ] as const) {
     if (measurement === 'fine_tuning_step' && estimate > maxStepSeconds) {
-      rows.push({
-        backend: backend.choice,
-        kernels: backend.kernels,
-        inputSize: size,
-        batch,
-        measurement,
-        skipped: `estimated ${Math.round(estimate)} s per step (> --max-step-seconds)`,
-      });
+      rows.push({ ...row, measurement, skipped: `estimated ${Math.round(estimate)} s per step (> --max-step-seconds)` });
       continue;
     }
     const result = withModel(config, (resnet, microBatch) => {
@@ -107,16 +102,16 @@ function measure(backend: BackendInfo, size: number) {
       // As a job trains: feature extraction runs the frozen backbone forward only and trains the head
       // on its codes; fine-tuning steps through the whole network in heap-sized slices.
       const extracting = measurement === 'feature_extraction_step';
-      const head = headOnCodes(resnet);
       const slices = extracting ? batch : microBatch;
-      const step = extracting
+      const head = extracting ? headOnCodes(resnet) : null;
+      const step = head
         ? () => tf.tidy(() => void trainStep(head, optimizer, resnet.features(images), labels))
         : () => void trainStep(resnet.network, optimizer, images, labels, { microBatchSize: slices });
       const seconds = time(step);
       optimizer.dispose();
       return { seconds, imagesPerSecond: batch / seconds, microBatch: Math.min(slices, batch) };
     });
-    rows.push({ backend: backend.choice, kernels: backend.kernels, inputSize: size, batch, measurement, ...result });
+    rows.push({ ...row, measurement, ...result });
   }
   tf.dispose([images, labels]);
   return rows;
@@ -161,7 +156,15 @@ for (const choice of requested) {
     unavailable[choice] = (error as Error).message;
     continue;
   }
-  for (const size of sizes) results.push(...measure(backend, size));
+  for (const size of sizes) results.push(...measure(backend, size, 'fp32'));
+  // bfloat16 convolutions where the oneDNN kernels and the CPU (AVX512-BF16) allow them.
+  if (useConvolutionPrecision('bf16') === 'bf16') {
+    try {
+      for (const size of sizes) results.push(...measure(backend, size, 'bf16'));
+    } finally {
+      useConvolutionPrecision('fp32');
+    }
+  }
   if (!cache && choice !== 'cpu') {
     const scratch = mkdtempSync(path.join(os.tmpdir(), 'retrain-bench-'));
     try {
@@ -203,7 +206,14 @@ function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] }
     results: Array<{ inputSize: number; measurement: string; layout: string; imagesPerSecond: number }>;
   };
   const comparison = results.flatMap((row) => {
-    const ours = row as { backend: string; kernels: string; inputSize: number; measurement: string; imagesPerSecond?: number };
+    const ours = row as {
+      backend: string;
+      kernels: string;
+      precision: Precision;
+      inputSize: number;
+      measurement: string;
+      imagesPerSecond?: number;
+    };
     const theirs = peer.results.filter((p) => p.inputSize === ours.inputSize && p.measurement === ours.measurement);
     if (!ours.imagesPerSecond || theirs.length === 0) return [];
     const best = theirs.reduce((a, b) => (b.imagesPerSecond > a.imagesPerSecond ? b : a));
@@ -211,6 +221,7 @@ function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] }
       {
         backend: ours.backend,
         kernels: ours.kernels,
+        precision: ours.precision,
         inputSize: ours.inputSize,
         measurement: ours.measurement,
         imagesPerSecond: ours.imagesPerSecond,
@@ -249,16 +260,20 @@ async function finetuneJobs(sizes: number[]): Promise<Record<string, unknown>> {
     const rows = sizes.map((size) => {
       type Run = { epochSeconds: number[]; validationAccuracy: number | null; peakRssMiB: number; layout?: string };
       const common = ['--size', String(size), '--epochs', '3'];
-      const ours = jsonLine<Run>(process.execPath, [
-        '--import',
-        'tsx',
-        path.join(import.meta.dirname, 'finetune-job.ts'),
-        '--data',
-        scratch,
-        '--folder',
-        'fashion',
-        ...common,
-      ]);
+      const job = (precision: Precision) =>
+        jsonLine<Run & { precision: Precision }>(process.execPath, [
+          '--import',
+          'tsx',
+          path.join(import.meta.dirname, 'finetune-job.ts'),
+          '--data',
+          scratch,
+          '--folder',
+          'fashion',
+          '--precision',
+          precision,
+          ...common,
+        ]);
+      const ours = job('fp32');
       const theirs = (['channels_last', 'nchw'] as const).map((layout) =>
         jsonLine<Run>('/usr/bin/python3', [
           path.join(import.meta.dirname, '../scripts/torch_finetune.py'),
@@ -272,6 +287,11 @@ async function finetuneJobs(sizes: number[]): Promise<Record<string, unknown>> {
         ]),
       );
       if ('unavailable' in ours) return { inputSize: size, retrain: ours };
+      const bf16 = job('bf16');
+      const inBf16 =
+        'unavailable' in bf16 || bf16.precision !== 'bf16'
+          ? null
+          : { secondsPerEpoch: warmEpochSeconds(bf16), validationAccuracy: bf16.validationAccuracy, peakRssMiB: bf16.peakRssMiB };
       const ran = theirs.filter((run): run is Run => !('unavailable' in run));
       if (ran.length === 0) return { inputSize: size, retrain: ours, pytorch: theirs };
       const best = ran.reduce((a, b) => (warmEpochSeconds(b) < warmEpochSeconds(a) ? b : a));
@@ -286,6 +306,7 @@ async function finetuneJobs(sizes: number[]): Promise<Record<string, unknown>> {
         pytorchPeakRssMiB: best.peakRssMiB,
         validationAccuracy: ours.validationAccuracy,
         pytorchValidationAccuracy: best.validationAccuracy,
+        bf16: inBf16 && { ...inBf16, ratio: warmEpochSeconds(best) / inBf16.secondsPerEpoch },
       };
     });
     return { dataset: 'Fashion-MNIST (Debian), first images of the training set', epochs: 3, rows };

@@ -19,6 +19,7 @@ const { values } = parseArgs({
     size: { type: 'string' },
     epochs: { type: 'string', default: '2' },
     batch: { type: 'string', default: '16' },
+    precision: { type: 'string', default: 'fp32' },
   },
 });
 if (!values.data || !values.folder || !values.size) throw new Error('--data, --folder and --size are required');
@@ -35,7 +36,9 @@ try {
     batchSize: Number(values.batch),
     augmentation: { randomResizedCrop: false, horizontalFlip: false },
     dataset: { type: 'folder', path: values.folder },
+    precision: values.precision,
   });
+  let ranIn: string | null = null;
   const artifacts = new JobArtifacts(new LocalArtifactStore(artifactsDir), 'bench-job');
   await runJob({
     jobId: 'bench-job',
@@ -43,7 +46,9 @@ try {
     config,
     artifacts,
     backend,
-    report: async () => undefined,
+    report: async (progress) => {
+      ranIn = progress.backend?.precision ?? ranIn;
+    },
     cancelRequested: async () => false,
     log: () => undefined,
   });
@@ -52,6 +57,7 @@ try {
     `${JSON.stringify({
       engine: 'retrain',
       kernels: backend.kernels,
+      precision: ranIn,
       inputSize: spec.inputSize,
       epochSeconds: metrics?.epochs.map((epoch) => epoch.seconds) ?? [],
       validationAccuracy: metrics?.epochs.at(-1)?.validationAccuracy ?? null,

@@ -87,12 +87,16 @@ export type ModelSummary = z.infer<typeof ModelSummary>;
 export const BackendChoice = z.enum(['node-gpu', 'node', 'wasm', 'cpu']);
 export type BackendChoice = z.infer<typeof BackendChoice>;
 
+export const Precision = z.enum(['fp32', 'bf16']);
+export type Precision = z.infer<typeof Precision>;
+
 export const BackendReport = z.object({
   choice: BackendChoice,
   backend: z.string().describe('tfjs backend name (`tensorflow` for both native packages)'),
   package: z.string(),
   version: z.string(),
   kernels: z.string().describe('What runs the convolutions and matmuls: "onednn 2.6.3" (native, on wasm), "wasm", "tensorflow" or "cpu"'),
+  precision: Precision.optional().describe("What a job's convolutions read: fp32, or bf16 where it asked for and got it"),
 });
 export type BackendReport = z.infer<typeof BackendReport>;
 

@@ -5,6 +5,8 @@ import path from 'node:path';
 /** The addon's functions: each reads and writes the Float32Array views it is given, in place. */
 export interface OneDnnAddon {
   version(): string;
+  /** Convolutions in bfloat16 (true) or float32; answers whether bfloat16 is now on (it needs AVX512-BF16). */
+  setPrecision(bf16: boolean): boolean;
   conv2d(
     x: Float32Array,
     filter: Float32Array,

@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import type { Metrics } from '../../schemas/metrics.js';
 import { completedJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
 
@@ -7,9 +8,9 @@ import { completedJob, startServiceWithStandInWeights, type TestService } from '
 const dataset = { type: 'synthetic', numClasses: 4, imagesPerClass: 30, imageSize: 32, seed: 1 } as const;
 
 // Random crops down to 8% of a 32-px image leave little to learn from: these jobs train unaugmented.
-const train = async (service: TestService, spec: object) =>
-  (await completedJob(service, { inputSize: 32, dataset, augmentation: { randomResizedCrop: false, horizontalFlip: false }, ...spec }))
-    .metrics;
+const trainJob = (service: TestService, spec: object) =>
+  completedJob(service, { inputSize: 32, dataset, augmentation: { randomResizedCrop: false, horizontalFlip: false }, ...spec });
+const train = async (service: TestService, spec: object) => (await trainJob(service, spec)).metrics;
 
 function assertLearned(metrics: Metrics, epochs: number) {
   const [first, last] = [metrics.epochs[0], metrics.epochs.at(-1)!];
@@ -62,5 +63,19 @@ describe('learning is real', () => {
       fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: false },
     });
     assertLearned(metrics, 5);
+  });
+
+  it('fine_tuning in bf16 learns as well where the CPU has AVX512-BF16, and says which precision ran', async () => {
+    const { id, metrics } = await trainJob(service, {
+      mode: 'fine_tuning',
+      weights: 'random',
+      epochs: 5,
+      precision: 'bf16',
+      fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: false },
+    });
+    assertLearned(metrics, 5);
+    const status = (await service.http().get(`/v1/jobs/${id}`)).body as { backend: { kernels: string; precision?: string } };
+    const bf16 = /^onednn/.test(status.backend.kernels) && /\bavx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+    assert.equal(status.backend.precision, bf16 ? 'bf16' : 'fp32');
   });
 });

@@ -1,4 +1,5 @@
 import { isTrainingSpec } from '../../schemas/job-spec.js';
+import { useConvolutionPrecision } from '../../engine/native/kernels/register.js';
 import type { TrainingResult } from '../../schemas/queue.js';
 import { buildModel } from './build-model.js';
 import { evaluatePretrained } from './evaluate-pretrained.js';
@@ -9,7 +10,21 @@ import { saveFinalModel } from './save-model.js';
 import { train } from './train.js';
 
 /** The job, start to end: load data -> build model -> train (or evaluate) -> save -> result. */
-export async function runJob(ctx: JobContext): Promise<TrainingResult> {
+export async function runJob(requested: JobContext): Promise<TrainingResult> {
+  const precision = useConvolutionPrecision(requested.spec.precision);
+  if (precision !== requested.spec.precision) {
+    requested.log(
+      `precision ${requested.spec.precision} needs the oneDNN kernels on a CPU with AVX512-BF16 (kernels here: ${requested.backend.kernels}); this job runs in ${precision}`,
+    );
+  }
+  try {
+    return await runWith({ ...requested, backend: { ...requested.backend, precision } });
+  } finally {
+    useConvolutionPrecision('fp32');
+  }
+}
+
+async function runWith(ctx: JobContext): Promise<TrainingResult> {
   const { spec } = ctx;
   const reporter = new ProgressReporter(ctx, isTrainingSpec(spec) ? spec.epochs : 0);
   const data = await loadData(ctx, reporter);

@@ -166,7 +166,8 @@ async function cachedCodeInputs(
     root: data.loader.root,
     images,
     preprocessing: data.preprocessing,
-    backend: ctx.backend.choice,
+    // bf16 codes differ from fp32 ones; fp32 keys stay what they were.
+    backend: ctx.backend.precision === 'bf16' ? `${ctx.backend.choice}:bf16` : ctx.backend.choice,
     weights: spec.weights === 'imagenet' ? await weightsFingerprint(ctx.config.IMAGENET_WEIGHTS) : `random:${spec.seed}`,
   });
   const extracted = await featureCodes(ctx.artifacts.store, key, model.resnet, data.loader, images, spec.batchSize, async (done) => {

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import type { Precision } from '../../../schemas/model.js';
 import type { OneDnnAddon } from '../onednn.js';
 import { ADAM, makeAdam } from './adam.js';
 import { makeBatchMatMul } from './batch-mat-mul.js';
@@ -23,7 +24,7 @@ const NATIVE: Record<string, (addon: OneDnnAddon, stock: tf.KernelFunc) => tf.Ke
   MaxPoolGrad: makeMaxPoolGrad,
 };
 
-let registered = false;
+let registered: OneDnnAddon | null = null;
 
 /** Replaces the wasm backend's kernels with the addon's, once per thread. */
 export function registerOneDnnKernels(addon: OneDnnAddon): void {
@@ -37,5 +38,11 @@ export function registerOneDnnKernels(addon: OneDnnAddon): void {
   tf.registerKernel({ kernelName: RELU_GRAD, backendName: 'wasm', kernelFunc: makeReluGrad(addon) });
   tf.registerKernel({ kernelName: ADAM, backendName: 'wasm', kernelFunc: makeAdam(addon) });
   registerReluGradient();
-  registered = true;
+  registered = addon;
+}
+
+/** What convolutions read from now on: bf16 only where the oneDNN kernels run and the CPU has AVX512-BF16. */
+export function useConvolutionPrecision(precision: Precision): Precision {
+  if (!registered || tf.getBackend() !== 'wasm') return 'fp32';
+  return registered.setPrecision(precision === 'bf16') ? 'bf16' : 'fp32';
 }

@@ -121,6 +121,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["reluGrad"] = Napi::Function::New(env, ReluGrad);
   exports["maxPoolGrad"] = Napi::Function::New(env, MaxPoolGrad);
   exports["adam"] = Napi::Function::New(env, Adam);
+  exports["setPrecision"] = Napi::Function::New(env, SetPrecision);
   return exports;
 }
 

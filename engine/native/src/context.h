@@ -86,6 +86,8 @@ struct Context {
   std::unordered_map<std::string, CachedPrimitive> primitives;
   WeightCache weights{512u << 20};
   BufferPool buffers{768u << 20};
+  /** Convolutions read bfloat16 copies of their inputs and filters (float32 accumulation and outputs). */
+  bool bf16 = false;
 };
 
 Context& ContextOf(const Napi::Env& env);
@@ -118,5 +120,6 @@ Napi::Value Binary(const Napi::CallbackInfo& info);
 Napi::Value ReluGrad(const Napi::CallbackInfo& info);
 Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info);
 Napi::Value Adam(const Napi::CallbackInfo& info);
+Napi::Value SetPrecision(const Napi::CallbackInfo& info);
 
 }  // namespace retrain

@@ -29,17 +29,36 @@ std::string ConvGeometry::Key() const {
   return key.str();
 }
 
-memory::desc Nhwc(const memory::dims& dims) { return memory::desc(dims, memory::data_type::f32, tag::nhwc); }
+memory::data_type Operand(const Context& context) { return context.bf16 ? memory::data_type::bf16 : memory::data_type::f32; }
+memory::desc Nhwc(const memory::dims& dims, memory::data_type type) { return memory::desc(dims, type, tag::nhwc); }
 memory::desc Hwio(const memory::dims& dims) { return memory::desc(dims, memory::data_type::f32, tag::hwio); }
-memory::desc AnyLayout(const memory::dims& dims) { return memory::desc(dims, memory::data_type::f32, tag::any); }
+memory::desc AnyLayout(const memory::dims& dims, memory::data_type type) { return memory::desc(dims, type, tag::any); }
+
+memory TensorIn(Context& context, Borrowed& borrowed, const memory::desc& wanted, const memory::dims& dims, float* data) {
+  memory user(Nhwc(dims), context.engine, data);
+  if (wanted == user.get_desc()) return user;
+  memory converted = borrowed.Memory(wanted, context.engine);
+  dnnl::reorder(user, converted).execute(context.stream, user, converted);
+  return converted;
+}
+
+/** setPrecision(bf16): whether convolutions now run in bfloat16 (only where the CPU has AVX512-BF16; else float32). */
+Napi::Value SetPrecision(const Napi::CallbackInfo& info) {
+  Context& context = ContextOf(info.Env());
+  auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  auto bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+  context.bf16 = info[0].ToBoolean() && (isa & bf16) == bf16;
+  return Napi::Boolean::New(info.Env(), context.bf16);
+}
 
 std::pair<dnnl::primitive, const dnnl::convolution_forward::primitive_desc*> Forward(Context& context, const ConvGeometry& g, bool bias,
                                                                                     bool relu) {
-  return Cached<dnnl::convolution_forward>(context, "conv-fwd:" + g.Key() + (bias ? "b" : "") + (relu ? "r" : ""), [&] {
+  std::string key = "conv-fwd:" + g.Key() + (bias ? "b" : "") + (relu ? "r" : "") + (context.bf16 ? "bf16" : "");
+  return Cached<dnnl::convolution_forward>(context, key, [&] {
     auto biasDesc = bias ? memory::desc({g.o}, memory::data_type::f32, tag::x) : memory::desc();
-    auto desc = dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, Nhwc(g.Src()),
-                                                AnyLayout(g.Weights()), biasDesc, Nhwc(g.Dst()), g.Strides(), g.Dilations(), g.PadL(),
-                                                g.PadR());
+    auto desc = dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                                Nhwc(g.Src(), Operand(context)), AnyLayout(g.Weights(), Operand(context)), biasDesc,
+                                                Nhwc(g.Dst()), g.Strides(), g.Dilations(), g.PadL(), g.PadR());
     dnnl::post_ops ops;
     if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
     dnnl::primitive_attr attr = PooledScratchpad();
@@ -58,7 +77,7 @@ memory FilterIn(Context& context, Borrowed& borrowed, const memory::desc& wanted
                 const char* use) {
   memory user(Hwio(g.Weights()), context.engine, hwio);
   if (wanted == user.get_desc()) return user;
-  std::string key = std::to_string(weightsId) + ":" + use + ":" + g.Key();
+  std::string key = std::to_string(weightsId) + ":" + use + (context.bf16 ? "-bf16:" : ":") + g.Key();
   if (weightsId > 0) {
     if (memory* kept = context.weights.find(key)) return *kept;
   }
@@ -85,7 +104,7 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
     Borrowed borrowed(context.buffers);
     auto [primitive, pd] = Forward(context, g, bias, relu);
     memory weights = FilterIn(context, borrowed, pd->weights_desc(), filter, g, info[6].ToNumber().Int64Value(), "fwd");
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, x)},
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, TensorIn(context, borrowed, pd->src_desc(), g.Src(), x)},
                                          {DNNL_ARG_WEIGHTS, weights},
                                          {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, out)},
                                          {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}};

@@ -26,9 +26,14 @@ struct ConvGeometry {
   size_t DstElements() const { return size_t(n * oh * ow * o); }
 };
 
-dnnl::memory::desc Nhwc(const dnnl::memory::dims& dims);
+/** What convolutions read: float32, or bfloat16 when the context says so. */
+dnnl::memory::data_type Operand(const Context& context);
+dnnl::memory::desc Nhwc(const dnnl::memory::dims& dims, dnnl::memory::data_type type = dnnl::memory::data_type::f32);
 dnnl::memory::desc Hwio(const dnnl::memory::dims& dims);
-dnnl::memory::desc AnyLayout(const dnnl::memory::dims& dims);
+dnnl::memory::desc AnyLayout(const dnnl::memory::dims& dims, dnnl::memory::data_type type = dnnl::memory::data_type::f32);
+
+/** The caller's float32 NHWC tensor as `wanted` describes it: itself, or a converted copy for this call. */
+dnnl::memory TensorIn(Context& context, Borrowed& borrowed, const dnnl::memory::desc& wanted, const dnnl::memory::dims& dims, float* data);
 
 /** The forward convolution of a geometry (its descriptor is also the hint the backward ones need). */
 std::pair<dnnl::primitive, const dnnl::convolution_forward::primitive_desc*> Forward(Context& context, const ConvGeometry& g, bool bias,

@@ -16,16 +16,18 @@ Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info) {
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
     auto hint = Forward(context, g, false, false).second;
-    auto [primitive, pd] = Cached<dnnl::convolution_backward_weights>(context, "conv-bwd-weights:" + g.Key(), [&] {
-      auto desc = dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, Nhwc(g.Src()), AnyLayout(g.Weights()),
-                                                           Nhwc(g.Dst()), g.Strides(), g.Dilations(), g.PadL(), g.PadR());
+    std::string key = "conv-bwd-weights:" + g.Key() + (context.bf16 ? "bf16" : "");
+    auto [primitive, pd] = Cached<dnnl::convolution_backward_weights>(context, key, [&] {
+      auto desc = dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, Nhwc(g.Src(), Operand(context)),
+                                                           AnyLayout(g.Weights()), Nhwc(g.Dst(), Operand(context)), g.Strides(),
+                                                           g.Dilations(), g.PadL(), g.PadR());
       return dnnl::convolution_backward_weights::primitive_desc(desc, PooledScratchpad(), context.engine, *hint);
     });
     memory user(Hwio(g.Weights()), context.engine, dFilter);
     bool direct = pd->diff_weights_desc() == user.get_desc();
     memory computed = direct ? user : borrowed.Memory(pd->diff_weights_desc(), context.engine);
-    primitive.execute(context.stream, {{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, x)},
-                                       {DNNL_ARG_DIFF_DST, memory(pd->diff_dst_desc(), context.engine, dy)},
+    primitive.execute(context.stream, {{DNNL_ARG_SRC, TensorIn(context, borrowed, pd->src_desc(), g.Src(), x)},
+                                       {DNNL_ARG_DIFF_DST, TensorIn(context, borrowed, pd->diff_dst_desc(), g.Dst(), dy)},
                                        {DNNL_ARG_DIFF_WEIGHTS, computed},
                                        {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
     if (!direct) dnnl::reorder(computed, user).execute(context.stream, computed, user);

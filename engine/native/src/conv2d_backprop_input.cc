@@ -16,13 +16,15 @@ Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
     auto hint = Forward(context, g, false, false).second;
-    auto [primitive, pd] = Cached<dnnl::convolution_backward_data>(context, "conv-bwd-data:" + g.Key(), [&] {
-      auto desc = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, Nhwc(g.Src()), AnyLayout(g.Weights()),
-                                                        Nhwc(g.Dst()), g.Strides(), g.Dilations(), g.PadL(), g.PadR());
+    std::string key = "conv-bwd-data:" + g.Key() + (context.bf16 ? "bf16" : "");
+    auto [primitive, pd] = Cached<dnnl::convolution_backward_data>(context, key, [&] {
+      auto desc = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, Nhwc(g.Src()),
+                                                        AnyLayout(g.Weights(), Operand(context)), Nhwc(g.Dst(), Operand(context)),
+                                                        g.Strides(), g.Dilations(), g.PadL(), g.PadR());
       return dnnl::convolution_backward_data::primitive_desc(desc, PooledScratchpad(), context.engine, *hint);
     });
     memory weights = FilterIn(context, borrowed, pd->weights_desc(), filter, g, info[4].ToNumber().Int64Value(), "bwd-data");
-    primitive.execute(context.stream, {{DNNL_ARG_DIFF_DST, memory(pd->diff_dst_desc(), context.engine, dy)},
+    primitive.execute(context.stream, {{DNNL_ARG_DIFF_DST, TensorIn(context, borrowed, pd->diff_dst_desc(), g.Dst(), dy)},
                                        {DNNL_ARG_WEIGHTS, weights},
                                        {DNNL_ARG_DIFF_SRC, memory(pd->diff_src_desc(), context.engine, dx)},
                                        {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});

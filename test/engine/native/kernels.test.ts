@@ -1,9 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../../../engine/backend/backend.js';
 import { buildResNet50 } from '../../../engine/model/resnet50.js';
 import { loadOneDnn, type OneDnnAddon } from '../../../engine/native/onednn.js';
+import { useConvolutionPrecision } from '../../../engine/native/kernels/register.js';
 import { FusedAdamOptimizer } from '../../../engine/training/adam.js';
 import { trainStep } from '../../../engine/training/train-step.js';
 import { bitIdentical, maxAbsDifference } from '../../helpers/tf.js';
@@ -105,6 +107,31 @@ describe('oneDNN kernels for the wasm backend', () => {
       () => addon.adam(four(), small, four(), four(), four(), four(), four(), new Float32Array(8)),
       /^Error: Adam: gradient holds 3/,
     );
+  });
+
+  it('run convolutions in bfloat16 where the CPU has AVX512-BF16 (float32 elsewhere), within bfloat16 rounding', async () => {
+    await selectBackend('wasm', { nativeKernels: true });
+    const hasBf16 = /\bavx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+    const all = resnetConvCases(32, 2);
+    const data = all.map((c, i) => caseData(c, i));
+    const float32 = all.map((c, i) => convResults(c, data[i]));
+    const applied = useConvolutionPrecision('bf16');
+    try {
+      assert.equal(applied, hasBf16 ? 'bf16' : 'fp32');
+      const ours = all.map((c, i) => convResults(c, data[i]));
+      let differing = 0;
+      all.forEach((_case, i) => {
+        for (const part of ['y', 'dx', 'dFilter'] as const) {
+          const error = relativeError(ours[i][part], float32[i][part]);
+          assert.ok(error <= 3e-2, `${part} of case ${i}: ${error}`);
+          if (!bitIdentical(ours[i][part], float32[i][part])) differing++;
+        }
+      });
+      // bfloat16 keeps 8 bits of mantissa: every result moves; in float32 none does.
+      assert.equal(differing, hasBf16 ? all.length * 3 : 0);
+    } finally {
+      useConvolutionPrecision('fp32');
+    }
   });
 
   it("update with Adam in one pass to tfjs' Adam's bits, and continue it from a saved state", async () => {
