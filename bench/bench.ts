@@ -71,7 +71,7 @@ function measure(backend: BackendInfo, size: number, precision: Precision) {
   const withModel = (config: ModelConfig, body: (m: ResNet50, microBatch: number) => Record<string, unknown>) => {
     const resnet = buildResNet50(config);
     const { totals } = summarize(resnet, 0);
-    const microBatch = backend.choice === 'wasm' ? wasmMicroBatchSize(totals.forwardBackwardPassBytes, totals.paramsBytes) : batch;
+    const microBatch = backend.choice === 'wasm' ? wasmMicroBatchSize(totals.forwardBackwardPassBytes, totals.paramsBytes, false) : batch;
     try {
       return body(resnet, microBatch);
     } finally {

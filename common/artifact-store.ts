@@ -11,7 +11,7 @@ import type { z } from 'zod';
  */
 export interface ArtifactStore {
   /** Atomic: readers see the old content or the new, never a partial file. Chunks are written as they come. */
-  write(key: string, data: Uint8Array | string | AsyncIterable<Uint8Array>): Promise<void>;
+  write(key: string, data: Uint8Array | string | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void>;
   read(key: string): Promise<Buffer>;
   /** null when the key does not exist. */
   stat(key: string): Promise<{ size: number; modifiedAt: Date } | null>;
@@ -35,7 +35,7 @@ export class LocalArtifactStore implements ArtifactStore {
     return resolved;
   }
 
-  async write(key: string, data: Uint8Array | string | AsyncIterable<Uint8Array>): Promise<void> {
+  async write(key: string, data: Uint8Array | string | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void> {
     const target = this.localPath(key);
     await mkdir(path.dirname(target), { recursive: true });
     const staging = `${target}.${randomUUID()}.partial`;

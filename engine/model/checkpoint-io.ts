@@ -11,26 +11,11 @@ export const WEIGHTS_BIN = 'weights.bin';
 const join = (prefix: string, name: string) => (prefix ? `${prefix}/${name}` : name);
 
 /**
- * A tfjs IOHandler over the artifact store, so it works on every backend (tfjs' own `file://` handler
- * exists only in tfjs-node). Layout is tfjs' layers format: model.json + one weights file; model.json
- * is written last, so a model.json always describes complete weights.
+ * Reads a saved model from the artifact store as tfjs' IOHandler (tfjs' own `file://` handler exists only
+ * in tfjs-node). Layout is tfjs' layers format: model.json + one weights file.
  */
-export function storeHandler(store: ArtifactStore, prefix: string): Required<Pick<tf.io.IOHandler, 'save' | 'load'>> {
+export function storeHandler(store: ArtifactStore, prefix: string): Required<Pick<tf.io.IOHandler, 'load'>> {
   return {
-    async save(artifacts: tf.io.ModelArtifacts): Promise<tf.io.SaveResult> {
-      const weights = artifacts.weightData ? new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData)) : new Uint8Array();
-      const modelJson: TfjsModelJson = {
-        format: artifacts.format ?? 'layers-model',
-        generatedBy: artifacts.generatedBy,
-        convertedBy: artifacts.convertedBy ?? null,
-        modelTopology: artifacts.modelTopology as TfjsModelJson['modelTopology'],
-        weightsManifest: [{ paths: [`./${WEIGHTS_BIN}`], weights: artifacts.weightSpecs ?? [] }],
-        userDefinedMetadata: artifacts.userDefinedMetadata,
-      };
-      await store.write(join(prefix, WEIGHTS_BIN), weights);
-      await store.write(join(prefix, MODEL_JSON), JSON.stringify(modelJson));
-      return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
-    },
     async load(): Promise<tf.io.ModelArtifacts> {
       const modelJson = await readJson(store, join(prefix, MODEL_JSON), TfjsModelJson);
       if (!modelJson) throw new Error(`no ${MODEL_JSON} at ${prefix}`);
@@ -53,10 +38,38 @@ export function storeHandler(store: ArtifactStore, prefix: string): Required<Pic
 
 const CONFIG_KEY = 'retrainModelConfig';
 
+/**
+ * Saves in tfjs' layers format (what tf.loadLayersModel reads), the weights streamed one tensor at a time
+ * (tfjs' model.save holds every weight twice, copied out and concatenated). model.json is written last,
+ * so a model.json always describes complete weights.
+ */
 export async function saveModel(resnet: ResNet50, store: ArtifactStore, prefix: string): Promise<void> {
-  // tfjs accepts only plain JSON here (no undefined members).
-  resnet.model.setUserDefinedMetadata({ [CONFIG_KEY]: JSON.parse(JSON.stringify(resnet.config)) as object });
-  await resnet.model.save(storeHandler(store, prefix));
+  const { model } = resnet;
+  const weights = model.weights.map((w) => ({ name: w.originalName, tensor: w.read() }));
+  await store.write(join(prefix, WEIGHTS_BIN), tensorBytes(weights.map((w) => w.tensor)));
+  const modelJson: TfjsModelJson = {
+    format: 'layers-model',
+    generatedBy: `TensorFlow.js tfjs-layers v${tf.version_layers}`,
+    convertedBy: null,
+    modelTopology: model.toJSON(null, false) as TfjsModelJson['modelTopology'],
+    weightsManifest: [{ paths: [`./${WEIGHTS_BIN}`], weights: weights.map(({ name, tensor }) => weightSpec(name, tensor)) }],
+    // Plain JSON only: no undefined members.
+    userDefinedMetadata: { [CONFIG_KEY]: JSON.parse(JSON.stringify(resnet.config)) as object },
+  };
+  await store.write(join(prefix, MODEL_JSON), JSON.stringify(modelJson));
+}
+
+export function weightSpec(name: string, tensor: tf.Tensor): { name: string; shape: number[]; dtype: 'float32' | 'int32' } {
+  if (tensor.dtype !== 'float32' && tensor.dtype !== 'int32') throw new Error(`${name} is ${tensor.dtype}: only float32 and int32 are saved`);
+  return { name, shape: tensor.shape, dtype: tensor.dtype };
+}
+
+/** Tensors' bytes one after another (tf.io.encodeWeights' layout), copied out of the backend one at a time. */
+export async function* tensorBytes(tensors: readonly tf.Tensor[]): AsyncGenerator<Uint8Array> {
+  for (const tensor of tensors) {
+    const values = (await tensor.data()) as Float32Array | Int32Array;
+    yield new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  }
 }
 
 /**

@@ -61,6 +61,11 @@ export function parseSafetensors(file: Uint8Array): Map<string, RawTensor> {
 }
 
 export function serializeSafetensors(tensors: Map<string, RawTensor>, metadata?: Record<string, string>): Buffer {
+  return Buffer.concat(safetensorsChunks(tensors, metadata));
+}
+
+/** The file in pieces: length, header, then each tensor's bytes as they are (written in order, never concatenated). */
+export function safetensorsChunks(tensors: Map<string, RawTensor>, metadata?: Record<string, string>): Uint8Array[] {
   const header: Record<string, unknown> = metadata ? { __metadata__: metadata } : {};
   let offset = 0;
   for (const [name, t] of tensors) {
@@ -73,7 +78,7 @@ export function serializeSafetensors(tensors: Map<string, RawTensor>, metadata?:
   const headerBytes = Buffer.from(json);
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(headerBytes.byteLength));
-  return Buffer.concat([prefix, headerBytes, ...[...tensors.values()].map((t) => t.bytes)]);
+  return [prefix, headerBytes, ...[...tensors.values()].map((t) => t.bytes)];
 }
 
 function halfToFloat(h: number): number {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { leaves, stageOf, type ResNet50 } from './resnet50.js';
-import { float32Tensor, parseSafetensors, serializeSafetensors, toFloat32, type RawTensor } from './safetensors.js';
+import { float32Tensor, parseSafetensors, safetensorsChunks, toFloat32, type RawTensor } from './safetensors.js';
 
 /** One torchvision state_dict entry and where it lives in the tfjs model. */
 interface TensorBinding {
@@ -97,6 +97,11 @@ export function importTorchvisionWeights(resnet: ResNet50, file: Uint8Array, opt
  * torchvision resnet50 whose `fc` is replaced by the same head (Linear, or the fine-tuning Sequential).
  */
 export function exportTorchvisionWeights(resnet: ResNet50): Buffer {
+  return Buffer.concat(torchvisionWeightChunks(resnet));
+}
+
+/** exportTorchvisionWeights in pieces, for a store to write without a second copy of the model. */
+export function torchvisionWeightChunks(resnet: ResNet50): Uint8Array[] {
   const tensors = new Map<string, RawTensor>();
   tf.tidy(() => {
     for (const b of bindings(resnet)) {
@@ -109,7 +114,7 @@ export function exportTorchvisionWeights(resnet: ResNet50): Buffer {
       }
     }
   });
-  return serializeSafetensors(tensors, { format: 'pt' });
+  return safetensorsChunks(tensors, { format: 'pt' });
 }
 
 function inverse(permutation: number[]): number[] {

@@ -81,12 +81,20 @@ export function trainStep(
 }
 
 /**
- * Images per forward/backward slice that fit the wasm heap (4 GiB): the parameters with their
- * gradients and two Adam moments, plus activations measured at about 6x torchinfo's
- * forward/backward estimate per image (batch 4 at 224 px is the most that fit here).
+ * Tensor bytes a training step holds per image, as a multiple of torchinfo's forward/backward estimate,
+ * measured on the eager network at 112 and 224 px with room for the wasm allocator's fragmentation:
+ * 1.65 with BatchNorm folded into the convolutions, 4.5 with BatchNorm on batch statistics (tfjs keeps
+ * what every op's gradient needs).
  */
-export function wasmMicroBatchSize(forwardBackwardBytesPerImage: number, paramsBytes: number): number {
+export const WASM_ACTIVATION_FACTOR = { folded: 2.5, batchStatistics: 6 } as const;
+
+/**
+ * Images per forward/backward slice that fit the wasm heap (4 GiB): the parameters with their
+ * gradients and two Adam moments, 256 MiB of slack, and the activations of each image.
+ */
+export function wasmMicroBatchSize(forwardBackwardBytesPerImage: number, paramsBytes: number, batchNormTrains: boolean): number {
   const heap = 4 * 1024 ** 3;
   const free = heap - 4 * paramsBytes - 256 * 1024 ** 2;
-  return Math.max(1, Math.floor(free / (6 * forwardBackwardBytesPerImage)));
+  const factor = WASM_ACTIVATION_FACTOR[batchNormTrains ? 'batchStatistics' : 'folded'];
+  return Math.max(1, Math.floor(free / (factor * forwardBackwardBytesPerImage)));
 }

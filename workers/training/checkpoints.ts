@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { JobArtifacts } from '../../common/job-artifacts.js';
 import type { CheckpointState, ModelMetadata } from '../../schemas/artifacts.js';
 import type { EpochMetrics } from '../../schemas/metrics.js';
-import { loadWeightsInto, saveModel } from '../../engine/model/checkpoint-io.js';
+import { loadWeightsInto, saveModel, tensorBytes, weightSpec } from '../../engine/model/checkpoint-io.js';
 import type { ResNet50 } from '../../engine/model/resnet50.js';
 
 const OPTIMIZER_FILE = 'optimizer.bin';
@@ -17,22 +17,12 @@ export async function writeCheckpoint(
 ): Promise<void> {
   const folder = artifacts.checkpointFolder(epoch);
   await saveModel(resnet, artifacts.store, folder);
+  // Adam's moments are twice the model: streamed a tensor at a time, never encoded whole.
   const state = await optimizer.getWeights();
   await artifacts.store.write(`${folder}/${OPTIMIZER_FILE}`, tensorBytes(state.map((weight) => weight.tensor)));
-  const specs = state.map(({ name, tensor }) => ({ name, shape: tensor.shape, dtype: tensor.dtype as 'float32' | 'int32' }));
+  const specs = state.map(({ name, tensor }) => weightSpec(name, tensor));
   await artifacts.writeModelMetadata(folder, { ...metadata, epoch });
   await artifacts.commitCheckpoint({ epoch, history, optimizerWeights: specs });
-}
-
-/**
- * The tensors' bytes one after another, as tf.io.encodeWeights lays them out, copied out of the backend
- * one tensor at a time (Adam's moments are twice the model: encoding them whole held two copies at once).
- */
-async function* tensorBytes(tensors: tf.Tensor[]): AsyncGenerator<Uint8Array> {
-  for (const tensor of tensors) {
-    const values = (await tensor.data()) as Float32Array | Int32Array;
-    yield new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
-  }
 }
 
 /** Loads the newest complete checkpoint (weights, optimiser state, metrics history), if any. */

@@ -65,8 +65,4 @@ export class ProgressReporter {
   skipped(files: readonly SkippedFile[]): Promise<void> {
     return this.update({ skippedFiles: files.slice(0, SKIPPED_FILES_IN_STATUS), skippedFileCount: files.length }, true);
   }
-
-  done(): Promise<void> {
-    return this.phase('done');
-  }
 }

@@ -1,6 +1,6 @@
 import type { Metrics } from '../../schemas/metrics.js';
 import { saveModel } from '../../engine/model/checkpoint-io.js';
-import { exportTorchvisionWeights } from '../../engine/model/torchvision-weights.js';
+import { torchvisionWeightChunks } from '../../engine/model/torchvision-weights.js';
 import type { JobModel } from './build-model.js';
 import type { JobContext } from './job-context.js';
 import type { ProgressReporter } from './progress-reporter.js';
@@ -11,7 +11,6 @@ export async function saveFinalModel(ctx: JobContext, model: JobModel, metrics: 
   const { artifacts } = ctx;
   const folder = artifacts.finalFolder;
   await saveModel(model.resnet, artifacts.store, folder);
-  await artifacts.store.write(artifacts.torchvisionWeightsKey(folder), exportTorchvisionWeights(model.resnet));
+  await artifacts.store.write(artifacts.torchvisionWeightsKey(folder), torchvisionWeightChunks(model.resnet));
   await artifacts.writeModelMetadata(folder, { ...model.metadata, epochs: metrics.epochs.length });
-  await reporter.done();
 }

@@ -139,7 +139,9 @@ async function prepareRun(
   // the batch to fit the heap.
   const { totals } = model.summary;
   const microBatchSize =
-    ctx.backend.choice === 'wasm' ? wasmMicroBatchSize(totals.forwardBackwardPassBytes, totals.paramsBytes) : spec.batchSize;
+    ctx.backend.choice === 'wasm'
+      ? wasmMicroBatchSize(totals.forwardBackwardPassBytes, totals.paramsBytes, !spec.fineTuning.freezeBatchNorm)
+      : spec.batchSize;
   return {
     spec,
     network: model.resnet.network,

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { buildResNet50 } from '../../../engine/model/resnet50.js';
 import { layersNetwork } from '../../../engine/model/network.js';
-import { trainStep, wasmMicroBatchSize } from '../../../engine/training/train-step.js';
+import { summarize } from '../../../engine/model/summary.js';
+import { trainStep, WASM_ACTIVATION_FACTOR, wasmMicroBatchSize } from '../../../engine/training/train-step.js';
 import { maxAbsDifference, snapshotWeights, useTestBackend } from '../../helpers/tf.js';
 
 describe('train step', () => {
@@ -66,12 +67,44 @@ describe('train step', () => {
 
   it('sizes micro-batches so they fit the 4 GiB wasm heap, and the next size up would not', () => {
     const paramsBytes = 98_757_904;
-    // The estimate the sizing rests on: four copies of the parameters, 256 MiB slack, ~6x torchinfo's activations per image.
-    const fits = (images: number, perImage: number) => 4 * paramsBytes + 256 * 1024 ** 2 + 6 * perImage * images <= 4 * 1024 ** 3;
-    for (const perImage of [177_829_928, 177_829_928 / 4, 3_640_000]) {
-      const size = wasmMicroBatchSize(perImage, paramsBytes);
-      assert.ok(fits(size, perImage) && !fits(size + 1, perImage), `${size} images of ${perImage} bytes`);
+    // The estimate the sizing rests on: four copies of the parameters, 256 MiB slack, the activations per image.
+    for (const batchNormTrains of [false, true]) {
+      const factor = WASM_ACTIVATION_FACTOR[batchNormTrains ? 'batchStatistics' : 'folded'];
+      const fits = (images: number, perImage: number) => 4 * paramsBytes + 256 * 1024 ** 2 + factor * perImage * images <= 4 * 1024 ** 3;
+      for (const perImage of [177_829_928, 177_829_928 / 4, 3_640_000]) {
+        const size = wasmMicroBatchSize(perImage, paramsBytes, batchNormTrains);
+        assert.ok(fits(size, perImage) && !fits(size + 1, perImage), `${size} images of ${perImage} bytes`);
+      }
+      assert.equal(wasmMicroBatchSize(1e10, paramsBytes, batchNormTrains), 1, 'never below one image');
     }
-    assert.equal(wasmMicroBatchSize(1e10, paramsBytes), 1, 'never below one image');
   });
+
+  for (const freezeBatchNorm of [true, false]) {
+    const factor = WASM_ACTIVATION_FACTOR[freezeBatchNorm ? 'folded' : 'batchStatistics'];
+    it(`holds at most ${factor}x torchinfo's estimate of tensor bytes per image in a fine-tuning step (freezeBatchNorm ${freezeBatchNorm})`, async () => {
+      const config = { trainableFrom: 'conv1', freezeBatchNorm } as const;
+      const resnet = buildResNet50({ mode: 'fine_tuning', numClasses: 3, inputSize: 64, fineTuning: config });
+      const perImageEstimate = summarize(resnet, 0).totals.forwardBackwardPassBytes;
+      const optimizer = tf.train.sgd(0.01);
+      const peakOf = async (images: number) => {
+        const x = tf.randomNormal<tf.Rank.R4>([images, 64, 64, 3]);
+        const y = tf.oneHot(
+          tf.tensor1d(
+            Array.from({ length: images }, (_, i) => i % 3),
+            'int32',
+          ),
+          3,
+        ) as tf.Tensor2D;
+        const { peakBytes } = await tf.profile(() => void trainStep(resnet.network, optimizer, x, y));
+        tf.dispose([x, y]);
+        return peakBytes;
+      };
+      await peakOf(1); // optimiser state allocated before measuring
+      const perImage = ((await peakOf(5)) - (await peakOf(1))) / 4;
+      assert.ok(perImage > 0.5 * perImageEstimate, `${perImage} bytes per image: the measurement sees the activations`);
+      assert.ok(perImage <= factor * perImageEstimate, `${perImage} bytes per image vs torchinfo's ${perImageEstimate}`);
+      optimizer.dispose();
+      resnet.dispose();
+    });
+  }
 });
