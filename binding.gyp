@@ -10,7 +10,8 @@
         "engine/native/src/matmul.cc",
         "engine/native/src/binary.cc",
         "engine/native/src/max_pool_grad.cc",
-        "engine/native/src/adam.cc"
+        "engine/native/src/adam.cc",
+        "engine/native/src/batch_norm.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

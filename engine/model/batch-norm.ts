@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { BATCH_NORM_TRAIN, BATCH_NORM_GRAD } from '../native/kernels/batch-norm.js';
 
 export interface BatchNorm2dArgs {
   name: string;
@@ -63,12 +64,44 @@ export class BatchNorm2d extends tf.layers.Layer {
   }
 
   private normaliseWithBatchStatistics(x: tf.Tensor): tf.Tensor {
+    if (x.rank === 4 && tf.getKernel(BATCH_NORM_TRAIN, tf.getBackend())) return this.nativeBatchStatistics(x as tf.Tensor4D);
     // Spelled out rather than tf.batchNorm: its gradient tiles every statistic to the input's shape,
     // which costs more than the convolutions' gradients on wasm.
     const axes = [0, 1, 2];
     const mean = tf.mean(x, axes);
     const centered = tf.sub(x, mean);
     const variance = tf.mean(tf.square(centered), axes);
+    this.updateMovingStatistics(mean, variance, x);
+    const scale = tf.mul(tf.rsqrt(tf.add(variance, this.epsilon)), this.gamma.read());
+    return tf.add(tf.mul(centered, scale), this.beta.read());
+  }
+
+  /** The same in one oneDNN kernel each way (the composed ops make a dozen passes over the activations). */
+  private nativeBatchStatistics(x: tf.Tensor4D): tf.Tensor {
+    const attrs = { epsilon: this.epsilon } as unknown as tf.NamedAttrMap;
+    const statistics: tf.Tensor[] = [];
+    const normalise = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+      const [input, gamma, beta, save] = args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+      const [y, mean, variance] = tf.engine().runKernel<tf.Tensor[]>(BATCH_NORM_TRAIN, { x: input, gamma, beta }, attrs);
+      // The custom op's scope disposes what it does not return: keep the statistics for the moving averages.
+      statistics.push(tf.keep(mean), tf.keep(variance));
+      save([input, mean, variance, gamma]);
+      return {
+        value: y,
+        gradFunc: (dy: tf.Tensor, [savedX, savedMean, savedVariance, savedGamma]: tf.Tensor[]) =>
+          tf
+            .engine()
+            .runKernel<tf.Tensor[]>(BATCH_NORM_GRAD, { dy, x: savedX, mean: savedMean, variance: savedVariance, gamma: savedGamma }, attrs),
+      };
+    });
+    const y = normalise(x, this.gamma.read(), this.beta.read());
+    this.updateMovingStatistics(statistics[0], statistics[1], x);
+    tf.dispose(statistics);
+    return y;
+  }
+
+  /** PyTorch's update: the running variance takes the unbiased batch variance. */
+  private updateMovingStatistics(mean: tf.Tensor, variance: tf.Tensor, x: tf.Tensor): void {
     const count = x.size / x.shape[x.shape.length - 1];
     tf.tidy(() => {
       const unbiased = tf.mul(variance, count / Math.max(count - 1, 1));
@@ -76,8 +109,6 @@ export class BatchNorm2d extends tf.layers.Layer {
       this.movingMean.write(tf.add(tf.mul(this.movingMean.read(), keep), tf.mul(mean, 1 - keep)));
       this.movingVariance.write(tf.add(tf.mul(this.movingVariance.read(), keep), tf.mul(unbiased, 1 - keep)));
     });
-    const scale = tf.mul(tf.rsqrt(tf.add(variance, this.epsilon)), this.gamma.read());
-    return tf.add(tf.mul(centered, scale), this.beta.read());
   }
 
   /** Moving statistics: state, not parameters (torchinfo and PyTorch count them as buffers). */

@@ -60,7 +60,8 @@ export async function saveModel(resnet: ResNet50, store: ArtifactStore, prefix: 
 }
 
 export function weightSpec(name: string, tensor: tf.Tensor): { name: string; shape: number[]; dtype: 'float32' | 'int32' } {
-  if (tensor.dtype !== 'float32' && tensor.dtype !== 'int32') throw new Error(`${name} is ${tensor.dtype}: only float32 and int32 are saved`);
+  if (tensor.dtype !== 'float32' && tensor.dtype !== 'int32')
+    throw new Error(`${name} is ${tensor.dtype}: only float32 and int32 are saved`);
   return { name, shape: tensor.shape, dtype: tensor.dtype };
 }
 

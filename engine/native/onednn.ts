@@ -5,6 +5,30 @@ import path from 'node:path';
 /** The addon's functions: each reads and writes the Float32Array views it is given, in place. */
 export interface OneDnnAddon {
   version(): string;
+  /** BatchNorm on batch statistics: y, and the batch mean and biased variance; dims [N, H, W, C]. */
+  batchNormTrain(
+    x: Float32Array,
+    gamma: Float32Array,
+    beta: Float32Array,
+    y: Float32Array,
+    mean: Float32Array,
+    variance: Float32Array,
+    dims: Int32Array,
+    epsilon: number,
+  ): void;
+  /** Its gradient, through the batch statistics too. */
+  batchNormGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    mean: Float32Array,
+    variance: Float32Array,
+    gamma: Float32Array,
+    dx: Float32Array,
+    dGamma: Float32Array,
+    dBeta: Float32Array,
+    dims: Int32Array,
+    epsilon: number,
+  ): void;
   /** Convolutions in bfloat16 (true) or float32; answers whether bfloat16 is now on (it needs AVX512-BF16). */
   setPrecision(bf16: boolean): boolean;
   conv2d(

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Network } from '../model/network.js';
+import { BATCH_NORM_TRAIN } from '../native/kernels/batch-norm.js';
 
 export interface StepResult {
   loss: number;
@@ -83,10 +84,15 @@ export function trainStep(
 /**
  * Tensor bytes a training step holds per image, as a multiple of torchinfo's forward/backward estimate,
  * measured on the eager network at 112 and 224 px with room for the wasm allocator's fragmentation:
- * 1.65 with BatchNorm folded into the convolutions, 4.5 with BatchNorm on batch statistics (tfjs keeps
- * what every op's gradient needs).
+ * 1.65 with BatchNorm folded into the convolutions; with BatchNorm on batch statistics 2.0 through the
+ * native kernel, 4.5 through tfjs' composed ops (each keeps what its gradient needs).
  */
-export const WASM_ACTIVATION_FACTOR = { folded: 2.5, batchStatistics: 6 } as const;
+export const WASM_ACTIVATION_FACTOR = { folded: 2.5, batchStatistics: 3, composedBatchStatistics: 6 } as const;
+
+export function activationFactor(batchNormTrains: boolean): number {
+  if (!batchNormTrains) return WASM_ACTIVATION_FACTOR.folded;
+  return tf.getKernel(BATCH_NORM_TRAIN, 'wasm') ? WASM_ACTIVATION_FACTOR.batchStatistics : WASM_ACTIVATION_FACTOR.composedBatchStatistics;
+}
 
 /**
  * Images per forward/backward slice that fit the wasm heap (4 GiB): the parameters with their
@@ -95,6 +101,5 @@ export const WASM_ACTIVATION_FACTOR = { folded: 2.5, batchStatistics: 6 } as con
 export function wasmMicroBatchSize(forwardBackwardBytesPerImage: number, paramsBytes: number, batchNormTrains: boolean): number {
   const heap = 4 * 1024 ** 3;
   const free = heap - 4 * paramsBytes - 256 * 1024 ** 2;
-  const factor = WASM_ACTIVATION_FACTOR[batchNormTrains ? 'batchStatistics' : 'folded'];
-  return Math.max(1, Math.floor(free / (factor * forwardBackwardBytesPerImage)));
+  return Math.max(1, Math.floor(free / (activationFactor(batchNormTrains) * forwardBackwardBytesPerImage)));
 }

@@ -55,25 +55,28 @@ describe('learning is real', () => {
   });
 
   // From random weights the whole network must learn, so BatchNorm trains too (freezeBatchNorm false).
+  // Fresh processes do not repeat a run bit for bit yet (issue 9), and 5 epochs ended at 23 of 24 once:
+  // 8 leave a margin.
+  const FINE_TUNING_EPOCHS = 8;
   it('fine_tuning from random weights with freezeBatchNorm false reaches >= 0.9 validation accuracy', async () => {
     const metrics = await train(service, {
       mode: 'fine_tuning',
       weights: 'random',
-      epochs: 5,
+      epochs: FINE_TUNING_EPOCHS,
       fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: false },
     });
-    assertLearned(metrics, 5);
+    assertLearned(metrics, FINE_TUNING_EPOCHS);
   });
 
   it('fine_tuning in bf16 learns as well where the CPU has AVX512-BF16, and says which precision ran', async () => {
     const { id, metrics } = await trainJob(service, {
       mode: 'fine_tuning',
       weights: 'random',
-      epochs: 5,
+      epochs: FINE_TUNING_EPOCHS,
       precision: 'bf16',
       fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: false },
     });
-    assertLearned(metrics, 5);
+    assertLearned(metrics, FINE_TUNING_EPOCHS);
     const status = (await service.http().get(`/v1/jobs/${id}`)).body as { backend: { kernels: string; precision?: string } };
     const bf16 = /^onednn/.test(status.backend.kernels) && /\bavx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
     assert.equal(status.backend.precision, bf16 ? 'bf16' : 'fp32');

@@ -3,6 +3,7 @@ import type { Precision } from '../../../schemas/model.js';
 import type { OneDnnAddon } from '../onednn.js';
 import { ADAM, makeAdam } from './adam.js';
 import { makeBatchMatMul } from './batch-mat-mul.js';
+import { BATCH_NORM_GRAD, BATCH_NORM_TRAIN, makeBatchNormGrad, makeBatchNormTrain } from './batch-norm.js';
 import { makeBinary } from './binary.js';
 import { makeMaxPoolGrad } from './max-pool-grad.js';
 import { makeReluGrad, registerReluGradient, RELU_GRAD } from './relu-grad.js';
@@ -37,6 +38,8 @@ export function registerOneDnnKernels(addon: OneDnnAddon): void {
   }
   tf.registerKernel({ kernelName: RELU_GRAD, backendName: 'wasm', kernelFunc: makeReluGrad(addon) });
   tf.registerKernel({ kernelName: ADAM, backendName: 'wasm', kernelFunc: makeAdam(addon) });
+  tf.registerKernel({ kernelName: BATCH_NORM_TRAIN, backendName: 'wasm', kernelFunc: makeBatchNormTrain(addon) });
+  tf.registerKernel({ kernelName: BATCH_NORM_GRAD, backendName: 'wasm', kernelFunc: makeBatchNormGrad(addon) });
   registerReluGradient();
   registered = addon;
 }

@@ -122,6 +122,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["maxPoolGrad"] = Napi::Function::New(env, MaxPoolGrad);
   exports["adam"] = Napi::Function::New(env, Adam);
   exports["setPrecision"] = Napi::Function::New(env, SetPrecision);
+  exports["batchNormTrain"] = Napi::Function::New(env, BatchNormTrain);
+  exports["batchNormGrad"] = Napi::Function::New(env, BatchNormGrad);
   return exports;
 }
 

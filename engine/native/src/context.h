@@ -121,5 +121,7 @@ Napi::Value ReluGrad(const Napi::CallbackInfo& info);
 Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info);
 Napi::Value Adam(const Napi::CallbackInfo& info);
 Napi::Value SetPrecision(const Napi::CallbackInfo& info);
+Napi::Value BatchNormTrain(const Napi::CallbackInfo& info);
+Napi::Value BatchNormGrad(const Napi::CallbackInfo& info);
 
 }  // namespace retrain

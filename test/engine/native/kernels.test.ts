@@ -3,6 +3,7 @@ import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../../../engine/backend/backend.js';
+import { BatchNorm2d } from '../../../engine/model/batch-norm.js';
 import { buildResNet50 } from '../../../engine/model/resnet50.js';
 import { loadOneDnn, type OneDnnAddon } from '../../../engine/native/onednn.js';
 import { useConvolutionPrecision } from '../../../engine/native/kernels/register.js';
@@ -51,9 +52,27 @@ function denseResults(seed: number) {
       r([2, 17, 17, 8], 13),
     ]);
     const [reluGrad] = tf.grads((input) => tf.sum(tf.mul(tf.relu(input), other)))([big]);
-    outputs.push(poolGrad, reluGrad);
+    outputs.push(poolGrad, reluGrad, ...batchNormResults(r));
     return outputs.map((t) => t.dataSync().slice() as Float32Array);
   });
+}
+
+/** A trainable BatchNorm on batch statistics: output, gradients of input, gamma and beta, and the moving statistics after. */
+function batchNormResults(r: (shape: number[], s: number) => tf.Tensor): tf.Tensor[] {
+  const bn = new BatchNorm2d({ name: 'bn' });
+  bn.build([null, 5, 7, 6]);
+  bn.setWeights([tf.add(r([6], 20), 1), r([6], 21), r([6], 22), tf.add(tf.abs(r([6], 23)), 0.5)]);
+  const x = r([3, 5, 7, 6], 24);
+  const weights = r([3, 5, 7, 6], 25);
+  const variables = bn.trainableWeights.map((w) => w.read() as tf.Variable);
+  const loss = (input: tf.Tensor) => tf.sum<tf.Scalar>(tf.mul(bn.apply(input, { training: true }) as tf.Tensor, weights));
+  const y = bn.apply(x, { training: true }) as tf.Tensor;
+  const [dx] = tf.grads((input) => loss(input))([x]);
+  const { grads } = tf.variableGrads(() => loss(x), variables);
+  const statistics = bn.buffers.map((w) => w.read().clone());
+  const results = [y, dx, ...variables.map((v) => grads[v.name]), ...statistics].map((t) => t.clone());
+  bn.weights.forEach((w) => w.dispose());
+  return results;
 }
 
 describe('oneDNN kernels for the wasm backend', () => {

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { buildResNet50 } from '../../../engine/model/resnet50.js';
 import { layersNetwork } from '../../../engine/model/network.js';
 import { summarize } from '../../../engine/model/summary.js';
-import { trainStep, WASM_ACTIVATION_FACTOR, wasmMicroBatchSize } from '../../../engine/training/train-step.js';
+import { activationFactor, trainStep, WASM_ACTIVATION_FACTOR, wasmMicroBatchSize } from '../../../engine/training/train-step.js';
 import { maxAbsDifference, snapshotWeights, useTestBackend } from '../../helpers/tf.js';
 
 describe('train step', () => {
@@ -69,7 +69,7 @@ describe('train step', () => {
     const paramsBytes = 98_757_904;
     // The estimate the sizing rests on: four copies of the parameters, 256 MiB slack, the activations per image.
     for (const batchNormTrains of [false, true]) {
-      const factor = WASM_ACTIVATION_FACTOR[batchNormTrains ? 'batchStatistics' : 'folded'];
+      const factor = activationFactor(batchNormTrains);
       const fits = (images: number, perImage: number) => 4 * paramsBytes + 256 * 1024 ** 2 + factor * perImage * images <= 4 * 1024 ** 3;
       for (const perImage of [177_829_928, 177_829_928 / 4, 3_640_000]) {
         const size = wasmMicroBatchSize(perImage, paramsBytes, batchNormTrains);
@@ -80,7 +80,7 @@ describe('train step', () => {
   });
 
   for (const freezeBatchNorm of [true, false]) {
-    const factor = WASM_ACTIVATION_FACTOR[freezeBatchNorm ? 'folded' : 'batchStatistics'];
+    const factor = freezeBatchNorm ? WASM_ACTIVATION_FACTOR.folded : WASM_ACTIVATION_FACTOR.batchStatistics;
     it(`holds at most ${factor}x torchinfo's estimate of tensor bytes per image in a fine-tuning step (freezeBatchNorm ${freezeBatchNorm})`, async () => {
       const config = { trainableFrom: 'conv1', freezeBatchNorm } as const;
       const resnet = buildResNet50({ mode: 'fine_tuning', numClasses: 3, inputSize: 64, fineTuning: config });
