@@ -13,8 +13,6 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { loadConfig } from '../schemas/config.js';
 import { JobSpec } from '../schemas/job-spec.js';
-import { LocalArtifactStore } from '../common/artifact-store.js';
-import { JobArtifacts } from '../common/job-artifacts.js';
 import { BackendChoice, type ModelConfig, type Precision } from '../schemas/model.js';
 import { useConvolutionPrecision } from '../engine/native/kernels/register.js';
 import { selectBackend, type BackendInfo } from '../engine/backend/backend.js';
@@ -24,7 +22,7 @@ import { FusedAdamOptimizer } from '../engine/training/adam.js';
 import { trainStep, wasmMicroBatchSize } from '../engine/training/train-step.js';
 import { headOnCodes } from '../workers/training/feature-cache.js';
 import { FASHION_MNIST, writeFashionMnistFolder } from './fashion-mnist.js';
-import { runJob } from '../workers/training/run-job.js';
+import { runQuietJob } from './quiet-job.js';
 
 const { values } = parseArgs({
   options: {
@@ -129,18 +127,7 @@ async function cacheJob(backend: BackendInfo, useFeatureCache: boolean, scratch:
     dataset: { type: 'synthetic', numClasses: 5, imagesPerClass: 100, imageSize: 64, seed: 0 },
   });
   const started = performance.now();
-  const jobId = `bench-${useFeatureCache}`;
-  await runJob({
-    jobId,
-    spec,
-    config,
-    artifacts: new JobArtifacts(new LocalArtifactStore(config.ARTIFACTS_DIR), jobId),
-    backend,
-    report: async () => undefined,
-    cancelRequested: async () => false,
-    log: () => undefined,
-    useFeatureCache,
-  });
+  await runQuietJob(`bench-${useFeatureCache}`, spec, config, backend, { useFeatureCache });
   return (performance.now() - started) / 1000;
 }
 
@@ -186,9 +173,16 @@ for (const choice of requested) {
     }
   }
 }
+/** The last line a command prints, as JSON; or why it failed (its last line of stderr). */
+function jsonLine<T>(command: string, args: string[]): T | { unavailable: string } {
+  const run = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (run.status !== 0) return { unavailable: run.stderr.trim().split('\n').at(-1) ?? `exit ${run.status}` };
+  return JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '') as T;
+}
+
 /** PyTorch (Debian's python3-torch) on the same work, in this run: its best layout per row, and our ratio to it. */
 function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] } {
-  const run = spawnSync(
+  const peer = jsonLine<{ results: Array<{ inputSize: number; measurement: string; layout: string; imagesPerSecond: number }> }>(
     '/usr/bin/python3',
     [
       path.join(import.meta.dirname, '../scripts/torch_bench.py'),
@@ -199,12 +193,8 @@ function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] }
       '--threads',
       String(os.cpus().length),
     ],
-    { encoding: 'utf8' },
   );
-  if (run.status !== 0) return { peer: { unavailable: run.stderr.trim().split('\n').at(-1) ?? `exit ${run.status}` }, comparison: [] };
-  const peer = JSON.parse(run.stdout) as {
-    results: Array<{ inputSize: number; measurement: string; layout: string; imagesPerSecond: number }>;
-  };
+  if ('unavailable' in peer) return { peer, comparison: [] };
   const comparison = results.flatMap((row) => {
     const ours = row as {
       backend: string;
@@ -238,12 +228,6 @@ function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] }
 function warmEpochSeconds(run: { epochSeconds: number[] }): number {
   const warm = run.epochSeconds.slice(1);
   return warm.reduce((a, b) => a + b, 0) / warm.length;
-}
-
-function jsonLine<T>(command: string, args: string[]): T | { unavailable: string } {
-  const run = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-  if (run.status !== 0) return { unavailable: run.stderr.trim().split('\n').at(-1) ?? `exit ${run.status}` };
-  return JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '') as T;
 }
 
 /**

@@ -5,12 +5,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { LocalArtifactStore } from '../common/artifact-store.js';
-import { JobArtifacts } from '../common/job-artifacts.js';
 import { selectBackend } from '../engine/backend/backend.js';
 import { loadConfig } from '../schemas/config.js';
 import { JobSpec } from '../schemas/job-spec.js';
-import { runJob } from '../workers/training/run-job.js';
+import { runQuietJob } from './quiet-job.js';
 
 const { values } = parseArgs({
   options: {
@@ -38,26 +36,13 @@ try {
     dataset: { type: 'folder', path: values.folder },
     precision: values.precision,
   });
-  let ranIn: string | null = null;
-  const artifacts = new JobArtifacts(new LocalArtifactStore(artifactsDir), 'bench-job');
-  await runJob({
-    jobId: 'bench-job',
-    spec,
-    config,
-    artifacts,
-    backend,
-    report: async (progress) => {
-      ranIn = progress.backend?.precision ?? ranIn;
-    },
-    cancelRequested: async () => false,
-    log: () => undefined,
-  });
+  const { artifacts, precision } = await runQuietJob('bench-job', spec, config, backend);
   const metrics = await artifacts.readMetrics();
   process.stdout.write(
     `${JSON.stringify({
       engine: 'retrain',
       kernels: backend.kernels,
-      precision: ranIn,
+      precision,
       inputSize: spec.inputSize,
       epochSeconds: metrics?.epochs.map((epoch) => epoch.seconds) ?? [],
       validationAccuracy: metrics?.epochs.at(-1)?.validationAccuracy ?? null,

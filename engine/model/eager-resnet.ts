@@ -175,8 +175,8 @@ function foldedConv(
         const result: tf.Tensor[] = [];
         if (gradients.x) result.push(tf.conv2dTranspose(dz, savedFilter, savedX.shape, strides, pad));
         if (gradients.filter) {
-          const attrs = { strides, pad, dataFormat: 'NHWC', filterShape: savedFilter.shape };
-          result.push(tf.engine().runKernel<tf.Tensor>('Conv2DBackpropFilter', { x: savedX, dy: dz }, attrs));
+          const filterAttrs = { strides, pad, dataFormat: 'NHWC', filterShape: savedFilter.shape };
+          result.push(tf.engine().runKernel<tf.Tensor>('Conv2DBackpropFilter', { x: savedX, dy: dz }, filterAttrs));
         }
         return result;
       },
