@@ -47,8 +47,12 @@ STOPSIGNAL SIGTERM
 CMD ["node", "--import", "tsx", "workers/training/main.ts"]
 
 FROM cpu AS api
+# Listening beyond loopback needs ADMIN_API_KEY (the API refuses to start without it).
 ENV HOST=0.0.0.0 PORT=8080
 COPY services ./services
+# `npx retrain keys create --owner NAME` runs here, beside the API's environment.
+COPY bin ./bin
+COPY cli ./cli
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s CMD node -e "fetch('http://127.0.0.1:'+process.env.PORT+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 CMD ["node", "--import", "tsx", "services/api/main.ts"]

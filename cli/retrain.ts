@@ -1,77 +1,28 @@
-import { parseArgs } from 'node:util';
-import { z } from 'zod';
-import { renderSummaryText } from '../common/summary-table.js';
-import { loadConfig } from '../schemas/config.js';
-import { FineTuningOptions, IMAGENET_CLASSES, InputSize, NumClasses, SummaryDepth, TransferMode } from '../schemas/model.js';
-import { selectBackend } from '../engine/backend/backend.js';
-import { buildResNet50 } from '../engine/model/resnet50.js';
-import { summarize } from '../engine/model/summary.js';
+import { UsageError } from './usage.js';
 
-const USAGE = `usage: retrain summary --mode <pretrained|feature_extraction|fine_tuning> [--num-classes N]
-                       [--input-size 224] [--depth 0..3] [--trainable-from conv1|layer1..layer4]
-                       [--no-freeze-batch-norm] [--json]`;
+const USAGE = `retrain summary ...   the model a spec would build, without the service
+       retrain keys ...      API keys (in the service's Redis)`;
 
-const SummaryArgs = z.object({
-  mode: TransferMode,
-  numClasses: z.coerce.number().pipe(NumClasses).optional(),
-  inputSize: z.coerce.number().pipe(InputSize).default(224),
-  depth: SummaryDepth,
-  trainableFrom: FineTuningOptions.shape.trainableFrom,
-  freezeBatchNorm: z.boolean(),
-  json: z.boolean(),
-});
+/** Each command loads only what it needs: `keys` never starts a tensor runtime. */
+const COMMANDS: Record<string, { usage: () => Promise<string>; run: (argv: string[]) => Promise<void> }> = {
+  summary: {
+    usage: async () => (await import('./summary.command.js')).SUMMARY_USAGE,
+    run: async (argv) => (await import('./summary.command.js')).summary(argv),
+  },
+  keys: {
+    usage: async () => (await import('./keys.command.js')).KEYS_USAGE,
+    run: async (argv) => (await import('./keys.command.js')).keys(argv),
+  },
+};
 
-async function summary(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      mode: { type: 'string' },
-      'num-classes': { type: 'string' },
-      'input-size': { type: 'string' },
-      depth: { type: 'string' },
-      'trainable-from': { type: 'string' },
-      'no-freeze-batch-norm': { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-    },
-  });
-  const parsed = SummaryArgs.safeParse({
-    mode: values.mode,
-    numClasses: values['num-classes'],
-    inputSize: values['input-size'],
-    depth: values.depth,
-    trainableFrom: values['trainable-from'],
-    freezeBatchNorm: !values['no-freeze-batch-norm'],
-    json: values.json,
-  });
-  if (!parsed.success) throw new UsageError(z.prettifyError(parsed.error));
-  const args = parsed.data;
-  if (args.mode === 'pretrained' && args.numClasses !== undefined && args.numClasses !== IMAGENET_CLASSES) {
-    throw new UsageError(`--num-classes: pretrained keeps ImageNet's ${IMAGENET_CLASSES} classes`);
-  }
-  if (args.mode !== 'pretrained' && args.numClasses === undefined) throw new UsageError(`--num-classes is required for ${args.mode}`);
-  if (args.mode !== 'fine_tuning' && (values['trainable-from'] || values['no-freeze-batch-norm'])) {
-    throw new UsageError('--trainable-from and --no-freeze-batch-norm apply to fine_tuning only');
-  }
-  const config = loadConfig();
-  await selectBackend(config.TFJS_BACKEND, { nativeKernels: config.RETRAIN_NATIVE_KERNELS });
-  const resnet = buildResNet50({
-    mode: args.mode,
-    numClasses: args.numClasses ?? IMAGENET_CLASSES,
-    inputSize: args.inputSize,
-    fineTuning: args.mode === 'fine_tuning' ? { trainableFrom: args.trainableFrom, freezeBatchNorm: args.freezeBatchNorm } : undefined,
-  });
-  const result = summarize(resnet, args.depth);
-  process.stdout.write(args.json ? `${JSON.stringify(result, null, 2)}\n` : renderSummaryText(result));
-}
-
-class UsageError extends Error {}
-
-const [command, ...rest] = process.argv.slice(2);
+const [name, ...rest] = process.argv.slice(2);
+const command = name ? COMMANDS[name] : undefined;
 try {
-  if (command !== 'summary') throw new UsageError(command ? `unknown command ${command}` : 'no command given');
-  await summary(rest);
+  if (!command) throw new UsageError(name ? `unknown command ${name}` : 'no command given');
+  await command.run(rest);
 } catch (error) {
   const usage = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
-  process.stderr.write(`retrain: ${(error as Error).message}\n${usage ? `${USAGE}\n` : ''}`);
+  const text = usage ? `usage: ${command ? await command.usage() : USAGE}\n` : '';
+  process.stderr.write(`retrain: ${(error as Error).message}\n${text}`);
   process.exitCode = usage ? 2 : 1;
 }

@@ -56,5 +56,9 @@ export async function locateDatasetFolder(spec: FolderDataset | UploadedDataset,
     realpath(dataDir),
   ]);
   if (!realRoot.startsWith(realDataDir + path.sep)) throw new DatasetError('the dataset path resolves outside DATA_DIR');
+  const uploads = path.join(realDataDir, UPLOADS_FOLDER);
+  if (spec.type === 'folder' && (realRoot === uploads || realRoot.startsWith(uploads + path.sep))) {
+    throw new DatasetError(`folder datasets cannot reach the upload area; name an upload as {"type":"upload","id":...}`);
+  }
   return realRoot;
 }

@@ -27,7 +27,15 @@ export const redisKeys = (prefix: string) => ({
   cancel: (jobId: string) => `${prefix}:cancel:${jobId}`,
   worker: (workerId: string) => `${prefix}:workers:${workerId}`,
   workersPattern: `${prefix}:workers:*`,
-  idempotency: (key: string) => `${prefix}:idempotency:${key}`,
+  idempotency: (owner: string, key: string) => `${prefix}:idempotency:${owner}:${key}`,
+  apiKeys: `${prefix}:api-keys`,
+  /** Job ids by submission time (sorted sets): every job, and each owner's. */
+  allJobs: `${prefix}:jobs`,
+  ownerJobs: (owner: string) => `${prefix}:owner-jobs:${owner}`,
+  /** Each owner's jobs that may still be queued or running (the quota counts these). */
+  openJobs: (owner: string) => `${prefix}:open-jobs:${owner}`,
+  /** The jobs that train on an uploaded dataset (it cannot be deleted while one is open). */
+  datasetJobs: (datasetId: string) => `${prefix}:dataset-jobs:${datasetId}`,
 });
 
 /**
@@ -86,7 +94,7 @@ export interface QueueOptions {
 /** Retries back off 5 s, 10 s, 20 s, ...: long enough for a restarted Redis or a freed GPU. */
 const RETRY_BACKOFF_MS = 5_000;
 /** Redis keeps queue state only (results live in the artifact store): finished jobs stay answerable for a month. */
-const FINISHED_JOB_RETENTION_SECONDS = 30 * 24 * 3600;
+export const FINISHED_JOB_RETENTION_SECONDS = 30 * 24 * 3600;
 
 /** Every process can enqueue through this; only worker processes consume. */
 export class Queues {

@@ -75,6 +75,11 @@ export const Config = z.object({
     .min(1024)
     .default(20 * 1024 ** 3)
     .describe('Refuses archives (zip bombs) that unpack past this'),
+  ADMIN_API_KEY: z
+    .string()
+    .min(32, 'at least 32 characters (e.g. openssl rand -base64 32)')
+    .optional()
+    .describe('Turns API keys on: this key sees and manages everything; owners use keys from `npx retrain keys create`'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino level of every process'),
 });
 export type Config = z.infer<typeof Config> & { IMAGENET_WEIGHTS: string };

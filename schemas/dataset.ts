@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { LOCAL_OWNER, Owner } from './auth.js';
 
 export const Seed = z
   .number()
@@ -89,6 +90,7 @@ export type PreflightReport = z.infer<typeof PreflightReport>;
 
 export const DatasetRecord = z.object({
   id: z.uuid(),
+  owner: Owner.default(LOCAL_OWNER),
   name: z.string(),
   createdAt: z.string(),
   archiveBytes: z.number().int(),

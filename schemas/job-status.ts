@@ -46,6 +46,7 @@ export const JobResult = z.object({
 
 export const JobStatus = z.object({
   id: z.uuid(),
+  owner: z.string().describe('The owner of the API key that submitted the job (local in single-user mode)'),
   state: JobState,
   mode: z.union([TransferMode, z.string()]).describe('A job stored by an older release may name a retired mode'),
   spec: z.union([JobSpec, z.record(z.string(), z.unknown())]).describe('The spec as parsed today, or as stored when it no longer parses'),

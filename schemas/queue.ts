@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LOCAL_OWNER, Owner } from './auth.js';
 import { JobSpec } from './job-spec.js';
 import { JobResult, Progress, SkippedFile } from './job-status.js';
 import { EpochMetrics } from './metrics.js';
@@ -7,6 +8,7 @@ import { BackendReport } from './model.js';
 /** What the API enqueues. Payloads outlive deploys: readers parse them again with today's schema. */
 export const TrainingPayload = z.object({
   spec: JobSpec,
+  owner: Owner.default(LOCAL_OWNER),
   submittedAt: z.string(),
 });
 export type TrainingPayload = z.infer<typeof TrainingPayload>;

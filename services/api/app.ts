@@ -8,7 +8,10 @@ import type { Logger } from '../../common/logger.js';
 import type { Queues } from '../../common/queues.js';
 import type { Config } from '../../schemas/config.js';
 import { JobService } from '../jobs/job-service.js';
+import { z } from 'zod';
+import type { Caller } from '../../schemas/auth.js';
 import { ModelInspector } from './model-inspector.js';
+import { authenticate, authModeOf } from './plugins/auth.js';
 import { registerProblemHandlers, RETRY_AFTER_SECONDS } from './problem.js';
 import datasetsRoutes from './routes/datasets/index.js';
 import healthRoutes from './routes/health/index.js';
@@ -17,6 +20,12 @@ import predictRoutes from './routes/predict/index.js';
 import summaryRoutes from './routes/summary/index.js';
 import type { ThreadSettings } from './thread-protocol.js';
 import { zodValidatorCompiler } from './validation.js';
+
+const Me = z.object({
+  owner: z.string(),
+  admin: z.boolean(),
+  auth: z.enum(['api-keys', 'single-user']).describe('single-user: loopback without keys; every request acts as the admin "local"'),
+});
 
 export interface AppDeps {
   config: Config;
@@ -28,6 +37,7 @@ export interface AppDeps {
 
 /** The API as a Fastify instance: no listening, no connections of its own; main.ts owns those. */
 export async function buildApp({ config, redis, queues, store, logger }: AppDeps) {
+  const authMode = authModeOf(config);
   const loggerInstance: FastifyBaseLogger = logger;
   const app = Fastify({
     loggerInstance,
@@ -71,10 +81,20 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
     maxFiles: config.UPLOAD_MAX_FILES,
     maxUnpackedBytes: config.UPLOAD_MAX_UNPACKED_BYTES,
   };
-  await app.register(jobsRoutes, { prefix: '/v1', jobs });
-  await app.register(predictRoutes, { prefix: '/v1', jobs, settings });
-  await app.register(datasetsRoutes, { prefix: '/v1', settings, limits });
-  await app.register(summaryRoutes, { prefix: '/v1', inspector, dataDir: config.DATA_DIR });
+  app.decorateRequest('caller', null as unknown as Caller);
+  // Everything under /v1 acts for an owner; health probes answer anyone.
+  await app.register(
+    async (v1) => {
+      authenticate(v1, { mode: authMode, redis, prefix: config.QUEUE_PREFIX, adminKey: config.ADMIN_API_KEY });
+      v1.get('/me', { schema: { response: { 200: Me } } }, async (request) => ({ ...request.caller, auth: authMode }));
+      await v1.register(jobsRoutes, { jobs });
+      await v1.register(predictRoutes, { jobs, settings });
+      await v1.register(datasetsRoutes, { jobs, settings, limits });
+      await v1.register(summaryRoutes, { inspector, dataDir: config.DATA_DIR });
+    },
+    { prefix: '/v1' },
+  );
   await app.register(healthRoutes, { redis, queuePrefix: config.QUEUE_PREFIX });
+  app.log.info({ auth: authMode }, authMode === 'single-user' ? 'single-user mode: no API keys (loopback only)' : 'API keys required');
   return app;
 }

@@ -6,11 +6,24 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { NotFoundError, TooLargeError } from '../../common/errors.js';
+import type { Caller } from '../../schemas/auth.js';
 import { DatasetError, readImageFolder } from '../../common/image-folder.js';
 import { DatasetRecord, UPLOADS_FOLDER, type PreflightReport } from '../../schemas/dataset.js';
 import { ArchiveError, extractArchive, type ArchiveLimits } from './archive.js';
 
 const isUuid = (id: string) => z.uuid().safeParse(id).success;
+
+/** An upload's record if it exists and the caller may see it: another owner's upload does not exist for them. */
+export async function readUploadRecord(dataDir: string, caller: Caller, id: string): Promise<DatasetRecord | null> {
+  if (!isUuid(id)) return null;
+  try {
+    const record = DatasetRecord.parse(JSON.parse(await readFile(path.join(dataDir, UPLOADS_FOLDER, `${id}.json`), 'utf8')));
+    return caller.admin || record.owner === caller.owner ? record : null;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}
 
 /**
  * Uploaded datasets under DATA_DIR/uploads: `<id>/` holds the class folders, `<id>.json` the record.
@@ -22,7 +35,7 @@ export class DatasetStore {
   private readonly incoming: string;
 
   constructor(
-    dataDir: string,
+    private readonly dataDir: string,
     private readonly limits: ArchiveLimits & { maxArchiveBytes: number },
   ) {
     this.root = path.join(dataDir, UPLOADS_FOLDER);
@@ -30,6 +43,7 @@ export class DatasetStore {
   }
 
   async create(
+    caller: Caller,
     body: Readable,
     format: 'tar.gz' | 'zip',
     name: string,
@@ -57,6 +71,7 @@ export class DatasetStore {
       await rename(classRoot, path.join(this.root, id));
       const record: DatasetRecord = {
         id,
+        owner: caller.owner,
         name,
         createdAt: new Date().toISOString(),
         archiveBytes: received,
@@ -88,30 +103,24 @@ export class DatasetStore {
     return dir;
   }
 
-  async get(id: string): Promise<DatasetRecord | null> {
-    if (!isUuid(id)) return null;
-    try {
-      return DatasetRecord.parse(JSON.parse(await readFile(path.join(this.root, `${id}.json`), 'utf8')));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw error;
-    }
+  async get(caller: Caller, id: string): Promise<DatasetRecord | null> {
+    return readUploadRecord(this.dataDir, caller, id);
   }
 
-  async require(id: string): Promise<DatasetRecord> {
-    const record = await this.get(id);
+  async require(caller: Caller, id: string): Promise<DatasetRecord> {
+    const record = await this.get(caller, id);
     if (!record) throw new NotFoundError(`no dataset with id ${id}`);
     return record;
   }
 
-  async list(): Promise<DatasetRecord[]> {
+  async list(caller: Caller): Promise<DatasetRecord[]> {
     const names = await readdir(this.root).catch(() => [] as string[]);
-    const records = await Promise.all(names.filter((n) => n.endsWith('.json')).map((n) => this.get(n.slice(0, -5))));
+    const records = await Promise.all(names.filter((n) => n.endsWith('.json')).map((n) => this.get(caller, n.slice(0, -5))));
     return records.filter((r): r is DatasetRecord => r !== null).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
 
-  async remove(id: string): Promise<void> {
-    await this.require(id);
+  async remove(caller: Caller, id: string): Promise<void> {
+    await this.require(caller, id);
     await rm(path.join(this.root, `${id}.json`), { force: true });
     await rm(path.join(this.root, id), { recursive: true, force: true });
   }

@@ -4,7 +4,16 @@ import { z } from 'zod';
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import { ConflictError, IdempotencyKeyReusedError, NotFoundError } from '../../common/errors.js';
 import { JobArtifacts } from '../../common/job-artifacts.js';
-import { CANCELLED_REASON, QueueName, redisKeys, whenReady, type Queues, type TrainingJob } from '../../common/queues.js';
+import {
+  CANCELLED_REASON,
+  FINISHED_JOB_RETENTION_SECONDS,
+  QueueName,
+  redisKeys,
+  whenReady,
+  type Queues,
+  type TrainingJob,
+} from '../../common/queues.js';
+import { LOCAL_OWNER, type Caller } from '../../schemas/auth.js';
 import type { PreflightReport } from '../../schemas/dataset.js';
 import { isTrainingSpec, type JobSpec } from '../../schemas/job-spec.js';
 import { FINISHED_STATES, SKIPPED_FILES_IN_STATUS, type JobState, type JobStatus, type Progress } from '../../schemas/job-status.js';
@@ -18,16 +27,12 @@ import { checkpointDownload, type CheckpointFormat, type CheckpointSelector, typ
 const REDIS_WAIT_MS = 1000;
 const CANCEL_FLAG_TTL_SECONDS = 60 * 24 * 3600;
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+/** A state filter looks at this many of the caller's newest jobs, so a listing stays bounded. */
+export const LIST_STATE_SCAN_LIMIT = 2000;
+const LIST_BATCH = 100;
+/** Index entries outlive BullMQ's own retention of finished jobs by this much before they are trimmed. */
+const INDEX_RETENTION_MS = 2 * FINISHED_JOB_RETENTION_SECONDS * 1000;
 const isUuid = (id: string) => z.uuid().safeParse(id).success;
-
-const QUEUED_STATES = ['waiting', 'delayed', 'prioritized', 'waiting-children', 'paused'] as const;
-const BULL_TYPES: Record<JobState, string[]> = {
-  queued: [...QUEUED_STATES],
-  running: ['active'],
-  completed: ['completed'],
-  failed: ['failed'],
-  cancelled: ['failed', ...QUEUED_STATES],
-};
 
 export interface Submission {
   status: JobStatus;
@@ -76,6 +81,12 @@ function storedSpec(data: unknown): { spec: JobStatus['spec']; mode: string; tot
   return { spec, mode: typeof spec.mode === 'string' ? spec.mode : 'unknown', totalEpochs: 0 };
 }
 
+/** Whose job this is: jobs from before owners existed belong to the single user. */
+const ownerOf = (job: TrainingJob): string => {
+  const owner = (job.data as { owner?: unknown } | null)?.owner;
+  return typeof owner === 'string' ? owner : LOCAL_OWNER;
+};
+
 /** Submits, describes, lists and cancels jobs, and reads their results: BullMQ for queue state, the artifact store for results. */
 export class JobService {
   private readonly keys;
@@ -93,54 +104,77 @@ export class JobService {
     return this.queues.get(QueueName.Training);
   }
 
-  async submit(spec: JobSpec, idempotencyKey?: string): Promise<Submission> {
+  async submit(caller: Caller, spec: JobSpec, idempotencyKey?: string): Promise<Submission> {
     await whenReady(this.redis, REDIS_WAIT_MS);
-    if (spec.dataset && spec.dataset.type !== 'synthetic') await checkDataset(spec.dataset, this.options.dataDir);
+    if (spec.dataset && spec.dataset.type !== 'synthetic') await checkDataset(spec.dataset, this.options.dataDir, caller);
     let jobId: string = randomUUID();
     if (idempotencyKey) {
       const fingerprint = createHash('sha256').update(JSON.stringify(spec)).digest('hex');
-      const key = this.keys.idempotency(idempotencyKey);
+      const key = this.keys.idempotency(caller.owner, idempotencyKey);
       const claimed = await this.redis.set(key, `${jobId} ${fingerprint}`, 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX');
       if (claimed !== 'OK') {
         const [existingId, existingFingerprint] = (await this.redis.get(key))?.split(' ') ?? [];
         if (existingFingerprint !== fingerprint) {
           throw new IdempotencyKeyReusedError('this Idempotency-Key was used for a different job spec in the last 24 hours');
         }
-        const existing = await this.status(existingId);
+        const existing = await this.status(caller, existingId);
         if (existing) return { status: existing, created: false };
         jobId = existingId;
       }
     }
-    const job = await this.queues.enqueue(QueueName.Training, jobId, { spec, submittedAt: new Date().toISOString() });
+    await this.index(caller.owner, jobId, spec);
+    const job = await this.queues.enqueue(QueueName.Training, jobId, {
+      spec,
+      owner: caller.owner,
+      submittedAt: new Date().toISOString(),
+    });
     return { status: await this.describe(job, 'waiting'), created: true };
   }
 
-  private async find(jobId: string): Promise<TrainingJob | null> {
-    if (!isUuid(jobId)) return null;
-    await whenReady(this.redis, REDIS_WAIT_MS);
-    return (await this.queue.getJob(jobId)) ?? null;
+  /** Indexed before it is enqueued: a listing skips (and forgets) an id whose enqueue failed, but never misses a job. */
+  private async index(owner: string, jobId: string, spec: JobSpec): Promise<void> {
+    const now = Date.now();
+    const transaction = this.redis
+      .multi()
+      .zadd(this.keys.allJobs, now, jobId)
+      .zadd(this.keys.ownerJobs(owner), now, jobId)
+      .zremrangebyscore(this.keys.allJobs, 0, now - INDEX_RETENTION_MS)
+      .zremrangebyscore(this.keys.ownerJobs(owner), 0, now - INDEX_RETENTION_MS)
+      .sadd(this.keys.openJobs(owner), jobId);
+    if (spec.dataset?.type === 'upload') transaction.sadd(this.keys.datasetJobs(spec.dataset.id), jobId);
+    await transaction.exec();
   }
 
-  private async require(jobId: string): Promise<TrainingJob> {
-    const job = await this.find(jobId);
+  /** The job if it exists and the caller may see it; another owner's job does not exist for them. */
+  private async find(caller: Caller, jobId: string): Promise<TrainingJob | null> {
+    if (!isUuid(jobId)) return null;
+    await whenReady(this.redis, REDIS_WAIT_MS);
+    const job = await this.queue.getJob(jobId);
+    if (!job || (!caller.admin && ownerOf(job) !== caller.owner)) return null;
+    return job;
+  }
+
+  private async require(caller: Caller, jobId: string): Promise<TrainingJob> {
+    const job = await this.find(caller, jobId);
     if (!job) throw new NotFoundError(`no job with id ${jobId}`);
     return job;
   }
 
-  async status(jobId: string): Promise<JobStatus | null> {
-    const job = await this.find(jobId);
+  async status(caller: Caller, jobId: string): Promise<JobStatus | null> {
+    const job = await this.find(caller, jobId);
     return job ? this.describe(job) : null;
   }
 
-  async requireStatus(jobId: string): Promise<JobStatus> {
-    return this.describe(await this.require(jobId));
+  async requireStatus(caller: Caller, jobId: string): Promise<JobStatus> {
+    return this.describe(await this.require(caller, jobId));
   }
 
   private async describe(current: TrainingJob, knownState?: string): Promise<JobStatus> {
     const id = current.id ?? '';
     const [bullState, cancelFlag] = await Promise.all([knownState ?? current.getState(), this.redis.exists(this.keys.cancel(id))]);
     // The job may have finished between reading its data and its state: read the data again.
-    const job = (bullState === 'completed' || bullState === 'failed') && !current.finishedOn ? ((await this.find(id)) ?? current) : current;
+    const job =
+      (bullState === 'completed' || bullState === 'failed') && !current.finishedOn ? ((await this.queue.getJob(id)) ?? current) : current;
     const { spec, mode, totalEpochs } = storedSpec(job.data);
     const state = stateOf(bullState, job.failedReason, cancelFlag === 1);
     const reportedProgress = WorkerProgress.safeParse(job.progress);
@@ -149,6 +183,7 @@ export class JobService {
     const base = `/v1/jobs/${id}`;
     return {
       id,
+      owner: ownerOf(job),
       state,
       mode,
       spec,
@@ -181,65 +216,109 @@ export class JobService {
     };
   }
 
-  async list(filter: { state?: JobState; limit: number; offset: number }): Promise<JobListing> {
+  /**
+   * Pages through the caller's index (every job's for the admin), newest first, in Redis. With a
+   * state filter it reads the newest LIST_STATE_SCAN_LIMIT jobs at most, and `total` counts matches among them.
+   */
+  async list(caller: Caller, filter: { state?: JobState; limit: number; offset: number }): Promise<JobListing> {
     await whenReady(this.redis, REDIS_WAIT_MS);
-    const types = filter.state ? BULL_TYPES[filter.state] : [...new Set(Object.values(BULL_TYPES).flat())];
-    const jobs = (await this.queue.getJobs(types as Parameters<typeof this.queue.getJobs>[0])).filter(Boolean);
-    const unique = [...new Map(jobs.map((job) => [job.id, job])).values()].sort((a, b) => b.timestamp - a.timestamp);
-    const statuses = (await Promise.all(unique.map((job) => this.describe(job)))).filter((s) => !filter.state || s.state === filter.state);
-    return {
-      items: statuses.slice(filter.offset, filter.offset + filter.limit),
-      total: statuses.length,
-      limit: filter.limit,
-      offset: filter.offset,
-    };
+    const index = caller.admin ? this.keys.allJobs : this.keys.ownerJobs(caller.owner);
+    const page = { limit: filter.limit, offset: filter.offset };
+    if (!filter.state) {
+      const [ids, total] = await Promise.all([
+        this.redis.zrevrange(index, filter.offset, filter.offset + filter.limit - 1),
+        this.redis.zcard(index),
+      ]);
+      const items = await this.describeIndexed(index, ids);
+      return { items, total: total - (ids.length - items.length), ...page };
+    }
+    const matches: JobStatus[] = [];
+    let total = 0;
+    for (let start = 0; start < LIST_STATE_SCAN_LIMIT; start += LIST_BATCH) {
+      const ids = await this.redis.zrevrange(index, start, start + LIST_BATCH - 1);
+      for (const status of await this.describeIndexed(index, ids)) {
+        if (status.state !== filter.state) continue;
+        if (total >= filter.offset && matches.length < filter.limit) matches.push(status);
+        total++;
+      }
+      if (ids.length < LIST_BATCH) break;
+    }
+    return { items: matches, total, ...page };
+  }
+
+  /** Statuses of indexed ids in order; ids whose job is gone (retention, a failed enqueue) leave the index. */
+  private async describeIndexed(index: string, ids: string[]): Promise<JobStatus[]> {
+    const jobs = await Promise.all(ids.map((id) => this.queue.getJob(id)));
+    const gone = ids.filter((_, i) => !jobs[i]);
+    if (gone.length) await this.redis.zrem(index, ...gone);
+    return Promise.all(jobs.filter((job): job is TrainingJob => Boolean(job)).map((job) => this.describe(job)));
   }
 
   /**
    * BullMQ cannot stop an active job from another process: set a durable flag that the worker checks
    * before every step, and that keeps a queued job from ever training.
    */
-  async cancel(jobId: string): Promise<JobStatus> {
-    const job = await this.require(jobId);
+  async cancel(caller: Caller, jobId: string): Promise<JobStatus> {
+    const job = await this.require(caller, jobId);
     const before = await this.describe(job);
     if (FINISHED_STATES.includes(before.state)) throw new ConflictError(`job ${jobId} is already ${before.state}`, { state: before.state });
     await this.redis.set(this.keys.cancel(jobId), new Date().toISOString(), 'EX', CANCEL_FLAG_TTL_SECONDS);
     return this.describe(job);
   }
 
-  private async artifacts(jobId: string): Promise<JobArtifacts> {
-    await this.require(jobId);
+  private async artifacts(caller: Caller, jobId: string): Promise<JobArtifacts> {
+    await this.require(caller, jobId);
     return new JobArtifacts(this.store, jobId);
   }
 
-  async summary(jobId: string): Promise<ModelSummary> {
-    const summary = await (await this.artifacts(jobId)).readSummary();
+  async summary(caller: Caller, jobId: string): Promise<ModelSummary> {
+    const summary = await (await this.artifacts(caller, jobId)).readSummary();
     if (!summary) throw new ConflictError('the summary is written when the job starts; this job has not started yet');
     return summary;
   }
 
   /** Empty until the first epoch (or the evaluation) ends. */
-  async metrics(jobId: string): Promise<Metrics> {
-    return (await (await this.artifacts(jobId)).readMetrics()) ?? emptyMetrics();
+  async metrics(caller: Caller, jobId: string): Promise<Metrics> {
+    return (await (await this.artifacts(caller, jobId)).readMetrics()) ?? emptyMetrics();
   }
 
-  async preflight(jobId: string): Promise<PreflightReport> {
-    const report = await (await this.artifacts(jobId)).readPreflight();
+  async preflight(caller: Caller, jobId: string): Promise<PreflightReport> {
+    const report = await (await this.artifacts(caller, jobId)).readPreflight();
     if (!report)
       throw new ConflictError('the preflight report is written when the job loads its dataset; this job has not yet (or has no dataset)');
     return report;
   }
 
-  async checkpoint(jobId: string, selector: CheckpointSelector, format: CheckpointFormat): Promise<Download> {
-    return checkpointDownload(await this.artifacts(jobId), selector, format);
+  async checkpoint(caller: Caller, jobId: string, selector: CheckpointSelector, format: CheckpointFormat): Promise<Download> {
+    return checkpointDownload(await this.artifacts(caller, jobId), selector, format);
   }
 
   /** The status of a job whose final model can serve predictions (409 until it completes). */
-  async completedModel(jobId: string): Promise<JobStatus> {
-    const status = await this.requireStatus(jobId);
+  async completedModel(caller: Caller, jobId: string): Promise<JobStatus> {
+    const status = await this.requireStatus(caller, jobId);
     if (status.state !== 'completed') {
       throw new ConflictError(`predictions need the final model of a completed job; this job is ${status.state}`, { state: status.state });
     }
     return status;
+  }
+
+  /** Ids of the jobs in `set` that may still train; finished and cancelled ones leave the set. */
+  private async openIn(set: string): Promise<string[]> {
+    const ids = await this.redis.smembers(set);
+    const open = await Promise.all(
+      ids.map(async (id) => {
+        const [state, cancelled] = await Promise.all([this.queue.getJobState(id), this.redis.exists(this.keys.cancel(id))]);
+        return !['completed', 'failed', 'unknown'].includes(state) && cancelled === 0;
+      }),
+    );
+    const closed = ids.filter((_, i) => !open[i]);
+    if (closed.length) await this.redis.srem(set, ...closed);
+    return ids.filter((_, i) => open[i]);
+  }
+
+  /** Jobs queued or running on an uploaded dataset: it may not be deleted under them. */
+  async openJobsOnDataset(datasetId: string): Promise<string[]> {
+    await whenReady(this.redis, REDIS_WAIT_MS);
+    return this.openIn(this.keys.datasetJobs(datasetId));
   }
 }

@@ -136,7 +136,11 @@ describe('job spec validation (4xx problem+json naming the field)', () => {
   it('describes a job whose stored payload no longer parses instead of failing with a 500', async () => {
     const queues = new Queues(service.redis, { prefix: service.config.QUEUE_PREFIX, attempts: 1 });
     const id = '0b6a2a0e-4f8e-4d5e-9d7e-1a2b3c4d5e6f';
-    await queues.enqueue(QueueName.Training, id, { spec: { mode: 'retired_mode' } as never, submittedAt: new Date().toISOString() });
+    await queues.enqueue(QueueName.Training, id, {
+      spec: { mode: 'retired_mode' } as never,
+      owner: 'local',
+      submittedAt: new Date().toISOString(),
+    });
     const response = await service.http().get(`/v1/jobs/${id}`);
     assert.equal(response.status, 200, response.text);
     assert.equal(response.body.spec.mode, 'retired_mode');

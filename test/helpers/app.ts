@@ -19,7 +19,11 @@ export async function testApp(name: string, scratch: string, env: Record<string,
   const redis = redisConnection(config.REDIS_URL, 'producer', logger);
   const queues = new Queues(redis, { prefix: config.QUEUE_PREFIX, attempts: config.JOB_ATTEMPTS });
   const store = new LocalArtifactStore(config.ARTIFACTS_DIR);
-  const app = await buildApp({ config, redis, queues, store, logger });
+  const app = await buildApp({ config, redis, queues, store, logger }).catch(async (error: unknown) => {
+    await queues.close();
+    redis.disconnect();
+    throw error;
+  });
   await app.ready();
 
   /** Closes the app and removes the test's Redis keys (when Redis is there to ask). */

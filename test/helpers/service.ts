@@ -18,7 +18,10 @@ export interface TestService {
   config: Config;
   env: Record<string, string>;
   app: Awaited<ReturnType<typeof testApp>>['app'];
-  http: () => ReturnType<typeof supertest>;
+  /** Requests as the admin when API keys are on (ADMIN_API_KEY in the env), else as the single user. */
+  http: () => ReturnType<typeof supertest.agent>;
+  /** Requests with this bearer key. */
+  as: (key: string) => ReturnType<typeof supertest.agent>;
   redis: Redis;
   store: LocalArtifactStore;
   startWorker(): Promise<WorkerProcess>;
@@ -95,7 +98,9 @@ export async function startService(prefix: string, extraEnv: Record<string, stri
     rmSync(scratch, { recursive: true, force: true });
   }
 
-  return { config, env, app, http: () => supertest(app.server), redis, store, startWorker, stop };
+  const as = (key: string) => supertest.agent(app.server).set('authorization', `Bearer ${key}`);
+  const http = () => (env.ADMIN_API_KEY ? as(env.ADMIN_API_KEY) : supertest.agent(app.server));
+  return { config, env, app, http, as, redis, store, startWorker, stop };
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

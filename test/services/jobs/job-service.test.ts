@@ -5,7 +5,8 @@ import path from 'node:path';
 import { LocalArtifactStore } from '../../../common/artifact-store.js';
 import { ConflictError, IdempotencyKeyReusedError, InvalidInputError, NotFoundError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/logger.js';
-import { CANCELLED_REASON, Queues, redisConnection } from '../../../common/queues.js';
+import { CANCELLED_REASON, QueueName, Queues, redisConnection } from '../../../common/queues.js';
+import type { Caller } from '../../../schemas/auth.js';
 import { JobSpec } from '../../../schemas/job-spec.js';
 import type { WorkerProgress } from '../../../schemas/queue.js';
 import { JobService, progressOf, stateOf } from '../../../services/jobs/job-service.js';
@@ -65,6 +66,9 @@ describe('the job service on a real Redis', () => {
     dataDir: path.join(scratch, 'data'),
   });
   const spec = JobSpec.parse({ mode: 'pretrained', weights: 'random', inputSize: 32 });
+  const alice: Caller = { owner: 'alice', admin: false };
+  const bob: Caller = { owner: 'bob', admin: false };
+  const admin: Caller = { owner: 'admin', admin: true };
 
   before(() => mkdirSync(path.join(scratch, 'data', 'one-class', 'cats'), { recursive: true }));
   after(async () => {
@@ -76,42 +80,91 @@ describe('the job service on a real Redis', () => {
   });
 
   it('submits a job that reads back queued, with its links', async () => {
-    const { status, created } = await jobs.submit(spec);
+    const { status, created } = await jobs.submit(alice, spec);
     assert.equal(created, true);
     assert.deepEqual([status.state, status.progress.phase, status.mode], ['queued', 'queued', 'pretrained']);
     assert.equal(status.links.preflight, `/v1/jobs/${status.id}/preflight`);
-    assert.deepEqual(await jobs.status(status.id), status);
+    assert.deepEqual(await jobs.status(alice, status.id), status);
   });
 
   it('returns the same job for the same Idempotency-Key and spec, and refuses another spec', async () => {
-    const first = await jobs.submit(spec, 'key-1');
-    const again = await jobs.submit(spec, 'key-1');
+    const first = await jobs.submit(alice, spec, 'key-1');
+    const again = await jobs.submit(alice, spec, 'key-1');
     assert.equal(again.created, false);
     assert.equal(again.status.id, first.status.id);
-    await assert.rejects(jobs.submit({ ...spec, seed: 1 }, 'key-1'), IdempotencyKeyReusedError);
+    await assert.rejects(jobs.submit(alice, { ...spec, seed: 1 }, 'key-1'), IdempotencyKeyReusedError);
   });
 
   it('refuses a folder dataset that is not usable, naming the field', async () => {
     const bad = JobSpec.parse({ mode: 'feature_extraction', dataset: { type: 'folder', path: 'one-class' } });
     await assert.rejects(
-      jobs.submit(bad),
+      jobs.submit(alice, bad),
       (error: unknown) => error instanceof InvalidInputError && error.errors[0].path === 'dataset.path',
     );
   });
 
   it('cancels a queued job once, and knows no unknown or malformed id', async () => {
-    const { status } = await jobs.submit(spec);
-    const cancelled = await jobs.cancel(status.id);
+    const { status } = await jobs.submit(alice, spec);
+    const cancelled = await jobs.cancel(alice, status.id);
     assert.deepEqual([cancelled.state, cancelled.cancelRequested], ['cancelled', true]);
-    await assert.rejects(jobs.cancel(status.id), ConflictError);
-    await assert.rejects(jobs.cancel('3b241101-e2bb-4255-8caf-4136c566a962'), NotFoundError);
-    assert.equal(await jobs.status('not-a-uuid'), null);
+    await assert.rejects(jobs.cancel(alice, status.id), ConflictError);
+    await assert.rejects(jobs.cancel(alice, '3b241101-e2bb-4255-8caf-4136c566a962'), NotFoundError);
+    assert.equal(await jobs.status(alice, 'not-a-uuid'), null);
   });
 
   it('answers for results a job has not written yet: 409 for the summary, empty metrics', async () => {
-    const { status } = await jobs.submit(spec);
-    await assert.rejects(jobs.summary(status.id), ConflictError);
-    assert.deepEqual((await jobs.metrics(status.id)).epochs, []);
-    await assert.rejects(jobs.completedModel(status.id), /this job is queued/);
+    const { status } = await jobs.submit(alice, spec);
+    await assert.rejects(jobs.summary(alice, status.id), ConflictError);
+    assert.deepEqual((await jobs.metrics(alice, status.id)).epochs, []);
+    await assert.rejects(jobs.completedModel(alice, status.id), /this job is queued/);
+  });
+
+  it("hides one owner's jobs from another (not found, not forbidden) and shows the admin everything", async () => {
+    const { status } = await jobs.submit(alice, spec);
+    assert.equal(status.owner, 'alice');
+    assert.equal(await jobs.status(bob, status.id), null);
+    await assert.rejects(jobs.cancel(bob, status.id), NotFoundError);
+    await assert.rejects(jobs.metrics(bob, status.id), NotFoundError);
+    await assert.rejects(jobs.completedModel(bob, status.id), NotFoundError);
+    assert.equal((await jobs.status(admin, status.id))?.owner, 'alice');
+    const bobs = await jobs.list(bob, { limit: 100, offset: 0 });
+    assert.equal(bobs.items.filter((item) => item.id === status.id).length, 0);
+    const everyone = await jobs.list(admin, { limit: 100, offset: 0 });
+    assert.ok(everyone.items.some((item) => item.id === status.id));
+  });
+
+  it('keeps Idempotency-Keys per owner: the same key from another owner makes another job', async () => {
+    const first = await jobs.submit(alice, spec, 'shared-key');
+    const other = await jobs.submit(bob, { ...spec, seed: 7 }, 'shared-key');
+    assert.equal(other.created, true);
+    assert.notEqual(other.status.id, first.status.id);
+    assert.equal(other.status.owner, 'bob');
+  });
+
+  it("pages an owner's list newest first in Redis, and filters by state", async () => {
+    const carol: Caller = { owner: 'carol', admin: false };
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await jobs.submit(carol, { ...spec, seed: i })).status.id);
+    await jobs.cancel(carol, ids[1]);
+    const first = await jobs.list(carol, { limit: 2, offset: 0 });
+    const second = await jobs.list(carol, { limit: 2, offset: 2 });
+    assert.equal(first.total, 5);
+    assert.deepEqual(
+      [...first.items, ...second.items].map((item) => item.id),
+      [ids[4], ids[3], ids[2], ids[1]],
+    );
+    const cancelled = await jobs.list(carol, { state: 'cancelled', limit: 10, offset: 0 });
+    assert.deepEqual([cancelled.total, cancelled.items[0].id], [1, ids[1]]);
+    const queued = await jobs.list(carol, { state: 'queued', limit: 2, offset: 1 });
+    assert.deepEqual([queued.total, ...queued.items.map((item) => item.id)], [4, ids[3], ids[2]]);
+  });
+
+  it('forgets indexed ids whose job is gone', async () => {
+    const dave: Caller = { owner: 'dave', admin: false };
+    const { status } = await jobs.submit(dave, spec);
+    await queues.get(QueueName.Training).remove(status.id);
+    const listed = await jobs.list(dave, { limit: 10, offset: 0 });
+    assert.deepEqual([listed.items.length, listed.total], [0, 0]);
+    assert.equal(await redis.zcard(`${prefix}:owner-jobs:dave`), 0);
   });
 });

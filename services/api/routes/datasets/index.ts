@@ -1,10 +1,11 @@
 import type { Readable } from 'node:stream';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { TooLargeError } from '../../../../common/errors.js';
+import { ConflictError, TooLargeError } from '../../../../common/errors.js';
 import { DatasetRecord, DatasetSpec, PreflightOptions, PreflightReport } from '../../../../schemas/dataset.js';
 import { checkDataset } from '../../../datasets/check-dataset.js';
 import { DatasetStore } from '../../../datasets/dataset-store.js';
+import type { JobService } from '../../../jobs/job-service.js';
 import { drainBody, HttpProblem } from '../../problem.js';
 import { ThreadRpc } from '../../thread-rpc.js';
 import type { PreflightRequest, ThreadSettings } from '../../thread-protocol.js';
@@ -30,7 +31,10 @@ export interface UploadLimits {
 }
 
 /** Dataset uploads (tar.gz or zip of class folders) and preflight reports, without training. */
-const datasetsRoutes: FastifyPluginAsyncZod<{ settings: ThreadSettings; limits: UploadLimits }> = async (app, { settings, limits }) => {
+const datasetsRoutes: FastifyPluginAsyncZod<{ jobs: JobService; settings: ThreadSettings; limits: UploadLimits }> = async (
+  app,
+  { jobs, settings, limits },
+) => {
   const thread = new ThreadRpc<PreflightRequest, PreflightReport>(new URL('../../threads/preflight.thread.ts', import.meta.url), settings);
   app.addHook('onClose', () => thread.close());
   const datasets = new DatasetStore(settings.dataDir, limits);
@@ -41,7 +45,7 @@ const datasetsRoutes: FastifyPluginAsyncZod<{ settings: ThreadSettings; limits: 
 
   app.post('/datasets/preflight', { schema: { body: PreflightBody, response: { 200: PreflightReport } } }, async (request) => {
     const { dataset, ...options } = request.body;
-    if (dataset.type !== 'synthetic') await checkDataset(dataset, settings.dataDir);
+    if (dataset.type !== 'synthetic') await checkDataset(dataset, settings.dataDir, request.caller);
     return thread.call({ dataset, options });
   });
 
@@ -57,22 +61,26 @@ const datasetsRoutes: FastifyPluginAsyncZod<{ settings: ThreadSettings; limits: 
     const declared = Number(request.headers['content-length'] ?? 0);
     if (declared > limits.maxArchiveBytes)
       throw new TooLargeError(`the archive is ${declared} bytes; the limit is ${limits.maxArchiveBytes}`);
-    const record = await datasets.create(request.body as Readable, format, request.query.name ?? `upload.${format}`, (id) =>
+    const record = await datasets.create(request.caller, request.body as Readable, format, request.query.name ?? `upload.${format}`, (id) =>
       thread.call({ dataset: { type: 'upload', id }, options: defaults }),
     );
     return reply.code(201).header('location', `/v1/datasets/${record.id}`).send(record);
   });
 
-  app.get('/datasets', { schema: { response: { 200: z.object({ items: z.array(DatasetSummary) }) } } }, async () => ({
-    items: (await datasets.list()).map(({ preflight: _preflight, ...summary }) => summary),
+  app.get('/datasets', { schema: { response: { 200: z.object({ items: z.array(DatasetSummary) }) } } }, async (request) => ({
+    items: (await datasets.list(request.caller)).map(({ preflight: _preflight, ...summary }) => summary),
   }));
 
   app.get('/datasets/:id', { schema: { params: DatasetParams, response: { 200: DatasetRecord } } }, async (request) =>
-    datasets.require(request.params.id),
+    datasets.require(request.caller, request.params.id),
   );
 
   app.delete('/datasets/:id', { schema: { params: DatasetParams } }, async (request, reply) => {
-    await datasets.remove(request.params.id);
+    const { id } = request.params;
+    await datasets.require(request.caller, id);
+    const users = await jobs.openJobsOnDataset(id);
+    if (users.length) throw new ConflictError(`dataset ${id} is in use by ${users.length} queued or running job(s)`, { jobs: users });
+    await datasets.remove(request.caller, id);
     return reply.code(204).send();
   });
 };

@@ -14,7 +14,7 @@ const jobsRoutes: FastifyPluginAsyncZod<{ jobs: JobService }> = async (app, { jo
     '/jobs',
     { schema: { body: JobSpec, headers: SubmitHeaders, response: { 200: JobStatus, 202: JobStatus } } },
     async (request, reply) => {
-      const { status, created } = await jobs.submit(request.body, request.headers['idempotency-key']);
+      const { status, created } = await jobs.submit(request.caller, request.body, request.headers['idempotency-key']);
       return reply
         .code(created ? 202 : 200)
         .header('location', status.links.self)
@@ -22,32 +22,34 @@ const jobsRoutes: FastifyPluginAsyncZod<{ jobs: JobService }> = async (app, { jo
     },
   );
 
-  app.get('/jobs', { schema: { querystring: ListQuery, response: { 200: JobList } } }, async (request) => jobs.list(request.query));
+  app.get('/jobs', { schema: { querystring: ListQuery, response: { 200: JobList } } }, async (request) =>
+    jobs.list(request.caller, request.query),
+  );
 
   app.get('/jobs/:id', { schema: { params: JobParams, response: { 200: JobStatus } } }, async (request) =>
-    jobs.requireStatus(request.params.id),
+    jobs.requireStatus(request.caller, request.params.id),
   );
 
   app.delete('/jobs/:id', { schema: { params: JobParams, response: { 202: JobStatus } } }, async (request, reply) =>
-    reply.code(202).send(await jobs.cancel(request.params.id)),
+    reply.code(202).send(await jobs.cancel(request.caller, request.params.id)),
   );
 
   app.get('/jobs/:id/summary', { schema: { params: JobParams, querystring: SummaryQuery } }, async (request, reply) =>
-    sendSummary(request, reply, await jobs.summary(request.params.id), request.query.depth),
+    sendSummary(request, reply, await jobs.summary(request.caller, request.params.id), request.query.depth),
   );
 
   app.get('/jobs/:id/metrics', { schema: { params: JobParams, response: { 200: Metrics } } }, async (request) =>
-    jobs.metrics(request.params.id),
+    jobs.metrics(request.caller, request.params.id),
   );
 
   app.get('/jobs/:id/preflight', { schema: { params: JobParams, response: { 200: PreflightReport } } }, async (request) =>
-    jobs.preflight(request.params.id),
+    jobs.preflight(request.caller, request.params.id),
   );
 
   app.get('/jobs/:id/checkpoint', { schema: { params: JobParams, querystring: CheckpointQuery } }, async (request, reply) => {
     const { epoch, format } = request.query;
     const selector: CheckpointSelector = typeof epoch === 'number' ? { kind: 'epoch', epoch } : { kind: epoch };
-    const download = await jobs.checkpoint(request.params.id, selector, format);
+    const download = await jobs.checkpoint(request.caller, request.params.id, selector, format);
     const etag = `"${download.etag}"`;
     reply.header('etag', etag).header('cache-control', 'private, max-age=0, must-revalidate');
     if (request.headers['if-none-match'] === etag) return reply.code(304).send();

@@ -23,7 +23,7 @@ const predictRoutes: FastifyPluginAsyncZod<{ jobs: JobService; settings: ThreadS
     { schema: { params: JobParams, querystring: PredictQuery, response: { 200: PredictResponse } } },
     async (request) => {
       const { topK } = request.query;
-      const status = await jobs.completedModel(request.params.id);
+      const status = await jobs.completedModel(request.caller, request.params.id);
       if (!request.isMultipart())
         throw new HttpProblem(415, 'Unsupported Media Type', 'send the images as multipart/form-data file fields');
       const images: PredictRequest['images'] = [];

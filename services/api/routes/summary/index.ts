@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { Caller } from '../../../../schemas/auth.js';
 import { modelConfigOf } from '../../../../common/model-config.js';
 import { isTrainingSpec, JobSpec } from '../../../../schemas/job-spec.js';
 import { IMAGENET_CLASSES } from '../../../../schemas/model.js';
@@ -8,16 +9,16 @@ import { sendSummary, SummaryQuery } from './reply.js';
 
 /** The summary of the model a spec would train, without training it. */
 const summaryRoutes: FastifyPluginAsyncZod<{ inspector: ModelInspector; dataDir: string }> = async (app, { inspector, dataDir }) => {
-  const classCount = async (spec: JobSpec) => {
+  const classCount = async (spec: JobSpec, caller: Caller) => {
     if (!isTrainingSpec(spec)) return IMAGENET_CLASSES;
     if (spec.dataset.type === 'synthetic') return spec.dataset.numClasses;
-    return (await checkDataset(spec.dataset, dataDir)).classNames.length;
+    return (await checkDataset(spec.dataset, dataDir, caller)).classNames.length;
   };
 
   app.post('/summary', { schema: { body: JobSpec, querystring: SummaryQuery } }, async (request, reply) => {
     const spec = request.body;
     // The seed only changes initial values: leave it out, so one config serves every seed.
-    const config = { ...modelConfigOf(spec, await classCount(spec)), seed: undefined };
+    const config = { ...modelConfigOf(spec, await classCount(spec, request.caller)), seed: undefined };
     return sendSummary(request, reply, await inspector.summary(config), request.query.depth);
   });
 };
