@@ -51,6 +51,16 @@ export class IdempotencyKeyReusedError extends DomainError {}
 
 export class TooLargeError extends DomainError {}
 
+/** The caller has used up a quota; it frees as their jobs finish or their data is deleted. */
+export class QuotaExceededError extends DomainError {
+  constructor(
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
 /** A dependency (Redis) cannot be reached; the request may succeed if retried later. */
 export class UnavailableError extends DomainError {}
 

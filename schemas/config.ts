@@ -80,6 +80,21 @@ export const Config = z.object({
     .min(32, 'at least 32 characters (e.g. openssl rand -base64 32)')
     .optional()
     .describe('Turns API keys on: this key sees and manages everything; owners use keys from `npx retrain keys create`'),
+  RATE_LIMIT_MAX: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(600)
+    .describe('Requests per key per window (429 with Retry-After past it); the admin is exempt'),
+  RATE_LIMIT_WINDOW_MS: milliseconds(60_000).describe('The rate-limit window'),
+  QUOTA_OPEN_JOBS: z.coerce.number().int().min(1).default(20).describe("An owner's jobs queued or running at once (429 past it)"),
+  QUOTA_DATASET_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(50 * 1024 ** 3)
+    .describe("An owner's uploaded datasets, unpacked bytes in all (413 past it)"),
+  QUEUE_MAX_WAITING: z.coerce.number().int().min(1).default(1000).describe('Jobs waiting in the queue, all owners (503 past it)'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino level of every process'),
 });
 export type Config = z.infer<typeof Config> & { IMAGENET_WEIGHTS: string };

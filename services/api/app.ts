@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import rateLimit from '@fastify/rate-limit';
 import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import { serializerCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -12,7 +13,7 @@ import { z } from 'zod';
 import type { Caller } from '../../schemas/auth.js';
 import { ModelInspector } from './model-inspector.js';
 import { authenticate, authModeOf } from './plugins/auth.js';
-import { registerProblemHandlers, RETRY_AFTER_SECONDS } from './problem.js';
+import { HttpProblem, registerProblemHandlers, RETRY_AFTER_SECONDS } from './problem.js';
 import datasetsRoutes from './routes/datasets/index.js';
 import healthRoutes from './routes/health/index.js';
 import jobsRoutes from './routes/jobs/index.js';
@@ -75,17 +76,38 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
   };
   const inspector = new ModelInspector(settings);
   app.addHook('onClose', () => inspector.close());
-  const jobs = new JobService(queues, redis, store, { prefix: config.QUEUE_PREFIX, dataDir: config.DATA_DIR });
+  const jobs = new JobService(queues, redis, store, {
+    prefix: config.QUEUE_PREFIX,
+    dataDir: config.DATA_DIR,
+    quotaOpenJobs: config.QUOTA_OPEN_JOBS,
+    maxWaiting: config.QUEUE_MAX_WAITING,
+  });
   const limits = {
     maxArchiveBytes: config.UPLOAD_LIMIT_BYTES,
     maxFiles: config.UPLOAD_MAX_FILES,
     maxUnpackedBytes: config.UPLOAD_MAX_UNPACKED_BYTES,
+    quotaBytes: config.QUOTA_DATASET_BYTES,
   };
   app.decorateRequest('caller', null as unknown as Caller);
   // Everything under /v1 acts for an owner; health probes answer anyone.
   await app.register(
     async (v1) => {
       authenticate(v1, { mode: authMode, redis, prefix: config.QUEUE_PREFIX, adminKey: config.ADMIN_API_KEY });
+      await v1.register(rateLimit, {
+        redis,
+        nameSpace: `${config.QUEUE_PREFIX}:rate:`,
+        max: config.RATE_LIMIT_MAX,
+        timeWindow: config.RATE_LIMIT_WINDOW_MS,
+        // After authentication: one budget per owner, across every API process (the counters live in Redis).
+        keyGenerator: (request) => request.caller.owner,
+        allowList: (request) => request.caller.admin,
+        errorResponseBuilder: (_request, context) =>
+          new HttpProblem(
+            429,
+            'Too Many Requests',
+            `more than ${context.max} requests in ${context.after}; retry after the Retry-After seconds`,
+          ),
+      });
       v1.get('/me', { schema: { response: { 200: Me } } }, async (request) => ({ ...request.caller, auth: authMode }));
       await v1.register(jobsRoutes, { jobs });
       await v1.register(predictRoutes, { jobs, settings });

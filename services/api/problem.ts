@@ -5,6 +5,7 @@ import {
   IdempotencyKeyReusedError,
   InvalidInputError,
   NotFoundError,
+  QuotaExceededError,
   TooLargeError,
   UnavailableError,
 } from '../../common/errors.js';
@@ -70,7 +71,10 @@ function problemOf(error: unknown): { status: number; detail: string; extra?: Pa
   if (error instanceof ConflictError) return { status: 409, detail: error.message, extra: error.details };
   if (error instanceof IdempotencyKeyReusedError) return { status: 422, detail: error.message, extra: { title: 'Idempotency key reused' } };
   if (error instanceof TooLargeError) return { status: 413, detail: error.message };
-  if (error instanceof UnavailableError || isRedisUnavailable(error)) {
+  if (error instanceof QuotaExceededError)
+    return { status: 429, detail: error.message, extra: { title: 'Quota exceeded', ...error.details } };
+  if (error instanceof UnavailableError) return { status: 503, detail: error.message };
+  if (isRedisUnavailable(error)) {
     return { status: 503, detail: 'a service this request needs (Redis) is unreachable; retry later' };
   }
   if (error instanceof DomainError) return null;

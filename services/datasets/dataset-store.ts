@@ -36,7 +36,7 @@ export class DatasetStore {
 
   constructor(
     private readonly dataDir: string,
-    private readonly limits: ArchiveLimits & { maxArchiveBytes: number },
+    private readonly limits: ArchiveLimits & { maxArchiveBytes: number; quotaBytes: number },
   ) {
     this.root = path.join(dataDir, UPLOADS_FOLDER);
     this.incoming = path.join(this.root, '.incoming');
@@ -52,6 +52,13 @@ export class DatasetStore {
     const id = randomUUID();
     const archive = path.join(this.incoming, `${id}.${format}`);
     const unpacked = path.join(this.incoming, id);
+    const used = caller.admin ? 0 : (await this.list(caller)).reduce((sum, record) => sum + record.unpackedBytes, 0);
+    const remaining = this.limits.quotaBytes - used;
+    const overQuota = () =>
+      new TooLargeError(`your datasets hold ${used} bytes unpacked and your quota is ${this.limits.quotaBytes}; delete one first`);
+    if (!caller.admin && remaining <= 0) throw overQuota();
+    const quotaBinds = !caller.admin && remaining < this.limits.maxUnpackedBytes;
+    const limits = { ...this.limits, maxUnpackedBytes: quotaBinds ? remaining : this.limits.maxUnpackedBytes };
     await mkdir(this.incoming, { recursive: true });
     try {
       let received = 0;
@@ -63,7 +70,9 @@ export class DatasetStore {
         },
       });
       await pipeline(body, counter, createWriteStream(archive));
-      const { files, bytes } = await extractArchive(archive, format, unpacked, this.limits);
+      const { files, bytes } = await extractArchive(archive, format, unpacked, limits).catch((error: unknown) => {
+        throw quotaBinds && error instanceof ArchiveError && /unpacks to more than/.test(error.message) ? overQuota() : error;
+      });
       const classRoot = await this.classFolderRoot(unpacked);
       const folder = await readImageFolder(classRoot).catch((error: Error) => {
         throw new ArchiveError(error instanceof DatasetError ? error.message.replace(classRoot, 'the archive') : error.message);

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { ArtifactStore } from '../../common/artifact-store.js';
-import { ConflictError, IdempotencyKeyReusedError, NotFoundError } from '../../common/errors.js';
+import { ConflictError, IdempotencyKeyReusedError, NotFoundError, QuotaExceededError, UnavailableError } from '../../common/errors.js';
 import { JobArtifacts } from '../../common/job-artifacts.js';
 import {
   CANCELLED_REASON,
@@ -30,6 +30,8 @@ const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 /** A state filter looks at this many of the caller's newest jobs, so a listing stays bounded. */
 export const LIST_STATE_SCAN_LIMIT = 2000;
 const LIST_BATCH = 100;
+/** An indexed id not yet in the queue counts as open this long (the enqueue follows the index). */
+const ENQUEUE_GRACE_MS = 60_000;
 /** Index entries outlive BullMQ's own retention of finished jobs by this much before they are trimmed. */
 const INDEX_RETENTION_MS = 2 * FINISHED_JOB_RETENTION_SECONDS * 1000;
 const isUuid = (id: string) => z.uuid().safeParse(id).success;
@@ -95,7 +97,7 @@ export class JobService {
     private readonly queues: Queues,
     private readonly redis: Redis,
     private readonly store: ArtifactStore,
-    private readonly options: { prefix: string; dataDir: string },
+    private readonly options: { prefix: string; dataDir: string; quotaOpenJobs: number; maxWaiting: number },
   ) {
     this.keys = redisKeys(options.prefix);
   }
@@ -122,7 +124,7 @@ export class JobService {
         jobId = existingId;
       }
     }
-    await this.index(caller.owner, jobId, spec);
+    await this.admit(caller, jobId, spec);
     const job = await this.queues.enqueue(QueueName.Training, jobId, {
       spec,
       owner: caller.owner,
@@ -140,9 +142,41 @@ export class JobService {
       .zadd(this.keys.ownerJobs(owner), now, jobId)
       .zremrangebyscore(this.keys.allJobs, 0, now - INDEX_RETENTION_MS)
       .zremrangebyscore(this.keys.ownerJobs(owner), 0, now - INDEX_RETENTION_MS)
-      .sadd(this.keys.openJobs(owner), jobId);
-    if (spec.dataset?.type === 'upload') transaction.sadd(this.keys.datasetJobs(spec.dataset.id), jobId);
+      .zadd(this.keys.openJobs(owner), now, jobId);
+    if (spec.dataset?.type === 'upload') transaction.zadd(this.keys.datasetJobs(spec.dataset.id), now, jobId);
     await transaction.exec();
+  }
+
+  private async unindex(owner: string, jobId: string, spec: JobSpec): Promise<void> {
+    const transaction = this.redis
+      .multi()
+      .zrem(this.keys.allJobs, jobId)
+      .zrem(this.keys.ownerJobs(owner), jobId)
+      .zrem(this.keys.openJobs(owner), jobId);
+    if (spec.dataset?.type === 'upload') transaction.zrem(this.keys.datasetJobs(spec.dataset.id), jobId);
+    await transaction.exec();
+  }
+
+  /**
+   * Refuses a job past the queue's cap (503) or the owner's quota of open jobs (429). The new job is
+   * counted after it is indexed, so concurrent submissions cannot both slip under the quota.
+   */
+  private async admit(caller: Caller, jobId: string, spec: JobSpec): Promise<void> {
+    const counts = await this.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'paused');
+    const waiting = Object.values(counts).reduce((sum, n) => sum + n, 0);
+    if (waiting >= this.options.maxWaiting) {
+      throw new UnavailableError(`the queue holds ${waiting} waiting jobs, its limit; retry later`);
+    }
+    await this.index(caller.owner, jobId, spec);
+    if (caller.admin) return;
+    const open = await this.openIn(this.keys.openJobs(caller.owner));
+    if (open.length > this.options.quotaOpenJobs) {
+      await this.unindex(caller.owner, jobId, spec);
+      throw new QuotaExceededError(
+        `${open.length - 1} of your jobs are queued or running, your quota; submit again when one finishes or cancel one`,
+        { quota: 'openJobs', limit: this.options.quotaOpenJobs },
+      );
+    }
   }
 
   /** The job if it exists and the caller may see it; another owner's job does not exist for them. */
@@ -302,17 +336,28 @@ export class JobService {
     return status;
   }
 
-  /** Ids of the jobs in `set` that may still train; finished and cancelled ones leave the set. */
-  private async openIn(set: string): Promise<string[]> {
-    const ids = await this.redis.smembers(set);
+  /**
+   * Ids of the jobs in the sorted set `key` (scored by when they were indexed) that may still train;
+   * finished and cancelled ones leave it, and so do ids that never reached the queue.
+   */
+  private async openIn(key: string): Promise<string[]> {
+    const entries = await this.redis.zrange(key, 0, -1, 'WITHSCORES');
+    const enqueueDeadline = Date.now() - ENQUEUE_GRACE_MS;
+    const ids: string[] = [];
+    const indexedAt: number[] = [];
+    for (let i = 0; i < entries.length; i += 2) {
+      ids.push(entries[i]);
+      indexedAt.push(Number(entries[i + 1]));
+    }
     const open = await Promise.all(
-      ids.map(async (id) => {
+      ids.map(async (id, i) => {
         const [state, cancelled] = await Promise.all([this.queue.getJobState(id), this.redis.exists(this.keys.cancel(id))]);
-        return !['completed', 'failed', 'unknown'].includes(state) && cancelled === 0;
+        if (state === 'unknown') return indexedAt[i] > enqueueDeadline;
+        return !['completed', 'failed'].includes(state) && cancelled === 0;
       }),
     );
     const closed = ids.filter((_, i) => !open[i]);
-    if (closed.length) await this.redis.srem(set, ...closed);
+    if (closed.length) await this.redis.zrem(key, ...closed);
     return ids.filter((_, i) => open[i]);
   }
 

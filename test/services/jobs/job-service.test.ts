@@ -64,6 +64,8 @@ describe('the job service on a real Redis', () => {
   const jobs = new JobService(queues, redis, new LocalArtifactStore(path.join(scratch, 'artifacts')), {
     prefix,
     dataDir: path.join(scratch, 'data'),
+    quotaOpenJobs: 8,
+    maxWaiting: 1000,
   });
   const spec = JobSpec.parse({ mode: 'pretrained', weights: 'random', inputSize: 32 });
   const alice: Caller = { owner: 'alice', admin: false };

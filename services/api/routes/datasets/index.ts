@@ -28,6 +28,8 @@ export interface UploadLimits {
   maxArchiveBytes: number;
   maxFiles: number;
   maxUnpackedBytes: number;
+  /** Per owner, unpacked, over all their uploads. */
+  quotaBytes: number;
 }
 
 /** Dataset uploads (tar.gz or zip of class folders) and preflight reports, without training. */
