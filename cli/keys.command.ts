@@ -13,7 +13,8 @@ export const KEYS_USAGE = `retrain keys create --owner NAME     prints a new key
 export async function keys(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({ args: argv, options: { owner: { type: 'string' } }, allowPositionals: true });
   const [action, ...rest] = positionals;
-  if (action === 'create' && (!values.owner || rest.length)) throw new UsageError('keys create needs --owner NAME');
+  const owner = values.owner;
+  if (action === 'create' && (!owner || rest.length)) throw new UsageError('keys create needs --owner NAME');
   if (action === 'revoke' && rest.length !== 1) throw new UsageError('keys revoke needs the id of one key');
   if (action === 'list' && rest.length) throw new UsageError('keys list takes no arguments');
   if (!['create', 'list', 'revoke'].includes(action))
@@ -24,8 +25,8 @@ export async function keys(argv: string[]): Promise<void> {
   try {
     await whenReady(redis, 5000);
     const apiKeys = new ApiKeys(redis, config.QUEUE_PREFIX);
-    if (action === 'create') {
-      const created = await apiKeys.create(values.owner!).catch((error: Error) => {
+    if (action === 'create' && owner) {
+      const created = await apiKeys.create(owner).catch((error: Error) => {
         throw new UsageError(`--owner: ${error.message.replace(/^owner: /, '')}`);
       });
       process.stdout.write(`${JSON.stringify(created)}\n`);

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import rateLimit from '@fastify/rate-limit';
 import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import { serializerCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -9,24 +8,17 @@ import type { Logger } from '../../common/logger.js';
 import type { Queues } from '../../common/queues.js';
 import type { Config } from '../../schemas/config.js';
 import { JobService } from '../jobs/job-service.js';
-import { z } from 'zod';
 import type { Caller } from '../../schemas/auth.js';
 import { ModelInspector } from './model-inspector.js';
-import { authenticate, authModeOf } from './plugins/auth.js';
-import { HttpProblem, registerProblemHandlers, RETRY_AFTER_SECONDS } from './problem.js';
-import datasetsRoutes from './routes/datasets/index.js';
+import { authModeOf, guardOwners } from './plugins/auth.js';
+import { registerProblemHandlers, RETRY_AFTER_SECONDS } from './problem.js';
+import datasetsRoutes, { type UploadLimits } from './routes/datasets/index.js';
 import healthRoutes from './routes/health/index.js';
 import jobsRoutes from './routes/jobs/index.js';
 import predictRoutes from './routes/predict/index.js';
 import summaryRoutes from './routes/summary/index.js';
 import type { ThreadSettings } from './thread-protocol.js';
 import { zodValidatorCompiler } from './validation.js';
-
-const Me = z.object({
-  owner: z.string(),
-  admin: z.boolean(),
-  auth: z.enum(['api-keys', 'single-user']).describe('single-user: loopback without keys; every request acts as the admin "local"'),
-});
 
 export interface AppDeps {
   config: Config;
@@ -35,6 +27,13 @@ export interface AppDeps {
   store: ArtifactStore;
   logger: Logger;
 }
+
+const uploadLimitsOf = (config: Config): UploadLimits => ({
+  maxArchiveBytes: config.UPLOAD_LIMIT_BYTES,
+  maxFiles: config.UPLOAD_MAX_FILES,
+  maxUnpackedBytes: config.UPLOAD_MAX_UNPACKED_BYTES,
+  quotaBytes: config.QUOTA_DATASET_BYTES,
+});
 
 /** The API as a Fastify instance: no listening, no connections of its own; main.ts owns those. */
 export async function buildApp({ config, redis, queues, store, logger }: AppDeps) {
@@ -82,36 +81,14 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
     quotaOpenJobs: config.QUOTA_OPEN_JOBS,
     maxWaiting: config.QUEUE_MAX_WAITING,
   });
-  const limits = {
-    maxArchiveBytes: config.UPLOAD_LIMIT_BYTES,
-    maxFiles: config.UPLOAD_MAX_FILES,
-    maxUnpackedBytes: config.UPLOAD_MAX_UNPACKED_BYTES,
-    quotaBytes: config.QUOTA_DATASET_BYTES,
-  };
   app.decorateRequest('caller', null as unknown as Caller);
   // Everything under /v1 acts for an owner; health probes answer anyone.
   await app.register(
     async (v1) => {
-      authenticate(v1, { mode: authMode, redis, prefix: config.QUEUE_PREFIX, adminKey: config.ADMIN_API_KEY });
-      await v1.register(rateLimit, {
-        redis,
-        nameSpace: `${config.QUEUE_PREFIX}:rate:`,
-        max: config.RATE_LIMIT_MAX,
-        timeWindow: config.RATE_LIMIT_WINDOW_MS,
-        // After authentication: one budget per owner, across every API process (the counters live in Redis).
-        keyGenerator: (request) => request.caller.owner,
-        allowList: (request) => request.caller.admin,
-        errorResponseBuilder: (_request, context) =>
-          new HttpProblem(
-            429,
-            'Too Many Requests',
-            `more than ${context.max} requests in ${context.after}; retry after the Retry-After seconds`,
-          ),
-      });
-      v1.get('/me', { schema: { response: { 200: Me } } }, async (request) => ({ ...request.caller, auth: authMode }));
+      await guardOwners(v1, authMode, config, redis);
       await v1.register(jobsRoutes, { jobs });
       await v1.register(predictRoutes, { jobs, settings });
-      await v1.register(datasetsRoutes, { jobs, settings, limits });
+      await v1.register(datasetsRoutes, { jobs, settings, limits: uploadLimitsOf(config) });
       await v1.register(summaryRoutes, { inspector, dataDir: config.DATA_DIR });
     },
     { prefix: '/v1' },

@@ -1,5 +1,7 @@
+import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 import { ApiKeys, sameSecret } from '../../../common/api-keys.js';
 import { ADMIN_OWNER, LOCAL_OWNER, type Caller } from '../../../schemas/auth.js';
 import type { Config } from '../../../schemas/config.js';
@@ -12,6 +14,12 @@ declare module 'fastify' {
 }
 
 export type AuthMode = 'api-keys' | 'single-user';
+
+const Me = z.object({
+  owner: z.string(),
+  admin: z.boolean(),
+  auth: z.enum(['api-keys', 'single-user']).describe('single-user: loopback without keys; every request acts as the admin "local"'),
+});
 
 const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|::1|::ffff:127(\.\d{1,3}){3})$/;
 
@@ -34,16 +42,43 @@ function bearerOf(request: FastifyRequest): string | null {
   return match ? match[1] : null;
 }
 
-/** Sets `request.caller` on every route registered in `scope`, or answers 401. */
-export function authenticate(scope: FastifyInstance, options: { mode: AuthMode; redis: Redis; prefix: string; adminKey?: string }): void {
-  const keys = new ApiKeys(options.redis, options.prefix);
+/**
+ * On every route registered in `scope` after it: sets `request.caller` or answers 401, then counts
+ * the request against the owner's rate limit (in Redis, so every API process shares the budget).
+ */
+export async function guardOwners(
+  scope: FastifyInstance,
+  mode: AuthMode,
+  config: Pick<Config, 'QUEUE_PREFIX' | 'ADMIN_API_KEY' | 'RATE_LIMIT_MAX' | 'RATE_LIMIT_WINDOW_MS'>,
+  redis: Redis,
+): Promise<void> {
+  authenticate(scope, mode, redis, config.QUEUE_PREFIX, config.ADMIN_API_KEY);
+  await scope.register(rateLimit, {
+    redis,
+    nameSpace: `${config.QUEUE_PREFIX}:rate:`,
+    max: config.RATE_LIMIT_MAX,
+    timeWindow: config.RATE_LIMIT_WINDOW_MS,
+    keyGenerator: (request) => request.caller.owner,
+    allowList: (request) => request.caller.admin,
+    errorResponseBuilder: (_request, context) =>
+      new HttpProblem(
+        429,
+        'Too Many Requests',
+        `more than ${context.max} requests in ${context.after}; retry after the Retry-After seconds`,
+      ),
+  });
+  scope.get('/me', { schema: { response: { 200: Me } } }, async (request) => ({ ...request.caller, auth: mode }));
+}
+
+function authenticate(scope: FastifyInstance, mode: AuthMode, redis: Redis, prefix: string, adminKey: string | undefined): void {
+  const keys = new ApiKeys(redis, prefix);
   scope.addHook('onRequest', async (request, reply) => {
-    if (options.mode === 'single-user') {
+    if (mode === 'single-user') {
       request.caller = SINGLE_USER;
       return;
     }
     const presented = bearerOf(request);
-    if (presented && options.adminKey && sameSecret(presented, options.adminKey)) {
+    if (presented && adminKey && sameSecret(presented, adminKey)) {
       request.caller = ADMIN;
       return;
     }
