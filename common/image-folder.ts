@@ -60,5 +60,9 @@ export async function locateDatasetFolder(spec: FolderDataset | UploadedDataset,
   if (spec.type === 'folder' && (realRoot === uploads || realRoot.startsWith(uploads + path.sep))) {
     throw new DatasetError(`folder datasets cannot reach the upload area; name an upload as {"type":"upload","id":...}`);
   }
+  // Hidden folders (the synthetic cache, npm start's Redis files) are the service's own.
+  if (spec.type === 'folder' && path.relative(realDataDir, realRoot).startsWith('.')) {
+    throw new DatasetError('folders whose name starts with "." are the service\'s own, not datasets');
+  }
   return realRoot;
 }

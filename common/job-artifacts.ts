@@ -102,16 +102,29 @@ export class JobArtifacts {
     return readJson(this.store, `${this.checkpointFolder(epoch)}/${STATE_FILE}`, CheckpointState);
   }
 
+  /** Epochs with a checkpoint folder, complete or not, oldest first. */
+  async checkpointEpochs(): Promise<number[]> {
+    const names = await this.store.list(this.checkpointsPrefix);
+    return names.flatMap((name) => {
+      const match = CHECKPOINT_NAME.exec(name);
+      return match ? [Number(match[1])] : [];
+    });
+  }
+
   /** Epochs with a complete checkpoint, oldest first. */
   async completeCheckpoints(): Promise<number[]> {
     const epochs: number[] = [];
-    for (const name of await this.store.list(this.checkpointsPrefix)) {
-      const match = CHECKPOINT_NAME.exec(name);
-      if (!match) continue;
-      const epoch = Number(match[1]);
+    for (const epoch of await this.checkpointEpochs()) {
       if (await this.store.stat(`${this.checkpointFolder(epoch)}/${STATE_FILE}`)) epochs.push(epoch);
     }
     return epochs.sort((a, b) => a - b);
+  }
+
+  /** An epoch's checkpoint and its download archive. */
+  async removeCheckpoint(epoch: number): Promise<void> {
+    await this.store.remove(this.checkpointFolder(epoch));
+    await this.store.remove(this.downloadKey(this.epochFolder(epoch).label, 'tar.gz'));
+    await this.store.remove(`${this.downloadKey(this.epochFolder(epoch).label, 'tar.gz')}.sha256`);
   }
 
   async hasFinalModel(): Promise<boolean> {

@@ -44,6 +44,16 @@ export const Augmentation = z.strictObject({
 });
 export type Augmentation = z.infer<typeof Augmentation>;
 
+export const CheckpointPolicy = z.strictObject({
+  keepEveryN: z
+    .number()
+    .int()
+    .min(0)
+    .max(1000)
+    .default(0)
+    .describe('also keep every Nth epoch (0: none); the latest and the best epoch are always kept'),
+});
+
 const training = {
   dataset: DatasetSpec,
   augmentation: Augmentation.default({ randomResizedCrop: true, horizontalFlip: true, scale: [0.08, 1], ratio: [3 / 4, 4 / 3] }).describe(
@@ -58,6 +68,9 @@ const training = {
     .optional()
     .describe('balanced = n / (classes x count of the class), as scikit-learn; or one weight per class, in class order'),
   labelSmoothing: z.number().min(0).max(0.5).default(0),
+  checkpoints: CheckpointPolicy.default({ keepEveryN: 0 }).describe(
+    'Epoch checkpoints kept: the latest (with the optimiser state, to resume from), the best, and every Nth (weights only); the others are removed as training goes',
+  ),
 };
 
 /** The ImageNet model as is: summary, export and predictions; evaluated on a dataset when one is given. */

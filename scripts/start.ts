@@ -3,6 +3,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { createLogger } from '../common/logger.js';
 import { loadConfig } from '../schemas/config.js';
 
@@ -58,11 +59,29 @@ if (!(await reachable(url.hostname, port))) {
     log.fatal({ redis: config.REDIS_URL }, 'no Redis answers; start one or set REDIS_URL');
     process.exit(1);
   }
-  log.info({ redis: config.REDIS_URL }, 'no Redis answers; starting redis-server for this session');
+  const redisDir = path.join(config.DATA_DIR, '.redis');
+  mkdirSync(redisDir, { recursive: true });
+  log.info({ redis: config.REDIS_URL, dir: redisDir }, 'no Redis answers; starting redis-server for this session (AOF on)');
   run(
     'redis-server',
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'],
+    // AOF in the data folder: queued and running jobs survive a restart of this Redis.
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      redisDir,
+      '--save',
+      '',
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'everysec',
+      '--maxmemory-policy',
+      'noeviction',
+    ],
     true,
   );
   for (let i = 0; i < 50 && !(await reachable(url.hostname, port)); i++) await new Promise((r) => setTimeout(r, 100));

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -99,6 +99,27 @@ export class DatasetStore {
       await rm(archive, { force: true });
       await rm(unpacked, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * Removes what a crashed process left in `.incoming/`. Only entries older than any upload can take
+   * (another API process may be receiving one now).
+   */
+  async sweepIncoming(olderThanMs: number): Promise<string[]> {
+    const cutoff = Date.now() - olderThanMs;
+    const names = await readdir(this.incoming).catch(() => [] as string[]);
+    const stale: string[] = [];
+    for (const name of names) {
+      const entry = path.join(this.incoming, name);
+      const modified = await stat(entry).then(
+        (s) => s.mtimeMs,
+        () => Infinity,
+      );
+      if (modified >= cutoff) continue;
+      await rm(entry, { recursive: true, force: true });
+      stale.push(name);
+    }
+    return stale;
   }
 
   /** Archives often wrap the class folders in one top folder (`flowers/daisy/...`): unwrap it. */

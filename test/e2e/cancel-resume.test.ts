@@ -1,10 +1,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import type { JobStatus } from '../../schemas/job-status.js';
 import type { Metrics } from '../../schemas/metrics.js';
 import { QueueName } from '../../common/queues.js';
-import { finished, pollJob, redisKeys, startService, type TestService, type WorkerProcess } from '../helpers/service.js';
+import { finished, pollJob, redisKeys, sleep, startService, type TestService, type WorkerProcess } from '../helpers/service.js';
 
 const slowSpec = {
   mode: 'fine_tuning',
@@ -122,5 +123,31 @@ describe('cancel, resume and failing fast', () => {
     );
     assert.deepEqual(metrics.epochs[0], epoch1[0], 'epoch 1 is the one trained before the kill');
     assert.match(worker.output(), /job completed/);
+  });
+
+  it('stops the sandboxed trainer when its worker dies alone, so no orphan trains beside the next worker', async () => {
+    const job = await submit({ ...slowSpec, epochs: 50 });
+    await pollJob(service, job.id, (s) => s.progress.phase === 'training', 120_000);
+    const parent = worker.child.pid!;
+    const trainers = execFileSync('ps', ['-o', 'pid=', '--ppid', String(parent)], { encoding: 'utf8' })
+      .split('\n')
+      .map(Number)
+      .filter(Boolean);
+    assert.equal(trainers.length, 1, 'one sandboxed child trains');
+    const exited = new Promise((resolve) => worker.child.once('exit', resolve));
+    process.kill(parent, 'SIGKILL');
+    await exited;
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    for (let i = 0; i < 600 && alive(trainers[0]); i++) await sleep(100);
+    assert.equal(alive(trainers[0]), false, 'the trainer outlived its worker');
+    worker = await service.startWorker();
+    assert.equal((await service.http().delete(`/v1/jobs/${job.id}`)).status, 202);
   });
 });

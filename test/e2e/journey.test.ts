@@ -77,13 +77,19 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
       mode: 'feature_extraction',
       totalParams: 23_508_032 + 2048 * CLASSES + CLASSES,
       trainableParams: 2048 * CLASSES + CLASSES,
-      body: { weights: 'imagenet', epochs: 2 },
+      body: { weights: 'imagenet', epochs: 2, checkpoints: { keepEveryN: 1 } },
     },
     {
       mode: 'fine_tuning',
       totalParams: 23_508_032 + 2048 * 512 + 512 + 512 * 256 + 256 + 256 * CLASSES + CLASSES,
       trainableParams: null,
-      body: { weights: 'random', epochs: 2, batchSize: 8, fineTuning: { trainableFrom: 'layer4', freezeBatchNorm: true } },
+      body: {
+        weights: 'random',
+        epochs: 2,
+        batchSize: 8,
+        checkpoints: { keepEveryN: 1 },
+        fineTuning: { trainableFrom: 'layer4', freezeBatchNorm: true },
+      },
     },
   ] as const;
 

@@ -125,6 +125,16 @@ describe('predictions from a trained job', () => {
     assert.equal(unknown.status, 404);
     const badTopK = await service.http().post(`/v1/jobs/${pretrainedId}/predict?topK=0`).attach('image', photo);
     assert.equal(badTopK.status, 400);
+    const url = `/v1/jobs/${pretrainedId}/predict`;
+    const part = '--abc\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\nabc';
+    const malformed = await Promise.all([
+      service.app.inject({ method: 'POST', url, headers: { 'content-type': 'multipart/form-data' }, payload: 'no boundary' }),
+      service.app.inject({ method: 'POST', url, headers: { 'content-type': 'multipart/form-data; boundary=abc' }, payload: part }),
+    ]);
+    for (const r of malformed) {
+      assert.equal(r.statusCode, 400, r.body);
+      assert.match(r.json().detail, /not a readable multipart\/form-data body/);
+    }
     for (const r of [notImage, json, empty, unknown, badTopK]) assert.match(r.headers['content-type'], /problem\+json/);
   });
 });

@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { JobArtifacts } from '../../common/job-artifacts.js';
 import type { EpochMetrics } from '../../schemas/metrics.js';
 import { learningRateAt } from '../../engine/training/controls.js';
 import { JobSpec, type TrainingJobSpec } from '../../schemas/job-spec.js';
@@ -45,6 +46,14 @@ describe('training controls on real jobs', () => {
     const best = await service.http().get(`/v1/jobs/${id}/checkpoint?epoch=best`);
     assert.equal(best.status, 200);
     assert.match(best.headers['content-disposition'], new RegExp(`-epoch-${bestEpoch}\\.tar\\.gz"`));
+    const artifacts = new JobArtifacts(service.store, id);
+    assert.deepEqual(
+      await artifacts.checkpointEpochs(),
+      [bestEpoch, stoppedAfterEpoch],
+      'the default policy keeps the best and the latest',
+    );
+    assert.ok(!(await service.store.stat(`${artifacts.checkpointFolder(bestEpoch)}/optimizer.bin`)), 'optimiser state only in the latest');
+    assert.ok(await service.store.stat(`${artifacts.checkpointFolder(stoppedAfterEpoch)}/optimizer.bin`));
   });
 
   it('gives identical per-epoch metrics for two runs of the same spec and seed', async () => {

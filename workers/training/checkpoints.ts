@@ -4,11 +4,33 @@ import type { CheckpointState, ModelMetadata } from '../../schemas/artifacts.js'
 import type { EpochMetrics } from '../../schemas/metrics.js';
 import { loadWeightsInto, saveModel, tensorBytes, weightSpec } from '../../engine/model/checkpoint-io.js';
 import type { ResNet50 } from '../../engine/model/resnet50.js';
+import { InvalidJobError } from './job-context.js';
 
 const OPTIMIZER_FILE = 'optimizer.bin';
 
-/** One epoch's weights, optimiser state and metrics history; committed (state.json) last. */
+const DISK_FULL = new Set(['ENOSPC', 'EDQUOT']);
+
+/**
+ * One epoch's weights, optimiser state and metrics history; committed (state.json) last. A full disk
+ * removes the half-written folder and fails the job at once: retrying cannot make room.
+ */
 export async function writeCheckpoint(
+  artifacts: JobArtifacts,
+  resnet: ResNet50,
+  optimizer: tf.Optimizer,
+  progress: { epoch: number; history: EpochMetrics[] },
+  metadata: ModelMetadata,
+): Promise<void> {
+  try {
+    await writeCheckpointFiles(artifacts, resnet, optimizer, progress, metadata);
+  } catch (error) {
+    if (!DISK_FULL.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
+    await artifacts.removeCheckpoint(progress.epoch);
+    throw new InvalidJobError(`the artifact store is full: epoch ${progress.epoch}'s checkpoint could not be written`);
+  }
+}
+
+async function writeCheckpointFiles(
   artifacts: JobArtifacts,
   resnet: ResNet50,
   optimizer: tf.Optimizer,
@@ -23,6 +45,24 @@ export async function writeCheckpoint(
   const specs = state.map(({ name, tensor }) => weightSpec(name, tensor));
   await artifacts.writeModelMetadata(folder, { ...metadata, epoch });
   await artifacts.commitCheckpoint({ epoch, history, optimizerWeights: specs });
+}
+
+/**
+ * After `latest` is committed: keeps it whole (the resume point), keeps the best epoch and every Nth
+ * as weights only, and removes every other checkpoint, half-written ones included.
+ */
+export async function pruneCheckpoints(
+  artifacts: JobArtifacts,
+  { latest, best, keepEveryN }: { latest: number; best: number | null; keepEveryN: number },
+): Promise<void> {
+  for (const epoch of await artifacts.checkpointEpochs()) {
+    if (epoch === latest) continue;
+    if (epoch === best || (keepEveryN > 0 && epoch % keepEveryN === 0)) {
+      await artifacts.store.remove(`${artifacts.checkpointFolder(epoch)}/${OPTIMIZER_FILE}`);
+    } else {
+      await artifacts.removeCheckpoint(epoch);
+    }
+  }
 }
 
 /** Loads the newest complete checkpoint (weights, optimiser state, metrics history), if any. */

@@ -9,7 +9,7 @@ import { FusedAdamOptimizer } from '../../engine/training/adam.js';
 import { trainStep, wasmMicroBatchSize } from '../../engine/training/train-step.js';
 import type { Network } from '../../engine/model/network.js';
 import type { JobModel } from './build-model.js';
-import { restoreEpochWeights, resumeFromLatestCheckpoint, writeCheckpoint } from './checkpoints.js';
+import { pruneCheckpoints, restoreEpochWeights, resumeFromLatestCheckpoint, writeCheckpoint } from './checkpoints.js';
 import { evaluate, evaluationOf, predictionsOf, round, type BatchSource } from './evaluate.js';
 import { codeBatches, featureCacheKey, featureCodes, headOnCodes, liveCodes, weightsFingerprint } from './feature-cache.js';
 import { InvalidJobError, JobCancelledError, type JobContext } from './job-context.js';
@@ -83,6 +83,7 @@ export async function train(
       await reporter.phase('saving');
       await writeCheckpoint(ctx.artifacts, model.resnet, optimizer, { epoch, history: metrics.epochs }, model.metadata);
       await ctx.artifacts.writeMetrics(metrics);
+      await pruneCheckpoints(ctx.artifacts, { latest: epoch, best: metrics.bestEpoch, keepEveryN: spec.checkpoints.keepEveryN });
       await reporter.update({ latestMetrics: epochMetrics }, true);
     }
     await finishTraining(ctx, run, model, data, metrics);

@@ -21,6 +21,10 @@ interface Runtime {
   logger: Logger;
 }
 
+// The worker that forked this child is gone (killed, crashed): stop training now. Its job's lock
+// lapses and another worker resumes it from the last checkpoint; an orphan would train beside it.
+process.on('disconnect', () => process.exit(1));
+
 let runtime: Promise<Runtime> | undefined;
 
 /** Once per child process: the child is reused for the next job. */

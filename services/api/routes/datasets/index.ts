@@ -24,6 +24,9 @@ const ARCHIVE_TYPES: Record<string, 'tar.gz' | 'zip'> = {
   'application/x-zip-compressed': 'zip',
 };
 
+/** Longer than any upload may take (the server's request timeout is 2 minutes). */
+const INCOMING_MAX_AGE_MS = 3600_000;
+
 export interface UploadLimits {
   maxArchiveBytes: number;
   maxFiles: number;
@@ -40,6 +43,8 @@ const datasetsRoutes: FastifyPluginAsyncZod<{ jobs: JobService; settings: Thread
   const thread = new ThreadRpc<PreflightRequest, PreflightReport>(new URL('../../threads/preflight.thread.ts', import.meta.url), settings);
   app.addHook('onClose', () => thread.close());
   const datasets = new DatasetStore(settings.dataDir, limits);
+  const swept = await datasets.sweepIncoming(INCOMING_MAX_AGE_MS);
+  if (swept.length) app.log.warn({ swept }, 'removed uploads left half-received by a crashed process');
   const defaults = PreflightOptions.parse({});
   // Archives are streamed to disk as they arrive, never buffered: hand the route the raw stream.
   app.addContentTypeParser(Object.keys(ARCHIVE_TYPES), (_request, payload, done) => done(null, payload));
