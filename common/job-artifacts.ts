@@ -120,6 +120,11 @@ export class JobArtifacts {
     return epochs.sort((a, b) => a - b);
   }
 
+  /** Everything the job kept. */
+  removeAll(): Promise<void> {
+    return this.store.remove(this.root);
+  }
+
   /** An epoch's checkpoint and its download archive. */
   async removeCheckpoint(epoch: number): Promise<void> {
     await this.store.remove(this.checkpointFolder(epoch));

@@ -89,12 +89,14 @@ export function whenReady(redis: Redis, timeoutMs: number): Promise<void> {
 export interface QueueOptions {
   prefix: string;
   attempts: number;
+  /** How long BullMQ keeps a finished job (default 30 days); the API's retention sweep removes its artifacts then. */
+  retentionSeconds?: number;
 }
 
 /** Retries back off 5 s, 10 s, 20 s, ...: long enough for a restarted Redis or a freed GPU. */
 const RETRY_BACKOFF_MS = 5_000;
 /** Redis keeps queue state only (results live in the artifact store): finished jobs stay answerable for a month. */
-export const FINISHED_JOB_RETENTION_SECONDS = 30 * 24 * 3600;
+const FINISHED_JOB_RETENTION_SECONDS = 30 * 24 * 3600;
 
 /** Every process can enqueue through this; only worker processes consume. */
 export class Queues {
@@ -118,8 +120,8 @@ export class Queues {
       jobId,
       attempts: this.options.attempts,
       backoff: { type: 'exponential', delay: RETRY_BACKOFF_MS },
-      removeOnComplete: { age: FINISHED_JOB_RETENTION_SECONDS },
-      removeOnFail: { age: FINISHED_JOB_RETENTION_SECONDS },
+      removeOnComplete: { age: this.options.retentionSeconds ?? FINISHED_JOB_RETENTION_SECONDS },
+      removeOnFail: { age: this.options.retentionSeconds ?? FINISHED_JOB_RETENTION_SECONDS },
     };
     return this.get(name).add(name, data, options);
   }

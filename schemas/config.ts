@@ -95,6 +95,12 @@ export const Config = z.object({
     .default(50 * 1024 ** 3)
     .describe("An owner's uploaded datasets, unpacked bytes in all (413 past it)"),
   QUEUE_MAX_WAITING: z.coerce.number().int().min(1).default(1000).describe('Jobs waiting in the queue, all owners (503 past it)'),
+  JOB_RETENTION_DAYS: z.coerce
+    .number()
+    .min(0.001)
+    .max(3650)
+    .default(30)
+    .describe("A finished job's queue entry, index entries and artifacts are removed this long after it ends"),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino level of every process'),
 });
 export type Config = z.infer<typeof Config> & { IMAGENET_WEIGHTS: string };

@@ -11,6 +11,7 @@ import { JobService } from '../jobs/job-service.js';
 import type { Caller } from '../../schemas/auth.js';
 import { ModelInspector } from './model-inspector.js';
 import { authModeOf, guardOwners } from './plugins/auth.js';
+import { scheduleRetentionSweeps } from './plugins/retention.js';
 import { registerProblemHandlers, RETRY_AFTER_SECONDS } from './problem.js';
 import datasetsRoutes, { type UploadLimits } from './routes/datasets/index.js';
 import healthRoutes from './routes/health/index.js';
@@ -80,7 +81,9 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
     dataDir: config.DATA_DIR,
     quotaOpenJobs: config.QUOTA_OPEN_JOBS,
     maxWaiting: config.QUEUE_MAX_WAITING,
+    retentionMs: config.JOB_RETENTION_DAYS * 24 * 3600 * 1000,
   });
+  scheduleRetentionSweeps(app, jobs, redis, config.QUEUE_PREFIX);
   app.decorateRequest('caller', null as unknown as Caller);
   // Everything under /v1 acts for an owner; health probes answer anyone.
   await app.register(

@@ -8,7 +8,11 @@ import { buildApp } from './app.js';
 const config = loadConfig();
 const logger = createLogger('api', config.LOG_LEVEL);
 const redis = redisConnection(config.REDIS_URL, 'producer', logger);
-const queues = new Queues(redis, { prefix: config.QUEUE_PREFIX, attempts: config.JOB_ATTEMPTS });
+const queues = new Queues(redis, {
+  prefix: config.QUEUE_PREFIX,
+  attempts: config.JOB_ATTEMPTS,
+  retentionSeconds: config.JOB_RETENTION_DAYS * 24 * 3600,
+});
 const app = await buildApp({ config, redis, queues, store: new LocalArtifactStore(config.ARTIFACTS_DIR), logger });
 
 await app.listen({ host: config.HOST, port: config.PORT });

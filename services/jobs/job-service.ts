@@ -4,15 +4,7 @@ import { z } from 'zod';
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import { ConflictError, IdempotencyKeyReusedError, NotFoundError, QuotaExceededError, UnavailableError } from '../../common/errors.js';
 import { JobArtifacts } from '../../common/job-artifacts.js';
-import {
-  CANCELLED_REASON,
-  FINISHED_JOB_RETENTION_SECONDS,
-  QueueName,
-  redisKeys,
-  whenReady,
-  type Queues,
-  type TrainingJob,
-} from '../../common/queues.js';
+import { CANCELLED_REASON, QueueName, redisKeys, whenReady, type Queues, type TrainingJob } from '../../common/queues.js';
 import { LOCAL_OWNER, type Caller } from '../../schemas/auth.js';
 import type { PreflightReport } from '../../schemas/dataset.js';
 import { isTrainingSpec, type JobSpec } from '../../schemas/job-spec.js';
@@ -32,8 +24,8 @@ export const LIST_STATE_SCAN_LIMIT = 2000;
 const LIST_BATCH = 100;
 /** An indexed id not yet in the queue counts as open this long (the enqueue follows the index). */
 const ENQUEUE_GRACE_MS = 60_000;
-/** Index entries outlive BullMQ's own retention of finished jobs by this much before they are trimmed. */
-const INDEX_RETENTION_MS = 2 * FINISHED_JOB_RETENTION_SECONDS * 1000;
+/** The retention sweep looks at this many expired index entries per run. */
+const SWEEP_BATCH = 500;
 const isUuid = (id: string) => z.uuid().safeParse(id).success;
 
 export interface Submission {
@@ -97,7 +89,7 @@ export class JobService {
     private readonly queues: Queues,
     private readonly redis: Redis,
     private readonly store: ArtifactStore,
-    private readonly options: { prefix: string; dataDir: string; quotaOpenJobs: number; maxWaiting: number },
+    private readonly options: { prefix: string; dataDir: string; quotaOpenJobs: number; maxWaiting: number; retentionMs: number },
   ) {
     this.keys = redisKeys(options.prefix);
   }
@@ -140,8 +132,6 @@ export class JobService {
       .multi()
       .zadd(this.keys.allJobs, now, jobId)
       .zadd(this.keys.ownerJobs(owner), now, jobId)
-      .zremrangebyscore(this.keys.allJobs, 0, now - INDEX_RETENTION_MS)
-      .zremrangebyscore(this.keys.ownerJobs(owner), 0, now - INDEX_RETENTION_MS)
       .zadd(this.keys.openJobs(owner), now, jobId);
     if (spec.dataset?.type === 'upload') transaction.zadd(this.keys.datasetJobs(spec.dataset.id), now, jobId);
     await transaction.exec();
@@ -298,6 +288,46 @@ export class JobService {
     if (FINISHED_STATES.includes(before.state)) throw new ConflictError(`job ${jobId} is already ${before.state}`, { state: before.state });
     await this.redis.set(this.keys.cancel(jobId), new Date().toISOString(), 'EX', CANCEL_FLAG_TTL_SECONDS);
     return this.describe(job);
+  }
+
+  /** Removes a finished job: its artifacts, its queue entry and its index entries (204; 409 while it may still run). */
+  async purge(caller: Caller, jobId: string): Promise<void> {
+    const job = await this.require(caller, jobId);
+    const { state } = await this.describe(job);
+    if (!FINISHED_STATES.includes(state)) {
+      throw new ConflictError(`job ${jobId} is ${state}: cancel it, then purge it once it has ended`, { state });
+    }
+    await this.forget(jobId, ownerOf(job), TrainingPayload.safeParse(job.data).data?.spec);
+  }
+
+  private async forget(jobId: string, owner: string | null, spec: JobSpec | undefined): Promise<void> {
+    await new JobArtifacts(this.store, jobId).removeAll();
+    await this.queue.remove(jobId);
+    const transaction = this.redis.multi().zrem(this.keys.allJobs, jobId).del(this.keys.cancel(jobId));
+    if (owner) transaction.zrem(this.keys.ownerJobs(owner), jobId).zrem(this.keys.openJobs(owner), jobId);
+    if (spec?.dataset?.type === 'upload') transaction.zrem(this.keys.datasetJobs(spec.dataset.id), jobId);
+    await transaction.exec();
+  }
+
+  /**
+   * Removes jobs that ended more than the retention ago (and the artifacts of those BullMQ already
+   * dropped), oldest first, at most SWEEP_BATCH per call. Returns the ids removed.
+   */
+  async sweepExpired(now = Date.now()): Promise<string[]> {
+    await whenReady(this.redis, REDIS_WAIT_MS);
+    const cutoff = now - this.options.retentionMs;
+    const candidates = await this.redis.zrangebyscore(this.keys.allJobs, 0, cutoff, 'LIMIT', 0, SWEEP_BATCH);
+    const removed: string[] = [];
+    for (const id of candidates) {
+      const job = await this.queue.getJob(id);
+      if (job) {
+        const { state } = await this.describe(job);
+        if (!FINISHED_STATES.includes(state) || (job.finishedOn ?? job.timestamp) > cutoff) continue;
+      }
+      await this.forget(id, job ? ownerOf(job) : null, job ? TrainingPayload.safeParse(job.data).data?.spec : undefined);
+      removed.push(id);
+    }
+    return removed;
   }
 
   private async artifacts(caller: Caller, jobId: string): Promise<JobArtifacts> {

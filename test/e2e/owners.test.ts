@@ -97,6 +97,11 @@ describe('API keys and owners', () => {
     assert.ok(listedForAlice.body.items.some((job: { id: string }) => job.id === id));
     const listedForAdmin = await service.http().get('/v1/jobs?limit=100');
     assert.ok(listedForAdmin.body.items.some((job: { id: string }) => job.id === id));
+
+    assert.equal((await service.as(bob).delete(`/v1/jobs/${id}?purge=true`)).status, 404);
+    assert.equal((await service.as(alice).delete(`/v1/jobs/${id}?purge=true`)).status, 204);
+    assert.equal((await service.as(alice).get(`/v1/jobs/${id}`)).status, 404, 'purged');
+    assert.equal(await service.store.stat(`jobs/${id}/final/metadata.json`), null, 'and its artifacts with it');
   });
 
   it('lets only the owner (or the admin) cancel a job, and keeps Idempotency-Keys per owner', async () => {

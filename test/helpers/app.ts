@@ -17,7 +17,11 @@ export async function testApp(name: string, scratch: string, env: Record<string,
   });
   const logger = createLogger('api', config.LOG_LEVEL);
   const redis = redisConnection(config.REDIS_URL, 'producer', logger);
-  const queues = new Queues(redis, { prefix: config.QUEUE_PREFIX, attempts: config.JOB_ATTEMPTS });
+  const queues = new Queues(redis, {
+    prefix: config.QUEUE_PREFIX,
+    attempts: config.JOB_ATTEMPTS,
+    retentionSeconds: config.JOB_RETENTION_DAYS * 24 * 3600,
+  });
   const store = new LocalArtifactStore(config.ARTIFACTS_DIR);
   const app = await buildApp({ config, redis, queues, store, logger }).catch(async (error: unknown) => {
     await queues.close();

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { LocalArtifactStore } from '../../../common/artifact-store.js';
+import { JobArtifacts } from '../../../common/job-artifacts.js';
 import { ConflictError, IdempotencyKeyReusedError, InvalidInputError, NotFoundError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/logger.js';
 import { CANCELLED_REASON, QueueName, Queues, redisConnection } from '../../../common/queues.js';
@@ -61,11 +62,13 @@ describe('the job service on a real Redis', () => {
   const prefix = `test-job-service-${process.pid}`;
   const redis = redisConnection(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', 'producer', createLogger('api', 'silent'));
   const queues = new Queues(redis, { prefix, attempts: 1 });
-  const jobs = new JobService(queues, redis, new LocalArtifactStore(path.join(scratch, 'artifacts')), {
+  const store = new LocalArtifactStore(path.join(scratch, 'artifacts'));
+  const jobs = new JobService(queues, redis, store, {
     prefix,
     dataDir: path.join(scratch, 'data'),
     quotaOpenJobs: 8,
     maxWaiting: 1000,
+    retentionMs: 3600_000,
   });
   const spec = JobSpec.parse({ mode: 'pretrained', weights: 'random', inputSize: 32 });
   const alice: Caller = { owner: 'alice', admin: false };
@@ -168,5 +171,40 @@ describe('the job service on a real Redis', () => {
     const listed = await jobs.list(dave, { limit: 10, offset: 0 });
     assert.deepEqual([listed.items.length, listed.total], [0, 0]);
     assert.equal(await redis.zcard(`${prefix}:owner-jobs:dave`), 0);
+  });
+
+  it('purges a finished job with everything it kept, and refuses while it may still run', async () => {
+    const erin: Caller = { owner: 'erin', admin: false };
+    const { status } = await jobs.submit(erin, spec);
+    const artifacts = new JobArtifacts(store, status.id);
+    await store.write(`${artifacts.root}/metrics.json`, '{}');
+    await assert.rejects(jobs.purge(erin, status.id), ConflictError, 'a queued job is cancelled first');
+    await assert.rejects(jobs.purge(bob, status.id), NotFoundError);
+    await jobs.cancel(erin, status.id);
+    await jobs.purge(erin, status.id);
+    assert.equal(await jobs.status(erin, status.id), null);
+    assert.equal(await store.stat(`${artifacts.root}/metrics.json`), null);
+    assert.equal((await jobs.list(erin, { limit: 10, offset: 0 })).total, 0);
+  });
+
+  it('sweeps jobs that ended more than the retention ago, with their artifacts, and keeps the rest', async () => {
+    const frank: Caller = { owner: 'frank', admin: false };
+    const ended = (await jobs.submit(frank, { ...spec, seed: 21 })).status.id;
+    const waiting = (await jobs.submit(frank, { ...spec, seed: 22 })).status.id;
+    const dropped = (await jobs.submit(frank, { ...spec, seed: 23 })).status.id;
+    await jobs.cancel(frank, ended);
+    await queues.get(QueueName.Training).remove(dropped); // as BullMQ's own retention does
+    for (const id of [ended, waiting, dropped]) await store.write(`jobs/${id}/summary.json`, '{}');
+    const removed = await jobs.sweepExpired(Date.now() + 2 * 3600_000);
+    assert.ok(removed.includes(ended) && removed.includes(dropped), `removed ${removed.join(', ')}`);
+    assert.ok(!removed.includes(waiting), 'a queued job is not expired');
+    assert.deepEqual(
+      await Promise.all([ended, waiting, dropped].map(async (id) => (await store.stat(`jobs/${id}/summary.json`)) !== null)),
+      [false, true, false],
+    );
+    assert.deepEqual(
+      (await jobs.list(frank, { limit: 10, offset: 0 })).items.map((item) => item.id),
+      [waiting],
+    );
   });
 });

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import { PreflightReport } from '../../../../schemas/dataset.js';
 import { JobSpec } from '../../../../schemas/job-spec.js';
 import { JobList, JobStatus } from '../../../../schemas/job-status.js';
@@ -6,7 +7,7 @@ import { Metrics } from '../../../../schemas/metrics.js';
 import type { CheckpointSelector } from '../../../jobs/downloads.js';
 import type { JobService } from '../../../jobs/job-service.js';
 import { sendSummary, SummaryQuery } from '../summary/reply.js';
-import { CheckpointQuery, JobParams, ListQuery, SubmitHeaders } from './schemas.js';
+import { CheckpointQuery, DeleteQuery, JobParams, ListQuery, SubmitHeaders } from './schemas.js';
 
 /** Jobs: submit, list, status, cancel, and their results (summary, metrics, preflight, checkpoints). */
 const jobsRoutes: FastifyPluginAsyncZod<{ jobs: JobService }> = async (app, { jobs }) => {
@@ -30,8 +31,14 @@ const jobsRoutes: FastifyPluginAsyncZod<{ jobs: JobService }> = async (app, { jo
     jobs.requireStatus(request.caller, request.params.id),
   );
 
-  app.delete('/jobs/:id', { schema: { params: JobParams, response: { 202: JobStatus } } }, async (request, reply) =>
-    reply.code(202).send(await jobs.cancel(request.caller, request.params.id)),
+  app.delete(
+    '/jobs/:id',
+    { schema: { params: JobParams, querystring: DeleteQuery, response: { 202: JobStatus, 204: z.null() } } },
+    async (request, reply) => {
+      if (!request.query.purge) return reply.code(202).send(await jobs.cancel(request.caller, request.params.id));
+      await jobs.purge(request.caller, request.params.id);
+      return reply.code(204).send(null);
+    },
   );
 
   app.get('/jobs/:id/summary', { schema: { params: JobParams, querystring: SummaryQuery } }, async (request, reply) =>

@@ -17,6 +17,14 @@ export const CheckpointQuery = z.strictObject({
   format: z.enum(['tar.gz', 'safetensors']).default('tar.gz'),
 });
 
+export const DeleteQuery = z.strictObject({
+  purge: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((value) => value === 'true')
+    .describe('true: remove a finished job and everything it kept (204); false: cancel (202)'),
+});
+
 export const SubmitHeaders = z.looseObject({
   'idempotency-key': z
     .string()

@@ -1,0 +1,28 @@
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { JobService } from '../../jobs/job-service.js';
+
+const SWEEP_EVERY_MS = 3600_000;
+const FIRST_SWEEP_AFTER_MS = 60_000;
+
+/**
+ * Removes expired jobs (JOB_RETENTION_DAYS after they end) every hour; with several API processes,
+ * the one that takes the Redis lock sweeps.
+ */
+export function scheduleRetentionSweeps(app: FastifyInstance, jobs: JobService, redis: Redis, prefix: string): void {
+  const sweep = async () => {
+    const claimed = await redis.set(`${prefix}:retention-sweep`, String(process.pid), 'PX', SWEEP_EVERY_MS - 60_000, 'NX');
+    if (claimed !== 'OK') return;
+    const removed = await jobs.sweepExpired();
+    if (removed.length) app.log.info({ removed: removed.length }, 'retention: removed expired jobs and their artifacts');
+  };
+  const run = () => void sweep().catch((error: Error) => app.log.warn({ err: error.message }, 'retention sweep failed'));
+  let timer: NodeJS.Timeout | undefined;
+  app.addHook('onReady', async () => {
+    timer = setTimeout(function again() {
+      run();
+      timer = setTimeout(again, SWEEP_EVERY_MS).unref();
+    }, FIRST_SWEEP_AFTER_MS).unref();
+  });
+  app.addHook('onClose', async () => clearTimeout(timer));
+}
