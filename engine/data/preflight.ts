@@ -21,12 +21,19 @@ interface GoodFile {
 }
 
 const CONCURRENCY = 8;
+const DECODE_EDGE = 256;
 
 /** Reads and fully decodes one file: what is wrong with it, or what it is. */
 async function inspect(root: string, image: LabelledImage): Promise<GoodFile | BadFile> {
   const bytes = await readFile(path.join(root, image.file));
   if (bytes.length === 0) return { file: image.file, reason: 'empty', detail: 'the file has no bytes' };
-  const decode = (failOn: 'truncated' | 'warning') => sharp(bytes, { failOn, limitInputPixels: MAX_INPUT_PIXELS }).raw().toBuffer();
+  // Every pixel is decoded (a damaged file shows), but into a bounded thumbnail: a 36-Mpx PNG would
+  // otherwise hold 288 MB of raw pixels per file.
+  const decode = (failOn: 'truncated' | 'warning') =>
+    sharp(bytes, { failOn, limitInputPixels: MAX_INPUT_PIXELS })
+      .resize(DECODE_EDGE, DECODE_EDGE, { fit: 'inside', withoutEnlargement: true })
+      .raw()
+      .toBuffer();
   let meta: Metadata;
   try {
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();

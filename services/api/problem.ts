@@ -11,6 +11,7 @@ import {
 } from '../../common/errors.js';
 import { isRedisUnavailable } from '../../common/queues.js';
 import type { Problem } from '../../schemas/problem.js';
+import { ThreadBusyError } from './thread-rpc.js';
 
 /** An HTTP-level refusal the domain knows nothing of (a wrong media type, say). */
 export class HttpProblem extends Error {
@@ -73,7 +74,7 @@ function problemOf(error: unknown): { status: number; detail: string; extra?: Pa
   if (error instanceof TooLargeError) return { status: 413, detail: error.message };
   if (error instanceof QuotaExceededError)
     return { status: 429, detail: error.message, extra: { title: 'Quota exceeded', ...error.details } };
-  if (error instanceof UnavailableError) return { status: 503, detail: error.message };
+  if (error instanceof UnavailableError || error instanceof ThreadBusyError) return { status: 503, detail: error.message };
   if (isRedisUnavailable(error)) {
     return { status: 503, detail: 'a service this request needs (Redis) is unreachable; retry later' };
   }

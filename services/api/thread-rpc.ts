@@ -1,6 +1,20 @@
 import { Worker, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import type { ThreadSettings } from './thread-protocol.js';
 
+/** The thread has as many requests waiting as it may queue, or one took too long: retry later (503). */
+export class ThreadBusyError extends Error {}
+
+export interface ThreadLimits {
+  /** Requests waiting or running at once; more are refused at once. */
+  maxPending: number;
+  /** A request running longer stops the thread (and fails what waits behind it); the next call starts a new one. */
+  timeoutMs: number;
+}
+
+const DEFAULT_LIMITS: ThreadLimits = { maxPending: 16, timeoutMs: 120_000 };
+/** The thread's own JS heap; decoded images and wasm memory live outside it. */
+const THREAD_HEAP_MB = 1024;
+
 /**
  * Request/response over one worker thread running a TypeScript module, so heavy tensor work stays
  * off the API's event loop. The thread module answers `{ id, result }` or `{ id, error }`.
@@ -8,18 +22,32 @@ import type { ThreadSettings } from './thread-protocol.js';
 export class ThreadRpc<Request, Response> {
   private worker?: Worker;
   private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (r: Response) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (r: Response) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
 
   constructor(
     private readonly entry: URL,
     private readonly settings: ThreadSettings,
+    private readonly limits: ThreadLimits = DEFAULT_LIMITS,
   ) {}
 
   call(request: Request, transfer: TransferListItem[] = []): Promise<Response> {
+    if (this.pending.size >= this.limits.maxPending) {
+      return Promise.reject(new ThreadBusyError(`${this.pending.size} requests are already waiting for this work; retry later`));
+    }
     const worker = this.start();
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      // Requests run one after another, so the clock of each starts when it is sent: a request's
+      // budget covers those queued before it.
+      const timer = setTimeout(
+        () => {
+          if (this.worker === worker) this.worker = undefined;
+          this.failAll(new ThreadBusyError(`the work took longer than ${this.limits.timeoutMs / 1000} s; retry later`));
+          void worker.terminate();
+        },
+        this.limits.timeoutMs * (this.pending.size + 1),
+      );
+      this.pending.set(id, { resolve, reject, timer });
       worker.postMessage({ id, request }, transfer);
     });
   }
@@ -28,15 +56,22 @@ export class ThreadRpc<Request, Response> {
     if (this.worker) return this.worker;
     // Worker threads do not inherit tsx's loader hooks on Node 20: register them inside the thread.
     const bootstrap = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(this.entry.href)}); })`;
-    const worker = new Worker(bootstrap, { eval: true, env: process.env, workerData: this.settings });
+    const worker = new Worker(bootstrap, {
+      eval: true,
+      env: process.env,
+      workerData: this.settings,
+      resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MB },
+    });
     worker.on('message', ({ id, result, error }: { id: number; result?: Response; error?: string }) => {
       const waiter = this.pending.get(id);
       this.pending.delete(id);
+      clearTimeout(waiter?.timer);
       if (error !== undefined) waiter?.reject(new Error(error));
       else waiter?.resolve(result as Response);
     });
     worker.on('error', (error) => this.failAll(error));
     worker.on('exit', () => {
+      if (this.worker !== worker) return; // replaced after a timeout: its callers were answered then
       this.worker = undefined;
       this.failAll(new Error('worker thread exited'));
     });
@@ -45,7 +80,10 @@ export class ThreadRpc<Request, Response> {
   }
 
   private failAll(error: Error) {
-    for (const waiter of this.pending.values()) waiter.reject(error);
+    for (const waiter of this.pending.values()) {
+      clearTimeout(waiter.timer);
+      waiter.reject(error);
+    }
     this.pending.clear();
   }
 

@@ -40,7 +40,11 @@ const datasetsRoutes: FastifyPluginAsyncZod<{ jobs: JobService; settings: Thread
   app,
   { jobs, settings, limits },
 ) => {
-  const thread = new ThreadRpc<PreflightRequest, PreflightReport>(new URL('../../threads/preflight.thread.ts', import.meta.url), settings);
+  // A preflight reads every image of a dataset: few at a time, and minutes each at most.
+  const thread = new ThreadRpc<PreflightRequest, PreflightReport>(new URL('../../threads/preflight.thread.ts', import.meta.url), settings, {
+    maxPending: 4,
+    timeoutMs: 600_000,
+  });
   app.addHook('onClose', () => thread.close());
   const datasets = new DatasetStore(settings.dataDir, limits);
   const swept = await datasets.sweepIncoming(INCOMING_MAX_AGE_MS);

@@ -29,7 +29,11 @@ async function readImages(request: FastifyRequest): Promise<PredictRequest['imag
 
 /** Top-k classes for uploaded images, with the job's final model, preprocessing and class names. */
 const predictRoutes: FastifyPluginAsyncZod<{ jobs: JobService; settings: ThreadSettings }> = async (app, { jobs, settings }) => {
-  const thread = new ThreadRpc<PredictRequest, PredictOutcome>(new URL('../../threads/predict.thread.ts', import.meta.url), settings);
+  // Each waiting request holds its images in memory, so the queue is bounded.
+  const thread = new ThreadRpc<PredictRequest, PredictOutcome>(new URL('../../threads/predict.thread.ts', import.meta.url), settings, {
+    maxPending: 16,
+    timeoutMs: 120_000,
+  });
   app.addHook('onClose', () => thread.close());
   await app.register(multipart, { limits: PREDICT_LIMITS, throwFileSizeLimit: true });
   app.addHook('onError', async (request, reply) => drainBody(request, reply));
