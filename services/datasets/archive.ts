@@ -1,8 +1,9 @@
-import { mkdir } from 'node:fs/promises';
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { pipeline as pipelineStreams, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { crc32, createGunzip } from 'node:zlib';
 import * as tar from 'tar';
 import yauzl from 'yauzl';
 import { InvalidInputError } from '../../common/errors.js';
@@ -28,18 +29,58 @@ export function safeEntryPath(name: string): string {
   return normalised.replace(/\/+$/, '');
 }
 
+/** Image datasets barely compress (JPEG, PNG): an archive that expands more than this is a bomb. */
+export const MAX_EXPANSION_RATIO = 100;
+
+/** Files and folders (each an inode) count against maxFiles; bytes against the size and ratio bounds. */
 class ExtractionBudget {
   files = 0;
+  folders = 0;
   bytes = 0;
-  constructor(private readonly limits: ArchiveLimits) {}
+  private readonly maxBytes: number;
+  constructor(
+    private readonly limits: ArchiveLimits,
+    archiveBytes: number,
+  ) {
+    this.maxBytes = Math.min(limits.maxUnpackedBytes, Math.max(archiveBytes, 1024 * 1024) * MAX_EXPANSION_RATIO);
+  }
   add(size: number, name: string) {
     this.files += 1;
     this.bytes += size;
-    if (this.files > this.limits.maxFiles) throw new ArchiveError(`more than ${this.limits.maxFiles} files`);
-    if (this.bytes > this.limits.maxUnpackedBytes) {
-      throw new ArchiveError(`unpacks to more than ${this.limits.maxUnpackedBytes} bytes (at "${name}")`);
+    this.checkCount();
+    if (this.bytes > this.maxBytes) {
+      const ratio = this.maxBytes < this.limits.maxUnpackedBytes ? ` (${MAX_EXPANSION_RATIO}x the archive)` : '';
+      throw new ArchiveError(`unpacks to more than ${this.maxBytes} bytes${ratio} (at "${name}")`);
     }
   }
+  addFolder() {
+    this.folders += 1;
+    this.checkCount();
+  }
+  private checkCount() {
+    if (this.files + this.folders > this.limits.maxFiles) throw new ArchiveError(`more than ${this.limits.maxFiles} files and folders`);
+  }
+  /** Decompressed tar stream bytes: the entries' declared sizes plus headers and padding. */
+  get maxStreamBytes() {
+    return this.maxBytes + (this.limits.maxFiles + 2) * 1536;
+  }
+}
+
+/**
+ * Gunzips on libuv's thread pool (node-tar's own gunzip runs on the event loop) and stops a stream
+ * that inflates past what its entries may hold.
+ */
+function gunzipped(file: string, maxBytes: number): Readable {
+  let inflated = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      inflated += chunk.length;
+      callback(inflated > maxBytes ? new ArchiveError(`inflates past ${maxBytes} bytes`) : null, chunk);
+    },
+  });
+  // An error anywhere destroys every stream of the chain, `counter` included, so its reader sees it.
+  pipelineStreams(createReadStream(file), createGunzip(), counter, () => undefined);
+  return counter;
 }
 
 /**
@@ -47,31 +88,33 @@ class ExtractionBudget {
  * bounds) before a byte is written; then extracted with the same checks enforced again.
  */
 async function extractTar(file: string, destination: string, limits: ArchiveLimits): Promise<{ files: number; bytes: number }> {
-  const budget = new ExtractionBudget(limits);
+  const budget = new ExtractionBudget(limits, (await stat(file)).size);
   let problem: ArchiveError | undefined;
-  const unreadable = (error: Error) => new ArchiveError(`not a readable tar.gz: ${error.message}`);
-  await tar
-    .t({
-      file,
-      strict: true,
-      onReadEntry: (entry) => {
-        if (problem) return;
-        try {
-          if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'Directory') {
-            throw new ArchiveError(`entry "${entry.path}" is a ${entry.type}; only regular files and folders are accepted`);
-          }
-          safeEntryPath(entry.path);
-          if (entry.type !== 'Directory') budget.add(entry.size ?? 0, entry.path);
-        } catch (error) {
-          problem = error as ArchiveError;
+  const unreadable = (error: Error) =>
+    error instanceof ArchiveError ? error : new ArchiveError(`not a readable tar.gz: ${error.message}`);
+  const lister = tar.t({
+    strict: true,
+    onReadEntry: (entry) => {
+      if (problem) return;
+      try {
+        if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'Directory') {
+          throw new ArchiveError(`entry "${entry.path}" is a ${entry.type}; only regular files and folders are accepted`);
         }
-      },
-    })
-    .catch((error: Error) => {
-      throw unreadable(error);
-    });
+        safeEntryPath(entry.path);
+        if (entry.type === 'Directory') budget.addFolder();
+        else budget.add(entry.size ?? 0, entry.path);
+      } catch (error) {
+        problem = error as ArchiveError;
+        lister.abort(problem); // stop reading: nothing after a refused entry matters
+      }
+    },
+  });
+  await pipeline(gunzipped(file, budget.maxStreamBytes), lister).catch((error: Error) => {
+    throw problem ?? unreadable(error);
+  });
   if (problem) throw problem;
-  await tar.x({ file, cwd: destination, strict: true, preservePaths: false, preserveOwner: false, noMtime: true }).catch((error: Error) => {
+  const extractor = tar.x({ cwd: destination, strict: true, preservePaths: false, preserveOwner: false, noMtime: true });
+  await pipeline(gunzipped(file, budget.maxStreamBytes), extractor).catch((error: Error) => {
     throw unreadable(error);
   });
   return { files: budget.files, bytes: budget.bytes };
@@ -97,7 +140,8 @@ function checkedZipEntries(zip: yauzl.ZipFile, budget: ExtractionBudget): Promis
         if (unixMode === 0o120000)
           throw new ArchiveError(`entry "${entry.fileName}" is a symbolic link; only regular files and folders are accepted`);
         safeEntryPath(entry.fileName);
-        if (!entry.fileName.endsWith('/')) budget.add(entry.uncompressedSize, entry.fileName);
+        if (entry.fileName.endsWith('/')) budget.addFolder();
+        else budget.add(entry.uncompressedSize, entry.fileName);
         entries.push(entry);
         zip.readEntry();
       } catch (error) {
@@ -120,7 +164,7 @@ function entryStream(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<Readable> 
 async function extractZip(file: string, destination: string, limits: ArchiveLimits): Promise<{ files: number; bytes: number }> {
   const zip = await openZip(file);
   try {
-    const budget = new ExtractionBudget(limits);
+    const budget = new ExtractionBudget(limits, (await stat(file)).size);
     let written = 0;
     for (const entry of await checkedZipEntries(zip, budget)) {
       const target = path.join(destination, safeEntryPath(entry.fileName));
@@ -130,11 +174,14 @@ async function extractZip(file: string, destination: string, limits: ArchiveLimi
       }
       await mkdir(path.dirname(target), { recursive: true });
       const stream = await entryStream(zip, entry);
+      let crc = 0;
       stream.on('data', (chunk: Buffer) => {
         written += chunk.length;
+        crc = crc32(chunk, crc);
         if (written > limits.maxUnpackedBytes) stream.destroy(new ArchiveError('unpacks to more than its declared size'));
       });
       await pipeline(stream, createWriteStream(target, { flags: 'wx' }));
+      if (crc !== entry.crc32) throw new ArchiveError(`entry "${entry.fileName}" fails its CRC-32 check (damaged archive)`);
     }
     return { files: budget.files, bytes: written };
   } catch (error) {

@@ -1,78 +1,81 @@
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import * as tar from 'tar';
-import { ArchiveError, extractArchive, safeEntryPath } from '../../../services/datasets/archive.js';
-import { tempDir } from '../../helpers/torch.js';
+import { ArchiveError, extractArchive, MAX_EXPANSION_RATIO } from '../../../services/datasets/archive.js';
+import { DEBIAN_PYTHON, tempDir } from '../../helpers/torch.js';
 
-describe('dataset archives', () => {
-  const scratch = tempDir('archive');
-  after(() => rmSync(scratch, { recursive: true, force: true }));
+/** Python's tarfile and zipfile, which write what they are told (folders, sizes) without a fuss. */
+function python(program: string, ...args: string[]): void {
+  execFileSync(DEBIAN_PYTHON, ['-c', program, ...args]);
+}
 
-  it('accepts relative entry names and refuses the ones that escape', () => {
-    assert.equal(safeEntryPath('./cats/a.png'), 'cats/a.png');
-    assert.equal(safeEntryPath('cats\\b.png'), 'cats/b.png');
-    assert.equal(safeEntryPath('cats/'), 'cats');
-    for (const [name, reason] of [
-      ['../evil', /climbs out/],
-      ['cats/../../evil', /climbs out/],
-      ['/etc/passwd', /absolute/],
-      ['C:/evil', /absolute/],
-      ['', /empty/],
-      ['a\0b', /NUL/],
-    ] as const) {
-      assert.throws(
-        () => safeEntryPath(name),
-        (error: unknown) => error instanceof ArchiveError && reason.test(error.message),
-        name,
+const LIMITS = { maxFiles: 500, maxUnpackedBytes: 1024 ** 3 };
+
+describe('archive extraction bounds', () => {
+  it('counts folders against the file limit', async () => {
+    const scratch = tempDir('archive-folders');
+    try {
+      const archive = path.join(scratch, 'folders.tar.gz');
+      python(
+        `import sys, tarfile
+with tarfile.open(sys.argv[1], 'w:gz') as t:
+    for i in range(501):
+        info = tarfile.TarInfo(f'cats/{i}'); info.type = tarfile.DIRTYPE; t.addfile(info)`,
+        archive,
       );
+      await assert.rejects(
+        extractArchive(archive, 'tar.gz', path.join(scratch, 'out'), LIMITS),
+        (error: Error) => error instanceof ArchiveError && /more than 500 files and folders/.test(error.message),
+      );
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
     }
   });
 
-  async function archiveOf(name: string, files: Record<string, number>): Promise<string> {
-    const source = path.join(scratch, `${name}-source`);
-    for (const [file, size] of Object.entries(files)) {
-      mkdirSync(path.dirname(path.join(source, file)), { recursive: true });
-      writeFileSync(path.join(source, file), Buffer.alloc(size));
-    }
-    const archive = path.join(scratch, `${name}.tar.gz`);
-    await tar.c({ gzip: true, file: archive, cwd: source }, Object.keys(files));
-    return archive;
-  }
-
-  it('extracts a tar.gz within its limits, counting files and bytes', async () => {
-    const archive = await archiveOf('ok', { 'cats/a.png': 100, 'dogs/b.png': 50 });
-    const destination = path.join(scratch, 'ok');
-    assert.deepEqual(await extractArchive(archive, 'tar.gz', destination, { maxFiles: 2, maxUnpackedBytes: 150 }), {
-      files: 2,
-      bytes: 150,
-    });
-    assert.deepEqual(readdirSync(destination).sort(), ['cats', 'dogs']);
-  });
-
-  it('refuses an archive past either limit before writing any of it', async () => {
-    const archive = await archiveOf('big', { 'cats/a.png': 100, 'dogs/b.png': 50 });
-    for (const [limits, message] of [
-      [{ maxFiles: 1, maxUnpackedBytes: 1000 }, /more than 1 files/],
-      [{ maxFiles: 10, maxUnpackedBytes: 120 }, /unpacks to more than 120 bytes/],
-    ] as const) {
-      const destination = path.join(scratch, `refused-${limits.maxFiles}`);
-      await assert.rejects(extractArchive(archive, 'tar.gz', destination, limits), message);
-      assert.ok(!existsSync(path.join(destination, 'cats')), 'nothing extracted');
+  it(`refuses an archive that would expand more than ${MAX_EXPANSION_RATIO}x, before writing it`, async () => {
+    const scratch = tempDir('archive-ratio');
+    try {
+      const archive = path.join(scratch, 'bomb.tar.gz');
+      python(
+        `import io, sys, tarfile
+with tarfile.open(sys.argv[1], 'w:gz') as t:
+    data = bytes(200 * 1024 * 1024)
+    info = tarfile.TarInfo('cats/zeros.png'); info.size = len(data); t.addfile(info, io.BytesIO(data))`,
+        archive,
+      );
+      const out = path.join(scratch, 'out');
+      await assert.rejects(
+        extractArchive(archive, 'tar.gz', out, LIMITS),
+        (error: Error) => error instanceof ArchiveError && /100x the archive/.test(error.message),
+      );
+      assert.deepEqual(readdirSync(out), [], 'nothing was written');
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
     }
   });
 
-  it('refuses bytes that are not the declared format as an archive error', async () => {
-    const notGzip = path.join(scratch, 'plain.tar.gz');
-    writeFileSync(notGzip, 'just text');
-    await assert.rejects(
-      extractArchive(notGzip, 'tar.gz', path.join(scratch, 'plain'), { maxFiles: 10, maxUnpackedBytes: 1000 }),
-      ArchiveError,
-    );
-    await assert.rejects(
-      extractArchive(notGzip, 'zip', path.join(scratch, 'plain-zip'), { maxFiles: 10, maxUnpackedBytes: 1000 }),
-      ArchiveError,
-    );
+  it('refuses a zip entry whose bytes fail its CRC-32', async () => {
+    const scratch = tempDir('archive-crc');
+    try {
+      const archive = path.join(scratch, 'damaged.zip');
+      python(
+        `import sys, zipfile
+with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_STORED) as z:
+    z.writestr('cats/a.png', b'not really a png, but bytes all the same')`,
+        archive,
+      );
+      const bytes = readFileSync(archive);
+      const flip = bytes.indexOf('not really'); // stored, so the content sits in the file as is
+      bytes[flip] ^= 0xff;
+      writeFileSync(archive, bytes);
+      await assert.rejects(
+        extractArchive(archive, 'zip', path.join(scratch, 'out'), LIMITS),
+        (error: Error) => error instanceof ArchiveError && /fails its CRC-32 check/.test(error.message),
+      );
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
   });
 });
