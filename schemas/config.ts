@@ -53,15 +53,15 @@ export const Config = z.object({
   API_MAX_EVENT_LOOP_DELAY_MS: z.coerce
     .number()
     .int()
-    .min(10)
+    .min(0)
     .default(1000)
-    .describe('API answers 503 (Retry-After) while its event loop lags more than this'),
+    .describe('API answers 503 (Retry-After) while its event loop lags more than this; 0: off'),
   API_MAX_HEAP_USED_BYTES: z.coerce
     .number()
     .int()
-    .min(1024 * 1024)
+    .min(0)
     .default(1024 ** 3)
-    .describe('API answers 503 (Retry-After) while its JS heap holds more than this'),
+    .describe('API answers 503 (Retry-After) while its JS heap holds more than this; 0: off'),
   UPLOAD_LIMIT_BYTES: z.coerce
     .number()
     .int()

@@ -53,9 +53,10 @@ export async function startService(prefix: string, extraEnv: Record<string, stri
     JOB_ATTEMPTS: '1',
     LOG_LEVEL: 'warn',
     // The in-process API shares its event loop and heap with tests that run models themselves:
-    // overload protection would answer them 503 (its own test sets these low on purpose).
-    API_MAX_EVENT_LOOP_DELAY_MS: String(3600_000),
-    API_MAX_HEAP_USED_BYTES: String(64 * 1024 ** 3),
+    // overload protection would answer them 503 (its own test sets these low on purpose). Off, not
+    // merely high: a loop blocked for a whole sample reads as an infinite delay in under-pressure.
+    API_MAX_EVENT_LOOP_DELAY_MS: '0',
+    API_MAX_HEAP_USED_BYTES: '0',
     ...extraEnv,
   };
   const { config, app, redis, store, close } = await testApp(prefix, scratch, env);
