@@ -12,7 +12,7 @@ import type { Caller } from '../../schemas/auth.js';
 import { ModelInspector } from './model-inspector.js';
 import { authModeOf, guardOwners } from './plugins/auth.js';
 import { scheduleRetentionSweeps } from './plugins/retention.js';
-import { registerProblemHandlers, RETRY_AFTER_SECONDS } from './problem.js';
+import { frameworkErrors, registerProblemHandlers, RETRY_AFTER_SECONDS } from './problem.js';
 import datasetsRoutes, { type UploadLimits } from './routes/datasets/index.js';
 import healthRoutes from './routes/health/index.js';
 import jobsRoutes from './routes/jobs/index.js';
@@ -52,6 +52,7 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
     keepAliveTimeout: 72_000,
     requestTimeout: 120_000,
     return503OnClosing: true,
+    frameworkErrors,
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(zodValidatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

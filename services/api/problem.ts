@@ -36,6 +36,7 @@ const TITLES: Record<number, string> = {
   406: 'Not Acceptable',
   409: 'Conflict',
   413: 'Payload Too Large',
+  414: 'URI Too Long',
   415: 'Unsupported Media Type',
   422: 'Unprocessable Content',
   429: 'Too Many Requests',
@@ -85,6 +86,13 @@ function problemOf(error: unknown): { status: number; detail: string; extra?: Pa
   if (status && status >= 400 && status < 500)
     return { status, detail: (error as Error).message, extra: { code: (error as FastifyError).code } };
   return null;
+}
+
+/** Errors Fastify raises before routing (a malformed URL, an over-long path parameter), as problems too. */
+export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  void sendProblem(reply, request, error.statusCode && error.statusCode < 500 ? error.statusCode : 400, error.message, {
+    code: error.code,
+  });
 }
 
 export function registerProblemHandlers(app: FastifyInstance): void {
