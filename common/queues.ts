@@ -26,6 +26,8 @@ export const CANCELLED_REASON = 'cancelled by request';
 export const redisKeys = (prefix: string) => ({
   cancel: (jobId: string) => `${prefix}:cancel:${jobId}`,
   worker: (workerId: string) => `${prefix}:workers:${workerId}`,
+  /** Renewed by the worker training the job, with the worker heartbeat; absent: nobody is. */
+  jobHeartbeat: (jobId: string) => `${prefix}:job-heartbeat:${jobId}`,
   workersPattern: `${prefix}:workers:*`,
   idempotency: (owner: string, key: string) => `${prefix}:idempotency:${owner}:${key}`,
   apiKeys: `${prefix}:api-keys`,

@@ -37,10 +37,13 @@ export const Config = z.object({
     .default('1')
     .transform((value) => value === '1')
     .describe("1: on the wasm backend, run convolutions and matmuls with the oneDNN addon where it is built; 0: wasm's own"),
-  // The training runs in a child process, so the worker's event loop stays free to renew the lock:
-  // the lock only has to outlive a few missed renewals, and a dead worker's job is retried after it.
-  LOCK_DURATION_MS: milliseconds(30_000).describe("BullMQ lock; a killed worker's job is taken over after this"),
-  STALLED_INTERVAL_MS: milliseconds(15_000).describe('How often workers look for jobs whose lock expired'),
+  // The training runs in a child process, so the worker's event loop stays free to renew the lock.
+  // BullMQ renews the lock every half of it, so at a Redis crash it has at least half left: 150 s
+  // rides out a 60 s outage (a lapsed lock would hand the job to another worker while this one trains).
+  LOCK_DURATION_MS: milliseconds(150_000).describe(
+    "BullMQ lock; a killed worker's job is taken over after this (its status says stalled within 3 heartbeats)",
+  ),
+  STALLED_INTERVAL_MS: milliseconds(30_000).describe('How often workers look for jobs whose lock expired'),
   MAX_STALLED_COUNT: z.coerce.number().int().min(0).max(100).default(3).describe('Worker deaths a job survives'),
   JOB_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(3).describe('Retries for failures worth a retry'),
   WORKER_HEARTBEAT_MS: milliseconds(5_000).describe('How often a worker renews its entry in /readyz'),

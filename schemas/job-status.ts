@@ -3,7 +3,9 @@ import { JobSpec } from './job-spec.js';
 import { EpochMetrics } from './metrics.js';
 import { BackendReport, TransferMode } from './model.js';
 
-export const JobState = z.enum(['queued', 'running', 'completed', 'failed', 'cancelled']);
+export const JobState = z
+  .enum(['queued', 'running', 'stalled', 'completed', 'failed', 'cancelled'])
+  .describe('stalled: taken by a worker that stopped sending heartbeats; another worker resumes it from its last checkpoint');
 export type JobState = z.infer<typeof JobState>;
 export const FINISHED_STATES: readonly JobState[] = ['completed', 'failed', 'cancelled'];
 

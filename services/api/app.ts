@@ -83,6 +83,7 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
     quotaOpenJobs: config.QUOTA_OPEN_JOBS,
     maxWaiting: config.QUEUE_MAX_WAITING,
     retentionMs: config.JOB_RETENTION_DAYS * 24 * 3600 * 1000,
+    heartbeatMs: config.WORKER_HEARTBEAT_MS,
   });
   scheduleRetentionSweeps(app, jobs, redis, config.QUEUE_PREFIX);
   app.decorateRequest('caller', null as unknown as Caller);

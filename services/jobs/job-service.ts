@@ -40,11 +40,11 @@ export interface JobListing {
   offset: number;
 }
 
-/** A job's state from BullMQ's, the failure reason and the cancel flag. */
-export function stateOf(bullState: string, failedReason: string | undefined, cancelFlag: boolean): JobState {
+/** A job's state from BullMQ's, the failure reason, the cancel flag and whether a live worker holds it. */
+export function stateOf(bullState: string, failedReason: string | undefined, cancelFlag: boolean, workerAlive = true): JobState {
   if (bullState === 'completed') return 'completed';
   if (bullState === 'failed') return failedReason === CANCELLED_REASON ? 'cancelled' : 'failed';
-  if (bullState === 'active') return 'running';
+  if (bullState === 'active') return workerAlive ? 'running' : 'stalled';
   return cancelFlag ? 'cancelled' : 'queued';
 }
 
@@ -89,7 +89,14 @@ export class JobService {
     private readonly queues: Queues,
     private readonly redis: Redis,
     private readonly store: ArtifactStore,
-    private readonly options: { prefix: string; dataDir: string; quotaOpenJobs: number; maxWaiting: number; retentionMs: number },
+    private readonly options: {
+      prefix: string;
+      dataDir: string;
+      quotaOpenJobs: number;
+      maxWaiting: number;
+      retentionMs: number;
+      heartbeatMs: number;
+    },
   ) {
     this.keys = redisKeys(options.prefix);
   }
@@ -195,12 +202,18 @@ export class JobService {
 
   private async describe(current: TrainingJob, knownState?: string): Promise<JobStatus> {
     const id = current.id ?? '';
-    const [bullState, cancelFlag] = await Promise.all([knownState ?? current.getState(), this.redis.exists(this.keys.cancel(id))]);
+    const [bullState, cancelFlag, heartbeat] = await Promise.all([
+      knownState ?? current.getState(),
+      this.redis.exists(this.keys.cancel(id)),
+      this.redis.exists(this.keys.jobHeartbeat(id)),
+    ]);
     // The job may have finished between reading its data and its state: read the data again.
     const job =
       (bullState === 'completed' || bullState === 'failed') && !current.finishedOn ? ((await this.queue.getJob(id)) ?? current) : current;
     const { spec, mode, totalEpochs } = storedSpec(job.data);
-    const state = stateOf(bullState, job.failedReason, cancelFlag === 1);
+    // A job just taken may not have its first heartbeat yet.
+    const justStarted = Date.now() - (job.processedOn ?? 0) < this.options.heartbeatMs * 3;
+    const state = stateOf(bullState, job.failedReason, cancelFlag === 1, heartbeat === 1 || justStarted);
     const reportedProgress = WorkerProgress.safeParse(job.progress);
     const reported = reportedProgress.success ? reportedProgress.data : null;
     const returned = TrainingResult.safeParse(job.returnvalue);

@@ -104,6 +104,8 @@ describe('cancel, resume and failing fast', () => {
     });
     await pollJob(service, job.id, (s) => s.progress.epoch === 2 && s.progress.phase === 'training', 120_000);
     await worker.kill();
+    const stalled = await pollJob(service, job.id, (s) => s.state !== 'running', 30_000);
+    assert.equal(stalled.state, 'stalled', 'its worker sends no heartbeat: not running');
     const epoch1 = (await metricsOf(job.id)).epochs;
     assert.deepEqual(
       epoch1.map((e) => e.epoch),

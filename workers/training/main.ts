@@ -38,9 +38,30 @@ const worker = new Worker<PayloadOf<QueueName.Training>, ResultOf<QueueName.Trai
   maxStalledCount: config.MAX_STALLED_COUNT,
 });
 
-worker.on('active', (job) => log.info({ jobId: job.id, attemptsMade: job.attemptsMade }, 'job started'));
-worker.on('completed', (job, result) => log.info({ jobId: job.id, attemptsMade: job.attemptsMade, result }, 'job completed'));
-worker.on('failed', (job, error) => log.warn({ jobId: job?.id, attemptsMade: job?.attemptsMade, err: error.message }, 'job failed'));
+const keys = redisKeys(config.QUEUE_PREFIX);
+/** Jobs this worker trains now: each gets a heartbeat key, so the API can tell a dead worker's job (stalled). */
+const training = new Set<string>();
+const beatJob = (jobId: string) => connection.set(keys.jobHeartbeat(jobId), workerId, 'PX', config.WORKER_HEARTBEAT_MS * 3);
+const ended = (jobId: string | undefined) => {
+  if (!jobId) return;
+  training.delete(jobId);
+  void connection.del(keys.jobHeartbeat(jobId)).catch(() => undefined);
+};
+
+worker.on('active', (job) => {
+  log.info({ jobId: job.id, attemptsMade: job.attemptsMade }, 'job started');
+  if (!job.id) return;
+  training.add(job.id);
+  void beatJob(job.id).catch(() => undefined);
+});
+worker.on('completed', (job, result) => {
+  ended(job.id);
+  log.info({ jobId: job.id, attemptsMade: job.attemptsMade, result }, 'job completed');
+});
+worker.on('failed', (job, error) => {
+  ended(job?.id);
+  log.warn({ jobId: job?.id, attemptsMade: job?.attemptsMade, err: error.message }, 'job failed');
+});
 worker.on('error', (error) => log.error({ err: error.message }, 'worker error'));
 
 const heartbeat = async () => {
@@ -52,7 +73,8 @@ const heartbeat = async () => {
     queues: [QueueName.Training],
     at: new Date().toISOString(),
   };
-  await connection.set(redisKeys(config.QUEUE_PREFIX).worker(workerId), JSON.stringify(record), 'PX', config.WORKER_HEARTBEAT_MS * 3);
+  await connection.set(keys.worker(workerId), JSON.stringify(record), 'PX', config.WORKER_HEARTBEAT_MS * 3);
+  await Promise.all([...training].map(beatJob));
 };
 await heartbeat();
 const timer = setInterval(
@@ -74,7 +96,7 @@ async function shutdown(signal: string) {
   forced.unref();
   await worker.close();
   log.info('worker closed');
-  await connection.del(redisKeys(config.QUEUE_PREFIX).worker(workerId));
+  await connection.del(keys.worker(workerId));
   await connection.quit();
   log.info('redis closed');
   process.exit(0);

@@ -33,6 +33,7 @@ describe('job states and progress', () => {
     assert.equal(stateOf('failed', CANCELLED_REASON, false), 'cancelled');
     assert.equal(stateOf('failed', 'out of memory', false), 'failed');
     assert.equal(stateOf('active', undefined, true), 'running', 'a running job stops at its next step');
+    assert.equal(stateOf('active', undefined, false, false), 'stalled', 'its worker sends no heartbeat');
     assert.equal(stateOf('waiting', undefined, true), 'cancelled', 'a queued job never starts');
     assert.equal(stateOf('delayed', undefined, false), 'queued');
   });
@@ -69,6 +70,7 @@ describe('the job service on a real Redis', () => {
     quotaOpenJobs: 8,
     maxWaiting: 1000,
     retentionMs: 3600_000,
+    heartbeatMs: 1000,
   });
   const spec = JobSpec.parse({ mode: 'pretrained', weights: 'random', inputSize: 32 });
   const alice: Caller = { owner: 'alice', admin: false };
