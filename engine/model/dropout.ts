@@ -6,10 +6,14 @@ export interface DropoutArgs {
   seed: number;
 }
 
+/** Room for this many training calls per epoch before the next epoch's masks would repeat them. */
+const CALLS_PER_EPOCH = 2 ** 20;
+
 /**
  * Dropout with a fresh, reproducible mask at every training call. tfjs' dropout layer passes the same
  * seed to every call, which draws the same mask at every step; this one derives the call's seed
- * from its own seed and a call counter, so a job's seed still fixes the whole run.
+ * from its own seed, the epoch and a call counter, so a job's seed fixes the whole run, and a run
+ * resumed at an epoch draws the masks an uninterrupted one would.
  */
 export class Dropout extends tf.layers.Layer {
   static className = 'SeededDropout';
@@ -21,6 +25,11 @@ export class Dropout extends tf.layers.Layer {
     super(args);
     this.rate = args.rate;
     this.seed = args.seed;
+  }
+
+  /** Masks from here on are those of `epoch`'s first call onwards. */
+  startEpoch(epoch: number): void {
+    this.calls = epoch * CALLS_PER_EPOCH;
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: { training?: boolean }): tf.Tensor {

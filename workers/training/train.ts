@@ -1,3 +1,4 @@
+import { Dropout } from '../../engine/model/dropout.js';
 import * as tf from '@tensorflow/tfjs';
 import type { LabelledImage } from '../../common/image-folder.js';
 import type { TrainingJobSpec } from '../../schemas/job-spec.js';
@@ -63,6 +64,7 @@ export async function train(
     const monitor = spec.earlyStopping?.monitor ?? 'validation_loss';
     for (let epoch = (resumed?.epoch ?? 0) + 1; epoch <= spec.epochs && !shouldStop(metrics.epochs, spec.earlyStopping); epoch++) {
       const started = Date.now();
+      for (const layer of model.resnet.model.layers) if (layer instanceof Dropout) layer.startEpoch(epoch);
       const learningRate = learningRateAt(spec, epoch);
       setLearningRate(optimizer, learningRate);
       const trained = await trainEpoch(ctx, run, optimizer, data.train, epoch, reporter);

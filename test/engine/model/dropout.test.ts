@@ -27,6 +27,16 @@ describe('Dropout', () => {
     assert.ok(dropped > 80 && dropped < 176, `${dropped} of 256 dropped at rate 0.5`);
   });
 
+  it("draws an epoch's masks whatever came before it, so a resumed run repeats an uninterrupted one", () => {
+    const uninterrupted = new Dropout({ name: 'u', rate: 0.5, seed: 4 });
+    uninterrupted.startEpoch(1);
+    masks(uninterrupted, 3);
+    uninterrupted.startEpoch(2);
+    const resumed = new Dropout({ name: 'r', rate: 0.5, seed: 4 });
+    resumed.startEpoch(2);
+    assert.deepEqual(masks(resumed, 2), masks(uninterrupted, 2));
+  });
+
   it('is the identity at inference', () => {
     const x = tf.randomNormal([2, 8]);
     const y = new Dropout({ name: 'c', rate: 0.5, seed: 1 }).apply(x) as tf.Tensor;
