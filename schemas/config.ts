@@ -104,6 +104,13 @@ export const Config = z.object({
     .max(3650)
     .default(30)
     .describe("A finished job's queue entry, index entries and artifacts are removed this long after it ends"),
+  CACHE_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024 * 1024)
+    .default(20 * 1024 ** 3)
+    .describe('Each cache (synthetic data sets, CNN codes): past this, the least recently used entries go'),
+  CACHE_MAX_AGE_DAYS: z.coerce.number().min(0.001).max(3650).default(14).describe('Cache entries unused this long are removed'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino level of every process'),
 });
 export type Config = z.infer<typeof Config> & { IMAGENET_WEIGHTS: string };

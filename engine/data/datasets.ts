@@ -6,7 +6,8 @@ import type { Preprocessing } from '../../schemas/model.js';
 import { decodeForModel, type RandomTransform } from './preprocess.js';
 import { materializeSyntheticDataset } from './synthetic.js';
 
-const SYNTHETIC_CACHE = '.synthetic';
+/** Under DATA_DIR: one folder of PNG files per synthetic data set. */
+export const SYNTHETIC_CACHE = '.synthetic';
 
 /** The images a dataset spec names: synthetic ones are written as PNG files first, under DATA_DIR. */
 export async function resolveDataset(spec: DatasetSpec, dataDir: string): Promise<ImageFolder> {

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { SyntheticDataset } from '../../schemas/dataset.js';
@@ -61,7 +61,12 @@ export function renderSyntheticImage(label: number, numClasses: number, size: nu
 export async function materializeSyntheticDataset(spec: SyntheticDataset, cacheDir: string): Promise<string> {
   const key = createHash('sha256').update(JSON.stringify([spec.numClasses, spec.imagesPerClass, spec.imageSize, spec.seed])).digest('hex');
   const root = path.join(cacheDir, key.slice(0, 16));
-  if (await stat(root).then(() => true, () => false)) return root;
+  if (await stat(root).then(() => true, () => false)) {
+    // Its modification time is its last use: what the cache eviction keeps.
+    const now = new Date();
+    await utimes(root, now, now).catch(() => undefined);
+    return root;
+  }
   const staging = `${root}.staging-${randomUUID()}`;
   const random = seededRandom(spec.seed);
   try {

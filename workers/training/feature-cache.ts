@@ -1,3 +1,4 @@
+import { evictStoreCache, type CachePolicy } from '../../common/cache-eviction.js';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -11,6 +12,8 @@ import type { Preprocessing } from '../../schemas/model.js';
 import type { ImageLoader } from '../../engine/data/datasets.js';
 import { FEATURE_DIM, type ResNet50 } from '../../engine/model/resnet50.js';
 import type { BatchSource } from './evaluate.js';
+
+const FEATURE_CACHE = 'feature-cache';
 
 /**
  * What the CNN codes depend on: every image's bytes, the backbone weights, the preprocessing and the
@@ -58,10 +61,13 @@ export async function featureCodes(
   images: readonly LabelledImage[],
   batchSize: number,
   onBatch: (done: number) => Promise<void>,
+  policy: CachePolicy,
 ): Promise<FeatureCodes> {
-  const prefix = `feature-cache/${key}`;
+  const prefix = `${FEATURE_CACHE}/${key}`;
   const cachedFiles = (await store.stat(`${prefix}.f32`)) ? await readJson(store, `${prefix}.json`, CachedFiles) : null;
   if (cachedFiles) {
+    // Rewriting the small index marks the entry used, in any store (its modification time is what eviction reads).
+    await store.write(`${prefix}.json`, JSON.stringify(cachedFiles));
     const bytes = await store.read(`${prefix}.f32`);
     const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
     return { codes: codesByFile(cachedFiles, all), backboneImages: 0, cacheHit: true };
@@ -80,6 +86,7 @@ export async function featureCodes(
   const files = images.map((image) => image.file);
   await store.write(`${prefix}.f32`, new Uint8Array(all.buffer));
   await store.write(`${prefix}.json`, JSON.stringify(files));
+  await evictStoreCache(store, FEATURE_CACHE, policy);
   return { codes: codesByFile(files, all), backboneImages: images.length, cacheHit: false };
 }
 

@@ -1,7 +1,9 @@
+import path from 'node:path';
 import { DatasetError, type LabelledImage } from '../../common/image-folder.js';
 import { isTrainingSpec } from '../../schemas/job-spec.js';
 import type { Preprocessing } from '../../schemas/model.js';
-import { ImageLoader, resolveDataset } from '../../engine/data/datasets.js';
+import { ImageLoader, resolveDataset, SYNTHETIC_CACHE } from '../../engine/data/datasets.js';
+import { cachePolicyOf, evictFolderCache } from '../../common/cache-eviction.js';
 import { preflight, withoutBadFiles } from '../../engine/data/preflight.js';
 import { preprocessingFor } from '../../engine/data/preprocess.js';
 import { stratifiedSplit } from '../../engine/data/split.js';
@@ -32,6 +34,10 @@ export async function loadData(ctx: JobContext, reporter: ProgressReporter): Pro
   const found = await resolveDataset(spec.dataset, config.DATA_DIR).catch((error: Error) => {
     throw error instanceof DatasetError ? new InvalidJobError(error.message) : error;
   });
+  if (spec.dataset.type === 'synthetic') {
+    const evicted = await evictFolderCache(path.join(config.DATA_DIR, SYNTHETIC_CACHE), cachePolicyOf(config));
+    if (evicted.length) ctx.log(`removed ${evicted.length} unused synthetic data set(s) from the cache`);
+  }
   const preflightReport = await preflight(found, {
     validationSplit: training ? spec.validationSplit : 0,
     seed: spec.seed,

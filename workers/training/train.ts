@@ -1,3 +1,4 @@
+import { cachePolicyOf } from '../../common/cache-eviction.js';
 import { Dropout } from '../../engine/model/dropout.js';
 import * as tf from '@tensorflow/tfjs';
 import type { LabelledImage } from '../../common/image-folder.js';
@@ -175,10 +176,12 @@ async function cachedCodeInputs(
     backend: ctx.backend.precision === 'bf16' ? `${ctx.backend.choice}:bf16` : ctx.backend.choice,
     weights: spec.weights === 'imagenet' ? await weightsFingerprint(ctx.config.IMAGENET_WEIGHTS) : `random:${spec.seed}`,
   });
-  const extracted = await featureCodes(ctx.artifacts.store, key, model.resnet, data.loader, images, spec.batchSize, async (done) => {
+  const onBatch = async (done: number) => {
     if (await ctx.cancelRequested()) throw new JobCancelledError();
     ctx.log(`extracted CNN codes of ${done} of ${images.length} images`);
-  });
+  };
+  const policy = cachePolicyOf(ctx.config);
+  const extracted = await featureCodes(ctx.artifacts.store, key, model.resnet, data.loader, images, spec.batchSize, onBatch, policy);
   metrics.featureCache = { key, hit: extracted.cacheHit, backboneImages: extracted.backboneImages };
   return codeBatches(extracted);
 }

@@ -1,0 +1,95 @@
+import { readdir, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { ArtifactStore } from './artifact-store.js';
+
+export interface CachePolicy {
+  maxBytes: number;
+  maxAgeMs: number;
+}
+
+export const cachePolicyOf = (config: { CACHE_MAX_BYTES: number; CACHE_MAX_AGE_DAYS: number }): CachePolicy => ({
+  maxBytes: config.CACHE_MAX_BYTES,
+  maxAgeMs: config.CACHE_MAX_AGE_DAYS * 24 * 3600_000,
+});
+
+export interface CacheEntry {
+  name: string;
+  bytes: number;
+  /** Last use (its modification time: users touch what they read). */
+  usedAt: number;
+}
+
+/** An entry used this recently may be in a running job's hands: never evicted. */
+export const IN_USE_MS = 24 * 3600_000;
+
+/**
+ * What to evict: entries unused for longer than maxAge, then the least recently used until the rest
+ * fit in maxBytes; never one used in the last IN_USE_MS.
+ */
+export function entriesToEvict(entries: readonly CacheEntry[], policy: CachePolicy, now = Date.now()): string[] {
+  const evictable = (entry: CacheEntry) => now - entry.usedAt > IN_USE_MS;
+  const byAge = [...entries].sort((a, b) => a.usedAt - b.usedAt);
+  const evicted = new Set(byAge.filter((entry) => evictable(entry) && now - entry.usedAt > policy.maxAgeMs).map((entry) => entry.name));
+  let total = byAge.filter((entry) => !evicted.has(entry.name)).reduce((sum, entry) => sum + entry.bytes, 0);
+  for (const entry of byAge) {
+    if (total <= policy.maxBytes) break;
+    if (evicted.has(entry.name) || !evictable(entry)) continue;
+    evicted.add(entry.name);
+    total -= entry.bytes;
+  }
+  return [...evicted];
+}
+
+async function folderBytes(dir: string): Promise<number> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => []);
+  const sizes = await Promise.all(
+    entries
+      .filter((e) => e.isFile())
+      .map((e) =>
+        stat(path.join(e.parentPath, e.name)).then(
+          (s) => s.size,
+          () => 0,
+        ),
+      ),
+  );
+  return sizes.reduce((a, b) => a + b, 0);
+}
+
+/** A folder cache whose entries are its sub-folders (the synthetic data sets). */
+export async function evictFolderCache(dir: string, policy: CachePolicy, now = Date.now()): Promise<string[]> {
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => !name.includes('.staging-'));
+  const entries = await Promise.all(
+    names.map(async (name) => {
+      const usedAt = await stat(path.join(dir, name)).then(
+        (s) => s.mtimeMs,
+        () => now,
+      );
+      return { name, usedAt, bytes: await folderBytes(path.join(dir, name)) };
+    }),
+  );
+  const evicted = entriesToEvict(entries, policy, now);
+  for (const name of evicted) await rm(path.join(dir, name), { recursive: true, force: true });
+  return evicted;
+}
+
+/** A cache of files in the artifact store; files that share a stem (`<key>.f32`, `<key>.json`) are one entry. */
+export async function evictStoreCache(store: ArtifactStore, prefix: string, policy: CachePolicy, now = Date.now()): Promise<string[]> {
+  const stems = new Map<string, { files: string[]; bytes: number; usedAt: number }>();
+  for (const file of await store.list(prefix)) {
+    const info = await store.stat(`${prefix}/${file}`);
+    if (!info) continue;
+    const stem = file.replace(/\.[^.]+$/, '');
+    const entry = stems.get(stem) ?? { files: [], bytes: 0, usedAt: 0 };
+    entry.files.push(file);
+    entry.bytes += info.size;
+    entry.usedAt = Math.max(entry.usedAt, info.modifiedAt.getTime());
+    stems.set(stem, entry);
+  }
+  const evicted = entriesToEvict(
+    [...stems].map(([name, entry]) => ({ name, bytes: entry.bytes, usedAt: entry.usedAt })),
+    policy,
+    now,
+  );
+  for (const stem of evicted) for (const file of stems.get(stem)?.files ?? []) await store.remove(`${prefix}/${file}`);
+  return evicted;
+}
