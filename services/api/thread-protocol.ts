@@ -17,7 +17,8 @@ export interface PreflightRequest {
 
 export interface PredictRequest {
   jobId: string;
-  images: Array<{ name: string; bytes: Uint8Array }>;
+  /** Files the API streamed the uploads into; it removes them after the answer. */
+  images: Array<{ name: string; path: string }>;
   topK: number;
 }
 

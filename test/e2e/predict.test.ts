@@ -131,6 +131,11 @@ describe('predictions from a trained job', () => {
       service.app.inject({ method: 'POST', url, headers: { 'content-type': 'multipart/form-data' }, payload: 'no boundary' }),
       service.app.inject({ method: 'POST', url, headers: { 'content-type': 'multipart/form-data; boundary=abc' }, payload: part }),
     ]);
+    const tooLarge = await service
+      .http()
+      .post(url)
+      .attach('image', Buffer.alloc(33 * 1024 * 1024), 'huge.png');
+    assert.equal(tooLarge.status, 413, tooLarge.text);
     for (const r of malformed) {
       assert.equal(r.statusCode, 400, r.body);
       assert.match(r.json().detail, /not a readable multipart\/form-data body/);

@@ -1,5 +1,6 @@
 // Predictions for the API, on a worker thread: decoding and the forward pass never touch the API's
 // event loop. Keeps the last few jobs' final models loaded.
+import { readFile } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { LocalArtifactStore } from '../../../common/artifact-store.js';
@@ -56,7 +57,16 @@ serveThreadRpc<PredictRequest, PredictOutcome>(parentPort, async ({ jobId, image
   await ready;
   const { resnet, metadata } = await modelOf(jobId);
   const { preprocessing, classNames } = metadata;
-  const decoded = await Promise.allSettled(images.map((image) => decodeForModel(Buffer.from(image.bytes), preprocessing)));
+  const decoded: PromiseSettledResult<Awaited<ReturnType<typeof decodeForModel>>>[] = [];
+  // One file in memory at a time: a request may carry 64 files of 32 MiB.
+  for (const image of images) {
+    decoded.push(
+      await decodeForModel(await readFile(image.path), preprocessing).then(
+        (value) => ({ status: 'fulfilled' as const, value }),
+        (reason: unknown) => ({ status: 'rejected' as const, reason }),
+      ),
+    );
+  }
   const errors = decoded.flatMap((result, index) =>
     result.status === 'rejected'
       ? [

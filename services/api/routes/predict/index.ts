@@ -1,7 +1,12 @@
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import multipart from '@fastify/multipart';
 import type { FastifyError, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { InvalidInputError } from '../../../../common/errors.js';
+import { InvalidInputError, TooLargeError } from '../../../../common/errors.js';
 import { PredictQuery, PredictResponse } from '../../../../schemas/predict.js';
 import type { JobService } from '../../../jobs/job-service.js';
 import { drainBody, HttpProblem } from '../../problem.js';
@@ -9,19 +14,38 @@ import { ThreadRpc } from '../../thread-rpc.js';
 import type { PredictOutcome, PredictRequest, ThreadSettings } from '../../thread-protocol.js';
 import { JobParams } from '../jobs/schemas.js';
 
-/** Per request: images are buffered for the predict thread, so both counts are bounded. */
-const PREDICT_LIMITS = { files: 64, fileSize: 32 * 1024 * 1024 };
+/** Per request: files and their sizes are bounded (each is streamed to a temporary file, never held whole). */
+const PREDICT_LIMITS = { files: 64, fileSize: 32 * 1024 * 1024, fields: 16, fieldSize: 1024 };
 
-/** The file parts of a multipart body; a body that is not valid multipart is the client's error (400), not ours. */
-async function readImages(request: FastifyRequest): Promise<PredictRequest['images']> {
+/**
+ * Writes a part to a file. Iterated rather than piped: a body cut off mid-part ends busboy's stream
+ * without an end or an error, which a pipeline would wait on forever; iteration sees it close.
+ */
+async function saveTo(file: string, source: AsyncIterable<Buffer>): Promise<void> {
+  const out = createWriteStream(file);
+  try {
+    for await (const chunk of source) if (!out.write(chunk)) await once(out, 'drain');
+  } finally {
+    await new Promise((resolve) => out.end(resolve));
+  }
+}
+
+/**
+ * Streams the file parts of a multipart body into `dir`, one file each, for the predict thread to
+ * read. A body that is not valid multipart is the client's error (400), not ours.
+ */
+async function receiveImages(request: FastifyRequest, dir: string): Promise<PredictRequest['images']> {
   const images: PredictRequest['images'] = [];
   try {
     for await (const part of request.files({ limits: PREDICT_LIMITS })) {
-      const bytes = await part.toBuffer();
-      images.push({ name: part.filename || `${part.fieldname}[${images.length}]`, bytes: new Uint8Array(bytes) });
+      const file = path.join(dir, String(images.length));
+      await saveTo(file, part.file);
+      if (part.file.truncated)
+        throw new TooLargeError(`${part.filename || part.fieldname} is larger than ${PREDICT_LIMITS.fileSize} bytes`);
+      images.push({ name: part.filename || `${part.fieldname}[${images.length}]`, path: file });
     }
   } catch (error) {
-    if ((error as FastifyError).statusCode) throw error;
+    if ((error as FastifyError).statusCode || error instanceof TooLargeError) throw error;
     throw InvalidInputError.field('body', `not a readable multipart/form-data body (${(error as Error).message})`);
   }
   return images;
@@ -29,7 +53,7 @@ async function readImages(request: FastifyRequest): Promise<PredictRequest['imag
 
 /** Top-k classes for uploaded images, with the job's final model, preprocessing and class names. */
 const predictRoutes: FastifyPluginAsyncZod<{ jobs: JobService; settings: ThreadSettings }> = async (app, { jobs, settings }) => {
-  // Each waiting request holds its images in memory, so the queue is bounded.
+  // Each waiting request holds its images on disk, so the queue is bounded.
   const thread = new ThreadRpc<PredictRequest, PredictOutcome>(new URL('../../threads/predict.thread.ts', import.meta.url), settings, {
     maxPending: 16,
     timeoutMs: 120_000,
@@ -46,17 +70,19 @@ const predictRoutes: FastifyPluginAsyncZod<{ jobs: JobService; settings: ThreadS
       const status = await jobs.completedModel(request.caller, request.params.id);
       if (!request.isMultipart())
         throw new HttpProblem(415, 'Unsupported Media Type', 'send the images as multipart/form-data file fields');
-      const images = await readImages(request);
-      if (images.length === 0) throw InvalidInputError.field('files', 'at least one image file is required');
-      const outcome = await thread.call(
-        { jobId: status.id, images, topK },
-        images.map((image) => image.bytes.buffer as ArrayBuffer),
-      );
-      if (!outcome.ok) {
-        const errors = outcome.errors.map((e) => ({ path: `files[${e.index}]`, file: e.file, message: e.message }));
-        throw new InvalidInputError(errors, 'body', `${errors.length} file(s) could not be decoded as images`);
+      const dir = await mkdtemp(path.join(tmpdir(), 'retrain-predict-upload-'));
+      try {
+        const images = await receiveImages(request, dir);
+        if (images.length === 0) throw InvalidInputError.field('files', 'at least one image file is required');
+        const outcome = await thread.call({ jobId: status.id, images, topK });
+        if (!outcome.ok) {
+          const errors = outcome.errors.map((e) => ({ path: `files[${e.index}]`, file: e.file, message: e.message }));
+          throw new InvalidInputError(errors, 'body', `${errors.length} file(s) could not be decoded as images`);
+        }
+        return { jobId: status.id, topK, predictions: outcome.predictions };
+      } finally {
+        await rm(dir, { recursive: true, force: true });
       }
-      return { jobId: status.id, topK, predictions: outcome.predictions };
     },
   );
 };
