@@ -47,14 +47,14 @@ export class ApiKeys {
     return { id, owner, createdAt: record.createdAt, key };
   }
 
-  /** The owner of a valid, unrevoked key; null for anything else. */
-  async ownerOf(key: string): Promise<string | null> {
+  /** The id and owner of a valid, unrevoked key; null for anything else. */
+  async verify(key: string): Promise<{ id: string; owner: string } | null> {
     const match = KEY_PATTERN.exec(key);
     if (!match) return null;
     const stored = await this.redis.hget(this.hash, match[1]);
     if (!stored) return null;
     const record = ApiKeyRecord.parse(JSON.parse(stored));
-    return timingSafeEqual(sha256(match[2]), Buffer.from(record.sha256, 'hex')) ? record.owner : null;
+    return timingSafeEqual(sha256(match[2]), Buffer.from(record.sha256, 'hex')) ? { id: record.id, owner: record.owner } : null;
   }
 
   /** False when no key has this id. */

@@ -8,7 +8,6 @@ import type { Logger } from '../../common/logger.js';
 import type { Queues } from '../../common/queues.js';
 import type { Config } from '../../schemas/config.js';
 import { JobService } from '../jobs/job-service.js';
-import type { Caller } from '../../schemas/auth.js';
 import { ModelInspector } from './model-inspector.js';
 import { authModeOf, guardOwners } from './plugins/auth.js';
 import { scheduleRetentionSweeps } from './plugins/retention.js';
@@ -86,7 +85,6 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
     heartbeatMs: config.WORKER_HEARTBEAT_MS,
   });
   scheduleRetentionSweeps(app, jobs, redis, config.QUEUE_PREFIX);
-  app.decorateRequest('caller', null as unknown as Caller);
   // Everything under /v1 acts for an owner; health probes answer anyone.
   await app.register(
     async (v1) => {

@@ -10,6 +10,8 @@ import { HttpProblem } from '../problem.js';
 declare module 'fastify' {
   interface FastifyRequest {
     caller: Caller;
+    /** The public id of the request's key (`admin`; `local` in single-user mode): rate limits count per key. */
+    keyId: string;
   }
 }
 
@@ -52,13 +54,15 @@ export async function guardOwners(
   config: Pick<Config, 'QUEUE_PREFIX' | 'ADMIN_API_KEY' | 'RATE_LIMIT_MAX' | 'RATE_LIMIT_WINDOW_MS'>,
   redis: Redis,
 ): Promise<void> {
+  scope.decorateRequest('caller', null as unknown as Caller);
+  scope.decorateRequest('keyId', '');
   authenticate(scope, mode, redis, config.QUEUE_PREFIX, config.ADMIN_API_KEY);
   await scope.register(rateLimit, {
     redis,
     nameSpace: `${config.QUEUE_PREFIX}:rate:`,
     max: config.RATE_LIMIT_MAX,
     timeWindow: config.RATE_LIMIT_WINDOW_MS,
-    keyGenerator: (request) => request.caller.owner,
+    keyGenerator: (request) => request.keyId,
     allowList: (request) => request.caller.admin,
     errorResponseBuilder: (_request, context) =>
       new HttpProblem(
@@ -75,15 +79,17 @@ function authenticate(scope: FastifyInstance, mode: AuthMode, redis: Redis, pref
   scope.addHook('onRequest', async (request, reply) => {
     if (mode === 'single-user') {
       request.caller = SINGLE_USER;
+      request.keyId = LOCAL_OWNER;
       return;
     }
     const presented = bearerOf(request);
     if (presented && adminKey && sameSecret(presented, adminKey)) {
       request.caller = ADMIN;
+      request.keyId = ADMIN_OWNER;
       return;
     }
-    const owner = presented ? await keys.ownerOf(presented) : null;
-    if (!owner) {
+    const key = presented ? await keys.verify(presented) : null;
+    if (!key) {
       reply.header('www-authenticate', 'Bearer realm="retrain"');
       throw new HttpProblem(
         401,
@@ -91,6 +97,7 @@ function authenticate(scope: FastifyInstance, mode: AuthMode, redis: Redis, pref
         presented ? 'the API key is not valid (revoked, mistyped or never issued)' : 'send an API key as Authorization: Bearer <key>',
       );
     }
-    request.caller = { owner, admin: false };
+    request.caller = { owner: key.owner, admin: false };
+    request.keyId = key.id;
   });
 }
