@@ -127,9 +127,10 @@ export class JobArtifacts {
 
   /** An epoch's checkpoint and its download archive. */
   async removeCheckpoint(epoch: number): Promise<void> {
+    const archive = this.downloadKey(this.epochFolder(epoch).label, 'tar.gz');
     await this.store.remove(this.checkpointFolder(epoch));
-    await this.store.remove(this.downloadKey(this.epochFolder(epoch).label, 'tar.gz'));
-    await this.store.remove(`${this.downloadKey(this.epochFolder(epoch).label, 'tar.gz')}.sha256`);
+    await this.store.remove(archive);
+    await this.store.remove(`${archive}.sha256`);
   }
 
   async hasFinalModel(): Promise<boolean> {

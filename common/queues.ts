@@ -1,5 +1,6 @@
 import { Queue, type Job, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
+import type { Config } from '../schemas/config.js';
 import type { TrainingPayload, TrainingResult } from '../schemas/queue.js';
 import { UnavailableError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -95,6 +96,13 @@ export interface QueueOptions {
   retentionSeconds?: number;
 }
 
+/** The queue as the environment sets it up (the API and the tests build theirs alike). */
+export const queueOptionsOf = (config: Pick<Config, 'QUEUE_PREFIX' | 'JOB_ATTEMPTS' | 'JOB_RETENTION_DAYS'>): QueueOptions => ({
+  prefix: config.QUEUE_PREFIX,
+  attempts: config.JOB_ATTEMPTS,
+  retentionSeconds: config.JOB_RETENTION_DAYS * 24 * 3600,
+});
+
 /** Retries back off 5 s, 10 s, 20 s, ...: long enough for a restarted Redis or a freed GPU. */
 const RETRY_BACKOFF_MS = 5_000;
 /** Redis keeps queue state only (results live in the artifact store): finished jobs stay answerable for a month. */
@@ -118,12 +126,13 @@ export class Queues {
   }
 
   async enqueue<Q extends QueueName>(name: Q, jobId: string, data: PayloadOf<Q>): Promise<Job<PayloadOf<Q>, ResultOf<Q>, string>> {
+    const retention = { age: this.options.retentionSeconds ?? FINISHED_JOB_RETENTION_SECONDS };
     const options: JobsOptions = {
       jobId,
       attempts: this.options.attempts,
       backoff: { type: 'exponential', delay: RETRY_BACKOFF_MS },
-      removeOnComplete: { age: this.options.retentionSeconds ?? FINISHED_JOB_RETENTION_SECONDS },
-      removeOnFail: { age: this.options.retentionSeconds ?? FINISHED_JOB_RETENTION_SECONDS },
+      removeOnComplete: retention,
+      removeOnFail: retention,
     };
     return this.get(name).add(name, data, options);
   }

@@ -1,18 +1,14 @@
 // The API process: validates and enqueues jobs, serves status and artifacts. Stateless: run many.
 import { LocalArtifactStore } from '../../common/artifact-store.js';
 import { createLogger } from '../../common/logger.js';
-import { Queues, redisConnection } from '../../common/queues.js';
+import { queueOptionsOf, Queues, redisConnection } from '../../common/queues.js';
 import { loadConfig } from '../../schemas/config.js';
 import { buildApp } from './app.js';
 
 const config = loadConfig();
 const logger = createLogger('api', config.LOG_LEVEL);
 const redis = redisConnection(config.REDIS_URL, 'producer', logger);
-const queues = new Queues(redis, {
-  prefix: config.QUEUE_PREFIX,
-  attempts: config.JOB_ATTEMPTS,
-  retentionSeconds: config.JOB_RETENTION_DAYS * 24 * 3600,
-});
+const queues = new Queues(redis, queueOptionsOf(config));
 const app = await buildApp({ config, redis, queues, store: new LocalArtifactStore(config.ARTIFACTS_DIR), logger });
 
 await app.listen({ host: config.HOST, port: config.PORT });

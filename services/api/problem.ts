@@ -30,7 +30,6 @@ export const RETRY_AFTER_SECONDS = 10;
 const TITLES: Record<number, string> = {
   400: 'Bad Request',
   401: 'Unauthorized',
-  403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
   406: 'Not Acceptable',

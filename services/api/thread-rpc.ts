@@ -1,4 +1,4 @@
-import { Worker, type MessagePort, type TransferListItem } from 'node:worker_threads';
+import { Worker, type MessagePort } from 'node:worker_threads';
 import type { ThreadSettings } from './thread-protocol.js';
 
 /** The thread has as many requests waiting as it may queue, or one took too long: retry later (503). */
@@ -30,7 +30,7 @@ export class ThreadRpc<Request, Response> {
     private readonly limits: ThreadLimits = DEFAULT_LIMITS,
   ) {}
 
-  call(request: Request, transfer: TransferListItem[] = []): Promise<Response> {
+  call(request: Request): Promise<Response> {
     if (this.pending.size >= this.limits.maxPending) {
       return Promise.reject(new ThreadBusyError(`${this.pending.size} requests are already waiting for this work; retry later`));
     }
@@ -48,7 +48,7 @@ export class ThreadRpc<Request, Response> {
         this.limits.timeoutMs * (this.pending.size + 1),
       );
       this.pending.set(id, { resolve, reject, timer });
-      worker.postMessage({ id, request }, transfer);
+      worker.postMessage({ id, request });
     });
   }
 

@@ -149,8 +149,8 @@ export class DatasetStore {
     return records.filter((r): r is DatasetRecord => r !== null).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
 
-  async remove(caller: Caller, id: string): Promise<void> {
-    await this.require(caller, id);
+  /** An upload the caller was allowed to see (from `require`). */
+  async remove({ id }: DatasetRecord): Promise<void> {
     await rm(path.join(this.root, `${id}.json`), { force: true });
     await rm(path.join(this.root, id), { recursive: true, force: true });
   }

@@ -144,13 +144,11 @@ export class JobService {
     await transaction.exec();
   }
 
-  private async unindex(owner: string, jobId: string, spec: JobSpec): Promise<void> {
-    const transaction = this.redis
-      .multi()
-      .zrem(this.keys.allJobs, jobId)
-      .zrem(this.keys.ownerJobs(owner), jobId)
-      .zrem(this.keys.openJobs(owner), jobId);
-    if (spec.dataset?.type === 'upload') transaction.zrem(this.keys.datasetJobs(spec.dataset.id), jobId);
+  /** Undoes `index` (and drops the cancel flag); without the owner or spec, what they name is left to lazy cleanup. */
+  private async unindex(jobId: string, owner: string | null, spec: JobSpec | undefined): Promise<void> {
+    const transaction = this.redis.multi().zrem(this.keys.allJobs, jobId).del(this.keys.cancel(jobId));
+    if (owner) transaction.zrem(this.keys.ownerJobs(owner), jobId).zrem(this.keys.openJobs(owner), jobId);
+    if (spec?.dataset?.type === 'upload') transaction.zrem(this.keys.datasetJobs(spec.dataset.id), jobId);
     await transaction.exec();
   }
 
@@ -168,7 +166,7 @@ export class JobService {
     if (caller.admin) return;
     const open = await this.openIn(this.keys.openJobs(caller.owner));
     if (open.length > this.options.quotaOpenJobs) {
-      await this.unindex(caller.owner, jobId, spec);
+      await this.unindex(jobId, caller.owner, spec);
       throw new QuotaExceededError(
         `${open.length - 1} of your jobs are queued or running, your quota; submit again when one finishes or cancel one`,
         { quota: 'openJobs', limit: this.options.quotaOpenJobs },
@@ -310,16 +308,14 @@ export class JobService {
     if (!FINISHED_STATES.includes(state)) {
       throw new ConflictError(`job ${jobId} is ${state}: cancel it, then purge it once it has ended`, { state });
     }
-    await this.forget(jobId, ownerOf(job), TrainingPayload.safeParse(job.data).data?.spec);
+    await this.forget(jobId, job);
   }
 
-  private async forget(jobId: string, owner: string | null, spec: JobSpec | undefined): Promise<void> {
+  /** Everything of a job: artifacts, queue entry, index entries (`job` is null when BullMQ already dropped it). */
+  private async forget(jobId: string, job: TrainingJob | null): Promise<void> {
     await new JobArtifacts(this.store, jobId).removeAll();
     await this.queue.remove(jobId);
-    const transaction = this.redis.multi().zrem(this.keys.allJobs, jobId).del(this.keys.cancel(jobId));
-    if (owner) transaction.zrem(this.keys.ownerJobs(owner), jobId).zrem(this.keys.openJobs(owner), jobId);
-    if (spec?.dataset?.type === 'upload') transaction.zrem(this.keys.datasetJobs(spec.dataset.id), jobId);
-    await transaction.exec();
+    await this.unindex(jobId, job ? ownerOf(job) : null, job ? TrainingPayload.safeParse(job.data).data?.spec : undefined);
   }
 
   /**
@@ -337,7 +333,7 @@ export class JobService {
         const { state } = await this.describe(job);
         if (!FINISHED_STATES.includes(state) || (job.finishedOn ?? job.timestamp) > cutoff) continue;
       }
-      await this.forget(id, job ? ownerOf(job) : null, job ? TrainingPayload.safeParse(job.data).data?.spec : undefined);
+      await this.forget(id, job ?? null);
       removed.push(id);
     }
     return removed;

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { LocalArtifactStore } from '../../common/artifact-store.js';
 import { createLogger } from '../../common/logger.js';
-import { isRedisUnavailable, Queues, redisConnection } from '../../common/queues.js';
+import { isRedisUnavailable, queueOptionsOf, Queues, redisConnection } from '../../common/queues.js';
 import { loadConfig } from '../../schemas/config.js';
 import { buildApp } from '../../services/api/app.js';
 
@@ -17,11 +17,7 @@ export async function testApp(name: string, scratch: string, env: Record<string,
   });
   const logger = createLogger('api', config.LOG_LEVEL);
   const redis = redisConnection(config.REDIS_URL, 'producer', logger);
-  const queues = new Queues(redis, {
-    prefix: config.QUEUE_PREFIX,
-    attempts: config.JOB_ATTEMPTS,
-    retentionSeconds: config.JOB_RETENTION_DAYS * 24 * 3600,
-  });
+  const queues = new Queues(redis, queueOptionsOf(config));
   const store = new LocalArtifactStore(config.ARTIFACTS_DIR);
   const app = await buildApp({ config, redis, queues, store, logger }).catch(async (error: unknown) => {
     await queues.close();

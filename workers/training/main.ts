@@ -41,7 +41,9 @@ const worker = new Worker<PayloadOf<QueueName.Training>, ResultOf<QueueName.Trai
 const keys = redisKeys(config.QUEUE_PREFIX);
 /** Jobs this worker trains now: each gets a heartbeat key, so the API can tell a dead worker's job (stalled). */
 const training = new Set<string>();
-const beatJob = (jobId: string) => connection.set(keys.jobHeartbeat(jobId), workerId, 'PX', config.WORKER_HEARTBEAT_MS * 3);
+/** A heartbeat lives three beats: one missed beat is not a death. */
+const heartbeatTtlMs = config.WORKER_HEARTBEAT_MS * 3;
+const beatJob = (jobId: string) => connection.set(keys.jobHeartbeat(jobId), workerId, 'PX', heartbeatTtlMs);
 const ended = (jobId: string | undefined) => {
   if (!jobId) return;
   training.delete(jobId);
@@ -73,7 +75,7 @@ const heartbeat = async () => {
     queues: [QueueName.Training],
     at: new Date().toISOString(),
   };
-  await connection.set(keys.worker(workerId), JSON.stringify(record), 'PX', config.WORKER_HEARTBEAT_MS * 3);
+  await connection.set(keys.worker(workerId), JSON.stringify(record), 'PX', heartbeatTtlMs);
   await Promise.all([...training].map(beatJob));
 };
 await heartbeat();

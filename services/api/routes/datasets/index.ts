@@ -87,11 +87,11 @@ const datasetsRoutes: FastifyPluginAsyncZod<{ jobs: JobService; settings: Thread
   );
 
   app.delete('/datasets/:id', { schema: { params: DatasetParams } }, async (request, reply) => {
-    const { id } = request.params;
-    await datasets.require(request.caller, id);
-    const users = await jobs.openJobsOnDataset(id);
-    if (users.length) throw new ConflictError(`dataset ${id} is in use by ${users.length} queued or running job(s)`, { jobs: users });
-    await datasets.remove(request.caller, id);
+    const record = await datasets.require(request.caller, request.params.id);
+    const users = await jobs.openJobsOnDataset(record.id);
+    if (users.length)
+      throw new ConflictError(`dataset ${record.id} is in use by ${users.length} queued or running job(s)`, { jobs: users });
+    await datasets.remove(record);
     return reply.code(204).send();
   });
 };
