@@ -5,6 +5,7 @@
       "sources": [
         "engine/native/src/addon.cc",
         "engine/native/src/conv.cc",
+        "engine/native/src/conv1x1.cc",
         "engine/native/src/conv2d_backprop_input.cc",
         "engine/native/src/conv2d_backprop_filter.cc",
         "engine/native/src/matmul.cc",
@@ -16,7 +17,7 @@
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-ffp-contract=off"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-ffp-contract=off", "-fno-math-errno"],
       "ldflags": ["-fopenmp"],
       "libraries": ["-ldnnl"]
     }

@@ -36,6 +36,8 @@ export interface Builder<T extends { readonly shape: ReadonlyArray<number | null
   /** A tfjs layer that is no module of torchvision's (padding, flattening). */
   plain(name: string, make: (name: string) => tf.layers.Layer, x: T): T;
   container(type: string, varName: string, build: (inner: Builder<T>) => T): T;
+  /** The stem's MaxPool2d(3, stride 2, padding 1). */
+  maxPool(x: T): T;
   path(varName: string): string;
   /** The next initializer seed, in the order of construction (the symbolic builder's; 0 elsewhere). */
   seed(): number;
@@ -47,6 +49,13 @@ export function reluName(path: string, call: number): string {
 
 export function zeroPadLayer(name: string, pad: number): tf.layers.Layer {
   return tf.layers.zeroPadding2d({ name, padding: pad });
+}
+
+/** The stem's max pool as tfjs layers, which pad only 'same' or 'valid': a padding layer, then the pool. */
+export function maxPoolLayers<T extends { readonly shape: ReadonlyArray<number | null> }>(b: Builder<T>, x: T): T {
+  // Zero padding equals PyTorch's -inf padding here: the input is post-ReLU, so never negative.
+  const padded = b.plain('maxpool.pad', (name) => zeroPadLayer(name, 1), x);
+  return b.leaf('MaxPool2d', 'maxpool', (name) => tf.layers.maxPooling2d({ name, poolSize: 3, strides: 2, padding: 'valid' }), padded);
 }
 
 function linear<T extends { readonly shape: ReadonlyArray<number | null> }>(b: Builder<T>, varName: string, x: T, units: number): T {
@@ -88,9 +97,7 @@ function bottleneck<T extends { readonly shape: ReadonlyArray<number | null> }>(
 /** Image in, 2048-D CNN code (layer4 average-pooled and flattened) out. */
 export function backbone<T extends { readonly shape: ReadonlyArray<number | null> }>(b: Builder<T>, input: T): T {
   let x = b.convBn({ conv: 'conv1', bn: 'bn1', filters: 64, kernel: 7, stride: 2, reluCall: 0 }, input);
-  // Zero padding equals PyTorch's -inf padding here: the input is post-ReLU, so never negative.
-  x = b.plain('maxpool.pad', (name) => zeroPadLayer(name, 1), x);
-  x = b.leaf('MaxPool2d', 'maxpool', (name) => tf.layers.maxPooling2d({ name, poolSize: 3, strides: 2, padding: 'valid' }), x);
+  x = b.maxPool(x);
   let inChannels = 64;
   STAGE_PLAN.forEach(([blocks, width], stage) => {
     x = b.container('Sequential', `layer${stage + 1}`, (layer) => {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { reluBackward } from '../native/kernels/relu-grad.js';
-import { backbone, head, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
+import { backbone, head, maxPoolLayers, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
 import { BatchNorm2d } from './batch-norm.js';
 import type { Network } from './network.js';
 
@@ -123,6 +123,12 @@ class EagerRun implements Builder<tf.Tensor> {
 
   addRelu(x: tf.Tensor, identity: tf.Tensor): tf.Tensor {
     return this.mark(tf.relu(tf.add(x, identity)), this.differentiable.has(x) || this.differentiable.has(identity));
+  }
+
+  maxPool(x: tf.Tensor): tf.Tensor {
+    // One padded pool where the backend takes explicit padding: a padding layer's gradient is a slow strided slice.
+    if (tf.getBackend() === 'tensorflow') return maxPoolLayers(this, x);
+    return this.mark(tf.maxPool(x as tf.Tensor4D, 3, 2, 1), this.differentiable.has(x));
   }
 
   leaf(_type: string, varName: string, _make: (name: string) => tf.layers.Layer, x: tf.Tensor): tf.Tensor {

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { ModelConfig, Stage } from '../../schemas/model.js';
 import { BatchNorm2d } from './batch-norm.js';
-import { backbone, head, reluName, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
+import { backbone, head, maxPoolLayers, reluName, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
 import { EagerResNet } from './eager-resnet.js';
 import type { Network } from './network.js';
 
@@ -72,6 +72,10 @@ class SymbolicBuilder implements Builder<tf.SymbolicTensor> {
   addRelu(x: tf.SymbolicTensor, identity: tf.SymbolicTensor, reluCall: number): tf.SymbolicTensor {
     const sum = this.plain(this.path('add'), (name) => tf.layers.add({ name }), [x, identity]);
     return this.relu(sum, reluCall);
+  }
+
+  maxPool(x: tf.SymbolicTensor): tf.SymbolicTensor {
+    return maxPoolLayers<tf.SymbolicTensor>(this, x);
   }
 
   leaf(type: string, varName: string, make: (name: string) => tf.layers.Layer, x: tf.SymbolicTensor): tf.SymbolicTensor {

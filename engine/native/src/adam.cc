@@ -5,6 +5,22 @@
 
 namespace retrain {
 
+/** Adam over [begin, end): its own function so the compiler knows the arrays do not overlap and vectorises it. */
+static void AdamRange(const float* __restrict value, const float* __restrict gradient, const float* __restrict m, const float* __restrict v,
+                      float* __restrict newValue, float* __restrict newM, float* __restrict newV, const float* s, size_t begin,
+                      size_t end) {
+  const float beta1 = s[0], oneMinusBeta1 = s[1], beta2 = s[2], oneMinusBeta2 = s[3];
+  const float correction1 = s[4], correction2 = s[5], epsilon = s[6], step = s[7];
+  for (size_t i = begin; i < end; i++) {
+    const float g = gradient[i];
+    const float firstMoment = m[i] * beta1 + g * oneMinusBeta1;
+    const float secondMoment = v[i] * beta2 + (g * g) * oneMinusBeta2;
+    newM[i] = firstMoment;
+    newV[i] = secondMoment;
+    newValue[i] = ((firstMoment / correction1) / (std::sqrt(secondMoment / correction2) + epsilon)) * step + value[i];
+  }
+}
+
 /**
  * adam(value, gradient, m, v, newValue, newM, newV, scalars): scalars is a Float32Array of
  * [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate].
@@ -21,18 +37,8 @@ Napi::Value Adam(const Napi::CallbackInfo& info) {
     float* newValue = FloatData(info[4], n, "newValue");
     float* newM = FloatData(info[5], n, "newM");
     float* newV = FloatData(info[6], n, "newV");
-    const float* s = FloatData(info[7], 8, "scalars");
-    const float beta1 = s[0], oneMinusBeta1 = s[1], beta2 = s[2], oneMinusBeta2 = s[3];
-    const float correction1 = s[4], correction2 = s[5], epsilon = s[6], step = s[7];
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) {
-      const float g = gradient[i];
-      const float firstMoment = m[i] * beta1 + g * oneMinusBeta1;
-      const float secondMoment = v[i] * beta2 + (g * g) * oneMinusBeta2;
-      newM[i] = firstMoment;
-      newV[i] = secondMoment;
-      newValue[i] = ((firstMoment / correction1) / (std::sqrt(secondMoment / correction2) + epsilon)) * step + value[i];
-    }
+    const float* scalars = FloatData(info[7], 8, "scalars");
+    ParallelRanges(n, [&](size_t begin, size_t end) { AdamRange(value, gradient, m, v, newValue, newM, newV, scalars, begin, end); });
   });
 }
 

@@ -28,17 +28,24 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   });
 }
 
+/** Both loads unconditional, so the select vectorises: a branch on the sign of x mispredicts half the time. */
+static void ReluGradRange(const float* __restrict dy, const float* __restrict x, float* __restrict dx, size_t begin, size_t end) {
+  for (size_t i = begin; i < end; i++) {
+    float gradient = dy[i];
+    dx[i] = x[i] > 0.f ? gradient : 0.f;
+  }
+}
+
 /** reluGrad(dy, x, dx, elements): dx = dy where x > 0, else 0. */
 Napi::Value ReluGrad(const Napi::CallbackInfo& info) {
   return Guarded(info, "ReluGrad", [&] {
     if (info.Length() != 4) throw std::invalid_argument("expects 4 arguments");
     int64_t elements = info[3].ToNumber().Int64Value();
     if (elements <= 0) throw std::invalid_argument("elements must be positive");
-    float* dy = FloatData(info[0], size_t(elements), "dy");
-    float* x = FloatData(info[1], size_t(elements), "x");
+    const float* dy = FloatData(info[0], size_t(elements), "dy");
+    const float* x = FloatData(info[1], size_t(elements), "x");
     float* dx = FloatData(info[2], size_t(elements), "dx");
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < elements; i++) dx[i] = x[i] > 0.f ? dy[i] : 0.f;
+    ParallelRanges(size_t(elements), [&](size_t begin, size_t end) { ReluGradRange(dy, x, dx, begin, end); });
   });
 }
 

@@ -4,6 +4,8 @@
 #pragma once
 #include <napi.h>
 #include <dnnl.hpp>
+#include <omp.h>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <list>
@@ -96,6 +98,19 @@ Context& ContextOf(const Napi::Env& env);
 float* FloatData(const Napi::Value& value, size_t elements, const char* what);
 /** The ints of an Int32Array argument, checked to hold exactly `count` values. */
 const int32_t* IntData(const Napi::Value& value, size_t count, const char* what);
+
+/** body(begin, end) on every core, each over one contiguous range of [0, n); on one thread when n is small. */
+template <typename Body>
+void ParallelRanges(size_t n, Body body) {
+  if (n <= 65536) return body(0, n);
+#pragma omp parallel
+  {
+    size_t threads = size_t(omp_get_num_threads()), thread = size_t(omp_get_thread_num());
+    size_t chunk = (n + threads - 1) / threads;
+    size_t begin = std::min(n, thread * chunk), end = std::min(n, begin + chunk);
+    body(begin, end);
+  }
+}
 
 /** Runs `body`, turning oneDNN and argument errors into JavaScript errors named after the kernel. */
 template <typename Body>

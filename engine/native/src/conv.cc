@@ -34,12 +34,16 @@ memory::desc Nhwc(const memory::dims& dims, memory::data_type type) { return mem
 memory::desc Hwio(const memory::dims& dims) { return memory::desc(dims, memory::data_type::f32, tag::hwio); }
 memory::desc AnyLayout(const memory::dims& dims, memory::data_type type) { return memory::desc(dims, type, tag::any); }
 
-memory TensorIn(Context& context, Borrowed& borrowed, const memory::desc& wanted, const memory::dims& dims, float* data) {
-  memory user(Nhwc(dims), context.engine, data);
-  if (wanted == user.get_desc()) return user;
+memory Converted(Context& context, Borrowed& borrowed, const memory::desc& wanted, const memory::desc& user, float* data) {
+  memory given(user, context.engine, data);
+  if (wanted == user) return given;
   memory converted = borrowed.Memory(wanted, context.engine);
-  dnnl::reorder(user, converted).execute(context.stream, user, converted);
+  dnnl::reorder(given, converted).execute(context.stream, given, converted);
   return converted;
+}
+
+memory TensorIn(Context& context, Borrowed& borrowed, const memory::desc& wanted, const memory::dims& dims, float* data) {
+  return Converted(context, borrowed, wanted, Nhwc(dims), data);
 }
 
 /** setPrecision(bf16): whether convolutions now run in bfloat16 (only where the CPU has AVX512-BF16; else float32). */
@@ -73,20 +77,23 @@ dnnl::primitive_attr PooledScratchpad() {
   return attr;
 }
 
+memory WeightsIn(Context& context, Borrowed& borrowed, const memory::desc& wanted, const memory::desc& user, float* data,
+                 int64_t weightsId, const std::string& use) {
+  if (wanted == user) return memory(user, context.engine, data);
+  if (weightsId <= 0) return Converted(context, borrowed, wanted, user, data);
+  std::string key = std::to_string(weightsId) + ":" + use + (context.bf16 ? ":bf16" : "");
+  if (memory* kept = context.weights.find(key)) return *kept;
+  // Kept (a filter seen before: inference) in memory of its own; otherwise for this call only.
+  if (!context.weights.seenBefore(key)) return Converted(context, borrowed, wanted, user, data);
+  memory given(user, context.engine, data), reordered(wanted, context.engine);
+  dnnl::reorder(given, reordered).execute(context.stream, given, reordered);
+  context.weights.insert(key, reordered, wanted.get_size());
+  return reordered;
+}
+
 memory FilterIn(Context& context, Borrowed& borrowed, const memory::desc& wanted, float* hwio, const ConvGeometry& g, int64_t weightsId,
                 const char* use) {
-  memory user(Hwio(g.Weights()), context.engine, hwio);
-  if (wanted == user.get_desc()) return user;
-  std::string key = std::to_string(weightsId) + ":" + use + (context.bf16 ? "-bf16:" : ":") + g.Key();
-  if (weightsId > 0) {
-    if (memory* kept = context.weights.find(key)) return *kept;
-  }
-  // Kept (a filter seen before: inference) in memory of its own; otherwise for this call only.
-  bool keep = weightsId > 0 && context.weights.seenBefore(key);
-  memory reordered = keep ? memory(wanted, context.engine) : borrowed.Memory(wanted, context.engine);
-  dnnl::reorder(user, reordered).execute(context.stream, user, reordered);
-  if (keep) context.weights.insert(key, reordered, wanted.get_size());
-  return reordered;
+  return WeightsIn(context, borrowed, wanted, Hwio(g.Weights()), hwio, weightsId, std::string(use) + ":" + g.Key());
 }
 
 /** conv2d(x, filter, bias | null, out, geometry, relu, filterId) */

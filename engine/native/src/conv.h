@@ -32,6 +32,9 @@ dnnl::memory::desc Nhwc(const dnnl::memory::dims& dims, dnnl::memory::data_type 
 dnnl::memory::desc Hwio(const dnnl::memory::dims& dims);
 dnnl::memory::desc AnyLayout(const dnnl::memory::dims& dims, dnnl::memory::data_type type = dnnl::memory::data_type::f32);
 
+/** The caller's float32 data laid out as `user` says, as `wanted` describes it: itself, or a converted copy for this call. */
+dnnl::memory Converted(Context& context, Borrowed& borrowed, const dnnl::memory::desc& wanted, const dnnl::memory::desc& user, float* data);
+
 /** The caller's float32 NHWC tensor as `wanted` describes it: itself, or a converted copy for this call. */
 dnnl::memory TensorIn(Context& context, Borrowed& borrowed, const dnnl::memory::desc& wanted, const dnnl::memory::dims& dims, float* data);
 
@@ -45,6 +48,15 @@ std::pair<dnnl::primitive, const dnnl::convolution_forward::primitive_desc*> For
  */
 dnnl::memory FilterIn(Context& context, Borrowed& borrowed, const dnnl::memory::desc& wanted, float* hwio, const ConvGeometry& g,
                       int64_t weightsId, const char* use);
+
+/** Weights laid out as `user` says, in the layout `wanted`: kept under `weightsId` (0: not kept) and `use` once seen twice. */
+dnnl::memory WeightsIn(Context& context, Borrowed& borrowed, const dnnl::memory::desc& wanted, const dnnl::memory::desc& user, float* data,
+                       int64_t weightsId, const std::string& use);
+
+/** Whether a convolution is a 1x1 at stride 1 without padding: a matrix product. */
+bool IsPointwise(const ConvGeometry& g);
+void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* dy, float* filter, float* dx, int64_t filterId);
+void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, float* dy, float* dFilter);
 
 /** Primitive attributes every convolution shares: scratchpads come from the pool. */
 dnnl::primitive_attr PooledScratchpad();

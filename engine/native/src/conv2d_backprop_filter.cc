@@ -15,6 +15,11 @@ Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info) {
     float* dFilter = FloatData(info[2], g.WeightElements(), "dFilter");
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
+    if (IsPointwise(g)) {
+      PointwiseBackwardWeights(context, borrowed, g, x, dy, dFilter);
+      context.stream.wait();
+      return;
+    }
     auto hint = Forward(context, g, false, false).second;
     std::string key = "conv-bwd-weights:" + g.Key() + (context.bf16 ? "bf16" : "");
     auto [primitive, pd] = Cached<dnnl::convolution_backward_weights>(context, key, [&] {

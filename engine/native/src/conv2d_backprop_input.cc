@@ -15,6 +15,11 @@ Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
     float* dx = FloatData(info[2], g.SrcElements(), "dx");
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
+    if (IsPointwise(g)) {
+      PointwiseBackwardData(context, borrowed, g, dy, filter, dx, info[4].ToNumber().Int64Value());
+      context.stream.wait();
+      return;
+    }
     auto hint = Forward(context, g, false, false).second;
     std::string key = "conv-bwd-data:" + g.Key() + (context.bf16 ? "bf16" : "");
     auto [primitive, pd] = Cached<dnnl::convolution_backward_data>(context, key, [&] {
