@@ -131,7 +131,7 @@ describe('oneDNN kernels for the wasm backend', () => {
   it('run convolutions in bfloat16 where the CPU has AVX512-BF16 (float32 elsewhere), within bfloat16 rounding', async () => {
     await selectBackend('wasm', { nativeKernels: true });
     const hasBf16 = /\bavx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
-    const all = resnetConvCases(32, 2);
+    const all = cases();
     const data = all.map((c, i) => caseData(c, i));
     const float32 = all.map((c, i) => convResults(c, data[i]));
     const applied = useConvolutionPrecision('bf16');
