@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { nativeConvBackward } from '../native/kernels/conv-backward.js';
 import { reluBackward } from '../native/kernels/relu-grad.js';
 import { backbone, head, maxPoolLayers, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
 import { BatchNorm2d } from './batch-norm.js';
@@ -165,7 +166,7 @@ function foldedConv(
   gradients: { x: boolean; filter: boolean },
 ): tf.Tensor4D {
   // The kernel itself: tf.fused.conv2d splits into conv, add and relu whenever a gradient is being taken.
-  const attrs = { strides, pad, dataFormat: 'NHWC', dilations: 1, activation: relu ? 'relu' : 'linear' };
+  const attrs = { strides, pad, dataFormat: 'NHWC' as const, dilations: 1, activation: relu ? 'relu' : 'linear' };
   const run = () => tf.engine().runKernel<tf.Tensor4D>('FusedConv2D', { x, filter, bias }, attrs);
   if (!gradients.x && !gradients.filter) return run();
   const differentiable = [...(gradients.x ? [x] : []), ...(gradients.filter ? [filter] : [])];
@@ -177,6 +178,9 @@ function foldedConv(
       value: y,
       gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
         const [savedX, savedFilter, savedY] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+        const backwardAttrs = { ...attrs, relu, inputGradient: gradients.x, filterGradient: gradients.filter };
+        const native = nativeConvBackward({ dy, y: savedY, x: savedX, filter: savedFilter }, backwardAttrs);
+        if (native) return native;
         const dz = (relu ? reluBackward(dy, savedY) : dy) as tf.Tensor4D;
         const result: tf.Tensor[] = [];
         if (gradients.x) result.push(tf.conv2dTranspose(dz, savedFilter, savedX.shape, strides, pad));

@@ -42,6 +42,17 @@ export interface OneDnnAddon {
   ): void;
   conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, geometry: Int32Array, filterId: number): void;
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dFilter: Float32Array, geometry: Int32Array): void;
+  /** A convolution's gradients from dy, through ReLU when y (its output) is given; each output when not null. */
+  convBackward(
+    dy: Float32Array,
+    y: Float32Array | null,
+    x: Float32Array,
+    filter: Float32Array,
+    dx: Float32Array | null,
+    dFilter: Float32Array | null,
+    geometry: Int32Array,
+    filterId: number,
+  ): void;
   matMul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, dims: Int32Array, relu: boolean): void;
   /** kind 0 add, 1 multiply, 2 subtract; a [rows, channels], b [bRows, channels] with bRows 1 or rows. */
   binary(kind: number, a: Float32Array, b: Float32Array, out: Float32Array, rows: number, channels: number, bRows: number): void;

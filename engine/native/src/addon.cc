@@ -116,6 +116,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["conv2d"] = Napi::Function::New(env, Conv2D);
   exports["conv2dBackpropInput"] = Napi::Function::New(env, Conv2DBackpropInput);
   exports["conv2dBackpropFilter"] = Napi::Function::New(env, Conv2DBackpropFilter);
+  exports["convBackward"] = Napi::Function::New(env, ConvBackward);
   exports["matMul"] = Napi::Function::New(env, MatMul);
   exports["binary"] = Napi::Function::New(env, Binary);
   exports["reluGrad"] = Napi::Function::New(env, ReluGrad);

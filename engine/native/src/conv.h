@@ -55,8 +55,14 @@ dnnl::memory WeightsIn(Context& context, Borrowed& borrowed, const dnnl::memory:
 
 /** Whether a convolution is a 1x1 at stride 1 without padding: a matrix product. */
 bool IsPointwise(const ConvGeometry& g);
-void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* dy, float* filter, float* dx, int64_t filterId);
-void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, float* dy, float* dFilter);
+
+/** The gradients from dz, the gradient at the output already in the kernels' type (NHWC): dx, and dW in HWIO. */
+void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const dnnl::memory& dz, float* filter, float* dx,
+                  int64_t filterId);
+void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter);
+void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const dnnl::memory& dz, float* filter, float* dx,
+                           int64_t filterId);
+void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter);
 
 /** Primitive attributes every convolution shares: scratchpads come from the pool. */
 dnnl::primitive_attr PooledScratchpad();

@@ -34,7 +34,7 @@ static void CopyPixels(const ConvGeometry& g, float* nhwc, float* dense, bool ga
 static bool Strided(const ConvGeometry& g) { return g.sh != 1 || g.sw != 1; }
 
 /** dx = dy W^T at the pixels read (zero elsewhere), W^T being the [C, O] filter read with swapped strides. */
-void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* dy, float* filter, float* dx,
+void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const memory& dz, float* filter, float* dx,
                            int64_t filterId) {
   int64_t p = g.n * g.oh * g.ow;
   std::string key = "pointwise-bwd-data:" + g.Key() + (context.bf16 ? "bf16" : "");
@@ -46,8 +46,7 @@ void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeome
   memory weights =
       WeightsIn(context, borrowed, pd->weights_desc(), Matrix(g.o, g.c, dt::f32, tag::ba), filter, filterId, "pointwise-bwd-data:" + g.Key());
   memory product = Strided(g) ? borrowed.Memory(pd->dst_desc(), context.engine) : memory(pd->dst_desc(), context.engine, dx);
-  memory gradient = Converted(context, borrowed, pd->src_desc(), Matrix(p, g.o, dt::f32, tag::ab), dy);
-  primitive.execute(context.stream, {{DNNL_ARG_SRC, gradient},
+  primitive.execute(context.stream, {{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, dz.get_data_handle())},
                                      {DNNL_ARG_WEIGHTS, weights},
                                      {DNNL_ARG_DST, product},
                                      {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
@@ -58,7 +57,7 @@ void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeome
 }
 
 /** dW [C, O] = x^T dy, x being the pixels read: in place at stride 1 in float32, gathered (and converted) otherwise. */
-void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, float* dy, float* dFilter) {
+void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const memory& dz, float* dFilter) {
   int64_t p = g.n * g.oh * g.ow;
   std::string key = "pointwise-bwd-weights:" + g.Key() + (context.bf16 ? "bf16" : "");
   auto [primitive, pd] = Cached<dnnl::matmul>(context, key, [&] {
@@ -73,7 +72,7 @@ void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGe
   }
   memory pixels = Converted(context, borrowed, Matrix(p, g.c, Operand(context), tag::ab), Matrix(p, g.c, dt::f32, tag::ab), read);
   primitive.execute(context.stream, {{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, pixels.get_data_handle())},
-                                     {DNNL_ARG_WEIGHTS, Converted(context, borrowed, pd->weights_desc(), Matrix(p, g.o, dt::f32, tag::ab), dy)},
+                                     {DNNL_ARG_WEIGHTS, memory(pd->weights_desc(), context.engine, dz.get_data_handle())},
                                      {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, dFilter)},
                                      {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
 }

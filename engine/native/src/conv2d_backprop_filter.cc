@@ -5,6 +5,26 @@ namespace retrain {
 
 using dnnl::memory;
 
+void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const memory& dz, float* dFilter) {
+  if (IsPointwise(g)) return PointwiseBackwardWeights(context, borrowed, g, x, dz, dFilter);
+  auto hint = Forward(context, g, false, false).second;
+  std::string key = "conv-bwd-weights:" + g.Key() + (context.bf16 ? "bf16" : "");
+  auto [primitive, pd] = Cached<dnnl::convolution_backward_weights>(context, key, [&] {
+    auto desc = dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, Nhwc(g.Src(), Operand(context)),
+                                                         AnyLayout(g.Weights()), Nhwc(g.Dst(), Operand(context)), g.Strides(),
+                                                         g.Dilations(), g.PadL(), g.PadR());
+    return dnnl::convolution_backward_weights::primitive_desc(desc, PooledScratchpad(), context.engine, *hint);
+  });
+  memory user(Hwio(g.Weights()), context.engine, dFilter);
+  bool direct = pd->diff_weights_desc() == user.get_desc();
+  memory computed = direct ? user : borrowed.Memory(pd->diff_weights_desc(), context.engine);
+  primitive.execute(context.stream, {{DNNL_ARG_SRC, TensorIn(context, borrowed, pd->src_desc(), g.Src(), x)},
+                                     {DNNL_ARG_DIFF_DST, dz},
+                                     {DNNL_ARG_DIFF_WEIGHTS, computed},
+                                     {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
+  if (!direct) dnnl::reorder(computed, user).execute(context.stream, computed, user);
+}
+
 /** conv2dBackpropFilter(x, dy, dFilter, geometry); the geometry is the forward one. */
 Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info) {
   return Guarded(info, "Conv2DBackpropFilter", [&] {
@@ -15,27 +35,8 @@ Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info) {
     float* dFilter = FloatData(info[2], g.WeightElements(), "dFilter");
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
-    if (IsPointwise(g)) {
-      PointwiseBackwardWeights(context, borrowed, g, x, dy, dFilter);
-      context.stream.wait();
-      return;
-    }
-    auto hint = Forward(context, g, false, false).second;
-    std::string key = "conv-bwd-weights:" + g.Key() + (context.bf16 ? "bf16" : "");
-    auto [primitive, pd] = Cached<dnnl::convolution_backward_weights>(context, key, [&] {
-      auto desc = dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, Nhwc(g.Src(), Operand(context)),
-                                                           AnyLayout(g.Weights()), Nhwc(g.Dst(), Operand(context)), g.Strides(),
-                                                           g.Dilations(), g.PadL(), g.PadR());
-      return dnnl::convolution_backward_weights::primitive_desc(desc, PooledScratchpad(), context.engine, *hint);
-    });
-    memory user(Hwio(g.Weights()), context.engine, dFilter);
-    bool direct = pd->diff_weights_desc() == user.get_desc();
-    memory computed = direct ? user : borrowed.Memory(pd->diff_weights_desc(), context.engine);
-    primitive.execute(context.stream, {{DNNL_ARG_SRC, TensorIn(context, borrowed, pd->src_desc(), g.Src(), x)},
-                                       {DNNL_ARG_DIFF_DST, TensorIn(context, borrowed, pd->diff_dst_desc(), g.Dst(), dy)},
-                                       {DNNL_ARG_DIFF_WEIGHTS, computed},
-                                       {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
-    if (!direct) dnnl::reorder(computed, user).execute(context.stream, computed, user);
+    memory dz = Converted(context, borrowed, Nhwc(g.Dst(), Operand(context)), Nhwc(g.Dst()), dy);
+    BackwardWeights(context, borrowed, g, x, dz, dFilter);
     context.stream.wait();
   });
 }

@@ -5,6 +5,23 @@ namespace retrain {
 
 using dnnl::memory;
 
+void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const memory& dz, float* filter, float* dx, int64_t filterId) {
+  if (IsPointwise(g)) return PointwiseBackwardData(context, borrowed, g, dz, filter, dx, filterId);
+  auto hint = Forward(context, g, false, false).second;
+  std::string key = "conv-bwd-data:" + g.Key() + (context.bf16 ? "bf16" : "");
+  auto [primitive, pd] = Cached<dnnl::convolution_backward_data>(context, key, [&] {
+    auto desc = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, Nhwc(g.Src()),
+                                                      AnyLayout(g.Weights(), Operand(context)), Nhwc(g.Dst(), Operand(context)),
+                                                      g.Strides(), g.Dilations(), g.PadL(), g.PadR());
+    return dnnl::convolution_backward_data::primitive_desc(desc, PooledScratchpad(), context.engine, *hint);
+  });
+  memory weights = FilterIn(context, borrowed, pd->weights_desc(), filter, g, filterId, "bwd-data");
+  primitive.execute(context.stream, {{DNNL_ARG_DIFF_DST, dz},
+                                     {DNNL_ARG_WEIGHTS, weights},
+                                     {DNNL_ARG_DIFF_SRC, memory(pd->diff_src_desc(), context.engine, dx)},
+                                     {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
+}
+
 /** conv2dBackpropInput(dy, filter, dx, geometry, filterId); the geometry is the forward one. */
 Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
   return Guarded(info, "Conv2DBackpropInput", [&] {
@@ -15,24 +32,8 @@ Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
     float* dx = FloatData(info[2], g.SrcElements(), "dx");
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
-    if (IsPointwise(g)) {
-      PointwiseBackwardData(context, borrowed, g, dy, filter, dx, info[4].ToNumber().Int64Value());
-      context.stream.wait();
-      return;
-    }
-    auto hint = Forward(context, g, false, false).second;
-    std::string key = "conv-bwd-data:" + g.Key() + (context.bf16 ? "bf16" : "");
-    auto [primitive, pd] = Cached<dnnl::convolution_backward_data>(context, key, [&] {
-      auto desc = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, Nhwc(g.Src()),
-                                                        AnyLayout(g.Weights(), Operand(context)), Nhwc(g.Dst(), Operand(context)),
-                                                        g.Strides(), g.Dilations(), g.PadL(), g.PadR());
-      return dnnl::convolution_backward_data::primitive_desc(desc, PooledScratchpad(), context.engine, *hint);
-    });
-    memory weights = FilterIn(context, borrowed, pd->weights_desc(), filter, g, info[4].ToNumber().Int64Value(), "bwd-data");
-    primitive.execute(context.stream, {{DNNL_ARG_DIFF_DST, TensorIn(context, borrowed, pd->diff_dst_desc(), g.Dst(), dy)},
-                                       {DNNL_ARG_WEIGHTS, weights},
-                                       {DNNL_ARG_DIFF_SRC, memory(pd->diff_src_desc(), context.engine, dx)},
-                                       {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
+    memory dz = Converted(context, borrowed, Nhwc(g.Dst(), Operand(context)), Nhwc(g.Dst()), dy);
+    BackwardData(context, borrowed, g, dz, filter, dx, info[4].ToNumber().Int64Value());
     context.stream.wait();
   });
 }

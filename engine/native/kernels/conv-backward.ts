@@ -1,0 +1,41 @@
+import * as tf from '@tensorflow/tfjs';
+import type { OneDnnAddon } from '../onednn.js';
+import { convGeometry, type ConvAttrs } from './conv-geometry.js';
+import { filterIdOf, heapViews, type WasmBackend } from './heap.js';
+
+/** A kernel of this project's: a convolution's backward pass, through its ReLU when `relu`; outputs [dx?, dFilter?]. */
+export const CONV_BACKWARD = 'RetrainConvBackward';
+
+export interface ConvBackwardAttrs extends ConvAttrs {
+  relu: boolean;
+  inputGradient: boolean;
+  filterGradient: boolean;
+}
+
+export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
+  return (args) => {
+    const backend = args.backend as WasmBackend;
+    const { dy, y, x, filter } = args.inputs as Record<'dy' | 'y' | 'x' | 'filter', tf.TensorInfo>;
+    const attrs = args.attrs as unknown as ConvBackwardAttrs;
+    const geometry = convGeometry(x.shape, filter.shape, attrs);
+    if (!geometry) throw new Error(`${CONV_BACKWARD} takes NHWC tensors`);
+    const outputs = [
+      ...(attrs.inputGradient ? [backend.makeOutput(x.shape, 'float32')] : []),
+      ...(attrs.filterGradient ? [backend.makeOutput(filter.shape, 'float32')] : []),
+    ];
+    const [dyData, yData, xData, filterData, ...outputData] = heapViews(backend, [dy, y, x, filter, ...outputs]);
+    const dx = attrs.inputGradient ? outputData[0] : null;
+    const dFilter = attrs.filterGradient ? outputData[outputData.length - 1] : null;
+    addon.convBackward(dyData, attrs.relu ? yData : null, xData, filterData, dx, dFilter, geometry, filterIdOf(filter));
+    return outputs;
+  };
+}
+
+/** The gradients a convolution (then ReLU if `relu`) passes back, in one native call where the backend has it. */
+export function nativeConvBackward(
+  inputs: { dy: tf.Tensor4D; y: tf.Tensor4D; x: tf.Tensor4D; filter: tf.Tensor4D },
+  attrs: ConvBackwardAttrs,
+): tf.Tensor[] | null {
+  if (!tf.getKernel(CONV_BACKWARD, tf.getBackend())) return null;
+  return tf.engine().runKernel(CONV_BACKWARD, inputs, attrs as unknown as tf.NamedAttrMap) as unknown as tf.Tensor[];
+}
