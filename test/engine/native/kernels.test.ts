@@ -122,7 +122,10 @@ describe('oneDNN kernels for the wasm backend', () => {
     );
     assert.throws(() => addon.conv2dBackpropInput(small, small, small, new Int32Array(3), 0), /^Error: Conv2DBackpropInput: geometry/);
     const [dy, x, filter] = [new Float32Array(32), new Float32Array(32), new Float32Array(36)];
-    assert.throws(() => addon.convBackward(dy, small, x, filter, null, filter, geometry, 0), /^Error: RetrainConvBackward: y holds 3 values/);
+    assert.throws(
+      () => addon.convBackward(dy, small, x, filter, null, filter, geometry, 0),
+      /^Error: RetrainConvBackward: y holds 3 values/,
+    );
     const four = () => new Float32Array(4);
     assert.throws(
       () => addon.adam(four(), small, four(), four(), four(), four(), four(), new Float32Array(8)),
