@@ -35,7 +35,7 @@ async function inputGradients(run: () => void): Promise<number> {
   return kernels.filter(
     (k) =>
       k.name === 'Conv2DBackpropInput' ||
-      (k.name === CONV_BACKWARD && k.outputShapes.some((shape) => same(shape as number[], k.inputShapes[2] as number[]))),
+      (k.name === CONV_BACKWARD && k.outputShapes.some((shape) => same(shape, k.inputShapes[2]))),
   ).length;
 }
 
