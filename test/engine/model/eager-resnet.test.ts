@@ -33,9 +33,7 @@ async function inputGradients(run: () => void): Promise<number> {
   const { kernels } = await tf.profile(run);
   const same = (a: number[], b: number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
   return kernels.filter(
-    (k) =>
-      k.name === 'Conv2DBackpropInput' ||
-      (k.name === CONV_BACKWARD && k.outputShapes.some((shape) => same(shape, k.inputShapes[2]))),
+    (k) => k.name === 'Conv2DBackpropInput' || (k.name === CONV_BACKWARD && k.outputShapes.some((shape) => same(shape, k.inputShapes[2]))),
   ).length;
 }
 
