@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { nativeConvBackward } from '../native/kernels/conv-backward.js';
-import { reluBackward } from '../native/kernels/relu-grad.js';
+import { addRelu, reluBackward } from '../native/kernels/relu-grad.js';
 import { backbone, head, maxPoolLayers, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
 import { BatchNorm2d } from './batch-norm.js';
 import type { Network } from './network.js';
@@ -123,7 +123,7 @@ class EagerRun implements Builder<tf.Tensor> {
   }
 
   addRelu(x: tf.Tensor, identity: tf.Tensor): tf.Tensor {
-    return this.mark(tf.relu(tf.add(x, identity)), this.differentiable.has(x) || this.differentiable.has(identity));
+    return this.mark(addRelu(x, identity), this.differentiable.has(x) || this.differentiable.has(identity));
   }
 
   maxPool(x: tf.Tensor): tf.Tensor {

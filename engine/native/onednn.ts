@@ -56,6 +56,7 @@ export interface OneDnnAddon {
   matMul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, dims: Int32Array, relu: boolean): void;
   /** kind 0 add, 1 multiply, 2 subtract; a [rows, channels], b [bRows, channels] with bRows 1 or rows. */
   binary(kind: number, a: Float32Array, b: Float32Array, out: Float32Array, rows: number, channels: number, bRows: number): void;
+  addRelu(a: Float32Array, b: Float32Array, out: Float32Array, elements: number): void;
   reluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, elements: number): void;
   maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, dims: Int32Array): void;
   /** scalars: [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate] */

@@ -6,7 +6,7 @@ import { makeBatchMatMul } from './batch-mat-mul.js';
 import { BATCH_NORM_GRAD, BATCH_NORM_TRAIN, makeBatchNormGrad, makeBatchNormTrain } from './batch-norm.js';
 import { makeBinary } from './binary.js';
 import { makeMaxPoolGrad } from './max-pool-grad.js';
-import { makeReluGrad, registerReluGradient, RELU_GRAD } from './relu-grad.js';
+import { ADD_RELU, makeAddRelu, makeReluGrad, registerReluGradient, RELU_GRAD } from './relu-grad.js';
 import { CONV_BACKWARD, makeConvBackward } from './conv-backward.js';
 import { makeConv2D } from './conv2d.js';
 import { makeConv2DBackpropFilter } from './conv2d-backprop-filter.js';
@@ -38,6 +38,7 @@ export function registerOneDnnKernels(addon: OneDnnAddon): void {
     tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: make(addon, previous.kernelFunc) });
   }
   tf.registerKernel({ kernelName: RELU_GRAD, backendName: 'wasm', kernelFunc: makeReluGrad(addon) });
+  tf.registerKernel({ kernelName: ADD_RELU, backendName: 'wasm', kernelFunc: makeAddRelu(addon) });
   tf.registerKernel({ kernelName: CONV_BACKWARD, backendName: 'wasm', kernelFunc: makeConvBackward(addon) });
   tf.registerKernel({ kernelName: ADAM, backendName: 'wasm', kernelFunc: makeAdam(addon) });
   tf.registerKernel({ kernelName: BATCH_NORM_TRAIN, backendName: 'wasm', kernelFunc: makeBatchNormTrain(addon) });

@@ -119,6 +119,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["convBackward"] = Napi::Function::New(env, ConvBackward);
   exports["matMul"] = Napi::Function::New(env, MatMul);
   exports["binary"] = Napi::Function::New(env, Binary);
+  exports["addRelu"] = Napi::Function::New(env, AddRelu);
   exports["reluGrad"] = Napi::Function::New(env, ReluGrad);
   exports["maxPoolGrad"] = Napi::Function::New(env, MaxPoolGrad);
   exports["adam"] = Napi::Function::New(env, Adam);

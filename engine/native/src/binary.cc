@@ -49,4 +49,24 @@ Napi::Value ReluGrad(const Napi::CallbackInfo& info) {
   });
 }
 
+static void AddReluRange(const float* __restrict a, const float* __restrict b, float* __restrict out, size_t begin, size_t end) {
+  for (size_t i = begin; i < end; i++) {
+    float sum = a[i] + b[i];
+    out[i] = sum > 0.f ? sum : 0.f;
+  }
+}
+
+/** addRelu(a, b, out, elements): out = max(a + b, 0), the residual sum and its ReLU in one pass. */
+Napi::Value AddRelu(const Napi::CallbackInfo& info) {
+  return Guarded(info, "RetrainAddRelu", [&] {
+    if (info.Length() != 4) throw std::invalid_argument("expects 4 arguments");
+    int64_t elements = info[3].ToNumber().Int64Value();
+    if (elements <= 0) throw std::invalid_argument("elements must be positive");
+    const float* a = FloatData(info[0], size_t(elements), "a");
+    const float* b = FloatData(info[1], size_t(elements), "b");
+    float* out = FloatData(info[2], size_t(elements), "out");
+    ParallelRanges(size_t(elements), [&](size_t begin, size_t end) { AddReluRange(a, b, out, begin, end); });
+  });
+}
+
 }  // namespace retrain

@@ -134,6 +134,7 @@ Napi::Value ConvBackward(const Napi::CallbackInfo& info);
 Napi::Value MatMul(const Napi::CallbackInfo& info);
 Napi::Value Binary(const Napi::CallbackInfo& info);
 Napi::Value ReluGrad(const Napi::CallbackInfo& info);
+Napi::Value AddRelu(const Napi::CallbackInfo& info);
 Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info);
 Napi::Value Adam(const Napi::CallbackInfo& info);
 Napi::Value SetPrecision(const Napi::CallbackInfo& info);
