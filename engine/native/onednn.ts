@@ -59,6 +59,7 @@ export interface OneDnnAddon {
   addRelu(a: Float32Array, b: Float32Array, out: Float32Array, elements: number): void;
   reluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, elements: number): void;
   maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, dims: Int32Array): void;
+  avgPoolGrad(dy: Float32Array, dx: Float32Array, dims: Int32Array): void;
   /** scalars: [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate] */
   adam(
     value: Float32Array,

@@ -5,7 +5,7 @@ import { ADAM, makeAdam } from './adam.js';
 import { makeBatchMatMul } from './batch-mat-mul.js';
 import { BATCH_NORM_GRAD, BATCH_NORM_TRAIN, makeBatchNormGrad, makeBatchNormTrain } from './batch-norm.js';
 import { makeBinary } from './binary.js';
-import { makeMaxPoolGrad } from './max-pool-grad.js';
+import { makeAvgPoolGrad, makeMaxPoolGrad } from './max-pool-grad.js';
 import { ADD_RELU, makeAddRelu, makeReluGrad, registerReluGradient, RELU_GRAD } from './relu-grad.js';
 import { CONV_BACKWARD, makeConvBackward } from './conv-backward.js';
 import { makeConv2D } from './conv2d.js';
@@ -24,6 +24,7 @@ const NATIVE: Record<string, (addon: OneDnnAddon, stock: tf.KernelFunc) => tf.Ke
   Multiply: makeBinary('Multiply'),
   Sub: makeBinary('Sub'),
   MaxPoolGrad: makeMaxPoolGrad,
+  AvgPoolGrad: makeAvgPoolGrad,
 };
 
 let registered: OneDnnAddon | null = null;

@@ -122,6 +122,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["addRelu"] = Napi::Function::New(env, AddRelu);
   exports["reluGrad"] = Napi::Function::New(env, ReluGrad);
   exports["maxPoolGrad"] = Napi::Function::New(env, MaxPoolGrad);
+  exports["avgPoolGrad"] = Napi::Function::New(env, AvgPoolGrad);
   exports["adam"] = Napi::Function::New(env, Adam);
   exports["setPrecision"] = Napi::Function::New(env, SetPrecision);
   exports["batchNormTrain"] = Napi::Function::New(env, BatchNormTrain);

@@ -136,6 +136,7 @@ Napi::Value Binary(const Napi::CallbackInfo& info);
 Napi::Value ReluGrad(const Napi::CallbackInfo& info);
 Napi::Value AddRelu(const Napi::CallbackInfo& info);
 Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info);
+Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info);
 Napi::Value Adam(const Napi::CallbackInfo& info);
 Napi::Value SetPrecision(const Napi::CallbackInfo& info);
 Napi::Value BatchNormTrain(const Napi::CallbackInfo& info);

@@ -25,7 +25,7 @@ function cases(): ConvCase[] {
 
 /**
  * On the active backend: fused conv (bias, ReLU), matmuls with every transpose, bias and ReLU, large
- * elementwise ops (same shape and per channel), and the max-pooling and ReLU gradients.
+ * elementwise ops (same shape and per channel), and the pooling and ReLU gradients.
  */
 function denseResults(seed: number) {
   return tf.tidy(() => {
@@ -51,8 +51,14 @@ function denseResults(seed: number) {
     const [poolGrad] = tf.grads((input) => tf.sum(tf.mul(tf.maxPool(input as tf.Tensor4D, 3, 2, 'valid'), pooled)))([
       r([2, 17, 17, 8], 13),
     ]);
+    const [averageGrad] = tf.grads((input) => tf.sum(tf.mul(tf.avgPool(input as tf.Tensor4D, [3, 2], 2, 'valid'), pooled)))([
+      r([2, 17, 17, 8], 14),
+    ]);
+    const [globalAverageGrad] = tf.grads((input) => tf.sum(tf.mul(tf.avgPool(input as tf.Tensor4D, 4, 1, 'valid'), channel)))([
+      r([2, 4, 4, 32], 15),
+    ]);
     const [reluGrad] = tf.grads((input) => tf.sum(tf.mul(tf.relu(input), other)))([big]);
-    outputs.push(poolGrad, reluGrad, ...batchNormResults(r));
+    outputs.push(poolGrad, averageGrad, globalAverageGrad, reluGrad, ...batchNormResults(r));
     return outputs.map((t) => t.dataSync().slice() as Float32Array);
   });
 }
