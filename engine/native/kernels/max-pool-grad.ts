@@ -36,30 +36,29 @@ function poolDims(input: tf.TensorInfo, attrs: PoolAttrs): Int32Array {
   ]);
 }
 
-/** MaxPoolGrad (wasm's own is a scalar loop that costs as much as a ResNet stage's convolutions). */
-export function makeMaxPoolGrad(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelFunc {
+/** A pooling gradient natively for 4-D float32 inputs, `stock` otherwise; `run` gets dy, the input, dx and the dims. */
+function poolGradKernel(
+  stock: tf.KernelFunc,
+  run: (dy: Float32Array, input: Float32Array, dx: Float32Array, dims: Int32Array) => void,
+): tf.KernelFunc {
   return (args) => {
     const backend = args.backend as WasmBackend;
     const { dy, input } = args.inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
     if (input.shape.length !== 4 || input.dtype !== 'float32') return stock(args);
     const dims = poolDims(input, args.attrs as unknown as PoolAttrs);
     const dx = backend.makeOutput(input.shape, 'float32');
-    const [dyData, xData, dxData] = heapViews(backend, [dy, input, dx]);
-    addon.maxPoolGrad(dyData, xData, dxData, dims);
+    const [dyData, inputData, dxData] = heapViews(backend, [dy, input, dx]);
+    run(dyData, inputData, dxData, dims);
     return dx;
   };
 }
 
-/** AvgPoolGrad (wasm's own took 15-20 ms for the global pool of one fine-tuning step). */
+/** MaxPoolGrad (wasm's own is a scalar loop that costs as much as a ResNet stage's convolutions). */
+export function makeMaxPoolGrad(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelFunc {
+  return poolGradKernel(stock, (dy, input, dx, dims) => addon.maxPoolGrad(dy, input, dx, dims));
+}
+
+/** AvgPoolGrad (wasm's own took 15-20 ms for the global pool of one fine-tuning step); it needs no input values. */
 export function makeAvgPoolGrad(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelFunc {
-  return (args) => {
-    const backend = args.backend as WasmBackend;
-    const { dy, input } = args.inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
-    if (input.shape.length !== 4 || input.dtype !== 'float32') return stock(args);
-    const dims = poolDims(input, args.attrs as unknown as PoolAttrs);
-    const dx = backend.makeOutput(input.shape, 'float32');
-    const [dyData, dxData] = heapViews(backend, [dy, dx]);
-    addon.avgPoolGrad(dyData, dxData, dims);
-    return dx;
-  };
+  return poolGradKernel(stock, (dy, _input, dx, dims) => addon.avgPoolGrad(dy, dx, dims));
 }

@@ -5,29 +5,30 @@ import { heapViews, type WasmBackend } from './heap.js';
 /** A kernel of this project's: tfjs has no ReLU-gradient kernel, its gradient is step, cast and multiply. */
 export const RELU_GRAD = 'RetrainReluGrad';
 
-export function makeReluGrad(addon: OneDnnAddon): tf.KernelFunc {
+/** A kernel over two float32 inputs of one shape, named `names`, writing an output of that shape with `run`. */
+function pairKernel(
+  names: [string, string],
+  run: (first: Float32Array, second: Float32Array, out: Float32Array, elements: number) => void,
+): tf.KernelFunc {
   return (args) => {
     const backend = args.backend as WasmBackend;
-    const { dy, x } = args.inputs as { dy: tf.TensorInfo; x: tf.TensorInfo };
-    const dx = backend.makeOutput(x.shape, 'float32');
-    const [dyData, xData, dxData] = heapViews(backend, [dy, x, dx]);
-    addon.reluGrad(dyData, xData, dxData, xData.length);
-    return dx;
+    const [first, second] = names.map((name) => args.inputs[name] as tf.TensorInfo);
+    const out = backend.makeOutput(second.shape, 'float32');
+    const [firstData, secondData, outData] = heapViews(backend, [first, second, out]);
+    run(firstData, secondData, outData, outData.length);
+    return out;
   };
+}
+
+export function makeReluGrad(addon: OneDnnAddon): tf.KernelFunc {
+  return pairKernel(['dy', 'x'], (dy, x, dx, elements) => addon.reluGrad(dy, x, dx, elements));
 }
 
 /** A kernel of this project's: relu(a + b) of two tensors of one shape, in one pass. */
 export const ADD_RELU = 'RetrainAddRelu';
 
 export function makeAddRelu(addon: OneDnnAddon): tf.KernelFunc {
-  return (args) => {
-    const backend = args.backend as WasmBackend;
-    const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-    const out = backend.makeOutput(a.shape, 'float32');
-    const [aData, bData, outData] = heapViews(backend, [a, b, out]);
-    addon.addRelu(aData, bData, outData, outData.length);
-    return out;
-  };
+  return pairKernel(['a', 'b'], (a, b, out, elements) => addon.addRelu(a, b, out, elements));
 }
 
 /** relu(a + b), whose gradient reaches both a and b; one native pass each way where the backend has the kernels. */

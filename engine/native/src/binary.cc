@@ -29,24 +29,11 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
 }
 
 /** Both loads unconditional, so the select vectorises: a branch on the sign of x mispredicts half the time. */
-static void ReluGradRange(const float* __restrict dy, const float* __restrict x, float* __restrict dx, size_t begin, size_t end) {
+void ReluGradRange(const float* __restrict dy, const float* __restrict x, float* __restrict dx, size_t begin, size_t end) {
   for (size_t i = begin; i < end; i++) {
     float gradient = dy[i];
     dx[i] = x[i] > 0.f ? gradient : 0.f;
   }
-}
-
-/** reluGrad(dy, x, dx, elements): dx = dy where x > 0, else 0. */
-Napi::Value ReluGrad(const Napi::CallbackInfo& info) {
-  return Guarded(info, "ReluGrad", [&] {
-    if (info.Length() != 4) throw std::invalid_argument("expects 4 arguments");
-    int64_t elements = info[3].ToNumber().Int64Value();
-    if (elements <= 0) throw std::invalid_argument("elements must be positive");
-    const float* dy = FloatData(info[0], size_t(elements), "dy");
-    const float* x = FloatData(info[1], size_t(elements), "x");
-    float* dx = FloatData(info[2], size_t(elements), "dx");
-    ParallelRanges(size_t(elements), [&](size_t begin, size_t end) { ReluGradRange(dy, x, dx, begin, end); });
-  });
 }
 
 static void AddReluRange(const float* __restrict a, const float* __restrict b, float* __restrict out, size_t begin, size_t end) {
@@ -56,17 +43,24 @@ static void AddReluRange(const float* __restrict a, const float* __restrict b, f
   }
 }
 
-/** addRelu(a, b, out, elements): out = max(a + b, 0), the residual sum and its ReLU in one pass. */
-Napi::Value AddRelu(const Napi::CallbackInfo& info) {
-  return Guarded(info, "RetrainAddRelu", [&] {
+/** (first, second, out, elements) of one length, `range` run over them on every core. */
+template <typename Range>
+static Napi::Value ElementwisePair(const Napi::CallbackInfo& info, const char* kernel, const char* const (&names)[3], Range range) {
+  return Guarded(info, kernel, [&] {
     if (info.Length() != 4) throw std::invalid_argument("expects 4 arguments");
     int64_t elements = info[3].ToNumber().Int64Value();
     if (elements <= 0) throw std::invalid_argument("elements must be positive");
-    const float* a = FloatData(info[0], size_t(elements), "a");
-    const float* b = FloatData(info[1], size_t(elements), "b");
-    float* out = FloatData(info[2], size_t(elements), "out");
-    ParallelRanges(size_t(elements), [&](size_t begin, size_t end) { AddReluRange(a, b, out, begin, end); });
+    const float* first = FloatData(info[0], size_t(elements), names[0]);
+    const float* second = FloatData(info[1], size_t(elements), names[1]);
+    float* out = FloatData(info[2], size_t(elements), names[2]);
+    ParallelRanges(size_t(elements), [&](size_t begin, size_t end) { range(first, second, out, begin, end); });
   });
 }
+
+/** reluGrad(dy, x, dx, elements): dx = dy where x > 0, else 0. */
+Napi::Value ReluGrad(const Napi::CallbackInfo& info) { return ElementwisePair(info, "ReluGrad", {"dy", "x", "dx"}, ReluGradRange); }
+
+/** addRelu(a, b, out, elements): out = max(a + b, 0), the residual sum and its ReLU in one pass. */
+Napi::Value AddRelu(const Napi::CallbackInfo& info) { return ElementwisePair(info, "RetrainAddRelu", {"a", "b", "out"}, AddReluRange); }
 
 }  // namespace retrain

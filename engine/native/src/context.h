@@ -112,6 +112,9 @@ void ParallelRanges(size_t n, Body body) {
   }
 }
 
+/** dx = dy where x > 0, else 0, over [begin, end). */
+void ReluGradRange(const float* __restrict dy, const float* __restrict x, float* __restrict dx, size_t begin, size_t end);
+
 /** Runs `body`, turning oneDNN and argument errors into JavaScript errors named after the kernel. */
 template <typename Body>
 Napi::Value Guarded(const Napi::CallbackInfo& info, const char* kernel, Body body) {

@@ -53,7 +53,7 @@ dnnl::memory FilterIn(Context& context, Borrowed& borrowed, const dnnl::memory::
 dnnl::memory WeightsIn(Context& context, Borrowed& borrowed, const dnnl::memory::desc& wanted, const dnnl::memory::desc& user, float* data,
                        int64_t weightsId, const std::string& use);
 
-/** Whether a convolution is a 1x1 at stride 1 without padding: a matrix product. */
+/** Whether a convolution is a 1x1 without padding (any stride): a matrix product over the pixels it reads. */
 bool IsPointwise(const ConvGeometry& g);
 
 /** The gradients from dz, the gradient at the output already in the kernels' type (NHWC): dx, and dW in HWIO. */

@@ -23,13 +23,6 @@ static void ReluGradBfloat16(const float* __restrict dy, const float* __restrict
   }
 }
 
-static void ReluGradFloat(const float* __restrict dy, const float* __restrict y, float* __restrict dz, size_t begin, size_t end) {
-  for (size_t i = begin; i < end; i++) {
-    float gradient = dy[i];
-    dz[i] = y[i] > 0.f ? gradient : 0.f;
-  }
-}
-
 /** The gradient at the convolution's output, in the kernels' type: dy through ReLU when y is given, else dy itself. */
 static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* dy, const float* y) {
   memory::desc wanted = Nhwc(g.Dst(), Operand(context));
@@ -38,7 +31,7 @@ static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeo
   void* out = dz.get_data_handle();
   ParallelRanges(g.DstElements(), [&](size_t begin, size_t end) {
     if (context.bf16) ReluGradBfloat16(dy, y, static_cast<uint16_t*>(out), begin, end);
-    else ReluGradFloat(dy, y, static_cast<float*>(out), begin, end);
+    else ReluGradRange(dy, y, static_cast<float*>(out), begin, end);
   });
   return dz;
 }
