@@ -1,4 +1,4 @@
-import { LocalArtifactStore } from '../common/artifact-store.js';
+import { openArtifactStore } from '../common/open-artifact-store.js';
 import { JobArtifacts } from '../common/job-artifacts.js';
 import type { Config } from '../schemas/config.js';
 import type { JobSpec } from '../schemas/job-spec.js';
@@ -13,7 +13,7 @@ export async function runQuietJob(
   backend: BackendReport,
   options: { useFeatureCache?: boolean } = {},
 ): Promise<{ artifacts: JobArtifacts; precision: Precision | null }> {
-  const artifacts = new JobArtifacts(new LocalArtifactStore(config.ARTIFACTS_DIR), jobId);
+  const artifacts = new JobArtifacts(await openArtifactStore(config), jobId);
   let precision: Precision | null = null;
   await runJob({
     jobId,

@@ -1,26 +1,40 @@
-import { createReadStream, type ReadStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import type { z } from 'zod';
+
+export type ArtifactData = Uint8Array | string | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
 
 /**
  * Where jobs keep their results: checkpoints, summaries, metrics, downloads. Keys are '/'-separated
- * relative paths. Local filesystem here; an S3-compatible store implements the same interface when
- * workers run on several hosts.
+ * relative paths. A local folder by default; an S3-compatible object store when API and workers run
+ * on several hosts.
  */
 export interface ArtifactStore {
   /** Atomic: readers see the old content or the new, never a partial file. Chunks are written as they come. */
-  write(key: string, data: Uint8Array | string | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void>;
+  write(key: string, data: ArtifactData): Promise<void>;
   read(key: string): Promise<Buffer>;
   /** null when the key does not exist. */
   stat(key: string): Promise<{ size: number; modifiedAt: Date } | null>;
-  createReadStream(key: string): ReadStream;
-  /** Keys directly under a prefix (one level, like `ls`). */
+  /** The bytes of a key as a stream (for downloads: never whole in memory). */
+  open(key: string): Promise<Readable>;
+  /** Names directly under a prefix (one level, like `ls`). */
   list(prefix: string): Promise<string[]>;
+  /** A key and everything under it. */
   remove(prefix: string): Promise<void>;
-  /** A local path for tools that need one (tar); local store only. */
-  localPath(key: string): string;
+  /** Rejects when the store cannot be reached (readiness). */
+  ping(): Promise<void>;
+}
+
+/** Keys are relative, '/'-separated, without '.', '..' or empty segments: none can name something outside the store. */
+export function checkedKey(key: string): string {
+  const segments = key.split('/');
+  if (key.includes('\\') || segments.some((segment) => segment === '' || segment === '.' || segment === '..')) {
+    throw new Error(`artifact key escapes the store: ${key}`);
+  }
+  return key;
 }
 
 export class LocalArtifactStore implements ArtifactStore {
@@ -30,12 +44,10 @@ export class LocalArtifactStore implements ArtifactStore {
   }
 
   localPath(key: string): string {
-    const resolved = path.resolve(this.root, key);
-    if (resolved !== this.root && !resolved.startsWith(this.root + path.sep)) throw new Error(`artifact key escapes the store: ${key}`);
-    return resolved;
+    return path.join(this.root, checkedKey(key));
   }
 
-  async write(key: string, data: Uint8Array | string | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void> {
+  async write(key: string, data: ArtifactData): Promise<void> {
     const target = this.localPath(key);
     await mkdir(path.dirname(target), { recursive: true });
     const staging = `${target}.${randomUUID()}.partial`;
@@ -62,8 +74,11 @@ export class LocalArtifactStore implements ArtifactStore {
     }
   }
 
-  createReadStream(key: string): ReadStream {
-    return createReadStream(this.localPath(key));
+  async open(key: string): Promise<Readable> {
+    const stream = createReadStream(this.localPath(key));
+    // Opened before it is handed over, so a missing key rejects here rather than mid-response.
+    await new Promise<void>((resolve, reject) => stream.once('open', () => resolve()).once('error', reject));
+    return stream;
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -77,6 +92,10 @@ export class LocalArtifactStore implements ArtifactStore {
 
   remove(prefix: string): Promise<void> {
     return rm(this.localPath(prefix), { recursive: true, force: true });
+  }
+
+  async ping(): Promise<void> {
+    await mkdir(this.root, { recursive: true });
   }
 }
 

@@ -22,6 +22,13 @@ export const Config = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080).describe('API listen port'),
   DATA_DIR: z.string().default('data').describe('Root of folder datasets; job specs name paths relative to it'),
   ARTIFACTS_DIR: z.string().default('artifacts').describe('Local artifact store: checkpoints, summaries, metrics'),
+  ARTIFACT_STORE: z
+    .string()
+    .regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[\w.\-/]*)?$/, 's3://bucket or s3://bucket/prefix')
+    .optional()
+    .describe('s3://bucket/prefix: artifacts in an S3-compatible object store (credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)'),
+  S3_ENDPOINT: z.string().url().optional().describe("An S3-compatible server's URL (path-style requests); unset: AWS"),
+  S3_REGION: z.string().default('us-east-1').describe("The object store's region"),
   IMAGENET_WEIGHTS: z
     .string()
     .optional()
@@ -130,3 +137,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     IMAGENET_WEIGHTS: path.resolve(config.IMAGENET_WEIGHTS ?? path.join(dataDir, 'weights', 'resnet50-imagenet.safetensors')),
   };
 }
+
+/** The settings that say which artifact store to open (a worker thread gets exactly these). */
+export type ArtifactStoreSettings = Pick<Config, 'ARTIFACTS_DIR' | 'ARTIFACT_STORE' | 'S3_ENDPOINT' | 'S3_REGION'>;
+
+/** Only the store's settings, for a thread's workerData (the rest of the config holds secrets). */
+export const artifactStoreSettingsOf = ({
+  ARTIFACTS_DIR,
+  ARTIFACT_STORE,
+  S3_ENDPOINT,
+  S3_REGION,
+}: ArtifactStoreSettings): ArtifactStoreSettings => ({
+  ARTIFACTS_DIR,
+  ARTIFACT_STORE,
+  S3_ENDPOINT,
+  S3_REGION,
+});

@@ -3,10 +3,10 @@ import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import { serializerCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
-import type { ArtifactStore } from '../../common/artifact-store.js';
+import { type ArtifactStore } from '../../common/artifact-store.js';
 import type { Logger } from '../../common/logger.js';
 import type { Queues } from '../../common/queues.js';
-import type { Config } from '../../schemas/config.js';
+import { artifactStoreSettingsOf, type Config } from '../../schemas/config.js';
 import { JobService } from '../jobs/job-service.js';
 import { ModelInspector } from './model-inspector.js';
 import { authModeOf, guardOwners } from './plugins/auth.js';
@@ -70,7 +70,7 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
 
   const settings: ThreadSettings = {
     dataDir: config.DATA_DIR,
-    artifactsDir: config.ARTIFACTS_DIR,
+    artifacts: artifactStoreSettingsOf(config),
     backend: config.TFJS_BACKEND,
     nativeKernels: config.RETRAIN_NATIVE_KERNELS,
   };
@@ -96,7 +96,7 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
     },
     { prefix: '/v1' },
   );
-  await app.register(healthRoutes, { redis, queuePrefix: config.QUEUE_PREFIX });
+  await app.register(healthRoutes, { redis, store, queuePrefix: config.QUEUE_PREFIX });
   app.log.info({ auth: authMode }, authMode === 'single-user' ? 'single-user mode: no API keys (loopback only)' : 'API keys required');
   return app;
 }

@@ -1,5 +1,5 @@
 // The API process: validates and enqueues jobs, serves status and artifacts. Stateless: run many.
-import { LocalArtifactStore } from '../../common/artifact-store.js';
+import { openArtifactStore } from '../../common/open-artifact-store.js';
 import { createLogger } from '../../common/logger.js';
 import { queueOptionsOf, Queues, redisConnection } from '../../common/queues.js';
 import { loadConfig } from '../../schemas/config.js';
@@ -9,7 +9,7 @@ const config = loadConfig();
 const logger = createLogger('api', config.LOG_LEVEL);
 const redis = redisConnection(config.REDIS_URL, 'producer', logger);
 const queues = new Queues(redis, queueOptionsOf(config));
-const app = await buildApp({ config, redis, queues, store: new LocalArtifactStore(config.ARTIFACTS_DIR), logger });
+const app = await buildApp({ config, redis, queues, store: await openArtifactStore(config), logger });
 
 await app.listen({ host: config.HOST, port: config.PORT });
 

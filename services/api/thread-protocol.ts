@@ -1,11 +1,12 @@
 // Messages between the API's main thread and its worker threads (structured-cloned, same codebase).
+import type { ArtifactStoreSettings } from '../../schemas/config.js';
 import type { DatasetSpec, PreflightOptions } from '../../schemas/dataset.js';
 import type { ImagePrediction } from '../../schemas/predict.js';
 
 /** What every thread is started with: where to find things, on which backend to run. */
 export interface ThreadSettings {
   dataDir: string;
-  artifactsDir: string;
+  artifacts: ArtifactStoreSettings;
   backend: string;
   nativeKernels: boolean;
 }

@@ -1,9 +1,10 @@
-import { randomUUID } from 'node:crypto';
-import { mkdir, rename, rm } from 'node:fs/promises';
-import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
 import * as tar from 'tar';
+import type { ArtifactStore } from '../../common/artifact-store.js';
 import { NotFoundError } from '../../common/errors.js';
-import { hashFile } from '../../common/file-hash.js';
 import type { JobArtifacts, ModelFolder } from '../../common/job-artifacts.js';
 
 export interface Download {
@@ -11,7 +12,7 @@ export interface Download {
   etag: string;
   filename: string;
   contentType: string;
-  open(): NodeJS.ReadableStream;
+  open(): Promise<Readable>;
 }
 
 export type CheckpointSelector = { kind: 'final' } | { kind: 'latest' } | { kind: 'best' } | { kind: 'epoch'; epoch: number };
@@ -41,31 +42,62 @@ export async function modelFolder(artifacts: JobArtifacts, selector: CheckpointS
   return artifacts.epochFolder(epoch);
 }
 
+const hashKey = (key: string) => `${key}.sha256`;
+
 /** The sha256 of a stored file, computed once and kept beside it (the ETag of its downloads). */
-async function storedHash(artifacts: JobArtifacts, key: string): Promise<string> {
-  const { store } = artifacts;
-  const hashKey = `${key}.sha256`;
-  if (await store.stat(hashKey)) return (await store.read(hashKey)).toString('utf8');
-  const hash = (await hashFile(store.localPath(key))).digest('hex');
-  await store.write(hashKey, hash);
-  return hash;
+async function storedHash(store: ArtifactStore, key: string): Promise<string> {
+  if (await store.stat(hashKey(key))) return (await store.read(hashKey(key))).toString('utf8');
+  const hash = createHash('sha256');
+  for await (const chunk of await store.open(key)) hash.update(chunk as Buffer);
+  const hex = hash.digest('hex');
+  await store.write(hashKey(key), hex);
+  return hex;
 }
 
-/** A tar.gz of one model folder, built on first request and kept in the store, so repeated downloads are plain file reads. */
+const TAR_BLOCK = 512;
+
+/** A ustar archive of stored files, streamed from the store: each file's header, its bytes padded to a block, then two empty blocks. */
+async function* tarOf(store: ArtifactStore, folder: string, names: readonly string[]): AsyncGenerator<Buffer> {
+  for (const name of names) {
+    const key = `${folder}/${name}`;
+    const info = await store.stat(key);
+    if (!info) throw new Error(`${key} is missing from a complete model`);
+    const header = new tar.Header({ path: name, type: 'File', mode: 0o644, size: info.size, mtime: info.modifiedAt });
+    header.encode();
+    if (!header.block) throw new Error(`no tar header for ${key}`);
+    yield header.block;
+    let written = 0;
+    for await (const chunk of await store.open(key)) {
+      written += (chunk as Buffer).length;
+      yield chunk as Buffer;
+    }
+    if (written !== info.size) throw new Error(`${key} changed while it was archived`);
+    const padding = (TAR_BLOCK - (info.size % TAR_BLOCK)) % TAR_BLOCK;
+    if (padding) yield Buffer.alloc(padding);
+  }
+  yield Buffer.alloc(2 * TAR_BLOCK);
+}
+
+/**
+ * A tar.gz of one model folder, built on first request and kept in the store (with its sha256), so
+ * repeated downloads are plain reads. Streamed end to end: the model is never whole in memory or on local disk.
+ */
 async function archiveOf(artifacts: JobArtifacts, { folder, label }: ModelFolder): Promise<{ key: string; size: number }> {
   const { store } = artifacts;
   const key = artifacts.downloadKey(label, 'tar.gz');
   const existing = await store.stat(key);
   if (existing) return { key, size: existing.size };
-  const target = store.localPath(key);
-  const staging = `${target}.${randomUUID()}.partial`;
-  await mkdir(path.dirname(target), { recursive: true });
-  try {
-    await tar.c({ gzip: true, portable: true, file: staging, cwd: store.localPath(folder) }, ARCHIVE_FILES);
-    await rename(staging, target);
-  } finally {
-    await rm(staging, { force: true });
+  const hash = createHash('sha256');
+  async function* hashing(chunks: AsyncIterable<Buffer>) {
+    for await (const chunk of chunks) {
+      hash.update(chunk);
+      yield chunk;
+    }
   }
+  await pipeline(Readable.from(tarOf(store, folder, ARCHIVE_FILES)), createGzip(), (gzipped: AsyncIterable<Buffer>) =>
+    store.write(key, hashing(gzipped)),
+  );
+  await store.write(hashKey(key), hash.digest('hex'));
   const written = await store.stat(key);
   if (!written) throw new Error(`archive ${key} vanished after it was written`);
   return { key, size: written.size };
@@ -82,16 +114,16 @@ export async function checkpointDownload(
     const key = artifacts.torchvisionWeightsKey(model.folder);
     const stat = await artifacts.store.stat(key);
     if (!stat) throw new NotFoundError('format=safetensors is written for the final model; download this epoch as tar.gz');
-    const etag = await storedHash(artifacts, key);
+    const etag = await storedHash(artifacts.store, key);
     return {
       size: stat.size,
       etag,
       filename: `${name}.safetensors`,
       contentType: 'application/octet-stream',
-      open: () => artifacts.store.createReadStream(key),
+      open: () => artifacts.store.open(key),
     };
   }
   const { key, size } = await archiveOf(artifacts, model);
-  const etag = await storedHash(artifacts, key);
-  return { size, etag, filename: `${name}.tar.gz`, contentType: 'application/gzip', open: () => artifacts.store.createReadStream(key) };
+  const etag = await storedHash(artifacts.store, key);
+  return { size, etag, filename: `${name}.tar.gz`, contentType: 'application/gzip', open: () => artifacts.store.open(key) };
 }

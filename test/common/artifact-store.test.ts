@@ -1,41 +1,105 @@
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { buffer } from 'node:stream/consumers';
 import { z } from 'zod';
-import { LocalArtifactStore, readJson } from '../../common/artifact-store.js';
+import { LocalArtifactStore, readJson, type ArtifactStore } from '../../common/artifact-store.js';
+import { openArtifactStore } from '../../common/open-artifact-store.js';
+import { startS3Server, type S3Server } from '../helpers/s3-server.js';
 import { tempDir } from '../helpers/torch.js';
 
-describe('the local artifact store', () => {
-  const root = tempDir('store');
-  const store = new LocalArtifactStore(root);
-  after(() => rmSync(root, { recursive: true, force: true }));
+/** What every store promises, checked on each: the code above the store cannot tell them apart. */
+function storeContract(open: () => ArtifactStore) {
+  let store: ArtifactStore;
+  before(() => {
+    store = open();
+  });
 
-  it('writes atomically, leaving no staging file behind', async () => {
+  it('replaces a key whole, from a string, bytes or a stream of chunks', async () => {
     await store.write('a/b/c.json', '{"x":1}');
     await store.write('a/b/c.json', '{"x":2}');
     assert.equal((await store.read('a/b/c.json')).toString(), '{"x":2}');
-    assert.deepEqual(readdirSync(path.join(root, 'a/b')), ['c.json']);
+    await store.write('a/bytes.bin', new Uint8Array([1, 2, 3]));
+    assert.deepEqual([...(await store.read('a/bytes.bin'))], [1, 2, 3]);
+    // Larger than one multipart part, of unknown length up front: the S3 store uploads it in parts.
+    const chunk = Buffer.alloc(1024 * 1024);
+    const chunks = Array.from({ length: 19 }, (_, i) => Buffer.from(chunk.fill(i)));
+    await store.write('a/big.bin', chunks);
+    const big = await buffer(await store.open('a/big.bin'));
+    assert.equal(big.length, 19 * chunk.length);
+    assert.ok(big.equals(Buffer.concat(chunks)));
+    assert.equal((await store.stat('a/big.bin'))?.size, big.length);
   });
 
-  it('refuses keys that climb out of its root', () => {
-    assert.throws(() => store.localPath('../outside'), /escapes the store/);
-    assert.throws(() => store.localPath('a/../../outside'), /escapes the store/);
-  });
-
-  it('lists one level, hides unfinished writes, and answers null or [] for what is absent', async () => {
-    writeFileSync(path.join(root, 'a', 'half.partial'), '');
-    assert.deepEqual(await store.list('a'), ['b']);
+  it('lists one level and answers null or [] for what is absent', async () => {
+    assert.deepEqual(await store.list('a'), ['b', 'big.bin', 'bytes.bin']);
+    assert.deepEqual(await store.list('a/b'), ['c.json']);
     assert.deepEqual(await store.list('nothing'), []);
     assert.equal(await store.stat('nothing.json'), null);
     assert.equal(await store.stat('a'), null, 'a folder is not an artifact');
+    await assert.rejects(store.open('nothing.json'));
+  });
+
+  it('refuses keys that climb out of it', async () => {
+    for (const key of ['../outside', 'a/../../outside', '/absolute', 'a//b', 'a\\b']) {
+      await assert.rejects(store.write(key, 'x'), /escapes the store/, key);
+      await assert.rejects(store.stat(key), /escapes the store/, key);
+    }
+  });
+
+  it('removes a key and everything under it, nothing beside it', async () => {
+    await store.write('a/bc', 'sibling with a shared prefix');
+    await store.remove('a/b');
+    assert.deepEqual(await store.list('a'), ['bc', 'big.bin', 'bytes.bin']);
+    await store.remove('a/bytes.bin');
+    assert.equal(await store.stat('a/bytes.bin'), null);
+    await store.remove('a');
+    assert.deepEqual(await store.list('a'), []);
+    await store.remove('never-there');
   });
 
   it('parses JSON artifacts with their schema instead of trusting them', async () => {
     const Shape = z.object({ x: z.number() });
-    assert.deepEqual(await readJson(store, 'a/b/c.json', Shape), { x: 2 });
-    assert.equal(await readJson(store, 'missing.json', Shape), null);
-    await store.write('bad.json', '{"x":"two"}');
-    await assert.rejects(readJson(store, 'bad.json', Shape), /bad\.json does not match its schema/);
+    await store.write('j/good.json', '{"x":2}');
+    assert.deepEqual(await readJson(store, 'j/good.json', Shape), { x: 2 });
+    assert.equal(await readJson(store, 'j/missing.json', Shape), null);
+    await store.write('j/bad.json', '{"x":"two"}');
+    await assert.rejects(readJson(store, 'j/bad.json', Shape), /bad\.json does not match its schema/);
+  });
+}
+
+describe('the local artifact store', () => {
+  const root = tempDir('store');
+  after(() => rmSync(root, { recursive: true, force: true }));
+  storeContract(() => new LocalArtifactStore(root));
+
+  it('leaves no staging file behind, and hides one a crash left', async () => {
+    const store = new LocalArtifactStore(root);
+    await store.write('s/c.json', '1');
+    await store.write('s/c.json', '2');
+    assert.deepEqual(readdirSync(path.join(root, 's')), ['c.json']);
+    writeFileSync(path.join(root, 's', 'half.partial'), '');
+    assert.deepEqual(await store.list('s'), ['c.json']);
+  });
+});
+
+describe('the S3 artifact store, on a real S3-compatible server', () => {
+  let server: S3Server;
+  before(async () => {
+    server = await startS3Server();
+  });
+  after(() => server.stop());
+  let store: ArtifactStore;
+  before(async () => {
+    const env = server.env('under/a/prefix');
+    store = await openArtifactStore({ ARTIFACTS_DIR: '/nonexistent', S3_REGION: 'us-east-1', ...env });
+  });
+  storeContract(() => store);
+
+  it('keeps its objects under the prefix it was given', async () => {
+    await store.write('p/q.json', '{}');
+    const other = await openArtifactStore({ ARTIFACTS_DIR: '/nonexistent', S3_REGION: 'us-east-1', ...server.env('under') });
+    assert.deepEqual(await other.list('a/prefix/p'), ['q.json']);
   });
 });

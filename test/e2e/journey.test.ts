@@ -13,7 +13,7 @@ import { preprocessingFor } from '../../engine/data/preprocess.js';
 import { loadModel } from '../../engine/model/checkpoint-io.js';
 import { buildResNet50 } from '../../engine/model/resnet50.js';
 import { importTorchvisionWeights } from '../../engine/model/torchvision-weights.js';
-import { finished, pollJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
+import { binary, finished, pollJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
 import { maxAbsDifference, useTestBackend } from '../helpers/tf.js';
 import sharp, { type Sharp } from 'sharp';
 import { renderSyntheticImage } from '../../engine/data/synthetic.js';
@@ -25,16 +25,6 @@ const INPUT = 32;
 // Six classes, so top-5 accuracy can differ from 1.
 const CLASSES = 6;
 const dataset = { type: 'synthetic', numClasses: CLASSES, imagesPerClass: 10, imageSize: 48, seed: 3 } as const;
-
-/** supertest parser that keeps a download's bytes. */
-const binary = (
-  response: { on(event: string, listener: (chunk?: Buffer) => void): unknown },
-  callback: (error: Error | null, body: Buffer) => void,
-) => {
-  const chunks: Buffer[] = [];
-  response.on('data', (chunk) => chunks.push(chunk!));
-  response.on('end', () => callback(null, Buffer.concat(chunks)));
-};
 
 /** The downloaded model's class probabilities for the images the worker recorded predictions for. */
 async function probabilitiesOf(model: tf.LayersModel, service: TestService, metrics: Metrics) {

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { LocalArtifactStore } from '../../common/artifact-store.js';
+import { openArtifactStore } from '../../common/open-artifact-store.js';
 import { createLogger } from '../../common/logger.js';
 import { isRedisUnavailable, queueOptionsOf, Queues, redisConnection } from '../../common/queues.js';
 import { loadConfig } from '../../schemas/config.js';
@@ -18,7 +18,7 @@ export async function testApp(name: string, scratch: string, env: Record<string,
   const logger = createLogger('api', config.LOG_LEVEL);
   const redis = redisConnection(config.REDIS_URL, 'producer', logger);
   const queues = new Queues(redis, queueOptionsOf(config));
-  const store = new LocalArtifactStore(config.ARTIFACTS_DIR);
+  const store = await openArtifactStore(config);
   const app = await buildApp({ config, redis, queues, store, logger }).catch(async (error: unknown) => {
     await queues.close();
     redis.disconnect();

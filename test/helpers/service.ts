@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import supertest from 'supertest';
-import type { LocalArtifactStore } from '../../common/artifact-store.js';
+import type { ArtifactStore } from '../../common/artifact-store.js';
 import { redisKeys } from '../../common/queues.js';
 import type { Config } from '../../schemas/config.js';
 import type { JobStatus } from '../../schemas/job-status.js';
@@ -23,7 +23,7 @@ export interface TestService {
   /** Requests with this bearer key. */
   as: (key: string) => ReturnType<typeof supertest.agent>;
   redis: Redis;
-  store: LocalArtifactStore;
+  store: ArtifactStore;
   startWorker(): Promise<WorkerProcess>;
   stop(): Promise<void>;
 }
@@ -104,6 +104,16 @@ export async function startService(prefix: string, extraEnv: Record<string, stri
   return { config, env, app, http, as, redis, store, startWorker, stop };
 }
 
+/** supertest parser that keeps a download's bytes. */
+export const binary = (
+  response: { on(event: string, listener: (chunk?: Buffer) => void): unknown },
+  callback: (error: Error | null, body: Buffer) => void,
+) => {
+  const chunks: Buffer[] = [];
+  response.on('data', (chunk) => chunks.push(chunk!));
+  response.on('end', () => callback(null, Buffer.concat(chunks)));
+};
+
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** What every status must show: a phase that agrees with the state. */
@@ -154,10 +164,10 @@ export async function completedJob(service: TestService, spec: object, timeoutMs
  * downloaded here, so PyTorch writes torchvision's ResNet-50 with seeded random weights and
  * data-calibrated BatchNorm statistics. `scratch` holds the file and the reference outputs.
  */
-export async function startServiceWithStandInWeights(prefix: string, seed: number, sizes: number[]) {
+export async function startServiceWithStandInWeights(prefix: string, seed: number, sizes: number[], extraEnv: Record<string, string> = {}) {
   const scratch = tempDir(prefix);
   torchReference(['make', '--out', scratch, '--seed', String(seed), '--sizes', ...sizes.map(String)]);
-  const service = await startService(prefix, { IMAGENET_WEIGHTS: path.join(scratch, 'weights.safetensors') });
+  const service = await startService(prefix, { IMAGENET_WEIGHTS: path.join(scratch, 'weights.safetensors'), ...extraEnv });
   await service.startWorker();
   return { service, scratch };
 }

@@ -3,7 +3,8 @@
 import { UnrecoverableError, type SandboxedJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import { LocalArtifactStore } from '../../common/artifact-store.js';
+import { type ArtifactStore } from '../../common/artifact-store.js';
+import { openArtifactStore } from '../../common/open-artifact-store.js';
 import { JobArtifacts } from '../../common/job-artifacts.js';
 import { createLogger, type Logger } from '../../common/logger.js';
 import { CANCELLED_REASON, redisConnection, redisKeys } from '../../common/queues.js';
@@ -16,7 +17,7 @@ import { runJob } from './run-job.js';
 interface Runtime {
   config: Config;
   backend: BackendInfo;
-  store: LocalArtifactStore;
+  store: ArtifactStore;
   redis: Redis;
   logger: Logger;
 }
@@ -37,7 +38,7 @@ function setUp(): Promise<Runtime> {
     });
     // Retries forever like the worker's own connection: a Redis restart pauses the cancel check, not the job.
     const redis = redisConnection(config.REDIS_URL, 'worker', logger);
-    return { config, backend, store: new LocalArtifactStore(config.ARTIFACTS_DIR), redis, logger };
+    return { config, backend, store: await openArtifactStore(config), redis, logger };
   })();
   return runtime;
 }

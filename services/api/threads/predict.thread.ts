@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
-import { LocalArtifactStore } from '../../../common/artifact-store.js';
+import { openArtifactStore } from '../../../common/open-artifact-store.js';
 import { JobArtifacts } from '../../../common/job-artifacts.js';
 import type { ModelMetadata } from '../../../schemas/artifacts.js';
 import { BackendChoice } from '../../../schemas/model.js';
@@ -20,7 +20,7 @@ import type { PredictOutcome, PredictRequest, ThreadSettings } from '../thread-p
 const MODELS_KEPT = 2;
 const BATCH = 16;
 const settings = workerData as ThreadSettings;
-const store = new LocalArtifactStore(settings.artifactsDir);
+const store = await openArtifactStore(settings.artifacts);
 const requested = BackendChoice.safeParse(settings.backend);
 const ready = selectBackend(requested.success ? requested.data : 'auto', { nativeKernels: settings.nativeKernels });
 

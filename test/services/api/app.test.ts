@@ -42,8 +42,38 @@ describe('the API app', () => {
         assert.equal(response.headers['retry-after'], '10', url);
       }
       assert.equal((await api.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'liveness needs no Redis');
+      const ready = assertProblem(await api.inject({ method: 'GET', url: '/readyz' }), 503);
+      assert.equal(ready.detail, 'redis did not answer', "the client's error text (hosts, ports) stays in the log");
     } finally {
       await close();
+    }
+  });
+
+  it('is ready only while the artifact store answers too', async () => {
+    const { app: api, close } = await app();
+    try {
+      // Not ready until its Redis connection is up: polled, as an orchestrator would.
+      let ready = await api.inject({ method: 'GET', url: '/readyz' });
+      for (let attempt = 0; ready.statusCode !== 200 && attempt < 50; attempt++) {
+        await sleep(100);
+        ready = await api.inject({ method: 'GET', url: '/readyz' });
+      }
+      assert.equal(ready.statusCode, 200, ready.body);
+      assert.equal(ready.json<{ artifactStore: string }>().artifactStore, 'ok');
+    } finally {
+      await close();
+    }
+    const unreachable = await app({
+      ARTIFACT_STORE: 's3://nowhere/prefix',
+      S3_ENDPOINT: `http://127.0.0.1:${await closedPort()}`,
+      AWS_ACCESS_KEY_ID: 'key',
+      AWS_SECRET_ACCESS_KEY: 'secret',
+    });
+    try {
+      const problem = assertProblem(await unreachable.app.inject({ method: 'GET', url: '/readyz' }), 503);
+      assert.equal(problem.detail, 'the artifact store did not answer');
+    } finally {
+      await unreachable.close();
     }
   });
 

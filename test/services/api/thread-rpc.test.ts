@@ -2,7 +2,12 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ThreadBusyError, ThreadRpc } from '../../../services/api/thread-rpc.js';
 
-const settings = { dataDir: '/nonexistent', artifactsDir: '/nonexistent', backend: 'wasm', nativeKernels: false };
+const settings = {
+  dataDir: '/nonexistent',
+  artifacts: { ARTIFACTS_DIR: '/nonexistent', S3_REGION: 'us-east-1' },
+  backend: 'wasm',
+  nativeKernels: false,
+};
 
 describe('ThreadRpc', () => {
   it('answers requests in order, passes errors back, and starts a new thread after one dies', async () => {

@@ -1,19 +1,26 @@
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { text } from 'node:stream/consumers';
-import { LocalArtifactStore } from '../../../common/artifact-store.js';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { buffer, text } from 'node:stream/consumers';
+import * as tar from 'tar';
+import { LocalArtifactStore, type ArtifactStore } from '../../../common/artifact-store.js';
+import { openArtifactStore } from '../../../common/open-artifact-store.js';
 import { NotFoundError } from '../../../common/errors.js';
 import { JobArtifacts } from '../../../common/job-artifacts.js';
 import { emptyMetrics } from '../../../schemas/metrics.js';
 import { checkpointDownload, modelFolder } from '../../../services/jobs/downloads.js';
+import { startS3Server, type S3Server } from '../../helpers/s3-server.js';
 import { tempDir } from '../../helpers/torch.js';
 
-describe('checkpoint downloads', () => {
-  const root = tempDir('downloads');
-  const artifacts = new JobArtifacts(new LocalArtifactStore(root), '3b241101-e2bb-4255-8caf-4136c566a962');
-  after(() => rmSync(root, { recursive: true, force: true }));
+const JOB_ID = '3b241101-e2bb-4255-8caf-4136c566a962';
+
+function downloadContract(open: () => ArtifactStore) {
+  let artifacts: JobArtifacts;
+  before(() => {
+    artifacts = new JobArtifacts(open(), JOB_ID);
+  });
 
   it('picks the final model, the latest, the best or a numbered epoch, among complete ones only', async () => {
     await assert.rejects(modelFolder(artifacts, { kind: 'final' }), NotFoundError);
@@ -32,8 +39,56 @@ describe('checkpoint downloads', () => {
     await artifacts.store.write(`${artifacts.finalFolder}/metadata.json`, '{}');
     const download = await checkpointDownload(artifacts, { kind: 'final' }, 'safetensors');
     assert.equal(download.etag, createHash('sha256').update('weights').digest('hex'));
-    assert.equal(download.filename, `${artifacts.jobId}-final.safetensors`);
-    assert.equal(await text(download.open()), 'weights');
+    assert.equal(download.filename, `${JOB_ID}-final.safetensors`);
+    assert.equal(await text(await download.open()), 'weights');
     await assert.rejects(checkpointDownload(artifacts, { kind: 'epoch', epoch: 1 }, 'safetensors'), /written for the final model/);
   });
+
+  it('archives a model as a tar.gz that tar unpacks to the stored files, built once', async () => {
+    // Sizes around the 512-byte tar block: one short of it, exactly it, one past it.
+    const files = { 'model.json': 'x'.repeat(511), 'weights.bin': Buffer.alloc(100_000 + 512, 7), 'metadata.json': 'y'.repeat(513) };
+    for (const [name, data] of Object.entries(files)) await artifacts.store.write(`${artifacts.finalFolder}/${name}`, data);
+    const download = await checkpointDownload(artifacts, { kind: 'final' }, 'tar.gz');
+    const archive = await buffer(await download.open());
+    assert.equal(download.size, archive.length);
+    assert.equal(download.etag, createHash('sha256').update(archive).digest('hex'));
+    assert.equal(download.filename, `${JOB_ID}-final.tar.gz`);
+
+    const unpacked = tempDir('unpacked');
+    try {
+      writeFileSync(path.join(unpacked, 'model.tar.gz'), archive);
+      const listed: string[] = [];
+      await tar.x({
+        file: path.join(unpacked, 'model.tar.gz'),
+        cwd: unpacked,
+        strict: true,
+        onReadEntry: (entry) => void listed.push(entry.path),
+      });
+      assert.deepEqual(listed, ['model.json', 'weights.bin', 'metadata.json']);
+      for (const [name, data] of Object.entries(files)) assert.ok(readFileSync(path.join(unpacked, name)).equals(Buffer.from(data)), name);
+    } finally {
+      rmSync(unpacked, { recursive: true, force: true });
+    }
+    // Built once: a changed model file does not change the kept archive (models are immutable once complete).
+    await artifacts.store.write(`${artifacts.finalFolder}/model.json`, 'changed');
+    const again = await checkpointDownload(artifacts, { kind: 'final' }, 'tar.gz');
+    assert.equal(again.etag, download.etag);
+  });
+}
+
+describe('checkpoint downloads from the local store', () => {
+  const root = tempDir('downloads');
+  after(() => rmSync(root, { recursive: true, force: true }));
+  downloadContract(() => new LocalArtifactStore(root));
+});
+
+describe('checkpoint downloads from an S3-compatible store', () => {
+  let server: S3Server;
+  let store: ArtifactStore;
+  before(async () => {
+    server = await startS3Server();
+    store = await openArtifactStore({ ARTIFACTS_DIR: '/nonexistent', S3_REGION: 'us-east-1', ...server.env('downloads') });
+  });
+  after(() => server.stop());
+  downloadContract(() => store);
 });

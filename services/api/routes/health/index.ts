@@ -1,15 +1,21 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import type { ArtifactStore } from '../../../../common/artifact-store.js';
 import { redisKeys } from '../../../../common/queues.js';
 import { WorkerHeartbeat } from '../../../../schemas/queue.js';
 import { sendProblem } from '../../problem.js';
 
-/** /readyz answers within this even when Redis hangs. */
-const REDIS_TIMEOUT_MS = 1000;
+/** /readyz answers within this even when Redis or the object store hangs. */
+const PROBE_TIMEOUT_MS = 1000;
 
 const Health = z.object({ status: z.literal('ok'), uptimeSeconds: z.number().int() });
-const Readiness = z.object({ status: z.literal('ready'), redis: z.literal('ok'), workers: z.array(WorkerHeartbeat) });
+const Readiness = z.object({
+  status: z.literal('ready'),
+  redis: z.literal('ok'),
+  artifactStore: z.literal('ok'),
+  workers: z.array(WorkerHeartbeat),
+});
 
 async function liveWorkers(redis: Redis, prefix: string): Promise<WorkerHeartbeat[]> {
   const keys: string[] = [];
@@ -33,26 +39,39 @@ async function liveWorkers(redis: Redis, prefix: string): Promise<WorkerHeartbea
 function withTimeout<T>(work: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer in ${REDIS_TIMEOUT_MS} ms`)), REDIS_TIMEOUT_MS);
+    timer = setTimeout(() => reject(new Error(`no answer in ${PROBE_TIMEOUT_MS} ms`)), PROBE_TIMEOUT_MS);
   });
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
-const healthRoutes: FastifyPluginAsyncZod<{ redis: Redis; queuePrefix: string }> = async (app, { redis, queuePrefix }) => {
+const healthRoutes: FastifyPluginAsyncZod<{ redis: Redis; store: ArtifactStore; queuePrefix: string }> = async (
+  app,
+  { redis, store, queuePrefix },
+) => {
   // Liveness stays 200 under pressure: an overloaded process is alive, and restarting it would lose its work.
   app.get('/healthz', { schema: { response: { 200: Health } }, config: { pressureHandler: () => undefined } }, async () => ({
     status: 'ok' as const,
     uptimeSeconds: Math.round(process.uptime()),
   }));
 
-  /** Ready when Redis answers; lists the live workers (heartbeats) and the backend each one runs. */
+  /** Ready when Redis and the artifact store answer; lists the live workers (heartbeats) and the backend each one runs. */
   app.get('/readyz', { schema: { response: { 200: Readiness } } }, async (request, reply) => {
+    // The cause goes to the log; the answer names only the dependency (client errors can carry hosts and paths).
+    let workers: WorkerHeartbeat[];
     try {
       await withTimeout(redis.ping());
-      return { status: 'ready' as const, redis: 'ok' as const, workers: await withTimeout(liveWorkers(redis, queuePrefix)) };
+      workers = await withTimeout(liveWorkers(redis, queuePrefix));
     } catch (error) {
-      return sendProblem(reply, request, 503, `redis: ${(error as Error).message}`);
+      request.log.warn({ err: error }, 'readyz: redis did not answer');
+      return sendProblem(reply, request, 503, 'redis did not answer');
     }
+    try {
+      await withTimeout(store.ping());
+    } catch (error) {
+      request.log.warn({ err: error }, 'readyz: the artifact store did not answer');
+      return sendProblem(reply, request, 503, 'the artifact store did not answer');
+    }
+    return { status: 'ready' as const, redis: 'ok' as const, artifactStore: 'ok' as const, workers };
   });
 };
 export default healthRoutes;

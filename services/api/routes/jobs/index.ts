@@ -64,7 +64,7 @@ const jobsRoutes: FastifyPluginAsyncZod<{ jobs: JobService }> = async (app, { jo
       .header('content-type', download.contentType)
       .header('content-length', download.size)
       .header('content-disposition', `attachment; filename="${download.filename}"`)
-      .send(download.open());
+      .send(await download.open());
   });
 };
 export default jobsRoutes;
