@@ -13,6 +13,8 @@ export type ArtifactData = Uint8Array | string | Iterable<Uint8Array> | AsyncIte
  * on several hosts.
  */
 export interface ArtifactStore {
+  /** Other hosts see what it holds (an object store): uploads are published to it for their workers. */
+  readonly shared: boolean;
   /** Atomic: readers see the old content or the new, never a partial file. Chunks are written as they come. */
   write(key: string, data: ArtifactData): Promise<void>;
   read(key: string): Promise<Buffer>;
@@ -38,6 +40,7 @@ export function checkedKey(key: string): string {
 }
 
 export class LocalArtifactStore implements ArtifactStore {
+  readonly shared = false;
   readonly root: string;
   constructor(root: string) {
     this.root = path.resolve(root);

@@ -1,6 +1,6 @@
-import { readdir, realpath } from 'node:fs/promises';
+import { access, readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
-import { UPLOADS_FOLDER, type FolderDataset, type UploadedDataset } from '../schemas/dataset.js';
+import { UPLOAD_CACHE, UPLOADS_FOLDER, type FolderDataset, type UploadedDataset } from '../schemas/dataset.js';
 
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp']);
 
@@ -44,9 +44,18 @@ export async function readImageFolder(root: string): Promise<ImageFolder> {
   return { root, classNames, images };
 }
 
+/** Where this host holds an upload: where it was received, else the copy fetched from a shared store. */
+async function uploadFolder(dataDir: string, id: string): Promise<string> {
+  const received = path.resolve(dataDir, UPLOADS_FOLDER, id);
+  return access(received).then(
+    () => received,
+    () => path.resolve(dataDir, UPLOAD_CACHE, id),
+  );
+}
+
 /** The folder a folder or upload dataset names, refusing anything that resolves (symlinks included) outside DATA_DIR. */
 export async function locateDatasetFolder(spec: FolderDataset | UploadedDataset, dataDir: string): Promise<string> {
-  const root = path.resolve(dataDir, spec.type === 'upload' ? path.join(UPLOADS_FOLDER, spec.id) : spec.path);
+  const root = spec.type === 'upload' ? await uploadFolder(dataDir, spec.id) : path.resolve(dataDir, spec.path);
   const [realRoot, realDataDir] = await Promise.all([
     realpath(root).catch(() => {
       throw new DatasetError(

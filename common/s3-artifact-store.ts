@@ -23,6 +23,7 @@ const isMissing = (error: unknown) => error instanceof S3ServiceException && err
  * when its upload completes (multipart included), which is the atomic write the interface promises.
  */
 export class S3ArtifactStore implements ArtifactStore {
+  readonly shared = true;
   private readonly base: string;
 
   constructor(

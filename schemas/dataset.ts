@@ -45,6 +45,8 @@ export type UploadedDataset = z.infer<typeof UploadedDataset>;
 
 /** Where uploaded datasets are unpacked, under DATA_DIR. */
 export const UPLOADS_FOLDER = 'uploads';
+/** Where a host that did not receive an upload keeps the copy it fetched from a shared store, under DATA_DIR. */
+export const UPLOAD_CACHE = '.upload-cache';
 
 export const PreflightOptions = z.strictObject({
   validationSplit: ValidationSplit,

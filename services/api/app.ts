@@ -91,7 +91,7 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
       await guardOwners(v1, authMode, config, redis);
       await v1.register(jobsRoutes, { jobs });
       await v1.register(predictRoutes, { jobs, settings });
-      await v1.register(datasetsRoutes, { jobs, settings, limits: uploadLimitsOf(config) });
+      await v1.register(datasetsRoutes, { jobs, store, settings, limits: uploadLimitsOf(config) });
       await v1.register(summaryRoutes, { inspector, dataDir: config.DATA_DIR });
     },
     { prefix: '/v1' },

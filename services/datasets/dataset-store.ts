@@ -5,7 +5,9 @@ import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
+import type { ArtifactStore } from '../../common/artifact-store.js';
 import { NotFoundError, TooLargeError } from '../../common/errors.js';
+import { publishUpload, unpublishUpload } from '../../common/shared-uploads.js';
 import type { Caller } from '../../schemas/auth.js';
 import { DatasetError, readImageFolder } from '../../common/image-folder.js';
 import { DatasetRecord, UPLOADS_FOLDER, type PreflightReport } from '../../schemas/dataset.js';
@@ -36,6 +38,7 @@ export class DatasetStore {
 
   constructor(
     private readonly dataDir: string,
+    private readonly store: ArtifactStore,
     private readonly limits: ArchiveLimits & { maxArchiveBytes: number; quotaBytes: number },
   ) {
     this.root = path.join(dataDir, UPLOADS_FOLDER);
@@ -78,6 +81,7 @@ export class DatasetStore {
         throw new ArchiveError(error instanceof DatasetError ? error.message.replace(classRoot, 'the archive') : error.message);
       });
       await rename(classRoot, path.join(this.root, id));
+      if (this.store.shared) await publishUpload(this.store, id, path.join(this.root, id));
       const record: DatasetRecord = {
         id,
         owner: caller.owner,
@@ -93,7 +97,7 @@ export class DatasetStore {
       await writeFile(path.join(this.root, `${id}.json`), JSON.stringify(record));
       return record;
     } catch (error) {
-      await rm(path.join(this.root, id), { recursive: true, force: true });
+      await this.removeFiles(id);
       throw error;
     } finally {
       await rm(archive, { force: true });
@@ -152,6 +156,11 @@ export class DatasetStore {
   /** An upload the caller was allowed to see (from `require`). */
   async remove({ id }: DatasetRecord): Promise<void> {
     await rm(path.join(this.root, `${id}.json`), { force: true });
+    await this.removeFiles(id);
+  }
+
+  private async removeFiles(id: string): Promise<void> {
     await rm(path.join(this.root, id), { recursive: true, force: true });
+    if (this.store.shared) await unpublishUpload(this.store, id);
   }
 }

@@ -1,22 +1,31 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
 import sharp from 'sharp';
+import * as tar from 'tar';
+import type { JobStatus } from '../../schemas/job-status.js';
+import { MESSY_BAD_FILES, writeMessyDataset } from '../helpers/images.js';
 import { startS3Server, type S3Server } from '../helpers/s3-server.js';
+import { tempDir } from '../helpers/torch.js';
 import { binary, completedJob, startService, type TestService } from '../helpers/service.js';
 
-describe('artifacts in an S3-compatible object store (ARTIFACT_STORE=s3://...)', () => {
+describe('two hosts sharing only Redis and an S3-compatible object store (ARTIFACT_STORE=s3://...)', () => {
   let server: S3Server;
   let service: TestService;
+  /** The worker's host: its own DATA_DIR and ARTIFACTS_DIR, nothing shared with the API's but Redis and the bucket. */
+  let workerHost: string;
 
   before(async () => {
     server = await startS3Server();
     service = await startService('s3', server.env(`service-${process.pid}`));
-    await service.startWorker();
+    workerHost = tempDir('worker-host');
+    await service.startWorker({ DATA_DIR: path.join(workerHost, 'data'), ARTIFACTS_DIR: path.join(workerHost, 'artifacts') });
   });
   after(async () => {
     await service?.stop();
     await server?.stop();
+    rmSync(workerHost, { recursive: true, force: true });
   });
 
   it('trains a job whose checkpoints, summary, metrics and downloads live in the bucket, and purges them', async () => {
@@ -36,9 +45,10 @@ describe('artifacts in an S3-compatible object store (ARTIFACT_STORE=s3://...)',
     );
     assert.equal(metrics.featureCache?.hit, false, 'the CNN codes were computed and stored');
 
-    // Nothing went to the local artifact folder: every artifact is an object.
-    const localDir = service.config.ARTIFACTS_DIR;
-    assert.ok(!existsSync(localDir) || readdirSync(localDir).length === 0, `${localDir} should be empty`);
+    // Nothing went to either host's artifact folder: every artifact is an object.
+    for (const localDir of [service.config.ARTIFACTS_DIR, path.join(workerHost, 'artifacts')]) {
+      assert.ok(!existsSync(localDir) || readdirSync(localDir).length === 0, `${localDir} should be empty`);
+    }
     for (const key of ['summary.json', 'metrics.json', 'final/weights.bin', 'final/metadata.json']) {
       assert.ok(await service.store.stat(`jobs/${id}/${key}`), key);
     }
@@ -73,5 +83,44 @@ describe('artifacts in an S3-compatible object store (ARTIFACT_STORE=s3://...)',
     assert.equal(purged.status, 204, purged.text);
     assert.equal(await service.store.stat(`jobs/${id}/summary.json`), null);
     assert.deepEqual(await service.store.list(`jobs/${id}/checkpoints`), []);
+  });
+
+  it('trains on an upload the API received: the worker fetches it from the bucket into its own cache', async () => {
+    const scratch = tempDir('s3-upload');
+    try {
+      await writeMessyDataset(path.join(scratch, 'pets'));
+      const archive = path.join(scratch, 'pets.tar.gz');
+      await tar.c({ gzip: true, file: archive, cwd: scratch }, ['pets']);
+      const created = await service
+        .http()
+        .post('/v1/datasets?name=pets')
+        .set('content-type', 'application/gzip')
+        .send(readFileSync(archive));
+      assert.equal(created.status, 201, created.text);
+      const { id } = created.body as { id: string };
+      assert.ok(await service.store.stat(`uploads/${id}.tar`), 'published to the bucket');
+
+      const { id: jobId } = await completedJob(service, {
+        mode: 'feature_extraction',
+        weights: 'random',
+        inputSize: 32,
+        epochs: 1,
+        dataset: { type: 'upload', id },
+      });
+      const status = (await service.http().get(`/v1/jobs/${jobId}`)).body as JobStatus;
+      assert.deepEqual(
+        Object.fromEntries(status.skippedFiles.map((s) => [s.file, s.reason])),
+        MESSY_BAD_FILES,
+        'the same files as on the API',
+      );
+      const fetched = path.join(workerHost, 'data', '.upload-cache', id);
+      assert.deepEqual(readdirSync(fetched).sort(), ['cats', 'dogs']);
+      assert.ok(!existsSync(path.join(workerHost, 'data', 'uploads')), "the upload area stays the receiving host's");
+
+      assert.equal((await service.http().delete(`/v1/datasets/${id}`)).status, 204);
+      assert.equal(await service.store.stat(`uploads/${id}.tar`), null, 'deleted from the bucket too');
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
   });
 });

@@ -24,7 +24,8 @@ export interface TestService {
   as: (key: string) => ReturnType<typeof supertest.agent>;
   redis: Redis;
   store: ArtifactStore;
-  startWorker(): Promise<WorkerProcess>;
+  /** A worker process; `hostEnv` overrides the service's environment (another host's own folders). */
+  startWorker(hostEnv?: Record<string, string>): Promise<WorkerProcess>;
   stop(): Promise<void>;
 }
 
@@ -62,12 +63,12 @@ export async function startService(prefix: string, extraEnv: Record<string, stri
   const { config, app, redis, store, close } = await testApp(prefix, scratch, env);
   const workers: WorkerProcess[] = [];
 
-  async function startWorker(): Promise<WorkerProcess> {
+  async function startWorker(hostEnv: Record<string, string> = {}): Promise<WorkerProcess> {
     let output = '';
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'workers/training/main.ts')], {
       cwd: ROOT,
       // Info level: the tests read the worker's own lines ("worker ready", "job completed").
-      env: { ...process.env, ...env, LOG_LEVEL: 'info' },
+      env: { ...process.env, ...env, ...hostEnv, LOG_LEVEL: 'info' },
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

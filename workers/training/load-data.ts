@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { DatasetError, type LabelledImage } from '../../common/image-folder.js';
 import { isTrainingSpec } from '../../schemas/job-spec.js';
+import { UPLOAD_CACHE } from '../../schemas/dataset.js';
+import { fetchUpload } from '../../common/shared-uploads.js';
 import type { Preprocessing } from '../../schemas/model.js';
 import { ImageLoader, resolveDataset, SYNTHETIC_CACHE } from '../../engine/data/datasets.js';
 import { cachePolicyOf, evictFolderCache } from '../../common/cache-eviction.js';
@@ -21,8 +23,13 @@ export interface JobData {
   loader: ImageLoader;
 }
 
+async function evictCache(ctx: JobContext, folder: string, what: string): Promise<void> {
+  const evicted = await evictFolderCache(folder, cachePolicyOf(ctx.config));
+  if (evicted.length) ctx.log(`removed ${evicted.length} unused ${what} from the cache`);
+}
+
 /**
- * Resolves the dataset, preflights it (unusable files are skipped and listed, not discovered hours in)
+ * Resolves the dataset (fetching an upload received on another host), preflights it (unusable files are skipped and listed, not discovered hours in)
  * and splits it per class. A pretrained job may have no dataset: it then has no images.
  */
 export async function loadData(ctx: JobContext, reporter: ProgressReporter): Promise<JobData> {
@@ -31,13 +38,17 @@ export async function loadData(ctx: JobContext, reporter: ProgressReporter): Pro
   if (!spec.dataset) return { classNames: [], train: [], validation: [], preprocessing, loader: new ImageLoader('', preprocessing) };
   await reporter.phase('loading_data');
   const training = isTrainingSpec(spec);
+  if (
+    spec.dataset.type === 'upload' &&
+    ctx.artifacts.store.shared &&
+    (await fetchUpload(ctx.artifacts.store, config.DATA_DIR, spec.dataset.id))
+  ) {
+    await evictCache(ctx, path.join(config.DATA_DIR, UPLOAD_CACHE), 'fetched upload(s)');
+  }
   const found = await resolveDataset(spec.dataset, config.DATA_DIR).catch((error: Error) => {
     throw error instanceof DatasetError ? new InvalidJobError(error.message) : error;
   });
-  if (spec.dataset.type === 'synthetic') {
-    const evicted = await evictFolderCache(path.join(config.DATA_DIR, SYNTHETIC_CACHE), cachePolicyOf(config));
-    if (evicted.length) ctx.log(`removed ${evicted.length} unused synthetic data set(s) from the cache`);
-  }
+  if (spec.dataset.type === 'synthetic') await evictCache(ctx, path.join(config.DATA_DIR, SYNTHETIC_CACHE), 'synthetic data set(s)');
   const preflightReport = await preflight(found, {
     validationSplit: training ? spec.validationSplit : 0,
     seed: spec.seed,

@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { LocalArtifactStore } from '../../../common/artifact-store.js';
 import { DatasetStore } from '../../../services/datasets/dataset-store.js';
 import { tempDir } from '../../helpers/torch.js';
 
@@ -15,7 +16,12 @@ describe('the dataset store', () => {
       mkdirSync(path.join(incoming, 'arriving'), { recursive: true });
       const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
       for (const name of ['crashed', 'crashed.tar.gz']) utimesSync(path.join(incoming, name), twoHoursAgo, twoHoursAgo);
-      const store = new DatasetStore(dataDir, { maxArchiveBytes: 1024, maxFiles: 1, maxUnpackedBytes: 1024, quotaBytes: 1024 });
+      const store = new DatasetStore(dataDir, new LocalArtifactStore(path.join(dataDir, 'artifacts')), {
+        maxArchiveBytes: 1024,
+        maxFiles: 1,
+        maxUnpackedBytes: 1024,
+        quotaBytes: 1024,
+      });
       assert.deepEqual((await store.sweepIncoming(3600_000)).sort(), ['crashed', 'crashed.tar.gz']);
       assert.deepEqual(readdirSync(incoming), ['arriving']);
     } finally {

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { ArtifactStore } from '../../../../common/artifact-store.js';
 import { z } from 'zod';
 import { ConflictError, TooLargeError } from '../../../../common/errors.js';
 import { DatasetRecord, DatasetSpec, PreflightOptions, PreflightReport } from '../../../../schemas/dataset.js';
@@ -36,17 +37,19 @@ export interface UploadLimits {
 }
 
 /** Dataset uploads (tar.gz or zip of class folders) and preflight reports, without training. */
-const datasetsRoutes: FastifyPluginAsyncZod<{ jobs: JobService; settings: ThreadSettings; limits: UploadLimits }> = async (
-  app,
-  { jobs, settings, limits },
-) => {
+const datasetsRoutes: FastifyPluginAsyncZod<{
+  jobs: JobService;
+  store: ArtifactStore;
+  settings: ThreadSettings;
+  limits: UploadLimits;
+}> = async (app, { jobs, store, settings, limits }) => {
   // A preflight reads every image of a dataset: few at a time, and minutes each at most.
   const thread = new ThreadRpc<PreflightRequest, PreflightReport>(new URL('../../threads/preflight.thread.ts', import.meta.url), settings, {
     maxPending: 4,
     timeoutMs: 600_000,
   });
   app.addHook('onClose', () => thread.close());
-  const datasets = new DatasetStore(settings.dataDir, limits);
+  const datasets = new DatasetStore(settings.dataDir, store, limits);
   const swept = await datasets.sweepIncoming(INCOMING_MAX_AGE_MS);
   if (swept.length) app.log.warn({ swept }, 'removed uploads left half-received by a crashed process');
   const defaults = PreflightOptions.parse({});
