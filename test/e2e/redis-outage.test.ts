@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import net from 'node:net';
 import type { Metrics } from '../../schemas/metrics.js';
-import { finished, pollJob, sleep, startService, type TestService } from '../helpers/service.js';
+import { finished, pollJob, sleep, startService, untilReady, type TestService } from '../helpers/service.js';
 import { tempDir } from '../helpers/torch.js';
 
 /** Longer than the issue's 60 s: the lock, renewed every half of its 150 s, must outlive it. */
@@ -52,6 +52,7 @@ describe('a Redis crash in the middle of a job', () => {
   before(async () => {
     port = await freePort();
     redis = await startRedis(port, dir);
+    await untilReady(service);
     service = await startService('redis-outage', {
       REDIS_URL: `redis://127.0.0.1:${port}`,
       LOCK_DURATION_MS: '150000',
@@ -88,6 +89,7 @@ describe('a Redis crash in the middle of a job', () => {
     assert.equal(during.headers['retry-after'], '10');
     await sleep(OUTAGE_MS);
     redis = await startRedis(port, dir);
+    await untilReady(service);
 
     const status = await pollJob(service, id, finished, 300_000);
     assert.equal(status.state, 'completed', JSON.stringify(status.failure));

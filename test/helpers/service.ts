@@ -147,6 +147,15 @@ export async function pollJob(service: TestService, id: string, done: (s: JobSta
   throw new Error(`job ${id} did not reach the expected status in ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
 }
 
+/** Polls /readyz until it answers 200: the API reconnects to a Redis that came back on its own backoff (up to 2 s). */
+export async function untilReady(service: TestService, attempts = 200): Promise<void> {
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    if ((await service.http().get('/readyz')).status === 200) return;
+    await sleep(250);
+  }
+  throw new Error(`/readyz did not answer 200 in ${attempts} attempts`);
+}
+
 export const finished = (s: JobStatus) => ['completed', 'failed', 'cancelled'].includes(s.state);
 
 export { redisKeys };
