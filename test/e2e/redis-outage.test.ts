@@ -52,7 +52,6 @@ describe('a Redis crash in the middle of a job', () => {
   before(async () => {
     port = await freePort();
     redis = await startRedis(port, dir);
-    await untilReady(service);
     service = await startService('redis-outage', {
       REDIS_URL: `redis://127.0.0.1:${port}`,
       LOCK_DURATION_MS: '150000',
