@@ -21,7 +21,7 @@ export async function keys(argv: string[]): Promise<void> {
     throw new UsageError(action ? `unknown keys action ${action}` : 'keys needs an action');
 
   const config = loadConfig();
-  const redis = redisConnection(config.REDIS_URL, 'producer', createLogger('cli', 'silent'));
+  const redis = redisConnection(config, 'producer', createLogger('cli', 'silent'));
   try {
     await whenReady(redis, 5000);
     const apiKeys = new ApiKeys(redis, config.QUEUE_PREFIX);

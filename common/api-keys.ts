@@ -1,8 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { ApiKeyRecord, Owner, RESERVED_OWNERS } from '../schemas/auth.js';
 import { InvalidInputError } from './errors.js';
-import { redisKeys } from './queues.js';
+import { redisKeys, type RedisClient } from './queues.js';
 
 const KEY_PATTERN = /^rtk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 
@@ -29,7 +28,7 @@ export class ApiKeys {
   private readonly hash: string;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     prefix: string,
   ) {
     this.hash = redisKeys(prefix).apiKeys;

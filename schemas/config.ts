@@ -13,11 +13,16 @@ const milliseconds = (fallback: number) =>
 /** Every environment variable the service reads, parsed once at start-up. */
 export const Config = z.object({
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379').describe('Redis for the BullMQ queue'),
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .regex(/^[\w.-]+:\d+(,[\w.-]+:\d+)*$/, 'host:port,host:port,...')
+    .optional()
+    .describe('A Redis Cluster to use instead of REDIS_URL (its user and password still apply); QUEUE_PREFIX must be a hash tag then'),
   QUEUE_PREFIX: z
     .string()
-    .regex(/^[\w-]+$/)
+    .regex(/^(\{[\w-]+\}|[\w-]+)$/, 'letters, digits, _ and -, optionally in braces: {retrain}')
     .default('retrain')
-    .describe('Redis key prefix; tests use one per file'),
+    .describe('Redis key prefix; tests use one per file. In braces on a Redis Cluster, so every key is in one slot'),
   HOST: z.string().default('127.0.0.1').describe('API listen address (0.0.0.0 in containers)'),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080).describe('API listen port'),
   DATA_DIR: z.string().default('data').describe('Root of folder datasets; job specs name paths relative to it'),
@@ -122,8 +127,14 @@ export const Config = z.object({
 });
 export type Config = z.infer<typeof Config> & { IMAGENET_WEIGHTS: string };
 
+/** Multi-key commands and BullMQ's scripts need all of a queue's keys in one cluster slot: a hash-tag prefix. */
+const CheckedConfig = Config.refine((config) => !config.REDIS_CLUSTER_NODES || /^\{.*\}$/.test(config.QUEUE_PREFIX), {
+  path: ['QUEUE_PREFIX'],
+  message: 'on a Redis Cluster (REDIS_CLUSTER_NODES), the prefix must be a hash tag such as {retrain}',
+});
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = Config.safeParse(env);
+  const parsed = CheckedConfig.safeParse(env);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new Error(`invalid environment:\n${lines.join('\n')}`);
@@ -153,3 +164,6 @@ export const artifactStoreSettingsOf = ({
   S3_ENDPOINT,
   S3_REGION,
 });
+
+/** Where Redis is: one server, or the nodes of a cluster. */
+export type RedisTarget = Pick<Config, 'REDIS_URL' | 'REDIS_CLUSTER_NODES'>;

@@ -4,6 +4,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { persistentRedisArgs } from '../common/queues.js';
 import { createLogger } from '../common/logger.js';
 import { loadConfig } from '../schemas/config.js';
 
@@ -66,22 +67,7 @@ if (!(await reachable(url.hostname, port))) {
     'redis-server',
     'redis-server',
     // AOF in the data folder: queued and running jobs survive a restart of this Redis.
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      redisDir,
-      '--save',
-      '',
-      '--appendonly',
-      'yes',
-      '--appendfsync',
-      'everysec',
-      '--maxmemory-policy',
-      'noeviction',
-    ],
+    persistentRedisArgs(port, redisDir),
     true,
   );
   for (let i = 0; i < 50 && !(await reachable(url.hostname, port)); i++) await new Promise((r) => setTimeout(r, 100));

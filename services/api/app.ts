@@ -2,10 +2,9 @@ import { randomUUID } from 'node:crypto';
 import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import { serializerCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { Redis } from 'ioredis';
 import { type ArtifactStore } from '../../common/artifact-store.js';
 import type { Logger } from '../../common/logger.js';
-import type { Queues } from '../../common/queues.js';
+import type { Queues, RedisClient } from '../../common/queues.js';
 import { artifactStoreSettingsOf, type Config } from '../../schemas/config.js';
 import { JobService } from '../jobs/job-service.js';
 import { ModelInspector } from './model-inspector.js';
@@ -22,7 +21,7 @@ import { zodValidatorCompiler } from './validation.js';
 
 export interface AppDeps {
   config: Config;
-  redis: Redis;
+  redis: RedisClient;
   queues: Queues;
   store: ArtifactStore;
   logger: Logger;

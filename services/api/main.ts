@@ -7,7 +7,7 @@ import { buildApp } from './app.js';
 
 const config = loadConfig();
 const logger = createLogger('api', config.LOG_LEVEL);
-const redis = redisConnection(config.REDIS_URL, 'producer', logger);
+const redis = redisConnection(config, 'producer', logger);
 const queues = new Queues(redis, queueOptionsOf(config));
 const app = await buildApp({ config, redis, queues, store: await openArtifactStore(config), logger });
 

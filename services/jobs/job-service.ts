@@ -1,10 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import { ConflictError, IdempotencyKeyReusedError, NotFoundError, QuotaExceededError, UnavailableError } from '../../common/errors.js';
 import { JobArtifacts } from '../../common/job-artifacts.js';
-import { CANCELLED_REASON, QueueName, redisKeys, whenReady, type Queues, type TrainingJob } from '../../common/queues.js';
+import { CANCELLED_REASON, QueueName, redisKeys, whenReady, type Queues, type TrainingJob, type RedisClient } from '../../common/queues.js';
 import { LOCAL_OWNER, type Caller } from '../../schemas/auth.js';
 import type { PreflightReport } from '../../schemas/dataset.js';
 import { isTrainingSpec, type JobSpec } from '../../schemas/job-spec.js';
@@ -87,7 +86,7 @@ export class JobService {
 
   constructor(
     private readonly queues: Queues,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly store: ArtifactStore,
     private readonly options: {
       prefix: string;

@@ -18,7 +18,7 @@ function closedPort(): Promise<number> {
 }
 
 describe('the queue facade', () => {
-  const redis = redisConnection(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', 'producer', silent);
+  const redis = redisConnection({ REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' }, 'producer', silent);
   const prefix = `test-queues-${process.pid}`;
   const queues = new Queues(redis, { prefix, attempts: 2 });
   after(async () => {
@@ -42,7 +42,7 @@ describe('the queue facade', () => {
   });
 
   it("tells an unreachable server from a command's own error", async () => {
-    const down = redisConnection(`redis://127.0.0.1:${await closedPort()}`, 'producer', silent);
+    const down = redisConnection({ REDIS_URL: `redis://127.0.0.1:${await closedPort()}` }, 'producer', silent);
     const outage = await down.get('x').catch((error: unknown) => error);
     down.disconnect();
     assert.equal(isRedisUnavailable(outage), true, String(outage));

@@ -1,48 +1,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import net from 'node:net';
 import type { Metrics } from '../../schemas/metrics.js';
 import { finished, pollJob, sleep, startService, untilReady, type TestService } from '../helpers/service.js';
+import { freePort, startRedis, stopRedis } from '../helpers/redis-server.js';
 import { tempDir } from '../helpers/torch.js';
 
 /** Longer than the issue's 60 s: the lock, renewed every half of its 150 s, must outlive it. */
 const OUTAGE_MS = 61_000;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-const answers = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.once('connect', () => socket.end(() => resolve(true))).once('error', () => resolve(false));
-  });
-
-/** A Redis of this test's own with an append-only file, as `npm start` and docker-compose run it. */
-async function startRedis(port: number, dir: string): Promise<ChildProcess> {
-  const server = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec'],
-    { stdio: 'ignore' },
-  );
-  for (let i = 0; i < 100 && !(await answers(port)); i++) await sleep(100);
-  assert.ok(await answers(port), 'redis-server started');
-  return server;
-}
-
-async function stopRedis(server: ChildProcess): Promise<void> {
-  if (server.exitCode !== null || server.signalCode !== null) return;
-  const exited = new Promise((resolve) => server.once('exit', resolve));
-  server.kill('SIGKILL');
-  await exited;
-}
 
 describe('a Redis crash in the middle of a job', () => {
   const dir = tempDir('redis-outage');

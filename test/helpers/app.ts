@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { openArtifactStore } from '../../common/open-artifact-store.js';
 import { createLogger } from '../../common/logger.js';
-import { isRedisUnavailable, queueOptionsOf, Queues, redisConnection } from '../../common/queues.js';
+import { isRedisUnavailable, scanKeys, queueOptionsOf, Queues, redisConnection } from '../../common/queues.js';
 import { loadConfig } from '../../schemas/config.js';
 import { buildApp } from '../../services/api/app.js';
 
@@ -16,7 +16,7 @@ export async function testApp(name: string, scratch: string, env: Record<string,
     ...env,
   });
   const logger = createLogger('api', config.LOG_LEVEL);
-  const redis = redisConnection(config.REDIS_URL, 'producer', logger);
+  const redis = redisConnection(config, 'producer', logger);
   const queues = new Queues(redis, queueOptionsOf(config));
   const store = await openArtifactStore(config);
   const app = await buildApp({ config, redis, queues, store, logger }).catch(async (error: unknown) => {
@@ -30,8 +30,10 @@ export async function testApp(name: string, scratch: string, env: Record<string,
   async function close(): Promise<void> {
     await app.close();
     try {
-      const keys = await redis.keys(`${config.QUEUE_PREFIX}:*`);
-      if (keys.length) await redis.del(...keys);
+      // A pipeline of single-key DELs: on a cluster (hash-tagged prefix) they all go to the one node of its slot.
+      const cleanup = redis.pipeline();
+      for (const key of await scanKeys(redis, `${config.QUEUE_PREFIX}:*`)) cleanup.del(key);
+      await cleanup.exec();
       await queues.close();
       await redis.quit();
     } catch (error) {

@@ -2,10 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Redis } from 'ioredis';
 import supertest from 'supertest';
 import type { ArtifactStore } from '../../common/artifact-store.js';
-import { redisKeys } from '../../common/queues.js';
+import { redisKeys, type RedisClient } from '../../common/queues.js';
 import type { Config } from '../../schemas/config.js';
 import type { JobStatus } from '../../schemas/job-status.js';
 import type { Metrics } from '../../schemas/metrics.js';
@@ -22,7 +21,7 @@ export interface TestService {
   http: () => ReturnType<typeof supertest.agent>;
   /** Requests with this bearer key. */
   as: (key: string) => ReturnType<typeof supertest.agent>;
-  redis: Redis;
+  redis: RedisClient;
   store: ArtifactStore;
   /** A worker process; `hostEnv` overrides the service's environment (another host's own folders). */
   startWorker(hostEnv?: Record<string, string>): Promise<WorkerProcess>;

@@ -23,7 +23,7 @@ const { nativeKernelsMissing, ...backend } = await selectBackend(config.TFJS_BAC
 process.env.TFJS_BACKEND = backend.choice;
 if (nativeKernelsMissing) log.warn({ kernels: backend.kernels }, `native kernels off: ${nativeKernelsMissing}`);
 
-const connection = redisConnection(config.REDIS_URL, 'worker', log);
+const connection = redisConnection(config, 'worker', log);
 const workerId = `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
 const worker = new Worker<PayloadOf<QueueName.Training>, ResultOf<QueueName.Training>>(QueueName.Training, PROCESSORS[QueueName.Training], {
   connection,

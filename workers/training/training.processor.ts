@@ -1,13 +1,12 @@
 // BullMQ sandboxed processor: runs in a child process of the worker, so hours of synchronous tensor
 // work never block the worker's event loop from renewing the job lock.
 import { UnrecoverableError, type SandboxedJob } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { type ArtifactStore } from '../../common/artifact-store.js';
 import { openArtifactStore } from '../../common/open-artifact-store.js';
 import { JobArtifacts } from '../../common/job-artifacts.js';
 import { createLogger, type Logger } from '../../common/logger.js';
-import { CANCELLED_REASON, redisConnection, redisKeys } from '../../common/queues.js';
+import { CANCELLED_REASON, redisConnection, redisKeys, type RedisClient } from '../../common/queues.js';
 import { loadConfig, type Config } from '../../schemas/config.js';
 import { TrainingPayload, type TrainingResult } from '../../schemas/queue.js';
 import { selectBackend, type BackendInfo } from '../../engine/backend/backend.js';
@@ -18,7 +17,7 @@ interface Runtime {
   config: Config;
   backend: BackendInfo;
   store: ArtifactStore;
-  redis: Redis;
+  redis: RedisClient;
   logger: Logger;
 }
 
@@ -37,7 +36,7 @@ function setUp(): Promise<Runtime> {
       nativeKernels: config.RETRAIN_NATIVE_KERNELS,
     });
     // Retries forever like the worker's own connection: a Redis restart pauses the cancel check, not the job.
-    const redis = redisConnection(config.REDIS_URL, 'worker', logger);
+    const redis = redisConnection(config, 'worker', logger);
     return { config, backend, store: await openArtifactStore(config), redis, logger };
   })();
   return runtime;

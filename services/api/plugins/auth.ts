@@ -1,6 +1,6 @@
+import type { RedisClient } from '../../../common/queues.js';
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { ApiKeys, sameSecret } from '../../../common/api-keys.js';
 import { ADMIN_OWNER, LOCAL_OWNER, type Caller } from '../../../schemas/auth.js';
@@ -52,7 +52,7 @@ export async function guardOwners(
   scope: FastifyInstance,
   mode: AuthMode,
   config: Pick<Config, 'QUEUE_PREFIX' | 'ADMIN_API_KEY' | 'RATE_LIMIT_MAX' | 'RATE_LIMIT_WINDOW_MS'>,
-  redis: Redis,
+  redis: RedisClient,
 ): Promise<void> {
   scope.decorateRequest('caller', null as unknown as Caller);
   scope.decorateRequest('keyId', '');
@@ -74,7 +74,7 @@ export async function guardOwners(
   scope.get('/me', { schema: { response: { 200: Me } } }, async (request) => ({ ...request.caller, auth: mode }));
 }
 
-function authenticate(scope: FastifyInstance, mode: AuthMode, redis: Redis, prefix: string, adminKey: string | undefined): void {
+function authenticate(scope: FastifyInstance, mode: AuthMode, redis: RedisClient, prefix: string, adminKey: string | undefined): void {
   const keys = new ApiKeys(redis, prefix);
   scope.addHook('onRequest', async (request, reply) => {
     if (mode === 'single-user') {

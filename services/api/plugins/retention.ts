@@ -1,5 +1,5 @@
+import type { RedisClient } from '../../../common/queues.js';
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
 import type { JobService } from '../../jobs/job-service.js';
 
 const SWEEP_EVERY_MS = 3600_000;
@@ -9,7 +9,7 @@ const FIRST_SWEEP_AFTER_MS = 60_000;
  * Removes expired jobs (JOB_RETENTION_DAYS after they end) every hour; with several API processes,
  * the one that takes the Redis lock sweeps.
  */
-export function scheduleRetentionSweeps(app: FastifyInstance, jobs: JobService, redis: Redis, prefix: string): void {
+export function scheduleRetentionSweeps(app: FastifyInstance, jobs: JobService, redis: RedisClient, prefix: string): void {
   const sweep = async () => {
     const claimed = await redis.set(`${prefix}:retention-sweep`, String(process.pid), 'PX', SWEEP_EVERY_MS - 60_000, 'NX');
     if (claimed !== 'OK') return;

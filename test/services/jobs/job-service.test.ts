@@ -61,7 +61,11 @@ describe('job states and progress', () => {
 describe('the job service on a real Redis', () => {
   const scratch = tempDir('job-service');
   const prefix = `test-job-service-${process.pid}`;
-  const redis = redisConnection(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', 'producer', createLogger('api', 'silent'));
+  const redis = redisConnection(
+    { REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
+    'producer',
+    createLogger('api', 'silent'),
+  );
   const queues = new Queues(redis, { prefix, attempts: 1 });
   const store = new LocalArtifactStore(path.join(scratch, 'artifacts'));
   const jobs = new JobService(queues, redis, store, {

@@ -1,8 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { ArtifactStore } from '../../../../common/artifact-store.js';
-import { redisKeys } from '../../../../common/queues.js';
+import { redisKeys, scanKeys, type RedisClient } from '../../../../common/queues.js';
 import { WorkerHeartbeat } from '../../../../schemas/queue.js';
 import { sendProblem } from '../../problem.js';
 
@@ -17,14 +16,8 @@ const Readiness = z.object({
   workers: z.array(WorkerHeartbeat),
 });
 
-async function liveWorkers(redis: Redis, prefix: string): Promise<WorkerHeartbeat[]> {
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', redisKeys(prefix).workersPattern, 'COUNT', 100);
-    keys.push(...batch);
-    cursor = next;
-  } while (cursor !== '0');
+async function liveWorkers(redis: RedisClient, prefix: string): Promise<WorkerHeartbeat[]> {
+  const keys = await scanKeys(redis, redisKeys(prefix).workersPattern);
   if (keys.length === 0) return [];
   return (await redis.mget(keys)).flatMap((value) => {
     try {
@@ -44,7 +37,7 @@ function withTimeout<T>(work: Promise<T>): Promise<T> {
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
-const healthRoutes: FastifyPluginAsyncZod<{ redis: Redis; store: ArtifactStore; queuePrefix: string }> = async (
+const healthRoutes: FastifyPluginAsyncZod<{ redis: RedisClient; store: ArtifactStore; queuePrefix: string }> = async (
   app,
   { redis, store, queuePrefix },
 ) => {
