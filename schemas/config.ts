@@ -83,6 +83,12 @@ export const Config = z.object({
     .min(1024)
     .default(2 * 1024 ** 3)
     .describe('Largest dataset archive accepted (413 past it)'),
+  UPLOAD_MIN_BYTES_PER_SECOND: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(1024 ** 2)
+    .describe('The slowest upload rate served to the end: a request may take UPLOAD_LIMIT_BYTES at this rate (and at least 120 s)'),
   UPLOAD_MAX_FILES: z.coerce.number().int().min(1).default(200_000).describe('Most files a dataset archive may hold'),
   UPLOAD_MAX_UNPACKED_BYTES: z.coerce
     .number()

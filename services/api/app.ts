@@ -35,6 +35,9 @@ const uploadLimitsOf = (config: Config): UploadLimits => ({
 });
 
 /** The API as a Fastify instance: no listening, no connections of its own; main.ts owns those. */
+export const requestTimeoutOf = (config: Pick<Config, 'UPLOAD_LIMIT_BYTES' | 'UPLOAD_MIN_BYTES_PER_SECOND'>) =>
+  Math.max(120_000, Math.ceil(config.UPLOAD_LIMIT_BYTES / config.UPLOAD_MIN_BYTES_PER_SECOND) * 1000);
+
 export async function buildApp({ config, redis, queues, store, logger }: AppDeps) {
   const authMode = authModeOf(config);
   const loggerInstance: FastifyBaseLogger = logger;
@@ -48,7 +51,8 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
     // A slow client cannot hold a connection forever; keep-alive outlives a typical load balancer's 60 s idle timeout.
     connectionTimeout: 60_000,
     keepAliveTimeout: 72_000,
-    requestTimeout: 120_000,
+    // Whole requests, uploads included: the largest archive at the slowest rate served; idle sockets go after connectionTimeout.
+    requestTimeout: requestTimeoutOf(config),
     return503OnClosing: true,
     frameworkErrors,
   }).withTypeProvider<ZodTypeProvider>();

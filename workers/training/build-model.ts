@@ -19,9 +19,10 @@ export interface JobModel {
   metadata: ModelMetadata;
 }
 
-export function imageNetWeightsMissingMessage(file: string): string {
+/** For the job's owner: names the setting, never the worker's paths (the worker's log has the file). */
+export function imageNetWeightsMissingMessage(): string {
   return (
-    `ImageNet weights not found at ${file}. Put torchvision's ResNet-50 weights there as safetensors with ` +
+    `ImageNet weights not found on the worker (its IMAGENET_WEIGHTS file). Put torchvision's ResNet-50 weights there as safetensors with ` +
     `torchvision tensor names (for example the resnet50.tv_in1k model.safetensors, which is torchvision's ` +
     `IMAGENET1K_V1), or point IMAGENET_WEIGHTS at the file; or submit the job with "weights": "random".`
   );
@@ -31,7 +32,7 @@ async function readImageNetWeights(file: string): Promise<Buffer> {
   try {
     return await readFile(file);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new InvalidJobError(imageNetWeightsMissingMessage(file));
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new InvalidJobError(imageNetWeightsMissingMessage());
     throw error;
   }
 }

@@ -1,5 +1,6 @@
 // The training worker process: consumes the training queue, one job at a time (one per GPU).
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'bullmq';
@@ -84,6 +85,9 @@ const timer = setInterval(
   config.WORKER_HEARTBEAT_MS,
 );
 log.info({ workerId, backend, queue: QueueName.Training, prefix: config.QUEUE_PREFIX }, 'worker ready');
+// Jobs' failure reasons name the setting only; the operator finds the path here.
+if (!existsSync(config.IMAGENET_WEIGHTS))
+  log.warn({ imagenetWeights: config.IMAGENET_WEIGHTS }, 'no ImageNet weights: jobs with "weights": "imagenet" will fail');
 
 let stopping = false;
 async function shutdown(signal: string) {

@@ -49,6 +49,21 @@ describe('the API app', () => {
     }
   });
 
+  it('gives a request long enough for the largest upload at the slowest rate it serves', async () => {
+    const { app: api, close } = await app({ UPLOAD_LIMIT_BYTES: String(600 * 1024 ** 2), UPLOAD_MIN_BYTES_PER_SECOND: String(1024 ** 2) });
+    try {
+      assert.equal(api.server.requestTimeout, 600_000, '600 MiB at 1 MiB/s');
+    } finally {
+      await close();
+    }
+    const small = await app({ UPLOAD_LIMIT_BYTES: String(1024 ** 2) });
+    try {
+      assert.equal(small.app.server.requestTimeout, 120_000, 'never under two minutes');
+    } finally {
+      await small.close();
+    }
+  });
+
   it('is ready only while the artifact store answers too', async () => {
     const { app: api, close } = await app();
     try {
