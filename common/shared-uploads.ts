@@ -7,11 +7,14 @@ import { UPLOAD_CACHE, UPLOADS_FOLDER } from '../schemas/dataset.js';
 import type { ArtifactStore } from './artifact-store.js';
 
 /**
- * Uploads on several hosts. The API unpacks and checks an upload in its own DATA_DIR; when the
- * artifact store is shared between hosts, it also publishes the checked class folders there as one
- * tar, and a worker on another host fetches that into its DATA_DIR/.upload-cache (evicted like any cache).
+ * Uploads on several hosts. Every upload's record is in the artifact store. The API unpacks and
+ * checks an upload in its own DATA_DIR; when the artifact store is shared between hosts, it also
+ * publishes the checked class folders there as one tar, and another host (a worker, another API
+ * process) fetches that into its DATA_DIR/.upload-cache (evicted like any cache).
  */
 const archiveKey = (id: string) => `uploads/${id}.tar`;
+export const UPLOAD_RECORDS = 'uploads';
+export const uploadRecordKey = (id: string) => `${UPLOAD_RECORDS}/${id}.json`;
 
 /** The checked class folders of an upload, as one tar (images are compressed already). */
 export async function publishUpload(store: ArtifactStore, id: string, folder: string): Promise<void> {

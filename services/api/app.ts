@@ -95,7 +95,7 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
       await v1.register(jobsRoutes, { jobs });
       await v1.register(predictRoutes, { jobs, settings });
       await v1.register(datasetsRoutes, { jobs, store, settings, limits: uploadLimitsOf(config) });
-      await v1.register(summaryRoutes, { inspector, dataDir: config.DATA_DIR });
+      await v1.register(summaryRoutes, { inspector, dataDir: config.DATA_DIR, store });
     },
     { prefix: '/v1' },
   );

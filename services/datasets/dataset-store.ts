@@ -1,43 +1,46 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
-import type { ArtifactStore } from '../../common/artifact-store.js';
+import { readJson, type ArtifactStore } from '../../common/artifact-store.js';
 import { NotFoundError, TooLargeError } from '../../common/errors.js';
-import { publishUpload, unpublishUpload } from '../../common/shared-uploads.js';
+import { publishUpload, unpublishUpload, UPLOAD_RECORDS, uploadRecordKey } from '../../common/shared-uploads.js';
 import type { Caller } from '../../schemas/auth.js';
 import { DatasetError, readImageFolder } from '../../common/image-folder.js';
 import { DatasetRecord, UPLOADS_FOLDER, type PreflightReport } from '../../schemas/dataset.js';
 import { ArchiveError, extractArchive, type ArchiveLimits } from './archive.js';
 
-const isUuid = (id: string) => z.uuid().safeParse(id).success;
-
-/** An upload's record if it exists and the caller may see it: another owner's upload does not exist for them. */
-export async function readUploadRecord(dataDir: string, caller: Caller, id: string): Promise<DatasetRecord | null> {
-  if (!isUuid(id)) return null;
+function parsedOrNull(text: string): unknown {
   try {
-    const record = DatasetRecord.parse(JSON.parse(await readFile(path.join(dataDir, UPLOADS_FOLDER, `${id}.json`), 'utf8')));
-    return caller.admin || record.owner === caller.owner ? record : null;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
+    return JSON.parse(text);
+  } catch {
+    return null;
   }
 }
 
+const isUuid = (id: string) => z.uuid().safeParse(id).success;
+
+/** An upload's record if it exists and the caller may see it: another owner's upload does not exist for them. */
+export async function readUploadRecord(store: ArtifactStore, caller: Caller, id: string): Promise<DatasetRecord | null> {
+  if (!isUuid(id)) return null;
+  const record = await readJson(store, uploadRecordKey(id), DatasetRecord);
+  return record && (caller.admin || record.owner === caller.owner) ? record : null;
+}
+
 /**
- * Uploaded datasets under DATA_DIR/uploads: `<id>/` holds the class folders, `<id>.json` the record.
- * An upload is received and unpacked in `.incoming/` and moved into place only when complete and
- * valid, so a refused archive leaves nothing behind.
+ * Uploaded datasets: DATA_DIR/uploads/<id>/ holds the class folders, the artifact store the record
+ * (uploads/<id>.json, seen by every API process). An upload is received and unpacked in `.incoming/`
+ * and moved into place only when complete and valid, so a refused archive leaves nothing behind.
  */
 export class DatasetStore {
   private readonly root: string;
   private readonly incoming: string;
 
   constructor(
-    private readonly dataDir: string,
+    dataDir: string,
     private readonly store: ArtifactStore,
     private readonly limits: ArchiveLimits & { maxArchiveBytes: number; quotaBytes: number },
   ) {
@@ -94,7 +97,7 @@ export class DatasetStore {
         images: folder.images.length,
         preflight: await preflight(id),
       };
-      await writeFile(path.join(this.root, `${id}.json`), JSON.stringify(record));
+      await this.store.write(uploadRecordKey(id), JSON.stringify(record));
       return record;
     } catch (error) {
       await this.removeFiles(id);
@@ -138,7 +141,7 @@ export class DatasetStore {
   }
 
   async get(caller: Caller, id: string): Promise<DatasetRecord | null> {
-    return readUploadRecord(this.dataDir, caller, id);
+    return readUploadRecord(this.store, caller, id);
   }
 
   async require(caller: Caller, id: string): Promise<DatasetRecord> {
@@ -148,15 +151,31 @@ export class DatasetStore {
   }
 
   async list(caller: Caller): Promise<DatasetRecord[]> {
-    const names = await readdir(this.root).catch(() => [] as string[]);
+    const names = await this.store.list(UPLOAD_RECORDS);
     const records = await Promise.all(names.filter((n) => n.endsWith('.json')).map((n) => this.get(caller, n.slice(0, -5))));
     return records.filter((r): r is DatasetRecord => r !== null).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
 
   /** An upload the caller was allowed to see (from `require`). */
   async remove({ id }: DatasetRecord): Promise<void> {
-    await rm(path.join(this.root, `${id}.json`), { force: true });
+    await this.store.remove(uploadRecordKey(id));
     await this.removeFiles(id);
+  }
+
+  /** Records of an earlier release lay beside the folders in DATA_DIR/uploads: moved into the store, once. */
+  async migrateRecords(): Promise<string[]> {
+    const moved: string[] = [];
+    for (const name of await readdir(this.root).catch(() => [] as string[])) {
+      const id = name.replace(/\.json$/, '');
+      if (name === id || !isUuid(id)) continue;
+      const file = path.join(this.root, name);
+      const record = DatasetRecord.safeParse(parsedOrNull(await readFile(file, 'utf8')));
+      if (!record.success) continue;
+      await this.store.write(uploadRecordKey(id), JSON.stringify(record.data));
+      await rm(file, { force: true });
+      moved.push(id);
+    }
+    return moved;
   }
 
   private async removeFiles(id: string): Promise<void> {

@@ -106,7 +106,8 @@ export class JobService {
 
   async submit(caller: Caller, spec: JobSpec, idempotencyKey?: string): Promise<Submission> {
     await whenReady(this.redis, REDIS_WAIT_MS);
-    if (spec.dataset && spec.dataset.type !== 'synthetic') await checkDataset(spec.dataset, this.options.dataDir, caller);
+    if (spec.dataset && spec.dataset.type !== 'synthetic')
+      await checkDataset(spec.dataset, { dataDir: this.options.dataDir, store: this.store }, caller);
     let jobId: string = randomUUID();
     if (idempotencyKey) {
       const fingerprint = createHash('sha256').update(JSON.stringify(spec)).digest('hex');

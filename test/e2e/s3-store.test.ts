@@ -4,11 +4,11 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import * as tar from 'tar';
-import type { JobStatus } from '../../schemas/job-status.js';
 import { MESSY_BAD_FILES, writeMessyDataset } from '../helpers/images.js';
 import { startS3Server, type S3Server } from '../helpers/s3-server.js';
 import { tempDir } from '../helpers/torch.js';
-import { binary, completedJob, startService, type TestService } from '../helpers/service.js';
+import { binary, completedJob, finished, pollJob, startService, type TestService } from '../helpers/service.js';
+import { testApp } from '../helpers/app.js';
 
 describe('two hosts sharing only Redis and an S3-compatible object store (ARTIFACT_STORE=s3://...)', () => {
   let server: S3Server;
@@ -85,8 +85,10 @@ describe('two hosts sharing only Redis and an S3-compatible object store (ARTIFA
     assert.deepEqual(await service.store.list(`jobs/${id}/checkpoints`), []);
   });
 
-  it('trains on an upload the API received: the worker fetches it from the bucket into its own cache', async () => {
+  it('trains on an upload one API host received, submitted through another: each other host fetches it from the bucket', async () => {
     const scratch = tempDir('s3-upload');
+    // A second API process on a third host: same Redis and bucket, its own DATA_DIR.
+    const otherApi = await testApp('s3', scratch, { ...service.env, DATA_DIR: path.join(scratch, 'other-api'), LOG_LEVEL: 'silent' });
     try {
       await writeMessyDataset(path.join(scratch, 'pets'));
       const archive = path.join(scratch, 'pets.tar.gz');
@@ -100,14 +102,18 @@ describe('two hosts sharing only Redis and an S3-compatible object store (ARTIFA
       const { id } = created.body as { id: string };
       assert.ok(await service.store.stat(`uploads/${id}.tar`), 'published to the bucket');
 
-      const { id: jobId } = await completedJob(service, {
-        mode: 'feature_extraction',
-        weights: 'random',
-        inputSize: 32,
-        epochs: 1,
-        dataset: { type: 'upload', id },
+      const seen = await otherApi.app.inject({ method: 'GET', url: `/v1/datasets/${id}` });
+      assert.equal(seen.statusCode, 200, 'the record is in the store, seen by every API process');
+      assert.equal(seen.json<{ images: number }>().images, (created.body as { images: number }).images);
+      const submitted = await otherApi.app.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        payload: { mode: 'feature_extraction', weights: 'random', inputSize: 32, epochs: 1, dataset: { type: 'upload', id } },
       });
-      const status = (await service.http().get(`/v1/jobs/${jobId}`)).body as JobStatus;
+      assert.equal(submitted.statusCode, 202, submitted.body);
+      assert.deepEqual(readdirSync(path.join(scratch, 'other-api', '.upload-cache', id)).sort(), ['cats', 'dogs']);
+      const status = await pollJob(service, submitted.json<{ id: string }>().id, finished);
+      assert.equal(status.state, 'completed', JSON.stringify(status.failure));
       assert.deepEqual(
         Object.fromEntries(status.skippedFiles.map((s) => [s.file, s.reason])),
         MESSY_BAD_FILES,
@@ -120,6 +126,9 @@ describe('two hosts sharing only Redis and an S3-compatible object store (ARTIFA
       assert.equal((await service.http().delete(`/v1/datasets/${id}`)).status, 204);
       assert.equal(await service.store.stat(`uploads/${id}.tar`), null, 'deleted from the bucket too');
     } finally {
+      await otherApi.app.close();
+      await otherApi.queues.close();
+      otherApi.redis.disconnect();
       rmSync(scratch, { recursive: true, force: true });
     }
   });

@@ -6,6 +6,24 @@ import { LocalArtifactStore } from '../../../common/artifact-store.js';
 import { DatasetStore } from '../../../services/datasets/dataset-store.js';
 import { tempDir } from '../../helpers/torch.js';
 
+const ID = '3b241101-e2bb-4255-8caf-4136c566a962';
+const OTHER_ID = '9c7a2f3e-1d4b-4e8a-9f6c-2b5d8e1a7c40';
+const emptyPreflight = {
+  classes: [],
+  images: 0,
+  usable: 0,
+  bad: [],
+  duplicates: [],
+  sizes: null,
+  formats: {},
+  colourModes: {},
+  bitDepths: {},
+  withAlpha: 0,
+  exifRotated: 0,
+  smallClasses: [],
+  suggestedClassWeights: {},
+};
+
 describe('the dataset store', () => {
   it('sweeps what a crashed process left in .incoming, but not an upload arriving now', async () => {
     const dataDir = tempDir('dataset-store');
@@ -24,6 +42,41 @@ describe('the dataset store', () => {
       });
       assert.deepEqual((await store.sweepIncoming(3600_000)).sort(), ['crashed', 'crashed.tar.gz']);
       assert.deepEqual(readdirSync(incoming), ['arriving']);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it("moves an earlier release's records from DATA_DIR/uploads into the artifact store, once, leaving what does not parse", async () => {
+    const dataDir = tempDir('dataset-records');
+    try {
+      const uploads = path.join(dataDir, 'uploads');
+      mkdirSync(path.join(uploads, ID, 'cats'), { recursive: true });
+      const record = {
+        id: ID,
+        owner: 'ada',
+        name: 'pets.tar.gz',
+        createdAt: '2026-11-01T00:00:00.000Z',
+        archiveBytes: 10,
+        files: 2,
+        unpackedBytes: 20,
+        classNames: ['cats', 'dogs'],
+        images: 2,
+        preflight: emptyPreflight,
+      };
+      writeFileSync(path.join(uploads, `${ID}.json`), JSON.stringify(record));
+      writeFileSync(path.join(uploads, `${OTHER_ID}.json`), '{"not":"a rec');
+      const artifacts = new LocalArtifactStore(path.join(dataDir, 'artifacts'));
+      const store = new DatasetStore(dataDir, artifacts, { maxArchiveBytes: 1024, maxFiles: 1, maxUnpackedBytes: 1024, quotaBytes: 1024 });
+      assert.deepEqual(await store.migrateRecords(), [ID]);
+      assert.deepEqual(await store.migrateRecords(), [], 'once');
+      assert.deepEqual(readdirSync(uploads).sort(), [`${OTHER_ID}.json`, ID].sort());
+      assert.deepEqual(await store.get({ owner: 'ada', admin: false }, ID), record);
+      assert.equal(await store.get({ owner: 'bob', admin: false }, ID), null, "another owner's upload does not exist for them");
+      assert.deepEqual(
+        (await store.list({ owner: 'ada', admin: false })).map((r) => r.id),
+        [ID],
+      );
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }

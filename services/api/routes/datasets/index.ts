@@ -50,6 +50,8 @@ const datasetsRoutes: FastifyPluginAsyncZod<{
   });
   app.addHook('onClose', () => thread.close());
   const datasets = new DatasetStore(settings.dataDir, store, limits);
+  const migrated = await datasets.migrateRecords();
+  if (migrated.length) app.log.info({ migrated }, 'moved dataset records into the artifact store');
   const swept = await datasets.sweepIncoming(INCOMING_MAX_AGE_MS);
   if (swept.length) app.log.warn({ swept }, 'removed uploads left half-received by a crashed process');
   const defaults = PreflightOptions.parse({});
@@ -59,7 +61,7 @@ const datasetsRoutes: FastifyPluginAsyncZod<{
 
   app.post('/datasets/preflight', { schema: { body: PreflightBody, response: { 200: PreflightReport } } }, async (request) => {
     const { dataset, ...options } = request.body;
-    if (dataset.type !== 'synthetic') await checkDataset(dataset, settings.dataDir, request.caller);
+    if (dataset.type !== 'synthetic') await checkDataset(dataset, { dataDir: settings.dataDir, store }, request.caller);
     return thread.call({ dataset, options });
   });
 

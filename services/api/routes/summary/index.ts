@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { ArtifactStore } from '../../../../common/artifact-store.js';
 import type { Caller } from '../../../../schemas/auth.js';
 import { modelConfigOf } from '../../../../common/model-config.js';
 import { isTrainingSpec, JobSpec } from '../../../../schemas/job-spec.js';
@@ -8,11 +9,14 @@ import type { ModelInspector } from '../../model-inspector.js';
 import { sendSummary, SummaryQuery } from './reply.js';
 
 /** The summary of the model a spec would train, without training it. */
-const summaryRoutes: FastifyPluginAsyncZod<{ inspector: ModelInspector; dataDir: string }> = async (app, { inspector, dataDir }) => {
+const summaryRoutes: FastifyPluginAsyncZod<{ inspector: ModelInspector; dataDir: string; store: ArtifactStore }> = async (
+  app,
+  { inspector, dataDir, store },
+) => {
   const classCount = async (spec: JobSpec, caller: Caller) => {
     if (!isTrainingSpec(spec)) return IMAGENET_CLASSES;
     if (spec.dataset.type === 'synthetic') return spec.dataset.numClasses;
-    return (await checkDataset(spec.dataset, dataDir, caller)).classNames.length;
+    return (await checkDataset(spec.dataset, { dataDir, store }, caller)).classNames.length;
   };
 
   app.post('/summary', { schema: { body: JobSpec, querystring: SummaryQuery } }, async (request, reply) => {
