@@ -89,6 +89,12 @@ export const Config = z.object({
     .min(1024)
     .default(1024 ** 2)
     .describe('The slowest upload rate served to the end: a request may take UPLOAD_LIMIT_BYTES at this rate (and at least 120 s)'),
+  UPLOAD_MAX_CONCURRENT: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(4)
+    .describe('Uploads one API process receives at once, all owners (503 with Retry-After past it): each holds disk and a preflight'),
   UPLOAD_MAX_FILES: z.coerce.number().int().min(1).default(200_000).describe('Most files a dataset archive may hold'),
   UPLOAD_MAX_UNPACKED_BYTES: z.coerce
     .number()

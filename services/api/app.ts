@@ -32,12 +32,13 @@ const uploadLimitsOf = (config: Config): UploadLimits => ({
   maxFiles: config.UPLOAD_MAX_FILES,
   maxUnpackedBytes: config.UPLOAD_MAX_UNPACKED_BYTES,
   quotaBytes: config.QUOTA_DATASET_BYTES,
+  maxConcurrent: config.UPLOAD_MAX_CONCURRENT,
 });
 
-/** The API as a Fastify instance: no listening, no connections of its own; main.ts owns those. */
 export const requestTimeoutOf = (config: Pick<Config, 'UPLOAD_LIMIT_BYTES' | 'UPLOAD_MIN_BYTES_PER_SECOND'>) =>
   Math.max(120_000, Math.ceil(config.UPLOAD_LIMIT_BYTES / config.UPLOAD_MIN_BYTES_PER_SECOND) * 1000);
 
+/** The API as a Fastify instance: no listening, no connections of its own; main.ts owns those. */
 export async function buildApp({ config, redis, queues, store, logger }: AppDeps) {
   const authMode = authModeOf(config);
   const loggerInstance: FastifyBaseLogger = logger;

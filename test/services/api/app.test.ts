@@ -1,6 +1,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { PassThrough } from 'node:stream';
 import { rmSync } from 'node:fs';
 import { Problem } from '../../../schemas/problem.js';
 import { testApp } from '../../helpers/app.js';
@@ -61,6 +62,38 @@ describe('the API app', () => {
       assert.equal(small.app.server.requestTimeout, 120_000, 'never under two minutes');
     } finally {
       await small.close();
+    }
+  });
+
+  it('receives at most UPLOAD_MAX_CONCURRENT uploads at once, answering 503 with Retry-After past it', async () => {
+    const { app: api, close } = await app({ UPLOAD_MAX_CONCURRENT: '1' });
+    try {
+      const arriving = new PassThrough();
+      arriving.write(Buffer.alloc(1024));
+      const first = api.inject({ method: 'POST', url: '/v1/datasets', headers: { 'content-type': 'application/gzip' }, payload: arriving });
+      // The first upload is being received (its first bytes read, its body not ended) while the second arrives.
+      for (let i = 0; i < 500 && arriving.readableLength > 0; i++) await sleep(10);
+      assert.equal(arriving.readableLength, 0, 'the first upload is being read');
+      const second = await api.inject({
+        method: 'POST',
+        url: '/v1/datasets',
+        headers: { 'content-type': 'application/gzip' },
+        payload: 'x',
+      });
+      const problem = assertProblem(second, 503);
+      assert.match(problem.detail ?? '', /receiving 1 uploads/);
+      assert.equal(second.headers['retry-after'], '10');
+      arriving.end();
+      assertProblem(await first, 400);
+      const third = await api.inject({
+        method: 'POST',
+        url: '/v1/datasets',
+        headers: { 'content-type': 'application/gzip' },
+        payload: 'x',
+      });
+      assert.equal(third.statusCode, 400, 'the slot is free again once the first ended: this one is refused for its content');
+    } finally {
+      await close();
     }
   });
 

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { ArtifactStore } from '../../../../common/artifact-store.js';
 import { z } from 'zod';
-import { ConflictError, TooLargeError } from '../../../../common/errors.js';
+import { ConflictError, TooLargeError, UnavailableError } from '../../../../common/errors.js';
 import { DatasetRecord, DatasetSpec, PreflightOptions, PreflightReport } from '../../../../schemas/dataset.js';
 import { checkDataset } from '../../../datasets/check-dataset.js';
 import { DatasetStore } from '../../../datasets/dataset-store.js';
@@ -34,6 +34,8 @@ export interface UploadLimits {
   maxUnpackedBytes: number;
   /** Per owner, unpacked, over all their uploads. */
   quotaBytes: number;
+  /** Uploads this process receives at once. */
+  maxConcurrent: number;
 }
 
 /** Dataset uploads (tar.gz or zip of class folders) and preflight reports, without training. */
@@ -55,6 +57,7 @@ const datasetsRoutes: FastifyPluginAsyncZod<{
   const swept = await datasets.sweepIncoming(INCOMING_MAX_AGE_MS);
   if (swept.length) app.log.warn({ swept }, 'removed uploads left half-received by a crashed process');
   const defaults = PreflightOptions.parse({});
+  let receiving = 0;
   // Archives are streamed to disk as they arrive, never buffered: hand the route the raw stream.
   app.addContentTypeParser(Object.keys(ARCHIVE_TYPES), (_request, payload, done) => done(null, payload));
   app.addHook('onError', async (request, reply) => drainBody(request, reply));
@@ -77,9 +80,14 @@ const datasetsRoutes: FastifyPluginAsyncZod<{
     const declared = Number(request.headers['content-length'] ?? 0);
     if (declared > limits.maxArchiveBytes)
       throw new TooLargeError(`the archive is ${declared} bytes; the limit is ${limits.maxArchiveBytes}`);
-    const record = await datasets.create(request.caller, request.body as Readable, format, request.query.name ?? `upload.${format}`, (id) =>
-      thread.call({ dataset: { type: 'upload', id }, options: defaults }),
-    );
+    if (receiving >= limits.maxConcurrent)
+      throw new UnavailableError(`this API process is receiving ${receiving} uploads, its most at once; try again shortly`);
+    receiving++;
+    const record = await datasets
+      .create(request.caller, request.body as Readable, format, request.query.name ?? `upload.${format}`, (id) =>
+        thread.call({ dataset: { type: 'upload', id }, options: defaults }),
+      )
+      .finally(() => receiving--);
     return reply.code(201).header('location', `/v1/datasets/${record.id}`).send(record);
   });
 
