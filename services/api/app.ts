@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import { serializerCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { type ArtifactStore } from '../../common/artifact-store.js';
+import type { ArtifactStore } from '../../common/artifact-store.js';
 import type { Logger } from '../../common/logger.js';
 import type { Queues, RedisClient } from '../../common/queues.js';
 import { artifactStoreSettingsOf, type Config } from '../../schemas/config.js';

@@ -5,6 +5,7 @@ import { createGzip } from 'node:zlib';
 import * as tar from 'tar';
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import { NotFoundError } from '../../common/errors.js';
+import { hashStream } from '../../common/file-hash.js';
 import type { JobArtifacts, ModelFolder } from '../../common/job-artifacts.js';
 
 export interface Download {
@@ -47,9 +48,7 @@ const hashKey = (key: string) => `${key}.sha256`;
 /** The sha256 of a stored file, computed once and kept beside it (the ETag of its downloads). */
 async function storedHash(store: ArtifactStore, key: string): Promise<string> {
   if (await store.stat(hashKey(key))) return (await store.read(hashKey(key))).toString('utf8');
-  const hash = createHash('sha256');
-  for await (const chunk of await store.open(key)) hash.update(chunk as Buffer);
-  const hex = hash.digest('hex');
+  const hex = (await hashStream(await store.open(key))).digest('hex');
   await store.write(hashKey(key), hex);
   return hex;
 }
