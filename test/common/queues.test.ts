@@ -1,21 +1,12 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { createLogger } from '../../common/logger.js';
 import { isRedisUnavailable, QueueName, Queues, redisConnection } from '../../common/queues.js';
 import { JobSpec } from '../../schemas/job-spec.js';
 import { TrainingPayload } from '../../schemas/queue.js';
+import { freePort } from '../helpers/ports.js';
 
 const silent = createLogger('api', 'silent');
-
-function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe('the queue facade', () => {
   const redis = redisConnection({ REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' }, 'producer', silent);
@@ -42,7 +33,7 @@ describe('the queue facade', () => {
   });
 
   it("tells an unreachable server from a command's own error", async () => {
-    const down = redisConnection({ REDIS_URL: `redis://127.0.0.1:${await closedPort()}` }, 'producer', silent);
+    const down = redisConnection({ REDIS_URL: `redis://127.0.0.1:${await freePort()}` }, 'producer', silent);
     const outage = await down.get('x').catch((error: unknown) => error);
     down.disconnect();
     assert.equal(isRedisUnavailable(outage), true, String(outage));

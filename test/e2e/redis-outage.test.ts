@@ -4,7 +4,8 @@ import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import type { Metrics } from '../../schemas/metrics.js';
 import { finished, pollJob, sleep, startService, untilReady, type TestService } from '../helpers/service.js';
-import { freePort, startRedis, stopRedis } from '../helpers/redis-server.js';
+import { freePort } from '../helpers/ports.js';
+import { startRedis, stopRedis } from '../helpers/redis-server.js';
 import { tempDir } from '../helpers/torch.js';
 
 /** Longer than the 60 s: the lock, renewed every half of its 150 s, must outlive it. */

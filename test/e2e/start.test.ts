@@ -6,17 +6,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { sleep } from '../helpers/service.js';
 import { tempDir } from '../helpers/torch.js';
+import { freePort } from '../helpers/ports.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, output: () => string, timeoutMs = 90_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

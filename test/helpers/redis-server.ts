@@ -3,18 +3,9 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import net from 'node:net';
 import { persistentRedisArgs } from '../../common/queues.js';
+import { freePort } from './ports.js';
+import { sleep } from './service.js';
 import { tempDir } from './torch.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const answers = (port: number) =>
   new Promise<boolean>((resolve) => {

@@ -1,21 +1,12 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { rmSync } from 'node:fs';
 import { Problem } from '../../../schemas/problem.js';
 import { testApp } from '../../helpers/app.js';
 import { sleep } from '../../helpers/service.js';
 import { tempDir } from '../../helpers/torch.js';
-
-function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../../helpers/ports.js';
 
 const scratch = tempDir('app');
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -35,7 +26,7 @@ function assertProblem(response: { statusCode: number; headers: Record<string, u
 
 describe('the API app', () => {
   it('answers 503 with Retry-After on every Redis-backed route while Redis is unreachable', async () => {
-    const { app: api, close } = await app({ REDIS_URL: `redis://127.0.0.1:${await closedPort()}` });
+    const { app: api, close } = await app({ REDIS_URL: `redis://127.0.0.1:${await freePort()}` });
     try {
       for (const url of ['/v1/jobs', '/v1/jobs/3b241101-e2bb-4255-8caf-4136c566a962', '/readyz']) {
         const response = await api.inject({ method: 'GET', url });
@@ -113,7 +104,7 @@ describe('the API app', () => {
     }
     const unreachable = await app({
       ARTIFACT_STORE: 's3://nowhere/prefix',
-      S3_ENDPOINT: `http://127.0.0.1:${await closedPort()}`,
+      S3_ENDPOINT: `http://127.0.0.1:${await freePort()}`,
       AWS_ACCESS_KEY_ID: 'key',
       AWS_SECRET_ACCESS_KEY: 'secret',
     });
