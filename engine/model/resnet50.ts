@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
+import { mixSeed } from '../data/random.js';
 import { ModelConfig, Stage } from '../../schemas/model.js';
 import { BatchNorm2d } from './batch-norm.js';
 import { backbone, head, maxPoolLayers, reluName, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
@@ -38,7 +39,7 @@ export interface ResNet50 {
 class SymbolicBuilder implements Builder<tf.SymbolicTensor> {
   constructor(
     readonly node: ModuleNode,
-    private readonly seeds: { next: number },
+    private readonly seeds: { base: number; next: number },
   ) {}
 
   path(varName: string): string {
@@ -46,7 +47,8 @@ class SymbolicBuilder implements Builder<tf.SymbolicTensor> {
   }
 
   seed(): number {
-    return this.seeds.next++;
+    // tfjs draws from Math.random when a normal initializer's seed is 0: never hand it one.
+    return mixSeed(this.seeds.base, this.seeds.next++) || 1;
   }
 
   convBn(spec: ConvBn, x: tf.SymbolicTensor): tf.SymbolicTensor {
@@ -143,7 +145,7 @@ export function buildResNet50(requested: ModelConfig): ResNet50 {
   const config = parsed.data;
   const input = tf.input({ shape: [config.inputSize, config.inputSize, 3], name: 'input' });
   const tree: ModuleNode = { type: 'ResNet', varName: 'ResNet', path: '', output: input, children: [] };
-  const builder = new SymbolicBuilder(tree, { next: config.seed ?? 0 });
+  const builder = new SymbolicBuilder(tree, { base: config.seed ?? 0, next: 0 });
   const logits = head<tf.SymbolicTensor>(
     builder,
     backbone<tf.SymbolicTensor>(builder, input),

@@ -93,8 +93,8 @@ describe('cancel, resume and failing fast', () => {
     assert.equal((await service.http().get(`/v1/jobs/${queued.id}/summary`)).status, 409, 'it never built a model');
   });
 
-  it('resumes from the epoch-1 checkpoint after the worker is killed in epoch 2', async () => {
-    const job = await submit({
+  it('resumes from the epoch-1 checkpoint after the worker is killed in epoch 2, as if never interrupted', async () => {
+    const spec = {
       mode: 'fine_tuning',
       weights: 'random',
       inputSize: 32,
@@ -102,7 +102,8 @@ describe('cancel, resume and failing fast', () => {
       batchSize: 4,
       dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 16, imageSize: 32, seed: 9 },
       fineTuning: { trainableFrom: 'layer3', freezeBatchNorm: true },
-    });
+    };
+    const job = await submit(spec);
     await pollJob(service, job.id, (s) => s.progress.epoch === 2 && s.progress.phase === 'training', 120_000);
     await worker.kill();
     const stalled = await pollJob(service, job.id, (s) => s.state !== 'running', 30_000);
@@ -126,6 +127,14 @@ describe('cancel, resume and failing fast', () => {
     );
     assert.deepEqual(metrics.epochs[0], epoch1[0], 'epoch 1 is the one trained before the kill');
     assert.match(worker.output(), /job completed/);
+
+    // The same spec in another worker process, uninterrupted: the same numbers, bit for bit.
+    const again = await submit(spec);
+    assert.equal((await pollJob(service, again.id, finished, 180_000)).state, 'completed');
+    const withoutTimes = (m: Metrics) => m.epochs.map(({ seconds: _seconds, ...rest }) => rest);
+    const uninterrupted = await metricsOf(again.id);
+    assert.deepEqual(withoutTimes(uninterrupted), withoutTimes(metrics));
+    assert.deepEqual(uninterrupted.evaluation, metrics.evaluation);
   });
 
   it('stops the sandboxed trainer when its worker dies alone, so no orphan trains beside the next worker', async () => {

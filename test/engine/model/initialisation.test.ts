@@ -1,0 +1,39 @@
+import { before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { buildResNet50, type ModelConfig } from '../../../engine/model/resnet50.js';
+import { bitIdentical, snapshotWeights, useTestBackend } from '../../helpers/tf.js';
+
+function initialWeights(config: ModelConfig): Map<string, Float32Array> {
+  const resnet = buildResNet50(config);
+  const weights = snapshotWeights(resnet.model);
+  resnet.dispose();
+  return weights;
+}
+
+const initialised = (name: string) => /(kernel|bias)$/.test(name);
+
+describe('initialisation', () => {
+  before(async () => {
+    await useTestBackend();
+  });
+
+  // seed 0 is the default: tfjs would draw a seedless initializer from Math.random.
+  for (const seed of [0, 7]) {
+    it(`gives every weight the same bits from seed ${seed}, build after build`, () => {
+      const config: ModelConfig = { mode: 'fine_tuning', numClasses: 3, inputSize: 32, seed };
+      const first = initialWeights(config);
+      const second = initialWeights(config);
+      const differing = [...first.keys()].filter((name) => !bitIdentical(first.get(name)!, second.get(name)!));
+      assert.deepEqual(differing, []);
+    });
+  }
+
+  it('draws every kernel and bias anew for another seed', () => {
+    const zero = initialWeights({ mode: 'fine_tuning', numClasses: 3, inputSize: 32, seed: 0 });
+    const one = initialWeights({ mode: 'fine_tuning', numClasses: 3, inputSize: 32, seed: 1 });
+    const names = [...zero.keys()].filter(initialised);
+    assert.ok(names.length > 50, names.join());
+    const same = names.filter((name) => bitIdentical(zero.get(name)!, one.get(name)!));
+    assert.deepEqual(same, []);
+  });
+});
