@@ -25,6 +25,7 @@ export async function runQuietJob(
       precision = progress.backend?.precision ?? precision;
     },
     cancelRequested: async () => false,
+    handBackRequested: () => false,
     log: () => undefined,
     ...options,
   });

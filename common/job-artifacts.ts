@@ -1,4 +1,4 @@
-import { CheckpointState, ModelMetadata } from '../schemas/artifacts.js';
+import { CheckpointState, InterruptedState, ModelMetadata } from '../schemas/artifacts.js';
 import { PreflightReport } from '../schemas/dataset.js';
 import { Metrics } from '../schemas/metrics.js';
 import { ModelSummary } from '../schemas/model.js';
@@ -19,6 +19,7 @@ export interface ModelFolder {
  *
  *     jobs/<id>/summary.json  metrics.json  preflight.json
  *              /checkpoints/epoch-NNNN/    model.json weights.bin optimizer.bin metadata.json state.json
+ *              /checkpoints/interrupted/   the same, mid-epoch, written when a worker is asked to stop
  *              /final/                     model.json weights.bin model.safetensors metadata.json
  *              /downloads/<label>.tar.gz   (built on first download)
  *
@@ -100,6 +101,20 @@ export class JobArtifacts {
   }
   readCheckpointState(epoch: number): Promise<CheckpointState | null> {
     return readJson(this.store, `${this.checkpointFolder(epoch)}/${STATE_FILE}`, CheckpointState);
+  }
+
+  get interruptedFolder(): string {
+    return `${this.checkpointsPrefix}/interrupted`;
+  }
+  /** Makes the mid-epoch checkpoint count: call after every other file of it is written. */
+  commitInterrupted(state: InterruptedState): Promise<void> {
+    return this.store.write(`${this.interruptedFolder}/${STATE_FILE}`, JSON.stringify(state));
+  }
+  readInterruptedState(): Promise<InterruptedState | null> {
+    return readJson(this.store, `${this.interruptedFolder}/${STATE_FILE}`, InterruptedState);
+  }
+  removeInterrupted(): Promise<void> {
+    return this.store.remove(this.interruptedFolder);
   }
 
   /** Epochs with a checkpoint folder, complete or not, oldest first. */

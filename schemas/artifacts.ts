@@ -18,6 +18,19 @@ export const CheckpointState = z.object({
 });
 export type CheckpointState = z.infer<typeof CheckpointState>;
 
+/** Where an epoch stood when its worker stopped between two steps: enough to go on as if never stopped. */
+export const EpochPosition = z.object({
+  stepsDone: z.number().int().min(1),
+  lossSum: z.number(),
+  correct: z.number().int().min(0),
+  dropoutCalls: z.record(z.string(), z.number().int().min(0)).describe('Each Dropout layer call counter, so masks go on where they were'),
+});
+export type EpochPosition = z.infer<typeof EpochPosition>;
+
+/** `state.json` of the interrupted checkpoint: `epoch` is the one in progress. */
+export const InterruptedState = CheckpointState.extend({ position: EpochPosition });
+export type InterruptedState = z.infer<typeof InterruptedState>;
+
 /** `metadata.json` beside every saved model: what a client needs to use it. */
 export const ModelMetadata = z.object({
   classNames: z.array(z.string()),

@@ -59,6 +59,9 @@ export const Config = z.object({
   MAX_STALLED_COUNT: z.coerce.number().int().min(0).max(100).default(3).describe('Worker deaths a job survives'),
   JOB_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(3).describe('Retries for failures worth a retry'),
   WORKER_HEARTBEAT_MS: milliseconds(5_000).describe('How often a worker renews its entry in /readyz'),
+  WORKER_SHUTDOWN_GRACE_MS: milliseconds(60_000).describe(
+    'On SIGTERM a worker lets the running step finish, saves the epoch so far and requeues the job; past this it exits anyway',
+  ),
   BODY_LIMIT_BYTES: z.coerce
     .number()
     .int()

@@ -13,7 +13,7 @@ const CALLS_PER_EPOCH = 2 ** 20;
  * Dropout with a fresh, reproducible mask at every training call. tfjs' dropout layer passes the same
  * seed to every call, which draws the same mask at every step; this one derives the call's seed
  * from its own seed, the epoch and a call counter, so a job's seed fixes the whole run, and a run
- * resumed at an epoch draws the masks an uninterrupted one would.
+ * resumed at an epoch (or mid-epoch, with its saved counter) draws the masks an uninterrupted one would.
  */
 export class Dropout extends tf.layers.Layer {
   static className = 'SeededDropout';
@@ -30,6 +30,14 @@ export class Dropout extends tf.layers.Layer {
   /** Masks from here on are those of `epoch`'s first call onwards. */
   startEpoch(epoch: number): void {
     this.calls = epoch * CALLS_PER_EPOCH;
+  }
+
+  /** Training calls so far: what a run stopped mid-epoch saves, and restores to draw the masks it would have. */
+  get callCount(): number {
+    return this.calls;
+  }
+  set callCount(calls: number) {
+    this.calls = calls;
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: { training?: boolean }): tf.Tensor {

@@ -13,11 +13,37 @@ interface AdamState {
   learningRate: number;
 }
 
+type SavedState = Parameters<tf.Optimizer['setWeights']>[0];
+
+/** Names of the beta powers in a saved state (no variable is called that: tfjs' names have a slash and a layer name). */
+const BETA_POWERS = ['adam:accBeta1', 'adam:accBeta2'] as const;
+
 /**
- * tfjs' Adam (same state, checkpoints and float32 results) that updates each variable in one native
- * pass where the backend has the kernel, and is tfjs' own elsewhere.
+ * tfjs' Adam (same state and float32 results) that updates each variable in one native pass where the
+ * backend has the kernel, and is tfjs' own elsewhere. Its saved state carries the beta powers too, so a
+ * resumed run steps exactly as an uninterrupted one.
  */
 export class FusedAdamOptimizer extends tf.AdamOptimizer {
+  override async getWeights(): Promise<SavedState> {
+    const state = this as unknown as AdamState;
+    return [
+      ...(await super.getWeights()),
+      { name: BETA_POWERS[0], tensor: state.accBeta1 },
+      { name: BETA_POWERS[1], tensor: state.accBeta2 },
+    ];
+  }
+
+  override async setWeights(weights: SavedState): Promise<void> {
+    const powers = BETA_POWERS.map((name) => weights.find((weight) => weight.name === name));
+    await super.setWeights(weights.filter((weight) => !(BETA_POWERS as readonly string[]).includes(weight.name)));
+    // tfjs recomputes the powers as beta^(t+1), which differs in the last bits from the run's products.
+    const state = this as unknown as AdamState;
+    if (powers[0] && powers[1]) {
+      state.accBeta1.assign(powers[0].tensor);
+      state.accBeta2.assign(powers[1].tensor);
+    }
+  }
+
   override applyGradients(variableGradients: Parameters<tf.AdamOptimizer['applyGradients']>[0]): void {
     if (!tf.getKernel(ADAM, tf.getBackend())) {
       super.applyGradients(variableGradients);

@@ -16,6 +16,9 @@ const slowSpec = {
   dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 40, imageSize: 64, seed: 5 },
 };
 
+/** Per-epoch metrics without their wall-clock seconds: what two runs of one spec must share bit for bit. */
+const withoutTimes = (m: Metrics) => m.epochs.map(({ seconds: _seconds, ...rest }) => rest);
+
 describe('cancel, resume and failing fast', () => {
   let service: TestService;
   let worker: WorkerProcess;
@@ -131,10 +134,47 @@ describe('cancel, resume and failing fast', () => {
     // The same spec in another worker process, uninterrupted: the same numbers, bit for bit.
     const again = await submit(spec);
     assert.equal((await pollJob(service, again.id, finished, 180_000)).state, 'completed');
-    const withoutTimes = (m: Metrics) => m.epochs.map(({ seconds: _seconds, ...rest }) => rest);
     const uninterrupted = await metricsOf(again.id);
     assert.deepEqual(withoutTimes(uninterrupted), withoutTimes(metrics));
     assert.deepEqual(uninterrupted.evaluation, metrics.evaluation);
+  });
+
+  it('a worker told to stop saves the epoch in progress and hands its job back; the next goes on from that step, as if never stopped', async () => {
+    const spec = {
+      mode: 'fine_tuning',
+      weights: 'random',
+      inputSize: 64,
+      epochs: 2,
+      batchSize: 4,
+      augmentation: { randomResizedCrop: true, horizontalFlip: true },
+      dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 40, imageSize: 64, seed: 3 },
+      fineTuning: { trainableFrom: 'layer4', freezeBatchNorm: true },
+    };
+    const job = await submit(spec);
+    await pollJob(service, job.id, (s) => s.progress.epoch === 1 && s.progress.phase === 'training' && s.progress.step >= 2, 120_000);
+    assert.equal(await worker.terminate(), 0, worker.output());
+    assert.match(worker.output(), /handed back/);
+
+    const handedBack = await pollJob(service, job.id, (s) => s.state !== 'running', 10_000);
+    assert.equal(handedBack.state, 'queued', 'back in the queue, not stalled or failed');
+    assert.equal(handedBack.attempts, 0, 'no attempt spent');
+    const interrupted = JSON.parse((await service.store.read(`jobs/${job.id}/checkpoints/interrupted/state.json`)).toString()) as {
+      epoch: number;
+      position: { stepsDone: number };
+    };
+    assert.equal(interrupted.epoch, 1);
+    assert.ok(interrupted.position.stepsDone >= 2 && interrupted.position.stepsDone < 16, JSON.stringify(interrupted.position));
+
+    worker = await service.startWorker();
+    const status = await pollJob(service, job.id, finished, 180_000);
+    assert.equal(status.state, 'completed', JSON.stringify(status.failure));
+    const logs = await service.redis.lrange(`${service.config.QUEUE_PREFIX}:${QueueName.Training}:${job.id}:logs`, 0, -1);
+    assert.ok(logs.includes(`resuming after epoch 0, inside epoch 1 after step ${interrupted.position.stepsDone}`), logs.join('\n'));
+    assert.equal(await service.store.stat(`jobs/${job.id}/checkpoints/interrupted/state.json`), null, 'gone once epoch 1 is saved');
+
+    const again = await submit(spec);
+    assert.equal((await pollJob(service, again.id, finished, 180_000)).state, 'completed');
+    assert.deepEqual(withoutTimes(await metricsOf(job.id)), withoutTimes(await metricsOf(again.id)));
   });
 
   it('stops the sandboxed trainer when its worker dies alone, so no orphan trains beside the next worker', async () => {

@@ -33,6 +33,8 @@ export interface WorkerProcess {
   output: () => string;
   /** SIGKILL the worker and its sandboxed training child: a crash, not a shutdown. */
   kill(): Promise<void>;
+  /** SIGTERM to the worker alone, as `docker stop` does; resolves with its exit code. */
+  terminate(): Promise<number | null>;
 }
 
 /**
@@ -81,6 +83,11 @@ export async function startService(prefix: string, extraEnv: Record<string, stri
         const exited = new Promise((resolve) => child.once('exit', resolve));
         process.kill(-child.pid!, 'SIGKILL');
         await exited;
+      },
+      terminate: async () => {
+        const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        return exited;
       },
     };
     workers.push(worker);

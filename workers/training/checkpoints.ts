@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { JobArtifacts } from '../../common/job-artifacts.js';
-import type { CheckpointState, ModelMetadata } from '../../schemas/artifacts.js';
+import type { ArtifactStore } from '../../common/artifact-store.js';
+import type { CheckpointState, EpochPosition, InterruptedState, ModelMetadata } from '../../schemas/artifacts.js';
 import type { EpochMetrics } from '../../schemas/metrics.js';
 import { loadWeightsInto, saveModel, tensorBytes, weightSpec } from '../../engine/model/checkpoint-io.js';
 import type { ResNet50 } from '../../engine/model/resnet50.js';
@@ -18,33 +19,49 @@ export async function writeCheckpoint(
   artifacts: JobArtifacts,
   resnet: ResNet50,
   optimizer: tf.Optimizer,
-  progress: { epoch: number; history: EpochMetrics[] },
-  metadata: ModelMetadata,
-): Promise<void> {
-  try {
-    await writeCheckpointFiles(artifacts, resnet, optimizer, progress, metadata);
-  } catch (error) {
-    if (!DISK_FULL.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
-    await artifacts.removeCheckpoint(progress.epoch);
-    throw new InvalidJobError(`the artifact store is full: epoch ${progress.epoch}'s checkpoint could not be written`);
-  }
-}
-
-async function writeCheckpointFiles(
-  artifacts: JobArtifacts,
-  resnet: ResNet50,
-  optimizer: tf.Optimizer,
   { epoch, history }: { epoch: number; history: EpochMetrics[] },
   metadata: ModelMetadata,
 ): Promise<void> {
   const folder = artifacts.checkpointFolder(epoch);
-  await saveModel(resnet, artifacts.store, folder);
+  await failingFastWhenFull(`epoch ${epoch}'s checkpoint`, folder, artifacts, async () => {
+    const optimizerWeights = await writeTrainingState(artifacts.store, folder, resnet, optimizer);
+    await artifacts.writeModelMetadata(folder, { ...metadata, epoch });
+    await artifacts.commitCheckpoint({ epoch, history, optimizerWeights });
+  });
+}
+
+/** The epoch in progress, between two steps, as `interrupted/` (replacing any earlier one); committed last. */
+export async function writeInterruptedCheckpoint(
+  artifacts: JobArtifacts,
+  resnet: ResNet50,
+  optimizer: tf.Optimizer,
+  state: Omit<InterruptedState, 'optimizerWeights'>,
+): Promise<void> {
+  const folder = artifacts.interruptedFolder;
+  await artifacts.removeInterrupted();
+  await failingFastWhenFull(`epoch ${state.epoch}'s interrupted checkpoint`, folder, artifacts, async () => {
+    const optimizerWeights = await writeTrainingState(artifacts.store, folder, resnet, optimizer);
+    await artifacts.commitInterrupted({ ...state, optimizerWeights });
+  });
+}
+
+async function failingFastWhenFull(what: string, folder: string, artifacts: JobArtifacts, write: () => Promise<void>): Promise<void> {
+  try {
+    await write();
+  } catch (error) {
+    if (!DISK_FULL.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
+    await artifacts.store.remove(folder);
+    throw new InvalidJobError(`the artifact store is full: ${what} could not be written`);
+  }
+}
+
+/** Weights, then the optimiser state; returns the latter's manifest for the state file. */
+async function writeTrainingState(store: ArtifactStore, folder: string, resnet: ResNet50, optimizer: tf.Optimizer) {
+  await saveModel(resnet, store, folder);
   // Adam's moments are twice the model: streamed a tensor at a time, never encoded whole.
   const state = await optimizer.getWeights();
-  await artifacts.store.write(`${folder}/${OPTIMIZER_FILE}`, tensorBytes(state.map((weight) => weight.tensor)));
-  const specs = state.map(({ name, tensor }) => weightSpec(name, tensor));
-  await artifacts.writeModelMetadata(folder, { ...metadata, epoch });
-  await artifacts.commitCheckpoint({ epoch, history, optimizerWeights: specs });
+  await store.write(`${folder}/${OPTIMIZER_FILE}`, tensorBytes(state.map((weight) => weight.tensor)));
+  return state.map(({ name, tensor }) => weightSpec(name, tensor));
 }
 
 /**
@@ -65,25 +82,48 @@ export async function pruneCheckpoints(
   }
 }
 
-/** Loads the newest complete checkpoint (weights, optimiser state, metrics history), if any. */
+/** Where a job goes on from: after `epoch` (0: none yet), and inside the next one if it was interrupted. */
+export interface ResumePoint {
+  epoch: number;
+  history: EpochMetrics[];
+  position: EpochPosition | null;
+}
+
+/**
+ * Loads the newest state (weights, optimiser state, metrics history): the interrupted checkpoint when
+ * it continues the newest complete one, else that one; null when there is none.
+ */
 export async function resumeFromLatestCheckpoint(
   artifacts: JobArtifacts,
   resnet: ResNet50,
   optimizer: tf.Optimizer,
-): Promise<CheckpointState | null> {
-  const latest = (await artifacts.completeCheckpoints()).at(-1);
-  if (latest === undefined) return null;
-  const state = await artifacts.readCheckpointState(latest);
+): Promise<ResumePoint | null> {
+  const latest = (await artifacts.completeCheckpoints()).at(-1) ?? 0;
+  const interrupted = await artifacts.readInterruptedState();
+  if (interrupted && interrupted.epoch === latest + 1) {
+    await loadTrainingState(artifacts.store, artifacts.interruptedFolder, interrupted.optimizerWeights, resnet, optimizer);
+    return { epoch: latest, history: interrupted.history, position: interrupted.position };
+  }
+  const state = latest > 0 ? await artifacts.readCheckpointState(latest) : null;
   if (!state) return null;
-  const folder = artifacts.checkpointFolder(latest);
-  await loadWeightsInto(resnet, artifacts.store, folder);
-  const bytes = await artifacts.store.read(`${folder}/${OPTIMIZER_FILE}`);
+  await loadTrainingState(artifacts.store, artifacts.checkpointFolder(latest), state.optimizerWeights, resnet, optimizer);
+  return { epoch: latest, history: state.history, position: null };
+}
+
+async function loadTrainingState(
+  store: ArtifactStore,
+  folder: string,
+  optimizerWeights: CheckpointState['optimizerWeights'],
+  resnet: ResNet50,
+  optimizer: tf.Optimizer,
+): Promise<void> {
+  await loadWeightsInto(resnet, store, folder);
+  const bytes = await store.read(`${folder}/${OPTIMIZER_FILE}`);
   const named = tf.io.decodeWeights(
     bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer,
-    state.optimizerWeights,
+    optimizerWeights,
   );
-  await optimizer.setWeights(state.optimizerWeights.map((spec) => ({ name: spec.name, tensor: named[spec.name] })));
-  return state;
+  await optimizer.setWeights(optimizerWeights.map((spec) => ({ name: spec.name, tensor: named[spec.name] })));
 }
 
 export function restoreEpochWeights(artifacts: JobArtifacts, resnet: ResNet50, epoch: number): Promise<void> {

@@ -15,6 +15,8 @@ export interface JobContext {
   report(progress: WorkerProgress): Promise<void>;
   /** Checked before every step; true stops the job as cancelled. */
   cancelRequested(): Promise<boolean>;
+  /** Checked before every step; true: the worker is stopping, save the epoch so far and give the job back. */
+  handBackRequested(): boolean;
   /** A line in the worker's log and the job's own log, with the job id. */
   log(message: string, fields?: Record<string, unknown>): void;
   /** feature_extraction computes CNN codes once (default); false runs the frozen backbone every step. */
@@ -27,5 +29,12 @@ export class InvalidJobError extends Error {}
 export class JobCancelledError extends Error {
   constructor() {
     super(CANCELLED_REASON);
+  }
+}
+
+/** The job goes back to the queue, to be resumed from its interrupted checkpoint by any worker. */
+export class JobHandedBackError extends Error {
+  constructor() {
+    super('handed back: the worker is stopping');
   }
 }

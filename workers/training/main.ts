@@ -14,8 +14,6 @@ import { selectBackend } from '../../engine/backend/backend.js';
 const PROCESSORS: Record<QueueName, string> = {
   [QueueName.Training]: fileURLToPath(new URL('./training.processor.ts', import.meta.url)),
 };
-/** Graceful stop waits this long for the running job, then leaves it to be resumed from its checkpoint. */
-const SHUTDOWN_GRACE_MS = 10_000;
 
 const config = loadConfig();
 const log = createLogger('worker', config.LOG_LEVEL);
@@ -96,11 +94,14 @@ async function shutdown(signal: string) {
   log.info({ signal }, 'shutting down');
   clearInterval(timer);
   const forced = setTimeout(() => {
-    log.warn('grace period over; the running job resumes from its checkpoint elsewhere');
+    log.warn('grace period over; the running job resumes from its last checkpoint elsewhere');
     process.exit(1);
-  }, SHUTDOWN_GRACE_MS);
+  }, config.WORKER_SHUTDOWN_GRACE_MS);
   forced.unref();
+  // The running job finishes its step, saves the epoch so far and goes back to the queue.
+  worker.cancelAllJobs('worker stopping');
   await worker.close();
+  await Promise.all([...training].map((jobId) => connection.del(keys.jobHeartbeat(jobId))));
   log.info('worker closed');
   await connection.del(keys.worker(workerId));
   await connection.quit();

@@ -2,6 +2,7 @@ import { cachePolicyOf } from '../../common/cache-eviction.js';
 import { Dropout } from '../../engine/model/dropout.js';
 import * as tf from '@tensorflow/tfjs';
 import type { LabelledImage } from '../../common/image-folder.js';
+import type { EpochPosition } from '../../schemas/artifacts.js';
 import type { TrainingJobSpec } from '../../schemas/job-spec.js';
 import { emptyMetrics, type EpochMetrics, type Metrics } from '../../schemas/metrics.js';
 import { mixSeed, seededRandom, shuffled } from '../../engine/data/random.js';
@@ -11,10 +12,16 @@ import { FusedAdamOptimizer } from '../../engine/training/adam.js';
 import { trainStep, wasmMicroBatchSize } from '../../engine/training/train-step.js';
 import type { Network } from '../../engine/model/network.js';
 import type { JobModel } from './build-model.js';
-import { pruneCheckpoints, restoreEpochWeights, resumeFromLatestCheckpoint, writeCheckpoint } from './checkpoints.js';
+import {
+  pruneCheckpoints,
+  restoreEpochWeights,
+  resumeFromLatestCheckpoint,
+  writeCheckpoint,
+  writeInterruptedCheckpoint,
+} from './checkpoints.js';
 import { evaluate, evaluationOf, predictionsOf, round, type BatchSource } from './evaluate.js';
 import { codeBatches, featureCacheKey, featureCodes, headOnCodes, liveCodes, weightsFingerprint } from './feature-cache.js';
-import { InvalidJobError, JobCancelledError, type JobContext } from './job-context.js';
+import { InvalidJobError, JobCancelledError, JobHandedBackError, type JobContext } from './job-context.js';
 import type { JobData } from './load-data.js';
 import type { ProgressReporter } from './progress-reporter.js';
 
@@ -60,15 +67,17 @@ export async function train(
     const resumed = await resumeFromLatestCheckpoint(ctx.artifacts, model.resnet, optimizer);
     if (resumed) {
       metrics.epochs = resumed.history;
-      ctx.log(`resuming after epoch ${resumed.epoch}`);
+      const inside = resumed.position ? `, inside epoch ${resumed.epoch + 1} after step ${resumed.position.stepsDone}` : '';
+      ctx.log(`resuming after epoch ${resumed.epoch}${inside}`);
     }
     const monitor = spec.earlyStopping?.monitor ?? 'validation_loss';
     for (let epoch = (resumed?.epoch ?? 0) + 1; epoch <= spec.epochs && !shouldStop(metrics.epochs, spec.earlyStopping); epoch++) {
       const started = Date.now();
-      for (const layer of model.resnet.model.layers) if (layer instanceof Dropout) layer.startEpoch(epoch);
+      const position = epoch === (resumed?.epoch ?? 0) + 1 ? (resumed?.position ?? null) : null;
       const learningRate = learningRateAt(spec, epoch);
       setLearningRate(optimizer, learningRate);
-      const trained = await trainEpoch(ctx, run, optimizer, data.train, epoch, reporter);
+      const plan = planEpoch(ctx, model, optimizer, metrics, reporter, epoch, position);
+      const trained = await trainEpoch(ctx, run, optimizer, data.train, plan, reporter);
       await reporter.phase('validating');
       const { scores } = await evaluate(run.network, run.inputs, data.validation, spec.batchSize, true);
       const epochMetrics: EpochMetrics = {
@@ -87,6 +96,7 @@ export async function train(
       await writeCheckpoint(ctx.artifacts, model.resnet, optimizer, { epoch, history: metrics.epochs }, model.metadata);
       await ctx.artifacts.writeMetrics(metrics);
       await pruneCheckpoints(ctx.artifacts, { latest: epoch, best: metrics.bestEpoch, keepEveryN: spec.checkpoints.keepEveryN });
+      if (position) await ctx.artifacts.removeInterrupted();
       await reporter.update({ latestMetrics: epochMetrics }, true);
     }
     await finishTraining(ctx, run, model, data, metrics);
@@ -186,24 +196,69 @@ async function cachedCodeInputs(
   return codeBatches(extracted);
 }
 
-/** One pass over the shuffled training images; the cancel flag is checked before every step. */
+interface EpochPlan {
+  epoch: number;
+  /** Where an interrupted run of this epoch stopped: it goes on from there. */
+  position: EpochPosition | null;
+  /** Saves the epoch's state when the worker asks for the job back (between two steps). */
+  stopAt: (position: Omit<EpochPosition, 'dropoutCalls'>) => Promise<void>;
+}
+
+/** Sets the dropout masks to the epoch's start (or where an interrupted run left them); says how to save the epoch mid-way. */
+function planEpoch(
+  ctx: JobContext,
+  model: JobModel,
+  optimizer: tf.Optimizer,
+  metrics: Metrics,
+  reporter: ProgressReporter,
+  epoch: number,
+  position: EpochPosition | null,
+): EpochPlan {
+  const dropouts = model.resnet.model.layers.filter((layer): layer is Dropout => layer instanceof Dropout);
+  for (const layer of dropouts) {
+    layer.startEpoch(epoch);
+    if (position) layer.callCount = position.dropoutCalls[layer.name] ?? layer.callCount;
+  }
+  const stopAt = async (stopped: Omit<EpochPosition, 'dropoutCalls'>) => {
+    const dropoutCalls = Object.fromEntries(dropouts.map((layer) => [layer.name, layer.callCount]));
+    await reporter.phase('saving');
+    await writeInterruptedCheckpoint(ctx.artifacts, model.resnet, optimizer, {
+      epoch,
+      history: metrics.epochs,
+      position: { ...stopped, dropoutCalls },
+    });
+    ctx.log(`handed back inside epoch ${epoch} after step ${stopped.stepsDone}`);
+  };
+  return { epoch, position, stopAt };
+}
+
+/**
+ * One pass over the shuffled training images. Before every step: a worker that is stopping gets the
+ * job back (saved after the last finished step), and the cancel flag is checked.
+ */
 async function trainEpoch(
   ctx: JobContext,
   run: TrainingRun,
   optimizer: tf.Optimizer,
   images: readonly LabelledImage[],
-  epoch: number,
+  { epoch, position, stopAt }: EpochPlan,
   reporter: ProgressReporter,
 ): Promise<{ loss: number; accuracy: number }> {
   const { spec } = run;
   const inputs = run.trainInputs(epoch);
   const order = shuffled(images, mixSeed(spec.seed, epoch));
   const steps = Math.ceil(order.length / spec.batchSize);
-  let lossSum = 0;
-  let correct = 0;
-  await reporter.update({ phase: 'training', epoch, step: 0 }, true);
+  let lossSum = position?.lossSum ?? 0;
+  let correct = position?.correct ?? 0;
+  const firstStep = position?.stepsDone ?? 0;
+  await reporter.update({ phase: 'training', epoch, step: firstStep }, true);
   let lastPassedCheckAt: string | null = null;
-  for (let step = 0; step < steps; step++) {
+  for (let step = firstStep; step < steps; step++) {
+    if (ctx.handBackRequested()) {
+      // Before the first step here the newest checkpoint (the last epoch's, or the interrupted one resumed) holds it all.
+      if (step > firstStep) await stopAt({ stepsDone: step, lossSum, correct });
+      throw new JobHandedBackError();
+    }
     const checkedAt = new Date().toISOString();
     if (await ctx.cancelRequested()) {
       // Every step starts with a check: these times show that none began after the request.

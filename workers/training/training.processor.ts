@@ -1,6 +1,6 @@
 // BullMQ sandboxed processor: runs in a child process of the worker, so hours of synchronous tensor
 // work never block the worker's event loop from renewing the job lock.
-import { UnrecoverableError, type SandboxedJob } from 'bullmq';
+import { UnrecoverableError, WaitingError, type SandboxedJob } from 'bullmq';
 import { z } from 'zod';
 import { type ArtifactStore } from '../../common/artifact-store.js';
 import { openArtifactStore } from '../../common/open-artifact-store.js';
@@ -10,7 +10,7 @@ import { CANCELLED_REASON, redisConnection, redisKeys, type RedisClient } from '
 import { loadConfig, type Config } from '../../schemas/config.js';
 import { TrainingPayload, type TrainingResult } from '../../schemas/queue.js';
 import { selectBackend, type BackendInfo } from '../../engine/backend/backend.js';
-import { InvalidJobError, JobCancelledError } from './job-context.js';
+import { InvalidJobError, JobCancelledError, JobHandedBackError } from './job-context.js';
 import { runJob } from './run-job.js';
 
 interface Runtime {
@@ -42,7 +42,12 @@ function setUp(): Promise<Runtime> {
   return runtime;
 }
 
-export default async function trainingProcessor(job: SandboxedJob<TrainingPayload, TrainingResult>): Promise<TrainingResult> {
+/** `signal` aborts when the worker stops: the job saves its epoch so far and goes back to the queue. */
+export default async function trainingProcessor(
+  job: SandboxedJob<TrainingPayload, TrainingResult>,
+  token?: string,
+  signal?: AbortSignal,
+): Promise<TrainingResult> {
   const { config, backend, store, redis, logger } = await setUp();
   const jobId = job.id ?? '';
   const log = logger.child({ jobId, attempt: job.attemptsMade + 1 });
@@ -61,6 +66,7 @@ export default async function trainingProcessor(job: SandboxedJob<TrainingPayloa
       backend,
       report: (progress) => job.updateProgress(progress),
       cancelRequested,
+      handBackRequested: () => signal?.aborted === true,
       log: (message, fields) => {
         log.info(fields ?? {}, message);
         void job.log(fields ? `${message} ${JSON.stringify(fields)}` : message);
@@ -69,6 +75,12 @@ export default async function trainingProcessor(job: SandboxedJob<TrainingPayloa
   } catch (error) {
     if (error instanceof JobCancelledError) throw new UnrecoverableError(CANCELLED_REASON);
     if (error instanceof InvalidJobError) throw new UnrecoverableError(error.message);
+    if (error instanceof JobHandedBackError) {
+      // Back to waiting without spending an attempt; the worker takes WaitingError as "not failed".
+      await job.moveToWait(token);
+      log.info(error.message);
+      throw new WaitingError();
+    }
     throw error;
   }
 }
