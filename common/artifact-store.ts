@@ -24,6 +24,8 @@ export interface ArtifactStore {
   open(key: string): Promise<Readable>;
   /** Names directly under a prefix (one level, like `ls`). */
   list(prefix: string): Promise<string[]>;
+  /** Bytes of a key and of everything under it (0 when absent). */
+  usage(prefix: string): Promise<number>;
   /** A key and everything under it. */
   remove(prefix: string): Promise<void>;
   /** Rejects when the store cannot be reached (readiness). */
@@ -93,6 +95,11 @@ export class LocalArtifactStore implements ArtifactStore {
     }
   }
 
+  async usage(prefix: string): Promise<number> {
+    const file = await this.stat(prefix);
+    return file ? file.size : folderBytes(this.localPath(prefix));
+  }
+
   remove(prefix: string): Promise<void> {
     return rm(this.localPath(prefix), { recursive: true, force: true });
   }
@@ -109,4 +116,20 @@ export async function readJson<T extends z.ZodType>(store: ArtifactStore, key: s
   const parsed = schema.safeParse(JSON.parse(text));
   if (!parsed.success) throw new Error(`artifact ${key} does not match its schema: ${parsed.error.issues[0]?.message}`);
   return parsed.data;
+}
+
+/** Bytes of the files in a local folder and its sub-folders (0 when absent). */
+export async function folderBytes(dir: string): Promise<number> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => []);
+  const sizes = await Promise.all(
+    entries
+      .filter((e) => e.isFile())
+      .map((e) =>
+        stat(path.join(e.parentPath, e.name)).then(
+          (s) => s.size,
+          () => 0,
+        ),
+      ),
+  );
+  return sizes.reduce((a, b) => a + b, 0);
 }

@@ -1,6 +1,6 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { ArtifactStore } from './artifact-store.js';
+import { folderBytes, type ArtifactStore } from './artifact-store.js';
 
 export interface CachePolicy {
   maxBytes: number;
@@ -38,21 +38,6 @@ export function entriesToEvict(entries: readonly CacheEntry[], policy: CachePoli
     total -= entry.bytes;
   }
   return [...evicted];
-}
-
-async function folderBytes(dir: string): Promise<number> {
-  const entries = await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => []);
-  const sizes = await Promise.all(
-    entries
-      .filter((e) => e.isFile())
-      .map((e) =>
-        stat(path.join(e.parentPath, e.name)).then(
-          (s) => s.size,
-          () => 0,
-        ),
-      ),
-  );
-  return sizes.reduce((a, b) => a + b, 0);
 }
 
 /** A folder cache whose entries are its sub-folders (the synthetic data sets). */

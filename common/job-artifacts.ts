@@ -135,6 +135,11 @@ export class JobArtifacts {
     return epochs.sort((a, b) => a - b);
   }
 
+  /** Bytes of its models and checkpoints: what counts toward its owner's quota (download archives have their own bound). */
+  async modelBytes(): Promise<number> {
+    return (await this.store.usage(this.checkpointsPrefix)) + (await this.store.usage(this.finalFolder));
+  }
+
   /** Everything the job kept. */
   removeAll(): Promise<void> {
     return this.store.remove(this.root);

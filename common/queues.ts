@@ -39,6 +39,11 @@ export const redisKeys = (prefix: string) => ({
   openJobs: (owner: string) => `${prefix}:open-jobs:${owner}`,
   /** The jobs that train on an uploaded dataset (it cannot be deleted while one is open). */
   datasetJobs: (datasetId: string) => `${prefix}:dataset-jobs:${datasetId}`,
+  /** Bytes of models and checkpoints each of an owner's jobs keeps (a hash: job id -> bytes), as its worker last measured. */
+  artifactBytes: (owner: string) => `${prefix}:artifact-bytes:${owner}`,
+  /** Download archives built on request: last use (sorted set) and size (hash), by store key. */
+  archivesUsed: `${prefix}:archives:used`,
+  archiveBytes: `${prefix}:archives:bytes`,
 });
 
 /** redis-server's arguments for a local server that keeps the queue across restarts (AOF), as `npm start` runs it. */

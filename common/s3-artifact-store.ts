@@ -114,6 +114,12 @@ export class S3ArtifactStore implements ArtifactStore {
     return [...names].filter(Boolean).sort();
   }
 
+  async usage(prefix: string): Promise<number> {
+    let bytes = (await this.stat(prefix))?.size ?? 0;
+    for await (const page of this.pages(prefix)) for (const object of page.Contents ?? []) bytes += object.Size ?? 0;
+    return bytes;
+  }
+
   async ping(): Promise<void> {
     await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
   }

@@ -124,6 +124,18 @@ export const Config = z.object({
     .min(1024)
     .default(50 * 1024 ** 3)
     .describe("An owner's uploaded datasets, unpacked bytes in all (413 past it)"),
+  QUOTA_ARTIFACT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(200 * 1024 ** 3)
+    .describe("Models and checkpoints an owner's jobs keep, bytes in all: past it new jobs are refused (429) until some are purged"),
+  DOWNLOAD_CACHE_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(20 * 1024 ** 3)
+    .describe('Download archives (built on first request) of all jobs together: past this, the least recently used go'),
   QUEUE_MAX_WAITING: z.coerce.number().int().min(1).default(1000).describe('Jobs waiting in the queue, all owners (503 past it)'),
   JOB_RETENTION_DAYS: z.coerce
     .number()

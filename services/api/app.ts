@@ -35,6 +35,17 @@ const uploadLimitsOf = (config: Config): UploadLimits => ({
   maxConcurrent: config.UPLOAD_MAX_CONCURRENT,
 });
 
+const jobServiceOptionsOf = (config: Config) => ({
+  prefix: config.QUEUE_PREFIX,
+  dataDir: config.DATA_DIR,
+  quotaOpenJobs: config.QUOTA_OPEN_JOBS,
+  quotaArtifactBytes: config.QUOTA_ARTIFACT_BYTES,
+  downloadCacheMaxBytes: config.DOWNLOAD_CACHE_MAX_BYTES,
+  maxWaiting: config.QUEUE_MAX_WAITING,
+  retentionMs: config.JOB_RETENTION_DAYS * 24 * 3600 * 1000,
+  heartbeatMs: config.WORKER_HEARTBEAT_MS,
+});
+
 export const requestTimeoutOf = (config: Pick<Config, 'UPLOAD_LIMIT_BYTES' | 'UPLOAD_MIN_BYTES_PER_SECOND'>) =>
   Math.max(120_000, Math.ceil(config.UPLOAD_LIMIT_BYTES / config.UPLOAD_MIN_BYTES_PER_SECOND) * 1000);
 
@@ -80,14 +91,7 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
   };
   const inspector = new ModelInspector(settings);
   app.addHook('onClose', () => inspector.close());
-  const jobs = new JobService(queues, redis, store, {
-    prefix: config.QUEUE_PREFIX,
-    dataDir: config.DATA_DIR,
-    quotaOpenJobs: config.QUOTA_OPEN_JOBS,
-    maxWaiting: config.QUEUE_MAX_WAITING,
-    retentionMs: config.JOB_RETENTION_DAYS * 24 * 3600 * 1000,
-    heartbeatMs: config.WORKER_HEARTBEAT_MS,
-  });
+  const jobs = new JobService(queues, redis, store, jobServiceOptionsOf(config));
   scheduleRetentionSweeps(app, jobs, redis, config.QUEUE_PREFIX);
   // Everything under /v1 acts for an owner; health probes answer anyone.
   await app.register(

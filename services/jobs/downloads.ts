@@ -7,6 +7,7 @@ import type { ArtifactStore } from '../../common/artifact-store.js';
 import { NotFoundError } from '../../common/errors.js';
 import { hashStream } from '../../common/file-hash.js';
 import type { JobArtifacts, ModelFolder } from '../../common/job-artifacts.js';
+import type { ArchiveCache } from './archive-cache.js';
 
 export interface Download {
   size: number;
@@ -81,11 +82,11 @@ async function* tarOf(store: ArtifactStore, folder: string, names: readonly stri
  * A tar.gz of one model folder, built on first request and kept in the store (with its sha256), so
  * repeated downloads are plain reads. Streamed end to end: the model is never whole in memory or on local disk.
  */
-async function archiveOf(artifacts: JobArtifacts, { folder, label }: ModelFolder): Promise<{ key: string; size: number }> {
+async function archiveOf(artifacts: JobArtifacts, { folder, label }: ModelFolder): Promise<{ key: string; size: number; built: boolean }> {
   const { store } = artifacts;
   const key = artifacts.downloadKey(label, 'tar.gz');
   const existing = await store.stat(key);
-  if (existing) return { key, size: existing.size };
+  if (existing) return { key, size: existing.size, built: false };
   const hash = createHash('sha256');
   async function* hashing(chunks: AsyncIterable<Buffer>) {
     for await (const chunk of chunks) {
@@ -99,13 +100,14 @@ async function archiveOf(artifacts: JobArtifacts, { folder, label }: ModelFolder
   await store.write(hashKey(key), hash.digest('hex'));
   const written = await store.stat(key);
   if (!written) throw new Error(`archive ${key} vanished after it was written`);
-  return { key, size: written.size };
+  return { key, size: written.size, built: true };
 }
 
 export async function checkpointDownload(
   artifacts: JobArtifacts,
   selector: CheckpointSelector,
   format: CheckpointFormat,
+  archives: ArchiveCache,
 ): Promise<Download> {
   const model = await modelFolder(artifacts, selector);
   const name = `${artifacts.jobId}-${model.label}`;
@@ -122,7 +124,8 @@ export async function checkpointDownload(
       open: () => artifacts.store.open(key),
     };
   }
-  const { key, size } = await archiveOf(artifacts, model);
+  const { key, size, built } = await archiveOf(artifacts, model);
   const etag = await storedHash(artifacts.store, key);
+  await archives.used(key, size, built);
   return { size, etag, filename: `${name}.tar.gz`, contentType: 'application/gzip', open: () => artifacts.store.open(key) };
 }

@@ -12,6 +12,7 @@ import { emptyMetrics, type Metrics } from '../../schemas/metrics.js';
 import type { ModelSummary } from '../../schemas/model.js';
 import { TrainingPayload, TrainingResult, WorkerProgress } from '../../schemas/queue.js';
 import { checkDataset } from '../datasets/check-dataset.js';
+import { ArchiveCache } from './archive-cache.js';
 import { checkpointDownload, type CheckpointFormat, type CheckpointSelector, type Download } from './downloads.js';
 
 /** How long a request waits for a (re)connecting Redis before it is answered 503. */
@@ -83,6 +84,7 @@ const ownerOf = (job: TrainingJob): string => {
 /** Submits, describes, lists and cancels jobs, and reads their results: BullMQ for queue state, the artifact store for results. */
 export class JobService {
   private readonly keys;
+  private readonly archives: ArchiveCache;
 
   constructor(
     private readonly queues: Queues,
@@ -92,12 +94,15 @@ export class JobService {
       prefix: string;
       dataDir: string;
       quotaOpenJobs: number;
+      quotaArtifactBytes: number;
+      downloadCacheMaxBytes: number;
       maxWaiting: number;
       retentionMs: number;
       heartbeatMs: number;
     },
   ) {
     this.keys = redisKeys(options.prefix);
+    this.archives = new ArchiveCache(redis, store, options.prefix, options.downloadCacheMaxBytes);
   }
 
   private get queue() {
@@ -162,6 +167,7 @@ export class JobService {
     if (waiting >= this.options.maxWaiting) {
       throw new UnavailableError(`the queue holds ${waiting} waiting jobs, its limit; retry later`);
     }
+    if (!caller.admin) await this.checkArtifactQuota(caller.owner);
     await this.index(caller.owner, jobId, spec);
     if (caller.admin) return;
     const open = await this.openIn(this.keys.openJobs(caller.owner));
@@ -172,6 +178,17 @@ export class JobService {
         { quota: 'openJobs', limit: this.options.quotaOpenJobs },
       );
     }
+  }
+
+  /** Refuses new jobs (429) while the owner's jobs keep their quota of models and checkpoints or more. */
+  private async checkArtifactQuota(owner: string): Promise<void> {
+    const kept = (await this.redis.hvals(this.keys.artifactBytes(owner))).reduce((sum, bytes) => sum + Number(bytes), 0);
+    if (kept < this.options.quotaArtifactBytes) return;
+    throw new QuotaExceededError(
+      `your jobs keep ${kept} bytes of models and checkpoints and your quota is ${this.options.quotaArtifactBytes}; ` +
+        'purge finished jobs you no longer need (DELETE /v1/jobs/{id}?purge=true), then submit again',
+      { quota: 'artifactBytes', limit: this.options.quotaArtifactBytes },
+    );
   }
 
   /** The job if it exists and the caller may see it; another owner's job does not exist for them. */
@@ -313,9 +330,13 @@ export class JobService {
 
   /** Everything of a job: artifacts, queue entry, index entries (`job` is null when BullMQ already dropped it). */
   private async forget(jobId: string, job: TrainingJob | null): Promise<void> {
-    await new JobArtifacts(this.store, jobId).removeAll();
+    const artifacts = new JobArtifacts(this.store, jobId);
+    await artifacts.removeAll();
+    await this.archives.forget(artifacts.root);
     await this.queue.remove(jobId);
-    await this.unindex(jobId, job ? ownerOf(job) : null, job ? TrainingPayload.safeParse(job.data).data?.spec : undefined);
+    const owner = job ? ownerOf(job) : null;
+    if (owner) await this.redis.hdel(this.keys.artifactBytes(owner), jobId);
+    await this.unindex(jobId, owner, job ? TrainingPayload.safeParse(job.data).data?.spec : undefined);
   }
 
   /**
@@ -363,7 +384,7 @@ export class JobService {
   }
 
   async checkpoint(caller: Caller, jobId: string, selector: CheckpointSelector, format: CheckpointFormat): Promise<Download> {
-    return checkpointDownload(await this.artifacts(caller, jobId), selector, format);
+    return checkpointDownload(await this.artifacts(caller, jobId), selector, format, this.archives);
   }
 
   /** The status of a job whose final model can serve predictions (409 until it completes). */

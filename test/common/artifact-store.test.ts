@@ -32,6 +32,14 @@ function storeContract(open: () => ArtifactStore) {
     assert.equal((await store.stat('a/big.bin'))?.size, big.length);
   });
 
+  it('sums the bytes of a key or of everything under a prefix, however deep', async () => {
+    const bytes = 7 + 3 + 19 * 1024 * 1024;
+    assert.equal(await store.usage('a'), bytes);
+    assert.equal(await store.usage('a/b'), 7);
+    assert.equal(await store.usage('a/b/c.json'), 7);
+    assert.equal(await store.usage('nothing'), 0);
+  });
+
   it('lists one level and answers null or [] for what is absent', async () => {
     assert.deepEqual(await store.list('a'), ['b', 'big.bin', 'bytes.bin']);
     assert.deepEqual(await store.list('a/b'), ['c.json']);

@@ -4,8 +4,10 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import type { JobStatus } from '../../schemas/job-status.js';
 import type { Metrics } from '../../schemas/metrics.js';
-import { QueueName } from '../../common/queues.js';
-import { finished, pollJob, redisKeys, sleep, startService, type TestService, type WorkerProcess } from '../helpers/service.js';
+import { JobArtifacts } from '../../common/job-artifacts.js';
+import { QueueName, redisKeys } from '../../common/queues.js';
+import { LOCAL_OWNER } from '../../schemas/auth.js';
+import { finished, pollJob, sleep, startService, type TestService, type WorkerProcess } from '../helpers/service.js';
 
 const slowSpec = {
   mode: 'fine_tuning',
@@ -130,6 +132,13 @@ describe('cancel, resume and failing fast', () => {
     );
     assert.deepEqual(metrics.epochs[0], epoch1[0], 'epoch 1 is the one trained before the kill');
     assert.match(worker.output(), /job completed/);
+    const kept = await new JobArtifacts(service.store, job.id).modelBytes();
+    assert.ok(kept > 90e6, `a ResNet-50 and its checkpoint: ${kept} bytes`);
+    assert.equal(
+      Number(await service.redis.hget(redisKeys(service.config.QUEUE_PREFIX).artifactBytes(LOCAL_OWNER), job.id)),
+      kept,
+      'counted for its owner',
+    );
 
     // The same spec in another worker process, uninterrupted: the same numbers, bit for bit.
     const again = await submit(spec);

@@ -17,6 +17,8 @@ export interface JobContext {
   cancelRequested(): Promise<boolean>;
   /** Checked before every step; true: the worker is stopping, save the epoch so far and give the job back. */
   handBackRequested(): boolean;
+  /** Records the bytes the job keeps in the store, for its owner's quota: after every checkpoint. */
+  measureArtifacts(): Promise<void>;
   /** A line in the worker's log and the job's own log, with the job id. */
   log(message: string, fields?: Record<string, unknown>): void;
   /** feature_extraction computes CNN codes once (default); false runs the frozen backbone every step. */

@@ -97,6 +97,7 @@ export async function train(
       await ctx.artifacts.writeMetrics(metrics);
       await pruneCheckpoints(ctx.artifacts, { latest: epoch, best: metrics.bestEpoch, keepEveryN: spec.checkpoints.keepEveryN });
       if (position) await ctx.artifacts.removeInterrupted();
+      await ctx.measureArtifacts();
       await reporter.update({ latestMetrics: epochMetrics }, true);
     }
     await finishTraining(ctx, run, model, data, metrics);

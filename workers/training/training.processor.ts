@@ -54,7 +54,12 @@ export default async function trainingProcessor(
   // Payloads outlive deploys: parse again with today's schema.
   const payload = TrainingPayload.safeParse(job.data);
   if (!payload.success) throw new UnrecoverableError(`invalid job spec: ${z.prettifyError(payload.error)}`);
-  const cancelKey = redisKeys(config.QUEUE_PREFIX).cancel(jobId);
+  const keys = redisKeys(config.QUEUE_PREFIX);
+  const cancelKey = keys.cancel(jobId);
+  const artifacts = new JobArtifacts(store, jobId);
+  const measureArtifacts = async () => {
+    await redis.hset(keys.artifactBytes(payload.data.owner), jobId, await artifacts.modelBytes());
+  };
   const cancelRequested = async () => (await redis.exists(cancelKey)) === 1;
   if (await cancelRequested()) throw new UnrecoverableError(CANCELLED_REASON);
   try {
@@ -62,11 +67,12 @@ export default async function trainingProcessor(
       jobId,
       spec: payload.data.spec,
       config,
-      artifacts: new JobArtifacts(store, jobId),
+      artifacts,
       backend,
       report: (progress) => job.updateProgress(progress),
       cancelRequested,
       handBackRequested: () => signal?.aborted === true,
+      measureArtifacts,
       log: (message, fields) => {
         log.info(fields ?? {}, message);
         void job.log(fields ? `${message} ${JSON.stringify(fields)}` : message);
@@ -82,5 +88,8 @@ export default async function trainingProcessor(
       throw new WaitingError();
     }
     throw error;
+  } finally {
+    // The final model, or what a failed or cancelled job left: counted before the job ends.
+    await measureArtifacts().catch((error: Error) => log.warn({ err: error.message }, 'could not record the bytes the job keeps'));
   }
 }

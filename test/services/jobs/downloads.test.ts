@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { buffer, text } from 'node:stream/consumers';
@@ -10,16 +10,31 @@ import { openArtifactStore } from '../../../common/open-artifact-store.js';
 import { NotFoundError } from '../../../common/errors.js';
 import { JobArtifacts } from '../../../common/job-artifacts.js';
 import { emptyMetrics } from '../../../schemas/metrics.js';
-import { checkpointDownload, modelFolder } from '../../../services/jobs/downloads.js';
+import { createLogger } from '../../../common/logger.js';
+import { redisConnection, redisKeys, scanKeys } from '../../../common/queues.js';
+import { ArchiveCache } from '../../../services/jobs/archive-cache.js';
+import { checkpointDownload, modelFolder, type CheckpointSelector } from '../../../services/jobs/downloads.js';
 import { startS3Server, type S3Server } from '../../helpers/s3-server.js';
 import { tempDir } from '../../helpers/torch.js';
 
 const JOB_ID = '3b241101-e2bb-4255-8caf-4136c566a962';
 
-function downloadContract(open: () => ArtifactStore) {
+function downloadContract(name: string, open: () => ArtifactStore) {
   let artifacts: JobArtifacts;
+  let archives: ArchiveCache;
+  const prefix = `test-downloads-${name}-${process.pid}`;
+  const redis = redisConnection(
+    { REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
+    'producer',
+    createLogger('api', 'silent'),
+  );
   before(() => {
     artifacts = new JobArtifacts(open(), JOB_ID);
+    archives = new ArchiveCache(redis, artifacts.store, prefix, 10 * 1024 ** 2);
+  });
+  after(async () => {
+    for (const key of await scanKeys(redis, `${prefix}:*`)) await redis.del(key);
+    await redis.quit();
   });
 
   it('picks the final model, the latest, the best or a numbered epoch, among complete ones only', async () => {
@@ -37,18 +52,21 @@ function downloadContract(open: () => ArtifactStore) {
   it('serves a stored file with its sha256 as the ETag', async () => {
     await artifacts.store.write(artifacts.torchvisionWeightsKey(artifacts.finalFolder), 'weights');
     await artifacts.store.write(`${artifacts.finalFolder}/metadata.json`, '{}');
-    const download = await checkpointDownload(artifacts, { kind: 'final' }, 'safetensors');
+    const download = await checkpointDownload(artifacts, { kind: 'final' }, 'safetensors', archives);
     assert.equal(download.etag, createHash('sha256').update('weights').digest('hex'));
     assert.equal(download.filename, `${JOB_ID}-final.safetensors`);
     assert.equal(await text(await download.open()), 'weights');
-    await assert.rejects(checkpointDownload(artifacts, { kind: 'epoch', epoch: 1 }, 'safetensors'), /written for the final model/);
+    await assert.rejects(
+      checkpointDownload(artifacts, { kind: 'epoch', epoch: 1 }, 'safetensors', archives),
+      /written for the final model/,
+    );
   });
 
   it('archives a model as a tar.gz that tar unpacks to the stored files, built once', async () => {
     // Sizes around the 512-byte tar block: one short of it, exactly it, one past it.
     const files = { 'model.json': 'x'.repeat(511), 'weights.bin': Buffer.alloc(100_000 + 512, 7), 'metadata.json': 'y'.repeat(513) };
     for (const [name, data] of Object.entries(files)) await artifacts.store.write(`${artifacts.finalFolder}/${name}`, data);
-    const download = await checkpointDownload(artifacts, { kind: 'final' }, 'tar.gz');
+    const download = await checkpointDownload(artifacts, { kind: 'final' }, 'tar.gz', archives);
     const archive = await buffer(await download.open());
     assert.equal(download.size, archive.length);
     assert.equal(download.etag, createHash('sha256').update(archive).digest('hex'));
@@ -71,15 +89,45 @@ function downloadContract(open: () => ArtifactStore) {
     }
     // Built once: a changed model file does not change the kept archive (models are immutable once complete).
     await artifacts.store.write(`${artifacts.finalFolder}/model.json`, 'changed');
-    const again = await checkpointDownload(artifacts, { kind: 'final' }, 'tar.gz');
+    const again = await checkpointDownload(artifacts, { kind: 'final' }, 'tar.gz', archives);
     assert.equal(again.etag, download.etag);
+  });
+
+  it('keeps the archives of all jobs within their bound: building one evicts the least recently used others', async () => {
+    // Incompressible weights: each archive is about 4 MiB, three of them pass the 10 MiB bound.
+    const weights = randomBytes(4 * 1024 ** 2);
+    for (const epoch of [1, 2]) {
+      const folder = artifacts.checkpointFolder(epoch);
+      for (const file of ['model.json', 'metadata.json']) await artifacts.store.write(`${folder}/${file}`, `{"epoch":${epoch}}`);
+      await artifacts.store.write(`${folder}/weights.bin`, weights);
+    }
+    await artifacts.store.write(`${artifacts.finalFolder}/weights.bin`, weights);
+    const download = (selector: CheckpointSelector) => checkpointDownload(artifacts, selector, 'tar.gz', archives);
+    const kept = async (label: string) => (await artifacts.store.stat(artifacts.downloadKey(label, 'tar.gz'))) !== null;
+
+    await artifacts.store.remove(artifacts.downloadKey('final', 'tar.gz')); // the earlier test's, of other files
+    const first = await download({ kind: 'epoch', epoch: 1 });
+    await download({ kind: 'final' });
+    await download({ kind: 'epoch', epoch: 1 }); // used again: now the most recent
+    assert.deepEqual([await kept('epoch-1'), await kept('final')], [true, true]);
+    await download({ kind: 'epoch', epoch: 2 });
+    assert.deepEqual(
+      [await kept('epoch-1'), await kept('final'), await kept('epoch-2')],
+      [true, false, true],
+      'the least recently used went',
+    );
+    assert.equal(await artifacts.store.stat(`${artifacts.downloadKey('final', 'tar.gz')}.sha256`), null, 'with its hash');
+
+    await archives.forget(artifacts.root);
+    assert.deepEqual(await redis.zrange(redisKeys(prefix).archivesUsed, 0, -1), []);
+    assert.equal((await download({ kind: 'epoch', epoch: 1 })).etag, first.etag, 'still served, from the kept archive');
   });
 }
 
 describe('checkpoint downloads from the local store', () => {
   const root = tempDir('downloads');
   after(() => rmSync(root, { recursive: true, force: true }));
-  downloadContract(() => new LocalArtifactStore(root));
+  downloadContract('local', () => new LocalArtifactStore(root));
 });
 
 describe('checkpoint downloads from an S3-compatible store', () => {
@@ -90,5 +138,5 @@ describe('checkpoint downloads from an S3-compatible store', () => {
     store = await openArtifactStore({ ARTIFACTS_DIR: '/nonexistent', S3_REGION: 'us-east-1', ...server.env('downloads') });
   });
   after(() => server.stop());
-  downloadContract(() => store);
+  downloadContract('s3', () => store);
 });

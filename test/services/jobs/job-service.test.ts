@@ -4,9 +4,9 @@ import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { LocalArtifactStore } from '../../../common/artifact-store.js';
 import { JobArtifacts } from '../../../common/job-artifacts.js';
-import { ConflictError, IdempotencyKeyReusedError, InvalidInputError, NotFoundError } from '../../../common/errors.js';
+import { ConflictError, IdempotencyKeyReusedError, InvalidInputError, NotFoundError, QuotaExceededError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/logger.js';
-import { CANCELLED_REASON, QueueName, Queues, redisConnection } from '../../../common/queues.js';
+import { CANCELLED_REASON, QueueName, Queues, redisConnection, redisKeys } from '../../../common/queues.js';
 import type { Caller } from '../../../schemas/auth.js';
 import { JobSpec } from '../../../schemas/job-spec.js';
 import type { WorkerProgress } from '../../../schemas/queue.js';
@@ -72,6 +72,8 @@ describe('the job service on a real Redis', () => {
     prefix,
     dataDir: path.join(scratch, 'data'),
     quotaOpenJobs: 8,
+    quotaArtifactBytes: 1_000_000,
+    downloadCacheMaxBytes: 1_000_000,
     maxWaiting: 1000,
     retentionMs: 3600_000,
     heartbeatMs: 1000,
@@ -177,6 +179,24 @@ describe('the job service on a real Redis', () => {
     const listed = await jobs.list(dave, { limit: 10, offset: 0 });
     assert.deepEqual([listed.items.length, listed.total], [0, 0]);
     assert.equal(await redis.zcard(`${prefix}:owner-jobs:dave`), 0);
+  });
+
+  it("refuses new jobs while an owner's jobs keep their quota of models and checkpoints; purging one frees it", async () => {
+    const grace: Caller = { owner: 'grace', admin: false };
+    const { status } = await jobs.submit(grace, spec);
+    await jobs.cancel(grace, status.id);
+    // As a worker records it after each checkpoint.
+    await redis.hset(redisKeys(prefix).artifactBytes('grace'), status.id, 1_000_000);
+    await assert.rejects(jobs.submit(grace, { ...spec, seed: 1 }), (error: unknown) => {
+      assert.ok(error instanceof QuotaExceededError);
+      assert.match(error.message, /keep 1000000 bytes .* quota is 1000000; purge finished jobs/);
+      assert.deepEqual(error.details, { quota: 'artifactBytes', limit: 1_000_000 });
+      return true;
+    });
+    assert.equal((await jobs.submit(bob, { ...spec, seed: 1 })).created, true, "another owner's quota is their own");
+    assert.equal((await jobs.submit(admin, { ...spec, seed: 2 })).created, true, 'the admin has none');
+    await jobs.purge(grace, status.id);
+    assert.equal((await jobs.submit(grace, { ...spec, seed: 1 })).created, true);
   });
 
   it('purges a finished job with everything it kept, and refuses while it may still run', async () => {

@@ -1,0 +1,51 @@
+import type { ArtifactStore } from '../../common/artifact-store.js';
+import { redisKeys, type RedisClient } from '../../common/queues.js';
+
+/**
+ * Download archives are built on first request and kept in the store; this bounds what all of them
+ * hold together. Every use is recorded in Redis (shared by every API process); after a new archive
+ * is built, the least recently used others go until the rest fit in `maxBytes` (the new one stays,
+ * even alone past the bound: it is being served). An evicted archive is rebuilt on its next request.
+ */
+export class ArchiveCache {
+  private readonly keys;
+
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly store: ArtifactStore,
+    prefix: string,
+    private readonly maxBytes: number,
+  ) {
+    this.keys = redisKeys(prefix);
+  }
+
+  async used(key: string, bytes: number, built: boolean): Promise<void> {
+    await this.redis.multi().zadd(this.keys.archivesUsed, Date.now(), key).hset(this.keys.archiveBytes, key, bytes).exec();
+    if (built) await this.evictBeyondBound(key);
+  }
+
+  /** Forgets the archives under a prefix (a job's, when the job is removed with its files). */
+  async forget(prefix: string): Promise<void> {
+    const keys = (await this.redis.zrange(this.keys.archivesUsed, 0, -1)).filter((key) => key.startsWith(`${prefix}/`));
+    if (keys.length > 0)
+      await this.redis
+        .multi()
+        .zrem(this.keys.archivesUsed, ...keys)
+        .hdel(this.keys.archiveBytes, ...keys)
+        .exec();
+  }
+
+  private async evictBeyondBound(keep: string): Promise<void> {
+    const sizes = await this.redis.hgetall(this.keys.archiveBytes);
+    let total = Object.values(sizes).reduce((sum, bytes) => sum + Number(bytes), 0);
+    if (total <= this.maxBytes) return;
+    for (const key of await this.redis.zrange(this.keys.archivesUsed, 0, -1)) {
+      if (total <= this.maxBytes) break;
+      if (key === keep) continue;
+      await this.store.remove(key);
+      await this.store.remove(`${key}.sha256`);
+      await this.redis.multi().zrem(this.keys.archivesUsed, key).hdel(this.keys.archiveBytes, key).exec();
+      total -= Number(sizes[key] ?? 0);
+    }
+  }
+}
