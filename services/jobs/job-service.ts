@@ -13,6 +13,7 @@ import type { ModelSummary } from '../../schemas/model.js';
 import { TrainingPayload, TrainingResult, WorkerProgress } from '../../schemas/queue.js';
 import { checkDataset } from '../datasets/check-dataset.js';
 import { ArchiveCache } from './archive-cache.js';
+import { JobIndex, type IndexScope } from './job-index.js';
 import { checkpointDownload, type CheckpointFormat, type CheckpointSelector, type Download } from './downloads.js';
 
 /** How long a request waits for a (re)connecting Redis before it is answered 503. */
@@ -22,8 +23,6 @@ const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 /** A state filter looks at this many of the caller's newest jobs, so a listing stays bounded. */
 export const LIST_STATE_SCAN_LIMIT = 2000;
 const LIST_BATCH = 100;
-/** An indexed id not yet in the queue counts as open this long (the enqueue follows the index). */
-const ENQUEUE_GRACE_MS = 60_000;
 /** The retention sweep looks at this many expired index entries per run. */
 const SWEEP_BATCH = 500;
 const isUuid = (id: string) => z.uuid().safeParse(id).success;
@@ -85,6 +84,7 @@ const ownerOf = (job: TrainingJob): string => {
 export class JobService {
   private readonly keys;
   private readonly archives: ArchiveCache;
+  private readonly index: JobIndex;
 
   constructor(
     private readonly queues: Queues,
@@ -103,6 +103,7 @@ export class JobService {
   ) {
     this.keys = redisKeys(options.prefix);
     this.archives = new ArchiveCache(redis, store, options.prefix, options.downloadCacheMaxBytes);
+    this.index = new JobIndex(redis, queues, options.prefix);
   }
 
   private get queue() {
@@ -137,26 +138,6 @@ export class JobService {
     return { status: await this.describe(job, 'waiting'), created: true };
   }
 
-  /** Indexed before it is enqueued: a listing skips (and forgets) an id whose enqueue failed, but never misses a job. */
-  private async index(owner: string, jobId: string, spec: JobSpec): Promise<void> {
-    const now = Date.now();
-    const transaction = this.redis
-      .multi()
-      .zadd(this.keys.allJobs, now, jobId)
-      .zadd(this.keys.ownerJobs(owner), now, jobId)
-      .zadd(this.keys.openJobs(owner), now, jobId);
-    if (spec.dataset?.type === 'upload') transaction.zadd(this.keys.datasetJobs(spec.dataset.id), now, jobId);
-    await transaction.exec();
-  }
-
-  /** Undoes `index` (and drops the cancel flag); without the owner or spec, what they name is left to lazy cleanup. */
-  private async unindex(jobId: string, owner: string | null, spec: JobSpec | undefined): Promise<void> {
-    const transaction = this.redis.multi().zrem(this.keys.allJobs, jobId).del(this.keys.cancel(jobId));
-    if (owner) transaction.zrem(this.keys.ownerJobs(owner), jobId).zrem(this.keys.openJobs(owner), jobId);
-    if (spec?.dataset?.type === 'upload') transaction.zrem(this.keys.datasetJobs(spec.dataset.id), jobId);
-    await transaction.exec();
-  }
-
   /**
    * Refuses a job past the queue's cap (503) or the owner's quota of open jobs (429). The new job is
    * counted after it is indexed, so concurrent submissions cannot both slip under the quota.
@@ -168,11 +149,11 @@ export class JobService {
       throw new UnavailableError(`the queue holds ${waiting} waiting jobs, its limit; retry later`);
     }
     if (!caller.admin) await this.checkArtifactQuota(caller.owner);
-    await this.index(caller.owner, jobId, spec);
+    await this.index.add(caller.owner, jobId, spec);
     if (caller.admin) return;
-    const open = await this.openIn(this.keys.openJobs(caller.owner));
+    const open = await this.index.openOf(caller.owner);
     if (open.length > this.options.quotaOpenJobs) {
-      await this.unindex(jobId, caller.owner, spec);
+      await this.index.remove(jobId, caller.owner, spec);
       throw new QuotaExceededError(
         `${open.length - 1} of your jobs are queued or running, your quota; submit again when one finishes or cancel one`,
         { quota: 'openJobs', limit: this.options.quotaOpenJobs },
@@ -182,7 +163,7 @@ export class JobService {
 
   /** Refuses new jobs (429) while the owner's jobs keep their quota of models and checkpoints or more. */
   private async checkArtifactQuota(owner: string): Promise<void> {
-    const kept = (await this.redis.hvals(this.keys.artifactBytes(owner))).reduce((sum, bytes) => sum + Number(bytes), 0);
+    const kept = await this.index.keptBytes(owner);
     if (kept < this.options.quotaArtifactBytes) return;
     throw new QuotaExceededError(
       `your jobs keep ${kept} bytes of models and checkpoints and your quota is ${this.options.quotaArtifactBytes}; ` +
@@ -274,21 +255,21 @@ export class JobService {
    */
   async list(caller: Caller, filter: { state?: JobState; limit: number; offset: number }): Promise<JobListing> {
     await whenReady(this.redis, REDIS_WAIT_MS);
-    const index = caller.admin ? this.keys.allJobs : this.keys.ownerJobs(caller.owner);
+    const scope: IndexScope = caller.admin ? 'everyone' : { owner: caller.owner };
     const page = { limit: filter.limit, offset: filter.offset };
     if (!filter.state) {
       const [ids, total] = await Promise.all([
-        this.redis.zrevrange(index, filter.offset, filter.offset + filter.limit - 1),
-        this.redis.zcard(index),
+        this.index.page(scope, filter.offset, filter.offset + filter.limit - 1),
+        this.index.count(scope),
       ]);
-      const items = await this.describeIndexed(index, ids);
+      const items = await this.describeIndexed(scope, ids);
       return { items, total: total - (ids.length - items.length), ...page };
     }
     const matches: JobStatus[] = [];
     let total = 0;
     for (let start = 0; start < LIST_STATE_SCAN_LIMIT; start += LIST_BATCH) {
-      const ids = await this.redis.zrevrange(index, start, start + LIST_BATCH - 1);
-      for (const status of await this.describeIndexed(index, ids)) {
+      const ids = await this.index.page(scope, start, start + LIST_BATCH - 1);
+      for (const status of await this.describeIndexed(scope, ids)) {
         if (status.state !== filter.state) continue;
         if (total >= filter.offset && matches.length < filter.limit) matches.push(status);
         total++;
@@ -299,10 +280,12 @@ export class JobService {
   }
 
   /** Statuses of indexed ids in order; ids whose job is gone (retention, a failed enqueue) leave the index. */
-  private async describeIndexed(index: string, ids: string[]): Promise<JobStatus[]> {
+  private async describeIndexed(scope: IndexScope, ids: string[]): Promise<JobStatus[]> {
     const jobs = await Promise.all(ids.map((id) => this.queue.getJob(id)));
-    const gone = ids.filter((_, i) => !jobs[i]);
-    if (gone.length) await this.redis.zrem(index, ...gone);
+    await this.index.forget(
+      scope,
+      ids.filter((_, i) => !jobs[i]),
+    );
     return Promise.all(jobs.filter((job): job is TrainingJob => Boolean(job)).map((job) => this.describe(job)));
   }
 
@@ -334,9 +317,7 @@ export class JobService {
     await artifacts.removeAll();
     await this.archives.forget(artifacts.root);
     await this.queue.remove(jobId);
-    const owner = job ? ownerOf(job) : null;
-    if (owner) await this.redis.hdel(this.keys.artifactBytes(owner), jobId);
-    await this.unindex(jobId, owner, job ? TrainingPayload.safeParse(job.data).data?.spec : undefined);
+    await this.index.remove(jobId, job ? ownerOf(job) : null, job ? TrainingPayload.safeParse(job.data).data?.spec : undefined);
   }
 
   /**
@@ -346,7 +327,7 @@ export class JobService {
   async sweepExpired(now = Date.now()): Promise<string[]> {
     await whenReady(this.redis, REDIS_WAIT_MS);
     const cutoff = now - this.options.retentionMs;
-    const candidates = await this.redis.zrangebyscore(this.keys.allJobs, 0, cutoff, 'LIMIT', 0, SWEEP_BATCH);
+    const candidates = await this.index.submittedBefore(cutoff, SWEEP_BATCH);
     const removed: string[] = [];
     for (const id of candidates) {
       const job = await this.queue.getJob(id);
@@ -396,34 +377,9 @@ export class JobService {
     return status;
   }
 
-  /**
-   * Ids of the jobs in the sorted set `key` (scored by when they were indexed) that may still train;
-   * finished and cancelled ones leave it, and so do ids that never reached the queue.
-   */
-  private async openIn(key: string): Promise<string[]> {
-    const entries = await this.redis.zrange(key, 0, -1, 'WITHSCORES');
-    const enqueueDeadline = Date.now() - ENQUEUE_GRACE_MS;
-    const ids: string[] = [];
-    const indexedAt: number[] = [];
-    for (let i = 0; i < entries.length; i += 2) {
-      ids.push(entries[i]);
-      indexedAt.push(Number(entries[i + 1]));
-    }
-    const open = await Promise.all(
-      ids.map(async (id, i) => {
-        const [state, cancelled] = await Promise.all([this.queue.getJobState(id), this.redis.exists(this.keys.cancel(id))]);
-        if (state === 'unknown') return indexedAt[i] > enqueueDeadline;
-        return !['completed', 'failed'].includes(state) && cancelled === 0;
-      }),
-    );
-    const closed = ids.filter((_, i) => !open[i]);
-    if (closed.length) await this.redis.zrem(key, ...closed);
-    return ids.filter((_, i) => open[i]);
-  }
-
   /** Jobs queued or running on an uploaded dataset: it may not be deleted under them. */
   async openJobsOnDataset(datasetId: string): Promise<string[]> {
     await whenReady(this.redis, REDIS_WAIT_MS);
-    return this.openIn(this.keys.datasetJobs(datasetId));
+    return this.index.openOnDataset(datasetId);
   }
 }
