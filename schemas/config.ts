@@ -68,6 +68,9 @@ export const Config = z.object({
     .min(1024)
     .default(1024 * 1024)
     .describe('Largest JSON body accepted (413 past it)'),
+  API_IDLE_TIMEOUT_MS: milliseconds(60_000).describe(
+    'A connection that sends nothing this long is closed (not while the server works on an upload, a preflight or a prediction)',
+  ),
   API_MAX_EVENT_LOOP_DELAY_MS: z.coerce
     .number()
     .int()

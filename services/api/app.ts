@@ -60,8 +60,8 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
       const supplied = request.headers['x-request-id'];
       return typeof supplied === 'string' && /^[\w.-]{1,128}$/.test(supplied) ? supplied : randomUUID();
     },
-    // A slow client cannot hold a connection forever; keep-alive outlives a typical load balancer's 60 s idle timeout.
-    connectionTimeout: 60_000,
+    // A silent client cannot hold a connection forever; keep-alive outlives a typical load balancer's 60 s idle timeout.
+    connectionTimeout: config.API_IDLE_TIMEOUT_MS,
     keepAliveTimeout: 72_000,
     // Whole requests, uploads included: the largest archive at the slowest rate served; idle sockets go after connectionTimeout.
     requestTimeout: requestTimeoutOf(config),

@@ -2,6 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
+import sharp from 'sharp';
 import supertest from 'supertest';
 import * as tar from 'tar';
 import { ApiKeys } from '../../common/api-keys.js';
@@ -122,5 +123,37 @@ describe('quotas and the queue cap', () => {
     assert.equal((await carol.get('/v1/datasets')).body.items.length, 1, 'nothing of the refused upload was kept');
     assert.equal((await carol.delete(`/v1/datasets/${first.body.id}`)).status, 204);
     assert.equal((await upload()).status, 201);
+  });
+});
+
+describe('the idle cut-off', () => {
+  const scratch = tempDir('idle-timeout');
+  let api: Awaited<ReturnType<typeof limitedApi>>;
+  before(async () => {
+    api = await limitedApi('idle-timeout', scratch, { API_IDLE_TIMEOUT_MS: '100' });
+  });
+  after(async () => {
+    await api.close();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('never closes a connection while the server unpacks and checks its upload, however long that takes', async () => {
+    const folder = path.join(scratch, 'photos');
+    for (const label of ['cats', 'dogs']) {
+      mkdirSync(path.join(folder, label), { recursive: true });
+      for (let i = 0; i < 200; i++) {
+        const noise = { type: 'gaussian' as const, mean: 128, sigma: 40 };
+        await sharp({ create: { width: 64, height: 64, channels: 3, background: '#000', noise } })
+          .png()
+          .toFile(path.join(folder, label, `${i}.png`));
+      }
+    }
+    const file = path.join(scratch, 'photos.tar.gz');
+    await tar.c({ gzip: true, file, cwd: folder }, ['cats', 'dogs']);
+    // 400 images take the server far longer than the 100 ms cut-off to unpack and preflight.
+    const admin = api.as(ADMIN_API_KEY);
+    const response = await admin.post('/v1/datasets').set('content-type', 'application/gzip').send(readFileSync(file));
+    assert.equal(response.status, 201, response.text);
+    assert.equal(response.body.preflight.usable, 400);
   });
 });

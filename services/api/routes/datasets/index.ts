@@ -7,6 +7,7 @@ import { DatasetRecord, DatasetSpec, PreflightOptions, PreflightReport } from '.
 import { checkDataset } from '../../../datasets/check-dataset.js';
 import { DatasetStore } from '../../../datasets/dataset-store.js';
 import type { JobService } from '../../../jobs/job-service.js';
+import { allowLongWork } from '../../long-work.js';
 import { drainBody, HttpProblem } from '../../problem.js';
 import { ThreadRpc } from '../../thread-rpc.js';
 import type { PreflightRequest, ThreadSettings } from '../../thread-protocol.js';
@@ -63,6 +64,7 @@ const datasetsRoutes: FastifyPluginAsyncZod<{
   app.addHook('onError', async (request, reply) => drainBody(request, reply));
 
   app.post('/datasets/preflight', { schema: { body: PreflightBody, response: { 200: PreflightReport } } }, async (request) => {
+    allowLongWork(request);
     const { dataset, ...options } = request.body;
     if (dataset.type !== 'synthetic') await checkDataset(dataset, { dataDir: settings.dataDir, store }, request.caller);
     return thread.call({ dataset, options });
@@ -83,6 +85,7 @@ const datasetsRoutes: FastifyPluginAsyncZod<{
     if (receiving >= limits.maxConcurrent)
       throw new UnavailableError(`this API process is receiving ${receiving} uploads, its most at once; try again shortly`);
     receiving++;
+    allowLongWork(request);
     const record = await datasets
       .create(request.caller, request.body as Readable, format, request.query.name ?? `upload.${format}`, (id) =>
         thread.call({ dataset: { type: 'upload', id }, options: defaults }),

@@ -9,6 +9,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { InvalidInputError, TooLargeError } from '../../../../common/errors.js';
 import { PredictQuery, PredictResponse } from '../../../../schemas/predict.js';
 import type { JobService } from '../../../jobs/job-service.js';
+import { allowLongWork } from '../../long-work.js';
 import { drainBody, HttpProblem } from '../../problem.js';
 import { ThreadRpc } from '../../thread-rpc.js';
 import type { PredictOutcome, PredictRequest, ThreadSettings } from '../../thread-protocol.js';
@@ -74,6 +75,7 @@ const predictRoutes: FastifyPluginAsyncZod<{ jobs: JobService; settings: ThreadS
       try {
         const images = await receiveImages(request, dir);
         if (images.length === 0) throw InvalidInputError.field('files', 'at least one image file is required');
+        allowLongWork(request);
         const outcome = await thread.call({ jobId: status.id, images, topK });
         if (!outcome.ok) {
           const errors = outcome.errors.map((e) => ({ path: `files[${e.index}]`, file: e.file, message: e.message }));

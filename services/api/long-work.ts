@@ -1,0 +1,12 @@
+import type { FastifyRequest } from 'fastify';
+
+/**
+ * The server may work on this request for minutes once its body has arrived (unpacking, a preflight,
+ * waiting for a busy thread): the connection's idle cut-off would close it under the client meanwhile.
+ * Lifted only then: receiving stays bounded by the idle and request timeouts, the work by its thread's timeout.
+ */
+export function allowLongWork(request: FastifyRequest): void {
+  const lift = () => request.raw.socket?.setTimeout(0);
+  if (request.raw.readableEnded || request.raw.complete) lift();
+  else request.raw.once('end', lift);
+}
