@@ -100,6 +100,10 @@ export const BackendReport = z.object({
 });
 export type BackendReport = z.infer<typeof BackendReport>;
 
+/** What the worker's backend probe prints: the report, and why wasm runs without the oneDNN kernels if it does. */
+export const BackendProbe = BackendReport.extend({ nativeKernelsMissing: z.string().optional() });
+export type BackendProbe = z.infer<typeof BackendProbe>;
+
 /** The evaluation transform: resize the shorter side, center-crop, normalise per channel. */
 export const Preprocessing = z.object({
   resize: z.number().int(),

@@ -128,6 +128,16 @@ describe('the import graph', () => {
     assert.deepEqual(wrong, []);
   });
 
+  it("keeps tfjs and sharp out of the worker's own process (its children train; tfjs-node-gpu would take the GPU's memory)", () => {
+    const reached = (entry: string) => {
+      const seen = new Set([entry]);
+      for (const file of seen) for (const next of graph.internal.get(file) ?? []) seen.add(next);
+      return [...seen].filter((file) => (graph.packages.get(file) ?? []).some((name) => HEAVY.test(name)));
+    };
+    assert.deepEqual(reached('workers/training/main.ts'), []);
+    assert.ok(reached('workers/training/training.processor.ts').length > 0, 'the check can fail: the processor does load tfjs');
+  });
+
   it('has no loop', () => {
     assert.deepEqual(cycles(graph.internal), []);
   });

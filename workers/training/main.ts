@@ -1,24 +1,33 @@
 // The training worker process: consumes the training queue, one job at a time (one per GPU).
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { Worker } from 'bullmq';
 import { createLogger } from '../../common/logger.js';
 import { QueueName, redisConnection, redisKeys, type PayloadOf, type ResultOf } from '../../common/queues.js';
 import { loadConfig } from '../../schemas/config.js';
 import type { WorkerHeartbeat } from '../../schemas/queue.js';
-import { selectBackend } from '../../engine/backend/backend.js';
+import { BackendProbe } from '../../schemas/model.js';
 
+const PROBE = fileURLToPath(new URL('./backend-probe.ts', import.meta.url));
 /** One processor file per queue: the compiler refuses a queue without one. */
 const PROCESSORS: Record<QueueName, string> = {
   [QueueName.Training]: fileURLToPath(new URL('./training.processor.ts', import.meta.url)),
 };
 
+/** The backend the training children will get, chosen by a short-lived process, so this one never loads tfjs. */
+async function probeBackend(): Promise<BackendProbe> {
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', PROBE], { maxBuffer: 1024 * 1024 });
+  return BackendProbe.parse(JSON.parse(stdout.trim().split('\n').at(-1) ?? ''));
+}
+
 const config = loadConfig();
 const log = createLogger('worker', config.LOG_LEVEL);
-// Decide the backend here, once, and pin it for the sandboxed children through the environment.
-const { nativeKernelsMissing, ...backend } = await selectBackend(config.TFJS_BACKEND, { nativeKernels: config.RETRAIN_NATIVE_KERNELS });
+// Decide the backend once, in a probe process, and pin it for the sandboxed children through the environment.
+const { nativeKernelsMissing, ...backend } = await probeBackend();
 process.env.TFJS_BACKEND = backend.choice;
 if (nativeKernelsMissing) log.warn({ kernels: backend.kernels }, `native kernels off: ${nativeKernelsMissing}`);
 
