@@ -98,39 +98,42 @@ describe('cancel, resume and failing fast', () => {
     assert.equal((await service.http().get(`/v1/jobs/${queued.id}/summary`)).status, 409, 'it never built a model');
   });
 
-  it('resumes from the epoch-1 checkpoint after the worker is killed in epoch 2, as if never interrupted', async () => {
+  it('resumes after each of three kills (in epochs 2, 3 and 4) from the last checkpoint, every epoch once, as if never interrupted', async () => {
     const spec = {
       mode: 'fine_tuning',
       weights: 'random',
       inputSize: 32,
-      epochs: 3,
+      epochs: 4,
       batchSize: 4,
       dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 16, imageSize: 32, seed: 9 },
       fineTuning: { trainableFrom: 'layer3', freezeBatchNorm: true },
     };
     const job = await submit(spec);
-    await pollJob(service, job.id, (s) => s.progress.epoch === 2 && s.progress.phase === 'training', 120_000);
-    await worker.kill();
-    const stalled = await pollJob(service, job.id, (s) => s.state !== 'running', 30_000);
-    assert.equal(stalled.state, 'stalled', 'its worker sends no heartbeat: not running');
-    const epoch1 = (await metricsOf(job.id)).epochs;
-    assert.deepEqual(
-      epoch1.map((e) => e.epoch),
-      [1],
-      'killed during epoch 2',
-    );
-
-    worker = await service.startWorker();
+    const beforeKills: Metrics['epochs'] = [];
+    for (const epoch of [2, 3, 4]) {
+      await pollJob(service, job.id, (s) => s.progress.epoch === epoch && s.progress.phase === 'training', 120_000);
+      await worker.kill();
+      const stalled = await pollJob(service, job.id, (s) => s.state !== 'running', 30_000);
+      assert.equal(stalled.state, 'stalled', 'its worker sends no heartbeat: not running');
+      const saved = (await metricsOf(job.id)).epochs;
+      assert.deepEqual(
+        saved.map((e) => e.epoch),
+        Array.from({ length: epoch - 1 }, (_, i) => i + 1),
+        `killed during epoch ${epoch}`,
+      );
+      beforeKills.push(saved[epoch - 2]);
+      worker = await service.startWorker();
+    }
     const status = await pollJob(service, job.id, finished, 180_000);
     assert.equal(status.state, 'completed', JSON.stringify(status.failure));
-    assert.equal(status.result?.resumedFromEpoch, 1);
+    assert.equal(status.result?.resumedFromEpoch, 3);
     const metrics = await metricsOf(job.id);
     assert.deepEqual(
       metrics.epochs.map((e) => e.epoch),
-      [1, 2, 3],
+      [1, 2, 3, 4],
       'no epoch twice',
     );
-    assert.deepEqual(metrics.epochs[0], epoch1[0], 'epoch 1 is the one trained before the kill');
+    assert.deepEqual(metrics.epochs.slice(0, 3), beforeKills, 'each epoch is the one trained before the next kill');
     assert.match(worker.output(), /job completed/);
     const kept = await new JobArtifacts(service.store, job.id).modelBytes();
     assert.ok(kept > 90e6, `a ResNet-50 and its checkpoint: ${kept} bytes`);
