@@ -54,10 +54,21 @@ function time(run: () => void): number {
   return median(times);
 }
 
-function measure(backend: BackendInfo, size: number, precision: Precision) {
-  // The pure-JS cpu backend is about 100x slower than wasm: a smaller batch keeps the run in minutes.
-  const batch = Number(backend.choice === 'cpu' ? values['cpu-batch'] : values.batch);
-  const rows: Record<string, unknown>[] = [];
+type Row = Record<string, unknown>;
+type StepKind = 'feature_extraction_step' | 'fine_tuning_step';
+
+const STEP_MODELS: Record<StepKind, (size: number) => ModelConfig> = {
+  feature_extraction_step: (size) => ({ mode: 'feature_extraction', numClasses: 5, inputSize: size }),
+  fine_tuning_step: (size) => ({
+    mode: 'fine_tuning',
+    numClasses: 5,
+    inputSize: size,
+    fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: true },
+  }),
+};
+
+/** Random images and labels of 5 classes, as one training batch. */
+function syntheticBatch(batch: number, size: number) {
   const images = tf.randomNormal<tf.Rank.R4>([batch, size, size, 3]);
   const labels = tf.oneHot(
     tf.tensor1d(
@@ -66,57 +77,69 @@ function measure(backend: BackendInfo, size: number, precision: Precision) {
     ),
     5,
   ) as tf.Tensor2D;
-  const withModel = (config: ModelConfig, body: (m: ResNet50, microBatch: number) => Record<string, unknown>) => {
-    const resnet = buildResNet50(config);
-    const { totals } = summarize(resnet, 0);
-    const microBatch = backend.choice === 'wasm' ? wasmMicroBatchSize(totals.forwardBackwardPassBytes, totals.paramsBytes, false) : batch;
-    try {
-      return body(resnet, microBatch);
-    } finally {
-      resnet.dispose();
-    }
-  };
-  const inference = withModel({ mode: 'pretrained', numClasses: 1000, inputSize: size }, ({ network }) => {
-    const seconds = time(() => tf.tidy(() => void network.forward(images, false).dataSync()));
+  return { images, labels };
+}
+
+/** Runs `body` on a fresh model with the micro-batch a job on this backend would use, then frees it. */
+function withModel<T>(backend: BackendInfo, batch: number, config: ModelConfig, body: (m: ResNet50, microBatch: number) => T): T {
+  const resnet = buildResNet50(config);
+  const { totals } = summarize(resnet, 0);
+  const microBatch = backend.choice === 'wasm' ? wasmMicroBatchSize(totals.forwardBackwardPassBytes, totals.paramsBytes, false) : batch;
+  try {
+    return body(resnet, microBatch);
+  } finally {
+    resnet.dispose();
+  }
+}
+
+/**
+ * One optimiser step as a job takes it: feature extraction runs the frozen backbone forward only and
+ * trains the head on its codes; fine-tuning steps through the whole network in heap-sized slices.
+ */
+function measureStep(kind: StepKind, resnet: ResNet50, microBatch: number, { images, labels }: ReturnType<typeof syntheticBatch>) {
+  const batch = images.shape[0];
+  const optimizer = new FusedAdamOptimizer(1e-3, 0.9, 0.999, 1e-8);
+  const extracting = kind === 'feature_extraction_step';
+  const slices = extracting ? batch : microBatch;
+  const head = extracting ? headOnCodes(resnet) : null;
+  const step = head
+    ? () => tf.tidy(() => void trainStep(head, optimizer, resnet.features(images), labels))
+    : () => void trainStep(resnet.network, optimizer, images, labels, { microBatchSize: slices });
+  const seconds = time(step);
+  optimizer.dispose();
+  return { seconds, imagesPerSecond: batch / seconds, microBatch: Math.min(slices, batch) };
+}
+
+function measure(backend: BackendInfo, size: number, precision: Precision): Row[] {
+  // The pure-JS cpu backend is about 100x slower than wasm: a smaller batch keeps the run in minutes.
+  const batch = Number(backend.choice === 'cpu' ? values['cpu-batch'] : values.batch);
+  const data = syntheticBatch(batch, size);
+  const inference = withModel(backend, batch, { mode: 'pretrained', numClasses: 1000, inputSize: size }, ({ network }) => {
+    const seconds = time(() => tf.tidy(() => void network.forward(data.images, false).dataSync()));
     return { seconds, imagesPerSecond: batch / seconds };
   });
   const row = { backend: backend.choice, kernels: backend.kernels, precision, inputSize: size, batch };
-  rows.push({ ...row, measurement: 'inference', ...inference });
+  const rows: Row[] = [{ ...row, measurement: 'inference', ...inference }];
   // Backpropagation costs ~2x the forward pass through XNNPACK or TensorFlow, far more in pure JS.
-  const estimate = (inference.seconds as number) * (backend.choice === 'cpu' ? 60 : 3);
-  for (const [measurement, config] of [
-    ['feature_extraction_step', { mode: 'feature_extraction', numClasses: 5, inputSize: size }],
-    [
-      'fine_tuning_step',
-      { mode: 'fine_tuning', numClasses: 5, inputSize: size, fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: true } },
-    ],
-  ] as const) {
-    if (measurement === 'fine_tuning_step' && estimate > maxStepSeconds) {
-      rows.push({ ...row, measurement, skipped: `estimated ${Math.round(estimate)} s per step (> --max-step-seconds)` });
+  const estimate = inference.seconds * (backend.choice === 'cpu' ? 60 : 3);
+  for (const kind of Object.keys(STEP_MODELS) as StepKind[]) {
+    if (kind === 'fine_tuning_step' && estimate > maxStepSeconds) {
+      rows.push({ ...row, measurement: kind, skipped: `estimated ${Math.round(estimate)} s per step (> --max-step-seconds)` });
       continue;
     }
-    const result = withModel(config, (resnet, microBatch) => {
-      const optimizer = new FusedAdamOptimizer(1e-3, 0.9, 0.999, 1e-8);
-      // As a job trains: feature extraction runs the frozen backbone forward only and trains the head
-      // on its codes; fine-tuning steps through the whole network in heap-sized slices.
-      const extracting = measurement === 'feature_extraction_step';
-      const slices = extracting ? batch : microBatch;
-      const head = extracting ? headOnCodes(resnet) : null;
-      const step = head
-        ? () => tf.tidy(() => void trainStep(head, optimizer, resnet.features(images), labels))
-        : () => void trainStep(resnet.network, optimizer, images, labels, { microBatchSize: slices });
-      const seconds = time(step);
-      optimizer.dispose();
-      return { seconds, imagesPerSecond: batch / seconds, microBatch: Math.min(slices, batch) };
-    });
-    rows.push({ ...row, measurement, ...result });
+    const result = withModel(backend, batch, STEP_MODELS[kind](size), (resnet, microBatch) => measureStep(kind, resnet, microBatch, data));
+    rows.push({ ...row, measurement: kind, ...result });
   }
-  tf.dispose([images, labels]);
+  tf.dispose([data.images, data.labels]);
   return rows;
 }
 
 async function cacheJob(backend: BackendInfo, useFeatureCache: boolean, scratch: string) {
-  const config = loadConfig({ DATA_DIR: path.join(scratch, 'data'), ARTIFACTS_DIR: path.join(scratch, `artifacts-${useFeatureCache}`) });
+  const config = loadConfig({
+    DATA_DIR: path.join(scratch, 'data'),
+    ARTIFACTS_DIR: path.join(scratch, `artifacts-${useFeatureCache}`),
+    FEATURE_CACHE: useFeatureCache ? '1' : '0',
+  });
   const spec = JobSpec.parse({
     mode: 'feature_extraction',
     weights: 'random',
@@ -127,7 +150,7 @@ async function cacheJob(backend: BackendInfo, useFeatureCache: boolean, scratch:
     dataset: { type: 'synthetic', numClasses: 5, imagesPerClass: 100, imageSize: 64, seed: 0 },
   });
   const started = performance.now();
-  await runQuietJob(`bench-${useFeatureCache}`, spec, config, backend, { useFeatureCache });
+  await runQuietJob(`bench-${useFeatureCache}`, spec, config, backend);
   return (performance.now() - started) / 1000;
 }
 

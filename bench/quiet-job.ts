@@ -11,7 +11,6 @@ export async function runQuietJob(
   spec: JobSpec,
   config: Config,
   backend: BackendReport,
-  options: { useFeatureCache?: boolean } = {},
 ): Promise<{ artifacts: JobArtifacts; precision: Precision | null }> {
   const artifacts = new JobArtifacts(await openArtifactStore(config), jobId);
   let precision: Precision | null = null;
@@ -28,7 +27,6 @@ export async function runQuietJob(
     handBackRequested: () => false,
     measureArtifacts: async () => undefined,
     log: () => undefined,
-    ...options,
   });
   return { artifacts, precision };
 }

@@ -146,6 +146,13 @@ export const Config = z.object({
     .max(3650)
     .default(30)
     .describe("A finished job's queue entry, index entries and artifacts are removed this long after it ends"),
+  FEATURE_CACHE: z
+    .enum(['0', '1'])
+    .default('1')
+    .transform((value) => value === '1')
+    .describe(
+      "1: feature_extraction without augmentation computes each image's CNN code once and caches it in the store; 0: the backbone runs every step",
+    ),
   CACHE_MAX_BYTES: z.coerce
     .number()
     .int()

@@ -21,8 +21,6 @@ export interface JobContext {
   measureArtifacts(): Promise<void>;
   /** A line in the worker's log and the job's own log, with the job id. */
   log(message: string, fields?: Record<string, unknown>): void;
-  /** feature_extraction computes CNN codes once (default); false runs the frozen backbone every step. */
-  useFeatureCache?: boolean;
 }
 
 /** The job's spec cannot succeed as given: retrying would fail the same way. */

@@ -143,7 +143,7 @@ async function prepareRun(
     // The frozen backbone runs forward only, in inference mode: from cached codes, or on every batch
     // when augmentation makes each epoch's crops new. Only the head trains, on the codes.
     const head = { spec, network: headOnCodes(model.resnet), microBatchSize: spec.batchSize, numClasses, classWeights };
-    if (!augmenting && ctx.useFeatureCache !== false) {
+    if (!augmenting && ctx.config.FEATURE_CACHE) {
       const inputs = await cachedCodeInputs(ctx, spec, model, data, reporter, metrics);
       return { ...head, inputs, trainInputs: () => inputs };
     }
