@@ -6,7 +6,11 @@ import type { FastifyRequest } from 'fastify';
  * Lifted only then: receiving stays bounded by the idle and request timeouts, the work by its thread's timeout.
  */
 export function allowLongWork(request: FastifyRequest): void {
-  const lift = () => request.raw.socket?.setTimeout(0);
+  // Injected requests (light-my-request) have a socket without timeouts.
+  const lift = () => {
+    const { socket } = request.raw;
+    if (typeof socket?.setTimeout === 'function') socket.setTimeout(0);
+  };
   if (request.raw.readableEnded || request.raw.complete) lift();
   else request.raw.once('end', lift);
 }

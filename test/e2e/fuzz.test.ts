@@ -1,13 +1,13 @@
 import { after, before, describe, it } from 'node:test';
 import type { InjectOptions } from 'fastify';
 import assert from 'node:assert/strict';
-import { readdirSync, rmSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { whenReady } from '../../common/queues.js';
 import { seededRandom } from '../../engine/data/random.js';
-import { testApp } from '../helpers/app.js';
-import { tempDir } from '../helpers/torch.js';
+import sharp from 'sharp';
+import { finished, pollJob, startService, type TestService } from '../helpers/service.js';
 
 /** Requests per run: enough to reach every route with every kind of damage, few enough to stay quick. */
 const REQUESTS = 2500;
@@ -103,24 +103,41 @@ function rawJson(random: Random): string {
   ]);
 }
 
+/** A multipart body of one file part, boundary `b`. */
+const multipartOf = (file: Buffer) =>
+  Buffer.concat([
+    Buffer.from('--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'),
+    file,
+    Buffer.from('\r\n--b--\r\n'),
+  ]);
+
 describe('a seeded fuzz over every route', () => {
-  const scratch = tempDir('fuzz');
-  let api: Awaited<ReturnType<typeof testApp>>;
+  let service: TestService;
+  let scratch: string;
+  /** A job that completed, so predict reaches its model: trained by a worker that stops before the fuzz. */
+  let completedId: string;
+  let png: Buffer;
   const statuses = new Map<string, number>();
   before(async () => {
-    api = await testApp('fuzz', scratch, { QUEUE_MAX_WAITING: '100000', UPLOAD_LIMIT_BYTES: String(1024 * 1024) });
-    await whenReady(api.redis, 5000);
+    service = await startService('fuzz', { QUEUE_MAX_WAITING: '100000', UPLOAD_LIMIT_BYTES: String(1024 * 1024) });
+    scratch = path.dirname(service.config.DATA_DIR);
+    await whenReady(service.redis, 5000);
+    const worker = await service.startWorker();
+    const submitted = await service.app.inject({ method: 'POST', url: '/v1/jobs', payload: VALID_SPECS[0] });
+    completedId = submitted.json().id as string;
+    assert.equal((await pollJob(service, completedId, finished, 120_000)).state, 'completed');
+    await worker.kill();
+    const noise = { type: 'gaussian' as const, mean: 128, sigma: 30 };
+    png = await sharp({ create: { width: 40, height: 40, channels: 3, background: '#000', noise } })
+      .png()
+      .toBuffer();
   });
-  after(async () => {
-    await api.close();
-    rmSync(scratch, { recursive: true, force: true });
-  });
+  after(() => service.stop());
 
   it(`answers ${REQUESTS} damaged requests without a 5xx, and writes nothing outside its folders`, async () => {
     const random = seededRandom(SEED);
-    const jobId = (
-      await api.app.inject({ method: 'POST', url: '/v1/jobs', payload: { mode: 'pretrained', weights: 'random', inputSize: 32 } })
-    ).json().id as string;
+    const api = service;
+    const jobId = (await api.app.inject({ method: 'POST', url: '/v1/jobs', payload: VALID_SPECS[0] })).json().id as string;
     const requests: Array<() => InjectOptions & { method: string; url: string }> = [
       () => ({ method: 'POST', url: '/v1/jobs', payload: mutated(random, pick(random, VALID_SPECS)) }),
       () => ({ method: 'POST', url: '/v1/jobs', headers: { 'content-type': 'application/json' }, payload: rawJson(random) }),
@@ -145,9 +162,21 @@ describe('a seeded fuzz over every route', () => {
       () => ({ method: 'DELETE', url: `/v1/jobs/${jobId}?${pick(random, QUERIES)}` }),
       () => ({
         method: 'POST',
-        url: `/v1/jobs/${pick(random, [jobId, ...BAD_IDS])}/predict?${pick(random, QUERIES)}`,
+        url: `/v1/jobs/${pick(random, [completedId, jobId, ...BAD_IDS])}/predict?${pick(random, QUERIES)}`,
         headers: { 'content-type': pick(random, ['multipart/form-data', 'multipart/form-data; boundary=b', 'image/png']) },
         payload: pick(random, ['', '--b\r\n', '--b\r\nContent-Disposition: form-data; name="f"; filename="a.png"\r\n\r\nxx', '--b--']),
+      }),
+      // The completed model, asked well but for one part: the image, the body's end or topK.
+      () => ({
+        method: 'POST',
+        url: `/v1/jobs/${completedId}/predict?topK=${pick(random, ['1', '3', '0', '-1', '1e9', 'x', ''])}`,
+        headers: { 'content-type': 'multipart/form-data; boundary=b' },
+        payload: pick(random, [
+          multipartOf(png),
+          multipartOf(png.subarray(0, png.length >> 1)),
+          multipartOf(Buffer.from('not an image')),
+          multipartOf(png).subarray(0, 150),
+        ]),
       }),
       () => ({
         method: 'POST',
@@ -201,5 +230,6 @@ describe('a seeded fuzz over every route', () => {
     assert.deepEqual(outside, [], 'nothing written beside the data and artifact folders');
     assert.deepEqual(readdirSync(path.join(scratch, 'data', 'uploads', '.incoming')), [], 'no upload left half-received');
     assert.ok([...statuses.keys()].some((key) => key.endsWith(' 400')) && [...statuses.keys()].some((key) => key.endsWith(' 404')));
+    assert.ok(statuses.get('POST /v1/jobs/:id/predict 200'), JSON.stringify(Object.fromEntries(statuses)));
   });
 });
