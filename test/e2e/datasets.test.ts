@@ -111,6 +111,24 @@ describe('dataset uploads', () => {
     assert.equal(missing.body.errors[0].path, 'dataset.id');
   });
 
+  it('checks an upload on a thread of its own: a long preflight someone asked for does not hold it up', async () => {
+    const archive = path.join(scratch, 'pets-again.tar.gz');
+    await tar.c({ gzip: true, file: archive, cwd: path.join(scratch, 'messy') }, ['pets']);
+    const answered: string[] = [];
+    const synthetic = { type: 'synthetic', numClasses: 4, imagesPerClass: 100, imageSize: 256, seed: 77 };
+    const preflight = service
+      .http()
+      .post('/v1/datasets/preflight')
+      .send({ dataset: synthetic })
+      .then((response) => (answered.push('preflight'), response));
+    const uploaded = upload(archive, 'application/gzip').then((response) => (answered.push('upload'), response));
+    const [preflighted, created] = await Promise.all([preflight, uploaded]);
+    assert.equal(preflighted.status, 200, preflighted.text);
+    assert.equal(created.status, 201, created.text);
+    assert.deepEqual(answered, ['upload', 'preflight']);
+    assert.equal((await service.http().delete(`/v1/datasets/${created.body.id}`)).status, 204);
+  });
+
   it('takes a zip of class folders', async () => {
     const archive = path.join(scratch, 'pets.zip');
     execFileSync('zip', ['-qr', archive, '.'], { cwd: path.join(scratch, 'messy', 'pets') });

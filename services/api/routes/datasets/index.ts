@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { ArtifactStore } from '../../../../common/artifact-store.js';
 import { z } from 'zod';
@@ -39,6 +40,25 @@ export interface UploadLimits {
   maxConcurrent: number;
 }
 
+/**
+ * A preflight reads every image of a dataset: few at a time, and minutes each at most. Uploads have a
+ * thread of their own, so a preflight someone asked for (a large synthetic set, say) never holds up
+ * the check of an upload whose client waits for its answer.
+ */
+function preflightThreads(app: FastifyInstance, settings: ThreadSettings, maxPending: number) {
+  const thread = () =>
+    new ThreadRpc<PreflightRequest, PreflightReport>(new URL('../../threads/preflight.thread.ts', import.meta.url), settings, {
+      maxPending,
+      timeoutMs: 600_000,
+    });
+  const threads = { requested: thread(), uploads: thread() };
+  app.addHook('onClose', async () => {
+    await threads.requested.close();
+    await threads.uploads.close();
+  });
+  return threads;
+}
+
 /** Dataset uploads (tar.gz or zip of class folders) and preflight reports, without training. */
 const datasetsRoutes: FastifyPluginAsyncZod<{
   jobs: JobService;
@@ -46,12 +66,7 @@ const datasetsRoutes: FastifyPluginAsyncZod<{
   settings: ThreadSettings;
   limits: UploadLimits;
 }> = async (app, { jobs, store, settings, limits }) => {
-  // A preflight reads every image of a dataset: few at a time, and minutes each at most.
-  const thread = new ThreadRpc<PreflightRequest, PreflightReport>(new URL('../../threads/preflight.thread.ts', import.meta.url), settings, {
-    maxPending: 4,
-    timeoutMs: 600_000,
-  });
-  app.addHook('onClose', () => thread.close());
+  const { requested, uploads } = preflightThreads(app, settings, limits.maxConcurrent);
   const datasets = new DatasetStore(settings.dataDir, store, limits);
   const migrated = await datasets.migrateRecords();
   if (migrated.length) app.log.info({ migrated }, 'moved dataset records into the artifact store');
@@ -67,7 +82,7 @@ const datasetsRoutes: FastifyPluginAsyncZod<{
     allowLongWork(request);
     const { dataset, ...options } = request.body;
     if (dataset.type !== 'synthetic') await checkDataset(dataset, { dataDir: settings.dataDir, store }, request.caller);
-    return thread.call({ dataset, options });
+    return requested.call({ dataset, options });
   });
 
   app.post('/datasets', { schema: { querystring: UploadQuery, response: { 201: DatasetRecord } } }, async (request, reply) => {
@@ -88,7 +103,7 @@ const datasetsRoutes: FastifyPluginAsyncZod<{
     allowLongWork(request);
     const record = await datasets
       .create(request.caller, request.body as Readable, format, request.query.name ?? `upload.${format}`, (id) =>
-        thread.call({ dataset: { type: 'upload', id }, options: defaults }),
+        uploads.call({ dataset: { type: 'upload', id }, options: defaults }),
       )
       .finally(() => receiving--);
     return reply.code(201).header('location', `/v1/datasets/${record.id}`).send(record);
