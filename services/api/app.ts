@@ -35,14 +35,16 @@ const uploadLimitsOf = (config: Config): UploadLimits => ({
   maxConcurrent: config.UPLOAD_MAX_CONCURRENT,
 });
 
+const DAY_MS = 24 * 3600 * 1000;
+
 const jobServiceOptionsOf = (config: Config) => ({
   prefix: config.QUEUE_PREFIX,
   dataDir: config.DATA_DIR,
   quotaOpenJobs: config.QUOTA_OPEN_JOBS,
   quotaArtifactBytes: config.QUOTA_ARTIFACT_BYTES,
-  downloadCacheMaxBytes: config.DOWNLOAD_CACHE_MAX_BYTES,
+  downloadCache: { maxBytes: config.DOWNLOAD_CACHE_MAX_BYTES, maxAgeMs: config.CACHE_MAX_AGE_DAYS * DAY_MS },
   maxWaiting: config.QUEUE_MAX_WAITING,
-  retentionMs: config.JOB_RETENTION_DAYS * 24 * 3600 * 1000,
+  retentionMs: config.JOB_RETENTION_DAYS * DAY_MS,
   heartbeatMs: config.WORKER_HEARTBEAT_MS,
 });
 

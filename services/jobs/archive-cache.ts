@@ -1,11 +1,13 @@
 import type { ArtifactStore } from '../../common/artifact-store.js';
+import type { CachePolicy } from '../../common/cache-eviction.js';
 import { redisKeys, type RedisClient } from '../../common/queues.js';
 
 /**
  * Download archives are built on first request and kept in the store; this bounds what all of them
- * hold together. Every use is recorded in Redis (shared by every API process); after a new archive
- * is built, the least recently used others go until the rest fit in `maxBytes` (the new one stays,
- * even alone past the bound: it is being served). An evicted archive is rebuilt on its next request.
+ * hold together. Every use is recorded in Redis (shared by every API process). After a new archive is
+ * built, and at every retention sweep, those unused for `maxAgeMs` go, then the least recently used
+ * until the rest fit in `maxBytes` (a new one stays, even alone past the bound: it is being served).
+ * An evicted archive is rebuilt on its next request.
  */
 export class ArchiveCache {
   private readonly keys;
@@ -14,14 +16,14 @@ export class ArchiveCache {
     private readonly redis: RedisClient,
     private readonly store: ArtifactStore,
     prefix: string,
-    private readonly maxBytes: number,
+    private readonly policy: CachePolicy,
   ) {
     this.keys = redisKeys(prefix);
   }
 
   async used(key: string, bytes: number, built: boolean): Promise<void> {
     await this.redis.multi().zadd(this.keys.archivesUsed, Date.now(), key).hset(this.keys.archiveBytes, key, bytes).exec();
-    if (built) await this.evictBeyondBound(key);
+    if (built) await this.evict(key);
   }
 
   /** Forgets the archives under a prefix (a job's, when the job is removed with its files). */
@@ -35,17 +37,21 @@ export class ArchiveCache {
         .exec();
   }
 
-  private async evictBeyondBound(keep: string): Promise<void> {
+  /** Evicts what is too old, then what is past the size bound, least recently used first; returns the keys evicted. */
+  async evict(keep?: string, now = Date.now()): Promise<string[]> {
     const sizes = await this.redis.hgetall(this.keys.archiveBytes);
     let total = Object.values(sizes).reduce((sum, bytes) => sum + Number(bytes), 0);
-    if (total <= this.maxBytes) return;
-    for (const key of await this.redis.zrange(this.keys.archivesUsed, 0, -1)) {
-      if (total <= this.maxBytes) break;
-      if (key === keep) continue;
+    const entries = await this.redis.zrange(this.keys.archivesUsed, 0, -1, 'WITHSCORES');
+    const evicted: string[] = [];
+    for (let i = 0; i < entries.length; i += 2) {
+      const [key, usedAt] = [entries[i], Number(entries[i + 1])];
+      if (key === keep || (total <= this.policy.maxBytes && now - usedAt <= this.policy.maxAgeMs)) continue;
       await this.store.remove(key);
       await this.store.remove(`${key}.sha256`);
       await this.redis.multi().zrem(this.keys.archivesUsed, key).hdel(this.keys.archiveBytes, key).exec();
       total -= Number(sizes[key] ?? 0);
+      evicted.push(key);
     }
+    return evicted;
   }
 }

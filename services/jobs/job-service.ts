@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { ArtifactStore } from '../../common/artifact-store.js';
+import type { CachePolicy } from '../../common/cache-eviction.js';
 import { ConflictError, IdempotencyKeyReusedError, NotFoundError, QuotaExceededError, UnavailableError } from '../../common/errors.js';
 import { JobArtifacts } from '../../common/job-artifacts.js';
 import { CANCELLED_REASON, QueueName, redisKeys, whenReady, type Queues, type TrainingJob, type RedisClient } from '../../common/queues.js';
@@ -95,14 +96,14 @@ export class JobService {
       dataDir: string;
       quotaOpenJobs: number;
       quotaArtifactBytes: number;
-      downloadCacheMaxBytes: number;
+      downloadCache: CachePolicy;
       maxWaiting: number;
       retentionMs: number;
       heartbeatMs: number;
     },
   ) {
     this.keys = redisKeys(options.prefix);
-    this.archives = new ArchiveCache(redis, store, options.prefix, options.downloadCacheMaxBytes);
+    this.archives = new ArchiveCache(redis, store, options.prefix, options.downloadCache);
     this.index = new JobIndex(redis, queues, options.prefix);
   }
 
@@ -322,7 +323,8 @@ export class JobService {
 
   /**
    * Removes jobs that ended more than the retention ago (and the artifacts of those BullMQ already
-   * dropped), oldest first, at most SWEEP_BATCH per call. Returns the ids removed.
+   * dropped), oldest first, at most SWEEP_BATCH per call, and download archives past their cache's
+   * age and size. Returns the ids of the jobs removed.
    */
   async sweepExpired(now = Date.now()): Promise<string[]> {
     await whenReady(this.redis, REDIS_WAIT_MS);
@@ -338,6 +340,7 @@ export class JobService {
       await this.forget(id, job ?? null);
       removed.push(id);
     }
+    await this.archives.evict(undefined, now);
     return removed;
   }
 

@@ -30,7 +30,7 @@ function downloadContract(name: string, open: () => ArtifactStore) {
   );
   before(() => {
     artifacts = new JobArtifacts(open(), JOB_ID);
-    archives = new ArchiveCache(redis, artifacts.store, prefix, 10 * 1024 ** 2);
+    archives = new ArchiveCache(redis, artifacts.store, prefix, { maxBytes: 10 * 1024 ** 2, maxAgeMs: 3600_000 });
   });
   after(async () => {
     for (const key of await scanKeys(redis, `${prefix}:*`)) await redis.del(key);
@@ -118,9 +118,14 @@ function downloadContract(name: string, open: () => ArtifactStore) {
     );
     assert.equal(await artifacts.store.stat(`${artifacts.downloadKey('final', 'tar.gz')}.sha256`), null, 'with its hash');
 
+    // An hour unused is past this cache's age: two hours on, only the archive used since stays.
+    const later = Date.now() + 2 * 3600_000;
+    await redis.zadd(redisKeys(prefix).archivesUsed, later, artifacts.downloadKey('epoch-2', 'tar.gz'));
+    assert.deepEqual(await archives.evict(undefined, later + 60_000), [artifacts.downloadKey('epoch-1', 'tar.gz')]);
+    assert.equal(await kept('epoch-1'), false);
     await archives.forget(artifacts.root);
     assert.deepEqual(await redis.zrange(redisKeys(prefix).archivesUsed, 0, -1), []);
-    assert.equal((await download({ kind: 'epoch', epoch: 1 })).etag, first.etag, 'still served, from the kept archive');
+    assert.equal((await download({ kind: 'epoch', epoch: 1 })).etag, first.etag, 'rebuilt the same on request');
   });
 }
 

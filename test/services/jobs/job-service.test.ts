@@ -73,7 +73,7 @@ describe('the job service on a real Redis', () => {
     dataDir: path.join(scratch, 'data'),
     quotaOpenJobs: 8,
     quotaArtifactBytes: 1_000_000,
-    downloadCacheMaxBytes: 1_000_000,
+    downloadCache: { maxBytes: 1_000_000, maxAgeMs: 3600_000 },
     maxWaiting: 1000,
     retentionMs: 3600_000,
     heartbeatMs: 1000,
