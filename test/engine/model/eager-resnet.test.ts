@@ -37,11 +37,14 @@ async function inputGradients(run: () => void): Promise<number> {
   ).length;
 }
 
+// Seeds whose pre-activations keep clear of ReLU's kink with both kernel sets: where one lands within
+// float32 rounding of zero, the two paths take different sides of it and a whole gradient moves by a
+// few percent (seen at 1 in 8 seeds, on wasm's kernels and on oneDNN's alike).
 const CONFIGS: Array<[string, ModelConfig]> = [
   ['pretrained (every BatchNorm on batch statistics)', { mode: 'pretrained', numClasses: 1000, inputSize: SIZE, seed: 2 }],
   [
     'fine_tuning from layer3, BatchNorm frozen',
-    { mode: 'fine_tuning', numClasses: 5, inputSize: SIZE, seed: 3, fineTuning: { trainableFrom: 'layer3', freezeBatchNorm: true } },
+    { mode: 'fine_tuning', numClasses: 5, inputSize: SIZE, seed: 7, fineTuning: { trainableFrom: 'layer3', freezeBatchNorm: true } },
   ],
   [
     'fine_tuning from conv1, BatchNorm trained',
