@@ -1,6 +1,7 @@
-import { access, readdir, realpath } from 'node:fs/promises';
+import { readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { UPLOAD_CACHE, UPLOADS_FOLDER, type FolderDataset, type UploadedDataset } from '../schemas/dataset.js';
+import { localUploadFolder } from './shared-uploads.js';
 
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp']);
 
@@ -44,18 +45,13 @@ export async function readImageFolder(root: string): Promise<ImageFolder> {
   return { root, classNames, images };
 }
 
-/** Where this host holds an upload: where it was received, else the copy fetched from a shared store. */
-async function uploadFolder(dataDir: string, id: string): Promise<string> {
-  const received = path.resolve(dataDir, UPLOADS_FOLDER, id);
-  return access(received).then(
-    () => received,
-    () => path.resolve(dataDir, UPLOAD_CACHE, id),
-  );
-}
-
 /** The folder a folder or upload dataset names, refusing anything that resolves (symlinks included) outside DATA_DIR. */
 export async function locateDatasetFolder(spec: FolderDataset | UploadedDataset, dataDir: string): Promise<string> {
-  const root = spec.type === 'upload' ? await uploadFolder(dataDir, spec.id) : path.resolve(dataDir, spec.path);
+  // An upload not on this host resolves to its cache folder, which realpath then finds missing.
+  const root =
+    spec.type === 'upload'
+      ? ((await localUploadFolder(dataDir, spec.id))?.folder ?? path.resolve(dataDir, UPLOAD_CACHE, spec.id))
+      : path.resolve(dataDir, spec.path);
   const [realRoot, realDataDir] = await Promise.all([
     realpath(root).catch(() => {
       throw new DatasetError(

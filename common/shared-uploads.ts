@@ -32,19 +32,27 @@ const exists = (file: string) =>
     () => false,
   );
 
+/** Where this host holds an upload: where it was received, else the copy fetched from a shared store; null: neither. */
+export async function localUploadFolder(dataDir: string, id: string): Promise<{ folder: string; fetched: boolean } | null> {
+  const received = path.resolve(dataDir, UPLOADS_FOLDER, id);
+  if (await exists(received)) return { folder: received, fetched: false };
+  const cached = path.resolve(dataDir, UPLOAD_CACHE, id);
+  return (await exists(cached)) ? { folder: cached, fetched: true } : null;
+}
+
 /**
  * Makes an upload readable on this host: nothing to do where DATA_DIR holds it (the API's host) or
  * fetched it before; otherwise unpacked from the store's tar into the upload cache. False when the
  * store has no such upload.
  */
 export async function fetchUpload(store: ArtifactStore, dataDir: string, id: string): Promise<boolean> {
-  const cached = path.join(dataDir, UPLOAD_CACHE, id);
-  if (await exists(path.join(dataDir, UPLOADS_FOLDER, id))) return true;
-  if (await exists(cached)) {
+  const local = await localUploadFolder(dataDir, id);
+  if (local) {
     const now = new Date();
-    await utimes(cached, now, now); // used: eviction goes by last use
+    if (local.fetched) await utimes(local.folder, now, now); // used: eviction goes by last use
     return true;
   }
+  const cached = path.resolve(dataDir, UPLOAD_CACHE, id);
   if (!(await store.stat(archiveKey(id)))) return false;
   const staging = `${cached}.staging-${randomUUID()}`;
   await mkdir(staging, { recursive: true });
