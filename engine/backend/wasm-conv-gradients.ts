@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { attrsOf } from './kernel-attrs.js';
 
 /**
  * Convolution gradients for the wasm backend, composed from kernels that it runs through XNNPACK.
@@ -120,8 +121,8 @@ function convGeometry(xShape: number[], filterShape: number[], attrs: ConvAttrs)
 /** dW[a,b,ci,co] = sum over n,i,j of x[n, i*s+a-top, j*s+b-left, ci] * dy[n,i,j,co]: im2col, then one matmul. */
 function conv2dBackpropFilter({ inputs, backend, attrs }: KernelArgs): TensorInfo {
   const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
-  const { filterShape } = attrs as unknown as { filterShape: [number, number, number, number] };
-  const info = convGeometry(x.shape, filterShape, attrs as unknown as ConvAttrs);
+  const { filterShape } = attrsOf<{ filterShape: [number, number, number, number] }>(attrs);
+  const info = convGeometry(x.shape, filterShape, attrsOf<ConvAttrs>(attrs));
   const [kh, kw, cin, cout] = filterShape;
   const { outHeight, outWidth, strideHeight: stride, padInfo } = info;
   const k = new KernelComposer(backend as Backend);
@@ -149,8 +150,8 @@ function makeConv2dBackpropInput(stock: tf.KernelFunc) {
   return function conv2dBackpropInput(args: KernelArgs): TensorInfo {
     const { inputs, backend, attrs } = args;
     const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
-    const { inputShape } = attrs as unknown as { inputShape: [number, number, number, number] };
-    const info = convGeometry(inputShape, filter.shape, attrs as unknown as ConvAttrs);
+    const { inputShape } = attrsOf<{ inputShape: [number, number, number, number] }>(attrs);
+    const info = convGeometry(inputShape, filter.shape, attrsOf<ConvAttrs>(attrs));
     const [kh, kw, cin, cout] = filter.shape;
     const [n, h, w] = inputShape;
     const { strideHeight: stride, padInfo, outHeight, outWidth } = info;

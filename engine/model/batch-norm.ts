@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { BATCH_NORM_TRAIN, BATCH_NORM_GRAD } from '../native/kernels/batch-norm.js';
+import { attrMap } from '../backend/kernel-attrs.js';
 
 export interface BatchNorm2dArgs {
   name: string;
@@ -78,7 +79,7 @@ export class BatchNorm2d extends tf.layers.Layer {
 
   /** The same in one oneDNN kernel each way (the composed ops make a dozen passes over the activations). */
   private nativeBatchStatistics(x: tf.Tensor4D): tf.Tensor {
-    const attrs = { epsilon: this.epsilon } as unknown as tf.NamedAttrMap;
+    const attrs = attrMap({ epsilon: this.epsilon });
     const statistics: tf.Tensor[] = [];
     const normalise = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
       const [input, gamma, beta, save] = args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.GradSaveFunc];

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ADAM, type AdamAttrs } from '../native/kernels/adam.js';
+import { attrMap } from '../backend/kernel-attrs.js';
 
 /** What tfjs' AdamOptimizer keeps privately: moments per variable (in gradient order) and beta powers. */
 interface AdamState {
@@ -24,8 +25,13 @@ const BETA_POWERS = ['adam:accBeta1', 'adam:accBeta2'] as const;
  * resumed run steps exactly as an uninterrupted one.
  */
 export class FusedAdamOptimizer extends tf.AdamOptimizer {
+  /** tfjs keeps Adam's state in private fields: read here, in one place. */
+  private get internals(): AdamState {
+    return this as unknown as AdamState;
+  }
+
   override async getWeights(): Promise<SavedState> {
-    const state = this as unknown as AdamState;
+    const state = this.internals;
     return [
       ...(await super.getWeights()),
       { name: BETA_POWERS[0], tensor: state.accBeta1 },
@@ -37,7 +43,7 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
     const powers = BETA_POWERS.map((name) => weights.find((weight) => weight.name === name));
     await super.setWeights(weights.filter((weight) => !(BETA_POWERS as readonly string[]).includes(weight.name)));
     // tfjs recomputes the powers as beta^(t+1), which differs in the last bits from the run's products.
-    const state = this as unknown as AdamState;
+    const state = this.internals;
     if (powers[0] && powers[1]) {
       state.accBeta1.assign(powers[0].tensor);
       state.accBeta2.assign(powers[1].tensor);
@@ -49,7 +55,7 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
       super.applyGradients(variableGradients);
       return;
     }
-    const state = this as unknown as AdamState;
+    const state = this.internals;
     const named: ReadonlyArray<readonly [string, tf.Tensor | undefined]> = Array.isArray(variableGradients)
       ? variableGradients.map(({ name, tensor }) => [name, tensor] as const)
       : Object.entries(variableGradients);
@@ -76,7 +82,7 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
       if (!gradient) return;
       const [m, v] = moments;
       const inputs = { value, gradient, m, v };
-      const [newValue, newM, newV] = tf.engine().runKernel<tf.Tensor[]>(ADAM, inputs, attrs as unknown as tf.NamedAttrMap);
+      const [newValue, newM, newV] = tf.engine().runKernel<tf.Tensor[]>(ADAM, inputs, attrMap(attrs));
       value.assign(newValue);
       m.assign(newM);
       v.assign(newV);

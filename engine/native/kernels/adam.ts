@@ -1,6 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
 import { heapViews, type WasmBackend } from './heap.js';
+import { attrsOf } from '../../backend/kernel-attrs.js';
 
 /** A kernel of this project's: one Adam update of one variable, outputs [value, m, v]. */
 export const ADAM = 'RetrainAdam';
@@ -14,7 +15,7 @@ export function makeAdam(addon: OneDnnAddon): tf.KernelFunc {
   return (args) => {
     const backend = args.backend as WasmBackend;
     const { value, gradient, m, v } = args.inputs as Record<'value' | 'gradient' | 'm' | 'v', tf.TensorInfo>;
-    const { scalars } = args.attrs as unknown as AdamAttrs;
+    const { scalars } = attrsOf<AdamAttrs>(args.attrs);
     for (const [name, info] of Object.entries({ gradient, m, v })) {
       if (info.shape.join() !== value.shape.join() || info.dtype !== 'float32') {
         throw new Error(`${ADAM}: ${name} must be float32 of the value's shape [${value.shape.join(', ')}]`);

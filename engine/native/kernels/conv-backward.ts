@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
 import { convGeometry, type ConvAttrs } from './conv-geometry.js';
 import { filterIdOf, heapViews, type WasmBackend } from './heap.js';
+import { attrMap, attrsOf } from '../../backend/kernel-attrs.js';
 
 /** A kernel of this project's: a convolution's backward pass, through its ReLU when `relu`; outputs [dx?, dFilter?]. */
 export const CONV_BACKWARD = 'RetrainConvBackward';
@@ -16,7 +17,7 @@ export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
   return (args) => {
     const backend = args.backend as WasmBackend;
     const { dy, y, x, filter } = args.inputs as Record<'dy' | 'y' | 'x' | 'filter', tf.TensorInfo>;
-    const attrs = args.attrs as unknown as ConvBackwardAttrs;
+    const attrs = attrsOf<ConvBackwardAttrs>(args.attrs);
     const geometry = convGeometry(x.shape, filter.shape, attrs);
     if (!geometry) throw new Error(`${CONV_BACKWARD} takes NHWC tensors`);
     const outputs = [
@@ -37,5 +38,5 @@ export function nativeConvBackward(
   attrs: ConvBackwardAttrs,
 ): tf.Tensor[] | null {
   if (!tf.getKernel(CONV_BACKWARD, tf.getBackend())) return null;
-  return tf.engine().runKernel(CONV_BACKWARD, inputs, attrs as unknown as tf.NamedAttrMap) as unknown as tf.Tensor[];
+  return tf.engine().runKernel(CONV_BACKWARD, inputs, attrMap(attrs)) as unknown as tf.Tensor[];
 }

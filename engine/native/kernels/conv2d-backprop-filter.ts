@@ -2,14 +2,15 @@ import type * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
 import { convGeometry, type ConvAttrs } from './conv-geometry.js';
 import { heapViews, type WasmBackend } from './heap.js';
+import { attrsOf } from '../../backend/kernel-attrs.js';
 
 /** Conv2DBackpropFilter: the filter gradient of a convolution, from x and dy. */
 export function makeConv2DBackpropFilter(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const backend = args.backend as WasmBackend;
     const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-    const { filterShape } = args.attrs as unknown as { filterShape: [number, number, number, number] };
-    const geometry = convGeometry(x.shape, filterShape, args.attrs as unknown as ConvAttrs);
+    const { filterShape } = attrsOf<{ filterShape: [number, number, number, number] }>(args.attrs);
+    const geometry = convGeometry(x.shape, filterShape, attrsOf<ConvAttrs>(args.attrs));
     if (!geometry) return stock(args);
     const dFilter = backend.makeOutput(filterShape, 'float32');
     const [xData, dyData, dFilterData] = heapViews(backend, [x, dy, dFilter]);

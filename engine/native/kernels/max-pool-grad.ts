@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
 import { heapViews, type WasmBackend } from './heap.js';
+import { attrsOf } from '../../backend/kernel-attrs.js';
 
 interface PoolAttrs {
   filterSize: [number, number] | number;
@@ -45,7 +46,7 @@ function poolGradKernel(
     const backend = args.backend as WasmBackend;
     const { dy, input } = args.inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
     if (input.shape.length !== 4 || input.dtype !== 'float32') return stock(args);
-    const dims = poolDims(input, args.attrs as unknown as PoolAttrs);
+    const dims = poolDims(input, attrsOf<PoolAttrs>(args.attrs));
     const dx = backend.makeOutput(input.shape, 'float32');
     const [dyData, inputData, dxData] = heapViews(backend, [dy, input, dx]);
     run(dyData, inputData, dxData, dims);
