@@ -52,14 +52,13 @@ export async function locateDatasetFolder(spec: FolderDataset | UploadedDataset,
     spec.type === 'upload'
       ? ((await localUploadFolder(dataDir, spec.id))?.folder ?? path.resolve(dataDir, UPLOAD_CACHE, spec.id))
       : path.resolve(dataDir, spec.path);
-  const [realRoot, realDataDir] = await Promise.all([
-    realpath(root).catch(() => {
-      throw new DatasetError(
-        spec.type === 'upload' ? `no uploaded dataset ${spec.id}` : `dataset folder not found: ${spec.path} (under DATA_DIR)`,
-      );
-    }),
-    realpath(dataDir),
-  ]);
+  const notFound = () => {
+    throw new DatasetError(
+      spec.type === 'upload' ? `no uploaded dataset ${spec.id}` : `dataset folder not found: ${spec.path} (under DATA_DIR)`,
+    );
+  };
+  // A DATA_DIR not made yet (nothing uploaded or cached on this host) holds no dataset either.
+  const [realRoot, realDataDir] = await Promise.all([realpath(root).catch(notFound), realpath(dataDir).catch(notFound)]);
   if (!realRoot.startsWith(realDataDir + path.sep)) throw new DatasetError('the dataset path resolves outside DATA_DIR');
   const uploads = path.join(realDataDir, UPLOADS_FOLDER);
   if (spec.type === 'folder' && (realRoot === uploads || realRoot.startsWith(uploads + path.sep))) {
