@@ -9,6 +9,7 @@ import { artifactStoreSettingsOf, type Config } from '../../schemas/config.js';
 import { JobService } from '../jobs/job-service.js';
 import { ModelInspector } from './model-inspector.js';
 import { authModeOf, guardOwners } from './plugins/auth.js';
+import { registerMetrics } from './plugins/metrics.js';
 import { scheduleRetentionSweeps } from './plugins/retention.js';
 import { frameworkErrors, registerProblemHandlers, RETRY_AFTER_SECONDS } from './problem.js';
 import datasetsRoutes, { type UploadLimits } from './routes/datasets/index.js';
@@ -51,7 +52,7 @@ const jobServiceOptionsOf = (config: Config) => ({
 export const requestTimeoutOf = (config: Pick<Config, 'UPLOAD_LIMIT_BYTES' | 'UPLOAD_MIN_BYTES_PER_SECOND'>) =>
   Math.max(120_000, Math.ceil(config.UPLOAD_LIMIT_BYTES / config.UPLOAD_MIN_BYTES_PER_SECOND) * 1000);
 
-/** The API as a Fastify instance: no listening, no connections of its own; main.ts owns those. */
+/** The API as a Fastify instance: no listening; main.ts owns that and the Redis connection (the metrics' event stream has its own). */
 export async function buildApp({ config, redis, queues, store, logger }: AppDeps) {
   const authMode = authModeOf(config);
   const loggerInstance: FastifyBaseLogger = logger;
@@ -83,6 +84,15 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
     maxEventLoopDelay: config.API_MAX_EVENT_LOOP_DELAY_MS,
     maxHeapUsedBytes: config.API_MAX_HEAP_USED_BYTES,
     retryAfter: RETRY_AFTER_SECONDS,
+  });
+
+  await registerMetrics(app, {
+    redis,
+    target: config,
+    queues,
+    prefix: config.QUEUE_PREFIX,
+    mode: authMode,
+    adminKey: config.ADMIN_API_KEY,
   });
 
   const settings: ThreadSettings = {

@@ -101,3 +101,14 @@ function authenticate(scope: FastifyInstance, mode: AuthMode, redis: RedisClient
     request.keyId = key.id;
   });
 }
+
+/** Routes in `scope` answer only the admin key (anyone in single-user mode, which listens on loopback only). */
+export function guardAdmin(scope: FastifyInstance, mode: AuthMode, adminKey: string | undefined): void {
+  scope.addHook('onRequest', async (request, reply) => {
+    if (mode === 'single-user') return;
+    const presented = bearerOf(request);
+    if (presented && adminKey && sameSecret(presented, adminKey)) return;
+    reply.header('www-authenticate', 'Bearer realm="retrain"');
+    throw new HttpProblem(401, 'Unauthorized', 'send the admin key as Authorization: Bearer <key>');
+  });
+}

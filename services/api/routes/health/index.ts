@@ -1,8 +1,9 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ArtifactStore } from '../../../../common/artifact-store.js';
-import { redisKeys, scanKeys, type RedisClient } from '../../../../common/queues.js';
+import type { RedisClient } from '../../../../common/queues.js';
 import { WorkerHeartbeat } from '../../../../schemas/queue.js';
+import { liveWorkers } from '../../live-workers.js';
 import { sendProblem } from '../../problem.js';
 
 /** /readyz answers within this even when Redis or the object store hangs. */
@@ -15,19 +16,6 @@ const Readiness = z.object({
   artifactStore: z.literal('ok'),
   workers: z.array(WorkerHeartbeat),
 });
-
-async function liveWorkers(redis: RedisClient, prefix: string): Promise<WorkerHeartbeat[]> {
-  const keys = await scanKeys(redis, redisKeys(prefix).workersPattern);
-  if (keys.length === 0) return [];
-  return (await redis.mget(keys)).flatMap((value) => {
-    try {
-      const heartbeat = WorkerHeartbeat.safeParse(JSON.parse(value ?? 'null'));
-      return heartbeat.success ? [heartbeat.data] : [];
-    } catch {
-      return []; // not JSON: not a heartbeat this release writes
-    }
-  });
-}
 
 function withTimeout<T>(work: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

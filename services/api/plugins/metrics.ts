@@ -1,0 +1,138 @@
+import { QueueEvents } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Logger } from '../../../common/logger.js';
+import type { RedisTarget } from '../../../schemas/config.js';
+import {
+  CANCELLED_REASON,
+  QueueName,
+  redisConnection,
+  redisKeys,
+  scanKeys,
+  type Queues,
+  type RedisClient,
+} from '../../../common/queues.js';
+import { TrainingPayload } from '../../../schemas/queue.js';
+import { liveWorkers } from '../live-workers.js';
+import { guardAdmin, type AuthMode } from './auth.js';
+
+export interface MetricsDeps {
+  redis: RedisClient;
+  /** Where the event stream's own blocking connection goes (a producer's fails fast; this one must wait). */
+  target: RedisTarget;
+  queues: Queues;
+  prefix: string;
+  mode: AuthMode;
+  adminKey: string | undefined;
+}
+
+const JOB_STATES = ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'paused'] as const;
+const REQUEST_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120];
+const JOB_SECONDS = [10, 30, 60, 300, 900, 1800, 3600, 7200, 14_400, 43_200, 86_400];
+
+async function sumOfHashes(redis: RedisClient, keys: string[]): Promise<number> {
+  let total = 0;
+  for (const key of keys) for (const bytes of await redis.hvals(key)) total += Number(bytes);
+  return total;
+}
+
+/** Queue depth, live workers and kept bytes, read from Redis when Prometheus scrapes. */
+function queueGauges(registry: Registry, { redis, queues, prefix }: MetricsDeps): void {
+  const keys = redisKeys(prefix);
+  new Gauge({
+    name: 'retrain_queue_jobs',
+    help: 'Training jobs in the queue, by BullMQ state',
+    labelNames: ['state'],
+    registers: [registry],
+    async collect() {
+      const counts = await queues.get(QueueName.Training).getJobCounts(...JOB_STATES);
+      for (const state of JOB_STATES) this.set({ state }, counts[state] ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'retrain_workers',
+    help: 'Workers with a live heartbeat, by tfjs backend and the kernels under it',
+    labelNames: ['backend', 'kernels'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const worker of await liveWorkers(redis, prefix)) this.inc({ backend: worker.backend.backend, kernels: worker.backend.kernels });
+    },
+  });
+  new Gauge({
+    name: 'retrain_artifact_bytes',
+    help: 'Bytes in the artifact store: models and checkpoints jobs keep (as their workers last measured), and download archives',
+    labelNames: ['kind'],
+    registers: [registry],
+    async collect() {
+      this.set({ kind: 'models' }, await sumOfHashes(redis, await scanKeys(redis, keys.artifactBytes('*'))));
+      this.set({ kind: 'download_archives' }, await sumOfHashes(redis, [keys.archiveBytes]));
+    },
+  });
+}
+
+/**
+ * Durations and outcomes of finished jobs, from BullMQ's event stream: every API process sees every
+ * job, wherever it trained (sum one instance, or take the max across instances).
+ */
+function jobOutcomes(app: FastifyInstance, registry: Registry, { target, queues, prefix }: MetricsDeps): void {
+  const seconds = new Histogram({
+    name: 'retrain_job_duration_seconds',
+    help: 'Wall time of finished jobs from start to end, by transfer mode and outcome (completed, failed, cancelled)',
+    labelNames: ['mode', 'outcome'],
+    buckets: JOB_SECONDS,
+    registers: [registry],
+  });
+  const queue = queues.get(QueueName.Training);
+  const connection = redisConnection(target, 'worker', app.log as Logger);
+  const events = new QueueEvents(QueueName.Training, { connection, prefix });
+  const observe = async (jobId: string, outcome: string) => {
+    const job = await queue.getJob(jobId);
+    if (!job?.finishedOn || !job.processedOn) return;
+    const mode = TrainingPayload.safeParse(job.data).data?.spec.mode ?? 'unknown';
+    seconds.observe({ mode, outcome }, (job.finishedOn - job.processedOn) / 1000);
+  };
+  const log = (error: Error) => app.log.warn({ err: error.message }, 'metrics: could not read a finished job');
+  // Its own blocking connection reconnects by itself; an unhandled 'error' would end the process.
+  events.on('error', (error) => app.log.debug({ err: error.message }, 'metrics: queue events connection'));
+  events.on('completed', ({ jobId }) => void observe(jobId, 'completed').catch(log));
+  events.on(
+    'failed',
+    ({ jobId, failedReason }) => void observe(jobId, failedReason === CANCELLED_REASON ? 'cancelled' : 'failed').catch(log),
+  );
+  app.addHook('onClose', async () => {
+    await events.close();
+    connection.disconnect();
+  });
+}
+
+/**
+ * Prometheus text exposition at GET /metrics (the admin key when API keys are on): HTTP requests by
+ * route and status with latency histograms, the queue, the workers, kept bytes, finished jobs, and the
+ * process itself. Call before the routes are registered: the request hook counts only routes added after it.
+ */
+export async function registerMetrics(app: FastifyInstance, deps: MetricsDeps): Promise<void> {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'retrain_api_' });
+  const labelNames = ['method', 'route', 'status'] as const;
+  const requests = new Counter({ name: 'http_requests_total', help: 'HTTP requests answered', labelNames, registers: [registry] });
+  const latency = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'Time to answer HTTP requests',
+    labelNames,
+    buckets: REQUEST_SECONDS,
+    registers: [registry],
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    // The route's pattern, never the raw URL: ids would make a series per job.
+    const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) };
+    requests.inc(labels);
+    latency.observe(labels, reply.elapsedTime / 1000);
+  });
+  queueGauges(registry, deps);
+  jobOutcomes(app, registry, deps);
+  await app.register(async (scope) => {
+    guardAdmin(scope, deps.mode, deps.adminKey);
+    scope.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+  });
+}
