@@ -71,6 +71,12 @@ export const Config = z.object({
   API_IDLE_TIMEOUT_MS: milliseconds(60_000).describe(
     'A connection that sends nothing this long is closed (not while the server works on an upload, a preflight or a prediction)',
   ),
+  EVENT_STREAMS_MAX: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(500)
+    .describe('Server-Sent Event streams (GET /v1/jobs/:id/events) one API process serves at once (503 past it)'),
   API_MAX_EVENT_LOOP_DELAY_MS: z.coerce
     .number()
     .int()

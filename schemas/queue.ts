@@ -20,6 +20,11 @@ export type TrainingResult = z.infer<typeof TrainingResult>;
 /** What the worker reports through BullMQ's job progress (replaced whole at every report, so bounded). */
 export const WorkerProgress = Progress.extend({
   latestMetrics: EpochMetrics.nullable(),
+  announces: z
+    .enum(['epoch', 'skipped'])
+    .nullable()
+    .optional()
+    .describe('Set on the one report that brings news, for event streams: an epoch ended (latestMetrics), files were skipped'),
   backend: BackendReport.nullable(),
   skippedFiles: z.array(SkippedFile),
   skippedFileCount: z.number().int(),

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import underPressure from '@fastify/under-pressure';
-import Fastify, { type FastifyBaseLogger } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { serializerCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import type { Logger } from '../../common/logger.js';
@@ -8,11 +8,13 @@ import type { Queues, RedisClient } from '../../common/queues.js';
 import { artifactStoreSettingsOf, type Config } from '../../schemas/config.js';
 import { JobService } from '../jobs/job-service.js';
 import { ModelInspector } from './model-inspector.js';
-import { authModeOf, guardOwners } from './plugins/auth.js';
+import { authModeOf, guardOwners, type AuthMode } from './plugins/auth.js';
+import { JobEventStream } from './job-events.js';
 import { registerMetrics } from './plugins/metrics.js';
 import { scheduleRetentionSweeps } from './plugins/retention.js';
 import { frameworkErrors, registerProblemHandlers, RETRY_AFTER_SECONDS } from './problem.js';
 import datasetsRoutes, { type UploadLimits } from './routes/datasets/index.js';
+import eventRoutes from './routes/events/index.js';
 import healthRoutes from './routes/health/index.js';
 import jobsRoutes from './routes/jobs/index.js';
 import predictRoutes from './routes/predict/index.js';
@@ -52,7 +54,15 @@ const jobServiceOptionsOf = (config: Config) => ({
 export const requestTimeoutOf = (config: Pick<Config, 'UPLOAD_LIMIT_BYTES' | 'UPLOAD_MIN_BYTES_PER_SECOND'>) =>
   Math.max(120_000, Math.ceil(config.UPLOAD_LIMIT_BYTES / config.UPLOAD_MIN_BYTES_PER_SECOND) * 1000);
 
-/** The API as a Fastify instance: no listening; main.ts owns that and the Redis connection (the metrics' event stream has its own). */
+/** BullMQ's event stream, read once for the live event streams and the metrics; GET /metrics. */
+async function observed(app: FastifyInstance, { config, redis, queues, logger }: Omit<AppDeps, 'store'>, mode: AuthMode) {
+  const events = new JobEventStream(config, redis, config.QUEUE_PREFIX, logger);
+  app.addHook('onClose', () => events.close());
+  await registerMetrics(app, { redis, events, queues, prefix: config.QUEUE_PREFIX, mode, adminKey: config.ADMIN_API_KEY });
+  return events;
+}
+
+/** The API as a Fastify instance: no listening; main.ts owns that and the Redis connection (BullMQ's event stream is read on one of its own). */
 export async function buildApp({ config, redis, queues, store, logger }: AppDeps) {
   const authMode = authModeOf(config);
   const loggerInstance: FastifyBaseLogger = logger;
@@ -86,14 +96,7 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
     retryAfter: RETRY_AFTER_SECONDS,
   });
 
-  await registerMetrics(app, {
-    redis,
-    target: config,
-    queues,
-    prefix: config.QUEUE_PREFIX,
-    mode: authMode,
-    adminKey: config.ADMIN_API_KEY,
-  });
+  const events = await observed(app, { config, redis, queues, logger }, authMode);
 
   const settings: ThreadSettings = {
     dataDir: config.DATA_DIR,
@@ -110,6 +113,7 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
     async (v1) => {
       await guardOwners(v1, authMode, config, redis);
       await v1.register(jobsRoutes, { jobs });
+      await v1.register(eventRoutes, { jobs, events, maxStreams: config.EVENT_STREAMS_MAX });
       await v1.register(predictRoutes, { jobs, settings });
       await v1.register(datasetsRoutes, { jobs, store, settings, limits: uploadLimitsOf(config) });
       await v1.register(summaryRoutes, { inspector, dataDir: config.DATA_DIR, store });

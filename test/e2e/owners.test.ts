@@ -81,6 +81,8 @@ describe('API keys and owners', () => {
       (key: string) => service.as(key).get(`/v1/jobs/${id}/metrics`),
       (key: string) => service.as(key).get(`/v1/jobs/${id}/checkpoint`),
       (key: string) => service.as(key).get(`/v1/jobs/${id}/checkpoint?format=safetensors`),
+      // A finished job's event stream: its status, its final state, then the end.
+      (key: string) => service.as(key).get(`/v1/jobs/${id}/events`),
       (key: string) => service.as(key).post(`/v1/jobs/${id}/predict`).attach('image', image, 'x.png'),
     ];
     for (const [i, route] of routes.entries()) {

@@ -1,4 +1,5 @@
 import { SKIPPED_FILES_IN_STATUS, type Phase, type SkippedFile } from '../../schemas/job-status.js';
+import type { EpochMetrics } from '../../schemas/metrics.js';
 import type { WorkerProgress } from '../../schemas/queue.js';
 import type { JobContext } from './job-context.js';
 
@@ -28,6 +29,7 @@ export class ProgressReporter {
       backend: ctx.backend,
       skippedFiles: [],
       skippedFileCount: 0,
+      announces: null,
     };
   }
 
@@ -53,6 +55,16 @@ export class ProgressReporter {
     }
   }
 
+  /** Reports an epoch's metrics, announced as news on this one report only. */
+  async epochEnded(metrics: EpochMetrics): Promise<void> {
+    await this.announce({ latestMetrics: metrics, announces: 'epoch' });
+  }
+
+  private async announce(change: Partial<WorkerProgress>): Promise<void> {
+    await this.update(change, true);
+    this.progress.announces = null;
+  }
+
   phase(phase: Phase): Promise<void> {
     return this.update({ phase }, true);
   }
@@ -63,6 +75,6 @@ export class ProgressReporter {
 
   /** Progress is rewritten whole at every report, so it carries a bounded sample of the skipped files. */
   skipped(files: readonly SkippedFile[]): Promise<void> {
-    return this.update({ skippedFiles: files.slice(0, SKIPPED_FILES_IN_STATUS), skippedFileCount: files.length }, true);
+    return this.announce({ skippedFiles: files.slice(0, SKIPPED_FILES_IN_STATUS), skippedFileCount: files.length, announces: 'skipped' });
   }
 }

@@ -98,7 +98,7 @@ export async function train(
       await pruneCheckpoints(ctx.artifacts, { latest: epoch, best: metrics.bestEpoch, keepEveryN: spec.checkpoints.keepEveryN });
       if (position) await ctx.artifacts.removeInterrupted();
       await ctx.measureArtifacts();
-      await reporter.update({ latestMetrics: epochMetrics }, true);
+      await reporter.epochEnded(epochMetrics);
     }
     await finishTraining(ctx, run, model, data, metrics);
     return { metrics, resumedFromEpoch: resumed?.epoch ?? null };

@@ -1,25 +1,14 @@
-import { QueueEvents } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Logger } from '../../../common/logger.js';
-import type { RedisTarget } from '../../../schemas/config.js';
-import {
-  CANCELLED_REASON,
-  QueueName,
-  redisConnection,
-  redisKeys,
-  scanKeys,
-  type Queues,
-  type RedisClient,
-} from '../../../common/queues.js';
+import { CANCELLED_REASON, QueueName, redisKeys, scanKeys, type Queues, type RedisClient } from '../../../common/queues.js';
 import { TrainingPayload } from '../../../schemas/queue.js';
+import type { JobEventStream } from '../job-events.js';
 import { liveWorkers } from '../live-workers.js';
 import { guardAdmin, type AuthMode } from './auth.js';
 
 export interface MetricsDeps {
   redis: RedisClient;
-  /** Where the event stream's own blocking connection goes (a producer's fails fast; this one must wait). */
-  target: RedisTarget;
+  events: JobEventStream;
   queues: Queues;
   prefix: string;
   mode: AuthMode;
@@ -75,7 +64,7 @@ function queueGauges(registry: Registry, { redis, queues, prefix }: MetricsDeps)
  * Durations and outcomes of finished jobs, from BullMQ's event stream: every API process sees every
  * job, wherever it trained (sum one instance, or take the max across instances).
  */
-function jobOutcomes(app: FastifyInstance, registry: Registry, { target, queues, prefix }: MetricsDeps): void {
+function jobOutcomes(app: FastifyInstance, registry: Registry, { events, queues }: MetricsDeps): void {
   const seconds = new Histogram({
     name: 'retrain_job_duration_seconds',
     help: 'Wall time of finished jobs from start to end, by transfer mode and outcome (completed, failed, cancelled)',
@@ -84,8 +73,6 @@ function jobOutcomes(app: FastifyInstance, registry: Registry, { target, queues,
     registers: [registry],
   });
   const queue = queues.get(QueueName.Training);
-  const connection = redisConnection(target, 'worker', app.log as Logger);
-  const events = new QueueEvents(QueueName.Training, { connection, prefix });
   const observe = async (jobId: string, outcome: string) => {
     const job = await queue.getJob(jobId);
     if (!job?.finishedOn || !job.processedOn) return;
@@ -93,17 +80,11 @@ function jobOutcomes(app: FastifyInstance, registry: Registry, { target, queues,
     seconds.observe({ mode, outcome }, (job.finishedOn - job.processedOn) / 1000);
   };
   const log = (error: Error) => app.log.warn({ err: error.message }, 'metrics: could not read a finished job');
-  // Its own blocking connection reconnects by itself; an unhandled 'error' would end the process.
-  events.on('error', (error) => app.log.debug({ err: error.message }, 'metrics: queue events connection'));
-  events.on('completed', ({ jobId }) => void observe(jobId, 'completed').catch(log));
-  events.on(
-    'failed',
-    ({ jobId, failedReason }) => void observe(jobId, failedReason === CANCELLED_REASON ? 'cancelled' : 'failed').catch(log),
-  );
-  app.addHook('onClose', async () => {
-    await events.close();
-    connection.disconnect();
+  const stop = events.subscribe('*', ({ event, jobId, fields }) => {
+    if (event === 'completed') void observe(jobId, 'completed').catch(log);
+    if (event === 'failed') void observe(jobId, fields.failedReason === CANCELLED_REASON ? 'cancelled' : 'failed').catch(log);
   });
+  app.addHook('onClose', async () => stop());
 }
 
 /**

@@ -34,3 +34,11 @@ export const SubmitHeaders = z.looseObject({
     .optional()
     .describe('A retried POST with the same key returns the same job for 24 hours'),
 });
+
+export const EventsHeaders = z.looseObject({
+  'last-event-id': z
+    .string()
+    .regex(/^\d{1,20}-\d{1,20}\/\d{1,3}$/, 'an event id this stream sent (<stream id>/<n>)')
+    .optional()
+    .describe('Resume after this event: the events since, none twice'),
+});

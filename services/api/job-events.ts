@@ -1,0 +1,121 @@
+import { QueueEvents } from 'bullmq';
+import type { Logger } from '../../common/logger.js';
+import { QueueName, redisConnection, type RedisClient } from '../../common/queues.js';
+import type { RedisTarget } from '../../schemas/config.js';
+
+/** One entry of BullMQ's event stream about a job: its stream id orders every event of every job. */
+export interface QueueEvent {
+  id: string;
+  event: string;
+  jobId: string;
+  /** Parsed where BullMQ writes JSON (progress data, a return value); strings otherwise. */
+  fields: Record<string, unknown>;
+}
+
+/** The events jobs go through, as BullMQ writes them (https://docs.bullmq.io/guide/events). */
+const EVENTS = ['waiting', 'active', 'progress', 'stalled', 'completed', 'failed', 'removed'] as const;
+const JSON_FIELDS = new Set(['data', 'returnvalue']);
+
+function parsedField(name: string, value: string): unknown {
+  if (!JSON_FIELDS.has(name)) return value;
+  try {
+    return JSON.parse(value);
+  } catch {
+    return value;
+  }
+}
+
+/** Compares two stream ids (`<ms>-<seq>`) as Redis orders them. */
+export function compareStreamIds(a: string, b: string): number {
+  const [ams, aseq] = a.split('-').map(BigInt);
+  const [bms, bseq] = b.split('-').map(BigInt);
+  return ams !== bms ? (ams < bms ? -1 : 1) : aseq === bseq ? 0 : aseq < bseq ? -1 : 1;
+}
+
+/**
+ * BullMQ's event stream for the training queue, read once per API process (one blocking connection)
+ * and handed to whoever listens: per-job listeners (live event streams) and listeners to every job
+ * (metrics). Every API process reads every event, so a client may follow a job through any of them.
+ */
+export class JobEventStream {
+  private readonly connection: RedisClient;
+  private readonly events: QueueEvents;
+  private readonly perJob = new Map<string, Set<(event: QueueEvent) => void>>();
+  private readonly everyJob = new Set<(event: QueueEvent) => void>();
+  private readonly streamKey: string;
+
+  constructor(
+    target: RedisTarget,
+    private readonly reader: RedisClient,
+    prefix: string,
+    log: Logger,
+  ) {
+    this.streamKey = `${prefix}:${QueueName.Training}:events`;
+    // Blocking reads need a connection that waits for Redis (a producer's fails fast).
+    this.connection = redisConnection(target, 'worker', log);
+    this.events = new QueueEvents(QueueName.Training, { connection: this.connection, prefix });
+    // It reconnects by itself; an unhandled 'error' would end the process.
+    this.events.on('error', (error) => log.debug({ err: error.message }, 'job events: connection'));
+    for (const name of EVENTS) {
+      this.events.on(name, (args: Record<string, unknown>, id: string) => {
+        const { jobId, ...fields } = args;
+        this.dispatch({ id, event: name, jobId: String(jobId), fields });
+      });
+    }
+  }
+
+  private dispatch(event: QueueEvent): void {
+    for (const listener of this.everyJob) listener(event);
+    for (const listener of this.perJob.get(event.jobId) ?? []) listener(event);
+  }
+
+  /** Calls `listener` with every later event of `jobId` (every job's, for '*'); returns how to stop. */
+  subscribe(jobId: string, listener: (event: QueueEvent) => void): () => void {
+    if (jobId === '*') {
+      this.everyJob.add(listener);
+      return () => this.everyJob.delete(listener);
+    }
+    const listeners = this.perJob.get(jobId) ?? new Set();
+    listeners.add(listener);
+    this.perJob.set(jobId, listeners);
+    return () => {
+      listeners.delete(listener);
+      if (listeners.size === 0) this.perJob.delete(jobId);
+    };
+  }
+
+  /** The newest id in the stream ('0-0' when empty): what a snapshot taken now already reflects. */
+  async latestId(): Promise<string> {
+    const [newest] = await this.reader.xrevrange(this.streamKey, '+', '-', 'COUNT', 1);
+    return newest?.[0] ?? '0-0';
+  }
+
+  /**
+   * The job's events after `afterId`, oldest first, read from the stream in pages; null when the
+   * stream no longer reaches back that far (BullMQ trims it), so the events in between are lost.
+   */
+  async replay(jobId: string, afterId: string, maxEntries: number): Promise<QueueEvent[] | null> {
+    const [oldest] = await this.reader.xrange(this.streamKey, '-', '+', 'COUNT', 1);
+    if (oldest && compareStreamIds(afterId, oldest[0]) < 0) return null;
+    const found: QueueEvent[] = [];
+    let start = `(${afterId}`;
+    for (let read = 0; read < maxEntries; read += 500) {
+      const entries = await this.reader.xrange(this.streamKey, start, '+', 'COUNT', 500);
+      for (const [id, flat] of entries) {
+        const fields: Record<string, unknown> = {};
+        for (let i = 0; i < flat.length; i += 2) fields[flat[i]] = parsedField(flat[i], flat[i + 1]);
+        const { event, jobId: of, ...rest } = fields;
+        if (of === jobId && (EVENTS as readonly string[]).includes(String(event)))
+          found.push({ id, event: String(event), jobId, fields: rest });
+      }
+      if (entries.length < 500) break;
+      start = `(${entries[entries.length - 1][0]}`;
+    }
+    return found;
+  }
+
+  async close(): Promise<void> {
+    await this.events.close();
+    this.connection.disconnect();
+  }
+}

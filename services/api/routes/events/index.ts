@@ -1,0 +1,161 @@
+import type { ServerResponse } from 'node:http';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { UnavailableError } from '../../../../common/errors.js';
+import type { Caller } from '../../../../schemas/auth.js';
+import { FINISHED_STATES, type JobStatus } from '../../../../schemas/job-status.js';
+import { WorkerProgress } from '../../../../schemas/queue.js';
+import type { JobService } from '../../../jobs/job-service.js';
+import { compareStreamIds, type JobEventStream, type QueueEvent } from '../../job-events.js';
+import { EventsHeaders, JobParams } from '../jobs/schemas.js';
+
+/** A comment line this often keeps proxies from closing a quiet stream; the job's state is checked then too. */
+const HEARTBEAT_MS = 15_000;
+/** Most stream entries read back for one resume. */
+const REPLAY_MAX_ENTRIES = 50_000;
+
+interface SseEvent {
+  event: string;
+  data: unknown;
+}
+
+/** Where a client is in the stream: after part `part` of the events of stream entry `id`. */
+interface Position {
+  id: string;
+  part: number;
+}
+
+const after = (a: Position, b: Position) => {
+  const order = compareStreamIds(a.id, b.id);
+  return order > 0 || (order === 0 && a.part > b.part);
+};
+
+/** What a client sees of one queue event: progress (and the epoch's metrics when one just ended), or a state change. */
+export function sseEventsOf(event: QueueEvent): SseEvent[] {
+  if (event.event === 'progress') {
+    const progress = WorkerProgress.safeParse(event.fields.data);
+    if (!progress.success) return [];
+    const { latestMetrics, announces, backend: _backend, skippedFiles, ...rest } = progress.data;
+    const events: SseEvent[] = [{ event: 'progress', data: rest }];
+    if (announces === 'epoch' && latestMetrics) events.push({ event: 'epoch', data: latestMetrics });
+    if (announces === 'skipped') events.push({ event: 'skipped', data: { files: skippedFiles, count: rest.skippedFileCount } });
+    return events;
+  }
+  const states: Record<string, string> = { active: 'running', waiting: 'queued', stalled: 'stalled' };
+  return states[event.event] ? [{ event: 'state', data: { state: states[event.event] } }] : [];
+}
+
+const finalEvent = (status: JobStatus): SseEvent => ({
+  event: 'state',
+  data: { state: status.state, failure: status.failure, result: status.result },
+});
+
+/** One client's stream of one job: events strictly in stream order, each at most once, from where the client was. */
+class JobEventSession {
+  private position: Position | null = null;
+  private ended = false;
+  private live = false;
+  private readonly buffered: QueueEvent[] = [];
+  private chain = Promise.resolve();
+  private readonly unsubscribe: () => void;
+  private readonly heartbeat: NodeJS.Timeout;
+
+  constructor(
+    private readonly raw: ServerResponse,
+    private readonly jobs: JobService,
+    private readonly caller: Caller,
+    private readonly jobId: string,
+    private readonly events: JobEventStream,
+    private readonly onEnd: () => void,
+  ) {
+    // Listen before reading back, so nothing falls between.
+    this.unsubscribe = events.subscribe(jobId, (event) => (this.live ? this.enqueue(event) : this.buffered.push(event)));
+    this.heartbeat = setInterval(() => {
+      raw.write(': keep-alive\n\n');
+      this.then(() => this.settle({ id: this.position?.id ?? '0-0', part: 0 }));
+    }, HEARTBEAT_MS);
+    raw.on('close', () => this.stop());
+  }
+
+  /** From the event after `resumeFrom` when Redis still has it, else from the whole status. */
+  async start(first: JobStatus, resumeFrom: string | undefined): Promise<void> {
+    const [id, part] = resumeFrom ? resumeFrom.split('/') : [];
+    const replayed = resumeFrom ? await this.events.replay(this.jobId, id, REPLAY_MAX_ENTRIES) : null;
+    if (replayed) {
+      this.position = { id, part: Number(part) };
+      for (const event of replayed) await this.handle(event);
+    } else {
+      const latest = await this.events.latestId();
+      const status = resumeFrom ? await this.jobs.requireStatus(this.caller, this.jobId) : first;
+      this.send({ id: latest, part: 0 }, { event: 'status', data: status });
+      this.position = { id: latest, part: 99 };
+      await this.settle(this.position);
+    }
+    for (const event of this.buffered) this.enqueue(event);
+    this.live = true;
+    await this.chain;
+  }
+
+  private then(work: () => Promise<void>): void {
+    this.chain = this.chain.then(work).catch(() => this.stop());
+  }
+
+  private enqueue(event: QueueEvent): void {
+    this.then(() => this.handle(event));
+  }
+
+  private async handle(event: QueueEvent): Promise<void> {
+    sseEventsOf(event).forEach((sse, part) => this.send({ id: event.id, part }, sse));
+    if (['completed', 'failed', 'removed'].includes(event.event)) await this.settle({ id: event.id, part: 9 });
+  }
+
+  private send(at: Position, { event, data }: SseEvent): void {
+    if (this.ended || (this.position && !after(at, this.position))) return;
+    this.raw.write(`id: ${at.id}/${at.part}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    this.position = at;
+  }
+
+  /** Ends the stream once the job has ended (or is gone), with its final state. */
+  private async settle(at: Position): Promise<void> {
+    const status = await this.jobs.status(this.caller, this.jobId);
+    if (status && !FINISHED_STATES.includes(status.state)) return;
+    const next = this.position && !after(at, this.position) ? { id: this.position.id, part: this.position.part + 1 } : at;
+    this.send(next, status ? finalEvent(status) : { event: 'state', data: { state: 'removed' } });
+    this.stop();
+    this.raw.end();
+  }
+
+  private stop(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.unsubscribe();
+    clearInterval(this.heartbeat);
+    this.onEnd();
+  }
+}
+
+/** GET /v1/jobs/:id/events: the job as Server-Sent Events, from BullMQ's event stream in Redis. */
+const eventRoutes: FastifyPluginAsyncZod<{ jobs: JobService; events: JobEventStream; maxStreams: number }> = async (
+  app,
+  { jobs, events, maxStreams },
+) => {
+  let open = 0;
+  app.get('/jobs/:id/events', { schema: { params: JobParams, headers: EventsHeaders } }, async (request, reply) => {
+    const first = await jobs.requireStatus(request.caller, request.params.id);
+    if (open >= maxStreams) throw new UnavailableError(`this API process serves ${open} event streams, its most; retry shortly`);
+    open++;
+    reply.hijack();
+    reply.raw.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+      'x-request-id': request.id,
+    });
+    const session = new JobEventSession(reply.raw, jobs, request.caller, first.id, events, () => open--);
+    await session.start(first, request.headers['last-event-id']).catch((error: Error) => {
+      request.log.warn({ err: error.message }, 'event stream failed');
+      reply.raw.end();
+    });
+  });
+};
+export default eventRoutes;
