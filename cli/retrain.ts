@@ -1,13 +1,28 @@
 import { UsageError } from './usage.js';
 
-const USAGE = `retrain summary ...   the model a spec would build, without the service
-       retrain keys ...      API keys (in the service's Redis)`;
+const USAGE = `retrain jobs ...       submit, follow, list, cancel and download jobs
+       retrain datasets ...   upload and manage datasets
+       retrain predict ...    top-k classes of images by a trained job
+       retrain summary ...    the model a spec would build, without the service
+       retrain keys ...       API keys (in the service's Redis)`;
 
 /** Each command loads only what it needs: `keys` never starts a tensor runtime. */
 const COMMANDS: Record<string, { usage: () => Promise<string>; run: (argv: string[]) => Promise<void> }> = {
   summary: {
     usage: async () => (await import('./summary.command.js')).SUMMARY_USAGE,
     run: async (argv) => (await import('./summary.command.js')).summary(argv),
+  },
+  jobs: {
+    usage: async () => (await import('./jobs.command.js')).JOBS_USAGE,
+    run: async (argv) => (await import('./jobs.command.js')).jobs(argv),
+  },
+  datasets: {
+    usage: async () => (await import('./datasets.command.js')).DATASETS_USAGE,
+    run: async (argv) => (await import('./datasets.command.js')).datasets(argv),
+  },
+  predict: {
+    usage: async () => (await import('./predict.command.js')).PREDICT_USAGE,
+    run: async (argv) => (await import('./predict.command.js')).predict(argv),
   },
   keys: {
     usage: async () => (await import('./keys.command.js')).KEYS_USAGE,

@@ -1,0 +1,119 @@
+import { createWriteStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { call, callJson, one, parseCommand, print, progressLine, type Service } from './client.js';
+import { UsageError } from './usage.js';
+
+export const JOBS_USAGE = `retrain jobs submit SPEC.json [--watch]   submit a job (--watch: follow it to its end)
+       retrain jobs list [--state STATE]        your jobs, newest first
+       retrain jobs get ID                       a job's status
+       retrain jobs watch ID                     follow a job live, then print its final metrics
+       retrain jobs cancel ID                    cancel a queued or running job
+       retrain jobs download ID [--epoch final|latest|best|N] [--format tar.gz|safetensors] [--output FILE]
+   every command: [--url URL] [--key KEY]   (or RETRAIN_URL, RETRAIN_API_KEY; default http://127.0.0.1:8080)`;
+
+interface SseEvent {
+  event: string;
+  data: Record<string, string | number | boolean | null>;
+}
+
+interface DownloadOptions {
+  epoch?: string;
+  format?: string;
+  output?: string;
+}
+
+/** The job's Server-Sent Events, as they come, to the end of the stream. */
+async function* eventsOf(service: Service, id: string): AsyncGenerator<SseEvent> {
+  const response = await call(service, `/v1/jobs/${id}/events`, { headers: { accept: 'text/event-stream' } });
+  let buffer = '';
+  for await (const chunk of response.body ?? []) {
+    buffer += Buffer.from(chunk as Uint8Array).toString('utf8');
+    let end: number;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const fields = new Map(block.split('\n').map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 2)]));
+      const event = fields.get('event');
+      if (event) yield { event, data: JSON.parse(fields.get('data') ?? 'null') as SseEvent['data'] };
+    }
+  }
+}
+
+/** Follows a job: a progress bar, a line per epoch; resolves with its final state. */
+async function watch(service: Service, id: string): Promise<string> {
+  let state = 'unknown';
+  for await (const { event, data } of eventsOf(service, id)) {
+    if (event === 'status' || event === 'state') state = String(data.state);
+    if (event === 'progress') {
+      const eta = data.etaSeconds === null ? '' : ` ETA ${String(data.etaSeconds)} s`;
+      const text = `${String(data.phase)} epoch ${String(data.epoch)}/${String(data.totalEpochs)} step ${String(data.step)}/${String(data.totalSteps)} ${String(data.percent)}%${eta}`;
+      progressLine(text, Number(data.percent) / 100);
+    }
+    if (event === 'epoch') {
+      if (process.stderr.isTTY) process.stderr.write('\n');
+      process.stderr.write(`epoch ${String(data.epoch)}: ${JSON.stringify(data)}\n`);
+    }
+  }
+  if (process.stderr.isTTY) process.stderr.write('\n');
+  return state;
+}
+
+async function finish(service: Service, id: string): Promise<void> {
+  const state = await watch(service, id);
+  const status = await callJson<{ state: string; failure: unknown; result: unknown }>(service, `/v1/jobs/${id}`);
+  print({
+    id,
+    state: status.state,
+    result: status.result,
+    failure: status.failure,
+    evaluation: (await callJson<{ evaluation: unknown }>(service, `/v1/jobs/${id}/metrics`)).evaluation,
+  });
+  if (state !== 'completed') process.exitCode = 1;
+}
+
+async function download(service: Service, id: string, { epoch = 'final', format = 'tar.gz', output }: DownloadOptions): Promise<void> {
+  const query = new URLSearchParams({ epoch, format });
+  const response = await call(service, `/v1/jobs/${id}/checkpoint?${query}`);
+  const named = /filename="([^"]+)"/.exec(response.headers.get('content-disposition') ?? '')?.[1];
+  output ??= named ?? `${id}.${format}`;
+  await pipeline(Readable.fromWeb(response.body as never), createWriteStream(output));
+  process.stderr.write(`retrain: wrote ${output}\n`);
+}
+
+export async function jobs(argv: string[]): Promise<void> {
+  const { service, values, positionals } = parseCommand(argv, {
+    watch: { type: 'boolean' },
+    state: { type: 'string' },
+    epoch: { type: 'string' },
+    format: { type: 'string' },
+    output: { type: 'string' },
+  });
+  const [action, ...rest] = positionals;
+  switch (action) {
+    case 'submit': {
+      const spec = await readFile(one(rest, 'the path of a job spec (JSON)'), 'utf8');
+      const job = await callJson<{ id: string }>(service, '/v1/jobs', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: spec,
+      });
+      if (!values.watch) return print(job);
+      process.stderr.write(`retrain: job ${job.id}\n`);
+      return finish(service, job.id);
+    }
+    case 'list':
+      return print(await callJson(service, `/v1/jobs?limit=100${values.state ? `&state=${String(values.state)}` : ''}`));
+    case 'get':
+      return print(await callJson(service, `/v1/jobs/${one(rest, 'a job id')}`));
+    case 'watch':
+      return finish(service, one(rest, 'a job id'));
+    case 'cancel':
+      return print(await callJson(service, `/v1/jobs/${one(rest, 'a job id')}`, { method: 'DELETE' }));
+    case 'download':
+      return download(service, one(rest, 'a job id'), values);
+    default:
+      throw new UsageError(action ? `unknown jobs action ${action}` : 'jobs needs an action');
+  }
+}
