@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
 import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { serializerCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -11,6 +12,7 @@ import { ModelInspector } from './model-inspector.js';
 import { authModeOf, guardOwners, type AuthMode } from './plugins/auth.js';
 import { JobEventStream } from './job-events.js';
 import { registerMetrics } from './plugins/metrics.js';
+import { registerOpenApi } from './plugins/openapi.js';
 import { scheduleRetentionSweeps } from './plugins/retention.js';
 import { frameworkErrors, registerProblemHandlers, RETRY_AFTER_SECONDS } from './problem.js';
 import datasetsRoutes, { type UploadLimits } from './routes/datasets/index.js';
@@ -39,6 +41,7 @@ const uploadLimitsOf = (config: Config): UploadLimits => ({
 });
 
 const DAY_MS = 24 * 3600 * 1000;
+const API_VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
 
 const jobServiceOptionsOf = (config: Config) => ({
   prefix: config.QUEUE_PREFIX,
@@ -96,6 +99,7 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
     retryAfter: RETRY_AFTER_SECONDS,
   });
 
+  await registerOpenApi(app, authMode, API_VERSION);
   const events = await observed(app, { config, redis, queues, logger }, authMode);
 
   const settings: ThreadSettings = {

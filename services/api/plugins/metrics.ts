@@ -114,6 +114,8 @@ export async function registerMetrics(app: FastifyInstance, deps: MetricsDeps): 
   jobOutcomes(app, registry, deps);
   await app.register(async (scope) => {
     guardAdmin(scope, deps.mode, deps.adminKey);
-    scope.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+    scope.get('/metrics', { schema: { description: 'Prometheus text exposition (text/plain; version=0.0.4)' } }, async (_request, reply) =>
+      reply.type(registry.contentType).send(await registry.metrics()),
+    );
   });
 }
