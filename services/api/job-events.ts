@@ -1,4 +1,3 @@
-import { QueueEvents } from 'bullmq';
 import type { Logger } from '../../common/logger.js';
 import { QueueName, redisConnection, type RedisClient } from '../../common/queues.js';
 import type { RedisTarget } from '../../schemas/config.js';
@@ -15,6 +14,11 @@ export interface QueueEvent {
 /** The events jobs go through, as BullMQ writes them (https://docs.bullmq.io/guide/events). */
 const EVENTS = ['waiting', 'active', 'progress', 'stalled', 'completed', 'failed', 'removed'] as const;
 const JSON_FIELDS = new Set(['data', 'returnvalue']);
+/** A read waits this long for news before asking again; a page of a replay is this many entries. */
+const BLOCK_MS = 5000;
+const PAGE = 500;
+/** After a failed read (Redis away), wait this long before the next. */
+const RETRY_MS = 1000;
 
 function parsedField(name: string, value: string): unknown {
   if (!JSON_FIELDS.has(name)) return value;
@@ -32,35 +36,62 @@ export function compareStreamIds(a: string, b: string): number {
   return ams !== bms ? (ams < bms ? -1 : 1) : aseq === bseq ? 0 : aseq < bseq ? -1 : 1;
 }
 
+/** An entry of the stream as a job event, or null for one that is not about a job (drained, ...). */
+function eventOf(id: string, flat: string[]): QueueEvent | null {
+  const fields: Record<string, unknown> = {};
+  for (let i = 0; i < flat.length; i += 2) fields[flat[i]] = parsedField(flat[i], flat[i + 1]);
+  const { event, jobId, ...rest } = fields;
+  if (typeof jobId !== 'string' || !(EVENTS as readonly string[]).includes(String(event))) return null;
+  return { id, event: String(event), jobId, fields: rest };
+}
+
 /**
- * BullMQ's event stream for the training queue, read once per API process (one blocking connection)
- * and handed to whoever listens: per-job listeners (live event streams) and listeners to every job
- * (metrics). Every API process reads every event, so a client may follow a job through any of them.
+ * BullMQ's event stream for the training queue, read once per API process (XREAD on one blocking
+ * connection of its own) and handed to whoever listens: per-job listeners (live event streams) and
+ * listeners to every job (metrics). Every API process reads every event, so a client may follow a job
+ * through any of them. After a Redis outage it goes on from the last entry it read: nothing is skipped.
  */
 export class JobEventStream {
   private readonly connection: RedisClient;
-  private readonly events: QueueEvents;
   private readonly perJob = new Map<string, Set<(event: QueueEvent) => void>>();
   private readonly everyJob = new Set<(event: QueueEvent) => void>();
   private readonly streamKey: string;
+  private running = true;
+  private readonly reading: Promise<void>;
+  private markClosed: () => void = () => undefined;
+  private readonly closed = new Promise<null>((resolve) => (this.markClosed = () => resolve(null)));
 
   constructor(
     target: RedisTarget,
     private readonly reader: RedisClient,
     prefix: string,
-    log: Logger,
+    private readonly log: Logger,
   ) {
     this.streamKey = `${prefix}:${QueueName.Training}:events`;
     // Blocking reads need a connection that waits for Redis (a producer's fails fast).
     this.connection = redisConnection(target, 'worker', log);
-    this.events = new QueueEvents(QueueName.Training, { connection: this.connection, prefix });
-    // It reconnects by itself; an unhandled 'error' would end the process.
-    this.events.on('error', (error) => log.debug({ err: error.message }, 'job events: connection'));
-    for (const name of EVENTS) {
-      this.events.on(name, (args: Record<string, unknown>, id: string) => {
-        const { jobId, ...fields } = args;
-        this.dispatch({ id, event: name, jobId: String(jobId), fields });
-      });
+    this.reading = this.read();
+  }
+
+  private async read(): Promise<void> {
+    let lastId = '$';
+    while (this.running) {
+      try {
+        const pending = this.connection.xread('BLOCK', BLOCK_MS, 'STREAMS', this.streamKey, lastId);
+        pending.catch(() => undefined); // settled after close, if ever: a read queued while Redis is away may never be
+        const streams = await Promise.race([pending, this.closed]);
+        for (const [, entries] of streams ?? []) {
+          for (const [id, flat] of entries) {
+            lastId = id;
+            const event = eventOf(id, flat);
+            if (event) this.dispatch(event);
+          }
+        }
+      } catch (error) {
+        if (!this.running) return;
+        this.log.debug({ err: (error as Error).message }, 'job events: reading the stream');
+        await Promise.race([new Promise((resolve) => setTimeout(resolve, RETRY_MS).unref()), this.closed]);
+      }
     }
   }
 
@@ -99,23 +130,23 @@ export class JobEventStream {
     if (oldest && compareStreamIds(afterId, oldest[0]) < 0) return null;
     const found: QueueEvent[] = [];
     let start = `(${afterId}`;
-    for (let read = 0; read < maxEntries; read += 500) {
-      const entries = await this.reader.xrange(this.streamKey, start, '+', 'COUNT', 500);
+    for (let read = 0; read < maxEntries; read += PAGE) {
+      const entries = await this.reader.xrange(this.streamKey, start, '+', 'COUNT', PAGE);
       for (const [id, flat] of entries) {
-        const fields: Record<string, unknown> = {};
-        for (let i = 0; i < flat.length; i += 2) fields[flat[i]] = parsedField(flat[i], flat[i + 1]);
-        const { event, jobId: of, ...rest } = fields;
-        if (of === jobId && (EVENTS as readonly string[]).includes(String(event)))
-          found.push({ id, event: String(event), jobId, fields: rest });
+        const event = eventOf(id, flat);
+        if (event?.jobId === jobId) found.push(event);
       }
-      if (entries.length < 500) break;
+      if (entries.length < PAGE) break;
       start = `(${entries[entries.length - 1][0]}`;
     }
     return found;
   }
 
+  /** Stops reading at once, even while Redis is away. */
   async close(): Promise<void> {
-    await this.events.close();
+    this.running = false;
+    this.markClosed();
     this.connection.disconnect();
+    await this.reading;
   }
 }
