@@ -24,10 +24,10 @@ export const IN_USE_MS = 24 * 3600_000;
 
 /**
  * What to evict: entries unused for longer than maxAge, then the least recently used until the rest
- * fit in maxBytes; never one used in the last IN_USE_MS.
+ * fit in maxBytes; never one used in the last `inUseMs` (a cache that knows its entries' users passes 0).
  */
-export function entriesToEvict(entries: readonly CacheEntry[], policy: CachePolicy, now = Date.now()): string[] {
-  const evictable = (entry: CacheEntry) => now - entry.usedAt > IN_USE_MS;
+export function entriesToEvict(entries: readonly CacheEntry[], policy: CachePolicy, now = Date.now(), inUseMs = IN_USE_MS): string[] {
+  const evictable = (entry: CacheEntry) => now - entry.usedAt > inUseMs;
   const byAge = [...entries].sort((a, b) => a.usedAt - b.usedAt);
   const evicted = new Set(byAge.filter((entry) => evictable(entry) && now - entry.usedAt > policy.maxAgeMs).map((entry) => entry.name));
   let total = byAge.filter((entry) => !evicted.has(entry.name)).reduce((sum, entry) => sum + entry.bytes, 0);

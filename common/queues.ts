@@ -93,6 +93,13 @@ export function redisConnection(target: RedisTarget, role: 'producer' | 'worker'
   return redis;
 }
 
+/** The sum of the values of hashes that count bytes per member (kept by jobs, by archives). */
+export async function hashTotal(redis: RedisClient, ...keys: string[]): Promise<number> {
+  let total = 0;
+  for (const key of keys) for (const bytes of await redis.hvals(key)) total += Number(bytes);
+  return total;
+}
+
 /** Every key matching a pattern, by SCAN (on each master of a cluster): never KEYS, which blocks the server. */
 export async function scanKeys(redis: RedisClient, pattern: string): Promise<string[]> {
   const servers = redis instanceof Cluster ? redis.nodes('master') : [redis];

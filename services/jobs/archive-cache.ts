@@ -1,5 +1,5 @@
 import type { ArtifactStore } from '../../common/artifact-store.js';
-import type { CachePolicy } from '../../common/cache-eviction.js';
+import { entriesToEvict, type CacheEntry, type CachePolicy } from '../../common/cache-eviction.js';
 import { redisKeys, type RedisClient } from '../../common/queues.js';
 
 /**
@@ -40,17 +40,17 @@ export class ArchiveCache {
   /** Evicts what is too old, then what is past the size bound, least recently used first; returns the keys evicted. */
   async evict(keep?: string, now = Date.now()): Promise<string[]> {
     const sizes = await this.redis.hgetall(this.keys.archiveBytes);
-    let total = Object.values(sizes).reduce((sum, bytes) => sum + Number(bytes), 0);
-    const entries = await this.redis.zrange(this.keys.archivesUsed, 0, -1, 'WITHSCORES');
-    const evicted: string[] = [];
-    for (let i = 0; i < entries.length; i += 2) {
-      const [key, usedAt] = [entries[i], Number(entries[i + 1])];
-      if (key === keep || (total <= this.policy.maxBytes && now - usedAt <= this.policy.maxAgeMs)) continue;
+    const used = await this.redis.zrange(this.keys.archivesUsed, 0, -1, 'WITHSCORES');
+    const entries: CacheEntry[] = [];
+    // The archive being served is never evictable; any other may go the moment it is past the policy.
+    for (let i = 0; i < used.length; i += 2) {
+      entries.push({ name: used[i], bytes: Number(sizes[used[i]] ?? 0), usedAt: used[i] === keep ? Infinity : Number(used[i + 1]) });
+    }
+    const evicted = entriesToEvict(entries, this.policy, now, 0);
+    for (const key of evicted) {
       await this.store.remove(key);
       await this.store.remove(`${key}.sha256`);
       await this.redis.multi().zrem(this.keys.archivesUsed, key).hdel(this.keys.archiveBytes, key).exec();
-      total -= Number(sizes[key] ?? 0);
-      evicted.push(key);
     }
     return evicted;
   }

@@ -1,4 +1,4 @@
-import { QueueName, redisKeys, type Queues, type RedisClient } from '../../common/queues.js';
+import { hashTotal, QueueName, redisKeys, type Queues, type RedisClient } from '../../common/queues.js';
 import type { JobSpec } from '../../schemas/job-spec.js';
 
 /** An indexed id not yet in the queue counts as open this long (the enqueue follows the index). */
@@ -88,8 +88,8 @@ export class JobIndex {
   }
 
   /** Bytes of models and checkpoints the owner's jobs keep, as their workers last recorded. */
-  async keptBytes(owner: string): Promise<number> {
-    return (await this.redis.hvals(this.keys.artifactBytes(owner))).reduce((sum, bytes) => sum + Number(bytes), 0);
+  keptBytes(owner: string): Promise<number> {
+    return hashTotal(this.redis, this.keys.artifactBytes(owner));
   }
 
   /**

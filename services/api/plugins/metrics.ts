@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { CANCELLED_REASON, QueueName, redisKeys, scanKeys, type Queues, type RedisClient } from '../../../common/queues.js';
+import { CANCELLED_REASON, hashTotal, QueueName, redisKeys, scanKeys, type Queues, type RedisClient } from '../../../common/queues.js';
 import { TrainingPayload } from '../../../schemas/queue.js';
 import type { JobEventStream } from '../job-events.js';
 import { liveWorkers } from '../live-workers.js';
@@ -18,12 +18,6 @@ export interface MetricsDeps {
 const JOB_STATES = ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'paused'] as const;
 const REQUEST_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120];
 const JOB_SECONDS = [10, 30, 60, 300, 900, 1800, 3600, 7200, 14_400, 43_200, 86_400];
-
-async function sumOfHashes(redis: RedisClient, keys: string[]): Promise<number> {
-  let total = 0;
-  for (const key of keys) for (const bytes of await redis.hvals(key)) total += Number(bytes);
-  return total;
-}
 
 /** Queue depth, live workers and kept bytes, read from Redis when Prometheus scrapes. */
 function queueGauges(registry: Registry, { redis, queues, prefix }: MetricsDeps): void {
@@ -54,8 +48,8 @@ function queueGauges(registry: Registry, { redis, queues, prefix }: MetricsDeps)
     labelNames: ['kind'],
     registers: [registry],
     async collect() {
-      this.set({ kind: 'models' }, await sumOfHashes(redis, await scanKeys(redis, keys.artifactBytes('*'))));
-      this.set({ kind: 'download_archives' }, await sumOfHashes(redis, [keys.archiveBytes]));
+      this.set({ kind: 'models' }, await hashTotal(redis, ...(await scanKeys(redis, keys.artifactBytes('*')))));
+      this.set({ kind: 'download_archives' }, await hashTotal(redis, keys.archiveBytes));
     },
   });
 }
