@@ -10,7 +10,7 @@ export const JOBS_USAGE = `retrain jobs submit SPEC.json [--watch]   submit a jo
        retrain jobs get ID                       a job's status
        retrain jobs watch ID                     follow a job live, then print its final metrics
        retrain jobs cancel ID                    cancel a queued or running job
-       retrain jobs download ID [--epoch final|latest|best|N] [--format tar.gz|safetensors] [--output FILE]
+       retrain jobs download ID [--epoch final|latest|best|N] [--format tar.gz|safetensors|onnx] [--output FILE]
    every command: [--url URL] [--key KEY]   (or RETRAIN_URL, RETRAIN_API_KEY; default http://127.0.0.1:8080)`;
 
 interface SseEvent {

@@ -1,4 +1,4 @@
-import { CheckpointState, InterruptedState, ModelMetadata } from '../schemas/artifacts.js';
+import { CheckpointFormat, CheckpointState, InterruptedState, ModelMetadata } from '../schemas/artifacts.js';
 import { PreflightReport } from '../schemas/dataset.js';
 import { Metrics } from '../schemas/metrics.js';
 import { ModelSummary } from '../schemas/model.js';
@@ -21,7 +21,7 @@ export interface ModelFolder {
  *              /checkpoints/epoch-NNNN/    model.json weights.bin optimizer.bin metadata.json state.json
  *              /checkpoints/interrupted/   the same, mid-epoch, written when a worker is asked to stop
  *              /final/                     model.json weights.bin model.safetensors metadata.json
- *              /downloads/<label>.tar.gz   (built on first download)
+ *              /downloads/<label>.<format> tar.gz, onnx, and safetensors of epochs (built on first download)
  *
  * An epoch checkpoint is complete once its state.json exists, the final model once its metadata.json
  * does: both are written last. Every JSON file is parsed with its schema when read back.
@@ -145,12 +145,14 @@ export class JobArtifacts {
     return this.store.remove(this.root);
   }
 
-  /** An epoch's checkpoint and its download archive. */
+  /** An epoch's checkpoint and its downloads in every format. */
   async removeCheckpoint(epoch: number): Promise<void> {
-    const archive = this.downloadKey(this.epochFolder(epoch).label, 'tar.gz');
     await this.store.remove(this.checkpointFolder(epoch));
-    await this.store.remove(archive);
-    await this.store.remove(`${archive}.sha256`);
+    for (const format of CheckpointFormat.options) {
+      const download = this.downloadKey(this.epochFolder(epoch).label, format);
+      await this.store.remove(download);
+      await this.store.remove(`${download}.sha256`);
+    }
   }
 
   async hasFinalModel(): Promise<boolean> {

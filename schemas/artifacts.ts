@@ -3,6 +3,23 @@ import { JobSpec } from './job-spec.js';
 import { EpochMetrics } from './metrics.js';
 import { BackendReport, Preprocessing, TransferMode } from './model.js';
 
+/** What a saved model downloads as: tfjs' layers model (tar.gz), torchvision-named safetensors, or ONNX. */
+export const CheckpointFormat = z
+  .enum(['tar.gz', 'safetensors', 'onnx'])
+  .describe(
+    'tar.gz: the tfjs layers model with metadata.json; safetensors: torchvision state_dict names; onnx: opset 17, NCHW input, logits out',
+  );
+export type CheckpointFormat = z.infer<typeof CheckpointFormat>;
+
+/** A saved model to convert to a format the worker did not write, and the store key to write it at. */
+export const ExportRequest = z.object({
+  jobId: z.string(),
+  model: z.object({ folder: z.string(), label: z.string() }),
+  format: CheckpointFormat.exclude(['tar.gz']),
+  key: z.string(),
+});
+export type ExportRequest = z.infer<typeof ExportRequest>;
+
 /** tfjs' description of one tensor inside a weights file. */
 const WeightsManifestEntry = z.object({
   name: z.string(),

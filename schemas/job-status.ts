@@ -32,8 +32,27 @@ export const Progress = z.object({
   totalSteps: z.number().int(),
   percent: z.number().min(0).max(100),
   etaSeconds: z.number().nullable(),
+  imagesPerSecond: z
+    .number()
+    .nullable()
+    .default(null)
+    .describe(
+      'Training images per second over the latest steps (about a second of them) while the job runs; null before its first step and once it ends',
+    ),
 });
 export type Progress = z.infer<typeof Progress>;
+
+/** A job's progress before its worker reports any. */
+export const progressAtStart = (phase: 'queued' | 'starting', totalEpochs: number): Progress => ({
+  phase,
+  epoch: 0,
+  totalEpochs,
+  step: 0,
+  totalSteps: 0,
+  percent: 0,
+  etaSeconds: null,
+  imagesPerSecond: null,
+});
 
 export const SkippedFile = z.object({ file: z.string(), reason: z.string() });
 export type SkippedFile = z.infer<typeof SkippedFile>;

@@ -9,10 +9,12 @@ import type { Queues, RedisClient } from '../../common/queues.js';
 import { artifactStoreSettingsOf, type Config } from '../../schemas/config.js';
 import { JobService } from '../jobs/job-service.js';
 import { ModelInspector } from './model-inspector.js';
+import { ThreadModelExporter } from './model-exporter.js';
 import { authModeOf, guardOwners, type AuthMode } from './plugins/auth.js';
 import { JobEventStream } from './job-events.js';
 import { registerMetrics } from './plugins/metrics.js';
 import { registerOpenApi } from './plugins/openapi.js';
+import { registerQueueAdmin } from './plugins/queue-admin.js';
 import { scheduleRetentionSweeps } from './plugins/retention.js';
 import { frameworkErrors, registerProblemHandlers, RETRY_AFTER_SECONDS } from './problem.js';
 import datasetsRoutes, { type UploadLimits } from './routes/datasets/index.js';
@@ -109,14 +111,18 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
     nativeKernels: config.RETRAIN_NATIVE_KERNELS,
   };
   const inspector = new ModelInspector(settings);
-  app.addHook('onClose', () => inspector.close());
+  const exporter = new ThreadModelExporter(settings);
+  app.addHook('onClose', async () => {
+    await inspector.close();
+    await exporter.close();
+  });
   const jobs = new JobService(queues, redis, store, jobServiceOptionsOf(config));
   scheduleRetentionSweeps(app, jobs, redis, config.QUEUE_PREFIX);
   // Everything under /v1 acts for an owner; health probes answer anyone.
   await app.register(
     async (v1) => {
       await guardOwners(v1, authMode, config, redis);
-      await v1.register(jobsRoutes, { jobs });
+      await v1.register(jobsRoutes, { jobs, exporter });
       await v1.register(eventRoutes, { jobs, events, maxStreams: config.EVENT_STREAMS_MAX });
       await v1.register(predictRoutes, { jobs, settings });
       await v1.register(datasetsRoutes, { jobs, store, settings, limits: uploadLimitsOf(config) });
@@ -125,6 +131,7 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
     { prefix: '/v1' },
   );
   await app.register(healthRoutes, { redis, store, queuePrefix: config.QUEUE_PREFIX });
+  await registerQueueAdmin(app, { queues, mode: authMode, adminKey: config.ADMIN_API_KEY });
   app.log.info({ auth: authMode }, authMode === 'single-user' ? 'single-user mode: no API keys (loopback only)' : 'API keys required');
   return app;
 }

@@ -7,6 +7,7 @@ import type { ArtifactStore } from '../../common/artifact-store.js';
 import { NotFoundError } from '../../common/errors.js';
 import { hashStream } from '../../common/file-hash.js';
 import type { JobArtifacts, ModelFolder } from '../../common/job-artifacts.js';
+import type { CheckpointFormat, ExportRequest } from '../../schemas/artifacts.js';
 import type { ArchiveCache } from './archive-cache.js';
 
 export interface Download {
@@ -18,7 +19,17 @@ export interface Download {
 }
 
 export type CheckpointSelector = { kind: 'final' } | { kind: 'latest' } | { kind: 'best' } | { kind: 'epoch'; epoch: number };
-export type CheckpointFormat = 'tar.gz' | 'safetensors';
+
+/** Converts saved models (it loads them: heavy work, kept off the caller's thread). */
+export interface ModelExporter {
+  export(request: ExportRequest): Promise<void>;
+}
+
+const CONTENT_TYPES: Record<CheckpointFormat, string> = {
+  'tar.gz': 'application/gzip',
+  safetensors: 'application/octet-stream',
+  onnx: 'application/octet-stream',
+};
 
 /** What a tfjs checkpoint download holds: the layers model and what a client needs to use it. */
 const ARCHIVE_FILES = ['model.json', 'weights.bin', 'metadata.json'];
@@ -78,15 +89,8 @@ async function* tarOf(store: ArtifactStore, folder: string, names: readonly stri
   yield Buffer.alloc(2 * TAR_BLOCK);
 }
 
-/**
- * A tar.gz of one model folder, built on first request and kept in the store (with its sha256), so
- * repeated downloads are plain reads. Streamed end to end: the model is never whole in memory or on local disk.
- */
-async function archiveOf(artifacts: JobArtifacts, { folder, label }: ModelFolder): Promise<{ key: string; size: number; built: boolean }> {
-  const { store } = artifacts;
-  const key = artifacts.downloadKey(label, 'tar.gz');
-  const existing = await store.stat(key);
-  if (existing) return { key, size: existing.size, built: false };
+/** A tar.gz of a model folder, streamed from the store into the store (with its sha256): never whole in memory or on local disk. */
+async function writeArchive(store: ArtifactStore, folder: string, key: string): Promise<void> {
   const hash = createHash('sha256');
   async function* hashing(chunks: AsyncIterable<Buffer>) {
     for await (const chunk of chunks) {
@@ -98,34 +102,43 @@ async function archiveOf(artifacts: JobArtifacts, { folder, label }: ModelFolder
     store.write(key, hashing(gzipped)),
   );
   await store.write(hashKey(key), hash.digest('hex'));
+}
+
+/** A download derived from a model folder, built on first request and kept in the store, so repeated downloads are plain reads. */
+async function derived(store: ArtifactStore, key: string, build: () => Promise<void>): Promise<{ size: number; built: boolean }> {
+  const existing = await store.stat(key);
+  if (existing) return { size: existing.size, built: false };
+  await build();
   const written = await store.stat(key);
-  if (!written) throw new Error(`archive ${key} vanished after it was written`);
-  return { key, size: written.size, built: true };
+  if (!written) throw new Error(`download ${key} vanished after it was written`);
+  return { size: written.size, built: true };
+}
+
+/** The safetensors the worker wrote beside the final model, if the folder has one. */
+async function storedWeights(artifacts: JobArtifacts, { folder }: ModelFolder): Promise<Download | null> {
+  const key = artifacts.torchvisionWeightsKey(folder);
+  const stat = await artifacts.store.stat(key);
+  if (!stat) return null;
+  const etag = await storedHash(artifacts.store, key);
+  return { size: stat.size, etag, filename: '', contentType: CONTENT_TYPES.safetensors, open: () => artifacts.store.open(key) };
 }
 
 export async function checkpointDownload(
   artifacts: JobArtifacts,
   selector: CheckpointSelector,
   format: CheckpointFormat,
-  archives: ArchiveCache,
+  { archives, exporter }: { archives: ArchiveCache; exporter: ModelExporter },
 ): Promise<Download> {
   const model = await modelFolder(artifacts, selector);
-  const name = `${artifacts.jobId}-${model.label}`;
-  if (format === 'safetensors') {
-    const key = artifacts.torchvisionWeightsKey(model.folder);
-    const stat = await artifacts.store.stat(key);
-    if (!stat) throw new NotFoundError('format=safetensors is written for the final model; download this epoch as tar.gz');
-    const etag = await storedHash(artifacts.store, key);
-    return {
-      size: stat.size,
-      etag,
-      filename: `${name}.safetensors`,
-      contentType: 'application/octet-stream',
-      open: () => artifacts.store.open(key),
-    };
-  }
-  const { key, size, built } = await archiveOf(artifacts, model);
-  const etag = await storedHash(artifacts.store, key);
+  const filename = `${artifacts.jobId}-${model.label}.${format}`;
+  const stored = format === 'safetensors' ? await storedWeights(artifacts, model) : null;
+  if (stored) return { ...stored, filename };
+  const { store, jobId } = artifacts;
+  const key = artifacts.downloadKey(model.label, format);
+  const { size, built } = await derived(store, key, () =>
+    format === 'tar.gz' ? writeArchive(store, model.folder, key) : exporter.export({ jobId, model, format, key }),
+  );
+  const etag = await storedHash(store, key);
   await archives.used(key, size, built);
-  return { size, etag, filename: `${name}.tar.gz`, contentType: 'application/gzip', open: () => artifacts.store.open(key) };
+  return { size, etag, filename, contentType: CONTENT_TYPES[format], open: () => store.open(key) };
 }

@@ -8,14 +8,22 @@ import { CANCELLED_REASON, QueueName, redisKeys, whenReady, type Queues, type Tr
 import { LOCAL_OWNER, type Caller } from '../../schemas/auth.js';
 import type { PreflightReport } from '../../schemas/dataset.js';
 import { isTrainingSpec, type JobSpec } from '../../schemas/job-spec.js';
-import { FINISHED_STATES, SKIPPED_FILES_IN_STATUS, type JobState, type JobStatus, type Progress } from '../../schemas/job-status.js';
+import {
+  FINISHED_STATES,
+  progressAtStart,
+  SKIPPED_FILES_IN_STATUS,
+  type JobState,
+  type JobStatus,
+  type Progress,
+} from '../../schemas/job-status.js';
 import { emptyMetrics, type Metrics } from '../../schemas/metrics.js';
 import type { ModelSummary } from '../../schemas/model.js';
 import { TrainingPayload, TrainingResult, WorkerProgress } from '../../schemas/queue.js';
 import { checkDataset } from '../datasets/check-dataset.js';
 import { ArchiveCache } from './archive-cache.js';
 import { JobIndex, type IndexScope } from './job-index.js';
-import { checkpointDownload, type CheckpointFormat, type CheckpointSelector, type Download } from './downloads.js';
+import type { CheckpointFormat } from '../../schemas/artifacts.js';
+import { checkpointDownload, type CheckpointSelector, type Download, type ModelExporter } from './downloads.js';
 
 /** How long a request waits for a (re)connecting Redis before it is answered 503. */
 const REDIS_WAIT_MS = 1000;
@@ -54,9 +62,19 @@ export function stateOf(bullState: string, failedReason: string | undefined, can
  * worker's last report, so a failed or cancelled job shows where it stopped.
  */
 export function progressOf(state: JobState, reported: WorkerProgress | null, totalEpochs: number): Progress {
-  const initial: Progress = { phase: 'queued', epoch: 0, totalEpochs, step: 0, totalSteps: 0, percent: 0, etaSeconds: null };
-  const { phase, epoch, step, totalSteps, percent, etaSeconds } = reported ?? initial;
-  const last: Progress = { phase, epoch, totalEpochs: reported?.totalEpochs ?? totalEpochs, step, totalSteps, percent, etaSeconds };
+  const initial = progressAtStart('queued', totalEpochs);
+  const { phase, epoch, step, totalSteps, percent, etaSeconds, imagesPerSecond } = reported ?? initial;
+  const running = state === 'running' ? imagesPerSecond : null;
+  const last: Progress = {
+    phase,
+    epoch,
+    totalEpochs: reported?.totalEpochs ?? totalEpochs,
+    step,
+    totalSteps,
+    percent,
+    etaSeconds,
+    imagesPerSecond: running,
+  };
   if (state === 'queued') return { ...last, phase: 'queued', etaSeconds: null };
   if (state === 'completed') return { ...last, phase: 'done', percent: 100, etaSeconds: 0 };
   if (state === 'running' && !reported) return { ...initial, phase: 'starting' };
@@ -367,8 +385,12 @@ export class JobService {
     return report;
   }
 
-  async checkpoint(caller: Caller, jobId: string, selector: CheckpointSelector, format: CheckpointFormat): Promise<Download> {
-    return checkpointDownload(await this.artifacts(caller, jobId), selector, format, this.archives);
+  async checkpoint(
+    caller: Caller,
+    jobId: string,
+    { selector, format, exporter }: { selector: CheckpointSelector; format: CheckpointFormat; exporter: ModelExporter },
+  ): Promise<Download> {
+    return checkpointDownload(await this.artifacts(caller, jobId), selector, format, { archives: this.archives, exporter });
   }
 
   /** The status of a job whose final model can serve predictions (409 until it completes). */

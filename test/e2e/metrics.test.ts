@@ -51,6 +51,32 @@ describe('Prometheus metrics', () => {
     assert.ok((sample(text, 'retrain_artifact_bytes{kind="models"}') ?? 0) > 90e6, 'the final ResNet-50 is counted');
     assert.ok((sample(text, 'retrain_api_process_resident_memory_bytes') ?? 0) > 0);
   });
+
+  it("shows a running job's images per second, and drops the series when it ends", async () => {
+    const dataset = { type: 'synthetic', numClasses: 2, imagesPerClass: 16, imageSize: 32, seed: 1 };
+    // Augmented: the backbone runs at every step (no cached codes), so the job trains long enough to be seen.
+    const augmentation = { randomResizedCrop: false, horizontalFlip: true };
+    const spec = { mode: 'feature_extraction', weights: 'random', inputSize: 32, epochs: 100, batchSize: 4, dataset, augmentation };
+    const submitted = await service.http().post('/v1/jobs').send(spec);
+    assert.equal(submitted.status, 202, submitted.text);
+    const id = submitted.body.id as string;
+    const series = `retrain_job_images_per_second{job_id="${id}",mode="feature_extraction"}`;
+    let rate: number | null = null;
+    while (rate === null) {
+      const status = await service.http().get(`/v1/jobs/${id}`);
+      assert.equal(status.body.state === 'queued' || status.body.state === 'running', true, `the job ended first: ${status.body.state}`);
+      rate = sample((await service.http().get('/metrics')).text, series);
+      if (rate === null) await sleep(200);
+    }
+    assert.ok(rate > 0, `${rate} images/s`);
+    const running = await service.http().get(`/v1/jobs/${id}`);
+    assert.ok(running.body.progress.imagesPerSecond > 0, JSON.stringify(running.body.progress));
+    await service.http().delete(`/v1/jobs/${id}`);
+    const cancelled = await pollJob(service, id, finished, 120_000);
+    assert.equal(cancelled.state, 'cancelled');
+    assert.equal(cancelled.progress.imagesPerSecond, null);
+    assert.equal(sample((await service.http().get('/metrics')).text, series), null);
+  });
 });
 
 describe('Prometheus metrics with API keys', () => {

@@ -1,4 +1,4 @@
-import { SKIPPED_FILES_IN_STATUS, type Phase, type SkippedFile } from '../../schemas/job-status.js';
+import { progressAtStart, SKIPPED_FILES_IN_STATUS, type Phase, type SkippedFile } from '../../schemas/job-status.js';
 import type { EpochMetrics } from '../../schemas/metrics.js';
 import type { WorkerProgress } from '../../schemas/queue.js';
 import type { JobContext } from './job-context.js';
@@ -9,6 +9,8 @@ const PROGRESS_INTERVAL_MS = 1000;
 /** Tracks phase, steps and ETA of a job, and reports them through the queue. */
 export class ProgressReporter {
   private lastReport = 0;
+  /** Images trained since the last report, for its rate. */
+  private imagesSinceReport = 0;
   private readonly startedAt = Date.now();
   private stepsDoneAtStart = -1;
   private readonly progress: WorkerProgress;
@@ -18,13 +20,7 @@ export class ProgressReporter {
     totalEpochs: number,
   ) {
     this.progress = {
-      phase: 'starting',
-      epoch: 0,
-      totalEpochs,
-      step: 0,
-      totalSteps: 0,
-      percent: 0,
-      etaSeconds: null,
+      ...progressAtStart('starting', totalEpochs),
       latestMetrics: null,
       backend: ctx.backend,
       skippedFiles: [],
@@ -51,8 +47,17 @@ export class ProgressReporter {
     }
     if (force || phaseChanged || Date.now() - this.lastReport >= PROGRESS_INTERVAL_MS) {
       this.lastReport = Date.now();
+      this.imagesSinceReport = 0;
       await this.ctx.report({ ...this.progress });
     }
+  }
+
+  /** A training step done on `images` images: the rate is the images since the last report over the time since it. */
+  stepDone(step: number, images: number): Promise<void> {
+    this.imagesSinceReport += images;
+    const seconds = (Date.now() - this.lastReport) / 1000;
+    const imagesPerSecond = seconds > 0 ? Math.round((10 * this.imagesSinceReport) / seconds) / 10 : this.progress.imagesPerSecond;
+    return this.update({ step, imagesPerSecond });
   }
 
   /** Reports an epoch's metrics, announced as news on this one report only. */

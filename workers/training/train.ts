@@ -295,7 +295,7 @@ async function trainEpoch(
     }
     lossSum += result.loss * batch.length;
     correct += result.correct;
-    await reporter.update({ step: step + 1 });
+    await reporter.stepDone(step + 1, batch.length);
   }
   return { loss: lossSum / order.length, accuracy: correct / order.length };
 }

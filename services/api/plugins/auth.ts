@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { ApiKeys, sameSecret } from '../../../common/api-keys.js';
 import { ADMIN_OWNER, LOCAL_OWNER, type Caller } from '../../../schemas/auth.js';
 import type { Config } from '../../../schemas/config.js';
-import { HttpProblem } from '../problem.js';
+import { HttpProblem, sendProblem } from '../problem.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -102,13 +102,31 @@ function authenticate(scope: FastifyInstance, mode: AuthMode, redis: RedisClient
   });
 }
 
-/** Routes in `scope` answer only the admin key (anyone in single-user mode, which listens on loopback only). */
-export function guardAdmin(scope: FastifyInstance, mode: AuthMode, adminKey: string | undefined): void {
+/** The password of HTTP Basic credentials (any user name): what a browser sends after its login prompt. */
+function basicPasswordOf(request: FastifyRequest): string | null {
+  const header = request.headers.authorization;
+  const match = typeof header === 'string' ? /^Basic ([A-Za-z0-9+/=]{1,1024})$/i.exec(header) : null;
+  if (!match) return null;
+  const decoded = Buffer.from(match[1], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon >= 0 ? decoded.slice(colon + 1) : null;
+}
+
+/**
+ * Routes in `scope` answer only the admin key (anyone in single-user mode, which listens on loopback only).
+ * `browser`: pages a person opens (the queue admin) also take the key as a Basic password, so the browser asks for it.
+ */
+export function guardAdmin(scope: FastifyInstance, mode: AuthMode, adminKey: string | undefined, { browser = false } = {}): void {
   scope.addHook('onRequest', async (request, reply) => {
     if (mode === 'single-user') return;
-    const presented = bearerOf(request);
+    const presented = bearerOf(request) ?? (browser ? basicPasswordOf(request) : null);
     if (presented && adminKey && sameSecret(presented, adminKey)) return;
-    reply.header('www-authenticate', 'Bearer realm="retrain"');
-    throw new HttpProblem(401, 'Unauthorized', 'send the admin key as Authorization: Bearer <key>');
+    if (!browser) {
+      reply.header('www-authenticate', 'Bearer realm="retrain"');
+      throw new HttpProblem(401, 'Unauthorized', 'send the admin key as Authorization: Bearer <key>');
+    }
+    // Answered here: the pages' own plugin has an error handler of its own that would turn a thrown problem into a 500.
+    reply.header('www-authenticate', 'Basic realm="retrain admin", charset="UTF-8"');
+    return sendProblem(reply, request, 401, 'sign in with the admin key as the password (any user name)');
   });
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { CANCELLED_REASON, hashTotal, QueueName, redisKeys, scanKeys, type Queues, type RedisClient } from '../../../common/queues.js';
-import { TrainingPayload } from '../../../schemas/queue.js';
+import { TrainingPayload, WorkerProgress } from '../../../schemas/queue.js';
 import type { JobEventStream } from '../job-events.js';
 import { liveWorkers } from '../live-workers.js';
 import { guardAdmin, type AuthMode } from './auth.js';
@@ -40,6 +40,20 @@ function queueGauges(registry: Registry, { redis, queues, prefix }: MetricsDeps)
     async collect() {
       this.reset();
       for (const worker of await liveWorkers(redis, prefix)) this.inc({ backend: worker.backend.backend, kernels: worker.backend.kernels });
+    },
+  });
+  new Gauge({
+    name: 'retrain_job_images_per_second',
+    help: 'Training throughput of each running job over its last progress report (series only for running jobs)',
+    labelNames: ['job_id', 'mode'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const job of await queues.get(QueueName.Training).getJobs(['active'])) {
+        const rate = WorkerProgress.safeParse(job.progress).data?.imagesPerSecond;
+        const mode = TrainingPayload.safeParse(job.data).data?.spec.mode ?? 'unknown';
+        if (job.id && typeof rate === 'number') this.set({ job_id: job.id, mode }, rate);
+      }
     },
   });
   new Gauge({

@@ -13,6 +13,7 @@ import { emptyMetrics } from '../../../schemas/metrics.js';
 import { createLogger } from '../../../common/logger.js';
 import { redisConnection, redisKeys, scanKeys } from '../../../common/queues.js';
 import { ArchiveCache } from '../../../services/jobs/archive-cache.js';
+import type { ExportRequest } from '../../../schemas/artifacts.js';
 import { checkpointDownload, modelFolder, type CheckpointSelector } from '../../../services/jobs/downloads.js';
 import { startS3Server, type S3Server } from '../../helpers/s3-server.js';
 import { tempDir } from '../../helpers/torch.js';
@@ -22,6 +23,15 @@ const JOB_ID = '3b241101-e2bb-4255-8caf-4136c566a962';
 function downloadContract(name: string, open: () => ArtifactStore) {
   let artifacts: JobArtifacts;
   let archives: ArchiveCache;
+  // Conversions of real models are tested end to end (test/e2e/exports.test.ts); here, what is asked for and when.
+  const exports: ExportRequest[] = [];
+  const exporter = {
+    export: async (request: ExportRequest) => {
+      exports.push(request);
+      await artifacts.store.write(request.key, `${request.format} of ${request.model.folder}`);
+    },
+  };
+  const caches = () => ({ archives, exporter });
   const prefix = `test-downloads-${name}-${process.pid}`;
   const redis = redisConnection(
     { REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
@@ -52,21 +62,39 @@ function downloadContract(name: string, open: () => ArtifactStore) {
   it('serves a stored file with its sha256 as the ETag', async () => {
     await artifacts.store.write(artifacts.torchvisionWeightsKey(artifacts.finalFolder), 'weights');
     await artifacts.store.write(`${artifacts.finalFolder}/metadata.json`, '{}');
-    const download = await checkpointDownload(artifacts, { kind: 'final' }, 'safetensors', archives);
+    const download = await checkpointDownload(artifacts, { kind: 'final' }, 'safetensors', caches());
     assert.equal(download.etag, createHash('sha256').update('weights').digest('hex'));
     assert.equal(download.filename, `${JOB_ID}-final.safetensors`);
     assert.equal(await text(await download.open()), 'weights');
-    await assert.rejects(
-      checkpointDownload(artifacts, { kind: 'epoch', epoch: 1 }, 'safetensors', archives),
-      /written for the final model/,
+  });
+
+  it('exports formats the worker did not write on first request, then serves the kept file', async () => {
+    const epoch = artifacts.epochFolder(1);
+    for (const format of ['safetensors', 'onnx'] as const) {
+      const download = await checkpointDownload(artifacts, { kind: 'epoch', epoch: 1 }, format, caches());
+      assert.equal(download.filename, `${JOB_ID}-epoch-1.${format}`);
+      assert.equal(await text(await download.open()), `${format} of ${epoch.folder}`);
+      assert.equal(download.etag, createHash('sha256').update(`${format} of ${epoch.folder}`).digest('hex'));
+      await checkpointDownload(artifacts, { kind: 'epoch', epoch: 1 }, format, caches());
+    }
+    assert.deepEqual(
+      exports.map((e) => [e.format, e.key]),
+      [
+        ['safetensors', artifacts.downloadKey('epoch-1', 'safetensors')],
+        ['onnx', artifacts.downloadKey('epoch-1', 'onnx')],
+      ],
+      'each converted once',
     );
+    await artifacts.removeCheckpoint(1);
+    for (const format of ['safetensors', 'onnx']) assert.equal(await artifacts.store.stat(artifacts.downloadKey('epoch-1', format)), null);
+    await artifacts.commitCheckpoint({ epoch: 1, history: [], optimizerWeights: [] });
   });
 
   it('archives a model as a tar.gz that tar unpacks to the stored files, built once', async () => {
     // Sizes around the 512-byte tar block: one short of it, exactly it, one past it.
     const files = { 'model.json': 'x'.repeat(511), 'weights.bin': Buffer.alloc(100_000 + 512, 7), 'metadata.json': 'y'.repeat(513) };
     for (const [name, data] of Object.entries(files)) await artifacts.store.write(`${artifacts.finalFolder}/${name}`, data);
-    const download = await checkpointDownload(artifacts, { kind: 'final' }, 'tar.gz', archives);
+    const download = await checkpointDownload(artifacts, { kind: 'final' }, 'tar.gz', caches());
     const archive = await buffer(await download.open());
     assert.equal(download.size, archive.length);
     assert.equal(download.etag, createHash('sha256').update(archive).digest('hex'));
@@ -89,7 +117,7 @@ function downloadContract(name: string, open: () => ArtifactStore) {
     }
     // Built once: a changed model file does not change the kept archive (models are immutable once complete).
     await artifacts.store.write(`${artifacts.finalFolder}/model.json`, 'changed');
-    const again = await checkpointDownload(artifacts, { kind: 'final' }, 'tar.gz', archives);
+    const again = await checkpointDownload(artifacts, { kind: 'final' }, 'tar.gz', caches());
     assert.equal(again.etag, download.etag);
   });
 
@@ -102,7 +130,7 @@ function downloadContract(name: string, open: () => ArtifactStore) {
       await artifacts.store.write(`${folder}/weights.bin`, weights);
     }
     await artifacts.store.write(`${artifacts.finalFolder}/weights.bin`, weights);
-    const download = (selector: CheckpointSelector) => checkpointDownload(artifacts, selector, 'tar.gz', archives);
+    const download = (selector: CheckpointSelector) => checkpointDownload(artifacts, selector, 'tar.gz', caches());
     const kept = async (label: string) => (await artifacts.store.stat(artifacts.downloadKey(label, 'tar.gz'))) !== null;
 
     await artifacts.store.remove(artifacts.downloadKey('final', 'tar.gz')); // the earlier test's, of other files

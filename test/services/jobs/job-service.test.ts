@@ -21,6 +21,7 @@ const reported: WorkerProgress = {
   totalSteps: 6,
   percent: 30,
   etaSeconds: 40,
+  imagesPerSecond: 12.5,
   latestMetrics: null,
   backend: null,
   skippedFiles: [],
@@ -49,10 +50,12 @@ describe('job states and progress', () => {
       totalSteps: 6,
       percent: 30,
       etaSeconds: 40,
+      imagesPerSecond: 12.5,
     });
     const retried = progressOf('queued', reported, 5);
     assert.deepEqual([retried.phase, retried.etaSeconds], ['queued', null], 'a retried job waits again');
     assert.deepEqual(progressOf('completed', reported, 5).phase, 'done');
+    assert.equal(progressOf('completed', reported, 5).imagesPerSecond, null, 'a rate only while it runs');
     assert.equal(progressOf('completed', reported, 5).percent, 100);
     assert.equal(progressOf('failed', reported, 5).phase, 'training', 'a failed job shows where it stopped');
   });

@@ -4,13 +4,14 @@ import { PreflightReport } from '../../../../schemas/dataset.js';
 import { JobSpec } from '../../../../schemas/job-spec.js';
 import { JobList, JobStatus } from '../../../../schemas/job-status.js';
 import { Metrics } from '../../../../schemas/metrics.js';
-import type { CheckpointSelector } from '../../../jobs/downloads.js';
+import type { CheckpointSelector, ModelExporter } from '../../../jobs/downloads.js';
 import type { JobService } from '../../../jobs/job-service.js';
+import { allowLongWork } from '../../long-work.js';
 import { sendSummary, SummaryQuery } from '../summary/reply.js';
 import { CheckpointQuery, DeleteQuery, JobParams, ListQuery, SubmitHeaders } from './schemas.js';
 
 /** Jobs: submit, list, status, cancel, and their results (summary, metrics, preflight, checkpoints). */
-const jobsRoutes: FastifyPluginAsyncZod<{ jobs: JobService }> = async (app, { jobs }) => {
+const jobsRoutes: FastifyPluginAsyncZod<{ jobs: JobService; exporter: ModelExporter }> = async (app, { jobs, exporter }) => {
   app.post(
     '/jobs',
     { schema: { body: JobSpec, headers: SubmitHeaders, response: { 200: JobStatus, 202: JobStatus } } },
@@ -56,7 +57,8 @@ const jobsRoutes: FastifyPluginAsyncZod<{ jobs: JobService }> = async (app, { jo
   app.get('/jobs/:id/checkpoint', { schema: { params: JobParams, querystring: CheckpointQuery } }, async (request, reply) => {
     const { epoch, format } = request.query;
     const selector: CheckpointSelector = typeof epoch === 'number' ? { kind: 'epoch', epoch } : { kind: epoch };
-    const download = await jobs.checkpoint(request.caller, request.params.id, selector, format);
+    allowLongWork(request);
+    const download = await jobs.checkpoint(request.caller, request.params.id, { selector, format, exporter });
     const etag = `"${download.etag}"`;
     reply.header('etag', etag).header('cache-control', 'private, max-age=0, must-revalidate');
     if (request.headers['if-none-match'] === etag) return reply.code(304).send();

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CheckpointFormat } from '../../../../schemas/artifacts.js';
 import { JobState } from '../../../../schemas/job-status.js';
 
 export const JobParams = z.object({ id: z.string().describe('The job id (a UUID)') });
@@ -14,7 +15,7 @@ export const CheckpointQuery = z.strictObject({
     .union([z.enum(['latest', 'final', 'best']), z.coerce.number().int().min(1).max(100_000)])
     .default('final')
     .describe('final, latest, best (by the monitored validation metric) or an epoch number'),
-  format: z.enum(['tar.gz', 'safetensors']).default('tar.gz'),
+  format: CheckpointFormat.default('tar.gz'),
 });
 
 export const DeleteQuery = z.strictObject({

@@ -1,0 +1,185 @@
+import * as tf from '@tensorflow/tfjs';
+import type { ModelMetadata } from '../../schemas/artifacts.js';
+import { backbone, head, reluName, type Builder, type ConvBn } from './architecture.js';
+import { BatchNorm2d } from './batch-norm.js';
+import { Message, metadataEntry, node, tensor, valueInfo, type AttributeValue, type Encoded } from './onnx-proto.js';
+import type { ResNet50 } from './resnet50.js';
+
+/** Opset 17 (ONNX 1.12): every runtime in use reads it; IR version 8 goes with it. */
+export const ONNX_OPSET = 17;
+const IR_VERSION = 8;
+export const ONNX_INPUT = 'input';
+export const ONNX_OUTPUT = 'logits';
+
+/** tfjs' HWIO filters as ONNX's OIHW. */
+const OIHW = [3, 2, 0, 1];
+
+/** A value of the graph: its name, and its shape as the architecture reads it (NHWC, batch null). */
+interface OnnxValue {
+  name: string;
+  shape: ReadonlyArray<number | null>;
+}
+
+interface Graph {
+  nodes: Message[];
+  initializers: Message[];
+  layers: Map<string, tf.layers.Layer>;
+}
+
+/** Walks the architecture as it runs at prediction, emitting ONNX nodes: every BatchNorm folded into its convolution. */
+class OnnxBuilder implements Builder<OnnxValue> {
+  constructor(
+    private readonly graph: Graph,
+    private readonly prefix = '',
+  ) {}
+
+  path(varName: string): string {
+    return this.prefix ? `${this.prefix}.${varName}` : varName;
+  }
+
+  seed(): number {
+    return 0;
+  }
+
+  convBn(spec: ConvBn, x: OnnxValue): OnnxValue {
+    const convPath = this.path(spec.conv);
+    const bn = this.layer(this.path(spec.bn));
+    if (!(bn instanceof BatchNorm2d)) throw new Error(`${bn.name} is not a BatchNorm2d`);
+    const kernel = this.layer(convPath).getWeights()[0];
+    const [weight, bias] = tf.tidy(() => {
+      const { scale, shift } = bn.inferenceAffine();
+      return [tf.transpose(tf.mul(kernel, scale), OIHW).dataSync() as Float32Array, shift.dataSync() as Float32Array];
+    });
+    const pad = (spec.kernel - 1) / 2;
+    const weightName = this.initializer(
+      `${convPath}.weight`,
+      OIHW.map((axis) => kernel.shape[axis]),
+      weight,
+    );
+    const biasName = this.initializer(`${convPath}.bias`, [spec.filters], bias);
+    const [, h, w] = x.shape as number[];
+    const outSize = (size: number) => Math.floor((size + 2 * pad - spec.kernel) / spec.stride) + 1;
+    const out = this.emit('Conv', convPath, [x.name, weightName, biasName], [null, outSize(h), outSize(w), spec.filters], {
+      kernel_shape: [spec.kernel, spec.kernel],
+      strides: [spec.stride, spec.stride],
+      pads: [pad, pad, pad, pad],
+    });
+    return spec.reluCall === undefined ? out : this.relu(out, spec.reluCall);
+  }
+
+  addRelu(x: OnnxValue, identity: OnnxValue, reluCall: number): OnnxValue {
+    return this.relu(this.emit('Add', this.path('add'), [x.name, identity.name], x.shape), reluCall);
+  }
+
+  maxPool(x: OnnxValue): OnnxValue {
+    const [, h, w, c] = x.shape as number[];
+    const out = (size: number) => Math.floor((size + 2 - 3) / 2) + 1;
+    return this.emit('MaxPool', this.path('maxpool'), [x.name], [null, out(h), out(w), c], {
+      kernel_shape: [3, 3],
+      strides: [2, 2],
+      pads: [1, 1, 1, 1],
+    });
+  }
+
+  leaf(type: string, varName: string, _make: unknown, x: OnnxValue): OnnxValue {
+    const name = this.path(varName);
+    switch (type) {
+      case 'Linear':
+        return this.linear(name, x);
+      case 'ReLU':
+        return this.emit('Relu', name, [x.name], x.shape);
+      case 'Dropout':
+        return x; // identity at prediction
+      case 'AdaptiveAvgPool2d':
+        return this.emit('GlobalAveragePool', name, [x.name], [null, 1, 1, x.shape[3]]);
+      default:
+        throw new Error(`no ONNX export for a ${type} module (${name})`);
+    }
+  }
+
+  plain(name: string, _make: unknown, x: OnnxValue): OnnxValue {
+    if (name !== 'flatten') throw new Error(`no ONNX export for the layer ${name}`);
+    return this.emit('Flatten', name, [x.name], [null, x.shape.slice(1).reduce<number>((a, b) => a * (b ?? 1), 1)], { axis: 1 });
+  }
+
+  container(_type: string, varName: string, build: (inner: Builder<OnnxValue>) => OnnxValue): OnnxValue {
+    return build(new OnnxBuilder(this.graph, this.path(varName)));
+  }
+
+  private linear(name: string, x: OnnxValue): OnnxValue {
+    const [kernel, bias] = this.layer(name).getWeights();
+    const [inputs, units] = kernel.shape;
+    const weightName = this.initializer(`${name}.weight`, [inputs, units], kernel.dataSync() as Float32Array);
+    const biasName = this.initializer(`${name}.bias`, [units], bias.dataSync() as Float32Array);
+    return this.emit('Gemm', name, [x.name, weightName, biasName], [null, units]);
+  }
+
+  private relu(x: OnnxValue, call: number): OnnxValue {
+    return this.emit('Relu', reluName(this.path('relu'), call), [x.name], x.shape);
+  }
+
+  private layer(name: string): tf.layers.Layer {
+    const layer = this.graph.layers.get(name);
+    if (!layer) throw new Error(`the model has no layer ${name}`);
+    return layer;
+  }
+
+  private initializer(name: string, dims: number[], values: Float32Array): string {
+    this.graph.initializers.push(tensor(name, dims, values));
+    return name;
+  }
+
+  private emit(
+    opType: string,
+    name: string,
+    inputs: string[],
+    shape: ReadonlyArray<number | null>,
+    attributes?: Record<string, AttributeValue>,
+  ) {
+    this.graph.nodes.push(node(opType, name, inputs, [name], attributes));
+    return { name, shape };
+  }
+}
+
+/** What a runtime needs besides the graph: classes and preprocessing as JSON, under keys anyone can read. */
+function metadataProps(metadata: ModelMetadata, label: string): Record<string, string> {
+  return {
+    class_names: JSON.stringify(metadata.classNames),
+    preprocessing: JSON.stringify(metadata.preprocessing),
+    input_description:
+      'RGB, resized (shorter side to preprocessing.resize, bilinear), centre-cropped to preprocessing.crop, scaled to [0, 1], ' +
+      'then (x - mean) / std per channel; NCHW float32',
+    mode: metadata.mode,
+    checkpoint: label,
+    epochs: String(metadata.epoch ?? metadata.epochs ?? ''),
+  };
+}
+
+/**
+ * The model in inference mode as an ONNX ModelProto: NCHW float input `input` with a dynamic batch,
+ * output `logits`, BatchNorms folded into convolution biases, dropout removed.
+ */
+export function exportOnnx(resnet: ResNet50, metadata: ModelMetadata, label: string, producerVersion: string): Encoded {
+  const graph: Graph = { nodes: [], initializers: [], layers: new Map(resnet.model.layers.map((l) => [l.name, l])) };
+  const builder = new OnnxBuilder(graph);
+  const size = resnet.config.inputSize;
+  const input: OnnxValue = { name: ONNX_INPUT, shape: [null, size, size, 3] };
+  const last = head(builder, backbone(builder, input), resnet.config.numClasses, resnet.config.mode === 'fine_tuning');
+  graph.nodes.push(node('Identity', ONNX_OUTPUT, [last.name], [ONNX_OUTPUT]));
+
+  const graphProto = new Message();
+  for (const n of graph.nodes) graphProto.message(1, n);
+  graphProto.string(2, `resnet50_${resnet.config.mode}`);
+  for (const init of graph.initializers) graphProto.message(5, init);
+  graphProto.message(11, valueInfo(ONNX_INPUT, ['batch', 3, size, size]));
+  graphProto.message(12, valueInfo(ONNX_OUTPUT, ['batch', resnet.config.numClasses]));
+
+  const model = new Message()
+    .int(1, IR_VERSION)
+    .string(2, 'retrain')
+    .string(3, producerVersion)
+    .message(7, graphProto)
+    .message(8, new Message().string(1, '').int(2, ONNX_OPSET));
+  for (const [k, v] of Object.entries(metadataProps(metadata, label))) model.message(14, metadataEntry(k, v));
+  return model.encoded();
+}

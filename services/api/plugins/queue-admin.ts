@@ -1,0 +1,32 @@
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import type { FastifyInstance } from 'fastify';
+import { QueueName, type Queues } from '../../../common/queues.js';
+import { guardAdmin, type AuthMode } from './auth.js';
+
+export const QUEUE_ADMIN_PATH = '/admin/queues';
+
+/**
+ * bull-board at /admin/queues for operators: every queue's jobs by state, their data, progress, logs and
+ * failures. Read-only: cancelling and removing go through the API, which also removes what a job kept.
+ */
+export async function registerQueueAdmin(
+  app: FastifyInstance,
+  { queues, mode, adminKey }: { queues: Queues; mode: AuthMode; adminKey: string | undefined },
+) {
+  const serverAdapter = new FastifyAdapter();
+  serverAdapter.setBasePath(QUEUE_ADMIN_PATH);
+  createBullBoard({
+    queues: Object.values(QueueName).map((name) => new BullMQAdapter(queues.get(name), { readOnlyMode: true })),
+    serverAdapter,
+    options: { uiConfig: { boardTitle: 'retrain queues' } },
+  });
+  await app.register(
+    async (scope) => {
+      guardAdmin(scope, mode, adminKey, { browser: true });
+      await scope.register(serverAdapter.registerPlugin());
+    },
+    { prefix: QUEUE_ADMIN_PATH },
+  );
+}

@@ -1,0 +1,117 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { seededRandom } from '../../engine/data/random.js';
+import { renderSyntheticImage } from '../../engine/data/synthetic.js';
+import { ONNX_OPSET } from '../../engine/model/onnx-export.js';
+import type { ImagePrediction } from '../../schemas/predict.js';
+import { nchwOf, onnxHeader, onnxLogits, softmax } from '../helpers/onnx.js';
+import { binary, completedJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
+import { torchReference } from '../helpers/torch.js';
+
+const INPUT = 32;
+const CLASSES = 3;
+const dataset = { type: 'synthetic', numClasses: CLASSES, imagesPerClass: 8, imageSize: 40, seed: 5 } as const;
+const training = { weights: 'imagenet', inputSize: INPUT, epochs: 2, batchSize: 8, dataset, checkpoints: { keepEveryN: 1 } } as const;
+
+describe('model exports: ONNX and safetensors', () => {
+  let service: TestService;
+  let scratch: string;
+  const images: string[] = [];
+  const jobs: Record<string, string> = {};
+
+  before(async () => {
+    ({ service, scratch } = await startServiceWithStandInWeights('exports', 2, [INPUT]));
+    for (let i = 0; i < 3; i++) {
+      const file = path.join(scratch, `photo-${i}.png`);
+      const pixels = renderSyntheticImage(i % CLASSES, CLASSES, 56 + 8 * i, seededRandom(20 + i));
+      await sharp(pixels, { raw: { width: 56 + 8 * i, height: 56 + 8 * i, channels: 3 } })
+        .png()
+        .toFile(file);
+      images.push(file);
+    }
+    const specs = {
+      pretrained: { mode: 'pretrained', weights: 'imagenet', inputSize: INPUT },
+      feature_extraction: { mode: 'feature_extraction', ...training },
+      // Trained BatchNorms: their running statistics change, and the export folds the trained ones.
+      fine_tuning: { mode: 'fine_tuning', ...training, fineTuning: { trainableFrom: 'layer4', freezeBatchNorm: false } },
+    };
+    for (const [mode, spec] of Object.entries(specs)) jobs[mode] = (await completedJob(service, spec)).id;
+  });
+  after(() => service.stop());
+
+  const download = async (id: string, query: string) => {
+    const response = await service.http().get(`/v1/jobs/${id}/checkpoint?${query}`).buffer(true).parse(binary);
+    assert.equal(response.status, 200, String(response.body));
+    return response;
+  };
+
+  for (const mode of ['pretrained', 'feature_extraction', 'fine_tuning']) {
+    it(`exports a ${mode} model to ONNX that gives the service's own predictions within 1e-4`, async () => {
+      const response = await download(jobs[mode], 'format=onnx');
+      assert.match(response.headers['content-disposition'], new RegExp(`${jobs[mode]}-final\\.onnx`));
+      const file = response.body as Buffer;
+      const { irVersion, opset, metadata } = onnxHeader(file);
+      assert.ok(opset >= 17 && opset === ONNX_OPSET && irVersion >= 8, `opset ${opset}, IR ${irVersion}`);
+      assert.equal(metadata.mode, mode);
+      const classNames = JSON.parse(metadata.class_names) as string[];
+      assert.equal(classNames.length, mode === 'pretrained' ? 1000 : CLASSES);
+
+      const logits = await onnxLogits(file, images);
+      let request = service.http().post(`/v1/jobs/${jobs[mode]}/predict?topK=${Math.min(classNames.length, 10)}`);
+      for (const image of images) request = request.attach('images', image);
+      const predicted = await request;
+      assert.equal(predicted.status, 200, predicted.text);
+      (predicted.body.predictions as ImagePrediction[]).forEach((prediction, n) => {
+        const probabilities = softmax(logits[n]);
+        for (const { index, className, probability } of prediction.top) {
+          assert.ok(
+            Math.abs(probabilities[index] - probability) < 1e-4,
+            `${mode} image ${n} class ${index}: ${probabilities[index]} vs ${probability}`,
+          );
+          assert.equal(classNames[index], className);
+        }
+      });
+    });
+  }
+
+  it('exports an epoch checkpoint as ONNX and as safetensors that torchvision loads strictly, both giving the same logits', async () => {
+    const id = jobs.fine_tuning;
+    const onnx = (await download(id, 'epoch=1&format=onnx')).body as Buffer;
+    assert.equal(onnxHeader(onnx).metadata.checkpoint, 'epoch-1');
+    const safetensors = await download(id, 'epoch=1&format=safetensors');
+    assert.match(safetensors.headers['content-disposition'], new RegExp(`${id}-epoch-1\\.safetensors`));
+    const again = await service
+      .http()
+      .get(`/v1/jobs/${id}/checkpoint?epoch=1&format=safetensors`)
+      .set('if-none-match', safetensors.headers.etag);
+    assert.equal(again.status, 304, 'kept and served by its ETag');
+
+    const [logits] = await onnxLogits(onnx, [images[0]]);
+    const final = await onnxLogits((await download(id, 'format=onnx')).body as Buffer, [images[0]]);
+    assert.notDeepEqual(Array.from(final[0]), Array.from(logits), 'epoch 1 is not the final model');
+
+    // PyTorch on the same preprocessed input: what the ONNX model was given.
+    const weights = path.join(scratch, 'epoch-1.safetensors');
+    writeFileSync(weights, safetensors.body as Buffer);
+    const input = path.join(scratch, 'epoch-1-input.f32');
+    writeFileSync(input, await nchwOf(onnx, [images[0]]));
+    const torchOut = path.join(scratch, 'epoch-1-logits.f32');
+    const torchArgs = ['--head', 'fine_tuning', '--num-classes', String(CLASSES), '--size', String(INPUT)];
+    torchReference(['check', '--weights', weights, ...torchArgs, '--input', input, '--logits-out', torchOut]);
+    const torchLogits = new Float32Array(Uint8Array.from(readFileSync(torchOut)).buffer);
+    assert.equal(torchLogits.length, CLASSES);
+    torchLogits.forEach((value, i) => assert.ok(Math.abs(value - logits[i]) < 1e-4, `logit ${i}: PyTorch ${value}, ONNX ${logits[i]}`));
+  });
+
+  it('answers an unknown format and a missing epoch with 4xx problems', async () => {
+    const badFormat = await service.http().get(`/v1/jobs/${jobs.pretrained}/checkpoint?format=pt`);
+    assert.equal(badFormat.status, 400);
+    assert.match(badFormat.text, /format/);
+    const noEpoch = await service.http().get(`/v1/jobs/${jobs.fine_tuning}/checkpoint?epoch=9&format=onnx`);
+    assert.equal(noEpoch.status, 404);
+    assert.match(noEpoch.headers['content-type'], /problem\+json/);
+  });
+});
