@@ -50,6 +50,8 @@ FROM cpu AS api
 # Listening beyond loopback needs ADMIN_API_KEY (the API refuses to start without it).
 ENV HOST=0.0.0.0 PORT=8080
 COPY services ./services
+# The dashboard at /, bundled by esbuild when the API starts.
+COPY dashboard ./dashboard
 # `npx retrain keys create --owner NAME` runs here, beside the API's environment.
 COPY bin ./bin
 COPY cli ./cli

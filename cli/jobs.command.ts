@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { call, callJson, one, parseCommand, print, progressLine, type Service } from './client.js';
+import { sseMessages } from '../common/sse.js';
 import { UsageError } from './usage.js';
 
 export const JOBS_USAGE = `retrain jobs submit SPEC.json [--watch]   submit a job (--watch: follow it to its end)
@@ -27,18 +28,8 @@ interface DownloadOptions {
 /** The job's Server-Sent Events, as they come, to the end of the stream. */
 async function* eventsOf(service: Service, id: string): AsyncGenerator<SseEvent> {
   const response = await call(service, `/v1/jobs/${id}/events`, { headers: { accept: 'text/event-stream' } });
-  let buffer = '';
-  for await (const chunk of response.body ?? []) {
-    buffer += Buffer.from(chunk as Uint8Array).toString('utf8');
-    let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const fields = new Map(block.split('\n').map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 2)]));
-      const event = fields.get('event');
-      if (event) yield { event, data: JSON.parse(fields.get('data') ?? 'null') as SseEvent['data'] };
-    }
-  }
+  if (!response.body) return;
+  for await (const { event, data } of sseMessages(response.body)) yield { event, data: data as SseEvent['data'] };
 }
 
 /** Follows a job: a progress bar, a line per epoch; resolves with its final state. */

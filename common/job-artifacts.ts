@@ -21,6 +21,7 @@ export interface ModelFolder {
  *              /checkpoints/epoch-NNNN/    model.json weights.bin optimizer.bin metadata.json state.json
  *              /checkpoints/interrupted/   the same, mid-epoch, written when a worker is asked to stop
  *              /final/                     model.json weights.bin model.safetensors metadata.json
+ *              /validation/<n>.jpg         thumbnails of the held-out images in metrics.validationPredictions
  *              /downloads/<label>.<format> tar.gz, onnx, and safetensors of epochs (built on first download)
  *
  * An epoch checkpoint is complete once its state.json exists, the final model once its metadata.json
@@ -55,6 +56,11 @@ export class JobArtifacts {
 
   checkpointFolder(epoch: number): string {
     return `${this.checkpointsPrefix}/epoch-${String(epoch).padStart(4, '0')}`;
+  }
+
+  /** A thumbnail of the validation image whose prediction the metrics keep at `index`. */
+  validationImageKey(index: number): string {
+    return `${this.root}/validation/${index}.jpg`;
   }
 
   /** torchvision-named safetensors of a saved model (written for the final model). */

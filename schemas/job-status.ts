@@ -95,3 +95,4 @@ export const JobList = z.object({
   limit: z.number().int(),
   offset: z.number().int(),
 });
+export type JobList = z.infer<typeof JobList>;

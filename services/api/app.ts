@@ -13,6 +13,7 @@ import { ThreadModelExporter } from './model-exporter.js';
 import { authModeOf, guardOwners, type AuthMode } from './plugins/auth.js';
 import { JobEventStream } from './job-events.js';
 import { registerMetrics } from './plugins/metrics.js';
+import { registerDashboard } from './plugins/dashboard.js';
 import { registerOpenApi } from './plugins/openapi.js';
 import { registerQueueAdmin } from './plugins/queue-admin.js';
 import { scheduleRetentionSweeps } from './plugins/retention.js';
@@ -67,6 +68,23 @@ async function observed(app: FastifyInstance, { config, redis, queues, logger }:
   return events;
 }
 
+/** What runs on the API's worker threads: summaries and exports here, predictions and preflights in their routes. */
+function threadServices(app: FastifyInstance, config: Config) {
+  const settings: ThreadSettings = {
+    dataDir: config.DATA_DIR,
+    artifacts: artifactStoreSettingsOf(config),
+    backend: config.TFJS_BACKEND,
+    nativeKernels: config.RETRAIN_NATIVE_KERNELS,
+  };
+  const inspector = new ModelInspector(settings);
+  const exporter = new ThreadModelExporter(settings);
+  app.addHook('onClose', async () => {
+    await inspector.close();
+    await exporter.close();
+  });
+  return { settings, inspector, exporter };
+}
+
 /** The API as a Fastify instance: no listening; main.ts owns that and the Redis connection (BullMQ's event stream is read on one of its own). */
 export async function buildApp({ config, redis, queues, store, logger }: AppDeps) {
   const authMode = authModeOf(config);
@@ -104,18 +122,7 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
   await registerOpenApi(app, authMode, API_VERSION);
   const events = await observed(app, { config, redis, queues, logger }, authMode);
 
-  const settings: ThreadSettings = {
-    dataDir: config.DATA_DIR,
-    artifacts: artifactStoreSettingsOf(config),
-    backend: config.TFJS_BACKEND,
-    nativeKernels: config.RETRAIN_NATIVE_KERNELS,
-  };
-  const inspector = new ModelInspector(settings);
-  const exporter = new ThreadModelExporter(settings);
-  app.addHook('onClose', async () => {
-    await inspector.close();
-    await exporter.close();
-  });
+  const { settings, inspector, exporter } = threadServices(app, config);
   const jobs = new JobService(queues, redis, store, jobServiceOptionsOf(config));
   scheduleRetentionSweeps(app, jobs, redis, config.QUEUE_PREFIX);
   // Everything under /v1 acts for an owner; health probes answer anyone.
@@ -132,6 +139,7 @@ export async function buildApp({ config, redis, queues, store, logger }: AppDeps
   );
   await app.register(healthRoutes, { redis, store, queuePrefix: config.QUEUE_PREFIX });
   await registerQueueAdmin(app, { queues, mode: authMode, adminKey: config.ADMIN_API_KEY });
+  await registerDashboard(app);
   app.log.info({ auth: authMode }, authMode === 'single-user' ? 'single-user mode: no API keys (loopback only)' : 'API keys required');
   return app;
 }

@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import type { CachePolicy } from '../../common/cache-eviction.js';
@@ -376,6 +377,14 @@ export class JobService {
   /** Empty until the first epoch (or the evaluation) ends. */
   async metrics(caller: Caller, jobId: string): Promise<Metrics> {
     return (await (await this.artifacts(caller, jobId)).readMetrics()) ?? emptyMetrics();
+  }
+
+  /** The thumbnail of the held-out image whose prediction the metrics keep at `index`. */
+  async validationImage(caller: Caller, jobId: string, index: number): Promise<Readable> {
+    const artifacts = await this.artifacts(caller, jobId);
+    const key = artifacts.validationImageKey(index);
+    if (!(await this.store.stat(key))) throw new NotFoundError(`the job keeps no validation image ${index}`);
+    return this.store.open(key);
   }
 
   async preflight(caller: Caller, jobId: string): Promise<PreflightReport> {

@@ -3,34 +3,19 @@ import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
+import { sseMessages, type SseMessage } from '../../common/sse.js';
 import type { Metrics } from '../../schemas/metrics.js';
 import { testApp } from '../helpers/app.js';
 import { startService, type TestService } from '../helpers/service.js';
 import { tempDir } from '../helpers/torch.js';
 
-interface SseEvent {
-  id: string;
-  event: string;
-  data: unknown;
-}
-
 /** Reads a Server-Sent Events stream to its end. */
-async function readStream(url: string, headers: Record<string, string> = {}): Promise<{ status: number; events: SseEvent[] }> {
+async function readStream(url: string, headers: Record<string, string> = {}): Promise<{ status: number; events: SseMessage[] }> {
   const response = await fetch(url, { headers: { accept: 'text/event-stream', ...headers } });
   if (!response.ok || !response.body) return { status: response.status, events: [] };
   assert.match(String(response.headers.get('content-type')), /^text\/event-stream/);
-  const events: SseEvent[] = [];
-  let text = '';
-  for await (const chunk of response.body) text += Buffer.from(chunk).toString('utf8');
-  for (const block of text.split('\n\n')) {
-    const fields = Object.fromEntries(
-      block
-        .split('\n')
-        .filter((line) => line && !line.startsWith(':'))
-        .map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 2)]),
-    );
-    if (fields.event) events.push({ id: fields.id, event: fields.event, data: JSON.parse(fields.data) });
-  }
+  const events: SseMessage[] = [];
+  for await (const message of sseMessages(response.body)) events.push(message);
   return { status: response.status, events };
 }
 
@@ -72,7 +57,7 @@ describe('live job events (Server-Sent Events)', () => {
     const names = events.map((e) => e.event);
     assert.equal(names[0], 'status', 'the whole status first');
     assert.ok(names.includes('progress'));
-    const ids = events.map((e) => e.id);
+    const ids = events.map((e) => e.id ?? 'none');
     assert.deepEqual([...ids].sort(byStreamOrder), ids, 'in stream order');
     assert.equal(new Set(ids).size, ids.length, 'none twice');
     const last = events.at(-1)!;
@@ -100,7 +85,7 @@ describe('live job events (Server-Sent Events)', () => {
     try {
       await other.app.listen({ host: '127.0.0.1', port: 0 });
       const otherBase = `http://127.0.0.1:${(other.app.server.address() as AddressInfo).port}`;
-      const resumed = await readStream(`${otherBase}/v1/jobs/${submitted.body.id}/events`, { 'last-event-id': events[cut].id });
+      const resumed = await readStream(`${otherBase}/v1/jobs/${submitted.body.id}/events`, { 'last-event-id': events[cut].id ?? '' });
       assert.deepEqual(resumed.events, events.slice(cut + 1), 'exactly the events after it');
       // A finished job's stream from the start: its status, then the end.
       const later = await readStream(`${otherBase}/v1/jobs/${submitted.body.id}/events`);

@@ -1,6 +1,6 @@
 import { emptyMetrics } from '../../schemas/metrics.js';
 import type { JobModel } from './build-model.js';
-import { evaluate, evaluationOf, predictionsOf } from './evaluate.js';
+import { evaluate, evaluationOf, predictionsOf, writeValidationThumbnails } from './evaluate.js';
 import type { JobContext } from './job-context.js';
 import type { JobData } from './load-data.js';
 import type { ProgressReporter } from './progress-reporter.js';
@@ -21,6 +21,7 @@ export async function evaluatePretrained(ctx: JobContext, model: JobModel, data:
     const evaluated = await evaluate(model.resnet.network, (batch) => data.loader.batch(batch), images, ctx.spec.batchSize, labelled);
     metrics.evaluation = evaluationOf(evaluated, 'all', images.length);
     metrics.validationPredictions = predictionsOf(images, evaluated);
+    await writeValidationThumbnails(ctx.artifacts, data.loader.root, metrics.validationPredictions);
   }
   await ctx.artifacts.writeMetrics(metrics);
   return { metrics, resumedFromEpoch: null };

@@ -1,4 +1,7 @@
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import sharp from 'sharp';
+import type { JobArtifacts } from '../../common/job-artifacts.js';
 import type { Network } from '../../engine/model/network.js';
 import type { LabelledImage } from '../../common/image-folder.js';
 import type { Evaluation, Prediction } from '../../schemas/metrics.js';
@@ -47,6 +50,21 @@ export const round = (x: number) => Math.round(x * 1e6) / 1e6;
 
 export function evaluationOf({ scores }: Evaluated, split: Evaluation['split'], images: number): Evaluation {
   return { split, loss: scores?.loss ?? null, accuracy: scores?.top1 ?? null, top5Accuracy: scores?.top5 ?? null, images };
+}
+
+const THUMBNAIL_PIXELS = 160;
+
+/** Thumbnails of the images whose predictions the metrics keep, so a dashboard can show them wherever the dataset is. */
+export async function writeValidationThumbnails(artifacts: JobArtifacts, root: string, predictions: readonly Prediction[]): Promise<void> {
+  for (const [index, { file }] of predictions.entries()) {
+    const thumbnail = await sharp(path.join(root, file))
+      .rotate()
+      .resize(THUMBNAIL_PIXELS, THUMBNAIL_PIXELS, { fit: 'inside', withoutEnlargement: true })
+      .flatten({ background: '#ffffff' })
+      .jpeg({ quality: 85 })
+      .toBuffer();
+    await artifacts.store.write(artifacts.validationImageKey(index), thumbnail);
+  }
 }
 
 export function predictionsOf(images: readonly LabelledImage[], { probabilities }: Evaluated): Prediction[] {

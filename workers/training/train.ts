@@ -19,7 +19,7 @@ import {
   writeCheckpoint,
   writeInterruptedCheckpoint,
 } from './checkpoints.js';
-import { evaluate, evaluationOf, predictionsOf, round, type BatchSource } from './evaluate.js';
+import { evaluate, evaluationOf, predictionsOf, round, writeValidationThumbnails, type BatchSource } from './evaluate.js';
 import { codeBatches, featureCacheKey, featureCodes, headOnCodes, liveCodes, weightsFingerprint } from './feature-cache.js';
 import { InvalidJobError, JobCancelledError, JobHandedBackError, type JobContext } from './job-context.js';
 import type { JobData } from './load-data.js';
@@ -314,6 +314,7 @@ async function finishTraining(ctx: JobContext, run: TrainingRun, model: JobModel
   const final = await evaluate(run.network, run.inputs, data.validation, spec.batchSize, true);
   metrics.evaluation = evaluationOf(final, 'validation', data.validation.length);
   metrics.validationPredictions = predictionsOf(data.validation, final);
+  await writeValidationThumbnails(ctx.artifacts, data.loader.root, metrics.validationPredictions);
   metrics.report = classificationReport(
     model.classNames,
     data.validation.map((image) => image.label),

@@ -8,7 +8,40 @@ import type { CheckpointSelector, ModelExporter } from '../../../jobs/downloads.
 import type { JobService } from '../../../jobs/job-service.js';
 import { allowLongWork } from '../../long-work.js';
 import { sendSummary, SummaryQuery } from '../summary/reply.js';
-import { CheckpointQuery, DeleteQuery, JobParams, ListQuery, SubmitHeaders } from './schemas.js';
+import { CheckpointQuery, DeleteQuery, JobParams, ListQuery, SubmitHeaders, ValidationImageParams } from './schemas.js';
+
+/** A job's files: checkpoints in every format, and the thumbnails of its held-out images. */
+const jobFileRoutes: FastifyPluginAsyncZod<{ jobs: JobService; exporter: ModelExporter }> = async (app, { jobs, exporter }) => {
+  app.get('/jobs/:id/checkpoint', { schema: { params: JobParams, querystring: CheckpointQuery } }, async (request, reply) => {
+    const { epoch, format } = request.query;
+    const selector: CheckpointSelector = typeof epoch === 'number' ? { kind: 'epoch', epoch } : { kind: epoch };
+    allowLongWork(request);
+    const download = await jobs.checkpoint(request.caller, request.params.id, { selector, format, exporter });
+    const etag = `"${download.etag}"`;
+    reply.header('etag', etag).header('cache-control', 'private, max-age=0, must-revalidate');
+    if (request.headers['if-none-match'] === etag) return reply.code(304).send();
+    return reply
+      .header('content-type', download.contentType)
+      .header('content-length', download.size)
+      .header('content-disposition', `attachment; filename="${download.filename}"`)
+      .send(await download.open());
+  });
+
+  app.get(
+    '/jobs/:id/validation-images/:index',
+    {
+      schema: {
+        params: ValidationImageParams,
+        description: "A JPEG thumbnail of the held-out image at this index of the metrics' validationPredictions",
+      },
+    },
+    async (request, reply) => {
+      const image = await jobs.validationImage(request.caller, request.params.id, request.params.index);
+      // Written once when the job ends: a browser may keep it.
+      return reply.type('image/jpeg').header('cache-control', 'private, max-age=86400, immutable').send(image);
+    },
+  );
+};
 
 /** Jobs: submit, list, status, cancel, and their results (summary, metrics, preflight, checkpoints). */
 const jobsRoutes: FastifyPluginAsyncZod<{ jobs: JobService; exporter: ModelExporter }> = async (app, { jobs, exporter }) => {
@@ -54,19 +87,6 @@ const jobsRoutes: FastifyPluginAsyncZod<{ jobs: JobService; exporter: ModelExpor
     jobs.preflight(request.caller, request.params.id),
   );
 
-  app.get('/jobs/:id/checkpoint', { schema: { params: JobParams, querystring: CheckpointQuery } }, async (request, reply) => {
-    const { epoch, format } = request.query;
-    const selector: CheckpointSelector = typeof epoch === 'number' ? { kind: 'epoch', epoch } : { kind: epoch };
-    allowLongWork(request);
-    const download = await jobs.checkpoint(request.caller, request.params.id, { selector, format, exporter });
-    const etag = `"${download.etag}"`;
-    reply.header('etag', etag).header('cache-control', 'private, max-age=0, must-revalidate');
-    if (request.headers['if-none-match'] === etag) return reply.code(304).send();
-    return reply
-      .header('content-type', download.contentType)
-      .header('content-length', download.size)
-      .header('content-disposition', `attachment; filename="${download.filename}"`)
-      .send(await download.open());
-  });
+  await app.register(jobFileRoutes, { jobs, exporter });
 };
 export default jobsRoutes;

@@ -4,6 +4,10 @@ import { JobState } from '../../../../schemas/job-status.js';
 
 export const JobParams = z.object({ id: z.string().describe('The job id (a UUID)') });
 
+export const ValidationImageParams = JobParams.extend({
+  index: z.coerce.number().int().min(0).max(10_000).describe("An index into the metrics' validationPredictions"),
+});
+
 export const ListQuery = z.strictObject({
   state: JobState.optional(),
   limit: z.coerce.number().int().min(1).max(100).default(20),

@@ -1,0 +1,57 @@
+import type { PredictResponse } from '../../schemas/predict.js';
+import { request } from './api.js';
+import { h, percent } from './dom.js';
+
+function results(response: PredictResponse): HTMLElement[] {
+  return response.predictions.map((prediction) =>
+    h(
+      'div',
+      { class: 'card', 'data-testid': 'prediction' },
+      h('h2', {}, prediction.file),
+      h(
+        'table',
+        {},
+        ...prediction.top.map((t) =>
+          h(
+            'tr',
+            {},
+            h('td', { style: 'width: 30%' }, t.className),
+            h('td', {}, h('div', { class: 'bar', style: `width: ${(100 * t.probability).toFixed(1)}%` })),
+            h('td', { class: 'num', style: 'width: 80px' }, percent(t.probability)),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+/** Drop images (or pick them) and see the final model's top-5 classes for each. */
+export function predictBox(jobId: string): HTMLElement {
+  const output = h('div', { class: 'grid' });
+  const input = h('input', { type: 'file', accept: 'image/*', multiple: true, 'data-testid': 'predict-input' });
+  const zone = h('div', { class: 'drop' }, 'Drop images here, or ', input);
+  const predict = async (files: File[]) => {
+    if (files.length === 0) return;
+    const form = new FormData();
+    for (const file of files) form.append('images', file, file.name);
+    output.replaceChildren(h('p', { class: 'muted' }, `predicting ${files.length} image(s)…`));
+    try {
+      const response = await request(`/v1/jobs/${jobId}/predict?topK=5`, { method: 'POST', body: form });
+      output.replaceChildren(...results((await response.json()) as PredictResponse));
+    } catch (error) {
+      output.replaceChildren(h('div', { class: 'problem', role: 'alert' }, (error as Error).message));
+    }
+  };
+  input.addEventListener('change', () => void predict([...(input.files ?? [])]));
+  zone.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    zone.classList.add('over');
+  });
+  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+  zone.addEventListener('drop', (event) => {
+    event.preventDefault();
+    zone.classList.remove('over');
+    void predict([...(event.dataTransfer?.files ?? [])]);
+  });
+  return h('div', { class: 'card', 'data-testid': 'predict' }, h('h2', {}, 'Predict'), zone, output);
+}

@@ -1,0 +1,208 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import sharp from 'sharp';
+import * as tar from 'tar';
+import { seededRandom } from '../../engine/data/random.js';
+import { renderSyntheticImage } from '../../engine/data/synthetic.js';
+import { parseSafetensors } from '../../engine/model/safetensors.js';
+import { ApiKeys } from '../../common/api-keys.js';
+import { whenReady } from '../../common/queues.js';
+import type { Metrics } from '../../schemas/metrics.js';
+import { testApp } from '../helpers/app.js';
+import { launchChromium, newPage, screenshot } from '../helpers/browser.js';
+import { writeMessyDataset } from '../helpers/images.js';
+import { onnxHeader } from '../helpers/onnx.js';
+import { sleep, startService, type TestService } from '../helpers/service.js';
+import { tempDir } from '../helpers/torch.js';
+
+const CLASSES = 3;
+const FINISHED = ['completed', 'failed', 'cancelled'];
+/** Generous bounds so a broken page fails the run instead of hanging it; none of them measures speed. */
+const LONG = 600_000;
+
+const stateOf = (page: Page) => page.getAttribute('[data-testid=job-header] [data-state]', 'data-state', { timeout: LONG });
+
+/** Fills the new-job form for a small feature-extraction job (augmented, so the backbone runs at every step) and submits it. */
+async function submitFromForm(page: Page, base: string, epochs: number): Promise<string> {
+  await page.goto(`${base}/#/jobs/new`);
+  await page.selectOption('[name="mode"]', 'feature_extraction');
+  await page.selectOption('[name="weights"]', 'random');
+  await page.fill('[name="inputSize"]', '32');
+  await page.fill('[name="batchSize"]', '8');
+  await page.selectOption('[name="dataset.type"]', 'synthetic');
+  await page.fill('[name="dataset.numClasses"]', String(CLASSES));
+  await page.fill('[name="dataset.imagesPerClass"]', '12');
+  await page.fill('[name="dataset.imageSize"]', '32');
+  await page.uncheck('[name="augmentation.randomResizedCrop"]');
+  await page.fill('[name="epochs"]', String(epochs));
+  await page.fill('[name="optimizer.learningRate"]', '0.003');
+  await page.click('form.spec button[type=submit]');
+  await page.waitForURL(/#\/jobs\/[0-9a-f-]{36}$/, { timeout: LONG });
+  return page.url().split('/').pop()!;
+}
+
+async function downloaded(page: Page, format: string): Promise<Buffer> {
+  const [download] = await Promise.all([page.waitForEvent('download', { timeout: LONG }), page.click(`[data-download="${format}"]`)]);
+  return readFileSync(await download.path());
+}
+
+describe('the dashboard in a real browser', () => {
+  let service: TestService;
+  let browser: Browser;
+  let page: Page;
+  let base: string;
+  const errors: string[] = [];
+  const scratch = tempDir('dashboard');
+
+  before(async () => {
+    service = await startService('dashboard');
+    await service.startWorker();
+    await service.app.listen({ host: '127.0.0.1', port: 0 });
+    base = `http://127.0.0.1:${(service.app.server.address() as AddressInfo).port}`;
+    browser = await launchChromium();
+    page = await newPage(browser, errors);
+  });
+  after(async () => {
+    await browser?.close();
+    await service.stop();
+    assert.deepEqual(errors, [], 'no script errors on any page');
+  });
+
+  it('shows a field error from the API next to its field, and submits nothing', async () => {
+    await page.goto(`${base}/#/jobs/new`);
+    await page.selectOption('[name="mode"]', 'feature_extraction');
+    await page.selectOption('[name="dataset.type"]', 'synthetic');
+    await page.fill('[name="epochs"]', '0');
+    await page.click('form.spec button[type=submit]');
+    await page.waitForSelector('[role=alert]');
+    assert.match((await page.textContent('[data-error-for="epochs"]')) ?? '', />=1|at least|too small/i);
+    assert.match(page.url(), /#\/jobs\/new$/);
+    await screenshot(page, 'new-job-form-error');
+  });
+
+  it('submits a job from the form, draws its curves while it trains, and shows its report when it completes', async () => {
+    const id = await submitFromForm(page, base, 6);
+    let seenRunning = false;
+    for (;;) {
+      const state = await stateOf(page);
+      const points = Number((await page.getAttribute('[data-testid=charts]', 'data-points', { timeout: LONG })) ?? 0);
+      if (state === 'running' && points >= 2) seenRunning = true;
+      if (seenRunning || FINISHED.includes(state ?? '')) break;
+      await sleep(100);
+    }
+    assert.ok(seenRunning, 'curve points appeared while the job was running');
+    await screenshot(page, 'job-training');
+    await page.waitForSelector('[data-testid=job-header] [data-state="completed"]', { timeout: LONG });
+    await page.waitForSelector('[data-testid=confusion-matrix]', { timeout: LONG });
+    const metrics = (await service.http().get(`/v1/jobs/${id}/metrics`)).body as Metrics;
+    assert.equal(await page.getAttribute('[data-testid=charts]', 'data-points'), '6');
+    const cells = await page.$$eval('[data-testid=confusion-matrix] td', (tds) => tds.map((td) => Number(td.textContent)));
+    assert.equal(cells.length, CLASSES * CLASSES);
+    assert.equal(
+      cells.reduce((a, b) => a + b, 0),
+      metrics.report!.perClass.reduce((a, c) => a + c.support, 0),
+    );
+    assert.equal(await page.locator('[data-testid=per-class] tr').count(), CLASSES + 1);
+    await page.waitForFunction(
+      (n) => document.querySelectorAll('[data-testid=validation-images] img[src^="blob:"]').length === n,
+      metrics.validationPredictions.length,
+      { timeout: LONG },
+    );
+    await page.waitForSelector('[data-testid=summary] tr >> nth=10', { timeout: LONG });
+    await screenshot(page, 'job-completed');
+  });
+
+  it('downloads the checkpoint as tar.gz, safetensors and ONNX, and predicts a dropped image', async () => {
+    const tarball = await downloaded(page, 'tar.gz');
+    assert.deepEqual([...tarball.subarray(0, 2)], [0x1f, 0x8b], 'gzip');
+    const weights = parseSafetensors(await downloaded(page, 'safetensors'));
+    assert.deepEqual(weights.get('fc.weight')?.shape, [CLASSES, 2048]);
+    assert.equal(onnxHeader(await downloaded(page, 'onnx')).opset, 17);
+
+    const image = path.join(scratch, 'photo.png');
+    await sharp(renderSyntheticImage(1, CLASSES, 48, seededRandom(4)), { raw: { width: 48, height: 48, channels: 3 } })
+      .png()
+      .toFile(image);
+    await page.setInputFiles('[data-testid=predict-input]', image);
+    await page.waitForSelector('[data-testid=prediction]', { timeout: LONG });
+    assert.equal(await page.locator('[data-testid=prediction] tr').count(), CLASSES);
+    await screenshot(page, 'job-predict');
+  });
+
+  it('cancels a running job from its page', async () => {
+    const id = await submitFromForm(page, base, 500);
+    await page.waitForSelector('[data-testid=job-header] [data-state="running"]', { timeout: LONG });
+    await page.click('button.danger');
+    await page.waitForSelector('[data-testid=job-header] [data-state="cancelled"]', { timeout: LONG });
+    assert.equal((await service.http().get(`/v1/jobs/${id}`)).body.state, 'cancelled');
+    await page.goto(`${base}/#/jobs`);
+    await page.waitForSelector(`[data-job-id="${id}"] [data-state="cancelled"]`, { timeout: LONG });
+    assert.equal(await page.locator('[data-testid=jobs] tbody tr').count(), 2);
+    await screenshot(page, 'jobs');
+  });
+
+  it('uploads a dataset, shows its preflight report, and starts a job form on it', async () => {
+    await writeMessyDataset(path.join(scratch, 'messy', 'pets'));
+    const archive = path.join(scratch, 'pets.tar.gz');
+    await tar.c({ gzip: true, file: archive, cwd: path.join(scratch, 'messy') }, ['pets']);
+    await page.goto(`${base}/#/datasets`);
+    await page.setInputFiles('[data-testid=upload-input]', archive);
+    await page.waitForSelector('[data-testid=preflight]', { timeout: LONG });
+    assert.match((await page.textContent('[data-testid=preflight]')) ?? '', /usable in 2 classes; 4 unusable/);
+    const row = page.locator('[data-testid=datasets] tr[data-dataset-id]');
+    await row.first().waitFor({ timeout: LONG });
+    const datasetId = await row.first().getAttribute('data-dataset-id');
+    await screenshot(page, 'datasets');
+    await row.first().locator('a', { hasText: 'New job on it' }).click();
+    await page.waitForSelector('[name="dataset.id"]', { timeout: LONG });
+    assert.equal(await page.inputValue('[name="dataset.type"]'), 'upload');
+    assert.equal(await page.inputValue('[name="dataset.id"]'), datasetId);
+  });
+});
+
+describe('the dashboard with API keys', () => {
+  const scratch = tempDir('dashboard-keys');
+  const ADMIN_API_KEY = 'admin-key-for-the-dashboard-test-0123456789';
+  let api: Awaited<ReturnType<typeof testApp>>;
+  let browser: Browser;
+  let base: string;
+  const errors: string[] = [];
+  before(async () => {
+    api = await testApp('dashboard-keys', scratch, { ADMIN_API_KEY });
+    await whenReady(api.redis, 5000);
+    await api.app.listen({ host: '127.0.0.1', port: 0 });
+    base = `http://127.0.0.1:${(api.app.server.address() as AddressInfo).port}`;
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await browser?.close();
+    await api.close();
+    rmSync(scratch, { recursive: true, force: true });
+    assert.deepEqual(errors, []);
+  });
+
+  it("asks for a key when the API answers 401, then works with the owner's key", async () => {
+    const owner = await new ApiKeys(api.redis, api.config.QUEUE_PREFIX).create('alice');
+    const page = await newPage(browser, errors);
+    await page.goto(`${base}/#/jobs`);
+    await page.waitForSelector('#key-form:not([hidden])', { timeout: LONG });
+    assert.match((await page.textContent('[data-testid=jobs] + p')) ?? '', /API key/);
+    await page.fill('#api-key', owner.key);
+    await page.click('#key-form button');
+    await page.waitForSelector('text=No jobs yet', { timeout: LONG });
+  });
+
+  it('opens the queue admin with the admin key as the Basic password', async () => {
+    const context = await browser.newContext({ httpCredentials: { username: 'ops', password: ADMIN_API_KEY } });
+    const page = await context.newPage();
+    page.on('pageerror', (error) => errors.push(error.message));
+    await page.goto(`${base}/admin/queues`);
+    await page.waitForSelector('text=training', { timeout: LONG });
+    await screenshot(page, 'queue-admin');
+    await context.close();
+  });
+});
