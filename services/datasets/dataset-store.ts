@@ -23,6 +23,12 @@ function parsedOrNull(text: string): unknown {
 
 const isUuid = (id: string) => z.uuid().safeParse(id).success;
 
+/** Each owner's uploads, one empty marker per upload, so listing one owner's reads only theirs. */
+const ownerIndex = (owner: string) => `${UPLOAD_RECORDS}/owners/${owner}`;
+const ownerMarkerKey = (owner: string, id: string) => `${ownerIndex(owner)}/${id}`;
+/** Written once every record of an earlier release has its marker. */
+const OWNER_INDEX_COMPLETE = `${UPLOAD_RECORDS}/owners/.complete`;
+
 /** An upload's record if it exists and the caller may see it: another owner's upload does not exist for them. */
 export async function readUploadRecord(store: ArtifactStore, caller: Caller, id: string): Promise<DatasetRecord | null> {
   if (!isUuid(id)) return null;
@@ -97,15 +103,22 @@ export class DatasetStore {
         images: folder.images.length,
         preflight: await preflight(id),
       };
-      await this.store.write(uploadRecordKey(id), JSON.stringify(record));
+      await this.commit(record);
       return record;
     } catch (error) {
+      await this.store.remove(ownerMarkerKey(caller.owner, id));
       await this.removeFiles(id);
       throw error;
     } finally {
       await rm(archive, { force: true });
       await rm(unpacked, { recursive: true, force: true });
     }
+  }
+
+  /** Its owner's marker first: a record is never missing from its owner's listing. */
+  private async commit(record: DatasetRecord): Promise<void> {
+    await this.store.write(ownerMarkerKey(record.owner, record.id), '');
+    await this.store.write(uploadRecordKey(record.id), JSON.stringify(record));
   }
 
   /**
@@ -150,16 +163,37 @@ export class DatasetStore {
     return record;
   }
 
+  /** The caller's uploads (everyone's for the admin), newest first: an owner's listing reads only their own records. */
   async list(caller: Caller): Promise<DatasetRecord[]> {
-    const names = await this.store.list(UPLOAD_RECORDS);
-    const records = await Promise.all(names.filter((n) => n.endsWith('.json')).map((n) => this.get(caller, n.slice(0, -5))));
+    const ids = caller.admin
+      ? (await this.store.list(UPLOAD_RECORDS)).filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5))
+      : await this.store.list(ownerIndex(caller.owner));
+    const records = await Promise.all(ids.map((id) => this.get(caller, id)));
     return records.filter((r): r is DatasetRecord => r !== null).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
 
   /** An upload the caller was allowed to see (from `require`). */
-  async remove({ id }: DatasetRecord): Promise<void> {
+  async remove({ id, owner }: DatasetRecord): Promise<void> {
     await this.store.remove(uploadRecordKey(id));
+    await this.store.remove(ownerMarkerKey(owner, id));
     await this.removeFiles(id);
+  }
+
+  /** Gives the records of a release before the owner index their markers, once (reads every record that one time). */
+  async indexOwners(): Promise<string[]> {
+    if (await this.store.stat(OWNER_INDEX_COMPLETE)) return [];
+    const indexed: string[] = [];
+    for (const name of await this.store.list(UPLOAD_RECORDS)) {
+      // A record that does not parse stays out of every listing, as before; it must not stop the API from starting.
+      const record = name.endsWith('.json')
+        ? await readJson(this.store, uploadRecordKey(name.slice(0, -5)), DatasetRecord).catch(() => null)
+        : null;
+      if (!record || (await this.store.stat(ownerMarkerKey(record.owner, record.id)))) continue;
+      await this.store.write(ownerMarkerKey(record.owner, record.id), '');
+      indexed.push(record.id);
+    }
+    await this.store.write(OWNER_INDEX_COMPLETE, '');
+    return indexed;
   }
 
   /** Records of an earlier release lay beside the folders in DATA_DIR/uploads: moved into the store, once. */

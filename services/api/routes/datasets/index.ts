@@ -70,6 +70,8 @@ const datasetsRoutes: FastifyPluginAsyncZod<{
   const datasets = new DatasetStore(settings.dataDir, store, limits);
   const migrated = await datasets.migrateRecords();
   if (migrated.length) app.log.info({ migrated }, 'moved dataset records into the artifact store');
+  const indexed = await datasets.indexOwners();
+  if (indexed.length) app.log.info({ indexed }, "added earlier uploads to their owners' index");
   const swept = await datasets.sweepIncoming(INCOMING_MAX_AGE_MS);
   if (swept.length) app.log.warn({ swept }, 'removed uploads left half-received by a crashed process');
   const defaults = PreflightOptions.parse({});
