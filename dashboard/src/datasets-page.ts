@@ -77,9 +77,7 @@ function uploadCard(onUploaded: () => void): HTMLElement {
     { class: 'card' },
     h('h2', {}, 'Upload a dataset'),
     h('p', { class: 'muted' }, 'A .zip or .tar.gz with one folder of images per class.'),
-    input,
-    ' ',
-    bar,
+    h('div', { class: 'row' }, input, bar),
     outcome,
   );
 }
