@@ -70,8 +70,12 @@ const datasetsRoutes: FastifyPluginAsyncZod<{
   const datasets = new DatasetStore(settings.dataDir, store, limits);
   const migrated = await datasets.migrateRecords();
   if (migrated.length) app.log.info({ migrated }, 'moved dataset records into the artifact store');
-  const indexed = await datasets.indexOwners();
-  if (indexed.length) app.log.info({ indexed }, "added earlier uploads to their owners' index");
+  // In the background: the API starts (and says not ready) while the artifact store is away; the next start tries again.
+  const indexing = datasets.indexOwners().then(
+    (indexed) => indexed.length && app.log.info({ indexed }, "added earlier uploads to their owners' index"),
+    (error: Error) => app.log.warn({ err: error.message }, 'could not index earlier uploads by owner; the next start tries again'),
+  );
+  app.addHook('onClose', () => indexing.then(() => undefined));
   const swept = await datasets.sweepIncoming(INCOMING_MAX_AGE_MS);
   if (swept.length) app.log.warn({ swept }, 'removed uploads left half-received by a crashed process');
   const defaults = PreflightOptions.parse({});
