@@ -9,7 +9,7 @@ export interface Encoded {
 }
 
 const FLOAT_TENSOR = 1;
-const AttributeType = { Float: 1, Int: 2, Ints: 7 } as const;
+const AttributeType = { Int: 2, Ints: 7 } as const;
 
 function varint(value: number | bigint): Uint8Array {
   let v = BigInt.asUintN(64, BigInt(value));
@@ -22,7 +22,7 @@ function varint(value: number | bigint): Uint8Array {
   return Uint8Array.from(bytes);
 }
 
-const key = (field: number, wireType: 0 | 2 | 5) => varint((field << 3) | wireType);
+const key = (field: number, wireType: 0 | 2) => varint((field << 3) | wireType);
 
 export class Message {
   private readonly parts: Uint8Array[] = [];
@@ -38,12 +38,6 @@ export class Message {
 
   int(field: number, value: number): this {
     return this.push(key(field, 0), varint(value));
-  }
-
-  float(field: number, value: number): this {
-    const bytes = new Uint8Array(4);
-    new DataView(bytes.buffer).setFloat32(0, value, true);
-    return this.push(key(field, 5), bytes);
   }
 
   bytes(field: number, value: Uint8Array): this {
@@ -64,8 +58,8 @@ export class Message {
   }
 }
 
-/** AttributeProto: name 1, f 2, i 3, ints 8, type 20. */
-export type AttributeValue = number | number[] | { float: number };
+/** AttributeProto: name 1, i 3, ints 8, type 20 (the exported graph has integer attributes only). */
+export type AttributeValue = number | number[];
 
 export function attribute(name: string, value: AttributeValue): Message {
   const m = new Message().string(1, name);
@@ -73,7 +67,6 @@ export function attribute(name: string, value: AttributeValue): Message {
     for (const v of value) m.int(8, v);
     return m.int(20, AttributeType.Ints);
   }
-  if (typeof value === 'object') return m.float(2, value.float).int(20, AttributeType.Float);
   return m.int(3, value).int(20, AttributeType.Int);
 }
 

@@ -104,23 +104,27 @@ async function writeArchive(store: ArtifactStore, folder: string, key: string): 
   await store.write(hashKey(key), hash.digest('hex'));
 }
 
-/** A download derived from a model folder, built on first request and kept in the store, so repeated downloads are plain reads. */
-async function derived(store: ArtifactStore, key: string, build: () => Promise<void>): Promise<{ size: number; built: boolean }> {
-  const existing = await store.stat(key);
-  if (existing) return { size: existing.size, built: false };
-  await build();
-  const written = await store.stat(key);
-  if (!written) throw new Error(`download ${key} vanished after it was written`);
-  return { size: written.size, built: true };
-}
-
-/** The safetensors the worker wrote beside the final model, if the folder has one. */
-async function storedWeights(artifacts: JobArtifacts, { folder }: ModelFolder): Promise<Download | null> {
-  const key = artifacts.torchvisionWeightsKey(folder);
-  const stat = await artifacts.store.stat(key);
-  if (!stat) return null;
-  const etag = await storedHash(artifacts.store, key);
-  return { size: stat.size, etag, filename: '', contentType: CONTENT_TYPES.safetensors, open: () => artifacts.store.open(key) };
+/**
+ * A download derived from a model folder, built on first request and kept in the store (repeated
+ * downloads are plain reads), its use recorded with the archive cache that bounds them all.
+ */
+async function cachedDownload(
+  artifacts: JobArtifacts,
+  model: ModelFolder,
+  format: CheckpointFormat,
+  { archives, exporter }: { archives: ArchiveCache; exporter: ModelExporter },
+): Promise<{ key: string; size: number }> {
+  const { store, jobId } = artifacts;
+  const key = artifacts.downloadKey(model.label, format);
+  let stat = await store.stat(key);
+  const built = !stat;
+  if (!stat) {
+    await (format === 'tar.gz' ? writeArchive(store, model.folder, key) : exporter.export({ jobId, model, format, key }));
+    stat = await store.stat(key);
+    if (!stat) throw new Error(`download ${key} vanished after it was written`);
+  }
+  await archives.used(key, stat.size, built);
+  return { key, size: stat.size };
 }
 
 export async function checkpointDownload(
@@ -130,15 +134,18 @@ export async function checkpointDownload(
   { archives, exporter }: { archives: ArchiveCache; exporter: ModelExporter },
 ): Promise<Download> {
   const model = await modelFolder(artifacts, selector);
-  const filename = `${artifacts.jobId}-${model.label}.${format}`;
-  const stored = format === 'safetensors' ? await storedWeights(artifacts, model) : null;
-  if (stored) return { ...stored, filename };
   const { store, jobId } = artifacts;
-  const key = artifacts.downloadKey(model.label, format);
-  const { size, built } = await derived(store, key, () =>
-    format === 'tar.gz' ? writeArchive(store, model.folder, key) : exporter.export({ jobId, model, format, key }),
-  );
-  const etag = await storedHash(store, key);
-  await archives.used(key, size, built);
-  return { size, etag, filename, contentType: CONTENT_TYPES[format], open: () => store.open(key) };
+  // The safetensors the worker wrote beside the final model is served as it is; everything else is derived and cached.
+  const written = artifacts.torchvisionWeightsKey(model.folder);
+  const stored = format === 'safetensors' ? await store.stat(written) : null;
+  const { key, size } = stored
+    ? { key: written, size: stored.size }
+    : await cachedDownload(artifacts, model, format, { archives, exporter });
+  return {
+    size,
+    etag: await storedHash(store, key),
+    filename: `${jobId}-${model.label}.${format}`,
+    contentType: CONTENT_TYPES[format],
+    open: () => store.open(key),
+  };
 }

@@ -121,12 +121,11 @@ export function guardAdmin(scope: FastifyInstance, mode: AuthMode, adminKey: str
     if (mode === 'single-user') return;
     const presented = bearerOf(request) ?? (browser ? basicPasswordOf(request) : null);
     if (presented && adminKey && sameSecret(presented, adminKey)) return;
-    if (!browser) {
-      reply.header('www-authenticate', 'Bearer realm="retrain"');
-      throw new HttpProblem(401, 'Unauthorized', 'send the admin key as Authorization: Bearer <key>');
-    }
-    // Answered here: the pages' own plugin has an error handler of its own that would turn a thrown problem into a 500.
-    reply.header('www-authenticate', 'Basic realm="retrain admin", charset="UTF-8"');
-    return sendProblem(reply, request, 401, 'sign in with the admin key as the password (any user name)');
+    // Answered here rather than thrown: the queue admin's plugin has an error handler of its own that would make it a 500.
+    reply.header('www-authenticate', browser ? 'Basic realm="retrain admin", charset="UTF-8"' : 'Bearer realm="retrain"');
+    const detail = browser
+      ? 'sign in with the admin key as the password (any user name)'
+      : 'send the admin key as Authorization: Bearer <key>';
+    return sendProblem(reply, request, 401, detail);
   });
 }

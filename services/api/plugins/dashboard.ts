@@ -35,13 +35,12 @@ async function buildAssets(): Promise<Map<string, Asset>> {
     legalComments: 'none',
     logLevel: 'silent',
   });
-  const read = (url: URL | string) => readFile(url);
   const uplotCss = createRequire(import.meta.url).resolve('uplot/dist/uPlot.min.css');
   return new Map([
-    ['/', asset(await read(new URL('index.html', DASHBOARD)), 'text/html; charset=utf-8')],
+    ['/', asset(await readFile(new URL('index.html', DASHBOARD)), 'text/html; charset=utf-8')],
     ['/dashboard/app.js', asset(bundle.outputFiles[0].contents, 'text/javascript; charset=utf-8')],
-    ['/dashboard/style.css', asset(await read(new URL('style.css', DASHBOARD)), 'text/css; charset=utf-8')],
-    ['/dashboard/uplot.css', asset(await read(uplotCss), 'text/css; charset=utf-8')],
+    ['/dashboard/style.css', asset(await readFile(new URL('style.css', DASHBOARD)), 'text/css; charset=utf-8')],
+    ['/dashboard/uplot.css', asset(await readFile(uplotCss), 'text/css; charset=utf-8')],
   ]);
 }
 

@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { QueueName, type Queues } from '../../../common/queues.js';
 import { guardAdmin, type AuthMode } from './auth.js';
 
-export const QUEUE_ADMIN_PATH = '/admin/queues';
+const QUEUE_ADMIN_PATH = '/admin/queues';
 
 /**
  * bull-board at /admin/queues for operators: every queue's jobs by state, their data, progress, logs and
