@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -10,9 +10,8 @@ import { seededRandom } from '../../engine/data/random.js';
 import { renderSyntheticImage } from '../../engine/data/synthetic.js';
 import { parseSafetensors } from '../../engine/model/safetensors.js';
 import { ApiKeys } from '../../common/api-keys.js';
-import { whenReady } from '../../common/queues.js';
 import type { Metrics } from '../../schemas/metrics.js';
-import { testApp } from '../helpers/app.js';
+import { keyedTestApp } from '../helpers/app.js';
 import { launchChromium, newPage, screenshot } from '../helpers/browser.js';
 import { writeMessyDataset } from '../helpers/images.js';
 import { onnxHeader } from '../helpers/onnx.js';
@@ -165,15 +164,13 @@ describe('the dashboard in a real browser', () => {
 });
 
 describe('the dashboard with API keys', () => {
-  const scratch = tempDir('dashboard-keys');
   const ADMIN_API_KEY = 'admin-key-for-the-dashboard-test-0123456789';
-  let api: Awaited<ReturnType<typeof testApp>>;
+  let api: Awaited<ReturnType<typeof keyedTestApp>>;
   let browser: Browser;
   let base: string;
   const errors: string[] = [];
   before(async () => {
-    api = await testApp('dashboard-keys', scratch, { ADMIN_API_KEY });
-    await whenReady(api.redis, 5000);
+    api = await keyedTestApp('dashboard-keys', ADMIN_API_KEY);
     await api.app.listen({ host: '127.0.0.1', port: 0 });
     base = `http://127.0.0.1:${(api.app.server.address() as AddressInfo).port}`;
     browser = await launchChromium();
@@ -181,7 +178,6 @@ describe('the dashboard with API keys', () => {
   after(async () => {
     await browser?.close();
     await api.close();
-    rmSync(scratch, { recursive: true, force: true });
     assert.deepEqual(errors, []);
   });
 

@@ -1,12 +1,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import supertest from 'supertest';
 import { ApiKeys } from '../../common/api-keys.js';
-import { whenReady } from '../../common/queues.js';
-import { testApp } from '../helpers/app.js';
+import { keyedTestApp } from '../helpers/app.js';
 import { finished, pollJob, sleep, startService, type TestService } from '../helpers/service.js';
-import { tempDir } from '../helpers/torch.js';
 
 /** The value of one series in a Prometheus text exposition, null when absent. */
 function sample(text: string, series: string): number | null {
@@ -80,16 +77,13 @@ describe('Prometheus metrics', () => {
 });
 
 describe('Prometheus metrics with API keys', () => {
-  const scratch = tempDir('metrics-keys');
   const ADMIN_API_KEY = 'admin-key-for-the-metrics-test-0123456789';
-  let api: Awaited<ReturnType<typeof testApp>>;
+  let api: Awaited<ReturnType<typeof keyedTestApp>>;
   before(async () => {
-    api = await testApp('metrics-keys', scratch, { ADMIN_API_KEY });
-    await whenReady(api.redis, 5000);
+    api = await keyedTestApp('metrics-keys', ADMIN_API_KEY);
   });
   after(async () => {
     await api.close();
-    rmSync(scratch, { recursive: true, force: true });
   });
 
   it('answers the admin key only', async () => {

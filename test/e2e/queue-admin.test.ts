@@ -1,24 +1,18 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import supertest from 'supertest';
 import { ApiKeys } from '../../common/api-keys.js';
-import { whenReady } from '../../common/queues.js';
-import { testApp } from '../helpers/app.js';
-import { tempDir } from '../helpers/torch.js';
+import { keyedTestApp } from '../helpers/app.js';
 
 describe('the queue admin (bull-board) at /admin/queues', () => {
-  const scratch = tempDir('queue-admin');
   const ADMIN_API_KEY = 'admin-key-for-the-queue-admin-test-0123456789';
-  let api: Awaited<ReturnType<typeof testApp>>;
+  let api: Awaited<ReturnType<typeof keyedTestApp>>;
   const basic = (password: string) => `Basic ${Buffer.from(`ops:${password}`).toString('base64')}`;
   before(async () => {
-    api = await testApp('queue-admin', scratch, { ADMIN_API_KEY });
-    await whenReady(api.redis, 5000);
+    api = await keyedTestApp('queue-admin', ADMIN_API_KEY);
   });
   after(async () => {
     await api.close();
-    rmSync(scratch, { recursive: true, force: true });
   });
 
   it('asks a browser for the admin key and lets nobody else in', async () => {

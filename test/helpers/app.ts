@@ -1,9 +1,11 @@
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { openArtifactStore } from '../../common/open-artifact-store.js';
 import { createLogger } from '../../common/logger.js';
-import { isRedisUnavailable, scanKeys, queueOptionsOf, Queues, redisConnection } from '../../common/queues.js';
+import { isRedisUnavailable, scanKeys, queueOptionsOf, Queues, redisConnection, whenReady } from '../../common/queues.js';
 import { loadConfig } from '../../schemas/config.js';
 import { buildApp } from '../../services/api/app.js';
+import { tempDir } from './torch.js';
 
 /** The real API in this process, on a real Redis, with its own queue prefix and folders under `scratch`. */
 export async function testApp(name: string, scratch: string, env: Record<string, string> = {}) {
@@ -44,4 +46,18 @@ export async function testApp(name: string, scratch: string, env: Record<string,
   }
 
   return { config, app, redis, queues, store, close };
+}
+
+/** The API alone with API keys on, in a scratch folder of its own that `close` also removes. */
+export async function keyedTestApp(name: string, adminKey: string) {
+  const scratch = tempDir(name);
+  const api = await testApp(name, scratch, { ADMIN_API_KEY: adminKey });
+  await whenReady(api.redis, 5000);
+  return {
+    ...api,
+    close: async () => {
+      await api.close();
+      rmSync(scratch, { recursive: true, force: true });
+    },
+  };
 }
