@@ -2,7 +2,7 @@
 """The PyTorch peer of `npm run bench` (Debian's python3-torch, /usr/bin/python3): the same work on the
 same machine in the same run. Prints one JSON document: images/s of inference, a feature-extraction
 step and a fine-tuning step (BatchNorm frozen, as the service's default) per input size, in NCHW and
-channels_last; each the median of three timed runs after a warm-up, as the bench times its own.
+channels_last; each the median of seven timed runs after two warm-ups, as the bench times its own.
 
 usage: torch_bench.py --sizes 224,112 --batch 16 --threads 2
 """
@@ -14,7 +14,8 @@ import torch
 import torchvision
 
 
-def median_seconds(run, repeats=3):
+def median_seconds(run, repeats=7):
+    run()
     run()
     times = []
     for _ in range(repeats):

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { nativeConvBackward } from '../native/kernels/conv-backward.js';
+import { SCALED_CONV } from '../native/kernels/conv2d.js';
 import { addRelu, reluBackward } from '../native/kernels/relu-grad.js';
 import { backbone, head, maxPoolLayers, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
 import { BatchNorm2d } from './batch-norm.js';
@@ -13,7 +14,7 @@ interface Folding {
   stateIds: object[];
   scale: tf.Tensor1D;
   shift: tf.Tensor1D;
-  /** Kept only for a frozen convolution: a trained one's filter changes every step. */
+  /** Kept only for a frozen convolution: a trainable one's filter changes every step. */
   filter: tf.Tensor4D | null;
 }
 
@@ -115,10 +116,11 @@ class EagerRun implements Builder<tf.Tensor> {
       const normalised = bn.apply(tf.conv2d(input as tf.Tensor4D, kernel, spec.stride, padding), { training: true }) as tf.Tensor;
       return this.mark(relu ? tf.relu(normalised) : normalised, true);
     }
-    const folding = this.owner.folding(conv, bn, !trainsConv);
-    const filter = folding.filter ?? tf.mul<tf.Tensor4D>(kernel, folding.scale);
+    // A trainable filter changes every step: a folded copy of it (and its reorder) would be stale by the next validation.
+    const folding = this.owner.folding(conv, bn, !conv.trainable);
+    const weights = folding.filter ? { filter: folding.filter } : { filter: kernel, scale: folding.scale };
     const gradients = { x: this.training && this.differentiable.has(x), filter: trainsConv };
-    const out = foldedConv(input as tf.Tensor4D, filter, folding.shift, spec.stride, padding, relu, gradients);
+    const out = foldedConv(input as tf.Tensor4D, weights, folding.shift, spec.stride, padding, relu, gradients);
     return this.mark(out, gradients.x || gradients.filter);
   }
 
@@ -153,21 +155,28 @@ class EagerRun implements Builder<tf.Tensor> {
 }
 
 /**
- * Convolution, bias and optional ReLU in one kernel, with a gradient for only the inputs named in
- * `gradients` (tfjs' fused conv computes the input's and the bias's gradients whether wanted or not).
+ * Convolution (its filter times `scale` per output channel, if given), bias and optional ReLU in one
+ * kernel, with a gradient for only the inputs named in `gradients` (tfjs' fused conv computes the
+ * input's and the bias's gradients whether wanted or not).
  */
 function foldedConv(
   x: tf.Tensor4D,
-  filter: tf.Tensor4D,
+  weights: { filter: tf.Tensor4D; scale?: tf.Tensor1D },
   bias: tf.Tensor1D,
   strides: number,
   pad: Padding,
   relu: boolean,
   gradients: { x: boolean; filter: boolean },
 ): tf.Tensor4D {
+  // The addon scales the filter as it reorders it, and the gradient at the output on its way back; elsewhere a multiply does.
+  const scale = weights.scale && tf.getKernel(SCALED_CONV, tf.getBackend()) ? weights.scale : undefined;
+  const filter = weights.scale && !scale ? tf.mul<tf.Tensor4D>(weights.filter, weights.scale) : weights.filter;
   // The kernel itself: tf.fused.conv2d splits into conv, add and relu whenever a gradient is being taken.
   const attrs = { strides, pad, dataFormat: 'NHWC' as const, dilations: 1, activation: relu ? 'relu' : 'linear' };
-  const run = () => tf.engine().runKernel<tf.Tensor4D>('FusedConv2D', { x, filter, bias }, attrs);
+  const run = () =>
+    scale
+      ? tf.engine().runKernel<tf.Tensor4D>(SCALED_CONV, { x, filter, bias, scale }, attrs)
+      : tf.engine().runKernel<tf.Tensor4D>('FusedConv2D', { x, filter, bias }, attrs);
   if (!gradients.x && !gradients.filter) return run();
   const differentiable = [...(gradients.x ? [x] : []), ...(gradients.filter ? [filter] : [])];
   const withGradient = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
@@ -179,7 +188,7 @@ function foldedConv(
       gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
         const [savedX, savedFilter, savedY] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
         const backwardAttrs = { ...attrs, relu, inputGradient: gradients.x, filterGradient: gradients.filter };
-        const native = nativeConvBackward({ dy, y: savedY, x: savedX, filter: savedFilter }, backwardAttrs);
+        const native = nativeConvBackward({ dy, y: savedY, x: savedX, filter: savedFilter, ...(scale && { scale }) }, backwardAttrs);
         if (native) return native;
         const dz = (relu ? reluBackward(dy, savedY) : dy) as tf.Tensor4D;
         const result: tf.Tensor[] = [];

@@ -31,6 +31,7 @@ export interface OneDnnAddon {
   ): void;
   /** Convolutions in bfloat16 (true) or float32; answers whether bfloat16 is now on (it needs AVX512-BF16). */
   setPrecision(bf16: boolean): boolean;
+  /** With `scale`, the filter multiplied by it per output channel (a folded BatchNorm's scale). */
   conv2d(
     x: Float32Array,
     filter: Float32Array,
@@ -39,10 +40,14 @@ export interface OneDnnAddon {
     geometry: Int32Array,
     relu: boolean,
     filterId: number,
+    scale: Float32Array | null,
   ): void;
   conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, geometry: Int32Array, filterId: number): void;
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dFilter: Float32Array, geometry: Int32Array): void;
-  /** A convolution's gradients from dy, through ReLU when y (its output) is given; each output when not null. */
+  /**
+   * A convolution's gradients from dy, through ReLU when y (its output) is given; each output when not null.
+   * With `scale`, the convolution's filter was scaled by it (conv2d's `scale`); dFilter is the unscaled filter's.
+   */
   convBackward(
     dy: Float32Array,
     y: Float32Array | null,
@@ -52,6 +57,7 @@ export interface OneDnnAddon {
     dFilter: Float32Array | null,
     geometry: Int32Array,
     filterId: number,
+    scale: Float32Array | null,
   ): void;
   matMul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, dims: Int32Array, relu: boolean): void;
   /** kind 0 add, 1 multiply, 2 subtract; a [rows, channels], b [bRows, channels] with bRows 1 or rows. */

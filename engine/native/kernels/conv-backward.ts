@@ -4,7 +4,10 @@ import { convGeometry, type ConvAttrs } from './conv-geometry.js';
 import { filterIdOf, heapViews, type WasmBackend } from './heap.js';
 import { attrMap, attrsOf } from '../../backend/kernel-attrs.js';
 
-/** A kernel of this project's: a convolution's backward pass, through its ReLU when `relu`; outputs [dx?, dFilter?]. */
+/**
+ * A kernel of this project's: a convolution's backward pass, through its ReLU when `relu`; outputs [dx?, dFilter?].
+ * With the input `scale`, the convolution ran filter * scale per output channel (SCALED_CONV), and dFilter is the filter's own.
+ */
 export const CONV_BACKWARD = 'RetrainConvBackward';
 
 export interface ConvBackwardAttrs extends ConvAttrs {
@@ -16,7 +19,7 @@ export interface ConvBackwardAttrs extends ConvAttrs {
 export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
   return (args) => {
     const backend = args.backend as WasmBackend;
-    const { dy, y, x, filter } = args.inputs as Record<'dy' | 'y' | 'x' | 'filter', tf.TensorInfo>;
+    const { dy, y, x, filter, scale } = args.inputs as Record<'dy' | 'y' | 'x' | 'filter', tf.TensorInfo> & { scale?: tf.TensorInfo };
     const attrs = attrsOf<ConvBackwardAttrs>(args.attrs);
     const geometry = convGeometry(x.shape, filter.shape, attrs);
     if (!geometry) throw new Error(`${CONV_BACKWARD} takes NHWC tensors`);
@@ -24,17 +27,20 @@ export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
       ...(attrs.inputGradient ? [backend.makeOutput(x.shape, 'float32')] : []),
       ...(attrs.filterGradient ? [backend.makeOutput(filter.shape, 'float32')] : []),
     ];
-    const [dyData, yData, xData, filterData, ...outputData] = heapViews(backend, [dy, y, x, filter, ...outputs]);
+    const views = heapViews(backend, [dy, y, x, filter, ...outputs, ...(scale ? [scale] : [])]);
+    const [dyData, yData, xData, filterData] = views;
+    const outputData = views.slice(4, 4 + outputs.length);
     const dx = attrs.inputGradient ? outputData[0] : null;
     const dFilter = attrs.filterGradient ? outputData[outputData.length - 1] : null;
-    addon.convBackward(dyData, attrs.relu ? yData : null, xData, filterData, dx, dFilter, geometry, filterIdOf(filter));
+    const scaleData = scale ? views[4 + outputs.length] : null;
+    addon.convBackward(dyData, attrs.relu ? yData : null, xData, filterData, dx, dFilter, geometry, filterIdOf(filter), scaleData);
     return outputs;
   };
 }
 
 /** The gradients a convolution (then ReLU if `relu`) passes back, in one native call where the backend has it. */
 export function nativeConvBackward(
-  inputs: { dy: tf.Tensor4D; y: tf.Tensor4D; x: tf.Tensor4D; filter: tf.Tensor4D },
+  inputs: { dy: tf.Tensor4D; y: tf.Tensor4D; x: tf.Tensor4D; filter: tf.Tensor4D; scale?: tf.Tensor1D },
   attrs: ConvBackwardAttrs,
 ): tf.Tensor[] | null {
   if (!tf.getKernel(CONV_BACKWARD, tf.getBackend())) return null;

@@ -6,19 +6,31 @@ import { attrsOf } from '../../backend/kernel-attrs.js';
 
 type Activation = 'linear' | 'relu' | 'relu6' | 'prelu' | 'leakyrelu' | 'sigmoid' | 'elu';
 
-/** Conv2D, and FusedConv2D with an optional bias and a linear or ReLU activation (what tf.layers emits). */
+/**
+ * A kernel of this project's: FusedConv2D whose filter is multiplied per output channel by the input
+ * `scale` (a folded BatchNorm's) as the addon reorders it, instead of by a filter-sized tensor op.
+ */
+export const SCALED_CONV = 'RetrainScaledConv2D';
+
+/**
+ * Conv2D, FusedConv2D with an optional bias and a linear or ReLU activation (what tf.layers emits), and
+ * the same with a `scale`; `stock` runs what the addon does not cover.
+ */
 export function makeConv2D(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const { inputs, attrs } = args;
     const backend = args.backend as WasmBackend;
-    const { x, filter, bias, preluActivationWeights } = inputs as Record<string, tf.TensorInfo | undefined>;
+    const { x, filter, bias, scale, preluActivationWeights } = inputs as Record<string, tf.TensorInfo | undefined>;
     const activation = (attrs as { activation?: Activation }).activation ?? 'linear';
     if (!x || !filter || preluActivationWeights || (activation !== 'linear' && activation !== 'relu')) return stock(args);
     const geometry = convGeometry(x.shape, filter.shape, attrsOf<ConvAttrs>(attrs));
     if (!geometry) return stock(args);
     const out = backend.makeOutput([geometry[0], geometry[7], geometry[8], geometry[6]], 'float32');
-    const [xData, filterData, outData, biasData] = heapViews(backend, bias ? [x, filter, out, bias] : [x, filter, out]);
-    addon.conv2d(xData, filterData, biasData ?? null, outData, geometry, activation === 'relu', filterIdOf(filter));
+    const optional = [bias, scale].filter((info): info is tf.TensorInfo => info !== undefined);
+    const [xData, filterData, outData, ...rest] = heapViews(backend, [x, filter, out, ...optional]);
+    const biasData = bias ? rest.shift() : undefined;
+    const scaleData = scale ? rest.shift() : undefined;
+    addon.conv2d(xData, filterData, biasData ?? null, outData, geometry, activation === 'relu', filterIdOf(filter), scaleData ?? null);
     return out;
   };
 }

@@ -8,7 +8,7 @@ import { makeBinary } from './binary.js';
 import { makeAvgPoolGrad, makeMaxPoolGrad } from './max-pool-grad.js';
 import { ADD_RELU, makeAddRelu, makeReluGrad, registerReluGradient, RELU_GRAD } from './relu-grad.js';
 import { CONV_BACKWARD, makeConvBackward } from './conv-backward.js';
-import { makeConv2D } from './conv2d.js';
+import { makeConv2D, SCALED_CONV } from './conv2d.js';
 import { makeConv2DBackpropFilter } from './conv2d-backprop-filter.js';
 import { makeConv2DBackpropInput } from './conv2d-backprop-input.js';
 
@@ -41,6 +41,10 @@ export function registerOneDnnKernels(addon: OneDnnAddon): void {
   tf.registerKernel({ kernelName: RELU_GRAD, backendName: 'wasm', kernelFunc: makeReluGrad(addon) });
   tf.registerKernel({ kernelName: ADD_RELU, backendName: 'wasm', kernelFunc: makeAddRelu(addon) });
   tf.registerKernel({ kernelName: CONV_BACKWARD, backendName: 'wasm', kernelFunc: makeConvBackward(addon) });
+  const unsupported = () => {
+    throw new Error(`${SCALED_CONV} takes NHWC tensors and a linear or ReLU activation`);
+  };
+  tf.registerKernel({ kernelName: SCALED_CONV, backendName: 'wasm', kernelFunc: makeConv2D(addon, unsupported) });
   tf.registerKernel({ kernelName: ADAM, backendName: 'wasm', kernelFunc: makeAdam(addon) });
   tf.registerKernel({ kernelName: BATCH_NORM_TRAIN, backendName: 'wasm', kernelFunc: makeBatchNormTrain(addon) });
   tf.registerKernel({ kernelName: BATCH_NORM_GRAD, backendName: 'wasm', kernelFunc: makeBatchNormGrad(addon) });

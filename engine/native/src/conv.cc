@@ -96,10 +96,21 @@ memory FilterIn(Context& context, Borrowed& borrowed, const memory::desc& wanted
   return WeightsIn(context, borrowed, wanted, Hwio(g.Weights()), hwio, weightsId, std::string(use) + ":" + g.Key());
 }
 
-/** conv2d(x, filter, bias | null, out, geometry, relu, filterId) */
+/** The filter times a scale per output channel, in the layout `wanted`, for this call: the reorder does the multiplying. */
+static memory ScaledFilter(Context& context, Borrowed& borrowed, const memory::desc& wanted, float* hwio, const ConvGeometry& g,
+                           const float* scale) {
+  memory given(Hwio(g.Weights()), context.engine, hwio);
+  memory scaled = borrowed.Memory(wanted, context.engine);
+  dnnl::primitive_attr attr;
+  attr.set_output_scales(1 << 0, std::vector<float>(scale, scale + g.o));  // dimension 0 of {O, I, H, W}
+  dnnl::reorder(dnnl::reorder::primitive_desc(given, scaled, attr)).execute(context.stream, given, scaled);
+  return scaled;
+}
+
+/** conv2d(x, filter, bias | null, out, geometry, relu, filterId, scale | null): with a scale, the filter is multiplied by it per output channel. */
 Napi::Value Conv2D(const Napi::CallbackInfo& info) {
   return Guarded(info, "Conv2D", [&] {
-    if (info.Length() != 7) throw std::invalid_argument("expects 7 arguments");
+    if (info.Length() != 8) throw std::invalid_argument("expects 8 arguments");
     ConvGeometry g = ConvGeometry::From(info[4]);
     bool bias = !info[2].IsNull();
     bool relu = info[5].ToBoolean();
@@ -107,10 +118,12 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
     float* filter = FloatData(info[1], g.WeightElements(), "filter");
     float* b = bias ? FloatData(info[2], size_t(g.o), "bias") : nullptr;
     float* out = FloatData(info[3], g.DstElements(), "out");
+    const float* scale = info[7].IsNull() ? nullptr : FloatData(info[7], size_t(g.o), "scale");
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
     auto [primitive, pd] = Forward(context, g, bias, relu);
-    memory weights = FilterIn(context, borrowed, pd->weights_desc(), filter, g, info[6].ToNumber().Int64Value(), "fwd");
+    memory weights = scale ? ScaledFilter(context, borrowed, pd->weights_desc(), filter, g, scale)
+                           : FilterIn(context, borrowed, pd->weights_desc(), filter, g, info[6].ToNumber().Int64Value(), "fwd");
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, TensorIn(context, borrowed, pd->src_desc(), g.Src(), x)},
                                          {DNNL_ARG_WEIGHTS, weights},
                                          {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, out)},

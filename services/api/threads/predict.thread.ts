@@ -37,7 +37,10 @@ function modelOf(jobId: string): Promise<LoadedModel> {
       const artifacts = new JobArtifacts(store, jobId);
       const metadata = await artifacts.readModelMetadata(artifacts.finalFolder);
       if (!metadata) throw new Error(`job ${jobId} has no final model`);
-      return { resnet: await loadModel(store, artifacts.finalFolder), metadata };
+      const resnet = await loadModel(store, artifacts.finalFolder);
+      // Nothing trains here: frozen convolutions keep their BatchNorm-folded filters from one request to the next.
+      for (const layer of resnet.model.layers) layer.trainable = false;
+      return { resnet, metadata };
     })();
     entry.catch(() => loaded.delete(jobId));
     loaded.set(jobId, entry);

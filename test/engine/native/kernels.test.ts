@@ -7,6 +7,8 @@ import { BatchNorm2d } from '../../../engine/model/batch-norm.js';
 import { buildResNet50 } from '../../../engine/model/resnet50.js';
 import { loadOneDnn, type OneDnnAddon } from '../../../engine/native/onednn.js';
 import { useConvolutionPrecision } from '../../../engine/native/kernels/register.js';
+import { SCALED_CONV } from '../../../engine/native/kernels/conv2d.js';
+import { nativeConvBackward } from '../../../engine/native/kernels/conv-backward.js';
 import { FusedAdamOptimizer } from '../../../engine/training/adam.js';
 import { trainStep } from '../../../engine/training/train-step.js';
 import { bitIdentical, maxAbsDifference } from '../../helpers/tf.js';
@@ -110,11 +112,42 @@ describe('oneDNN kernels for the wasm backend', () => {
     denseResults(40).forEach((values, i) => assert.ok(relativeError(values, dense[i]) <= 1e-5, `dense case ${i}`));
   });
 
+  it('scale a filter per output channel as they use it, forward and both gradients, as a multiply before the convolution does', async () => {
+    await selectBackend('wasm', { nativeKernels: true });
+    cases().forEach((c, i) => {
+      const relu = i % 2 === 0;
+      const label = `${c.kernel}x${c.kernel}/${c.stride} ${c.padding} on [${c.input}] -> ${c.filters}${relu ? ' + ReLU' : ''}`;
+      tf.tidy(() => {
+        const d = caseData(c, i);
+        const x = tf.tensor4d(d.x, c.input);
+        const kernel = tf.tensor4d(d.filter, d.filterShape);
+        const weights = tf.tensor4d(d.weights, d.outShape);
+        const scale = tf.randomUniform<tf.Rank.R1>([c.filters], 0.2, 3, 'float32', 3000 + i);
+        const bias = tf.randomNormal<tf.Rank.R1>([c.filters], 0, 1, 'float32', 4000 + i);
+        const composed = (a: tf.Tensor, k: tf.Tensor) => {
+          const z = tf.add(tf.conv2d(a as tf.Tensor4D, tf.mul<tf.Tensor4D>(k, scale), c.stride, c.padding), bias);
+          return relu ? tf.relu(z) : z;
+        };
+        const [dx, dKernel] = tf.grads((a, k) => tf.sum(tf.mul(composed(a, k), weights)))([x, kernel]);
+        const attrs = { strides: c.stride, pad: c.padding, dataFormat: 'NHWC', dilations: 1, activation: relu ? 'relu' : 'linear' };
+        const y = tf.engine().runKernel<tf.Tensor4D>(SCALED_CONV, { x, filter: kernel, bias, scale }, attrs);
+        const backward = { ...attrs, dataFormat: 'NHWC' as const, relu, inputGradient: true, filterGradient: true };
+        const gradients = nativeConvBackward({ dy: weights, y, x, filter: kernel, scale }, backward);
+        assert.ok(gradients, 'the native backward kernel is registered');
+        const pairs = { y: [y, composed(x, kernel)], dx: [gradients[0], dx], dFilter: [gradients[1], dKernel] };
+        for (const [part, [ours, reference]] of Object.entries(pairs)) {
+          const error = relativeError(ours.dataSync(), reference.dataSync());
+          assert.ok(error <= 1e-4, `${part} of ${label}: ${error}`);
+        }
+      });
+    });
+  });
+
   it('answer bad shapes with a JavaScript error naming the kernel, not a crash', () => {
     const geometry = Int32Array.from([1, 4, 4, 2, 3, 3, 2, 4, 4, 1, 1, 1, 1, 1, 1, 1, 1]);
     const small = new Float32Array(3);
     assert.throws(
-      () => addon.conv2d(small, new Float32Array(36), null, new Float32Array(32), geometry, false, 0),
+      () => addon.conv2d(small, new Float32Array(36), null, new Float32Array(32), geometry, false, 0, null),
       /^Error: Conv2D: x holds 3 values/,
     );
     const wrongOut = Int32Array.from([1, 4, 4, 2, 3, 3, 2, 9, 9, 1, 1, 1, 1, 1, 1, 1, 1]);
@@ -129,7 +162,7 @@ describe('oneDNN kernels for the wasm backend', () => {
     assert.throws(() => addon.conv2dBackpropInput(small, small, small, new Int32Array(3), 0), /^Error: Conv2DBackpropInput: geometry/);
     const [dy, x, filter] = [new Float32Array(32), new Float32Array(32), new Float32Array(36)];
     assert.throws(
-      () => addon.convBackward(dy, small, x, filter, null, filter, geometry, 0),
+      () => addon.convBackward(dy, small, x, filter, null, filter, geometry, 0, null),
       /^Error: RetrainConvBackward: y holds 3 values/,
     );
     const four = () => new Float32Array(4);
