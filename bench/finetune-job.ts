@@ -1,7 +1,7 @@
 // One fine-tuning job through the worker's runJob, in a process of its own so its peak RSS is the job's:
 // node --import tsx bench/finetune-job.ts --data DIR --folder NAME --size 32 --epochs 2
 // Prints one JSON object: seconds of every epoch, final validation accuracy, peak RSS.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,6 +21,16 @@ const { values } = parseArgs({
   },
 });
 if (!values.data || !values.folder || !values.size) throw new Error('--data, --folder and --size are required');
+
+/**
+ * This process's own peak RSS (VmHWM). Not getrusage's maxRSS: Linux carries that across exec from the
+ * address space it replaces, so a child spawned by the bench reported the bench's own peak when larger.
+ */
+function peakRssMiB(): number {
+  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  if (!match) throw new Error('no VmHWM in /proc/self/status');
+  return Number(match[1]) / 1024;
+}
 const artifactsDir = mkdtempSync(path.join(os.tmpdir(), 'retrain-job-'));
 try {
   const config = loadConfig({ ...process.env, DATA_DIR: values.data, ARTIFACTS_DIR: artifactsDir });
@@ -46,7 +56,7 @@ try {
       inputSize: spec.inputSize,
       epochSeconds: metrics?.epochs.map((epoch) => epoch.seconds) ?? [],
       validationAccuracy: metrics?.epochs.at(-1)?.validationAccuracy ?? null,
-      peakRssMiB: process.resourceUsage().maxRSS / 1024,
+      peakRssMiB: peakRssMiB(),
     })}\n`,
   );
 } finally {

@@ -12,7 +12,6 @@ import argparse
 import json
 import random
 import os
-import resource
 import tempfile
 import time
 
@@ -20,6 +19,15 @@ import torch
 import torch.nn as nn
 import torchvision
 from torchvision import transforms
+
+
+def peak_rss_mib():
+    """This process's own peak RSS (VmHWM): getrusage's ru_maxrss carries the spawning process's peak across exec."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def head(num_classes):
@@ -110,7 +118,7 @@ def main():
         "validationImages": len(validation_indices),
         "epochSeconds": seconds,
         "validationAccuracy": accuracy,
-        "peakRssMiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peakRssMiB": peak_rss_mib(),
     }))
 
 
