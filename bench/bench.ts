@@ -225,9 +225,12 @@ function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] }
       kernels: string;
       precision: Precision;
       inputSize: number;
+      batch: number;
       measurement: string;
       imagesPerSecond?: number;
     };
+    // PyTorch runs --batch: the cpu backend's smaller batch is not the same work.
+    if (ours.batch !== Number(values.batch)) return [];
     const theirs = peer.results.filter((p) => p.inputSize === ours.inputSize && p.measurement === ours.measurement);
     if (!ours.imagesPerSecond || theirs.length === 0) return [];
     const best = theirs.reduce((a, b) => (b.imagesPerSecond > a.imagesPerSecond ? b : a));
