@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
-import { heapViews, type WasmBackend } from './heap.js';
+import { heapViews, optionalHeapView, type WasmBackend } from './heap.js';
 
 /** BatchMatMul, and _FusedMatMul with an optional bias and a linear or ReLU activation (tf.layers' dense). */
 export function makeBatchMatMul(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelFunc {
@@ -24,11 +24,11 @@ export function makeBatchMatMul(addon: OneDnnAddon, stock: tf.KernelFunc): tf.Ke
     const n = transposeB ? bRows : bCols;
     if ((transposeB ? bCols : bRows) !== k) return stock(args);
     const out = backend.makeOutput([...a.shape.slice(0, -2), m, n], 'float32');
-    const [aData, bData, outData, biasData] = heapViews(backend, bias ? [a, b, out, bias] : [a, b, out]);
+    const [aData, bData, outData] = heapViews(backend, [a, b, out]);
     addon.matMul(
       aData,
       bData,
-      biasData ?? null,
+      optionalHeapView(backend, bias),
       outData,
       Int32Array.from([batchA, m, k, n, +transposeA, +transposeB]),
       activation === 'relu',

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
 import { convGeometry, type ConvAttrs } from './conv-geometry.js';
-import { filterIdOf, heapViews, type WasmBackend } from './heap.js';
+import { filterIdOf, heapViews, optionalHeapView, type WasmBackend } from './heap.js';
 import { attrMap, attrsOf } from '../../backend/kernel-attrs.js';
 
 /**
@@ -27,12 +27,10 @@ export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
       ...(attrs.inputGradient ? [backend.makeOutput(x.shape, 'float32')] : []),
       ...(attrs.filterGradient ? [backend.makeOutput(filter.shape, 'float32')] : []),
     ];
-    const views = heapViews(backend, [dy, y, x, filter, ...outputs, ...(scale ? [scale] : [])]);
-    const [dyData, yData, xData, filterData] = views;
-    const outputData = views.slice(4, 4 + outputs.length);
+    const [dyData, yData, xData, filterData, ...outputData] = heapViews(backend, [dy, y, x, filter, ...outputs]);
     const dx = attrs.inputGradient ? outputData[0] : null;
     const dFilter = attrs.filterGradient ? outputData[outputData.length - 1] : null;
-    const scaleData = scale ? views[4 + outputs.length] : null;
+    const scaleData = optionalHeapView(backend, scale);
     addon.convBackward(dyData, attrs.relu ? yData : null, xData, filterData, dx, dFilter, geometry, filterIdOf(filter), scaleData);
     return outputs;
   };

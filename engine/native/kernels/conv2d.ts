@@ -1,7 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
 import { convGeometry, type ConvAttrs } from './conv-geometry.js';
-import { filterIdOf, heapViews, type WasmBackend } from './heap.js';
+import { filterIdOf, heapViews, optionalHeapView, type WasmBackend } from './heap.js';
 import { attrsOf } from '../../backend/kernel-attrs.js';
 
 type Activation = 'linear' | 'relu' | 'relu6' | 'prelu' | 'leakyrelu' | 'sigmoid' | 'elu';
@@ -26,11 +26,9 @@ export function makeConv2D(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelF
     const geometry = convGeometry(x.shape, filter.shape, attrsOf<ConvAttrs>(attrs));
     if (!geometry) return stock(args);
     const out = backend.makeOutput([geometry[0], geometry[7], geometry[8], geometry[6]], 'float32');
-    const optional = [bias, scale].filter((info): info is tf.TensorInfo => info !== undefined);
-    const [xData, filterData, outData, ...rest] = heapViews(backend, [x, filter, out, ...optional]);
-    const biasData = bias ? rest.shift() : undefined;
-    const scaleData = scale ? rest.shift() : undefined;
-    addon.conv2d(xData, filterData, biasData ?? null, outData, geometry, activation === 'relu', filterIdOf(filter), scaleData ?? null);
+    const [xData, filterData, outData] = heapViews(backend, [x, filter, out]);
+    const [biasData, scaleData] = [bias, scale].map((info) => optionalHeapView(backend, info));
+    addon.conv2d(xData, filterData, biasData, outData, geometry, activation === 'relu', filterIdOf(filter), scaleData);
     return out;
   };
 }

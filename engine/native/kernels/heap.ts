@@ -18,6 +18,11 @@ export function heapViews(backend: WasmBackend, infos: readonly tf.TensorInfo[])
   });
 }
 
+/** The view of an optional input (a bias, a scale), or null for the addon when there is none. */
+export function optionalHeapView(backend: WasmBackend, info: tf.TensorInfo | undefined): Float32Array | null {
+  return info ? heapViews(backend, [info])[0] : null;
+}
+
 /** Stable small ids for filters, by their data: a filter whose values change gets new data, so a new id. */
 const filterIds = new WeakMap<object, number>();
 let nextFilterId = 1;
