@@ -53,23 +53,21 @@ export function trainStep(
       const weights = normalised ? tf.tensor1d(normalised.slice(start, start + size)) : undefined;
       const perSample = tf.losses.softmaxCrossEntropy(y, logits, undefined, options.labelSmoothing ?? 0, tf.Reduction.NONE);
       const crossEntropy = tf.mean<tf.Scalar>(weights ? tf.mul(perSample, weights) : perSample);
-      if (!options.weightDecay) return crossEntropy;
-      const squares = tf.addN(variables.map((v) => tf.sum(tf.square(v))));
-      return tf.add<tf.Scalar>(crossEntropy, tf.mul(squares, options.weightDecay / 2));
+      const decay = options.weightDecay ?? 0;
+      const loss = decay
+        ? tf.add<tf.Scalar>(crossEntropy, tf.mul(tf.addN(variables.map((v) => tf.sum(tf.square(v)))), decay / 2))
+        : crossEntropy;
+      // The slice's share of the batch scales its loss, so its gradients arrive weighted (no multiply per variable).
+      return weight === 1 ? loss : tf.mul<tf.Scalar>(loss, weight);
     }, variables);
     const predicted = kept.predicted;
     if (!predicted) throw new Error('the loss function did not run');
     correct += tf.tidy(() => tf.sum(tf.cast(tf.equal(predicted, tf.argMax(y, 1)), 'int32')).dataSync()[0]);
-    lossSum += value.dataSync()[0] * weight;
-    const previous = summed;
-    summed = tf.tidy(() => {
-      const next: tf.NamedTensorMap = {};
-      for (const [name, gradient] of Object.entries(grads)) {
-        const scaled = weight === 1 ? gradient : tf.mul(gradient, weight);
-        next[name] = previous ? tf.add(previous[name], scaled) : scaled;
-      }
-      return next;
-    });
+    lossSum += value.dataSync()[0];
+    const previous: tf.NamedTensorMap | null = summed;
+    summed = previous
+      ? tf.tidy(() => Object.fromEntries(Object.entries(grads).map(([name, gradient]) => [name, tf.add(previous[name], gradient)])))
+      : grads;
     const carried = new Set(Object.values(summed));
     const spent = [...Object.values(grads), ...(previous ? Object.values(previous) : [])].filter((t) => !carried.has(t));
     tf.dispose([value, predicted, ...spent]);
