@@ -28,14 +28,6 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   });
 }
 
-/** Both loads unconditional, so the select vectorises: a branch on the sign of x mispredicts half the time. */
-void ReluGradRange(const float* __restrict dy, const float* __restrict x, float* __restrict dx, size_t begin, size_t end) {
-  for (size_t i = begin; i < end; i++) {
-    float gradient = dy[i];
-    dx[i] = x[i] > 0.f ? gradient : 0.f;
-  }
-}
-
 static void AddReluRange(const float* __restrict a, const float* __restrict b, float* __restrict out, size_t begin, size_t end) {
   for (size_t i = begin; i < end; i++) {
     float sum = a[i] + b[i];
@@ -58,7 +50,11 @@ static Napi::Value ElementwisePair(const Napi::CallbackInfo& info, const char* k
 }
 
 /** reluGrad(dy, x, dx, elements): dx = dy where x > 0, else 0. */
-Napi::Value ReluGrad(const Napi::CallbackInfo& info) { return ElementwisePair(info, "ReluGrad", {"dy", "x", "dx"}, ReluGradRange); }
+Napi::Value ReluGrad(const Napi::CallbackInfo& info) {
+  return ElementwisePair(info, "ReluGrad", {"dy", "x", "dx"}, [](const float* dy, const float* x, float* dx, size_t begin, size_t end) {
+    ReluGradientRange(dy, x, dx, begin, end, [](float gradient) { return gradient; });
+  });
+}
 
 /** addRelu(a, b, out, elements): out = max(a + b, 0), the residual sum and its ReLU in one pass. */
 Napi::Value AddRelu(const Napi::CallbackInfo& info) { return ElementwisePair(info, "RetrainAddRelu", {"a", "b", "out"}, AddReluRange); }

@@ -112,8 +112,18 @@ void ParallelRanges(size_t n, Body body) {
   }
 }
 
-/** dx = dy where x > 0, else 0, over [begin, end). */
-void ReluGradRange(const float* __restrict dy, const float* __restrict x, float* __restrict dx, size_t begin, size_t end);
+/**
+ * dz = dy where y > 0, else 0, over [begin, end), written through `store` (as is, or rounded to bfloat16).
+ * Both loads unconditional, so the select vectorises: a branch on the sign of y mispredicts half the time.
+ */
+template <typename Out, typename Store>
+inline void ReluGradientRange(const float* __restrict dy, const float* __restrict y, Out* __restrict dz, size_t begin, size_t end,
+                              Store store) {
+  for (size_t i = begin; i < end; i++) {
+    float gradient = dy[i];
+    dz[i] = store(y[i] > 0.f ? gradient : 0.f);
+  }
+}
 
 /** Runs `body`, turning oneDNN and argument errors into JavaScript errors named after the kernel. */
 template <typename Body>

@@ -38,15 +38,6 @@ static void ScaledGradientRange(const float* __restrict dy, const float* __restr
   }
 }
 
-template <typename Out, typename Store>
-static void ReluGradientRange(const float* __restrict dy, const float* __restrict y, Out* __restrict dz, size_t begin, size_t end,
-                              Store store) {
-  for (size_t i = begin; i < end; i++) {
-    float gradient = dy[i];
-    dz[i] = store(y[i] > 0.f ? gradient : 0.f);
-  }
-}
-
 /**
  * The gradient at the convolution's output, in the kernels' type: dy through ReLU when y is given, times
  * the filter's scale per output channel when there is one (the filter was scaled: so is what it passes back).
