@@ -16,7 +16,7 @@ import { JobSpec } from '../schemas/job-spec.js';
 import { BackendChoice, type ModelConfig, type Precision } from '../schemas/model.js';
 import { useConvolutionPrecision } from '../engine/native/kernels/register.js';
 import { selectBackend, type BackendInfo } from '../engine/backend/backend.js';
-import { buildResNet50, type ResNet50 } from '../engine/model/resnet50.js';
+import { buildResNet50, freeze, type ResNet50 } from '../engine/model/resnet50.js';
 import { summarize } from '../engine/model/summary.js';
 import { FusedAdamOptimizer } from '../engine/training/adam.js';
 import { trainStep, wasmMicroBatchSize } from '../engine/training/train-step.js';
@@ -115,7 +115,9 @@ function measure(backend: BackendInfo, size: number, precision: Precision): Row[
   // The pure-JS cpu backend is about 100x slower than wasm: a smaller batch keeps the run in minutes.
   const batch = Number(backend.choice === 'cpu' ? values['cpu-batch'] : values.batch);
   const data = syntheticBatch(batch, size);
-  const inference = withModel(backend, batch, { mode: 'pretrained', numClasses: 1000, inputSize: size }, ({ network }) => {
+  const inference = withModel(backend, batch, { mode: 'pretrained', numClasses: 1000, inputSize: size }, (resnet) => {
+    freeze(resnet); // as the API's predictions run it
+    const { network } = resnet;
     const seconds = time(() => tf.tidy(() => void network.forward(data.images, false).dataSync()));
     return { seconds, imagesPerSecond: batch / seconds };
   });

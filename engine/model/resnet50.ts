@@ -134,6 +134,11 @@ function applyTrainability(tree: ModuleNode, config: ModelConfig): void {
   }
 }
 
+/** Nothing trains from here on: frozen convolutions keep their BatchNorm-folded, reordered filters from one batch to the next. */
+export function freeze(resnet: ResNet50): void {
+  for (const layer of resnet.model.layers) layer.trainable = false;
+}
+
 export function* leaves(node: ModuleNode): Generator<ModuleNode> {
   if (node.children.length === 0) yield node;
   for (const child of node.children) yield* leaves(child);

@@ -12,7 +12,7 @@ import { selectBackend } from '../../../engine/backend/backend.js';
 import { nhwcBatch } from '../../../engine/data/datasets.js';
 import { decodeForModel, ImageDecodeError } from '../../../engine/data/preprocess.js';
 import { loadModel } from '../../../engine/model/checkpoint-io.js';
-import type { ResNet50 } from '../../../engine/model/resnet50.js';
+import { freeze, type ResNet50 } from '../../../engine/model/resnet50.js';
 import { topIndices } from '../../../engine/training/classification-report.js';
 import { serveThreadRpc } from '../thread-rpc.js';
 import type { PredictOutcome, PredictRequest, ThreadSettings } from '../thread-protocol.js';
@@ -38,8 +38,7 @@ function modelOf(jobId: string): Promise<LoadedModel> {
       const metadata = await artifacts.readModelMetadata(artifacts.finalFolder);
       if (!metadata) throw new Error(`job ${jobId} has no final model`);
       const resnet = await loadModel(store, artifacts.finalFolder);
-      // Nothing trains here: frozen convolutions keep their BatchNorm-folded filters from one request to the next.
-      for (const layer of resnet.model.layers) layer.trainable = false;
+      freeze(resnet);
       return { resnet, metadata };
     })();
     entry.catch(() => loaded.delete(jobId));
