@@ -15,6 +15,7 @@ import { loadConfig } from '../schemas/config.js';
 import { JobSpec } from '../schemas/job-spec.js';
 import { BackendChoice, type ModelConfig, type Precision } from '../schemas/model.js';
 import { useConvolutionPrecision } from '../engine/native/kernels/register.js';
+import { loadOneDnn } from '../engine/native/onednn.js';
 import { selectBackend, type BackendInfo } from '../engine/backend/backend.js';
 import { buildResNet50, freeze, type ResNet50 } from '../engine/model/resnet50.js';
 import { summarize } from '../engine/model/summary.js';
@@ -36,23 +37,40 @@ const { values } = parseArgs({
     'job-images': { type: 'string', default: '900' },
   },
 });
-const sizes = values.sizes.split(',').map(Number);
+/** A comma-separated list of input sizes in pixels; empty skips those rows. */
+function sizesOf(option: 'sizes' | 'job-sizes'): number[] {
+  const list = values[option].split(',').filter(Boolean).map(Number);
+  const bad = list.find((size) => !Number.isInteger(size) || size < 32);
+  if (bad !== undefined) throw new Error(`--${option}: ${bad} is not a size in pixels (an integer of at least 32)`);
+  return list;
+}
+const sizes = sizesOf('sizes');
 const maxStepSeconds = Number(values['max-step-seconds']);
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-/** Seconds per call: two warm-ups (the second keeps frozen filters' reorders), then the median of up to 7 timed runs within ~60 s. */
-function time(run: () => void): number {
+const loadedOneDnn = loadOneDnn();
+const primitiveClock = 'addon' in loadedOneDnn ? () => loadedOneDnn.addon.primitiveSeconds() : () => 0;
+
+/**
+ * Seconds per call, and of them inside oneDNN's primitives (null when none ran): two warm-ups (the second
+ * keeps frozen filters' reorders), then the medians of up to 7 timed runs within ~60 s.
+ */
+function time(run: () => void): { seconds: number; primitiveSeconds: number | null } {
   run();
   run();
   const times: number[] = [];
+  const inPrimitives: number[] = [];
   const started = performance.now();
   do {
     const t = performance.now();
+    const clock = primitiveClock();
     run();
     times.push((performance.now() - t) / 1000);
+    inPrimitives.push(primitiveClock() - clock);
   } while (times.length < 7 && performance.now() - started < 60_000);
-  return median(times);
+  const primitiveSeconds = median(inPrimitives);
+  return { seconds: median(times), primitiveSeconds: primitiveSeconds > 0 ? primitiveSeconds : null };
 }
 
 type Row = Record<string, unknown>;
@@ -106,9 +124,9 @@ function measureStep(kind: StepKind, resnet: ResNet50, microBatch: number, { ima
   const step = head
     ? () => tf.tidy(() => void trainStep(head, optimizer, resnet.features(images), labels))
     : () => void trainStep(resnet.network, optimizer, images, labels, { microBatchSize: slices });
-  const seconds = time(step);
+  const timed = time(step);
   optimizer.dispose();
-  return { seconds, imagesPerSecond: batch / seconds, microBatch: Math.min(slices, batch) };
+  return { ...timed, imagesPerSecond: batch / timed.seconds, microBatch: Math.min(slices, batch) };
 }
 
 function measure(backend: BackendInfo, size: number, precision: Precision): Row[] {
@@ -118,8 +136,8 @@ function measure(backend: BackendInfo, size: number, precision: Precision): Row[
   const inference = withModel(backend, batch, { mode: 'pretrained', numClasses: 1000, inputSize: size }, (resnet) => {
     freeze(resnet); // as the API's predictions run it
     const { network } = resnet;
-    const seconds = time(() => tf.tidy(() => void network.forward(data.images, false).dataSync()));
-    return { seconds, imagesPerSecond: batch / seconds };
+    const timed = time(() => tf.tidy(() => void network.forward(data.images, false).dataSync()));
+    return { ...timed, imagesPerSecond: batch / timed.seconds };
   });
   const row = { backend: backend.choice, kernels: backend.kernels, precision, inputSize: size, batch };
   const rows: Row[] = [{ ...row, measurement: 'inference', ...inference }];
@@ -208,6 +226,7 @@ function jsonLine<T>(command: string, args: string[]): T | { unavailable: string
 
 /** PyTorch (Debian's python3-torch) on the same work, in this run: its best layout per row, and our ratio to it. */
 function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] } {
+  if (sizes.length === 0) return { peer: { skipped: '--sizes is empty' }, comparison: [] };
   const peer = jsonLine<{ results: Array<{ inputSize: number; measurement: string; layout: string; imagesPerSecond: number }> }>(
     '/usr/bin/python3',
     [
@@ -230,6 +249,7 @@ function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] }
       batch: number;
       measurement: string;
       imagesPerSecond?: number;
+      primitiveSeconds?: number | null;
     };
     // PyTorch runs --batch: the cpu backend's smaller batch is not the same work.
     if (ours.batch !== Number(values.batch)) return [];
@@ -247,6 +267,8 @@ function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] }
         pytorchImagesPerSecond: best.imagesPerSecond,
         pytorchLayout: best.layout,
         ratio: ours.imagesPerSecond / best.imagesPerSecond,
+        // The ratio if nothing but oneDNN's primitives took time: what the rest of the step can still give.
+        ceiling: ours.primitiveSeconds ? ours.batch / ours.primitiveSeconds / best.imagesPerSecond : null,
       },
     ];
   });
@@ -328,7 +350,7 @@ async function finetuneJobs(sizes: number[]): Promise<Record<string, unknown>> {
   }
 }
 
-const fineTuningJob = await finetuneJobs(values['job-sizes'].split(',').filter(Boolean).map(Number));
+const fineTuningJob = await finetuneJobs(sizesOf('job-sizes'));
 const { peer, comparison } = pytorchPeer();
 process.stdout.write(
   `${JSON.stringify({ machine: { cpus: os.cpus().length, node: process.version, cpu: os.cpus()[0]?.model }, comparison, fineTuningJob, results, pytorch: peer, featureExtractionJob: cache, unavailable }, null, 2)}\n`,

@@ -5,6 +5,8 @@ import path from 'node:path';
 /** The addon's functions: each reads and writes the Float32Array views it is given, in place. */
 export interface OneDnnAddon {
   version(): string;
+  /** Seconds spent inside oneDNN's primitives on this thread so far (the rest of a step is ours and tfjs'). */
+  primitiveSeconds(): number;
   /** BatchNorm on batch statistics: y, and the batch mean and biased variance; dims [N, H, W, C]. */
   batchNormTrain(
     x: Float32Array,

@@ -111,8 +111,14 @@ static Napi::Value Version(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch));
 }
 
+/** primitiveSeconds(): seconds spent inside oneDNN's primitives on this thread so far. */
+static Napi::Value PrimitiveSeconds(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), std::chrono::duration<double>(ContextOf(info.Env()).inPrimitives).count());
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["version"] = Napi::Function::New(env, Version);
+  exports["primitiveSeconds"] = Napi::Function::New(env, PrimitiveSeconds);
   exports["conv2d"] = Napi::Function::New(env, Conv2D);
   exports["conv2dBackpropInput"] = Napi::Function::New(env, Conv2DBackpropInput);
   exports["conv2dBackpropFilter"] = Napi::Function::New(env, Conv2DBackpropFilter);

@@ -57,14 +57,13 @@ Napi::Value BatchNormTrain(const Napi::CallbackInfo& info) {
     Borrowed borrowed(context.buffers);
     auto [primitive, pd] = ForwardOf(context, s);
     auto channels = [&](float* data) { return memory(s.Channels(), context.engine, data); };
-    primitive.execute(context.stream, {{DNNL_ARG_SRC, memory(s.Data(), context.engine, x)},
+    Execute(context, primitive, {{DNNL_ARG_SRC, memory(s.Data(), context.engine, x)},
                                        {DNNL_ARG_DST, memory(s.Data(), context.engine, y)},
                                        {DNNL_ARG_MEAN, channels(mean)},
                                        {DNNL_ARG_VARIANCE, channels(variance)},
                                        {DNNL_ARG_SCALE, channels(gamma)},
                                        {DNNL_ARG_SHIFT, channels(beta)},
                                        {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
-    context.stream.wait();
   });
 }
 
@@ -90,7 +89,7 @@ Napi::Value BatchNormGrad(const Napi::CallbackInfo& info) {
       return dnnl::batch_normalization_backward::primitive_desc(desc, PooledScratchpad(), context.engine, *hint);
     });
     auto channels = [&](float* data) { return memory(s.Channels(), context.engine, data); };
-    primitive.execute(context.stream, {{DNNL_ARG_SRC, memory(s.Data(), context.engine, x)},
+    Execute(context, primitive, {{DNNL_ARG_SRC, memory(s.Data(), context.engine, x)},
                                        {DNNL_ARG_DIFF_DST, memory(s.Data(), context.engine, dy)},
                                        {DNNL_ARG_MEAN, channels(mean)},
                                        {DNNL_ARG_VARIANCE, channels(variance)},
@@ -101,7 +100,6 @@ Napi::Value BatchNormGrad(const Napi::CallbackInfo& info) {
                                        {DNNL_ARG_DIFF_SCALE, channels(dGamma)},
                                        {DNNL_ARG_DIFF_SHIFT, channels(dBeta)},
                                        {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
-    context.stream.wait();
   });
 }
 

@@ -6,6 +6,7 @@
 #include <dnnl.hpp>
 #include <omp.h>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <list>
@@ -90,7 +91,21 @@ struct Context {
   BufferPool buffers{768u << 20};
   /** Convolutions read bfloat16 copies of their inputs and filters (float32 accumulation and outputs). */
   bool bf16 = false;
+  /** Time inside oneDNN's primitives: what a step would take if nothing else did (the bench's ceiling). */
+  std::chrono::steady_clock::duration inPrimitives{};
 };
+
+/** Runs a primitive to completion on the context's stream, counting its time. */
+inline void Execute(Context& context, const dnnl::primitive& primitive, const std::unordered_map<int, dnnl::memory>& args) {
+  auto started = std::chrono::steady_clock::now();
+  primitive.execute(context.stream, args);
+  context.stream.wait();
+  context.inPrimitives += std::chrono::steady_clock::now() - started;
+}
+
+inline void Execute(Context& context, const dnnl::reorder& reorder, const dnnl::memory& from, const dnnl::memory& to) {
+  Execute(context, reorder, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+}
 
 Context& ContextOf(const Napi::Env& env);
 

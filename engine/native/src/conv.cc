@@ -38,7 +38,7 @@ memory Converted(Context& context, Borrowed& borrowed, const memory::desc& wante
   memory given(user, context.engine, data);
   if (wanted == user) return given;
   memory converted = borrowed.Memory(wanted, context.engine);
-  dnnl::reorder(given, converted).execute(context.stream, given, converted);
+  Execute(context, dnnl::reorder(given, converted), given, converted);
   return converted;
 }
 
@@ -86,7 +86,7 @@ memory WeightsIn(Context& context, Borrowed& borrowed, const memory::desc& wante
   // Kept (a filter seen before: inference) in memory of its own; otherwise for this call only.
   if (!context.weights.seenBefore(key)) return Converted(context, borrowed, wanted, user, data);
   memory given(user, context.engine, data), reordered(wanted, context.engine);
-  dnnl::reorder(given, reordered).execute(context.stream, given, reordered);
+  Execute(context, dnnl::reorder(given, reordered), given, reordered);
   context.weights.insert(key, reordered, wanted.get_size());
   return reordered;
 }
@@ -103,7 +103,7 @@ static memory ScaledFilter(Context& context, Borrowed& borrowed, const memory::d
   memory scaled = borrowed.Memory(wanted, context.engine);
   dnnl::primitive_attr attr;
   attr.set_output_scales(1 << 0, std::vector<float>(scale, scale + g.o));  // dimension 0 of {O, I, H, W}
-  dnnl::reorder(dnnl::reorder::primitive_desc(given, scaled, attr)).execute(context.stream, given, scaled);
+  Execute(context, dnnl::reorder(dnnl::reorder::primitive_desc(given, scaled, attr)), given, scaled);
   return scaled;
 }
 
@@ -129,8 +129,7 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
                                          {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, out)},
                                          {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}};
     if (bias) args.emplace(DNNL_ARG_BIAS, memory(pd->bias_desc(), context.engine, b));
-    primitive.execute(context.stream, args);
-    context.stream.wait();
+    Execute(context, primitive, args);
   });
 }
 

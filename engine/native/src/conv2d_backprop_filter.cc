@@ -18,11 +18,11 @@ void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g
   memory user(Hwio(g.Weights()), context.engine, dFilter);
   bool direct = pd->diff_weights_desc() == user.get_desc();
   memory computed = direct ? user : borrowed.Memory(pd->diff_weights_desc(), context.engine);
-  primitive.execute(context.stream, {{DNNL_ARG_SRC, TensorIn(context, borrowed, pd->src_desc(), g.Src(), x)},
+  Execute(context, primitive, {{DNNL_ARG_SRC, TensorIn(context, borrowed, pd->src_desc(), g.Src(), x)},
                                      {DNNL_ARG_DIFF_DST, dz},
                                      {DNNL_ARG_DIFF_WEIGHTS, computed},
                                      {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
-  if (!direct) dnnl::reorder(computed, user).execute(context.stream, computed, user);
+  if (!direct) Execute(context, dnnl::reorder(computed, user), computed, user);
 }
 
 /** conv2dBackpropFilter(x, dy, dFilter, geometry); the geometry is the forward one. */
@@ -37,7 +37,6 @@ Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info) {
     Borrowed borrowed(context.buffers);
     memory dz = Converted(context, borrowed, Nhwc(g.Dst(), Operand(context)), Nhwc(g.Dst()), dy);
     BackwardWeights(context, borrowed, g, x, dz, dFilter);
-    context.stream.wait();
   });
 }
 

@@ -16,7 +16,7 @@ void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, c
     return dnnl::convolution_backward_data::primitive_desc(desc, PooledScratchpad(), context.engine, *hint);
   });
   memory weights = FilterIn(context, borrowed, pd->weights_desc(), filter, g, filterId, "bwd-data");
-  primitive.execute(context.stream, {{DNNL_ARG_DIFF_DST, dz},
+  Execute(context, primitive, {{DNNL_ARG_DIFF_DST, dz},
                                      {DNNL_ARG_WEIGHTS, weights},
                                      {DNNL_ARG_DIFF_SRC, memory(pd->diff_src_desc(), context.engine, dx)},
                                      {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
@@ -34,7 +34,6 @@ Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
     Borrowed borrowed(context.buffers);
     memory dz = Converted(context, borrowed, Nhwc(g.Dst(), Operand(context)), Nhwc(g.Dst()), dy);
     BackwardData(context, borrowed, g, dz, filter, dx, info[4].ToNumber().Int64Value());
-    context.stream.wait();
   });
 }
 

@@ -79,7 +79,6 @@ Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
     // A scaled filter is a trained one, new every step: its reorder is not worth keeping.
     if (dx) BackwardData(context, borrowed, g, dz, filter, dx, scale ? 0 : info[7].ToNumber().Int64Value());
     if (dFilter) BackwardWeights(context, borrowed, g, x, dz, dFilter);
-    context.stream.wait();
   });
 }
 

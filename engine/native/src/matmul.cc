@@ -43,8 +43,7 @@ Napi::Value MatMul(const Napi::CallbackInfo& info) {
                                          {DNNL_ARG_WEIGHTS, memory(bDesc, context.engine, b)},
                                          {DNNL_ARG_DST, memory(outDesc, context.engine, out)}};
     if (bias) args.emplace(DNNL_ARG_BIAS, memory(biasDesc, context.engine, biasData));
-    hit->second.primitive.execute(context.stream, args);
-    context.stream.wait();
+    Execute(context, hit->second.primitive, args);
   });
 }
 

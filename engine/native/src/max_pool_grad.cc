@@ -47,13 +47,12 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
     auto backward = shape.Backward(dnnl::algorithm::pooling_max, context.engine);
     Borrowed borrowed(context.buffers);
     memory workspace = borrowed.Memory(forward.workspace_desc(), context.engine), pooled = borrowed.Memory(shape.dst, context.engine);
-    dnnl::pooling_forward(forward).execute(context.stream, {{DNNL_ARG_SRC, memory(shape.src, context.engine, x)},
+    Execute(context, dnnl::pooling_forward(forward), {{DNNL_ARG_SRC, memory(shape.src, context.engine, x)},
                                                             {DNNL_ARG_DST, pooled},
                                                             {DNNL_ARG_WORKSPACE, workspace}});
-    dnnl::pooling_backward(backward).execute(context.stream, {{DNNL_ARG_DIFF_DST, memory(shape.dst, context.engine, dy)},
+    Execute(context, dnnl::pooling_backward(backward), {{DNNL_ARG_DIFF_DST, memory(shape.dst, context.engine, dy)},
                                                               {DNNL_ARG_WORKSPACE, workspace},
                                                               {DNNL_ARG_DIFF_SRC, memory(shape.src, context.engine, dx)}});
-    context.stream.wait();
   });
 }
 
@@ -66,9 +65,8 @@ Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info) {
     float* dx = FloatData(info[1], shape.SrcElements(), "dx");
     Context& context = ContextOf(info.Env());
     auto backward = shape.Backward(dnnl::algorithm::pooling_avg_include_padding, context.engine);
-    dnnl::pooling_backward(backward).execute(context.stream, {{DNNL_ARG_DIFF_DST, memory(shape.dst, context.engine, dy)},
+    Execute(context, dnnl::pooling_backward(backward), {{DNNL_ARG_DIFF_DST, memory(shape.dst, context.engine, dy)},
                                                               {DNNL_ARG_DIFF_SRC, memory(shape.src, context.engine, dx)}});
-    context.stream.wait();
   });
 }
 

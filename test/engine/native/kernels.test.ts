@@ -131,8 +131,13 @@ describe('oneDNN kernels for the wasm backend', () => {
     const wasm = await selectBackend('wasm', { nativeKernels: true });
     assert.equal(wasm.kernels, `onednn ${addon.version()}`);
     const before = tf.memory().numTensors;
+    const clock = addon.primitiveSeconds();
     const ours = all.map((c, i) => convResults(c, data[i]));
     assert.equal(tf.memory().numTensors, before);
+    const inPrimitives = addon.primitiveSeconds();
+    assert.ok(inPrimitives > clock, "the convolutions' time inside oneDNN is counted");
+    addon.addRelu(new Float32Array(1024), new Float32Array(1024), new Float32Array(1024), 1024);
+    assert.equal(addon.primitiveSeconds(), inPrimitives, 'our own loops are not');
     all.forEach((c, i) => {
       const label = `${c.kernel}x${c.kernel}/${c.stride} ${c.padding} on [${c.input}] -> ${c.filters}`;
       for (const part of ['y', 'dx', 'dFilter'] as const) {
