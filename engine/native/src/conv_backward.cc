@@ -8,12 +8,13 @@ namespace retrain {
 
 using dnnl::memory;
 
-/** Round to nearest even, as oneDNN's reorders do; NaN stays NaN. */
+/** Round to nearest even, as oneDNN's reorders do; NaN stays NaN. Both results computed, then a select: it vectorises. */
 static inline uint16_t ToBfloat16(float value) {
   uint32_t bits;
   std::memcpy(&bits, &value, sizeof bits);
   uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
-  return (bits & 0x7fffffffu) > 0x7f800000u ? uint16_t((bits >> 16) | 0x40u) : uint16_t(rounded);
+  uint32_t quietNaN = (bits >> 16) | 0x40u;
+  return uint16_t((bits & 0x7fffffffu) > 0x7f800000u ? quietNaN : rounded);
 }
 
 /**
@@ -53,7 +54,7 @@ static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeo
       else ReluGradientRange(dy, y, typed, begin, end, store);
     });
   };
-  if (context.bf16) fill(static_cast<uint16_t*>(out), ToBfloat16);
+  if (context.bf16) fill(static_cast<uint16_t*>(out), [](float value) { return ToBfloat16(value); });  // a lambda inlines; a function pointer did not
   else fill(static_cast<float*>(out), [](float value) { return value; });
   return dz;
 }
