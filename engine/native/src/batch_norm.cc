@@ -58,12 +58,12 @@ Napi::Value BatchNormTrain(const Napi::CallbackInfo& info) {
     auto [primitive, pd] = ForwardOf(context, s);
     auto channels = [&](float* data) { return memory(s.Channels(), context.engine, data); };
     Execute(context, primitive, {{DNNL_ARG_SRC, memory(s.Data(), context.engine, x)},
-                                       {DNNL_ARG_DST, memory(s.Data(), context.engine, y)},
-                                       {DNNL_ARG_MEAN, channels(mean)},
-                                       {DNNL_ARG_VARIANCE, channels(variance)},
-                                       {DNNL_ARG_SCALE, channels(gamma)},
-                                       {DNNL_ARG_SHIFT, channels(beta)},
-                                       {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
+                                 {DNNL_ARG_DST, memory(s.Data(), context.engine, y)},
+                                 {DNNL_ARG_MEAN, channels(mean)},
+                                 {DNNL_ARG_VARIANCE, channels(variance)},
+                                 {DNNL_ARG_SCALE, channels(gamma)},
+                                 {DNNL_ARG_SHIFT, channels(beta)},
+                                 {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
   });
 }
 
@@ -90,16 +90,16 @@ Napi::Value BatchNormGrad(const Napi::CallbackInfo& info) {
     });
     auto channels = [&](float* data) { return memory(s.Channels(), context.engine, data); };
     Execute(context, primitive, {{DNNL_ARG_SRC, memory(s.Data(), context.engine, x)},
-                                       {DNNL_ARG_DIFF_DST, memory(s.Data(), context.engine, dy)},
-                                       {DNNL_ARG_MEAN, channels(mean)},
-                                       {DNNL_ARG_VARIANCE, channels(variance)},
-                                       {DNNL_ARG_SCALE, channels(gamma)},
-                                       // oneDNN 2.6 will not run without a shift here, though the gradient does not read it.
-                                       {DNNL_ARG_SHIFT, channels(gamma)},
-                                       {DNNL_ARG_DIFF_SRC, memory(s.Data(), context.engine, dx)},
-                                       {DNNL_ARG_DIFF_SCALE, channels(dGamma)},
-                                       {DNNL_ARG_DIFF_SHIFT, channels(dBeta)},
-                                       {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
+                                 {DNNL_ARG_DIFF_DST, memory(s.Data(), context.engine, dy)},
+                                 {DNNL_ARG_MEAN, channels(mean)},
+                                 {DNNL_ARG_VARIANCE, channels(variance)},
+                                 {DNNL_ARG_SCALE, channels(gamma)},
+                                 // oneDNN 2.6 will not run without a shift here, though the gradient does not read it.
+                                 {DNNL_ARG_SHIFT, channels(gamma)},
+                                 {DNNL_ARG_DIFF_SRC, memory(s.Data(), context.engine, dx)},
+                                 {DNNL_ARG_DIFF_SCALE, channels(dGamma)},
+                                 {DNNL_ARG_DIFF_SHIFT, channels(dBeta)},
+                                 {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
   });
 }
 

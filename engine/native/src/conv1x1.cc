@@ -47,9 +47,9 @@ void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeome
       WeightsIn(context, borrowed, pd->weights_desc(), Matrix(g.o, g.c, dt::f32, tag::ba), filter, filterId, "pointwise-bwd-data:" + g.Key());
   memory product = Strided(g) ? borrowed.Memory(pd->dst_desc(), context.engine) : memory(pd->dst_desc(), context.engine, dx);
   Execute(context, primitive, {{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, dz.get_data_handle())},
-                                     {DNNL_ARG_WEIGHTS, weights},
-                                     {DNNL_ARG_DST, product},
-                                     {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
+                               {DNNL_ARG_WEIGHTS, weights},
+                               {DNNL_ARG_DST, product},
+                               {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
   if (!Strided(g)) return;
   std::memset(dx, 0, g.SrcElements() * sizeof(float));
   CopyPixels(g, dx, static_cast<float*>(product.get_data_handle()), false);
@@ -71,9 +71,9 @@ void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGe
   }
   memory pixels = Converted(context, borrowed, Matrix(p, g.c, Operand(context), tag::ab), Matrix(p, g.c, dt::f32, tag::ab), read);
   Execute(context, primitive, {{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, pixels.get_data_handle())},
-                                     {DNNL_ARG_WEIGHTS, memory(pd->weights_desc(), context.engine, dz.get_data_handle())},
-                                     {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, dFilter)},
-                                     {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
+                               {DNNL_ARG_WEIGHTS, memory(pd->weights_desc(), context.engine, dz.get_data_handle())},
+                               {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, dFilter)},
+                               {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
 }
 
 }  // namespace retrain

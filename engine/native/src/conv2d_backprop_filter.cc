@@ -19,9 +19,9 @@ void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g
   bool direct = pd->diff_weights_desc() == user.get_desc();
   memory computed = direct ? user : borrowed.Memory(pd->diff_weights_desc(), context.engine);
   Execute(context, primitive, {{DNNL_ARG_SRC, TensorIn(context, borrowed, pd->src_desc(), g.Src(), x)},
-                                     {DNNL_ARG_DIFF_DST, dz},
-                                     {DNNL_ARG_DIFF_WEIGHTS, computed},
-                                     {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
+                               {DNNL_ARG_DIFF_DST, dz},
+                               {DNNL_ARG_DIFF_WEIGHTS, computed},
+                               {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
   if (!direct) Execute(context, dnnl::reorder(computed, user), computed, user);
 }
 

@@ -17,9 +17,9 @@ void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, c
   });
   memory weights = FilterIn(context, borrowed, pd->weights_desc(), filter, g, filterId, "bwd-data");
   Execute(context, primitive, {{DNNL_ARG_DIFF_DST, dz},
-                                     {DNNL_ARG_WEIGHTS, weights},
-                                     {DNNL_ARG_DIFF_SRC, memory(pd->diff_src_desc(), context.engine, dx)},
-                                     {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
+                               {DNNL_ARG_WEIGHTS, weights},
+                               {DNNL_ARG_DIFF_SRC, memory(pd->diff_src_desc(), context.engine, dx)},
+                               {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
 }
 
 /** conv2dBackpropInput(dy, filter, dx, geometry, filterId); the geometry is the forward one. */

@@ -48,11 +48,11 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
     Borrowed borrowed(context.buffers);
     memory workspace = borrowed.Memory(forward.workspace_desc(), context.engine), pooled = borrowed.Memory(shape.dst, context.engine);
     Execute(context, dnnl::pooling_forward(forward), {{DNNL_ARG_SRC, memory(shape.src, context.engine, x)},
-                                                            {DNNL_ARG_DST, pooled},
-                                                            {DNNL_ARG_WORKSPACE, workspace}});
+                                                      {DNNL_ARG_DST, pooled},
+                                                      {DNNL_ARG_WORKSPACE, workspace}});
     Execute(context, dnnl::pooling_backward(backward), {{DNNL_ARG_DIFF_DST, memory(shape.dst, context.engine, dy)},
-                                                              {DNNL_ARG_WORKSPACE, workspace},
-                                                              {DNNL_ARG_DIFF_SRC, memory(shape.src, context.engine, dx)}});
+                                                        {DNNL_ARG_WORKSPACE, workspace},
+                                                        {DNNL_ARG_DIFF_SRC, memory(shape.src, context.engine, dx)}});
   });
 }
 
@@ -66,7 +66,7 @@ Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info) {
     Context& context = ContextOf(info.Env());
     auto backward = shape.Backward(dnnl::algorithm::pooling_avg_include_padding, context.engine);
     Execute(context, dnnl::pooling_backward(backward), {{DNNL_ARG_DIFF_DST, memory(shape.dst, context.engine, dy)},
-                                                              {DNNL_ARG_DIFF_SRC, memory(shape.src, context.engine, dx)}});
+                                                        {DNNL_ARG_DIFF_SRC, memory(shape.src, context.engine, dx)}});
   });
 }
 
