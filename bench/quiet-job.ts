@@ -26,6 +26,7 @@ export async function runQuietJob(
     cancelRequested: async () => false,
     handBackRequested: () => false,
     measureArtifacts: async () => undefined,
+    ensureArtifactRoom: async () => undefined,
     log: () => undefined,
   });
   return { artifacts, precision };

@@ -40,9 +40,12 @@ export function entriesToEvict(entries: readonly CacheEntry[], policy: CachePoli
   return [...evicted];
 }
 
-/** A folder cache whose entries are its sub-folders (the synthetic data sets). */
+/**
+ * A folder cache whose entries are its sub-folders (the synthetic data sets, fetched uploads); a
+ * staging folder a killed process left is an entry like any other (unused for a day, it goes).
+ */
 export async function evictFolderCache(dir: string, policy: CachePolicy, now = Date.now()): Promise<string[]> {
-  const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => !name.includes('.staging-'));
+  const names = await readdir(dir).catch(() => [] as string[]);
   const entries = await Promise.all(
     names.map(async (name) => {
       const usedAt = await stat(path.join(dir, name)).then(
@@ -77,4 +80,24 @@ export async function evictStoreCache(store: ArtifactStore, prefix: string, poli
   );
   for (const stem of evicted) for (const file of stems.get(stem)?.files ?? []) await store.remove(`${prefix}/${file}`);
   return evicted;
+}
+
+/**
+ * Removes the entries of a working folder (uploads arriving, preflights' synthetic sets) that were last
+ * modified more than `olderThanMs` ago: what a crashed process left. Newer ones may be another
+ * process's work in progress.
+ */
+export async function removeEntriesOlderThan(dir: string, olderThanMs: number, now = Date.now()): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const entry = path.join(dir, name);
+    const modified = await stat(entry).then(
+      (s) => s.mtimeMs,
+      () => Infinity,
+    );
+    if (modified >= now - olderThanMs) continue;
+    await rm(entry, { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
 }

@@ -51,6 +51,9 @@ export class IdempotencyKeyReusedError extends DomainError {}
 
 export class TooLargeError extends DomainError {}
 
+/** A request body that arrives too slowly to be served to its end (it would hold a slot others need). */
+export class SlowSenderError extends DomainError {}
+
 /** The caller has used up a quota; it frees as their jobs finish or their data is deleted. */
 export class QuotaExceededError extends DomainError {
   constructor(
@@ -63,6 +66,22 @@ export class QuotaExceededError extends DomainError {
 
 /** A dependency (Redis) cannot be reached; the request may succeed if retried later. */
 export class UnavailableError extends DomainError {}
+
+/** The caller holds its share of a capacity every owner shares (event streams, upload slots, a thread's queue). */
+export class FairShareError extends DomainError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+  }
+}
+
+/** The disk or store the request needs is full: not the caller's fault, and no retry soon will help. */
+export class StorageFullError extends DomainError {}
+
+/** ENOSPC and EDQUOT: a write that failed for want of room. */
+export const isDiskFull = (error: unknown): boolean => ['ENOSPC', 'EDQUOT'].includes((error as NodeJS.ErrnoException | null)?.code ?? '');
 
 /** Every failing field of a zod parse, with unknown keys and a bad discriminator named precisely. */
 export function fieldErrorsOf(error: z.ZodError): FieldError[] {

@@ -114,6 +114,30 @@ export const Config = z.object({
     .min(1024)
     .default(20 * 1024 ** 3)
     .describe('Refuses archives (zip bombs) that unpack past this'),
+  UPLOAD_RATE_WINDOW_MS: milliseconds(30_000).describe(
+    'An upload that sends less than UPLOAD_MIN_BYTES_PER_SECOND over this long is cut off (408): a trickle cannot hold an upload slot',
+  ),
+  OWNER_SHARE_PERCENT: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .default(25)
+    .describe(
+      "The share of each per-process capacity (event streams, upload slots, each thread's queue) one owner may hold, at least one (429 with Retry-After past it); the admin has none",
+    ),
+  ALLOWED_HOSTS: z
+    .string()
+    .regex(/^[\w.-]+(,[\w.-]+)*$/, 'host names, comma-separated')
+    .optional()
+    .describe('Single-user mode answers only Host headers naming loopback (localhost, 127.0.0.1, [::1]) and these names (421 otherwise)'),
+  TRUST_PROXY: z
+    .string()
+    .regex(/^(\d{1,2}|[\d.:a-fA-F/]+(,[\d.:a-fA-F/]+)*)$/, 'a hop count, or proxy addresses and CIDR ranges, comma-separated')
+    .optional()
+    .describe(
+      "Behind a reverse proxy: the proxies whose X-Forwarded-For names the client (addresses or CIDRs), or their hop count; unset, the client is the socket's peer",
+    ),
   ADMIN_API_KEY: z
     .string()
     .min(32, 'at least 32 characters (e.g. openssl rand -base64 32)')
@@ -126,6 +150,12 @@ export const Config = z.object({
     .default(600)
     .describe('Requests per key per window (429 with Retry-After past it); the admin is exempt'),
   RATE_LIMIT_WINDOW_MS: milliseconds(60_000).describe('The rate-limit window'),
+  RATE_LIMIT_ANONYMOUS_MAX: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(120)
+    .describe('Per client address per window: requests refused for want of a valid key, and requests to /readyz (429 past it)'),
   QUOTA_OPEN_JOBS: z.coerce.number().int().min(1).default(20).describe("An owner's jobs queued or running at once (429 past it)"),
   QUOTA_DATASET_BYTES: z.coerce
     .number()

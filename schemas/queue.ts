@@ -10,6 +10,12 @@ export const TrainingPayload = z.object({
   spec: JobSpec,
   owner: Owner.default(LOCAL_OWNER),
   submittedAt: z.string(),
+  artifactQuotaBytes: z
+    .number()
+    .int()
+    .nullable()
+    .default(null)
+    .describe("The owner's artifact quota when the job was submitted; the worker stops the job before it would pass it (null: none)"),
 });
 export type TrainingPayload = z.infer<typeof TrainingPayload>;
 

@@ -9,10 +9,13 @@ import { materializeSyntheticDataset } from './synthetic.js';
 /** Under DATA_DIR: one folder of PNG files per synthetic data set. */
 export const SYNTHETIC_CACHE = '.synthetic';
 
-/** The images a dataset spec names: synthetic ones are written as PNG files first, under DATA_DIR. */
-export async function resolveDataset(spec: DatasetSpec, dataDir: string): Promise<ImageFolder> {
-  const root =
-    spec.type === 'synthetic' ? await materializeSyntheticDataset(spec, path.join(dataDir, SYNTHETIC_CACHE)) : await locateDatasetFolder(spec, dataDir);
+/** The images a dataset spec names: synthetic ones are written as PNG files first, in the cache under DATA_DIR unless told where. */
+export async function resolveDataset(
+  spec: DatasetSpec,
+  dataDir: string,
+  syntheticRoot = path.join(dataDir, SYNTHETIC_CACHE),
+): Promise<ImageFolder> {
+  const root = spec.type === 'synthetic' ? await materializeSyntheticDataset(spec, syntheticRoot) : await locateDatasetFolder(spec, dataDir);
   return readImageFolder(root);
 }
 

@@ -2,10 +2,13 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import {
   ConflictError,
   DomainError,
+  FairShareError,
   IdempotencyKeyReusedError,
   InvalidInputError,
   NotFoundError,
   QuotaExceededError,
+  SlowSenderError,
+  StorageFullError,
   TooLargeError,
   UnavailableError,
 } from '../../common/errors.js';
@@ -19,6 +22,7 @@ export class HttpProblem extends Error {
     readonly status: number,
     readonly title: string,
     readonly detail: string,
+    readonly retryAfterSeconds?: number,
   ) {
     super(detail);
   }
@@ -33,14 +37,17 @@ const TITLES: Record<number, string> = {
   404: 'Not Found',
   405: 'Method Not Allowed',
   406: 'Not Acceptable',
+  408: 'Request Timeout',
   409: 'Conflict',
   413: 'Payload Too Large',
   414: 'URI Too Long',
   415: 'Unsupported Media Type',
+  421: 'Misdirected Request',
   422: 'Unprocessable Content',
   429: 'Too Many Requests',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
+  507: 'Insufficient Storage',
 };
 
 export function sendProblem(
@@ -64,7 +71,7 @@ export function sendProblem(
 }
 
 /** The one mapping from what went wrong to a status: typed domain errors, framework 4xx, Redis outages; 5xx without internals. */
-function problemOf(error: unknown): { status: number; detail: string; extra?: Partial<Problem> } | null {
+function problemOf(error: unknown): { status: number; detail: string; extra?: Partial<Problem>; retryAfter?: number } | null {
   if (error instanceof InvalidInputError) {
     return { status: 400, detail: error.message, extra: { title: 'Invalid request', in: error.location, errors: error.errors } };
   }
@@ -72,6 +79,10 @@ function problemOf(error: unknown): { status: number; detail: string; extra?: Pa
   if (error instanceof ConflictError) return { status: 409, detail: error.message, extra: error.details };
   if (error instanceof IdempotencyKeyReusedError) return { status: 422, detail: error.message, extra: { title: 'Idempotency key reused' } };
   if (error instanceof TooLargeError) return { status: 413, detail: error.message };
+  if (error instanceof FairShareError)
+    return { status: 429, detail: error.message, extra: { title: 'Fair share exceeded' }, retryAfter: error.retryAfterSeconds };
+  if (error instanceof StorageFullError) return { status: 507, detail: error.message };
+  if (error instanceof SlowSenderError) return { status: 408, detail: error.message };
   if (error instanceof QuotaExceededError)
     return { status: 429, detail: error.message, extra: { title: 'Quota exceeded', ...error.details } };
   if (error instanceof UnavailableError || error instanceof ThreadBusyError) return { status: 503, detail: error.message };
@@ -79,7 +90,8 @@ function problemOf(error: unknown): { status: number; detail: string; extra?: Pa
     return { status: 503, detail: 'a service this request needs (Redis) is unreachable; retry later' };
   }
   if (error instanceof DomainError) return null;
-  if (error instanceof HttpProblem) return { status: error.status, detail: error.detail, extra: { title: error.title } };
+  if (error instanceof HttpProblem)
+    return { status: error.status, detail: error.detail, extra: { title: error.title }, retryAfter: error.retryAfterSeconds };
   const status = (error as FastifyError).statusCode;
   if (status === 503) return { status, detail: (error as Error).message };
   if (status && status >= 400 && status < 500)
@@ -97,6 +109,7 @@ export function frameworkErrors(error: FastifyError, request: FastifyRequest, re
 export function registerProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((error: unknown, request, reply) => {
     const problem = problemOf(error);
+    if (problem?.retryAfter) reply.header('retry-after', problem.retryAfter);
     if (problem) return sendProblem(reply, request, problem.status, problem.detail, problem.extra);
     request.log.error({ err: error }, 'unhandled error');
     return sendProblem(reply, request, 500, 'The server failed to handle this request; see the server log for the request id.');
@@ -109,11 +122,11 @@ const DRAIN_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /**
  * Before answering an upload early (4xx), read the rest of its body: a client cut off mid-write sees
- * a broken pipe instead of the answer.
+ * a broken pipe instead of the answer. Not a large body's, nor one that arrives too slowly to wait for.
  */
-export async function drainBody(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+export async function drainBody(request: FastifyRequest, reply: FastifyReply, error: unknown): Promise<void> {
   if (request.raw.readableEnded) return;
-  if (Number(request.headers['content-length'] ?? 0) > DRAIN_LIMIT_BYTES) {
+  if (Number(request.headers['content-length'] ?? 0) > DRAIN_LIMIT_BYTES || error instanceof SlowSenderError) {
     reply.header('connection', 'close');
     return;
   }

@@ -14,6 +14,8 @@ export interface ThreadSettings {
 export interface PreflightRequest {
   dataset: DatasetSpec;
   options: PreflightOptions;
+  /** Where a synthetic set is written for this preflight alone (the API removes it after the answer). */
+  syntheticRoot: string | null;
 }
 
 export interface PredictRequest {

@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { crc32, createGunzip } from 'node:zlib';
 import * as tar from 'tar';
 import yauzl from 'yauzl';
-import { InvalidInputError } from '../../common/errors.js';
+import { InvalidInputError, isDiskFull } from '../../common/errors.js';
 
 export interface ArchiveLimits {
   maxFiles: number;
@@ -20,23 +20,43 @@ export class ArchiveError extends InvalidInputError {
   }
 }
 
-/** A relative path with no `..`, no absolute root, no drive letter, no NUL: safe to join under a folder. */
+/**
+ * How deep and long an entry's path may be. A dataset is `[wrapper/]class/image` (macOS adds a
+ * `__MACOSX/` mirror): 8 segments leave room to spare, and bound the folders one entry can imply.
+ */
+export const PATH_BOUNDS = { segments: 8, segmentBytes: 255, pathBytes: 1024 };
+
+/**
+ * The entry's path as '/'-separated segments, refused when it is absolute, climbs out with `..`,
+ * holds a NUL, or passes PATH_BOUNDS: safe to join under a folder.
+ */
 export function safeEntryPath(name: string): string {
+  const shown = name.length > 120 ? `${name.slice(0, 120)}...` : name;
   const normalised = name.replace(/\\/g, '/').replace(/^(\.\/)+/, '');
-  if (!normalised || normalised.includes('\0')) throw new ArchiveError(`entry "${name}" has an empty or NUL-containing name`);
-  if (normalised.startsWith('/') || /^[a-zA-Z]:/.test(normalised)) throw new ArchiveError(`entry "${name}" has an absolute path`);
-  if (normalised.split('/').includes('..')) throw new ArchiveError(`entry "${name}" climbs out of the archive with ".."`);
-  return normalised.replace(/\/+$/, '');
+  if (!normalised || normalised.includes('\0')) throw new ArchiveError(`entry "${shown}" has an empty or NUL-containing name`);
+  if (normalised.startsWith('/') || /^[a-zA-Z]:/.test(normalised)) throw new ArchiveError(`entry "${shown}" has an absolute path`);
+  const segments = normalised.split('/').filter((segment) => segment !== '' && segment !== '.');
+  if (segments.includes('..')) throw new ArchiveError(`entry "${shown}" climbs out of the archive with ".."`);
+  if (segments.length > PATH_BOUNDS.segments)
+    throw new ArchiveError(`entry "${shown}" is ${segments.length} folders deep; at most ${PATH_BOUNDS.segments} are accepted`);
+  if (Buffer.byteLength(normalised) > PATH_BOUNDS.pathBytes || segments.some((s) => Buffer.byteLength(s) > PATH_BOUNDS.segmentBytes))
+    throw new ArchiveError(
+      `entry "${shown}" has a path longer than ${PATH_BOUNDS.pathBytes} bytes or a name longer than ${PATH_BOUNDS.segmentBytes}`,
+    );
+  return segments.join('/');
 }
 
 /** Image datasets barely compress (JPEG, PNG): an archive that expands more than this is a bomb. */
 export const MAX_EXPANSION_RATIO = 100;
 
-/** Files and folders (each an inode) count against maxFiles; bytes against the size and ratio bounds. */
+/**
+ * Files and folders (each an inode) count against maxFiles, the folders a path implies as well as
+ * those the archive lists, each once; bytes count against the size and ratio bounds.
+ */
 class ExtractionBudget {
   files = 0;
-  folders = 0;
   bytes = 0;
+  private readonly folders = new Set<string>();
   private readonly maxBytes: number;
   constructor(
     private readonly limits: ArchiveLimits,
@@ -44,21 +64,32 @@ class ExtractionBudget {
   ) {
     this.maxBytes = Math.min(limits.maxUnpackedBytes, Math.max(archiveBytes, 1024 * 1024) * MAX_EXPANSION_RATIO);
   }
-  add(size: number, name: string) {
+  /** An entry of the archive: its path checked (safeEntryPath), its folders and size counted. */
+  add(name: string, kind: 'file' | 'folder', size = 0): string {
+    const entry = safeEntryPath(name);
+    const segments = entry.split('/');
+    for (let depth = 1; depth <= (kind === 'folder' ? segments.length : segments.length - 1); depth++) {
+      const folder = segments.slice(0, depth).join('/');
+      if (this.folders.has(folder)) continue;
+      this.folders.add(folder);
+      this.checkCount();
+    }
+    if (kind === 'folder') return entry;
     this.files += 1;
     this.bytes += size;
     this.checkCount();
     if (this.bytes > this.maxBytes) {
       const ratio = this.maxBytes < this.limits.maxUnpackedBytes ? ` (${MAX_EXPANSION_RATIO}x the archive)` : '';
-      throw new ArchiveError(`unpacks to more than ${this.maxBytes} bytes${ratio} (at "${name}")`);
+      throw new ArchiveError(`unpacks to more than ${this.maxBytes} bytes${ratio} (at "${entry}")`);
     }
-  }
-  addFolder() {
-    this.folders += 1;
-    this.checkCount();
+    return entry;
   }
   private checkCount() {
-    if (this.files + this.folders > this.limits.maxFiles) throw new ArchiveError(`more than ${this.limits.maxFiles} files and folders`);
+    if (this.files + this.folders.size > this.limits.maxFiles)
+      throw new ArchiveError(`more than ${this.limits.maxFiles} files and folders`);
+  }
+  get plan(): ArchivePlan {
+    return { files: this.files, folders: this.folders.size, bytes: this.bytes };
   }
   /** Decompressed tar stream bytes: the entries' declared sizes plus headers and padding. */
   get maxStreamBytes() {
@@ -83,26 +114,37 @@ function gunzipped(file: string, maxBytes: number): Readable {
   return counter;
 }
 
+/** What the listing pass found, before anything is written: extraction writes no more. */
+export interface ArchivePlan {
+  files: number;
+  folders: number;
+  bytes: number;
+}
+
+/** Called between the listing pass and extraction: throws to refuse the plan (a quota, say). */
+export type ApprovePlan = (plan: ArchivePlan) => Promise<void>;
+
+/** A fault of the archive's own, as a refusal; a full disk stays what it is. */
+const refusal = (error: unknown, what: string) =>
+  error instanceof ArchiveError || isDiskFull(error) ? error : new ArchiveError(`not a readable ${what}: ${(error as Error).message}`);
+
+const TAR_TYPES = new Set(['File', 'OldFile', 'Directory']);
+
 /**
  * tar.gz: every entry is checked (regular files and folders only, safe paths, size and count
  * bounds) before a byte is written; then extracted with the same checks enforced again.
  */
-async function extractTar(file: string, destination: string, limits: ArchiveLimits): Promise<{ files: number; bytes: number }> {
+async function extractTar(file: string, destination: string, limits: ArchiveLimits, approve: ApprovePlan): Promise<ArchivePlan> {
   const budget = new ExtractionBudget(limits, (await stat(file)).size);
   let problem: ArchiveError | undefined;
-  const unreadable = (error: Error) =>
-    error instanceof ArchiveError ? error : new ArchiveError(`not a readable tar.gz: ${error.message}`);
   const lister = tar.t({
     strict: true,
     onReadEntry: (entry) => {
       if (problem) return;
       try {
-        if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'Directory') {
+        if (!TAR_TYPES.has(entry.type))
           throw new ArchiveError(`entry "${entry.path}" is a ${entry.type}; only regular files and folders are accepted`);
-        }
-        safeEntryPath(entry.path);
-        if (entry.type === 'Directory') budget.addFolder();
-        else budget.add(entry.size ?? 0, entry.path);
+        budget.add(entry.path, entry.type === 'Directory' ? 'folder' : 'file', entry.size ?? 0);
       } catch (error) {
         problem = error as ArchiveError;
         lister.abort(problem); // stop reading: nothing after a refused entry matters
@@ -110,14 +152,24 @@ async function extractTar(file: string, destination: string, limits: ArchiveLimi
     },
   });
   await pipeline(gunzipped(file, budget.maxStreamBytes), lister).catch((error: Error) => {
-    throw problem ?? unreadable(error);
+    throw problem ?? refusal(error, 'tar.gz');
   });
   if (problem) throw problem;
-  const extractor = tar.x({ cwd: destination, strict: true, preservePaths: false, preserveOwner: false, noMtime: true });
-  await pipeline(gunzipped(file, budget.maxStreamBytes), extractor).catch((error: Error) => {
-    throw unreadable(error);
+  const plan = budget.plan;
+  await approve(plan);
+  const extractor = tar.x({
+    cwd: destination,
+    strict: true,
+    preservePaths: false,
+    preserveOwner: false,
+    noMtime: true,
+    maxDepth: PATH_BOUNDS.segments,
+    filter: (_path, entry) => 'type' in entry && TAR_TYPES.has(entry.type),
   });
-  return { files: budget.files, bytes: budget.bytes };
+  await pipeline(gunzipped(file, budget.maxStreamBytes), extractor).catch((error: Error) => {
+    throw refusal(error, 'tar.gz');
+  });
+  return plan;
 }
 
 function openZip(file: string): Promise<yauzl.ZipFile> {
@@ -128,10 +180,10 @@ function openZip(file: string): Promise<yauzl.ZipFile> {
   });
 }
 
-/** Every entry of the central directory, each checked (no links, safe paths, size and count bounds). */
-function checkedZipEntries(zip: yauzl.ZipFile, budget: ExtractionBudget): Promise<yauzl.Entry[]> {
+/** Every entry of the central directory, each checked (no links, safe paths, size and count bounds), with its path. */
+function checkedZipEntries(zip: yauzl.ZipFile, budget: ExtractionBudget): Promise<Array<{ entry: yauzl.Entry; target: string }>> {
   return new Promise((resolve, reject) => {
-    const entries: yauzl.Entry[] = [];
+    const entries: Array<{ entry: yauzl.Entry; target: string }> = [];
     zip.on('error', reject);
     zip.on('end', () => resolve(entries));
     zip.on('entry', (entry: yauzl.Entry) => {
@@ -139,10 +191,8 @@ function checkedZipEntries(zip: yauzl.ZipFile, budget: ExtractionBudget): Promis
         const unixMode = (entry.externalFileAttributes >>> 16) & 0o170000;
         if (unixMode === 0o120000)
           throw new ArchiveError(`entry "${entry.fileName}" is a symbolic link; only regular files and folders are accepted`);
-        safeEntryPath(entry.fileName);
-        if (entry.fileName.endsWith('/')) budget.addFolder();
-        else budget.add(entry.uncompressedSize, entry.fileName);
-        entries.push(entry);
+        const folder = entry.fileName.endsWith('/');
+        entries.push({ entry, target: budget.add(entry.fileName, folder ? 'folder' : 'file', entry.uncompressedSize) });
         zip.readEntry();
       } catch (error) {
         reject(error instanceof Error ? error : new Error(String(error)));
@@ -161,13 +211,16 @@ function entryStream(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<Readable> 
 }
 
 /** zip: sizes come from the central directory and are checked again while inflating (bombs lie). */
-async function extractZip(file: string, destination: string, limits: ArchiveLimits): Promise<{ files: number; bytes: number }> {
+async function extractZip(file: string, destination: string, limits: ArchiveLimits, approve: ApprovePlan): Promise<ArchivePlan> {
   const zip = await openZip(file);
   try {
     const budget = new ExtractionBudget(limits, (await stat(file)).size);
+    const entries = await checkedZipEntries(zip, budget);
+    const plan = budget.plan;
+    await approve(plan);
     let written = 0;
-    for (const entry of await checkedZipEntries(zip, budget)) {
-      const target = path.join(destination, safeEntryPath(entry.fileName));
+    for (const { entry, target: relative } of entries) {
+      const target = path.join(destination, relative);
       if (entry.fileName.endsWith('/')) {
         await mkdir(target, { recursive: true });
         continue;
@@ -178,20 +231,30 @@ async function extractZip(file: string, destination: string, limits: ArchiveLimi
       stream.on('data', (chunk: Buffer) => {
         written += chunk.length;
         crc = crc32(chunk, crc);
-        if (written > limits.maxUnpackedBytes) stream.destroy(new ArchiveError('unpacks to more than its declared size'));
+        if (written > plan.bytes) stream.destroy(new ArchiveError('unpacks to more than its declared size'));
       });
       await pipeline(stream, createWriteStream(target, { flags: 'wx' }));
       if (crc !== entry.crc32) throw new ArchiveError(`entry "${entry.fileName}" fails its CRC-32 check (damaged archive)`);
     }
-    return { files: budget.files, bytes: written };
+    return plan;
   } catch (error) {
-    throw error instanceof ArchiveError ? error : new ArchiveError((error as Error).message);
+    throw refusal(error, 'zip');
   } finally {
     zip.close();
   }
 }
 
-export async function extractArchive(file: string, format: 'tar.gz' | 'zip', destination: string, limits: ArchiveLimits) {
+/**
+ * Lists the archive and checks every entry, lets `approve` see the plan (what extraction will
+ * write, at most), then extracts. Run it off the API's main thread (unpack.ts): archives are input.
+ */
+export async function extractArchive(
+  file: string,
+  format: 'tar.gz' | 'zip',
+  destination: string,
+  limits: ArchiveLimits,
+  approve: ApprovePlan = async () => undefined,
+): Promise<ArchivePlan> {
   await mkdir(destination, { recursive: true });
-  return format === 'zip' ? extractZip(file, destination, limits) : extractTar(file, destination, limits);
+  return format === 'zip' ? extractZip(file, destination, limits, approve) : extractTar(file, destination, limits, approve);
 }

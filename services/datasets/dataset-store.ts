@@ -1,17 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { readJson, type ArtifactStore } from '../../common/artifact-store.js';
-import { NotFoundError, TooLargeError } from '../../common/errors.js';
+import { removeEntriesOlderThan } from '../../common/cache-eviction.js';
+import { NotFoundError, SlowSenderError, TooLargeError } from '../../common/errors.js';
+import type { RedisClient } from '../../common/queues.js';
 import { publishUpload, unpublishUpload, UPLOAD_RECORDS, uploadRecordKey } from '../../common/shared-uploads.js';
 import type { Caller } from '../../schemas/auth.js';
 import { DatasetError, readImageFolder } from '../../common/image-folder.js';
 import { DatasetRecord, UPLOADS_FOLDER, type PreflightReport } from '../../schemas/dataset.js';
-import { ArchiveError, extractArchive, type ArchiveLimits } from './archive.js';
+import { ArchiveError, type ArchiveLimits } from './archive.js';
+import { DatasetQuota } from './dataset-quota.js';
+import { Unpacker } from './unpack.js';
 
 function parsedOrNull(text: string): unknown {
   try {
@@ -36,22 +40,73 @@ export async function readUploadRecord(store: ArtifactStore, caller: Caller, id:
   return record && (caller.admin || record.owner === caller.owner) ? record : null;
 }
 
+/** What an upload may be: the archive's size and arrival rate, and what it may unpack to (ArchiveLimits). */
+export interface UploadLimits extends ArchiveLimits {
+  maxArchiveBytes: number;
+  /** Per owner, unpacked, over all their uploads. */
+  quotaBytes: number;
+  /** An upload that sends less than this per second, over any `rateWindowMs`, is cut off. */
+  minBytesPerSecond: number;
+  rateWindowMs: number;
+}
+
+/** Counts an archive's bytes as they arrive: past the size limit, or below the rate floor over a window, the upload is cut off. */
+function arrivalCheck(limits: UploadLimits): Transform & { received: number } {
+  let inWindow = 0;
+  const floor = (limits.minBytesPerSecond * limits.rateWindowMs) / 1000;
+  const counter = Object.assign(
+    new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        counter.received += chunk.length;
+        inWindow += chunk.length;
+        const over = counter.received > limits.maxArchiveBytes;
+        callback(over ? new TooLargeError(`the archive is larger than ${limits.maxArchiveBytes} bytes`) : null, chunk);
+      },
+      flush(callback) {
+        clearInterval(timer);
+        callback();
+      },
+    }),
+    { received: 0 },
+  );
+  const timer = setInterval(() => {
+    if (inWindow < floor)
+      counter.destroy(
+        new SlowSenderError(
+          `the upload sent ${inWindow} bytes in ${limits.rateWindowMs / 1000} s, below the ${limits.minBytesPerSecond} bytes per second every upload must keep up (UPLOAD_MIN_BYTES_PER_SECOND)`,
+        ),
+      );
+    inWindow = 0;
+  }, limits.rateWindowMs);
+  counter.on('close', () => clearInterval(timer));
+  return counter;
+}
+
 /**
  * Uploaded datasets: DATA_DIR/uploads/<id>/ holds the class folders, the artifact store the record
  * (uploads/<id>.json, seen by every API process). An upload is received and unpacked in `.incoming/`
- * and moved into place only when complete and valid, so a refused archive leaves nothing behind.
+ * (on a thread of its own) and moved into place only when complete and valid; a refused or broken-off
+ * upload's files are removed before it is answered.
  */
 export class DatasetStore {
   private readonly root: string;
   private readonly incoming: string;
+  /** Deleted uploads' folders wait here while they are removed in the background. */
+  private readonly trash: string;
+  private readonly removing = new Set<Promise<void>>();
+  readonly quota: DatasetQuota;
 
   constructor(
     dataDir: string,
     private readonly store: ArtifactStore,
-    private readonly limits: ArchiveLimits & { maxArchiveBytes: number; quotaBytes: number },
+    ledger: { redis: RedisClient; prefix: string },
+    readonly limits: UploadLimits,
+    private readonly unpacker = new Unpacker(),
   ) {
     this.root = path.join(dataDir, UPLOADS_FOLDER);
     this.incoming = path.join(this.root, '.incoming');
+    this.trash = path.join(this.root, '.trash');
+    this.quota = new DatasetQuota(ledger.redis, ledger.prefix, limits.quotaBytes, (owner) => this.list({ owner, admin: false }));
   }
 
   async create(
@@ -61,30 +116,17 @@ export class DatasetStore {
     name: string,
     preflight: (id: string) => Promise<PreflightReport>,
   ): Promise<DatasetRecord> {
+    await this.quota.requireRoom(caller);
     const id = randomUUID();
     const archive = path.join(this.incoming, `${id}.${format}`);
     const unpacked = path.join(this.incoming, id);
-    const used = caller.admin ? 0 : (await this.list(caller)).reduce((sum, record) => sum + record.unpackedBytes, 0);
-    const remaining = this.limits.quotaBytes - used;
-    const overQuota = () =>
-      new TooLargeError(`your datasets hold ${used} bytes unpacked and your quota is ${this.limits.quotaBytes}; delete one first`);
-    if (!caller.admin && remaining <= 0) throw overQuota();
-    const quotaBinds = !caller.admin && remaining < this.limits.maxUnpackedBytes;
-    const limits = { ...this.limits, maxUnpackedBytes: quotaBinds ? remaining : this.limits.maxUnpackedBytes };
     await mkdir(this.incoming, { recursive: true });
     try {
-      let received = 0;
-      const limit = this.limits.maxArchiveBytes;
-      const counter = new Transform({
-        transform(chunk: Buffer, _encoding, callback) {
-          received += chunk.length;
-          callback(received > limit ? new TooLargeError(`the archive is larger than ${limit} bytes`) : null, chunk);
-        },
-      });
-      await pipeline(body, counter, createWriteStream(archive));
-      const { files, bytes } = await extractArchive(archive, format, unpacked, limits).catch((error: unknown) => {
-        throw quotaBinds && error instanceof ArchiveError && /unpacks to more than/.test(error.message) ? overQuota() : error;
-      });
+      const arrival = arrivalCheck(this.limits);
+      await pipeline(body, arrival, createWriteStream(archive));
+      const { files, bytes } = await this.unpacker.unpack({ file: archive, format, destination: unpacked, limits: this.limits }, (plan) =>
+        this.quota.reserve(caller, id, plan.bytes, `this archive unpacks to ${plan.bytes} bytes, which`),
+      );
       const classRoot = await this.classFolderRoot(unpacked);
       const folder = await readImageFolder(classRoot).catch((error: Error) => {
         throw new ArchiveError(error instanceof DatasetError ? error.message.replace(classRoot, 'the archive') : error.message);
@@ -96,7 +138,7 @@ export class DatasetStore {
         owner: caller.owner,
         name,
         createdAt: new Date().toISOString(),
-        archiveBytes: received,
+        archiveBytes: arrival.received,
         files,
         unpackedBytes: bytes,
         classNames: folder.classNames,
@@ -104,10 +146,12 @@ export class DatasetStore {
         preflight: await preflight(id),
       };
       await this.commit(record);
+      await this.quota.commit(caller.owner, id, bytes);
       return record;
     } catch (error) {
       await this.store.remove(ownerMarkerKey(caller.owner, id));
       await this.removeFiles(id);
+      await this.quota.release(caller.owner, id);
       throw error;
     } finally {
       await rm(archive, { force: true });
@@ -126,20 +170,8 @@ export class DatasetStore {
    * (another API process may be receiving one now).
    */
   async sweepIncoming(olderThanMs: number): Promise<string[]> {
-    const cutoff = Date.now() - olderThanMs;
-    const names = await readdir(this.incoming).catch(() => [] as string[]);
-    const stale: string[] = [];
-    for (const name of names) {
-      const entry = path.join(this.incoming, name);
-      const modified = await stat(entry).then(
-        (s) => s.mtimeMs,
-        () => Infinity,
-      );
-      if (modified >= cutoff) continue;
-      await rm(entry, { recursive: true, force: true });
-      stale.push(name);
-    }
-    return stale;
+    await rm(this.trash, { recursive: true, force: true });
+    return removeEntriesOlderThan(this.incoming, olderThanMs);
   }
 
   /** Archives often wrap the class folders in one top folder (`flowers/daisy/...`): unwrap it. */
@@ -172,11 +204,30 @@ export class DatasetStore {
     return records.filter((r): r is DatasetRecord => r !== null).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
 
-  /** An upload the caller was allowed to see (from `require`). */
+  /**
+   * An upload the caller was allowed to see (from `require`): gone for every reader once this returns;
+   * its files (hundreds of thousands, maybe) are removed in the background.
+   */
   async remove({ id, owner }: DatasetRecord): Promise<void> {
     await this.store.remove(uploadRecordKey(id));
     await this.store.remove(ownerMarkerKey(owner, id));
-    await this.removeFiles(id);
+    await this.quota.release(owner, id);
+    if (this.store.shared) await unpublishUpload(this.store, id);
+    const doomed = path.join(this.trash, `${id}-${randomUUID()}`);
+    await mkdir(this.trash, { recursive: true });
+    const moved = await rename(path.join(this.root, id), doomed).then(
+      () => true,
+      () => false,
+    );
+    if (!moved) return;
+    const removal = rm(doomed, { recursive: true, force: true }).finally(() => this.removing.delete(removal));
+    this.removing.add(removal);
+  }
+
+  /** Stops unpacking and lets background removals finish. */
+  async close(): Promise<void> {
+    await this.unpacker.close();
+    await Promise.all(this.removing);
   }
 
   /** Gives the records of a release before the owner index their markers, once (reads every record that one time). */

@@ -8,6 +8,7 @@ import { NotFoundError } from '../../common/errors.js';
 import { hashStream } from '../../common/file-hash.js';
 import type { JobArtifacts, ModelFolder } from '../../common/job-artifacts.js';
 import type { CheckpointFormat, ExportRequest } from '../../schemas/artifacts.js';
+import type { Caller } from '../../schemas/auth.js';
 import type { ArchiveCache } from './archive-cache.js';
 
 export interface Download {
@@ -22,7 +23,7 @@ export type CheckpointSelector = { kind: 'final' } | { kind: 'latest' } | { kind
 
 /** Converts saved models (it loads them: heavy work, kept off the caller's thread). */
 export interface ModelExporter {
-  export(request: ExportRequest): Promise<void>;
+  export(request: ExportRequest, caller: Caller): Promise<void>;
 }
 
 const CONTENT_TYPES: Record<CheckpointFormat, string> = {
@@ -112,14 +113,14 @@ async function cachedDownload(
   artifacts: JobArtifacts,
   model: ModelFolder,
   format: CheckpointFormat,
-  { archives, exporter }: { archives: ArchiveCache; exporter: ModelExporter },
+  { archives, exporter, caller }: { archives: ArchiveCache; exporter: ModelExporter; caller: Caller },
 ): Promise<{ key: string; size: number }> {
   const { store, jobId } = artifacts;
   const key = artifacts.downloadKey(model.label, format);
   let stat = await store.stat(key);
   const built = !stat;
   if (!stat) {
-    await (format === 'tar.gz' ? writeArchive(store, model.folder, key) : exporter.export({ jobId, model, format, key }));
+    await (format === 'tar.gz' ? writeArchive(store, model.folder, key) : exporter.export({ jobId, model, format, key }, caller));
     stat = await store.stat(key);
     if (!stat) throw new Error(`download ${key} vanished after it was written`);
   }
@@ -131,16 +132,14 @@ export async function checkpointDownload(
   artifacts: JobArtifacts,
   selector: CheckpointSelector,
   format: CheckpointFormat,
-  { archives, exporter }: { archives: ArchiveCache; exporter: ModelExporter },
+  derivation: { archives: ArchiveCache; exporter: ModelExporter; caller: Caller },
 ): Promise<Download> {
   const model = await modelFolder(artifacts, selector);
   const { store, jobId } = artifacts;
   // The safetensors the worker wrote beside the final model is served as it is; everything else is derived and cached.
   const written = artifacts.torchvisionWeightsKey(model.folder);
   const stored = format === 'safetensors' ? await store.stat(written) : null;
-  const { key, size } = stored
-    ? { key: written, size: stored.size }
-    : await cachedDownload(artifacts, model, format, { archives, exporter });
+  const { key, size } = stored ? { key: written, size: stored.size } : await cachedDownload(artifacts, model, format, derivation);
   return {
     size,
     etag: await storedHash(store, key),

@@ -1,4 +1,5 @@
-import { hashTotal, QueueName, redisKeys, type Queues, type RedisClient } from '../../common/queues.js';
+import { ArtifactLedger } from '../../common/artifact-ledger.js';
+import { QueueName, redisKeys, type Queues, type RedisClient } from '../../common/queues.js';
 import type { JobSpec } from '../../schemas/job-spec.js';
 
 /** An indexed id not yet in the queue counts as open this long (the enqueue follows the index). */
@@ -16,6 +17,7 @@ export type IndexScope = { owner: string } | 'everyone';
  */
 export class JobIndex {
   private readonly keys;
+  private readonly ledger: ArtifactLedger;
 
   constructor(
     private readonly redis: RedisClient,
@@ -23,6 +25,7 @@ export class JobIndex {
     prefix: string,
   ) {
     this.keys = redisKeys(prefix);
+    this.ledger = new ArtifactLedger(redis, prefix);
   }
 
   private get queue() {
@@ -48,14 +51,10 @@ export class JobIndex {
   /** Undoes `add`, and drops the job's cancel flag and kept bytes; without the owner or spec, what they name is left to lazy cleanup. */
   async remove(jobId: string, owner: string | null, spec: JobSpec | undefined): Promise<void> {
     const transaction = this.redis.multi().zrem(this.keys.allJobs, jobId).del(this.keys.cancel(jobId));
-    if (owner) {
-      transaction
-        .zrem(this.keys.ownerJobs(owner), jobId)
-        .zrem(this.keys.openJobs(owner), jobId)
-        .hdel(this.keys.artifactBytes(owner), jobId);
-    }
+    if (owner) transaction.zrem(this.keys.ownerJobs(owner), jobId).zrem(this.keys.openJobs(owner), jobId);
     if (spec?.dataset?.type === 'upload') transaction.zrem(this.keys.datasetJobs(spec.dataset.id), jobId);
     await transaction.exec();
+    if (owner) await this.ledger.forget(owner, jobId);
   }
 
   /** Ids newest first, from position `start` to `stop` (inclusive). */
@@ -89,7 +88,7 @@ export class JobIndex {
 
   /** Bytes of models and checkpoints the owner's jobs keep, as their workers last recorded. */
   keptBytes(owner: string): Promise<number> {
-    return hashTotal(this.redis, this.keys.artifactBytes(owner));
+    return this.ledger.ownerTotal(owner);
   }
 
   /**

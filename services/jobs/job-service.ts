@@ -154,6 +154,7 @@ export class JobService {
       spec,
       owner: caller.owner,
       submittedAt: new Date().toISOString(),
+      artifactQuotaBytes: caller.admin ? null : this.options.quotaArtifactBytes,
     });
     return { status: await this.describe(job, 'waiting'), created: true };
   }
@@ -399,7 +400,7 @@ export class JobService {
     jobId: string,
     { selector, format, exporter }: { selector: CheckpointSelector; format: CheckpointFormat; exporter: ModelExporter },
   ): Promise<Download> {
-    return checkpointDownload(await this.artifacts(caller, jobId), selector, format, { archives: this.archives, exporter });
+    return checkpointDownload(await this.artifacts(caller, jobId), selector, format, { archives: this.archives, exporter, caller });
   }
 
   /** The status of a job whose final model can serve predictions (409 until it completes). */

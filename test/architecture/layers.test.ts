@@ -17,7 +17,7 @@ const LAYERS: Array<{ name: string; files: RegExp; may: string[] }> = [
   { name: 'engine', files: /^engine\//, may: ['common', 'schemas'] },
   { name: 'domain', files: /^services\/(jobs|datasets)\//, may: ['common', 'schemas'] },
   { name: 'api-threads', files: /^services\/api\/threads\//, may: ['api-thread-side', 'engine', 'common', 'schemas'] },
-  { name: 'api-thread-side', files: /^services\/api\/thread-(rpc|protocol)\.ts$/, may: ['schemas'] },
+  { name: 'api-thread-side', files: /^services\/api\/thread-(rpc|protocol)\.ts$/, may: ['common', 'schemas'] },
   { name: 'api', files: /^services\/api\//, may: ['api-thread-side', 'domain', 'common', 'schemas'] },
   { name: 'worker', files: /^workers\//, may: ['engine', 'common', 'schemas'] },
   { name: 'cli', files: /^cli\//, may: ['engine', 'common', 'schemas'] },

@@ -24,12 +24,18 @@ describe('the queue facade', () => {
     const job = await queues.enqueue(QueueName.Training, '3b241101-e2bb-4255-8caf-4136c566a962', {
       spec,
       owner: 'alice',
+      artifactQuotaBytes: null,
       submittedAt: '2026-11-28T00:00:00.000Z',
     });
     assert.equal(job.id, '3b241101-e2bb-4255-8caf-4136c566a962');
     assert.equal(job.opts.attempts, 2);
     const stored = await queues.get(QueueName.Training).getJob(job.id);
-    assert.deepEqual(TrainingPayload.parse(stored?.data), { spec, owner: 'alice', submittedAt: '2026-11-28T00:00:00.000Z' });
+    assert.deepEqual(TrainingPayload.parse(stored?.data), {
+      spec,
+      owner: 'alice',
+      artifactQuotaBytes: null,
+      submittedAt: '2026-11-28T00:00:00.000Z',
+    });
   });
 
   it("tells an unreachable server from a command's own error", async () => {

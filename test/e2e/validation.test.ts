@@ -139,6 +139,7 @@ describe('job spec validation (4xx problem+json naming the field)', () => {
     await queues.enqueue(QueueName.Training, id, {
       spec: { mode: 'retired_mode' } as never,
       owner: 'local',
+      artifactQuotaBytes: null,
       submittedAt: new Date().toISOString(),
     });
     const response = await service.http().get(`/v1/jobs/${id}`);

@@ -5,11 +5,10 @@ import type { CheckpointState, EpochPosition, InterruptedState, ModelMetadata } 
 import type { EpochMetrics } from '../../schemas/metrics.js';
 import { loadWeightsInto, saveModel, tensorBytes, weightSpec } from '../../engine/model/checkpoint-io.js';
 import type { ResNet50 } from '../../engine/model/resnet50.js';
+import { isDiskFull } from '../../common/errors.js';
 import { InvalidJobError } from './job-context.js';
 
 const OPTIMIZER_FILE = 'optimizer.bin';
-
-const DISK_FULL = new Set(['ENOSPC', 'EDQUOT']);
 
 /**
  * One epoch's weights, optimiser state and metrics history; committed (state.json) last. A full disk
@@ -23,7 +22,7 @@ export async function writeCheckpoint(
   metadata: ModelMetadata,
 ): Promise<void> {
   const folder = artifacts.checkpointFolder(epoch);
-  await failingFastWhenFull(`epoch ${epoch}'s checkpoint`, folder, artifacts, async () => {
+  await writeWhole(artifacts, `epoch ${epoch}'s checkpoint`, folder, async () => {
     const optimizerWeights = await writeTrainingState(artifacts.store, folder, resnet, optimizer);
     await artifacts.writeModelMetadata(folder, { ...metadata, epoch });
     await artifacts.commitCheckpoint({ epoch, history, optimizerWeights });
@@ -39,21 +38,37 @@ export async function writeInterruptedCheckpoint(
 ): Promise<void> {
   const folder = artifacts.interruptedFolder;
   await artifacts.removeInterrupted();
-  await failingFastWhenFull(`epoch ${state.epoch}'s interrupted checkpoint`, folder, artifacts, async () => {
+  await writeWhole(artifacts, `epoch ${state.epoch}'s interrupted checkpoint`, folder, async () => {
     const optimizerWeights = await writeTrainingState(artifacts.store, folder, resnet, optimizer);
     await artifacts.commitInterrupted({ ...state, optimizerWeights });
   });
 }
 
-async function failingFastWhenFull(what: string, folder: string, artifacts: JobArtifacts, write: () => Promise<void>): Promise<void> {
+/**
+ * Writes a model folder (a checkpoint, the final model) whole or not at all: whatever stops it, the
+ * half-written folder is removed; a full disk fails the job at once, since retrying cannot make room.
+ */
+export async function writeWhole(artifacts: JobArtifacts, what: string, folder: string, write: () => Promise<void>): Promise<void> {
   try {
     await write();
   } catch (error) {
-    if (!DISK_FULL.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
     await artifacts.store.remove(folder);
-    throw new InvalidJobError(`the artifact store is full: ${what} could not be written`);
+    if (isDiskFull(error)) throw new InvalidJobError(`the artifact store is full: ${what} could not be written`);
+    throw error;
   }
 }
+
+/** float32: 4 bytes an element, in checkpoints and safetensors alike. */
+const weightBytes = (resnet: ResNet50, trainableOnly: boolean) =>
+  resnet.model.weights
+    .filter((weight) => weight.trainable || !trainableOnly)
+    .reduce((sum, weight) => sum + 4 * weight.shape.reduce<number>((size, dim) => size * (dim ?? 1), 1), 0);
+
+/** What an epoch's checkpoint may take: the weights, and the optimiser's slots (Adam's two moments) for each trainable one. */
+export const checkpointBytes = (resnet: ResNet50) => weightBytes(resnet, false) + 2 * weightBytes(resnet, true);
+
+/** What the final model takes: its weights twice (tfjs layers and torchvision safetensors). */
+export const finalModelBytes = (resnet: ResNet50) => 2 * weightBytes(resnet, false);
 
 /** Weights, then the optimiser state; returns the latter's manifest for the state file. */
 async function writeTrainingState(store: ArtifactStore, folder: string, resnet: ResNet50, optimizer: tf.Optimizer) {

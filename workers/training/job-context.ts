@@ -19,6 +19,11 @@ export interface JobContext {
   handBackRequested(): boolean;
   /** Records the bytes the job keeps in the store, for its owner's quota: after every checkpoint. */
   measureArtifacts(): Promise<void>;
+  /**
+   * Before writing `bytes` more of models or checkpoints (`what`): refuses (InvalidJobError, naming the
+   * quota) when the owner's jobs would then keep more than their artifact quota.
+   */
+  ensureArtifactRoom(bytes: number, what: string): Promise<void>;
   /** A line in the worker's log and the job's own log, with the job id. */
   log(message: string, fields?: Record<string, unknown>): void;
 }

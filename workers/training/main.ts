@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { Worker } from 'bullmq';
 import { createLogger } from '../../common/logger.js';
 import { QueueName, redisConnection, redisKeys, type PayloadOf, type ResultOf } from '../../common/queues.js';
+import { WorkerRegistry } from '../../common/worker-registry.js';
 import { loadConfig } from '../../schemas/config.js';
 import type { WorkerHeartbeat } from '../../schemas/queue.js';
 import { BackendProbe } from '../../schemas/model.js';
@@ -47,6 +48,7 @@ const worker = new Worker<PayloadOf<QueueName.Training>, ResultOf<QueueName.Trai
 });
 
 const keys = redisKeys(config.QUEUE_PREFIX);
+const registry = new WorkerRegistry(connection, config.QUEUE_PREFIX);
 /** Jobs this worker trains now: each gets a heartbeat key, so the API can tell a dead worker's job (stalled). */
 const training = new Set<string>();
 /** A heartbeat lives three beats: one missed beat is not a death. */
@@ -83,7 +85,7 @@ const heartbeat = async () => {
     queues: [QueueName.Training],
     at: new Date().toISOString(),
   };
-  await connection.set(keys.worker(workerId), JSON.stringify(record), 'PX', heartbeatTtlMs);
+  await registry.beat(record, heartbeatTtlMs);
   await Promise.all([...training].map(beatJob));
 };
 await heartbeat();
@@ -112,7 +114,7 @@ async function shutdown(signal: string) {
   await worker.close();
   await Promise.all([...training].map((jobId) => connection.del(keys.jobHeartbeat(jobId))));
   log.info('worker closed');
-  await connection.del(keys.worker(workerId));
+  await registry.leave(workerId);
   await connection.quit();
   log.info('redis closed');
   process.exit(0);

@@ -2,6 +2,7 @@ import type { Metrics } from '../../schemas/metrics.js';
 import { saveModel } from '../../engine/model/checkpoint-io.js';
 import { torchvisionWeightChunks } from '../../engine/model/torchvision-weights.js';
 import type { JobModel } from './build-model.js';
+import { finalModelBytes, writeWhole } from './checkpoints.js';
 import type { JobContext } from './job-context.js';
 import type { ProgressReporter } from './progress-reporter.js';
 
@@ -10,7 +11,10 @@ export async function saveFinalModel(ctx: JobContext, model: JobModel, metrics: 
   await reporter.phase('saving');
   const { artifacts } = ctx;
   const folder = artifacts.finalFolder;
-  await saveModel(model.resnet, artifacts.store, folder);
-  await artifacts.store.write(artifacts.torchvisionWeightsKey(folder), torchvisionWeightChunks(model.resnet));
-  await artifacts.writeModelMetadata(folder, { ...model.metadata, epochs: metrics.epochs.length });
+  await ctx.ensureArtifactRoom(finalModelBytes(model.resnet), 'the final model');
+  await writeWhole(artifacts, 'the final model', folder, async () => {
+    await saveModel(model.resnet, artifacts.store, folder);
+    await artifacts.store.write(artifacts.torchvisionWeightsKey(folder), torchvisionWeightChunks(model.resnet));
+    await artifacts.writeModelMetadata(folder, { ...model.metadata, epochs: metrics.epochs.length });
+  });
 }

@@ -13,6 +13,7 @@ import { trainStep, wasmMicroBatchSize } from '../../engine/training/train-step.
 import type { Network } from '../../engine/model/network.js';
 import type { JobModel } from './build-model.js';
 import {
+  checkpointBytes,
   pruneCheckpoints,
   restoreEpochWeights,
   resumeFromLatestCheckpoint,
@@ -93,6 +94,7 @@ export async function train(
       metrics.epochs.push(epochMetrics);
       metrics.bestEpoch = bestEpochOf(metrics.epochs, monitor, spec.earlyStopping?.minDelta)?.epoch ?? null;
       await reporter.phase('saving');
+      await ctx.ensureArtifactRoom(checkpointBytes(model.resnet), `epoch ${epoch}'s checkpoint`);
       await writeCheckpoint(ctx.artifacts, model.resnet, optimizer, { epoch, history: metrics.epochs }, model.metadata);
       await ctx.artifacts.writeMetrics(metrics);
       await pruneCheckpoints(ctx.artifacts, { latest: epoch, best: metrics.bestEpoch, keepEveryN: spec.checkpoints.keepEveryN });
@@ -223,6 +225,7 @@ function planEpoch(
   const stopAt = async (stopped: Omit<EpochPosition, 'dropoutCalls'>) => {
     const dropoutCalls = Object.fromEntries(dropouts.map((layer) => [layer.name, layer.callCount]));
     await reporter.phase('saving');
+    await ctx.ensureArtifactRoom(checkpointBytes(model.resnet), `epoch ${epoch}'s interrupted checkpoint`);
     await writeInterruptedCheckpoint(ctx.artifacts, model.resnet, optimizer, {
       epoch,
       history: metrics.epochs,

@@ -4,6 +4,8 @@ import { UnrecoverableError, WaitingError, type SandboxedJob } from 'bullmq';
 import { z } from 'zod';
 import { type ArtifactStore } from '../../common/artifact-store.js';
 import { openArtifactStore } from '../../common/open-artifact-store.js';
+import { ArtifactLedger } from '../../common/artifact-ledger.js';
+import { isDiskFull } from '../../common/errors.js';
 import { JobArtifacts } from '../../common/job-artifacts.js';
 import { createLogger, type Logger } from '../../common/logger.js';
 import { CANCELLED_REASON, redisConnection, redisKeys, type RedisClient } from '../../common/queues.js';
@@ -57,8 +59,19 @@ export default async function trainingProcessor(
   const keys = redisKeys(config.QUEUE_PREFIX);
   const cancelKey = keys.cancel(jobId);
   const artifacts = new JobArtifacts(store, jobId);
-  const measureArtifacts = async () => {
-    await redis.hset(keys.artifactBytes(payload.data.owner), jobId, await artifacts.modelBytes());
+  const { owner, artifactQuotaBytes } = payload.data;
+  const ledger = new ArtifactLedger(redis, config.QUEUE_PREFIX);
+  const measureArtifacts = async () => ledger.record(owner, jobId, await artifacts.modelBytes());
+  const ensureArtifactRoom = async (bytes: number, what: string) => {
+    if (artifactQuotaBytes === null) return;
+    const others = (await ledger.ownerTotal(owner)) - (await ledger.jobBytes(owner, jobId));
+    const kept = others + (await artifacts.modelBytes());
+    if (kept + bytes <= artifactQuotaBytes) return;
+    throw new InvalidJobError(
+      `stopped before writing ${what} (${bytes} bytes): your jobs keep ${kept} bytes of models and checkpoints, and your artifact quota ` +
+        `(QUOTA_ARTIFACT_BYTES) is ${artifactQuotaBytes}; what this job saved before is kept. Purge finished jobs you no longer need, ` +
+        'or keep fewer checkpoints (checkpoints.keepEveryN)',
+    );
   };
   const cancelRequested = async () => (await redis.exists(cancelKey)) === 1;
   if (await cancelRequested()) throw new UnrecoverableError(CANCELLED_REASON);
@@ -73,6 +86,7 @@ export default async function trainingProcessor(
       cancelRequested,
       handBackRequested: () => signal?.aborted === true,
       measureArtifacts,
+      ensureArtifactRoom,
       log: (message, fields) => {
         log.info(fields ?? {}, message);
         void job.log(fields ? `${message} ${JSON.stringify(fields)}` : message);
@@ -81,6 +95,8 @@ export default async function trainingProcessor(
   } catch (error) {
     if (error instanceof JobCancelledError) throw new UnrecoverableError(CANCELLED_REASON);
     if (error instanceof InvalidJobError) throw new UnrecoverableError(error.message);
+    // No retry can make room: fail at once, naming what could not be written.
+    if (isDiskFull(error)) throw new UnrecoverableError(`the artifact store is full: ${(error as Error).message}`);
     if (error instanceof JobHandedBackError) {
       // Back to waiting without spending an attempt; the worker takes WaitingError as "not failed".
       await job.moveToWait(token);

@@ -1,4 +1,4 @@
-import type { RedisClient } from '../../../common/queues.js';
+import { redisKeys, type RedisClient } from '../../../common/queues.js';
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -24,6 +24,8 @@ const Me = z.object({
 });
 
 const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|::1|::ffff:127(\.\d{1,3}){3})$/;
+/** Host names a browser resolves to this machine itself, whatever DNS says (RFC 6761 keeps *.localhost local). */
+const LOOPBACK_HOST = /^(localhost|[\w.-]+\.localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
 
 /**
  * API keys when ADMIN_API_KEY is set. Without it, only a loopback listener may start, as the one
@@ -44,6 +46,81 @@ function bearerOf(request: FastifyRequest): string | null {
   return match ? match[1] : null;
 }
 
+/** The host part of a Host header or an Origin's authority: the name or address without the port. */
+function hostOf(authority: string): string {
+  const bracketed = /^(\[[^\]]*\])(:\d+)?$/.exec(authority);
+  return (bracketed ? bracketed[1] : authority.replace(/:\d+$/, '')).toLowerCase();
+}
+
+/**
+ * Single-user mode trusts whoever reaches it, and only loopback can: so a request must also name this
+ * machine in `Host` (a page on another site that rebinds its DNS name to 127.0.0.1 still sends its own
+ * name, 421), and a state-changing request from a browser must come from such an origin (403).
+ * ALLOWED_HOSTS adds names (a tunnel's, an /etc/hosts alias).
+ */
+export function guardLocalHosts(app: FastifyInstance, mode: AuthMode, allowedHosts: string | undefined): void {
+  if (mode !== 'single-user') return;
+  const allowed = new Set(
+    (allowedHosts ?? '')
+      .split(',')
+      .filter(Boolean)
+      .map((name) => name.toLowerCase()),
+  );
+  const local = (host: string) => LOOPBACK_HOST.test(host) || allowed.has(host);
+  app.addHook('onRequest', async (request, reply) => {
+    const host = request.headers.host;
+    if (host !== undefined && !local(hostOf(host))) {
+      return sendProblem(
+        reply,
+        request,
+        421,
+        `this single-user service answers only to localhost (or ALLOWED_HOSTS), not to "${hostOf(host)}"`,
+      );
+    }
+    const origin = request.headers.origin;
+    if (origin === undefined || ['GET', 'HEAD', 'OPTIONS'].includes(request.method)) return;
+    const originHost = URL.canParse(origin) ? hostOf(new URL(origin).host) : null;
+    if (originHost === null || !local(originHost)) {
+      return sendProblem(reply, request, 403, `requests from pages of ${origin} cannot change this single-user service`);
+    }
+  });
+}
+
+/** Whether an Authorization header carries the admin key (anyone is the admin in single-user mode). */
+export const adminCheck =
+  (mode: AuthMode, adminKey: string | undefined) =>
+  (authorization: string | undefined): boolean => {
+    if (mode === 'single-user') return true;
+    const match = typeof authorization === 'string' ? /^Bearer ([\x21-\x7e]{1,512})$/i.exec(authorization) : null;
+    return Boolean(match && adminKey && sameSecret(match[1], adminKey));
+  };
+
+/**
+ * Requests no key vouches for, counted per client address in Redis (every API process shares the
+ * count): refused keys, and the anonymous routes that touch Redis. Past the limit in a window: 429.
+ */
+export class AddressLimiter {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly prefix: string,
+    private readonly max: number,
+    private readonly windowMs: number,
+  ) {}
+
+  async count(request: FastifyRequest): Promise<void> {
+    const key = redisKeys(this.prefix).anonymousRequests(request.ip);
+    const results = await this.redis.multi().incr(key).pexpire(key, this.windowMs, 'NX').pttl(key).exec();
+    const [count, , leftMs] = (results ?? []).map(([, value]) => Number(value));
+    if (count <= this.max) return;
+    throw new HttpProblem(
+      429,
+      'Too Many Requests',
+      `more than ${this.max} requests without a valid key from your address in ${this.windowMs / 1000} s; retry after the Retry-After seconds`,
+      Math.max(1, Math.ceil(leftMs / 1000)),
+    );
+  }
+}
+
 /**
  * On every route registered in `scope` after it: sets `request.caller` or answers 401, then counts
  * the request against the owner's rate limit (in Redis, so every API process shares the budget).
@@ -53,13 +130,14 @@ export async function guardOwners(
   mode: AuthMode,
   config: Pick<Config, 'QUEUE_PREFIX' | 'ADMIN_API_KEY' | 'RATE_LIMIT_MAX' | 'RATE_LIMIT_WINDOW_MS'>,
   redis: RedisClient,
+  anonymous: AddressLimiter,
 ): Promise<void> {
   scope.decorateRequest('caller', null as unknown as Caller);
   scope.decorateRequest('keyId', '');
-  authenticate(scope, mode, redis, config.QUEUE_PREFIX, config.ADMIN_API_KEY);
+  authenticate(scope, mode, redis, config.QUEUE_PREFIX, config.ADMIN_API_KEY, anonymous);
   await scope.register(rateLimit, {
     redis,
-    nameSpace: `${config.QUEUE_PREFIX}:rate:`,
+    nameSpace: redisKeys(config.QUEUE_PREFIX).rateLimitNamespace,
     max: config.RATE_LIMIT_MAX,
     timeWindow: config.RATE_LIMIT_WINDOW_MS,
     keyGenerator: (request) => request.keyId,
@@ -74,7 +152,14 @@ export async function guardOwners(
   scope.get('/me', { schema: { response: { 200: Me } } }, async (request) => ({ ...request.caller, auth: mode }));
 }
 
-function authenticate(scope: FastifyInstance, mode: AuthMode, redis: RedisClient, prefix: string, adminKey: string | undefined): void {
+function authenticate(
+  scope: FastifyInstance,
+  mode: AuthMode,
+  redis: RedisClient,
+  prefix: string,
+  adminKey: string | undefined,
+  anonymous: AddressLimiter,
+): void {
   const keys = new ApiKeys(redis, prefix);
   scope.addHook('onRequest', async (request, reply) => {
     if (mode === 'single-user') {
@@ -90,6 +175,8 @@ function authenticate(scope: FastifyInstance, mode: AuthMode, redis: RedisClient
     }
     const key = presented ? await keys.verify(presented) : null;
     if (!key) {
+      // Refusals cost a key lookup each: counted per address, so guessing keys is throttled too.
+      await anonymous.count(request);
       reply.header('www-authenticate', 'Bearer realm="retrain"');
       throw new HttpProblem(
         401,

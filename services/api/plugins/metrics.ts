@@ -1,9 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { CANCELLED_REASON, hashTotal, QueueName, redisKeys, scanKeys, type Queues, type RedisClient } from '../../../common/queues.js';
+import { ArtifactLedger } from '../../../common/artifact-ledger.js';
+import { CANCELLED_REASON, hashTotal, QueueName, redisKeys, type Queues, type RedisClient } from '../../../common/queues.js';
+import { WorkerRegistry } from '../../../common/worker-registry.js';
 import { TrainingPayload, WorkerProgress } from '../../../schemas/queue.js';
 import type { JobEventStream } from '../job-events.js';
-import { liveWorkers } from '../live-workers.js';
 import { guardAdmin, type AuthMode } from './auth.js';
 
 export interface MetricsDeps {
@@ -19,9 +20,11 @@ const JOB_STATES = ['waiting', 'prioritized', 'delayed', 'active', 'completed', 
 const REQUEST_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120];
 const JOB_SECONDS = [10, 30, 60, 300, 900, 1800, 3600, 7200, 14_400, 43_200, 86_400];
 
-/** Queue depth, live workers and kept bytes, read from Redis when Prometheus scrapes. */
+/** Queue depth, live workers and kept bytes, read from Redis when Prometheus scrapes: counts and counters, never a keyspace scan. */
 function queueGauges(registry: Registry, { redis, queues, prefix }: MetricsDeps): void {
   const keys = redisKeys(prefix);
+  const workers = new WorkerRegistry(redis, prefix);
+  const ledger = new ArtifactLedger(redis, prefix);
   new Gauge({
     name: 'retrain_queue_jobs',
     help: 'Training jobs in the queue, by BullMQ state',
@@ -39,7 +42,7 @@ function queueGauges(registry: Registry, { redis, queues, prefix }: MetricsDeps)
     registers: [registry],
     async collect() {
       this.reset();
-      for (const worker of await liveWorkers(redis, prefix)) this.inc({ backend: worker.backend.backend, kernels: worker.backend.kernels });
+      for (const worker of await workers.live()) this.inc({ backend: worker.backend.backend, kernels: worker.backend.kernels });
     },
   });
   new Gauge({
@@ -62,7 +65,7 @@ function queueGauges(registry: Registry, { redis, queues, prefix }: MetricsDeps)
     labelNames: ['kind'],
     registers: [registry],
     async collect() {
-      this.set({ kind: 'models' }, await hashTotal(redis, ...(await scanKeys(redis, keys.artifactBytes('*')))));
+      this.set({ kind: 'models' }, await ledger.total());
       this.set({ kind: 'download_archives' }, await hashTotal(redis, keys.archiveBytes));
     },
   });

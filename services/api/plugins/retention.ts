@@ -1,4 +1,4 @@
-import type { RedisClient } from '../../../common/queues.js';
+import { redisKeys, type RedisClient } from '../../../common/queues.js';
 import type { FastifyInstance } from 'fastify';
 import type { JobService } from '../../jobs/job-service.js';
 
@@ -11,7 +11,7 @@ const FIRST_SWEEP_AFTER_MS = 60_000;
  */
 export function scheduleRetentionSweeps(app: FastifyInstance, jobs: JobService, redis: RedisClient, prefix: string): void {
   const sweep = async () => {
-    const claimed = await redis.set(`${prefix}:retention-sweep`, String(process.pid), 'PX', SWEEP_EVERY_MS - 60_000, 'NX');
+    const claimed = await redis.set(redisKeys(prefix).retentionSweepLock, String(process.pid), 'PX', SWEEP_EVERY_MS - 60_000, 'NX');
     if (claimed !== 'OK') return;
     const removed = await jobs.sweepExpired();
     if (removed.length) app.log.info({ removed: removed.length }, 'retention: removed expired jobs and their artifacts');

@@ -8,6 +8,6 @@ import type { PreflightRequest, ThreadSettings } from '../thread-protocol.js';
 
 const { dataDir } = workerData as ThreadSettings;
 
-serveThreadRpc<PreflightRequest, PreflightReport>(parentPort, async ({ dataset, options }) =>
-  preflight(await resolveDataset(dataset, dataDir), options),
+serveThreadRpc<PreflightRequest, PreflightReport>(parentPort, async ({ dataset, options, syntheticRoot }) =>
+  preflight(await resolveDataset(dataset, dataDir, syntheticRoot ?? undefined), options),
 );

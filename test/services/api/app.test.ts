@@ -72,7 +72,7 @@ describe('the API app', () => {
         payload: 'x',
       });
       const problem = assertProblem(second, 503);
-      assert.match(problem.detail ?? '', /receiving 1 uploads/);
+      assert.match(problem.detail ?? '', /1 uploads being received in use, its most/);
       assert.equal(second.headers['retry-after'], '10');
       arriving.end();
       assertProblem(await first, 400);

@@ -4,11 +4,28 @@ import { mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:
 import path from 'node:path';
 import { LocalArtifactStore } from '../../../common/artifact-store.js';
 import { openArtifactStore } from '../../../common/open-artifact-store.js';
+import { createLogger } from '../../../common/logger.js';
+import { redisConnection, scanKeys } from '../../../common/queues.js';
 import { DatasetStore } from '../../../services/datasets/dataset-store.js';
 import { startS3Server, type S3Server } from '../../helpers/s3-server.js';
 import { tempDir } from '../../helpers/torch.js';
 
 const ID = '3b241101-e2bb-4255-8caf-4136c566a962';
+const LIMITS = {
+  maxArchiveBytes: 1024,
+  maxFiles: 1,
+  maxUnpackedBytes: 1024,
+  quotaBytes: 1024,
+  minBytesPerSecond: 1024,
+  rateWindowMs: 30_000,
+};
+const prefix = `test-dataset-store-${process.pid}`;
+const redis = redisConnection({ REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' }, 'producer', createLogger('api', 'silent'));
+const ledger = { redis, prefix };
+after(async () => {
+  for (const key of await scanKeys(redis, `${prefix}:*`)) await redis.del(key);
+  await redis.quit();
+});
 const OTHER_ID = '9c7a2f3e-1d4b-4e8a-9f6c-2b5d8e1a7c40';
 const emptyPreflight = {
   classes: [],
@@ -36,12 +53,7 @@ describe('the dataset store', () => {
       mkdirSync(path.join(incoming, 'arriving'), { recursive: true });
       const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
       for (const name of ['crashed', 'crashed.tar.gz']) utimesSync(path.join(incoming, name), twoHoursAgo, twoHoursAgo);
-      const store = new DatasetStore(dataDir, new LocalArtifactStore(path.join(dataDir, 'artifacts')), {
-        maxArchiveBytes: 1024,
-        maxFiles: 1,
-        maxUnpackedBytes: 1024,
-        quotaBytes: 1024,
-      });
+      const store = new DatasetStore(dataDir, new LocalArtifactStore(path.join(dataDir, 'artifacts')), ledger, LIMITS);
       assert.deepEqual((await store.sweepIncoming(3600_000)).sort(), ['crashed', 'crashed.tar.gz']);
       assert.deepEqual(readdirSync(incoming), ['arriving']);
     } finally {
@@ -69,7 +81,7 @@ describe('the dataset store', () => {
       writeFileSync(path.join(uploads, `${ID}.json`), JSON.stringify(record));
       writeFileSync(path.join(uploads, `${OTHER_ID}.json`), '{"not":"a rec');
       const artifacts = new LocalArtifactStore(path.join(dataDir, 'artifacts'));
-      const store = new DatasetStore(dataDir, artifacts, { maxArchiveBytes: 1024, maxFiles: 1, maxUnpackedBytes: 1024, quotaBytes: 1024 });
+      const store = new DatasetStore(dataDir, artifacts, ledger, LIMITS);
       assert.deepEqual(await store.migrateRecords(), [ID]);
       assert.deepEqual(await store.migrateRecords(), [], 'once');
       assert.deepEqual(readdirSync(uploads).sort(), [`${OTHER_ID}.json`, ID].sort());
@@ -110,7 +122,7 @@ describe('the dataset store', () => {
         const full = { ...record, archiveBytes: 1, files: 1, unpackedBytes: 1, classNames: ['a'], images: 1, preflight: emptyPreflight };
         await artifacts.write(`uploads/${id}.json`, JSON.stringify(full));
       }
-      const store = new DatasetStore(dataDir, artifacts, { maxArchiveBytes: 1024, maxFiles: 1, maxUnpackedBytes: 1024, quotaBytes: 1024 });
+      const store = new DatasetStore(dataDir, artifacts, ledger, LIMITS);
       assert.deepEqual((await store.indexOwners()).sort(), [...ids].sort());
       reads.length = 0;
       assert.deepEqual(
@@ -150,7 +162,7 @@ describe("the dataset store's owner index on an S3-compatible store", () => {
           JSON.stringify({ ...record, unpackedBytes: 1, classNames: ['a'], images: 1, preflight: emptyPreflight }),
         );
       }
-      const store = new DatasetStore(dataDir, artifacts, { maxArchiveBytes: 1024, maxFiles: 1, maxUnpackedBytes: 1024, quotaBytes: 1024 });
+      const store = new DatasetStore(dataDir, artifacts, ledger, LIMITS);
       assert.equal((await store.indexOwners()).length, 3);
       const names = async (owner: string, admin = false) => (await store.list({ owner, admin })).map((r) => r.name);
       assert.deepEqual(await names('ada'), ['set-2', 'set-0']);

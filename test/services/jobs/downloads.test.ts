@@ -31,7 +31,7 @@ function downloadContract(name: string, open: () => ArtifactStore) {
       await artifacts.store.write(request.key, `${request.format} of ${request.model.folder}`);
     },
   };
-  const caches = () => ({ archives, exporter });
+  const caches = () => ({ archives, exporter, caller: { owner: 'ada', admin: false } });
   const prefix = `test-downloads-${name}-${process.pid}`;
   const redis = redisConnection(
     { REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },

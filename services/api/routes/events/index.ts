@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { UnavailableError } from '../../../../common/errors.js';
+import type { SharedCapacity } from '../../../../common/shared-capacity.js';
 import type { Caller } from '../../../../schemas/auth.js';
 import { FINISHED_STATES, type JobStatus } from '../../../../schemas/job-status.js';
 import { WorkerProgress } from '../../../../schemas/queue.js';
@@ -12,6 +12,12 @@ import { EventsHeaders, JobParams } from '../jobs/schemas.js';
 const HEARTBEAT_MS = 15_000;
 /** Most stream entries read back for one resume. */
 const REPLAY_MAX_ENTRIES = 50_000;
+/**
+ * Part numbers of positions no queue event fills (sseEventsOf makes at most three parts of one): the
+ * whole status sent in place of a replay, and a job's final state after its last entry's events.
+ */
+const STATUS_PART = 99;
+const FINAL_PART = 9;
 
 interface SseEvent {
   event: string;
@@ -87,7 +93,7 @@ class JobEventSession {
       const latest = await this.events.latestId();
       const status = resumeFrom ? await this.jobs.requireStatus(this.caller, this.jobId) : first;
       this.send({ id: latest, part: 0 }, { event: 'status', data: status });
-      this.position = { id: latest, part: 99 };
+      this.position = { id: latest, part: STATUS_PART };
       await this.settle(this.position);
     }
     for (const event of this.buffered) this.enqueue(event);
@@ -105,7 +111,7 @@ class JobEventSession {
 
   private async handle(event: QueueEvent): Promise<void> {
     sseEventsOf(event).forEach((sse, part) => this.send({ id: event.id, part }, sse));
-    if (['completed', 'failed', 'removed'].includes(event.event)) await this.settle({ id: event.id, part: 9 });
+    if (['completed', 'failed', 'removed'].includes(event.event)) await this.settle({ id: event.id, part: FINAL_PART });
   }
 
   private send(at: Position, { event, data }: SseEvent): void {
@@ -121,37 +127,36 @@ class JobEventSession {
     const next = this.position && !after(at, this.position) ? { id: this.position.id, part: this.position.part + 1 } : at;
     this.send(next, status ? finalEvent(status) : { event: 'state', data: { state: 'removed' } });
     this.stop();
-    this.raw.end();
   }
 
+  /** Ends the stream: once the job has ended, or when its state cannot be read (Redis away): the client reconnects with Last-Event-ID. */
   private stop(): void {
     if (this.ended) return;
     this.ended = true;
     this.unsubscribe();
     clearInterval(this.heartbeat);
     this.onEnd();
+    this.raw.end();
   }
 }
 
 /** GET /v1/jobs/:id/events: the job as Server-Sent Events, from BullMQ's event stream in Redis. */
-const eventRoutes: FastifyPluginAsyncZod<{ jobs: JobService; events: JobEventStream; maxStreams: number }> = async (
+const eventRoutes: FastifyPluginAsyncZod<{ jobs: JobService; events: JobEventStream; streams: SharedCapacity }> = async (
   app,
-  { jobs, events, maxStreams },
+  { jobs, events, streams },
 ) => {
-  let open = 0;
   app.get('/jobs/:id/events', { schema: { params: JobParams, headers: EventsHeaders } }, async (request, reply) => {
     const first = await jobs.requireStatus(request.caller, request.params.id);
-    if (open >= maxStreams) throw new UnavailableError(`this API process serves ${open} event streams, its most; retry shortly`);
-    open++;
+    const release = streams.acquire(request.caller);
     reply.hijack();
+    // Connection is Node's to set: it keeps a stream alive unless the client asked to close.
     reply.raw.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
-      connection: 'keep-alive',
       'x-accel-buffering': 'no',
       'x-request-id': request.id,
     });
-    const session = new JobEventSession(reply.raw, jobs, request.caller, first.id, events, () => open--);
+    const session = new JobEventSession(reply.raw, jobs, request.caller, first.id, events, release);
     await session.start(first, request.headers['last-event-id']).catch((error: Error) => {
       request.log.warn({ err: error.message }, 'event stream failed');
       reply.raw.end();

@@ -11,21 +11,32 @@ import { PredictQuery, PredictResponse } from '../../../../schemas/predict.js';
 import type { JobService } from '../../../jobs/job-service.js';
 import { allowLongWork } from '../../long-work.js';
 import { drainBody, HttpProblem } from '../../problem.js';
-import { ThreadRpc } from '../../thread-rpc.js';
-import type { PredictOutcome, PredictRequest, ThreadSettings } from '../../thread-protocol.js';
+import type { ThreadRpc } from '../../thread-rpc.js';
+import type { PredictOutcome, PredictRequest } from '../../thread-protocol.js';
 import { JobParams } from '../jobs/schemas.js';
 
 /** Per request: files and their sizes are bounded (each is streamed to a temporary file, never held whole). */
 const PREDICT_LIMITS = { files: 64, fileSize: 32 * 1024 * 1024, fields: 16, fieldSize: 1024 };
+/**
+ * A request's files together: what one request may keep on disk while it waits. An owner holds at
+ * most its share of the thread's queue of such requests, so its temporary files are bounded too.
+ */
+export const PREDICT_MAX_REQUEST_BYTES = 256 * 1024 * 1024;
 
 /**
  * Writes a part to a file. Iterated rather than piped: a body cut off mid-part ends busboy's stream
  * without an end or an error, which a pipeline would wait on forever; iteration sees it close.
  */
-async function saveTo(file: string, source: AsyncIterable<Buffer>): Promise<void> {
+async function saveTo(file: string, source: AsyncIterable<Buffer>, room: number, tooLarge: () => Error): Promise<number> {
   const out = createWriteStream(file);
+  let written = 0;
   try {
-    for await (const chunk of source) if (!out.write(chunk)) await once(out, 'drain');
+    for await (const chunk of source) {
+      written += chunk.length;
+      if (written > room) throw tooLarge();
+      if (!out.write(chunk)) await once(out, 'drain');
+    }
+    return written;
   } finally {
     await new Promise((resolve) => out.end(resolve));
   }
@@ -37,10 +48,13 @@ async function saveTo(file: string, source: AsyncIterable<Buffer>): Promise<void
  */
 async function receiveImages(request: FastifyRequest, dir: string): Promise<PredictRequest['images']> {
   const images: PredictRequest['images'] = [];
+  let received = 0;
+  const tooLarge = () => new TooLargeError(`the images together are larger than ${PREDICT_MAX_REQUEST_BYTES} bytes; send fewer at a time`);
+  if (Number(request.headers['content-length'] ?? 0) > PREDICT_MAX_REQUEST_BYTES + 1024 * 1024) throw tooLarge();
   try {
     for await (const part of request.files({ limits: PREDICT_LIMITS })) {
       const file = path.join(dir, String(images.length));
-      await saveTo(file, part.file);
+      received += await saveTo(file, part.file, PREDICT_MAX_REQUEST_BYTES - received, tooLarge);
       if (part.file.truncated)
         throw new TooLargeError(`${part.filename || part.fieldname} is larger than ${PREDICT_LIMITS.fileSize} bytes`);
       images.push({ name: part.filename || `${part.fieldname}[${images.length}]`, path: file });
@@ -53,15 +67,12 @@ async function receiveImages(request: FastifyRequest, dir: string): Promise<Pred
 }
 
 /** Top-k classes for uploaded images, with the job's final model, preprocessing and class names. */
-const predictRoutes: FastifyPluginAsyncZod<{ jobs: JobService; settings: ThreadSettings }> = async (app, { jobs, settings }) => {
-  // Each waiting request holds its images on disk, so the queue is bounded.
-  const thread = new ThreadRpc<PredictRequest, PredictOutcome>(new URL('../../threads/predict.thread.ts', import.meta.url), settings, {
-    maxPending: 16,
-    timeoutMs: 120_000,
-  });
-  app.addHook('onClose', () => thread.close());
+const predictRoutes: FastifyPluginAsyncZod<{ jobs: JobService; predictions: ThreadRpc<PredictRequest, PredictOutcome> }> = async (
+  app,
+  { jobs, predictions },
+) => {
   await app.register(multipart, { limits: PREDICT_LIMITS, throwFileSizeLimit: true });
-  app.addHook('onError', async (request, reply) => drainBody(request, reply));
+  app.addHook('onError', async (request, reply, error) => drainBody(request, reply, error));
 
   app.post(
     '/jobs/:id/predict',
@@ -71,18 +82,21 @@ const predictRoutes: FastifyPluginAsyncZod<{ jobs: JobService; settings: ThreadS
       const status = await jobs.completedModel(request.caller, request.params.id);
       if (!request.isMultipart())
         throw new HttpProblem(415, 'Unsupported Media Type', 'send the images as multipart/form-data file fields');
+      // A place in the thread's queue before the images arrive: the files a request keeps wait in it.
+      const place = predictions.reserve(request.caller);
       const dir = await mkdtemp(path.join(tmpdir(), 'retrain-predict-upload-'));
       try {
         const images = await receiveImages(request, dir);
         if (images.length === 0) throw InvalidInputError.field('files', 'at least one image file is required');
         allowLongWork(request);
-        const outcome = await thread.call({ jobId: status.id, images, topK });
+        const outcome = await place.send({ jobId: status.id, images, topK });
         if (!outcome.ok) {
           const errors = outcome.errors.map((e) => ({ path: `files[${e.index}]`, file: e.file, message: e.message }));
           throw new InvalidInputError(errors, 'body', `${errors.length} file(s) could not be decoded as images`);
         }
         return { jobId: status.id, topK, predictions: outcome.predictions };
       } finally {
+        place.release();
         await rm(dir, { recursive: true, force: true });
       }
     },

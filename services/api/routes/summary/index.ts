@@ -23,7 +23,7 @@ const summaryRoutes: FastifyPluginAsyncZod<{ inspector: ModelInspector; dataDir:
     const spec = request.body;
     // The seed only changes initial values: leave it out, so one config serves every seed.
     const config = { ...modelConfigOf(spec, await classCount(spec, request.caller)), seed: undefined };
-    return sendSummary(request, reply, await inspector.summary(config), request.query.depth);
+    return sendSummary(request, reply, await inspector.summary(config, request.caller), request.query.depth);
   });
 };
 export default summaryRoutes;

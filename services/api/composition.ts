@@ -1,0 +1,156 @@
+// The API's composition root: every service, thread pool and start-up task, built once from the
+// config and handed to the route plugins, which only translate HTTP.
+import type { FastifyBaseLogger } from 'fastify';
+import { ArtifactLedger } from '../../common/artifact-ledger.js';
+import type { ArtifactStore } from '../../common/artifact-store.js';
+import type { Logger } from '../../common/logger.js';
+import type { Queues, RedisClient } from '../../common/queues.js';
+import { SharedCapacity } from '../../common/shared-capacity.js';
+import type { Caller } from '../../schemas/auth.js';
+import { artifactStoreSettingsOf, type Config } from '../../schemas/config.js';
+import { PreflightOptions, type PreflightReport } from '../../schemas/dataset.js';
+import { DatasetStore, type UploadLimits } from '../datasets/dataset-store.js';
+import { Preflights } from '../datasets/preflights.js';
+import { UNPACK_TIMEOUT_MS } from '../datasets/unpack.js';
+import { JobService } from '../jobs/job-service.js';
+import { JobEventStream } from './job-events.js';
+import { ThreadModelExporter } from './model-exporter.js';
+import { ModelInspector } from './model-inspector.js';
+import type { PredictOutcome, PredictRequest, PreflightRequest, ThreadSettings } from './thread-protocol.js';
+import { ThreadRpc } from './thread-rpc.js';
+
+export interface ApiDeps {
+  config: Config;
+  redis: RedisClient;
+  queues: Queues;
+  store: ArtifactStore;
+  logger: Logger;
+}
+
+const DAY_MS = 24 * 3600 * 1000;
+
+/** How long a request may take, uploads included: the largest archive at the slowest rate served (and at least two minutes). */
+export const requestTimeoutOf = (config: Pick<Config, 'UPLOAD_LIMIT_BYTES' | 'UPLOAD_MIN_BYTES_PER_SECOND'>) =>
+  Math.max(120_000, Math.ceil(config.UPLOAD_LIMIT_BYTES / config.UPLOAD_MIN_BYTES_PER_SECOND) * 1000);
+
+/**
+ * The API's threads: how many requests may wait for each, and how long one may run. A prediction
+ * holds its images on disk while it waits (64 images decode and run in seconds); a summary builds a
+ * model (a second or two, then cached); an export loads and converts a whole model (ONNX of a 224 px
+ * model takes up to a minute on 2 cores); a preflight decodes every image of a data set (minutes for
+ * the largest upload).
+ */
+const THREAD_LIMITS = {
+  predict: { maxPending: 16, timeoutMs: 120_000 },
+  summary: { maxPending: 16, timeoutMs: 120_000 },
+  export: { maxPending: 8, timeoutMs: 300_000 },
+  preflightTimeoutMs: 600_000,
+};
+
+/** The longest an upload stays in `.incoming`: received, unpacked, then checked. A sweep must never take one still under way. */
+export const incomingMaxAgeOf = (config: Config) => requestTimeoutOf(config) + UNPACK_TIMEOUT_MS + THREAD_LIMITS.preflightTimeoutMs;
+
+const uploadLimitsOf = (config: Config): UploadLimits => ({
+  maxArchiveBytes: config.UPLOAD_LIMIT_BYTES,
+  maxFiles: config.UPLOAD_MAX_FILES,
+  maxUnpackedBytes: config.UPLOAD_MAX_UNPACKED_BYTES,
+  quotaBytes: config.QUOTA_DATASET_BYTES,
+  minBytesPerSecond: config.UPLOAD_MIN_BYTES_PER_SECOND,
+  rateWindowMs: config.UPLOAD_RATE_WINDOW_MS,
+});
+
+const jobServiceOptionsOf = (config: Config) => ({
+  prefix: config.QUEUE_PREFIX,
+  dataDir: config.DATA_DIR,
+  quotaOpenJobs: config.QUOTA_OPEN_JOBS,
+  quotaArtifactBytes: config.QUOTA_ARTIFACT_BYTES,
+  downloadCache: { maxBytes: config.DOWNLOAD_CACHE_MAX_BYTES, maxAgeMs: config.CACHE_MAX_AGE_DAYS * DAY_MS },
+  maxWaiting: config.QUEUE_MAX_WAITING,
+  retentionMs: config.JOB_RETENTION_DAYS * DAY_MS,
+  heartbeatMs: config.WORKER_HEARTBEAT_MS,
+});
+
+export type ApiServices = ReturnType<typeof composeApi>;
+
+/** The API's worker threads, each with its queue bound and an owner's share of it. */
+function apiThreads(config: Config) {
+  const ownerShare = config.OWNER_SHARE_PERCENT / 100;
+  const settings: ThreadSettings = {
+    dataDir: config.DATA_DIR,
+    artifacts: artifactStoreSettingsOf(config),
+    backend: config.TFJS_BACKEND,
+    nativeKernels: config.RETRAIN_NATIVE_KERNELS,
+  };
+  const thread = <Request, Response>(name: string, maxPending: number, timeoutMs: number) =>
+    new ThreadRpc<Request, Response>(new URL(`./threads/${name}.thread.ts`, import.meta.url), settings, {
+      maxPending,
+      timeoutMs,
+      ownerShare,
+    });
+  const { predict, summary, preflightTimeoutMs } = THREAD_LIMITS;
+  return {
+    ownerShare,
+    inspector: new ModelInspector(settings, { ...summary, ownerShare }),
+    exporter: new ThreadModelExporter(settings, { ...THREAD_LIMITS.export, ownerShare }),
+    predictions: thread<PredictRequest, PredictOutcome>('predict', predict.maxPending, predict.timeoutMs),
+    // Uploads have a preflight thread of their own, so a preflight someone asked for (a large synthetic
+    // set, say) never holds up the check of an upload whose client waits for its answer.
+    requestedPreflights: thread<PreflightRequest, PreflightReport>('preflight', config.UPLOAD_MAX_CONCURRENT, preflightTimeoutMs),
+    uploadPreflights: thread<PreflightRequest, PreflightReport>('preflight', config.UPLOAD_MAX_CONCURRENT, preflightTimeoutMs),
+  };
+}
+
+/** Everything the routes use, built from the config; `start` runs the start-up tasks, `close` stops it all in order. */
+export function composeApi({ config, redis, queues, store, logger }: ApiDeps) {
+  const { ownerShare, inspector, exporter, predictions, requestedPreflights, uploadPreflights } = apiThreads(config);
+  const jobs = new JobService(queues, redis, store, jobServiceOptionsOf(config));
+  const events = new JobEventStream(config, redis, config.QUEUE_PREFIX, logger);
+  const datasets = new DatasetStore(config.DATA_DIR, store, { redis, prefix: config.QUEUE_PREFIX }, uploadLimitsOf(config));
+  const preflights = new Preflights(config.DATA_DIR, store, datasets.quota, (request, caller) => requestedPreflights.call(request, caller));
+  const uploadDefaults = PreflightOptions.parse({});
+
+  /** Runs once before the API listens; what needs the artifact store runs in the background, so the API starts while it is away. */
+  async function start(log: FastifyBaseLogger): Promise<void> {
+    const migrated = await datasets.migrateRecords();
+    if (migrated.length) log.info({ migrated }, 'moved dataset records into the artifact store');
+    const swept = await datasets.sweepIncoming(incomingMaxAgeOf(config));
+    if (swept.length) log.warn({ swept }, 'removed uploads left half-received by a crashed process');
+    const leftovers = await preflights.sweep(THREAD_LIMITS.preflightTimeoutMs);
+    if (leftovers.length) log.warn({ leftovers }, 'removed synthetic sets a crashed process left from preflights');
+    const ledger = new ArtifactLedger(redis, config.QUEUE_PREFIX);
+    void ledger.addUpTotalOnce().then(
+      (added) => added && log.info('added up the bytes every job keeps (the metrics keep the total from now on)'),
+      (error: Error) => log.warn({ err: error.message }, 'could not add up the bytes jobs keep; the next start tries again'),
+    );
+    indexing = datasets.indexOwners().then(
+      (indexed) => indexed.length && log.info({ indexed }, "added earlier uploads to their owners' index"),
+      (error: Error) => log.warn({ err: error.message }, 'could not index earlier uploads by owner; the next start tries again'),
+    );
+  }
+  let indexing: Promise<unknown> = Promise.resolve();
+
+  async function close(): Promise<void> {
+    await events.close();
+    await Promise.all([inspector, exporter, predictions, requestedPreflights, uploadPreflights].map((t) => t.close()));
+    await datasets.close();
+    await indexing;
+  }
+
+  return {
+    config,
+    jobs,
+    events,
+    inspector,
+    exporter,
+    predictions,
+    datasets,
+    preflights,
+    /** The check of an upload just received, on the uploads' own thread. */
+    checkUpload: (id: string, caller: Caller) =>
+      uploadPreflights.call({ dataset: { type: 'upload', id }, options: uploadDefaults, syntheticRoot: null }, caller),
+    eventStreams: new SharedCapacity('event streams', config.EVENT_STREAMS_MAX, ownerShare),
+    uploadSlots: new SharedCapacity('uploads being received', config.UPLOAD_MAX_CONCURRENT, ownerShare),
+    start,
+    close,
+  };
+}

@@ -1,0 +1,123 @@
+import { TooLargeError } from '../../common/errors.js';
+import { redisKeys, type RedisClient } from '../../common/queues.js';
+import type { Caller } from '../../schemas/auth.js';
+
+/** Marks an owner's ledger as holding every upload of theirs (it is built from their records once). */
+const COMPLETE = '.complete';
+const PENDING = 'pending:';
+/**
+ * A reservation lapses after this (its process died): longer than unpacking, checking and recording
+ * the largest upload, or generating the largest synthetic set, take.
+ */
+const RESERVATION_MS = 3 * 3600_000;
+
+/**
+ * Sums the ledger (uploads, and reservations that have not lapsed, dropping those that have) and adds
+ * the reservation only if the sum stays within the quota, in one step: concurrent uploads cannot
+ * both slip under it. KEYS[1] ledger; ARGV: id, bytes, quota, now, lapses at. Returns {reserved, held}.
+ */
+const RESERVE = `
+local now = tonumber(ARGV[4])
+local held = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local name, value = fields[i], fields[i + 1]
+  if string.sub(name, 1, ${PENDING.length}) == '${PENDING}' then
+    local bytes, lapses = string.match(value, '^(%d+):(%d+)$')
+    if bytes == nil or tonumber(lapses) < now then
+      redis.call('HDEL', KEYS[1], name)
+    elseif name ~= '${PENDING}' .. ARGV[1] then
+      held = held + tonumber(bytes)
+    end
+  elseif name ~= '${COMPLETE}' then
+    held = held + (tonumber(value) or 0)
+  end
+end
+if held + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return {0, held} end
+redis.call('HSET', KEYS[1], '${PENDING}' .. ARGV[1], ARGV[2] .. ':' .. ARGV[5])
+return {1, held}
+`;
+
+/** An owner's uploads as their records say (for building the ledger of an owner who uploaded before it existed). */
+export type OwnerUploads = (owner: string) => Promise<Array<{ id: string; unpackedBytes: number }>>;
+
+/**
+ * Each owner's dataset quota, counted in Redis (one hash per owner) so that every API process sees
+ * every reservation: the bytes an upload will unpack to are reserved before it is written, and a
+ * synthetic set's while a preflight keeps it. The admin is not counted against one.
+ */
+export class DatasetQuota {
+  private readonly keys;
+
+  constructor(
+    private readonly redis: RedisClient,
+    prefix: string,
+    readonly quotaBytes: number,
+    private readonly uploadsOf: OwnerUploads,
+  ) {
+    this.keys = redisKeys(prefix);
+  }
+
+  /** Bytes the owner's uploads and reservations hold now. */
+  async held(owner: string): Promise<number> {
+    await this.complete(owner);
+    const now = Date.now();
+    let held = 0;
+    for (const [name, value] of Object.entries(await this.redis.hgetall(this.keys.datasetBytes(owner)))) {
+      if (name === COMPLETE) continue;
+      const [bytes, lapses] = value.split(':').map(Number);
+      if (!name.startsWith(PENDING) || lapses >= now) held += bytes;
+    }
+    return held;
+  }
+
+  /** Refuses (413) an owner with no room left, before anything of theirs is received. */
+  async requireRoom(caller: Caller): Promise<void> {
+    if (caller.admin) return;
+    const held = await this.held(caller.owner);
+    if (held >= this.quotaBytes)
+      throw new TooLargeError(`your datasets hold ${held} bytes unpacked and your quota is ${this.quotaBytes}; delete one first`);
+  }
+
+  /** Reserves `bytes` for `id` (an upload, a preflight) within the caller's quota, or refuses (413) naming it. */
+  async reserve(caller: Caller, id: string, bytes: number, what: string): Promise<void> {
+    if (caller.admin) return;
+    await this.complete(caller.owner);
+    const now = Date.now();
+    const [reserved, held] = (await this.redis.eval(
+      RESERVE,
+      1,
+      this.keys.datasetBytes(caller.owner),
+      id,
+      String(bytes),
+      String(this.quotaBytes),
+      String(now),
+      String(now + RESERVATION_MS),
+    )) as [number, number];
+    if (!reserved)
+      throw new TooLargeError(
+        `${what} needs ${bytes} bytes; your datasets hold ${held} of your quota of ${this.quotaBytes} (QUOTA_DATASET_BYTES); delete one first`,
+      );
+  }
+
+  /** The upload is recorded: its reservation becomes what it holds. */
+  async commit(owner: string, id: string, bytes: number): Promise<void> {
+    const key = this.keys.datasetBytes(owner);
+    await this.redis.multi().hset(key, id, String(bytes)).hdel(key, `${PENDING}${id}`).exec();
+  }
+
+  /** What `id` held or reserved is free again (a refused or deleted upload, a finished preflight). */
+  async release(owner: string, id: string): Promise<void> {
+    await this.redis.hdel(this.keys.datasetBytes(owner), id, `${PENDING}${id}`);
+  }
+
+  /** Builds an owner's ledger from their records the first time it is needed (uploads of earlier releases). */
+  private async complete(owner: string): Promise<void> {
+    const key = this.keys.datasetBytes(owner);
+    if (await this.redis.hexists(key, COMPLETE)) return;
+    const pipeline = this.redis.pipeline();
+    for (const { id, unpackedBytes } of await this.uploadsOf(owner)) pipeline.hsetnx(key, id, String(unpackedBytes));
+    pipeline.hset(key, COMPLETE, '1');
+    await pipeline.exec();
+  }
+}
