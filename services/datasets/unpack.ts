@@ -30,11 +30,11 @@ export const UNPACK_TIMEOUT_MS = 30 * 60_000;
 export class Unpacker {
   private readonly running = new Set<Worker>();
 
+  constructor(private readonly heapMb = UNPACK_HEAP_MB) {}
+
   /** `approve` sees what extraction would write before anything is written; its error refuses the archive. */
   unpack(request: UnpackRequest, approve: ApprovePlan): Promise<ArchivePlan> {
-    const thread = startModuleThread(new URL('./unpack.thread.ts', import.meta.url), request, {
-      maxOldGenerationSizeMb: UNPACK_HEAP_MB,
-    });
+    const thread = startModuleThread(new URL('./unpack.thread.ts', import.meta.url), request, { maxOldGenerationSizeMb: this.heapMb });
     this.running.add(thread);
     return new Promise<ArchivePlan>((resolve, reject) => {
       const timer = setTimeout(
@@ -58,7 +58,7 @@ export class Unpacker {
         settle(() =>
           reject(
             error.code === 'ERR_WORKER_OUT_OF_MEMORY'
-              ? new ArchiveError(`unpacking this archive needs more than ${UNPACK_HEAP_MB} MiB of memory`)
+              ? new ArchiveError(`unpacking this archive needs more than ${this.heapMb} MiB of memory`)
               : error,
           ),
         ),

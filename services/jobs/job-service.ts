@@ -33,8 +33,9 @@ const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 /** A state filter looks at this many of the caller's newest jobs, so a listing stays bounded. */
 export const LIST_STATE_SCAN_LIMIT = 2000;
 const LIST_BATCH = 100;
-/** The retention sweep looks at this many expired index entries per run. */
+/** The retention sweep reads expired index entries this many at a time, at most this many batches an hour (240,000 jobs a day). */
 const SWEEP_BATCH = 500;
+const SWEEP_BATCHES_PER_RUN = 20;
 const isUuid = (id: string) => z.uuid().safeParse(id).success;
 
 export interface Submission {
@@ -349,16 +350,21 @@ export class JobService {
   async sweepExpired(now = Date.now()): Promise<string[]> {
     await whenReady(this.redis, REDIS_WAIT_MS);
     const cutoff = now - this.options.retentionMs;
-    const candidates = await this.index.submittedBefore(cutoff, SWEEP_BATCH);
     const removed: string[] = [];
-    for (const id of candidates) {
-      const job = await this.queue.getJob(id);
-      if (job) {
-        const { state } = await this.describe(job);
-        if (!FINISHED_STATES.includes(state) || (job.finishedOn ?? job.timestamp) > cutoff) continue;
+    // Batch after batch while whole batches go; a job kept (still open, or ended lately) ends the run.
+    for (let batch = 0; batch < SWEEP_BATCHES_PER_RUN; batch++) {
+      const candidates = await this.index.submittedBefore(cutoff, SWEEP_BATCH);
+      const before = removed.length;
+      for (const id of candidates) {
+        const job = await this.queue.getJob(id);
+        if (job) {
+          const { state } = await this.describe(job);
+          if (!FINISHED_STATES.includes(state) || (job.finishedOn ?? job.timestamp) > cutoff) continue;
+        }
+        await this.forget(id, job ?? null);
+        removed.push(id);
       }
-      await this.forget(id, job ?? null);
-      removed.push(id);
+      if (removed.length - before < SWEEP_BATCH) break;
     }
     await this.archives.evict(undefined, now);
     return removed;

@@ -1,13 +1,16 @@
 import { after, before, describe, it } from 'node:test';
 import type { InjectOptions } from 'fastify';
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { whenReady } from '../../common/queues.js';
 import { seededRandom } from '../../engine/data/random.js';
 import sharp from 'sharp';
+import { deepPaths, deepTarGz, zipOf } from '../helpers/hostile-archives.js';
 import { finished, pollJob, startService, type TestService } from '../helpers/service.js';
+import { tempDir } from '../helpers/torch.js';
 
 /** Requests per run: enough to reach every route with every kind of damage, few enough to stay quick. */
 const REQUESTS = 2500;
@@ -117,10 +120,33 @@ describe('a seeded fuzz over every route', () => {
   /** A job that completed, so predict reaches its model: trained by a worker that stops before the fuzz. */
   let completedId: string;
   let png: Buffer;
+  /** The security review's archives (deep paths, folders implied past UPLOAD_MAX_FILES), and variations. */
+  let hostileArchives: Array<{ type: string; body: Buffer }>;
   const statuses = new Map<string, number>();
   before(async () => {
-    service = await startService('fuzz', { QUEUE_MAX_WAITING: '100000', UPLOAD_LIMIT_BYTES: String(1024 * 1024) });
+    service = await startService('fuzz', {
+      QUEUE_MAX_WAITING: '100000',
+      UPLOAD_LIMIT_BYTES: String(1024 * 1024),
+      UPLOAD_MAX_FILES: '300',
+      UPLOAD_MIN_BYTES_PER_SECOND: '1024',
+      UPLOAD_RATE_WINDOW_MS: '500',
+    });
     scratch = path.dirname(service.config.DATA_DIR);
+    const zip = (paths: string[]) => {
+      const dir = tempDir('fuzz-zip');
+      try {
+        zipOf(path.join(dir, 'hostile.zip'), paths);
+        return { type: 'application/zip', body: readFileSync(path.join(dir, 'hostile.zip')) };
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    };
+    hostileArchives = [
+      { type: 'application/gzip', body: deepTarGz(250, 1000) },
+      { type: 'application/gzip', body: deepTarGz(10, 9) },
+      zip(deepPaths(100, 1000)),
+      zip(Array.from({ length: 60 }, (_, n) => `c${n}/a/b/c/d/e/x.png`)),
+    ];
     await whenReady(service.redis, 5000);
     const worker = await service.startWorker();
     const submitted = await service.app.inject({ method: 'POST', url: '/v1/jobs', payload: VALID_SPECS[0] });
@@ -189,6 +215,10 @@ describe('a seeded fuzz over every route', () => {
           gzipSync(Buffer.alloc(10_000)),
         ]),
       }),
+      () => {
+        const { type, body } = pick(random, hostileArchives);
+        return { method: 'POST', url: '/v1/datasets?name=hostile', headers: { 'content-type': type }, payload: body };
+      },
       () => ({ method: pick(random, ['GET', 'DELETE'] as const), url: `/v1/datasets/${pick(random, BAD_IDS)}` }),
       () => ({
         method: 'POST',
@@ -231,5 +261,25 @@ describe('a seeded fuzz over every route', () => {
     assert.deepEqual(readdirSync(path.join(scratch, 'data', 'uploads', '.incoming')), [], 'no upload left half-received');
     assert.ok([...statuses.keys()].some((key) => key.endsWith(' 400')) && [...statuses.keys()].some((key) => key.endsWith(' 404')));
     assert.ok(statuses.get('POST /v1/jobs/:id/predict 200'), JSON.stringify(Object.fromEntries(statuses)));
+  });
+
+  it("cuts off the review's slow-upload pattern (bodies that trickle in), each answered 408, and keeps nothing of them", async () => {
+    await service.app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = service.app.server.address() as AddressInfo;
+    const trickle = () =>
+      new Promise<string>((resolve) => {
+        const socket = net.connect(port, '127.0.0.1');
+        socket.write('POST /v1/datasets HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/gzip\r\nContent-Length: 1000000\r\n\r\n');
+        const timer = setInterval(() => socket.write(Buffer.alloc(64)), 100);
+        let answer = '';
+        socket.on('data', (chunk: Buffer) => (answer += chunk.toString())).on('error', () => undefined);
+        socket.on('close', () => {
+          clearInterval(timer);
+          resolve(answer);
+        });
+      });
+    const answers = await Promise.all([trickle(), trickle(), trickle(), trickle()]);
+    for (const answer of answers) assert.match(answer, /^HTTP\/1\.1 408 /, answer.slice(0, 200));
+    assert.deepEqual(readdirSync(path.join(scratch, 'data', 'uploads', '.incoming')), []);
   });
 });

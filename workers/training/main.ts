@@ -74,7 +74,13 @@ worker.on('failed', (job, error) => {
   ended(job?.id);
   log.warn({ jobId: job?.id, attemptsMade: job?.attemptsMade, err: error.message }, 'job failed');
 });
-worker.on('error', (error) => log.error({ err: error.message }, 'worker error'));
+// Each of BullMQ's connections reports every reconnect attempt: say so once per outage.
+let outage = false;
+worker.on('error', (error) => {
+  if (!outage) log.error({ err: error.message }, 'worker error (reconnecting if Redis is away)');
+  outage = true;
+});
+connection.on('ready', () => (outage = false));
 
 const heartbeat = async () => {
   const record: WorkerHeartbeat = {

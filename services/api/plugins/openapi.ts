@@ -40,6 +40,7 @@ export async function registerOpenApi(app: FastifyInstance, mode: AuthMode, vers
     },
     transform: withProblems,
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  // staticCSP: its pages carry a Content-Security-Policy naming their own scripts' hashes.
+  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 }

@@ -1,12 +1,16 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
+import * as tar from 'tar';
 import path from 'node:path';
 import { LocalArtifactStore } from '../../../common/artifact-store.js';
 import { openArtifactStore } from '../../../common/open-artifact-store.js';
 import { createLogger } from '../../../common/logger.js';
-import { redisConnection, scanKeys } from '../../../common/queues.js';
+import { redisConnection, scanKeys, whenReady } from '../../../common/queues.js';
+import { SlowSenderError, TooLargeError } from '../../../common/errors.js';
 import { DatasetStore } from '../../../services/datasets/dataset-store.js';
+import { writeMessyDataset } from '../../helpers/images.js';
 import { startS3Server, type S3Server } from '../../helpers/s3-server.js';
 import { tempDir } from '../../helpers/torch.js';
 
@@ -22,6 +26,8 @@ const LIMITS = {
 const prefix = `test-dataset-store-${process.pid}`;
 const redis = redisConnection({ REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' }, 'producer', createLogger('api', 'silent'));
 const ledger = { redis, prefix };
+before(() => whenReady(redis, 5000));
+const readFileSize = (file: string) => statSync(file).size;
 after(async () => {
   for (const key of await scanKeys(redis, `${prefix}:*`)) await redis.del(key);
   await redis.quit();
@@ -142,6 +148,97 @@ describe('the dataset store', () => {
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('uploads against the quota and the clock', () => {
+  const ada = { owner: 'ada', admin: false };
+  let dataDir: string;
+  let archive: string;
+  let unpackedBytes: number;
+  before(async () => {
+    dataDir = tempDir('dataset-quota');
+    await writeMessyDataset(path.join(dataDir, 'src', 'pets'));
+    archive = path.join(dataDir, 'pets.tar.gz');
+    await tar.c({ gzip: true, file: archive, cwd: path.join(dataDir, 'src') }, ['pets']);
+    unpackedBytes = readdirSync(path.join(dataDir, 'src', 'pets'), { recursive: true, withFileTypes: true })
+      .filter((entry) => entry.isFile())
+      .reduce((sum, entry) => sum + readFileSize(path.join(entry.parentPath, entry.name)), 0);
+  });
+  after(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  const storeWith = (limits: Partial<typeof LIMITS>) =>
+    new DatasetStore(dataDir, new LocalArtifactStore(path.join(dataDir, 'artifacts')), ledger, {
+      ...LIMITS,
+      maxArchiveBytes: 10 * 1024 ** 2,
+      maxFiles: 1000,
+      maxUnpackedBytes: 10 * 1024 ** 2,
+      quotaBytes: Math.floor(unpackedBytes * 1.5),
+      ...limits,
+    });
+
+  it('reserves the bytes an archive unpacks to before writing them: of four at once within room for one, one is taken', async () => {
+    const store = storeWith({});
+    try {
+      const outcomes = await Promise.allSettled(
+        [0, 1, 2, 3].map((n) => store.create(ada, createReadStream(archive), 'tar.gz', `pets-${n}`, async () => emptyPreflight)),
+      );
+      const taken = outcomes.filter((o) => o.status === 'fulfilled');
+      const refused = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as Error] : []));
+      assert.equal(taken.length, 1, JSON.stringify(refused.map((e) => e.message)));
+      assert.ok(
+        refused.every((e) => e instanceof TooLargeError && /QUOTA_DATASET_BYTES/.test(e.message)),
+        refused.map(String).join('; '),
+      );
+      assert.equal(await store.quota.held('ada'), unpackedBytes, 'the ledger holds the one upload, and no reservation is left');
+      assert.deepEqual(readdirSync(path.join(dataDir, 'uploads', '.incoming')), [], 'the refused ones left nothing');
+      await assert.rejects(
+        store.create(ada, createReadStream(archive), 'tar.gz', 'more', async () => emptyPreflight),
+        TooLargeError,
+      );
+      const [record] = await store.list(ada);
+      await store.remove(record);
+      assert.equal(existsSync(path.join(dataDir, 'uploads', record.id)), false, 'gone from its place once remove returns');
+      assert.equal(await store.quota.held('ada'), 0, 'and its bytes are free again');
+      await store.close();
+      assert.deepEqual(readdirSync(path.join(dataDir, 'uploads', '.trash')), [], 'its files went in the background');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('cuts off an upload that sends less than the floor over a window, and keeps nothing of it', async () => {
+    const store = storeWith({ minBytesPerSecond: 64 * 1024, rateWindowMs: 300 });
+    try {
+      const trickle = new PassThrough();
+      trickle.write(Buffer.alloc(1024));
+      const timer = setInterval(() => trickle.write(Buffer.alloc(16)), 100);
+      await assert.rejects(
+        store.create(ada, trickle, 'tar.gz', 'slow', async () => emptyPreflight).finally(() => clearInterval(timer)),
+        (error: Error) => error instanceof SlowSenderError && /UPLOAD_MIN_BYTES_PER_SECOND/.test(error.message),
+      );
+      assert.deepEqual(readdirSync(path.join(dataDir, 'uploads', '.incoming')), []);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("builds an owner's ledger from their records the first time (uploads of earlier releases count)", async () => {
+    const artifacts = new LocalArtifactStore(path.join(dataDir, 'artifacts-earlier'));
+    const id = '3b241101-e2bb-4255-8caf-4136c566a9aa';
+    const record = { id, owner: 'cleo', name: 'old', createdAt: '2026-11-01T00:00:00.000Z', archiveBytes: 1, files: 1 };
+    await artifacts.write(
+      `uploads/${id}.json`,
+      JSON.stringify({ ...record, unpackedBytes: 700, classNames: ['a'], images: 1, preflight: emptyPreflight }),
+    );
+    const store = new DatasetStore(dataDir, artifacts, ledger, { ...LIMITS, quotaBytes: 1000 });
+    await store.indexOwners();
+    const cleo = { owner: 'cleo', admin: false };
+    assert.equal(await store.quota.held('cleo'), 700);
+    await assert.rejects(store.quota.reserve(cleo, 'next', 301, 'this'), /needs 301 bytes; your datasets hold 700 of your quota of 1000/);
+    await store.quota.reserve(cleo, 'next', 300, 'this');
+    await store.quota.release('cleo', 'next');
+    assert.equal(await store.quota.held('cleo'), 700);
   });
 });
 
