@@ -4,6 +4,8 @@ import type { Config } from '../schemas/config.js';
 import type { JobSpec } from '../schemas/job-spec.js';
 import type { BackendReport, Precision } from '../schemas/model.js';
 import { runJob } from '../workers/training/run-job.js';
+import { variantSourceOf } from '../engine/model/weight-variants.js';
+import { Redis } from 'ioredis';
 
 /** A job through the worker's runJob, in this process, with nothing reported or logged: its artifacts, and the precision it ran in. */
 export async function runQuietJob(
@@ -12,7 +14,8 @@ export async function runQuietJob(
   config: Config,
   backend: BackendReport,
 ): Promise<{ artifacts: JobArtifacts; precision: Precision | null }> {
-  const artifacts = new JobArtifacts(await openArtifactStore(config), jobId);
+  const store = await openArtifactStore(config);
+  const artifacts = new JobArtifacts(store, jobId);
   let precision: Precision | null = null;
   await runJob({
     jobId,
@@ -27,6 +30,8 @@ export async function runQuietJob(
     handBackRequested: () => false,
     measureArtifacts: async () => undefined,
     ensureArtifactRoom: async () => undefined,
+    // Bench jobs start from random weights: Redis (the fetch's lock) is never asked.
+    weights: await variantSourceOf(config, store, new Redis(config.REDIS_URL, { lazyConnect: true })),
     log: () => undefined,
   });
   return { artifacts, precision };

@@ -4,7 +4,9 @@ const USAGE = `retrain jobs ...       submit, follow, list, cancel and download 
        retrain datasets ...   upload and manage datasets
        retrain predict ...    top-k classes of images by a trained job
        retrain summary ...    the model a spec would build, without the service
-       retrain keys ...       API keys (in the service's Redis)`;
+       retrain weights ...    ImageNet and other start weights (in the service's artifact store)
+       retrain keys ...       API keys (in the service's Redis)
+       retrain help [COMMAND] this text, or a command's`;
 
 /** Each command loads only what it needs: `keys` never starts a tensor runtime. */
 const COMMANDS: Record<string, { usage: () => Promise<string>; run: (argv: string[]) => Promise<void> }> = {
@@ -28,13 +30,25 @@ const COMMANDS: Record<string, { usage: () => Promise<string>; run: (argv: strin
     usage: async () => (await import('./keys.command.js')).KEYS_USAGE,
     run: async (argv) => (await import('./keys.command.js')).keys(argv),
   },
+  weights: {
+    usage: async () => (await import('./weights.command.js')).WEIGHTS_USAGE,
+    run: async (argv) => (await import('./weights.command.js')).weights(argv),
+  },
 };
+
+const HELP = new Set(['help', '--help', '-h']);
 
 const [name, ...rest] = process.argv.slice(2);
 const command = name ? COMMANDS[name] : undefined;
 try {
-  if (!command) throw new UsageError(name ? `unknown command ${name}` : 'no command given');
-  await command.run(rest);
+  // Asked for: the usage on standard output, and success.
+  if (HELP.has(name) || (command && HELP.has(rest[0]))) {
+    const topic = HELP.has(name) ? COMMANDS[rest[0]] : command;
+    if (HELP.has(name) && rest[0] && !topic) throw new UsageError(`unknown command ${rest[0]}`);
+    process.stdout.write(`usage: ${topic ? await topic.usage() : USAGE}\n`);
+  } else if (!command) {
+    throw new UsageError(name ? `unknown command ${name}` : 'no command given');
+  } else await command.run(rest);
 } catch (error) {
   const usage = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
   const text = usage ? `usage: ${command ? await command.usage() : USAGE}\n` : '';

@@ -3,10 +3,14 @@ import { PreflightReport } from '../schemas/dataset.js';
 import { Metrics } from '../schemas/metrics.js';
 import { ModelSummary } from '../schemas/model.js';
 import { readJson, type ArtifactStore } from './artifact-store.js';
+import { NotFoundError } from './errors.js';
 
 const CHECKPOINT_NAME = /^epoch-(\d{4,})$/;
 const STATE_FILE = 'state.json';
 const METADATA_FILE = 'metadata.json';
+
+/** Which saved model of a job: its final model, its latest or best epoch, or epoch N. */
+export type CheckpointSelector = { kind: 'final' } | { kind: 'latest' } | { kind: 'best' } | { kind: 'epoch'; epoch: number };
 
 /** A saved model: a folder in the store and the label its downloads carry (`final`, `epoch-3`). */
 export interface ModelFolder {
@@ -171,5 +175,26 @@ export class JobArtifacts {
 
   get final(): ModelFolder {
     return { folder: this.finalFolder, label: 'final' };
+  }
+
+  /** The complete saved model a selector names (NotFoundError when the job has none such). */
+  async savedModel(selector: CheckpointSelector): Promise<ModelFolder> {
+    if (selector.kind === 'final') {
+      if (!(await this.hasFinalModel())) throw new NotFoundError('the job has no final model yet');
+      return this.final;
+    }
+    if (selector.kind === 'best') {
+      const bestEpoch = (await this.readMetrics())?.bestEpoch;
+      if (!bestEpoch) throw new NotFoundError('the job has no validated epoch yet');
+      return this.savedModel({ kind: 'epoch', epoch: bestEpoch });
+    }
+    const complete = await this.completeCheckpoints();
+    const epoch = selector.kind === 'latest' ? complete.at(-1) : complete.find((e) => e === selector.epoch);
+    if (epoch === undefined) {
+      throw new NotFoundError(
+        selector.kind === 'latest' ? 'the job has no checkpoint yet' : `the job has no checkpoint for epoch ${selector.epoch}`,
+      );
+    }
+    return this.epochFolder(epoch);
   }
 }

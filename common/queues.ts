@@ -52,6 +52,8 @@ export const redisKeys = (prefix: string) => ({
   artifactBytesTotal: `${prefix}:artifact-bytes-total`,
   /** Each owner's unpacked upload bytes (a hash: upload id -> bytes) and reservations of uploads and preflights under way. */
   datasetBytes: (owner: string) => `${prefix}:dataset-bytes:${owner}`,
+  /** Held (with a lease) by the process downloading a weights variant: the others wait for its copy. */
+  weightsLock: (variant: string) => `${prefix}:weights-lock:${variant}`,
   /** Download archives built on request: last use (sorted set) and size (hash), by store key. */
   archivesUsed: `${prefix}:archives:used`,
   archiveBytes: `${prefix}:archives:bytes`,

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { JobSpec } from './job-spec.js';
 import { EpochMetrics } from './metrics.js';
 import { BackendReport, Preprocessing, TransferMode } from './model.js';
+import { WeightsLineage } from './weights.js';
 
 /** What a saved model downloads as: tfjs' layers model (tar.gz), torchvision-named safetensors, or ONNX. */
 export const CheckpointFormat = z
@@ -58,6 +59,7 @@ export const ModelMetadata = z.object({
   backend: BackendReport,
   epoch: z.number().int().optional().describe('The epoch of an epoch checkpoint'),
   epochs: z.number().int().optional().describe('Epochs trained into the final model'),
+  weights: WeightsLineage.optional().describe('Where the weights the job started from came from'),
 });
 export type ModelMetadata = z.infer<typeof ModelMetadata>;
 

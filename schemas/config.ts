@@ -34,12 +34,16 @@ export const Config = z.object({
     .describe('s3://bucket/prefix: artifacts in an S3-compatible object store (credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)'),
   S3_ENDPOINT: z.string().url().optional().describe("An S3-compatible server's URL (path-style requests); unset: AWS"),
   S3_REGION: z.string().default('us-east-1').describe("The object store's region"),
-  IMAGENET_WEIGHTS: z
+  WEIGHTS_MANIFEST: z
     .string()
     .optional()
     .describe(
-      'torchvision-named safetensors of ImageNet ResNet-50 (e.g. resnet50.tv_in1k); default DATA_DIR/weights/resnet50-imagenet.safetensors',
+      'A JSON file of weight variants (name -> url, bytes or mebibytes, sha256 or sha256Prefix, transform, top1) replacing the built-in torchvision manifest: mirrors, air-gapped sites',
     ),
+  WEIGHTS_DOWNLOAD_TIMEOUT_MS: milliseconds(30_000).describe(
+    'A weights download that waits this long for an answer or for bytes gives up its attempt (the next resumes where it broke off)',
+  ),
+  WEIGHTS_DOWNLOAD_RETRIES: z.coerce.number().int().min(0).max(10).default(3).describe('Attempts after the first, 2 s, 4 s, 8 s ... apart'),
   TFJS_BACKEND: z
     .enum(['auto', ...BackendChoice.options])
     .default('auto')
@@ -198,7 +202,7 @@ export const Config = z.object({
   CACHE_MAX_AGE_DAYS: z.coerce.number().min(0.001).max(3650).default(14).describe('Cache entries unused this long are removed'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino level of every process'),
 });
-export type Config = z.infer<typeof Config> & { IMAGENET_WEIGHTS: string };
+export type Config = z.infer<typeof Config>;
 
 /** Multi-key commands and BullMQ's scripts need all of a queue's keys in one cluster slot: a hash-tag prefix. */
 const CheckedConfig = Config.refine((config) => !config.REDIS_CLUSTER_NODES || /^\{.*\}$/.test(config.QUEUE_PREFIX), {
@@ -213,13 +217,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new Error(`invalid environment:\n${lines.join('\n')}`);
   }
   const config = parsed.data;
-  const dataDir = path.resolve(config.DATA_DIR);
-  return {
-    ...config,
-    DATA_DIR: dataDir,
-    ARTIFACTS_DIR: path.resolve(config.ARTIFACTS_DIR),
-    IMAGENET_WEIGHTS: path.resolve(config.IMAGENET_WEIGHTS ?? path.join(dataDir, 'weights', 'resnet50-imagenet.safetensors')),
-  };
+  return { ...config, DATA_DIR: path.resolve(config.DATA_DIR), ARTIFACTS_DIR: path.resolve(config.ARTIFACTS_DIR) };
 }
 
 /** The settings that say which artifact store to open (a worker thread gets exactly these). */

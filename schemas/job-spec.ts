@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DatasetSpec, Seed, ValidationSplit } from './dataset.js';
 import { FineTuningOptions, InputSize, Precision } from './model.js';
+import { WeightsSpec } from './weights.js';
 
 export const Optimizer = z.strictObject({
   type: z.enum(['adam', 'sgd']).default('adam'),
@@ -10,7 +11,7 @@ export const Optimizer = z.strictObject({
 });
 
 const shared = {
-  weights: z.enum(['imagenet', 'random']).default('imagenet').describe('imagenet reads IMAGENET_WEIGHTS; random is explicit'),
+  weights: WeightsSpec.default('imagenet'),
   inputSize: InputSize.default(224),
   batchSize: z.number().int().min(1).max(256).default(16),
   validationSplit: ValidationSplit,

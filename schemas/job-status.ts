@@ -13,6 +13,7 @@ export const FINISHED_STATES: readonly JobState[] = ['completed', 'failed', 'can
 export const Phase = z.enum([
   'queued',
   'starting',
+  'downloading_weights',
   'loading_data',
   'building_model',
   'extracting_features',
@@ -21,6 +22,7 @@ export const Phase = z.enum([
   'evaluating',
   'saving',
   'done',
+  'cancelled',
 ]);
 export type Phase = z.infer<typeof Phase>;
 
@@ -39,6 +41,17 @@ export const Progress = z.object({
     .describe(
       'Training images per second over the latest steps (about a second of them) while the job runs; null before its first step and once it ends',
     ),
+  download: z
+    .object({
+      variant: z.string(),
+      bytes: z.number().int(),
+      totalBytes: z.number().int().nullable(),
+      percent: z.number().min(0).max(100).nullable(),
+      waiting: z.boolean().describe('Another worker is fetching these weights; this job waits for its copy'),
+    })
+    .nullable()
+    .default(null)
+    .describe('While the phase is downloading_weights: the weights being fetched (once, into the artifact store)'),
 });
 export type Progress = z.infer<typeof Progress>;
 
@@ -52,6 +65,7 @@ export const progressAtStart = (phase: 'queued' | 'starting', totalEpochs: numbe
   percent: 0,
   etaSeconds: null,
   imagesPerSecond: null,
+  download: null,
 });
 
 export const SkippedFile = z.object({ file: z.string(), reason: z.string() });

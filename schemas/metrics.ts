@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { WeightsLineage } from './weights.js';
 
 export const EpochMetrics = z.object({
   epoch: z.number().int(),
@@ -51,6 +52,7 @@ export const Metrics = z.object({
     .optional()
     .describe('feature_extraction: the CNN-code cache key, whether it was a hit, and how many images the backbone ran on'),
   report: ClassificationReport.nullable().describe('Of the final model on the validation split (training modes)'),
+  weights: WeightsLineage.nullable().default(null).describe('Where the weights the job started from came from'),
   validationPredictions: z.array(Prediction),
 });
 export type Metrics = z.infer<typeof Metrics>;
@@ -61,4 +63,5 @@ export const emptyMetrics = (classNames: string[] = []): Metrics => ({
   evaluation: null,
   report: null,
   validationPredictions: [],
+  weights: null,
 });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { WeightsLineage } from './weights.js';
 
 export const TransferMode = z.enum(['pretrained', 'feature_extraction', 'fine_tuning']).describe('How the ImageNet ResNet-50 is used');
 export type TransferMode = z.infer<typeof TransferMode>;
@@ -80,6 +81,7 @@ export const ModelSummary = z.object({
     paramsSizeMB: z.number(),
     estimatedTotalSizeMB: z.number(),
   }),
+  weights: WeightsLineage.optional().describe("A job's summary: where the weights it started from came from"),
 });
 export type ModelSummary = z.infer<typeof ModelSummary>;
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """PyTorch side of the parity tests, run with Debian's python3-torch (/usr/bin/python3).
 
-make:  seeded torchvision resnet50 with non-default BatchNorm statistics -> weights.safetensors,
-       plus, per input size, a fixed input (NCHW float32) and the model's eval-mode logits.
+make:  seeded torchvision resnet50 with non-default BatchNorm statistics -> weights.safetensors (and,
+       with --pth, the same state_dict as torch.save writes it: weights.pth, zip format), plus, per
+       input size, a fixed input (NCHW float32) and the model's eval-mode logits.
+pth:   torch.save files for the .pth reader's tests: a state_dict with module. prefixes (as
+       DataParallel saves one), a non-contiguous and an offset tensor, and a pickle naming os.system.
 predict: torchvision's evaluation transform + softmax top-5 of one image, for the predict endpoint.
 check: loads safetensors exported by the service into torchvision's resnet50 with strict=True
        (with the fine-tuning head when --head fine_tuning) and writes its logits for an input.
@@ -91,6 +94,8 @@ def make(args):
     dtype = torch.float16 if args.float16 else torch.float32
     write_safetensors(args.out + "/weights.safetensors",
                       {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()})
+    if args.pth:
+        torch.save(model.state_dict(), args.out + "/weights.pth")
     if args.float16:
         model.load_state_dict({k: (v.half().float() if v.is_floating_point() else v) for k, v in state.items()})
     for size in args.sizes:
@@ -99,6 +104,28 @@ def make(args):
             logits = model(x)
         x.numpy().astype("<f4").tofile(f"{args.out}/input-{size}.f32")
         logits.numpy().astype("<f4").tofile(f"{args.out}/logits-{size}.f32")
+
+
+class RunsACommand:
+    """What a hostile checkpoint holds: unpickling it would call os.system."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {self.marker}",))
+
+
+def pth(args):
+    torch.manual_seed(args.seed)
+    model = resnet50("linear", 1000)
+    state = model.state_dict()
+    torch.save({f"module.{k}": v for k, v in state.items()}, args.out + "/module-prefixed.pth")
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    torch.save({"transposed": base.t(), "offset": base.reshape(-1)[5:11], "half": base.half(), "count": torch.tensor(7)},
+               args.out + "/views.pth")
+    torch.save({"weight": torch.zeros(2), "payload": RunsACommand(args.marker)}, args.out + "/hostile.pth")
 
 
 def check(args):
@@ -141,6 +168,11 @@ def main():
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--sizes", type=int, nargs="+", default=[224, 64])
     m.add_argument("--float16", action="store_true")
+    m.add_argument("--pth", action="store_true")
+    t = sub.add_parser("pth")
+    t.add_argument("--out", required=True)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--marker", required=True)
     c = sub.add_parser("check")
     c.add_argument("--weights", required=True)
     c.add_argument("--head", choices=["linear", "fine_tuning"], default="linear")
@@ -155,7 +187,7 @@ def main():
     r.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(2)
-    {"make": make, "check": check, "predict": predict}[args.command](args)
+    {"make": make, "check": check, "predict": predict, "pth": pth}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,18 @@ export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
 /** Decompression-bomb guard: width x height above this is refused before decoding. */
 export const MAX_INPUT_PIXELS = 80_000_000;
 
-/** The evaluation transform: resize the shorter side to 256/224 of the crop, center-crop, normalise. */
-export function preprocessingFor(inputSize: number): Preprocessing {
-  return { resize: Math.round((inputSize * 256) / 224), crop: inputSize, interpolation: 'bilinear', mean: [...IMAGENET_MEAN], std: [...IMAGENET_STD] };
+/**
+ * The evaluation transform: resize the shorter side to `resizeAt224`/224 of the crop (256 for
+ * IMAGENET1K_V1, 232 for V2: torchvision's `weights.transforms()`), center-crop, normalise.
+ */
+export function preprocessingFor(inputSize: number, resizeAt224 = 256): Preprocessing {
+  return {
+    resize: Math.round((inputSize * resizeAt224) / 224),
+    crop: inputSize,
+    interpolation: 'bilinear',
+    mean: [...IMAGENET_MEAN],
+    std: [...IMAGENET_STD],
+  };
 }
 
 export class ImageDecodeError extends Error {}

@@ -2,13 +2,13 @@ import * as tf from '@tensorflow/tfjs';
 import { Dropout } from './dropout.js';
 
 /** [blocks, bottleneck width] per stage, torchvision's resnet50. */
-const STAGE_PLAN: ReadonlyArray<readonly [number, number]> = [
+export const STAGE_PLAN: ReadonlyArray<readonly [number, number]> = [
   [3, 64],
   [4, 128],
   [6, 256],
   [3, 512],
 ];
-const EXPANSION = 4;
+export const EXPANSION = 4;
 export const FINE_TUNING_HEAD = { hidden: [512, 256], dropout: [0.25, 0.5] } as const;
 
 export interface ConvBn {

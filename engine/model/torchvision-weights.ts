@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { EXPANSION, STAGE_PLAN } from './architecture.js';
 import { leaves, stageOf, type ResNet50 } from './resnet50.js';
 import { float32Tensor, parseSafetensors, safetensorsChunks, toFloat32, type RawTensor } from './safetensors.js';
 
@@ -61,22 +62,57 @@ export interface ImportOptions {
 
 const isBookkeeping = (name: string) => name.endsWith('.num_batches_tracked');
 
+/**
+ * Refuses (WeightsMismatchError, naming every fault) tensors that are not exactly `wanted`: with scope
+ * `backbone`, the file's `fc.*` is left out of the comparison; `num_batches_tracked` never counts.
+ */
+export function checkTensorNames(wanted: Map<string, number[]>, tensors: Map<string, RawTensor>, scope: ImportOptions['scope']): void {
+  const compared = (name: string) => scope === 'all' || stageOf(name) !== 'fc';
+  const missing = [...wanted.keys()].filter((name) => compared(name) && !tensors.has(name));
+  const unexpected = [...tensors.keys()].filter((name) => !wanted.has(name) && !isBookkeeping(name) && compared(name));
+  const misshaped = [...wanted].flatMap(([name, expected]) => {
+    const shape = tensors.get(name)?.shape;
+    return compared(name) && shape && shape.join() !== expected.join()
+      ? [`${name} [${shape.join(',')}] (expected [${expected.join(',')}])`]
+      : [];
+  });
+  if (missing.length || unexpected.length || misshaped.length) throw new WeightsMismatchError(missing, unexpected, misshaped);
+}
+
+/** torchvision resnet50's state_dict, every name with its shape (num_batches_tracked aside), from the architecture alone. */
+export function torchvisionResnet50Shapes(numClasses = 1000): Map<string, number[]> {
+  const shapes = new Map<string, number[]>();
+  const batchNorm = (prefix: string, channels: number) =>
+    ['weight', 'bias', 'running_mean', 'running_var'].forEach((suffix) => shapes.set(`${prefix}.${suffix}`, [channels]));
+  shapes.set('conv1.weight', [64, 3, 7, 7]);
+  batchNorm('bn1', 64);
+  let inputs = 64;
+  STAGE_PLAN.forEach(([blocks, width], stage) => {
+    for (let block = 0; block < blocks; block++) {
+      const path = `layer${stage + 1}.${block}`;
+      shapes.set(`${path}.conv1.weight`, [width, inputs, 1, 1]);
+      batchNorm(`${path}.bn1`, width);
+      shapes.set(`${path}.conv2.weight`, [width, width, 3, 3]);
+      batchNorm(`${path}.bn2`, width);
+      shapes.set(`${path}.conv3.weight`, [width * EXPANSION, width, 1, 1]);
+      batchNorm(`${path}.bn3`, width * EXPANSION);
+      if (block === 0) {
+        shapes.set(`${path}.downsample.0.weight`, [width * EXPANSION, inputs, 1, 1]);
+        batchNorm(`${path}.downsample.1`, width * EXPANSION);
+      }
+      inputs = width * EXPANSION;
+    }
+  });
+  shapes.set('fc.weight', [numClasses, inputs]);
+  shapes.set('fc.bias', [numClasses]);
+  return shapes;
+}
+
 /** Loads torchvision-named safetensors (F32, F16, BF16 or F64) into the model, checking every name and shape. */
 export function importTorchvisionWeights(resnet: ResNet50, file: Uint8Array, options: ImportOptions): void {
   const tensors = parseSafetensors(file);
   const wanted = bindings(resnet).filter((b) => options.scope === 'all' || stageOf(b.torchName) !== 'fc');
-  const wantedNames = new Set(wanted.map((b) => b.torchName));
-  const missing = wanted.filter((b) => !tensors.has(b.torchName)).map((b) => b.torchName);
-  const unexpected = [...tensors.keys()].filter(
-    (name) => !wantedNames.has(name) && !isBookkeeping(name) && !(options.scope === 'backbone' && stageOf(name) === 'fc'),
-  );
-  const misshaped = wanted.flatMap((b) => {
-    const shape = tensors.get(b.torchName)?.shape;
-    return shape && shape.join() !== b.torchShape.join()
-      ? [`${b.torchName} [${shape.join(',')}] (expected [${b.torchShape.join(',')}])`]
-      : [];
-  });
-  if (missing.length || unexpected.length || misshaped.length) throw new WeightsMismatchError(missing, unexpected, misshaped);
+  checkTensorNames(new Map(bindings(resnet).map((b) => [b.torchName, b.torchShape])), tensors, options.scope);
 
   const byLayer = new Map<tf.layers.Layer, tf.Tensor[]>();
   tf.tidy(() => {

@@ -4,6 +4,7 @@ import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import type { Config } from '../../schemas/config.js';
 import { serializerCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { loadManifest } from '../../common/weights-manifest.js';
 import { composeApi, requestTimeoutOf, type ApiDeps } from './composition.js';
 import { AddressLimiter, adminCheck, authModeOf, guardLocalHosts, guardOwners } from './plugins/auth.js';
 import { registerMetrics } from './plugins/metrics.js';
@@ -18,6 +19,7 @@ import healthRoutes from './routes/health/index.js';
 import jobsRoutes from './routes/jobs/index.js';
 import predictRoutes from './routes/predict/index.js';
 import summaryRoutes from './routes/summary/index.js';
+import weightsRoutes from './routes/weights/index.js';
 import { zodValidatorCompiler } from './validation.js';
 
 /**
@@ -76,7 +78,7 @@ export async function buildApp({ config, redis, queues, store, logger }: ApiDeps
   });
 
   await registerOpenApi(app, authMode, API_VERSION);
-  const services = composeApi({ config, redis, queues, store, logger });
+  const services = composeApi({ config, redis, queues, store, logger }, await loadManifest(config.WEIGHTS_MANIFEST));
   app.addHook('onClose', () => services.close());
   await services.start(app.log);
   const { jobs, events } = services;
@@ -92,6 +94,7 @@ export async function buildApp({ config, redis, queues, store, logger }: ApiDeps
       const { datasets, preflights, uploadSlots, checkUpload } = services;
       await v1.register(datasetsRoutes, { jobs, datasets, preflights, uploadSlots, checkUpload });
       await v1.register(summaryRoutes, { inspector: services.inspector, dataDir: config.DATA_DIR, store });
+      await v1.register(weightsRoutes, { catalog: services.catalog });
     },
     { prefix: '/v1' },
   );

@@ -6,6 +6,9 @@ import type { ArtifactStore } from '../../common/artifact-store.js';
 import type { Logger } from '../../common/logger.js';
 import type { Queues, RedisClient } from '../../common/queues.js';
 import { SharedCapacity } from '../../common/shared-capacity.js';
+import { WeightsCatalog } from '../../common/weights-catalog.js';
+import { WeightsStore } from '../../common/weights-store.js';
+import type { WeightsManifest } from '../../schemas/weights.js';
 import type { Caller } from '../../schemas/auth.js';
 import { artifactStoreSettingsOf, type Config } from '../../schemas/config.js';
 import { PreflightOptions, type PreflightReport } from '../../schemas/dataset.js';
@@ -101,9 +104,10 @@ function apiThreads(config: Config) {
 }
 
 /** Everything the routes use, built from the config; `start` runs the start-up tasks, `close` stops it all in order. */
-export function composeApi({ config, redis, queues, store, logger }: ApiDeps) {
+export function composeApi({ config, redis, queues, store, logger }: ApiDeps, manifest: WeightsManifest) {
   const { ownerShare, inspector, exporter, predictions, requestedPreflights, uploadPreflights } = apiThreads(config);
-  const jobs = new JobService(queues, redis, store, jobServiceOptionsOf(config));
+  const catalog = new WeightsCatalog(new WeightsStore(store), manifest);
+  const jobs = new JobService(queues, redis, store, catalog, jobServiceOptionsOf(config));
   const events = new JobEventStream(config, redis, config.QUEUE_PREFIX, logger);
   const datasets = new DatasetStore(config.DATA_DIR, store, { redis, prefix: config.QUEUE_PREFIX }, uploadLimitsOf(config));
   const preflights = new Preflights(config.DATA_DIR, store, datasets.quota, (request, caller) => requestedPreflights.call(request, caller));
@@ -138,6 +142,7 @@ export function composeApi({ config, redis, queues, store, logger }: ApiDeps) {
 
   return {
     config,
+    catalog,
     jobs,
     events,
     inspector,

@@ -4,9 +4,8 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import * as tar from 'tar';
 import type { ArtifactStore } from '../../common/artifact-store.js';
-import { NotFoundError } from '../../common/errors.js';
 import { hashStream } from '../../common/file-hash.js';
-import type { JobArtifacts, ModelFolder } from '../../common/job-artifacts.js';
+import type { CheckpointSelector, JobArtifacts, ModelFolder } from '../../common/job-artifacts.js';
 import type { CheckpointFormat, ExportRequest } from '../../schemas/artifacts.js';
 import type { Caller } from '../../schemas/auth.js';
 import type { ArchiveCache } from './archive-cache.js';
@@ -19,7 +18,7 @@ export interface Download {
   open(): Promise<Readable>;
 }
 
-export type CheckpointSelector = { kind: 'final' } | { kind: 'latest' } | { kind: 'best' } | { kind: 'epoch'; epoch: number };
+export type { CheckpointSelector } from '../../common/job-artifacts.js';
 
 /** Converts saved models (it loads them: heavy work, kept off the caller's thread). */
 export interface ModelExporter {
@@ -34,27 +33,6 @@ const CONTENT_TYPES: Record<CheckpointFormat, string> = {
 
 /** What a tfjs checkpoint download holds: the layers model and what a client needs to use it. */
 const ARCHIVE_FILES = ['model.json', 'weights.bin', 'metadata.json'];
-
-/** The complete saved model a selector names. */
-export async function modelFolder(artifacts: JobArtifacts, selector: CheckpointSelector): Promise<ModelFolder> {
-  if (selector.kind === 'final') {
-    if (!(await artifacts.hasFinalModel())) throw new NotFoundError('the job has no final model yet');
-    return artifacts.final;
-  }
-  if (selector.kind === 'best') {
-    const bestEpoch = (await artifacts.readMetrics())?.bestEpoch;
-    if (!bestEpoch) throw new NotFoundError('the job has no validated epoch yet');
-    return modelFolder(artifacts, { kind: 'epoch', epoch: bestEpoch });
-  }
-  const complete = await artifacts.completeCheckpoints();
-  const epoch = selector.kind === 'latest' ? complete.at(-1) : complete.find((e) => e === selector.epoch);
-  if (epoch === undefined) {
-    throw new NotFoundError(
-      selector.kind === 'latest' ? 'the job has no checkpoint yet' : `the job has no checkpoint for epoch ${selector.epoch}`,
-    );
-  }
-  return artifacts.epochFolder(epoch);
-}
 
 const hashKey = (key: string) => `${key}.sha256`;
 
@@ -134,7 +112,7 @@ export async function checkpointDownload(
   format: CheckpointFormat,
   derivation: { archives: ArchiveCache; exporter: ModelExporter; caller: Caller },
 ): Promise<Download> {
-  const model = await modelFolder(artifacts, selector);
+  const model = await artifacts.savedModel(selector);
   const { store, jobId } = artifacts;
   // The safetensors the worker wrote beside the final model is served as it is; everything else is derived and cached.
   const written = artifacts.torchvisionWeightsKey(model.folder);

@@ -3,8 +3,17 @@ import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import type { CachePolicy } from '../../common/cache-eviction.js';
-import { ConflictError, IdempotencyKeyReusedError, NotFoundError, QuotaExceededError, UnavailableError } from '../../common/errors.js';
-import { JobArtifacts } from '../../common/job-artifacts.js';
+import {
+  ConflictError,
+  IdempotencyKeyReusedError,
+  InvalidInputError,
+  NotFoundError,
+  QuotaExceededError,
+  UnavailableError,
+} from '../../common/errors.js';
+import { JobArtifacts, type CheckpointSelector } from '../../common/job-artifacts.js';
+import type { WeightsCatalog } from '../../common/weights-catalog.js';
+import { RANDOM_WEIGHTS } from '../../schemas/weights.js';
 import { CANCELLED_REASON, QueueName, redisKeys, whenReady, type Queues, type TrainingJob, type RedisClient } from '../../common/queues.js';
 import { LOCAL_OWNER, type Caller } from '../../schemas/auth.js';
 import type { PreflightReport } from '../../schemas/dataset.js';
@@ -24,7 +33,7 @@ import { checkDataset } from '../datasets/check-dataset.js';
 import { ArchiveCache } from './archive-cache.js';
 import { JobIndex, type IndexScope } from './job-index.js';
 import type { CheckpointFormat } from '../../schemas/artifacts.js';
-import { checkpointDownload, type CheckpointSelector, type Download, type ModelExporter } from './downloads.js';
+import { checkpointDownload, type Download, type ModelExporter } from './downloads.js';
 
 /** How long a request waits for a (re)connecting Redis before it is answered 503. */
 const REDIS_WAIT_MS = 1000;
@@ -60,13 +69,13 @@ export function stateOf(bullState: string, failedReason: string | undefined, can
 
 /**
  * Progress that agrees with the state: `queued` only while queued (a retried job waits again),
- * `starting` while running before the worker's first report, `done` once completed; otherwise the
- * worker's last report, so a failed or cancelled job shows where it stopped.
+ * `starting` while running before the worker's first report, `done` once completed, `cancelled` once
+ * cancelled; otherwise the worker's last report, so a failed job shows where it stopped.
  */
 export function progressOf(state: JobState, reported: WorkerProgress | null, totalEpochs: number): Progress {
   const initial = progressAtStart('queued', totalEpochs);
-  const { phase, epoch, step, totalSteps, percent, etaSeconds, imagesPerSecond } = reported ?? initial;
-  const running = state === 'running' ? imagesPerSecond : null;
+  const { phase, epoch, step, totalSteps, percent, etaSeconds, imagesPerSecond, download } = reported ?? initial;
+  const running = state === 'running';
   const last: Progress = {
     phase,
     epoch,
@@ -74,10 +83,12 @@ export function progressOf(state: JobState, reported: WorkerProgress | null, tot
     step,
     totalSteps,
     percent,
-    etaSeconds,
-    imagesPerSecond: running,
+    etaSeconds: running || state === 'stalled' ? etaSeconds : null,
+    imagesPerSecond: running ? imagesPerSecond : null,
+    download: running ? download : null,
   };
   if (state === 'queued') return { ...last, phase: 'queued', etaSeconds: null };
+  if (state === 'cancelled') return { ...last, phase: 'cancelled' };
   if (state === 'completed') return { ...last, phase: 'done', percent: 100, etaSeconds: 0 };
   if (state === 'running' && !reported) return { ...initial, phase: 'starting' };
   return last;
@@ -111,6 +122,7 @@ export class JobService {
     private readonly queues: Queues,
     private readonly redis: RedisClient,
     private readonly store: ArtifactStore,
+    private readonly catalog: WeightsCatalog,
     private readonly options: {
       prefix: string;
       dataDir: string;
@@ -135,6 +147,7 @@ export class JobService {
     await whenReady(this.redis, REDIS_WAIT_MS);
     if (spec.dataset && spec.dataset.type !== 'synthetic')
       await checkDataset(spec.dataset, { dataDir: this.options.dataDir, store: this.store }, caller);
+    await this.checkStartWeights(caller, spec.weights);
     let jobId: string = randomUUID();
     if (idempotencyKey) {
       const fingerprint = createHash('sha256').update(JSON.stringify(spec)).digest('hex');
@@ -181,6 +194,28 @@ export class JobService {
         { quota: 'openJobs', limit: this.options.quotaOpenJobs },
       );
     }
+  }
+
+  /**
+   * A variant must be one the catalog knows (400 naming the known ones); an earlier job must be the
+   * caller's (404 otherwise, as everywhere), completed (409), and keep the checkpoint named (400).
+   */
+  private async checkStartWeights(caller: Caller, weights: JobSpec['weights']): Promise<void> {
+    if (weights === RANDOM_WEIGHTS) return;
+    if (typeof weights === 'string') {
+      if (!(await this.catalog.has(weights)))
+        throw InvalidInputError.field(
+          'weights',
+          `no weights named "${weights}"; known: random, ${(await this.catalog.names()).join(', ')}`,
+        );
+      return;
+    }
+    await this.completedModel(caller, weights.job);
+    const selector: CheckpointSelector =
+      typeof weights.checkpoint === 'number' ? { kind: 'epoch', epoch: weights.checkpoint } : { kind: weights.checkpoint };
+    await new JobArtifacts(this.store, weights.job).savedModel(selector).catch((error: Error) => {
+      throw error instanceof NotFoundError ? InvalidInputError.field('weights.checkpoint', error.message) : error;
+    });
   }
 
   /** Refuses new jobs (429) while the owner's jobs keep their quota of models and checkpoints or more. */

@@ -1,13 +1,16 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { JobStatus } from '../../schemas/job-status.js';
 import type { Metrics } from '../../schemas/metrics.js';
 import { JobArtifacts } from '../../common/job-artifacts.js';
 import { QueueName, redisKeys } from '../../common/queues.js';
 import { LOCAL_OWNER } from '../../schemas/auth.js';
+import { freePort } from '../helpers/ports.js';
 import { finished, pollJob, sleep, startService, type TestService, type WorkerProcess } from '../helpers/service.js';
+import { tempDir } from '../helpers/torch.js';
 
 const slowSpec = {
   mode: 'fine_tuning',
@@ -24,17 +27,26 @@ const withoutTimes = (m: Metrics) => m.epochs.map(({ seconds: _seconds, ...rest 
 describe('cancel, resume and failing fast', () => {
   let service: TestService;
   let worker: WorkerProcess;
+  const manifestDir = tempDir('cancel-manifest');
+  let offlineUrl: string;
   before(async () => {
-    // No ImageNet weights at this path: jobs asking for them must fail at once.
+    // No copy of the ImageNet weights, and their URL unreachable (as on a machine offline): jobs asking for them fail at once.
+    offlineUrl = `http://127.0.0.1:${await freePort()}/models/resnet50-0676ba61.pth`;
+    const manifest = { imagenet: { url: offlineUrl, mebibytes: 97.781, sha256Prefix: '0676ba61' } };
+    writeFileSync(path.join(manifestDir, 'manifest.json'), JSON.stringify(manifest));
     // These jobs run on wasm's own kernels: the fallback where the oneDNN addon is missing or turned off.
     service = await startService('cancel', {
-      IMAGENET_WEIGHTS: path.join('/nonexistent', 'resnet50.safetensors'),
+      WEIGHTS_MANIFEST: path.join(manifestDir, 'manifest.json'),
+      WEIGHTS_DOWNLOAD_RETRIES: '1',
       JOB_ATTEMPTS: '3',
       RETRAIN_NATIVE_KERNELS: '0',
     });
     worker = await service.startWorker();
   });
-  after(() => service.stop());
+  after(async () => {
+    await service.stop();
+    rmSync(manifestDir, { recursive: true, force: true });
+  });
 
   const submit = async (spec: object) => {
     const response = await service.http().post('/v1/jobs').send(spec);
@@ -49,15 +61,18 @@ describe('cancel, resume and failing fast', () => {
     assert.equal(ready.body.workers[0].backend.kernels, 'wasm');
   });
 
-  it('fails a job that needs missing ImageNet weights at once, without retries, saying how to provide them', async () => {
+  it('fails a job whose ImageNet weights cannot be fetched at once, without retries, naming the URL, the error and the ways out', async () => {
     const job = await submit({ ...slowSpec, weights: 'imagenet', epochs: 1 });
     const status = await pollJob(service, job.id, finished, 60_000);
     assert.equal(status.state, 'failed');
-    assert.match(status.failure!.reason, /ImageNet weights not found on the worker \(its IMAGENET_WEIGHTS file\)/);
-    assert.doesNotMatch(status.failure!.reason, /nonexistent/, "the worker's paths stay in its log");
-    assert.match(status.failure!.reason, /IMAGENET_WEIGHTS/);
-    assert.match(status.failure!.reason, /"weights": "random"/);
-    assert.equal(status.attempts, 1, 'a bad spec is not retried');
+    const reason = status.failure!.reason;
+    assert.ok(reason.includes(`could not fetch the "imagenet" weights from ${offlineUrl}`), reason);
+    assert.match(reason, /ECONNREFUSED/);
+    assert.match(reason, /after 2 attempts/);
+    assert.match(reason, /npx retrain weights import FILE --as imagenet/);
+    assert.match(reason, /WEIGHTS_MANIFEST/);
+    assert.match(reason, /"weights": "random"/);
+    assert.equal(status.attempts, 1, 'no retry of the job: the worker tried the URL itself');
   });
 
   it('stops a running job before any step that would begin after the request, and never starts a cancelled queued one', async () => {

@@ -1,10 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import supertest from 'supertest';
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import { redisKeys, type RedisClient } from '../../common/queues.js';
+import { WeightsStore } from '../../common/weights-store.js';
+import { storeVariant } from '../../engine/model/weight-variants.js';
+import { DEFAULT_TRANSFORM } from '../../schemas/weights.js';
 import type { Config } from '../../schemas/config.js';
 import type { JobStatus } from '../../schemas/job-status.js';
 import type { Metrics } from '../../schemas/metrics.js';
@@ -176,14 +180,27 @@ export async function completedJob(service: TestService, spec: object, timeoutMs
 }
 
 /**
- * A service with one worker whose IMAGENET_WEIGHTS is a stand-in: ImageNet weights cannot be
- * downloaded here, so PyTorch writes torchvision's ResNet-50 with seeded random weights and
- * data-calibrated BatchNorm statistics. `scratch` holds the file and the reference outputs.
+ * Stores a stand-in for torchvision's ImageNet weights as the `imagenet` variant, as `retrain weights
+ * import` does: ImageNet weights cannot be downloaded here, so PyTorch writes torchvision's ResNet-50
+ * with seeded random weights and data-calibrated BatchNorm statistics.
  */
+export async function storeStandInWeights(store: ArtifactStore, file: string): Promise<void> {
+  const bytes = readFileSync(file);
+  await storeVariant(new WeightsStore(store), bytes, {
+    name: 'imagenet',
+    source: `a stand-in PyTorch wrote (${path.basename(file)})`,
+    sourceSha256: createHash('sha256').update(bytes).digest('hex'),
+    transform: DEFAULT_TRANSFORM,
+    top1: null,
+  });
+}
+
+/** A service with one worker, and stand-in `imagenet` weights in its store; `scratch` holds the file and the reference outputs. */
 export async function startServiceWithStandInWeights(prefix: string, seed: number, sizes: number[], extraEnv: Record<string, string> = {}) {
   const scratch = tempDir(prefix);
   torchReference(['make', '--out', scratch, '--seed', String(seed), '--sizes', ...sizes.map(String)]);
-  const service = await startService(prefix, { IMAGENET_WEIGHTS: path.join(scratch, 'weights.safetensors'), ...extraEnv });
+  const service = await startService(prefix, extraEnv);
+  await storeStandInWeights(service.store, path.join(scratch, 'weights.safetensors'));
   await service.startWorker();
   return { service, scratch };
 }

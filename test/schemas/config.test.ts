@@ -9,7 +9,6 @@ describe('configuration from the environment', () => {
     assert.equal(config.TFJS_BACKEND, 'auto');
     assert.equal(config.PORT, 8080);
     assert.equal(config.DATA_DIR, path.resolve('data'));
-    assert.equal(config.IMAGENET_WEIGHTS, path.resolve('data', 'weights', 'resnet50-imagenet.safetensors'));
   });
 
   it('takes every backend name of the preference chain, and auto', () => {

@@ -11,7 +11,7 @@ import type { Outcome } from './train.js';
  * where the class folders are named as ImageNet classes); without one there is nothing to evaluate.
  */
 export async function evaluatePretrained(ctx: JobContext, model: JobModel, data: JobData, reporter: ProgressReporter): Promise<Outcome> {
-  const metrics = emptyMetrics(model.classNames);
+  const metrics = { ...emptyMetrics(model.classNames), weights: model.weights };
   if (data.validation.length > 0) {
     await reporter.phase('evaluating');
     const imageNetIndex = new Map(model.classNames.map((name, i) => [name, i]));

@@ -35,8 +35,6 @@ export async function featureCacheKey(parts: {
   return hash.digest('hex');
 }
 
-export const weightsFingerprint = async (file: string) => `sha256:${(await hashFile(file)).digest('hex')}`;
-
 export interface FeatureCodes {
   codes: Map<string, Float32Array>;
   /** Images the backbone ran on for this job: all of them on a miss, none on a hit. */

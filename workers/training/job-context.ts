@@ -4,6 +4,7 @@ import type { Config } from '../../schemas/config.js';
 import type { JobSpec } from '../../schemas/job-spec.js';
 import type { BackendReport } from '../../schemas/model.js';
 import type { WorkerProgress } from '../../schemas/queue.js';
+import type { VariantSource } from '../../engine/model/weight-variants.js';
 
 /** What a job's steps share: its spec, where its artifacts go, and its lines back to the queue. */
 export interface JobContext {
@@ -24,6 +25,8 @@ export interface JobContext {
    * quota) when the owner's jobs would then keep more than their artifact quota.
    */
   ensureArtifactRoom(bytes: number, what: string): Promise<void>;
+  /** Where weight variants are kept and fetched from (the progress of a fetch is the job's). */
+  weights: Omit<VariantSource, 'onProgress'>;
   /** A line in the worker's log and the job's own log, with the job id. */
   log(message: string, fields?: Record<string, unknown>): void;
 }

@@ -4,6 +4,7 @@ import { isTrainingSpec } from '../../schemas/job-spec.js';
 import { UPLOAD_CACHE } from '../../schemas/dataset.js';
 import { fetchUpload } from '../../common/shared-uploads.js';
 import type { Preprocessing } from '../../schemas/model.js';
+import type { VariantTransform } from '../../schemas/weights.js';
 import { ImageLoader, resolveDataset, SYNTHETIC_CACHE } from '../../engine/data/datasets.js';
 import { cachePolicyOf, evictFolderCache } from '../../common/cache-eviction.js';
 import { preflight, withoutBadFiles } from '../../engine/data/preflight.js';
@@ -32,9 +33,9 @@ async function evictCache(ctx: JobContext, folder: string, what: string): Promis
  * Resolves the dataset (fetching an upload received on another host), preflights it (unusable files are skipped and listed, not discovered hours in)
  * and splits it per class. A pretrained job may have no dataset: it then has no images.
  */
-export async function loadData(ctx: JobContext, reporter: ProgressReporter): Promise<JobData> {
+export async function loadData(ctx: JobContext, reporter: ProgressReporter, transform: VariantTransform): Promise<JobData> {
   const { spec, config } = ctx;
-  const preprocessing = preprocessingFor(spec.inputSize);
+  const preprocessing = preprocessingFor(spec.inputSize, transform.resizeAt224);
   if (!spec.dataset) return { classNames: [], train: [], validation: [], preprocessing, loader: new ImageLoader('', preprocessing) };
   await reporter.phase('loading_data');
   const training = isTrainingSpec(spec);

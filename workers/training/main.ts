@@ -1,7 +1,6 @@
 // The training worker process: consumes the training queue, one job at a time (one per GPU).
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -100,9 +99,6 @@ const timer = setInterval(
   config.WORKER_HEARTBEAT_MS,
 );
 log.info({ workerId, backend, queue: QueueName.Training, prefix: config.QUEUE_PREFIX }, 'worker ready');
-// Jobs' failure reasons name the setting only; the operator finds the path here.
-if (!existsSync(config.IMAGENET_WEIGHTS))
-  log.warn({ imagenetWeights: config.IMAGENET_WEIGHTS }, 'no ImageNet weights: jobs with "weights": "imagenet" will fail');
 
 let stopping = false;
 async function shutdown(signal: string) {

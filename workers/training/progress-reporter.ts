@@ -1,6 +1,7 @@
 import { progressAtStart, SKIPPED_FILES_IN_STATUS, type Phase, type SkippedFile } from '../../schemas/job-status.js';
 import type { EpochMetrics } from '../../schemas/metrics.js';
 import type { WorkerProgress } from '../../schemas/queue.js';
+import type { FetchProgress } from '../../engine/model/weight-variants.js';
 import type { JobContext } from './job-context.js';
 
 /** At most one report a second (and one at every phase change): each report is a Redis write. */
@@ -71,7 +72,16 @@ export class ProgressReporter {
   }
 
   phase(phase: Phase): Promise<void> {
-    return this.update({ phase }, true);
+    return this.update({ phase, download: phase === 'downloading_weights' ? this.progress.download : null }, true);
+  }
+
+  /** Weights on their way into the store (or another worker's fetch waited for): the phase and its bytes. */
+  downloading({ variant, bytes, totalBytes, waiting }: FetchProgress): Promise<void> {
+    const percent = totalBytes ? Math.min(100, Math.round((1000 * bytes) / totalBytes) / 10) : null;
+    return this.update(
+      { phase: 'downloading_weights', download: { variant, bytes, totalBytes, percent, waiting } },
+      !waiting && percent === 100,
+    );
   }
 
   planSteps(stepsPerEpoch: number): void {

@@ -7,9 +7,10 @@ import type { JobContext } from './job-context.js';
 import { loadData } from './load-data.js';
 import { ProgressReporter } from './progress-reporter.js';
 import { saveFinalModel } from './save-model.js';
+import { resolveStartPoint } from './start-point.js';
 import { train } from './train.js';
 
-/** The job, start to end: load data -> build model -> train (or evaluate) -> save -> result. */
+/** The job, start to end: its start weights -> load data -> build model -> train (or evaluate) -> save -> result. */
 export async function runJob(requested: JobContext): Promise<TrainingResult> {
   const precision = useConvolutionPrecision(requested.spec.precision);
   if (precision !== requested.spec.precision) {
@@ -27,8 +28,10 @@ export async function runJob(requested: JobContext): Promise<TrainingResult> {
 async function runWith(ctx: JobContext): Promise<TrainingResult> {
   const { spec } = ctx;
   const reporter = new ProgressReporter(ctx, isTrainingSpec(spec) ? spec.epochs : 0);
-  const data = await loadData(ctx, reporter);
-  const model = await buildModel(ctx, data, reporter);
+  // First the weights: their preprocessing is the data's.
+  const start = await resolveStartPoint(ctx, reporter);
+  const data = await loadData(ctx, reporter, start.transform);
+  const model = await buildModel(ctx, data, start, reporter);
   try {
     const { metrics, resumedFromEpoch } = isTrainingSpec(spec)
       ? await train(ctx, spec, model, data, reporter)

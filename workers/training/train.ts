@@ -21,7 +21,7 @@ import {
   writeInterruptedCheckpoint,
 } from './checkpoints.js';
 import { evaluate, evaluationOf, predictionsOf, round, writeValidationThumbnails, type BatchSource } from './evaluate.js';
-import { codeBatches, featureCacheKey, featureCodes, headOnCodes, liveCodes, weightsFingerprint } from './feature-cache.js';
+import { codeBatches, featureCacheKey, featureCodes, headOnCodes, liveCodes } from './feature-cache.js';
 import { InvalidJobError, JobCancelledError, JobHandedBackError, type JobContext } from './job-context.js';
 import type { JobData } from './load-data.js';
 import type { ProgressReporter } from './progress-reporter.js';
@@ -61,7 +61,7 @@ export async function train(
   data: JobData,
   reporter: ProgressReporter,
 ): Promise<Outcome> {
-  const metrics = emptyMetrics(model.classNames);
+  const metrics = { ...emptyMetrics(model.classNames), weights: model.weights };
   const run = await prepareRun(ctx, spec, model, data, reporter, metrics);
   const optimizer = optimizerFor(spec);
   try {
@@ -187,7 +187,7 @@ async function cachedCodeInputs(
     preprocessing: data.preprocessing,
     // bf16 codes differ from fp32 ones; fp32 keys stay what they were.
     backend: ctx.backend.precision === 'bf16' ? `${ctx.backend.choice}:bf16` : ctx.backend.choice,
-    weights: spec.weights === 'imagenet' ? await weightsFingerprint(ctx.config.IMAGENET_WEIGHTS) : `random:${spec.seed}`,
+    weights: model.weightsFingerprint,
   });
   const onBatch = async (done: number) => {
     if (await ctx.cancelRequested()) throw new JobCancelledError();

@@ -12,8 +12,9 @@ import { CANCELLED_REASON, redisConnection, redisKeys, type RedisClient } from '
 import { loadConfig, type Config } from '../../schemas/config.js';
 import { TrainingPayload, type TrainingResult } from '../../schemas/queue.js';
 import { selectBackend, type BackendInfo } from '../../engine/backend/backend.js';
-import { InvalidJobError, JobCancelledError, JobHandedBackError } from './job-context.js';
+import { InvalidJobError, JobCancelledError, JobHandedBackError, type JobContext } from './job-context.js';
 import { runJob } from './run-job.js';
+import { variantSourceOf } from '../../engine/model/weight-variants.js';
 
 interface Runtime {
   config: Config;
@@ -21,6 +22,7 @@ interface Runtime {
   store: ArtifactStore;
   redis: RedisClient;
   logger: Logger;
+  weights: JobContext['weights'];
 }
 
 // The worker that forked this child is gone (killed, crashed): stop training now. Its job's lock
@@ -39,9 +41,29 @@ function setUp(): Promise<Runtime> {
     });
     // Retries forever like the worker's own connection: a Redis restart pauses the cancel check, not the job.
     const redis = redisConnection(config, 'worker', logger);
-    return { config, backend, store: await openArtifactStore(config), redis, logger };
+    const store = await openArtifactStore(config);
+    return { config, backend, store, redis, logger, weights: await variantSourceOf(config, store, redis) };
   })();
   return runtime;
+}
+
+/** What the job keeps, recorded for its owner's quota, and the room the quota leaves it before each write. */
+function artifactBookkeeping(ledger: ArtifactLedger, artifacts: JobArtifacts, owner: string, quotaBytes: number | null) {
+  const { jobId } = artifacts;
+  return {
+    measureArtifacts: async () => ledger.record(owner, jobId, await artifacts.modelBytes()),
+    ensureArtifactRoom: async (bytes: number, what: string) => {
+      if (quotaBytes === null) return;
+      const others = (await ledger.ownerTotal(owner)) - (await ledger.jobBytes(owner, jobId));
+      const kept = others + (await artifacts.modelBytes());
+      if (kept + bytes <= quotaBytes) return;
+      throw new InvalidJobError(
+        `stopped before writing ${what} (${bytes} bytes): your jobs keep ${kept} bytes of models and checkpoints, and your artifact quota ` +
+          `(QUOTA_ARTIFACT_BYTES) is ${quotaBytes}; what this job saved before is kept. Purge finished jobs you no longer need, ` +
+          'or keep fewer checkpoints (checkpoints.keepEveryN)',
+      );
+    },
+  };
 }
 
 /** `signal` aborts when the worker stops: the job saves its epoch so far and goes back to the queue. */
@@ -50,7 +72,7 @@ export default async function trainingProcessor(
   token?: string,
   signal?: AbortSignal,
 ): Promise<TrainingResult> {
-  const { config, backend, store, redis, logger } = await setUp();
+  const { config, backend, store, redis, logger, weights } = await setUp();
   const jobId = job.id ?? '';
   const log = logger.child({ jobId, attempt: job.attemptsMade + 1 });
   // Payloads outlive deploys: parse again with today's schema.
@@ -60,19 +82,12 @@ export default async function trainingProcessor(
   const cancelKey = keys.cancel(jobId);
   const artifacts = new JobArtifacts(store, jobId);
   const { owner, artifactQuotaBytes } = payload.data;
-  const ledger = new ArtifactLedger(redis, config.QUEUE_PREFIX);
-  const measureArtifacts = async () => ledger.record(owner, jobId, await artifacts.modelBytes());
-  const ensureArtifactRoom = async (bytes: number, what: string) => {
-    if (artifactQuotaBytes === null) return;
-    const others = (await ledger.ownerTotal(owner)) - (await ledger.jobBytes(owner, jobId));
-    const kept = others + (await artifacts.modelBytes());
-    if (kept + bytes <= artifactQuotaBytes) return;
-    throw new InvalidJobError(
-      `stopped before writing ${what} (${bytes} bytes): your jobs keep ${kept} bytes of models and checkpoints, and your artifact quota ` +
-        `(QUOTA_ARTIFACT_BYTES) is ${artifactQuotaBytes}; what this job saved before is kept. Purge finished jobs you no longer need, ` +
-        'or keep fewer checkpoints (checkpoints.keepEveryN)',
-    );
-  };
+  const { measureArtifacts, ensureArtifactRoom } = artifactBookkeeping(
+    new ArtifactLedger(redis, config.QUEUE_PREFIX),
+    artifacts,
+    owner,
+    artifactQuotaBytes,
+  );
   const cancelRequested = async () => (await redis.exists(cancelKey)) === 1;
   if (await cancelRequested()) throw new UnrecoverableError(CANCELLED_REASON);
   try {
@@ -87,6 +102,7 @@ export default async function trainingProcessor(
       handBackRequested: () => signal?.aborted === true,
       measureArtifacts,
       ensureArtifactRoom,
+      weights,
       log: (message, fields) => {
         log.info(fields ?? {}, message);
         void job.log(fields ? `${message} ${JSON.stringify(fields)}` : message);

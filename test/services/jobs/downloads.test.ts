@@ -14,7 +14,7 @@ import { createLogger } from '../../../common/logger.js';
 import { redisConnection, redisKeys, scanKeys } from '../../../common/queues.js';
 import { ArchiveCache } from '../../../services/jobs/archive-cache.js';
 import type { ExportRequest } from '../../../schemas/artifacts.js';
-import { checkpointDownload, modelFolder, type CheckpointSelector } from '../../../services/jobs/downloads.js';
+import { checkpointDownload, type CheckpointSelector } from '../../../services/jobs/downloads.js';
 import { startS3Server, type S3Server } from '../../helpers/s3-server.js';
 import { tempDir } from '../../helpers/torch.js';
 
@@ -48,15 +48,15 @@ function downloadContract(name: string, open: () => ArtifactStore) {
   });
 
   it('picks the final model, the latest, the best or a numbered epoch, among complete ones only', async () => {
-    await assert.rejects(modelFolder(artifacts, { kind: 'final' }), NotFoundError);
-    await assert.rejects(modelFolder(artifacts, { kind: 'latest' }), /no checkpoint yet/);
+    await assert.rejects(artifacts.savedModel({ kind: 'final' }), NotFoundError);
+    await assert.rejects(artifacts.savedModel({ kind: 'latest' }), /no checkpoint yet/);
     for (const epoch of [1, 2]) await artifacts.commitCheckpoint({ epoch, history: [], optimizerWeights: [] });
     await artifacts.store.write(`${artifacts.checkpointFolder(3)}/weights.bin`, 'half-written');
-    assert.equal((await modelFolder(artifacts, { kind: 'latest' })).label, 'epoch-2');
-    await assert.rejects(modelFolder(artifacts, { kind: 'epoch', epoch: 3 }), /no checkpoint for epoch 3/);
-    await assert.rejects(modelFolder(artifacts, { kind: 'best' }), /no validated epoch/);
+    assert.equal((await artifacts.savedModel({ kind: 'latest' })).label, 'epoch-2');
+    await assert.rejects(artifacts.savedModel({ kind: 'epoch', epoch: 3 }), /no checkpoint for epoch 3/);
+    await assert.rejects(artifacts.savedModel({ kind: 'best' }), /no validated epoch/);
     await artifacts.writeMetrics({ ...emptyMetrics(), bestEpoch: 1 });
-    assert.equal((await modelFolder(artifacts, { kind: 'best' })).label, 'epoch-1');
+    assert.equal((await artifacts.savedModel({ kind: 'best' })).label, 'epoch-1');
   });
 
   it('serves a stored file with its sha256 as the ETag', async () => {

@@ -4,6 +4,9 @@ import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { LocalArtifactStore } from '../../../common/artifact-store.js';
 import { JobArtifacts } from '../../../common/job-artifacts.js';
+import { WeightsCatalog } from '../../../common/weights-catalog.js';
+import { BUILT_IN_MANIFEST } from '../../../common/weights-manifest.js';
+import { WeightsStore } from '../../../common/weights-store.js';
 import { ConflictError, IdempotencyKeyReusedError, InvalidInputError, NotFoundError, QuotaExceededError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/logger.js';
 import { CANCELLED_REASON, QueueName, Queues, redisConnection, redisKeys } from '../../../common/queues.js';
@@ -22,6 +25,7 @@ const reported: WorkerProgress = {
   percent: 30,
   etaSeconds: 40,
   imagesPerSecond: 12.5,
+  download: null,
   latestMetrics: null,
   backend: null,
   skippedFiles: [],
@@ -51,6 +55,7 @@ describe('job states and progress', () => {
       percent: 30,
       etaSeconds: 40,
       imagesPerSecond: 12.5,
+      download: null,
     });
     const retried = progressOf('queued', reported, 5);
     assert.deepEqual([retried.phase, retried.etaSeconds], ['queued', null], 'a retried job waits again');
@@ -58,6 +63,19 @@ describe('job states and progress', () => {
     assert.equal(progressOf('completed', reported, 5).imagesPerSecond, null, 'a rate only while it runs');
     assert.equal(progressOf('completed', reported, 5).percent, 100);
     assert.equal(progressOf('failed', reported, 5).phase, 'training', 'a failed job shows where it stopped');
+    assert.equal(progressOf('failed', reported, 5).etaSeconds, null, 'and promises no end');
+    const cancelled = progressOf('cancelled', reported, 5);
+    assert.deepEqual(
+      [cancelled.phase, cancelled.etaSeconds, cancelled.epoch],
+      ['cancelled', null, 2],
+      'a cancelled job says so, where it stopped',
+    );
+    const fetching = {
+      ...reported,
+      phase: 'downloading_weights' as const,
+      download: { variant: 'imagenet', bytes: 5, totalBytes: 10, percent: 50, waiting: false },
+    };
+    assert.deepEqual(progressOf('running', fetching, 5).download, fetching.download, 'the bytes of weights on their way');
   });
 });
 
@@ -71,7 +89,8 @@ describe('the job service on a real Redis', () => {
   );
   const queues = new Queues(redis, { prefix, attempts: 1 });
   const store = new LocalArtifactStore(path.join(scratch, 'artifacts'));
-  const jobs = new JobService(queues, redis, store, {
+  const catalog = new WeightsCatalog(new WeightsStore(store), BUILT_IN_MANIFEST);
+  const jobs = new JobService(queues, redis, store, catalog, {
     prefix,
     dataDir: path.join(scratch, 'data'),
     quotaOpenJobs: 8,
@@ -109,6 +128,20 @@ describe('the job service on a real Redis', () => {
     assert.equal(again.created, false);
     assert.equal(again.status.id, first.status.id);
     await assert.rejects(jobs.submit(alice, { ...spec, seed: 1 }, 'key-1'), IdempotencyKeyReusedError);
+  });
+
+  it("checks the start weights: a known variant's name, or one of the caller's own completed jobs", async () => {
+    await assert.rejects(
+      jobs.submit(alice, JobSpec.parse({ ...spec, weights: 'imagenet_v3' })),
+      (error: Error) =>
+        error instanceof InvalidInputError &&
+        error.errors[0].path === 'weights' &&
+        /known: random, imagenet, imagenet_v2/.test(error.message),
+    );
+    assert.equal((await jobs.submit(alice, JobSpec.parse({ ...spec, weights: 'imagenet_v2' }))).created, true);
+    const { status } = await jobs.submit(alice, spec);
+    await assert.rejects(jobs.submit(bob, JobSpec.parse({ ...spec, weights: { job: status.id } })), NotFoundError, "another owner's job");
+    await assert.rejects(jobs.submit(alice, JobSpec.parse({ ...spec, weights: { job: status.id } })), ConflictError, 'not completed yet');
   });
 
   it('refuses a folder dataset that is not usable, naming the field', async () => {
