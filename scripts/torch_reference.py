@@ -6,7 +6,8 @@ make:  seeded torchvision resnet50 with non-default BatchNorm statistics -> weig
        input size, a fixed input (NCHW float32) and the model's eval-mode logits.
 pth:   torch.save files for the .pth reader's tests: a state_dict with module. prefixes (as
        DataParallel saves one), a non-contiguous and an offset tensor, and a pickle naming os.system.
-predict: torchvision's evaluation transform + softmax top-5 of one image, for the predict endpoint.
+predict: torchvision's evaluation transform + softmax top-5 of one image, for the predict endpoint
+       (weights from safetensors, or from a torch.save .pth as torchvision's own files are).
 check: loads safetensors exported by the service into torchvision's resnet50 with strict=True
        (with the fine-tuning head when --head fine_tuning) and writes its logits for an input.
 Tensors go through raw little-endian float32 files; safetensors is written and read by hand because
@@ -144,10 +145,11 @@ def predict(args):
     from torchvision import transforms
 
     model = resnet50("linear", 1000)
-    model.load_state_dict(read_safetensors(args.weights), strict=True)
+    weights = torch.load(args.weights) if args.weights.endswith(".pth") else read_safetensors(args.weights)
+    model.load_state_dict(weights, strict=True)
     model.eval()
     transform = transforms.Compose([
-        transforms.Resize(round(args.size * 256 / 224)),
+        transforms.Resize(round(args.size * args.resize_at_224 / 224)),
         transforms.CenterCrop(args.size),
         transforms.ToTensor(),
         transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
@@ -184,6 +186,7 @@ def main():
     r.add_argument("--weights", required=True)
     r.add_argument("--image", required=True)
     r.add_argument("--size", type=int, default=224)
+    r.add_argument("--resize-at-224", type=int, default=256)
     r.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(2)
