@@ -32,15 +32,40 @@ async function* eventsOf(service: Service, id: string): AsyncGenerator<SseEvent>
   for await (const { event, data } of sseMessages(response.body)) yield { event, data: data as SseEvent['data'] };
 }
 
-/** Follows a job: a progress bar, a line per epoch; resolves with its final state. */
+/** A progress event as a line, and how far along it is: the weights' bytes while they download, else the job's steps. */
+function progressText(data: SseEvent['data']): [string, number | null] {
+  const download = data.download as unknown as {
+    variant: string;
+    bytes: number;
+    totalBytes: number | null;
+    percent: number | null;
+    waiting: boolean;
+  } | null;
+  if (data.phase === 'downloading_weights' && download) {
+    const of = download.totalBytes ? ` of ${download.totalBytes}` : '';
+    const text = download.waiting
+      ? `waiting for another worker fetching the ${download.variant} weights`
+      : `downloading the ${download.variant} weights: ${download.bytes}${of} bytes`;
+    return [text, download.percent === null ? null : download.percent / 100];
+  }
+  const eta = data.etaSeconds === null ? '' : ` ETA ${String(data.etaSeconds)} s`;
+  const text = `${String(data.phase)} epoch ${String(data.epoch)}/${String(data.totalEpochs)} step ${String(data.step)}/${String(data.totalSteps)} ${String(data.percent)}%${eta}`;
+  return [text, Number(data.percent) / 100];
+}
+
+/** Follows a job: a progress bar, a line per epoch and for skipped files; resolves with its final state. */
 async function watch(service: Service, id: string): Promise<string> {
   let state = 'unknown';
   for await (const { event, data } of eventsOf(service, id)) {
     if (event === 'status' || event === 'state') state = String(data.state);
-    if (event === 'progress') {
-      const eta = data.etaSeconds === null ? '' : ` ETA ${String(data.etaSeconds)} s`;
-      const text = `${String(data.phase)} epoch ${String(data.epoch)}/${String(data.totalEpochs)} step ${String(data.step)}/${String(data.totalSteps)} ${String(data.percent)}%${eta}`;
-      progressLine(text, Number(data.percent) / 100);
+    if (event === 'progress') progressLine(...progressText(data));
+    if (event === 'skipped') {
+      if (process.stderr.isTTY) process.stderr.write('\n');
+      const files = data.files as unknown as Array<{ file: string; reason: string }>;
+      const more = Number(data.count) > files.length ? ` (and ${Number(data.count) - files.length} more)` : '';
+      process.stderr.write(
+        `skipped ${String(data.count)} unusable file(s): ${files.map((f) => `${f.file} (${f.reason})`).join(', ')}${more}\n`,
+      );
     }
     if (event === 'epoch') {
       if (process.stderr.isTTY) process.stderr.write('\n');
@@ -66,7 +91,14 @@ async function finish(service: Service, id: string): Promise<void> {
 
 async function download(service: Service, id: string, { epoch = 'final', format = 'tar.gz', output }: DownloadOptions): Promise<void> {
   const query = new URLSearchParams({ epoch, format });
-  const response = await call(service, `/v1/jobs/${id}/checkpoint?${query}`);
+  let response = await call(service, `/v1/jobs/${id}/checkpoint?${query}`);
+  // A format the service makes on first request: it says so (202) and when to ask again.
+  while (response.status === 202) {
+    const seconds = Number(response.headers.get('retry-after') ?? 5);
+    process.stderr.write(`retrain: the service is converting the model to ${format}; asking again in ${seconds} s\n`);
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    response = await call(service, `/v1/jobs/${id}/checkpoint?${query}`);
+  }
   const named = /filename="([^"]+)"/.exec(response.headers.get('content-disposition') ?? '')?.[1];
   output ??= named ?? `${id}.${format}`;
   await pipeline(Readable.fromWeb(response.body as never), createWriteStream(output));

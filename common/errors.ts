@@ -83,10 +83,15 @@ export class StorageFullError extends DomainError {}
 /** ENOSPC and EDQUOT: a write that failed for want of room. */
 export const isDiskFull = (error: unknown): boolean => ['ENOSPC', 'EDQUOT'].includes((error as NodeJS.ErrnoException | null)?.code ?? '');
 
-/** Every failing field of a zod parse, with unknown keys and a bad discriminator named precisely. */
+/**
+ * Every failing field of a zod parse, with unknown keys, a bad discriminator and a missing field named
+ * precisely (a missing one is `required`, when the parse reported its input).
+ */
 export function fieldErrorsOf(error: z.ZodError): FieldError[] {
   return error.issues.flatMap((issue) => {
     const at = issue.path.map(String).join('.');
+    if (issue.code === 'invalid_type' && 'input' in issue && issue.input === undefined)
+      return [{ path: at || '(root)', message: 'required' }];
     if (issue.code === 'unrecognized_keys') {
       return issue.keys.map((key) => ({ path: at ? `${at}.${key}` : key, message: `"${key}" is not a field here` }));
     }
@@ -99,7 +104,7 @@ export function fieldErrorsOf(error: z.ZodError): FieldError[] {
 
 /** Parses `value` or throws an InvalidInputError naming every failing field. */
 export function parseInput<T extends z.ZodType>(schema: T, value: unknown, location: InputLocation = 'body'): z.infer<T> {
-  const result = schema.safeParse(value);
+  const result = schema.safeParse(value, { reportInput: true });
   if (result.success) return result.data;
   throw new InvalidInputError(fieldErrorsOf(result.error), location);
 }

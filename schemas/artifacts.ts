@@ -73,3 +73,10 @@ export const TfjsModelJson = z.object({
   userDefinedMetadata: z.record(z.string(), z.unknown()).optional(),
 });
 export type TfjsModelJson = z.infer<typeof TfjsModelJson>;
+
+/** GET /v1/jobs/:id/checkpoint while a format is being made on first request (202, with Retry-After). */
+export const ConvertingDownload = z.object({
+  state: z.literal('converting'),
+  detail: z.string(),
+  retryAfterSeconds: z.number().int(),
+});

@@ -52,6 +52,33 @@ async function stop(code: number) {
   process.exit(code);
 }
 
+/**
+ * Fetches the default weights in the background, so the first job need not wait for them: never in the
+ * way of the start, and one line whatever comes of it (offline, a job says the same and how to go on).
+ */
+function pullImageNetWeights(): void {
+  let errors = '';
+  const pull = spawn(process.execPath, ['bin/retrain.mjs', 'weights', 'pull', 'imagenet'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  pull.stderr.on('data', (chunk: Buffer) => (errors = `${errors}${chunk.toString()}`.slice(-2000)));
+  pull.on('exit', (code) => {
+    if (stopping) return;
+    if (code === 0) log.info('ImageNet weights (imagenet) are in the artifact store');
+    else {
+      const why =
+        errors
+          .trim()
+          .split('\n')
+          .at(-1)
+          ?.replace(/^retrain: /, '') ?? `exit ${code}`;
+      log.warn(
+        { why },
+        'could not fetch the ImageNet weights now; a job fetches them when it needs them, or: npx retrain weights import FILE --as imagenet',
+      );
+    }
+  });
+  children.push(pull);
+}
+
 const url = new URL(config.REDIS_URL);
 const port = Number(url.port || 6379);
 if (!(await reachable(url.hostname, port))) {
@@ -77,5 +104,6 @@ mkdirSync(config.DATA_DIR, { recursive: true });
 const node = [...process.execArgv];
 run('worker', process.execPath, [...node, 'workers/training/main.ts']);
 run('api', process.execPath, [...node, 'services/api/main.ts']);
+pullImageNetWeights();
 process.on('SIGINT', () => void stop(0));
 process.on('SIGTERM', () => void stop(0));

@@ -43,8 +43,15 @@ export async function sendJson<T>(method: string, path: string, body?: unknown):
 }
 
 /** Saves a download under its server-given name (fetched with the key, which a plain link cannot send). */
-export async function saveDownload(path: string): Promise<string> {
-  const response = await request(path);
+export async function saveDownload(path: string, converting: () => void = () => undefined): Promise<string> {
+  let response = await request(path);
+  // A format the API makes on first request: it says so (202) and when to ask again.
+  while (response.status === 202) {
+    converting();
+    const seconds = Number(response.headers.get('retry-after') ?? 5);
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    response = await request(path);
+  }
   const filename = /filename="([^"]+)"/.exec(response.headers.get('content-disposition') ?? '')?.[1] ?? 'download';
   const url = URL.createObjectURL(await response.blob());
   const link = Object.assign(document.createElement('a'), { href: url, download: filename });

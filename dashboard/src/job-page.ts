@@ -21,7 +21,9 @@ function downloads(status: JobStatus, message: HTMLElement): HTMLElement {
         'data-download': format,
         onclick: () => {
           message.textContent = `preparing ${label}…`;
-          saveDownload(`/v1/jobs/${status.id}/checkpoint?epoch=${which.value}&format=${format}`).then(
+          saveDownload(`/v1/jobs/${status.id}/checkpoint?epoch=${which.value}&format=${format}`, () => {
+            message.textContent = `converting to ${label} (the first download of this format)…`;
+          }).then(
             (name) => (message.textContent = `saved ${name}`),
             (error: Error) => (message.textContent = error.message),
           );

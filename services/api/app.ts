@@ -52,11 +52,16 @@ function createServer(config: Config, logger: FastifyBaseLogger) {
     return503OnClosing: true,
     frameworkErrors,
     trustProxy: trustProxyOf(config.TRUST_PROXY),
+    // Every request at debug (below): at info they would bury the lines that mean something.
+    disableRequestLogging: true,
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(zodValidatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
   // JSON only: a text/plain body is a wrong media type (415), not a string spec.
   app.removeContentTypeParser('text/plain');

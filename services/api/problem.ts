@@ -94,6 +94,13 @@ function problemOf(error: unknown): { status: number; detail: string; extra?: Pa
     return { status: error.status, detail: error.detail, extra: { title: error.title }, retryAfter: error.retryAfterSeconds };
   const status = (error as FastifyError).statusCode;
   if (status === 503) return { status, detail: (error as Error).message };
+  // A JSON route sent something else (a form, text): say what it takes.
+  if ((error as FastifyError).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+    return {
+      status: 415,
+      detail: `${(error as Error).message}: send the body as application/json`,
+      extra: { code: (error as FastifyError).code },
+    };
   if (status && status >= 400 && status < 500)
     return { status, detail: (error as Error).message, extra: { code: (error as FastifyError).code } };
   return null;

@@ -11,7 +11,7 @@ const LOCATIONS: Record<string, InputLocation> = { body: 'body', querystring: 'q
 export const zodValidatorCompiler: FastifySchemaCompiler<z.ZodType> =
   ({ schema, httpPart }) =>
   (data) => {
-    const result = schema.safeParse(data);
+    const result = schema.safeParse(data, { reportInput: true });
     if (result.success) return { value: result.data };
     return { error: new InvalidInputError(fieldErrorsOf(result.error), LOCATIONS[httpPart ?? 'body'] ?? 'body') };
   };

@@ -21,9 +21,11 @@ export class ArchiveCache {
     this.keys = redisKeys(prefix);
   }
 
-  async used(key: string, bytes: number, built: boolean): Promise<void> {
-    await this.redis.multi().zadd(this.keys.archivesUsed, Date.now(), key).hset(this.keys.archiveBytes, key, bytes).exec();
-    if (built) await this.evict(key);
+  /** Records a use; an archive new to the cache (just built) makes room for itself. */
+  async used(key: string, bytes: number): Promise<void> {
+    const results = await this.redis.multi().zadd(this.keys.archivesUsed, Date.now(), key).hset(this.keys.archiveBytes, key, bytes).exec();
+    const added = Number(results?.[1]?.[1] ?? 0) > 0;
+    if (added) await this.evict(key);
   }
 
   /** Forgets the archives under a prefix (a job's, when the job is removed with its files). */

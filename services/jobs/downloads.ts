@@ -22,8 +22,21 @@ export type { CheckpointSelector } from '../../common/job-artifacts.js';
 
 /** Converts saved models (it loads them: heavy work, kept off the caller's thread). */
 export interface ModelExporter {
-  export(request: ExportRequest, caller: Caller): Promise<void>;
+  /**
+   * Starts converting (if no conversion of that key runs) and returns at once: the download is
+   * served once it is in the store. Refuses at once when the caller has its share of the queue.
+   */
+  begin(request: ExportRequest, caller: Caller): void;
 }
+
+/** A download not made yet: the client asks again after this many seconds. */
+export interface Converting {
+  converting: true;
+  retryAfterSeconds: number;
+}
+
+/** An ONNX export of a 224 px model takes tens of seconds on 2 cores; a few seconds between asks is enough. */
+const CONVERTING_RETRY_AFTER_SECONDS = 5;
 
 const CONTENT_TYPES: Record<CheckpointFormat, string> = {
   'tar.gz': 'application/gzip',
@@ -92,17 +105,20 @@ async function cachedDownload(
   model: ModelFolder,
   format: CheckpointFormat,
   { archives, exporter, caller }: { archives: ArchiveCache; exporter: ModelExporter; caller: Caller },
-): Promise<{ key: string; size: number }> {
+): Promise<{ key: string; size: number } | Converting> {
   const { store, jobId } = artifacts;
   const key = artifacts.downloadKey(model.label, format);
   let stat = await store.stat(key);
-  const built = !stat;
+  if (!stat && format !== 'tar.gz') {
+    exporter.begin({ jobId, model, format, key }, caller);
+    return { converting: true, retryAfterSeconds: CONVERTING_RETRY_AFTER_SECONDS };
+  }
   if (!stat) {
-    await (format === 'tar.gz' ? writeArchive(store, model.folder, key) : exporter.export({ jobId, model, format, key }, caller));
+    await writeArchive(store, model.folder, key);
     stat = await store.stat(key);
     if (!stat) throw new Error(`download ${key} vanished after it was written`);
   }
-  await archives.used(key, stat.size, built);
+  await archives.used(key, stat.size);
   return { key, size: stat.size };
 }
 
@@ -111,13 +127,15 @@ export async function checkpointDownload(
   selector: CheckpointSelector,
   format: CheckpointFormat,
   derivation: { archives: ArchiveCache; exporter: ModelExporter; caller: Caller },
-): Promise<Download> {
+): Promise<Download | Converting> {
   const model = await artifacts.savedModel(selector);
   const { store, jobId } = artifacts;
   // The safetensors the worker wrote beside the final model is served as it is; everything else is derived and cached.
   const written = artifacts.torchvisionWeightsKey(model.folder);
   const stored = format === 'safetensors' ? await store.stat(written) : null;
-  const { key, size } = stored ? { key: written, size: stored.size } : await cachedDownload(artifacts, model, format, derivation);
+  const cached = stored ? { key: written, size: stored.size } : await cachedDownload(artifacts, model, format, derivation);
+  if ('converting' in cached) return cached;
+  const { key, size } = cached;
   return {
     size,
     etag: await storedHash(store, key),

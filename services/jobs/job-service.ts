@@ -33,7 +33,7 @@ import { checkDataset } from '../datasets/check-dataset.js';
 import { ArchiveCache } from './archive-cache.js';
 import { JobIndex, type IndexScope } from './job-index.js';
 import type { CheckpointFormat } from '../../schemas/artifacts.js';
-import { checkpointDownload, type Download, type ModelExporter } from './downloads.js';
+import { checkpointDownload, type Converting, type Download, type ModelExporter } from './downloads.js';
 
 /** How long a request waits for a (re)connecting Redis before it is answered 503. */
 const REDIS_WAIT_MS = 1000;
@@ -436,12 +436,23 @@ export class JobService {
     return report;
   }
 
+  /** A download of a saved model; a job that ended without the one asked for says how it ended (409) rather than "not yet". */
   async checkpoint(
     caller: Caller,
     jobId: string,
     { selector, format, exporter }: { selector: CheckpointSelector; format: CheckpointFormat; exporter: ModelExporter },
-  ): Promise<Download> {
-    return checkpointDownload(await this.artifacts(caller, jobId), selector, format, { archives: this.archives, exporter, caller });
+  ): Promise<Download | Converting> {
+    const job = await this.require(caller, jobId);
+    const artifacts = new JobArtifacts(this.store, jobId);
+    return checkpointDownload(artifacts, selector, format, { archives: this.archives, exporter, caller }).catch(async (error: Error) => {
+      if (!(error instanceof NotFoundError)) throw error;
+      const { state, failure } = await this.describe(job);
+      if (state === 'failed' || state === 'cancelled') {
+        const why = state === 'failed' ? `failed: ${failure?.reason}` : 'was cancelled';
+        throw new ConflictError(`job ${jobId} ${why}; ${error.message.replace(/^the job has/, 'it has').replace(/ yet$/, '')}`, { state });
+      }
+      throw error;
+    });
   }
 
   /** The status of a job whose final model can serve predictions (409 until it completes). */

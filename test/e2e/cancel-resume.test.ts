@@ -73,6 +73,10 @@ describe('cancel, resume and failing fast', () => {
     assert.match(reason, /WEIGHTS_MANIFEST/);
     assert.match(reason, /"weights": "random"/);
     assert.equal(status.attempts, 1, 'no retry of the job: the worker tried the URL itself');
+    const download = await service.http().get(`/v1/jobs/${job.id}/checkpoint`);
+    assert.equal(download.status, 409, 'not "no final model yet": there will be none');
+    assert.ok(download.body.detail.startsWith(`job ${job.id} failed: could not fetch the "imagenet" weights`), download.body.detail);
+    assert.match(download.body.detail, /; it has no final model$/);
   });
 
   it('stops a running job before any step that would begin after the request, and never starts a cancelled queued one', async () => {

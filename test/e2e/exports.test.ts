@@ -8,7 +8,7 @@ import { renderSyntheticImage } from '../../engine/data/synthetic.js';
 import { ONNX_OPSET } from '../../engine/model/onnx-export.js';
 import type { ImagePrediction } from '../../schemas/predict.js';
 import { nchwOf, onnxHeader, onnxLogits, softmax } from '../helpers/onnx.js';
-import { binary, completedJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
+import { binary, completedJob, downloadWhenMade, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
 import { torchReference } from '../helpers/torch.js';
 
 const INPUT = 32;
@@ -43,10 +43,20 @@ describe('model exports: ONNX and safetensors', () => {
   after(() => service.stop());
 
   const download = async (id: string, query: string) => {
-    const response = await service.http().get(`/v1/jobs/${id}/checkpoint?${query}`).buffer(true).parse(binary);
+    const { response } = await downloadWhenMade(() => service.http().get(`/v1/jobs/${id}/checkpoint?${query}`).buffer(true).parse(binary));
     assert.equal(response.status, 200, String(response.body));
     return response;
   };
+
+  it('says the first download of a converted format is being made (202, Retry-After, Location), then serves it', async () => {
+    const url = `/v1/jobs/${jobs.pretrained}/checkpoint?epoch=final&format=onnx`;
+    const { first, response } = await downloadWhenMade(() => service.http().get(url).buffer(true).parse(binary));
+    assert.equal(first.status, 202);
+    assert.ok(Number(first.headers['retry-after']) > 0);
+    assert.equal(first.headers.location, url);
+    assert.equal(JSON.parse(String(first.body)).state, 'converting');
+    assert.equal(response.status, 200);
+  });
 
   for (const mode of ['pretrained', 'feature_extraction', 'fine_tuning']) {
     it(`exports a ${mode} model to ONNX that gives the service's own predictions within 1e-4`, async () => {

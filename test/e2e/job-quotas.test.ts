@@ -8,7 +8,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { ApiKeys } from '../../common/api-keys.js';
 import { PREDICT_MAX_REQUEST_BYTES } from '../../services/api/routes/predict/index.js';
-import { finished, pollJob, sleep, startService, type TestService } from '../helpers/service.js';
+import { downloadWhenMade, finished, pollJob, sleep, startService, type TestService } from '../helpers/service.js';
 import { tempDir } from '../helpers/torch.js';
 
 const ADMIN_API_KEY = 'admin-key-for-the-job-quotas-test-0123456789';
@@ -64,7 +64,9 @@ describe("an owner's models and checkpoints, and predictions, within their bound
       status.failure?.reason ?? '',
       /stopped before writing epoch 3's checkpoint .*artifact quota \(QUOTA_ARTIFACT_BYTES\) is 250000000/,
     );
-    const kept = await service.as(carol).get(`/v1/jobs/${status.id}/checkpoint?epoch=2&format=safetensors`);
+    const { response: kept } = await downloadWhenMade(() =>
+      service.as(carol).get(`/v1/jobs/${status.id}/checkpoint?epoch=2&format=safetensors`),
+    );
     assert.equal(kept.status, 200, 'epoch 2 is kept whole');
     const checkpoints = readdirSync(path.join(service.config.ARTIFACTS_DIR, 'jobs', status.id, 'checkpoints'));
     assert.deepEqual(checkpoints.sort(), ['epoch-0001', 'epoch-0002']);

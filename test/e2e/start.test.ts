@@ -85,6 +85,15 @@ describe('npm start (the README run command)', () => {
       () => output,
     );
     assert.equal(done.state, 'completed');
+    // No internet here: the background pull of the default weights ends with its one line, and the start never waited for it.
+    await waitFor(
+      'the one line about the ImageNet weights',
+      async () => (/ImageNet weights/.test(output) ? true : undefined),
+      () => output,
+    );
+    assert.equal(output.match(/ImageNet weights/g)?.length, 1, output.slice(-3000));
+    assert.match(output, /could not fetch the ImageNet weights now.*npx retrain weights import FILE --as imagenet/);
+    assert.doesNotMatch(output, /"msg":"(incoming request|request completed)"/, 'requests are logged at debug, not at info');
 
     // Ctrl-C in a terminal: SIGINT to the whole foreground process group (npm, start.ts, its children).
     const exited = new Promise<[number | null, string | null]>((resolve) => child!.once('exit', (code, signal) => resolve([code, signal])));

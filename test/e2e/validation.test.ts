@@ -68,6 +68,20 @@ describe('job spec validation (4xx problem+json naming the field)', () => {
       assert.equal(response.status, status, response.text);
       assert.match(response.headers['content-type'], /^application\/problem\+json/);
     }
+    const form = await service.http().post('/v1/jobs').type('form').send({ mode: 'fine_tuning' });
+    assert.equal(form.status, 415);
+    assert.match(form.body.detail, /send the body as application\/json/, 'the 415 says what to send');
+  });
+
+  it('says a missing field is required, with its path', async () => {
+    const response = await service.http().post('/v1/jobs').send({ mode: 'fine_tuning', weights: 'random', augmentation: {} });
+    assert.equal(response.status, 400);
+    assert.deepEqual(response.body.errors, [{ path: 'dataset', message: 'required' }]);
+    const nested = await service
+      .http()
+      .post('/v1/jobs')
+      .send({ mode: 'fine_tuning', weights: 'random', dataset: { type: 'folder' } });
+    assert.deepEqual(nested.body.errors, [{ path: 'dataset.path', message: 'required' }]);
   });
 
   it('answers unknown ids, unknown routes and bad query parameters with 4xx problems', async () => {

@@ -204,3 +204,17 @@ export async function startServiceWithStandInWeights(prefix: string, seed: numbe
   await service.startWorker();
   return { service, scratch };
 }
+
+/**
+ * A download, asked for again while the service answers 202 (a format it converts on first request);
+ * returns the first answer too, so a test can see that conversion was announced.
+ */
+export async function downloadWhenMade(get: () => supertest.Test): Promise<{ first: supertest.Response; response: supertest.Response }> {
+  const first = await get();
+  let response = first;
+  for (let attempt = 0; response.status === 202 && attempt < 600; attempt++) {
+    await sleep(250);
+    response = await get();
+  }
+  return { first, response };
+}

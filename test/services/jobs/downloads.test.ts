@@ -13,8 +13,8 @@ import { emptyMetrics } from '../../../schemas/metrics.js';
 import { createLogger } from '../../../common/logger.js';
 import { redisConnection, redisKeys, scanKeys } from '../../../common/queues.js';
 import { ArchiveCache } from '../../../services/jobs/archive-cache.js';
-import type { ExportRequest } from '../../../schemas/artifacts.js';
-import { checkpointDownload, type CheckpointSelector } from '../../../services/jobs/downloads.js';
+import type { CheckpointFormat, ExportRequest } from '../../../schemas/artifacts.js';
+import { checkpointDownload, type CheckpointSelector, type Download } from '../../../services/jobs/downloads.js';
 import { startS3Server, type S3Server } from '../../helpers/s3-server.js';
 import { tempDir } from '../../helpers/torch.js';
 
@@ -25,11 +25,27 @@ function downloadContract(name: string, open: () => ArtifactStore) {
   let archives: ArchiveCache;
   // Conversions of real models are tested end to end (test/e2e/exports.test.ts); here, what is asked for and when.
   const exports: ExportRequest[] = [];
+  let converting = Promise.resolve();
+  const running = new Set<string>();
+  // As the thread exporter does: one conversion per key at a time.
   const exporter = {
-    export: async (request: ExportRequest) => {
+    begin: (request: ExportRequest) => {
+      if (running.has(request.key)) return;
+      running.add(request.key);
       exports.push(request);
-      await artifacts.store.write(request.key, `${request.format} of ${request.model.folder}`);
+      converting = artifacts.store
+        .write(request.key, `${request.format} of ${request.model.folder}`)
+        .finally(() => running.delete(request.key));
     },
+  };
+  /** A download once it is made: a format converted on first request is asked for again once its conversion ended. */
+  const served = async (selector: CheckpointSelector, format: CheckpointFormat): Promise<Download> => {
+    const first = await checkpointDownload(artifacts, selector, format, caches());
+    if (!('converting' in first)) return first;
+    await converting;
+    const again = await checkpointDownload(artifacts, selector, format, caches());
+    if ('converting' in again) throw new Error('still converting after its conversion ended');
+    return again;
   };
   const caches = () => ({ archives, exporter, caller: { owner: 'ada', admin: false } });
   const prefix = `test-downloads-${name}-${process.pid}`;
@@ -62,7 +78,7 @@ function downloadContract(name: string, open: () => ArtifactStore) {
   it('serves a stored file with its sha256 as the ETag', async () => {
     await artifacts.store.write(artifacts.torchvisionWeightsKey(artifacts.finalFolder), 'weights');
     await artifacts.store.write(`${artifacts.finalFolder}/metadata.json`, '{}');
-    const download = await checkpointDownload(artifacts, { kind: 'final' }, 'safetensors', caches());
+    const download = await served({ kind: 'final' }, 'safetensors');
     assert.equal(download.etag, createHash('sha256').update('weights').digest('hex'));
     assert.equal(download.filename, `${JOB_ID}-final.safetensors`);
     assert.equal(await text(await download.open()), 'weights');
@@ -71,11 +87,13 @@ function downloadContract(name: string, open: () => ArtifactStore) {
   it('exports formats the worker did not write on first request, then serves the kept file', async () => {
     const epoch = artifacts.epochFolder(1);
     for (const format of ['safetensors', 'onnx'] as const) {
-      const download = await checkpointDownload(artifacts, { kind: 'epoch', epoch: 1 }, format, caches());
+      const first = await checkpointDownload(artifacts, { kind: 'epoch', epoch: 1 }, format, caches());
+      assert.deepEqual(first, { converting: true, retryAfterSeconds: 5 }, 'converting on first request, answered at once');
+      const download = await served({ kind: 'epoch', epoch: 1 }, format);
       assert.equal(download.filename, `${JOB_ID}-epoch-1.${format}`);
       assert.equal(await text(await download.open()), `${format} of ${epoch.folder}`);
       assert.equal(download.etag, createHash('sha256').update(`${format} of ${epoch.folder}`).digest('hex'));
-      await checkpointDownload(artifacts, { kind: 'epoch', epoch: 1 }, format, caches());
+      await served({ kind: 'epoch', epoch: 1 }, format);
     }
     assert.deepEqual(
       exports.map((e) => [e.format, e.key]),
@@ -94,7 +112,7 @@ function downloadContract(name: string, open: () => ArtifactStore) {
     // Sizes around the 512-byte tar block: one short of it, exactly it, one past it.
     const files = { 'model.json': 'x'.repeat(511), 'weights.bin': Buffer.alloc(100_000 + 512, 7), 'metadata.json': 'y'.repeat(513) };
     for (const [name, data] of Object.entries(files)) await artifacts.store.write(`${artifacts.finalFolder}/${name}`, data);
-    const download = await checkpointDownload(artifacts, { kind: 'final' }, 'tar.gz', caches());
+    const download = await served({ kind: 'final' }, 'tar.gz');
     const archive = await buffer(await download.open());
     assert.equal(download.size, archive.length);
     assert.equal(download.etag, createHash('sha256').update(archive).digest('hex'));
@@ -117,7 +135,7 @@ function downloadContract(name: string, open: () => ArtifactStore) {
     }
     // Built once: a changed model file does not change the kept archive (models are immutable once complete).
     await artifacts.store.write(`${artifacts.finalFolder}/model.json`, 'changed');
-    const again = await checkpointDownload(artifacts, { kind: 'final' }, 'tar.gz', caches());
+    const again = await served({ kind: 'final' }, 'tar.gz');
     assert.equal(again.etag, download.etag);
   });
 
@@ -130,7 +148,7 @@ function downloadContract(name: string, open: () => ArtifactStore) {
       await artifacts.store.write(`${folder}/weights.bin`, weights);
     }
     await artifacts.store.write(`${artifacts.finalFolder}/weights.bin`, weights);
-    const download = (selector: CheckpointSelector) => checkpointDownload(artifacts, selector, 'tar.gz', caches());
+    const download = (selector: CheckpointSelector) => served(selector, 'tar.gz');
     const kept = async (label: string) => (await artifacts.store.stat(artifacts.downloadKey(label, 'tar.gz'))) !== null;
 
     await artifacts.store.remove(artifacts.downloadKey('final', 'tar.gz')); // the earlier test's, of other files

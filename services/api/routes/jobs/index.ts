@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { ConvertingDownload } from '../../../../schemas/artifacts.js';
 import { PreflightReport } from '../../../../schemas/dataset.js';
 import { JobSpec } from '../../../../schemas/job-spec.js';
 import { JobList, JobStatus } from '../../../../schemas/job-status.js';
@@ -12,20 +13,44 @@ import { CheckpointQuery, DeleteQuery, JobParams, ListQuery, SubmitHeaders, Vali
 
 /** A job's files: checkpoints in every format, and the thumbnails of its held-out images. */
 const jobFileRoutes: FastifyPluginAsyncZod<{ jobs: JobService; exporter: ModelExporter }> = async (app, { jobs, exporter }) => {
-  app.get('/jobs/:id/checkpoint', { schema: { params: JobParams, querystring: CheckpointQuery } }, async (request, reply) => {
-    const { epoch, format } = request.query;
-    const selector: CheckpointSelector = typeof epoch === 'number' ? { kind: 'epoch', epoch } : { kind: epoch };
-    allowLongWork(request);
-    const download = await jobs.checkpoint(request.caller, request.params.id, { selector, format, exporter });
-    const etag = `"${download.etag}"`;
-    reply.header('etag', etag).header('cache-control', 'private, max-age=0, must-revalidate');
-    if (request.headers['if-none-match'] === etag) return reply.code(304).send();
-    return reply
-      .header('content-type', download.contentType)
-      .header('content-length', download.size)
-      .header('content-disposition', `attachment; filename="${download.filename}"`)
-      .send(await download.open());
-  });
+  app.get(
+    '/jobs/:id/checkpoint',
+    {
+      schema: {
+        params: JobParams,
+        querystring: CheckpointQuery,
+        response: {
+          200: z.unknown().describe('The file (tar.gz, safetensors or ONNX), with an ETag'),
+          202: ConvertingDownload.describe('A format made on first request is being made: ask again after Retry-After seconds'),
+          304: z.null().describe('Not modified (If-None-Match)'),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { epoch, format } = request.query;
+      const selector: CheckpointSelector = typeof epoch === 'number' ? { kind: 'epoch', epoch } : { kind: epoch };
+      allowLongWork(request);
+      const download = await jobs.checkpoint(request.caller, request.params.id, { selector, format, exporter });
+      if ('converting' in download)
+        return reply
+          .code(202)
+          .header('retry-after', download.retryAfterSeconds)
+          .header('location', request.url)
+          .send({
+            state: 'converting',
+            detail: `converting to ${format} on first request; ask again after Retry-After seconds`,
+            retryAfterSeconds: download.retryAfterSeconds,
+          });
+      const etag = `"${download.etag}"`;
+      reply.header('etag', etag).header('cache-control', 'private, max-age=0, must-revalidate');
+      if (request.headers['if-none-match'] === etag) return reply.code(304).send(null);
+      return reply
+        .header('content-type', download.contentType)
+        .header('content-length', download.size)
+        .header('content-disposition', `attachment; filename="${download.filename}"`)
+        .send(await download.open());
+    },
+  );
 
   app.get(
     '/jobs/:id/validation-images/:index',
