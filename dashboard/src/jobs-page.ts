@@ -4,13 +4,27 @@ import { badge, h, percent, type Cleanup } from './dom.js';
 
 const REFRESH_MS = 2000;
 
+/** What the progress bar is about: the weights' download while it runs, else epochs and steps. */
+function progressDetail({ progress }: JobStatus): string {
+  const { download } = progress;
+  if (progress.phase === 'downloading_weights' && download)
+    return download.waiting
+      ? `another worker is fetching the ${download.variant} weights`
+      : `${download.variant} weights: ${(download.bytes / 1e6).toFixed(1)}${download.totalBytes ? ` of ${(download.totalBytes / 1e6).toFixed(1)}` : ''} MB`;
+  return progress.totalSteps ? `epoch ${progress.epoch}/${progress.totalEpochs}, step ${progress.step}/${progress.totalSteps}` : '';
+}
+
 export function progressCell(status: JobStatus): HTMLElement {
   const { progress } = status;
-  const detail = progress.totalSteps ? `epoch ${progress.epoch}/${progress.totalEpochs}, step ${progress.step}/${progress.totalSteps}` : '';
+  const detail = progressDetail(status);
   return h(
     'span',
     { class: 'row', style: 'gap: 8px' },
-    h('progress', { max: 100, value: progress.percent, 'aria-label': 'progress' }),
+    h('progress', {
+      max: 100,
+      value: (progress.phase === 'downloading_weights' && progress.download?.percent) || progress.percent,
+      'aria-label': 'progress',
+    }),
     h('span', {}, `${progress.percent.toFixed(0)}% ${progress.phase}`),
     h('span', { class: 'muted' }, detail),
   );

@@ -23,6 +23,16 @@ export interface Field {
   read(): unknown;
 }
 
+/** Fields the page makes itself, by path (a picker of uploads by name where the schema says only "a UUID"). */
+export type CustomFields = Record<string, (path: string, label: string, schema: JsonSchema) => Field>;
+
+/** A row of the form for a custom field: its label, its input, help and the slot for the API's error. */
+export function fieldRow(path: string, label: string, input: HTMLElement, schema: JsonSchema, help?: HTMLElement): HTMLElement {
+  const element = row(path, label, input, schema);
+  if (help) element.insertBefore(help, element.lastChild);
+  return element;
+}
+
 const constOf = (schema: JsonSchema, key: string): string | undefined => {
   const property = schema.properties?.[key];
   const value = property?.const ?? (property?.enum?.length === 1 ? property.enum[0] : undefined);
@@ -83,9 +93,9 @@ function textField(path: string, label: string, schema: JsonSchema): Field {
   return { element: row(path, label, input, schema), read };
 }
 
-function objectField(path: string, label: string, schema: JsonSchema, optional: boolean): Field {
+function objectField(path: string, label: string, schema: JsonSchema, optional: boolean, custom: CustomFields): Field {
   const children = Object.entries(schema.properties ?? {}).map(([key, child]) =>
-    fieldFor(path ? `${path}.${key}` : key, key, child, !(schema.required ?? []).includes(key)),
+    fieldFor(path ? `${path}.${key}` : key, key, child, !(schema.required ?? []).includes(key), custom),
   );
   const fieldset = h('fieldset', { 'data-field': path }, h('legend', {}, label), ...children.map((c) => c.element));
   const read = () => {
@@ -105,18 +115,18 @@ export function unionField(
   variants: JsonSchema[],
   key: string,
   optional: boolean,
-  exclude: string[] = [],
+  { exclude = [], custom = {}, initial }: { exclude?: string[]; custom?: CustomFields; initial?: string } = {},
 ): Field {
   const names = variants.map((v) => constOf(v, key) ?? '');
   const select = h('select', { id: `field-${path ? `${path}.` : ''}${key}`, name: `${path ? `${path}.` : ''}${key}` });
   if (optional) select.append(h('option', { value: '' }, '(none)'));
-  for (const name of names) select.append(h('option', { value: name }, name));
+  for (const name of names) select.append(h('option', { value: name, selected: name === initial }, name));
   const body = h('div');
   let current: Field | null = null;
   const show = () => {
     const variant = variants[names.indexOf(select.value)];
     const properties = Object.fromEntries(Object.entries(variant?.properties ?? {}).filter(([k]) => k !== key && !exclude.includes(k)));
-    current = variant ? objectField(path, label, { ...variant, properties }, false) : null;
+    current = variant ? objectField(path, label, { ...variant, properties }, false, custom) : null;
     body.replaceChildren(...(current ? [current.element] : []));
   };
   select.addEventListener('change', show);
@@ -134,14 +144,17 @@ export function unionField(
   return { element, read };
 }
 
-export function fieldFor(path: string, label: string, schema: JsonSchema, optional: boolean): Field {
+export function fieldFor(path: string, label: string, schema: JsonSchema, optional: boolean, custom: CustomFields = {}): Field {
+  const own = custom[path];
+  if (own) return own(path, label, schema);
   const variants = schema.oneOf ?? schema.anyOf;
   const key = variants && variants.every((v) => v.type === 'object') ? discriminator(variants) : undefined;
-  if (variants && key) return unionField(path, label, variants, key, optional);
+  if (variants && key) return unionField(path, label, variants, key, optional, { custom });
   if (schema.enum) return enumField(path, label, schema, optional);
   if (schema.type === 'integer' || schema.type === 'number') return numberField(path, label, schema);
   if (schema.type === 'boolean') return booleanField(path, label, schema);
-  if (schema.type === 'object' && schema.properties) return objectField(path, label, schema, optional && schema.default === undefined);
+  if (schema.type === 'object' && schema.properties)
+    return objectField(path, label, schema, optional && schema.default === undefined, custom);
   return textField(path, label, schema);
 }
 

@@ -71,6 +71,20 @@ describe('the dashboard in a real browser', () => {
     assert.deepEqual(errors, [], 'no script errors on any page');
   });
 
+  it('opens the new-job form on fine_tuning, saying whether the chosen weights are in the store or will be fetched', async () => {
+    await page.goto(`${base}/#/jobs/new`);
+    await page.waitForSelector('[name="weights"]', { timeout: LONG });
+    assert.equal(await page.inputValue('[name="mode"]'), 'fine_tuning');
+    assert.equal(await page.inputValue('[name="weights"]'), 'imagenet');
+    assert.equal(
+      await page.textContent('[data-testid=weights-note]'),
+      'imagenet: fetched on first use, once for every worker (102.5 MB from https://download.pytorch.org/models/resnet50-0676ba61.pth)',
+    );
+    await page.selectOption('[name="weights"]', 'random');
+    assert.equal(await page.textContent('[data-testid=weights-note]'), 'seeded random weights: nothing to fetch');
+    await screenshot(page, 'new-job-form');
+  });
+
   it('shows a field error from the API next to its field, and submits nothing', async () => {
     await page.goto(`${base}/#/jobs/new`);
     await page.selectOption('[name="mode"]', 'feature_extraction');
@@ -160,6 +174,11 @@ describe('the dashboard in a real browser', () => {
     await page.waitForSelector('[name="dataset.id"]', { timeout: LONG });
     assert.equal(await page.inputValue('[name="dataset.type"]'), 'upload');
     assert.equal(await page.inputValue('[name="dataset.id"]'), datasetId);
+    const named = await page.locator('[name="dataset.id"] option').allTextContents();
+    assert.ok(
+      named.some((text) => /^pets\.tar\.gz \(\d+ images, 2 classes\)$/.test(text)),
+      `uploads by name: ${named.join('; ')}`,
+    );
   });
 });
 
