@@ -2,7 +2,7 @@ import { createWriteStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
+import { ProxyAgent, request, type Dispatcher } from 'undici';
 
 export interface DownloadOptions {
   /** No answer, or no bytes, for this long: the attempt fails (and the next resumes). */
@@ -25,9 +25,33 @@ export class DownloadError extends Error {
   }
 }
 
-/** Honours HTTP_PROXY, HTTPS_PROXY and NO_PROXY (lower-case too), as curl and pip do. */
-let dispatcher: Dispatcher | undefined;
-const proxyAware = () => (dispatcher ??= new EnvHttpProxyAgent());
+const proxies = new Map<string, Dispatcher>();
+const variable = (name: string) => process.env[name] ?? process.env[name.toLowerCase()];
+
+/** NO_PROXY as curl reads it: `*`, or host names and domain suffixes (`.example.com`, `example.com`), with an optional port. */
+function bypassed(url: URL): boolean {
+  const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  return (variable('NO_PROXY') ?? '')
+    .split(',')
+    .map((entry) => entry.trim().toLowerCase())
+    .filter(Boolean)
+    .some((entry) => {
+      if (entry === '*') return true;
+      const [name, port] = entry.replace(/^\[|\]$/g, '').split(/:(?=\d+$)/);
+      if (port && port !== (url.port || (url.protocol === 'https:' ? '443' : '80'))) return false;
+      const bare = name.replace(/^\*?\./, '');
+      return host === bare || host.endsWith(`.${bare}`);
+    });
+}
+
+/** The proxy HTTPS_PROXY or HTTP_PROXY names for this URL (lower-case names too), unless NO_PROXY exempts its host. */
+function dispatcherFor(url: URL): Dispatcher | undefined {
+  const proxy = url.protocol === 'https:' ? (variable('HTTPS_PROXY') ?? variable('HTTP_PROXY')) : variable('HTTP_PROXY');
+  if (!proxy || bypassed(url)) return undefined;
+  let agent = proxies.get(proxy);
+  if (!agent) proxies.set(proxy, (agent = new ProxyAgent(proxy)));
+  return agent;
+}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -42,7 +66,7 @@ async function attempt(
     () => 0,
   );
   const response = await request(url, {
-    dispatcher: proxyAware(),
+    dispatcher: dispatcherFor(new URL(url)),
     headers: have > 0 ? { range: `bytes=${have}-` } : {},
     headersTimeout: options.timeoutMs,
     bodyTimeout: options.timeoutMs,
