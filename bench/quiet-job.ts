@@ -22,6 +22,7 @@ export async function runQuietJob(
     spec,
     config,
     artifacts,
+    store,
     backend,
     report: async (progress) => {
       precision = progress.backend?.precision ?? precision;

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { ApiKeys } from '../common/api-keys.js';
 import { createLogger } from '../common/logger.js';
-import { redisConnection, whenReady } from '../common/queues.js';
+import { redisConnection, whenReady } from '../common/redis-connection.js';
 import { loadConfig } from '../schemas/config.js';
 import { UsageError } from './usage.js';
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../common/logger.js';
 import { openArtifactStore } from '../common/open-artifact-store.js';
-import { redisConnection, whenReady } from '../common/queues.js';
+import { redisConnection, whenReady } from '../common/redis-connection.js';
 import { WeightsCatalog } from '../common/weights-catalog.js';
 import { WeightsStore } from '../common/weights-store.js';
 import { loadConfig } from '../schemas/config.js';

@@ -1,7 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ApiKeyRecord, Owner, RESERVED_OWNERS } from '../schemas/auth.js';
 import { InvalidInputError } from './errors.js';
-import { redisKeys, type RedisClient } from './queues.js';
+import { redisKeys } from './redis-keys.js';
+import { type RedisClient } from './redis-connection.js';
 
 const KEY_PATTERN = /^rtk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 

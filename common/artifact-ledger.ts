@@ -1,4 +1,5 @@
-import { hashTotal, redisKeys, scanKeys, type RedisClient } from './queues.js';
+import { redisKeys } from './redis-keys.js';
+import { hashTotal, scanKeys, type RedisClient } from './redis-connection.js';
 
 /**
  * Sets (or, with an empty value, removes) one job's bytes in its owner's hash and moves the running

@@ -2,12 +2,73 @@ import { CheckpointFormat, CheckpointState, InterruptedState, ModelMetadata } fr
 import { PreflightReport } from '../schemas/dataset.js';
 import { Metrics } from '../schemas/metrics.js';
 import { ModelSummary } from '../schemas/model.js';
-import { readJson, type ArtifactStore } from './artifact-store.js';
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { readJson, type ArtifactData, type ArtifactStore } from './artifact-store.js';
 import { NotFoundError } from './errors.js';
+import { hashStream } from './file-hash.js';
 
 const CHECKPOINT_NAME = /^epoch-(\d{4,})$/;
 const STATE_FILE = 'state.json';
 const METADATA_FILE = 'metadata.json';
+const OPTIMIZER_FILE = 'optimizer.bin';
+const TORCHVISION_FILE = 'model.safetensors';
+/** A saved model's files as a tfjs client loads them (model.json and weights.bin are tfjs' layers format): a tar.gz download holds these. */
+const MODEL_FILES = ['model.json', 'weights.bin', METADATA_FILE];
+const sidecarOf = (key: string) => `${key}.sha256`;
+
+/**
+ * One file a job keeps, by its role: its key is JobArtifacts' to make. A download's sha256 (its ETag) is
+ * kept beside it, computed once.
+ */
+export class StoredFile {
+  constructor(
+    private readonly store: ArtifactStore,
+    /** For records that outlive the handle (the download cache's use, an export request). */
+    readonly key: string,
+  ) {}
+
+  stat() {
+    return this.store.stat(this.key);
+  }
+  open(): Promise<Readable> {
+    return this.store.open(this.key);
+  }
+  read(): Promise<Buffer> {
+    return this.store.read(this.key);
+  }
+  write(data: ArtifactData): Promise<void> {
+    return this.store.write(this.key, data);
+  }
+
+  /** Writes the bytes and their sha256 beside them, hashed as they go by. */
+  async writeHashed(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    const hash = createHash('sha256');
+    async function* hashing() {
+      for await (const chunk of chunks) {
+        hash.update(chunk);
+        yield chunk;
+      }
+    }
+    await this.store.write(this.key, hashing());
+    await this.store.write(sidecarOf(this.key), hash.digest('hex'));
+  }
+
+  /** The file's sha256: read from beside it, or computed once and kept there. */
+  async sha256(): Promise<string> {
+    const sidecar = sidecarOf(this.key);
+    if (await this.store.stat(sidecar)) return (await this.store.read(sidecar)).toString('utf8');
+    const hex = (await hashStream(await this.store.open(this.key))).digest('hex');
+    await this.store.write(sidecar, hex);
+    return hex;
+  }
+
+  /** The file and its sha256. */
+  async remove(): Promise<void> {
+    await this.store.remove(this.key);
+    await this.store.remove(sidecarOf(this.key));
+  }
+}
 
 /** Which saved model of a job: its final model, its latest or best epoch, or epoch N. */
 export type CheckpointSelector = { kind: 'final' } | { kind: 'latest' } | { kind: 'best' } | { kind: 'epoch'; epoch: number };
@@ -35,10 +96,15 @@ export class JobArtifacts {
   readonly root: string;
 
   constructor(
-    readonly store: ArtifactStore,
+    private readonly store: ArtifactStore,
     readonly jobId: string,
   ) {
     this.root = `jobs/${jobId}`;
+  }
+
+  /** Where a saved model's files are, for the code that reads and writes the tfjs layers format (checkpoint-io). */
+  modelLocation(folder: string): { store: ArtifactStore; prefix: string } {
+    return { store: this.store, prefix: folder };
   }
 
   private get summaryKey() {
@@ -63,17 +129,33 @@ export class JobArtifacts {
   }
 
   /** A thumbnail of the validation image whose prediction the metrics keep at `index`. */
-  validationImageKey(index: number): string {
-    return `${this.root}/validation/${index}.jpg`;
+  validationImage(index: number): StoredFile {
+    return new StoredFile(this.store, `${this.root}/validation/${index}.jpg`);
   }
 
   /** torchvision-named safetensors of a saved model (written for the final model). */
-  torchvisionWeightsKey(folder: string): string {
-    return `${folder}/model.safetensors`;
+  torchvisionWeights(folder: string): StoredFile {
+    return new StoredFile(this.store, `${folder}/${TORCHVISION_FILE}`);
   }
 
-  downloadKey(label: string, extension: string): string {
-    return `${this.root}/downloads/${label}.${extension}`;
+  /** An epoch checkpoint's optimiser state (the latest's only: older checkpoints keep their weights alone). */
+  optimizerState(folder: string): StoredFile {
+    return new StoredFile(this.store, `${folder}/${OPTIMIZER_FILE}`);
+  }
+
+  /** A download of a saved model in a format, built on first request. */
+  download(label: string, format: CheckpointFormat): StoredFile {
+    return new StoredFile(this.store, `${this.root}/downloads/${label}.${format}`);
+  }
+
+  /** The files a tfjs client needs of a saved model, by name (a tar.gz download holds them). */
+  modelFiles(folder: string): Array<{ name: string; file: StoredFile }> {
+    return MODEL_FILES.map((name) => ({ name, file: new StoredFile(this.store, `${folder}/${name}`) }));
+  }
+
+  /** A checkpoint or final model folder, whole: a half-written one goes this way. */
+  removeFolder(folder: string): Promise<void> {
+    return this.store.remove(folder);
   }
 
   writeSummary(summary: ModelSummary): Promise<void> {
@@ -158,11 +240,7 @@ export class JobArtifacts {
   /** An epoch's checkpoint and its downloads in every format. */
   async removeCheckpoint(epoch: number): Promise<void> {
     await this.store.remove(this.checkpointFolder(epoch));
-    for (const format of CheckpointFormat.options) {
-      const download = this.downloadKey(this.epochFolder(epoch).label, format);
-      await this.store.remove(download);
-      await this.store.remove(`${download}.sha256`);
-    }
+    for (const format of CheckpointFormat.options) await this.download(this.epochFolder(epoch).label, format).remove();
   }
 
   async hasFinalModel(): Promise<boolean> {
@@ -198,3 +276,6 @@ export class JobArtifacts {
     return this.epochFolder(epoch);
   }
 }
+
+/** A stored file by its key, as the download cache recorded it: removed with its sha256. */
+export const removeStoredFile = (store: ArtifactStore, key: string) => new StoredFile(store, key).remove();

@@ -1,5 +1,6 @@
 import { WorkerHeartbeat } from '../schemas/queue.js';
-import { redisKeys, type RedisClient } from './queues.js';
+import { redisKeys } from './redis-keys.js';
+import { type RedisClient } from './redis-connection.js';
 
 /**
  * The live workers, in two keys of their own: when each one's heartbeat lapses (a sorted set) and its

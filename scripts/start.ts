@@ -4,7 +4,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { persistentRedisArgs } from '../common/queues.js';
+import { persistentRedisArgs } from '../common/redis-connection.js';
 import { createLogger } from '../common/logger.js';
 import { loadConfig } from '../schemas/config.js';
 

@@ -4,7 +4,8 @@ import type { FastifyBaseLogger } from 'fastify';
 import { ArtifactLedger } from '../../common/artifact-ledger.js';
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import type { Logger } from '../../common/logger.js';
-import type { Queues, RedisClient } from '../../common/queues.js';
+import { QueueName, type Queues } from '../../common/queue-facade.js';
+import type { RedisClient } from '../../common/redis-connection.js';
 import { SharedCapacity } from '../../common/shared-capacity.js';
 import { WeightsCatalog } from '../../common/weights-catalog.js';
 import { WeightsStore } from '../../common/weights-store.js';
@@ -108,7 +109,7 @@ export function composeApi({ config, redis, queues, store, logger }: ApiDeps, ma
   const { ownerShare, inspector, exporter, predictions, requestedPreflights, uploadPreflights } = apiThreads(config);
   const catalog = new WeightsCatalog(new WeightsStore(store), manifest);
   const jobs = new JobService(queues, redis, store, catalog, jobServiceOptionsOf(config));
-  const events = new JobEventStream(config, redis, config.QUEUE_PREFIX, logger);
+  const events = new JobEventStream(config, redis, queues.get(QueueName.Training).keys.events, logger);
   const datasets = new DatasetStore(config.DATA_DIR, store, { redis, prefix: config.QUEUE_PREFIX }, uploadLimitsOf(config));
   const preflights = new Preflights(config.DATA_DIR, store, datasets.quota, (request, caller) => requestedPreflights.call(request, caller));
   const uploadDefaults = PreflightOptions.parse({});

@@ -1,5 +1,5 @@
 import type { Logger } from '../../common/logger.js';
-import { QueueName, redisConnection, type RedisClient } from '../../common/queues.js';
+import { redisConnection, type RedisClient } from '../../common/redis-connection.js';
 import type { RedisTarget } from '../../schemas/config.js';
 
 /** One entry of BullMQ's event stream about a job: its stream id orders every event of every job. */
@@ -64,10 +64,11 @@ export class JobEventStream {
   constructor(
     target: RedisTarget,
     private readonly reader: RedisClient,
-    prefix: string,
+    /** BullMQ's name for the queue's event stream (its `keys.events`). */
+    streamKey: string,
     private readonly log: Logger,
   ) {
-    this.streamKey = `${prefix}:${QueueName.Training}:events`;
+    this.streamKey = streamKey;
     // Blocking reads need a connection that waits for Redis (a producer's fails fast).
     this.connection = redisConnection(target, 'worker', log);
     this.reading = this.read();

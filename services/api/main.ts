@@ -1,7 +1,8 @@
 // The API process: validates and enqueues jobs, serves status and artifacts. Stateless: run many.
 import { openArtifactStore } from '../../common/open-artifact-store.js';
 import { createLogger } from '../../common/logger.js';
-import { queueOptionsOf, Queues, redisConnection } from '../../common/queues.js';
+import { queueOptionsOf, Queues } from '../../common/queue-facade.js';
+import { redisConnection } from '../../common/redis-connection.js';
 import { loadConfig } from '../../schemas/config.js';
 import { buildApp } from './app.js';
 

@@ -12,7 +12,7 @@ import {
   TooLargeError,
   UnavailableError,
 } from '../../common/errors.js';
-import { isRedisUnavailable } from '../../common/queues.js';
+import { isRedisUnavailable } from '../../common/redis-connection.js';
 import type { Problem } from '../../schemas/problem.js';
 import { ThreadBusyError } from './thread-rpc.js';
 

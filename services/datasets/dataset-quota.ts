@@ -1,5 +1,6 @@
 import { TooLargeError } from '../../common/errors.js';
-import { redisKeys, type RedisClient } from '../../common/queues.js';
+import { redisKeys } from '../../common/redis-keys.js';
+import { type RedisClient } from '../../common/redis-connection.js';
 import type { Caller } from '../../schemas/auth.js';
 
 /** Marks an owner's ledger as holding every upload of theirs (it is built from their records once). */

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { readJson, type ArtifactStore } from '../../common/artifact-store.js';
 import { removeEntriesOlderThan } from '../../common/cache-eviction.js';
 import { NotFoundError, SlowSenderError, TooLargeError } from '../../common/errors.js';
-import type { RedisClient } from '../../common/queues.js';
+import type { RedisClient } from '../../common/redis-connection.js';
 import { publishUpload, unpublishUpload, UPLOAD_RECORDS, uploadRecordKey } from '../../common/shared-uploads.js';
 import type { Caller } from '../../schemas/auth.js';
 import { DatasetError, readImageFolder } from '../../common/image-folder.js';

@@ -1,6 +1,8 @@
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import { entriesToEvict, type CacheEntry, type CachePolicy } from '../../common/cache-eviction.js';
-import { redisKeys, type RedisClient } from '../../common/queues.js';
+import { removeStoredFile } from '../../common/job-artifacts.js';
+import { redisKeys } from '../../common/redis-keys.js';
+import { type RedisClient } from '../../common/redis-connection.js';
 
 /**
  * Download archives are built on first request and kept in the store; this bounds what all of them
@@ -50,8 +52,7 @@ export class ArchiveCache {
     }
     const evicted = entriesToEvict(entries, this.policy, now, 0);
     for (const key of evicted) {
-      await this.store.remove(key);
-      await this.store.remove(`${key}.sha256`);
+      await removeStoredFile(this.store, key);
       await this.redis.multi().zrem(this.keys.archivesUsed, key).hdel(this.keys.archiveBytes, key).exec();
     }
     return evicted;

@@ -1,11 +1,8 @@
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import * as tar from 'tar';
-import type { ArtifactStore } from '../../common/artifact-store.js';
-import { hashStream } from '../../common/file-hash.js';
-import type { CheckpointSelector, JobArtifacts, ModelFolder } from '../../common/job-artifacts.js';
+import type { CheckpointSelector, JobArtifacts, ModelFolder, StoredFile } from '../../common/job-artifacts.js';
 import type { CheckpointFormat, ExportRequest } from '../../schemas/artifacts.js';
 import type { Caller } from '../../schemas/auth.js';
 import type { ArchiveCache } from './archive-cache.js';
@@ -44,82 +41,60 @@ const CONTENT_TYPES: Record<CheckpointFormat, string> = {
   onnx: 'application/octet-stream',
 };
 
-/** What a tfjs checkpoint download holds: the layers model and what a client needs to use it. */
-const ARCHIVE_FILES = ['model.json', 'weights.bin', 'metadata.json'];
-
-const hashKey = (key: string) => `${key}.sha256`;
-
-/** The sha256 of a stored file, computed once and kept beside it (the ETag of its downloads). */
-async function storedHash(store: ArtifactStore, key: string): Promise<string> {
-  if (await store.stat(hashKey(key))) return (await store.read(hashKey(key))).toString('utf8');
-  const hex = (await hashStream(await store.open(key))).digest('hex');
-  await store.write(hashKey(key), hex);
-  return hex;
-}
-
 const TAR_BLOCK = 512;
 
 /** A ustar archive of stored files, streamed from the store: each file's header, its bytes padded to a block, then two empty blocks. */
-async function* tarOf(store: ArtifactStore, folder: string, names: readonly string[]): AsyncGenerator<Buffer> {
-  for (const name of names) {
-    const key = `${folder}/${name}`;
-    const info = await store.stat(key);
-    if (!info) throw new Error(`${key} is missing from a complete model`);
+async function* tarOf(files: Array<{ name: string; file: StoredFile }>): AsyncGenerator<Buffer> {
+  for (const { name, file } of files) {
+    const info = await file.stat();
+    if (!info) throw new Error(`${file.key} is missing from a complete model`);
     const header = new tar.Header({ path: name, type: 'File', mode: 0o644, size: info.size, mtime: info.modifiedAt });
     header.encode();
-    if (!header.block) throw new Error(`no tar header for ${key}`);
+    if (!header.block) throw new Error(`no tar header for ${file.key}`);
     yield header.block;
     let written = 0;
-    for await (const chunk of await store.open(key)) {
+    for await (const chunk of await file.open()) {
       written += (chunk as Buffer).length;
       yield chunk as Buffer;
     }
-    if (written !== info.size) throw new Error(`${key} changed while it was archived`);
+    if (written !== info.size) throw new Error(`${file.key} changed while it was archived`);
     const padding = (TAR_BLOCK - (info.size % TAR_BLOCK)) % TAR_BLOCK;
     if (padding) yield Buffer.alloc(padding);
   }
   yield Buffer.alloc(2 * TAR_BLOCK);
 }
 
-/** A tar.gz of a model folder, streamed from the store into the store (with its sha256): never whole in memory or on local disk. */
-async function writeArchive(store: ArtifactStore, folder: string, key: string): Promise<void> {
-  const hash = createHash('sha256');
-  async function* hashing(chunks: AsyncIterable<Buffer>) {
-    for await (const chunk of chunks) {
-      hash.update(chunk);
-      yield chunk;
-    }
-  }
-  await pipeline(Readable.from(tarOf(store, folder, ARCHIVE_FILES)), createGzip(), (gzipped: AsyncIterable<Buffer>) =>
-    store.write(key, hashing(gzipped)),
+/** A tar.gz of a model's files, streamed from the store into the store (with its sha256): never whole in memory or on local disk. */
+async function writeArchive(artifacts: JobArtifacts, folder: string, archive: StoredFile): Promise<void> {
+  await pipeline(Readable.from(tarOf(artifacts.modelFiles(folder))), createGzip(), (gzipped: AsyncIterable<Buffer>) =>
+    archive.writeHashed(gzipped),
   );
-  await store.write(hashKey(key), hash.digest('hex'));
 }
 
 /**
  * A download derived from a model folder, built on first request and kept in the store (repeated
- * downloads are plain reads), its use recorded with the archive cache that bounds them all.
+ * downloads are plain reads), its use recorded with the archive cache that bounds them all; a format
+ * the export thread makes is started, and the caller told to come back.
  */
 async function cachedDownload(
   artifacts: JobArtifacts,
   model: ModelFolder,
   format: CheckpointFormat,
   { archives, exporter, caller }: { archives: ArchiveCache; exporter: ModelExporter; caller: Caller },
-): Promise<{ key: string; size: number } | Converting> {
-  const { store, jobId } = artifacts;
-  const key = artifacts.downloadKey(model.label, format);
-  let stat = await store.stat(key);
+): Promise<StoredFile | Converting> {
+  const file = artifacts.download(model.label, format);
+  let stat = await file.stat();
   if (!stat && format !== 'tar.gz') {
-    exporter.begin({ jobId, model, format, key }, caller);
+    exporter.begin({ jobId: artifacts.jobId, model, format, key: file.key }, caller);
     return { converting: true, retryAfterSeconds: CONVERTING_RETRY_AFTER_SECONDS };
   }
   if (!stat) {
-    await writeArchive(store, model.folder, key);
-    stat = await store.stat(key);
-    if (!stat) throw new Error(`download ${key} vanished after it was written`);
+    await writeArchive(artifacts, model.folder, file);
+    stat = await file.stat();
+    if (!stat) throw new Error(`download ${file.key} vanished after it was written`);
   }
-  await archives.used(key, stat.size);
-  return { key, size: stat.size };
+  await archives.used(file.key, stat.size);
+  return file;
 }
 
 export async function checkpointDownload(
@@ -129,18 +104,17 @@ export async function checkpointDownload(
   derivation: { archives: ArchiveCache; exporter: ModelExporter; caller: Caller },
 ): Promise<Download | Converting> {
   const model = await artifacts.savedModel(selector);
-  const { store, jobId } = artifacts;
   // The safetensors the worker wrote beside the final model is served as it is; everything else is derived and cached.
-  const written = artifacts.torchvisionWeightsKey(model.folder);
-  const stored = format === 'safetensors' ? await store.stat(written) : null;
-  const cached = stored ? { key: written, size: stored.size } : await cachedDownload(artifacts, model, format, derivation);
-  if ('converting' in cached) return cached;
-  const { key, size } = cached;
+  const written = artifacts.torchvisionWeights(model.folder);
+  const file = format === 'safetensors' && (await written.stat()) ? written : await cachedDownload(artifacts, model, format, derivation);
+  if ('converting' in file) return file;
+  const stat = await file.stat();
+  if (!stat) throw new Error(`download ${file.key} vanished`);
   return {
-    size,
-    etag: await storedHash(store, key),
-    filename: `${jobId}-${model.label}.${format}`,
+    size: stat.size,
+    etag: await file.sha256(),
+    filename: `${artifacts.jobId}-${model.label}.${format}`,
     contentType: CONTENT_TYPES[format],
-    open: () => store.open(key),
+    open: () => file.open(),
   };
 }

@@ -1,5 +1,7 @@
 import { ArtifactLedger } from '../../common/artifact-ledger.js';
-import { QueueName, redisKeys, type Queues, type RedisClient } from '../../common/queues.js';
+import { QueueName, type Queues } from '../../common/queue-facade.js';
+import { redisKeys } from '../../common/redis-keys.js';
+import { type RedisClient } from '../../common/redis-connection.js';
 import type { JobSpec } from '../../schemas/job-spec.js';
 
 /** An indexed id not yet in the queue counts as open this long (the enqueue follows the index). */

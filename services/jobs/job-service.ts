@@ -14,7 +14,9 @@ import {
 import { JobArtifacts, type CheckpointSelector } from '../../common/job-artifacts.js';
 import type { WeightsCatalog } from '../../common/weights-catalog.js';
 import { RANDOM_WEIGHTS } from '../../schemas/weights.js';
-import { CANCELLED_REASON, QueueName, redisKeys, whenReady, type Queues, type TrainingJob, type RedisClient } from '../../common/queues.js';
+import { CANCELLED_REASON, QueueName, type Queues, type TrainingJob } from '../../common/queue-facade.js';
+import { redisKeys } from '../../common/redis-keys.js';
+import { whenReady, type RedisClient } from '../../common/redis-connection.js';
 import { LOCAL_OWNER, type Caller } from '../../schemas/auth.js';
 import type { PreflightReport } from '../../schemas/dataset.js';
 import { isTrainingSpec, type JobSpec } from '../../schemas/job-spec.js';
@@ -424,9 +426,9 @@ export class JobService {
   /** The thumbnail of the held-out image whose prediction the metrics keep at `index`. */
   async validationImage(caller: Caller, jobId: string, index: number): Promise<Readable> {
     const artifacts = await this.artifacts(caller, jobId);
-    const key = artifacts.validationImageKey(index);
-    if (!(await this.store.stat(key))) throw new NotFoundError(`the job keeps no validation image ${index}`);
-    return this.store.open(key);
+    const image = artifacts.validationImage(index);
+    if (!(await image.stat())) throw new NotFoundError(`the job keeps no validation image ${index}`);
+    return image.open();
   }
 
   async preflight(caller: Caller, jobId: string): Promise<PreflightReport> {

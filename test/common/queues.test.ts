@@ -1,7 +1,8 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLogger } from '../../common/logger.js';
-import { isRedisUnavailable, QueueName, Queues, redisConnection } from '../../common/queues.js';
+import { QueueName, Queues } from '../../common/queue-facade.js';
+import { isRedisUnavailable, redisConnection } from '../../common/redis-connection.js';
 import { JobSpec } from '../../schemas/job-spec.js';
 import { TrainingPayload } from '../../schemas/queue.js';
 import { freePort } from '../helpers/ports.js';

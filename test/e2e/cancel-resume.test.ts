@@ -6,7 +6,8 @@ import path from 'node:path';
 import type { JobStatus } from '../../schemas/job-status.js';
 import type { Metrics } from '../../schemas/metrics.js';
 import { JobArtifacts } from '../../common/job-artifacts.js';
-import { QueueName, redisKeys } from '../../common/queues.js';
+import { QueueName } from '../../common/queue-facade.js';
+import { redisKeys } from '../../common/redis-keys.js';
 import { LOCAL_OWNER } from '../../schemas/auth.js';
 import { freePort } from '../helpers/ports.js';
 import { finished, pollJob, sleep, startService, type TestService, type WorkerProcess } from '../helpers/service.js';
@@ -96,7 +97,10 @@ describe('cancel, resume and failing fast', () => {
     assert.equal(stopped.state, 'cancelled');
     assert.equal(stopped.progress.epoch, 1);
     assert.equal((await metricsOf(running.id)).epochs.length, 0, 'no epoch completed after the cancel');
-    assert.equal((await service.http().get(`/v1/jobs/${running.id}/checkpoint?epoch=latest`)).status, 404);
+    const download = await service.http().get(`/v1/jobs/${running.id}/checkpoint?epoch=latest`);
+    assert.deepEqual([download.status, download.body.detail], [409, `job ${running.id} was cancelled; it has no checkpoint`]);
+    assert.equal(stopped.progress.phase, 'cancelled');
+    assert.equal(stopped.progress.etaSeconds, null);
 
     const logs = await service.redis.lrange(`${service.config.QUEUE_PREFIX}:${QueueName.Training}:${running.id}:logs`, 0, -1);
     const line = logs.find((l) => /^cancelled before epoch 1 step \d+ /.test(l));

@@ -5,7 +5,7 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { whenReady } from '../../common/queues.js';
+import { whenReady } from '../../common/redis-connection.js';
 import { seededRandom } from '../../engine/data/random.js';
 import sharp from 'sharp';
 import { deepPaths, deepTarGz, zipOf } from '../helpers/hostile-archives.js';

@@ -6,7 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { ApiKeys } from '../../common/api-keys.js';
 import { createLogger } from '../../common/logger.js';
-import { redisConnection, scanKeys, whenReady } from '../../common/queues.js';
+import { redisConnection, scanKeys, whenReady } from '../../common/redis-connection.js';
 import { deepPaths, deepTarGz, zipOf } from '../helpers/hostile-archives.js';
 import { freePort } from '../helpers/ports.js';
 import { sleep } from '../helpers/service.js';

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { redisKeys } from '../../common/queues.js';
+import { redisKeys } from '../../common/redis-keys.js';
 import { WorkerRegistry } from '../../common/worker-registry.js';
 import { BackendReport } from '../../schemas/model.js';
 import { testApp } from '../helpers/app.js';

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster } from 'ioredis';
-import { scanKeys } from '../../common/queues.js';
+import { scanKeys } from '../../common/redis-connection.js';
 import { loadConfig } from '../../schemas/config.js';
 import { startRedisCluster, type RedisCluster } from '../helpers/redis-server.js';
 import { completedJob, startService, untilReady, type TestService } from '../helpers/service.js';

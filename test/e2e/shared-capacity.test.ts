@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import * as tar from 'tar';
 import { ApiKeys } from '../../common/api-keys.js';
-import { redisKeys } from '../../common/queues.js';
+import { redisKeys } from '../../common/redis-keys.js';
 import { Problem } from '../../schemas/problem.js';
 import { testApp } from '../helpers/app.js';
 import { writeMessyDataset } from '../helpers/images.js';

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
-import { QueueName, Queues } from '../../common/queues.js';
+import { QueueName, Queues } from '../../common/queue-facade.js';
 import { startService, type TestService } from '../helpers/service.js';
 
 const synthetic = { type: 'synthetic', numClasses: 3, imagesPerClass: 4, imageSize: 32 };

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import net from 'node:net';
-import { persistentRedisArgs } from '../../common/queues.js';
+import { persistentRedisArgs } from '../../common/redis-connection.js';
 import { freePort } from './ports.js';
 import { sleep } from './service.js';
 import { tempDir } from './torch.js';

@@ -1,14 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import type { JobArtifacts } from '../../common/job-artifacts.js';
-import type { ArtifactStore } from '../../common/artifact-store.js';
 import type { CheckpointState, EpochPosition, InterruptedState, ModelMetadata } from '../../schemas/artifacts.js';
 import type { EpochMetrics } from '../../schemas/metrics.js';
 import { loadWeightsInto, saveModel, tensorBytes, weightSpec } from '../../engine/model/checkpoint-io.js';
 import type { ResNet50 } from '../../engine/model/resnet50.js';
 import { isDiskFull } from '../../common/errors.js';
 import { InvalidJobError } from './job-context.js';
-
-const OPTIMIZER_FILE = 'optimizer.bin';
 
 /**
  * One epoch's weights, optimiser state and metrics history; committed (state.json) last. A full disk
@@ -23,7 +20,7 @@ export async function writeCheckpoint(
 ): Promise<void> {
   const folder = artifacts.checkpointFolder(epoch);
   await writeWhole(artifacts, `epoch ${epoch}'s checkpoint`, folder, async () => {
-    const optimizerWeights = await writeTrainingState(artifacts.store, folder, resnet, optimizer);
+    const optimizerWeights = await writeTrainingState(artifacts, folder, resnet, optimizer);
     await artifacts.writeModelMetadata(folder, { ...metadata, epoch });
     await artifacts.commitCheckpoint({ epoch, history, optimizerWeights });
   });
@@ -39,7 +36,7 @@ export async function writeInterruptedCheckpoint(
   const folder = artifacts.interruptedFolder;
   await artifacts.removeInterrupted();
   await writeWhole(artifacts, `epoch ${state.epoch}'s interrupted checkpoint`, folder, async () => {
-    const optimizerWeights = await writeTrainingState(artifacts.store, folder, resnet, optimizer);
+    const optimizerWeights = await writeTrainingState(artifacts, folder, resnet, optimizer);
     await artifacts.commitInterrupted({ ...state, optimizerWeights });
   });
 }
@@ -52,7 +49,7 @@ export async function writeWhole(artifacts: JobArtifacts, what: string, folder: 
   try {
     await write();
   } catch (error) {
-    await artifacts.store.remove(folder);
+    await artifacts.removeFolder(folder);
     if (isDiskFull(error)) throw new InvalidJobError(`the artifact store is full: ${what} could not be written`);
     throw error;
   }
@@ -71,11 +68,12 @@ export const checkpointBytes = (resnet: ResNet50) => weightBytes(resnet, false) 
 export const finalModelBytes = (resnet: ResNet50) => 2 * weightBytes(resnet, false);
 
 /** Weights, then the optimiser state; returns the latter's manifest for the state file. */
-async function writeTrainingState(store: ArtifactStore, folder: string, resnet: ResNet50, optimizer: tf.Optimizer) {
-  await saveModel(resnet, store, folder);
+async function writeTrainingState(artifacts: JobArtifacts, folder: string, resnet: ResNet50, optimizer: tf.Optimizer) {
+  const { store, prefix } = artifacts.modelLocation(folder);
+  await saveModel(resnet, store, prefix);
   // Adam's moments are twice the model: streamed a tensor at a time, never encoded whole.
   const state = await optimizer.getWeights();
-  await store.write(`${folder}/${OPTIMIZER_FILE}`, tensorBytes(state.map((weight) => weight.tensor)));
+  await artifacts.optimizerState(folder).write(tensorBytes(state.map((weight) => weight.tensor)));
   return state.map(({ name, tensor }) => weightSpec(name, tensor));
 }
 
@@ -90,7 +88,7 @@ export async function pruneCheckpoints(
   for (const epoch of await artifacts.checkpointEpochs()) {
     if (epoch === latest) continue;
     if (epoch === best || (keepEveryN > 0 && epoch % keepEveryN === 0)) {
-      await artifacts.store.remove(`${artifacts.checkpointFolder(epoch)}/${OPTIMIZER_FILE}`);
+      await artifacts.optimizerState(artifacts.checkpointFolder(epoch)).remove();
     } else {
       await artifacts.removeCheckpoint(epoch);
     }
@@ -116,24 +114,25 @@ export async function resumeFromLatestCheckpoint(
   const latest = (await artifacts.completeCheckpoints()).at(-1) ?? 0;
   const interrupted = await artifacts.readInterruptedState();
   if (interrupted && interrupted.epoch === latest + 1) {
-    await loadTrainingState(artifacts.store, artifacts.interruptedFolder, interrupted.optimizerWeights, resnet, optimizer);
+    await loadTrainingState(artifacts, artifacts.interruptedFolder, interrupted.optimizerWeights, resnet, optimizer);
     return { epoch: latest, history: interrupted.history, position: interrupted.position };
   }
   const state = latest > 0 ? await artifacts.readCheckpointState(latest) : null;
   if (!state) return null;
-  await loadTrainingState(artifacts.store, artifacts.checkpointFolder(latest), state.optimizerWeights, resnet, optimizer);
+  await loadTrainingState(artifacts, artifacts.checkpointFolder(latest), state.optimizerWeights, resnet, optimizer);
   return { epoch: latest, history: state.history, position: null };
 }
 
 async function loadTrainingState(
-  store: ArtifactStore,
+  artifacts: JobArtifacts,
   folder: string,
   optimizerWeights: CheckpointState['optimizerWeights'],
   resnet: ResNet50,
   optimizer: tf.Optimizer,
 ): Promise<void> {
-  await loadWeightsInto(resnet, store, folder);
-  const bytes = await store.read(`${folder}/${OPTIMIZER_FILE}`);
+  const { store, prefix } = artifacts.modelLocation(folder);
+  await loadWeightsInto(resnet, store, prefix);
+  const bytes = await artifacts.optimizerState(folder).read();
   const named = tf.io.decodeWeights(
     bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer,
     optimizerWeights,
@@ -142,5 +141,6 @@ async function loadTrainingState(
 }
 
 export function restoreEpochWeights(artifacts: JobArtifacts, resnet: ResNet50, epoch: number): Promise<void> {
-  return loadWeightsInto(resnet, artifacts.store, artifacts.checkpointFolder(epoch));
+  const { store, prefix } = artifacts.modelLocation(artifacts.checkpointFolder(epoch));
+  return loadWeightsInto(resnet, store, prefix);
 }

@@ -63,7 +63,7 @@ export async function writeValidationThumbnails(artifacts: JobArtifacts, root: s
       .flatten({ background: '#ffffff' })
       .jpeg({ quality: 85 })
       .toBuffer();
-    await artifacts.store.write(artifacts.validationImageKey(index), thumbnail);
+    await artifacts.validationImage(index).write(thumbnail);
   }
 }
 

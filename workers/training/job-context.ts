@@ -1,5 +1,6 @@
+import type { ArtifactStore } from '../../common/artifact-store.js';
 import type { JobArtifacts } from '../../common/job-artifacts.js';
-import { CANCELLED_REASON } from '../../common/queues.js';
+import { CANCELLED_REASON } from '../../common/queue-facade.js';
 import type { Config } from '../../schemas/config.js';
 import type { JobSpec } from '../../schemas/job-spec.js';
 import type { BackendReport } from '../../schemas/model.js';
@@ -12,6 +13,8 @@ export interface JobContext {
   spec: JobSpec;
   config: Config;
   artifacts: JobArtifacts;
+  /** The artifact store itself, for what is not the job's own (caches, fetched uploads, an earlier job's model). */
+  store: ArtifactStore;
   backend: BackendReport;
   report(progress: WorkerProgress): Promise<void>;
   /** Checked before every step; true stops the job as cancelled. */

@@ -41,8 +41,8 @@ export async function loadData(ctx: JobContext, reporter: ProgressReporter, tran
   const training = isTrainingSpec(spec);
   if (
     spec.dataset.type === 'upload' &&
-    ctx.artifacts.store.shared &&
-    (await fetchUpload(ctx.artifacts.store, config.DATA_DIR, spec.dataset.id))
+    ctx.store.shared &&
+    (await fetchUpload(ctx.store, config.DATA_DIR, spec.dataset.id))
   ) {
     await evictCache(ctx, path.join(config.DATA_DIR, UPLOAD_CACHE), 'fetched upload(s)');
   }

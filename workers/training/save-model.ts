@@ -13,8 +13,9 @@ export async function saveFinalModel(ctx: JobContext, model: JobModel, metrics: 
   const folder = artifacts.finalFolder;
   await ctx.ensureArtifactRoom(finalModelBytes(model.resnet), 'the final model');
   await writeWhole(artifacts, 'the final model', folder, async () => {
-    await saveModel(model.resnet, artifacts.store, folder);
-    await artifacts.store.write(artifacts.torchvisionWeightsKey(folder), torchvisionWeightChunks(model.resnet));
+    const { store, prefix } = artifacts.modelLocation(folder);
+    await saveModel(model.resnet, store, prefix);
+    await artifacts.torchvisionWeights(folder).write(torchvisionWeightChunks(model.resnet));
     await artifacts.writeModelMetadata(folder, { ...model.metadata, epochs: metrics.epochs.length });
   });
 }

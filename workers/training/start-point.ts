@@ -76,7 +76,7 @@ const sameHead = (a: HeadOf, b: HeadOf) =>
 
 /** An earlier job's saved model (its best epoch, final model or epoch N): the backbone always, the head where the classes match. */
 async function jobStart(ctx: JobContext, jobId: string, checkpoint: 'best' | 'final' | number): Promise<StartPoint> {
-  const source = new JobArtifacts(ctx.artifacts.store, jobId);
+  const source = new JobArtifacts(ctx.store, jobId);
   const selector: CheckpointSelector = typeof checkpoint === 'number' ? { kind: 'epoch', epoch: checkpoint } : { kind: checkpoint };
   const model = await source.savedModel(selector).catch((error: Error) => {
     throw error instanceof NotFoundError ? new InvalidJobError(`weights.job ${jobId}: ${error.message}`) : error;
@@ -88,7 +88,8 @@ async function jobStart(ctx: JobContext, jobId: string, checkpoint: 'best' | 'fi
     transform: { resizeAt224: Math.round((resize * 224) / crop) },
     fingerprint: `job:${jobId}/${model.label}`,
     load: async (resnet, head) => {
-      const earlier = await loadModel(ctx.artifacts.store, model.folder);
+      const { store, prefix } = source.modelLocation(model.folder);
+      const earlier = await loadModel(store, prefix);
       const tensors = Buffer.concat(torchvisionWeightChunks(earlier));
       earlier.dispose();
       const kept = sameHead(head, { mode: metadata.mode, classNames: metadata.classNames });

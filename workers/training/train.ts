@@ -194,7 +194,7 @@ async function cachedCodeInputs(
     ctx.log(`extracted CNN codes of ${done} of ${images.length} images`);
   };
   const policy = cachePolicyOf(ctx.config);
-  const extracted = await featureCodes(ctx.artifacts.store, key, model.resnet, data.loader, images, spec.batchSize, onBatch, policy);
+  const extracted = await featureCodes(ctx.store, key, model.resnet, data.loader, images, spec.batchSize, onBatch, policy);
   metrics.featureCache = { key, hit: extracted.cacheHit, backboneImages: extracted.backboneImages };
   return codeBatches(extracted);
 }

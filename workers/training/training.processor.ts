@@ -8,7 +8,9 @@ import { ArtifactLedger } from '../../common/artifact-ledger.js';
 import { isDiskFull } from '../../common/errors.js';
 import { JobArtifacts } from '../../common/job-artifacts.js';
 import { createLogger, type Logger } from '../../common/logger.js';
-import { CANCELLED_REASON, redisConnection, redisKeys, type RedisClient } from '../../common/queues.js';
+import { CANCELLED_REASON } from '../../common/queue-facade.js';
+import { redisKeys } from '../../common/redis-keys.js';
+import { redisConnection, type RedisClient } from '../../common/redis-connection.js';
 import { loadConfig, type Config } from '../../schemas/config.js';
 import { TrainingPayload, type TrainingResult } from '../../schemas/queue.js';
 import { selectBackend, type BackendInfo } from '../../engine/backend/backend.js';
@@ -96,6 +98,7 @@ export default async function trainingProcessor(
       spec: payload.data.spec,
       config,
       artifacts,
+      store,
       backend,
       report: (progress) => job.updateProgress(progress),
       cancelRequested,

@@ -1,4 +1,5 @@
-import { redisKeys, type RedisClient } from '../../../common/queues.js';
+import { redisKeys } from '../../../common/redis-keys.js';
+import { type RedisClient } from '../../../common/redis-connection.js';
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';

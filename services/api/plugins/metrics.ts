@@ -1,7 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ArtifactLedger } from '../../../common/artifact-ledger.js';
-import { CANCELLED_REASON, hashTotal, QueueName, redisKeys, type Queues, type RedisClient } from '../../../common/queues.js';
+import { CANCELLED_REASON, QueueName, type Queues } from '../../../common/queue-facade.js';
+import { redisKeys } from '../../../common/redis-keys.js';
+import { hashTotal, type RedisClient } from '../../../common/redis-connection.js';
 import { WorkerRegistry } from '../../../common/worker-registry.js';
 import { TrainingPayload, WorkerProgress } from '../../../schemas/queue.js';
 import type { JobEventStream } from '../job-events.js';

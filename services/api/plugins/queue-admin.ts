@@ -2,7 +2,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { FastifyInstance } from 'fastify';
-import { QueueName, type Queues } from '../../../common/queues.js';
+import { QueueName, type Queues } from '../../../common/queue-facade.js';
 import { guardAdmin, type AuthMode } from './auth.js';
 
 const QUEUE_ADMIN_PATH = '/admin/queues';

@@ -1,4 +1,5 @@
-import { redisKeys, type RedisClient } from '../../../common/queues.js';
+import { redisKeys } from '../../../common/redis-keys.js';
+import { type RedisClient } from '../../../common/redis-connection.js';
 import type { FastifyInstance } from 'fastify';
 import type { JobService } from '../../jobs/job-service.js';
 

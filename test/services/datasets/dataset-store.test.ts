@@ -7,7 +7,7 @@ import path from 'node:path';
 import { LocalArtifactStore } from '../../../common/artifact-store.js';
 import { openArtifactStore } from '../../../common/open-artifact-store.js';
 import { createLogger } from '../../../common/logger.js';
-import { redisConnection, scanKeys, whenReady } from '../../../common/queues.js';
+import { redisConnection, scanKeys, whenReady } from '../../../common/redis-connection.js';
 import { SlowSenderError, TooLargeError } from '../../../common/errors.js';
 import { DatasetStore } from '../../../services/datasets/dataset-store.js';
 import { writeMessyDataset } from '../../helpers/images.js';

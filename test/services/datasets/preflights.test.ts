@@ -5,7 +5,7 @@ import path from 'node:path';
 import { LocalArtifactStore } from '../../../common/artifact-store.js';
 import { TooLargeError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/logger.js';
-import { redisConnection, scanKeys, whenReady } from '../../../common/queues.js';
+import { redisConnection, scanKeys, whenReady } from '../../../common/redis-connection.js';
 import { PreflightOptions, SyntheticDataset, type PreflightReport } from '../../../schemas/dataset.js';
 import { DatasetQuota } from '../../../services/datasets/dataset-quota.js';
 import { Preflights, SYNTHETIC_PREFLIGHTS, syntheticBytes } from '../../../services/datasets/preflights.js';

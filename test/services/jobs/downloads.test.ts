@@ -11,7 +11,8 @@ import { NotFoundError } from '../../../common/errors.js';
 import { JobArtifacts } from '../../../common/job-artifacts.js';
 import { emptyMetrics } from '../../../schemas/metrics.js';
 import { createLogger } from '../../../common/logger.js';
-import { redisConnection, redisKeys, scanKeys } from '../../../common/queues.js';
+import { redisKeys } from '../../../common/redis-keys.js';
+import { redisConnection, scanKeys } from '../../../common/redis-connection.js';
 import { ArchiveCache } from '../../../services/jobs/archive-cache.js';
 import type { CheckpointFormat, ExportRequest } from '../../../schemas/artifacts.js';
 import { checkpointDownload, type CheckpointSelector, type Download } from '../../../services/jobs/downloads.js';
@@ -22,6 +23,7 @@ const JOB_ID = '3b241101-e2bb-4255-8caf-4136c566a962';
 
 function downloadContract(name: string, open: () => ArtifactStore) {
   let artifacts: JobArtifacts;
+  let store: ArtifactStore;
   let archives: ArchiveCache;
   // Conversions of real models are tested end to end (test/e2e/exports.test.ts); here, what is asked for and when.
   const exports: ExportRequest[] = [];
@@ -33,7 +35,7 @@ function downloadContract(name: string, open: () => ArtifactStore) {
       if (running.has(request.key)) return;
       running.add(request.key);
       exports.push(request);
-      converting = artifacts.store
+      converting = store
         .write(request.key, `${request.format} of ${request.model.folder}`)
         .finally(() => running.delete(request.key));
     },
@@ -55,8 +57,9 @@ function downloadContract(name: string, open: () => ArtifactStore) {
     createLogger('api', 'silent'),
   );
   before(() => {
-    artifacts = new JobArtifacts(open(), JOB_ID);
-    archives = new ArchiveCache(redis, artifacts.store, prefix, { maxBytes: 10 * 1024 ** 2, maxAgeMs: 3600_000 });
+    store = open();
+    artifacts = new JobArtifacts(store, JOB_ID);
+    archives = new ArchiveCache(redis, store, prefix, { maxBytes: 10 * 1024 ** 2, maxAgeMs: 3600_000 });
   });
   after(async () => {
     for (const key of await scanKeys(redis, `${prefix}:*`)) await redis.del(key);
@@ -67,7 +70,7 @@ function downloadContract(name: string, open: () => ArtifactStore) {
     await assert.rejects(artifacts.savedModel({ kind: 'final' }), NotFoundError);
     await assert.rejects(artifacts.savedModel({ kind: 'latest' }), /no checkpoint yet/);
     for (const epoch of [1, 2]) await artifacts.commitCheckpoint({ epoch, history: [], optimizerWeights: [] });
-    await artifacts.store.write(`${artifacts.checkpointFolder(3)}/weights.bin`, 'half-written');
+    await store.write(`${artifacts.checkpointFolder(3)}/weights.bin`, 'half-written');
     assert.equal((await artifacts.savedModel({ kind: 'latest' })).label, 'epoch-2');
     await assert.rejects(artifacts.savedModel({ kind: 'epoch', epoch: 3 }), /no checkpoint for epoch 3/);
     await assert.rejects(artifacts.savedModel({ kind: 'best' }), /no validated epoch/);
@@ -76,8 +79,8 @@ function downloadContract(name: string, open: () => ArtifactStore) {
   });
 
   it('serves a stored file with its sha256 as the ETag', async () => {
-    await artifacts.store.write(artifacts.torchvisionWeightsKey(artifacts.finalFolder), 'weights');
-    await artifacts.store.write(`${artifacts.finalFolder}/metadata.json`, '{}');
+    await store.write(artifacts.torchvisionWeights(artifacts.finalFolder).key, 'weights');
+    await store.write(`${artifacts.finalFolder}/metadata.json`, '{}');
     const download = await served({ kind: 'final' }, 'safetensors');
     assert.equal(download.etag, createHash('sha256').update('weights').digest('hex'));
     assert.equal(download.filename, `${JOB_ID}-final.safetensors`);
@@ -98,20 +101,20 @@ function downloadContract(name: string, open: () => ArtifactStore) {
     assert.deepEqual(
       exports.map((e) => [e.format, e.key]),
       [
-        ['safetensors', artifacts.downloadKey('epoch-1', 'safetensors')],
-        ['onnx', artifacts.downloadKey('epoch-1', 'onnx')],
+        ['safetensors', artifacts.download('epoch-1', 'safetensors').key],
+        ['onnx', artifacts.download('epoch-1', 'onnx').key],
       ],
       'each converted once',
     );
     await artifacts.removeCheckpoint(1);
-    for (const format of ['safetensors', 'onnx']) assert.equal(await artifacts.store.stat(artifacts.downloadKey('epoch-1', format)), null);
+    for (const format of ['safetensors', 'onnx'] as const) assert.equal(await store.stat(artifacts.download('epoch-1', format).key), null);
     await artifacts.commitCheckpoint({ epoch: 1, history: [], optimizerWeights: [] });
   });
 
   it('archives a model as a tar.gz that tar unpacks to the stored files, built once', async () => {
     // Sizes around the 512-byte tar block: one short of it, exactly it, one past it.
     const files = { 'model.json': 'x'.repeat(511), 'weights.bin': Buffer.alloc(100_000 + 512, 7), 'metadata.json': 'y'.repeat(513) };
-    for (const [name, data] of Object.entries(files)) await artifacts.store.write(`${artifacts.finalFolder}/${name}`, data);
+    for (const [name, data] of Object.entries(files)) await store.write(`${artifacts.finalFolder}/${name}`, data);
     const download = await served({ kind: 'final' }, 'tar.gz');
     const archive = await buffer(await download.open());
     assert.equal(download.size, archive.length);
@@ -134,7 +137,7 @@ function downloadContract(name: string, open: () => ArtifactStore) {
       rmSync(unpacked, { recursive: true, force: true });
     }
     // Built once: a changed model file does not change the kept archive (models are immutable once complete).
-    await artifacts.store.write(`${artifacts.finalFolder}/model.json`, 'changed');
+    await store.write(`${artifacts.finalFolder}/model.json`, 'changed');
     const again = await served({ kind: 'final' }, 'tar.gz');
     assert.equal(again.etag, download.etag);
   });
@@ -144,14 +147,14 @@ function downloadContract(name: string, open: () => ArtifactStore) {
     const weights = randomBytes(4 * 1024 ** 2);
     for (const epoch of [1, 2]) {
       const folder = artifacts.checkpointFolder(epoch);
-      for (const file of ['model.json', 'metadata.json']) await artifacts.store.write(`${folder}/${file}`, `{"epoch":${epoch}}`);
-      await artifacts.store.write(`${folder}/weights.bin`, weights);
+      for (const file of ['model.json', 'metadata.json']) await store.write(`${folder}/${file}`, `{"epoch":${epoch}}`);
+      await store.write(`${folder}/weights.bin`, weights);
     }
-    await artifacts.store.write(`${artifacts.finalFolder}/weights.bin`, weights);
+    await store.write(`${artifacts.finalFolder}/weights.bin`, weights);
     const download = (selector: CheckpointSelector) => served(selector, 'tar.gz');
-    const kept = async (label: string) => (await artifacts.store.stat(artifacts.downloadKey(label, 'tar.gz'))) !== null;
+    const kept = async (label: string) => (await store.stat(artifacts.download(label, 'tar.gz').key)) !== null;
 
-    await artifacts.store.remove(artifacts.downloadKey('final', 'tar.gz')); // the earlier test's, of other files
+    await store.remove(artifacts.download('final', 'tar.gz').key); // the earlier test's, of other files
     const first = await download({ kind: 'epoch', epoch: 1 });
     await download({ kind: 'final' });
     await download({ kind: 'epoch', epoch: 1 }); // used again: now the most recent
@@ -162,12 +165,12 @@ function downloadContract(name: string, open: () => ArtifactStore) {
       [true, false, true],
       'the least recently used went',
     );
-    assert.equal(await artifacts.store.stat(`${artifacts.downloadKey('final', 'tar.gz')}.sha256`), null, 'with its hash');
+    assert.equal(await store.stat(`${artifacts.download('final', 'tar.gz').key}.sha256`), null, 'with its hash');
 
     // An hour unused is past this cache's age: two hours on, only the archive used since stays.
     const later = Date.now() + 2 * 3600_000;
-    await redis.zadd(redisKeys(prefix).archivesUsed, later, artifacts.downloadKey('epoch-2', 'tar.gz'));
-    assert.deepEqual(await archives.evict(undefined, later + 60_000), [artifacts.downloadKey('epoch-1', 'tar.gz')]);
+    await redis.zadd(redisKeys(prefix).archivesUsed, later, artifacts.download('epoch-2', 'tar.gz').key);
+    assert.deepEqual(await archives.evict(undefined, later + 60_000), [artifacts.download('epoch-1', 'tar.gz').key]);
     assert.equal(await kept('epoch-1'), false);
     await archives.forget(artifacts.root);
     assert.deepEqual(await redis.zrange(redisKeys(prefix).archivesUsed, 0, -1), []);

@@ -10,12 +10,12 @@ describe('the checkpoint policy', () => {
   it('keeps the latest whole, the best and every Nth as weights only, and removes the rest with their downloads', async () => {
     const scratch = tempDir('checkpoint-policy');
     try {
-      const artifacts = new JobArtifacts(new LocalArtifactStore(scratch), '3b241101-e2bb-4255-8caf-4136c566a962');
-      const { store } = artifacts;
+      const store = new LocalArtifactStore(scratch);
+      const artifacts = new JobArtifacts(store, '3b241101-e2bb-4255-8caf-4136c566a962');
       for (let epoch = 1; epoch <= 6; epoch++) {
         const folder = artifacts.checkpointFolder(epoch);
         for (const file of ['weights.bin', 'optimizer.bin', 'state.json']) await store.write(`${folder}/${file}`, 'x');
-        await store.write(artifacts.downloadKey(`epoch-${epoch}`, 'tar.gz'), 'archive');
+        await store.write(artifacts.download(`epoch-${epoch}`, 'tar.gz').key, 'archive');
       }
       await store.write(`${artifacts.checkpointFolder(7)}/weights.bin`, 'half-written by a killed attempt');
 

@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ArtifactStore } from '../../../../common/artifact-store.js';
-import type { RedisClient } from '../../../../common/queues.js';
+import type { RedisClient } from '../../../../common/redis-connection.js';
 import { WorkerRegistry } from '../../../../common/worker-registry.js';
 import { WorkerHeartbeat } from '../../../../schemas/queue.js';
 import { sendProblem } from '../../problem.js';

@@ -1,0 +1,36 @@
+/** Every Redis key of ours, all under the queue prefix: the one place that names them (BullMQ names its own). */
+export const redisKeys = (prefix: string) => ({
+  cancel: (jobId: string) => `${prefix}:cancel:${jobId}`,
+  /** Live workers: when each one's heartbeat lapses (a sorted set, scored in ms) and its last heartbeat record (a hash). */
+  workers: `${prefix}:workers`,
+  workerRecords: `${prefix}:worker-records`,
+  /** Renewed by the worker training the job, with the worker heartbeat; absent: nobody is. */
+  jobHeartbeat: (jobId: string) => `${prefix}:job-heartbeat:${jobId}`,
+  idempotency: (owner: string, key: string) => `${prefix}:idempotency:${owner}:${key}`,
+  apiKeys: `${prefix}:api-keys`,
+  /** @fastify/rate-limit's counters of requests per key (its namespace: it appends the key id). */
+  rateLimitNamespace: `${prefix}:rate:`,
+  /** Requests without a valid key, per client address, in the current window. */
+  anonymousRequests: (address: string) => `${prefix}:rate-anonymous:${address}`,
+  /** Held by the API process that runs this hour's retention sweep. */
+  retentionSweepLock: `${prefix}:retention-sweep`,
+  /** Job ids by submission time (sorted sets): every job, and each owner's. */
+  allJobs: `${prefix}:jobs`,
+  ownerJobs: (owner: string) => `${prefix}:owner-jobs:${owner}`,
+  /** Each owner's jobs that may still be queued or running (the quota counts these). */
+  openJobs: (owner: string) => `${prefix}:open-jobs:${owner}`,
+  /** The jobs that train on an uploaded dataset (it cannot be deleted while one is open). */
+  datasetJobs: (datasetId: string) => `${prefix}:dataset-jobs:${datasetId}`,
+  /** Bytes of models and checkpoints each of an owner's jobs keeps (a hash: job id -> bytes), as its worker last measured. */
+  artifactBytes: (owner: string) => `${prefix}:artifact-bytes:${owner}`,
+  /** Their sum over every owner, kept with each change (ArtifactLedger). */
+  artifactBytesTotal: `${prefix}:artifact-bytes-total`,
+  /** Each owner's unpacked upload bytes (a hash: upload id -> bytes) and reservations of uploads and preflights under way. */
+  datasetBytes: (owner: string) => `${prefix}:dataset-bytes:${owner}`,
+  /** Held (with a lease) by the process downloading a weights variant: the others wait for its copy. */
+  weightsLock: (variant: string) => `${prefix}:weights-lock:${variant}`,
+  /** Download archives built on request: last use (sorted set) and size (hash), by store key. */
+  archivesUsed: `${prefix}:archives:used`,
+  archiveBytes: `${prefix}:archives:bytes`,
+});
+
