@@ -138,7 +138,11 @@ describe('a full disk at the final save', () => {
       assert.equal(status.failure?.reason, 'the artifact store is full: the final model could not be written');
       assert.equal(existsSync(path.join(mount, 'artifacts', 'jobs', status.id, 'final')), false, 'no half-written model');
       const download = await service.http().get(`/v1/jobs/${status.id}/checkpoint`);
-      assert.equal(download.status, 404);
+      assert.equal(download.status, 409);
+      assert.equal(
+        download.body.detail,
+        `job ${status.id} failed: the artifact store is full: the final model could not be written; it has no final model`,
+      );
     },
   );
 });
