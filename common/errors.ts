@@ -1,9 +1,6 @@
 import type { z } from 'zod';
 
-/**
- * What the domain throws when a request cannot be served as asked. Each kind maps to one HTTP status
- * in the API's problem handler; the worker maps them to failures that are not worth a retry.
- */
+/** What the domain throws when a request cannot be served as asked. Each kind maps to one HTTP status in the API's problem handler. */
 export abstract class DomainError extends Error {
   constructor(message: string) {
     super(message);

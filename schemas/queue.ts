@@ -19,8 +19,8 @@ export const TrainingPayload = z.object({
 });
 export type TrainingPayload = z.infer<typeof TrainingPayload>;
 
-/** What the worker returns for a completed job: small numbers and the artifact prefix, never blobs. */
-export const TrainingResult = JobResult.extend({ artifacts: z.string() });
+/** What the worker returns for a completed job: small numbers, never blobs (its artifacts are under its id). */
+export const TrainingResult = JobResult;
 export type TrainingResult = z.infer<typeof TrainingResult>;
 
 /** What the worker reports through BullMQ's job progress (replaced whole at every report, so bounded). */

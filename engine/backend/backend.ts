@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
-import { BackendChoice, type BackendReport } from '../../schemas/model.js';
+import { BackendChoice, type BackendProbe } from '../../schemas/model.js';
 import { registerOneDnnKernels } from '../native/kernels/register.js';
 import { loadOneDnn } from '../native/onednn.js';
 import { registerWasmTrainingKernels } from './wasm-conv-gradients.js';
@@ -8,7 +8,7 @@ import { registerSharedIdentity } from './wasm-identity.js';
 
 export type { BackendChoice };
 /** What runs the tensors; `nativeKernelsMissing` says why wasm runs without the oneDNN kernels (one log line's worth). */
-export type BackendInfo = BackendReport & { nativeKernelsMissing?: string };
+export type BackendInfo = BackendProbe;
 
 export interface BackendOptions {
   /** Replace the wasm backend's convolutions and matmuls with the oneDNN addon's where it loads (RETRAIN_NATIVE_KERNELS). */

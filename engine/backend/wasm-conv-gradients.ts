@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { attrsOf } from './kernel-attrs.js';
+import { attrsOf } from '../native/kernel-attrs.js';
 
 /**
  * Convolution gradients for the wasm backend, composed from kernels that it runs through XNNPACK.

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { BATCH_NORM_TRAIN, BATCH_NORM_GRAD } from '../native/kernels/batch-norm.js';
-import { attrMap } from '../backend/kernel-attrs.js';
+import { attrMap } from '../native/kernel-attrs.js';
 
 export interface BatchNorm2dArgs {
   name: string;

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ADAM, type AdamAttrs } from '../native/kernels/adam.js';
-import { attrMap } from '../backend/kernel-attrs.js';
+import { attrMap } from '../native/kernel-attrs.js';
 
 /** What tfjs' AdamOptimizer keeps privately: moments per variable (in gradient order) and beta powers. */
 interface AdamState {

@@ -18,6 +18,7 @@ import eventRoutes from './routes/events/index.js';
 import healthRoutes from './routes/health/index.js';
 import jobsRoutes from './routes/jobs/index.js';
 import predictRoutes from './routes/predict/index.js';
+import problemRoutes from './routes/problems/index.js';
 import summaryRoutes from './routes/summary/index.js';
 import weightsRoutes from './routes/weights/index.js';
 import { zodValidatorCompiler } from './validation.js';
@@ -110,6 +111,7 @@ export async function buildApp({ config, redis, queues, store, logger }: ApiDeps
     isAdmin: adminCheck(authMode, config.ADMIN_API_KEY),
     throttle: (request) => anonymous.count(request),
   });
+  await app.register(problemRoutes);
   await registerQueueAdmin(app, { queues, mode: authMode, adminKey: config.ADMIN_API_KEY });
   await registerDashboard(app);
   app.log.info({ auth: authMode }, authMode === 'single-user' ? 'single-user mode: no API keys (loopback only)' : 'API keys required');

@@ -1,6 +1,6 @@
 import type { ExportRequest } from '../../schemas/artifacts.js';
 import type { Caller } from '../../schemas/auth.js';
-import type { ModelExporter } from '../jobs/downloads.js';
+import type { ModelExporter } from '../jobs/checkpoint-downloads.js';
 import { ThreadRpc, type ThreadLimits } from './thread-rpc.js';
 import type { ThreadSettings } from './thread-protocol.js';
 

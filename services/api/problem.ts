@@ -13,7 +13,7 @@ import {
   UnavailableError,
 } from '../../common/errors.js';
 import { isRedisUnavailable } from '../../common/redis-connection.js';
-import type { Problem } from '../../schemas/problem.js';
+import { PROBLEM_TYPES, type Problem, type ProblemSlug } from '../../schemas/problem.js';
 import { ThreadBusyError } from './thread-rpc.js';
 
 /** An HTTP-level refusal the domain knows nothing of (a wrong media type, say). */
@@ -31,24 +31,12 @@ export class HttpProblem extends Error {
 /** Seconds a client should wait before retrying a 503. */
 export const RETRY_AFTER_SECONDS = 10;
 
-const TITLES: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  404: 'Not Found',
-  405: 'Method Not Allowed',
-  406: 'Not Acceptable',
-  408: 'Request Timeout',
-  409: 'Conflict',
-  413: 'Payload Too Large',
-  414: 'URI Too Long',
-  415: 'Unsupported Media Type',
-  421: 'Misdirected Request',
-  422: 'Unprocessable Content',
-  429: 'Too Many Requests',
-  500: 'Internal Server Error',
-  503: 'Service Unavailable',
-  507: 'Insufficient Storage',
-};
+/** A problem's `type`: the entry of PROBLEM_TYPES for its title (a domain title), else for its status. */
+function typeOf(status: number, title: string | undefined): { type: string; title: string } {
+  const entries = Object.entries(PROBLEM_TYPES) as Array<[ProblemSlug, (typeof PROBLEM_TYPES)[ProblemSlug]]>;
+  const found = entries.find(([, t]) => t.title === title) ?? entries.find(([, t]) => t.status === status);
+  return found ? { type: `/problems/${found[0]}`, title: title ?? found[1].title } : { type: 'about:blank', title: title ?? 'Error' };
+}
 
 export function sendProblem(
   reply: FastifyReply,
@@ -59,8 +47,7 @@ export function sendProblem(
 ): FastifyReply {
   if (status === 503) reply.header('retry-after', RETRY_AFTER_SECONDS);
   const body: Problem = {
-    type: 'about:blank',
-    title: TITLES[status] ?? 'Error',
+    ...typeOf(status, extra.title),
     status,
     detail,
     instance: request.url,

@@ -1,5 +1,5 @@
 // Messages between the API's main thread and its worker threads (structured-cloned, same codebase).
-import type { ArtifactStoreSettings } from '../../schemas/config.js';
+import type { ArtifactStoreSettings, Config } from '../../schemas/config.js';
 import type { DatasetSpec, PreflightOptions } from '../../schemas/dataset.js';
 import type { ImagePrediction } from '../../schemas/predict.js';
 
@@ -7,7 +7,7 @@ import type { ImagePrediction } from '../../schemas/predict.js';
 export interface ThreadSettings {
   dataDir: string;
   artifacts: ArtifactStoreSettings;
-  backend: string;
+  backend: Config['TFJS_BACKEND'];
   nativeKernels: boolean;
 }
 

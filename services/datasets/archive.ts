@@ -30,7 +30,7 @@ export const PATH_BOUNDS = { segments: 8, segmentBytes: 255, pathBytes: 1024 };
  * The entry's path as '/'-separated segments, refused when it is absolute, climbs out with `..`,
  * holds a NUL, or passes PATH_BOUNDS: safe to join under a folder.
  */
-export function safeEntryPath(name: string): string {
+function safeEntryPath(name: string): string {
   const shown = name.length > 120 ? `${name.slice(0, 120)}...` : name;
   const normalised = name.replace(/\\/g, '/').replace(/^(\.\/)+/, '');
   if (!normalised || normalised.includes('\0')) throw new ArchiveError(`entry "${shown}" has an empty or NUL-containing name`);

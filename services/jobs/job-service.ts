@@ -14,28 +14,22 @@ import {
 import { JobArtifacts, type CheckpointSelector } from '../../common/job-artifacts.js';
 import type { WeightsCatalog } from '../../common/weights-catalog.js';
 import { RANDOM_WEIGHTS } from '../../schemas/weights.js';
-import { CANCELLED_REASON, QueueName, type Queues, type TrainingJob } from '../../common/queue-facade.js';
+import { QueueName, type Queues, type TrainingJob } from '../../common/queue-facade.js';
 import { redisKeys } from '../../common/redis-keys.js';
 import { whenReady, type RedisClient } from '../../common/redis-connection.js';
-import { LOCAL_OWNER, type Caller } from '../../schemas/auth.js';
+import type { Caller } from '../../schemas/auth.js';
 import type { PreflightReport } from '../../schemas/dataset.js';
-import { isTrainingSpec, type JobSpec } from '../../schemas/job-spec.js';
-import {
-  FINISHED_STATES,
-  progressAtStart,
-  SKIPPED_FILES_IN_STATUS,
-  type JobState,
-  type JobStatus,
-  type Progress,
-} from '../../schemas/job-status.js';
+import type { JobSpec } from '../../schemas/job-spec.js';
+import { FINISHED_STATES, type JobState, type JobStatus } from '../../schemas/job-status.js';
 import { emptyMetrics, type Metrics } from '../../schemas/metrics.js';
 import type { ModelSummary } from '../../schemas/model.js';
-import { TrainingPayload, TrainingResult, WorkerProgress } from '../../schemas/queue.js';
+import { TrainingPayload } from '../../schemas/queue.js';
 import { checkDataset } from '../datasets/check-dataset.js';
 import { ArchiveCache } from './archive-cache.js';
 import { JobIndex, type IndexScope } from './job-index.js';
+import { describeJob, ownerOf } from './job-status.js';
 import type { CheckpointFormat } from '../../schemas/artifacts.js';
-import { checkpointDownload, type Converting, type Download, type ModelExporter } from './downloads.js';
+import { checkpointDownload, type Converting, type Download, type ModelExporter } from './checkpoint-downloads.js';
 
 /** How long a request waits for a (re)connecting Redis before it is answered 503. */
 const REDIS_WAIT_MS = 1000;
@@ -60,59 +54,6 @@ export interface JobListing {
   limit: number;
   offset: number;
 }
-
-/** A job's state from BullMQ's, the failure reason, the cancel flag and whether a live worker holds it. */
-export function stateOf(bullState: string, failedReason: string | undefined, cancelFlag: boolean, workerAlive = true): JobState {
-  if (bullState === 'completed') return 'completed';
-  if (bullState === 'failed') return failedReason === CANCELLED_REASON ? 'cancelled' : 'failed';
-  if (bullState === 'active') return workerAlive ? 'running' : 'stalled';
-  return cancelFlag ? 'cancelled' : 'queued';
-}
-
-/**
- * Progress that agrees with the state: `queued` only while queued (a retried job waits again),
- * `starting` while running before the worker's first report, `done` once completed, `cancelled` once
- * cancelled; otherwise the worker's last report, so a failed job shows where it stopped.
- */
-export function progressOf(state: JobState, reported: WorkerProgress | null, totalEpochs: number): Progress {
-  const initial = progressAtStart('queued', totalEpochs);
-  const { phase, epoch, step, totalSteps, percent, etaSeconds, imagesPerSecond, download } = reported ?? initial;
-  const running = state === 'running';
-  const last: Progress = {
-    phase,
-    epoch,
-    totalEpochs: reported?.totalEpochs ?? totalEpochs,
-    step,
-    totalSteps,
-    percent,
-    etaSeconds: running || state === 'stalled' ? etaSeconds : null,
-    imagesPerSecond: running ? imagesPerSecond : null,
-    download: running ? download : null,
-  };
-  if (state === 'queued') return { ...last, phase: 'queued', etaSeconds: null };
-  if (state === 'cancelled') return { ...last, phase: 'cancelled' };
-  if (state === 'completed') return { ...last, phase: 'done', percent: 100, etaSeconds: 0 };
-  if (state === 'running' && !reported) return { ...initial, phase: 'starting' };
-  return last;
-}
-
-/** The spec of a stored payload as today's schema reads it, or as stored when it no longer parses. */
-function storedSpec(data: unknown): { spec: JobStatus['spec']; mode: string; totalEpochs: number } {
-  const payload = TrainingPayload.safeParse(data);
-  if (payload.success) {
-    const { spec } = payload.data;
-    return { spec, mode: spec.mode, totalEpochs: isTrainingSpec(spec) ? spec.epochs : 0 };
-  }
-  const raw = (data as { spec?: unknown } | null)?.spec;
-  const spec = raw && typeof raw === 'object' ? (raw as Record<string, unknown>) : {};
-  return { spec, mode: typeof spec.mode === 'string' ? spec.mode : 'unknown', totalEpochs: 0 };
-}
-
-/** Whose job this is: jobs from before owners existed belong to the single user. */
-const ownerOf = (job: TrainingJob): string => {
-  const owner = (job.data as { owner?: unknown } | null)?.owner;
-  return typeof owner === 'string' ? owner : LOCAL_OWNER;
-};
 
 /** Submits, describes, lists and cancels jobs, and reads their results: BullMQ for queue state, the artifact store for results. */
 export class JobService {
@@ -255,57 +196,8 @@ export class JobService {
     return this.describe(await this.require(caller, jobId));
   }
 
-  private async describe(current: TrainingJob, knownState?: string): Promise<JobStatus> {
-    const id = current.id ?? '';
-    const [bullState, cancelFlag, heartbeat] = await Promise.all([
-      knownState ?? current.getState(),
-      this.redis.exists(this.keys.cancel(id)),
-      this.redis.exists(this.keys.jobHeartbeat(id)),
-    ]);
-    // The job may have finished between reading its data and its state: read the data again.
-    const job =
-      (bullState === 'completed' || bullState === 'failed') && !current.finishedOn ? ((await this.queue.getJob(id)) ?? current) : current;
-    const { spec, mode, totalEpochs } = storedSpec(job.data);
-    // A job just taken may not have its first heartbeat yet.
-    const justStarted = Date.now() - (job.processedOn ?? 0) < this.options.heartbeatMs * 3;
-    const state = stateOf(bullState, job.failedReason, cancelFlag === 1, heartbeat === 1 || justStarted);
-    const reportedProgress = WorkerProgress.safeParse(job.progress);
-    const reported = reportedProgress.success ? reportedProgress.data : null;
-    const returned = TrainingResult.safeParse(job.returnvalue);
-    const base = `/v1/jobs/${id}`;
-    return {
-      id,
-      owner: ownerOf(job),
-      state,
-      mode,
-      spec,
-      progress: progressOf(state, reported, totalEpochs),
-      latestMetrics: reported?.latestMetrics ?? null,
-      backend: reported?.backend ?? null,
-      skippedFiles: (reported?.skippedFiles ?? []).slice(0, SKIPPED_FILES_IN_STATUS),
-      skippedFileCount: reported?.skippedFileCount ?? 0,
-      cancelRequested: cancelFlag === 1,
-      attempts: job.attemptsMade,
-      createdAt: new Date(job.timestamp).toISOString(),
-      startedAt: job.processedOn ? new Date(job.processedOn).toISOString() : null,
-      finishedAt: job.finishedOn && FINISHED_STATES.includes(state) ? new Date(job.finishedOn).toISOString() : null,
-      failure: state === 'failed' ? { reason: job.failedReason } : null,
-      result:
-        state === 'completed' && returned.success
-          ? {
-              epochsCompleted: returned.data.epochsCompleted,
-              resumedFromEpoch: returned.data.resumedFromEpoch,
-              validationAccuracy: returned.data.validationAccuracy,
-            }
-          : null,
-      links: {
-        self: base,
-        summary: `${base}/summary`,
-        metrics: `${base}/metrics`,
-        preflight: `${base}/preflight`,
-        checkpoint: `${base}/checkpoint`,
-      },
-    };
+  private describe(job: TrainingJob, knownState?: string): Promise<JobStatus> {
+    return describeJob(job, { redis: this.redis, keys: this.keys, queue: this.queue, heartbeatMs: this.options.heartbeatMs }, knownState);
   }
 
   /**

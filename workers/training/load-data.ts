@@ -46,11 +46,11 @@ export async function loadData(ctx: JobContext, reporter: ProgressReporter, tran
   ) {
     await evictCache(ctx, path.join(config.DATA_DIR, UPLOAD_CACHE), 'fetched upload(s)');
   }
-  const found = await resolveDataset(spec.dataset, config.DATA_DIR).catch((error: Error) => {
+  const folder = await resolveDataset(spec.dataset, config.DATA_DIR).catch((error: Error) => {
     throw error instanceof DatasetError ? new InvalidJobError(error.message) : error;
   });
   if (spec.dataset.type === 'synthetic') await evictCache(ctx, path.join(config.DATA_DIR, SYNTHETIC_CACHE), 'synthetic data set(s)');
-  const preflightReport = await preflight(found, {
+  const preflightReport = await preflight(folder, {
     validationSplit: training ? spec.validationSplit : 0,
     seed: spec.seed,
     minImagesPerClass: 1,
@@ -65,7 +65,7 @@ export async function loadData(ctx: JobContext, reporter: ProgressReporter, tran
   if (training && preflightReport.smallClasses.length) {
     throw new InvalidJobError(`class(es) with no usable image: ${preflightReport.smallClasses.join(', ')}`);
   }
-  const dataset = withoutBadFiles(found, preflightReport);
+  const dataset = withoutBadFiles(folder, preflightReport);
   const { train, validation } = training
     ? stratifiedSplit(dataset.images, spec.validationSplit, spec.seed)
     : { train: [], validation: dataset.images };

@@ -39,13 +39,8 @@ export class ProgressReporter {
     if (this.stepsDoneAtStart < 0 && done > 0) this.stepsDoneAtStart = done - 1;
     const all = Math.max(1, totalEpochs * totalSteps);
     const stepsThisRun = done - Math.max(this.stepsDoneAtStart, 0);
-    if (this.progress.phase === 'done') {
-      Object.assign(this.progress, { percent: 100, etaSeconds: 0 });
-    } else {
-      this.progress.percent = Math.min(100, Math.round((1000 * done) / all) / 10);
-      this.progress.etaSeconds =
-        stepsThisRun > 0 ? Math.round((((Date.now() - this.startedAt) / 1000) * (all - done)) / stepsThisRun) : null;
-    }
+    this.progress.percent = Math.min(100, Math.round((1000 * done) / all) / 10);
+    this.progress.etaSeconds = stepsThisRun > 0 ? Math.round((((Date.now() - this.startedAt) / 1000) * (all - done)) / stepsThisRun) : null;
     if (force || phaseChanged || Date.now() - this.lastReport >= PROGRESS_INTERVAL_MS) {
       this.lastReport = Date.now();
       this.imagesSinceReport = 0;

@@ -41,7 +41,6 @@ async function runWith(ctx: JobContext): Promise<TrainingResult> {
       epochsCompleted: metrics.epochs.length,
       resumedFromEpoch,
       validationAccuracy: metrics.evaluation?.accuracy ?? null,
-      artifacts: ctx.artifacts.root,
     };
   } finally {
     model.resnet.dispose();

@@ -78,13 +78,13 @@ export async function train(
       const learningRate = learningRateAt(spec, epoch);
       setLearningRate(optimizer, learningRate);
       const plan = planEpoch(ctx, model, optimizer, metrics, reporter, epoch, position);
-      const trained = await trainEpoch(ctx, run, optimizer, data.train, plan, reporter);
+      const epochTraining = await trainEpoch(ctx, run, optimizer, data.train, plan, reporter);
       await reporter.phase('validating');
       const { scores } = await evaluate(run.network, run.inputs, data.validation, spec.batchSize, true);
       const epochMetrics: EpochMetrics = {
         epoch,
-        trainLoss: round(trained.loss),
-        trainAccuracy: round(trained.accuracy),
+        trainLoss: round(epochTraining.loss),
+        trainAccuracy: round(epochTraining.accuracy),
         validationLoss: scores ? round(scores.loss) : null,
         validationAccuracy: scores ? round(scores.top1) : null,
         validationTop5Accuracy: scores ? round(scores.top5) : null,

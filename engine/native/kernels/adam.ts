@@ -1,7 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
 import { heapViews, type WasmBackend } from './heap.js';
-import { attrsOf } from '../../backend/kernel-attrs.js';
+import { attrsOf } from '../kernel-attrs.js';
 
 /** A kernel of this project's: one Adam update of one variable, outputs [value, m, v]. */
 export const ADAM = 'RetrainAdam';

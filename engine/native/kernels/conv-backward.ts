@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
 import { convGeometry, type ConvAttrs } from './conv-geometry.js';
 import { filterIdOf, heapViews, optionalHeapView, type WasmBackend } from './heap.js';
-import { attrMap, attrsOf } from '../../backend/kernel-attrs.js';
+import { attrMap, attrsOf } from '../kernel-attrs.js';
 
 /**
  * A kernel of this project's: a convolution's backward pass, through its ReLU when `relu`; outputs [dx?, dFilter?].

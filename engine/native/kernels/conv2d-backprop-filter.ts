@@ -2,7 +2,7 @@ import type * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
 import { convGeometry, type ConvAttrs } from './conv-geometry.js';
 import { heapViews, type WasmBackend } from './heap.js';
-import { attrsOf } from '../../backend/kernel-attrs.js';
+import { attrsOf } from '../kernel-attrs.js';
 
 /** Conv2DBackpropFilter: the filter gradient of a convolution, from x and dy. */
 export function makeConv2DBackpropFilter(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelFunc {

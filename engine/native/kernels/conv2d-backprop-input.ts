@@ -2,7 +2,7 @@ import type * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
 import { convGeometry, type ConvAttrs } from './conv-geometry.js';
 import { filterIdOf, heapViews, type WasmBackend } from './heap.js';
-import { attrsOf } from '../../backend/kernel-attrs.js';
+import { attrsOf } from '../kernel-attrs.js';
 
 /** Conv2DBackpropInput: dx of a convolution, from dy and its filter. */
 export function makeConv2DBackpropInput(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelFunc {

@@ -2,7 +2,7 @@ import type * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
 import { convGeometry, type ConvAttrs } from './conv-geometry.js';
 import { filterIdOf, heapViews, optionalHeapView, type WasmBackend } from './heap.js';
-import { attrsOf } from '../../backend/kernel-attrs.js';
+import { attrsOf } from '../kernel-attrs.js';
 
 type Activation = 'linear' | 'relu' | 'relu6' | 'prelu' | 'leakyrelu' | 'sigmoid' | 'elu';
 

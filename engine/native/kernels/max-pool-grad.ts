@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
 import { heapViews, type WasmBackend } from './heap.js';
-import { attrsOf } from '../../backend/kernel-attrs.js';
+import { attrsOf } from '../kernel-attrs.js';
 
 interface PoolAttrs {
   filterSize: [number, number] | number;

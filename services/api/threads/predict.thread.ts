@@ -6,7 +6,6 @@ import * as tf from '@tensorflow/tfjs';
 import { openArtifactStore } from '../../../common/open-artifact-store.js';
 import { JobArtifacts } from '../../../common/job-artifacts.js';
 import type { ModelMetadata } from '../../../schemas/artifacts.js';
-import { BackendChoice } from '../../../schemas/model.js';
 import type { ImagePrediction } from '../../../schemas/predict.js';
 import { selectBackend } from '../../../engine/backend/backend.js';
 import { nhwcBatch } from '../../../engine/data/datasets.js';
@@ -21,8 +20,7 @@ const MODELS_KEPT = 2;
 const BATCH = 16;
 const settings = workerData as ThreadSettings;
 const store = await openArtifactStore(settings.artifacts);
-const requested = BackendChoice.safeParse(settings.backend);
-const ready = selectBackend(requested.success ? requested.data : 'auto', { nativeKernels: settings.nativeKernels });
+const ready = selectBackend(settings.backend, { nativeKernels: settings.nativeKernels });
 
 interface LoadedModel {
   resnet: ResNet50;

@@ -162,7 +162,12 @@ describe('the API app', () => {
         400,
       );
       assert.deepEqual([header.in, header.errors?.[0].path], ['headers', 'idempotency-key']);
-      assertProblem(await api.inject({ method: 'GET', url: '/v1/nothing' }), 404);
+      assert.equal(query.type, '/problems/invalid-request', 'a type of its own');
+      const described = await api.inject({ method: 'GET', url: query.type });
+      assert.equal(described.statusCode, 200);
+      assert.match(described.json<{ description: string }>().description, /`errors` names each, by path/);
+      assert.equal(assertProblem(await api.inject({ method: 'GET', url: '/v1/nothing' }), 404).type, '/problems/not-found');
+      assertProblem(await api.inject({ method: 'GET', url: '/problems/nonsense' }), 404);
       assertProblem(await api.inject({ method: 'GET', url: '/v1/datasets/3b241101-e2bb-4255-8caf-4136c566a962' }), 404);
     } finally {
       await close();

@@ -6,7 +6,7 @@ import { ThreadBusyError, ThreadRpc } from '../../../services/api/thread-rpc.js'
 const settings = {
   dataDir: '/nonexistent',
   artifacts: { ARTIFACTS_DIR: '/nonexistent', S3_REGION: 'us-east-1' },
-  backend: 'wasm',
+  backend: 'wasm' as const,
   nativeKernels: false,
 };
 const ECHO = new URL('../../helpers/echo.thread.ts', import.meta.url);

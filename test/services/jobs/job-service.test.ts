@@ -15,7 +15,8 @@ import { redisConnection } from '../../../common/redis-connection.js';
 import type { Caller } from '../../../schemas/auth.js';
 import { JobSpec } from '../../../schemas/job-spec.js';
 import type { WorkerProgress } from '../../../schemas/queue.js';
-import { JobService, progressOf, stateOf } from '../../../services/jobs/job-service.js';
+import { JobService } from '../../../services/jobs/job-service.js';
+import { progressOf, stateOf } from '../../../services/jobs/job-status.js';
 import { tempDir } from '../../helpers/torch.js';
 
 const reported: WorkerProgress = {

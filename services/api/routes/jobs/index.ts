@@ -5,7 +5,7 @@ import { PreflightReport } from '../../../../schemas/dataset.js';
 import { JobSpec } from '../../../../schemas/job-spec.js';
 import { JobList, JobStatus } from '../../../../schemas/job-status.js';
 import { Metrics } from '../../../../schemas/metrics.js';
-import type { CheckpointSelector, ModelExporter } from '../../../jobs/downloads.js';
+import type { CheckpointSelector, ModelExporter } from '../../../jobs/checkpoint-downloads.js';
 import type { JobService } from '../../../jobs/job-service.js';
 import { allowLongWork } from '../../long-work.js';
 import { sendSummary, SummaryQuery } from '../summary/reply.js';

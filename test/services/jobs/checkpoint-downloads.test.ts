@@ -15,7 +15,7 @@ import { redisKeys } from '../../../common/redis-keys.js';
 import { redisConnection, scanKeys } from '../../../common/redis-connection.js';
 import { ArchiveCache } from '../../../services/jobs/archive-cache.js';
 import type { CheckpointFormat, ExportRequest } from '../../../schemas/artifacts.js';
-import { checkpointDownload, type CheckpointSelector, type Download } from '../../../services/jobs/downloads.js';
+import { checkpointDownload, type CheckpointSelector, type Download } from '../../../services/jobs/checkpoint-downloads.js';
 import { startS3Server, type S3Server } from '../../helpers/s3-server.js';
 import { tempDir } from '../../helpers/torch.js';
 
@@ -35,9 +35,7 @@ function downloadContract(name: string, open: () => ArtifactStore) {
       if (running.has(request.key)) return;
       running.add(request.key);
       exports.push(request);
-      converting = store
-        .write(request.key, `${request.format} of ${request.model.folder}`)
-        .finally(() => running.delete(request.key));
+      converting = store.write(request.key, `${request.format} of ${request.model.folder}`).finally(() => running.delete(request.key));
     },
   };
   /** A download once it is made: a format converted on first request is asked for again once its conversion ended. */
