@@ -47,6 +47,8 @@ export type UploadedDataset = z.infer<typeof UploadedDataset>;
 export const UPLOADS_FOLDER = 'uploads';
 /** Where a host that did not receive an upload keeps the copy it fetched from a shared store, under DATA_DIR. */
 export const UPLOAD_CACHE = '.upload-cache';
+/** Under DATA_DIR: one folder of PNG files per synthetic data set a worker trained on. */
+export const SYNTHETIC_CACHE = '.synthetic';
 
 export const PreflightOptions = z.strictObject({
   validationSplit: ValidationSplit,

@@ -1,13 +1,11 @@
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { locateDatasetFolder, readImageFolder, type ImageFolder, type LabelledImage } from '../../common/image-folder.js';
-import type { DatasetSpec } from '../../schemas/dataset.js';
+import { SYNTHETIC_CACHE, type DatasetSpec } from '../../schemas/dataset.js';
 import type { Preprocessing } from '../../schemas/model.js';
 import { decodeForModel, type RandomTransform } from './preprocess.js';
 import { materializeSyntheticDataset } from './synthetic.js';
 
-/** Under DATA_DIR: one folder of PNG files per synthetic data set. */
-export const SYNTHETIC_CACHE = '.synthetic';
 
 /** The images a dataset spec names: synthetic ones are written as PNG files first, in the cache under DATA_DIR unless told where. */
 export async function resolveDataset(

@@ -89,7 +89,7 @@ export async function buildApp({ config, redis, queues, store, logger }: ApiDeps
   await services.start(app.log);
   const { jobs, events } = services;
   await registerMetrics(app, { redis, events, queues, prefix: config.QUEUE_PREFIX, mode: authMode, adminKey: config.ADMIN_API_KEY });
-  scheduleRetentionSweeps(app, jobs, redis, config.QUEUE_PREFIX);
+  scheduleRetentionSweeps(app, jobs, redis, config.QUEUE_PREFIX, services.evictHostCaches);
   // Everything under /v1 acts for an owner; health probes answer anyone.
   await app.register(
     async (v1) => {

@@ -1,7 +1,9 @@
 // The API's composition root: every service, thread pool and start-up task, built once from the
 // config and handed to the route plugins, which only translate HTTP.
 import type { FastifyBaseLogger } from 'fastify';
+import path from 'node:path';
 import { ArtifactLedger } from '../../common/artifact-ledger.js';
+import { cachePolicyOf, evictFolderCache } from '../../common/cache-eviction.js';
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import type { Logger } from '../../common/logger.js';
 import { QueueName, type Queues } from '../../common/queue-facade.js';
@@ -12,7 +14,7 @@ import { WeightsStore } from '../../common/weights-store.js';
 import type { WeightsManifest } from '../../schemas/weights.js';
 import type { Caller } from '../../schemas/auth.js';
 import { artifactStoreSettingsOf, type Config } from '../../schemas/config.js';
-import { PreflightOptions, type PreflightReport } from '../../schemas/dataset.js';
+import { PreflightOptions, SYNTHETIC_CACHE, UPLOAD_CACHE, type PreflightReport } from '../../schemas/dataset.js';
 import { DatasetStore, type UploadLimits } from '../datasets/dataset-store.js';
 import { Preflights } from '../datasets/preflights.js';
 import { UNPACK_TIMEOUT_MS } from '../datasets/unpack.js';
@@ -134,6 +136,16 @@ export function composeApi({ config, redis, queues, store, logger }: ApiDeps, ma
   }
   let indexing: Promise<unknown> = Promise.resolve();
 
+  /**
+   * What this host keeps of other hosts' and earlier releases' work, by the workers' policy
+   * (CACHE_MAX_BYTES, CACHE_MAX_AGE_DAYS): uploads fetched from a shared store, synthetic sets.
+   */
+  async function evictHostCaches(): Promise<string[]> {
+    const policy = cachePolicyOf(config);
+    const caches = [UPLOAD_CACHE, SYNTHETIC_CACHE].map((folder) => path.join(config.DATA_DIR, folder));
+    return (await Promise.all(caches.map((folder) => evictFolderCache(folder, policy)))).flat();
+  }
+
   async function close(): Promise<void> {
     await events.close();
     await Promise.all([inspector, exporter, predictions, requestedPreflights, uploadPreflights].map((t) => t.close()));
@@ -157,6 +169,7 @@ export function composeApi({ config, redis, queues, store, logger }: ApiDeps, ma
     eventStreams: new SharedCapacity('event streams', config.EVENT_STREAMS_MAX, ownerShare),
     uploadSlots: new SharedCapacity('uploads being received', config.UPLOAD_MAX_CONCURRENT, ownerShare),
     start,
+    evictHostCaches,
     close,
   };
 }

@@ -1,12 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
+import { isDeepStrictEqual } from 'node:util';
 import path from 'node:path';
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import { removeEntriesOlderThan } from '../../common/cache-eviction.js';
+import { fetchUpload } from '../../common/shared-uploads.js';
 import type { Caller } from '../../schemas/auth.js';
-import type { DatasetSpec, PreflightOptions, PreflightReport, SyntheticDataset } from '../../schemas/dataset.js';
+import { PreflightOptions, type DatasetSpec, type PreflightReport, type SyntheticDataset } from '../../schemas/dataset.js';
 import { checkDataset } from './check-dataset.js';
 import type { DatasetQuota } from './dataset-quota.js';
+
+const DEFAULT_OPTIONS = PreflightOptions.parse({});
 
 /** Under DATA_DIR: the synthetic sets preflights write, one folder per request, removed after its answer. */
 export const SYNTHETIC_PREFLIGHTS = '.synthetic-preflights';
@@ -42,7 +46,11 @@ export class Preflights {
 
   async check(caller: Caller, dataset: DatasetSpec, options: PreflightOptions): Promise<PreflightReport> {
     if (dataset.type !== 'synthetic') {
-      await checkDataset(dataset, { dataDir: this.dataDir, store: this.store }, caller);
+      const { record } = await checkDataset(dataset, { dataDir: this.dataDir, store: this.store }, caller);
+      // An upload was checked with the default options when it arrived: that report is kept in its record.
+      if (record && isDeepStrictEqual(options, DEFAULT_OPTIONS)) return record.preflight;
+      // Other options read its files again: on a shared store, fetched to this host first (evicted like any cache).
+      if (record && this.store.shared) await fetchUpload(this.store, this.dataDir, record.id);
       return this.run({ dataset, options, syntheticRoot: null }, caller);
     }
     const id = randomUUID();

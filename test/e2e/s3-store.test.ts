@@ -111,7 +111,27 @@ describe('two hosts sharing only Redis and an S3-compatible object store (ARTIFA
         payload: { mode: 'feature_extraction', weights: 'random', inputSize: 32, epochs: 1, dataset: { type: 'upload', id } },
       });
       assert.equal(submitted.statusCode, 202, submitted.body);
-      assert.deepEqual(readdirSync(path.join(scratch, 'other-api', '.upload-cache', id)).sort(), ['cats', 'dogs']);
+      const summary = await otherApi.app.inject({
+        method: 'POST',
+        url: '/v1/summary?depth=0',
+        payload: { mode: 'feature_extraction', weights: 'random', inputSize: 32, dataset: { type: 'upload', id } },
+      });
+      assert.equal(summary.json<{ numClasses: number }>().numClasses, 2);
+      const preflight = await otherApi.app.inject({
+        method: 'POST',
+        url: '/v1/datasets/preflight',
+        payload: { dataset: { type: 'upload', id } },
+      });
+      assert.deepEqual(preflight.json(), (created.body as { preflight: unknown }).preflight, "the record's own report");
+      const otherCache = path.join(scratch, 'other-api', '.upload-cache');
+      assert.equal(existsSync(otherCache), false, 'submitting, summarising and preflighting read its record: nothing was fetched');
+      const stricter = await otherApi.app.inject({
+        method: 'POST',
+        url: '/v1/datasets/preflight',
+        payload: { dataset: { type: 'upload', id }, minImagesPerClass: 50 },
+      });
+      assert.deepEqual(stricter.json<{ smallClasses: string[] }>().smallClasses, ['cats', 'dogs']);
+      assert.deepEqual(readdirSync(path.join(otherCache, id)).sort(), ['cats', 'dogs'], 'other options read the files: fetched then');
       const status = await pollJob(service, submitted.json<{ id: string }>().id, finished);
       assert.equal(status.state, 'completed', JSON.stringify(status.failure));
       assert.deepEqual(

@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { DatasetError, type LabelledImage } from '../../common/image-folder.js';
 import { isTrainingSpec } from '../../schemas/job-spec.js';
-import { UPLOAD_CACHE } from '../../schemas/dataset.js';
+import { SYNTHETIC_CACHE, UPLOAD_CACHE } from '../../schemas/dataset.js';
 import { fetchUpload } from '../../common/shared-uploads.js';
 import type { Preprocessing } from '../../schemas/model.js';
 import type { VariantTransform } from '../../schemas/weights.js';
-import { ImageLoader, resolveDataset, SYNTHETIC_CACHE } from '../../engine/data/datasets.js';
+import { ImageLoader, resolveDataset } from '../../engine/data/datasets.js';
 import { cachePolicyOf, evictFolderCache } from '../../common/cache-eviction.js';
 import { preflight, withoutBadFiles } from '../../engine/data/preflight.js';
 import { preprocessingFor } from '../../engine/data/preprocess.js';

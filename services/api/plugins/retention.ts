@@ -7,11 +7,19 @@ const SWEEP_EVERY_MS = 3600_000;
 const FIRST_SWEEP_AFTER_MS = 60_000;
 
 /**
- * Removes expired jobs (JOB_RETENTION_DAYS after they end) every hour; with several API processes,
- * the one that takes the Redis lock sweeps.
+ * Every hour: removes expired jobs (JOB_RETENTION_DAYS after they end), in the one API process that
+ * takes the Redis lock; and in every API process, what its own host keeps in caches (`hostSweep`).
  */
-export function scheduleRetentionSweeps(app: FastifyInstance, jobs: JobService, redis: RedisClient, prefix: string): void {
+export function scheduleRetentionSweeps(
+  app: FastifyInstance,
+  jobs: JobService,
+  redis: RedisClient,
+  prefix: string,
+  hostSweep: () => Promise<string[]>,
+): void {
   const sweep = async () => {
+    const evicted = await hostSweep();
+    if (evicted.length) app.log.info({ evicted: evicted.length }, "retention: evicted this host's unused cache entries");
     const claimed = await redis.set(redisKeys(prefix).retentionSweepLock, String(process.pid), 'PX', SWEEP_EVERY_MS - 60_000, 'NX');
     if (claimed !== 'OK') return;
     const removed = await jobs.sweepExpired();
