@@ -98,7 +98,7 @@ export async function buildApp({ config, redis, queues, store, logger }: ApiDeps
       await v1.register(eventRoutes, { jobs, events, streams: services.eventStreams });
       await v1.register(predictRoutes, { jobs, predictions: services.predictions });
       const { datasets, preflights, uploadSlots, checkUpload } = services;
-      await v1.register(datasetsRoutes, { jobs, datasets, preflights, uploadSlots, checkUpload });
+      await v1.register(datasetsRoutes, { datasets, preflights, uploadSlots, checkUpload });
       await v1.register(summaryRoutes, { inspector: services.inspector, dataDir: config.DATA_DIR, store });
       await v1.register(weightsRoutes, { catalog: services.catalog });
     },

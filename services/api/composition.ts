@@ -112,7 +112,9 @@ export function composeApi({ config, redis, queues, store, logger }: ApiDeps, ma
   const catalog = new WeightsCatalog(new WeightsStore(store), manifest);
   const jobs = new JobService(queues, redis, store, catalog, jobServiceOptionsOf(config));
   const events = new JobEventStream(config, redis, queues.get(QueueName.Training).keys.events, logger);
-  const datasets = new DatasetStore(config.DATA_DIR, store, { redis, prefix: config.QUEUE_PREFIX }, uploadLimitsOf(config));
+  const datasets = new DatasetStore(config.DATA_DIR, store, { redis, prefix: config.QUEUE_PREFIX }, uploadLimitsOf(config), (id) =>
+    jobs.openJobsOnDataset(id),
+  );
   const preflights = new Preflights(config.DATA_DIR, store, datasets.quota, (request, caller) => requestedPreflights.call(request, caller));
   const uploadDefaults = PreflightOptions.parse({});
 

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { readJson, type ArtifactStore } from '../../common/artifact-store.js';
 import { removeEntriesOlderThan } from '../../common/cache-eviction.js';
-import { NotFoundError, SlowSenderError, TooLargeError } from '../../common/errors.js';
+import { ConflictError, NotFoundError, SlowSenderError, TooLargeError } from '../../common/errors.js';
 import type { RedisClient } from '../../common/redis-connection.js';
 import { publishUpload, unpublishUpload, UPLOAD_RECORDS, uploadRecordKey } from '../../common/shared-uploads.js';
 import type { Caller } from '../../schemas/auth.js';
@@ -101,6 +101,8 @@ export class DatasetStore {
     private readonly store: ArtifactStore,
     ledger: { redis: RedisClient; prefix: string },
     readonly limits: UploadLimits,
+    /** The jobs that may still train on an upload: it is not deleted under them. */
+    private readonly openJobsOn: (datasetId: string) => Promise<string[]> = async () => [],
     private readonly unpacker = new Unpacker(),
   ) {
     this.root = path.join(dataDir, UPLOADS_FOLDER);
@@ -202,6 +204,15 @@ export class DatasetStore {
       : await this.store.list(ownerIndex(caller.owner));
     const records = await Promise.all(ids.map((id) => this.get(caller, id)));
     return records.filter((r): r is DatasetRecord => r !== null).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  }
+
+  /** Deletes one of the caller's uploads, unless a queued or running job uses it (409, naming them). */
+  async delete(caller: Caller, id: string): Promise<void> {
+    const record = await this.require(caller, id);
+    const users = await this.openJobsOn(record.id);
+    if (users.length)
+      throw new ConflictError(`dataset ${record.id} is in use by ${users.length} queued or running job(s)`, { jobs: users });
+    await this.remove(record);
   }
 
   /**

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { ConflictError, TooLargeError } from '../../../../common/errors.js';
+import { TooLargeError } from '../../../../common/errors.js';
 import { DatasetRecord, DatasetSpec, PreflightOptions, PreflightReport } from '../../../../schemas/dataset.js';
 import type { ApiServices } from '../../composition.js';
 import { allowLongWork } from '../../long-work.js';
@@ -22,9 +22,9 @@ const ARCHIVE_TYPES: Record<string, 'tar.gz' | 'zip'> = {
 };
 
 /** Dataset uploads (tar.gz or zip of class folders) and preflight reports, without training. */
-const datasetsRoutes: FastifyPluginAsyncZod<Pick<ApiServices, 'jobs' | 'datasets' | 'preflights' | 'uploadSlots' | 'checkUpload'>> = async (
+const datasetsRoutes: FastifyPluginAsyncZod<Pick<ApiServices, 'datasets' | 'preflights' | 'uploadSlots' | 'checkUpload'>> = async (
   app,
-  { jobs, datasets, preflights, uploadSlots, checkUpload },
+  { datasets, preflights, uploadSlots, checkUpload },
 ) => {
   // Archives are streamed to disk as they arrive, never buffered: hand the route the raw stream.
   app.addContentTypeParser(Object.keys(ARCHIVE_TYPES), (_request, payload, done) => done(null, payload));
@@ -67,11 +67,7 @@ const datasetsRoutes: FastifyPluginAsyncZod<Pick<ApiServices, 'jobs' | 'datasets
   );
 
   app.delete('/datasets/:id', { schema: { params: DatasetParams } }, async (request, reply) => {
-    const record = await datasets.require(request.caller, request.params.id);
-    const users = await jobs.openJobsOnDataset(record.id);
-    if (users.length)
-      throw new ConflictError(`dataset ${record.id} is in use by ${users.length} queued or running job(s)`, { jobs: users });
-    await datasets.remove(record);
+    await datasets.delete(request.caller, request.params.id);
     return reply.code(204).send();
   });
 };
