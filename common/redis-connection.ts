@@ -101,4 +101,3 @@ export function whenReady(redis: RedisClient, timeoutMs: number): Promise<void> 
     redis.once('ready', onReady);
   });
 }
-

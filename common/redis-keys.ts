@@ -33,4 +33,3 @@ export const redisKeys = (prefix: string) => ({
   archivesUsed: `${prefix}:archives:used`,
   archiveBytes: `${prefix}:archives:bytes`,
 });
-

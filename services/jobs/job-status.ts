@@ -1,4 +1,3 @@
-import type { Queue } from 'bullmq';
 import { CANCELLED_REASON, type TrainingJob } from '../../common/queue-facade.js';
 import type { RedisClient } from '../../common/redis-connection.js';
 import type { redisKeys } from '../../common/redis-keys.js';
@@ -71,7 +70,7 @@ export const ownerOf = (job: TrainingJob): string => {
 export interface StatusSources {
   redis: RedisClient;
   keys: ReturnType<typeof redisKeys>;
-  queue: Pick<Queue, 'getJob'>;
+  queue: { getJob(id: string): Promise<TrainingJob | undefined> };
   heartbeatMs: number;
 }
 

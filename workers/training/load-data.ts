@@ -39,11 +39,7 @@ export async function loadData(ctx: JobContext, reporter: ProgressReporter, tran
   if (!spec.dataset) return { classNames: [], train: [], validation: [], preprocessing, loader: new ImageLoader('', preprocessing) };
   await reporter.phase('loading_data');
   const training = isTrainingSpec(spec);
-  if (
-    spec.dataset.type === 'upload' &&
-    ctx.store.shared &&
-    (await fetchUpload(ctx.store, config.DATA_DIR, spec.dataset.id))
-  ) {
+  if (spec.dataset.type === 'upload' && ctx.store.shared && (await fetchUpload(ctx.store, config.DATA_DIR, spec.dataset.id))) {
     await evictCache(ctx, path.join(config.DATA_DIR, UPLOAD_CACHE), 'fetched upload(s)');
   }
   const folder = await resolveDataset(spec.dataset, config.DATA_DIR).catch((error: Error) => {
