@@ -8,6 +8,8 @@ pth:   torch.save files for the .pth reader's tests: a state_dict with module. p
        DataParallel saves one), a non-contiguous and an offset tensor, and a pickle naming os.system.
 predict: torchvision's evaluation transform + softmax top-5 of one image, for the predict endpoint
        (weights from safetensors, or from a torch.save .pth as torchvision's own files are).
+conv:  the forward output and both gradients of convolutions (TensorFlow's NHWC/HWIO layouts and
+       'same' padding, asymmetric where TensorFlow pads so) for the native kernels' tests.
 check: loads safetensors exported by the service into torchvision's resnet50 with strict=True
        (with the fine-tuning head when --head fine_tuning) and writes its logits for an input.
 Tensors go through raw little-endian float32 files; safetensors is written and read by hand because
@@ -129,6 +131,31 @@ def pth(args):
     torch.save({"weight": torch.zeros(2), "payload": RunsACommand(args.marker)}, args.out + "/hostile.pth")
 
 
+def read_f32(path, shape):
+    return torch.frombuffer(bytearray(open(path, "rb").read()), dtype=torch.float32).reshape(shape)
+
+
+def conv(args):
+    """Per case in cases.json: y = conv(x, filter), dx and dfilter of sum(weights * y), as TensorFlow lays them out."""
+    with open(f"{args.dir}/cases.json") as f:
+        cases = json.load(f)
+    for i, c in enumerate(cases):
+        n, h, w, channels = c["input"]
+        k, s = c["kernel"], c["stride"]
+        x = read_f32(f"{args.dir}/x-{i}.f32", c["input"]).permute(0, 3, 1, 2).contiguous().requires_grad_()
+        kernel = read_f32(f"{args.dir}/filter-{i}.f32", [k, k, channels, c["filters"]]).permute(3, 2, 0, 1).contiguous().requires_grad_()
+        padded = x
+        if c["padding"] == "same":
+            pads = [max((-(-size // s) - 1) * s + k - size, 0) for size in (h, w)]
+            padded = torch.nn.functional.pad(x, [pads[1] // 2, pads[1] - pads[1] // 2, pads[0] // 2, pads[0] - pads[0] // 2])
+        y = torch.nn.functional.conv2d(padded, kernel, stride=s)
+        weights = read_f32(f"{args.dir}/weights-{i}.f32", [n, y.shape[2], y.shape[3], c["filters"]]).permute(0, 3, 1, 2)
+        (y * weights).sum().backward()
+        y.detach().permute(0, 2, 3, 1).numpy().astype("<f4").tofile(f"{args.dir}/y-{i}.f32")
+        x.grad.permute(0, 2, 3, 1).numpy().astype("<f4").tofile(f"{args.dir}/dx-{i}.f32")
+        kernel.grad.permute(2, 3, 1, 0).numpy().astype("<f4").tofile(f"{args.dir}/dfilter-{i}.f32")
+
+
 def check(args):
     model = resnet50(args.head, args.num_classes)
     model.load_state_dict(read_safetensors(args.weights), strict=True)
@@ -188,9 +215,11 @@ def main():
     r.add_argument("--size", type=int, default=224)
     r.add_argument("--resize-at-224", type=int, default=256)
     r.add_argument("--out", required=True)
+    v = sub.add_parser("conv")
+    v.add_argument("--dir", required=True)
     args = p.parse_args()
     torch.set_num_threads(2)
-    {"make": make, "check": check, "predict": predict, "pth": pth}[args.command](args)
+    {"make": make, "check": check, "predict": predict, "pth": pth, "conv": conv}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import { backbone, head, reluName, type Builder, type ConvBn } from './architect
 import { BatchNorm2d } from './batch-norm.js';
 import { Message, metadataEntry, node, tensor, valueInfo, type AttributeValue, type Encoded } from './onnx-proto.js';
 import type { ResNet50 } from './resnet50.js';
+import { float32ValuesOf } from './tensor-values.js';
 
 /** Opset 17 (ONNX 1.12): every runtime in use reads it; IR version 8 goes with it. */
 export const ONNX_OPSET = 17;
@@ -46,10 +47,8 @@ class OnnxBuilder implements Builder<OnnxValue> {
     const bn = this.layer(this.path(spec.bn));
     if (!(bn instanceof BatchNorm2d)) throw new Error(`${bn.name} is not a BatchNorm2d`);
     const kernel = this.layer(convPath).getWeights()[0];
-    const [weight, bias] = tf.tidy(() => {
-      const { scale, shift } = bn.inferenceAffine();
-      return [tf.transpose(tf.mul(kernel, scale), OIHW).dataSync() as Float32Array, shift.dataSync() as Float32Array];
-    });
+    const weight = float32ValuesOf(() => tf.transpose(tf.mul(kernel, bn.inferenceAffine().scale), OIHW));
+    const bias = float32ValuesOf(() => bn.inferenceAffine().shift);
     const pad = (spec.kernel - 1) / 2;
     const weightName = this.initializer(
       `${convPath}.weight`,

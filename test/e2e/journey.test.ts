@@ -20,6 +20,7 @@ import { renderSyntheticImage } from '../../engine/data/synthetic.js';
 import { MESSY_BAD_FILES, writeMessyDataset } from '../helpers/images.js';
 import { seededRandom } from '../../engine/data/random.js';
 import { topIndices } from '../../engine/training/classification-report.js';
+import { float32ValuesOf } from '../../engine/model/tensor-values.js';
 
 const INPUT = 32;
 // Six classes, so top-5 accuracy can differ from 1.
@@ -31,7 +32,7 @@ async function probabilitiesOf(model: tf.LayersModel, service: TestService, metr
   const folder = await resolveDataset(DatasetSpec.parse(dataset), service.config.DATA_DIR);
   const loader = new ImageLoader(folder.root, preprocessingFor(INPUT));
   const x = await loader.batch(metrics.validationPredictions.map((p) => ({ file: p.file, label: p.label })));
-  const probabilities = tf.tidy(() => tf.softmax(model.predict(x) as tf.Tensor).dataSync());
+  const probabilities = float32ValuesOf(() => tf.softmax(model.predict(x) as tf.Tensor));
   x.dispose();
   return probabilities;
 }

@@ -19,11 +19,12 @@ interface Prediction {
 describe('predictions from a trained job', () => {
   let service: TestService;
   let scratch: string;
+  let standIn: string;
   let photo: string;
   let pretrainedId: string;
 
   before(async () => {
-    ({ service, scratch } = await startServiceWithStandInWeights('predict', 4, [224]));
+    ({ service, scratch, standIn } = await startServiceWithStandInWeights('predict', 4, [224]));
     photo = path.join(scratch, 'photo.png');
     await sharp(renderSyntheticImage(1, 4, 256, seededRandom(11)), { raw: { width: 256, height: 256, channels: 3 } })
       .png()
@@ -37,7 +38,7 @@ describe('predictions from a trained job', () => {
     torchReference([
       'predict',
       '--weights',
-      path.join(scratch, 'weights.safetensors'),
+      path.join(standIn, 'weights.safetensors'),
       '--image',
       photo,
       '--size',

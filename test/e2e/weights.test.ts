@@ -13,7 +13,7 @@ import type { JobStatus } from '../../schemas/job-status.js';
 import type { Metrics } from '../../schemas/metrics.js';
 import type { WeightsVariant } from '../../schemas/weights.js';
 import { completedJob, finished, pollJob, startService, type TestService } from '../helpers/service.js';
-import { tempDir, torchReference } from '../helpers/torch.js';
+import { standInReference, tempDir, torchReference } from '../helpers/torch.js';
 import { startWeightsServer, type WeightsServer } from '../helpers/weights-server.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -27,10 +27,11 @@ describe('ImageNet weights fetched as pretrained=True fetches them, from a loopb
   let server: WeightsServer;
   let service: TestService;
   let pth: Buffer;
+  let standIn: string;
 
   before(async () => {
-    torchReference(['make', '--out', scratch, '--seed', '6', '--sizes', String(INPUT), '--pth']);
-    pth = readFileSync(path.join(scratch, 'weights.pth'));
+    standIn = standInReference(['--seed', '6', '--sizes', String(INPUT), '--pth']);
+    pth = readFileSync(path.join(standIn, 'weights.pth'));
     const tampered = Buffer.from(pth);
     tampered[tampered.length >> 1] ^= 0x01;
     server = await startWeightsServer({
@@ -124,7 +125,7 @@ describe('ImageNet weights fetched as pretrained=True fetches them, from a loopb
     torchReference([
       'predict',
       '--weights',
-      path.join(scratch, 'weights.pth'),
+      path.join(standIn, 'weights.pth'),
       '--image',
       photo,
       '--size',
@@ -225,7 +226,7 @@ describe('ImageNet weights fetched as pretrained=True fetches them, from a loopb
     const prefixed = retrain('import', path.join(scratch, 'module-prefixed.pth'), '--as', 'ours');
     assert.equal(prefixed.status, 0, prefixed.stderr);
     assert.equal(JSON.parse(prefixed.stdout).source, 'imported from module-prefixed.pth');
-    const safetensors = retrain('import', path.join(scratch, 'weights.safetensors'), '--as', 'ours-too', '--resize-at-224', '232');
+    const safetensors = retrain('import', path.join(standIn, 'weights.safetensors'), '--as', 'ours-too', '--resize-at-224', '232');
     assert.equal(safetensors.status, 0, safetensors.stderr);
     assert.deepEqual(JSON.parse(safetensors.stdout).transform, { resizeAt224: 232 });
     const mismatched = retrain('import', path.join(scratch, 'views.pth'), '--as', 'wrong');

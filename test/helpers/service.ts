@@ -14,7 +14,7 @@ import type { Config } from '../../schemas/config.js';
 import type { JobStatus } from '../../schemas/job-status.js';
 import type { Metrics } from '../../schemas/metrics.js';
 import { testApp } from './app.js';
-import { tempDir, torchReference } from './torch.js';
+import { standInReference, tempDir } from './torch.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -196,14 +196,22 @@ export async function storeStandInWeights(store: ArtifactStore, file: string): P
   });
 }
 
-/** A service with one worker, and stand-in `imagenet` weights in its store; `scratch` holds the file and the reference outputs. */
+/**
+ * A service with one worker, and stand-in `imagenet` weights in its store. `standIn` is PyTorch's folder
+ * for them (shared, read-only: weights.safetensors, inputs and logits per size); `scratch` is the test's
+ * own, removed when the service stops.
+ */
 export async function startServiceWithStandInWeights(prefix: string, seed: number, sizes: number[], extraEnv: Record<string, string> = {}) {
+  const standIn = standInReference(['--seed', String(seed), '--sizes', ...sizes.map(String)]);
   const scratch = tempDir(prefix);
-  torchReference(['make', '--out', scratch, '--seed', String(seed), '--sizes', ...sizes.map(String)]);
   const service = await startService(prefix, extraEnv);
-  await storeStandInWeights(service.store, path.join(scratch, 'weights.safetensors'));
+  await storeStandInWeights(service.store, path.join(standIn, 'weights.safetensors'));
   await service.startWorker();
-  return { service, scratch };
+  const stop = async () => {
+    await service.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  };
+  return { service: { ...service, stop }, scratch, standIn };
 }
 
 /**

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -17,6 +18,28 @@ export function torchReference(args: string[]): void {
       { cause: error },
     );
   }
+}
+
+/**
+ * The folder of `torch_reference.py make` with these arguments (stand-in weights, inputs, logits), made
+ * once and shared read-only by every test file: keyed by the script's bytes and the arguments.
+ */
+export function standInReference(args: string[]): string {
+  const key = createHash('sha256').update(readFileSync(SCRIPT)).update(JSON.stringify(args)).digest('hex').slice(0, 16);
+  const cache = path.join(os.tmpdir(), 'retrain-test-stand-ins');
+  const folder = path.join(cache, key);
+  if (existsSync(folder)) return folder;
+  mkdirSync(cache, { recursive: true });
+  const making = mkdtempSync(path.join(cache, `${key}-making-`));
+  torchReference(['make', '--out', making, ...args]);
+  try {
+    renameSync(making, folder);
+  } catch (error) {
+    // Another test file made it first: keep theirs.
+    rmSync(making, { recursive: true, force: true });
+    if (!existsSync(folder)) throw error;
+  }
+  return folder;
 }
 
 export function tempDir(prefix: string): string {

@@ -6,6 +6,7 @@ import type { Network } from '../../engine/model/network.js';
 import type { LabelledImage } from '../../common/image-folder.js';
 import type { Evaluation, Prediction } from '../../schemas/metrics.js';
 import { scoreProbabilities, type Scores } from '../../engine/training/classification-report.js';
+import { float32ValuesOf } from '../../engine/model/tensor-values.js';
 
 /** The model's input for a batch of images: decoded pixels, or cached CNN codes for a head alone. */
 export type BatchSource = (images: readonly LabelledImage[]) => Promise<tf.Tensor>;
@@ -31,7 +32,7 @@ export async function evaluate(
   for (let i = 0; i < images.length; i += batchSize) {
     const batch = images.slice(i, i + batchSize);
     const x = await inputs(batch);
-    const probs = tf.tidy(() => tf.softmax(network.forward(x, false)).dataSync() as Float32Array);
+    const probs = float32ValuesOf(() => tf.softmax(network.forward(x, false)));
     x.dispose();
     const classes = probs.length / batch.length;
     for (let j = 0; j < batch.length; j++) probabilities.push(probs.slice(j * classes, (j + 1) * classes));

@@ -12,6 +12,7 @@ import type { Preprocessing } from '../../schemas/model.js';
 import type { ImageLoader } from '../../engine/data/datasets.js';
 import { FEATURE_DIM, type ResNet50 } from '../../engine/model/resnet50.js';
 import type { BatchSource } from './evaluate.js';
+import { float32ValuesOf } from '../../engine/model/tensor-values.js';
 
 const FEATURE_CACHE = 'feature-cache';
 
@@ -75,7 +76,7 @@ export async function featureCodes(
     const batch = images.slice(start, start + batchSize);
     const x = await loader.batch(batch);
     all.set(
-      tf.tidy(() => resnet.features(x).dataSync()),
+      float32ValuesOf(() => resnet.features(x)),
       start * FEATURE_DIM,
     );
     x.dispose();

@@ -15,6 +15,7 @@ import { freeze, type ResNet50 } from '../../../engine/model/resnet50.js';
 import { topIndices } from '../../../engine/training/classification-report.js';
 import { serveThreadRpc } from '../thread-rpc.js';
 import type { PredictOutcome, PredictRequest, ThreadSettings } from '../thread-protocol.js';
+import { float32ValuesOf } from '../../../engine/model/tensor-values.js';
 
 const MODELS_KEPT = 2;
 const BATCH = 16;
@@ -83,7 +84,7 @@ serveThreadRpc<PredictRequest, PredictOutcome>(parentPort, async ({ jobId, image
   const predictions: ImagePrediction[] = [];
   for (let start = 0; start < crops.length; start += BATCH) {
     const slice = crops.slice(start, start + BATCH);
-    const probabilities = tf.tidy(() => tf.softmax(resnet.network.forward(nhwcBatch(slice, preprocessing.crop), false)).dataSync());
+    const probabilities = float32ValuesOf(() => tf.softmax(resnet.network.forward(nhwcBatch(slice, preprocessing.crop), false)));
     const classes = probabilities.length / slice.length;
     slice.forEach((_, i) => {
       const row = probabilities.subarray(i * classes, (i + 1) * classes);

@@ -5,20 +5,21 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { parseSafetensors, toFloat32 } from '../../../engine/model/safetensors.js';
 import { readTorchStateDict, TorchCheckpointError } from '../../../engine/model/torch-checkpoint.js';
-import { DEBIAN_PYTHON, tempDir, torchReference } from '../../helpers/torch.js';
+import { DEBIAN_PYTHON, standInReference, tempDir, torchReference } from '../../helpers/torch.js';
 
 describe("reading torch.save's zip checkpoints without executing them", () => {
   const scratch = tempDir('torch-checkpoint');
   const marker = path.join(scratch, 'the-pickle-ran');
+  let standIn: string;
   before(() => {
-    torchReference(['make', '--out', scratch, '--seed', '3', '--sizes', '32', '--pth']);
+    standIn = standInReference(['--seed', '6', '--sizes', '64', '--pth']);
     torchReference(['pth', '--out', scratch, '--seed', '3', '--marker', marker]);
   });
   after(() => rmSync(scratch, { recursive: true, force: true }));
 
   it('reads a torchvision resnet50 state_dict tensor for tensor as PyTorch wrote it', async () => {
-    const fromPth = await readTorchStateDict(readFileSync(path.join(scratch, 'weights.pth')));
-    const fromSafetensors = parseSafetensors(readFileSync(path.join(scratch, 'weights.safetensors')));
+    const fromPth = await readTorchStateDict(readFileSync(path.join(standIn, 'weights.pth')));
+    const fromSafetensors = parseSafetensors(readFileSync(path.join(standIn, 'weights.safetensors')));
     assert.equal(fromPth.size, 320, 'every parameter and buffer, num_batches_tracked included');
     assert.deepEqual([...fromPth.keys()], [...fromSafetensors.keys()], 'the same names in the same order');
     for (const [name, tensor] of fromSafetensors) {
@@ -55,7 +56,7 @@ describe("reading torch.save's zip checkpoints without executing them", () => {
   });
 
   it('refuses what is not a torch.save archive', async () => {
-    await assert.rejects(readTorchStateDict(readFileSync(path.join(scratch, 'weights.safetensors'))), TorchCheckpointError);
+    await assert.rejects(readTorchStateDict(readFileSync(path.join(standIn, 'weights.safetensors'))), TorchCheckpointError);
     await assert.rejects(readTorchStateDict(Buffer.from('PK\u0003\u0004 but nothing more')), TorchCheckpointError);
   });
 });

@@ -7,7 +7,7 @@ import { buildResNet50, type ModelConfig, type ResNet50 } from '../../../engine/
 import { exportTorchvisionWeights, importTorchvisionWeights } from '../../../engine/model/torchvision-weights.js';
 import { topIndices as topK } from '../../../engine/training/classification-report.js';
 import { maxAbsDifference, useTestBackend } from '../../helpers/tf.js';
-import { readFloat32, tempDir, torchReference } from '../../helpers/torch.js';
+import { readFloat32, standInReference, tempDir, torchReference } from '../../helpers/torch.js';
 
 const BATCH = 2;
 
@@ -30,11 +30,12 @@ function assertSameTop5(ours: Float32Array, theirs: Float32Array, classes: numbe
 }
 
 describe('parity with torchvision resnet50 (Debian python3-torch)', () => {
+  let standIn: string;
   let dir: string;
   before(async () => {
     await useTestBackend();
+    standIn = standInReference(['--seed', '7', '--sizes', '224', '112', '64']);
     dir = tempDir('parity');
-    torchReference(['make', '--out', dir, '--seed', '7', '--sizes', '224', '112', '64']);
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -42,9 +43,9 @@ describe('parity with torchvision resnet50 (Debian python3-torch)', () => {
   for (const size of [224, 112, 64]) {
     it(`reproduces PyTorch's logits and top-5 at input ${size}`, () => {
       const resnet = buildResNet50({ mode: 'pretrained', numClasses: 1000, inputSize: size });
-      importTorchvisionWeights(resnet, readFileSync(path.join(dir, 'weights.safetensors')), { scope: 'all' });
-      const ours = logitsOf(resnet, readFloat32(path.join(dir, `input-${size}.f32`)), size);
-      const theirs = readFloat32(path.join(dir, `logits-${size}.f32`));
+      importTorchvisionWeights(resnet, readFileSync(path.join(standIn, 'weights.safetensors')), { scope: 'all' });
+      const ours = logitsOf(resnet, readFloat32(path.join(standIn, `input-${size}.f32`)), size);
+      const theirs = readFloat32(path.join(standIn, `logits-${size}.f32`));
       const spread = Math.max(...theirs) - Math.min(...theirs);
       assert.ok(spread > 1, `reference logits must not be degenerate (spread ${spread})`);
       assert.ok(maxAbsDifference(ours, theirs) < 1e-3, `max |difference| ${maxAbsDifference(ours, theirs)}`);
@@ -69,12 +70,12 @@ describe('parity with torchvision resnet50 (Debian python3-torch)', () => {
   for (const [name, config, headArgs] of exportCases) {
     it(`exports ${name} weights that torchvision loads with strict=True and reproduces our logits`, () => {
       const resnet = buildResNet50(config);
-      importTorchvisionWeights(resnet, readFileSync(path.join(dir, 'weights.safetensors')), {
+      importTorchvisionWeights(resnet, readFileSync(path.join(standIn, 'weights.safetensors')), {
         scope: config.mode === 'pretrained' ? 'all' : 'backbone',
       });
       const exported = path.join(dir, `export-${name}.safetensors`);
       writeFileSync(exported, exportTorchvisionWeights(resnet));
-      const input = path.join(dir, 'input-64.f32');
+      const input = path.join(standIn, 'input-64.f32');
       const torchLogits = path.join(dir, `torch-logits-${name}.f32`);
       torchReference(['check', '--weights', exported, ...headArgs, '--input', input, '--size', '64', '--logits-out', torchLogits]);
       const ours = logitsOf(resnet, readFloat32(input), 64);
@@ -86,17 +87,12 @@ describe('parity with torchvision resnet50 (Debian python3-torch)', () => {
   }
 
   it('imports float16 safetensors', () => {
-    const halfDir = tempDir('parity-f16');
-    try {
-      torchReference(['make', '--out', halfDir, '--seed', '7', '--sizes', '64', '--float16']);
-      const resnet = buildResNet50({ mode: 'pretrained', numClasses: 1000, inputSize: 64 });
-      importTorchvisionWeights(resnet, readFileSync(path.join(halfDir, 'weights.safetensors')), { scope: 'all' });
-      const ours = logitsOf(resnet, readFloat32(path.join(halfDir, 'input-64.f32')), 64);
-      const theirs = readFloat32(path.join(halfDir, 'logits-64.f32'));
-      assert.ok(maxAbsDifference(ours, theirs) < 1e-3, `max |difference| ${maxAbsDifference(ours, theirs)}`);
-      resnet.dispose();
-    } finally {
-      rmSync(halfDir, { recursive: true, force: true });
-    }
+    const halfDir = standInReference(['--seed', '7', '--sizes', '64', '--float16']);
+    const resnet = buildResNet50({ mode: 'pretrained', numClasses: 1000, inputSize: 64 });
+    importTorchvisionWeights(resnet, readFileSync(path.join(halfDir, 'weights.safetensors')), { scope: 'all' });
+    const ours = logitsOf(resnet, readFloat32(path.join(halfDir, 'input-64.f32')), 64);
+    const theirs = readFloat32(path.join(halfDir, 'logits-64.f32'));
+    assert.ok(maxAbsDifference(ours, theirs) < 1e-3, `max |difference| ${maxAbsDifference(ours, theirs)}`);
+    resnet.dispose();
   });
 });

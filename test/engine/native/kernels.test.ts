@@ -12,25 +12,27 @@ import { nativeConvBackward } from '../../../engine/native/kernels/conv-backward
 import { FusedAdamOptimizer } from '../../../engine/training/adam.js';
 import { trainStep } from '../../../engine/training/train-step.js';
 import { bitIdentical, maxAbsDifference } from '../../helpers/tf.js';
-import { caseData, convResults, relativeError, resnetConvCases, type ConvCase } from '../../helpers/conv-cases.js';
+import { caseData, convResults, relativeError, resnetConvCases, torchConvResults, type ConvCase } from '../../helpers/conv-cases.js';
 
+let shapes: ConvCase[] | undefined;
 /** Shapes ResNet-50 has at 32 px, plus batch 1, odd sizes and asymmetric 'same' padding. */
 function cases(): ConvCase[] {
-  return [
+  shapes ??= [
     ...resnetConvCases(32, 2),
     ...resnetConvCases(48, 1),
     { input: [3, 15, 13, 5], kernel: 3, stride: 2, padding: 'same', filters: 7 },
     { input: [1, 9, 9, 3], kernel: 7, stride: 2, padding: 'same', filters: 4 },
     { input: [2, 7, 11, 6], kernel: 1, stride: 2, padding: 'valid', filters: 9 },
   ];
+  return shapes;
 }
 
 /**
  * On the active backend: fused conv (bias, ReLU), matmuls with every transpose, bias and ReLU, large
  * elementwise ops (same shape and per channel), and the pooling and ReLU gradients.
  */
-function denseResults(seed: number) {
-  return tf.tidy(() => {
+function denseResults(seed: number): Float32Array[] {
+  const outputs = tf.tidy(() => {
     const r = (shape: number[], s: number) => tf.randomNormal(shape, 0, 1, 'float32', seed + s);
     const x = r([2, 6, 6, 4], 1) as tf.Tensor4D;
     const filter = r([3, 3, 4, 5], 2) as tf.Tensor4D;
@@ -61,8 +63,11 @@ function denseResults(seed: number) {
     ]);
     const [reluGrad] = tf.grads((input) => tf.sum(tf.mul(tf.relu(input), other)))([big]);
     outputs.push(poolGrad, averageGrad, globalAverageGrad, reluGrad, ...batchNormResults(r));
-    return outputs.map((t) => t.dataSync().slice() as Float32Array);
+    return outputs;
   });
+  const values = outputs.map((t) => t.dataSync() as Float32Array);
+  tf.dispose(outputs);
+  return values;
 }
 
 /** A trainable BatchNorm on batch statistics: output, gradients of input, gamma and beta, and the moving statistics after. */
@@ -122,11 +127,11 @@ describe('oneDNN kernels for the wasm backend', () => {
     addon = loaded.addon;
   });
 
-  it('equal the cpu backend within 1e-4 on every ResNet-50 convolution, forward and both gradients', async () => {
+  it('equal PyTorch within 1e-4 on every ResNet-50 convolution, forward and both gradients, and the cpu backend on the rest', async () => {
     await selectBackend('cpu');
     const all = cases();
     const data = all.map((c, i) => caseData(c, i));
-    const reference = all.map((c, i) => convResults(c, data[i]));
+    const reference = torchConvResults(all, data);
     const dense = denseResults(40);
     const wasm = await selectBackend('wasm', { nativeKernels: true });
     assert.equal(wasm.kernels, `onednn ${addon.version()}`);

@@ -1,0 +1,70 @@
+// Runs a tier of the test suite with Node's test runner: `node --import tsx scripts/run-tests.ts [all|unit|engine|e2e]`.
+// unit: no model is trained (a developer's loop, files two at a time); engine: the model, kernels and
+// backends; e2e: real workers training real jobs. all (npm test, CI): every file.
+// TAP on stdout, then each file's duration, slowest first.
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+
+/** Every *.test.ts under test/, as paths relative to the root, sorted. */
+function testFiles(): string[] {
+  return readdirSync(path.join(ROOT, 'test'), { recursive: true, encoding: 'utf8' })
+    .filter((file) => file.endsWith('.test.ts'))
+    .map((file) => path.join('test', file))
+    .sort();
+}
+
+/** The e2e files that need only Redis and the API (no worker trains anything). */
+const API_ONLY_E2E = ['validation', 'limits', 'queue-admin', 'shared-capacity', 'large-keyspace', 'hostile-uploads'].map(
+  (name) => `test/e2e/${name}.test.ts`,
+);
+const UNIT_FOLDERS = [
+  'test/schemas/',
+  'test/common/',
+  'test/services/',
+  'test/workers/',
+  'test/cli/',
+  'test/architecture/',
+  'test/engine/data/',
+];
+const UNIT_ENGINE_HELPERS = ['test/engine/training/controls.test.ts', 'test/engine/training/classification-report.test.ts'];
+
+const isUnit = (file: string) =>
+  UNIT_FOLDERS.some((folder) => file.startsWith(folder)) || UNIT_ENGINE_HELPERS.includes(file) || API_ONLY_E2E.includes(file);
+const isEngine = (file: string) => file.startsWith('test/engine/') && !isUnit(file);
+
+interface Tier {
+  files: (all: string[]) => string[];
+  concurrency: number;
+}
+
+const TIERS: Record<string, Tier> = {
+  all: { files: (files: string[]) => files, concurrency: 2 },
+  unit: { files: (files: string[]) => files.filter(isUnit), concurrency: 2 },
+  engine: { files: (files: string[]) => files.filter(isEngine), concurrency: 1 },
+  e2e: { files: (files: string[]) => files.filter((file) => !isUnit(file) && !isEngine(file)), concurrency: 2 },
+};
+
+const [tierName = 'all', ...extra] = process.argv.slice(2);
+const tier = TIERS[tierName] as Tier | undefined;
+if (!tier) {
+  console.error(`unknown tier "${tierName}": one of ${Object.keys(TIERS).join(', ')}`);
+  process.exit(2);
+}
+const files = tier.files(testFiles());
+const args = [
+  '--import',
+  'tsx',
+  '--test',
+  `--test-concurrency=${tier.concurrency}`,
+  '--test-reporter=tap',
+  '--test-reporter-destination=stdout',
+  '--test-reporter=./scripts/file-durations-reporter.mjs',
+  '--test-reporter-destination=stdout',
+  ...extra,
+  ...files,
+];
+const run = spawnSync(process.execPath, args, { cwd: ROOT, stdio: 'inherit' });
+process.exit(run.status ?? 1);
