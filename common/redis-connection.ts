@@ -83,21 +83,24 @@ export function isRedisUnavailable(error: unknown): boolean {
 }
 
 /**
- * Resolves once the connection is ready, or rejects with UnavailableError after `timeoutMs`. BullMQ
- * waits for a lost connection indefinitely: callers that answer clients ask this first, so an outage
- * is a prompt 503 rather than a hung request.
+ * Resolves once the connection is ready, or rejects with UnavailableError after `timeoutMs` (or when
+ * `signal` aborts). BullMQ waits for a lost connection indefinitely: callers that answer clients ask
+ * this first, so an outage is a prompt 503 rather than a hung request.
  */
-export function whenReady(redis: RedisClient, timeoutMs: number): Promise<void> {
+export function whenReady(redis: RedisClient, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      redis.off('ready', onReady);
-      reject(new UnavailableError(`Redis is unreachable (connection ${redis.status})`));
-    }, timeoutMs);
-    const onReady = () => {
+    const stop = (error: Error | null) => {
       clearTimeout(timer);
-      resolve();
+      redis.off('ready', onReady);
+      signal?.removeEventListener('abort', onAbort);
+      if (error) reject(error);
+      else resolve();
     };
+    const timer = setTimeout(() => stop(new UnavailableError(`Redis is unreachable (connection ${redis.status})`)), timeoutMs);
+    const onReady = () => stop(null);
+    const onAbort = () => stop(new UnavailableError('stopped waiting for Redis'));
     redis.once('ready', onReady);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { nativeConvBackward } from '../native/kernels/conv-backward.js';
 import { SCALED_CONV } from '../native/kernels/conv2d.js';
-import { addRelu, reluBackward } from '../native/kernels/relu-grad.js';
+import { addRelu } from '../native/kernels/add-relu.js';
+import { reluBackward } from '../native/kernels/relu-grad.js';
 import { backbone, head, maxPoolLayers, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
 import { BatchNorm2d } from './batch-norm.js';
 import type { Network } from './network.js';

@@ -7,6 +7,8 @@ export interface OneDnnAddon {
   version(): string;
   /** Seconds spent inside oneDNN's primitives on this thread so far (the rest of a step is ours and tfjs'). */
   primitiveSeconds(): number;
+  /** oneDNN primitives (reorders included) run on this thread so far. */
+  primitiveRuns(): number;
   /** BatchNorm on batch statistics: y, and the batch mean and biased variance; dims [N, H, W, C]. */
   batchNormTrain(
     x: Float32Array,
@@ -66,7 +68,11 @@ export interface OneDnnAddon {
   binary(kind: number, a: Float32Array, b: Float32Array, out: Float32Array, rows: number, channels: number, bRows: number): void;
   addRelu(a: Float32Array, b: Float32Array, out: Float32Array, elements: number): void;
   reluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, elements: number): void;
-  maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, dims: Int32Array): void;
+  /** Pooling dims [N,H,W,C, OH,OW, KH,KW, SH,SW, PT,PL,PB,PR]; with a workspace, maxPool records each window's argmax there. */
+  maxPool(x: Float32Array, y: Float32Array, workspace: Uint8Array | null, dims: Int32Array): void;
+  maxPoolWorkspaceBytes(dims: Int32Array): number;
+  /** From maxPool's workspace; without one, the forward pooling runs again to make it. */
+  maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, dims: Int32Array, workspace: Uint8Array | null): void;
   avgPoolGrad(dy: Float32Array, dx: Float32Array, dims: Int32Array): void;
   /** scalars: [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate] */
   adam(

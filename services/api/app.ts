@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import underPressure from '@fastify/under-pressure';
-import Fastify, { type FastifyBaseLogger } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
 import type { Config } from '../../schemas/config.js';
 import { serializerCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { loadManifest } from '../../common/weights-manifest.js';
@@ -54,7 +54,7 @@ function createServer(config: Config, logger: FastifyBaseLogger) {
     frameworkErrors,
     trustProxy: trustProxyOf(config.TRUST_PROXY),
     // Every request at debug (below): at info they would bury the lines that mean something.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(zodValidatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

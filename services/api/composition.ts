@@ -7,7 +7,7 @@ import { cachePolicyOf, evictFolderCache } from '../../common/cache-eviction.js'
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import type { Logger } from '../../common/logger.js';
 import { QueueName, type Queues } from '../../common/queue-facade.js';
-import type { RedisClient } from '../../common/redis-connection.js';
+import { whenReady, type RedisClient } from '../../common/redis-connection.js';
 import { SharedCapacity } from '../../common/shared-capacity.js';
 import { WeightsCatalog } from '../../common/weights-catalog.js';
 import { WeightsStore } from '../../common/weights-store.js';
@@ -34,6 +34,8 @@ export interface ApiDeps {
 }
 
 const DAY_MS = 24 * 3600 * 1000;
+/** How long start-up tasks that need Redis (adding up kept bytes, indexing uploads) wait for it. */
+const START_UP_REDIS_WAIT_MS = 10 * 60 * 1000;
 
 /** How long a request may take, uploads included: the largest archive at the slowest rate served (and at least two minutes). */
 export const requestTimeoutOf = (config: Pick<Config, 'UPLOAD_LIMIT_BYTES' | 'UPLOAD_MIN_BYTES_PER_SECOND'>) =>
@@ -106,6 +108,36 @@ function apiThreads(config: Config) {
   };
 }
 
+/**
+ * The start-up tasks that need Redis, in the background: the connection does not queue commands, so
+ * they wait for it (a Redis that is away at start delays them). Resolves when they have ended.
+ */
+function startRedisTasks(
+  redis: RedisClient,
+  config: Config,
+  datasets: DatasetStore,
+  log: FastifyBaseLogger,
+  closing: AbortSignal,
+): Promise<unknown> {
+  const redisReady = whenReady(redis, START_UP_REDIS_WAIT_MS, closing);
+  const ledger = new ArtifactLedger(redis, config.QUEUE_PREFIX);
+  const adding = redisReady
+    .then(() => ledger.addUpTotalOnce())
+    .then(
+      (added) => added && log.info('added up the bytes every job keeps (the metrics keep the total from now on)'),
+      (error: Error) =>
+        closing.aborted || log.warn({ err: error.message }, 'could not add up the bytes jobs keep; the next start tries again'),
+    );
+  const indexing = redisReady
+    .then(() => datasets.indexOwners())
+    .then(
+      (indexed) => indexed.length && log.info({ indexed }, "added earlier uploads to their owners' index"),
+      (error: Error) =>
+        closing.aborted || log.warn({ err: error.message }, 'could not index earlier uploads by owner; the next start tries again'),
+    );
+  return Promise.all([adding, indexing]);
+}
+
 /** Everything the routes use, built from the config; `start` runs the start-up tasks, `close` stops it all in order. */
 export function composeApi({ config, redis, queues, store, logger }: ApiDeps, manifest: WeightsManifest) {
   const { ownerShare, inspector, exporter, predictions, requestedPreflights, uploadPreflights } = apiThreads(config);
@@ -126,17 +158,10 @@ export function composeApi({ config, redis, queues, store, logger }: ApiDeps, ma
     if (swept.length) log.warn({ swept }, 'removed uploads left half-received by a crashed process');
     const leftovers = await preflights.sweep(THREAD_LIMITS.preflightTimeoutMs);
     if (leftovers.length) log.warn({ leftovers }, 'removed synthetic sets a crashed process left from preflights');
-    const ledger = new ArtifactLedger(redis, config.QUEUE_PREFIX);
-    void ledger.addUpTotalOnce().then(
-      (added) => added && log.info('added up the bytes every job keeps (the metrics keep the total from now on)'),
-      (error: Error) => log.warn({ err: error.message }, 'could not add up the bytes jobs keep; the next start tries again'),
-    );
-    indexing = datasets.indexOwners().then(
-      (indexed) => indexed.length && log.info({ indexed }, "added earlier uploads to their owners' index"),
-      (error: Error) => log.warn({ err: error.message }, 'could not index earlier uploads by owner; the next start tries again'),
-    );
+    redisTasks = startRedisTasks(redis, config, datasets, log, closing.signal);
   }
-  let indexing: Promise<unknown> = Promise.resolve();
+  let redisTasks: Promise<unknown> = Promise.resolve();
+  const closing = new AbortController();
 
   /**
    * What this host keeps of other hosts' and earlier releases' work, by the workers' policy
@@ -152,7 +177,8 @@ export function composeApi({ config, redis, queues, store, logger }: ApiDeps, ma
     await events.close();
     await Promise.all([inspector, exporter, predictions, requestedPreflights, uploadPreflights].map((t) => t.close()));
     await datasets.close();
-    await indexing;
+    closing.abort();
+    await redisTasks;
   }
 
   return {

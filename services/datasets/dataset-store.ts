@@ -4,7 +4,6 @@ import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { z } from 'zod';
 import { readJson, type ArtifactStore } from '../../common/artifact-store.js';
 import { removeEntriesOlderThan } from '../../common/cache-eviction.js';
 import { ConflictError, NotFoundError, SlowSenderError, TooLargeError } from '../../common/errors.js';
@@ -16,6 +15,7 @@ import { DatasetRecord, UPLOADS_FOLDER, type PreflightReport } from '../../schem
 import { ArchiveError, type ArchiveLimits } from './archive.js';
 import { DatasetQuota } from './dataset-quota.js';
 import { Unpacker } from './unpack.js';
+import { isUuid } from '../../schemas/ids.js';
 
 function parsedOrNull(text: string): unknown {
   try {
@@ -24,8 +24,6 @@ function parsedOrNull(text: string): unknown {
     return null;
   }
 }
-
-const isUuid = (id: string) => z.uuid().safeParse(id).success;
 
 /** Each owner's uploads, one empty marker per upload, so listing one owner's reads only theirs. */
 const ownerIndex = (owner: string) => `${UPLOAD_RECORDS}/owners/${owner}`;

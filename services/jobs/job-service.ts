@@ -1,6 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { z } from 'zod';
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import type { CachePolicy } from '../../common/cache-eviction.js';
 import {
@@ -30,6 +29,7 @@ import { JobIndex, type IndexScope } from './job-index.js';
 import { describeJob, ownerOf } from './job-status.js';
 import type { CheckpointFormat } from '../../schemas/artifacts.js';
 import { checkpointDownload, type Converting, type Download, type ModelExporter } from './checkpoint-downloads.js';
+import { isUuid } from '../../schemas/ids.js';
 
 /** How long a request waits for a (re)connecting Redis before it is answered 503. */
 const REDIS_WAIT_MS = 1000;
@@ -41,7 +41,6 @@ const LIST_BATCH = 100;
 /** The retention sweep reads expired index entries this many at a time, at most this many batches an hour (240,000 jobs a day). */
 const SWEEP_BATCH = 500;
 const SWEEP_BATCHES_PER_RUN = 20;
-const isUuid = (id: string) => z.uuid().safeParse(id).success;
 
 export interface Submission {
   status: JobStatus;

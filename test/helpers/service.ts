@@ -143,8 +143,14 @@ export function assertStateAndPhaseAgree(status: JobStatus): void {
   if (!agree) throw new Error(`job ${status.id} is ${state} with phase ${phase}`);
 }
 
-/** Polls GET /v1/jobs/:id until `done` holds; fails with the last status after `timeoutMs`. */
-export async function pollJob(service: TestService, id: string, done: (s: JobStatus) => boolean, timeoutMs = 300_000): Promise<JobStatus> {
+/** Polls GET /v1/jobs/:id every `intervalMs` until `done` holds; fails with the last status after `timeoutMs`. */
+export async function pollJob(
+  service: TestService,
+  id: string,
+  done: (s: JobStatus) => boolean,
+  timeoutMs = 300_000,
+  intervalMs = 250,
+): Promise<JobStatus> {
   const deadline = Date.now() + timeoutMs;
   let last: JobStatus | undefined;
   while (Date.now() < deadline) {
@@ -153,7 +159,7 @@ export async function pollJob(service: TestService, id: string, done: (s: JobSta
     last = response.body as JobStatus;
     assertStateAndPhaseAgree(last);
     if (done(last)) return last;
-    await sleep(250);
+    await sleep(intervalMs);
   }
   throw new Error(`job ${id} did not reach the expected status in ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
 }

@@ -8,6 +8,9 @@ export interface ConvAttrs {
   dimRoundingMode?: 'floor' | 'round' | 'ceil';
 }
 
+/** Where the addon reads each field of a convolution's geometry (ConvGeometry::From in conv.cc reads this order). */
+const FIELDS = ['n', 'h', 'w', 'c', 'kh', 'kw', 'o', 'oh', 'ow', 'sh', 'sw', 'dh', 'dw', 'pt', 'pl', 'pb', 'pr'] as const;
+
 /** tfjs' own arithmetic for a convolution, flattened for the addon; null where the addon does not apply (NCHW). */
 export function convGeometry(xShape: number[], filterShape: number[], attrs: ConvAttrs): Int32Array | null {
   if (attrs.dataFormat === 'NCHW') return null;
@@ -20,23 +23,30 @@ export function convGeometry(xShape: number[], filterShape: number[], attrs: Con
     attrs.dimRoundingMode,
   );
   const { padInfo } = info;
-  return Int32Array.from([
-    info.batchSize,
-    info.inHeight,
-    info.inWidth,
-    info.inChannels,
-    info.filterHeight,
-    info.filterWidth,
-    info.outChannels,
-    info.outHeight,
-    info.outWidth,
-    info.strideHeight,
-    info.strideWidth,
-    info.dilationHeight,
-    info.dilationWidth,
-    padInfo.top,
-    padInfo.left,
-    padInfo.bottom,
-    padInfo.right,
-  ]);
+  const fields: Record<(typeof FIELDS)[number], number> = {
+    n: info.batchSize,
+    h: info.inHeight,
+    w: info.inWidth,
+    c: info.inChannels,
+    kh: info.filterHeight,
+    kw: info.filterWidth,
+    o: info.outChannels,
+    oh: info.outHeight,
+    ow: info.outWidth,
+    sh: info.strideHeight,
+    sw: info.strideWidth,
+    dh: info.dilationHeight,
+    dw: info.dilationWidth,
+    pt: padInfo.top,
+    pl: padInfo.left,
+    pb: padInfo.bottom,
+    pr: padInfo.right,
+  };
+  return Int32Array.from(FIELDS.map((field) => fields[field]));
+}
+
+/** The NHWC shape a convolution of this geometry writes. */
+export function convOutputShape(geometry: Int32Array): [number, number, number, number] {
+  const at = (field: (typeof FIELDS)[number]) => geometry[FIELDS.indexOf(field)];
+  return [at('n'), at('oh'), at('ow'), at('o')];
 }

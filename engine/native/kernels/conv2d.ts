@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
-import { convGeometry, type ConvAttrs } from './conv-geometry.js';
+import { convGeometry, convOutputShape, type ConvAttrs } from './conv-geometry.js';
 import { filterIdOf, heapViews, optionalHeapView, type WasmBackend } from './heap.js';
 import { attrsOf } from '../kernel-attrs.js';
 
@@ -25,7 +25,7 @@ export function makeConv2D(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelF
     if (!x || !filter || preluActivationWeights || (activation !== 'linear' && activation !== 'relu')) return stock(args);
     const geometry = convGeometry(x.shape, filter.shape, attrsOf<ConvAttrs>(attrs));
     if (!geometry) return stock(args);
-    const out = backend.makeOutput([geometry[0], geometry[7], geometry[8], geometry[6]], 'float32');
+    const out = backend.makeOutput(convOutputShape(geometry), 'float32');
     const [xData, filterData, outData] = heapViews(backend, [x, filter, out]);
     const [biasData, scaleData] = [bias, scale].map((info) => optionalHeapView(backend, info));
     addon.conv2d(xData, filterData, biasData, outData, geometry, activation === 'relu', filterIdOf(filter), scaleData);

@@ -1,4 +1,4 @@
-// Multiply, Add and Sub of a tensor and another of its shape or a per-channel vector, and ReLU's gradient.
+// Add, Multiply and Sub of a tensor and another of its shape or a per-channel vector.
 #include "context.h"
 
 namespace retrain {
@@ -27,36 +27,5 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
     }
   });
 }
-
-static void AddReluRange(const float* __restrict a, const float* __restrict b, float* __restrict out, size_t begin, size_t end) {
-  for (size_t i = begin; i < end; i++) {
-    float sum = a[i] + b[i];
-    out[i] = sum > 0.f ? sum : 0.f;
-  }
-}
-
-/** (first, second, out, elements) of one length, `range` run over them on every core. */
-template <typename Range>
-static Napi::Value ElementwisePair(const Napi::CallbackInfo& info, const char* kernel, const char* const (&names)[3], Range range) {
-  return Guarded(info, kernel, [&] {
-    if (info.Length() != 4) throw std::invalid_argument("expects 4 arguments");
-    int64_t elements = info[3].ToNumber().Int64Value();
-    if (elements <= 0) throw std::invalid_argument("elements must be positive");
-    const float* first = FloatData(info[0], size_t(elements), names[0]);
-    const float* second = FloatData(info[1], size_t(elements), names[1]);
-    float* out = FloatData(info[2], size_t(elements), names[2]);
-    ParallelRanges(size_t(elements), [&](size_t begin, size_t end) { range(first, second, out, begin, end); });
-  });
-}
-
-/** reluGrad(dy, x, dx, elements): dx = dy where x > 0, else 0. */
-Napi::Value ReluGrad(const Napi::CallbackInfo& info) {
-  return ElementwisePair(info, "ReluGrad", {"dy", "x", "dx"}, [](const float* dy, const float* x, float* dx, size_t begin, size_t end) {
-    ReluGradientRange(dy, x, dx, begin, end, [](float gradient) { return gradient; });
-  });
-}
-
-/** addRelu(a, b, out, elements): out = max(a + b, 0), the residual sum and its ReLU in one pass. */
-Napi::Value AddRelu(const Napi::CallbackInfo& info) { return ElementwisePair(info, "RetrainAddRelu", {"a", "b", "out"}, AddReluRange); }
 
 }  // namespace retrain

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <string>
@@ -93,7 +94,23 @@ struct Context {
   bool bf16 = false;
   /** Time inside oneDNN's primitives: what a step would take if nothing else did (the bench's ceiling). */
   std::chrono::steady_clock::duration inPrimitives{};
+  /** Primitives run so far (reorders included). */
+  uint64_t primitiveRuns = 0;
 };
+
+/** A primitive and its descriptor for `key`, made once per shape: every kernel caches its primitives this way. */
+template <typename Primitive>
+std::pair<dnnl::primitive, const typename Primitive::primitive_desc*> Cached(Context& context, const std::string& key,
+                                                                       const std::function<typename Primitive::primitive_desc()>& make) {
+  using Desc = typename Primitive::primitive_desc;
+  auto hit = context.primitives.find(key);
+  if (hit == context.primitives.end()) {
+    if (context.primitives.size() >= kMaxPrimitives) context.primitives.clear();
+    auto desc = std::make_shared<Desc>(make());
+    hit = context.primitives.emplace(key, CachedPrimitive{Primitive(*desc), desc}).first;
+  }
+  return {hit->second.primitive, static_cast<const Desc*>(hit->second.descriptor.get())};
+}
 
 /** Runs a primitive to completion on the context's stream, counting its time. */
 inline void Execute(Context& context, const dnnl::primitive& primitive, const std::unordered_map<int, dnnl::memory>& args) {
@@ -101,6 +118,7 @@ inline void Execute(Context& context, const dnnl::primitive& primitive, const st
   primitive.execute(context.stream, args);
   context.stream.wait();
   context.inPrimitives += std::chrono::steady_clock::now() - started;
+  context.primitiveRuns++;
 }
 
 inline void Execute(Context& context, const dnnl::reorder& reorder, const dnnl::memory& from, const dnnl::memory& to) {
@@ -155,6 +173,20 @@ Napi::Value Guarded(const Napi::CallbackInfo& info, const char* kernel, Body bod
   }
 }
 
+/** (first, second, out, elements) of one length, `range` run over them on every core. */
+template <typename Range>
+Napi::Value ElementwisePair(const Napi::CallbackInfo& info, const char* kernel, const char* const (&names)[3], Range range) {
+  return Guarded(info, kernel, [&] {
+    if (info.Length() != 4) throw std::invalid_argument("expects 4 arguments");
+    int64_t elements = info[3].ToNumber().Int64Value();
+    if (elements <= 0) throw std::invalid_argument("elements must be positive");
+    const float* first = FloatData(info[0], size_t(elements), names[0]);
+    const float* second = FloatData(info[1], size_t(elements), names[1]);
+    float* out = FloatData(info[2], size_t(elements), names[2]);
+    ParallelRanges(size_t(elements), [&](size_t begin, size_t end) { range(first, second, out, begin, end); });
+  });
+}
+
 Napi::Value Conv2D(const Napi::CallbackInfo& info);
 Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info);
 Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info);
@@ -163,6 +195,8 @@ Napi::Value MatMul(const Napi::CallbackInfo& info);
 Napi::Value Binary(const Napi::CallbackInfo& info);
 Napi::Value ReluGrad(const Napi::CallbackInfo& info);
 Napi::Value AddRelu(const Napi::CallbackInfo& info);
+Napi::Value MaxPool(const Napi::CallbackInfo& info);
+Napi::Value MaxPoolWorkspaceBytes(const Napi::CallbackInfo& info);
 Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info);
 Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info);
 Napi::Value Adam(const Napi::CallbackInfo& info);

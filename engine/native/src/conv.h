@@ -2,7 +2,6 @@
 // Tensors are NHWC and filters HWIO, as tfjs keeps them; oneDNN reads both in place.
 #pragma once
 #include "context.h"
-#include <functional>
 #include <utility>
 
 namespace retrain {
@@ -66,19 +65,5 @@ void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGe
 
 /** Primitive attributes every convolution shares: scratchpads come from the pool. */
 dnnl::primitive_attr PooledScratchpad();
-
-/** A primitive and its descriptor for `key`, made once per shape. */
-template <typename Primitive>
-std::pair<dnnl::primitive, const typename Primitive::primitive_desc*> Cached(Context& context, const std::string& key,
-                                                                       const std::function<typename Primitive::primitive_desc()>& make) {
-  using Desc = typename Primitive::primitive_desc;
-  auto hit = context.primitives.find(key);
-  if (hit == context.primitives.end()) {
-    if (context.primitives.size() >= kMaxPrimitives) context.primitives.clear();
-    auto desc = std::make_shared<Desc>(make());
-    hit = context.primitives.emplace(key, CachedPrimitive{Primitive(*desc), desc}).first;
-  }
-  return {hit->second.primitive, static_cast<const Desc*>(hit->second.descriptor.get())};
-}
 
 }  // namespace retrain

@@ -158,6 +158,32 @@ describe('oneDNN kernels for the wasm backend', () => {
     expectScaledConvolutionsToMatch(1e-4);
   });
 
+  it("route a max pooling's gradient through the argmaxes its forward pass kept, pooling again only when none were kept", async () => {
+    const x = tf.randomNormal<tf.Rank.R4>([2, 17, 15, 8], 0, 1, 'float32', 50);
+    const dy = tf.randomNormal<tf.Rank.R4>([2, 8, 7, 8], 0, 1, 'float32', 51);
+    const attrs = { filterSize: 3, strides: 2, pad: 'valid' as const };
+    const gradientOf = () => tf.grads((input) => tf.sum(tf.mul(tf.maxPool(input as tf.Tensor4D, 3, 2, 'valid'), dy)))([x])[0];
+    await selectBackend('cpu');
+    const reference = gradientOf().dataSync();
+    const referencePooled = tf.maxPool(x, 3, 2, 'valid').dataSync();
+    await selectBackend('wasm', { nativeKernels: true });
+    const pooled = tf.maxPool(x, 3, 2, 'valid');
+    assert.ok(bitIdentical(pooled.dataSync() as Float32Array, referencePooled as Float32Array), 'the pooled values');
+    const runsOf = (run: () => tf.Tensor) => {
+      const before = addon.primitiveRuns();
+      const values = run().dataSync();
+      return { values, runs: addon.primitiveRuns() - before };
+    };
+    // Recorded: the forward pooling in the tape, then the backward primitive alone (pooling again would make three).
+    const taped = runsOf(gradientOf);
+    assert.equal(taped.runs, 2, 'one forward pooling, one backward');
+    // Called with an output pooled outside any gradient (nothing kept): it pools again first.
+    const direct = runsOf(() => tf.engine().runKernel('MaxPoolGrad', { dy, input: x, output: pooled }, attrs));
+    assert.equal(direct.runs, 2, 'the forward pooling again, then the backward');
+    for (const values of [taped.values, direct.values]) assert.ok(relativeError(values, reference) <= 1e-6);
+    tf.dispose([x, dy, pooled]);
+  });
+
   it('answer bad shapes with a JavaScript error naming the kernel, not a crash', () => {
     const geometry = Int32Array.from([1, 4, 4, 2, 3, 3, 2, 4, 4, 1, 1, 1, 1, 1, 1, 1, 1]);
     const small = new Float32Array(3);

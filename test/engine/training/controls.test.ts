@@ -1,8 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
 import { JobSpec, type TrainingJobSpec } from '../../../schemas/job-spec.js';
 import type { EpochMetrics } from '../../../schemas/metrics.js';
-import { bestEpochOf, classWeightsFor, learningRateAt, shouldStop } from '../../../engine/training/controls.js';
+import { bestEpochOf, classWeightsFor, learningRateAt, setLearningRate, shouldStop } from '../../../engine/training/controls.js';
+import { FusedAdamOptimizer } from '../../../engine/training/adam.js';
 
 const spec = (extra: object) =>
   JobSpec.parse({
@@ -32,6 +34,25 @@ describe('training controls', () => {
     );
     const warm = rates({ schedule: { type: 'cosine', warmupEpochs: 2 } });
     assert.ok(close(warm[0], 0.05) && close(warm[1], 0.1) && close(warm[2], 0.1), String(warm));
+  });
+
+  it('sets the rate the next step of every optimizer a job can use takes', () => {
+    // One step on w = 1 with gradient 1 moves w by the rate: SGD and momentum's first step by lr x 1, Adam's by
+    // lr x m/(sqrt(v) + eps) = lr x 1/(1 + 1e-8).
+    const optimizers: Array<[string, () => tf.Optimizer]> = [
+      ['sgd', () => tf.train.sgd(0.5)],
+      ['momentum', () => tf.train.momentum(0.5, 0.9)],
+      ['adam', () => new FusedAdamOptimizer(0.5, 0.9, 0.999, 1e-8)],
+    ];
+    for (const [name, make] of optimizers) {
+      const optimizer = make();
+      const w = tf.variable(tf.scalar(1), true, `w-${name}`);
+      setLearningRate(optimizer, 0.125);
+      optimizer.applyGradients({ [w.name]: tf.scalar(1) });
+      assert.ok(Math.abs(1 - w.dataSync()[0] - 0.125) < 1e-6, `${name} stepped by ${1 - w.dataSync()[0]}`);
+      optimizer.dispose();
+      w.dispose();
+    }
   });
 
   it("weighs classes as scikit-learn's balanced, or as given", () => {

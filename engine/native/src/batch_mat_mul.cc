@@ -28,22 +28,19 @@ Napi::Value MatMul(const Napi::CallbackInfo& info) {
     memory::desc bDesc({batch, k, n}, memory::data_type::f32, transposeB ? memory::dims{k * n, 1, k} : memory::dims{k * n, n, 1});
     memory::desc outDesc({batch, m, n}, memory::data_type::f32, memory::format_tag::abc);
     memory::desc biasDesc({1, 1, n}, memory::data_type::f32, memory::format_tag::abc);
-    auto hit = context.primitives.find(key.str());
-    if (hit == context.primitives.end()) {
-      if (context.primitives.size() >= kMaxPrimitives) context.primitives.clear();
+    auto primitive = Cached<dnnl::matmul>(context, key.str(), [&] {
       dnnl::post_ops ops;
       if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
       dnnl::primitive_attr attr;
       attr.set_post_ops(ops);
       auto desc = bias ? dnnl::matmul::desc(aDesc, bDesc, biasDesc, outDesc) : dnnl::matmul::desc(aDesc, bDesc, outDesc);
-      auto pd = std::make_shared<dnnl::matmul::primitive_desc>(desc, attr, context.engine);
-      hit = context.primitives.emplace(key.str(), CachedPrimitive{dnnl::matmul(*pd), pd}).first;
-    }
+      return dnnl::matmul::primitive_desc(desc, attr, context.engine);
+    }).first;
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(aDesc, context.engine, a)},
                                          {DNNL_ARG_WEIGHTS, memory(bDesc, context.engine, b)},
                                          {DNNL_ARG_DST, memory(outDesc, context.engine, out)}};
     if (bias) args.emplace(DNNL_ARG_BIAS, memory(biasDesc, context.engine, biasData));
-    Execute(context, hit->second.primitive, args);
+    Execute(context, primitive, args);
   });
 }
 

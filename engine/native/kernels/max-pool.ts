@@ -1,0 +1,44 @@
+import * as tf from '@tensorflow/tfjs';
+import type { OneDnnAddon } from '../onednn.js';
+import { attrsOf } from '../kernel-attrs.js';
+import { heapViews, type WasmBackend } from './heap.js';
+import { poolDims, pooledShape, type PoolAttrs } from './pool-geometry.js';
+
+/**
+ * Where each window of a max pooling took its maximum from (oneDNN's workspace), by the pooled output's
+ * data: written by MaxPool while a gradient is being recorded, read by MaxPoolGrad, gone with the output.
+ */
+const workspaces = new WeakMap<object, Uint8Array>();
+
+const native = (info: tf.TensorInfo) => info.shape.length === 4 && info.dtype === 'float32';
+
+/** MaxPool; while tfjs records gradients, it keeps the argmax of every window for MaxPoolGrad. */
+export function makeMaxPool(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const backend = args.backend as WasmBackend;
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    if (!native(x)) return stock(args);
+    const dims = poolDims(x.shape, attrsOf<PoolAttrs>(args.attrs));
+    const y = backend.makeOutput(pooledShape(dims), 'float32');
+    const recording = (tf.engine().state as { gradientDepth: number }).gradientDepth > 0;
+    const workspace = recording ? new Uint8Array(addon.maxPoolWorkspaceBytes(dims)) : null;
+    const [xData, yData] = heapViews(backend, [x, y]);
+    addon.maxPool(xData, yData, workspace, dims);
+    if (workspace) workspaces.set(y.dataId, workspace);
+    return y;
+  };
+}
+
+/** MaxPoolGrad from MaxPool's workspace (wasm's own is a scalar loop that costs as much as a ResNet stage's convolutions). */
+export function makeMaxPoolGrad(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const backend = args.backend as WasmBackend;
+    const { dy, input, output } = args.inputs as { dy: tf.TensorInfo; input: tf.TensorInfo; output: tf.TensorInfo };
+    if (!native(input)) return stock(args);
+    const dims = poolDims(input.shape, attrsOf<PoolAttrs>(args.attrs));
+    const dx = backend.makeOutput(input.shape, 'float32');
+    const [dyData, inputData, dxData] = heapViews(backend, [dy, input, dx]);
+    addon.maxPoolGrad(dyData, inputData, dxData, dims, workspaces.get(output.dataId) ?? null);
+    return dx;
+  };
+}

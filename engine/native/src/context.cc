@@ -1,0 +1,109 @@
+// The per-thread context's parts (filter cache, buffer pool) and the argument readers every kernel uses.
+#include "context.h"
+#include <cstdlib>
+
+namespace retrain {
+
+dnnl::memory* WeightCache::find(const std::string& key) {
+  auto hit = index_.find(key);
+  if (hit == index_.end()) return nullptr;
+  order_.splice(order_.begin(), order_, hit->second);
+  return &hit->second->memory;
+}
+
+bool WeightCache::seenBefore(const std::string& key) {
+  if (seen_.count(key)) return true;
+  seen_.insert(key);
+  seenOrder_.push_back(key);
+  if (seenOrder_.size() > 4096) {
+    seen_.erase(seenOrder_.front());
+    seenOrder_.pop_front();
+  }
+  return false;
+}
+
+dnnl::memory* WeightCache::insert(const std::string& key, dnnl::memory memory, size_t bytes) {
+  while (!order_.empty() && used_ + bytes > budget_) {
+    used_ -= order_.back().bytes;
+    index_.erase(order_.back().key);
+    order_.pop_back();
+  }
+  order_.push_front({key, std::move(memory), bytes});
+  index_[key] = order_.begin();
+  used_ += bytes;
+  return &order_.front().memory;
+}
+
+BufferPool::~BufferPool() {
+  for (auto& [bytes, data] : free_) std::free(data);
+}
+
+void* BufferPool::take(size_t bytes) {
+  auto hit = free_.find(bytes);
+  if (hit != free_.end()) {
+    void* data = hit->second;
+    free_.erase(hit);
+    kept_ -= bytes;
+    return data;
+  }
+  // 64-byte aligned, as oneDNN's own allocations are; aligned_alloc wants a multiple of the alignment.
+  void* data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (!data) throw std::bad_alloc();
+  return data;
+}
+
+void BufferPool::give(void* data, size_t bytes) {
+  if (kept_ + bytes > budget_) {
+    std::free(data);
+    return;
+  }
+  free_.emplace(bytes, data);
+  kept_ += bytes;
+}
+
+Borrowed::~Borrowed() {
+  for (auto& [data, bytes] : items_) pool_.give(data, bytes);
+}
+
+dnnl::memory Borrowed::Memory(const dnnl::memory::desc& desc, const dnnl::engine& engine) {
+  size_t bytes = desc.get_size();
+  if (bytes == 0) return dnnl::memory(desc, engine, nullptr);
+  void* data = pool_.take(bytes);
+  items_.emplace_back(data, bytes);
+  return dnnl::memory(desc, engine, data);
+}
+
+Context& ContextOf(const Napi::Env& env) {
+  auto* context = env.GetInstanceData<Context>();
+  if (!context) {
+    context = new Context();
+    env.SetInstanceData(context);
+  }
+  return *context;
+}
+
+float* FloatData(const Napi::Value& value, size_t elements, const char* what) {
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw std::invalid_argument(std::string(what) + " must be a Float32Array");
+  }
+  auto array = value.As<Napi::Float32Array>();
+  if (array.ElementLength() < elements) {
+    throw std::invalid_argument(std::string(what) + " holds " + std::to_string(array.ElementLength()) + " values, the shape needs " +
+                                std::to_string(elements));
+  }
+  return array.Data();
+}
+
+const int32_t* IntData(const Napi::Value& value, size_t count, const char* what) {
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+      value.As<Napi::Int32Array>().ElementLength() != count) {
+    throw std::invalid_argument(std::string(what) + " must be an Int32Array of " + std::to_string(count) + " values");
+  }
+  auto array = value.As<Napi::Int32Array>();
+  for (size_t i = 0; i < count; i++) {
+    if (array[i] < 0) throw std::invalid_argument(std::string(what) + " has a negative value");
+  }
+  return array.Data();
+}
+
+}  // namespace retrain
