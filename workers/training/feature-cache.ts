@@ -48,6 +48,16 @@ const CachedFiles = z.array(z.string());
 const codesByFile = (files: readonly string[], all: Float32Array) =>
   new Map(files.map((file, i) => [file, all.subarray(i * FEATURE_DIM, (i + 1) * FEATURE_DIM)]));
 
+/** What running the backbone over a data set takes: the model, where its images come from, and how to report and evict. */
+export interface CodesRun {
+  resnet: ResNet50;
+  loader: ImageLoader;
+  images: readonly LabelledImage[];
+  batchSize: number;
+  onBatch: (done: number) => Promise<void>;
+  policy: CachePolicy;
+}
+
 /**
  * The frozen backbone's 2048-D output (after avgpool) for every image, computed once and kept in the
  * artifact store by content, so epochs after the first and later jobs on the same data skip it.
@@ -55,12 +65,7 @@ const codesByFile = (files: readonly string[], all: Float32Array) =>
 export async function featureCodes(
   store: ArtifactStore,
   key: string,
-  resnet: ResNet50,
-  loader: ImageLoader,
-  images: readonly LabelledImage[],
-  batchSize: number,
-  onBatch: (done: number) => Promise<void>,
-  policy: CachePolicy,
+  { resnet, loader, images, batchSize, onBatch, policy }: CodesRun,
 ): Promise<FeatureCodes> {
   const prefix = `${FEATURE_CACHE}/${key}`;
   const cachedFiles = (await store.stat(`${prefix}.f32`)) ? await readJson(store, `${prefix}.json`, CachedFiles) : null;

@@ -62,7 +62,7 @@ export async function train(
   reporter: ProgressReporter,
 ): Promise<Outcome> {
   const metrics = { ...emptyMetrics(model.classNames), weights: model.weights };
-  const run = await prepareRun(ctx, spec, model, data, reporter, metrics);
+  const run = await prepareRun({ ctx, spec, model, data, reporter }, metrics);
   const optimizer = optimizerFor(spec);
   try {
     const resumed = await resumeFromLatestCheckpoint(ctx.artifacts, model.resnet, optimizer);
@@ -109,14 +109,17 @@ export async function train(
   }
 }
 
-async function prepareRun(
-  ctx: JobContext,
-  spec: TrainingJobSpec,
-  model: JobModel,
-  data: JobData,
-  reporter: ProgressReporter,
-  metrics: Metrics,
-): Promise<TrainingRun> {
+/** What preparing a run works with: the job's context and spec, its model and data, and where it reports. */
+interface RunParts {
+  ctx: JobContext;
+  spec: TrainingJobSpec;
+  model: JobModel;
+  data: JobData;
+  reporter: ProgressReporter;
+}
+
+async function prepareRun(parts: RunParts, metrics: Metrics): Promise<TrainingRun> {
+  const { ctx, spec, model, data } = parts;
   const numClasses = model.classNames.length;
   let classWeights: number[] | null;
   try {
@@ -146,7 +149,7 @@ async function prepareRun(
     // when augmentation makes each epoch's crops new. Only the head trains, on the codes.
     const head = { spec, network: headOnCodes(model.resnet), microBatchSize: spec.batchSize, numClasses, classWeights };
     if (!augmenting && ctx.config.FEATURE_CACHE) {
-      const inputs = await cachedCodeInputs(ctx, spec, model, data, reporter, metrics);
+      const inputs = await cachedCodeInputs(parts, metrics);
       return { ...head, inputs, trainInputs: () => inputs };
     }
     const codes = liveCodes(model.resnet);
@@ -171,14 +174,7 @@ async function prepareRun(
 }
 
 /** feature_extraction without augmentation: the backbone runs once per image, here or in an earlier job. */
-async function cachedCodeInputs(
-  ctx: JobContext,
-  spec: TrainingJobSpec,
-  model: JobModel,
-  data: JobData,
-  reporter: ProgressReporter,
-  metrics: Metrics,
-): Promise<BatchSource> {
+async function cachedCodeInputs({ ctx, spec, model, data, reporter }: RunParts, metrics: Metrics): Promise<BatchSource> {
   await reporter.phase('extracting_features');
   const images = [...data.train, ...data.validation];
   const key = await featureCacheKey({
@@ -194,7 +190,14 @@ async function cachedCodeInputs(
     ctx.log(`extracted CNN codes of ${done} of ${images.length} images`);
   };
   const policy = cachePolicyOf(ctx.config);
-  const extracted = await featureCodes(ctx.store, key, model.resnet, data.loader, images, spec.batchSize, onBatch, policy);
+  const extracted = await featureCodes(ctx.store, key, {
+    resnet: model.resnet,
+    loader: data.loader,
+    images,
+    batchSize: spec.batchSize,
+    onBatch,
+    policy,
+  });
   metrics.featureCache = { key, hit: extracted.cacheHit, backboneImages: extracted.backboneImages };
   return codeBatches(extracted);
 }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { packedFields } from './packed-fields.js';
 
 export interface ConvAttrs {
   strides: [number, number] | number;
@@ -8,8 +9,8 @@ export interface ConvAttrs {
   dimRoundingMode?: 'floor' | 'round' | 'ceil';
 }
 
-/** Where the addon reads each field of a convolution's geometry (ConvGeometry::From in conv.cc reads this order). */
-const FIELDS = ['n', 'h', 'w', 'c', 'kh', 'kw', 'o', 'oh', 'ow', 'sh', 'sw', 'dh', 'dw', 'pt', 'pl', 'pb', 'pr'] as const;
+/** A convolution's geometry, in the order ConvGeometry::From (conv.cc) reads it. */
+const GEOMETRY = packedFields(['n', 'h', 'w', 'c', 'kh', 'kw', 'o', 'oh', 'ow', 'sh', 'sw', 'dh', 'dw', 'pt', 'pl', 'pb', 'pr']);
 
 /** tfjs' own arithmetic for a convolution, flattened for the addon; null where the addon does not apply (NCHW). */
 export function convGeometry(xShape: number[], filterShape: number[], attrs: ConvAttrs): Int32Array | null {
@@ -22,31 +23,32 @@ export function convGeometry(xShape: number[], filterShape: number[], attrs: Con
     attrs.pad,
     attrs.dimRoundingMode,
   );
+  return GEOMETRY.pack({ ...windowFields(info), o: info.outChannels, dh: info.dilationHeight, dw: info.dilationWidth });
+}
+
+/** What a convolution and a pooling share, by the addon's names: the input, the output's size, the window, strides and padding. */
+export function windowFields(info: tf.backend_util.Conv2DInfo) {
   const { padInfo } = info;
-  const fields: Record<(typeof FIELDS)[number], number> = {
+  return {
     n: info.batchSize,
     h: info.inHeight,
     w: info.inWidth,
     c: info.inChannels,
-    kh: info.filterHeight,
-    kw: info.filterWidth,
-    o: info.outChannels,
     oh: info.outHeight,
     ow: info.outWidth,
+    kh: info.filterHeight,
+    kw: info.filterWidth,
     sh: info.strideHeight,
     sw: info.strideWidth,
-    dh: info.dilationHeight,
-    dw: info.dilationWidth,
     pt: padInfo.top,
     pl: padInfo.left,
     pb: padInfo.bottom,
     pr: padInfo.right,
   };
-  return Int32Array.from(FIELDS.map((field) => fields[field]));
 }
 
 /** The NHWC shape a convolution of this geometry writes. */
 export function convOutputShape(geometry: Int32Array): [number, number, number, number] {
-  const at = (field: (typeof FIELDS)[number]) => geometry[FIELDS.indexOf(field)];
+  const at = (field: 'n' | 'oh' | 'ow' | 'o') => GEOMETRY.read(geometry, field);
   return [at('n'), at('oh'), at('ow'), at('o')];
 }

@@ -1,4 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
+import { windowFields } from './conv-geometry.js';
+import { packedFields } from './packed-fields.js';
 
 export interface PoolAttrs {
   filterSize: [number, number] | number;
@@ -7,8 +9,8 @@ export interface PoolAttrs {
   dimRoundingMode?: 'floor' | 'round' | 'ceil';
 }
 
-/** Where the addon reads each field of a pooling's dims (PoolShape::From in pooling.cc reads this order). */
-const FIELDS = ['n', 'h', 'w', 'c', 'outHeight', 'outWidth', 'kh', 'kw', 'sh', 'sw', 'pt', 'pl', 'pb', 'pr'] as const;
+/** A pooling's dims, in the order PoolShape::From (pooling.cc) reads them. */
+const DIMS = packedFields(['n', 'h', 'w', 'c', 'oh', 'ow', 'kh', 'kw', 'sh', 'sw', 'pt', 'pl', 'pb', 'pr']);
 
 /** tfjs' own arithmetic for a 2-D pooling of an NHWC input, flattened for the addon. */
 export function poolDims(inputShape: number[], attrs: PoolAttrs): Int32Array {
@@ -21,28 +23,11 @@ export function poolDims(inputShape: number[], attrs: PoolAttrs): Int32Array {
     pad,
     dimRoundingMode,
   );
-  const { padInfo } = info;
-  const fields: Record<(typeof FIELDS)[number], number> = {
-    n: info.batchSize,
-    h: info.inHeight,
-    w: info.inWidth,
-    c: info.inChannels,
-    outHeight: info.outHeight,
-    outWidth: info.outWidth,
-    kh: info.filterHeight,
-    kw: info.filterWidth,
-    sh: info.strideHeight,
-    sw: info.strideWidth,
-    pt: padInfo.top,
-    pl: padInfo.left,
-    pb: padInfo.bottom,
-    pr: padInfo.right,
-  };
-  return Int32Array.from(FIELDS.map((field) => fields[field]));
+  return DIMS.pack(windowFields(info));
 }
 
 /** The NHWC shape a pooling with these dims writes. */
 export function pooledShape(dims: Int32Array): [number, number, number, number] {
-  const at = (field: (typeof FIELDS)[number]) => dims[FIELDS.indexOf(field)];
-  return [at('n'), at('outHeight'), at('outWidth'), at('c')];
+  const at = (field: 'n' | 'oh' | 'ow' | 'c') => DIMS.read(dims, field);
+  return [at('n'), at('oh'), at('ow'), at('c')];
 }
