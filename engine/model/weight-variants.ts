@@ -104,6 +104,8 @@ async function fetchVariant(name: string, entry: ManifestEntry, source: VariantS
   // One file per variant and URL: a worker that died mid-download leaves bytes the next one resumes from.
   const file = path.join(source.downloadDir, `${name}-${createHash('sha256').update(entry.url).digest('hex').slice(0, 12)}.part`);
   let lastRenew = Date.now();
+  // Said before the first byte: a host that cannot be reached shows where the job waits, and where it failed.
+  await source.onProgress?.({ variant: name, bytes: 0, totalBytes: entry.bytes ?? null, waiting: false });
   await download(entry.url, file, {
     ...source.download,
     expectedBytes: entry.bytes,

@@ -80,6 +80,7 @@ describe('cancel, resume and failing fast', () => {
     assert.match(reason, /WEIGHTS_MANIFEST/);
     assert.match(reason, /"weights": "random"/);
     assert.equal(status.attempts, 1, 'no retry of the job: the worker tried the URL itself');
+    assert.equal(status.progress.phase, 'downloading_weights', 'where it failed');
     const download = await service.http().get(`/v1/jobs/${job.id}/checkpoint`);
     assert.equal(download.status, 409, 'not "no final model yet": there will be none');
     assert.ok(download.body.detail.startsWith(`job ${job.id} failed: could not fetch the "imagenet" weights`), download.body.detail);
