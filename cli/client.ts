@@ -51,10 +51,16 @@ export function one(positionals: string[], what: string): string {
   return positionals[0];
 }
 
-/** A progress bar on a terminal (redrawn in place), plain lines elsewhere (logs, pipes). */
-export function progressLine(text: string, fraction: number | null): void {
+let lastPlainLine = '';
+
+/**
+ * A progress bar on a terminal (redrawn in place), plain lines elsewhere (logs, pipes): there a line
+ * whose `news` (what it says apart from estimates) repeats the last one's is left out.
+ */
+export function progressLine(text: string, fraction: number | null, news = text): void {
   if (!process.stderr.isTTY) {
-    process.stderr.write(`${text}\n`);
+    if (news !== lastPlainLine) process.stderr.write(`${text}\n`);
+    lastPlainLine = news;
     return;
   }
   const width = 30;

@@ -32,8 +32,11 @@ async function* eventsOf(service: Service, id: string): AsyncGenerator<SseEvent>
   for await (const { event, data } of sseMessages(response.body)) yield { event, data: data as SseEvent['data'] };
 }
 
-/** A progress event as a line, and how far along it is: the weights' bytes while they download, else the job's steps. */
-function progressText(data: SseEvent['data']): [string, number | null] {
+/**
+ * A progress event as a line, how far along it is (the weights' bytes while they download, else the
+ * job's steps), and the line without its estimate.
+ */
+function progressText(data: SseEvent['data']): [string, number | null, string] {
   const download = data.download as unknown as {
     variant: string;
     bytes: number;
@@ -46,11 +49,11 @@ function progressText(data: SseEvent['data']): [string, number | null] {
     const text = download.waiting
       ? `waiting for another worker fetching the ${download.variant} weights`
       : `downloading the ${download.variant} weights: ${download.bytes}${of} bytes`;
-    return [text, download.percent === null ? null : download.percent / 100];
+    return [text, download.percent === null ? null : download.percent / 100, text];
   }
   const eta = data.etaSeconds === null ? '' : ` ETA ${String(data.etaSeconds)} s`;
-  const text = `${String(data.phase)} epoch ${String(data.epoch)}/${String(data.totalEpochs)} step ${String(data.step)}/${String(data.totalSteps)} ${String(data.percent)}%${eta}`;
-  return [text, Number(data.percent) / 100];
+  const text = `${String(data.phase)} epoch ${String(data.epoch)}/${String(data.totalEpochs)} step ${String(data.step)}/${String(data.totalSteps)} ${String(data.percent)}%`;
+  return [`${text}${eta}`, Number(data.percent) / 100, text];
 }
 
 /** Follows a job: a progress bar, a line per epoch and for skipped files; resolves with its final state. */

@@ -78,6 +78,14 @@ describe('the retrain CLI against a running service', () => {
     const outcome = JSON.parse(watched.stdout) as { id: string; state: string; evaluation: { images: number } };
     assert.equal(outcome.state, 'completed');
     assert.match(watched.stderr, /^training epoch 1\/2 step \d+\/\d+ [\d.]+%/m, 'progress lines from the event stream');
+    const progress = watched.stderr
+      .split('\n')
+      .filter((line) => /^\w+ epoch \d+\/\d+ step /.test(line))
+      .map((line) => line.replace(/ ETA \d+ s$/, ''));
+    assert.ok(
+      progress.every((line, i) => i === 0 || line !== progress[i - 1]),
+      `a line only when more than the estimate moved:\n${progress.join('\n')}`,
+    );
     assert.match(watched.stderr, /^epoch 1: \{/m);
     assert.match(watched.stderr, /^epoch 2: \{/m);
 
