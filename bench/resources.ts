@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { createGzip, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import * as tar from 'tar';
-import { seededRandom } from '../engine/data/random.js';
+import { seededRandom } from '../common/random.js';
 import { freePort } from '../test/helpers/ports.js';
 
 interface Entry {

@@ -32,4 +32,17 @@ export const redisKeys = (prefix: string) => ({
   /** Download archives built on request: last use (sorted set) and size (hash), by store key. */
   archivesUsed: `${prefix}:archives:used`,
   archiveBytes: `${prefix}:archives:bytes`,
+  /** Sweep ids by creation time (sorted sets): every sweep, each owner's, and those still running (the API advances these). */
+  allSweeps: `${prefix}:sweeps`,
+  ownerSweeps: (owner: string) => `${prefix}:owner-sweeps:${owner}`,
+  activeSweeps: `${prefix}:active-sweeps`,
+  /** A sweep: its spec, owner and state (a hash); its trials (index -> parameters and job); each trial's objective per epoch. */
+  sweep: (id: string) => `${prefix}:sweep:${id}`,
+  sweepTrials: (id: string) => `${prefix}:sweep:${id}:trials`,
+  sweepEpochs: (id: string) => `${prefix}:sweep:${id}:epochs`,
+  /** The trials that reached a rung, in arrival order (a list), and each trial's place in it (a hash: "trial:epoch" -> place). */
+  sweepRung: (id: string, epoch: number) => `${prefix}:sweep:${id}:rung:${epoch}`,
+  sweepArrivals: (id: string) => `${prefix}:sweep:${id}:arrivals`,
+  /** Held (with a lease) by the API process advancing the sweep. */
+  sweepLock: (id: string) => `${prefix}:sweep:${id}:lock`,
 });

@@ -179,6 +179,13 @@ export const Config = z.object({
     .min(0)
     .default(20 * 1024 ** 3)
     .describe('Download archives (built on first request) of all jobs together: past this, the least recently used go'),
+  SWEEP_MAX_TRIALS: z.coerce.number().int().min(1).max(1000).default(100).describe('Trials one sweep may run (400 past it)'),
+  SWEEP_TICK_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .default(2000)
+    .describe('How often an API process looks at the running sweeps: queues their next trials, finishes those whose trials have all ended'),
   QUEUE_MAX_WAITING: z.coerce.number().int().min(1).default(1000).describe('Jobs waiting in the queue, all owners (503 past it)'),
   JOB_RETENTION_DAYS: z.coerce
     .number()

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DatasetSpec, Seed, ValidationSplit } from './dataset.js';
 import { FineTuningOptions, InputSize, Precision } from './model.js';
+import { RunName, RunTags } from './run-labels.js';
 import { WeightsSpec } from './weights.js';
 
 export const Optimizer = z.strictObject({
@@ -11,6 +12,8 @@ export const Optimizer = z.strictObject({
 });
 
 const shared = {
+  name: RunName.optional().describe('Find the job again by it: GET /v1/jobs?name='),
+  tags: RunTags.describe('GET /v1/jobs?tag= lists the jobs with a tag'),
   weights: WeightsSpec.default('imagenet'),
   inputSize: InputSize.default(224),
   batchSize: z.number().int().min(1).max(256).default(16),

@@ -4,10 +4,15 @@ import { EpochMetrics } from './metrics.js';
 import { BackendReport, TransferMode } from './model.js';
 
 export const JobState = z
-  .enum(['queued', 'running', 'stalled', 'completed', 'failed', 'cancelled'])
-  .describe('stalled: taken by a worker that stopped sending heartbeats; another worker resumes it from its last checkpoint');
+  .enum(['queued', 'running', 'stalled', 'completed', 'stopped_early', 'failed', 'cancelled'])
+  .describe(
+    'stalled: taken by a worker that stopped sending heartbeats; another worker resumes it from its last checkpoint. ' +
+      "stopped_early: a sweep's trial that ASHA stopped at a rung; its checkpoints and final model are kept as a completed job's",
+  );
 export type JobState = z.infer<typeof JobState>;
-export const FINISHED_STATES: readonly JobState[] = ['completed', 'failed', 'cancelled'];
+export const FINISHED_STATES: readonly JobState[] = ['completed', 'stopped_early', 'failed', 'cancelled'];
+/** Ended with a final model. */
+export const HAS_MODEL_STATES: readonly JobState[] = ['completed', 'stopped_early'];
 
 /** `queued` only while the job is queued; `starting` until its worker first reports; `done` once completed. */
 export const Phase = z.enum([
@@ -77,6 +82,7 @@ export const JobResult = z.object({
   epochsCompleted: z.number().int(),
   resumedFromEpoch: z.number().int().nullable(),
   validationAccuracy: z.number().nullable(),
+  stoppedEarlyAfterEpoch: z.number().int().nullable().default(null).describe("A sweep's ASHA stopped the trial after this epoch"),
 });
 
 export const JobStatus = z.object({

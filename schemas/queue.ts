@@ -4,6 +4,7 @@ import { JobSpec } from './job-spec.js';
 import { JobResult, Progress, SkippedFile } from './job-status.js';
 import { EpochMetrics } from './metrics.js';
 import { BackendReport } from './model.js';
+import { TrialLink } from './sweep.js';
 
 /** What the API enqueues. Payloads outlive deploys: readers parse them again with today's schema. */
 export const TrainingPayload = z.object({
@@ -16,6 +17,7 @@ export const TrainingPayload = z.object({
     .nullable()
     .default(null)
     .describe("The owner's artifact quota when the job was submitted; the worker stops the job before it would pass it (null: none)"),
+  trial: TrialLink.optional().describe("A sweep's trial: its sweep, place and early stopping"),
 });
 export type TrainingPayload = z.infer<typeof TrainingPayload>;
 

@@ -1,5 +1,5 @@
 import type { LabelledImage } from '../../common/image-folder.js';
-import { mixSeed, shuffled } from './random.js';
+import { mixSeed, shuffled } from '../../common/random.js';
 
 /**
  * Holds out `fraction` of every class (at least one image where a class has two or more), so the

@@ -3,7 +3,7 @@ import { mkdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { SyntheticDataset } from '../../schemas/dataset.js';
-import { seededRandom } from './random.js';
+import { seededRandom } from '../../common/random.js';
 
 const PATTERNS = ['disc', 'square', 'stripes', 'checker'] as const;
 

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { mixSeed } from '../data/random.js';
+import { mixSeed } from '../../common/random.js';
 import { ModelConfig, Stage } from '../../schemas/model.js';
 import { BatchNorm2d } from './batch-norm.js';
 import { backbone, head, maxPoolLayers, reluName, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';

@@ -16,6 +16,7 @@ import { frameworkErrors, registerProblemHandlers, RETRY_AFTER_SECONDS } from '.
 import datasetsRoutes from './routes/datasets/index.js';
 import eventRoutes from './routes/events/index.js';
 import healthRoutes from './routes/health/index.js';
+import sweepsRoutes from './routes/sweeps/index.js';
 import jobsRoutes from './routes/jobs/index.js';
 import predictRoutes from './routes/predict/index.js';
 import problemRoutes from './routes/problems/index.js';
@@ -95,6 +96,7 @@ export async function buildApp({ config, redis, queues, store, logger }: ApiDeps
     async (v1) => {
       await guardOwners(v1, authMode, config, redis, anonymous);
       await v1.register(jobsRoutes, { jobs, exporter: services.exporter });
+      await v1.register(sweepsRoutes, { sweeps: services.sweeps });
       await v1.register(eventRoutes, { jobs, events, streams: services.eventStreams });
       await v1.register(predictRoutes, { jobs, predictions: services.predictions });
       const { datasets, preflights, uploadSlots, checkUpload } = services;

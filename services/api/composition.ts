@@ -19,6 +19,7 @@ import { DatasetStore, type UploadLimits } from '../datasets/dataset-store.js';
 import { Preflights } from '../datasets/preflights.js';
 import { UNPACK_TIMEOUT_MS } from '../datasets/unpack.js';
 import { JobService } from '../jobs/job-service.js';
+import { SweepService } from '../sweeps/sweep-service.js';
 import { JobEventStream } from './job-events.js';
 import { ThreadModelExporter } from './model-exporter.js';
 import { ModelInspector } from './model-inspector.js';
@@ -138,11 +139,33 @@ function startRedisTasks(
   return Promise.all([adding, indexing]);
 }
 
+/** Runs `work` every `intervalMs` once started, never twice at once; `stop` waits for a run under way. */
+function ticksOf(work: () => Promise<void>, intervalMs: number) {
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | null = null;
+  return {
+    start(log: FastifyBaseLogger) {
+      timer = setInterval(() => {
+        running ??= work()
+          .catch((error: Error) => log.warn({ err: error.message }, 'could not advance the sweeps; the next tick tries again'))
+          .finally(() => (running = null));
+      }, intervalMs);
+      timer.unref();
+    },
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
+
 /** Everything the routes use, built from the config; `start` runs the start-up tasks, `close` stops it all in order. */
 export function composeApi({ config, redis, queues, store, logger }: ApiDeps, manifest: WeightsManifest) {
   const { ownerShare, inspector, exporter, predictions, requestedPreflights, uploadPreflights } = apiThreads(config);
   const catalog = new WeightsCatalog(new WeightsStore(store), manifest);
   const jobs = new JobService(queues, redis, store, catalog, jobServiceOptionsOf(config));
+  const sweepLimits = { prefix: config.QUEUE_PREFIX, maxTrials: config.SWEEP_MAX_TRIALS, quotaOpenJobs: config.QUOTA_OPEN_JOBS };
+  const sweeps = new SweepService(redis, jobs, sweepLimits, logger);
   const events = new JobEventStream(config, redis, queues.get(QueueName.Training).keys.events, logger);
   const datasets = new DatasetStore(config.DATA_DIR, store, { redis, prefix: config.QUEUE_PREFIX }, uploadLimitsOf(config), (id) =>
     jobs.openJobsOnDataset(id),
@@ -159,7 +182,9 @@ export function composeApi({ config, redis, queues, store, logger }: ApiDeps, ma
     const leftovers = await preflights.sweep(THREAD_LIMITS.preflightTimeoutMs);
     if (leftovers.length) log.warn({ leftovers }, 'removed synthetic sets a crashed process left from preflights');
     redisTasks = startRedisTasks(redis, config, datasets, log, closing.signal);
+    sweepTicks.start(log);
   }
+  const sweepTicks = ticksOf(() => sweeps.advanceAll(), config.SWEEP_TICK_MS);
   let redisTasks: Promise<unknown> = Promise.resolve();
   const closing = new AbortController();
 
@@ -174,6 +199,7 @@ export function composeApi({ config, redis, queues, store, logger }: ApiDeps, ma
   }
 
   async function close(): Promise<void> {
+    await sweepTicks.stop();
     await events.close();
     await Promise.all([inspector, exporter, predictions, requestedPreflights, uploadPreflights].map((t) => t.close()));
     await datasets.close();
@@ -185,6 +211,7 @@ export function composeApi({ config, redis, queues, store, logger }: ApiDeps, ma
     config,
     catalog,
     jobs,
+    sweeps,
     events,
     inspector,
     exporter,

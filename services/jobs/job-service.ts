@@ -19,10 +19,11 @@ import { whenReady, type RedisClient } from '../../common/redis-connection.js';
 import type { Caller } from '../../schemas/auth.js';
 import type { PreflightReport } from '../../schemas/dataset.js';
 import type { JobSpec } from '../../schemas/job-spec.js';
-import { FINISHED_STATES, type JobState, type JobStatus } from '../../schemas/job-status.js';
+import { FINISHED_STATES, HAS_MODEL_STATES, type JobState, type JobStatus } from '../../schemas/job-status.js';
 import { emptyMetrics, type Metrics } from '../../schemas/metrics.js';
 import type { ModelSummary } from '../../schemas/model.js';
 import { TrainingPayload } from '../../schemas/queue.js';
+import type { TrialLink } from '../../schemas/sweep.js';
 import { checkDataset } from '../datasets/check-dataset.js';
 import { ArchiveCache } from './archive-cache.js';
 import { JobIndex, type IndexScope } from './job-index.js';
@@ -105,14 +106,33 @@ export class JobService {
         jobId = existingId;
       }
     }
+    return { status: await this.enqueue(caller, jobId, spec), created: true };
+  }
+
+  /**
+   * A sweep's trial, under the id the sweep chose for it: enqueued once however often this is called
+   * (BullMQ keeps the first job of an id), within the owner's quotas like any job.
+   */
+  async submitTrial(caller: Caller, jobId: string, spec: JobSpec, trial: TrialLink): Promise<JobStatus> {
+    await whenReady(this.redis, REDIS_WAIT_MS);
+    const existing = await this.queue.getJob(jobId);
+    if (existing) return this.describe(existing);
+    if (spec.dataset && spec.dataset.type !== 'synthetic')
+      await checkDataset(spec.dataset, { dataDir: this.options.dataDir, store: this.store }, caller);
+    await this.checkStartWeights(caller, spec.weights);
+    return this.enqueue(caller, jobId, spec, trial);
+  }
+
+  private async enqueue(caller: Caller, jobId: string, spec: JobSpec, trial?: TrialLink): Promise<JobStatus> {
     await this.admit(caller, jobId, spec);
     const job = await this.queues.enqueue(QueueName.Training, jobId, {
       spec,
       owner: caller.owner,
       submittedAt: new Date().toISOString(),
       artifactQuotaBytes: caller.admin ? null : this.options.quotaArtifactBytes,
+      ...(trial ? { trial } : {}),
     });
-    return { status: await this.describe(job, 'waiting'), created: true };
+    return this.describe(job, 'waiting');
   }
 
   /**
@@ -351,7 +371,7 @@ export class JobService {
   /** The status of a job whose final model can serve predictions (409 until it completes). */
   async completedModel(caller: Caller, jobId: string): Promise<JobStatus> {
     const status = await this.requireStatus(caller, jobId);
-    if (status.state !== 'completed') {
+    if (!HAS_MODEL_STATES.includes(status.state)) {
       throw new ConflictError(`predictions need the final model of a completed job; this job is ${status.state}`, { state: status.state });
     }
     return status;

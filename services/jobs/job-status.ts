@@ -5,6 +5,7 @@ import { LOCAL_OWNER } from '../../schemas/auth.js';
 import { isTrainingSpec } from '../../schemas/job-spec.js';
 import {
   FINISHED_STATES,
+  HAS_MODEL_STATES,
   progressAtStart,
   SKIPPED_FILES_IN_STATUS,
   type JobState,
@@ -14,8 +15,14 @@ import {
 import { TrainingPayload, TrainingResult, WorkerProgress } from '../../schemas/queue.js';
 
 /** A job's state from BullMQ's, the failure reason, the cancel flag and whether a live worker holds it. */
-export function stateOf(bullState: string, failedReason: string | undefined, cancelFlag: boolean, workerAlive = true): JobState {
-  if (bullState === 'completed') return 'completed';
+export function stateOf(
+  bullState: string,
+  failedReason: string | undefined,
+  cancelFlag: boolean,
+  workerAlive = true,
+  stoppedEarly = false,
+): JobState {
+  if (bullState === 'completed') return stoppedEarly ? 'stopped_early' : 'completed';
   if (bullState === 'failed') return failedReason === CANCELLED_REASON ? 'cancelled' : 'failed';
   if (bullState === 'active') return workerAlive ? 'running' : 'stalled';
   return cancelFlag ? 'cancelled' : 'queued';
@@ -43,7 +50,7 @@ export function progressOf(state: JobState, reported: WorkerProgress | null, tot
   };
   if (state === 'queued') return { ...last, phase: 'queued', etaSeconds: null };
   if (state === 'cancelled') return { ...last, phase: 'cancelled' };
-  if (state === 'completed') return { ...last, phase: 'done', percent: 100, etaSeconds: 0 };
+  if (HAS_MODEL_STATES.includes(state)) return { ...last, phase: 'done', percent: 100, etaSeconds: 0 };
   if (state === 'running' && !reported) return { ...initial, phase: 'starting' };
   return last;
 }
@@ -92,10 +99,11 @@ export async function describeJob(
   const { spec, mode, totalEpochs } = storedSpec(job.data);
   // A job just taken may not have its first heartbeat yet.
   const justStarted = Date.now() - (job.processedOn ?? 0) < heartbeatMs * 3;
-  const state = stateOf(bullState, job.failedReason, cancelFlag === 1, heartbeat === 1 || justStarted);
+  const returned = TrainingResult.safeParse(job.returnvalue);
+  const stoppedEarly = returned.success && returned.data.stoppedEarlyAfterEpoch !== null;
+  const state = stateOf(bullState, job.failedReason, cancelFlag === 1, heartbeat === 1 || justStarted, stoppedEarly);
   const reportedProgress = WorkerProgress.safeParse(job.progress);
   const reported = reportedProgress.success ? reportedProgress.data : null;
-  const returned = TrainingResult.safeParse(job.returnvalue);
   const base = `/v1/jobs/${id}`;
   return {
     id,
@@ -115,11 +123,12 @@ export async function describeJob(
     finishedAt: job.finishedOn && FINISHED_STATES.includes(state) ? new Date(job.finishedOn).toISOString() : null,
     failure: state === 'failed' ? { reason: job.failedReason } : null,
     result:
-      state === 'completed' && returned.success
+      HAS_MODEL_STATES.includes(state) && returned.success
         ? {
             epochsCompleted: returned.data.epochsCompleted,
             resumedFromEpoch: returned.data.resumedFromEpoch,
             validationAccuracy: returned.data.validationAccuracy,
+            stoppedEarlyAfterEpoch: returned.data.stoppedEarlyAfterEpoch,
           }
         : null,
     links: {

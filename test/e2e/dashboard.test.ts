@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import sharp from 'sharp';
 import * as tar from 'tar';
-import { seededRandom } from '../../engine/data/random.js';
+import { seededRandom } from '../../common/random.js';
 import { renderSyntheticImage } from '../../engine/data/synthetic.js';
 import { parseSafetensors } from '../../engine/model/safetensors.js';
 import { ApiKeys } from '../../common/api-keys.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { seededRandom } from '../../engine/data/random.js';
+import { seededRandom } from '../../common/random.js';
 import { renderSyntheticImage } from '../../engine/data/synthetic.js';
 import { ONNX_OPSET } from '../../engine/model/onnx-export.js';
 import type { ImagePrediction } from '../../schemas/predict.js';

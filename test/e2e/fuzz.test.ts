@@ -6,7 +6,7 @@ import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { whenReady } from '../../common/redis-connection.js';
-import { seededRandom } from '../../engine/data/random.js';
+import { seededRandom } from '../../common/random.js';
 import sharp from 'sharp';
 import { deepPaths, deepTarGz, zipOf } from '../helpers/hostile-archives.js';
 import { finished, pollJob, startService, type TestService } from '../helpers/service.js';

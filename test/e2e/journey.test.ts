@@ -18,7 +18,7 @@ import { maxAbsDifference, useTestBackend } from '../helpers/tf.js';
 import sharp, { type Sharp } from 'sharp';
 import { renderSyntheticImage } from '../../engine/data/synthetic.js';
 import { MESSY_BAD_FILES, writeMessyDataset } from '../helpers/images.js';
-import { seededRandom } from '../../engine/data/random.js';
+import { seededRandom } from '../../common/random.js';
 import { topIndices } from '../../engine/training/classification-report.js';
 import { float32ValuesOf } from '../../engine/model/tensor-values.js';
 

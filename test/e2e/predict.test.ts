@@ -6,7 +6,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import sharp from 'sharp';
 import { DatasetSpec } from '../../schemas/dataset.js';
 import { resolveDataset } from '../../engine/data/datasets.js';
-import { seededRandom } from '../../engine/data/random.js';
+import { seededRandom } from '../../common/random.js';
 import { renderSyntheticImage } from '../../engine/data/synthetic.js';
 import { topIndices } from '../../engine/training/classification-report.js';
 import { completedJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';

@@ -5,7 +5,7 @@ import type { EpochMetrics } from '../../schemas/metrics.js';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { seededRandom } from '../../engine/data/random.js';
+import { seededRandom } from '../../common/random.js';
 import { renderSyntheticImage } from '../../engine/data/synthetic.js';
 import { completedJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
 

@@ -1,7 +1,7 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { seededRandom } from '../../engine/data/random.js';
+import { seededRandom } from '../../common/random.js';
 import { renderSyntheticImage } from '../../engine/data/synthetic.js';
 
 /** The unusable files of `writeMessyDataset`, with the reason the preflight must give. */

@@ -3,6 +3,7 @@ import type { JobArtifacts } from '../../common/job-artifacts.js';
 import { CANCELLED_REASON } from '../../common/queue-facade.js';
 import type { Config } from '../../schemas/config.js';
 import type { JobSpec } from '../../schemas/job-spec.js';
+import type { EpochMetrics } from '../../schemas/metrics.js';
 import type { BackendReport } from '../../schemas/model.js';
 import type { WorkerProgress } from '../../schemas/queue.js';
 import type { VariantSource } from '../../engine/model/weight-variants.js';
@@ -28,6 +29,11 @@ export interface JobContext {
    * quota) when the owner's jobs would then keep more than their artifact quota.
    */
   ensureArtifactRoom(bytes: number, what: string): Promise<void>;
+  /**
+   * A sweep's trial: records the epochs so far with its sweep (after each epoch, and on resuming) and
+   * answers whether ASHA stops it at a rung. Null outside sweeps.
+   */
+  reportToSweep: ((history: readonly EpochMetrics[]) => Promise<boolean>) | null;
   /** Where weight variants are kept and fetched from (the progress of a fetch is the job's). */
   weights: Omit<VariantSource, 'onProgress'>;
   /** A line in the worker's log and the job's own log, with the job id. */

@@ -33,7 +33,7 @@ async function runWith(ctx: JobContext): Promise<TrainingResult> {
   const data = await loadData(ctx, reporter, start.transform);
   const model = await buildModel(ctx, data, start, reporter);
   try {
-    const { metrics, resumedFromEpoch } = isTrainingSpec(spec)
+    const { metrics, resumedFromEpoch, stoppedEarlyAfterEpoch } = isTrainingSpec(spec)
       ? await train(ctx, spec, model, data, reporter)
       : await evaluatePretrained(ctx, model, data, reporter);
     await saveFinalModel(ctx, model, metrics, reporter);
@@ -41,6 +41,7 @@ async function runWith(ctx: JobContext): Promise<TrainingResult> {
       epochsCompleted: metrics.epochs.length,
       resumedFromEpoch,
       validationAccuracy: metrics.evaluation?.accuracy ?? null,
+      stoppedEarlyAfterEpoch: stoppedEarlyAfterEpoch ?? null,
     };
   } finally {
     model.resnet.dispose();

@@ -5,7 +5,7 @@ import type { LabelledImage } from '../../common/image-folder.js';
 import type { EpochPosition } from '../../schemas/artifacts.js';
 import type { TrainingJobSpec } from '../../schemas/job-spec.js';
 import { emptyMetrics, type EpochMetrics, type Metrics } from '../../schemas/metrics.js';
-import { mixSeed, seededRandom, shuffled } from '../../engine/data/random.js';
+import { mixSeed, seededRandom, shuffled } from '../../common/random.js';
 import { classificationReport, topIndices } from '../../engine/training/classification-report.js';
 import { bestEpochOf, classWeightsFor, learningRateAt, setLearningRate, shouldStop } from '../../engine/training/controls.js';
 import { FusedAdamOptimizer } from '../../engine/training/adam.js';
@@ -29,6 +29,8 @@ import type { ProgressReporter } from './progress-reporter.js';
 export interface Outcome {
   metrics: Metrics;
   resumedFromEpoch: number | null;
+  /** A sweep's ASHA stopped the trial after this epoch. */
+  stoppedEarlyAfterEpoch?: number;
 }
 
 /** What trains and on which inputs: the whole network on pixels, or the head alone on cached CNN codes. */
@@ -72,7 +74,13 @@ export async function train(
       ctx.log(`resuming after epoch ${resumed.epoch}${inside}`);
     }
     const monitor = spec.earlyStopping?.monitor ?? 'validation_loss';
-    for (let epoch = (resumed?.epoch ?? 0) + 1; epoch <= spec.epochs && !shouldStop(metrics.epochs, spec.earlyStopping); epoch++) {
+    // A trial resumed after its rung's decision (its worker died after asking) stops as decided.
+    let stoppedBySweep = metrics.epochs.length > 0 && (await ctx.reportToSweep?.(metrics.epochs)) === true;
+    for (
+      let epoch = (resumed?.epoch ?? 0) + 1;
+      epoch <= spec.epochs && !stoppedBySweep && !shouldStop(metrics.epochs, spec.earlyStopping);
+      epoch++
+    ) {
       const started = Date.now();
       const position = epoch === (resumed?.epoch ?? 0) + 1 ? (resumed?.position ?? null) : null;
       const learningRate = learningRateAt(spec, epoch);
@@ -81,16 +89,7 @@ export async function train(
       const epochTraining = await trainEpoch(ctx, run, optimizer, data.train, plan, reporter);
       await reporter.phase('validating');
       const { scores } = await evaluate(run.network, run.inputs, data.validation, spec.batchSize, true);
-      const epochMetrics: EpochMetrics = {
-        epoch,
-        trainLoss: round(epochTraining.loss),
-        trainAccuracy: round(epochTraining.accuracy),
-        validationLoss: scores ? round(scores.loss) : null,
-        validationAccuracy: scores ? round(scores.top1) : null,
-        validationTop5Accuracy: scores ? round(scores.top5) : null,
-        learningRate,
-        seconds: round((Date.now() - started) / 1000),
-      };
+      const epochMetrics = epochMetricsOf(epoch, epochTraining, scores, { learningRate, started });
       metrics.epochs.push(epochMetrics);
       metrics.bestEpoch = bestEpochOf(metrics.epochs, monitor, spec.earlyStopping?.minDelta)?.epoch ?? null;
       await reporter.phase('saving');
@@ -101,12 +100,33 @@ export async function train(
       if (position) await ctx.artifacts.removeInterrupted();
       await ctx.measureArtifacts();
       await reporter.epochEnded(epochMetrics);
+      stoppedBySweep = (await ctx.reportToSweep?.(metrics.epochs)) === true;
+      if (stoppedBySweep) ctx.log(`the sweep's ASHA stops this trial after epoch ${epoch}`);
     }
     await finishTraining(ctx, run, model, data, metrics);
-    return { metrics, resumedFromEpoch: resumed?.epoch ?? null };
+    const last = metrics.epochs.at(-1)?.epoch;
+    return { metrics, resumedFromEpoch: resumed?.epoch ?? null, ...(stoppedBySweep && last ? { stoppedEarlyAfterEpoch: last } : {}) };
   } finally {
     optimizer.dispose();
   }
+}
+
+function epochMetricsOf(
+  epoch: number,
+  training: { loss: number; accuracy: number },
+  scores: { loss: number; top1: number; top5: number } | null,
+  { learningRate, started }: { learningRate: number; started: number },
+): EpochMetrics {
+  return {
+    epoch,
+    trainLoss: round(training.loss),
+    trainAccuracy: round(training.accuracy),
+    validationLoss: scores ? round(scores.loss) : null,
+    validationAccuracy: scores ? round(scores.top1) : null,
+    validationTop5Accuracy: scores ? round(scores.top5) : null,
+    learningRate,
+    seconds: round((Date.now() - started) / 1000),
+  };
 }
 
 /** What preparing a run works with: the job's context and spec, its model and data, and where it reports. */

@@ -16,6 +16,7 @@ import { TrainingPayload, type TrainingResult } from '../../schemas/queue.js';
 import { selectBackend, type BackendInfo } from '../../engine/backend/backend.js';
 import { InvalidJobError, JobCancelledError, JobHandedBackError, type JobContext } from './job-context.js';
 import { runJob } from './run-job.js';
+import { TrialReport } from '../../common/sweep-trials.js';
 import { variantSourceOf } from '../../engine/model/weight-variants.js';
 
 interface Runtime {
@@ -83,7 +84,7 @@ export default async function trainingProcessor(
   const keys = redisKeys(config.QUEUE_PREFIX);
   const cancelKey = keys.cancel(jobId);
   const artifacts = new JobArtifacts(store, jobId);
-  const { owner, artifactQuotaBytes } = payload.data;
+  const { owner, artifactQuotaBytes, trial } = payload.data;
   const { measureArtifacts, ensureArtifactRoom } = artifactBookkeeping(
     new ArtifactLedger(redis, config.QUEUE_PREFIX),
     artifacts,
@@ -105,6 +106,7 @@ export default async function trainingProcessor(
       handBackRequested: () => signal?.aborted === true,
       measureArtifacts,
       ensureArtifactRoom,
+      reportToSweep: trial ? (history) => new TrialReport(redis, config.QUEUE_PREFIX, trial).epochsEnded(history) : null,
       weights,
       log: (message, fields) => {
         log.info(fields ?? {}, message);

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
-import { seededRandom } from '../../../engine/data/random.js';
+import { seededRandom } from '../../../common/random.js';
 import { decodeForModel, ImageDecodeError, IMAGENET_MEAN, IMAGENET_STD, MAX_INPUT_PIXELS, preprocessingFor } from '../../../engine/data/preprocess.js';
 
 const p32 = preprocessingFor(32);

@@ -1,0 +1,82 @@
+import type { EpochMetrics } from '../schemas/metrics.js';
+import type { Asha, ObjectiveMetric, RungArrival, SweepObjective, TrialLink } from '../schemas/sweep.js';
+import type { RedisClient } from './redis-connection.js';
+import { redisKeys } from './redis-keys.js';
+
+/** ASHA's rungs: minEpochs x reductionFactor^k, below maxEpochs (the last epoch needs no decision). */
+export function rungsOf(asha: Pick<Asha, 'minEpochs' | 'reductionFactor' | 'maxEpochs'>): number[] {
+  const rungs: number[] = [];
+  for (let epoch = asha.minEpochs; epoch < asha.maxEpochs; epoch *= asha.reductionFactor) rungs.push(epoch);
+  return rungs;
+}
+
+const METRIC_FIELDS: Record<ObjectiveMetric, keyof EpochMetrics> = {
+  validation_accuracy: 'validationAccuracy',
+  validation_loss: 'validationLoss',
+  validation_top5_accuracy: 'validationTop5Accuracy',
+};
+
+export const objectiveOf = (epoch: EpochMetrics, metric: ObjectiveMetric): number | null => epoch[METRIC_FIELDS[metric]];
+
+/** Larger is better, whatever the goal. */
+export const scoreOf = (value: number, { goal }: Pick<SweepObjective, 'goal'>) => (goal === 'maximize' ? value : -value);
+
+/**
+ * ASHA's decision for the trial that arrived `place`-th (1-based) at a rung, from the trials that had
+ * arrived by then: it goes on only within the top ceil(n / reductionFactor) of those n (ties go to
+ * the earlier arrival), so the first to arrive always goes on.
+ */
+export function ashaStops(
+  arrivals: readonly RungArrival[],
+  place: number,
+  reductionFactor: number,
+  objective: Pick<SweepObjective, 'goal'>,
+): boolean {
+  const seen = arrivals.slice(0, place);
+  const mine = scoreOf(seen[place - 1].value, objective);
+  const better = seen.slice(0, place - 1).filter((other) => scoreOf(other.value, objective) >= mine).length;
+  return better >= Math.ceil(seen.length / reductionFactor);
+}
+
+/** Appends the trial to the rung once: a resumed trial keeps its first place. Returns the place (1-based). */
+const ARRIVE = `
+local place = redis.call('HGET', KEYS[1], ARGV[1])
+if place then return tonumber(place) end
+place = redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], place)
+return place`;
+
+/** A trial's side of its sweep's record in Redis, as its worker writes it. */
+export class TrialReport {
+  private readonly keys;
+
+  constructor(
+    private readonly redis: RedisClient,
+    prefix: string,
+    private readonly link: TrialLink,
+  ) {
+    this.keys = redisKeys(prefix);
+  }
+
+  /**
+   * Records the trial's objective after each epoch so far, enters it at each rung it has reached
+   * (once), and answers whether ASHA stops it there.
+   */
+  async epochsEnded(history: readonly EpochMetrics[]): Promise<boolean> {
+    const { sweep, trial, objective, rungs, reductionFactor } = this.link;
+    const values = history.map((epoch) => objectiveOf(epoch, objective.metric));
+    await this.redis.hset(this.keys.sweepEpochs(sweep), String(trial), JSON.stringify(values));
+    for (const rung of rungs) {
+      const value = values[rung - 1];
+      if (value === undefined || value === null) continue;
+      const arrival: RungArrival = { trial, value };
+      const rungKey = this.keys.sweepRung(sweep, rung);
+      const place = Number(
+        await this.redis.eval(ARRIVE, 2, this.keys.sweepArrivals(sweep), rungKey, `${trial}:${rung}`, JSON.stringify(arrival)),
+      );
+      const arrivals = (await this.redis.lrange(rungKey, 0, place - 1)).map((entry) => JSON.parse(entry) as RungArrival);
+      if (ashaStops(arrivals, place, reductionFactor, objective)) return true;
+    }
+    return false;
+  }
+}
