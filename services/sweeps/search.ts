@@ -61,7 +61,10 @@ const GAMMA = 0.25;
 function rangeDensity(range: Range, points: number[]) {
   const [low, high] = boundsOf(range);
   const width = high - low || 1;
-  const sigma = width / Math.max(1, Math.sqrt(points.length + 1));
+  // Silverman's rule, never under a twentieth of the range (a few equal points must not collapse it).
+  const mean = points.reduce((sum, t) => sum + t, 0) / Math.max(1, points.length);
+  const spread = Math.sqrt(points.reduce((sum, t) => sum + (t - mean) ** 2, 0) / Math.max(1, points.length - 1));
+  const sigma = points.length < 2 ? width / 2 : Math.max(width / 20, 1.06 * spread * points.length ** -0.2);
   const density = (t: number) =>
     (1 / width + points.reduce((sum, mu) => sum + Math.exp(-0.5 * ((t - mu) / sigma) ** 2) / (sigma * Math.sqrt(2 * Math.PI)), 0)) /
     (points.length + 1);

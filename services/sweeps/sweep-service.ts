@@ -82,7 +82,7 @@ export class SweepService {
   }
 
   async create(caller: Caller, spec: SweepSpec): Promise<SweepStatus> {
-    const limits: SweepLimits = { maxTrials: this.options.maxTrials, quotaOpenJobs: caller.admin ? null : this.options.quotaOpenJobs };
+    const limits: SweepLimits = { maxTrials: this.options.maxTrials, quotaOpenJobs: this.options.quotaOpenJobs };
     const { base, totalTrials } = checkSweep(spec, limits);
     await whenReady(this.redis, REDIS_WAIT_MS);
     const id = randomUUID();

@@ -7,8 +7,8 @@ import { trialCount, withParameters } from './search.js';
 export interface SweepLimits {
   /** Trials one sweep may run (SWEEP_MAX_TRIALS). */
   maxTrials: number;
-  /** The owner's quota of open jobs, which bounds the trials in flight; null for the admin. */
-  quotaOpenJobs: number | null;
+  /** The quota of open jobs (QUOTA_OPEN_JOBS), which bounds the trials in flight. */
+  quotaOpenJobs: number;
 }
 
 export interface CheckedSweep {
@@ -83,7 +83,7 @@ export function checkSweep(spec: SweepSpec, limits: SweepLimits): CheckedSweep {
       spec.search.method === 'grid' ? 'parameters' : 'search.trials',
       `${totalTrials} trials; a sweep may run at most ${limits.maxTrials} (SWEEP_MAX_TRIALS)`,
     );
-  if (limits.quotaOpenJobs !== null && spec.parallelism > limits.quotaOpenJobs)
-    throw InvalidInputError.field('parallelism', `at most your quota of open jobs, ${limits.quotaOpenJobs}`);
+  if (spec.parallelism > limits.quotaOpenJobs)
+    throw InvalidInputError.field('parallelism', `at most the quota of open jobs, ${limits.quotaOpenJobs} (QUOTA_OPEN_JOBS)`);
   return { base, totalTrials };
 }

@@ -48,6 +48,34 @@ describe('job spec validation (4xx problem+json naming the field)', () => {
     assert.equal(queued.body.total, 0, 'nothing malformed was enqueued');
   });
 
+  it('refuses a sweep with 400 naming the path: a field the mode lacks, min > max, a grid past the limit', async () => {
+    const base = { ...valid, dataset: synthetic };
+    const values = { values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] };
+    const cases: Array<[object, string]> = [
+      [
+        { parameters: { 'fineTuning.trainableFrom': { values: ['layer4'] } }, search: { method: 'grid' } },
+        'parameters.fineTuning.trainableFrom',
+      ],
+      [
+        { parameters: { labelSmoothing: { distribution: 'uniform', min: 0.3, max: 0.1 } }, search: { method: 'random', trials: 2 } },
+        'parameters.labelSmoothing.min',
+      ],
+      [{ parameters: { batchSize: values, seed: values }, search: { method: 'grid' } }, 'parameters'],
+      [{ parameters: { batchSize: { values: [2] } }, search: { method: 'grid' }, parallelism: 100 }, 'parallelism'],
+    ];
+    for (const [sweep, field] of cases) {
+      const response = await service
+        .http()
+        .post('/v1/sweeps')
+        .send({ base, ...sweep });
+      assert.equal(response.status, 400, `${field}: ${response.text}`);
+      assert.match(response.headers['content-type'], /^application\/problem\+json/);
+      const paths = (response.body.errors as Array<{ path: string }>).map((e) => e.path);
+      assert.deepEqual(paths, [field], response.text);
+    }
+    assert.equal((await service.http().get('/v1/sweeps')).body.total, 0, 'no sweep was made');
+  });
+
   it('answers non-JSON, wrong media types, oversized bodies and bad Idempotency-Keys with 4xx problems', async () => {
     const cases = [
       [service.http().post('/v1/jobs').set('content-type', 'application/json').send('{"mode": '), 400],
