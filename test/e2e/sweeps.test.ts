@@ -87,12 +87,12 @@ describe('sweeps on two real workers', () => {
     const best = recomputedBest(sweep);
     assert.deepEqual(sweep.best, { ...best, job: sweep.trials[best.trial].job });
     // A trial is an ordinary job: its status, metrics and best checkpoint.
-    const job = (await service.http().get(`/v1/jobs/${sweep.best!.job}`)).body as JobStatus;
+    const job = (await service.http().get(`/v1/jobs/${sweep.best.job}`)).body as JobStatus;
     assert.equal(job.state, 'completed');
     assert.deepEqual((job.spec as { tags?: string[] }).tags, ['e2e', `sweep:${sweep.id}`]);
-    const metrics = (await service.http().get(`/v1/jobs/${sweep.best!.job}/metrics`)).body;
-    assert.equal(metrics.epochs[sweep.best!.epoch - 1].validationAccuracy, sweep.best!.value);
-    assert.equal((await service.http().get(`/v1/jobs/${sweep.best!.job}/checkpoint?epoch=best`)).status, 200);
+    const metrics = (await service.http().get(`/v1/jobs/${sweep.best.job}/metrics`)).body;
+    assert.equal(metrics.epochs[sweep.best.epoch - 1].validationAccuracy, sweep.best.value);
+    assert.equal((await service.http().get(`/v1/jobs/${sweep.best.job}/checkpoint?epoch=best`)).status, 200);
     const listed = (await service.http().get('/v1/sweeps')).body;
     assert.ok(listed.items.some((item: { id: string; name: string }) => item.id === sweep.id && item.name === 'grid'));
   });
