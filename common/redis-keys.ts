@@ -17,6 +17,12 @@ export const redisKeys = (prefix: string) => ({
   /** Job ids by submission time (sorted sets): every job, and each owner's. */
   allJobs: `${prefix}:jobs`,
   ownerJobs: (owner: string) => `${prefix}:owner-jobs:${owner}`,
+  /**
+   * Job ids by a label (name, tag or mode) and submission time (sorted sets): every owner's and one
+   * owner's. The label's value is hashed into the key: names hold spaces and colons.
+   */
+  labelledJobs: (scope: { owner: string } | 'everyone', label: string) =>
+    scope === 'everyone' ? `${prefix}:jobs-by:${label}` : `${prefix}:owner-jobs-by:${scope.owner}:${label}`,
   /** Each owner's jobs that may still be queued or running (the quota counts these). */
   openJobs: (owner: string) => `${prefix}:open-jobs:${owner}`,
   /** The jobs that train on an uploaded dataset (it cannot be deleted while one is open). */

@@ -17,7 +17,7 @@ function testFiles(): string[] {
 }
 
 /** The e2e files that need only Redis and the API (no worker trains anything). */
-const API_ONLY_E2E = ['validation', 'limits', 'queue-admin', 'shared-capacity', 'large-keyspace', 'hostile-uploads'].map(
+const API_ONLY_E2E = ['validation', 'limits', 'queue-admin', 'shared-capacity', 'large-keyspace', 'hostile-uploads', 'job-filters'].map(
   (name) => `test/e2e/${name}.test.ts`,
 );
 const UNIT_FOLDERS = [

@@ -26,7 +26,7 @@ import { TrainingPayload } from '../../schemas/queue.js';
 import type { TrialLink } from '../../schemas/sweep.js';
 import { checkDataset } from '../datasets/check-dataset.js';
 import { ArchiveCache } from './archive-cache.js';
-import { JobIndex, type IndexScope } from './job-index.js';
+import { JobIndex, type FilteredIndex, type IndexScope, type LabelFilter } from './job-index.js';
 import { describeJob, ownerOf } from './job-status.js';
 import type { CheckpointFormat } from '../../schemas/artifacts.js';
 import { checkpointDownload, type Converting, type Download, type ModelExporter } from './checkpoint-downloads.js';
@@ -46,6 +46,12 @@ const SWEEP_BATCHES_PER_RUN = 20;
 export interface Submission {
   status: JobStatus;
   created: boolean;
+}
+
+export interface JobFilter extends LabelFilter {
+  state?: JobState;
+  limit: number;
+  offset: number;
 }
 
 export interface JobListing {
@@ -220,26 +226,25 @@ export class JobService {
   }
 
   /**
-   * Pages through the caller's index (every job's for the admin), newest first, in Redis. With a
-   * state filter it reads the newest LIST_STATE_SCAN_LIMIT jobs at most, and `total` counts matches among them.
+   * Pages through the caller's index (every job's for the admin), newest first, in Redis: by name,
+   * tag and mode, the index of each (intersected when several), so only matching jobs are read. With
+   * a state filter it reads the newest LIST_STATE_SCAN_LIMIT of those at most, and `total` counts matches among them.
    */
-  async list(caller: Caller, filter: { state?: JobState; limit: number; offset: number }): Promise<JobListing> {
+  async list(caller: Caller, filter: JobFilter): Promise<JobListing> {
     await whenReady(this.redis, REDIS_WAIT_MS);
     const scope: IndexScope = caller.admin ? 'everyone' : { owner: caller.owner };
+    const index = await this.index.filtered(scope, filter);
     const page = { limit: filter.limit, offset: filter.offset };
     if (!filter.state) {
-      const [ids, total] = await Promise.all([
-        this.index.page(scope, filter.offset, filter.offset + filter.limit - 1),
-        this.index.count(scope),
-      ]);
-      const items = await this.describeIndexed(scope, ids);
+      const [ids, total] = await Promise.all([index.page(filter.offset, filter.offset + filter.limit - 1), index.count()]);
+      const items = await this.describeIndexed(scope, index, ids);
       return { items, total: total - (ids.length - items.length), ...page };
     }
     const matches: JobStatus[] = [];
     let total = 0;
     for (let start = 0; start < LIST_STATE_SCAN_LIMIT; start += LIST_BATCH) {
-      const ids = await this.index.page(scope, start, start + LIST_BATCH - 1);
-      for (const status of await this.describeIndexed(scope, ids)) {
+      const ids = await index.page(start, start + LIST_BATCH - 1);
+      for (const status of await this.describeIndexed(scope, index, ids)) {
         if (status.state !== filter.state) continue;
         if (total >= filter.offset && matches.length < filter.limit) matches.push(status);
         total++;
@@ -249,13 +254,11 @@ export class JobService {
     return { items: matches, total, ...page };
   }
 
-  /** Statuses of indexed ids in order; ids whose job is gone (retention, a failed enqueue) leave the index. */
-  private async describeIndexed(scope: IndexScope, ids: string[]): Promise<JobStatus[]> {
+  /** Statuses of indexed ids in order; ids whose job is gone (retention, a failed enqueue) leave the indexes read. */
+  private async describeIndexed(scope: IndexScope, index: FilteredIndex, ids: string[]): Promise<JobStatus[]> {
     const jobs = await Promise.all(ids.map((id) => this.queue.getJob(id)));
-    await this.index.forget(
-      scope,
-      ids.filter((_, i) => !jobs[i]),
-    );
+    const gone = ids.filter((_, i) => !jobs[i]);
+    await Promise.all([this.index.forget(scope, gone), index.forget(gone)]);
     return Promise.all(jobs.filter((job): job is TrainingJob => Boolean(job)).map((job) => this.describe(job)));
   }
 

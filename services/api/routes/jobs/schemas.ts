@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { CheckpointFormat } from '../../../../schemas/artifacts.js';
 import { JobState } from '../../../../schemas/job-status.js';
+import { TransferMode } from '../../../../schemas/model.js';
+import { RunName, RunTag } from '../../../../schemas/run-labels.js';
 
 export const JobParams = z.object({ id: z.string().describe('The job id (a UUID)') });
 
@@ -10,6 +12,9 @@ export const ValidationImageParams = JobParams.extend({
 
 export const ListQuery = z.strictObject({
   state: JobState.optional(),
+  name: RunName.optional().describe('Jobs of this name'),
+  tag: RunTag.optional().describe('Jobs with this tag'),
+  mode: TransferMode.optional(),
   limit: z.coerce.number().int().min(1).max(100).default(20),
   offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
 });
