@@ -38,6 +38,9 @@ export const redisKeys = (prefix: string) => ({
   /** Download archives built on request: last use (sorted set) and size (hash), by store key. */
   archivesUsed: `${prefix}:archives:used`,
   archiveBytes: `${prefix}:archives:bytes`,
+  /** Each owner's model aliases (a hash: name -> target) and an alias's history (a list, newest first). */
+  modelAliases: (owner: string) => `${prefix}:model-aliases:${owner}`,
+  modelAliasHistory: (owner: string, name: string) => `${prefix}:model-alias-history:${owner}:${name}`,
   /** Sweep ids by creation time (sorted sets): every sweep, each owner's, and those still running (the API advances these). */
   allSweeps: `${prefix}:sweeps`,
   ownerSweeps: (owner: string) => `${prefix}:owner-sweeps:${owner}`,

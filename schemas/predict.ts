@@ -11,5 +11,10 @@ export const ImagePrediction = z.object({ file: z.string(), top: z.array(ClassSc
 export type ImagePrediction = z.infer<typeof ImagePrediction>;
 
 /** POST /v1/jobs/:id/predict: the top-k classes of each uploaded image, in upload order. */
-export const PredictResponse = z.object({ jobId: z.uuid(), topK: z.number().int(), predictions: z.array(ImagePrediction) });
+export const PredictResponse = z.object({
+  jobId: z.uuid(),
+  model: z.string().describe('Which saved model of the job answered: final, or epoch-N'),
+  topK: z.number().int(),
+  predictions: z.array(ImagePrediction),
+});
 export type PredictResponse = z.infer<typeof PredictResponse>;

@@ -16,6 +16,7 @@ import { frameworkErrors, registerProblemHandlers, RETRY_AFTER_SECONDS } from '.
 import datasetsRoutes from './routes/datasets/index.js';
 import eventRoutes from './routes/events/index.js';
 import healthRoutes from './routes/health/index.js';
+import modelsRoutes from './routes/models/index.js';
 import sweepsRoutes from './routes/sweeps/index.js';
 import jobsRoutes from './routes/jobs/index.js';
 import predictRoutes from './routes/predict/index.js';
@@ -98,7 +99,8 @@ export async function buildApp({ config, redis, queues, store, logger }: ApiDeps
       await v1.register(jobsRoutes, { jobs, exporter: services.exporter });
       await v1.register(sweepsRoutes, { sweeps: services.sweeps });
       await v1.register(eventRoutes, { jobs, events, streams: services.eventStreams });
-      await v1.register(predictRoutes, { jobs, predictions: services.predictions });
+      await v1.register(predictRoutes, { models: services.models, predictions: services.predictions });
+      await v1.register(modelsRoutes, { models: services.models, jobs, exporter: services.exporter });
       const { datasets, preflights, uploadSlots, checkUpload } = services;
       await v1.register(datasetsRoutes, { datasets, preflights, uploadSlots, checkUpload });
       await v1.register(summaryRoutes, { inspector: services.inspector, dataDir: config.DATA_DIR, store });

@@ -19,6 +19,7 @@ import { DatasetStore, type UploadLimits } from '../datasets/dataset-store.js';
 import { Preflights } from '../datasets/preflights.js';
 import { UNPACK_TIMEOUT_MS } from '../datasets/unpack.js';
 import { JobService } from '../jobs/job-service.js';
+import { ModelService } from '../jobs/model-service.js';
 import { SweepService } from '../sweeps/sweep-service.js';
 import { JobEventStream } from './job-events.js';
 import { ThreadModelExporter } from './model-exporter.js';
@@ -164,6 +165,7 @@ export function composeApi({ config, redis, queues, store, logger }: ApiDeps, ma
   const { ownerShare, inspector, exporter, predictions, requestedPreflights, uploadPreflights } = apiThreads(config);
   const catalog = new WeightsCatalog(new WeightsStore(store), manifest);
   const jobs = new JobService(queues, redis, store, catalog, jobServiceOptionsOf(config));
+  const models = new ModelService(jobs, store);
   const sweepLimits = { prefix: config.QUEUE_PREFIX, maxTrials: config.SWEEP_MAX_TRIALS, quotaOpenJobs: config.QUOTA_OPEN_JOBS };
   const sweeps = new SweepService(redis, jobs, sweepLimits, logger);
   const events = new JobEventStream(config, redis, queues.get(QueueName.Training).keys.events, logger);
@@ -211,6 +213,7 @@ export function composeApi({ config, redis, queues, store, logger }: ApiDeps, ma
     config,
     catalog,
     jobs,
+    models,
     sweeps,
     events,
     inspector,

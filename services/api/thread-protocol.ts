@@ -20,6 +20,8 @@ export interface PreflightRequest {
 
 export interface PredictRequest {
   jobId: string;
+  /** The saved model's folder in the store: the job's final model, or the checkpoint a model alias names. */
+  folder: string;
   /** Files the API streamed the uploads into; it removes them after the answer. */
   images: Array<{ name: string; path: string }>;
   topK: number;

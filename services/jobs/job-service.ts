@@ -26,6 +26,7 @@ import { TrainingPayload } from '../../schemas/queue.js';
 import type { TrialLink } from '../../schemas/sweep.js';
 import { checkDataset } from '../datasets/check-dataset.js';
 import { ArchiveCache } from './archive-cache.js';
+import { ModelAliasStore } from './model-aliases.js';
 import { JobIndex, type FilteredIndex, type IndexScope, type LabelFilter } from './job-index.js';
 import { describeJob, ownerOf } from './job-status.js';
 import type { CheckpointFormat } from '../../schemas/artifacts.js';
@@ -66,6 +67,8 @@ export class JobService {
   private readonly keys;
   private readonly archives: ArchiveCache;
   private readonly index: JobIndex;
+  /** Each owner's model aliases: a job an alias points at cannot be purged. */
+  readonly aliases: ModelAliasStore;
 
   constructor(
     private readonly queues: Queues,
@@ -86,6 +89,7 @@ export class JobService {
     this.keys = redisKeys(options.prefix);
     this.archives = new ArchiveCache(redis, store, options.prefix, options.downloadCache);
     this.index = new JobIndex(redis, queues, options.prefix);
+    this.aliases = new ModelAliasStore(redis, options.prefix);
   }
 
   private get queue() {
@@ -281,6 +285,11 @@ export class JobService {
     if (!FINISHED_STATES.includes(state)) {
       throw new ConflictError(`job ${jobId} is ${state}: cancel it, then purge it once it has ended`, { state });
     }
+    const aliases = await this.aliases.pointingAt(ownerOf(job), jobId);
+    if (aliases.length)
+      throw new ConflictError(`model alias ${aliases.join(', ')} points at job ${jobId}: point it elsewhere or delete it first`, {
+        aliases,
+      });
     await this.forget(jobId, job);
   }
 

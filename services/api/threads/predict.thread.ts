@@ -1,5 +1,5 @@
 // Predictions for the API, on a worker thread: decoding and the forward pass never touch the API's
-// event loop. Keeps the last few jobs' final models loaded.
+// event loop. Keeps the last few models loaded.
 import { readFile } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
@@ -29,19 +29,19 @@ interface LoadedModel {
 }
 const loaded = new Map<string, Promise<LoadedModel>>();
 
-function modelOf(jobId: string): Promise<LoadedModel> {
-  let entry = loaded.get(jobId);
+/** The saved model in `folder` of the job's artifacts (its final model or an epoch's checkpoint). */
+function modelOf(jobId: string, folder: string): Promise<LoadedModel> {
+  let entry = loaded.get(folder);
   if (!entry) {
     entry = (async () => {
-      const artifacts = new JobArtifacts(store, jobId);
-      const metadata = await artifacts.readModelMetadata(artifacts.finalFolder);
-      if (!metadata) throw new Error(`job ${jobId} has no final model`);
-      const resnet = await loadModel(store, artifacts.finalFolder);
+      const metadata = await new JobArtifacts(store, jobId).readModelMetadata(folder);
+      if (!metadata) throw new Error(`job ${jobId} has no saved model in ${folder}`);
+      const resnet = await loadModel(store, folder);
       freeze(resnet);
       return { resnet, metadata };
     })();
-    entry.catch(() => loaded.delete(jobId));
-    loaded.set(jobId, entry);
+    entry.catch(() => loaded.delete(folder));
+    loaded.set(folder, entry);
     if (loaded.size > MODELS_KEPT) {
       const [oldest, evicted] = loaded.entries().next().value as [string, Promise<LoadedModel>];
       loaded.delete(oldest);
@@ -54,9 +54,9 @@ function modelOf(jobId: string): Promise<LoadedModel> {
   return entry;
 }
 
-serveThreadRpc<PredictRequest, PredictOutcome>(parentPort, async ({ jobId, images, topK }) => {
+serveThreadRpc<PredictRequest, PredictOutcome>(parentPort, async ({ jobId, folder, images, topK }) => {
   await ready;
-  const { resnet, metadata } = await modelOf(jobId);
+  const { resnet, metadata } = await modelOf(jobId, folder);
   const { preprocessing, classNames } = metadata;
   const decoded: PromiseSettledResult<Awaited<ReturnType<typeof decodeForModel>>>[] = [];
   // One file in memory at a time: a request may carry 64 files of 32 MiB.

@@ -8,6 +8,7 @@ import { Metrics } from '../../../../schemas/metrics.js';
 import type { CheckpointSelector, ModelExporter } from '../../../jobs/checkpoint-downloads.js';
 import type { JobService } from '../../../jobs/job-service.js';
 import { allowLongWork } from '../../long-work.js';
+import { sendDownload } from './download-reply.js';
 import { sendSummary, SummaryQuery } from '../summary/reply.js';
 import { CheckpointQuery, DeleteQuery, JobParams, ListQuery, SubmitHeaders, ValidationImageParams } from './schemas.js';
 
@@ -30,25 +31,7 @@ const jobFileRoutes: FastifyPluginAsyncZod<{ jobs: JobService; exporter: ModelEx
       const { epoch, format } = request.query;
       const selector: CheckpointSelector = typeof epoch === 'number' ? { kind: 'epoch', epoch } : { kind: epoch };
       allowLongWork(request);
-      const download = await jobs.checkpoint(request.caller, request.params.id, { selector, format, exporter });
-      if ('converting' in download)
-        return reply
-          .code(202)
-          .header('retry-after', download.retryAfterSeconds)
-          .header('location', request.url)
-          .send({
-            state: 'converting',
-            detail: `converting to ${format} on first request; ask again after Retry-After seconds`,
-            retryAfterSeconds: download.retryAfterSeconds,
-          });
-      const etag = `"${download.etag}"`;
-      reply.header('etag', etag).header('cache-control', 'private, max-age=0, must-revalidate');
-      if (request.headers['if-none-match'] === etag) return reply.code(304).send(null);
-      return reply
-        .header('content-type', download.contentType)
-        .header('content-length', download.size)
-        .header('content-disposition', `attachment; filename="${download.filename}"`)
-        .send(await download.open());
+      return sendDownload(request, reply, await jobs.checkpoint(request.caller, request.params.id, { selector, format, exporter }), format);
     },
   );
 

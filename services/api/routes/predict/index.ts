@@ -8,12 +8,13 @@ import type { FastifyError, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { InvalidInputError, TooLargeError } from '../../../../common/errors.js';
 import { PredictQuery, PredictResponse } from '../../../../schemas/predict.js';
-import type { JobService } from '../../../jobs/job-service.js';
+import type { ModelService, ResolvedModel } from '../../../jobs/model-service.js';
 import { allowLongWork } from '../../long-work.js';
 import { drainBody, HttpProblem } from '../../problem.js';
 import type { ThreadRpc } from '../../thread-rpc.js';
 import type { PredictOutcome, PredictRequest } from '../../thread-protocol.js';
 import { JobParams } from '../jobs/schemas.js';
+import { AliasParams } from '../models/index.js';
 
 /** Per request: files and their sizes are bounded (each is streamed to a temporary file, never held whole). */
 const PREDICT_LIMITS = { files: 64, fileSize: 32 * 1024 * 1024, fields: 16, fieldSize: 1024 };
@@ -66,10 +67,37 @@ async function receiveImages(request: FastifyRequest, dir: string): Promise<Pred
   return images;
 }
 
-/** Top-k classes for uploaded images, with the job's final model, preprocessing and class names. */
-const predictRoutes: FastifyPluginAsyncZod<{ jobs: JobService; predictions: ThreadRpc<PredictRequest, PredictOutcome> }> = async (
+/** Receives the images, then runs them through the model in the predict thread, holding a place in its queue meanwhile. */
+async function predictWith(
+  request: FastifyRequest,
+  predictions: ThreadRpc<PredictRequest, PredictOutcome>,
+  { job, model }: ResolvedModel,
+  topK: number,
+): Promise<PredictResponse> {
+  if (!request.isMultipart()) throw new HttpProblem(415, 'Unsupported Media Type', 'send the images as multipart/form-data file fields');
+  // A place in the thread's queue before the images arrive: the files a request keeps wait in it.
+  const place = predictions.reserve(request.caller);
+  const dir = await mkdtemp(path.join(tmpdir(), 'retrain-predict-upload-'));
+  try {
+    const images = await receiveImages(request, dir);
+    if (images.length === 0) throw InvalidInputError.field('files', 'at least one image file is required');
+    allowLongWork(request);
+    const outcome = await place.send({ jobId: job.id, folder: model.folder, images, topK });
+    if (!outcome.ok) {
+      const errors = outcome.errors.map((e) => ({ path: `files[${e.index}]`, file: e.file, message: e.message }));
+      throw new InvalidInputError(errors, 'body', `${errors.length} file(s) could not be decoded as images`);
+    }
+    return { jobId: job.id, model: model.label, topK, predictions: outcome.predictions };
+  } finally {
+    place.release();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Top-k classes for uploaded images, with a job's final model or the model an alias names, their preprocessing and class names. */
+const predictRoutes: FastifyPluginAsyncZod<{ models: ModelService; predictions: ThreadRpc<PredictRequest, PredictOutcome> }> = async (
   app,
-  { jobs, predictions },
+  { models, predictions },
 ) => {
   await app.register(multipart, { limits: PREDICT_LIMITS, throwFileSizeLimit: true });
   app.addHook('onError', async (request, reply, error) => drainBody(request, reply, error));
@@ -77,29 +105,13 @@ const predictRoutes: FastifyPluginAsyncZod<{ jobs: JobService; predictions: Thre
   app.post(
     '/jobs/:id/predict',
     { schema: { params: JobParams, querystring: PredictQuery, response: { 200: PredictResponse } } },
-    async (request) => {
-      const { topK } = request.query;
-      const status = await jobs.completedModel(request.caller, request.params.id);
-      if (!request.isMultipart())
-        throw new HttpProblem(415, 'Unsupported Media Type', 'send the images as multipart/form-data file fields');
-      // A place in the thread's queue before the images arrive: the files a request keeps wait in it.
-      const place = predictions.reserve(request.caller);
-      const dir = await mkdtemp(path.join(tmpdir(), 'retrain-predict-upload-'));
-      try {
-        const images = await receiveImages(request, dir);
-        if (images.length === 0) throw InvalidInputError.field('files', 'at least one image file is required');
-        allowLongWork(request);
-        const outcome = await place.send({ jobId: status.id, images, topK });
-        if (!outcome.ok) {
-          const errors = outcome.errors.map((e) => ({ path: `files[${e.index}]`, file: e.file, message: e.message }));
-          throw new InvalidInputError(errors, 'body', `${errors.length} file(s) could not be decoded as images`);
-        }
-        return { jobId: status.id, topK, predictions: outcome.predictions };
-      } finally {
-        place.release();
-        await rm(dir, { recursive: true, force: true });
-      }
-    },
+    async (request) => predictWith(request, predictions, await models.ofJob(request.caller, request.params.id), request.query.topK),
+  );
+
+  app.post(
+    '/models/:name/predict',
+    { schema: { params: AliasParams, querystring: PredictQuery, response: { 200: PredictResponse } } },
+    async (request) => predictWith(request, predictions, await models.resolve(request.caller, request.params.name), request.query.topK),
   );
 };
 export default predictRoutes;
