@@ -41,6 +41,9 @@ export const redisKeys = (prefix: string) => ({
   /** Each owner's model aliases (a hash: name -> target) and an alias's history (a list, newest first). */
   modelAliases: (owner: string) => `${prefix}:model-aliases:${owner}`,
   modelAliasHistory: (owner: string, name: string) => `${prefix}:model-alias-history:${owner}:${name}`,
+  /** Each owner's webhooks (a hash: id -> url, events, secret) and each webhook's deliveries (a list, newest first). */
+  webhooks: (owner: string) => `${prefix}:webhooks:${owner}`,
+  webhookDeliveries: (id: string) => `${prefix}:webhook-deliveries:${id}`,
   /** Sweep ids by creation time (sorted sets): every sweep, each owner's, and those still running (the API advances these). */
   allSweeps: `${prefix}:sweeps`,
   ownerSweeps: (owner: string) => `${prefix}:owner-sweeps:${owner}`,

@@ -179,6 +179,18 @@ export const Config = z.object({
     .min(0)
     .default(20 * 1024 ** 3)
     .describe('Download archives (built on first request) of all jobs together: past this, the least recently used go'),
+  WEBHOOK_ALLOW_PRIVATE: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((value) => value === 'true')
+    .describe('Let webhooks reach loopback, private and link-local addresses (a receiver on the same network)'),
+  WEBHOOK_RETRY_DELAY_MS: z.coerce
+    .number()
+    .int()
+    .min(10)
+    .default(10_000)
+    .describe("A failed delivery's first retry; each next one doubles"),
+  WEBHOOK_MAX_PER_OWNER: z.coerce.number().int().min(1).max(1000).default(10).describe('Webhooks one owner may keep'),
   SWEEP_MAX_TRIALS: z.coerce.number().int().min(1).max(1000).default(100).describe('Trials one sweep may run (400 past it)'),
   SWEEP_TICK_MS: z.coerce
     .number()

@@ -17,6 +17,7 @@ import datasetsRoutes from './routes/datasets/index.js';
 import eventRoutes from './routes/events/index.js';
 import healthRoutes from './routes/health/index.js';
 import modelsRoutes from './routes/models/index.js';
+import webhooksRoutes from './routes/webhooks/index.js';
 import sweepsRoutes from './routes/sweeps/index.js';
 import jobsRoutes from './routes/jobs/index.js';
 import predictRoutes from './routes/predict/index.js';
@@ -98,6 +99,7 @@ export async function buildApp({ config, redis, queues, store, logger }: ApiDeps
       await guardOwners(v1, authMode, config, redis, anonymous);
       await v1.register(jobsRoutes, { jobs, exporter: services.exporter });
       await v1.register(sweepsRoutes, { sweeps: services.sweeps });
+      await v1.register(webhooksRoutes, { webhooks: services.webhooks });
       await v1.register(eventRoutes, { jobs, events, streams: services.eventStreams });
       await v1.register(predictRoutes, { models: services.models, predictions: services.predictions });
       await v1.register(modelsRoutes, { models: services.models, jobs, exporter: services.exporter });

@@ -7,7 +7,7 @@ import { cachePolicyOf, evictFolderCache } from '../../common/cache-eviction.js'
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import type { Logger } from '../../common/logger.js';
 import { QueueName, type Queues } from '../../common/queue-facade.js';
-import { whenReady, type RedisClient } from '../../common/redis-connection.js';
+import { redisConnection, whenReady, type RedisClient } from '../../common/redis-connection.js';
 import { SharedCapacity } from '../../common/shared-capacity.js';
 import { WeightsCatalog } from '../../common/weights-catalog.js';
 import { WeightsStore } from '../../common/weights-store.js';
@@ -19,6 +19,8 @@ import { DatasetStore, type UploadLimits } from '../datasets/dataset-store.js';
 import { Preflights } from '../datasets/preflights.js';
 import { UNPACK_TIMEOUT_MS } from '../datasets/unpack.js';
 import { JobService } from '../jobs/job-service.js';
+import { WebhookService } from '../webhooks/webhook-service.js';
+import { ADMIN_OWNER } from '../../schemas/auth.js';
 import { ModelService } from '../jobs/model-service.js';
 import { SweepService } from '../sweeps/sweep-service.js';
 import { JobEventStream } from './job-events.js';
@@ -140,6 +142,16 @@ function startRedisTasks(
   return Promise.all([adding, indexing]);
 }
 
+/** Queues the notices of a job that ended, to its owner's webhooks that asked for them. */
+async function noticeOfJobEnd(jobs: JobService, webhooks: WebhookService, jobId: string): Promise<void> {
+  const status = await jobs.status({ owner: ADMIN_OWNER, admin: true }, jobId);
+  if (!status) return;
+  const type = ({ completed: 'job.completed', stopped_early: 'job.completed', failed: 'job.failed', cancelled: 'job.cancelled' } as const)[
+    status.state as 'completed'
+  ];
+  if (type) await webhooks.notify(status.owner, type, jobId, status);
+}
+
 /** Runs `work` every `intervalMs` once started, never twice at once; `stop` waits for a run under way. */
 function ticksOf(work: () => Promise<void>, intervalMs: number) {
   let timer: NodeJS.Timeout | undefined;
@@ -160,15 +172,56 @@ function ticksOf(work: () => Promise<void>, intervalMs: number) {
   };
 }
 
+/**
+ * What a team runs experiments with: model aliases, sweeps (advanced every SWEEP_TICK_MS) and
+ * webhooks (notices of jobs that end and sweeps that complete, delivered from this process).
+ */
+function experimentServices({ config, redis, store, logger }: Omit<ApiDeps, 'queues'>, jobs: JobService, events: JobEventStream) {
+  const models = new ModelService(jobs, store);
+  const webhookOptions = {
+    prefix: config.QUEUE_PREFIX,
+    allowPrivate: config.WEBHOOK_ALLOW_PRIVATE,
+    retryDelayMs: config.WEBHOOK_RETRY_DELAY_MS,
+    maxPerOwner: config.WEBHOOK_MAX_PER_OWNER,
+  };
+  const webhooks = new WebhookService(redis, webhookOptions, logger);
+  const deliveries = redisConnection(config, 'worker', logger);
+  const sweepLimits = { prefix: config.QUEUE_PREFIX, maxTrials: config.SWEEP_MAX_TRIALS, quotaOpenJobs: config.QUOTA_OPEN_JOBS };
+  const sweeps = new SweepService(redis, jobs, sweepLimits, logger, (owner, sweep) =>
+    webhooks.notify(owner, 'sweep.completed', sweep.id, sweep),
+  );
+  const sweepTicks = ticksOf(() => sweeps.advanceAll(), config.SWEEP_TICK_MS);
+  let stopNotices: () => unknown = () => undefined;
+  return {
+    models,
+    sweeps,
+    webhooks,
+    start(log: FastifyBaseLogger) {
+      sweepTicks.start(log);
+      webhooks.startDelivering(deliveries);
+      stopNotices = events.subscribe('*', ({ event, jobId }) => {
+        if (event === 'completed' || event === 'failed')
+          void noticeOfJobEnd(jobs, webhooks, jobId).catch((error: Error) =>
+            log.warn({ jobId, err: error.message }, 'could not queue the notices of a job'),
+          );
+      });
+    },
+    async close() {
+      await sweepTicks.stop();
+      stopNotices();
+      await webhooks.close();
+      deliveries.disconnect();
+    },
+  };
+}
+
 /** Everything the routes use, built from the config; `start` runs the start-up tasks, `close` stops it all in order. */
 export function composeApi({ config, redis, queues, store, logger }: ApiDeps, manifest: WeightsManifest) {
   const { ownerShare, inspector, exporter, predictions, requestedPreflights, uploadPreflights } = apiThreads(config);
   const catalog = new WeightsCatalog(new WeightsStore(store), manifest);
   const jobs = new JobService(queues, redis, store, catalog, jobServiceOptionsOf(config));
-  const models = new ModelService(jobs, store);
-  const sweepLimits = { prefix: config.QUEUE_PREFIX, maxTrials: config.SWEEP_MAX_TRIALS, quotaOpenJobs: config.QUOTA_OPEN_JOBS };
-  const sweeps = new SweepService(redis, jobs, sweepLimits, logger);
   const events = new JobEventStream(config, redis, queues.get(QueueName.Training).keys.events, logger);
+  const experiments = experimentServices({ config, redis, store, logger }, jobs, events);
   const datasets = new DatasetStore(config.DATA_DIR, store, { redis, prefix: config.QUEUE_PREFIX }, uploadLimitsOf(config), (id) =>
     jobs.openJobsOnDataset(id),
   );
@@ -184,9 +237,8 @@ export function composeApi({ config, redis, queues, store, logger }: ApiDeps, ma
     const leftovers = await preflights.sweep(THREAD_LIMITS.preflightTimeoutMs);
     if (leftovers.length) log.warn({ leftovers }, 'removed synthetic sets a crashed process left from preflights');
     redisTasks = startRedisTasks(redis, config, datasets, log, closing.signal);
-    sweepTicks.start(log);
+    experiments.start(log);
   }
-  const sweepTicks = ticksOf(() => sweeps.advanceAll(), config.SWEEP_TICK_MS);
   let redisTasks: Promise<unknown> = Promise.resolve();
   const closing = new AbortController();
 
@@ -201,7 +253,7 @@ export function composeApi({ config, redis, queues, store, logger }: ApiDeps, ma
   }
 
   async function close(): Promise<void> {
-    await sweepTicks.stop();
+    await experiments.close();
     await events.close();
     await Promise.all([inspector, exporter, predictions, requestedPreflights, uploadPreflights].map((t) => t.close()));
     await datasets.close();
@@ -213,8 +265,9 @@ export function composeApi({ config, redis, queues, store, logger }: ApiDeps, ma
     config,
     catalog,
     jobs,
-    models,
-    sweeps,
+    models: experiments.models,
+    sweeps: experiments.sweeps,
+    webhooks: experiments.webhooks,
     events,
     inspector,
     exporter,

@@ -77,6 +77,7 @@ export class SweepService {
     private readonly jobs: JobService,
     private readonly options: { prefix: string; maxTrials: number; quotaOpenJobs: number },
     private readonly log: Pick<Logger, 'warn' | 'info'>,
+    private readonly onCompleted: (owner: string, sweep: SweepStatus) => Promise<void> = async () => undefined,
   ) {
     this.keys = redisKeys(options.prefix);
   }
@@ -312,6 +313,7 @@ export class SweepService {
     }
     if (parts.trials.length === record.totalTrials && parts.trials.every((_, i) => ended(i))) {
       await this.finish(record, 'completed', status.best);
+      await this.onCompleted(record.owner, { ...status, state: 'completed', best: status.best });
     }
   }
 

@@ -15,7 +15,7 @@ const LAYERS: Array<{ name: string; files: RegExp; may: string[] }> = [
   { name: 'schemas', files: /^schemas\//, may: [] },
   { name: 'common', files: /^common\//, may: ['schemas'] },
   { name: 'engine', files: /^engine\//, may: ['common', 'schemas'] },
-  { name: 'domain', files: /^services\/(jobs|datasets|sweeps)\//, may: ['common', 'schemas'] },
+  { name: 'domain', files: /^services\/(jobs|datasets|sweeps|webhooks)\//, may: ['common', 'schemas'] },
   { name: 'api-threads', files: /^services\/api\/threads\//, may: ['api-thread-side', 'engine', 'common', 'schemas'] },
   { name: 'api-thread-side', files: /^services\/api\/thread-(rpc|protocol)\.ts$/, may: ['common', 'schemas'] },
   { name: 'api', files: /^services\/api\//, may: ['api-thread-side', 'domain', 'common', 'schemas'] },

@@ -76,6 +76,33 @@ describe('job spec validation (4xx problem+json naming the field)', () => {
     assert.equal((await service.http().get('/v1/sweeps')).body.total, 0, 'no sweep was made');
   });
 
+  it('refuses a webhook to a loopback, private or link-local address without WEBHOOK_ALLOW_PRIVATE (400 naming url)', async () => {
+    for (const url of [
+      'http://127.0.0.1:9/hook',
+      'http://localhost/hook',
+      'http://10.1.2.3/',
+      'http://169.254.169.254/latest',
+      'http://[::1]:8080/',
+      'http://[::ffff:192.168.0.1]/',
+    ]) {
+      const response = await service
+        .http()
+        .post('/v1/webhooks')
+        .send({ url, events: ['job.completed'] });
+      assert.equal(response.status, 400, `${url}: ${response.text}`);
+      assert.deepEqual(
+        response.body.errors.map((e: { path: string }) => e.path),
+        ['url'],
+      );
+    }
+    const ftp = await service
+      .http()
+      .post('/v1/webhooks')
+      .send({ url: 'ftp://example.com/', events: ['job.completed'] });
+    assert.equal(ftp.status, 400);
+    assert.equal((await service.http().get('/v1/webhooks')).body.items.length, 0);
+  });
+
   it('answers non-JSON, wrong media types, oversized bodies and bad Idempotency-Keys with 4xx problems', async () => {
     const cases = [
       [service.http().post('/v1/jobs').set('content-type', 'application/json').send('{"mode": '), 400],
