@@ -69,7 +69,7 @@ describe('webhooks to a loopback receiver', () => {
     for (let i = 0; i < 600; i++) {
       const response = await service.http().get(`/v1/webhooks/${ids.get(path)}`);
       assert.equal(response.status, 200, response.text);
-      if (done(response.body.deliveries)) return response.body.deliveries;
+      if (done(response.body.deliveries)) return response.body.deliveries as Delivery[];
       await sleep(100);
     }
     assert.fail(`the deliveries to ${path} did not get there`);
