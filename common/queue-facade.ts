@@ -40,6 +40,9 @@ const RETRY_BACKOFF_MS = 5_000;
 /** Redis keeps queue state only (results live in the artifact store): finished jobs stay answerable for a month. */
 const FINISHED_JOB_RETENTION_SECONDS = 30 * 24 * 3600;
 
+/** A job's own log (GET /v1/jobs/:id/logs) keeps its last this many lines, for as long as the job is kept. */
+export const JOB_LOG_LINES_KEPT = 2000;
+
 /** Every process can enqueue through this; only worker processes consume. */
 export class Queues {
   private readonly queues: { [Q in QueueName]?: TypedQueue<Q> } = {};
@@ -65,6 +68,7 @@ export class Queues {
       backoff: { type: 'exponential', delay: RETRY_BACKOFF_MS },
       removeOnComplete: retention,
       removeOnFail: retention,
+      keepLogs: JOB_LOG_LINES_KEPT,
     };
     return this.get(name).add(name, data, options);
   }

@@ -380,6 +380,13 @@ export class JobService {
     });
   }
 
+  /** Lines `start` to `end` (inclusive) of the job's own log, oldest first, and how many it keeps. */
+  async logs(caller: Caller, jobId: string, start: number, end: number): Promise<{ lines: string[]; total: number }> {
+    await this.require(caller, jobId);
+    const { logs, count } = await this.queue.getJobLogs(jobId, start, end, true);
+    return { lines: logs, total: count };
+  }
+
   /** The status of a job whose final model can serve predictions (409 until it completes). */
   async completedModel(caller: Caller, jobId: string): Promise<JobStatus> {
     const status = await this.requireStatus(caller, jobId);

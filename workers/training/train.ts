@@ -100,6 +100,7 @@ export async function train(
       if (position) await ctx.artifacts.removeInterrupted();
       await ctx.measureArtifacts();
       await reporter.epochEnded(epochMetrics);
+      ctx.log(`epoch ${epoch}/${spec.epochs}`, { ...epochMetrics });
       stoppedBySweep = (await ctx.reportToSweep?.(metrics.epochs)) === true;
       if (stoppedBySweep) ctx.log(`the sweep's ASHA stops this trial after epoch ${epoch}`);
     }

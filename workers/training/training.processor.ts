@@ -1,6 +1,7 @@
 // BullMQ sandboxed processor: runs in a child process of the worker, so hours of synchronous tensor
 // work never block the worker's event loop from renewing the job lock.
 import { UnrecoverableError, WaitingError, type SandboxedJob } from 'bullmq';
+import { hostname } from 'node:os';
 import { z } from 'zod';
 import { type ArtifactStore } from '../../common/artifact-store.js';
 import { openArtifactStore } from '../../common/open-artifact-store.js';
@@ -93,6 +94,11 @@ export default async function trainingProcessor(
   );
   const cancelRequested = async () => (await redis.exists(cancelKey)) === 1;
   if (await cancelRequested()) throw new UnrecoverableError(CANCELLED_REASON);
+  const ctxLog = (message: string, fields?: Record<string, unknown>) => {
+    log.info(fields ?? {}, message);
+    void job.log(`${new Date().toISOString()} ${message}${fields ? ` ${JSON.stringify(fields)}` : ''}`);
+  };
+  ctxLog(`attempt ${job.attemptsMade + 1} on ${hostname()} (pid ${process.pid}), backend ${backend.backend}, kernels ${backend.kernels}`);
   try {
     return await runJob({
       jobId,
@@ -108,10 +114,7 @@ export default async function trainingProcessor(
       ensureArtifactRoom,
       reportToSweep: trial ? (history) => new TrialReport(redis, config.QUEUE_PREFIX, trial).epochsEnded(history) : null,
       weights,
-      log: (message, fields) => {
-        log.info(fields ?? {}, message);
-        void job.log(fields ? `${message} ${JSON.stringify(fields)}` : message);
-      },
+      log: ctxLog,
     });
   } catch (error) {
     if (error instanceof JobCancelledError) throw new UnrecoverableError(CANCELLED_REASON);

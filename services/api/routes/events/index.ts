@@ -1,5 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { JOB_LOG_LINES_KEPT } from '../../../../common/queue-facade.js';
 import type { SharedCapacity } from '../../../../common/shared-capacity.js';
 import type { Caller } from '../../../../schemas/auth.js';
 import { FINISHED_STATES, type JobStatus } from '../../../../schemas/job-status.js';
@@ -140,6 +142,46 @@ class JobEventSession {
   }
 }
 
+const LogsQuery = z.strictObject({
+  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+  limit: z.coerce.number().int().min(1).max(1000).default(500),
+  follow: z
+    .enum(['0', '1', 'true', 'false'])
+    .default('0')
+    .transform((value) => value === '1' || value === 'true')
+    .describe('1: Server-Sent Events, a `line` event per line (its id the line number) until the job ends, then `end`'),
+});
+const LogsHeaders = z.looseObject({
+  'last-event-id': z
+    .string()
+    .regex(/^\d{1,9}$/, 'a line number this stream sent')
+    .optional(),
+});
+const JobLog = z.object({
+  lines: z.array(z.string()).describe(`The worker's lines for the job, oldest first (the last ${JOB_LOG_LINES_KEPT} are kept)`),
+  offset: z.number().int(),
+  total: z.number().int(),
+});
+/** How often a followed log is read again. */
+const LOG_POLL_MS = 1000;
+
+/** Sends the job's log lines from `from` as they come, until the job has ended and every line is sent. */
+async function followLog(raw: ServerResponse, jobs: JobService, caller: Caller, jobId: string, from: number): Promise<void> {
+  let next = from;
+  let closed = false;
+  raw.on('close', () => (closed = true));
+  while (!closed) {
+    const status = await jobs.requireStatus(caller, jobId);
+    const { lines } = await jobs.logs(caller, jobId, next, next + 999);
+    for (const line of lines) raw.write(`id: ${next}\nevent: line\ndata: ${JSON.stringify({ index: next++, line })}\n\n`);
+    if (FINISHED_STATES.includes(status.state) && lines.length === 0) {
+      raw.write(`event: end\ndata: ${JSON.stringify({ state: status.state, lines: next })}\n\n`);
+      return;
+    }
+    if (lines.length === 0) await new Promise((resolve) => setTimeout(resolve, LOG_POLL_MS));
+  }
+}
+
 /** GET /v1/jobs/:id/events: the job as Server-Sent Events, from BullMQ's event stream in Redis. */
 const eventRoutes: FastifyPluginAsyncZod<{ jobs: JobService; events: JobEventStream; streams: SharedCapacity }> = async (
   app,
@@ -162,5 +204,32 @@ const eventRoutes: FastifyPluginAsyncZod<{ jobs: JobService; events: JobEventStr
       reply.raw.end();
     });
   });
+
+  app.get(
+    '/jobs/:id/logs',
+    { schema: { params: JobParams, querystring: LogsQuery, headers: LogsHeaders, response: { 200: JobLog } } },
+    async (request, reply) => {
+      const { offset, limit, follow } = request.query;
+      if (!follow) {
+        const { lines, total } = await jobs.logs(request.caller, request.params.id, offset, offset + limit - 1);
+        return { lines, offset, total };
+      }
+      await jobs.requireStatus(request.caller, request.params.id);
+      const release = streams.acquire(request.caller);
+      reply.hijack();
+      reply.raw.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        'x-accel-buffering': 'no',
+      });
+      const after = request.headers['last-event-id'];
+      await followLog(reply.raw, jobs, request.caller, request.params.id, after === undefined ? offset : Number(after) + 1)
+        .catch((error: Error) => request.log.warn({ err: error.message }, 'log stream failed'))
+        .finally(() => {
+          release();
+          reply.raw.end();
+        });
+    },
+  );
 };
 export default eventRoutes;
