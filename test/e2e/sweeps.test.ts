@@ -94,7 +94,7 @@ describe('sweeps on two real workers', () => {
     assert.equal(metrics.epochs[sweep.best.epoch - 1].validationAccuracy, sweep.best.value);
     assert.equal((await service.http().get(`/v1/jobs/${sweep.best.job}/checkpoint?epoch=best`)).status, 200);
     // Its log: the worker's lines for it, as JSON and as an event stream that ends with the job.
-    const log = (await service.http().get(`/v1/jobs/${sweep.best!.job}/logs`)).body as { lines: string[]; total: number };
+    const log = (await service.http().get(`/v1/jobs/${sweep.best.job}/logs`)).body as { lines: string[]; total: number };
     assert.equal(log.total, log.lines.length);
     assert.match(log.lines[0], /attempt 1 on .* backend/);
     assert.deepEqual(
@@ -103,21 +103,17 @@ describe('sweeps on two real workers', () => {
     );
     const followed = await service
       .http()
-      .get(`/v1/jobs/${sweep.best!.job}/logs?follow=1`)
+      .get(`/v1/jobs/${sweep.best.job}/logs?follow=1`)
       .buffer(true)
       .parse((response, done) => {
         let text = '';
         response.on('data', (chunk: Buffer) => (text += chunk.toString()));
         response.on('end', () => done(null, text));
       });
-    const streamed = [...String(followed.body).matchAll(/^event: (\w+)\ndata: (.*)$/gm)].map(([, event, data]) => [
-      event,
-      JSON.parse(data),
-    ]);
-    assert.deepEqual(
-      streamed.map(([event, data]) => (event === 'line' ? data.line : event)),
-      [...log.lines, 'end'],
+    const streamed = [...String(followed.body).matchAll(/^event: (\w+)\ndata: (.*)$/gm)].map(([, event, data]) =>
+      event === 'line' ? (JSON.parse(data) as { line: string }).line : event,
     );
+    assert.deepEqual(streamed, [...log.lines, 'end']);
     const listed = (await service.http().get('/v1/sweeps')).body;
     assert.ok(listed.items.some((item: { id: string; name: string }) => item.id === sweep.id && item.name === 'grid'));
   });
