@@ -89,6 +89,10 @@ export const PreflightReport = z.object({
   exifRotated: z.number().int(),
   smallClasses: z.array(z.string()),
   suggestedClassWeights: z.record(z.string(), z.number()).describe("scikit-learn's balanced weights over the usable images, by class name"),
+  digest: z
+    .string()
+    .optional()
+    .describe("SHA-256 over every file's path and the SHA-256 of its bytes, in path order: the same data gives the same digest"),
 });
 export type PreflightReport = z.infer<typeof PreflightReport>;
 

@@ -98,6 +98,15 @@ export const JobStatus = z.object({
     .array(SkippedFile)
     .describe(`Dataset files the preflight found unusable (the first ${SKIPPED_FILES_IN_STATUS}); the job trains on the rest`),
   skippedFileCount: z.number().int(),
+  dataset: z
+    .object({
+      digest: z
+        .string()
+        .nullable()
+        .describe("The preflight's SHA-256 over the files and bytes the job trains on (null until it has read them)"),
+    })
+    .nullable()
+    .describe('Null for a job without a dataset; the spec names it (spec.dataset)'),
   cancelRequested: z.boolean(),
   attempts: z.number().int(),
   createdAt: z.string(),

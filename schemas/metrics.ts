@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DatasetSpec } from './dataset.js';
 import { WeightsLineage } from './weights.js';
 
 export const EpochMetrics = z.object({
@@ -53,6 +54,11 @@ export const Metrics = z.object({
     .describe('feature_extraction: the CNN-code cache key, whether it was a hit, and how many images the backbone ran on'),
   report: ClassificationReport.nullable().describe('Of the final model on the validation split (training modes)'),
   weights: WeightsLineage.nullable().default(null).describe('Where the weights the job started from came from'),
+  dataset: z
+    .object({ spec: DatasetSpec, digest: z.string().nullable() })
+    .nullable()
+    .default(null)
+    .describe("The data the job trained or evaluated on: its spec and the preflight's digest of its files and bytes"),
   validationPredictions: z.array(Prediction),
 });
 export type Metrics = z.infer<typeof Metrics>;
@@ -64,4 +70,5 @@ export const emptyMetrics = (classNames: string[] = []): Metrics => ({
   report: null,
   validationPredictions: [],
   weights: null,
+  dataset: null,
 });

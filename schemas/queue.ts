@@ -36,6 +36,7 @@ export const WorkerProgress = Progress.extend({
   backend: BackendReport.nullable(),
   skippedFiles: z.array(SkippedFile),
   skippedFileCount: z.number().int(),
+  datasetDigest: z.string().nullable().default(null),
 });
 export type WorkerProgress = z.infer<typeof WorkerProgress>;
 

@@ -24,8 +24,13 @@ const CONCURRENCY = 8;
 const DECODE_EDGE = 256;
 
 /** Reads and fully decodes one file: what is wrong with it, or what it is. */
-async function inspect(root: string, image: LabelledImage): Promise<GoodFile | BadFile> {
+async function inspect(root: string, image: LabelledImage): Promise<{ result: GoodFile | BadFile; sha256: string }> {
   const bytes = await readFile(path.join(root, image.file));
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  return { result: await inspectBytes(bytes, image, sha256), sha256 };
+}
+
+async function inspectBytes(bytes: Buffer, image: LabelledImage, sha256: string): Promise<GoodFile | BadFile> {
   if (bytes.length === 0) return { file: image.file, reason: 'empty', detail: 'the file has no bytes' };
   // Every pixel is decoded (a damaged file shows), but into a bounded thumbnail: a 36-Mpx PNG would
   // otherwise hold 288 MB of raw pixels per file.
@@ -53,7 +58,7 @@ async function inspect(root: string, image: LabelledImage): Promise<GoodFile | B
   return {
     file: image.file,
     label: image.label,
-    sha256: createHash('sha256').update(bytes).digest('hex'),
+    sha256,
     width: meta.width,
     height: meta.height,
     format: meta.format ?? 'unknown',
@@ -80,8 +85,13 @@ export async function preflight(
   options: PreflightOptions,
 ): Promise<PreflightReport> {
   const results: Array<GoodFile | BadFile> = [];
+  const contents = createHash('sha256');
   for (let i = 0; i < folder.images.length; i += CONCURRENCY) {
-    results.push(...(await Promise.all(folder.images.slice(i, i + CONCURRENCY).map((image) => inspect(folder.root, image)))));
+    const batch = await Promise.all(folder.images.slice(i, i + CONCURRENCY).map((image) => inspect(folder.root, image)));
+    for (const { result, sha256 } of batch) {
+      results.push(result);
+      contents.update(`${result.file}\t${sha256}\n`);
+    }
   }
   const good = results.filter((r): r is GoodFile => 'sha256' in r);
   const bad = results.filter((r): r is BadFile => 'reason' in r);
@@ -127,6 +137,8 @@ export async function preflight(
     exifRotated: good.filter((g) => g.rotated).length,
     smallClasses: folder.classNames.filter((_, label) => usablePerClass[label] < options.minImagesPerClass),
     suggestedClassWeights: Object.fromEntries(folder.classNames.map((name, label) => [name, weights[label]])),
+    // Files are listed sorted (with their class folder), so the same files and bytes give the same digest.
+    digest: contents.digest('hex'),
   };
 }
 

@@ -116,6 +116,7 @@ export async function describeJob(
     backend: reported?.backend ?? null,
     skippedFiles: (reported?.skippedFiles ?? []).slice(0, SKIPPED_FILES_IN_STATUS),
     skippedFileCount: reported?.skippedFileCount ?? 0,
+    dataset: spec.dataset ? { digest: reported?.datasetDigest ?? null } : null,
     cancelRequested: cancelFlag === 1,
     attempts: job.attemptsMade,
     createdAt: new Date(job.timestamp).toISOString(),

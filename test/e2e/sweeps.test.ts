@@ -93,6 +93,12 @@ describe('sweeps on two real workers', () => {
     const metrics = (await service.http().get(`/v1/jobs/${sweep.best.job}/metrics`)).body;
     assert.equal(metrics.epochs[sweep.best.epoch - 1].validationAccuracy, sweep.best.value);
     assert.equal((await service.http().get(`/v1/jobs/${sweep.best.job}/checkpoint?epoch=best`)).status, 200);
+    // Every trial trained on the same data: one digest, in each status and metrics.
+    const statuses = await Promise.all(sweep.trials.map(async (t) => (await service.http().get(`/v1/jobs/${t.job}`)).body as JobStatus));
+    const digests = new Set(statuses.map((s) => s.dataset?.digest));
+    assert.equal(digests.size, 1);
+    assert.match([...digests][0] ?? '', /^[0-9a-f]{64}$/);
+    assert.deepEqual(metrics.dataset, { spec: { ...base.dataset, type: 'synthetic' }, digest: [...digests][0] });
     // Its log: the worker's lines for it, as JSON and as an event stream that ends with the job.
     const log = (await service.http().get(`/v1/jobs/${sweep.best.job}/logs`)).body as { lines: string[]; total: number };
     assert.equal(log.total, log.lines.length);

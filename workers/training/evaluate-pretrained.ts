@@ -2,7 +2,7 @@ import { emptyMetrics } from '../../schemas/metrics.js';
 import type { JobModel } from './build-model.js';
 import { evaluate, evaluationOf, predictionsOf, writeValidationThumbnails } from './evaluate.js';
 import type { JobContext } from './job-context.js';
-import type { JobData } from './load-data.js';
+import { datasetOf, type JobData } from './load-data.js';
 import type { ProgressReporter } from './progress-reporter.js';
 import type { Outcome } from './train.js';
 
@@ -11,7 +11,7 @@ import type { Outcome } from './train.js';
  * where the class folders are named as ImageNet classes); without one there is nothing to evaluate.
  */
 export async function evaluatePretrained(ctx: JobContext, model: JobModel, data: JobData, reporter: ProgressReporter): Promise<Outcome> {
-  const metrics = { ...emptyMetrics(model.classNames), weights: model.weights };
+  const metrics = { ...emptyMetrics(model.classNames), weights: model.weights, dataset: datasetOf(ctx.spec, data) };
   if (data.validation.length > 0) {
     await reporter.phase('evaluating');
     const imageNetIndex = new Map(model.classNames.map((name, i) => [name, i]));

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { DatasetError, type LabelledImage } from '../../common/image-folder.js';
-import { isTrainingSpec } from '../../schemas/job-spec.js';
+import { isTrainingSpec, type JobSpec } from '../../schemas/job-spec.js';
+import type { Metrics } from '../../schemas/metrics.js';
 import { SYNTHETIC_CACHE, UPLOAD_CACHE } from '../../schemas/dataset.js';
 import { fetchUpload } from '../../common/shared-uploads.js';
 import type { Preprocessing } from '../../schemas/model.js';
@@ -22,7 +23,13 @@ export interface JobData {
   validation: LabelledImage[];
   preprocessing: Preprocessing;
   loader: ImageLoader;
+  /** The preflight's digest of the dataset's files and bytes; null without a dataset. */
+  digest: string | null;
 }
+
+/** What the job's metrics record of its data: the spec and the preflight's digest (null without a dataset). */
+export const datasetOf = (spec: JobSpec, data: JobData): Metrics['dataset'] =>
+  spec.dataset ? { spec: spec.dataset, digest: data.digest } : null;
 
 async function evictCache(ctx: JobContext, folder: string, what: string): Promise<void> {
   const evicted = await evictFolderCache(folder, cachePolicyOf(ctx.config));
@@ -36,7 +43,8 @@ async function evictCache(ctx: JobContext, folder: string, what: string): Promis
 export async function loadData(ctx: JobContext, reporter: ProgressReporter, transform: VariantTransform): Promise<JobData> {
   const { spec, config } = ctx;
   const preprocessing = preprocessingFor(spec.inputSize, transform.resizeAt224);
-  if (!spec.dataset) return { classNames: [], train: [], validation: [], preprocessing, loader: new ImageLoader('', preprocessing) };
+  if (!spec.dataset)
+    return { classNames: [], train: [], validation: [], preprocessing, loader: new ImageLoader('', preprocessing), digest: null };
   await reporter.phase('loading_data');
   const training = isTrainingSpec(spec);
   if (spec.dataset.type === 'upload' && ctx.store.shared && (await fetchUpload(ctx.store, config.DATA_DIR, spec.dataset.id))) {
@@ -52,6 +60,7 @@ export async function loadData(ctx: JobContext, reporter: ProgressReporter, tran
     minImagesPerClass: 1,
   });
   await ctx.artifacts.writePreflight(preflightReport);
+  await reporter.datasetDigest(preflightReport.digest ?? null);
   if (preflightReport.bad.length) {
     ctx.log(`skipping ${preflightReport.bad.length} unusable file(s)`, {
       skipped: preflightReport.bad.slice(0, 20).map((b) => `${b.file} (${b.reason})`),
@@ -66,5 +75,6 @@ export async function loadData(ctx: JobContext, reporter: ProgressReporter, tran
     ? stratifiedSplit(dataset.images, spec.validationSplit, spec.seed)
     : { train: [], validation: dataset.images };
   if (training) reporter.planSteps(Math.ceil(train.length / spec.batchSize));
-  return { classNames: dataset.classNames, train, validation, preprocessing, loader: new ImageLoader(dataset.root, preprocessing) };
+  const loader = new ImageLoader(dataset.root, preprocessing);
+  return { classNames: dataset.classNames, train, validation, preprocessing, loader, digest: preflightReport.digest ?? null };
 }

@@ -26,6 +26,7 @@ export class ProgressReporter {
       backend: ctx.backend,
       skippedFiles: [],
       skippedFileCount: 0,
+      datasetDigest: null,
       announces: null,
     };
   }
@@ -81,6 +82,11 @@ export class ProgressReporter {
 
   planSteps(stepsPerEpoch: number): void {
     this.progress.totalSteps = stepsPerEpoch;
+  }
+
+  /** The preflight's digest of the dataset, shown in the job's status from now on. */
+  datasetDigest(digest: string | null): Promise<void> {
+    return this.update({ datasetDigest: digest }, true);
   }
 
   /** Progress is rewritten whole at every report, so it carries a bounded sample of the skipped files. */

@@ -23,7 +23,7 @@ import {
 import { evaluate, evaluationOf, predictionsOf, round, writeValidationThumbnails, type BatchSource } from './evaluate.js';
 import { codeBatches, featureCacheKey, featureCodes, headOnCodes, liveCodes } from './feature-cache.js';
 import { InvalidJobError, JobCancelledError, JobHandedBackError, type JobContext } from './job-context.js';
-import type { JobData } from './load-data.js';
+import { datasetOf, type JobData } from './load-data.js';
 import type { ProgressReporter } from './progress-reporter.js';
 
 export interface Outcome {
@@ -63,7 +63,7 @@ export async function train(
   data: JobData,
   reporter: ProgressReporter,
 ): Promise<Outcome> {
-  const metrics = { ...emptyMetrics(model.classNames), weights: model.weights };
+  const metrics = { ...emptyMetrics(model.classNames), weights: model.weights, dataset: datasetOf(ctx.spec, data) };
   const run = await prepareRun({ ctx, spec, model, data, reporter }, metrics);
   const optimizer = optimizerFor(spec);
   try {

@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { readImageFolder } from '../../../common/image-folder.js';
 import { preflight, withoutBadFiles } from '../../../engine/data/preflight.js';
 import { MESSY_BAD_FILES, writeMessyDataset } from '../../helpers/images.js';
@@ -23,6 +24,26 @@ describe('dataset preflight', () => {
     assert.ok(report.bad.every((b) => b.detail.length > 0));
     assert.equal(report.images, 2 * 10 + 1 + 4, 'ten good images per class, one copy, four broken files');
     assert.equal(report.usable, 21);
+  });
+
+  it('digests the file list and bytes: the same data gives the same digest, one changed byte another', async () => {
+    const options = { validationSplit: 0.2, seed: 0, minImagesPerClass: 10 };
+    const first = await preflight(await readImageFolder(root), options);
+    assert.match(first.digest ?? '', /^[0-9a-f]{64}$/);
+    assert.equal((await preflight(await readImageFolder(root), { ...options, seed: 5 })).digest, first.digest, 'the split does not enter it');
+    const file = path.join(root, 'cats/plain-0-copy.png');
+    const bytes = readFileSync(file);
+    try {
+      writeFileSync(file, Buffer.concat([bytes, Buffer.from([0])]));
+      assert.notEqual((await preflight(await readImageFolder(root), options)).digest, first.digest);
+      renameSync(file, path.join(root, 'cats/plain-0-moved.png'));
+      writeFileSync(path.join(root, 'cats/plain-0-moved.png'), bytes);
+      assert.notEqual((await preflight(await readImageFolder(root), options)).digest, first.digest, 'a renamed file changes it');
+    } finally {
+      rmSync(path.join(root, 'cats/plain-0-moved.png'), { force: true });
+      writeFileSync(file, bytes);
+    }
+    assert.equal((await preflight(await readImageFolder(root), options)).digest, first.digest);
   });
 
   it('reports duplicates, colour modes, bit depths, rotation, small classes and class weights', async () => {

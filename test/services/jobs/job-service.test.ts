@@ -20,6 +20,7 @@ import { progressOf, stateOf } from '../../../services/jobs/job-status.js';
 import { tempDir } from '../../helpers/torch.js';
 
 const reported: WorkerProgress = {
+  datasetDigest: null,
   phase: 'training',
   epoch: 2,
   totalEpochs: 5,
