@@ -7,7 +7,7 @@ import { sseMessages } from '../common/sse.js';
 import { UsageError } from './usage.js';
 
 export const JOBS_USAGE = `retrain jobs submit SPEC.json [--watch]   submit a job (--watch: follow it to its end)
-       retrain jobs list [--state STATE]        your jobs, newest first
+       retrain jobs list [--state S] [--name N] [--tag T] [--mode M]   your jobs, newest first
        retrain jobs get ID                       a job's status
        retrain jobs watch ID                     follow a job live, then print its final metrics
        retrain jobs cancel ID                    cancel a queued or running job
@@ -112,6 +112,9 @@ export async function jobs(argv: string[]): Promise<void> {
   const { service, values, positionals } = parseCommand(argv, {
     watch: { type: 'boolean' },
     state: { type: 'string' },
+    name: { type: 'string' },
+    tag: { type: 'string' },
+    mode: { type: 'string' },
     epoch: { type: 'string' },
     format: { type: 'string' },
     output: { type: 'string' },
@@ -129,8 +132,12 @@ export async function jobs(argv: string[]): Promise<void> {
       process.stderr.write(`retrain: job ${job.id}\n`);
       return finish(service, job.id);
     }
-    case 'list':
-      return print(await callJson(service, `/v1/jobs?limit=100${values.state ? `&state=${String(values.state)}` : ''}`));
+    case 'list': {
+      const filters = Object.entries({ state: values.state, name: values.name, tag: values.tag, mode: values.mode }).filter(
+        (entry): entry is [string, string] => typeof entry[1] === 'string',
+      );
+      return print(await callJson(service, `/v1/jobs?${new URLSearchParams([['limit', '100'], ...filters])}`));
+    }
     case 'get':
       return print(await callJson(service, `/v1/jobs/${one(rest, 'a job id')}`));
     case 'watch':

@@ -1,6 +1,8 @@
 import { UsageError } from './usage.js';
 
 const USAGE = `retrain jobs ...       submit, follow, list, cancel and download jobs
+       retrain sweeps ...     hyper-parameter sweeps: submit, follow, list, cancel
+       retrain models ...     model aliases: a name for a job's saved model
        retrain datasets ...   upload and manage datasets
        retrain predict ...    top-k classes of images by a trained job
        retrain summary ...    the model a spec would build, without the service
@@ -17,6 +19,14 @@ const COMMANDS: Record<string, { usage: () => Promise<string>; run: (argv: strin
   jobs: {
     usage: async () => (await import('./jobs.command.js')).JOBS_USAGE,
     run: async (argv) => (await import('./jobs.command.js')).jobs(argv),
+  },
+  sweeps: {
+    usage: async () => (await import('./sweeps.command.js')).SWEEPS_USAGE,
+    run: async (argv) => (await import('./sweeps.command.js')).sweeps(argv),
+  },
+  models: {
+    usage: async () => (await import('./models.command.js')).MODELS_USAGE,
+    run: async (argv) => (await import('./models.command.js')).models(argv),
   },
   datasets: {
     usage: async () => (await import('./datasets.command.js')).DATASETS_USAGE,

@@ -71,6 +71,7 @@ describe('the retrain CLI against a running service', () => {
         batchSize: 4,
         augmentation: { randomResizedCrop: false, horizontalFlip: false },
         dataset: { type: 'upload', id: dataset.id },
+        tags: ['cli'],
       }),
     );
     const watched = await retrain('jobs', 'submit', spec, '--watch');
@@ -89,8 +90,12 @@ describe('the retrain CLI against a running service', () => {
     assert.match(watched.stderr, /^epoch 1: \{/m);
     assert.match(watched.stderr, /^epoch 2: \{/m);
 
-    const listed = await retrain('jobs', 'list');
-    assert.ok((JSON.parse(listed.stdout) as { items: Array<{ id: string }> }).items.some((job) => job.id === outcome.id));
+    const listed = await retrain('jobs', 'list', '--tag', 'cli');
+    assert.deepEqual(
+      (JSON.parse(listed.stdout) as { items: Array<{ id: string }> }).items.map((job) => job.id),
+      [outcome.id],
+    );
+    assert.deepEqual(JSON.parse((await retrain('jobs', 'list', '--tag', 'other')).stdout).items, []);
     const fetched = await retrain('jobs', 'download', outcome.id, '--format', 'safetensors', '--output', 'model.safetensors');
     assert.equal(fetched.code, 0, fetched.stderr);
     assert.ok(statSync(path.join(scratch, 'model.safetensors')).size > 90e6);
@@ -111,6 +116,40 @@ describe('the retrain CLI against a running service', () => {
         ['0.png', 2],
       ],
     );
+    const aliased = await retrain('models', 'set', 'colours', outcome.id);
+    assert.equal(aliased.code, 0, aliased.stderr);
+    const viaAlias = await retrain(
+      'predict',
+      '--model',
+      'colours',
+      path.join(photos, 'red', '0.png'),
+      path.join(photos, 'blue', '0.png'),
+      '--top-k',
+      '2',
+    );
+    assert.equal(viaAlias.code, 0, viaAlias.stderr);
+    assert.deepEqual(JSON.parse(viaAlias.stdout), JSON.parse(predicted.stdout), 'the alias answers as the job');
+  });
+
+  it('submits a sweep and follows it to its end', async () => {
+    const sweepFile = path.join(scratch, 'sweep.json');
+    const base = {
+      mode: 'feature_extraction',
+      weights: 'random',
+      inputSize: 32,
+      epochs: 1,
+      dataset: { type: 'synthetic', numClasses: 2, imagesPerClass: 6, imageSize: 32 },
+    };
+    writeFileSync(sweepFile, JSON.stringify({ base, parameters: { labelSmoothing: { values: [0, 0.1] } }, search: { method: 'grid' } }));
+    const watched = await retrain('sweeps', 'submit', sweepFile, '--watch');
+    assert.equal(watched.code, 0, watched.stderr);
+    const sweep = JSON.parse(watched.stdout) as { state: string; trials: unknown[]; best: { job: string } | null };
+    assert.equal(sweep.state, 'completed');
+    assert.equal(sweep.trials.length, 2);
+    assert.ok(sweep.best);
+    assert.match(watched.stderr, /^completed 2\/2 trials ended/m);
+    const listed = JSON.parse((await retrain('sweeps', 'list')).stdout) as { total: number };
+    assert.equal(listed.total, 1);
   });
 
   it('says what the service answered, or that it cannot be reached, with exit code 1; a bad command line is 2', async () => {
