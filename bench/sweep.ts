@@ -1,0 +1,104 @@
+// What ASHA saves: `npm run bench:sweep` (Redis on REDIS_URL; Debian's dataset-fashion-mnist). A random
+// search of 12 trials on Fashion-MNIST photos at 32 px, with ASHA and run to the end, one after the
+// other on the same API and two workers. Prints one JSON object: wall seconds, the best validation
+// accuracy and the epochs trained of each, and their ratios.
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import type { SweepStatus } from '../schemas/sweep.js';
+import { startService, type TestService } from '../test/helpers/service.js';
+import { FASHION_MNIST, writeFashionMnistFolder } from './fashion-mnist.js';
+
+const { values } = parseArgs({
+  options: {
+    trials: { type: 'string', default: '12' },
+    images: { type: 'string', default: '1000' },
+    'max-epochs': { type: 'string', default: '9' },
+    seed: { type: 'string', default: '7' },
+  },
+});
+
+const trials = Number(values.trials);
+const maxEpochs = Number(values['max-epochs']);
+
+function spec(asha: boolean) {
+  return {
+    name: asha ? 'bench asha' : 'bench to the end',
+    base: {
+      mode: 'feature_extraction',
+      weights: 'random',
+      inputSize: 32,
+      epochs: maxEpochs,
+      dataset: { type: 'folder', path: 'fashion' },
+      augmentation: { randomResizedCrop: false, horizontalFlip: false },
+    },
+    parameters: {
+      'optimizer.learningRate': { distribution: 'log_uniform', min: 1e-4, max: 3e-1 },
+      labelSmoothing: { distribution: 'uniform', min: 0, max: 0.2 },
+      batchSize: { values: [16, 32, 64] },
+    },
+    search: { method: 'random', trials, seed: Number(values.seed) },
+    earlyStopping: asha ? { type: 'asha', minEpochs: 1, reductionFactor: 3, maxEpochs } : { type: 'none' },
+    parallelism: 2,
+  };
+}
+
+/** Runs a sweep to its end: wall seconds, the best objective and the epochs its trials trained. */
+async function run(service: TestService, asha: boolean) {
+  const started = Date.now();
+  const created = await service.http().post('/v1/sweeps').send(spec(asha));
+  if (created.status !== 202) throw new Error(`POST /v1/sweeps answered ${created.status}: ${created.text}`);
+  let sweep = created.body as SweepStatus;
+  while (sweep.state === 'running') {
+    await sleep(1000);
+    sweep = (await service.http().get(`/v1/sweeps/${sweep.id}`)).body as SweepStatus;
+  }
+  return {
+    state: sweep.state,
+    wallSeconds: Math.round((Date.now() - started) / 100) / 10,
+    bestValidationAccuracy: sweep.best?.value ?? null,
+    bestTrial: sweep.best?.trial ?? null,
+    epochsTrained: sweep.trials.reduce((sum, trial) => sum + trial.epochs.length, 0),
+    stoppedEarly: sweep.trials.filter((trial) => trial.state === 'stopped_early').length,
+  };
+}
+
+async function main() {
+  if (!existsSync(FASHION_MNIST)) return { unavailable: 'apt-get install dataset-fashion-mnist' };
+  const service = await startService('bench-sweep', { SWEEP_TICK_MS: '500', LOG_LEVEL: 'warn' });
+  try {
+    mkdirSync(service.config.DATA_DIR, { recursive: true });
+    await writeFashionMnistFolder(path.join(service.config.DATA_DIR, 'fashion'), Number(values.images));
+    await Promise.all([service.startWorker(), service.startWorker()]);
+    // The same 12 draws (same seed) both times; ASHA first, so the CNN-code cache it fills serves both.
+    const withAsha = await run(service, true);
+    const toTheEnd = await run(service, false);
+    return {
+      setup: {
+        trials,
+        maxEpochs,
+        images: Number(values.images),
+        inputSize: 32,
+        workers: 2,
+        parallelism: 2,
+        rungs: 'ASHA at 1 and 3 epochs, reduction factor 3',
+      },
+      asha: withAsha,
+      toTheEnd,
+      ratios: {
+        wallTime: Math.round((withAsha.wallSeconds / toTheEnd.wallSeconds) * 100) / 100,
+        epochs: Math.round((withAsha.epochsTrained / toTheEnd.epochsTrained) * 100) / 100,
+        bestAccuracyDifference:
+          withAsha.bestValidationAccuracy !== null && toTheEnd.bestValidationAccuracy !== null
+            ? Math.round((toTheEnd.bestValidationAccuracy - withAsha.bestValidationAccuracy) * 10000) / 10000
+            : null,
+      },
+    };
+  } finally {
+    await service.stop();
+  }
+}
+
+process.stdout.write(`${JSON.stringify(await main(), null, 2)}\n`);
+process.exit(0);
