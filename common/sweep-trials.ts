@@ -13,7 +13,6 @@ export function rungsOf(asha: Pick<Asha, 'minEpochs' | 'reductionFactor' | 'maxE
 const METRIC_FIELDS: Record<ObjectiveMetric, keyof EpochMetrics> = {
   validation_accuracy: 'validationAccuracy',
   validation_loss: 'validationLoss',
-  validation_top5_accuracy: 'validationTop5Accuracy',
 };
 
 export const objectiveOf = (epoch: EpochMetrics, metric: ObjectiveMetric): number | null => epoch[METRIC_FIELDS[metric]];

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { Owner } from './auth.js';
 import { JobState } from './job-status.js';
+import { AliasName } from './model-alias.js';
 import { RunName, RunTags } from './run-labels.js';
 
 /** A value a grid or a list of choices may give a field: what JSON can carry. */
@@ -55,13 +56,18 @@ export const SweepSearch = z.discriminatedUnion('method', [
 ]);
 export type SweepSearch = z.infer<typeof SweepSearch>;
 
-export const ObjectiveMetric = z.enum(['validation_accuracy', 'validation_loss', 'validation_top5_accuracy']);
+export const ObjectiveMetric = z.enum(['validation_accuracy', 'validation_loss']);
 export type ObjectiveMetric = z.infer<typeof ObjectiveMetric>;
 
-export const SweepObjective = z.strictObject({
-  metric: ObjectiveMetric.default('validation_accuracy'),
-  goal: z.enum(['maximize', 'minimize']).default('maximize'),
-});
+export const SweepObjective = z
+  .strictObject({
+    metric: ObjectiveMetric.default('validation_accuracy'),
+    goal: z.enum(['maximize', 'minimize']).default('maximize'),
+  })
+  .refine((objective) => (objective.metric === 'validation_loss') === (objective.goal === 'minimize'), {
+    path: ['goal'],
+    message: 'validation_accuracy is maximized and validation_loss minimized (each trial keeps its best epoch by it)',
+  });
 export type SweepObjective = z.infer<typeof SweepObjective>;
 
 export const Asha = z
@@ -101,6 +107,7 @@ export const SweepSpec = z.strictObject({
     .max(100)
     .default(2)
     .describe("Trials queued or running at once (at most the owner's quota of open jobs)"),
+  promote: AliasName.optional().describe("When the sweep completes, point this model alias at the best trial's best epoch"),
 });
 export type SweepSpec = z.infer<typeof SweepSpec>;
 

@@ -313,6 +313,8 @@ export class SweepService {
     }
     if (parts.trials.length === record.totalTrials && parts.trials.every((_, i) => ended(i))) {
       await this.finish(record, 'completed', status.best);
+      if (record.spec.promote && status.best)
+        await this.jobs.aliases.set(record.owner, record.spec.promote, { job: status.best.job, checkpoint: status.best.epoch });
       await this.onCompleted(record.owner, { ...status, state: 'completed', best: status.best });
     }
   }

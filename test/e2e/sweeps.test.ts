@@ -71,6 +71,7 @@ describe('sweeps on two real workers', () => {
       base: { ...base, epochs: 2 },
       parameters,
       search: { method: 'grid' },
+      promote: 'grid-best',
     });
     assert.equal(created.totalTrials, 4);
     const sweep = await sweepUntil(service.http, created.id, (s) => s.state !== 'running');
@@ -92,7 +93,12 @@ describe('sweeps on two real workers', () => {
     assert.deepEqual((job.spec as { tags?: string[] }).tags, ['e2e', `sweep:${sweep.id}`]);
     const metrics = (await service.http().get(`/v1/jobs/${sweep.best.job}/metrics`)).body;
     assert.equal(metrics.epochs[sweep.best.epoch - 1].validationAccuracy, sweep.best.value);
-    assert.equal((await service.http().get(`/v1/jobs/${sweep.best.job}/checkpoint?epoch=best`)).status, 200);
+    assert.ok(sweep.best);
+    assert.equal(metrics.bestEpoch, sweep.best.epoch, "the trial keeps its best epoch by the sweep's objective");
+    assert.equal((await service.http().get(`/v1/jobs/${sweep.best.job}/checkpoint?epoch=${sweep.best.epoch}`)).status, 200);
+    // Promoted: the alias points at the best trial's best epoch.
+    const alias = (await service.http().get('/v1/models/grid-best')).body as { job: string; checkpoint: number };
+    assert.deepEqual([alias.job, alias.checkpoint], [sweep.best.job, sweep.best.epoch]);
     // Every trial trained on the same data: one digest, in each status and metrics.
     const statuses = await Promise.all(sweep.trials.map(async (t) => (await service.http().get(`/v1/jobs/${t.job}`)).body as JobStatus));
     const digests = new Set(statuses.map((s) => s.dataset?.digest));

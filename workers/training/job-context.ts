@@ -34,6 +34,8 @@ export interface JobContext {
    * answers whether ASHA stops it at a rung. Null outside sweeps.
    */
   reportToSweep: ((history: readonly EpochMetrics[]) => Promise<boolean>) | null;
+  /** A sweep's objective: the trial's best epoch (kept, served as epoch=best) is chosen by it. */
+  sweepObjective: 'validation_loss' | 'validation_accuracy' | null;
   /** Where weight variants are kept and fetched from (the progress of a fetch is the job's). */
   weights: Omit<VariantSource, 'onProgress'>;
   /** A line in the worker's log and the job's own log, with the job id. */

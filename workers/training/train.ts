@@ -73,7 +73,7 @@ export async function train(
       const inside = resumed.position ? `, inside epoch ${resumed.epoch + 1} after step ${resumed.position.stepsDone}` : '';
       ctx.log(`resuming after epoch ${resumed.epoch}${inside}`);
     }
-    const monitor = spec.earlyStopping?.monitor ?? 'validation_loss';
+    const monitor = spec.earlyStopping?.monitor ?? ctx.sweepObjective ?? 'validation_loss';
     // A trial resumed after its rung's decision (its worker died after asking) stops as decided.
     let stoppedBySweep = metrics.epochs.length > 0 && (await ctx.reportToSweep?.(metrics.epochs)) === true;
     for (

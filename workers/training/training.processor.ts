@@ -112,6 +112,7 @@ export default async function trainingProcessor(
       handBackRequested: () => signal?.aborted === true,
       measureArtifacts,
       ensureArtifactRoom,
+      sweepObjective: trial?.objective.metric ?? null,
       reportToSweep: trial ? (history) => new TrialReport(redis, config.QUEUE_PREFIX, trial).epochsEnded(history) : null,
       weights,
       log: ctxLog,

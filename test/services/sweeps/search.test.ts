@@ -163,5 +163,15 @@ describe('sweep specs', () => {
     const checked = checkSweep(sweep({ parameters: { batchSize: { values: [4] } }, earlyStopping: asha }), limits);
     assert.equal(checked.base.epochs, 4);
     assert.deepEqual(refusedPaths({ parameters: { epochs: { values: [2, 3] } }, earlyStopping: asha }), ['parameters.epochs']);
+    const upsideDown = SweepSpec.safeParse({
+      base,
+      parameters: { seed: { values: [1] } },
+      search: { method: 'grid' },
+      objective: { metric: 'validation_loss', goal: 'maximize' },
+    });
+    assert.deepEqual(
+      upsideDown.error?.issues.map((issue) => issue.path.join('.')),
+      ['objective.goal'],
+    );
   });
 });
