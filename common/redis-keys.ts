@@ -48,6 +48,9 @@ export const redisKeys = (prefix: string) => ({
   allSweeps: `${prefix}:sweeps`,
   ownerSweeps: (owner: string) => `${prefix}:owner-sweeps:${owner}`,
   activeSweeps: `${prefix}:active-sweeps`,
+  /** Sweep ids by a label (name or tag), as labelledJobs. */
+  labelledSweeps: (scope: { owner: string } | 'everyone', label: string) =>
+    scope === 'everyone' ? `${prefix}:sweeps-by:${label}` : `${prefix}:owner-sweeps-by:${scope.owner}:${label}`,
   /** A sweep: its spec, owner and state (a hash); its trials (index -> parameters and job); each trial's objective per epoch. */
   sweep: (id: string) => `${prefix}:sweep:${id}`,
   sweepTrials: (id: string) => `${prefix}:sweep:${id}:trials`,

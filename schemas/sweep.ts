@@ -26,31 +26,27 @@ export const SweepParameter = z.union([
 ]);
 export type SweepParameter = z.infer<typeof SweepParameter>;
 
+/** What a random and a TPE search share: how many trials, and the seed their draws follow. */
+const drawn = {
+  trials: z.number().int().min(1).max(1000),
+  seed: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 31 - 1)
+    .default(0),
+};
+
 export const SweepSearch = z.discriminatedUnion('method', [
   z.strictObject({ method: z.literal('grid').describe("Every combination of the parameters' values, in order") }),
-  z.strictObject({
-    method: z.literal('random'),
-    trials: z.number().int().min(1).max(1000),
-    seed: z
-      .number()
-      .int()
-      .min(0)
-      .max(2 ** 31 - 1)
-      .default(0),
-  }),
+  z.strictObject({ method: z.literal('random'), ...drawn }),
   z.strictObject({
     method: z
       .literal('tpe')
       .describe(
         'Tree-structured Parzen estimator: after `startupTrials` random ones, draws where the best quarter of the finished trials lie',
       ),
-    trials: z.number().int().min(1).max(1000),
-    seed: z
-      .number()
-      .int()
-      .min(0)
-      .max(2 ** 31 - 1)
-      .default(0),
+    ...drawn,
     startupTrials: z.number().int().min(1).max(100).default(4),
   }),
 ]);

@@ -1,5 +1,12 @@
-import { createHash } from 'node:crypto';
 import { ArtifactLedger } from '../../common/artifact-ledger.js';
+import {
+  filteredIndex,
+  labelsOf,
+  type FilteredIndex,
+  type IndexKeys,
+  type IndexScope,
+  type LabelFilter,
+} from '../../common/label-index.js';
 import { QueueName, type Queues } from '../../common/queue-facade.js';
 import { redisKeys } from '../../common/redis-keys.js';
 import { type RedisClient } from '../../common/redis-connection.js';
@@ -7,60 +14,6 @@ import type { JobSpec } from '../../schemas/job-spec.js';
 
 /** An indexed id not yet in the queue counts as open this long (the enqueue follows the index). */
 const ENQUEUE_GRACE_MS = 60_000;
-
-/** Whose jobs a listing reads: every job (the admin's listing) or one owner's. */
-export type IndexScope = { owner: string } | 'everyone';
-
-/** What a listing may filter by in Redis: each is an index of its own. */
-export interface LabelFilter {
-  name?: string;
-  tag?: string;
-  mode?: string;
-}
-
-/** A label as it appears in index keys: its kind and a digest of its value. */
-const labelKey = (kind: string, value: string) => `${kind}:${createHash('sha256').update(value).digest('hex').slice(0, 32)}`;
-
-const labelsOf = (spec: JobSpec | undefined): string[] =>
-  spec
-    ? [
-        labelKey('mode', spec.mode),
-        ...(spec.name ? [labelKey('name', spec.name)] : []),
-        ...(spec.tags ?? []).map((tag) => labelKey('tag', tag)),
-      ]
-    : [];
-
-const filterLabels = (filter: LabelFilter): string[] =>
-  [
-    filter.mode ? labelKey('mode', filter.mode) : null,
-    filter.name ? labelKey('name', filter.name) : null,
-    filter.tag ? labelKey('tag', filter.tag) : null,
-  ].filter((label): label is string => label !== null);
-
-/** How long the intersection of two or more label indexes is kept for the pages of one listing. */
-const INTERSECTION_TTL_SECONDS = 30;
-
-/** One index a listing pages through, newest first. */
-export class FilteredIndex {
-  constructor(
-    private readonly redis: RedisClient,
-    private readonly key: string,
-  ) {}
-
-  /** Ids newest first, from position `start` to `stop` (inclusive). */
-  page(start: number, stop: number): Promise<string[]> {
-    return this.redis.zrevrange(this.key, start, stop);
-  }
-
-  count(): Promise<number> {
-    return this.redis.zcard(this.key);
-  }
-
-  /** Ids a reader found BullMQ no longer has. */
-  async forget(ids: string[]): Promise<void> {
-    if (ids.length) await this.redis.zrem(this.key, ...ids);
-  }
-}
 
 /**
  * The service's indexes of jobs in Redis, beside BullMQ's own: every job and each owner's by
@@ -94,17 +47,9 @@ export class JobIndex {
    * The index a filtered listing pages through: the scope's own, one label's, or the intersection of
    * several (kept a little while, so the pages of one listing agree).
    */
-  async filtered(scope: IndexScope, filter: LabelFilter): Promise<FilteredIndex> {
-    const labels = filterLabels(filter).map((label) => this.keys.labelledJobs(scope, label));
-    if (labels.length === 0) return new FilteredIndex(this.redis, this.sortedSet(scope));
-    if (labels.length === 1) return new FilteredIndex(this.redis, labels[0]);
-    const key = `${this.keys.labelledJobs(scope, 'intersection')}:${createHash('sha256').update(labels.sort().join(' ')).digest('hex').slice(0, 32)}`;
-    await this.redis
-      .multi()
-      .zinterstore(key, labels.length, ...labels, 'AGGREGATE', 'MAX')
-      .expire(key, INTERSECTION_TTL_SECONDS)
-      .exec();
-    return new FilteredIndex(this.redis, key);
+  filtered(scope: IndexScope, filter: LabelFilter): Promise<FilteredIndex> {
+    const keys: IndexKeys = { all: (s) => this.sortedSet(s), labelled: (s, label) => this.keys.labelledJobs(s, label) };
+    return filteredIndex(this.redis, keys, scope, filter);
   }
 
   /** Before the job is enqueued: a listing skips (and forgets) an id whose enqueue failed, but never misses a job. */
@@ -116,7 +61,7 @@ export class JobIndex {
       .zadd(this.keys.ownerJobs(owner), now, jobId)
       .zadd(this.keys.openJobs(owner), now, jobId);
     if (spec.dataset?.type === 'upload') transaction.zadd(this.keys.datasetJobs(spec.dataset.id), now, jobId);
-    for (const label of labelsOf(spec)) {
+    for (const label of labelsOf(spec ?? {})) {
       transaction.zadd(this.keys.labelledJobs('everyone', label), now, jobId).zadd(this.keys.labelledJobs({ owner }, label), now, jobId);
     }
     await transaction.exec();
@@ -127,7 +72,7 @@ export class JobIndex {
     const transaction = this.redis.multi().zrem(this.keys.allJobs, jobId).del(this.keys.cancel(jobId));
     if (owner) transaction.zrem(this.keys.ownerJobs(owner), jobId).zrem(this.keys.openJobs(owner), jobId);
     if (spec?.dataset?.type === 'upload') transaction.zrem(this.keys.datasetJobs(spec.dataset.id), jobId);
-    for (const label of labelsOf(spec)) {
+    for (const label of labelsOf(spec ?? {})) {
       transaction.zrem(this.keys.labelledJobs('everyone', label), jobId);
       if (owner) transaction.zrem(this.keys.labelledJobs({ owner }, label), jobId);
     }

@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { filteredIndex, labelsOf, type IndexKeys, type IndexScope } from '../../common/label-index.js';
 import { ConflictError, DomainError, NotFoundError, QuotaExceededError, UnavailableError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { whenReady, type RedisClient } from '../../common/redis-connection.js';
@@ -99,13 +100,18 @@ export class SweepService {
       finishedAt: null,
       best: null,
     };
-    await this.redis
+    const transaction = this.redis
       .multi()
       .hset(this.keys.sweep(id), 'record', JSON.stringify(record))
       .zadd(this.keys.allSweeps, now, id)
       .zadd(this.keys.ownerSweeps(caller.owner), now, id)
-      .zadd(this.keys.activeSweeps, now, id)
-      .exec();
+      .zadd(this.keys.activeSweeps, now, id);
+    for (const label of labelsOf(spec)) {
+      transaction
+        .zadd(this.keys.labelledSweeps('everyone', label), now, id)
+        .zadd(this.keys.labelledSweeps({ owner: caller.owner }, label), now, id);
+    }
+    await transaction.exec();
     await this.advance(id).catch((error: Error) => this.log.warn({ sweep: id, err: error.message }, 'could not advance the sweep'));
     return this.requireStatus(caller, id);
   }
@@ -205,10 +211,17 @@ export class SweepService {
     return this.describe(record, await this.gather(record));
   }
 
-  async list(caller: Caller, page: { limit: number; offset: number }): Promise<SweepList> {
+  /** The caller's sweeps (everyone's for the admin), newest first; by name and tag from their own indexes. */
+  async list(caller: Caller, filter: { limit: number; offset: number; name?: string; tag?: string }): Promise<SweepList> {
     await whenReady(this.redis, REDIS_WAIT_MS);
-    const key = caller.admin ? this.keys.allSweeps : this.keys.ownerSweeps(caller.owner);
-    const [ids, total] = await Promise.all([this.redis.zrevrange(key, page.offset, page.offset + page.limit - 1), this.redis.zcard(key)]);
+    const scope: IndexScope = caller.admin ? 'everyone' : { owner: caller.owner };
+    const keys: IndexKeys = {
+      all: (s) => (s === 'everyone' ? this.keys.allSweeps : this.keys.ownerSweeps(s.owner)),
+      labelled: (s, label) => this.keys.labelledSweeps(s, label),
+    };
+    const index = await filteredIndex(this.redis, keys, scope, { name: filter.name, tag: filter.tag });
+    const page = { limit: filter.limit, offset: filter.offset };
+    const [ids, total] = await Promise.all([index.page(page.offset, page.offset + page.limit - 1), index.count()]);
     const records = (await Promise.all(ids.map((id) => this.record(id)))).filter((record): record is SweepRecord => record !== null);
     const items = records.map((record) => {
       const {
@@ -247,13 +260,16 @@ export class SweepService {
     }
     const rungKeys =
       record.spec.earlyStopping.type === 'asha' ? rungsOf(record.spec.earlyStopping).map((epoch) => this.keys.sweepRung(id, epoch)) : [];
-    await this.redis
+    const transaction = this.redis
       .multi()
       .del(this.keys.sweep(id), this.keys.sweepTrials(id), this.keys.sweepEpochs(id), this.keys.sweepArrivals(id), ...rungKeys)
       .zrem(this.keys.allSweeps, id)
       .zrem(this.keys.ownerSweeps(record.owner), id)
-      .zrem(this.keys.activeSweeps, id)
-      .exec();
+      .zrem(this.keys.activeSweeps, id);
+    for (const label of labelsOf(record.spec)) {
+      transaction.zrem(this.keys.labelledSweeps('everyone', label), id).zrem(this.keys.labelledSweeps({ owner: record.owner }, label), id);
+    }
+    await transaction.exec();
   }
 
   private async finish(record: SweepRecord, state: SweepState, best: SweepStatus['best']): Promise<void> {

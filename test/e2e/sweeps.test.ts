@@ -110,7 +110,7 @@ describe('sweeps on two real workers', () => {
     assert.equal(log.total, log.lines.length);
     assert.match(log.lines[0], /attempt 1 on .* backend/);
     assert.deepEqual(
-      log.lines.filter((line) => / epoch \d\/2 /.test(line)).map((line) => / epoch (\d)\/2 /.exec(line)?.[1]),
+      log.lines.filter((line) => /^epoch \d\/2 /.test(line)).map((line) => /^epoch (\d)\/2 /.exec(line)?.[1]),
       ['1', '2'],
     );
     const followed = await service
@@ -126,8 +126,10 @@ describe('sweeps on two real workers', () => {
       event === 'line' ? (JSON.parse(data) as { line: string }).line : event,
     );
     assert.deepEqual(streamed, [...log.lines, 'end']);
-    const listed = (await service.http().get('/v1/sweeps')).body;
-    assert.ok(listed.items.some((item: { id: string; name: string }) => item.id === sweep.id && item.name === 'grid'));
+    const byName = (await service.http().get('/v1/sweeps?name=grid')).body as { items: Array<{ id: string }>; total: number };
+    assert.deepEqual([byName.total, byName.items.map((item) => item.id)], [1, [sweep.id]]);
+    assert.equal((await service.http().get('/v1/sweeps?tag=e2e&name=grid')).body.total, 1);
+    assert.equal((await service.http().get('/v1/sweeps?tag=nothing')).body.total, 0);
   });
 
   it("stops trials early with ASHA, as a recomputation from the rungs decides, and draws the seed's trials", async () => {

@@ -96,7 +96,7 @@ export default async function trainingProcessor(
   if (await cancelRequested()) throw new UnrecoverableError(CANCELLED_REASON);
   const ctxLog = (message: string, fields?: Record<string, unknown>) => {
     log.info(fields ?? {}, message);
-    void job.log(`${new Date().toISOString()} ${message}${fields ? ` ${JSON.stringify(fields)}` : ''}`);
+    void job.log(fields ? `${message} ${JSON.stringify(fields)}` : message);
   };
   ctxLog(`attempt ${job.attemptsMade + 1} on ${hostname()} (pid ${process.pid}), backend ${backend.backend}, kernels ${backend.kernels}`);
   try {

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { JOB_LOG_LINES_KEPT } from '../../../../common/queue-facade.js';
@@ -182,6 +183,23 @@ async function followLog(raw: ServerResponse, jobs: JobService, caller: Caller, 
   }
 }
 
+/**
+ * Takes one of the caller's event streams (429/503 past its share or the capacity) and answers with
+ * the stream's headers; the route writes the events. Returns how to give the stream back.
+ */
+function openEventStream(request: FastifyRequest, reply: FastifyReply, streams: SharedCapacity): () => void {
+  const release = streams.acquire(request.caller);
+  reply.hijack();
+  // Connection is Node's to set: it keeps a stream alive unless the client asked to close.
+  reply.raw.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    'x-accel-buffering': 'no',
+    'x-request-id': request.id,
+  });
+  return release;
+}
+
 /** GET /v1/jobs/:id/events: the job as Server-Sent Events, from BullMQ's event stream in Redis. */
 const eventRoutes: FastifyPluginAsyncZod<{ jobs: JobService; events: JobEventStream; streams: SharedCapacity }> = async (
   app,
@@ -189,15 +207,7 @@ const eventRoutes: FastifyPluginAsyncZod<{ jobs: JobService; events: JobEventStr
 ) => {
   app.get('/jobs/:id/events', { schema: { params: JobParams, headers: EventsHeaders } }, async (request, reply) => {
     const first = await jobs.requireStatus(request.caller, request.params.id);
-    const release = streams.acquire(request.caller);
-    reply.hijack();
-    // Connection is Node's to set: it keeps a stream alive unless the client asked to close.
-    reply.raw.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      'x-accel-buffering': 'no',
-      'x-request-id': request.id,
-    });
+    const release = openEventStream(request, reply, streams);
     const session = new JobEventSession(reply.raw, jobs, request.caller, first.id, events, release);
     await session.start(first, request.headers['last-event-id']).catch((error: Error) => {
       request.log.warn({ err: error.message }, 'event stream failed');
@@ -215,13 +225,7 @@ const eventRoutes: FastifyPluginAsyncZod<{ jobs: JobService; events: JobEventStr
         return { lines, offset, total };
       }
       await jobs.requireStatus(request.caller, request.params.id);
-      const release = streams.acquire(request.caller);
-      reply.hijack();
-      reply.raw.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache',
-        'x-accel-buffering': 'no',
-      });
+      const release = openEventStream(request, reply, streams);
       const after = request.headers['last-event-id'];
       await followLog(reply.raw, jobs, request.caller, request.params.id, after === undefined ? offset : Number(after) + 1)
         .catch((error: Error) => request.log.warn({ err: error.message }, 'log stream failed'))

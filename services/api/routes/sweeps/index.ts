@@ -1,11 +1,14 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { RunName, RunTag } from '../../../../schemas/run-labels.js';
 import { SweepList, SweepSpec, SweepStatus } from '../../../../schemas/sweep.js';
 import type { SweepService } from '../../../sweeps/sweep-service.js';
 import { DeleteQuery } from '../jobs/schemas.js';
 
 const SweepParams = z.object({ id: z.string().describe('The sweep id (a UUID)') });
 const SweepListQuery = z.strictObject({
+  name: RunName.optional().describe('Sweeps of this name'),
+  tag: RunTag.optional().describe('Sweeps with this tag'),
   limit: z.coerce.number().int().min(1).max(100).default(20),
   offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
 });
