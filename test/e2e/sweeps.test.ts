@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import supertest from 'supertest';
 import { ashaStops, scoreOf } from '../../common/sweep-trials.js';
 import type { JobStatus } from '../../schemas/job-status.js';
@@ -175,10 +175,17 @@ describe('sweeps on two real workers', () => {
   it('loses and repeats no trial when a worker is killed and the API restarts mid-sweep', async () => {
     const parameters = { 'optimizer.learningRate': { values: [0.001, 0.01, 0.05, 0.1] } };
     const created = await submit(service.http, { base: { ...base, epochs: 4 }, parameters, search: { method: 'grid' }, parallelism: 2 });
-    const midway = (s: SweepStatus) => s.trials.filter((t) => t.state === 'running' && t.epochs.length >= 1 && t.epochs.length < 4);
-    await sweepUntil(service.http, created.id, (s) => midway(s).length === 2);
-    // Both workers hold a trial (parallelism 2): one dies mid-trial, its job stalls and is resumed.
-    await workers[0].kill();
+    const midway = (s: SweepStatus) => s.trials.find((t) => t.state === 'running' && t.epochs.length >= 1 && t.epochs.length < 4);
+    const trial = midway(await sweepUntil(service.http, created.id, (s) => Boolean(midway(s))));
+    assert.ok(trial);
+    // The worker training it dies: its job stalls and the other worker resumes it. Which worker holds
+    // it: the parent of the training child whose pid the job's log names.
+    const logs = (await service.http().get(`/v1/jobs/${trial.job}/logs`)).body as { lines: string[] };
+    const child = Number(/ \(pid (\d+)\)/.exec([...logs.lines].reverse().find((line) => line.startsWith('attempt')) ?? '')?.[1]);
+    const parent = Number(readFileSync(`/proc/${child}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+    const holder = workers.find((worker) => worker.child.pid === parent);
+    assert.ok(holder, `the worker with pid ${parent} holds trial ${trial.index}`);
+    await holder.kill();
     await service.startWorker();
     // Another API process takes over, and the first one goes.
     const scratch = tempDir('sweeps-api');
