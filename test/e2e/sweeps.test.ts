@@ -21,7 +21,8 @@ const base = {
 
 type Agent = ReturnType<typeof supertest.agent>;
 
-async function sweepUntil(http: () => Agent, id: string, done: (s: SweepStatus) => boolean, timeoutMs = 600_000): Promise<SweepStatus> {
+async function sweepUntil(http: () => Agent, id: string, done: (s: SweepStatus) => boolean, intervalMs = 300): Promise<SweepStatus> {
+  const timeoutMs = 600_000;
   const deadline = Date.now() + timeoutMs;
   let last: SweepStatus | undefined;
   while (Date.now() < deadline) {
@@ -29,7 +30,7 @@ async function sweepUntil(http: () => Agent, id: string, done: (s: SweepStatus) 
     assert.equal(response.status, 200, response.text);
     last = response.body as SweepStatus;
     if (done(last)) return last;
-    await sleep(300);
+    await sleep(intervalMs);
   }
   throw new Error(`sweep ${id} did not get there; last: ${JSON.stringify(last)}`);
 }
@@ -176,8 +177,9 @@ describe('sweeps on two real workers', () => {
     const parameters = { 'optimizer.learningRate': { values: [0.001, 0.01, 0.05, 0.1] } };
     const created = await submit(service.http, { base: { ...base, epochs: 4 }, parameters, search: { method: 'grid' }, parallelism: 2 });
     const midway = (s: SweepStatus) => s.trials.find((t) => t.state === 'running' && t.epochs.length >= 1 && t.epochs.length < 4);
-    const trial = midway(await sweepUntil(service.http, created.id, (s) => Boolean(midway(s))));
-    assert.ok(trial);
+    // Polled fast: a trial's epochs take about a second here; an ended sweep fails the test at once.
+    const trial = midway(await sweepUntil(service.http, created.id, (s) => Boolean(midway(s)) || s.state !== 'running', 50));
+    assert.ok(trial, 'a trial was caught mid-way');
     // The worker training it dies: its job stalls and the other worker resumes it. Which worker holds
     // it: the parent of the training child whose pid the job's log names.
     const logs = (await service.http().get(`/v1/jobs/${trial.job}/logs`)).body as { lines: string[] };
