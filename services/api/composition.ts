@@ -21,6 +21,8 @@ import { UNPACK_TIMEOUT_MS } from '../datasets/unpack.js';
 import { JobService } from '../jobs/job-service.js';
 import { WebhookService } from '../webhooks/webhook-service.js';
 import { ADMIN_OWNER } from '../../schemas/auth.js';
+import type { JobState } from '../../schemas/job-status.js';
+import type { WebhookEventType } from '../../schemas/webhook.js';
 import { ModelService } from '../jobs/model-service.js';
 import { SweepService } from '../sweeps/sweep-service.js';
 import { JobEventStream } from './job-events.js';
@@ -146,11 +148,17 @@ function startRedisTasks(
 async function noticeOfJobEnd(jobs: JobService, webhooks: WebhookService, jobId: string): Promise<void> {
   const status = await jobs.status({ owner: ADMIN_OWNER, admin: true }, jobId);
   if (!status) return;
-  const type = ({ completed: 'job.completed', stopped_early: 'job.completed', failed: 'job.failed', cancelled: 'job.cancelled' } as const)[
-    status.state as 'completed'
-  ];
+  const type = NOTICE_OF_STATE[status.state];
   if (type) await webhooks.notify(status.owner, type, jobId, status);
 }
+
+/** The notice a job's end state sends: a sweep's trial stopped early completed too. */
+const NOTICE_OF_STATE: Partial<Record<JobState, WebhookEventType>> = {
+  completed: 'job.completed',
+  stopped_early: 'job.completed',
+  failed: 'job.failed',
+  cancelled: 'job.cancelled',
+};
 
 /** Runs `work` every `intervalMs` once started, never twice at once; `stop` waits for a run under way. */
 function ticksOf(work: () => Promise<void>, intervalMs: number) {

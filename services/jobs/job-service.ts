@@ -99,9 +99,7 @@ export class JobService {
 
   async submit(caller: Caller, spec: JobSpec, idempotencyKey?: string): Promise<Submission> {
     await whenReady(this.redis, REDIS_WAIT_MS);
-    if (spec.dataset && spec.dataset.type !== 'synthetic')
-      await checkDataset(spec.dataset, { dataDir: this.options.dataDir, store: this.store }, caller);
-    await this.checkStartWeights(caller, spec.weights);
+    await this.checkReferences(caller, spec);
     let jobId: string = randomUUID();
     if (idempotencyKey) {
       const fingerprint = createHash('sha256').update(JSON.stringify(spec)).digest('hex');
@@ -128,9 +126,7 @@ export class JobService {
     await whenReady(this.redis, REDIS_WAIT_MS);
     const existing = await this.queue.getJob(jobId);
     if (existing) return this.describe(existing);
-    if (spec.dataset && spec.dataset.type !== 'synthetic')
-      await checkDataset(spec.dataset, { dataDir: this.options.dataDir, store: this.store }, caller);
-    await this.checkStartWeights(caller, spec.weights);
+    await this.checkReferences(caller, spec);
     return this.enqueue(caller, jobId, spec, trial);
   }
 
@@ -167,6 +163,13 @@ export class JobService {
         { quota: 'openJobs', limit: this.options.quotaOpenJobs },
       );
     }
+  }
+
+  /** What a spec names outside itself must exist and be the caller's: its dataset and its start weights. */
+  private async checkReferences(caller: Caller, spec: JobSpec): Promise<void> {
+    if (spec.dataset && spec.dataset.type !== 'synthetic')
+      await checkDataset(spec.dataset, { dataDir: this.options.dataDir, store: this.store }, caller);
+    await this.checkStartWeights(caller, spec.weights);
   }
 
   /**

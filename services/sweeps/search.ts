@@ -93,6 +93,18 @@ function choiceDensity(values: readonly unknown[], chosen: unknown[]) {
   };
 }
 
+interface Density<T> {
+  density(value: T): number;
+  sample(random: () => number): T;
+}
+
+/** Of a few candidates drawn from the good trials' density, the one with the largest ratio good/rest. */
+function likeliestGood<T>(good: Density<T>, rest: Density<T>, random: () => number): T {
+  const ratio = (value: T) => good.density(value) / rest.density(value);
+  const candidates = Array.from({ length: CANDIDATES }, () => good.sample(random));
+  return candidates.reduce((best, value) => (ratio(value) > ratio(best) ? value : best));
+}
+
 /**
  * Tree-structured Parzen estimation, each parameter on its own (as hyperopt's default): split the
  * finished trials into the best quarter and the rest, model each part's density, and draw the
@@ -106,24 +118,13 @@ function tpePoint(spec: SweepSpec, seed: number, index: number, history: readonl
   const point: Parameters = {};
   for (const [path, parameter] of Object.entries(spec.parameters)) {
     const valuesOf = (trials: Observation[]) => trials.map((trial) => trial.parameters[path]);
-    let pick: (value: unknown) => number;
-    let sampleGood: (random: () => number) => unknown;
     if (isRange(parameter)) {
       const space = (trials: Observation[]) => valuesOf(trials).map((value) => toSearchSpace(parameter, Number(value)));
-      const [l, g] = [rangeDensity(parameter, space(good)), rangeDensity(parameter, space(rest))];
-      pick = (t) => l.density(t as number) / g.density(t as number);
-      sampleGood = l.sample;
-      const candidates = Array.from({ length: CANDIDATES }, () => sampleGood(random) as number);
-      point[path] = fromSearchSpace(
-        parameter,
-        candidates.reduce((best, t) => (pick(t) > pick(best) ? t : best)),
-      );
-      continue;
+      const best = likeliestGood(rangeDensity(parameter, space(good)), rangeDensity(parameter, space(rest)), random);
+      point[path] = fromSearchSpace(parameter, best);
+    } else {
+      point[path] = likeliestGood(choiceDensity(parameter.values, valuesOf(good)), choiceDensity(parameter.values, valuesOf(rest)), random);
     }
-    const [l, g] = [choiceDensity(parameter.values, valuesOf(good)), choiceDensity(parameter.values, valuesOf(rest))];
-    pick = (value) => l.density(value) / g.density(value);
-    const candidates = Array.from({ length: CANDIDATES }, () => l.sample(random));
-    point[path] = candidates.reduce((best, value) => (pick(value) > pick(best) ? value : best));
   }
   return point;
 }

@@ -331,7 +331,7 @@ export class SweepService {
       await this.finish(record, 'completed', status.best);
       if (record.spec.promote && status.best)
         await this.jobs.aliases.set(record.owner, record.spec.promote, { job: status.best.job, checkpoint: status.best.epoch });
-      await this.onCompleted(record.owner, { ...status, state: 'completed', best: status.best });
+      await this.onCompleted(record.owner, { ...status, state: 'completed' });
     }
   }
 
