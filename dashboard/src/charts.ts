@@ -2,11 +2,14 @@ import uPlot from 'uplot';
 import type { EpochMetrics } from '../../schemas/metrics.js';
 import { h } from './dom.js';
 
-interface Curve {
+export interface Line {
   label: string;
-  value: (epoch: EpochMetrics) => number | null;
   stroke: string;
   dash?: number[];
+}
+
+interface Curve extends Line {
+  value: (epoch: EpochMetrics) => number | null;
 }
 
 const TRAIN = '#2f6fed';
@@ -32,6 +35,29 @@ const CHARTS: Array<{ title: string; curves: Curve[]; log?: boolean }> = [
   { title: 'Learning rate', curves: [{ label: 'learning rate', value: (e) => e.learningRate, stroke: '#6b5bd2' }], log: true },
 ];
 
+/** One uPlot chart of lines over epochs (or `x`), in a card; `setData` takes the x values and one list of values per line. */
+export function lineChart(title: string, lines: Line[], { log = false, x = 'epoch' } = {}): { holder: HTMLElement; plot: uPlot } {
+  const holder = h('div', { class: 'card chart', 'data-chart': title });
+  const plot = new uPlot(
+    {
+      title,
+      width: 380,
+      height: 220,
+      scales: { x: { time: false }, ...(log ? { y: { distr: 3 } } : {}) },
+      // Epochs and trials are whole numbers: no ticks between them.
+      axes: [{ label: x, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }, {}],
+      legend: { live: false },
+      series: [
+        { label: x },
+        ...lines.map((l) => ({ label: l.label, stroke: l.stroke, dash: l.dash, width: 2, points: { show: true, size: 5 } })),
+      ],
+    },
+    [[], ...lines.map(() => [])],
+    holder,
+  );
+  return { holder, plot };
+}
+
 /** Live training curves: `add` appends an epoch (an epoch already shown is replaced) and redraws. */
 export class TrainingCharts {
   readonly element: HTMLElement;
@@ -41,24 +67,8 @@ export class TrainingCharts {
   constructor(history: readonly EpochMetrics[]) {
     this.element = h('div', { class: 'grid', 'data-testid': 'charts' });
     for (const chart of CHARTS) {
-      const holder = h('div', { class: 'card chart', 'data-chart': chart.title });
+      const { holder, plot } = lineChart(chart.title, chart.curves, { log: chart.log });
       this.element.append(holder);
-      const plot = new uPlot(
-        {
-          title: chart.title,
-          width: 380,
-          height: 220,
-          scales: { x: { time: false }, ...(chart.log ? { y: { distr: 3 } } : {}) },
-          axes: [{ label: 'epoch' }, {}],
-          legend: { live: false },
-          series: [
-            { label: 'epoch' },
-            ...chart.curves.map((c) => ({ label: c.label, stroke: c.stroke, dash: c.dash, width: 2, points: { show: true, size: 5 } })),
-          ],
-        },
-        [[], ...chart.curves.map(() => [])],
-        holder,
-      );
       this.plots.push({ plot, curves: chart.curves });
     }
     for (const epoch of history) this.epochs.set(epoch.epoch, epoch);

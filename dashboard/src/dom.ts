@@ -36,3 +36,46 @@ export const badge = (state: string) => h('span', { class: `badge ${state}`, 'da
 
 /** Work a page started (timers, streams), stopped when the page is left. */
 export type Cleanup = () => void;
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+/** An SVG element with attributes and children (the parallel-coordinates view draws with these). */
+export function svg(tag: string, attributes: Record<string, string | number> = {}, ...children: Array<Node | string>): SVGElement {
+  const element = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, String(value));
+  element.append(...children);
+  return element;
+}
+
+/** Runs `load` now and again `ms` after each run ends (a slow answer never piles up requests); the cleanup stops it. */
+export function every(ms: number, load: () => Promise<unknown>): Cleanup {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
+  const run = () =>
+    void load()
+      .catch(() => undefined)
+      .finally(() => {
+        if (!stopped) timer = setTimeout(run, ms);
+      });
+  run();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}
+
+export const when = (iso: string | null) => (iso ? new Date(iso).toLocaleString() : '–');
+
+/** A duration in the units a person reads: 42 s, 3 min 05 s, 1 h 02 min. */
+export function duration(fromIso: string | null, toIso: string | null): string {
+  if (!fromIso || !toIso) return '–';
+  const seconds = Math.max(0, Math.round((Date.parse(toIso) - Date.parse(fromIso)) / 1000));
+  if (seconds < 60) return `${seconds} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${String(seconds % 60).padStart(2, '0')} s`;
+  return `${Math.floor(seconds / 3600)} h ${String(Math.floor(seconds / 60) % 60).padStart(2, '0')} min`;
+}
+
+/** The API's job states and modes (schemas/job-status.ts, schemas/model.ts), kept here so the page bundles no zod. */
+export const JOB_STATES = ['queued', 'running', 'stalled', 'completed', 'stopped_early', 'failed', 'cancelled'] as const;
+export const FINISHED = new Set<string>(['completed', 'stopped_early', 'failed', 'cancelled']);
+export const MODES = ['pretrained', 'feature_extraction', 'fine_tuning'] as const;

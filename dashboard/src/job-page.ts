@@ -4,12 +4,12 @@ import type { EpochMetrics, Metrics } from '../../schemas/metrics.js';
 import type { ModelSummary } from '../../schemas/model.js';
 import { getJson, jobEvents, saveDownload, sendJson } from './api.js';
 import { TrainingCharts } from './charts.js';
-import { badge, h, type Cleanup } from './dom.js';
-import { progressCell } from './jobs-page.js';
+import { badge, FINISHED, h, type Cleanup } from './dom.js';
+import { labels, progressCell } from './jobs-page.js';
 import { predictBox } from './predict-box.js';
 import { confusionMatrix, perClassTable, summaryTable, validationImages } from './report.js';
+import { specAndTimings } from './spec-view.js';
 
-const FINISHED = new Set(['completed', 'failed', 'cancelled']);
 const RECONNECT_MS = 2000;
 
 function downloads(status: JobStatus, message: HTMLElement): HTMLElement {
@@ -57,6 +57,7 @@ function header(status: JobStatus, onCancel: () => void): HTMLElement[] {
       { class: 'row' },
       badge(status.state),
       h('strong', {}, status.mode),
+      labels(status),
       progressCell(status),
       h('span', { class: 'muted' }, facts.join(' · ')),
     ),
@@ -98,7 +99,7 @@ function results(status: JobStatus, metrics: Metrics): HTMLElement[] {
   }
   if (metrics.validationPredictions.length)
     parts.push(h('div', { class: 'card' }, h('h2', {}, 'Validation images'), validationImages(status.id, metrics)));
-  if (status.state === 'completed') parts.push(predictBox(status.id));
+  if (status.state === 'completed' || status.state === 'stopped_early') parts.push(predictBox(status.id));
   return parts;
 }
 
@@ -124,8 +125,9 @@ export function jobPage(view: HTMLElement, id: string): Cleanup {
   const top = h('div', { class: 'card', 'data-testid': 'job-header' });
   const chartsSlot = h('div');
   const resultsSlot = h('div');
+  const detailsSlot = h('div');
   const summarySlot = h('div', { class: 'card' }, h('h2', {}, 'Model summary'));
-  view.replaceChildren(h('h1', {}, 'Job ', h('span', { class: 'mono' }, id)), top, chartsSlot, resultsSlot, summarySlot);
+  view.replaceChildren(h('h1', {}, 'Job ', h('span', { class: 'mono' }, id)), top, chartsSlot, resultsSlot, detailsSlot, summarySlot);
   let status: JobStatus | null = null;
   let charts: TrainingCharts | null = null;
   const showSummary = summaryLoader(id, summarySlot);
@@ -138,6 +140,7 @@ export function jobPage(view: HTMLElement, id: string): Cleanup {
     if (!charts) chartsSlot.replaceChildren((charts = new TrainingCharts(metrics.epochs)).element);
     else metrics.epochs.forEach((e) => charts?.add(e));
     resultsSlot.replaceChildren(...results(status, metrics));
+    detailsSlot.replaceChildren(specAndTimings(status));
     showSummary(status.state);
   };
   const onEvent = ({ event, data }: SseMessage) => {

@@ -11,6 +11,7 @@ import { renderSyntheticImage } from '../../engine/data/synthetic.js';
 import { parseSafetensors } from '../../engine/model/safetensors.js';
 import { ApiKeys } from '../../common/api-keys.js';
 import type { Metrics } from '../../schemas/metrics.js';
+import type { SweepStatus } from '../../schemas/sweep.js';
 import { keyedTestApp } from '../helpers/app.js';
 import { launchChromium, newPage, screenshot } from '../helpers/browser.js';
 import { writeMessyDataset } from '../helpers/images.js';
@@ -19,7 +20,7 @@ import { sleep, startService, type TestService } from '../helpers/service.js';
 import { tempDir } from '../helpers/torch.js';
 
 const CLASSES = 3;
-const FINISHED = ['completed', 'failed', 'cancelled'];
+const FINISHED = ['completed', 'stopped_early', 'failed', 'cancelled'];
 /** Generous bounds so a broken page fails the run instead of hanging it; none of them measures speed. */
 const LONG = 600_000;
 
@@ -58,7 +59,7 @@ describe('the dashboard in a real browser', () => {
   const scratch = tempDir('dashboard');
 
   before(async () => {
-    service = await startService('dashboard');
+    service = await startService('dashboard', { SWEEP_TICK_MS: '300' });
     await service.startWorker();
     await service.app.listen({ host: '127.0.0.1', port: 0 });
     base = `http://127.0.0.1:${(service.app.server.address() as AddressInfo).port}`;
@@ -179,6 +180,114 @@ describe('the dashboard in a real browser', () => {
       named.some((text) => /^pets\.tar\.gz \(\d+ images, 2 classes\)$/.test(text)),
       `uploads by name: ${named.join('; ')}`,
     );
+  });
+  let sweep: SweepStatus;
+
+  it('shows a sweep: trials sortable by the objective, the best-so-far curve, parameters against the objective, the promoted trial', async () => {
+    const submitted = await service
+      .http()
+      .post('/v1/sweeps')
+      .send({
+        name: 'dash sweep',
+        tags: ['dashboard'],
+        base: {
+          mode: 'feature_extraction',
+          weights: 'random',
+          inputSize: 32,
+          batchSize: 8,
+          epochs: 2,
+          dataset: { type: 'synthetic', numClasses: CLASSES, imagesPerClass: 12, imageSize: 32, seed: 1 },
+          augmentation: { randomResizedCrop: false, horizontalFlip: false },
+        },
+        parameters: { 'optimizer.learningRate': { values: [0.0005, 0.05] }, labelSmoothing: { values: [0, 0.2] } },
+        search: { method: 'grid' },
+        parallelism: 1,
+        promote: 'dash-best',
+      });
+    assert.equal(submitted.status, 202, submitted.text);
+    await page.goto(`${base}/#/sweeps`);
+    await page.click(`[data-sweep-id="${submitted.body.id}"] a`);
+    await page.waitForSelector('[data-testid=sweep-best][data-promoted=true]', { timeout: LONG });
+    sweep = (await service.http().get(`/v1/sweeps/${submitted.body.id}`)).body as SweepStatus;
+    assert.equal(sweep.state, 'completed');
+    assert.equal(await page.getAttribute('[data-testid=sweep-best]', 'data-trial'), String(sweep.best!.trial));
+    assert.equal(await page.getAttribute('[data-testid=trials] tr.best', 'data-trial'), String(sweep.best!.trial));
+
+    const order = () => page.$$eval('[data-testid=trials] tbody tr', (rows) => rows.map((row) => Number(row.getAttribute('data-trial'))));
+    const bestFirst = [...sweep.trials].sort((a, b) => b.best!.value - a.best!.value || a.index - b.index).map((t) => t.index);
+    assert.deepEqual(await order(), bestFirst, 'sorted by the objective, best first');
+    await page.click('[data-testid=trials] th[data-sort=trial]');
+    assert.deepEqual(await order(), [0, 1, 2, 3]);
+    await page.click('[data-testid=trials] th[data-sort=trial]');
+    assert.deepEqual(await order(), [3, 2, 1, 0]);
+
+    assert.equal(await page.getAttribute('[data-testid=best-so-far]', 'data-points'), '4');
+    assert.equal(await page.locator('[data-testid=parallel-coordinates] polyline').count(), 4);
+    const axes = await page.locator('[data-testid=parallel-coordinates] svg > text').allTextContents();
+    for (const axis of ['optimizer.learningRate', 'labelSmoothing', 'validation_accuracy']) assert.ok(axes.includes(axis), `axis ${axis}`);
+    await screenshot(page, 'sweep');
+  });
+
+  it('compares two trials side by side, marking the spec rows that differ', async () => {
+    const [first, last] = [sweep.trials[0], sweep.trials[3]];
+    await page.check(`[data-compare="${first.job}"]`);
+    await page.check(`[data-compare="${last.job}"]`);
+    await page.click('[data-testid=compare]');
+    await page.waitForSelector('[data-testid=compare-spec]', { timeout: LONG });
+    assert.match(page.url(), new RegExp(`#/compare/${first.job},${last.job}$`));
+    const differing = await page.$$eval('[data-testid=compare-spec] tr[data-differs]', (rows) =>
+      rows.map((row) => row.getAttribute('data-path')),
+    );
+    assert.deepEqual(differing.sort(), ['labelSmoothing', 'optimizer.learningRate']);
+    const finalAccuracy = await page.$$eval('[data-metric="final val. accuracy"] td', (tds) => tds.map((td) => td.textContent));
+    const expected = await Promise.all(
+      [first, last].map(
+        async (t) => ((await service.http().get(`/v1/jobs/${t.job}/metrics`)).body as Metrics).epochs.at(-1)!.validationAccuracy!,
+      ),
+    );
+    assert.deepEqual(
+      finalAccuracy,
+      expected.map((v) => `${(100 * v).toFixed(1)}%`),
+    );
+    assert.equal(await page.locator('[data-testid=compare-charts] canvas').count(), 3);
+    await screenshot(page, 'compare');
+  });
+
+  it("filters the job list by a sweep's tag, and shows a trial's spec and timings on its page", async () => {
+    await page.goto(`${base}/#/jobs`);
+    await page.fill('[data-testid=job-filter] [name=tag]', `sweep:${sweep.id}`);
+    await page.click('[data-testid=job-filter] button');
+    await page.waitForFunction(() => document.querySelector('[data-testid=jobs] + p')?.textContent?.startsWith('4 of 4 jobs'), null, {
+      timeout: LONG,
+    });
+    const listed = await page.$$eval('[data-testid=jobs] tbody tr', (rows) => rows.map((row) => row.getAttribute('data-job-id')));
+    assert.deepEqual(listed.sort(), sweep.trials.map((t) => t.job).sort());
+    assert.equal(await page.locator('[data-testid=jobs] tbody [data-name="dash sweep"]').count(), 4);
+    await screenshot(page, 'jobs-filtered');
+
+    const trial = sweep.trials[1];
+    await page.click(`[data-job-id="${trial.job}"] a.mono`);
+    await page.waitForSelector('[data-testid=job-spec]', { timeout: LONG });
+    const spec = await page.$$eval('[data-testid=job-spec] tr', (rows) =>
+      rows.map((row) => [row.children[0].textContent, row.children[1].textContent]),
+    );
+    assert.deepEqual(
+      spec.find(([path]) => path === 'optimizer.learningRate'),
+      ['optimizer.learningRate', String(trial.parameters['optimizer.learningRate'])],
+    );
+    assert.match((await page.textContent('[data-testid=job-timings]')) ?? '', /ran\d+ s|ran\d+ min/);
+  });
+
+  it('lists the model alias the sweep promoted, with its history', async () => {
+    await page.goto(`${base}/#/models`);
+    await page.click('[data-history="dash-best"] summary', { timeout: LONG });
+    await page.waitForSelector('[data-history="dash-best"] li', { timeout: LONG });
+    assert.match(
+      (await page.textContent('[data-alias="dash-best"]')) ?? '',
+      new RegExp(`${sweep.best!.job.slice(0, 8)} · ${sweep.best!.epoch}`),
+    );
+    assert.equal(await page.locator('[data-history="dash-best"] li').count(), 1);
+    await screenshot(page, 'models');
   });
 });
 
