@@ -15,6 +15,8 @@ const { values } = parseArgs({
     trials: { type: 'string', default: '12' },
     images: { type: 'string', default: '1000' },
     'max-epochs': { type: 'string', default: '9' },
+    'min-epochs': { type: 'string', default: '2' },
+    'reduction-factor': { type: 'string', default: '3' },
     seed: { type: 'string', default: '7' },
     augment: { type: 'string', default: 'true' },
   },
@@ -22,10 +24,13 @@ const { values } = parseArgs({
 
 const trials = Number(values.trials);
 const maxEpochs = Number(values['max-epochs']);
+const asha = { type: 'asha', minEpochs: Number(values['min-epochs']), reductionFactor: Number(values['reduction-factor']), maxEpochs };
+const rungs: number[] = [];
+for (let epoch = asha.minEpochs; epoch < maxEpochs; epoch *= asha.reductionFactor) rungs.push(epoch);
 
-function spec(asha: boolean) {
+function spec(withAsha: boolean) {
   return {
-    name: asha ? 'bench asha' : 'bench to the end',
+    name: withAsha ? 'bench asha' : 'bench to the end',
     base: {
       mode: 'feature_extraction',
       weights: 'random',
@@ -42,15 +47,15 @@ function spec(asha: boolean) {
       batchSize: { values: [16, 32, 64] },
     },
     search: { method: 'random', trials, seed: Number(values.seed) },
-    earlyStopping: asha ? { type: 'asha', minEpochs: 1, reductionFactor: 3, maxEpochs } : { type: 'none' },
+    earlyStopping: withAsha ? asha : { type: 'none' },
     parallelism: 2,
   };
 }
 
 /** Runs a sweep to its end: wall seconds, the best objective and the epochs its trials trained. */
-async function run(service: TestService, asha: boolean) {
+async function run(service: TestService, withAsha: boolean) {
   const started = Date.now();
-  const created = await service.http().post('/v1/sweeps').send(spec(asha));
+  const created = await service.http().post('/v1/sweeps').send(spec(withAsha));
   if (created.status !== 202) throw new Error(`POST /v1/sweeps answered ${created.status}: ${created.text}`);
   let sweep = created.body as SweepStatus;
   while (sweep.state === 'running') {
@@ -86,7 +91,7 @@ async function main() {
         horizontalFlip: values.augment === 'true',
         workers: 2,
         parallelism: 2,
-        rungs: 'ASHA at 1 and 3 epochs, reduction factor 3',
+        rungs: `ASHA at epochs ${rungs.join(', ')}, reduction factor ${asha.reductionFactor}`,
       },
       asha: withAsha,
       toTheEnd,

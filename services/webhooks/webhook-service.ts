@@ -1,6 +1,7 @@
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { InvalidInputError, NotFoundError, QuotaExceededError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
@@ -20,6 +21,8 @@ import {
 const QUEUE = 'webhooks';
 const TIMEOUT_MS = 5000;
 const ATTEMPTS = 5;
+/** How long closing waits for the delivery worker's connections to be ready (they never are during a Redis outage). */
+const CLOSE_READY_WAIT_MS = 2000;
 const DELIVERIES_KEPT = 100;
 /** The most of a response's body read (and then dropped): a receiver cannot make a delivery hold memory. */
 const RESPONSE_BYTES_READ = 64 * 1024;
@@ -215,6 +218,10 @@ export class WebhookService {
   }
 
   async close(): Promise<void> {
+    // A worker closed while its blocking connection still initialises rejects that init's commands with
+    // no one listening (an unhandled "Connection is closed"): let it get ready first, but not wait on an outage.
+    const ready = this.worker?.waitUntilReady().catch(() => undefined);
+    await Promise.race([ready, sleep(CLOSE_READY_WAIT_MS, undefined, { ref: false })]);
     await this.worker?.close();
     await this.queue.close();
   }
