@@ -25,9 +25,16 @@ function results(response: PredictResponse): HTMLElement[] {
   );
 }
 
-/** Drop images (or pick them) and see the final model's top-5 classes for each. */
+/** Drop images (or pick them) and see the final model's top-5 classes for each, in the precision picked. */
 export function predictBox(jobId: string): HTMLElement {
   const output = h('div', { class: 'grid' });
+  const precision = h(
+    'select',
+    { 'aria-label': 'precision', 'data-testid': 'predict-precision' },
+    h('option', { value: 'fp32' }, 'fp32'),
+    h('option', { value: 'bf16' }, 'bf16 (where the CPU has it)'),
+  );
+  const ran = h('span', { class: 'muted', 'data-testid': 'predict-ran' });
   const input = h('input', { type: 'file', accept: 'image/*', multiple: true, 'data-testid': 'predict-input' });
   const zone = h('div', { class: 'drop' }, 'Drop images here, or ', input);
   const predict = async (files: File[]) => {
@@ -36,8 +43,10 @@ export function predictBox(jobId: string): HTMLElement {
     for (const file of files) form.append('images', file, file.name);
     output.replaceChildren(h('p', { class: 'muted' }, `predicting ${files.length} image(s)…`));
     try {
-      const response = await request(`/v1/jobs/${jobId}/predict?topK=5`, { method: 'POST', body: form });
-      output.replaceChildren(...results((await response.json()) as PredictResponse));
+      const response = await request(`/v1/jobs/${jobId}/predict?topK=5&precision=${precision.value}`, { method: 'POST', body: form });
+      const body = (await response.json()) as PredictResponse;
+      ran.textContent = `ran in ${body.precision}`;
+      output.replaceChildren(...results(body));
     } catch (error) {
       output.replaceChildren(h('div', { class: 'problem', role: 'alert' }, (error as Error).message));
     }
@@ -53,5 +62,11 @@ export function predictBox(jobId: string): HTMLElement {
     zone.classList.remove('over');
     void predict([...(event.dataTransfer?.files ?? [])]);
   });
-  return h('div', { class: 'card', 'data-testid': 'predict' }, h('h2', {}, 'Predict'), zone, output);
+  return h(
+    'div',
+    { class: 'card', 'data-testid': 'predict' },
+    h('div', { class: 'row' }, h('h2', {}, 'Predict'), precision, ran),
+    zone,
+    output,
+  );
 }

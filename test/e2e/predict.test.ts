@@ -91,6 +91,15 @@ describe('predictions from a trained job', () => {
     );
   });
 
+  const heldOut = { id: '', files: [] as string[] };
+  const predictHeldOut = async (query: string) => {
+    let request = service.http().post(`/v1/jobs/${heldOut.id}/predict?${query}`);
+    for (const file of heldOut.files) request = request.attach('images', file);
+    const response = await request;
+    assert.equal(response.status, 200, response.text);
+    return response.body as { precision: string; predictions: Prediction[] };
+  };
+
   it("gives a trained job's held-out images the classes and probabilities its worker recorded for them", async () => {
     const dataset = { type: 'synthetic', numClasses: 4, imagesPerClass: 30, imageSize: 32, seed: 1 } as const;
     const { id, metrics } = await completedJob(service, {
@@ -103,11 +112,9 @@ describe('predictions from a trained job', () => {
       augmentation: { randomResizedCrop: false, horizontalFlip: false },
     });
     const folder = await resolveDataset(DatasetSpec.parse(dataset), service.config.DATA_DIR);
-    let request = service.http().post(`/v1/jobs/${id}/predict?topK=2`);
-    for (const held of metrics.validationPredictions) request = request.attach('images', path.join(folder.root, held.file));
-    const response = await request;
-    assert.equal(response.status, 200, response.text);
-    const predictions = response.body.predictions as Prediction[];
+    Object.assign(heldOut, { id, files: metrics.validationPredictions.map((held) => path.join(folder.root, held.file)) });
+    const { precision, predictions } = await predictHeldOut('topK=2');
+    assert.equal(precision, 'fp32', 'fp32 unless asked');
     assert.equal(predictions.length, metrics.validationPredictions.length);
     metrics.validationPredictions.forEach((held, i) => {
       const recorded = topIndices(held.probabilities, 2).map((index) => ({
@@ -126,7 +133,27 @@ describe('predictions from a trained job', () => {
     });
   });
 
+  const hasBf16 = /\bavx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+  it('predicts in bf16 when asked on a CPU that has it (else fp32, and says which ran): the same classes, probabilities close', async () => {
+    const [fp32, bf16] = [await predictHeldOut('topK=4'), await predictHeldOut('topK=4&precision=bf16')];
+    assert.equal(bf16.precision, hasBf16 ? 'bf16' : 'fp32');
+    const agreeing = fp32.predictions.filter((p, i) => p.top[0].index === bf16.predictions[i].top[0].index).length;
+    assert.ok(agreeing / fp32.predictions.length >= 0.95, `top-1 agreement ${agreeing} of ${fp32.predictions.length}`);
+    let largest = 0;
+    fp32.predictions.forEach((p, i) => {
+      for (const t of p.top) {
+        const other = bf16.predictions[i].top.find((b) => b.index === t.index)!;
+        largest = Math.max(largest, Math.abs(other.probability - t.probability));
+      }
+    });
+    assert.ok(largest < 0.05, `largest probability difference ${largest}`);
+    if (hasBf16) assert.ok(largest > 0, 'bf16 ran: its probabilities are not fp32 ones bit for bit');
+  });
+
   it('answers bad predict requests with 4xx problems', async () => {
+    const int8 = await service.http().post(`/v1/jobs/${pretrainedId}/predict?precision=int8`).attach('image', photo);
+    assert.equal(int8.status, 400);
+    assert.equal(int8.body.errors[0].path, 'precision');
     const notImage = await service.http().post(`/v1/jobs/${pretrainedId}/predict`).attach('image', Buffer.from('hello'), 'notes.jpg');
     assert.equal(notImage.status, 400);
     assert.equal(notImage.body.errors[0].path, 'files[0]');

@@ -12,6 +12,7 @@ import { nhwcBatch } from '../../../engine/data/datasets.js';
 import { decodeForModel, ImageDecodeError } from '../../../engine/data/preprocess.js';
 import { loadModel } from '../../../engine/model/checkpoint-io.js';
 import { freeze, type ResNet50 } from '../../../engine/model/resnet50.js';
+import { useConvolutionPrecision } from '../../../engine/native/kernels/register.js';
 import { topIndices } from '../../../engine/training/classification-report.js';
 import { serveThreadRpc } from '../thread-rpc.js';
 import type { PredictOutcome, PredictRequest, ThreadSettings } from '../thread-protocol.js';
@@ -54,7 +55,7 @@ function modelOf(jobId: string, folder: string): Promise<LoadedModel> {
   return entry;
 }
 
-serveThreadRpc<PredictRequest, PredictOutcome>(parentPort, async ({ jobId, folder, images, topK }) => {
+serveThreadRpc<PredictRequest, PredictOutcome>(parentPort, async ({ jobId, folder, images, topK, precision }) => {
   await ready;
   const { resnet, metadata } = await modelOf(jobId, folder);
   const { preprocessing, classNames } = metadata;
@@ -82,6 +83,8 @@ serveThreadRpc<PredictRequest, PredictOutcome>(parentPort, async ({ jobId, folde
   if (errors.length) return { ok: false, errors };
   const crops = decoded.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
   const predictions: ImagePrediction[] = [];
+  // Set for this request's forward passes, which run without a pause another request could take.
+  const ran = useConvolutionPrecision(precision);
   for (let start = 0; start < crops.length; start += BATCH) {
     const slice = crops.slice(start, start + BATCH);
     const probabilities = float32ValuesOf(() => tf.softmax(resnet.network.forward(nhwcBatch(slice, preprocessing.crop), false)));
@@ -92,5 +95,5 @@ serveThreadRpc<PredictRequest, PredictOutcome>(parentPort, async ({ jobId, folde
       predictions.push({ file: images[start + i].name, top });
     });
   }
-  return { ok: true, predictions };
+  return { ok: true, predictions, precision: ran };
 });

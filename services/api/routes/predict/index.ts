@@ -72,7 +72,7 @@ async function predictWith(
   request: FastifyRequest,
   predictions: ThreadRpc<PredictRequest, PredictOutcome>,
   { job, model }: ResolvedModel,
-  topK: number,
+  { topK, precision }: PredictQuery,
 ): Promise<PredictResponse> {
   if (!request.isMultipart()) throw new HttpProblem(415, 'Unsupported Media Type', 'send the images as multipart/form-data file fields');
   // A place in the thread's queue before the images arrive: the files a request keeps wait in it.
@@ -82,12 +82,12 @@ async function predictWith(
     const images = await receiveImages(request, dir);
     if (images.length === 0) throw InvalidInputError.field('files', 'at least one image file is required');
     allowLongWork(request);
-    const outcome = await place.send({ jobId: job.id, folder: model.folder, images, topK });
+    const outcome = await place.send({ jobId: job.id, folder: model.folder, images, topK, precision });
     if (!outcome.ok) {
       const errors = outcome.errors.map((e) => ({ path: `files[${e.index}]`, file: e.file, message: e.message }));
       throw new InvalidInputError(errors, 'body', `${errors.length} file(s) could not be decoded as images`);
     }
-    return { jobId: job.id, model: model.label, topK, predictions: outcome.predictions };
+    return { jobId: job.id, model: model.label, topK, precision: outcome.precision, predictions: outcome.predictions };
   } finally {
     place.release();
     await rm(dir, { recursive: true, force: true });
@@ -105,13 +105,13 @@ const predictRoutes: FastifyPluginAsyncZod<{ models: ModelService; predictions: 
   app.post(
     '/jobs/:id/predict',
     { schema: { params: JobParams, querystring: PredictQuery, response: { 200: PredictResponse } } },
-    async (request) => predictWith(request, predictions, await models.ofJob(request.caller, request.params.id), request.query.topK),
+    async (request) => predictWith(request, predictions, await models.ofJob(request.caller, request.params.id), request.query),
   );
 
   app.post(
     '/models/:name/predict',
     { schema: { params: AliasParams, querystring: PredictQuery, response: { 200: PredictResponse } } },
-    async (request) => predictWith(request, predictions, await models.resolve(request.caller, request.params.name), request.query.topK),
+    async (request) => predictWith(request, predictions, await models.resolve(request.caller, request.params.name), request.query),
   );
 };
 export default predictRoutes;
