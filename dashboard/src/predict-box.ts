@@ -37,8 +37,10 @@ export function predictBox(jobId: string): HTMLElement {
   const ran = h('span', { class: 'muted', 'data-testid': 'predict-ran' });
   const input = h('input', { type: 'file', accept: 'image/*', multiple: true, 'data-testid': 'predict-input' });
   const zone = h('div', { class: 'drop' }, 'Drop images here, or ', input);
+  let lastFiles: File[] = [];
   const predict = async (files: File[]) => {
     if (files.length === 0) return;
+    lastFiles = files;
     const form = new FormData();
     for (const file of files) form.append('images', file, file.name);
     output.replaceChildren(h('p', { class: 'muted' }, `predicting ${files.length} image(s)…`));
@@ -52,6 +54,8 @@ export function predictBox(jobId: string): HTMLElement {
     }
   };
   input.addEventListener('change', () => void predict([...(input.files ?? [])]));
+  // Another precision answers for the same images, so the two can be compared.
+  precision.addEventListener('change', () => void predict(lastFiles));
   zone.addEventListener('dragover', (event) => {
     event.preventDefault();
     zone.classList.add('over');
