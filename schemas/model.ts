@@ -91,6 +91,9 @@ export type BackendChoice = z.infer<typeof BackendChoice>;
 
 export const Precision = z.enum(['fp32', 'bf16']);
 export type Precision = z.infer<typeof Precision>;
+/** What a job may ask for: a precision, or `auto` (bf16 where this host's kernels run it, else fp32). */
+export const RequestedPrecision = z.enum(['fp32', 'bf16', 'auto']);
+export type RequestedPrecision = z.infer<typeof RequestedPrecision>;
 
 export const BackendReport = z.object({
   choice: BackendChoice,

@@ -1,11 +1,9 @@
 import { z } from 'zod';
-
-export const PredictPrecision = z.enum(['fp32', 'bf16']);
-export type PredictPrecision = z.infer<typeof PredictPrecision>;
+import { Precision } from './model.js';
 
 export const PredictQuery = z.strictObject({
   topK: z.coerce.number().int().min(1).max(1000).default(5).describe('Classes per image, most probable first'),
-  precision: PredictPrecision.default('fp32').describe(
+  precision: Precision.default('fp32').describe(
     "bf16: the convolutions in bfloat16 (oneDNN, on CPUs with AVX512-BF16 or AMX); elsewhere fp32 runs and the answer's precision says so",
   ),
 });
@@ -22,7 +20,7 @@ export const PredictResponse = z.object({
   jobId: z.uuid(),
   model: z.string().describe('Which saved model of the job answered: final, or epoch-N'),
   topK: z.number().int(),
-  precision: PredictPrecision.describe('The precision the convolutions ran in'),
+  precision: Precision.describe('The precision the convolutions ran in'),
   predictions: z.array(ImagePrediction),
 });
 export type PredictResponse = z.infer<typeof PredictResponse>;

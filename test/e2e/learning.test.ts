@@ -97,17 +97,24 @@ describe('learning is real', () => {
   const hasBf16 = /\bavx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
   const withoutBf16 =
     'this CPU has no AVX512-BF16: a bf16 job would run in fp32, as the test before (the kernels test checks that fallback)';
-  it('fine_tuning in bf16 learns as well, and says bf16 ran', { skip: hasBf16 ? false : withoutBf16 }, async () => {
-    const { id, metrics } = await trainJob(service, {
-      mode: 'fine_tuning',
-      weights: 'random',
-      epochs: FINE_TUNING_EPOCHS,
-      precision: 'bf16',
-      fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: false },
-    });
-    assertLearned(metrics, FINE_TUNING_EPOCHS, 'best');
-    const status = (await service.http().get(`/v1/jobs/${id}`)).body as { backend: { kernels: string; precision?: string } };
-    assert.match(status.backend.kernels, /^onednn/);
-    assert.equal(status.backend.precision, 'bf16');
-  });
+  // `auto` asks for what `bf16` asks for on a CPU that has it, and says which ran.
+  it(
+    'fine_tuning with precision auto runs in bf16 here, learns as well, and says bf16 ran',
+    { skip: hasBf16 ? false : withoutBf16 },
+    async () => {
+      const { id, metrics } = await trainJob(service, {
+        mode: 'fine_tuning',
+        weights: 'random',
+        epochs: FINE_TUNING_EPOCHS,
+        precision: 'auto',
+        fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: false },
+      });
+      assertLearned(metrics, FINE_TUNING_EPOCHS, 'best');
+      const status = (await service.http().get(`/v1/jobs/${id}`)).body as { backend: { kernels: string; precision?: string } };
+      assert.match(status.backend.kernels, /^onednn/);
+      assert.equal(status.backend.precision, 'bf16');
+      const logs = (await service.http().get(`/v1/jobs/${id}/logs`)).text;
+      assert.match(logs, /precision auto: this job runs in bf16/);
+    },
+  );
 });

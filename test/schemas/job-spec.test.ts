@@ -44,6 +44,7 @@ const MALFORMED: Array<[string, unknown, string]> = [
   ['freezeBatchNorm as a string', { ...valid, mode: 'fine_tuning', fineTuning: { freezeBatchNorm: 'yes' } }, 'fineTuning.freezeBatchNorm'],
   ['class weights that do not match a synthetic dataset', { ...valid, classWeights: [1, 2] }, 'classWeights'],
   ['label smoothing above 0.5', { ...valid, labelSmoothing: 0.7 }, 'labelSmoothing'],
+  ['a precision no kernel runs', { ...valid, precision: 'int8' }, 'precision'],
   ['a JSON array', [valid], '(root)'],
   ['a string', 'train please', '(root)'],
   ['null', null, '(root)'],
@@ -67,6 +68,11 @@ describe('JobSpec', () => {
       { weights: spec.weights, inputSize: spec.inputSize, batchSize: spec.batchSize, epochs: spec.mode === 'fine_tuning' && spec.epochs },
       { weights: 'imagenet', inputSize: 224, batchSize: 16, epochs: 10 },
     );
+  });
+
+  it('takes precision fp32 (the default), bf16 or auto', () => {
+    assert.equal(JobSpec.parse(valid).precision, 'fp32');
+    for (const precision of ['bf16', 'auto']) assert.equal(JobSpec.parse({ ...valid, precision }).precision, precision);
   });
 
   it('takes a pretrained spec without a dataset (summary, export and predictions only) or with one (evaluation)', () => {

@@ -12,10 +12,12 @@ import { train } from './train.js';
 
 /** The job, start to end: its start weights -> load data -> build model -> train (or evaluate) -> save -> result. */
 export async function runJob(requested: JobContext): Promise<TrainingResult> {
-  const precision = useConvolutionPrecision(requested.spec.precision);
-  if (precision !== requested.spec.precision) {
+  const asked = requested.spec.precision;
+  const precision = useConvolutionPrecision(asked === 'auto' ? 'bf16' : asked);
+  if (asked === 'auto') requested.log(`precision auto: this job runs in ${precision}`);
+  else if (precision !== asked) {
     requested.log(
-      `precision ${requested.spec.precision} needs the oneDNN kernels on a CPU with AVX512-BF16 (kernels here: ${requested.backend.kernels}); this job runs in ${precision}`,
+      `precision ${asked} needs the oneDNN kernels on a CPU with AVX512-BF16 (kernels here: ${requested.backend.kernels}); this job runs in ${precision}`,
     );
   }
   try {
