@@ -2,17 +2,9 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import type { CachePolicy } from '../../common/cache-eviction.js';
-import {
-  ConflictError,
-  IdempotencyKeyReusedError,
-  InvalidInputError,
-  NotFoundError,
-  QuotaExceededError,
-  UnavailableError,
-} from '../../common/errors.js';
+import { ConflictError, IdempotencyKeyReusedError, NotFoundError, QuotaExceededError, UnavailableError } from '../../common/errors.js';
 import { JobArtifacts, type CheckpointSelector } from '../../common/job-artifacts.js';
 import type { WeightsCatalog } from '../../common/weights-catalog.js';
-import { RANDOM_WEIGHTS } from '../../schemas/weights.js';
 import { QueueName, type Queues, type TrainingJob } from '../../common/queue-facade.js';
 import { redisKeys } from '../../common/redis-keys.js';
 import { whenReady, type RedisClient } from '../../common/redis-connection.js';
@@ -27,6 +19,7 @@ import type { TrialLink } from '../../schemas/sweep.js';
 import { checkDataset } from '../datasets/check-dataset.js';
 import { ArchiveCache } from './archive-cache.js';
 import { ModelAliasStore } from './model-aliases.js';
+import { checkStartWeights } from './start-weights.js';
 import { JobIndex } from './job-index.js';
 import type { FilteredIndex, IndexScope, LabelFilter } from '../../common/label-index.js';
 import { describeJob, ownerOf } from './job-status.js';
@@ -169,29 +162,7 @@ export class JobService {
   private async checkReferences(caller: Caller, spec: JobSpec): Promise<void> {
     if (spec.dataset && spec.dataset.type !== 'synthetic')
       await checkDataset(spec.dataset, { dataDir: this.options.dataDir, store: this.store }, caller);
-    await this.checkStartWeights(caller, spec.weights);
-  }
-
-  /**
-   * A variant must be one the catalog knows (400 naming the known ones); an earlier job must be the
-   * caller's (404 otherwise, as everywhere), completed (409), and keep the checkpoint named (400).
-   */
-  private async checkStartWeights(caller: Caller, weights: JobSpec['weights']): Promise<void> {
-    if (weights === RANDOM_WEIGHTS) return;
-    if (typeof weights === 'string') {
-      if (!(await this.catalog.has(weights)))
-        throw InvalidInputError.field(
-          'weights',
-          `no weights named "${weights}"; known: random, ${(await this.catalog.names()).join(', ')}`,
-        );
-      return;
-    }
-    await this.completedModel(caller, weights.job);
-    const selector: CheckpointSelector =
-      typeof weights.checkpoint === 'number' ? { kind: 'epoch', epoch: weights.checkpoint } : { kind: weights.checkpoint };
-    await new JobArtifacts(this.store, weights.job).savedModel(selector).catch((error: Error) => {
-      throw error instanceof NotFoundError ? InvalidInputError.field('weights.checkpoint', error.message) : error;
-    });
+    await checkStartWeights(spec.weights, this.catalog, this.store, (job) => this.completedModel(caller, job));
   }
 
   /** Refuses new jobs (429) while the owner's jobs keep their quota of models and checkpoints or more. */
