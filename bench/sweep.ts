@@ -6,6 +6,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { rungsOf } from '../common/sweep-trials.js';
 import type { SweepStatus } from '../schemas/sweep.js';
 import { startService, type TestService } from '../test/helpers/service.js';
 import { FASHION_MNIST, writeFashionMnistFolder } from './fashion-mnist.js';
@@ -25,8 +26,7 @@ const { values } = parseArgs({
 const trials = Number(values.trials);
 const maxEpochs = Number(values['max-epochs']);
 const asha = { type: 'asha', minEpochs: Number(values['min-epochs']), reductionFactor: Number(values['reduction-factor']), maxEpochs };
-const rungs: number[] = [];
-for (let epoch = asha.minEpochs; epoch < maxEpochs; epoch *= asha.reductionFactor) rungs.push(epoch);
+const rungs = rungsOf(asha);
 
 function spec(withAsha: boolean) {
   return {

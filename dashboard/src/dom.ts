@@ -64,6 +64,10 @@ export function every(ms: number, load: () => Promise<unknown>): Cleanup {
   };
 }
 
+/** A parameter or metric as a person reads it: numbers to `digits` significant digits, anything else as JSON. */
+export const formatValue = (value: unknown, digits = 4) =>
+  typeof value === 'number' ? Number(value.toPrecision(digits)).toString() : JSON.stringify(value);
+
 export const when = (iso: string | null) => (iso ? new Date(iso).toLocaleString() : '–');
 
 /** A duration in the units a person reads: 42 s, 3 min 05 s, 1 h 02 min. */

@@ -1,7 +1,7 @@
 import type uPlot from 'uplot';
 import type { SweepParameter, SweepStatus, Trial } from '../../schemas/sweep.js';
 import { lineChart } from './charts.js';
-import { h, svg } from './dom.js';
+import { formatValue, h, svg } from './dom.js';
 
 /** How good a value is on the sweep's objective: higher is better either way. */
 export const scoreOf = (sweep: SweepStatus, value: number) => (sweep.spec.objective.goal === 'maximize' ? value : -value);
@@ -38,7 +38,8 @@ interface Axis {
   ticks: [string, string];
 }
 
-const format = (value: unknown) => (typeof value === 'number' ? Number(value.toPrecision(3)).toString() : JSON.stringify(value));
+/** Axis ends and tooltips: three digits are enough on a drawn scale. */
+const format = (value: unknown) => formatValue(value, 3);
 
 /** A parameter's axis: numbers on a linear or (for rates spanning decades) log scale, other choices evenly spaced. */
 function parameterAxis(path: string, parameter: SweepParameter, trials: Trial[]): Axis {

@@ -1,12 +1,11 @@
 import type { SweepList, SweepStatus, Trial } from '../../schemas/sweep.js';
 import { getJson, saveDownload, sendJson } from './api.js';
-import { badge, every, h, type Cleanup, when } from './dom.js';
+import { badge, every, FINISHED, formatValue, h, type Cleanup, when } from './dom.js';
 import { compareSelection, labels } from './jobs-page.js';
 import { bestSoFarChart, parallelCoordinates, scoreOf } from './sweep-charts.js';
 
 const REFRESH_MS = 2000;
-const format = (value: unknown) => (typeof value === 'number' ? Number(value.toPrecision(4)).toString() : JSON.stringify(value));
-const ended = (sweep: SweepStatus) => sweep.trials.filter((t) => !['pending', 'queued', 'running', 'stalled'].includes(t.state)).length;
+const ended = (sweep: SweepStatus) => sweep.trials.filter((t) => FINISHED.has(t.state)).length;
 
 /** The caller's sweeps, newest first. */
 export function sweepsPage(view: HTMLElement): Cleanup {
@@ -30,7 +29,7 @@ export function sweepsPage(view: HTMLElement): Cleanup {
             h('td', {}, badge(sweep.state)),
             h('td', {}, sweep.spec.search.method),
             h('td', { class: 'num' }, sweep.totalTrials),
-            h('td', { class: 'num' }, sweep.best ? format(sweep.best.value) : '–'),
+            h('td', { class: 'num' }, sweep.best ? formatValue(sweep.best.value) : '–'),
             h('td', { class: 'muted' }, when(sweep.createdAt)),
           ),
         ),
@@ -94,7 +93,7 @@ function bestCard(sweep: SweepStatus, message: HTMLElement): HTMLElement {
       { class: 'row' },
       h('strong', {}, `trial ${best.trial}`),
       h('a', { href: `#/jobs/${best.job}`, class: 'mono' }, best.job.slice(0, 8)),
-      h('span', {}, `${sweep.spec.objective.metric} ${format(best.value)} at epoch ${best.epoch}`),
+      h('span', {}, `${sweep.spec.objective.metric} ${formatValue(best.value)} at epoch ${best.epoch}`),
       sweep.spec.promote && sweep.state === 'completed' ? h('a', { href: '#/models' }, `model alias ${sweep.spec.promote}`) : null,
       h('button', { 'data-download': 'best', onclick: () => void download() }, 'Download its best checkpoint'),
       message,
@@ -120,7 +119,7 @@ class TrialsTable {
     return [
       { label: 'trial', value: (t) => t.index, numeric: true },
       { label: 'state', value: (t) => t.state },
-      ...Object.keys(sweep.spec.parameters).map((path) => ({ label: path, value: (t: Trial) => format(t.parameters[path]) })),
+      ...Object.keys(sweep.spec.parameters).map((path) => ({ label: path, value: (t: Trial) => formatValue(t.parameters[path]) })),
       { label: 'epochs', value: (t) => t.epochs.length, numeric: true },
       { label: 'objective', value: (t) => (t.best ? scoreOf(sweep, t.best.value) : null), numeric: true },
       { label: 'rungs', value: (t) => t.rungs.map((r) => `${r.epoch}: ${r.decision}`).join(', ') },
@@ -166,12 +165,12 @@ class TrialsTable {
       h('td', {}, h('a', { href: `#/jobs/${trial.job}`, class: 'mono' }, trial.job.slice(0, 8))),
       h('td', { class: 'num' }, trial.index),
       h('td', {}, badge(trial.state)),
-      ...Object.keys(sweep.spec.parameters).map((path) => h('td', { class: 'mono' }, format(trial.parameters[path]))),
+      ...Object.keys(sweep.spec.parameters).map((path) => h('td', { class: 'mono' }, formatValue(trial.parameters[path]))),
       h('td', { class: 'num' }, trial.epochs.length),
       h(
         'td',
         { class: 'num', 'data-objective': trial.best?.value ?? '' },
-        trial.best ? `${format(trial.best.value)} (epoch ${trial.best.epoch})` : '–',
+        trial.best ? `${formatValue(trial.best.value)} (epoch ${trial.best.epoch})` : '–',
       ),
       h('td', { class: 'muted' }, trial.rungs.map((r) => `${r.epoch}: ${r.decision}`).join(', ')),
     );
