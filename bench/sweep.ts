@@ -6,7 +6,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { rungsOf } from '../common/sweep-trials.js';
+import { rungsOf } from '../schemas/sweep.js';
 import type { SweepStatus } from '../schemas/sweep.js';
 import { startService, type TestService } from '../test/helpers/service.js';
 import { FASHION_MNIST, writeFashionMnistFolder } from './fashion-mnist.js';
@@ -18,6 +18,7 @@ const { values } = parseArgs({
     'max-epochs': { type: 'string', default: '9' },
     'min-epochs': { type: 'string', default: '2' },
     'reduction-factor': { type: 'string', default: '3' },
+    brackets: { type: 'string', default: '1' },
     seed: { type: 'string', default: '7' },
     augment: { type: 'string', default: 'true' },
   },
@@ -25,7 +26,13 @@ const { values } = parseArgs({
 
 const trials = Number(values.trials);
 const maxEpochs = Number(values['max-epochs']);
-const asha = { type: 'asha', minEpochs: Number(values['min-epochs']), reductionFactor: Number(values['reduction-factor']), maxEpochs };
+const asha = {
+  type: 'asha',
+  minEpochs: Number(values['min-epochs']),
+  reductionFactor: Number(values['reduction-factor']),
+  maxEpochs,
+  brackets: Number(values.brackets),
+};
 const rungs = rungsOf(asha);
 
 function spec(withAsha: boolean) {
@@ -91,7 +98,7 @@ async function main() {
         horizontalFlip: values.augment === 'true',
         workers: 2,
         parallelism: 2,
-        rungs: `ASHA at epochs ${rungs.join(', ')}, reduction factor ${asha.reductionFactor}`,
+        rungs: `ASHA at epochs ${rungs.join(', ')}, reduction factor ${asha.reductionFactor}, ${asha.brackets} bracket(s)`,
       },
       asha: withAsha,
       toTheEnd,

@@ -55,8 +55,11 @@ export const redisKeys = (prefix: string) => ({
   sweep: (id: string) => `${prefix}:sweep:${id}`,
   sweepTrials: (id: string) => `${prefix}:sweep:${id}:trials`,
   sweepEpochs: (id: string) => `${prefix}:sweep:${id}:epochs`,
-  /** The trials that reached a rung, in arrival order (a list), and each trial's place in it (a hash: "trial:epoch" -> place). */
-  sweepRung: (id: string, epoch: number) => `${prefix}:sweep:${id}:rung:${epoch}`,
+  /**
+   * The trials of a bracket that reached a rung, in arrival order (a list; bracket 0 keeps the key sweeps
+   * had before brackets), and each trial's place in it (a hash: "trial:epoch" -> place).
+   */
+  sweepRung: (id: string, epoch: number, bracket: number) => `${prefix}:sweep:${id}:rung:${epoch}${bracket ? `:bracket:${bracket}` : ''}`,
   sweepArrivals: (id: string) => `${prefix}:sweep:${id}:arrivals`,
   /** Held (with a lease) by the API process advancing the sweep. */
   sweepLock: (id: string) => `${prefix}:sweep:${id}:lock`,

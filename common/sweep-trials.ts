@@ -1,13 +1,14 @@
 import type { EpochMetrics } from '../schemas/metrics.js';
-import type { Asha, ObjectiveMetric, RungArrival, SweepObjective, TrialLink } from '../schemas/sweep.js';
+import { rungsOf, type ObjectiveMetric, type RungArrival, type SweepObjective, type SweepSpec, type TrialLink } from '../schemas/sweep.js';
 import type { RedisClient } from './redis-connection.js';
 import { redisKeys } from './redis-keys.js';
 
-/** ASHA's rungs: minEpochs x reductionFactor^k, below maxEpochs (the last epoch needs no decision). */
-export function rungsOf(asha: Pick<Asha, 'minEpochs' | 'reductionFactor' | 'maxEpochs'>): number[] {
-  const rungs: number[] = [];
-  for (let epoch = asha.minEpochs; epoch < asha.maxEpochs; epoch *= asha.reductionFactor) rungs.push(epoch);
-  return rungs;
+/** Every (bracket, rung) of a sweep's ASHA, each a list of arrivals in Redis. */
+export function rungKeysOf(spec: Pick<SweepSpec, 'earlyStopping'>): Array<{ bracket: number; epoch: number }> {
+  const asha = spec.earlyStopping;
+  if (asha.type !== 'asha') return [];
+  const rungs = rungsOf(asha);
+  return Array.from({ length: asha.brackets }, (_, bracket) => rungs.slice(bracket).map((epoch) => ({ bracket, epoch }))).flat();
 }
 
 const METRIC_FIELDS: Record<ObjectiveMetric, keyof EpochMetrics> = {
@@ -62,14 +63,14 @@ export class TrialReport {
    * (once), and answers whether ASHA stops it there.
    */
   async epochsEnded(history: readonly EpochMetrics[]): Promise<boolean> {
-    const { sweep, trial, objective, rungs, reductionFactor } = this.link;
+    const { sweep, trial, objective, rungs, bracket, reductionFactor } = this.link;
     const values = history.map((epoch) => objectiveOf(epoch, objective.metric));
     await this.redis.hset(this.keys.sweepEpochs(sweep), String(trial), JSON.stringify(values));
     for (const rung of rungs) {
       const value = values[rung - 1];
       if (value === undefined || value === null) continue;
       const arrival: RungArrival = { trial, value };
-      const rungKey = this.keys.sweepRung(sweep, rung);
+      const rungKey = this.keys.sweepRung(sweep, rung, bracket);
       const place = Number(
         await this.redis.eval(ARRIVE, 2, this.keys.sweepArrivals(sweep), rungKey, `${trial}:${rung}`, JSON.stringify(arrival)),
       );

@@ -66,6 +66,15 @@ export const SweepObjective = z
   });
 export type SweepObjective = z.infer<typeof SweepObjective>;
 
+type RungSchedule = { minEpochs: number; reductionFactor: number; maxEpochs: number };
+
+/** ASHA's rungs: minEpochs x reductionFactor^k, below maxEpochs (the last epoch needs no decision). */
+export function rungsOf(asha: RungSchedule): number[] {
+  const rungs: number[] = [];
+  for (let epoch = asha.minEpochs; epoch < asha.maxEpochs; epoch *= asha.reductionFactor) rungs.push(epoch);
+  return rungs;
+}
+
 export const Asha = z
   .strictObject({
     type: z.literal('asha'),
@@ -78,9 +87,28 @@ export const Asha = z
       .default(3)
       .describe('Rungs at minEpochs x reductionFactor^k; the top 1/reductionFactor go on'),
     maxEpochs: z.number().int().min(1).max(1000).describe("Every trial's epochs (replaces the base spec's)"),
+    brackets: z
+      .number()
+      .int()
+      .min(1)
+      .max(10)
+      .default(1)
+      .describe(
+        "Hyperband's brackets side by side (Ray Tune's ASHA brackets): trial i is in bracket i mod brackets, bracket b skips the first b rungs, and trials are compared only within their bracket, so a slow starter is not judged only at the first rung",
+      ),
   })
-  .refine((asha) => asha.minEpochs < asha.maxEpochs, { path: ['minEpochs'], message: 'minEpochs must be below maxEpochs' });
+  .refine((asha) => asha.minEpochs < asha.maxEpochs, { path: ['minEpochs'], message: 'minEpochs must be below maxEpochs' })
+  .refine((asha) => asha.brackets <= rungsOf(asha).length + 1, {
+    path: ['brackets'],
+    message: 'at most one bracket per rung plus one without rungs',
+  });
 export type Asha = z.infer<typeof Asha>;
+
+/** A trial's bracket and the rungs it is judged at: bracket b skips the first b rungs. */
+export function bracketOf(asha: RungSchedule & { brackets: number }, trial: number) {
+  const bracket = trial % asha.brackets;
+  return { bracket, rungs: rungsOf(asha).slice(bracket) };
+}
 
 export const SweepEarlyStopping = z.union([z.strictObject({ type: z.literal('none') }), Asha]);
 
@@ -112,7 +140,8 @@ export const TrialLink = z.object({
   sweep: z.uuid(),
   trial: z.number().int().min(0),
   objective: SweepObjective,
-  rungs: z.array(z.number().int()).describe('Epochs at which ASHA decides; empty without early stopping'),
+  rungs: z.array(z.number().int()).describe("Epochs at which ASHA decides (its bracket's); empty without early stopping"),
+  bracket: z.number().int().min(0).default(0),
   reductionFactor: z.number().int(),
 });
 export type TrialLink = z.infer<typeof TrialLink>;
@@ -131,6 +160,7 @@ export const Trial = z.object({
   best: z.object({ value: z.number(), epoch: z.number().int() }).nullable(),
   rungs: z.array(
     z.object({
+      bracket: z.number().int(),
       epoch: z.number().int(),
       value: z.number(),
       arrival: z.number().int().describe('1 for the first trial to reach the rung'),
@@ -159,7 +189,13 @@ export const SweepStatus = z.object({
   spec: SweepSpec,
   totalTrials: z.number().int(),
   trials: z.array(Trial),
-  rungs: z.array(z.object({ epoch: z.number().int(), arrivals: z.array(RungArrival).describe('In the order trials reached it') })),
+  rungs: z.array(
+    z.object({
+      bracket: z.number().int(),
+      epoch: z.number().int(),
+      arrivals: z.array(RungArrival).describe('In the order trials reached it'),
+    }),
+  ),
   best: SweepBest.nullable().describe('The best trial so far; once completed, the promoted one'),
   createdAt: z.string(),
   finishedAt: z.string().nullable(),

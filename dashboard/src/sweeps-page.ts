@@ -47,7 +47,7 @@ function summary(sweep: SweepStatus, onCancel: () => void): HTMLElement {
   const { spec } = sweep;
   const stopping =
     spec.earlyStopping.type === 'asha'
-      ? `ASHA from ${spec.earlyStopping.minEpochs} epochs, factor ${spec.earlyStopping.reductionFactor}`
+      ? `ASHA from ${spec.earlyStopping.minEpochs} epochs, factor ${spec.earlyStopping.reductionFactor}, ${spec.earlyStopping.brackets} bracket(s)`
       : 'no early stopping';
   return h(
     'div',

@@ -4,12 +4,13 @@ import { ConflictError, DomainError, NotFoundError, QuotaExceededError, Unavaila
 import type { Logger } from '../../common/logger.js';
 import { whenReady, type RedisClient } from '../../common/redis-connection.js';
 import { redisKeys } from '../../common/redis-keys.js';
-import { ashaStops, rungsOf, scoreOf } from '../../common/sweep-trials.js';
+import { ashaStops, rungKeysOf, scoreOf } from '../../common/sweep-trials.js';
 import type { Caller } from '../../schemas/auth.js';
 import { isUuid } from '../../schemas/ids.js';
 import { JobSpec } from '../../schemas/job-spec.js';
 import { FINISHED_STATES, type JobStatus } from '../../schemas/job-status.js';
 import {
+  bracketOf,
   RungArrival,
   SweepSpec,
   type SweepList,
@@ -144,12 +145,11 @@ export class SweepService {
   }
 
   private async rungArrivals(record: SweepRecord): Promise<SweepStatus['rungs']> {
-    const { earlyStopping } = record.spec;
-    if (earlyStopping.type !== 'asha') return [];
     return Promise.all(
-      rungsOf(earlyStopping).map(async (epoch) => ({
+      rungKeysOf(record.spec).map(async ({ bracket, epoch }) => ({
+        bracket,
         epoch,
-        arrivals: (await this.redis.lrange(this.keys.sweepRung(record.id, epoch), 0, -1)).map((entry) =>
+        arrivals: (await this.redis.lrange(this.keys.sweepRung(record.id, epoch, bracket), 0, -1)).map((entry) =>
           RungArrival.parse(JSON.parse(entry)),
         ),
       })),
@@ -180,11 +180,11 @@ export class SweepService {
         parameters: trial.parameters,
         epochs,
         best: bestOf(epochs, spec.objective),
-        rungs: parts.rungs.flatMap(({ epoch, arrivals }) => {
+        rungs: parts.rungs.flatMap(({ bracket, epoch, arrivals }) => {
           const place = arrivals.findIndex((arrival) => arrival.trial === trial.index) + 1;
           if (!place) return [];
           const decision = ashaStops(arrivals, place, reductionFactor, spec.objective) ? 'stop' : 'continue';
-          return [{ epoch, value: arrivals[place - 1].value, arrival: place, decision }];
+          return [{ bracket, epoch, value: arrivals[place - 1].value, arrival: place, decision }];
         }),
       };
     });
@@ -258,8 +258,7 @@ export class SweepService {
         if (!(error instanceof NotFoundError)) throw error;
       });
     }
-    const rungKeys =
-      record.spec.earlyStopping.type === 'asha' ? rungsOf(record.spec.earlyStopping).map((epoch) => this.keys.sweepRung(id, epoch)) : [];
+    const rungKeys = rungKeysOf(record.spec).map(({ bracket, epoch }) => this.keys.sweepRung(id, epoch, bracket));
     const transaction = this.redis
       .multi()
       .del(this.keys.sweep(id), this.keys.sweepTrials(id), this.keys.sweepEpochs(id), this.keys.sweepArrivals(id), ...rungKeys)
@@ -343,7 +342,7 @@ export class SweepService {
       sweep: record.id,
       trial: trial.index,
       objective: spec.objective,
-      rungs: asha ? rungsOf(asha) : [],
+      ...(asha ? bracketOf(asha, trial.index) : { bracket: 0, rungs: [] }),
       reductionFactor: asha?.reductionFactor ?? 1,
     };
     const tags = [...new Set([...(spec.tags ?? []), `sweep:${record.id}`])].slice(0, 20);

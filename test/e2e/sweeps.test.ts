@@ -133,12 +133,12 @@ describe('sweeps on two real workers', () => {
     assert.equal((await service.http().get('/v1/sweeps?tag=nothing')).body.total, 0);
   });
 
-  it("stops trials early with ASHA, as a recomputation from the rungs decides, and draws the seed's trials", async () => {
+  it("stops trials early with ASHA in two brackets, as a recomputation from the rungs decides, and draws the seed's trials", async () => {
     const spec = {
       base,
       parameters: { 'optimizer.learningRate': { distribution: 'log_uniform', min: 1e-4, max: 1 } },
       search: { method: 'random', trials: 6, seed: 7 },
-      earlyStopping: { type: 'asha', minEpochs: 1, reductionFactor: 2, maxEpochs: 4 },
+      earlyStopping: { type: 'asha', minEpochs: 1, reductionFactor: 2, maxEpochs: 4, brackets: 2 },
       parallelism: 2,
     };
     const created = await submit(service.http, spec);
@@ -148,9 +148,15 @@ describe('sweeps on two real workers', () => {
     const parsed = SweepSpec.parse(spec);
     for (const trial of sweep.trials) assert.deepEqual(trial.parameters, suggest(parsed, trial.index, []), 'the seed decides the trials');
     assert.deepEqual(
-      sweep.rungs.map((r) => r.epoch),
-      [1, 2],
+      sweep.rungs.map((r) => [r.bracket, r.epoch]),
+      [
+        [0, 1],
+        [0, 2],
+        [1, 2],
+      ],
     );
+    for (const { bracket, arrivals } of sweep.rungs)
+      for (const arrival of arrivals) assert.equal(arrival.trial % 2, bracket, 'trial i is judged in bracket i mod 2 only');
     for (const trial of sweep.trials) {
       // Recompute each decision from the rung's arrivals in order.
       const decisions = sweep.rungs.flatMap(({ epoch, arrivals }) => {

@@ -1,8 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ashaStops, rungsOf } from '../../../common/sweep-trials.js';
+import { ashaStops, rungKeysOf } from '../../../common/sweep-trials.js';
 import { InvalidInputError } from '../../../common/errors.js';
-import { SweepSpec } from '../../../schemas/sweep.js';
+import { bracketOf, rungsOf, SweepSpec } from '../../../schemas/sweep.js';
 import { suggest, trialCount, withParameters, type Observation } from '../../../services/sweeps/search.js';
 import { checkSweep } from '../../../services/sweeps/sweep-spec.js';
 
@@ -106,6 +106,33 @@ describe('ASHA', () => {
   it('puts rungs at minEpochs x factor^k below maxEpochs', () => {
     assert.deepEqual(rungsOf({ minEpochs: 1, reductionFactor: 3, maxEpochs: 27 }), [1, 3, 9]);
     assert.deepEqual(rungsOf({ minEpochs: 2, reductionFactor: 2, maxEpochs: 9 }), [2, 4, 8]);
+  });
+
+  it('judges trial i in bracket i mod brackets, which skips its first rungs', () => {
+    const asha = { minEpochs: 1, reductionFactor: 3, maxEpochs: 27, brackets: 4 };
+    assert.deepEqual(
+      [0, 1, 2, 3, 4].map((trial) => bracketOf(asha, trial)),
+      [
+        { bracket: 0, rungs: [1, 3, 9] },
+        { bracket: 1, rungs: [3, 9] },
+        { bracket: 2, rungs: [9] },
+        { bracket: 3, rungs: [] },
+        { bracket: 0, rungs: [1, 3, 9] },
+      ],
+    );
+    const spec = { earlyStopping: { type: 'asha' as const, ...asha, brackets: 2 } };
+    assert.deepEqual(rungKeysOf(spec), [
+      { bracket: 0, epoch: 1 },
+      { bracket: 0, epoch: 3 },
+      { bracket: 0, epoch: 9 },
+      { bracket: 1, epoch: 3 },
+      { bracket: 1, epoch: 9 },
+    ]);
+    const tooMany = SweepSpec.safeParse({ base, parameters: { seed: { values: [1] } }, search: { method: 'grid' }, earlyStopping: { type: 'asha', minEpochs: 1, maxEpochs: 27, brackets: 5 } });
+    assert.deepEqual(
+      tooMany.error?.issues.map((issue) => issue.path.join('.')),
+      ['earlyStopping.brackets'],
+    );
   });
 
   it('lets a trial on only within the top ceil(n / factor) of those that reached the rung, ties to the earlier', () => {
