@@ -128,7 +128,12 @@ describe('ASHA', () => {
       { bracket: 1, epoch: 3 },
       { bracket: 1, epoch: 9 },
     ]);
-    const tooMany = SweepSpec.safeParse({ base, parameters: { seed: { values: [1] } }, search: { method: 'grid' }, earlyStopping: { type: 'asha', minEpochs: 1, maxEpochs: 27, brackets: 5 } });
+    const tooMany = SweepSpec.safeParse({
+      base,
+      parameters: { seed: { values: [1] } },
+      search: { method: 'grid' },
+      earlyStopping: { type: 'asha', minEpochs: 1, maxEpochs: 27, brackets: 5 },
+    });
     assert.deepEqual(
       tooMany.error?.issues.map((issue) => issue.path.join('.')),
       ['earlyStopping.brackets'],
