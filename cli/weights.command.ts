@@ -15,7 +15,8 @@ import { UsageError } from './usage.js';
 export const WEIGHTS_USAGE = `retrain weights list                    the variants jobs may name in "weights", and which the store holds
        retrain weights pull [NAME]             fetch a variant the manifest names into the artifact store (default imagenet)
        retrain weights import FILE --as NAME   store a torchvision resnet50 state_dict (.pth or .safetensors) as NAME
-                                               [--resize-at-224 N: its evaluation resize, 256 unless NAME is a built-in's]`;
+                                               [--resize-at-224 N: its evaluation resize, 256 unless NAME is a built-in's]
+       retrain weights remove NAME             remove a variant from the store (refused while a job's saved models read it)`;
 
 /** Progress on standard error: a line each tenth of the way (or a note that another process is fetching it). */
 function progressPrinter() {
@@ -47,7 +48,8 @@ export async function weights(argv: string[]): Promise<void> {
   if (action === 'list' && rest.length) throw new UsageError('weights list takes no arguments');
   if (action === 'pull' && rest.length > 1) throw new UsageError('weights pull takes one variant name at most');
   if (action === 'import' && (rest.length !== 1 || !values.as)) throw new UsageError('weights import needs FILE and --as NAME');
-  if (!['list', 'pull', 'import'].includes(action))
+  if (action === 'remove' && rest.length !== 1) throw new UsageError('weights remove needs one variant name');
+  if (!['list', 'pull', 'import', 'remove'].includes(action))
     throw new UsageError(action ? `unknown weights action ${action}` : 'weights needs an action');
   const name = action === 'import' ? values.as : (rest[0] ?? 'imagenet');
   const parsedName = VariantName.safeParse(name);
@@ -64,6 +66,9 @@ export async function weights(argv: string[]): Promise<void> {
     if (action === 'list') {
       for (const variant of await new WeightsCatalog(source.weights, source.manifest).list())
         process.stdout.write(`${JSON.stringify(variant)}\n`);
+    } else if (action === 'remove') {
+      await source.weights.remove(parsedName.data);
+      process.stdout.write(`${JSON.stringify({ removed: parsedName.data })}\n`);
     } else if (action === 'pull') {
       await whenReady(redis, 5000);
       process.stdout.write(`${JSON.stringify(await ensureVariant(parsedName.data, { ...source, onProgress: progressPrinter() }))}\n`);

@@ -1,4 +1,12 @@
-import { CheckpointFormat, CheckpointState, InterruptedState, ModelMetadata } from '../schemas/artifacts.js';
+import {
+  CheckpointFormat,
+  CheckpointState,
+  FrozenSource,
+  frozenSourceIn,
+  InterruptedState,
+  ModelMetadata,
+  TfjsModelJson,
+} from '../schemas/artifacts.js';
 import { PreflightReport } from '../schemas/dataset.js';
 import { Metrics } from '../schemas/metrics.js';
 import { ModelSummary } from '../schemas/model.js';
@@ -14,7 +22,8 @@ const METADATA_FILE = 'metadata.json';
 const OPTIMIZER_FILE = 'optimizer.bin';
 const TORCHVISION_FILE = 'model.safetensors';
 /** A saved model's files as a tfjs client loads them (model.json and weights.bin are tfjs' layers format): a tar.gz download holds these. */
-const MODEL_FILES = ['model.json', 'weights.bin', METADATA_FILE];
+const MODEL_JSON = 'model.json';
+const MODEL_FILES = [MODEL_JSON, 'weights.bin', METADATA_FILE];
 const sidecarOf = (key: string) => `${key}.sha256`;
 
 /**
@@ -42,7 +51,7 @@ export class StoredFile {
   }
 
   /** Writes the bytes and their sha256 beside them, hashed as they go by. */
-  async writeHashed(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+  async writeHashed(chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void> {
     const hash = createHash('sha256');
     async function* hashing() {
       for await (const chunk of chunks) {
@@ -83,13 +92,16 @@ export interface ModelFolder {
  * Everything one job keeps in the artifact store, and the only code that knows its layout:
  *
  *     jobs/<id>/summary.json  metrics.json  preflight.json
+ *              /frozen-source.json         where its saved models' frozen tensors are (FrozenSource), when some layers are frozen
+ *              /start-weights.safetensors  the weights it started from, when they are not a stored variant's
  *              /checkpoints/epoch-NNNN/    model.json weights.bin optimizer.bin metadata.json state.json
  *              /checkpoints/interrupted/   the same, mid-epoch, written when a worker is asked to stop
  *              /final/                     model.json weights.bin model.safetensors metadata.json
  *              /validation/<n>.jpg         thumbnails of the held-out images in metrics.validationPredictions
  *              /downloads/<label>.<format> tar.gz, onnx, and safetensors of epochs (built on first download)
  *
- * An epoch checkpoint is complete once its state.json exists, the final model once its metadata.json
+ * A saved model with frozen layers keeps only the weights of the layers that train; its model.json names
+ * the frozen source. An epoch checkpoint is complete once its state.json exists, the final model once its metadata.json
  * does: both are written last. Every JSON file is parsed with its schema when read back.
  */
 export class JobArtifacts {
@@ -116,6 +128,9 @@ export class JobArtifacts {
   private get preflightKey() {
     return `${this.root}/preflight.json`;
   }
+  private get frozenSourceKey() {
+    return `${this.root}/frozen-source.json`;
+  }
   private get checkpointsPrefix() {
     return `${this.root}/checkpoints`;
   }
@@ -126,6 +141,24 @@ export class JobArtifacts {
 
   checkpointFolder(epoch: number): string {
     return `${this.checkpointsPrefix}/epoch-${String(epoch).padStart(4, '0')}`;
+  }
+
+  /** The weights the job started from (torchvision-named), kept once when no stored variant holds them. */
+  get startWeights(): StoredFile {
+    return new StoredFile(this.store, `${this.root}/start-weights.safetensors`);
+  }
+
+  /** Where a saved model reads its frozen tensors from; null when it keeps every weight itself. */
+  async modelFrozenSource(folder: string): Promise<FrozenSource | null> {
+    const modelJson = await readJson(this.store, `${folder}/${MODEL_JSON}`, TfjsModelJson);
+    return modelJson ? frozenSourceIn(modelJson.userDefinedMetadata) : null;
+  }
+
+  writeFrozenSource(source: FrozenSource): Promise<void> {
+    return this.store.write(this.frozenSourceKey, JSON.stringify(source));
+  }
+  readFrozenSource(): Promise<FrozenSource | null> {
+    return readJson(this.store, this.frozenSourceKey, FrozenSource);
   }
 
   /** A thumbnail of the validation image whose prediction the metrics keep at `index`. */
@@ -229,7 +262,8 @@ export class JobArtifacts {
 
   /** Bytes of its models and checkpoints: what counts toward its owner's quota (download archives have their own bound). */
   async modelBytes(): Promise<number> {
-    return (await this.store.usage(this.checkpointsPrefix)) + (await this.store.usage(this.finalFolder));
+    const usages = await Promise.all([this.checkpointsPrefix, this.finalFolder, this.startWeights.key].map((key) => this.store.usage(key)));
+    return usages.reduce((sum, bytes) => sum + bytes, 0);
   }
 
   /** Everything the job kept. */

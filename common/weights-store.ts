@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readJson, type ArtifactStore } from './artifact-store.js';
+import { ConflictError, NotFoundError } from './errors.js';
 import { WeightsRecord } from '../schemas/weights.js';
 
 const FOLDER = 'weights';
@@ -9,6 +10,7 @@ const FOLDER = 'weights';
  *
  *     weights/<name>.safetensors   torchvision-named tensors
  *     weights/<name>.json          where they came from and their hashes, written last: it marks them complete
+ *     weights/pins/<name>/<job>    a job whose saved models read their frozen tensors from <name>
  *
  * The only code that knows this layout.
  */
@@ -20,6 +22,43 @@ export class WeightsStore {
   }
   private recordKey(name: string) {
     return `${FOLDER}/${name}.json`;
+  }
+  private pinsPrefix(name: string) {
+    return `${FOLDER}/pins/${name}`;
+  }
+
+  /** Where a variant's safetensors are, for a saved model that names them as its frozen source. */
+  keyOf(name: string): string {
+    return this.tensorsKey(name);
+  }
+
+  /** The job's saved models read the variant: it cannot be removed or replaced until the job is purged. */
+  pin(name: string, jobId: string): Promise<void> {
+    return this.store.write(`${this.pinsPrefix(name)}/${jobId}`, new Date().toISOString());
+  }
+  unpin(name: string, jobId: string): Promise<void> {
+    return this.store.remove(`${this.pinsPrefix(name)}/${jobId}`);
+  }
+  /** The jobs pinning a variant. */
+  pinnedBy(name: string): Promise<string[]> {
+    return this.store.list(this.pinsPrefix(name));
+  }
+
+  private async refuseWhilePinned(name: string, what: string): Promise<void> {
+    const jobs = await this.pinnedBy(name);
+    if (jobs.length)
+      throw new ConflictError(
+        `cannot ${what} weights "${name}": the saved models of ${jobs.length} job(s) read their frozen tensors from them (${jobs.slice(0, 5).join(', ')}${jobs.length > 5 ? ', ...' : ''}); purge those jobs first`,
+        { jobs },
+      );
+  }
+
+  /** Removes a variant no job pins (ConflictError naming the jobs that do). */
+  async remove(name: string): Promise<void> {
+    if (!(await this.record(name))) throw new NotFoundError(`no weights "${name}" in the store`);
+    await this.refuseWhilePinned(name, 'remove');
+    await this.store.remove(this.recordKey(name));
+    await this.store.remove(this.tensorsKey(name));
   }
 
   /** A variant's record once it is complete; null before. */
@@ -46,9 +85,12 @@ export class WeightsStore {
       hash.update(chunk);
       bytes += chunk.byteLength;
     }
+    const sha256 = hash.digest('hex');
+    const existing = await this.record(record.name);
+    if (existing && existing.sha256 !== sha256) await this.refuseWhilePinned(record.name, 'replace');
     await this.store.remove(this.recordKey(record.name));
     await this.store.write(this.tensorsKey(record.name), chunks);
-    const complete: WeightsRecord = { ...record, sha256: hash.digest('hex'), bytes, storedAt: new Date().toISOString() };
+    const complete: WeightsRecord = { ...record, sha256, bytes, storedAt: new Date().toISOString() };
     await this.store.write(this.recordKey(record.name), JSON.stringify(complete));
     return complete;
   }

@@ -16,7 +16,7 @@ export type CheckpointFormat = z.infer<typeof CheckpointFormat>;
 export const ExportRequest = z.object({
   jobId: z.string(),
   model: z.object({ folder: z.string(), label: z.string() }),
-  format: CheckpointFormat.exclude(['tar.gz']),
+  format: CheckpointFormat,
   key: z.string(),
 });
 export type ExportRequest = z.infer<typeof ExportRequest>;
@@ -62,6 +62,27 @@ export const ModelMetadata = z.object({
   weights: WeightsLineage.optional().describe('Where the weights the job started from came from'),
 });
 export type ModelMetadata = z.infer<typeof ModelMetadata>;
+
+/**
+ * Where a saved model's frozen tensors are: a torchvision-named safetensors in the store (a weight
+ * variant, or the job's own copy of weights it started from), checked by its sha256. The model's own
+ * weights file holds only the tensors of layers that train.
+ */
+export const FrozenSource = z.object({
+  key: z.string(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  variant: z.string().nullable().describe('The weight variant pinned for the job while it keeps models that read it'),
+});
+export type FrozenSource = z.infer<typeof FrozenSource>;
+
+/** Where model.json's userDefinedMetadata names its frozen source. */
+export const FROZEN_SOURCE_KEY = 'retrainFrozenFrom';
+
+/** The frozen source in a model.json's userDefinedMetadata; null when the model keeps every weight itself. */
+export function frozenSourceIn(metadata: object | undefined): FrozenSource | null {
+  const value = (metadata as Record<string, unknown> | undefined)?.[FROZEN_SOURCE_KEY];
+  return value === undefined ? null : FrozenSource.parse(value);
+}
 
 /** `model.json` of a saved model: tfjs' layers format, with the ModelConfig it was built from. */
 export const TfjsModelJson = z.object({

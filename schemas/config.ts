@@ -210,7 +210,15 @@ export const Config = z.object({
     .default('1')
     .transform((value) => value === '1')
     .describe(
-      "1: feature_extraction without augmentation computes each image's CNN code once and caches it in the store; 0: the backbone runs every step",
+      "1: feature_extraction without augmentation computes each image's CNN code once and caches it in the store, and fine_tuning keeps its frozen stages' output; 0: they run every step",
+    ),
+  FEATURE_CACHE_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(4 * 1024 ** 3)
+    .describe(
+      "fine_tuning without augmentation: the frozen stages' output for every image, kept in the worker's memory (FEATURE_CACHE=1); past this the frozen stages run every step",
     ),
   CACHE_MAX_BYTES: z.coerce
     .number()

@@ -52,6 +52,16 @@ export const Metrics = z.object({
     .object({ key: z.string(), hit: z.boolean(), backboneImages: z.number().int() })
     .optional()
     .describe('feature_extraction: the CNN-code cache key, whether it was a hit, and how many images the backbone ran on'),
+  frozenStages: z
+    .object({
+      stage: z.string().describe('The first stage that trains'),
+      reused: z.boolean(),
+      imagesComputed: z.number().int().describe('Images the frozen stages ran on to be kept (each once)'),
+      bytes: z.number().int().describe('What keeping their output for every image takes (or would have)'),
+      reason: z.string().nullable().describe('Why they run every step instead'),
+    })
+    .optional()
+    .describe("fine_tuning without augmentation from layer1 on: the frozen stages' output computed once per image, or why not"),
   report: ClassificationReport.nullable().describe('Of the final model on the validation split (training modes)'),
   weights: WeightsLineage.nullable().default(null).describe('Where the weights the job started from came from'),
   dataset: z

@@ -94,23 +94,44 @@ function bottleneck<T extends { readonly shape: ReadonlyArray<number | null> }>(
   return b.addRelu(out, identity, 2);
 }
 
+/** The backbone's stages in order, as the Stage names count them: 0 the stem (conv1 to maxpool), 1-4 layer1-layer4. */
+export const STAGE_COUNT = 5;
+
 /** Image in, 2048-D CNN code (layer4 average-pooled and flattened) out. */
 export function backbone<T extends { readonly shape: ReadonlyArray<number | null> }>(b: Builder<T>, input: T): T {
-  let x = b.convBn({ conv: 'conv1', bn: 'bn1', filters: 64, kernel: 7, stride: 2, reluCall: 0 }, input);
-  x = b.maxPool(x);
-  let inChannels = 64;
-  STAGE_PLAN.forEach(([blocks, width], stage) => {
-    x = b.container('Sequential', `layer${stage + 1}`, (layer) => {
+  return backboneStages(b, input, 0, STAGE_COUNT);
+}
+
+/**
+ * Stages [from, to) of the backbone, on the output of the stage before `from` (or on the image); up to
+ * the last stage, the average pool and flattening too. Splitting changes nothing of the layers or their order.
+ */
+export function backboneStages<T extends { readonly shape: ReadonlyArray<number | null> }>(
+  b: Builder<T>,
+  input: T,
+  from: number,
+  to: number,
+): T {
+  let x = input;
+  if (from === 0 && to > 0) {
+    x = b.convBn({ conv: 'conv1', bn: 'bn1', filters: 64, kernel: 7, stride: 2, reluCall: 0 }, x);
+    x = b.maxPool(x);
+  }
+  for (let stage = Math.max(from, 1); stage < Math.min(to, STAGE_COUNT); stage++) {
+    const [blocks, width] = STAGE_PLAN[stage - 1];
+    let inChannels = stage === 1 ? 64 : STAGE_PLAN[stage - 2][1] * EXPANSION;
+    x = b.container('Sequential', `layer${stage}`, (layer) => {
       let y = x;
       for (let block = 0; block < blocks; block++) {
-        const stride = block === 0 && stage > 0 ? 2 : 1;
+        const stride = block === 0 && stage > 1 ? 2 : 1;
         const downsample = block === 0 && (stride !== 1 || inChannels !== width * EXPANSION);
         y = layer.container('Bottleneck', String(block), (inner) => bottleneck(inner, y, width, stride, downsample));
         inChannels = width * EXPANSION;
       }
       return y;
     });
-  });
+  }
+  if (to < STAGE_COUNT) return x;
   // AdaptiveAvgPool2d((1, 1)): pool over whatever spatial size layer4 has (ceil(size / 32)).
   const poolSize = x.shape.slice(1, 3) as [number, number];
   x = b.leaf('AdaptiveAvgPool2d', 'avgpool', (name) => tf.layers.averagePooling2d({ name, poolSize, strides: 1, padding: 'valid' }), x);

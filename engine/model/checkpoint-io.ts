@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { readJson, type ArtifactStore } from '../../common/artifact-store.js';
-import { TfjsModelJson } from '../../schemas/artifacts.js';
+import { FROZEN_SOURCE_KEY, frozenSourceIn, type FrozenSource, TfjsModelJson } from '../../schemas/artifacts.js';
 import { ModelConfig } from '../../schemas/model.js';
 import './batch-norm.js';
 import { buildResNet50, type ResNet50 } from './resnet50.js';
+import { importTorchvisionWeights } from './torchvision-weights.js';
 
 export const MODEL_JSON = 'model.json';
 export const WEIGHTS_BIN = 'weights.bin';
@@ -38,14 +40,27 @@ export function storeHandler(store: ArtifactStore, prefix: string): Required<Pic
 
 const CONFIG_KEY = 'retrainModelConfig';
 
+/** Weights of layers that train: a model saved with a frozen source keeps these alone. */
+export const ownWeights = (resnet: ResNet50) => resnet.model.layers.filter((layer) => layer.trainable).flatMap((layer) => layer.weights);
+
+/** Whether some layer of the model is frozen (its weights are those it started from). */
+export const hasFrozenLayers = (resnet: ResNet50) => resnet.model.layers.some((layer) => !layer.trainable && layer.weights.length > 0);
+
 /**
  * Saves in tfjs' layers format (what tf.loadLayersModel reads), the weights streamed one tensor at a time
  * (tfjs' model.save holds every weight twice, copied out and concatenated). model.json is written last,
- * so a model.json always describes complete weights.
+ * so a model.json always describes complete weights. With `frozenFrom`, only the weights of layers that
+ * train are written, and model.json names where the frozen ones are (they are the start weights, unchanged).
  */
-export async function saveModel(resnet: ResNet50, store: ArtifactStore, prefix: string): Promise<void> {
+export async function saveModel(
+  resnet: ResNet50,
+  store: ArtifactStore,
+  prefix: string,
+  frozenFrom: FrozenSource | null = null,
+): Promise<void> {
   const { model } = resnet;
-  const weights = model.weights.map((w) => ({ name: w.originalName, tensor: w.read() }));
+  const saved = frozenFrom ? ownWeights(resnet) : model.weights;
+  const weights = saved.map((w) => ({ name: w.originalName, tensor: w.read() }));
   await store.write(join(prefix, WEIGHTS_BIN), tensorBytes(weights.map((w) => w.tensor)));
   const modelJson: TfjsModelJson = {
     format: 'layers-model',
@@ -54,7 +69,10 @@ export async function saveModel(resnet: ResNet50, store: ArtifactStore, prefix: 
     modelTopology: model.toJSON(null, false) as TfjsModelJson['modelTopology'],
     weightsManifest: [{ paths: [`./${WEIGHTS_BIN}`], weights: weights.map(({ name, tensor }) => weightSpec(name, tensor)) }],
     // Plain JSON only: no undefined members.
-    userDefinedMetadata: { [CONFIG_KEY]: JSON.parse(JSON.stringify(resnet.config)) as object },
+    userDefinedMetadata: {
+      [CONFIG_KEY]: JSON.parse(JSON.stringify(resnet.config)) as object,
+      ...(frozenFrom ? { [FROZEN_SOURCE_KEY]: frozenFrom } : {}),
+    },
   };
   await store.write(join(prefix, MODEL_JSON), JSON.stringify(modelJson));
 }
@@ -82,20 +100,44 @@ export async function loadModel(store: ArtifactStore, prefix: string): Promise<R
   const config = ModelConfig.safeParse(artifacts.userDefinedMetadata?.[CONFIG_KEY]);
   if (!config.success) throw new Error(`${join(prefix, MODEL_JSON)} has no valid ${CONFIG_KEY}: not a checkpoint written by this service`);
   const resnet = buildResNet50(config.data);
-  setWeightsFrom(resnet, artifacts);
+  try {
+    await setWeightsFrom(resnet, artifacts, store, prefix);
+  } catch (error) {
+    resnet.dispose();
+    throw error;
+  }
   return resnet;
 }
 
 /** Loads a saved model's weights, by name and strictly, into a model built from the same config. */
 export async function loadWeightsInto(resnet: ResNet50, store: ArtifactStore, prefix: string): Promise<void> {
-  setWeightsFrom(resnet, await storeHandler(store, prefix).load());
+  await setWeightsFrom(resnet, await storeHandler(store, prefix).load(), store, prefix);
 }
 
-function setWeightsFrom(resnet: ResNet50, artifacts: tf.io.ModelArtifacts): void {
+/** The frozen weights from their source, checked against the hash the model was saved with. */
+async function loadFrozen(resnet: ResNet50, store: ArtifactStore, source: FrozenSource): Promise<void> {
+  const file = await store.read(source.key).catch((error: Error) => {
+    throw new Error(`the frozen weights at ${source.key} cannot be read: ${error.message}`);
+  });
+  const sha256 = createHash('sha256').update(file).digest('hex');
+  if (sha256 !== source.sha256)
+    throw new Error(`the frozen weights at ${source.key} changed (sha256 ${sha256}, saved with ${source.sha256})`);
+  importTorchvisionWeights(resnet, file, { scope: 'backbone' });
+}
+
+async function setWeightsFrom(resnet: ResNet50, artifacts: tf.io.ModelArtifacts, store: ArtifactStore, prefix: string): Promise<void> {
   if (!artifacts.weightData || !artifacts.weightSpecs) throw new Error('the saved model has no weights');
+  const frozenFrom = frozenSourceIn(artifacts.userDefinedMetadata);
+  if (frozenFrom) {
+    await loadFrozen(resnet, store, frozenFrom);
+    const own = new Set(ownWeights(resnet).map((w) => w.originalName));
+    const saved = artifacts.weightSpecs.map((spec) => spec.name);
+    if (saved.length !== own.size || saved.some((name) => !own.has(name)))
+      throw new Error(`${join(prefix, MODEL_JSON)} does not hold exactly the weights of the layers that train`);
+  }
   const weights = tf.io.decodeWeights(artifacts.weightData, artifacts.weightSpecs);
   try {
-    resnet.model.loadWeights(weights, true);
+    resnet.model.loadWeights(weights, !frozenFrom);
   } finally {
     tf.dispose(Object.values(weights));
   }

@@ -3,7 +3,7 @@ import { nativeConvBackward } from '../native/kernels/conv-backward.js';
 import { SCALED_CONV } from '../native/kernels/conv2d.js';
 import { addRelu } from '../native/kernels/add-relu.js';
 import { reluBackward } from '../native/kernels/relu-grad.js';
-import { backbone, head, maxPoolLayers, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
+import { backbone, backboneStages, head, maxPoolLayers, STAGE_COUNT, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
 import { BatchNorm2d } from './batch-norm.js';
 import type { Network } from './network.js';
 
@@ -32,7 +32,7 @@ export class EagerResNet {
   private readonly foldings = new Map<string, Folding>();
 
   constructor(
-    model: tf.LayersModel,
+    private readonly model: tf.LayersModel,
     private readonly numClasses: number,
     private readonly fineTuning: boolean,
   ) {
@@ -51,6 +51,25 @@ export class EagerResNet {
   /** The 2048-D codes of a batch, in inference mode. */
   features(x: tf.Tensor): tf.Tensor {
     return backbone(new EagerRun(this, false, '', new WeakSet()), x);
+  }
+
+  /** The output of the stages before `stage`, in inference mode: what the stages from `stage` on take. */
+  stagesBefore(x: tf.Tensor, stage: number): tf.Tensor {
+    return backboneStages(new EagerRun(this, false, '', new WeakSet()), x, 0, stage);
+  }
+
+  /** The network from `stage` on, for batches of what stagesBefore(stage) gives. */
+  networkFrom(stage: number): Network {
+    const { model } = this;
+    return {
+      get trainableWeights() {
+        return model.trainableWeights;
+      },
+      forward: (x, training) => {
+        const run = new EagerRun(this, training, '', new WeakSet());
+        return head(run, backboneStages(run, x, stage, STAGE_COUNT), this.numClasses, this.fineTuning);
+      },
+    };
   }
 
   layer(name: string): tf.layers.Layer {

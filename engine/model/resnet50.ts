@@ -31,6 +31,10 @@ export interface ResNet50 {
   network: Network;
   /** The 2048-D codes of a batch (the backbone in inference mode), run the same way. */
   features(x: tf.Tensor): tf.Tensor;
+  /** The output of the stages before `stage` (0 the stem .. 4 layer4, as Stage counts), in inference mode. */
+  stagesBefore(x: tf.Tensor, stage: number): tf.Tensor;
+  /** The network from `stage` on, taking what stagesBefore(stage) gives: frozen stages computed once feed it. */
+  networkFrom(stage: number): Network;
   /** The model, and the folded filters the eager runs keep. */
   dispose(): void;
 }
@@ -167,6 +171,8 @@ export function buildResNet50(requested: ModelConfig): ResNet50 {
     config,
     network: eager.network,
     features: (x) => eager.features(x),
+    stagesBefore: (x, stage) => eager.stagesBefore(x, stage),
+    networkFrom: (stage) => eager.networkFrom(stage),
     dispose: () => {
       eager.dispose();
       model.dispose();

@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import type { ArtifactStore } from '../../common/artifact-store.js';
 import type { CachePolicy } from '../../common/cache-eviction.js';
 import { ConflictError, IdempotencyKeyReusedError, NotFoundError, QuotaExceededError, UnavailableError } from '../../common/errors.js';
+import { WeightsStore } from '../../common/weights-store.js';
 import { JobArtifacts, type CheckpointSelector } from '../../common/job-artifacts.js';
 import type { WeightsCatalog } from '../../common/weights-catalog.js';
 import { QueueName, type Queues, type TrainingJob } from '../../common/queue-facade.js';
@@ -271,7 +272,9 @@ export class JobService {
   /** Everything of a job: artifacts, queue entry, index entries (`job` is null when BullMQ already dropped it). */
   private async forget(jobId: string, job: TrainingJob | null): Promise<void> {
     const artifacts = new JobArtifacts(this.store, jobId);
+    const frozenFrom = await artifacts.readFrozenSource().catch(() => null);
     await artifacts.removeAll();
+    if (frozenFrom?.variant) await new WeightsStore(this.store).unpin(frozenFrom.variant, jobId);
     await this.archives.forget(artifacts.root);
     await this.queue.remove(jobId);
     await this.index.remove(jobId, job ? ownerOf(job) : null, job ? TrainingPayload.safeParse(job.data).data?.spec : undefined);

@@ -1,10 +1,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { JobStatus } from '../../schemas/job-status.js';
 import type { Metrics } from '../../schemas/metrics.js';
+import type { TfjsModelJson } from '../../schemas/artifacts.js';
 import { JobArtifacts } from '../../common/job-artifacts.js';
 import { QueueName } from '../../common/queue-facade.js';
 import { redisKeys } from '../../common/redis-keys.js';
@@ -168,18 +169,23 @@ describe('cancel, resume and failing fast', () => {
     assert.deepEqual(metrics.epochs.slice(0, 3), beforeKills, 'each epoch is the one trained before the next kill');
     assert.match(worker.output(), /job completed/);
     const kept = await new JobArtifacts(service.store, job.id).modelBytes();
-    // Counted apart from the store: every file of its checkpoints and final model, as find sees them.
-    const folders = ['checkpoints', 'final'].map((name) => path.join(service.config.ARTIFACTS_DIR, 'jobs', job.id, name));
-    const sizes = execFileSync('find', [...folders, '-type', 'f', '-printf', '%s\\n'], { encoding: 'utf8' })
+    // Counted apart from the store: every file of its checkpoints, final model and start weights, as find sees them.
+    const jobFolder = path.join(service.config.ARTIFACTS_DIR, 'jobs', job.id);
+    const counted = ['checkpoints', 'final', 'start-weights.safetensors'].map((name) => path.join(jobFolder, name));
+    const sizes = execFileSync('find', [...counted, '-type', 'f', '-printf', '%s\\n'], { encoding: 'utf8' })
       .trim()
       .split('\n');
     assert.equal(
       kept,
       sizes.reduce((sum, size) => sum + Number(size), 0),
     );
-    // The final model alone holds every float32 weight twice (tfjs layers and torchvision safetensors).
+    // The start weights once (every float32 weight); each saved model only layer3, layer4 and the head,
+    // reading the frozen stages and BatchNorms from that copy: what the resumed epochs were loaded from.
     const { totals } = (await service.http().get(`/v1/jobs/${job.id}/summary`)).body as { totals: { totalParams: number } };
-    assert.ok(kept > 2 * 4 * totals.totalParams, `${kept} bytes for ${totals.totalParams} parameters`);
+    assert.ok(statSync(path.join(jobFolder, 'start-weights.safetensors')).size > 4 * totals.totalParams);
+    const finalJson = JSON.parse(readFileSync(path.join(jobFolder, 'final', 'model.json'), 'utf8')) as TfjsModelJson;
+    assert.equal((finalJson.userDefinedMetadata?.retrainFrozenFrom as { key: string }).key, `jobs/${job.id}/start-weights.safetensors`);
+    assert.ok(statSync(path.join(jobFolder, 'final', 'weights.bin')).size < 4 * totals.totalParams);
     assert.equal(
       Number(await service.redis.hget(redisKeys(service.config.QUEUE_PREFIX).artifactBytes(LOCAL_OWNER), job.id)),
       kept,

@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { seededRandom } from '../../common/random.js';
@@ -10,6 +11,7 @@ import type { ImagePrediction } from '../../schemas/predict.js';
 import { nchwOf, onnxHeader, onnxLogits, softmax } from '../helpers/onnx.js';
 import { binary, completedJob, downloadWhenMade, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
 import { torchReference } from '../helpers/torch.js';
+import * as tar from 'tar';
 
 const INPUT = 32;
 const CLASSES = 3;
@@ -123,5 +125,59 @@ describe('model exports: ONNX and safetensors', () => {
     const noEpoch = await service.http().get(`/v1/jobs/${jobs.fine_tuning}/checkpoint?epoch=9&format=onnx`);
     assert.equal(noEpoch.status, 404);
     assert.match(noEpoch.headers['content-type'], /problem\+json/);
+  });
+
+  /** Bytes of every file under a folder of the local artifact store. */
+  const bytesUnder = (folder: string): number =>
+    readdirSync(folder, { withFileTypes: true }).reduce((sum, entry) => {
+      const full = path.join(folder, entry.name);
+      return sum + (entry.isDirectory() ? bytesUnder(full) : statSync(full).size);
+    }, 0);
+  const jobFolder = (id: string) => path.join(service.config.ARTIFACTS_DIR, 'jobs', id);
+
+  it('keeps only the tensors that train, reading the frozen ones from the pinned variant; downloads are whole', async () => {
+    const whole = (await download(jobs.feature_extraction, 'format=safetensors')).body as Buffer;
+    const features = jobFolder(jobs.feature_extraction);
+    // The head (2048 x 3 + 3 floats) in each saved model; no optimiser state once the job has ended.
+    for (const folder of ['checkpoints/epoch-0001', 'checkpoints/epoch-0002', 'final'])
+      assert.equal(statSync(path.join(features, folder, 'weights.bin')).size, 4 * (2048 * CLASSES + CLASSES), folder);
+    assert.deepEqual(readdirSync(path.join(features, 'final')).sort(), ['metadata.json', 'model.json', 'weights.bin']);
+    const kept = bytesUnder(features) - bytesUnder(path.join(features, 'downloads'));
+    assert.ok(kept < 0.01 * whole.length, `the job keeps ${kept} bytes; the whole model is ${whole.length}`);
+    // layer4 fine-tuning: layer4 and the head (~15M of ~23.5M floats), not the frozen stages.
+    const tuned = statSync(path.join(jobFolder(jobs.fine_tuning), 'final', 'weights.bin')).size;
+    assert.ok(tuned > 0.5 * whole.length && tuned < 0.7 * whole.length, `layer4 and the head: ${tuned} of ${whole.length}`);
+
+    // The tar.gz holds the whole tfjs model: every weight, and no reference to the store.
+    const archive = (await download(jobs.feature_extraction, 'format=tar.gz')).body as Buffer;
+    const unpacked = path.join(scratch, 'features-tfjs');
+    mkdirSync(unpacked);
+    writeFileSync(path.join(unpacked, 'model.tar.gz'), archive);
+    await tar.x({ file: path.join(unpacked, 'model.tar.gz'), cwd: unpacked, strict: true });
+    const modelJson = JSON.parse(readFileSync(path.join(unpacked, 'model.json'), 'utf8')) as {
+      weightsManifest: Array<{ weights: Array<{ shape: number[] }> }>;
+      userDefinedMetadata: Record<string, unknown>;
+    };
+    const floats = modelJson.weightsManifest[0].weights.reduce((sum, w) => sum + w.shape.reduce((a, b) => a * b, 1), 0);
+    assert.equal(statSync(path.join(unpacked, 'weights.bin')).size, 4 * floats);
+    assert.ok(floats > 23_000_000, `${floats} floats: the whole model`);
+    assert.deepEqual(Object.keys(modelJson.userDefinedMetadata), ['retrainModelConfig']);
+  });
+
+  it('refuses to remove the variant while jobs read it, and removes it once they are purged', async () => {
+    const env = { ...process.env, ...service.env };
+    const removeImagenet = () =>
+      spawnSync(process.execPath, [path.join(import.meta.dirname, '../../bin/retrain.mjs'), 'weights', 'remove', 'imagenet'], {
+        encoding: 'utf8',
+        env,
+      });
+    const refused = removeImagenet();
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /cannot remove weights "imagenet": the saved models of 2 job\(s\) read/);
+    for (const mode of ['feature_extraction', 'fine_tuning']) assert.match(refused.stderr, new RegExp(jobs[mode]));
+    for (const id of Object.values(jobs)) assert.equal((await service.http().delete(`/v1/jobs/${id}?purge=true`)).status, 204);
+    const removed = removeImagenet();
+    assert.equal(removed.status, 0, removed.stderr);
+    assert.deepEqual(JSON.parse(removed.stdout), { removed: 'imagenet' });
   });
 });

@@ -1,8 +1,9 @@
 import { modelConfigOf } from '../../common/model-config.js';
-import type { ModelMetadata } from '../../schemas/artifacts.js';
+import type { FrozenSource, ModelMetadata } from '../../schemas/artifacts.js';
 import { isTrainingSpec } from '../../schemas/job-spec.js';
 import type { ModelSummary } from '../../schemas/model.js';
 import { loadImageNetClassNames } from '../../engine/model/imagenet-classes.js';
+import { hasFrozenLayers } from '../../engine/model/checkpoint-io.js';
 import { buildResNet50, type ResNet50 } from '../../engine/model/resnet50.js';
 import { summarize } from '../../engine/model/summary.js';
 import type { WeightsLineage } from '../../schemas/weights.js';
@@ -21,6 +22,20 @@ export interface JobModel {
   weights: WeightsLineage;
   /** Names the start weights in the feature cache's key. */
   weightsFingerprint: string;
+  /** Where its saved models read the frozen layers' weights from (they keep the rest); null when nothing is frozen. */
+  frozenFrom: FrozenSource | null;
+}
+
+/**
+ * Records where the frozen tensors are (before pinning a variant: a purge reads the record to unpin),
+ * then pins the variant so it stays while the job keeps models that read it.
+ */
+async function frozenSourceOf(ctx: JobContext, start: StartPoint, resnet: ResNet50): Promise<FrozenSource | null> {
+  if (!isTrainingSpec(ctx.spec) || !hasFrozenLayers(resnet)) return null;
+  const source = await start.frozenSource(resnet);
+  await ctx.artifacts.writeFrozenSource(source);
+  if (source.variant) await ctx.weights.weights.pin(source.variant, ctx.jobId);
+  return source;
 }
 
 /**
@@ -45,7 +60,8 @@ export async function buildModel(ctx: JobContext, data: JobData, start: StartPoi
       backend: ctx.backend,
       weights,
     };
-    return { resnet, summary, classNames, metadata, weights, weightsFingerprint: start.fingerprint };
+    const frozenFrom = await frozenSourceOf(ctx, start, resnet);
+    return { resnet, summary, classNames, metadata, weights, weightsFingerprint: start.fingerprint, frozenFrom };
   } catch (error) {
     resnet.dispose();
     throw error;

@@ -2,8 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { JobArtifacts } from '../../common/job-artifacts.js';
 import type { CheckpointState, EpochPosition, InterruptedState, ModelMetadata } from '../../schemas/artifacts.js';
 import type { EpochMetrics } from '../../schemas/metrics.js';
-import { loadWeightsInto, saveModel, tensorBytes, weightSpec } from '../../engine/model/checkpoint-io.js';
+import { loadWeightsInto, ownWeights, saveModel, tensorBytes, weightSpec } from '../../engine/model/checkpoint-io.js';
 import type { ResNet50 } from '../../engine/model/resnet50.js';
+import type { JobModel } from './build-model.js';
 import { isDiskFull } from '../../common/errors.js';
 import { InvalidJobError } from './job-context.js';
 
@@ -11,16 +12,19 @@ import { InvalidJobError } from './job-context.js';
  * One epoch's weights, optimiser state and metrics history; committed (state.json) last. A full disk
  * removes the half-written folder and fails the job at once: retrying cannot make room.
  */
+/** A job's model as its saved copies need it: the network, and where its frozen tensors are read from. */
+export type SavedWeights = Pick<JobModel, 'resnet' | 'frozenFrom'>;
+
 export async function writeCheckpoint(
   artifacts: JobArtifacts,
-  resnet: ResNet50,
+  model: SavedWeights,
   optimizer: tf.Optimizer,
   { epoch, history }: { epoch: number; history: EpochMetrics[] },
   metadata: ModelMetadata,
 ): Promise<void> {
   const folder = artifacts.checkpointFolder(epoch);
   await writeWhole(artifacts, `epoch ${epoch}'s checkpoint`, folder, async () => {
-    const optimizerWeights = await writeTrainingState(artifacts, folder, resnet, optimizer);
+    const optimizerWeights = await writeTrainingState(artifacts, folder, model, optimizer);
     await artifacts.writeModelMetadata(folder, { ...metadata, epoch });
     await artifacts.commitCheckpoint({ epoch, history, optimizerWeights });
   });
@@ -29,14 +33,14 @@ export async function writeCheckpoint(
 /** The epoch in progress, between two steps, as `interrupted/` (replacing any earlier one); committed last. */
 export async function writeInterruptedCheckpoint(
   artifacts: JobArtifacts,
-  resnet: ResNet50,
+  model: SavedWeights,
   optimizer: tf.Optimizer,
   state: Omit<InterruptedState, 'optimizerWeights'>,
 ): Promise<void> {
   const folder = artifacts.interruptedFolder;
   await artifacts.removeInterrupted();
   await writeWhole(artifacts, `epoch ${state.epoch}'s interrupted checkpoint`, folder, async () => {
-    const optimizerWeights = await writeTrainingState(artifacts, folder, resnet, optimizer);
+    const optimizerWeights = await writeTrainingState(artifacts, folder, model, optimizer);
     await artifacts.commitInterrupted({ ...state, optimizerWeights });
   });
 }
@@ -56,21 +60,24 @@ export async function writeWhole(artifacts: JobArtifacts, what: string, folder: 
 }
 
 /** float32: 4 bytes an element, in checkpoints and safetensors alike. */
-const weightBytes = (resnet: ResNet50, trainableOnly: boolean) =>
-  resnet.model.weights
-    .filter((weight) => weight.trainable || !trainableOnly)
-    .reduce((sum, weight) => sum + 4 * weight.shape.reduce<number>((size, dim) => size * (dim ?? 1), 1), 0);
+const bytesOf = (weights: ReadonlyArray<{ shape: ReadonlyArray<number | null> }>) =>
+  weights.reduce((sum, weight) => sum + 4 * weight.shape.reduce<number>((size, dim) => size * (dim ?? 1), 1), 0);
 
-/** What an epoch's checkpoint may take: the weights, and the optimiser's slots (Adam's two moments) for each trainable one. */
-export const checkpointBytes = (resnet: ResNet50) => weightBytes(resnet, false) + 2 * weightBytes(resnet, true);
+/** The weights a saved copy writes: those of the layers that train when the frozen ones have a source. */
+const savedWeightBytes = ({ resnet, frozenFrom }: SavedWeights) => bytesOf(frozenFrom ? ownWeights(resnet) : resnet.model.weights);
 
-/** What the final model takes: its weights twice (tfjs layers and torchvision safetensors). */
-export const finalModelBytes = (resnet: ResNet50) => 2 * weightBytes(resnet, false);
+/** What an epoch's checkpoint may take: its weights, and the optimiser's slots (Adam's two moments) for each trainable one. */
+export const checkpointBytes = (model: SavedWeights) =>
+  savedWeightBytes(model) + 2 * bytesOf(model.resnet.model.weights.filter((weight) => weight.trainable));
+
+/** What the final model takes: its weights, and the whole model again as torchvision safetensors when nothing is frozen. */
+export const finalModelBytes = (model: SavedWeights) =>
+  savedWeightBytes(model) + (model.frozenFrom ? 0 : bytesOf(model.resnet.model.weights));
 
 /** Weights, then the optimiser state; returns the latter's manifest for the state file. */
-async function writeTrainingState(artifacts: JobArtifacts, folder: string, resnet: ResNet50, optimizer: tf.Optimizer) {
+async function writeTrainingState(artifacts: JobArtifacts, folder: string, model: SavedWeights, optimizer: tf.Optimizer) {
   const { store, prefix } = artifacts.modelLocation(folder);
-  await saveModel(resnet, store, prefix);
+  await saveModel(model.resnet, store, prefix, model.frozenFrom);
   // Adam's moments are twice the model: streamed a tensor at a time, never encoded whole.
   const state = await optimizer.getWeights();
   await artifacts.optimizerState(folder).write(tensorBytes(state.map((weight) => weight.tensor)));
@@ -93,6 +100,12 @@ export async function pruneCheckpoints(
       await artifacts.removeCheckpoint(epoch);
     }
   }
+}
+
+/** Once the final model is saved the job never resumes: its checkpoints keep their weights alone. */
+export async function dropResumeState(artifacts: JobArtifacts): Promise<void> {
+  for (const epoch of await artifacts.checkpointEpochs()) await artifacts.optimizerState(artifacts.checkpointFolder(epoch)).remove();
+  await artifacts.removeInterrupted();
 }
 
 /** Where a job goes on from: after `epoch` (0: none yet), and inside the next one if it was interrupted. */

@@ -1,6 +1,7 @@
 import { JobArtifacts, type CheckpointSelector } from '../../common/job-artifacts.js';
 import { DownloadError } from '../../common/http-download.js';
 import { NotFoundError } from '../../common/errors.js';
+import type { FrozenSource } from '../../schemas/artifacts.js';
 import type { JobSpec } from '../../schemas/job-spec.js';
 import { DEFAULT_TRANSFORM, RANDOM_WEIGHTS, type VariantTransform, type WeightsLineage } from '../../schemas/weights.js';
 import { loadModel } from '../../engine/model/checkpoint-io.js';
@@ -24,6 +25,24 @@ export interface StartPoint {
   fingerprint: string;
   /** Loads the weights into the job's model: the backbone, and the head where it continues; says where they came from. */
   load(resnet: ResNet50, head: HeadOf): Promise<WeightsLineage>;
+  /** Where the saved models' frozen tensors are read from: the variant's file, or the job's own copy of what it loaded. */
+  frozenSource(resnet: ResNet50): Promise<FrozenSource>;
+}
+
+/** The start weights as loaded, kept once beside the job (its checkpoints then keep only what trains). */
+function ownCopy(ctx: JobContext): StartPoint['frozenSource'] {
+  return async (resnet) => {
+    const file = ctx.artifacts.startWeights;
+    if (!(await file.stat())) {
+      const chunks = torchvisionWeightChunks(resnet);
+      await ctx.ensureArtifactRoom(
+        chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0),
+        'the start weights its checkpoints read',
+      );
+      await file.writeHashed(chunks);
+    }
+    return { key: file.key, sha256: await file.sha256(), variant: null };
+  };
 }
 
 /** For the job's owner: the URL tried, what went wrong, and the two ways out. */
@@ -65,6 +84,7 @@ async function variantStart(ctx: JobContext, name: string, reporter: ProgressRep
       }
       return lineage;
     },
+    frozenSource: async () => ({ key: ctx.weights.weights.keyOf(name), sha256: record.sha256, variant: name }),
   };
 }
 
@@ -100,6 +120,7 @@ async function jobStart(ctx: JobContext, jobId: string, checkpoint: 'best' | 'fi
       importTorchvisionWeights(resnet, tensors, { scope: kept ? 'all' : 'backbone' });
       return { source: 'job', job: jobId, checkpoint: model.label, head: kept ? 'kept' : 'new' };
     },
+    frozenSource: ownCopy(ctx),
   };
 }
 
@@ -107,7 +128,12 @@ async function jobStart(ctx: JobContext, jobId: string, checkpoint: 'best' | 'fi
 export async function resolveStartPoint(ctx: JobContext, reporter: ProgressReporter): Promise<StartPoint> {
   const { weights, seed } = ctx.spec;
   if (weights === RANDOM_WEIGHTS)
-    return { transform: DEFAULT_TRANSFORM, fingerprint: `random:${seed}`, load: async () => ({ source: 'random', seed }) };
+    return {
+      transform: DEFAULT_TRANSFORM,
+      fingerprint: `random:${seed}`,
+      load: async () => ({ source: 'random', seed }),
+      frozenSource: ownCopy(ctx),
+    };
   if (typeof weights === 'string') return variantStart(ctx, weights, reporter);
   return jobStart(ctx, weights.job, weights.checkpoint);
 }

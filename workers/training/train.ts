@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { LabelledImage } from '../../common/image-folder.js';
 import type { EpochPosition } from '../../schemas/artifacts.js';
 import type { TrainingJobSpec } from '../../schemas/job-spec.js';
+import { Stage } from '../../schemas/model.js';
 import { emptyMetrics, type EpochMetrics, type Metrics } from '../../schemas/metrics.js';
 import { mixSeed, seededRandom, shuffled } from '../../common/random.js';
 import { classificationReport, topIndices } from '../../engine/training/classification-report.js';
@@ -22,6 +23,7 @@ import {
 } from './checkpoints.js';
 import { evaluate, evaluationOf, predictionsOf, round, writeValidationThumbnails, type BatchSource } from './evaluate.js';
 import { codeBatches, featureCacheKey, featureCodes, headOnCodes, liveCodes } from './feature-cache.js';
+import { frozenStageOutputs } from './frozen-stages.js';
 import { InvalidJobError, JobCancelledError, JobHandedBackError, type JobContext } from './job-context.js';
 import { datasetOf, type JobData } from './load-data.js';
 import type { ProgressReporter } from './progress-reporter.js';
@@ -93,8 +95,8 @@ export async function train(
       metrics.epochs.push(epochMetrics);
       metrics.bestEpoch = bestEpochOf(metrics.epochs, monitor, spec.earlyStopping?.minDelta)?.epoch ?? null;
       await reporter.phase('saving');
-      await ctx.ensureArtifactRoom(checkpointBytes(model.resnet), `epoch ${epoch}'s checkpoint`);
-      await writeCheckpoint(ctx.artifacts, model.resnet, optimizer, { epoch, history: metrics.epochs }, model.metadata);
+      await ctx.ensureArtifactRoom(checkpointBytes(model), `epoch ${epoch}'s checkpoint`);
+      await writeCheckpoint(ctx.artifacts, model, optimizer, { epoch, history: metrics.epochs }, model.metadata);
       await ctx.artifacts.writeMetrics(metrics);
       await pruneCheckpoints(ctx.artifacts, { latest: epoch, best: metrics.bestEpoch, keepEveryN: spec.checkpoints.keepEveryN });
       if (position) await ctx.artifacts.removeInterrupted();
@@ -183,15 +185,42 @@ async function prepareRun(parts: RunParts, metrics: Metrics): Promise<TrainingRu
     ctx.backend.choice === 'wasm'
       ? wasmMicroBatchSize(totals.forwardBackwardPassBytes, totals.paramsBytes, !spec.fineTuning.freezeBatchNorm)
       : spec.batchSize;
-  return {
-    spec,
-    network: model.resnet.network,
-    inputs: pixels,
-    trainInputs: augmenting ? augmented : () => pixels,
-    microBatchSize,
-    numClasses,
-    classWeights,
-  };
+  const whole = { spec, microBatchSize, numClasses, classWeights };
+  const stage = Stage.options.indexOf(spec.fineTuning.trainableFrom);
+  if (!augmenting && stage > 0) {
+    const reused = await frozenStageInputs(parts, spec.fineTuning.trainableFrom, metrics);
+    if (reused) return { ...whole, network: model.resnet.networkFrom(stage), inputs: reused, trainInputs: () => reused };
+  }
+  return { ...whole, network: model.resnet.network, inputs: pixels, trainInputs: augmenting ? augmented : () => pixels };
+}
+
+/** fine_tuning without augmentation above conv1: the frozen stages run once per image while their output fits. */
+async function frozenStageInputs(
+  { ctx, spec, model, data, reporter }: RunParts,
+  trainableFrom: Stage,
+  metrics: Metrics,
+): Promise<BatchSource | null> {
+  if (!ctx.config.FEATURE_CACHE) {
+    metrics.frozenStages = { stage: trainableFrom, reused: false, imagesComputed: 0, bytes: 0, reason: 'FEATURE_CACHE=0' };
+    return null;
+  }
+  await reporter.phase('extracting_features');
+  const images = [...data.train, ...data.validation];
+  const { inputs, use } = await frozenStageOutputs({
+    resnet: model.resnet,
+    stage: Stage.options.indexOf(trainableFrom),
+    loader: data.loader,
+    images,
+    batchSize: spec.batchSize,
+    maxBytes: ctx.config.FEATURE_CACHE_MAX_BYTES,
+    onBatch: async (done) => {
+      if (await ctx.cancelRequested()) throw new JobCancelledError();
+      ctx.log(`ran the frozen stages before ${trainableFrom} on ${done} of ${images.length} images`);
+    },
+  });
+  metrics.frozenStages = { stage: trainableFrom, ...use };
+  if (!inputs) ctx.log(`the frozen stages run every step: ${use.reason}`);
+  return inputs;
 }
 
 /** feature_extraction without augmentation: the backbone runs once per image, here or in an earlier job. */
@@ -249,8 +278,8 @@ function planEpoch(
   const stopAt = async (stopped: Omit<EpochPosition, 'dropoutCalls'>) => {
     const dropoutCalls = Object.fromEntries(dropouts.map((layer) => [layer.name, layer.callCount]));
     await reporter.phase('saving');
-    await ctx.ensureArtifactRoom(checkpointBytes(model.resnet), `epoch ${epoch}'s interrupted checkpoint`);
-    await writeInterruptedCheckpoint(ctx.artifacts, model.resnet, optimizer, {
+    await ctx.ensureArtifactRoom(checkpointBytes(model), `epoch ${epoch}'s interrupted checkpoint`);
+    await writeInterruptedCheckpoint(ctx.artifacts, model, optimizer, {
       epoch,
       history: metrics.epochs,
       position: { ...stopped, dropoutCalls },

@@ -1,14 +1,17 @@
-// Converts saved models for download (ONNX, torchvision safetensors) on a worker thread: loading
-// ResNet-50 and folding its BatchNorms never runs on the API's event loop.
+// Converts saved models for download (ONNX, torchvision safetensors, and the tar.gz of a model that keeps
+// only what trains) on a worker thread: loading ResNet-50 and folding its BatchNorms never runs on the
+// API's event loop.
 import { createRequire } from 'node:module';
 import { parentPort, workerData } from 'node:worker_threads';
-import { JobArtifacts } from '../../../common/job-artifacts.js';
+import { JobArtifacts, StoredFile } from '../../../common/job-artifacts.js';
+import { writeArchive } from '../../../common/model-archive.js';
 import { openArtifactStore } from '../../../common/open-artifact-store.js';
 import { selectBackend } from '../../../engine/backend/backend.js';
-import { loadModel } from '../../../engine/model/checkpoint-io.js';
+import { loadModel, saveModel } from '../../../engine/model/checkpoint-io.js';
+import type { ResNet50 } from '../../../engine/model/resnet50.js';
 import { exportOnnx } from '../../../engine/model/onnx-export.js';
 import { torchvisionWeightChunks } from '../../../engine/model/torchvision-weights.js';
-import { ExportRequest } from '../../../schemas/artifacts.js';
+import { ExportRequest, type ModelMetadata } from '../../../schemas/artifacts.js';
 import { serveThreadRpc } from '../thread-rpc.js';
 import type { ThreadSettings } from '../thread-protocol.js';
 
@@ -18,6 +21,18 @@ const { version } = createRequire(import.meta.url)('../../../package.json') as {
 // Only transposes and multiplies: wasm is always here and exact.
 const ready = selectBackend('wasm', { nativeKernels: false });
 
+/** The whole model in tfjs' layers format with its metadata, as a tar.gz: saved whole beside the archive, archived, removed. */
+async function writeWholeArchive(artifacts: JobArtifacts, resnet: ResNet50, metadata: ModelMetadata, key: string): Promise<void> {
+  const whole = `${key}.whole`;
+  try {
+    await saveModel(resnet, store, whole);
+    await artifacts.writeModelMetadata(whole, metadata);
+    await writeArchive(artifacts, whole, new StoredFile(store, key));
+  } finally {
+    await store.remove(whole);
+  }
+}
+
 serveThreadRpc<ExportRequest, void>(parentPort, async (request) => {
   const { jobId, model, format, key } = ExportRequest.parse(request);
   await ready;
@@ -26,8 +41,12 @@ serveThreadRpc<ExportRequest, void>(parentPort, async (request) => {
   if (!metadata) throw new Error(`${model.folder} has no metadata.json`);
   const resnet = await loadModel(store, model.folder);
   try {
-    const parts = format === 'onnx' ? exportOnnx(resnet, metadata, model.label, version).parts : torchvisionWeightChunks(resnet);
-    await store.write(key, parts);
+    if (format === 'tar.gz') await writeWholeArchive(artifacts, resnet, metadata, key);
+    else
+      await store.write(
+        key,
+        format === 'onnx' ? exportOnnx(resnet, metadata, model.label, version).parts : torchvisionWeightChunks(resnet),
+      );
   } finally {
     resnet.dispose();
   }

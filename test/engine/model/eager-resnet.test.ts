@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Dropout } from '../../../engine/model/dropout.js';
 import { buildResNet50, type ModelConfig, type ResNet50 } from '../../../engine/model/resnet50.js';
 import { CONV_BACKWARD } from '../../../engine/native/kernels/conv-backward.js';
+import { SCALED_CONV } from '../../../engine/native/kernels/conv2d.js';
 import { relativeError } from '../../helpers/conv-cases.js';
 import { useTestBackend } from '../../helpers/tf.js';
 import { float32ValuesOf } from '../../../engine/model/tensor-values.js';
@@ -114,6 +115,44 @@ describe('the eager ResNet-50 (BatchNorm folded into convolutions)', () => {
     assert.equal(await stepCalls('conv1'), 52);
     assert.equal(await stepCalls('layer3'), 27);
     x.dispose();
+  });
+
+  it("runs from any stage on the frozen stages' output as the whole network does, and only the stages from there", async () => {
+    const resnet = buildResNet50({
+      mode: 'fine_tuning',
+      numClasses: 3,
+      inputSize: SIZE,
+      seed: 7,
+      fineTuning: { trainableFrom: 'layer3', freezeBatchNorm: true },
+    });
+    perturbBatchNorms(resnet, 3);
+    const x = tf.randomNormal([2, SIZE, SIZE, 3], 0, 1, 'float32', 2);
+    const convolutions = async (run: () => tf.Tensor) => {
+      const { kernels } = await tf.profile(() => void tf.dispose(run()));
+      return kernels.filter((k) => ['FusedConv2D', SCALED_CONV, 'Conv2D'].includes(k.name)).length;
+    };
+    const whole = resnet.network.forward(x, false);
+    assert.equal(await convolutions(() => resnet.network.forward(x, false)), 53);
+    // The stem has 1 convolution; layer1-layer4 have 10, 13, 19 and 10.
+    const before = [0, 1, 11, 24, 43];
+    for (const stage of [1, 2, 3, 4]) {
+      const frozen = resnet.stagesBefore(x, stage);
+      const network = resnet.networkFrom(stage);
+      const fromStage = network.forward(frozen, false);
+      assert.ok(relativeError(fromStage.dataSync(), whole.dataSync()) < 1e-5, `from stage ${stage}`);
+      assert.equal(await convolutions(() => resnet.stagesBefore(x, stage)), before[stage]);
+      assert.equal(await convolutions(() => network.forward(frozen, false)), 53 - before[stage], `stage ${stage} on`);
+      tf.dispose([frozen, fromStage]);
+    }
+    // Training from layer3 on its input: the same loss and gradients as through the whole network.
+    const frozen = resnet.stagesBefore(x, 3);
+    const expected = gradientsBy(resnet, x, (input) => resnet.network.forward(input, true));
+    const actual = gradientsBy(resnet, frozen, (input) => resnet.networkFrom(3).forward(input, true));
+    assert.ok(Math.abs(actual.value.dataSync()[0] - expected.value.dataSync()[0]) <= 1e-4 * Math.abs(expected.value.dataSync()[0]));
+    for (const [name, gradient] of Object.entries(expected.grads))
+      assert.ok(relativeError(actual.grads[name].dataSync(), gradient.dataSync()) < 1e-4, `gradient of ${name}`);
+    tf.dispose([x, whole, frozen, actual.value, expected.value, ...Object.values(actual.grads), ...Object.values(expected.grads)]);
+    resnet.dispose();
   });
 
   it('leaves no tensor behind once disposed, folded filters included', () => {

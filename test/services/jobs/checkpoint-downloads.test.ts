@@ -21,6 +21,12 @@ import { tempDir } from '../../helpers/torch.js';
 
 const JOB_ID = '3b241101-e2bb-4255-8caf-4136c566a962';
 
+/** A model.json (tfjs' layers format, no weights) padded with spaces to `length` bytes. */
+function modelJson(length: number, metadata: object = {}): string {
+  const json = JSON.stringify({ modelTopology: {}, weightsManifest: [], userDefinedMetadata: metadata });
+  return json + ' '.repeat(Math.max(0, length - json.length));
+}
+
 function downloadContract(name: string, open: () => ArtifactStore) {
   let artifacts: JobArtifacts;
   let store: ArtifactStore;
@@ -111,7 +117,7 @@ function downloadContract(name: string, open: () => ArtifactStore) {
 
   it('archives a model as a tar.gz that tar unpacks to the stored files, built once', async () => {
     // Sizes around the 512-byte tar block: one short of it, exactly it, one past it.
-    const files = { 'model.json': 'x'.repeat(511), 'weights.bin': Buffer.alloc(100_000 + 512, 7), 'metadata.json': 'y'.repeat(513) };
+    const files = { 'model.json': modelJson(511), 'weights.bin': Buffer.alloc(100_000 + 512, 7), 'metadata.json': 'y'.repeat(513) };
     for (const [name, data] of Object.entries(files)) await store.write(`${artifacts.finalFolder}/${name}`, data);
     const download = await served({ kind: 'final' }, 'tar.gz');
     const archive = await buffer(await download.open());
@@ -135,9 +141,24 @@ function downloadContract(name: string, open: () => ArtifactStore) {
       rmSync(unpacked, { recursive: true, force: true });
     }
     // Built once: a changed model file does not change the kept archive (models are immutable once complete).
-    await store.write(`${artifacts.finalFolder}/model.json`, 'changed');
+    await store.write(`${artifacts.finalFolder}/model.json`, modelJson(600));
     const again = await served({ kind: 'final' }, 'tar.gz');
     assert.equal(again.etag, download.etag);
+  });
+
+  it('has the export thread archive a model that keeps only what trains (it must be loaded whole first)', async () => {
+    const folder = artifacts.checkpointFolder(3);
+    const frozenFrom = { key: 'weights/imagenet.safetensors', sha256: 'a'.repeat(64), variant: 'imagenet' };
+    await store.write(`${folder}/model.json`, modelJson(0, { retrainFrozenFrom: frozenFrom }));
+    await artifacts.commitCheckpoint({ epoch: 3, history: [], optimizerWeights: [] });
+    const before = exports.length;
+    const download = await served({ kind: 'epoch', epoch: 3 }, 'tar.gz');
+    assert.deepEqual(
+      exports.slice(before).map((request) => [request.format, request.model.folder]),
+      [['tar.gz', folder]],
+    );
+    assert.equal((await buffer(await download.open())).toString(), `tar.gz of ${folder}`);
+    await artifacts.removeCheckpoint(3);
   });
 
   it('keeps the archives of all jobs within their bound: building one evicts the least recently used others', async () => {
@@ -145,7 +166,8 @@ function downloadContract(name: string, open: () => ArtifactStore) {
     const weights = randomBytes(4 * 1024 ** 2);
     for (const epoch of [1, 2]) {
       const folder = artifacts.checkpointFolder(epoch);
-      for (const file of ['model.json', 'metadata.json']) await store.write(`${folder}/${file}`, `{"epoch":${epoch}}`);
+      await store.write(`${folder}/model.json`, modelJson(0, { epoch }));
+      await store.write(`${folder}/metadata.json`, `{"epoch":${epoch}}`);
       await store.write(`${folder}/weights.bin`, weights);
     }
     await store.write(`${artifacts.finalFolder}/weights.bin`, weights);

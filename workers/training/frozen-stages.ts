@@ -1,0 +1,68 @@
+import * as tf from '@tensorflow/tfjs';
+import type { LabelledImage } from '../../common/image-folder.js';
+import type { ImageLoader } from '../../engine/data/datasets.js';
+import type { ResNet50 } from '../../engine/model/resnet50.js';
+import { float32ValuesOf } from '../../engine/model/tensor-values.js';
+import type { Metrics } from '../../schemas/metrics.js';
+import type { BatchSource } from './evaluate.js';
+
+export type FrozenStagesUse = NonNullable<Metrics['frozenStages']>;
+
+/** What running the frozen stages over a data set takes: the model, where its images come from, the budget. */
+export interface FrozenStagesRun {
+  resnet: ResNet50;
+  /** The first stage that trains (1 layer1 .. 4 layer4): the stages before it are frozen and run in inference mode. */
+  stage: number;
+  loader: ImageLoader;
+  images: readonly LabelledImage[];
+  batchSize: number;
+  maxBytes: number;
+  onBatch: (done: number) => Promise<void>;
+}
+
+/**
+ * The frozen stages' output for every image, computed once and kept in the worker's memory, so epochs
+ * run only the stages that train. The first batch gives the size per image: past `maxBytes` for all
+ * images it stops there and says so, and the job runs every stage every step.
+ */
+export async function frozenStageOutputs({
+  resnet,
+  stage,
+  loader,
+  images,
+  batchSize,
+  maxBytes,
+  onBatch,
+}: FrozenStagesRun): Promise<{ inputs: BatchSource | null; use: Omit<FrozenStagesUse, 'stage'> }> {
+  const outputs = new Map<string, Float32Array>();
+  let shape: number[] = [];
+  for (let start = 0; start < images.length; start += batchSize) {
+    const batch = images.slice(start, start + batchSize);
+    const x = await loader.batch(batch);
+    let batchShape: number[] = [];
+    const values = float32ValuesOf(() => {
+      const y = resnet.stagesBefore(x, stage);
+      batchShape = y.shape;
+      return y;
+    });
+    x.dispose();
+    shape = batchShape.slice(1);
+    const perImage = values.length / batch.length;
+    const bytes = 4 * perImage * images.length;
+    if (bytes > maxBytes)
+      return { inputs: null, use: { reused: false, imagesComputed: 0, bytes, reason: `over FEATURE_CACHE_MAX_BYTES (${maxBytes})` } };
+    batch.forEach((image, i) => outputs.set(image.file, values.slice(i * perImage, (i + 1) * perImage)));
+    await onBatch(start + batch.length);
+  }
+  const perImage = shape.reduce((size, dim) => size * dim, 1);
+  const inputs: BatchSource = async (batch) => {
+    const out = new Float32Array(batch.length * perImage);
+    batch.forEach((image, i) => {
+      const kept = outputs.get(image.file);
+      if (!kept) throw new Error(`no frozen-stage output for ${image.file}`);
+      out.set(kept, i * perImage);
+    });
+    return tf.tensor(out, [batch.length, ...shape]);
+  };
+  return { inputs, use: { reused: true, imagesComputed: outputs.size, bytes: 4 * perImage * outputs.size, reason: null } };
+}
