@@ -6,7 +6,7 @@
 // feature-extraction job on 500 images with and without the CNN-code cache. Compare ratios within one
 // run: the machines are noisy.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -23,6 +23,7 @@ import { FusedAdamOptimizer } from '../engine/training/adam.js';
 import { trainStep, wasmMicroBatchSize } from '../engine/training/train-step.js';
 import { headOnCodes } from '../workers/training/feature-cache.js';
 import { FASHION_MNIST, writeFashionMnistFolder } from './fashion-mnist.js';
+import { onnxRuntimePeer } from './onnxruntime-peer.js';
 import { runQuietJob } from './quiet-job.js';
 
 const { values } = parseArgs({
@@ -221,13 +222,27 @@ for (const choice of requested) {
   }
 }
 /** The last line a command prints, as JSON; or why it failed (its last line of stderr). */
-function jsonLine<T>(command: string, args: string[]): T | { unavailable: string } {
-  const run = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+function jsonLine<T>(command: string, args: string[], env: Record<string, string> = {}): T | { unavailable: string } {
+  const run = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, env: { ...process.env, ...env } });
   if (run.status !== 0) return { unavailable: run.stderr.trim().split('\n').at(-1) ?? `exit ${run.status}` };
   return JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '') as T;
 }
 
-type PeerRow = { inputSize: number; measurement: string; layout: string; imagesPerSecond: number };
+type PeerRow = { inputSize: number; measurement: string; layout: string; imagesPerSecond: number; allocator?: string };
+
+/** Debian's tcmalloc (libtcmalloc-minimal4): Intel's CPU tuning advice preloads it under PyTorch. */
+const TCMALLOC = '/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4';
+/** PyTorch as it runs by default, and with tcmalloc preloaded where Debian's package is installed. */
+const ALLOCATORS: Array<{ allocator: string; env: Record<string, string> }> = [
+  { allocator: 'glibc', env: {} },
+  ...(existsSync(TCMALLOC) ? [{ allocator: 'tcmalloc', env: { LD_PRELOAD: TCMALLOC } }] : []),
+];
+
+/** The CPU's flags that decide which narrow types run fast: VNNI and BF16 in AVX-512, AMX. */
+function cpuFlags(): string[] {
+  const flags = /^flags\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1].split(' ') ?? [];
+  return ['avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16', 'amx_int8', 'amx_tile'].filter((flag) => flags.includes(flag));
+}
 
 /**
  * PyTorch (Debian's python3-torch) on the same work, in this run: its best per row of two processes and
@@ -240,9 +255,14 @@ function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] }
     path.join(import.meta.dirname, '../scripts/torch_bench.py'),
     ...['--sizes', values.sizes, '--batch', values.batch, '--threads', String(os.cpus().length)],
   ];
-  const runs = [1, 2].map(() => jsonLine<{ results: PeerRow[] }>('/usr/bin/python3', args));
+  const runs = ALLOCATORS.flatMap(({ allocator, env }) =>
+    [1, 2].map((): { results: PeerRow[] } | { unavailable: string } => {
+      const run = jsonLine<{ results: PeerRow[] }>('/usr/bin/python3', args, env);
+      return 'unavailable' in run ? run : { results: run.results.map((row) => ({ ...row, allocator })) };
+    }),
+  );
   const ran = runs.filter((run): run is { results: PeerRow[] } => !('unavailable' in run));
-  const peer = ran.length === 0 ? runs[0] : { ...ran[0], processes: ran.length, results: ran.flatMap((run) => run.results) };
+  const peer = ran.length === 0 ? runs[0] : { processes: ran.length, results: ran.flatMap((run) => run.results) };
   if ('unavailable' in peer) return { peer, comparison: [] };
   const comparison = results.flatMap((row) => {
     const ours = row as {
@@ -270,7 +290,9 @@ function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] }
         imagesPerSecond: ours.imagesPerSecond,
         pytorchImagesPerSecond: best.imagesPerSecond,
         pytorchLayout: best.layout,
+        pytorchAllocator: best.allocator,
         ratio: ours.imagesPerSecond / best.imagesPerSecond,
+        ...onnxRuntimeRatio({ ...ours, imagesPerSecond: ours.imagesPerSecond }),
         // The ratio if nothing but oneDNN's primitives took time: what the rest of the step can still give.
         ceiling: ours.primitiveSeconds ? ours.batch / ours.primitiveSeconds / best.imagesPerSecond : null,
       },
@@ -279,83 +301,154 @@ function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] }
   return { peer, comparison };
 }
 
+/** Our inference against ONNX Runtime's on the same size and batch, where it ran. */
+function onnxRuntimeRatio(ours: { inputSize: number; measurement: string; imagesPerSecond: number }) {
+  if (!Array.isArray(onnxRuntime)) return {};
+  const theirs = onnxRuntime.find((row) => row.inputSize === ours.inputSize && row.measurement === ours.measurement);
+  return theirs
+    ? { onnxRuntimeImagesPerSecond: theirs.imagesPerSecond, ratioToOnnxRuntime: ours.imagesPerSecond / theirs.imagesPerSecond }
+    : {};
+}
+
 /** Seconds per epoch after the first (warm), from a job's or the PyTorch script's JSON line. */
 function warmEpochSeconds(run: { epochSeconds: number[] }): number {
   const warm = run.epochSeconds.slice(1);
   return warm.reduce((a, b) => a + b, 0) / warm.length;
 }
 
+type JobRun = {
+  epochSeconds: number[];
+  jobSeconds?: number;
+  validationAccuracy: number | null;
+  peakRssMiB: number;
+  layout?: string;
+  allocator?: string;
+};
+
 /**
- * The same fine-tuning job on real photos (Debian's Fashion-MNIST) through the worker's runJob and as a
- * PyTorch script, each in its own process: warm seconds per epoch (training and validation) and peak RSS.
+ * The same fine-tuning job on real photos through the worker's runJob (fp32 and bf16) and as the PyTorch
+ * script (its best of two layouts, and of the allocators), each in its own process.
  */
-async function finetuneJobs(sizes: number[]): Promise<Record<string, unknown>> {
-  if (sizes.length === 0) return { skipped: '--job-sizes is empty' };
+function jobRuns(scratch: string, size: number, args: string[]) {
+  const job = (precision: Precision) =>
+    jsonLine<JobRun & { precision: Precision }>(process.execPath, [
+      '--import',
+      'tsx',
+      path.join(import.meta.dirname, 'finetune-job.ts'),
+      ...['--data', scratch, '--folder', 'fashion', '--precision', precision, '--size', String(size), ...args],
+    ]);
+  const ours = job('fp32');
+  if ('unavailable' in ours) return { ours };
+  const bf16 = job('bf16');
+  const theirs = ALLOCATORS.flatMap(({ allocator, env }) =>
+    (['channels_last', 'nchw'] as const).map((layout): JobRun | { unavailable: string } => {
+      const script = path.join(import.meta.dirname, '../scripts/torch_finetune.py');
+      const threads = String(os.cpus().length);
+      const run = jsonLine<JobRun>(
+        '/usr/bin/python3',
+        [script, '--data', path.join(scratch, 'fashion'), '--threads', threads, '--layout', layout, '--size', String(size), ...args],
+        env,
+      );
+      return 'unavailable' in run ? run : { ...run, allocator };
+    }),
+  );
+  const ran = theirs.filter((run): run is JobRun => !('unavailable' in run));
+  return {
+    ours,
+    bf16: 'unavailable' in bf16 || bf16.precision !== 'bf16' ? null : bf16,
+    theirs: ran,
+    peerFailure: ran.length ? null : theirs[0],
+  };
+}
+
+/** Runs `body` on the first --job-images Fashion-MNIST photos written as a folder data set. */
+async function withFashionFolder<T>(body: (scratch: string, images: number) => T): Promise<T | { unavailable: string }> {
   if (!existsSync(FASHION_MNIST)) return { unavailable: 'apt-get install dataset-fashion-mnist' };
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'retrain-bench-job-'));
   try {
     const images = Number(values['job-images']);
     await writeFashionMnistFolder(path.join(scratch, 'fashion'), images);
+    return body(scratch, images);
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/** Warm seconds per epoch and peak RSS of the whole-network fine-tuning job (3 epochs), ours against PyTorch's. */
+async function finetuneJobs(sizes: number[]): Promise<Record<string, unknown>> {
+  if (sizes.length === 0) return { skipped: '--job-sizes is empty' };
+  return withFashionFolder((scratch, images) => {
     const rows = sizes.map((size) => {
-      type Run = { epochSeconds: number[]; validationAccuracy: number | null; peakRssMiB: number; layout?: string };
-      const common = ['--size', String(size), '--epochs', '3'];
-      const job = (precision: Precision) =>
-        jsonLine<Run & { precision: Precision }>(process.execPath, [
-          '--import',
-          'tsx',
-          path.join(import.meta.dirname, 'finetune-job.ts'),
-          '--data',
-          scratch,
-          '--folder',
-          'fashion',
-          '--precision',
-          precision,
-          ...common,
-        ]);
-      const ours = job('fp32');
-      const theirs = (['channels_last', 'nchw'] as const).map((layout) =>
-        jsonLine<Run>('/usr/bin/python3', [
-          path.join(import.meta.dirname, '../scripts/torch_finetune.py'),
-          '--data',
-          path.join(scratch, 'fashion'),
-          '--threads',
-          String(os.cpus().length),
-          '--layout',
-          layout,
-          ...common,
-        ]),
-      );
-      if ('unavailable' in ours) return { inputSize: size, retrain: ours };
-      const bf16 = job('bf16');
-      const inBf16 =
-        'unavailable' in bf16 || bf16.precision !== 'bf16'
-          ? null
-          : { secondsPerEpoch: warmEpochSeconds(bf16), validationAccuracy: bf16.validationAccuracy, peakRssMiB: bf16.peakRssMiB };
-      const ran = theirs.filter((run): run is Run => !('unavailable' in run));
-      if (ran.length === 0) return { inputSize: size, retrain: ours, pytorch: theirs };
-      const best = ran.reduce((a, b) => (warmEpochSeconds(b) < warmEpochSeconds(a) ? b : a));
+      const { ours, bf16, theirs, peerFailure } = jobRuns(scratch, size, ['--epochs', '3']);
+      if ('unavailable' in ours || !theirs) return { inputSize: size, retrain: ours };
+      if (theirs.length === 0) return { inputSize: size, retrain: ours, pytorch: peerFailure };
+      const best = theirs.reduce((a, b) => (warmEpochSeconds(b) < warmEpochSeconds(a) ? b : a));
       return {
         inputSize: size,
         images,
         secondsPerEpoch: warmEpochSeconds(ours),
         pytorchSecondsPerEpoch: warmEpochSeconds(best),
         pytorchLayout: best.layout,
+        pytorchAllocator: best.allocator,
         ratio: warmEpochSeconds(best) / warmEpochSeconds(ours),
         peakRssMiB: ours.peakRssMiB,
         pytorchPeakRssMiB: best.peakRssMiB,
         validationAccuracy: ours.validationAccuracy,
         pytorchValidationAccuracy: best.validationAccuracy,
-        bf16: inBf16 && { ...inBf16, ratio: warmEpochSeconds(best) / inBf16.secondsPerEpoch },
+        bf16: bf16 && {
+          secondsPerEpoch: warmEpochSeconds(bf16),
+          validationAccuracy: bf16.validationAccuracy,
+          peakRssMiB: bf16.peakRssMiB,
+          ratio: warmEpochSeconds(best) / warmEpochSeconds(bf16),
+        },
       };
     });
     return { dataset: 'Fashion-MNIST (Debian), first images of the training set', epochs: 3, rows };
-  } finally {
-    rmSync(scratch, { recursive: true, force: true });
-  }
+  });
 }
 
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+/**
+ * A layer3 fine-tuning job without augmentation, 5 epochs: ours runs the frozen stages once per image,
+ * PyTorch (the seed's way) every step. Ours is timed whole (data, the frozen stages, checkpoints, the
+ * final evaluation and save); PyTorch's epochs only.
+ */
+async function layer3Jobs(sizes: number[]): Promise<Record<string, unknown>> {
+  if (sizes.length === 0) return { skipped: '--job-sizes is empty' };
+  return withFashionFolder((scratch, images) => {
+    const rows = sizes.map((size) => {
+      const { ours, bf16, theirs, peerFailure } = jobRuns(scratch, size, ['--epochs', '5', '--trainable-from', 'layer3']);
+      if ('unavailable' in ours || !theirs) return { inputSize: size, retrain: ours };
+      if (theirs.length === 0) return { inputSize: size, retrain: ours, pytorch: peerFailure };
+      const best = theirs.reduce((a, b) => (sum(b.epochSeconds) < sum(a.epochSeconds) ? b : a));
+      const pytorchSeconds = sum(best.epochSeconds);
+      return {
+        inputSize: size,
+        images,
+        jobSeconds: ours.jobSeconds,
+        pytorchSeconds,
+        pytorchLayout: best.layout,
+        pytorchAllocator: best.allocator,
+        ratio: pytorchSeconds / (ours.jobSeconds ?? Infinity),
+        validationAccuracy: ours.validationAccuracy,
+        pytorchValidationAccuracy: best.validationAccuracy,
+        bf16: bf16 && {
+          jobSeconds: bf16.jobSeconds,
+          validationAccuracy: bf16.validationAccuracy,
+          ratio: pytorchSeconds / (bf16.jobSeconds ?? Infinity),
+        },
+      };
+    });
+    return { trainableFrom: 'layer3', augmentation: false, epochs: 5, rows };
+  });
+}
+
+const onnxRuntime = await onnxRuntimePeer(sizes, Number(values.batch));
 const fineTuningJob = await finetuneJobs(sizesOf('job-sizes'));
+const frozenStagesJob = await layer3Jobs(sizesOf('job-sizes'));
 const { peer, comparison } = pytorchPeer();
+const machine = { cpus: os.cpus().length, node: process.version, cpu: os.cpus()[0]?.model, flags: cpuFlags() };
 process.stdout.write(
-  `${JSON.stringify({ machine: { cpus: os.cpus().length, node: process.version, cpu: os.cpus()[0]?.model }, comparison, fineTuningJob, results, pytorch: peer, featureExtractionJob: cache, unavailable }, null, 2)}\n`,
+  `${JSON.stringify({ machine, comparison, fineTuningJob, frozenStagesJob, results, pytorch: peer, onnxRuntime, featureExtractionJob: cache, unavailable }, null, 2)}\n`,
 );

@@ -1,6 +1,6 @@
 // One fine-tuning job through the worker's runJob, in a process of its own so its peak RSS is the job's:
 // node --import tsx bench/finetune-job.ts --data DIR --folder NAME --size 32 --epochs 2
-// Prints one JSON object: seconds of every epoch, final validation accuracy, peak RSS.
+// Prints one JSON object: seconds of every epoch and of the whole job, final validation accuracy, peak RSS.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +18,7 @@ const { values } = parseArgs({
     epochs: { type: 'string', default: '2' },
     batch: { type: 'string', default: '16' },
     precision: { type: 'string', default: 'fp32' },
+    'trainable-from': { type: 'string', default: 'conv1' },
   },
 });
 if (!values.data || !values.folder || !values.size) throw new Error('--data, --folder and --size are required');
@@ -45,8 +46,11 @@ try {
     augmentation: { randomResizedCrop: false, horizontalFlip: false },
     dataset: { type: 'folder', path: values.folder },
     precision: values.precision,
+    fineTuning: { trainableFrom: values['trainable-from'] },
   });
+  const started = performance.now();
   const { artifacts, precision } = await runQuietJob('bench-job', spec, config, backend);
+  const jobSeconds = (performance.now() - started) / 1000;
   const metrics = await artifacts.readMetrics();
   process.stdout.write(
     `${JSON.stringify({
@@ -54,7 +58,10 @@ try {
       kernels: backend.kernels,
       precision,
       inputSize: spec.inputSize,
+      trainableFrom: values['trainable-from'],
       epochSeconds: metrics?.epochs.map((epoch) => epoch.seconds) ?? [],
+      jobSeconds,
+      frozenStages: metrics?.frozenStages ?? null,
       validationAccuracy: metrics?.epochs.at(-1)?.validationAccuracy ?? null,
       peakRssMiB: peakRssMiB(),
     })}\n`,

@@ -60,6 +60,7 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--layout", choices=["nchw", "channels_last"], default="channels_last")
+    parser.add_argument("--trainable-from", choices=["conv1", "layer1", "layer2", "layer3", "layer4"], default="conv1")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -82,6 +83,12 @@ def main():
     batch_norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     for bn in batch_norms:
         for p in bn.parameters():
+            p.requires_grad = False
+    # Stages before --trainable-from frozen, as the seed's notebook freezes them: still run forward every step.
+    stages = ["conv1", "layer1", "layer2", "layer3", "layer4"]
+    frozen = stages[:stages.index(args.trainable_from)]
+    for name, p in model.named_parameters():
+        if name.split(".")[0] in frozen or (name.startswith("bn1.") and frozen):
             p.requires_grad = False
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
@@ -113,6 +120,7 @@ def main():
     print(json.dumps({
         "engine": "pytorch",
         "layout": args.layout,
+        "trainableFrom": args.trainable_from,
         "inputSize": args.size,
         "trainImages": len(train_indices),
         "validationImages": len(validation_indices),
