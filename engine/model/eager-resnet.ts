@@ -3,7 +3,7 @@ import { nativeConvBackward } from '../native/kernels/conv-backward.js';
 import { SCALED_CONV } from '../native/kernels/conv2d.js';
 import { addRelu } from '../native/kernels/add-relu.js';
 import { reluBackward } from '../native/kernels/relu-grad.js';
-import { backbone, backboneStages, head, maxPoolLayers, STAGE_COUNT, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
+import { backboneStages, head, maxPoolLayers, STAGE_COUNT, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
 import { BatchNorm2d } from './batch-norm.js';
 import type { Network } from './network.js';
 
@@ -37,23 +37,10 @@ export class EagerResNet {
     private readonly fineTuning: boolean,
   ) {
     this.layers = new Map(model.layers.map((layer) => [layer.name, layer]));
-    this.network = {
-      get trainableWeights() {
-        return model.trainableWeights;
-      },
-      forward: (x, training) => {
-        const run = new EagerRun(this, training, '', new WeakSet());
-        return head(run, backbone(run, x), this.numClasses, this.fineTuning);
-      },
-    };
+    this.network = this.networkFrom(0);
   }
 
-  /** The 2048-D codes of a batch, in inference mode. */
-  features(x: tf.Tensor): tf.Tensor {
-    return backbone(new EagerRun(this, false, '', new WeakSet()), x);
-  }
-
-  /** The output of the stages before `stage`, in inference mode: what the stages from `stage` on take. */
+  /** The output of the stages before `stage`, in inference mode (STAGE_COUNT: the 2048-D codes): what the stages from `stage` on take. */
   stagesBefore(x: tf.Tensor, stage: number): tf.Tensor {
     return backboneStages(new EagerRun(this, false, '', new WeakSet()), x, 0, stage);
   }

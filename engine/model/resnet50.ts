@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { mixSeed } from '../../common/random.js';
 import { ModelConfig, Stage } from '../../schemas/model.js';
 import { BatchNorm2d } from './batch-norm.js';
-import { backbone, head, maxPoolLayers, reluName, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
+import { backbone, head, maxPoolLayers, reluName, STAGE_COUNT, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
 import { EagerResNet } from './eager-resnet.js';
 import type { Network } from './network.js';
 
@@ -170,7 +170,7 @@ export function buildResNet50(requested: ModelConfig): ResNet50 {
     tree,
     config,
     network: eager.network,
-    features: (x) => eager.features(x),
+    features: (x) => eager.stagesBefore(x, STAGE_COUNT),
     stagesBefore: (x, stage) => eager.stagesBefore(x, stage),
     networkFrom: (stage) => eager.networkFrom(stage),
     dispose: () => {
