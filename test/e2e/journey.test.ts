@@ -13,7 +13,7 @@ import { preprocessingFor } from '../../engine/data/preprocess.js';
 import { loadModel } from '../../engine/model/checkpoint-io.js';
 import { buildResNet50 } from '../../engine/model/resnet50.js';
 import { importTorchvisionWeights } from '../../engine/model/torchvision-weights.js';
-import { binary, finished, pollJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
+import { binary, finished, pollJob, startServiceWithStandInWeights, type TestService, downloadWhenMade } from '../helpers/service.js';
 import { maxAbsDifference, useTestBackend } from '../helpers/tf.js';
 import sharp, { type Sharp } from 'sharp';
 import { renderSyntheticImage } from '../../engine/data/synthetic.js';
@@ -138,7 +138,7 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
       // Kept for the first 32 images evaluated: all 12 held out of a trained job, 32 of a pretrained job's 60.
       assert.equal(metrics.validationPredictions.length, c.mode === 'pretrained' ? 32 : metrics.evaluation!.images);
 
-      const download = await service.http().get(`/v1/jobs/${id}/checkpoint`).buffer(true).parse(binary);
+      const download = (await downloadWhenMade(() => service.http().get(`/v1/jobs/${id}/checkpoint`).buffer(true).parse(binary))).response;
       assert.equal(download.status, 200);
       assert.equal(download.headers['content-type'], 'application/gzip');
       assert.equal(Number(download.headers['content-length']), download.body.length);
@@ -160,7 +160,9 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
       const theirs = metrics.validationPredictions.flatMap((p) => p.probabilities);
       assert.ok(maxAbsDifference(ours, theirs) < 1e-5, `checkpoint vs worker: ${maxAbsDifference(ours, theirs)}`);
 
-      const safetensors = await service.http().get(`/v1/jobs/${id}/checkpoint?format=safetensors`).buffer(true).parse(binary);
+      const safetensors = (
+        await downloadWhenMade(() => service.http().get(`/v1/jobs/${id}/checkpoint?format=safetensors`).buffer(true).parse(binary))
+      ).response;
       assert.equal(safetensors.status, 200);
       const fresh = buildResNet50(loaded.config);
       importTorchvisionWeights(fresh, safetensors.body, { scope: 'all' });
@@ -169,7 +171,7 @@ describe('the user journey: submit, poll, summary, metrics, download', () => {
       fresh.dispose();
 
       if (c.mode !== 'pretrained') {
-        const epoch1 = await service.http().get(`/v1/jobs/${id}/checkpoint?epoch=1`);
+        const epoch1 = (await downloadWhenMade(() => service.http().get(`/v1/jobs/${id}/checkpoint?epoch=1`))).response;
         assert.equal(epoch1.status, 200);
         assert.match(epoch1.headers['content-disposition'], /epoch-1\.tar\.gz/);
         assert.equal((await service.http().get(`/v1/jobs/${id}/checkpoint?epoch=7`)).status, 404);

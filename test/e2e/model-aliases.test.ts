@@ -5,7 +5,7 @@ import { ApiKeys } from '../../common/api-keys.js';
 import { seededRandom } from '../../common/random.js';
 import { renderSyntheticImage } from '../../engine/data/synthetic.js';
 import type { ModelAlias } from '../../schemas/model-alias.js';
-import { finished, pollJob, startService, type TestService } from '../helpers/service.js';
+import { finished, pollJob, startService, type TestService, downloadWhenMade } from '../helpers/service.js';
 
 const ADMIN_API_KEY = 'admin-key-for-the-aliases-test-0123456789';
 const spec = (seed: number) => ({
@@ -69,7 +69,7 @@ describe('model aliases', () => {
     const afterMove = await predict(alice, '/v1/models/flowers/predict');
     assert.equal(afterMove.body.jobId, jobs[1]);
     assert.equal(afterMove.body.model, 'epoch-1', 'the checkpoint the alias names answers');
-    const download = await service.as(alice).get('/v1/models/flowers/checkpoint');
+    const download = (await downloadWhenMade(() => service.as(alice).get('/v1/models/flowers/checkpoint'))).response;
     assert.equal(download.status, 200);
     assert.match(download.headers['content-disposition'], new RegExp(`${jobs[1]}.*epoch-1\\.tar\\.gz"`));
     const listed = await service.as(alice).get('/v1/models');

@@ -4,7 +4,7 @@ import { Cluster } from 'ioredis';
 import { scanKeys } from '../../common/redis-connection.js';
 import { loadConfig } from '../../schemas/config.js';
 import { startRedisCluster, type RedisCluster } from '../helpers/redis-server.js';
-import { completedJob, startService, untilReady, type TestService } from '../helpers/service.js';
+import { completedJob, startService, untilReady, type TestService, downloadWhenMade } from '../helpers/service.js';
 
 describe('the service on a three-node Redis Cluster (REDIS_CLUSTER_NODES)', () => {
   let cluster: RedisCluster;
@@ -48,7 +48,7 @@ describe('the service on a three-node Redis Cluster (REDIS_CLUSTER_NODES)', () =
       listed.body.items.map((job: { id: string }) => job.id),
       [id],
     );
-    const checkpoint = await service.http().get(`/v1/jobs/${id}/checkpoint`);
+    const checkpoint = (await downloadWhenMade(() => service.http().get(`/v1/jobs/${id}/checkpoint`))).response;
     assert.equal(checkpoint.status, 200);
 
     const keys = await scanKeys(service.redis, `${prefix}:*`);

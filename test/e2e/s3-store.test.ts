@@ -7,7 +7,7 @@ import * as tar from 'tar';
 import { MESSY_BAD_FILES, writeMessyDataset } from '../helpers/images.js';
 import { startS3Server, type S3Server } from '../helpers/s3-server.js';
 import { tempDir } from '../helpers/torch.js';
-import { binary, completedJob, finished, pollJob, startService, type TestService } from '../helpers/service.js';
+import { binary, completedJob, finished, pollJob, startService, type TestService, downloadWhenMade } from '../helpers/service.js';
 import { testApp } from '../helpers/app.js';
 
 describe('two hosts sharing only Redis and an S3-compatible object store (ARTIFACT_STORE=s3://...)', () => {
@@ -60,14 +60,17 @@ describe('two hosts sharing only Redis and an S3-compatible object store (ARTIFA
     assert.equal(summary.body.totals.trainableParams, 2048 * 3 + 3);
 
     for (const query of ['', '?epoch=1']) {
-      const archive = await service.http().get(`/v1/jobs/${id}/checkpoint${query}`).buffer(true).parse(binary);
+      const archive = (await downloadWhenMade(() => service.http().get(`/v1/jobs/${id}/checkpoint${query}`).buffer(true).parse(binary)))
+        .response;
       assert.equal(archive.status, 200, query);
       assert.equal(archive.headers['content-type'], 'application/gzip');
       assert.equal(Number(archive.headers['content-length']), (archive.body as Buffer).length);
       const again = await service.http().get(`/v1/jobs/${id}/checkpoint${query}`).set('if-none-match', archive.headers.etag);
       assert.equal(again.status, 304, 'the kept archive keeps its ETag');
     }
-    const safetensors = await service.http().get(`/v1/jobs/${id}/checkpoint?format=safetensors`).buffer(true).parse(binary);
+    const safetensors = (
+      await downloadWhenMade(() => service.http().get(`/v1/jobs/${id}/checkpoint?format=safetensors`).buffer(true).parse(binary))
+    ).response;
     assert.equal(safetensors.status, 200);
     const headerBytes = Number((safetensors.body as Buffer).readBigUInt64LE(0));
     assert.ok(JSON.parse((safetensors.body as Buffer).subarray(8, 8 + headerBytes).toString())['fc.weight'], 'torchvision names');

@@ -7,7 +7,7 @@ import type { JobStatus } from '../../schemas/job-status.js';
 import { SweepSpec, type SweepStatus } from '../../schemas/sweep.js';
 import { suggest } from '../../services/sweeps/search.js';
 import { testApp } from '../helpers/app.js';
-import { sleep, startService, type TestService, type WorkerProcess } from '../helpers/service.js';
+import { sleep, startService, type TestService, type WorkerProcess, downloadWhenMade } from '../helpers/service.js';
 import { tempDir } from '../helpers/torch.js';
 
 const base = {
@@ -96,7 +96,9 @@ describe('sweeps on two real workers', () => {
     assert.equal(metrics.epochs[sweep.best.epoch - 1].validationAccuracy, sweep.best.value);
     assert.ok(sweep.best);
     assert.equal(metrics.bestEpoch, sweep.best.epoch, "the trial keeps its best epoch by the sweep's objective");
-    assert.equal((await service.http().get(`/v1/jobs/${sweep.best.job}/checkpoint?epoch=${sweep.best.epoch}`)).status, 200);
+    const promoted = sweep.best;
+    const download = await downloadWhenMade(() => service.http().get(`/v1/jobs/${promoted.job}/checkpoint?epoch=${promoted.epoch}`));
+    assert.equal(download.response.status, 200);
     // Promoted: the alias points at the best trial's best epoch.
     const alias = (await service.http().get('/v1/models/grid-best')).body as { job: string; checkpoint: number };
     assert.deepEqual([alias.job, alias.checkpoint], [sweep.best.job, sweep.best.epoch]);
@@ -175,7 +177,11 @@ describe('sweeps on two real workers', () => {
     assert.ok(stopped.length >= 1, 'at least one trial stopped early');
     const job = (await service.http().get(`/v1/jobs/${stopped[0].job}`)).body as JobStatus;
     assert.equal(job.result?.stoppedEarlyAfterEpoch, stopped[0].epochs.length);
-    assert.equal((await service.http().get(`/v1/jobs/${stopped[0].job}/checkpoint?epoch=latest`)).status, 200, 'its checkpoints are kept');
+    assert.equal(
+      (await downloadWhenMade(() => service.http().get(`/v1/jobs/${stopped[0].job}/checkpoint?epoch=latest`))).response.status,
+      200,
+      'its checkpoints are kept',
+    );
     assert.deepEqual(sweep.best, { ...recomputedBest(sweep), job: sweep.trials[recomputedBest(sweep).trial].job });
   });
 

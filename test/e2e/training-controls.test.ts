@@ -7,7 +7,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { seededRandom } from '../../common/random.js';
 import { renderSyntheticImage } from '../../engine/data/synthetic.js';
-import { completedJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
+import { completedJob, startServiceWithStandInWeights, type TestService, downloadWhenMade } from '../helpers/service.js';
 
 const dataset = { type: 'synthetic', numClasses: 4, imagesPerClass: 30, imageSize: 32, seed: 1 } as const;
 
@@ -41,7 +41,7 @@ describe('training controls on real jobs', () => {
     const lowest = metrics.epochs.reduce((a, b) => (b.validationLoss! < a.validationLoss! ? b : a));
     assert.equal(bestEpoch, lowest.epoch);
     assert.ok(Math.abs(metrics.evaluation!.loss! - lowest.validationLoss!) < 1e-5, 'the final model is the best epoch');
-    const best = await service.http().get(`/v1/jobs/${id}/checkpoint?epoch=best`);
+    const best = (await downloadWhenMade(() => service.http().get(`/v1/jobs/${id}/checkpoint?epoch=best`))).response;
     assert.equal(best.status, 200);
     assert.match(best.headers['content-disposition'], new RegExp(`-epoch-${bestEpoch}\\.tar\\.gz"`));
     const artifacts = new JobArtifacts(service.store, id);

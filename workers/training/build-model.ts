@@ -7,7 +7,7 @@ import { hasFrozenLayers } from '../../engine/model/checkpoint-io.js';
 import { buildResNet50, type ResNet50 } from '../../engine/model/resnet50.js';
 import { summarize } from '../../engine/model/summary.js';
 import type { WeightsLineage } from '../../schemas/weights.js';
-import type { JobContext } from './job-context.js';
+import { InvalidJobError, type JobContext } from './job-context.js';
 import type { JobData } from './load-data.js';
 import type { ProgressReporter } from './progress-reporter.js';
 import type { StartPoint } from './start-point.js';
@@ -34,7 +34,13 @@ async function frozenSourceOf(ctx: JobContext, start: StartPoint, resnet: ResNet
   if (!isTrainingSpec(ctx.spec) || !hasFrozenLayers(resnet)) return null;
   const source = await start.frozenSource(resnet);
   await ctx.artifacts.writeFrozenSource(source);
-  if (source.variant) await ctx.weights.weights.pin(source.variant, ctx.jobId);
+  if (source.variant) {
+    await ctx.weights.weights.pin(source.variant, ctx.jobId);
+    // Replaced between the load and the pin: these checkpoints would name bytes the store no longer holds.
+    const record = await ctx.weights.weights.record(source.variant);
+    if (record?.sha256 !== source.sha256)
+      throw new InvalidJobError(`the "${source.variant}" weights were replaced while the job started: submit it again`);
+  }
   return source;
 }
 
