@@ -110,17 +110,23 @@ export function headOnCodes(resnet: ResNet50): Network {
   return layersNetwork(tf.model({ inputs: codes, outputs: resnet.model.getLayer('fc').apply(codes) as tf.SymbolicTensor }));
 }
 
+/** Batches of outputs kept per image file (CNN codes, frozen stages' outputs), each of `shape`. */
+export function keptBatches(kept: ReadonlyMap<string, Float32Array>, shape: readonly number[], what: string): BatchSource {
+  const perImage = shape.reduce((size, dim) => size * dim, 1);
+  return async (batch) => {
+    const out = new Float32Array(batch.length * perImage);
+    batch.forEach((image, i) => {
+      const values = kept.get(image.file);
+      if (!values) throw new Error(`no ${what} for ${image.file}`);
+      out.set(values, i * perImage);
+    });
+    return tf.tensor(out, [batch.length, ...shape]);
+  };
+}
+
 /** Batches of cached codes for the head: the same input for training and validation. */
 export function codeBatches({ codes }: FeatureCodes): BatchSource {
-  return async (batch) => {
-    const out = new Float32Array(batch.length * FEATURE_DIM);
-    batch.forEach((image, i) => {
-      const code = codes.get(image.file);
-      if (!code) throw new Error(`no CNN code for ${image.file}`);
-      out.set(code, i * FEATURE_DIM);
-    });
-    return tf.tensor2d(out, [batch.length, FEATURE_DIM]);
-  };
+  return keptBatches(codes, [FEATURE_DIM], 'CNN code');
 }
 
 export type FeatureCacheUse = NonNullable<Metrics['featureCache']>;

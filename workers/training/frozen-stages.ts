@@ -1,10 +1,10 @@
-import * as tf from '@tensorflow/tfjs';
 import type { LabelledImage } from '../../common/image-folder.js';
 import type { ImageLoader } from '../../engine/data/datasets.js';
 import type { ResNet50 } from '../../engine/model/resnet50.js';
 import { float32ValuesOf } from '../../engine/model/tensor-values.js';
 import type { Metrics } from '../../schemas/metrics.js';
 import type { BatchSource } from './evaluate.js';
+import { keptBatches } from './feature-cache.js';
 
 export type FrozenStagesUse = NonNullable<Metrics['frozenStages']>;
 
@@ -54,15 +54,9 @@ export async function frozenStageOutputs({
     batch.forEach((image, i) => outputs.set(image.file, values.slice(i * perImage, (i + 1) * perImage)));
     await onBatch(start + batch.length);
   }
-  const perImage = shape.reduce((size, dim) => size * dim, 1);
-  const inputs: BatchSource = async (batch) => {
-    const out = new Float32Array(batch.length * perImage);
-    batch.forEach((image, i) => {
-      const kept = outputs.get(image.file);
-      if (!kept) throw new Error(`no frozen-stage output for ${image.file}`);
-      out.set(kept, i * perImage);
-    });
-    return tf.tensor(out, [batch.length, ...shape]);
+  const bytes = 4 * shape.reduce((size, dim) => size * dim, 1) * outputs.size;
+  return {
+    inputs: keptBatches(outputs, shape, 'frozen-stage output'),
+    use: { reused: true, imagesComputed: outputs.size, bytes, reason: null },
   };
-  return { inputs, use: { reused: true, imagesComputed: outputs.size, bytes: 4 * perImage * outputs.size, reason: null } };
 }
