@@ -3,6 +3,7 @@ import {
   CheckpointState,
   FrozenSource,
   frozenSourceIn,
+  Int8Calibration,
   InterruptedState,
   ModelMetadata,
   TfjsModelJson,
@@ -21,6 +22,7 @@ const STATE_FILE = 'state.json';
 const METADATA_FILE = 'metadata.json';
 const OPTIMIZER_FILE = 'optimizer.bin';
 const TORCHVISION_FILE = 'model.safetensors';
+const INT8_FILE = 'int8.json';
 /** A saved model's files as a tfjs client loads them (model.json and weights.bin are tfjs' layers format): a tar.gz download holds these. */
 const MODEL_JSON = 'model.json';
 const MODEL_FILES = [MODEL_JSON, 'weights.bin', METADATA_FILE];
@@ -97,6 +99,7 @@ export interface ModelFolder {
  *              /checkpoints/epoch-NNNN/    model.json weights.bin optimizer.bin metadata.json state.json
  *              /checkpoints/interrupted/   the same, mid-epoch, written when a worker is asked to stop
  *              /final/                     model.json weights.bin model.safetensors metadata.json
+ *                                          int8.json (activation ranges; written after the rest, only where int8 is offered)
  *              /validation/<n>.jpg         thumbnails of the held-out images in metrics.validationPredictions
  *              /downloads/<label>.<format> tar.gz, onnx, and safetensors of epochs (built on first download)
  *
@@ -159,6 +162,14 @@ export class JobArtifacts {
   }
   readFrozenSource(): Promise<FrozenSource | null> {
     return readJson(this.store, this.frozenSourceKey, FrozenSource);
+  }
+
+  /** What quantises a saved model to int8; null where int8 is not offered for it. */
+  readInt8Calibration(folder: string): Promise<Int8Calibration | null> {
+    return readJson(this.store, `${folder}/${INT8_FILE}`, Int8Calibration);
+  }
+  writeInt8Calibration(folder: string, calibration: Int8Calibration): Promise<void> {
+    return this.store.write(`${folder}/${INT8_FILE}`, JSON.stringify(calibration));
   }
 
   /** A thumbnail of the validation image whose prediction the metrics keep at `index`. */

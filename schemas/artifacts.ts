@@ -101,3 +101,14 @@ export const ConvertingDownload = z.object({
   detail: z.string(),
   retryAfterSeconds: z.number().int(),
 });
+
+/** The smallest and largest value each tensor of the backbone took during calibration, by name (`input`, then module paths). */
+export const ActivationRanges = z.record(z.string(), z.tuple([z.number(), z.number()]));
+export type ActivationRanges = z.infer<typeof ActivationRanges>;
+
+/** `<model folder>/int8.json`: what quantises the model's backbone to int8, written only where int8 is offered. */
+export const Int8Calibration = z.object({
+  calibrationImages: z.number().int().positive(),
+  ranges: ActivationRanges,
+});
+export type Int8Calibration = z.infer<typeof Int8Calibration>;

@@ -220,6 +220,20 @@ export const Config = z.object({
     .describe(
       "fine_tuning without augmentation: the frozen stages' output for every image, kept in the worker's memory (FEATURE_CACHE=1); past this the frozen stages run every step",
     ),
+  INT8_CALIBRATION_IMAGES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(4096)
+    .default(256)
+    .describe('Training images a finished job runs in float32 to set its int8 activation scales; 0: no int8 predictions'),
+  INT8_CHECK_IMAGES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100_000)
+    .default(2000)
+    .describe('Validation images, at most, on which int8 must agree with float32 (top-1) for int8 predictions to be offered'),
   CACHE_MAX_BYTES: z.coerce
     .number()
     .int()

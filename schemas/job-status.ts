@@ -26,6 +26,7 @@ export const Phase = z.enum([
   'validating',
   'evaluating',
   'saving',
+  'quantizing',
   'done',
   'cancelled',
 ]);

@@ -40,6 +40,20 @@ export const Evaluation = z.object({
 });
 export type Evaluation = z.infer<typeof Evaluation>;
 
+/** Top-1 agreement of int8 with float32 that int8 predictions need to be offered. */
+export const INT8_MIN_AGREEMENT = 0.99;
+
+export const Int8Check = z.object({
+  offered: z.boolean().describe(`Whether predictions may ask for precision=int8: top-1 agreement with float32 >= ${INT8_MIN_AGREEMENT}`),
+  reason: z.string().nullable().describe('Why int8 is not offered'),
+  calibrationImages: z.number().int().describe('Training images whose activation ranges set the scales'),
+  heldOutImages: z.number().int().describe('Validation images both precisions predicted'),
+  agreement: z.number().nullable().describe('Share of held-out images whose top-1 class is the same in int8 and float32'),
+  accuracy: z.number().nullable().describe('Top-1 accuracy of int8 on the held-out images'),
+  fp32Accuracy: z.number().nullable().describe('Top-1 accuracy of float32 on the same images'),
+});
+export type Int8Check = z.infer<typeof Int8Check>;
+
 /** What GET /v1/jobs/:id/metrics serves: written by the worker after every epoch and at the end. */
 export const Metrics = z.object({
   classNames: z.array(z.string()),
@@ -62,6 +76,9 @@ export const Metrics = z.object({
     })
     .optional()
     .describe("fine_tuning without augmentation from layer1 on: the frozen stages' output computed once per image, or why not"),
+  int8: Int8Check.optional().describe(
+    'The final model quantised to int8 against itself in float32: offered for predictions only where they agree',
+  ),
   report: ClassificationReport.nullable().describe('Of the final model on the validation split (training modes)'),
   weights: WeightsLineage.nullable().default(null).describe('Where the weights the job started from came from'),
   dataset: z

@@ -31,8 +31,10 @@ export function predictBox(jobId: string): HTMLElement {
   const precision = h(
     'select',
     { 'aria-label': 'precision', 'data-testid': 'predict-precision' },
-    h('option', { value: 'fp32' }, 'fp32'),
+    h('option', { value: '' }, 'fastest offered'),
+    h('option', { value: 'int8' }, 'int8 (where the job offers it)'),
     h('option', { value: 'bf16' }, 'bf16 (where the CPU has it)'),
+    h('option', { value: 'fp32' }, 'fp32'),
   );
   const ran = h('span', { class: 'muted', 'data-testid': 'predict-ran' });
   const input = h('input', { type: 'file', accept: 'image/*', multiple: true, 'data-testid': 'predict-input' });
@@ -45,7 +47,8 @@ export function predictBox(jobId: string): HTMLElement {
     for (const file of files) form.append('images', file, file.name);
     output.replaceChildren(h('p', { class: 'muted' }, `predicting ${files.length} image(s)…`));
     try {
-      const response = await request(`/v1/jobs/${jobId}/predict?topK=5&precision=${precision.value}`, { method: 'POST', body: form });
+      const asked = precision.value ? `&precision=${precision.value}` : '';
+      const response = await request(`/v1/jobs/${jobId}/predict?topK=5${asked}`, { method: 'POST', body: form });
       const body = (await response.json()) as PredictResponse;
       ran.textContent = `ran in ${body.precision}`;
       output.replaceChildren(...results(body));

@@ -40,9 +40,17 @@ export class EagerResNet {
     this.network = this.networkFrom(0);
   }
 
-  /** The output of the stages before `stage`, in inference mode (STAGE_COUNT: the 2048-D codes): what the stages from `stage` on take. */
-  stagesBefore(x: tf.Tensor, stage: number): tf.Tensor {
-    return backboneStages(new EagerRun(this, false, '', new WeakSet()), x, 0, stage);
+  /**
+   * The output of the stages before `stage`, in inference mode (STAGE_COUNT: the 2048-D codes): what the
+   * stages from `stage` on take. `observe` sees every convolution's output and every residual sum's, by path.
+   */
+  stagesBefore(x: tf.Tensor, stage: number, observe?: Observer): tf.Tensor {
+    return backboneStages(new EagerRun(this, false, '', new WeakSet(), observe), x, 0, stage);
+  }
+
+  /** The classifier on 2048-D codes, in inference mode. */
+  classify(codes: tf.Tensor): tf.Tensor {
+    return head(new EagerRun(this, false, '', new WeakSet()), codes, this.numClasses, this.fineTuning);
   }
 
   /** The network from `stage` on, for batches of what stagesBefore(stage) gives. */
@@ -89,6 +97,9 @@ export class EagerResNet {
   }
 }
 
+/** Sees a tensor the forward pass made: a convolution's output (named by its path) or a residual sum's (`<block>.add`). */
+export type Observer = (name: string, tensor: tf.Tensor) => void;
+
 /** One forward pass: the builder the architecture runs against, and which tensors carry a gradient. */
 class EagerRun implements Builder<tf.Tensor> {
   constructor(
@@ -96,6 +107,7 @@ class EagerRun implements Builder<tf.Tensor> {
     private readonly training: boolean,
     private readonly prefix: string,
     private readonly differentiable: WeakSet<tf.Tensor>,
+    private readonly observe?: Observer,
   ) {}
 
   path(varName: string): string {
@@ -128,11 +140,14 @@ class EagerRun implements Builder<tf.Tensor> {
     const weights = folding.filter ? { filter: folding.filter } : { filter: kernel, scale: folding.scale };
     const gradients = { x: this.training && this.differentiable.has(x), filter: trainsConv };
     const out = foldedConv(input as tf.Tensor4D, weights, folding.shift, spec.stride, padding, relu, gradients);
+    this.observe?.(convName, out);
     return this.mark(out, gradients.x || gradients.filter);
   }
 
   addRelu(x: tf.Tensor, identity: tf.Tensor): tf.Tensor {
-    return this.mark(addRelu(x, identity), this.differentiable.has(x) || this.differentiable.has(identity));
+    const out = addRelu(x, identity);
+    this.observe?.(this.path('add'), out);
+    return this.mark(out, this.differentiable.has(x) || this.differentiable.has(identity));
   }
 
   maxPool(x: tf.Tensor): tf.Tensor {
@@ -152,7 +167,7 @@ class EagerRun implements Builder<tf.Tensor> {
   }
 
   container(_type: string, varName: string, build: (inner: Builder<tf.Tensor>) => tf.Tensor): tf.Tensor {
-    return build(new EagerRun(this.owner, this.training, this.path(varName), this.differentiable));
+    return build(new EagerRun(this.owner, this.training, this.path(varName), this.differentiable, this.observe));
   }
 
   private mark(tensor: tf.Tensor, differentiable: boolean): tf.Tensor {

@@ -4,7 +4,7 @@ import { mixSeed } from '../../common/random.js';
 import { ModelConfig, Stage } from '../../schemas/model.js';
 import { BatchNorm2d } from './batch-norm.js';
 import { backbone, head, maxPoolLayers, reluName, STAGE_COUNT, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
-import { EagerResNet } from './eager-resnet.js';
+import { EagerResNet, type Observer } from './eager-resnet.js';
 import type { Network } from './network.js';
 
 export type { ModelConfig };
@@ -31,8 +31,10 @@ export interface ResNet50 {
   network: Network;
   /** The 2048-D codes of a batch (the backbone in inference mode), run the same way. */
   features(x: tf.Tensor): tf.Tensor;
-  /** The output of the stages before `stage` (0 the stem .. 4 layer4, as Stage counts), in inference mode. */
-  stagesBefore(x: tf.Tensor, stage: number): tf.Tensor;
+  /** The output of the stages before `stage` (0 the stem .. 4 layer4, as Stage counts), in inference mode; `observe` sees its tensors. */
+  stagesBefore(x: tf.Tensor, stage: number, observe?: Observer): tf.Tensor;
+  /** The classifier on 2048-D codes, in inference mode. */
+  classify(codes: tf.Tensor): tf.Tensor;
   /** The network from `stage` on, taking what stagesBefore(stage) gives: frozen stages computed once feed it. */
   networkFrom(stage: number): Network;
   /** The model, and the folded filters the eager runs keep. */
@@ -171,7 +173,8 @@ export function buildResNet50(requested: ModelConfig): ResNet50 {
     config,
     network: eager.network,
     features: (x) => eager.stagesBefore(x, STAGE_COUNT),
-    stagesBefore: (x, stage) => eager.stagesBefore(x, stage),
+    stagesBefore: (x, stage, observe) => eager.stagesBefore(x, stage, observe),
+    classify: (codes) => eager.classify(codes),
     networkFrom: (stage) => eager.networkFrom(stage),
     dispose: () => {
       eager.dispose();

@@ -2,8 +2,44 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
+/** A backbone made by int8Network: its quantised filters and, per input shape, its primitives and buffers. */
+export interface Int8Handle {
+  readonly __int8Network: unique symbol;
+}
+
+/** One tensor of an int8 network: u8 (or s8 where `signed`), real value = stored integer * scale. */
+export interface Int8TensorSpec {
+  signed: boolean;
+  scale: number;
+  channels: number;
+}
+
+/**
+ * One op of an int8 network, by tensor index: a convolution of a folded float filter (HWIO; quantised
+ * per output channel by the addon) and bias, with the residual `sum` tensor added before the ReLU; or
+ * the stem's 3x3 stride-2 max pool.
+ */
+export type Int8OpSpec =
+  | {
+      kind: 'conv';
+      src: number;
+      dst: number;
+      sum?: number;
+      kernel: number;
+      stride: number;
+      pad: number;
+      relu: boolean;
+      filter: Float32Array;
+      bias: Float32Array;
+    }
+  | { kind: 'maxpool'; src: number; dst: number };
+
 /** The addon's functions: each reads and writes the Float32Array views it is given, in place. */
 export interface OneDnnAddon {
+  /** Tensor 0 is the input (quantised from float); the last is the output. */
+  int8Network(spec: { tensors: Int8TensorSpec[]; ops: Int8OpSpec[] }): Int8Handle;
+  /** The network on float NHWC input (dims [N,H,W,C]): `out` gets the last tensor as floats, averaged over its pixels when `pool`. */
+  int8Run(network: Int8Handle, input: Float32Array, dims: Int32Array, out: Float32Array, pool: boolean): void;
   version(): string;
   /** Seconds spent inside oneDNN's primitives on this thread so far (the rest of a step is ours and tfjs'). */
   primitiveSeconds(): number;

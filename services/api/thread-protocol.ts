@@ -1,8 +1,7 @@
 // Messages between the API's main thread and its worker threads (structured-cloned, same codebase).
 import type { ArtifactStoreSettings, Config } from '../../schemas/config.js';
 import type { DatasetSpec, PreflightOptions } from '../../schemas/dataset.js';
-import type { Precision } from '../../schemas/model.js';
-import type { ImagePrediction } from '../../schemas/predict.js';
+import type { ImagePrediction, PredictPrecision } from '../../schemas/predict.js';
 
 /** What every thread is started with: where to find things, on which backend to run. */
 export interface ThreadSettings {
@@ -26,9 +25,12 @@ export interface PredictRequest {
   /** Files the API streamed the uploads into; it removes them after the answer. */
   images: Array<{ name: string; path: string }>;
   topK: number;
-  precision: Precision;
+  /** Unset: the fastest the model and this host offer. */
+  precision: PredictPrecision | undefined;
 }
 
 export type PredictOutcome =
-  | { ok: true; predictions: ImagePrediction[]; precision: Precision }
-  | { ok: false; errors: Array<{ index: number; file: string; message: string }> };
+  | { ok: true; predictions: ImagePrediction[]; precision: PredictPrecision }
+  | { ok: false; errors: Array<{ index: number; file: string; message: string }> }
+  /** The precision asked for is not offered for this model (why). */
+  | { ok: false; unavailable: string };

@@ -6,6 +6,7 @@ import { evaluatePretrained } from './evaluate-pretrained.js';
 import type { JobContext } from './job-context.js';
 import { loadData } from './load-data.js';
 import { ProgressReporter } from './progress-reporter.js';
+import { checkInt8 } from './quantize.js';
 import { saveFinalModel } from './save-model.js';
 import { resolveStartPoint } from './start-point.js';
 import { train } from './train.js';
@@ -39,6 +40,7 @@ async function runWith(ctx: JobContext): Promise<TrainingResult> {
       ? await train(ctx, spec, model, data, reporter)
       : await evaluatePretrained(ctx, model, data, reporter);
     await saveFinalModel(ctx, model, metrics, reporter);
+    await checkInt8(ctx, model, data, metrics, reporter);
     return {
       epochsCompleted: metrics.epochs.length,
       resumedFromEpoch,

@@ -64,6 +64,11 @@ function uncovered(kernelName: string): tf.KernelFunc {
   };
 }
 
+/** The addon whose kernels this thread's tfjs runs, if it does. */
+export function registeredOneDnn(): OneDnnAddon | null {
+  return registered && tf.getBackend() === 'wasm' ? registered : null;
+}
+
 /** What convolutions read from now on: bf16 only where the oneDNN kernels run and the CPU has AVX512-BF16. */
 export function useConvolutionPrecision(precision: Precision): Precision {
   if (!registered || tf.getBackend() !== 'wasm') return 'fp32';

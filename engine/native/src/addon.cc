@@ -39,6 +39,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["setPrecision"] = Napi::Function::New(env, SetPrecision);
   exports["batchNormTrain"] = Napi::Function::New(env, BatchNormTrain);
   exports["batchNormGrad"] = Napi::Function::New(env, BatchNormGrad);
+  exports["int8Network"] = Napi::Function::New(env, MakeInt8Network);
+  exports["int8Run"] = Napi::Function::New(env, RunInt8Network);
   return exports;
 }
 

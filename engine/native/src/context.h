@@ -203,5 +203,7 @@ Napi::Value Adam(const Napi::CallbackInfo& info);
 Napi::Value SetPrecision(const Napi::CallbackInfo& info);
 Napi::Value BatchNormTrain(const Napi::CallbackInfo& info);
 Napi::Value BatchNormGrad(const Napi::CallbackInfo& info);
+Napi::Value MakeInt8Network(const Napi::CallbackInfo& info);
+Napi::Value RunInt8Network(const Napi::CallbackInfo& info);
 
 }  // namespace retrain

@@ -12,7 +12,8 @@ import { nhwcBatch } from '../../../engine/data/datasets.js';
 import { decodeForModel, ImageDecodeError } from '../../../engine/data/preprocess.js';
 import { loadModel } from '../../../engine/model/checkpoint-io.js';
 import { freeze, type ResNet50 } from '../../../engine/model/resnet50.js';
-import { useConvolutionPrecision } from '../../../engine/native/kernels/register.js';
+import { registeredOneDnn, useConvolutionPrecision } from '../../../engine/native/kernels/register.js';
+import { Int8Backbone, int8Logits } from '../../../engine/model/int8.js';
 import { topIndices } from '../../../engine/training/classification-report.js';
 import { serveThreadRpc } from '../thread-rpc.js';
 import type { PredictOutcome, PredictRequest, ThreadSettings } from '../thread-protocol.js';
@@ -27,6 +28,22 @@ const ready = selectBackend(settings.backend, { nativeKernels: settings.nativeKe
 interface LoadedModel {
   resnet: ResNet50;
   metadata: ModelMetadata;
+  /** The backbone in int8 (quantised on first use), or why the model has none. */
+  int8: { backbone: () => Int8Backbone } | { reason: string };
+}
+
+/** What answers for int8 predictions of a saved model: its calibration, quantised here; else the job's reason. */
+async function int8Of(artifacts: JobArtifacts, folder: string, resnet: ResNet50): Promise<LoadedModel['int8']> {
+  const addon = registeredOneDnn();
+  if (!addon) return { reason: 'this API host runs without the oneDNN kernels' };
+  const calibration = await artifacts.readInt8Calibration(folder);
+  if (!calibration) {
+    if (folder !== artifacts.finalFolder) return { reason: "int8 is calibrated for a job's final model only" };
+    const check = (await artifacts.readMetrics())?.int8;
+    return { reason: check?.reason ?? 'the job was not quantised (it ended before int8 predictions existed)' };
+  }
+  let backbone: Int8Backbone | null = null;
+  return { backbone: () => (backbone ??= Int8Backbone.build(addon, resnet, calibration.ranges)) };
 }
 const loaded = new Map<string, Promise<LoadedModel>>();
 
@@ -35,11 +52,12 @@ function modelOf(jobId: string, folder: string): Promise<LoadedModel> {
   let entry = loaded.get(folder);
   if (!entry) {
     entry = (async () => {
-      const metadata = await new JobArtifacts(store, jobId).readModelMetadata(folder);
+      const artifacts = new JobArtifacts(store, jobId);
+      const metadata = await artifacts.readModelMetadata(folder);
       if (!metadata) throw new Error(`job ${jobId} has no saved model in ${folder}`);
       const resnet = await loadModel(store, folder);
       freeze(resnet);
-      return { resnet, metadata };
+      return { resnet, metadata, int8: await int8Of(artifacts, folder, resnet) };
     })();
     entry.catch(() => loaded.delete(folder));
     loaded.set(folder, entry);
@@ -57,7 +75,9 @@ function modelOf(jobId: string, folder: string): Promise<LoadedModel> {
 
 serveThreadRpc<PredictRequest, PredictOutcome>(parentPort, async ({ jobId, folder, images, topK, precision }) => {
   await ready;
-  const { resnet, metadata } = await modelOf(jobId, folder);
+  const { resnet, metadata, int8 } = await modelOf(jobId, folder);
+  if (precision === 'int8' && 'reason' in int8)
+    return { ok: false, unavailable: `precision int8 is not offered for this model: ${int8.reason}` };
   const { preprocessing, classNames } = metadata;
   const decoded: PromiseSettledResult<Awaited<ReturnType<typeof decodeForModel>>>[] = [];
   // One file in memory at a time: a request may carry 64 files of 32 MiB.
@@ -83,11 +103,14 @@ serveThreadRpc<PredictRequest, PredictOutcome>(parentPort, async ({ jobId, folde
   if (errors.length) return { ok: false, errors };
   const crops = decoded.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
   const predictions: ImagePrediction[] = [];
+  // The fastest offered unless asked: int8 where the model has it, else bf16 where the CPU runs it.
+  const backbone = (precision ?? 'int8') === 'int8' && 'backbone' in int8 ? int8.backbone() : null;
   // Set for this request's forward passes, which run without a pause another request could take.
-  const ran = useConvolutionPrecision(precision);
+  const ran = backbone ? 'int8' : useConvolutionPrecision(precision === 'fp32' ? 'fp32' : 'bf16');
+  const logits = (x: tf.Tensor4D) => (backbone ? int8Logits(resnet, backbone, x) : resnet.network.forward(x, false));
   for (let start = 0; start < crops.length; start += BATCH) {
     const slice = crops.slice(start, start + BATCH);
-    const probabilities = float32ValuesOf(() => tf.softmax(resnet.network.forward(nhwcBatch(slice, preprocessing.crop), false)));
+    const probabilities = float32ValuesOf(() => tf.softmax(logits(nhwcBatch(slice, preprocessing.crop))));
     const classes = probabilities.length / slice.length;
     slice.forEach((_, i) => {
       const row = probabilities.subarray(i * classes, (i + 1) * classes);

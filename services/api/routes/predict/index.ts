@@ -6,7 +6,7 @@ import path from 'node:path';
 import multipart from '@fastify/multipart';
 import type { FastifyError, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { InvalidInputError, TooLargeError } from '../../../../common/errors.js';
+import { ConflictError, InvalidInputError, TooLargeError } from '../../../../common/errors.js';
 import { PredictQuery, PredictResponse } from '../../../../schemas/predict.js';
 import type { ModelService, ResolvedModel } from '../../../jobs/model-service.js';
 import { allowLongWork } from '../../long-work.js';
@@ -83,6 +83,7 @@ async function predictWith(
     if (images.length === 0) throw InvalidInputError.field('files', 'at least one image file is required');
     allowLongWork(request);
     const outcome = await place.send({ jobId: job.id, folder: model.folder, images, topK, precision });
+    if (!outcome.ok && 'unavailable' in outcome) throw new ConflictError(outcome.unavailable, { field: 'precision' });
     if (!outcome.ok) {
       const errors = outcome.errors.map((e) => ({ path: `files[${e.index}]`, file: e.file, message: e.message }));
       throw new InvalidInputError(errors, 'body', `${errors.length} file(s) could not be decoded as images`);

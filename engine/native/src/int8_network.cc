@@ -1,0 +1,343 @@
+// A whole backbone in int8 for predictions: u8/s8 activations with one scale per tensor, s8 filters with
+// one scale per output channel, int32 accumulation in oneDNN's int8 convolutions (VNNI, or AMX where the
+// CPU has it). Folded BatchNorms arrive as the filters and biases; a residual sum and its ReLU run in the
+// last convolution's epilogue. The plan is made once per model; primitives and buffers once per input shape.
+#include "conv.h"
+#include <cstring>
+
+namespace retrain {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+namespace {
+
+struct Tensor {
+  bool isSigned;
+  float scale;  // real value = stored integer * scale
+  int64_t channels;
+};
+
+struct Op {
+  bool pool;  // the stem's 3x3 stride-2 max pool; otherwise a convolution
+  int src, dst, sum;  // tensor indices; sum -1: none
+  int64_t kernel, stride, pad;
+  bool relu;
+  std::vector<int8_t> filter;  // HWIO
+  std::vector<float> filterScale, bias;
+};
+
+/** What one input shape needs: every tensor's buffer and size, the primitives, the filters in their layouts. */
+struct Instance {
+  int64_t n, h, w;
+  std::vector<std::pair<int64_t, int64_t>> sizes;  // per tensor: height, width
+  std::vector<int> bufferOf;  // per tensor
+  std::vector<std::vector<uint8_t>> buffers;
+  std::vector<dnnl::primitive> primitives;  // per op
+  std::vector<memory::desc> srcDescs, dstDescs;
+  std::vector<memory> weights, biases;
+  dnnl::reorder quantizeInput;
+  std::vector<uint8_t> scratchpad;
+};
+
+dt TypeOf(const Tensor& t) { return t.isSigned ? dt::s8 : dt::u8; }
+
+class Int8Network {
+ public:
+  std::vector<Tensor> tensors;
+  std::vector<Op> ops;
+
+  void Run(Context& context, const float* input, int64_t n, int64_t h, int64_t w, float* out, bool pool) {
+    Instance& instance = InstanceFor(context, n, h, w);
+    memory::desc inputDesc({n, tensors[0].channels, h, w}, dt::f32, tag::nhwc);
+    memory given(inputDesc, context.engine, const_cast<float*>(input));
+    Execute(context, instance.quantizeInput, given, Memory(context, instance, 0, instance.srcDescs[0]));
+    memory scratchpad(memory::desc({int64_t(instance.scratchpad.size())}, dt::u8, tag::x), context.engine, instance.scratchpad.data());
+    for (size_t i = 0; i < ops.size(); i++) {
+      const Op& op = ops[i];
+      memory src = Memory(context, instance, op.src, instance.srcDescs[i]);
+      memory dst = Memory(context, instance, op.dst, instance.dstDescs[i]);
+      if (op.pool) {
+        Execute(context, instance.primitives[i], {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+        continue;
+      }
+      // The sum post-op adds what the destination holds: the residual, copied in first.
+      if (op.sum >= 0) std::memcpy(dst.get_data_handle(), Data(instance, op.sum), instance.dstDescs[i].get_size());
+      Execute(context, instance.primitives[i],
+              {{DNNL_ARG_SRC, src},
+               {DNNL_ARG_WEIGHTS, instance.weights[i]},
+               {DNNL_ARG_BIAS, instance.biases[i]},
+               {DNNL_ARG_DST, dst},
+               {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    }
+    Dequantize(instance, out, pool);
+  }
+
+  int64_t OutputElements(int64_t n, int64_t h, int64_t w, bool pool) {
+    auto sizes = Sizes(h, w);
+    const Tensor& last = tensors.back();
+    return pool ? n * last.channels : n * sizes.back().first * sizes.back().second * last.channels;
+  }
+
+ private:
+  std::list<Instance> instances_;  // most recently used first
+
+  std::vector<std::pair<int64_t, int64_t>> Sizes(int64_t h, int64_t w) const {
+    std::vector<std::pair<int64_t, int64_t>> sizes(tensors.size(), {0, 0});
+    sizes[0] = {h, w};
+    for (const Op& op : ops) {
+      auto [ih, iw] = sizes[size_t(op.src)];
+      int64_t k = op.pool ? 3 : op.kernel, s = op.pool ? 2 : op.stride, p = op.pool ? 1 : op.pad;
+      int64_t oh = (ih + 2 * p - k) / s + 1, ow = (iw + 2 * p - k) / s + 1;
+      if (ih + 2 * p < k || iw + 2 * p < k) throw std::invalid_argument("the image is too small for the network");
+      sizes[size_t(op.dst)] = {oh, ow};
+    }
+    return sizes;
+  }
+
+  memory::desc Desc(const Instance& instance, int tensor) const {
+    const Tensor& t = tensors[size_t(tensor)];
+    auto [h, w] = instance.sizes[size_t(tensor)];
+    return memory::desc({instance.n, t.channels, h, w}, TypeOf(t), tag::nhwc);
+  }
+
+  static void* Data(Instance& instance, int tensor) { return instance.buffers[size_t(instance.bufferOf[size_t(tensor)])].data(); }
+
+  memory Memory(Context& context, Instance& instance, int tensor, const memory::desc& desc) const {
+    return memory(desc, context.engine, Data(instance, tensor));
+  }
+
+  Instance& InstanceFor(Context& context, int64_t n, int64_t h, int64_t w) {
+    for (auto it = instances_.begin(); it != instances_.end(); ++it) {
+      if (it->n == n && it->h == h && it->w == w) {
+        instances_.splice(instances_.begin(), instances_, it);
+        return instances_.front();
+      }
+    }
+    // Two shapes kept (a batch and its remainder): each holds its buffers and reordered filters.
+    if (instances_.size() >= 2) instances_.pop_back();
+    instances_.emplace_front();
+    Instance& instance = instances_.front();
+    try {
+      Build(context, instance, n, h, w);
+    } catch (...) {
+      instances_.pop_front();
+      throw;
+    }
+    return instance;
+  }
+
+  void Build(Context& context, Instance& instance, int64_t n, int64_t h, int64_t w) {
+    instance.n = n, instance.h = h, instance.w = w;
+    instance.sizes = Sizes(h, w);
+    AssignBuffers(instance);
+    size_t scratchpad = 0;
+    for (const Op& op : ops) {
+      memory::desc src = Desc(instance, op.src), dst = Desc(instance, op.dst);
+      instance.srcDescs.push_back(src);
+      instance.dstDescs.push_back(dst);
+      dnnl::primitive_attr attr = PooledScratchpad();
+      if (op.pool) {
+        dnnl::pooling_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, dnnl::algorithm::pooling_max, src, dst, {2, 2},
+                                                  {3, 3}, {1, 1}, {1, 1}},
+                                                 attr, context.engine);
+        scratchpad = std::max(scratchpad, pd.scratchpad_desc().get_size());
+        instance.primitives.emplace_back(dnnl::pooling_forward(pd));
+        instance.weights.emplace_back();
+        instance.biases.emplace_back();
+        continue;
+      }
+      const Tensor &in = tensors[size_t(op.src)], &out = tensors[size_t(op.dst)];
+      int64_t o = out.channels, c = in.channels, k = op.kernel;
+      memory::dims weightDims{o, c, k, k};
+      std::vector<float> outputScales(static_cast<size_t>(o)), accumulatorBias(static_cast<size_t>(o));
+      for (size_t j = 0; j < size_t(o); j++) {
+        // oneDNN 2.x: dst = output_scale * (accumulator + bias), so the bias is in accumulator units.
+        float accumulatorScale = in.scale * op.filterScale[j];
+        outputScales[j] = accumulatorScale / out.scale;
+        accumulatorBias[j] = op.bias[j] / accumulatorScale;
+      }
+      attr.set_output_scales(1 << 1, outputScales);
+      dnnl::post_ops postOps;
+      if (op.sum >= 0) {
+        const Tensor& residual = tensors[size_t(op.sum)];
+        postOps.append_sum(residual.scale / out.scale, TypeOf(residual));
+      }
+      if (op.relu) postOps.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+      attr.set_post_ops(postOps);
+      memory::desc biasDesc({o}, dt::f32, tag::x);
+      dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
+                                           memory::desc(weightDims, dt::s8, tag::any), biasDesc, dst, {op.stride, op.stride}, {0, 0},
+                                           {op.pad, op.pad}, {op.pad, op.pad});
+      dnnl::convolution_forward::primitive_desc pd(desc, attr, context.engine);
+      scratchpad = std::max(scratchpad, pd.scratchpad_desc().get_size());
+      instance.primitives.emplace_back(dnnl::convolution_forward(pd));
+      memory given(memory::desc(weightDims, dt::s8, tag::hwio), context.engine, const_cast<int8_t*>(op.filter.data()));
+      memory reordered(pd.weights_desc(), context.engine);
+      Execute(context, dnnl::reorder(given, reordered), given, reordered);
+      instance.weights.push_back(reordered);
+      memory bias(biasDesc, context.engine);
+      std::memcpy(bias.get_data_handle(), accumulatorBias.data(), accumulatorBias.size() * sizeof(float));
+      instance.biases.push_back(bias);
+    }
+    instance.scratchpad.resize(std::max<size_t>(scratchpad, 1));
+    dnnl::primitive_attr quantize;
+    quantize.set_output_scales(0, {1.f / tensors[0].scale});
+    memory::desc inputDesc({n, tensors[0].channels, h, w}, dt::f32, tag::nhwc);
+    instance.quantizeInput = dnnl::reorder(dnnl::reorder::primitive_desc(context.engine, inputDesc, context.engine, Desc(instance, 0), quantize));
+  }
+
+  /** Buffers shared by tensors whose lives do not overlap: a tensor's buffer is free again after the last op that reads it. */
+  void AssignBuffers(Instance& instance) {
+    std::vector<size_t> lastRead(tensors.size(), 0);
+    for (size_t i = 0; i < ops.size(); i++) {
+      lastRead[size_t(ops[i].src)] = i;
+      if (ops[i].sum >= 0) lastRead[size_t(ops[i].sum)] = i;
+    }
+    lastRead.back() = ops.size();  // the output is read after the last op
+    auto bytesOf = [&](size_t t) {
+      auto [h, w] = instance.sizes[t];
+      return size_t(instance.n * h * w * tensors[t].channels);
+    };
+    instance.bufferOf.assign(tensors.size(), -1);
+    std::vector<int> free;
+    auto take = [&](size_t t) {
+      size_t bytes = bytesOf(t);
+      auto best = free.end();
+      for (auto it = free.begin(); it != free.end(); ++it) {
+        size_t size = instance.buffers[size_t(*it)].size();
+        if (size >= bytes && (best == free.end() || size < instance.buffers[size_t(*best)].size())) best = it;
+      }
+      if (best != free.end()) {
+        instance.bufferOf[t] = *best;
+        free.erase(best);
+      } else {
+        instance.bufferOf[t] = int(instance.buffers.size());
+        instance.buffers.emplace_back(bytes);
+      }
+    };
+    take(0);
+    for (size_t i = 0; i < ops.size(); i++) {
+      take(size_t(ops[i].dst));
+      for (int read : {ops[i].src, ops[i].sum}) {
+        if (read >= 0 && lastRead[size_t(read)] == i) free.push_back(instance.bufferOf[size_t(read)]);
+      }
+    }
+  }
+
+  /** The last tensor as floats: whole (NHWC), or averaged over its pixels (the CNN codes). */
+  void Dequantize(Instance& instance, float* out, bool pool) {
+    const Tensor& last = tensors.back();
+    auto [h, w] = instance.sizes.back();
+    int64_t pixels = h * w, c = last.channels;
+    const void* data = Data(instance, int(tensors.size() - 1));
+    auto value = [&](int64_t i) {
+      return last.isSigned ? float(static_cast<const int8_t*>(data)[i]) : float(static_cast<const uint8_t*>(data)[i]);
+    };
+    if (!pool) {
+      for (int64_t i = 0; i < instance.n * pixels * c; i++) out[i] = value(i) * last.scale;
+      return;
+    }
+    for (int64_t image = 0; image < instance.n; image++) {
+      float* row = out + image * c;
+      std::fill(row, row + c, 0.f);
+      for (int64_t p = 0; p < pixels; p++) {
+        for (int64_t j = 0; j < c; j++) row[j] += value((image * pixels + p) * c + j);
+      }
+      for (int64_t j = 0; j < c; j++) row[j] *= last.scale / float(pixels);
+    }
+  }
+};
+
+int64_t IntField(const Napi::Object& object, const char* name) { return object.Get(name).ToNumber().Int64Value(); }
+
+/** Symmetric per-output-channel s8 weights of an HWIO float filter: the scale is the channel's largest magnitude over 127. */
+void QuantizeFilter(const float* hwio, size_t elements, int64_t outChannels, Op& op) {
+  op.filter.resize(elements);
+  op.filterScale.assign(size_t(outChannels), 0.f);
+  for (size_t i = 0; i < elements; i++) {
+    float& scale = op.filterScale[i % size_t(outChannels)];
+    scale = std::max(scale, std::fabs(hwio[i]) / 127.f);
+  }
+  for (float& scale : op.filterScale) scale = scale > 0.f ? scale : 1.f;
+  for (size_t i = 0; i < elements; i++) {
+    float q = std::nearbyint(hwio[i] / op.filterScale[i % size_t(outChannels)]);
+    op.filter[i] = int8_t(std::max(-127.f, std::min(127.f, q)));
+  }
+}
+
+Int8Network* Parse(const Napi::Object& spec) {
+  auto network = std::make_unique<Int8Network>();
+  Napi::Array tensors = spec.Get("tensors").As<Napi::Array>();
+  for (uint32_t i = 0; i < tensors.Length(); i++) {
+    Napi::Object t = tensors.Get(i).As<Napi::Object>();
+    float scale = t.Get("scale").ToNumber().FloatValue();
+    int64_t channels = IntField(t, "channels");
+    if (!(scale > 0.f) || !std::isfinite(scale) || channels <= 0) throw std::invalid_argument("tensor " + std::to_string(i) + ": bad scale or channels");
+    network->tensors.push_back({t.Get("signed").ToBoolean(), scale, channels});
+  }
+  Napi::Array ops = spec.Get("ops").As<Napi::Array>();
+  int count = int(network->tensors.size());
+  for (uint32_t i = 0; i < ops.Length(); i++) {
+    Napi::Object o = ops.Get(i).As<Napi::Object>();
+    Op op{};
+    op.pool = o.Get("kind").ToString().Utf8Value() == "maxpool";
+    op.src = int(IntField(o, "src"));
+    op.dst = int(IntField(o, "dst"));
+    op.sum = o.Has("sum") ? int(IntField(o, "sum")) : -1;
+    if (op.src < 0 || op.src >= count || op.dst <= 0 || op.dst >= count || op.sum >= count || op.src == op.dst) {
+      throw std::invalid_argument("op " + std::to_string(i) + ": a tensor index out of range");
+    }
+    if (op.pool) {
+      if (network->tensors[size_t(op.src)].isSigned || network->tensors[size_t(op.dst)].isSigned ||
+          network->tensors[size_t(op.src)].scale != network->tensors[size_t(op.dst)].scale) {
+        throw std::invalid_argument("op " + std::to_string(i) + ": max pooling keeps an unsigned tensor and its scale");
+      }
+      network->ops.push_back(std::move(op));
+      continue;
+    }
+    op.kernel = IntField(o, "kernel");
+    op.stride = IntField(o, "stride");
+    op.pad = IntField(o, "pad");
+    op.relu = o.Get("relu").ToBoolean();
+    int64_t c = network->tensors[size_t(op.src)].channels, out = network->tensors[size_t(op.dst)].channels;
+    if (op.kernel <= 0 || op.stride <= 0 || op.pad < 0) throw std::invalid_argument("op " + std::to_string(i) + ": bad kernel, stride or padding");
+    size_t elements = size_t(op.kernel * op.kernel * c * out);
+    QuantizeFilter(FloatData(o.Get("filter"), elements, "filter"), elements, out, op);
+    const float* bias = FloatData(o.Get("bias"), size_t(out), "bias");
+    op.bias.assign(bias, bias + out);
+    network->ops.push_back(std::move(op));
+  }
+  if (network->ops.empty()) throw std::invalid_argument("a network needs at least one op");
+  return network.release();
+}
+
+}  // namespace
+
+/** int8Network({tensors: [{signed, scale, channels}], ops: [{kind, src, dst, sum?, kernel, stride, pad, relu, filter, bias}]}): a handle. */
+Napi::Value MakeInt8Network(const Napi::CallbackInfo& info) {
+  Napi::Value handle;
+  Guarded(info, "int8Network", [&] {
+    if (info.Length() != 1 || !info[0].IsObject()) throw std::invalid_argument("expects a network description");
+    Int8Network* network = Parse(info[0].As<Napi::Object>());
+    handle = Napi::External<Int8Network>::New(info.Env(), network, [](Napi::Env, Int8Network* n) { delete n; });
+  });
+  return handle;
+}
+
+/** int8Run(handle, input, dims [N,H,W,C], out, pool): the first tensor from float NHWC input; out the last, pooled or whole. */
+Napi::Value RunInt8Network(const Napi::CallbackInfo& info) {
+  return Guarded(info, "int8Run", [&] {
+    if (info.Length() != 5 || !info[0].IsExternal()) throw std::invalid_argument("expects (network, input, dims, out, pool)");
+    Int8Network& network = *info[0].As<Napi::External<Int8Network>>().Data();
+    const int32_t* d = IntData(info[2], 4, "dims");
+    if (d[0] == 0 || d[1] == 0 || d[2] == 0 || d[3] != network.tensors[0].channels) throw std::invalid_argument("dims do not fit the network's input");
+    bool pool = info[4].ToBoolean();
+    const float* input = FloatData(info[1], size_t(d[0]) * size_t(d[1]) * size_t(d[2]) * size_t(d[3]), "input");
+    float* out = FloatData(info[3], size_t(network.OutputElements(d[0], d[1], d[2], pool)), "out");
+    network.Run(ContextOf(info.Env()), input, d[0], d[1], d[2], out, pool);
+  });
+}
+
+}  // namespace retrain

@@ -1,0 +1,155 @@
+import { before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { selectBackend } from '../../../engine/backend/backend.js';
+import { Int8Backbone, int8Logits, RangeObserver } from '../../../engine/model/int8.js';
+import { buildResNet50, freeze } from '../../../engine/model/resnet50.js';
+import { loadOneDnn, type Int8OpSpec, type Int8TensorSpec, type OneDnnAddon } from '../../../engine/native/onednn.js';
+import { relativeError, resnetConvCases, type ConvCase } from '../../helpers/conv-cases.js';
+
+let addon: OneDnnAddon;
+
+interface Variant {
+  signedInput: boolean;
+  relu: boolean;
+  /** A residual added before the ReLU (a block's last convolution): the block's input (u8) or a downsample's output (s8). */
+  residual: 'none' | 'u8' | 's8';
+}
+
+/** The largest error of int8 against float32 (tfjs, same seeded values) relative to the largest output. */
+function int8Error(c: ConvCase, variant: Variant, seed: number): number {
+  const [n, paddedH, paddedW, channels] = c.input;
+  const pad = (c.kernel - 1) / 2;
+  // The cases give stride-2 convolutions' input already padded (as the tfjs model pads it); the addon pads itself.
+  const trim = c.padding === 'valid' ? 2 * pad : 0;
+  const [h, w] = [paddedH - trim, paddedW - trim];
+  return tf.tidy(() => {
+    const raw = tf.randomNormal<tf.Rank.R4>([n, h, w, channels], 0, 1, 'float32', seed);
+    const x = variant.signedInput ? raw : tf.relu(raw);
+    const weights = (k: number, s: number) =>
+      tf.randomNormal<tf.Rank.R4>([k, k, channels, c.filters], 0, 1 / Math.sqrt(k * k * channels), 'float32', s);
+    const [filter, shortcutFilter] = [weights(c.kernel, seed + 1), weights(1, seed + 2)];
+    const [bias, shortcutBias] = [
+      tf.randomNormal([c.filters], 0, 0.1, 'float32', seed + 3),
+      tf.randomNormal([c.filters], 0, 0.1, 'float32', seed + 4),
+    ];
+    const padded = tf.pad(x, [
+      [0, 0],
+      [pad, pad],
+      [pad, pad],
+      [0, 0],
+    ]);
+    const conv = tf.add(tf.conv2d(padded, filter, c.stride, 'valid'), bias);
+    const shortcutRaw = tf.add(tf.conv2d(x, shortcutFilter, c.stride, 'valid'), shortcutBias);
+    const shortcut = variant.residual === 'u8' ? tf.relu(shortcutRaw) : shortcutRaw;
+    const summed = variant.residual === 'none' ? conv : tf.add(conv, shortcut);
+    const expected = variant.relu ? tf.relu(summed) : summed;
+    const magnitude = (t: tf.Tensor) => tf.max(tf.abs(t)).dataSync()[0];
+    const tensor = (t: tf.Tensor, signed: boolean, count: number): Int8TensorSpec => ({
+      signed,
+      scale: magnitude(t) / (signed ? 127 : 255),
+      channels: count,
+    });
+    const values = (t: tf.Tensor) => t.dataSync() as Float32Array;
+    const tensors = [tensor(x, variant.signedInput, channels), tensor(expected, !variant.relu, c.filters)];
+    const ops: Int8OpSpec[] = [];
+    const main = { kind: 'conv' as const, src: 0, dst: 1, kernel: c.kernel, stride: c.stride, pad, relu: variant.relu };
+    if (variant.residual === 'none') ops.push({ ...main, filter: values(filter), bias: values(bias) });
+    else {
+      tensors.push(tensor(shortcut, variant.residual === 's8', c.filters));
+      ops.push({
+        kind: 'conv',
+        src: 0,
+        dst: 2,
+        kernel: 1,
+        stride: c.stride,
+        pad: 0,
+        relu: false,
+        filter: values(shortcutFilter),
+        bias: values(shortcutBias),
+      });
+      // The output is the last tensor: the shortcut (tensor 2) is made first and summed into tensor 1... so swap them.
+      [tensors[1], tensors[2]] = [tensors[2], tensors[1]];
+      ops[0] = { ...ops[0], dst: 1 };
+      ops.push({ ...main, dst: 2, sum: 1, filter: values(filter), bias: values(bias) });
+    }
+    const network = addon.int8Network({ tensors, ops });
+    const out = new Float32Array(expected.size);
+    addon.int8Run(network, values(x), Int32Array.of(n, h, w, channels), out, false);
+    return relativeError(out, expected.dataSync());
+  });
+}
+
+describe('the int8 backbone (oneDNN int8 convolutions)', () => {
+  before(async () => {
+    const loaded = loadOneDnn();
+    if ('missing' in loaded) throw new Error(`the addon is ${loaded.missing}: ./scripts/test installs libdnnl-dev and builds it`);
+    addon = loaded.addon;
+    await selectBackend('wasm', { nativeKernels: true });
+  });
+
+  it('runs every ResNet-50 convolution shape at 224 px within quantisation error of float32', () => {
+    const cases = resnetConvCases(224, 1);
+    assert.equal(cases.length >= 20, true, `${cases.length} shapes`);
+    const worst = { error: 0, at: '' };
+    cases.forEach((c, i) => {
+      const variants: Variant[] = [
+        { signedInput: c.input[3] === 3, relu: true, residual: 'none' },
+        { signedInput: false, relu: false, residual: 'none' },
+        ...(c.kernel === 1 ? (['u8', 's8'] as const).map((residual) => ({ signedInput: false, relu: true, residual })) : []),
+      ];
+      for (const variant of variants) {
+        const error = int8Error(c, variant, 10 * i);
+        const at = `${JSON.stringify(c)} ${JSON.stringify(variant)}`;
+        assert.ok(error < 0.03, `${at}: ${error}`);
+        if (error > worst.error) Object.assign(worst, { error, at });
+      }
+    });
+    // The error is quantisation's, not nothing: a float path would be within 1e-5.
+    assert.ok(worst.error > 1e-3, `largest error ${worst.error} at ${worst.at}`);
+  });
+
+  it('quantises a whole model from observed ranges: its codes near float32, predictions the same on most images', () => {
+    const resnet = buildResNet50({ mode: 'fine_tuning', numClasses: 10, inputSize: 64, seed: 5 });
+    freeze(resnet);
+    const observer = new RangeObserver(resnet);
+    const images = (seed: number) => tf.randomNormal<tf.Rank.R4>([16, 64, 64, 3], 0, 1, 'float32', seed);
+    const calibration = images(1);
+    observer.observe(calibration);
+    const ranges = observer.result();
+    // The input, 53 convolutions and 16 residual sums.
+    assert.equal(Object.keys(ranges).length, 1 + 53 + 16);
+    assert.ok(ranges['layer2.0.downsample.0'][0] < 0, 'a downsample (no ReLU) goes negative');
+    assert.equal(ranges['layer2.0.add'][0], 0, 'a block ends in a ReLU');
+    const backbone = Int8Backbone.build(addon, resnet, ranges);
+    const x = images(2);
+    const [fp32, int8] = [tf.tidy(() => resnet.features(x)), backbone.codes(x)];
+    const error = relativeError(int8.dataSync(), fp32.dataSync());
+    assert.ok(error < 0.1 && error > 1e-4, `codes: largest error ${error} of the largest code`);
+    const top1 = (t: tf.Tensor) => Array.from(tf.tidy(() => tf.argMax(t, 1).dataSync()));
+    const [a, b] = [top1(tf.tidy(() => resnet.network.forward(x, false))), top1(int8Logits(resnet, backbone, x))];
+    assert.ok(a.filter((v, i) => v === b[i]).length >= 14, `top-1 ${a} vs ${b}`);
+    tf.dispose([calibration, x, fp32, int8]);
+    resnet.dispose();
+  });
+
+  it('refuses descriptions that do not fit, naming what', () => {
+    const tensors = [
+      { signed: true, scale: 0.1, channels: 3 },
+      { signed: false, scale: 0.1, channels: 4 },
+    ];
+    const conv = { kind: 'conv' as const, src: 0, dst: 1, kernel: 3, stride: 1, pad: 1, relu: true, bias: new Float32Array(4) };
+    assert.throws(
+      () => addon.int8Network({ tensors, ops: [{ ...conv, filter: new Float32Array(10) }] }),
+      /filter holds 10 values, the shape needs 108/,
+    );
+    assert.throws(() => addon.int8Network({ tensors, ops: [{ ...conv, dst: 5, filter: new Float32Array(108) }] }), /out of range/);
+    assert.throws(() => addon.int8Network({ tensors: [{ ...tensors[0], scale: 0 }, tensors[1]], ops: [] }), /bad scale/);
+    const network = addon.int8Network({ tensors, ops: [{ ...conv, filter: new Float32Array(108) }] });
+    assert.throws(
+      () => addon.int8Run(network, new Float32Array(12), Int32Array.of(1, 2, 2, 3), new Float32Array(3), false),
+      /out holds 3 values/,
+    );
+    assert.throws(() => addon.int8Run(network, new Float32Array(12), Int32Array.of(1, 2, 2, 4), new Float32Array(16), false), /dims/);
+  });
+});

@@ -1,0 +1,105 @@
+import * as tf from '@tensorflow/tfjs';
+import type { LabelledImage } from '../../common/image-folder.js';
+import { INT8_MIN_AGREEMENT, type Int8Check, type Metrics } from '../../schemas/metrics.js';
+import { Int8Backbone, int8Logits, RangeObserver } from '../../engine/model/int8.js';
+import { registeredOneDnn, useConvolutionPrecision } from '../../engine/native/kernels/register.js';
+import type { JobModel } from './build-model.js';
+import type { JobContext } from './job-context.js';
+import type { JobData } from './load-data.js';
+import type { ProgressReporter } from './progress-reporter.js';
+
+const BATCH = 16;
+
+const notOffered = (reason: string, counts: Partial<Int8Check> = {}): Int8Check => ({
+  offered: false,
+  reason,
+  calibrationImages: 0,
+  heldOutImages: 0,
+  agreement: null,
+  accuracy: null,
+  fp32Accuracy: null,
+  ...counts,
+});
+
+async function forEachBatch(
+  data: JobData,
+  images: readonly LabelledImage[],
+  use: (x: tf.Tensor4D, batch: readonly LabelledImage[]) => void,
+) {
+  for (let start = 0; start < images.length; start += BATCH) {
+    const batch = images.slice(start, start + BATCH);
+    const x = await data.loader.batch(batch);
+    try {
+      use(x, batch);
+    } finally {
+      x.dispose();
+    }
+  }
+}
+
+const top1 = (logits: tf.Tensor): Int32Array => tf.tidy(() => tf.argMax(logits, 1).dataSync() as Int32Array);
+
+/**
+ * Quantises the final model (static, post-training): activation ranges from up to INT8_CALIBRATION_IMAGES
+ * training images, then int8 against float32 on the held-out images. int8 predictions are offered (the
+ * ranges kept beside the model) only where their top-1 agrees with float32's on at least 99% of them.
+ */
+export async function checkInt8(
+  ctx: JobContext,
+  model: JobModel,
+  data: JobData,
+  metrics: Metrics,
+  reporter: ProgressReporter,
+): Promise<void> {
+  metrics.int8 = await quantized(ctx, model, data, reporter);
+  const { int8 } = metrics;
+  ctx.log(
+    int8.offered ? `int8 predictions offered: ${percent(int8.agreement)} top-1 agreement` : `int8 predictions not offered: ${int8.reason}`,
+  );
+  await ctx.artifacts.writeMetrics(metrics);
+}
+
+const percent = (share: number | null) => `${((share ?? 0) * 100).toFixed(2)}%`;
+
+async function quantized(ctx: JobContext, model: JobModel, data: JobData, reporter: ProgressReporter): Promise<Int8Check> {
+  const addon = registeredOneDnn();
+  if (!addon) return notOffered(`this worker runs without the oneDNN kernels (${ctx.backend.kernels})`);
+  const calibration = (data.train.length ? data.train : data.validation).slice(0, ctx.config.INT8_CALIBRATION_IMAGES);
+  if (!calibration.length) return notOffered('no images to calibrate on (INT8_CALIBRATION_IMAGES=0 or no data set)');
+  const heldOut = data.validation.slice(0, ctx.config.INT8_CHECK_IMAGES);
+  if (!heldOut.length) return notOffered('no held-out images to check int8 against float32 on');
+  await reporter.phase('quantizing');
+  // The reference is float32, whatever the job trained in.
+  useConvolutionPrecision('fp32');
+  const { resnet } = model;
+  const observer = new RangeObserver(resnet);
+  await forEachBatch(data, calibration, (x) => observer.observe(x));
+  const backbone = Int8Backbone.build(addon, resnet, observer.result());
+  let agreeing = 0;
+  let int8Correct = 0;
+  let fp32Correct = 0;
+  await forEachBatch(data, heldOut, (x, batch) => {
+    const fp32 = top1(tf.tidy(() => resnet.network.forward(x, false)));
+    const int8 = top1(int8Logits(resnet, backbone, x));
+    batch.forEach((image, i) => {
+      agreeing += Number(fp32[i] === int8[i]);
+      int8Correct += Number(int8[i] === image.label);
+      fp32Correct += Number(fp32[i] === image.label);
+    });
+  });
+  const counts = {
+    calibrationImages: observer.images,
+    heldOutImages: heldOut.length,
+    agreement: agreeing / heldOut.length,
+    accuracy: int8Correct / heldOut.length,
+    fp32Accuracy: fp32Correct / heldOut.length,
+  };
+  if (counts.agreement < INT8_MIN_AGREEMENT) {
+    return notOffered(
+      `top-1 agreement with float32 was ${percent(counts.agreement)} on ${heldOut.length} held-out images, under ${percent(INT8_MIN_AGREEMENT)}`,
+      counts,
+    );
+  }
+  await ctx.artifacts.writeInt8Calibration(ctx.artifacts.finalFolder, { calibrationImages: observer.images, ranges: observer.result() });
+  return { offered: true, reason: null, ...counts };
+}
