@@ -1,6 +1,6 @@
 // One fine-tuning job through the worker's runJob, in a process of its own so its peak RSS is the job's:
 // node --import tsx bench/finetune-job.ts --data DIR --folder NAME --size 32 --epochs 2
-// Prints one JSON object: seconds of every epoch and of the whole job, final validation accuracy, peak RSS.
+// Prints one JSON object: seconds of every epoch and of the whole job, final validation accuracy, the int8 check, peak RSS.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -63,6 +63,7 @@ try {
       jobSeconds,
       frozenStages: metrics?.frozenStages ?? null,
       validationAccuracy: metrics?.epochs.at(-1)?.validationAccuracy ?? null,
+      int8: metrics?.int8 ?? null,
       peakRssMiB: peakRssMiB(),
     })}\n`,
   );

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { JobSpec } from './job-spec.js';
 import { EpochMetrics } from './metrics.js';
-import { BackendReport, Preprocessing, TransferMode } from './model.js';
+import { BackendReport, Preprocessing, ResidualStream, TransferMode } from './model.js';
 import { WeightsLineage } from './weights.js';
 
 /** What a saved model downloads as: tfjs' layers model (tar.gz), torchvision-named safetensors, or ONNX. */
@@ -102,13 +102,16 @@ export const ConvertingDownload = z.object({
   retryAfterSeconds: z.number().int(),
 });
 
-/** The smallest and largest value each tensor of the backbone took during calibration, by name (`input`, then module paths). */
-export const ActivationRanges = z.record(z.string(), z.tuple([z.number(), z.number()]));
+/** What each tensor of the backbone took during calibration, by name (`input`, then module paths): its range and channel means. */
+export const ActivationRange = z.object({ min: z.number(), max: z.number(), mean: z.array(z.number()) });
+export type ActivationRange = z.infer<typeof ActivationRange>;
+export const ActivationRanges = z.record(z.string(), ActivationRange);
 export type ActivationRanges = z.infer<typeof ActivationRanges>;
 
 /** `<model folder>/int8.json`: what quantises the model's backbone to int8, written only where int8 is offered. */
 export const Int8Calibration = z.object({
   calibrationImages: z.number().int().positive(),
   ranges: ActivationRanges,
+  residual: ResidualStream,
 });
 export type Int8Calibration = z.infer<typeof Int8Calibration>;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DatasetSpec } from './dataset.js';
+import { ResidualStream } from './model.js';
 import { WeightsLineage } from './weights.js';
 
 export const EpochMetrics = z.object({
@@ -47,6 +48,9 @@ export const Int8Check = z.object({
   offered: z.boolean().describe(`Whether predictions may ask for precision=int8: top-1 agreement with float32 >= ${INT8_MIN_AGREEMENT}`),
   reason: z.string().nullable().describe('Why int8 is not offered'),
   calibrationImages: z.number().int().describe('Training images whose activation ranges set the scales'),
+  residual: ResidualStream.nullable().describe(
+    'The residual stream of the variant offered (int8 tried first, then fp32), or of the last tried',
+  ),
   heldOutImages: z.number().int().describe('Validation images both precisions predicted'),
   agreement: z.number().nullable().describe('Share of held-out images whose top-1 class is the same in int8 and float32'),
   accuracy: z.number().nullable().describe('Top-1 accuracy of int8 on the held-out images'),

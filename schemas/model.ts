@@ -91,6 +91,13 @@ export type BackendChoice = z.infer<typeof BackendChoice>;
 
 export const Precision = z.enum(['fp32', 'bf16']);
 export type Precision = z.infer<typeof Precision>;
+/**
+ * Where an int8 backbone keeps its residual stream (every block's output): u8 (the fastest), or float32,
+ * rounded to u8 only where a convolution reads it (rounding errors do not pile up along the identity path).
+ */
+export const ResidualStream = z.enum(['int8', 'fp32']);
+export type ResidualStream = z.infer<typeof ResidualStream>;
+
 /** What a job may ask for: a precision, or `auto` (bf16 where this host's kernels run it, else fp32). */
 export const RequestedPrecision = z.enum(['fp32', 'bf16', 'auto']);
 export type RequestedPrecision = z.infer<typeof RequestedPrecision>;

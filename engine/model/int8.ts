@@ -2,7 +2,8 @@
 // s8 filters per output channel (the addon quantises them), one u8/s8 scale per activation tensor from
 // the ranges a calibration pass observed. The classifier on the 2048-D codes stays in float32.
 import * as tf from '@tensorflow/tfjs';
-import type { ActivationRanges } from '../../schemas/artifacts.js';
+import type { ActivationRange, ActivationRanges } from '../../schemas/artifacts.js';
+import type { ResidualStream } from '../../schemas/model.js';
 import type { Int8Handle, Int8OpSpec, Int8TensorSpec, OneDnnAddon } from '../native/onednn.js';
 import { backboneStages, STAGE_COUNT, type Builder, type ConvBn } from './architecture.js';
 import { BatchNorm2d } from './batch-norm.js';
@@ -11,9 +12,9 @@ import { FEATURE_DIM, type ResNet50 } from './resnet50.js';
 /** The image's range is kept under this name; every other tensor under the path of what made it. */
 export const INPUT_RANGE = 'input';
 
-/** The smallest and largest value of every tensor the int8 backbone keeps, over the images it is shown. */
+/** The range and channel means of every tensor the int8 backbone keeps, over the images it is shown. */
 export class RangeObserver {
-  private readonly ranges = new Map<string, [number, number]>();
+  private readonly seen = new Map<string, ActivationRange & { count: number }>();
   images = 0;
 
   constructor(private readonly resnet: ResNet50) {}
@@ -27,13 +28,23 @@ export class RangeObserver {
   }
 
   result(): ActivationRanges {
-    return Object.fromEntries(this.ranges);
+    return Object.fromEntries([...this.seen].map(([name, { min, max, mean }]) => [name, { min, max, mean }]));
   }
 
   private record(name: string, tensor: tf.Tensor): void {
     const [min, max] = [tf.min(tensor).dataSync()[0], tf.max(tensor).dataSync()[0]];
-    const seen = this.ranges.get(name);
-    this.ranges.set(name, seen ? [Math.min(seen[0], min), Math.max(seen[1], max)] : [min, max]);
+    const mean = Array.from(tf.mean(tensor, [0, 1, 2]).dataSync());
+    const [count] = tensor.shape;
+    const seen = this.seen.get(name);
+    if (!seen) return void this.seen.set(name, { min, max, mean, count });
+    // Batches weighted by their images: the mean over every image seen.
+    const total = seen.count + count;
+    this.seen.set(name, {
+      min: Math.min(seen.min, min),
+      max: Math.max(seen.max, max),
+      mean: seen.mean.map((m, c) => (m * seen.count + mean[c] * count) / total),
+      count: total,
+    });
   }
 }
 
@@ -44,14 +55,18 @@ interface Symbol {
 
 interface PlanTensor {
   name: string;
-  signed: boolean;
+  type: Int8TensorSpec['type'];
   channels: number;
 }
 
 interface Plan {
   resnet: ResNet50;
+  ranges: ActivationRanges;
+  residual: ResidualStream;
   tensors: PlanTensor[];
   ops: Int8OpSpec[];
+  /** Each float tensor's rounded copy, made once for the convolutions that read it. */
+  rounded: Map<number, number>;
 }
 
 /** Runs the architecture's description into a list of int8 ops over numbered tensors. */
@@ -79,12 +94,13 @@ class PlanBuilder implements Builder<Symbol> {
     const values = [folded.dataSync() as Float32Array, shift.dataSync() as Float32Array];
     tf.dispose([scale, shift, folded]);
     // Without a ReLU the output may be negative (a downsample); a conv3's is replaced by its block's sum.
-    const dst = this.tensor(convName, spec.reluCall === undefined, spec.filters);
+    const src = this.readable(x);
+    const dst = this.tensor(convName, spec.reluCall === undefined ? 's8' : 'u8', spec.filters);
     const [kernel, stride, pad] = [spec.kernel, spec.stride, (spec.kernel - 1) / 2];
     // A u8 output saturates at 0: the ReLU is in the rounding.
     this.plan.ops.push({
       kind: 'conv',
-      src: x.index,
+      src,
       dst: dst.index,
       kernel,
       stride,
@@ -92,6 +108,7 @@ class PlanBuilder implements Builder<Symbol> {
       relu: false,
       filter: values[0],
       bias: values[1],
+      ...this.inputMean(src),
     });
     return dst;
   }
@@ -102,13 +119,34 @@ class PlanBuilder implements Builder<Symbol> {
     if (op.kind !== 'conv') throw new Error('a residual sum follows a convolution');
     // The sum runs in the convolution's epilogue, so the shortcut (a downsample made after it) must exist first.
     this.plan.ops.push({ ...op, sum: identity.index, relu: true });
-    this.plan.tensors[x.index] = { ...this.plan.tensors[x.index], name: this.path('add'), signed: false };
+    const type = this.plan.residual === 'fp32' ? 'f32' : 'u8';
+    this.plan.tensors[x.index] = { ...this.plan.tensors[x.index], name: this.path('add'), type };
     return x;
+  }
+
+  /** The channel means of a convolution's input, where the calibration has them (for bias correction). */
+  private inputMean(src: number): { inputMean?: Float32Array } {
+    const mean = this.plan.ranges[this.plan.tensors[src].name]?.mean;
+    return mean?.length ? { inputMean: Float32Array.from(mean) } : {};
+  }
+
+  /** `x` as a convolution reads it: itself, or its copy rounded to u8 (over the same range). */
+  private readable(x: Symbol): number {
+    const tensor = this.plan.tensors[x.index];
+    if (tensor.type !== 'f32') return x.index;
+    let rounded = this.plan.rounded.get(x.index);
+    if (rounded === undefined) {
+      rounded = this.tensor(tensor.name, 'u8', tensor.channels).index;
+      this.plan.ops.push({ kind: 'quantize', src: x.index, dst: rounded });
+      this.plan.rounded.set(x.index, rounded);
+    }
+    return rounded;
   }
 
   maxPool(x: Symbol): Symbol {
     // The same values, so the same range and scale.
-    const dst = this.tensor(this.plan.tensors[x.index].name, false, this.plan.tensors[x.index].channels);
+    const { name, channels } = this.plan.tensors[x.index];
+    const dst = this.tensor(name, 'u8', channels);
     this.plan.ops.push({ kind: 'maxpool', src: x.index, dst: dst.index });
     return dst;
   }
@@ -126,35 +164,35 @@ class PlanBuilder implements Builder<Symbol> {
     return build(new PlanBuilder(this.plan, this.path(varName)));
   }
 
-  tensor(name: string, signed: boolean, channels: number): Symbol {
-    this.plan.tensors.push({ name, signed, channels });
+  tensor(name: string, type: PlanTensor['type'], channels: number): Symbol {
+    this.plan.tensors.push({ name, type, channels });
     return { shape: [null, null, null, channels], index: this.plan.tensors.length - 1 };
   }
 }
 
-/** The scale that maps a tensor's observed range onto u8 (0..255) or s8 (-127..127). */
+/** The scale that maps a tensor's observed range onto u8 (0..255) or s8 (-127..127); floats keep theirs. */
 function scaleOf(tensor: PlanTensor, ranges: ActivationRanges): number {
+  if (tensor.type === 'f32') return 1;
   const range = ranges[tensor.name];
   if (!range) throw new Error(`the calibration has no range for ${tensor.name}`);
-  const [min, max] = range;
-  const magnitude = tensor.signed ? Math.max(Math.abs(min), Math.abs(max)) / 127 : Math.max(max, 0) / 255;
-  return magnitude > 0 && Number.isFinite(magnitude) ? magnitude : 1;
+  const scale = tensor.type === 's8' ? Math.max(Math.abs(range.min), Math.abs(range.max)) / 127 : Math.max(range.max, 0) / 255;
+  return scale > 0 && Number.isFinite(scale) ? scale : 1;
 }
 
-/** A model's backbone in int8 on the addon: quantised once, then run on batches of float images. */
 export class Int8Backbone {
   private constructor(
     private readonly addon: OneDnnAddon,
     private readonly handle: Int8Handle,
   ) {}
 
-  static build(addon: OneDnnAddon, resnet: ResNet50, ranges: ActivationRanges): Int8Backbone {
-    const plan: Plan = { resnet, tensors: [], ops: [] };
+  static build(addon: OneDnnAddon, resnet: ResNet50, ranges: ActivationRanges, residual: ResidualStream = 'int8'): Int8Backbone {
+    const plan: Plan = { resnet, ranges, residual, tensors: [], ops: [], rounded: new Map() };
     const builder = new PlanBuilder(plan, '');
-    const [inputMin] = ranges[INPUT_RANGE] ?? [-1];
-    const input = builder.tensor(INPUT_RANGE, inputMin < 0, 3);
+    const input = builder.tensor(INPUT_RANGE, (ranges[INPUT_RANGE]?.min ?? -1) < 0 ? 's8' : 'u8', 3);
     backboneStages(builder, input, 0, STAGE_COUNT);
-    const tensors: Int8TensorSpec[] = plan.tensors.map((t) => ({ signed: t.signed, scale: scaleOf(t, ranges), channels: t.channels }));
+    // The codes the float classifier reads stay float: rounding them to 256 levels would cost the most agreement.
+    plan.tensors[plan.tensors.length - 1].type = 'f32';
+    const tensors: Int8TensorSpec[] = plan.tensors.map((t) => ({ type: t.type, scale: scaleOf(t, ranges), channels: t.channels }));
     return new Int8Backbone(addon, addon.int8Network({ tensors, ops: plan.ops }));
   }
 

@@ -7,17 +7,17 @@ export interface Int8Handle {
   readonly __int8Network: unique symbol;
 }
 
-/** One tensor of an int8 network: u8 (or s8 where `signed`), real value = stored integer * scale. */
+/** One tensor of an int8 network: real value = stored value * scale (f32: not the input). */
 export interface Int8TensorSpec {
-  signed: boolean;
+  type: 'u8' | 's8' | 'f32';
   scale: number;
   channels: number;
 }
 
 /**
  * One op of an int8 network, by tensor index: a convolution of a folded float filter (HWIO; quantised
- * per output channel by the addon) and bias, with the residual `sum` tensor added before the ReLU; or
- * the stem's 3x3 stride-2 max pool.
+ * per output channel by the addon) and bias, with the residual `sum` tensor added before the ReLU; the
+ * stem's 3x3 stride-2 max pool; or a float tensor rounded to a u8/s8 one.
  */
 export type Int8OpSpec =
   | {
@@ -31,8 +31,11 @@ export type Int8OpSpec =
       relu: boolean;
       filter: Float32Array;
       bias: Float32Array;
+      /** The input's mean per channel: the bias then makes up for the rounded filter's expected error. */
+      inputMean?: Float32Array;
     }
-  | { kind: 'maxpool'; src: number; dst: number };
+  | { kind: 'maxpool'; src: number; dst: number }
+  | { kind: 'quantize'; src: number; dst: number };
 
 /** The addon's functions: each reads and writes the Float32Array views it is given, in place. */
 export interface OneDnnAddon {

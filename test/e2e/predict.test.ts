@@ -11,6 +11,7 @@ import { renderSyntheticImage } from '../../engine/data/synthetic.js';
 import { topIndices } from '../../engine/training/classification-report.js';
 import { completedJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
 import { torchReference } from '../helpers/torch.js';
+import { writeFashionMnistFolder } from '../../bench/fashion-mnist.js';
 
 interface Prediction {
   file: string;
@@ -48,7 +49,7 @@ describe('predictions from a trained job', () => {
       reference,
     ]);
     const torch = JSON.parse(readFileSync(reference, 'utf8')) as { indices: number[]; probabilities: number[] };
-    const response = await service.http().post(`/v1/jobs/${pretrainedId}/predict`).attach('image', photo);
+    const response = await service.http().post(`/v1/jobs/${pretrainedId}/predict?precision=fp32`).attach('image', photo);
     assert.equal(response.status, 200, response.text);
     const [prediction] = response.body.predictions as Prediction[];
     assert.equal(prediction.file, 'photo.png');
@@ -92,13 +93,14 @@ describe('predictions from a trained job', () => {
   });
 
   const heldOut = { id: '', files: [] as string[] };
-  const predictHeldOut = async (query: string) => {
-    let request = service.http().post(`/v1/jobs/${heldOut.id}/predict?${query}`);
-    for (const file of heldOut.files) request = request.attach('images', file);
+  const predictFiles = async (id: string, files: string[], query: string) => {
+    let request = service.http().post(`/v1/jobs/${id}/predict?${query}`);
+    for (const file of files) request = request.attach('images', file);
     const response = await request;
     assert.equal(response.status, 200, response.text);
     return response.body as { precision: string; predictions: Prediction[] };
   };
+  const predictHeldOut = (query: string) => predictFiles(heldOut.id, heldOut.files, query);
 
   it("gives a trained job's held-out images the classes and probabilities its worker recorded for them", async () => {
     const dataset = { type: 'synthetic', numClasses: 4, imagesPerClass: 30, imageSize: 32, seed: 1 } as const;
@@ -113,8 +115,8 @@ describe('predictions from a trained job', () => {
     });
     const folder = await resolveDataset(DatasetSpec.parse(dataset), service.config.DATA_DIR);
     Object.assign(heldOut, { id, files: metrics.validationPredictions.map((held) => path.join(folder.root, held.file)) });
-    const { precision, predictions } = await predictHeldOut('topK=2');
-    assert.equal(precision, 'fp32', 'fp32 unless asked');
+    const { precision, predictions } = await predictHeldOut('topK=2&precision=fp32');
+    assert.equal(precision, 'fp32');
     assert.equal(predictions.length, metrics.validationPredictions.length);
     metrics.validationPredictions.forEach((held, i) => {
       const recorded = topIndices(held.probabilities, 2).map((index) => ({
@@ -135,7 +137,7 @@ describe('predictions from a trained job', () => {
 
   const hasBf16 = /\bavx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
   it('predicts in bf16 when asked on a CPU that has it (else fp32, and says which ran): the same classes, probabilities close', async () => {
-    const [fp32, bf16] = [await predictHeldOut('topK=4'), await predictHeldOut('topK=4&precision=bf16')];
+    const [fp32, bf16] = [await predictHeldOut('topK=4&precision=fp32'), await predictHeldOut('topK=4&precision=bf16')];
     assert.equal(bf16.precision, hasBf16 ? 'bf16' : 'fp32');
     const agreeing = fp32.predictions.filter((p, i) => p.top[0].index === bf16.predictions[i].top[0].index).length;
     assert.ok(agreeing / fp32.predictions.length >= 0.95, `top-1 agreement ${agreeing} of ${fp32.predictions.length}`);
@@ -150,10 +152,45 @@ describe('predictions from a trained job', () => {
     if (hasBf16) assert.ok(largest > 0, 'bf16 ran: its probabilities are not fp32 ones bit for bit');
   });
 
+  it('quantises a job trained on real photos (Fashion-MNIST) to int8: >= 99% top-1 agreement with fp32, served by default', async () => {
+    await writeFashionMnistFolder(path.join(service.config.DATA_DIR, 'fashion'), 1000);
+    const { id, metrics } = await completedJob(service, {
+      mode: 'fine_tuning',
+      weights: 'imagenet',
+      inputSize: 32,
+      epochs: 6,
+      optimizer: { learningRate: 0.001 },
+      dataset: { type: 'folder', path: 'fashion' },
+      augmentation: { randomResizedCrop: false, horizontalFlip: false },
+    });
+    const check = metrics.int8!;
+    assert.ok(check.offered, JSON.stringify(check));
+    assert.equal(check.calibrationImages, 256);
+    assert.ok(check.heldOutImages >= 150, `${check.heldOutImages} held out`);
+    assert.ok(check.agreement! >= 0.99 && check.accuracy! > 0.3, JSON.stringify(check));
+    const logs = (await service.http().get(`/v1/jobs/${id}/logs`)).text;
+    assert.match(logs, /int8 predictions offered: \d+\.\d+% top-1 agreement/);
+    // The held-out photos the metrics keep, through the API in int8 (the default here) and in fp32.
+    const files = metrics.validationPredictions.map((held) => path.join(service.config.DATA_DIR, 'fashion', held.file));
+    const [int8, fp32] = [await predictFiles(id, files, 'topK=3'), await predictFiles(id, files, 'topK=3&precision=fp32')];
+    assert.equal(int8.precision, 'int8', 'the fastest offered');
+    const agreeing = int8.predictions.filter((p, i) => p.top[0].index === fp32.predictions[i].top[0].index).length;
+    assert.ok(agreeing >= files.length - 1, `${agreeing} of ${files.length}`);
+    const largest = Math.max(...int8.predictions.map((p, i) => Math.abs(p.top[0].probability - fp32.predictions[i].top[0].probability)));
+    assert.ok(largest > 0 && largest < 0.1, `largest top-1 probability difference ${largest}`);
+  });
+
   it('answers bad predict requests with 4xx problems', async () => {
+    const int16 = await service.http().post(`/v1/jobs/${pretrainedId}/predict?precision=int16`).attach('image', photo);
+    assert.equal(int16.status, 400);
+    assert.equal(int16.body.errors[0].path, 'precision');
+    // A pretrained job without a data set has nothing to calibrate int8 on.
     const int8 = await service.http().post(`/v1/jobs/${pretrainedId}/predict?precision=int8`).attach('image', photo);
-    assert.equal(int8.status, 400);
-    assert.equal(int8.body.errors[0].path, 'precision');
+    assert.equal(int8.status, 409, int8.text);
+    assert.equal(int8.body.field, 'precision');
+    assert.match(int8.body.detail, /int8 is not offered for this model: no images to calibrate on/);
+    const fastest = await service.http().post(`/v1/jobs/${pretrainedId}/predict`).attach('image', photo);
+    assert.equal(fastest.body.precision, hasBf16 ? 'bf16' : 'fp32', 'unset: the fastest offered');
     const notImage = await service.http().post(`/v1/jobs/${pretrainedId}/predict`).attach('image', Buffer.from('hello'), 'notes.jpg');
     assert.equal(notImage.status, 400);
     assert.equal(notImage.body.errors[0].path, 'files[0]');

@@ -1,9 +1,11 @@
 // A whole backbone in int8 for predictions: u8/s8 activations with one scale per tensor, s8 filters with
 // one scale per output channel, int32 accumulation in oneDNN's int8 convolutions (VNNI, or AMX where the
 // CPU has it). Folded BatchNorms arrive as the filters and biases; a residual sum and its ReLU run in the
-// last convolution's epilogue. The plan is made once per model; primitives and buffers once per input shape.
+// last convolution's epilogue, into u8 or into float (a residual stream kept in float32, rounded to u8 only
+// where a convolution reads it). The plan is made once per model; primitives and buffers once per input shape.
 #include "conv.h"
 #include <cstring>
+#include <optional>
 
 namespace retrain {
 
@@ -14,13 +16,16 @@ using dt = memory::data_type;
 namespace {
 
 struct Tensor {
-  bool isSigned;
-  float scale;  // real value = stored integer * scale
+  dt type;  // u8, s8, or f32 (the last: what the float classifier reads)
+  float scale;  // real value = stored value * scale
   int64_t channels;
 };
 
+size_t SizeOf(dt type) { return type == dt::f32 ? sizeof(float) : 1; }
+
 struct Op {
-  bool pool;  // the stem's 3x3 stride-2 max pool; otherwise a convolution
+  /** A convolution; the stem's 3x3 stride-2 max pool; or a float tensor rounded to a u8/s8 one (same shape). */
+  enum class Kind { conv, maxpool, quantize } kind;
   int src, dst, sum;  // tensor indices; sum -1: none
   int64_t kernel, stride, pad;
   bool relu;
@@ -37,11 +42,12 @@ struct Instance {
   std::vector<dnnl::primitive> primitives;  // per op
   std::vector<memory::desc> srcDescs, dstDescs;
   std::vector<memory> weights, biases;
+  /** Per op with a residual of another width than its output: the reorder that scales it into the output's type. */
+  std::vector<std::optional<dnnl::reorder>> residualCopies;
   dnnl::reorder quantizeInput;
   std::vector<uint8_t> scratchpad;
 };
 
-dt TypeOf(const Tensor& t) { return t.isSigned ? dt::s8 : dt::u8; }
 
 class Int8Network {
  public:
@@ -58,12 +64,20 @@ class Int8Network {
       const Op& op = ops[i];
       memory src = Memory(context, instance, op.src, instance.srcDescs[i]);
       memory dst = Memory(context, instance, op.dst, instance.dstDescs[i]);
-      if (op.pool) {
+      if (op.kind == Op::Kind::maxpool) {
         Execute(context, instance.primitives[i], {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
         continue;
       }
-      // The sum post-op adds what the destination holds: the residual, copied in first.
-      if (op.sum >= 0) std::memcpy(dst.get_data_handle(), Data(instance, op.sum), instance.dstDescs[i].get_size());
+      if (op.kind == Op::Kind::quantize) {
+        Execute(context, instance.primitives[i], {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}});
+        continue;
+      }
+      // The sum post-op adds what the destination holds: the residual, put there first.
+      if (op.sum >= 0) {
+        memory residual = Memory(context, instance, op.sum, Desc(instance, op.sum));
+        if (instance.residualCopies[i]) Execute(context, *instance.residualCopies[i], residual, dst);
+        else std::memcpy(dst.get_data_handle(), residual.get_data_handle(), instance.dstDescs[i].get_size());
+      }
       Execute(context, instance.primitives[i],
               {{DNNL_ARG_SRC, src},
                {DNNL_ARG_WEIGHTS, instance.weights[i]},
@@ -88,7 +102,8 @@ class Int8Network {
     sizes[0] = {h, w};
     for (const Op& op : ops) {
       auto [ih, iw] = sizes[size_t(op.src)];
-      int64_t k = op.pool ? 3 : op.kernel, s = op.pool ? 2 : op.stride, p = op.pool ? 1 : op.pad;
+      bool pool = op.kind == Op::Kind::maxpool, same = op.kind == Op::Kind::quantize;
+      int64_t k = pool ? 3 : same ? 1 : op.kernel, s = pool ? 2 : same ? 1 : op.stride, p = pool ? 1 : same ? 0 : op.pad;
       int64_t oh = (ih + 2 * p - k) / s + 1, ow = (iw + 2 * p - k) / s + 1;
       if (ih + 2 * p < k || iw + 2 * p < k) throw std::invalid_argument("the image is too small for the network");
       sizes[size_t(op.dst)] = {oh, ow};
@@ -99,7 +114,7 @@ class Int8Network {
   memory::desc Desc(const Instance& instance, int tensor) const {
     const Tensor& t = tensors[size_t(tensor)];
     auto [h, w] = instance.sizes[size_t(tensor)];
-    return memory::desc({instance.n, t.channels, h, w}, TypeOf(t), tag::nhwc);
+    return memory::desc({instance.n, t.channels, h, w}, t.type, tag::nhwc);
   }
 
   static void* Data(Instance& instance, int tensor) { return instance.buffers[size_t(instance.bufferOf[size_t(tensor)])].data(); }
@@ -138,14 +153,23 @@ class Int8Network {
       instance.srcDescs.push_back(src);
       instance.dstDescs.push_back(dst);
       dnnl::primitive_attr attr = PooledScratchpad();
-      if (op.pool) {
+      if (op.kind != Op::Kind::conv) {
+        instance.weights.emplace_back();
+        instance.biases.emplace_back();
+        instance.residualCopies.emplace_back();
+      }
+      if (op.kind == Op::Kind::quantize) {
+        dnnl::primitive_attr rescale;
+        rescale.set_output_scales(0, {tensors[size_t(op.src)].scale / tensors[size_t(op.dst)].scale});
+        instance.primitives.emplace_back(dnnl::reorder(dnnl::reorder::primitive_desc(context.engine, src, context.engine, dst, rescale)));
+        continue;
+      }
+      if (op.kind == Op::Kind::maxpool) {
         dnnl::pooling_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, dnnl::algorithm::pooling_max, src, dst, {2, 2},
                                                   {3, 3}, {1, 1}, {1, 1}},
                                                  attr, context.engine);
         scratchpad = std::max(scratchpad, pd.scratchpad_desc().get_size());
         instance.primitives.emplace_back(dnnl::pooling_forward(pd));
-        instance.weights.emplace_back();
-        instance.biases.emplace_back();
         continue;
       }
       const Tensor &in = tensors[size_t(op.src)], &out = tensors[size_t(op.dst)];
@@ -160,9 +184,18 @@ class Int8Network {
       }
       attr.set_output_scales(1 << 1, outputScales);
       dnnl::post_ops postOps;
+      instance.residualCopies.emplace_back();
       if (op.sum >= 0) {
         const Tensor& residual = tensors[size_t(op.sum)];
-        postOps.append_sum(residual.scale / out.scale, TypeOf(residual));
+        if (SizeOf(residual.type) == SizeOf(out.type)) {
+          postOps.append_sum(residual.scale / out.scale, residual.type);
+        } else {
+          dnnl::primitive_attr rescale;
+          rescale.set_output_scales(0, {residual.scale / out.scale});
+          instance.residualCopies.back() =
+              dnnl::reorder(dnnl::reorder::primitive_desc(context.engine, Desc(instance, op.sum), context.engine, dst, rescale));
+          postOps.append_sum(1.f);
+        }
       }
       if (op.relu) postOps.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
       attr.set_post_ops(postOps);
@@ -198,7 +231,7 @@ class Int8Network {
     lastRead.back() = ops.size();  // the output is read after the last op
     auto bytesOf = [&](size_t t) {
       auto [h, w] = instance.sizes[t];
-      return size_t(instance.n * h * w * tensors[t].channels);
+      return size_t(instance.n * h * w * tensors[t].channels) * SizeOf(tensors[t].type);
     };
     instance.bufferOf.assign(tensors.size(), -1);
     std::vector<int> free;
@@ -233,7 +266,8 @@ class Int8Network {
     int64_t pixels = h * w, c = last.channels;
     const void* data = Data(instance, int(tensors.size() - 1));
     auto value = [&](int64_t i) {
-      return last.isSigned ? float(static_cast<const int8_t*>(data)[i]) : float(static_cast<const uint8_t*>(data)[i]);
+      if (last.type == dt::f32) return static_cast<const float*>(data)[i];
+      return last.type == dt::s8 ? float(static_cast<const int8_t*>(data)[i]) : float(static_cast<const uint8_t*>(data)[i]);
     };
     if (!pool) {
       for (int64_t i = 0; i < instance.n * pixels * c; i++) out[i] = value(i) * last.scale;
@@ -267,6 +301,19 @@ void QuantizeFilter(const float* hwio, size_t elements, int64_t outChannels, Op&
   }
 }
 
+/**
+ * Takes the rounded filter's expected error off the bias: on an input of channel means `mean`, the
+ * rounded filter is off by sum((Wq - W) * mean) per output channel, the same at every pixel (bias
+ * correction, Nagel et al. 2019).
+ */
+void CorrectBias(const float* hwio, const float* mean, int64_t inChannels, Op& op) {
+  size_t outChannels = op.filterScale.size();
+  for (size_t i = 0; i < op.filter.size(); i++) {
+    size_t o = i % outChannels, c = (i / outChannels) % size_t(inChannels);
+    op.bias[o] -= (float(op.filter[i]) * op.filterScale[o] - hwio[i]) * mean[c];
+  }
+}
+
 Int8Network* Parse(const Napi::Object& spec) {
   auto network = std::make_unique<Int8Network>();
   Napi::Array tensors = spec.Get("tensors").As<Napi::Array>();
@@ -274,29 +321,42 @@ Int8Network* Parse(const Napi::Object& spec) {
     Napi::Object t = tensors.Get(i).As<Napi::Object>();
     float scale = t.Get("scale").ToNumber().FloatValue();
     int64_t channels = IntField(t, "channels");
+    std::string type = t.Get("type").ToString().Utf8Value();
     if (!(scale > 0.f) || !std::isfinite(scale) || channels <= 0) throw std::invalid_argument("tensor " + std::to_string(i) + ": bad scale or channels");
-    network->tensors.push_back({t.Get("signed").ToBoolean(), scale, channels});
+    if (type != "u8" && type != "s8" && (type != "f32" || i == 0)) throw std::invalid_argument("tensor " + std::to_string(i) + ": bad type " + type);
+    network->tensors.push_back({type == "u8" ? dt::u8 : type == "s8" ? dt::s8 : dt::f32, scale, channels});
   }
   Napi::Array ops = spec.Get("ops").As<Napi::Array>();
   int count = int(network->tensors.size());
   for (uint32_t i = 0; i < ops.Length(); i++) {
     Napi::Object o = ops.Get(i).As<Napi::Object>();
     Op op{};
-    op.pool = o.Get("kind").ToString().Utf8Value() == "maxpool";
+    std::string kind = o.Get("kind").ToString().Utf8Value();
+    if (kind != "conv" && kind != "maxpool" && kind != "quantize") throw std::invalid_argument("op " + std::to_string(i) + ": bad kind " + kind);
+    op.kind = kind == "maxpool" ? Op::Kind::maxpool : kind == "quantize" ? Op::Kind::quantize : Op::Kind::conv;
     op.src = int(IntField(o, "src"));
     op.dst = int(IntField(o, "dst"));
     op.sum = o.Has("sum") ? int(IntField(o, "sum")) : -1;
     if (op.src < 0 || op.src >= count || op.dst <= 0 || op.dst >= count || op.sum >= count || op.src == op.dst) {
       throw std::invalid_argument("op " + std::to_string(i) + ": a tensor index out of range");
     }
-    if (op.pool) {
-      if (network->tensors[size_t(op.src)].isSigned || network->tensors[size_t(op.dst)].isSigned ||
+    if (op.kind == Op::Kind::quantize) {
+      const Tensor &from = network->tensors[size_t(op.src)], &to = network->tensors[size_t(op.dst)];
+      if (from.channels != to.channels || to.type == dt::f32) {
+        throw std::invalid_argument("op " + std::to_string(i) + ": quantize keeps the channels and makes u8 or s8");
+      }
+      network->ops.push_back(std::move(op));
+      continue;
+    }
+    if (op.kind == Op::Kind::maxpool) {
+      if (network->tensors[size_t(op.src)].type != dt::u8 || network->tensors[size_t(op.dst)].type != dt::u8 ||
           network->tensors[size_t(op.src)].scale != network->tensors[size_t(op.dst)].scale) {
         throw std::invalid_argument("op " + std::to_string(i) + ": max pooling keeps an unsigned tensor and its scale");
       }
       network->ops.push_back(std::move(op));
       continue;
     }
+    if (network->tensors[size_t(op.src)].type == dt::f32) throw std::invalid_argument("op " + std::to_string(i) + ": a convolution reads u8 or s8");
     op.kernel = IntField(o, "kernel");
     op.stride = IntField(o, "stride");
     op.pad = IntField(o, "pad");
@@ -304,9 +364,11 @@ Int8Network* Parse(const Napi::Object& spec) {
     int64_t c = network->tensors[size_t(op.src)].channels, out = network->tensors[size_t(op.dst)].channels;
     if (op.kernel <= 0 || op.stride <= 0 || op.pad < 0) throw std::invalid_argument("op " + std::to_string(i) + ": bad kernel, stride or padding");
     size_t elements = size_t(op.kernel * op.kernel * c * out);
-    QuantizeFilter(FloatData(o.Get("filter"), elements, "filter"), elements, out, op);
+    const float* filter = FloatData(o.Get("filter"), elements, "filter");
+    QuantizeFilter(filter, elements, out, op);
     const float* bias = FloatData(o.Get("bias"), size_t(out), "bias");
     op.bias.assign(bias, bias + out);
+    if (o.Has("inputMean")) CorrectBias(filter, FloatData(o.Get("inputMean"), size_t(c), "inputMean"), c, op);
     network->ops.push_back(std::move(op));
   }
   if (network->ops.empty()) throw std::invalid_argument("a network needs at least one op");

@@ -43,7 +43,7 @@ async function int8Of(artifacts: JobArtifacts, folder: string, resnet: ResNet50)
     return { reason: check?.reason ?? 'the job was not quantised (it ended before int8 predictions existed)' };
   }
   let backbone: Int8Backbone | null = null;
-  return { backbone: () => (backbone ??= Int8Backbone.build(addon, resnet, calibration.ranges)) };
+  return { backbone: () => (backbone ??= Int8Backbone.build(addon, resnet, calibration.ranges, calibration.residual)) };
 }
 const loaded = new Map<string, Promise<LoadedModel>>();
 

@@ -12,6 +12,8 @@ let addon: OneDnnAddon;
 interface Variant {
   signedInput: boolean;
   relu: boolean;
+  /** u8 after a ReLU, s8 without; f32 for the network's last output. */
+  output: Int8TensorSpec['type'];
   /** A residual added before the ReLU (a block's last convolution): the block's input (u8) or a downsample's output (s8). */
   residual: 'none' | 'u8' | 's8';
 }
@@ -45,18 +47,18 @@ function int8Error(c: ConvCase, variant: Variant, seed: number): number {
     const summed = variant.residual === 'none' ? conv : tf.add(conv, shortcut);
     const expected = variant.relu ? tf.relu(summed) : summed;
     const magnitude = (t: tf.Tensor) => tf.max(tf.abs(t)).dataSync()[0];
-    const tensor = (t: tf.Tensor, signed: boolean, count: number): Int8TensorSpec => ({
-      signed,
-      scale: magnitude(t) / (signed ? 127 : 255),
+    const tensor = (t: tf.Tensor, type: Int8TensorSpec['type'], count: number): Int8TensorSpec => ({
+      type,
+      scale: type === 'f32' ? 1 : magnitude(t) / (type === 's8' ? 127 : 255),
       channels: count,
     });
     const values = (t: tf.Tensor) => t.dataSync() as Float32Array;
-    const tensors = [tensor(x, variant.signedInput, channels), tensor(expected, !variant.relu, c.filters)];
+    const tensors = [tensor(x, variant.signedInput ? 's8' : 'u8', channels), tensor(expected, variant.output, c.filters)];
     const ops: Int8OpSpec[] = [];
     const main = { kind: 'conv' as const, src: 0, dst: 1, kernel: c.kernel, stride: c.stride, pad, relu: variant.relu };
     if (variant.residual === 'none') ops.push({ ...main, filter: values(filter), bias: values(bias) });
     else {
-      tensors.push(tensor(shortcut, variant.residual === 's8', c.filters));
+      tensors.push(tensor(shortcut, variant.residual, c.filters));
       ops.push({
         kind: 'conv',
         src: 0,
@@ -94,9 +96,13 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     const worst = { error: 0, at: '' };
     cases.forEach((c, i) => {
       const variants: Variant[] = [
-        { signedInput: c.input[3] === 3, relu: true, residual: 'none' },
-        { signedInput: false, relu: false, residual: 'none' },
-        ...(c.kernel === 1 ? (['u8', 's8'] as const).map((residual) => ({ signedInput: false, relu: true, residual })) : []),
+        { signedInput: c.input[3] === 3, relu: true, output: 'u8', residual: 'none' },
+        { signedInput: false, relu: false, output: 's8', residual: 'none' },
+        ...(c.kernel === 1
+          ? (['u8', 's8'] as const).flatMap((residual) =>
+              (['u8', 'f32'] as const).map((output) => ({ signedInput: false, relu: true, output, residual })),
+            )
+          : []),
       ];
       for (const variant of variants) {
         const error = int8Error(c, variant, 10 * i);
@@ -119,24 +125,38 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     const ranges = observer.result();
     // The input, 53 convolutions and 16 residual sums.
     assert.equal(Object.keys(ranges).length, 1 + 53 + 16);
-    assert.ok(ranges['layer2.0.downsample.0'][0] < 0, 'a downsample (no ReLU) goes negative');
-    assert.equal(ranges['layer2.0.add'][0], 0, 'a block ends in a ReLU');
-    const backbone = Int8Backbone.build(addon, resnet, ranges);
+    assert.ok(ranges['layer2.0.downsample.0'].min < 0, 'a downsample (no ReLU) goes negative');
+    assert.equal(ranges['layer2.0.add'].min, 0, 'a block ends in a ReLU');
     const x = images(2);
-    const [fp32, int8] = [tf.tidy(() => resnet.features(x)), backbone.codes(x)];
-    const error = relativeError(int8.dataSync(), fp32.dataSync());
-    assert.ok(error < 0.1 && error > 1e-4, `codes: largest error ${error} of the largest code`);
+    const fp32 = tf.tidy(() => resnet.features(x));
     const top1 = (t: tf.Tensor) => Array.from(tf.tidy(() => tf.argMax(t, 1).dataSync()));
-    const [a, b] = [top1(tf.tidy(() => resnet.network.forward(x, false))), top1(int8Logits(resnet, backbone, x))];
-    assert.ok(a.filter((v, i) => v === b[i]).length >= 14, `top-1 ${a} vs ${b}`);
-    tf.dispose([calibration, x, fp32, int8]);
+    const expected = top1(tf.tidy(() => resnet.network.forward(x, false)));
+    const codesError = (backbone: Int8Backbone) => {
+      const codes = backbone.codes(x);
+      const error = tf.tidy(() => tf.norm(tf.sub(codes, fp32)).dataSync()[0] / tf.norm(fp32).dataSync()[0]);
+      codes.dispose();
+      return error;
+    };
+    const errors: Record<string, number> = {};
+    for (const residual of ['int8', 'fp32'] as const) {
+      const backbone = Int8Backbone.build(addon, resnet, ranges, residual);
+      errors[residual] = codesError(backbone);
+      const predicted = top1(int8Logits(resnet, backbone, x));
+      assert.ok(predicted.filter((v, i) => v === expected[i]).length >= 14, `${residual}: top-1 ${predicted} vs ${expected}`);
+    }
+    // Without the channel means, no bias correction: the rounded filters' systematic error stays.
+    const uncorrected = Object.fromEntries(Object.entries(ranges).map(([name, range]) => [name, { ...range, mean: [] }]));
+    errors.uncorrected = codesError(Int8Backbone.build(addon, resnet, uncorrected));
+    assert.ok(errors.int8 < 0.05 && errors.int8 > 1e-4, JSON.stringify(errors));
+    assert.ok(errors.fp32 < errors.int8 && errors.int8 < errors.uncorrected, JSON.stringify(errors));
+    tf.dispose([calibration, x, fp32]);
     resnet.dispose();
   });
 
   it('refuses descriptions that do not fit, naming what', () => {
-    const tensors = [
-      { signed: true, scale: 0.1, channels: 3 },
-      { signed: false, scale: 0.1, channels: 4 },
+    const tensors: Int8TensorSpec[] = [
+      { type: 's8', scale: 0.1, channels: 3 },
+      { type: 'u8', scale: 0.1, channels: 4 },
     ];
     const conv = { kind: 'conv' as const, src: 0, dst: 1, kernel: 3, stride: 1, pad: 1, relu: true, bias: new Float32Array(4) };
     assert.throws(
@@ -145,6 +165,7 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     );
     assert.throws(() => addon.int8Network({ tensors, ops: [{ ...conv, dst: 5, filter: new Float32Array(108) }] }), /out of range/);
     assert.throws(() => addon.int8Network({ tensors: [{ ...tensors[0], scale: 0 }, tensors[1]], ops: [] }), /bad scale/);
+    assert.throws(() => addon.int8Network({ tensors: [{ ...tensors[0], type: 'f32' }, tensors[1]], ops: [] }), /tensor 0: bad type f32/);
     const network = addon.int8Network({ tensors, ops: [{ ...conv, filter: new Float32Array(108) }] });
     assert.throws(
       () => addon.int8Run(network, new Float32Array(12), Int32Array.of(1, 2, 2, 3), new Float32Array(3), false),
