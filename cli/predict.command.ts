@@ -5,7 +5,7 @@ import { UsageError } from './usage.js';
 
 export const PREDICT_USAGE = `retrain predict JOB_ID IMAGE... [--top-k K]        top-k classes of each image by a completed job's model
        retrain predict --model NAME IMAGE... [--top-k K]  by the model an alias names now
-   [--precision fp32|bf16] [--url URL] [--key KEY]`;
+   [--precision int8|bf16|fp32 (unset: the fastest offered)] [--url URL] [--key KEY]`;
 
 export async function predict(argv: string[]): Promise<void> {
   const { service, values, positionals } = parseCommand(argv, {

@@ -1,6 +1,7 @@
 import {
   CheckpointFormat,
   CheckpointState,
+  type DownloadPrecision,
   FrozenSource,
   frozenSourceIn,
   Int8Calibration,
@@ -18,6 +19,10 @@ import { NotFoundError } from './errors.js';
 import { hashStream } from './file-hash.js';
 
 const CHECKPOINT_NAME = /^epoch-(\d{4,})$/;
+
+/** A download's file name: `<label>.<format>`, `<label>.int8.onnx` for the int8 QDQ export. */
+export const downloadName = (label: string, format: CheckpointFormat, precision: DownloadPrecision) =>
+  `${label}${precision === 'int8' ? '.int8' : ''}.${format}`;
 const STATE_FILE = 'state.json';
 const METADATA_FILE = 'metadata.json';
 const OPTIMIZER_FILE = 'optimizer.bin';
@@ -168,6 +173,15 @@ export class JobArtifacts {
   readInt8Calibration(folder: string): Promise<Int8Calibration | null> {
     return readJson(this.store, `${folder}/${INT8_FILE}`, Int8Calibration);
   }
+
+  /** A saved model's int8 calibration, or why int8 is not offered for it (the job's own reason where it checked). */
+  async int8Of(folder: string): Promise<{ calibration: Int8Calibration } | { reason: string }> {
+    const calibration = await this.readInt8Calibration(folder);
+    if (calibration) return { calibration };
+    if (folder !== this.finalFolder) return { reason: "int8 is calibrated for a job's final model only" };
+    const check = (await this.readMetrics())?.int8;
+    return { reason: check?.reason ?? 'the job was not quantised (it ended before int8 predictions existed)' };
+  }
   writeInt8Calibration(folder: string, calibration: Int8Calibration): Promise<void> {
     return this.store.write(`${folder}/${INT8_FILE}`, JSON.stringify(calibration));
   }
@@ -188,8 +202,8 @@ export class JobArtifacts {
   }
 
   /** A download of a saved model in a format, built on first request. */
-  download(label: string, format: CheckpointFormat): StoredFile {
-    return new StoredFile(this.store, `${this.root}/downloads/${label}.${format}`);
+  download(label: string, format: CheckpointFormat, precision: DownloadPrecision = 'fp32'): StoredFile {
+    return new StoredFile(this.store, `${this.root}/downloads/${downloadName(label, format, precision)}`);
   }
 
   /** The files a tfjs client needs of a saved model, by name (a tar.gz download holds them). */

@@ -12,11 +12,18 @@ export const CheckpointFormat = z
   );
 export type CheckpointFormat = z.infer<typeof CheckpointFormat>;
 
+/** What a download's weights are: as trained, or (ONNX only) the int8 backbone the predictions run, as QDQ. */
+export const DownloadPrecision = z
+  .enum(['fp32', 'int8'])
+  .describe('int8 (with format=onnx): ONNX QDQ of the int8 backbone predictions run, where the job offers int8 (metrics.int8), else 409');
+export type DownloadPrecision = z.infer<typeof DownloadPrecision>;
+
 /** A saved model to convert to a format the worker did not write, and the store key to write it at. */
 export const ExportRequest = z.object({
   jobId: z.string(),
   model: z.object({ folder: z.string(), label: z.string() }),
   format: CheckpointFormat,
+  precision: DownloadPrecision.default('fp32'),
   key: z.string(),
 });
 export type ExportRequest = z.infer<typeof ExportRequest>;

@@ -1,10 +1,12 @@
 // Post-training static quantisation of a model's backbone: BatchNorms folded into their convolutions,
-// s8 filters per output channel (the addon quantises them), one u8/s8 scale per activation tensor from
-// the ranges a calibration pass observed. The classifier on the 2048-D codes stays in float32.
+// s8 filters per output channel (the addon quantises them, and corrects each bias for its rounded
+// filter's expected error on the input's channel means), one u8/s8 scale per activation tensor from the
+// ranges a calibration pass observed, the residual stream in u8 or in float32. The 2048-D codes and the
+// classifier on them stay float32.
 import * as tf from '@tensorflow/tfjs';
 import type { ActivationRange, ActivationRanges } from '../../schemas/artifacts.js';
 import type { ResidualStream } from '../../schemas/model.js';
-import type { Int8Handle, Int8OpSpec, Int8TensorSpec, OneDnnAddon } from '../native/onednn.js';
+import type { Int8Handle, Int8OpSpec, Int8TensorSpec, OneDnnAddon, QuantizedConv } from '../native/onednn.js';
 import { backboneStages, STAGE_COUNT, type Builder, type ConvBn } from './architecture.js';
 import { BatchNorm2d } from './batch-norm.js';
 import { FEATURE_DIM, type ResNet50 } from './resnet50.js';
@@ -27,8 +29,11 @@ export class RangeObserver {
     this.images += x.shape[0];
   }
 
+  /** Means to 4 significant digits: plenty for bias correction, and a third of int8.json's size. */
   result(): ActivationRanges {
-    return Object.fromEntries([...this.seen].map(([name, { min, max, mean }]) => [name, { min, max, mean }]));
+    return Object.fromEntries(
+      [...this.seen].map(([name, { min, max, mean }]) => [name, { min, max, mean: mean.map((m) => Number(m.toPrecision(4))) }]),
+    );
   }
 
   private record(name: string, tensor: tf.Tensor): void {
@@ -100,6 +105,7 @@ class PlanBuilder implements Builder<Symbol> {
     // A u8 output saturates at 0: the ReLU is in the rounding.
     this.plan.ops.push({
       kind: 'conv',
+      name: convName,
       src,
       dst: dst.index,
       kernel,
@@ -179,11 +185,35 @@ function scaleOf(tensor: PlanTensor, ranges: ActivationRanges): number {
   return scale > 0 && Number.isFinite(scale) ? scale : 1;
 }
 
+/** What an int8 backbone runs, for an export to write the same: tensors rounded (by name), and convolutions' weights (by path). */
+export interface Int8Description {
+  residual: ResidualStream;
+  /** The input and every tensor rounded to u8/s8 on its way (a float residual stream's rounded copies under its name). */
+  rounded: Map<string, { type: 'u8' | 's8'; scale: number }>;
+  convs: Map<string, QuantizedConv>;
+}
+
 export class Int8Backbone {
   private constructor(
     private readonly addon: OneDnnAddon,
     private readonly handle: Int8Handle,
+    private readonly plan: Plan,
+    private readonly tensors: Int8TensorSpec[],
   ) {}
+
+  describe(): Int8Description {
+    const rounded = new Map<string, { type: 'u8' | 's8'; scale: number }>();
+    this.plan.tensors.forEach(({ name, type }, i) => {
+      if (type !== 'f32') rounded.set(name, { type, scale: this.tensors[i].scale });
+    });
+    const weights = this.addon.int8Weights(this.handle);
+    const convs = new Map<string, QuantizedConv>();
+    this.plan.ops.forEach((op, i) => {
+      const conv = weights[i];
+      if (op.kind === 'conv' && op.name && conv) convs.set(op.name, conv);
+    });
+    return { residual: this.plan.residual, rounded, convs };
+  }
 
   static build(addon: OneDnnAddon, resnet: ResNet50, ranges: ActivationRanges, residual: ResidualStream = 'int8'): Int8Backbone {
     const plan: Plan = { resnet, ranges, residual, tensors: [], ops: [], rounded: new Map() };
@@ -193,7 +223,7 @@ export class Int8Backbone {
     // The codes the float classifier reads stay float: rounding them to 256 levels would cost the most agreement.
     plan.tensors[plan.tensors.length - 1].type = 'f32';
     const tensors: Int8TensorSpec[] = plan.tensors.map((t) => ({ type: t.type, scale: scaleOf(t, ranges), channels: t.channels }));
-    return new Int8Backbone(addon, addon.int8Network({ tensors, ops: plan.ops }));
+    return new Int8Backbone(addon, addon.int8Network({ tensors, ops: plan.ops }), plan, tensors);
   }
 
   /** The 2048-D codes of a batch of NHWC float images. */

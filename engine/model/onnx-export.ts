@@ -4,6 +4,8 @@ import { backbone, head, reluName, type Builder, type ConvBn } from './architect
 import { BatchNorm2d } from './batch-norm.js';
 import { Message, metadataEntry, node, tensor, valueInfo, type AttributeValue, type Encoded } from './onnx-proto.js';
 import type { ResNet50 } from './resnet50.js';
+import { INPUT_RANGE, type Int8Description } from './int8.js';
+import type { QuantizedConv } from '../native/onednn.js';
 import { float32ValuesOf } from './tensor-values.js';
 
 /** Opset 17 (ONNX 1.12): every runtime in use reads it; IR version 8 goes with it. */
@@ -19,12 +21,16 @@ const OIHW = [3, 2, 0, 1];
 interface OnnxValue {
   name: string;
   shape: ReadonlyArray<number | null>;
+  /** With a float residual stream: the value rounded as convolutions read it. */
+  rounded?: string;
 }
 
 interface Graph {
   nodes: Message[];
   initializers: Message[];
   layers: Map<string, tf.layers.Layer>;
+  /** The int8 backbone to write as QuantizeLinear/DequantizeLinear pairs where it rounds, and its s8 filters. */
+  int8?: Int8Description;
 }
 
 /** Walks the architecture as it runs at prediction, emitting ONNX nodes: every BatchNorm folded into its convolution. */
@@ -44,6 +50,8 @@ class OnnxBuilder implements Builder<OnnxValue> {
 
   convBn(spec: ConvBn, x: OnnxValue): OnnxValue {
     const convPath = this.path(spec.conv);
+    const quantized = this.graph.int8?.convs.get(convPath);
+    if (quantized) return this.quantizedConv(spec, convPath, quantized, x);
     const bn = this.layer(this.path(spec.bn));
     if (!(bn instanceof BatchNorm2d)) throw new Error(`${bn.name} is not a BatchNorm2d`);
     const kernel = this.layer(convPath).getWeights()[0];
@@ -67,7 +75,53 @@ class OnnxBuilder implements Builder<OnnxValue> {
   }
 
   addRelu(x: OnnxValue, identity: OnnxValue, reluCall: number): OnnxValue {
-    return this.relu(this.emit('Add', this.path('add'), [x.name, identity.name], x.shape), reluCall);
+    const out = this.relu(this.emit('Add', this.path('add'), [x.name, identity.name], x.shape), reluCall);
+    if (!this.graph.int8) return out;
+    const rounded = this.rounded(out, this.path('add'));
+    // A float residual stream is rounded only on its way into a convolution.
+    return this.graph.int8.residual === 'fp32' ? { ...out, rounded: rounded.name } : rounded;
+  }
+
+  /** The convolution as the int8 backbone runs it: its s8 filter dequantized per output channel, its input and output rounded where it rounds them. */
+  private quantizedConv(spec: ConvBn, convPath: string, { filter, scales, bias }: QuantizedConv, x: OnnxValue): OnnxValue {
+    const [k, c, o] = [spec.kernel, filter.length / (spec.kernel * spec.kernel * spec.filters), spec.filters];
+    const oihw = new Int8Array(filter.length);
+    // HWIO -> OIHW
+    for (let h = 0; h < k; h++)
+      for (let w = 0; w < k; w++)
+        for (let i = 0; i < c; i++)
+          for (let out = 0; out < o; out++) oihw[((out * c + i) * k + h) * k + w] = filter[((h * k + w) * c + i) * o + out];
+    const weight = this.emit(
+      'DequantizeLinear',
+      `${convPath}.weight`,
+      [
+        this.initializer(`${convPath}.weight_quantized`, [o, c, k, k], oihw),
+        this.initializer(`${convPath}.weight_scale`, [o], scales),
+        this.initializer(`${convPath}.weight_zero_point`, [o], new Int8Array(o)),
+      ],
+      [o, c, k, k],
+      { axis: 0 },
+    );
+    const pad = (k - 1) / 2;
+    const [, h, w] = x.shape as number[];
+    const outSize = (size: number) => Math.floor((size + 2 * pad - k) / spec.stride) + 1;
+    const inputs = [x.rounded ?? x.name, weight.name, this.initializer(`${convPath}.bias`, [o], bias)];
+    const conv = this.emit('Conv', convPath, inputs, [null, outSize(h), outSize(w), o], {
+      kernel_shape: [k, k],
+      strides: [spec.stride, spec.stride],
+      pads: [pad, pad, pad, pad],
+    });
+    return this.rounded(spec.reluCall === undefined ? conv : this.relu(conv, spec.reluCall), convPath);
+  }
+
+  /** `x` rounded as the int8 backbone rounds the tensor it calls `name` (a QuantizeLinear/DequantizeLinear pair), or as it is where it stays float. */
+  rounded(x: OnnxValue, name: string): OnnxValue {
+    const rounding = this.graph.int8?.rounded.get(name);
+    if (!rounding) return x;
+    const scale = this.initializer(`${x.name}.scale`, [], Float32Array.of(rounding.scale));
+    const zero = this.initializer(`${x.name}.zero_point`, [], rounding.type === 'u8' ? new Uint8Array(1) : new Int8Array(1));
+    const q = this.emit('QuantizeLinear', `${x.name}.quantized`, [x.name, scale, zero], x.shape);
+    return this.emit('DequantizeLinear', `${x.name}.rounded`, [q.name, scale, zero], x.shape);
   }
 
   maxPool(x: OnnxValue): OnnxValue {
@@ -123,7 +177,7 @@ class OnnxBuilder implements Builder<OnnxValue> {
     return layer;
   }
 
-  private initializer(name: string, dims: number[], values: Float32Array): string {
+  private initializer(name: string, dims: number[], values: Float32Array | Uint8Array | Int8Array): string {
     this.graph.initializers.push(tensor(name, dims, values));
     return name;
   }
@@ -134,7 +188,7 @@ class OnnxBuilder implements Builder<OnnxValue> {
     inputs: string[],
     shape: ReadonlyArray<number | null>,
     attributes?: Record<string, AttributeValue>,
-  ) {
+  ): OnnxValue {
     this.graph.nodes.push(node(opType, name, inputs, [name], attributes));
     return { name, shape };
   }
@@ -156,13 +210,21 @@ function metadataProps(metadata: ModelMetadata, label: string): Record<string, s
 
 /**
  * The model in inference mode as an ONNX ModelProto: NCHW float input `input` with a dynamic batch,
- * output `logits`, BatchNorms folded into convolution biases, dropout removed.
+ * output `logits`, BatchNorms folded into convolution biases, dropout removed. With `int8`, the backbone
+ * as the int8 predictions run it, in ONNX's QDQ form: s8 filters dequantized per output channel, and a
+ * QuantizeLinear/DequantizeLinear pair wherever a tensor is rounded (runtimes fuse them into int8 kernels).
  */
-export function exportOnnx(resnet: ResNet50, metadata: ModelMetadata, label: string, producerVersion: string): Encoded {
-  const graph: Graph = { nodes: [], initializers: [], layers: new Map(resnet.model.layers.map((l) => [l.name, l])) };
+export function exportOnnx(
+  resnet: ResNet50,
+  metadata: ModelMetadata,
+  label: string,
+  producerVersion: string,
+  int8?: Int8Description,
+): Encoded {
+  const graph: Graph = { nodes: [], initializers: [], layers: new Map(resnet.model.layers.map((l) => [l.name, l])), int8 };
   const builder = new OnnxBuilder(graph);
   const size = resnet.config.inputSize;
-  const input: OnnxValue = { name: ONNX_INPUT, shape: [null, size, size, 3] };
+  const input = builder.rounded({ name: ONNX_INPUT, shape: [null, size, size, 3] }, INPUT_RANGE);
   const last = head(builder, backbone(builder, input), resnet.config.numClasses, resnet.config.mode === 'fine_tuning');
   graph.nodes.push(node('Identity', ONNX_OUTPUT, [last.name], [ONNX_OUTPUT]));
 
@@ -179,6 +241,7 @@ export function exportOnnx(resnet: ResNet50, metadata: ModelMetadata, label: str
     .string(3, producerVersion)
     .message(7, graphProto)
     .message(8, new Message().string(1, '').int(2, ONNX_OPSET));
-  for (const [k, v] of Object.entries(metadataProps(metadata, label))) model.message(14, metadataEntry(k, v));
+  const precision: Record<string, string> = int8 ? { precision: 'int8', residual_stream: int8.residual } : { precision: 'fp32' };
+  for (const [k, v] of Object.entries({ ...metadataProps(metadata, label), ...precision })) model.message(14, metadataEntry(k, v));
   return model.encoded();
 }

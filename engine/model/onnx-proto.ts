@@ -80,12 +80,15 @@ export function node(opType: string, name: string, inputs: string[], outputs: st
   return m;
 }
 
+/** TensorProto.DataType of the arrays an exported graph holds. */
+const DATA_TYPES = { Float32Array: FLOAT_TENSOR, Uint8Array: 2, Int8Array: 3 } as const;
+
 /** TensorProto: dims 1, data_type 2, name 8, raw_data 9 (little-endian, as ONNX requires). */
-export function tensor(name: string, dims: number[], values: Float32Array): Message {
+export function tensor(name: string, dims: number[], values: Float32Array | Uint8Array | Int8Array): Message {
   const m = new Message();
   for (const d of dims) m.int(1, d);
   return m
-    .int(2, FLOAT_TENSOR)
+    .int(2, DATA_TYPES[values.constructor.name as keyof typeof DATA_TYPES])
     .string(8, name)
     .bytes(9, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
 }

@@ -7,6 +7,13 @@ export interface Int8Handle {
   readonly __int8Network: unique symbol;
 }
 
+/** A convolution's filter as an int8 network runs it. */
+export interface QuantizedConv {
+  filter: Int8Array;
+  scales: Float32Array;
+  bias: Float32Array;
+}
+
 /** One tensor of an int8 network: real value = stored value * scale (f32: not the input). */
 export interface Int8TensorSpec {
   type: 'u8' | 's8' | 'f32';
@@ -22,6 +29,8 @@ export interface Int8TensorSpec {
 export type Int8OpSpec =
   | {
       kind: 'conv';
+      /** The module's path, for the caller's bookkeeping (the addon ignores it). */
+      name?: string;
       src: number;
       dst: number;
       sum?: number;
@@ -43,6 +52,8 @@ export interface OneDnnAddon {
   int8Network(spec: { tensors: Int8TensorSpec[]; ops: Int8OpSpec[] }): Int8Handle;
   /** The network on float NHWC input (dims [N,H,W,C]): `out` gets the last tensor as floats, averaged over its pixels when `pool`. */
   int8Run(network: Int8Handle, input: Float32Array, dims: Int32Array, out: Float32Array, pool: boolean): void;
+  /** Per op: a convolution's s8 filter (HWIO), its scale per output channel and its bias as the network runs them; null for other ops. */
+  int8Weights(network: Int8Handle): Array<QuantizedConv | null>;
   version(): string;
   /** Seconds spent inside oneDNN's primitives on this thread so far (the rest of a step is ours and tfjs'). */
   primitiveSeconds(): number;

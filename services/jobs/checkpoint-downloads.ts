@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream';
 import { writeArchive } from '../../common/model-archive.js';
-import type { CheckpointSelector, JobArtifacts, ModelFolder, StoredFile } from '../../common/job-artifacts.js';
-import type { CheckpointFormat, ExportRequest } from '../../schemas/artifacts.js';
+import { downloadName, type CheckpointSelector, type JobArtifacts, type ModelFolder, type StoredFile } from '../../common/job-artifacts.js';
+import { ConflictError, InvalidInputError } from '../../common/errors.js';
+import type { CheckpointFormat, DownloadPrecision, ExportRequest } from '../../schemas/artifacts.js';
 import type { Caller } from '../../schemas/auth.js';
 import type { ArchiveCache } from './archive-cache.js';
 
@@ -47,14 +48,14 @@ const CONTENT_TYPES: Record<CheckpointFormat, string> = {
 async function cachedDownload(
   artifacts: JobArtifacts,
   model: ModelFolder,
-  format: CheckpointFormat,
+  { format, precision }: DownloadKind,
   { archives, exporter, caller }: { archives: ArchiveCache; exporter: ModelExporter; caller: Caller },
 ): Promise<StoredFile | Converting> {
-  const file = artifacts.download(model.label, format);
+  const file = artifacts.download(model.label, format, precision);
   let stat = await file.stat();
   // A model that keeps only what trains archives whole only once loaded: the export thread writes that tar.gz too.
   if (!stat && (format !== 'tar.gz' || (await artifacts.modelFrozenSource(model.folder)))) {
-    exporter.begin({ jobId: artifacts.jobId, model, format, key: file.key }, caller);
+    exporter.begin({ jobId: artifacts.jobId, model, format, precision, key: file.key }, caller);
     return { converting: true, retryAfterSeconds: CONVERTING_RETRY_AFTER_SECONDS };
   }
   if (!stat) {
@@ -66,23 +67,36 @@ async function cachedDownload(
   return file;
 }
 
+/** A download's format, and whether its weights are as trained or the int8 backbone (ONNX only). */
+export interface DownloadKind {
+  format: CheckpointFormat;
+  precision: DownloadPrecision;
+}
+
 export async function checkpointDownload(
   artifacts: JobArtifacts,
   selector: CheckpointSelector,
-  format: CheckpointFormat,
+  kind: DownloadKind,
   derivation: { archives: ArchiveCache; exporter: ModelExporter; caller: Caller },
 ): Promise<Download | Converting> {
+  const { format, precision } = kind;
+  if (precision === 'int8' && format !== 'onnx')
+    throw InvalidInputError.field('precision', 'int8 is exported as ONNX only (format=onnx)', 'query');
   const model = await artifacts.savedModel(selector);
+  if (precision === 'int8') {
+    const int8 = await artifacts.int8Of(model.folder);
+    if ('reason' in int8) throw new ConflictError(`precision int8 is not offered for this model: ${int8.reason}`, { field: 'precision' });
+  }
   // The safetensors the worker wrote beside the final model is served as it is; everything else is derived and cached.
   const written = artifacts.torchvisionWeights(model.folder);
-  const file = format === 'safetensors' && (await written.stat()) ? written : await cachedDownload(artifacts, model, format, derivation);
+  const file = format === 'safetensors' && (await written.stat()) ? written : await cachedDownload(artifacts, model, kind, derivation);
   if ('converting' in file) return file;
   const stat = await file.stat();
   if (!stat) throw new Error(`download ${file.key} vanished`);
   return {
     size: stat.size,
     etag: await file.sha256(),
-    filename: `${artifacts.jobId}-${model.label}.${format}`,
+    filename: `${artifacts.jobId}-${downloadName(model.label, format, precision)}`,
     contentType: CONTENT_TYPES[format],
     open: () => file.open(),
   };

@@ -24,8 +24,7 @@ import { checkStartWeights } from './start-weights.js';
 import { JobIndex } from './job-index.js';
 import type { FilteredIndex, IndexScope, LabelFilter } from '../../common/label-index.js';
 import { describeJob, ownerOf } from './job-status.js';
-import type { CheckpointFormat } from '../../schemas/artifacts.js';
-import { checkpointDownload, type Converting, type Download, type ModelExporter } from './checkpoint-downloads.js';
+import { checkpointDownload, type Converting, type Download, type DownloadKind, type ModelExporter } from './checkpoint-downloads.js';
 import { isUuid } from '../../schemas/ids.js';
 
 /** How long a request waits for a (re)connecting Redis before it is answered 503. */
@@ -343,11 +342,11 @@ export class JobService {
   async checkpoint(
     caller: Caller,
     jobId: string,
-    { selector, format, exporter }: { selector: CheckpointSelector; format: CheckpointFormat; exporter: ModelExporter },
+    { selector, kind, exporter }: { selector: CheckpointSelector; kind: DownloadKind; exporter: ModelExporter },
   ): Promise<Download | Converting> {
     const job = await this.require(caller, jobId);
     const artifacts = new JobArtifacts(this.store, jobId);
-    return checkpointDownload(artifacts, selector, format, { archives: this.archives, exporter, caller }).catch(async (error: Error) => {
+    return checkpointDownload(artifacts, selector, kind, { archives: this.archives, exporter, caller }).catch(async (error: Error) => {
       if (!(error instanceof NotFoundError)) throw error;
       const { state, failure } = await this.describe(job);
       if (state === 'failed' || state === 'cancelled') {

@@ -1,3 +1,4 @@
+import type { Metrics } from '../../schemas/metrics.js';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -72,7 +73,7 @@ describe('model exports: ONNX and safetensors', () => {
       assert.equal(classNames.length, mode === 'pretrained' ? 1000 : CLASSES);
 
       const logits = await onnxLogits(file, images);
-      let request = service.http().post(`/v1/jobs/${jobs[mode]}/predict?topK=${Math.min(classNames.length, 10)}`);
+      let request = service.http().post(`/v1/jobs/${jobs[mode]}/predict?precision=fp32&topK=${Math.min(classNames.length, 10)}`);
       for (const image of images) request = request.attach('images', image);
       const predicted = await request;
       assert.equal(predicted.status, 200, predicted.text);
@@ -141,7 +142,10 @@ describe('model exports: ONNX and safetensors', () => {
     // The head (2048 x 3 + 3 floats) in each saved model; no optimiser state once the job has ended.
     for (const folder of ['checkpoints/epoch-0001', 'checkpoints/epoch-0002', 'final'])
       assert.equal(statSync(path.join(features, folder, 'weights.bin')).size, 4 * (2048 * CLASSES + CLASSES), folder);
-    assert.deepEqual(readdirSync(path.join(features, 'final')).sort(), ['metadata.json', 'model.json', 'weights.bin']);
+    // int8.json where the job offers int8: the activation ranges and channel means (a few hundred KB).
+    const { int8 } = (await service.http().get(`/v1/jobs/${jobs.feature_extraction}/metrics`)).body as Metrics;
+    const expected = ['metadata.json', 'model.json', 'weights.bin', ...(int8?.offered ? ['int8.json'] : [])];
+    assert.deepEqual(readdirSync(path.join(features, 'final')).sort(), expected.sort());
     const kept = bytesUnder(features) - bytesUnder(path.join(features, 'downloads'));
     assert.ok(kept < 0.01 * whole.length, `the job keeps ${kept} bytes; the whole model is ${whole.length}`);
     // layer4 fine-tuning: layer4 and the head (~15M of ~23.5M floats), not the frozen stages.

@@ -9,7 +9,8 @@ import { resolveDataset } from '../../engine/data/datasets.js';
 import { seededRandom } from '../../common/random.js';
 import { renderSyntheticImage } from '../../engine/data/synthetic.js';
 import { topIndices } from '../../engine/training/classification-report.js';
-import { completedJob, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
+import { binary, completedJob, downloadWhenMade, startServiceWithStandInWeights, type TestService } from '../helpers/service.js';
+import { onnxHeader, onnxLogits } from '../helpers/onnx.js';
 import { torchReference } from '../helpers/torch.js';
 import { writeFashionMnistFolder } from '../../bench/fashion-mnist.js';
 
@@ -178,6 +179,25 @@ describe('predictions from a trained job', () => {
     assert.ok(agreeing >= files.length - 1, `${agreeing} of ${files.length}`);
     const largest = Math.max(...int8.predictions.map((p, i) => Math.abs(p.top[0].probability - fp32.predictions[i].top[0].probability)));
     assert.ok(largest > 0 && largest < 0.1, `largest top-1 probability difference ${largest}`);
+
+    // The same int8 backbone as ONNX QDQ, run by ONNX Runtime's WebAssembly build: the service's int8 classes.
+    const url = `/v1/jobs/${id}/checkpoint?format=onnx&precision=int8`;
+    const { response } = await downloadWhenMade(() => service.http().get(url).buffer(true).parse(binary));
+    assert.equal(response.status, 200, String(response.body));
+    assert.match(response.headers['content-disposition'], new RegExp(`${id}-final\\.int8\\.onnx`));
+    const qdq = response.body as Buffer;
+    assert.equal(onnxHeader(qdq).metadata.precision, 'int8');
+    // s8 filters: about a quarter of the float model's 94 MiB.
+    assert.ok(qdq.length > 20e6 && qdq.length < 35e6, `${qdq.length} bytes`);
+    const logits = await onnxLogits(qdq, files);
+    const sameAsService = logits.filter((row, i) => topIndices(row, 1)[0] === int8.predictions[i].top[0].index).length;
+    assert.ok(
+      sameAsService >= files.length - 1,
+      `ONNX Runtime's top-1 is the service's int8 top-1 for ${sameAsService} of ${files.length}`,
+    );
+    const wrong = await service.http().get(`/v1/jobs/${id}/checkpoint?format=safetensors&precision=int8`);
+    assert.equal(wrong.status, 400);
+    assert.equal(wrong.body.errors[0].path, 'precision');
   });
 
   it('answers bad predict requests with 4xx problems', async () => {
@@ -189,6 +209,9 @@ describe('predictions from a trained job', () => {
     assert.equal(int8.status, 409, int8.text);
     assert.equal(int8.body.field, 'precision');
     assert.match(int8.body.detail, /int8 is not offered for this model: no images to calibrate on/);
+    const noInt8Export = await service.http().get(`/v1/jobs/${pretrainedId}/checkpoint?format=onnx&precision=int8`);
+    assert.equal(noInt8Export.status, 409);
+    assert.equal(noInt8Export.body.field, 'precision');
     const fastest = await service.http().post(`/v1/jobs/${pretrainedId}/predict`).attach('image', photo);
     assert.equal(fastest.body.precision, hasBf16 ? 'bf16' : 'fp32', 'unset: the fastest offered');
     const notImage = await service.http().post(`/v1/jobs/${pretrainedId}/predict`).attach('image', Buffer.from('hello'), 'notes.jpg');

@@ -134,7 +134,7 @@ describe('ImageNet weights fetched as pretrained=True fetches them, from a loopb
       reference,
     ]);
     const torch = JSON.parse(readFileSync(reference, 'utf8')) as { indices: number[]; probabilities: number[] };
-    const predicted = await service.http().post(`/v1/jobs/${first.id}/predict`).attach('image', photo);
+    const predicted = await service.http().post(`/v1/jobs/${first.id}/predict?precision=fp32`).attach('image', photo);
     assert.equal(predicted.status, 200, predicted.text);
     const [top] = predicted.body.predictions as Array<{ top: Array<{ index: number; probability: number }> }>;
     assert.deepEqual(

@@ -41,6 +41,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["batchNormGrad"] = Napi::Function::New(env, BatchNormGrad);
   exports["int8Network"] = Napi::Function::New(env, MakeInt8Network);
   exports["int8Run"] = Napi::Function::New(env, RunInt8Network);
+  exports["int8Weights"] = Napi::Function::New(env, Int8Weights);
   return exports;
 }
 

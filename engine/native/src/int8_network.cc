@@ -377,6 +377,33 @@ Int8Network* Parse(const Napi::Object& spec) {
 
 }  // namespace
 
+/** int8Weights(handle): per op, its s8 filter (HWIO), the filter's scale per output channel and the (corrected) float bias; null for other ops. */
+Napi::Value Int8Weights(const Napi::CallbackInfo& info) {
+  if (info.Length() != 1 || !info[0].IsExternal()) throw Napi::Error::New(info.Env(), "int8Weights: expects a network");
+  Int8Network& network = *info[0].As<Napi::External<Int8Network>>().Data();
+  Napi::Array all = Napi::Array::New(info.Env(), network.ops.size());
+  for (size_t i = 0; i < network.ops.size(); i++) {
+    const Op& op = network.ops[i];
+    if (op.kind != Op::Kind::conv) {
+      all.Set(uint32_t(i), info.Env().Null());
+      continue;
+    }
+    Napi::Object weights = Napi::Object::New(info.Env());
+    auto filter = Napi::Int8Array::New(info.Env(), op.filter.size());
+    std::memcpy(filter.Data(), op.filter.data(), op.filter.size());
+    auto floats = [&](const std::vector<float>& values) {
+      auto array = Napi::Float32Array::New(info.Env(), values.size());
+      std::memcpy(array.Data(), values.data(), values.size() * sizeof(float));
+      return array;
+    };
+    weights.Set("filter", filter);
+    weights.Set("scales", floats(op.filterScale));
+    weights.Set("bias", floats(op.bias));
+    all.Set(uint32_t(i), weights);
+  }
+  return all;
+}
+
 /** int8Network({tensors: [{signed, scale, channels}], ops: [{kind, src, dst, sum?, kernel, stride, pad, relu, filter, bias}]}): a handle. */
 Napi::Value MakeInt8Network(const Napi::CallbackInfo& info) {
   Napi::Value handle;

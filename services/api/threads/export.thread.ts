@@ -1,5 +1,5 @@
-// Converts saved models for download (ONNX, torchvision safetensors, and the tar.gz of a model that keeps
-// only what trains) on a worker thread: loading ResNet-50 and folding its BatchNorms never runs on the
+// Converts saved models for download (ONNX, its int8 QDQ form, torchvision safetensors, and the tar.gz of a
+// model that keeps only what trains) on a worker thread: loading ResNet-50 and folding its BatchNorms never runs on the
 // API's event loop.
 import { createRequire } from 'node:module';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -10,6 +10,8 @@ import { selectBackend } from '../../../engine/backend/backend.js';
 import { loadModel, saveModel } from '../../../engine/model/checkpoint-io.js';
 import type { ResNet50 } from '../../../engine/model/resnet50.js';
 import { exportOnnx } from '../../../engine/model/onnx-export.js';
+import { Int8Backbone, type Int8Description } from '../../../engine/model/int8.js';
+import { loadOneDnn } from '../../../engine/native/onednn.js';
 import { torchvisionWeightChunks } from '../../../engine/model/torchvision-weights.js';
 import { ExportRequest, type ModelMetadata } from '../../../schemas/artifacts.js';
 import { serveThreadRpc } from '../thread-rpc.js';
@@ -33,8 +35,18 @@ async function writeWholeArchive(artifacts: JobArtifacts, resnet: ResNet50, meta
   }
 }
 
+/** The int8 backbone the predictions run for a saved model, described for an export: its calibration quantised by the addon. */
+async function int8Description(artifacts: JobArtifacts, folder: string, resnet: ResNet50): Promise<Int8Description> {
+  const int8 = await artifacts.int8Of(folder);
+  if ('reason' in int8) throw new Error(`precision int8 is not offered for this model: ${int8.reason}`);
+  const loaded = loadOneDnn();
+  if ('missing' in loaded) throw new Error(`an int8 export needs the oneDNN kernels addon, which is ${loaded.missing}`);
+  const { ranges, residual } = int8.calibration;
+  return Int8Backbone.build(loaded.addon, resnet, ranges, residual).describe();
+}
+
 serveThreadRpc<ExportRequest, void>(parentPort, async (request) => {
-  const { jobId, model, format, key } = ExportRequest.parse(request);
+  const { jobId, model, format, precision, key } = ExportRequest.parse(request);
   await ready;
   const artifacts = new JobArtifacts(store, jobId);
   const metadata = await artifacts.readModelMetadata(model.folder);
@@ -42,11 +54,10 @@ serveThreadRpc<ExportRequest, void>(parentPort, async (request) => {
   const resnet = await loadModel(store, model.folder);
   try {
     if (format === 'tar.gz') await writeWholeArchive(artifacts, resnet, metadata, key);
-    else
-      await store.write(
-        key,
-        format === 'onnx' ? exportOnnx(resnet, metadata, model.label, version).parts : torchvisionWeightChunks(resnet),
-      );
+    else if (format === 'onnx') {
+      const int8 = precision === 'int8' ? await int8Description(artifacts, model.folder, resnet) : undefined;
+      await store.write(key, exportOnnx(resnet, metadata, model.label, version, int8).parts);
+    } else await store.write(key, torchvisionWeightChunks(resnet));
   } finally {
     resnet.dispose();
   }

@@ -36,12 +36,9 @@ interface LoadedModel {
 async function int8Of(artifacts: JobArtifacts, folder: string, resnet: ResNet50): Promise<LoadedModel['int8']> {
   const addon = registeredOneDnn();
   if (!addon) return { reason: 'this API host runs without the oneDNN kernels' };
-  const calibration = await artifacts.readInt8Calibration(folder);
-  if (!calibration) {
-    if (folder !== artifacts.finalFolder) return { reason: "int8 is calibrated for a job's final model only" };
-    const check = (await artifacts.readMetrics())?.int8;
-    return { reason: check?.reason ?? 'the job was not quantised (it ended before int8 predictions existed)' };
-  }
+  const int8 = await artifacts.int8Of(folder);
+  if ('reason' in int8) return int8;
+  const { calibration } = int8;
   let backbone: Int8Backbone | null = null;
   return { backbone: () => (backbone ??= Int8Backbone.build(addon, resnet, calibration.ranges, calibration.residual)) };
 }

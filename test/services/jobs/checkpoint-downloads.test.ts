@@ -46,10 +46,10 @@ function downloadContract(name: string, open: () => ArtifactStore) {
   };
   /** A download once it is made: a format converted on first request is asked for again once its conversion ended. */
   const served = async (selector: CheckpointSelector, format: CheckpointFormat): Promise<Download> => {
-    const first = await checkpointDownload(artifacts, selector, format, caches());
+    const first = await checkpointDownload(artifacts, selector, { format, precision: 'fp32' }, caches());
     if (!('converting' in first)) return first;
     await converting;
-    const again = await checkpointDownload(artifacts, selector, format, caches());
+    const again = await checkpointDownload(artifacts, selector, { format, precision: 'fp32' }, caches());
     if ('converting' in again) throw new Error('still converting after its conversion ended');
     return again;
   };
@@ -94,7 +94,7 @@ function downloadContract(name: string, open: () => ArtifactStore) {
   it('exports formats the worker did not write on first request, then serves the kept file', async () => {
     const epoch = artifacts.epochFolder(1);
     for (const format of ['safetensors', 'onnx'] as const) {
-      const first = await checkpointDownload(artifacts, { kind: 'epoch', epoch: 1 }, format, caches());
+      const first = await checkpointDownload(artifacts, { kind: 'epoch', epoch: 1 }, { format, precision: 'fp32' }, caches());
       assert.deepEqual(first, { converting: true, retryAfterSeconds: 5 }, 'converting on first request, answered at once');
       const download = await served({ kind: 'epoch', epoch: 1 }, format);
       assert.equal(download.filename, `${JOB_ID}-epoch-1.${format}`);

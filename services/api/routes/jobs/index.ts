@@ -28,10 +28,11 @@ const jobFileRoutes: FastifyPluginAsyncZod<{ jobs: JobService; exporter: ModelEx
       },
     },
     async (request, reply) => {
-      const { epoch, format } = request.query;
+      const { epoch, format, precision } = request.query;
       const selector: CheckpointSelector = typeof epoch === 'number' ? { kind: 'epoch', epoch } : { kind: epoch };
       allowLongWork(request);
-      return sendDownload(request, reply, await jobs.checkpoint(request.caller, request.params.id, { selector, format, exporter }), format);
+      const download = await jobs.checkpoint(request.caller, request.params.id, { selector, kind: { format, precision }, exporter });
+      return sendDownload(request, reply, download, format);
     },
   );
 

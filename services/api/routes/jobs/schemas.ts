@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CheckpointFormat } from '../../../../schemas/artifacts.js';
+import { CheckpointFormat, DownloadPrecision } from '../../../../schemas/artifacts.js';
 import { JobState } from '../../../../schemas/job-status.js';
 import { TransferMode } from '../../../../schemas/model.js';
 import { RunName, RunTag } from '../../../../schemas/run-labels.js';
@@ -25,6 +25,7 @@ export const CheckpointQuery = z.strictObject({
     .default('final')
     .describe('final, latest, best (by the monitored validation metric) or an epoch number'),
   format: CheckpointFormat.default('tar.gz'),
+  precision: DownloadPrecision.default('fp32'),
 });
 
 export const DeleteQuery = z.strictObject({

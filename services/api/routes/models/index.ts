@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { CheckpointFormat } from '../../../../schemas/artifacts.js';
+import { CheckpointFormat, DownloadPrecision } from '../../../../schemas/artifacts.js';
 import { AliasName, AliasTarget, ModelAlias, ModelAliasList } from '../../../../schemas/model-alias.js';
 import type { ModelExporter } from '../../../jobs/checkpoint-downloads.js';
 import type { JobService } from '../../../jobs/job-service.js';
@@ -40,12 +40,22 @@ const modelsRoutes: FastifyPluginAsyncZod<{ models: ModelService; jobs: JobServi
 
   app.get(
     '/models/:name/checkpoint',
-    { schema: { params: AliasParams, querystring: z.strictObject({ format: CheckpointFormat.default('tar.gz') }) } },
+    {
+      schema: {
+        params: AliasParams,
+        querystring: z.strictObject({ format: CheckpointFormat.default('tar.gz'), precision: DownloadPrecision.default('fp32') }),
+      },
+    },
     async (request, reply) => {
       const { job, selector } = await models.resolve(request.caller, request.params.name);
-      const { format } = request.query;
+      const { format, precision } = request.query;
       allowLongWork(request);
-      return sendDownload(request, reply, await jobs.checkpoint(request.caller, job.id, { selector, format, exporter }), format);
+      return sendDownload(
+        request,
+        reply,
+        await jobs.checkpoint(request.caller, job.id, { selector, kind: { format, precision }, exporter }),
+        format,
+      );
     },
   );
 };
