@@ -122,3 +122,16 @@ export class BatchNorm2d extends tf.layers.Layer {
   }
 }
 tf.serialization.registerClass(BatchNorm2d);
+
+/**
+ * A convolution's filter (HWIO) with the BatchNorm that follows it, in inference mode, folded in, and the
+ * bias that BatchNorm becomes, as values: what exports and quantisation write.
+ */
+export function foldedConvBn(conv: tf.layers.Layer, bn: tf.layers.Layer): { filter: Float32Array; bias: Float32Array } {
+  if (!(bn instanceof BatchNorm2d)) throw new Error(`${bn.name} is not a BatchNorm2d`);
+  const { scale, shift } = bn.inferenceAffine();
+  const folded = tf.mul(conv.getWeights()[0], scale);
+  const values = { filter: folded.dataSync() as Float32Array, bias: shift.dataSync() as Float32Array };
+  tf.dispose([scale, shift, folded]);
+  return values;
+}

@@ -8,7 +8,7 @@ import type { ActivationRange, ActivationRanges } from '../../schemas/artifacts.
 import type { ResidualStream } from '../../schemas/model.js';
 import type { Int8Handle, Int8OpSpec, Int8TensorSpec, OneDnnAddon, QuantizedConv } from '../native/onednn.js';
 import { backboneStages, STAGE_COUNT, type Builder, type ConvBn } from './architecture.js';
-import { BatchNorm2d } from './batch-norm.js';
+import { foldedConvBn } from './batch-norm.js';
 import { FEATURE_DIM, type ResNet50 } from './resnet50.js';
 
 /** The image's range is kept under this name; every other tensor under the path of what made it. */
@@ -91,13 +91,8 @@ class PlanBuilder implements Builder<Symbol> {
 
   convBn(spec: ConvBn, x: Symbol): Symbol {
     const convName = this.path(spec.conv);
-    const bn = this.plan.resnet.model.getLayer(this.path(spec.bn));
-    if (!(bn instanceof BatchNorm2d)) throw new Error(`${bn.name} is not a BatchNorm2d`);
-    const convKernel = this.plan.resnet.model.getLayer(convName).getWeights()[0];
-    const { scale, shift } = bn.inferenceAffine();
-    const folded = tf.mul(convKernel, scale);
-    const values = [folded.dataSync() as Float32Array, shift.dataSync() as Float32Array];
-    tf.dispose([scale, shift, folded]);
+    const { model } = this.plan.resnet;
+    const { filter, bias } = foldedConvBn(model.getLayer(convName), model.getLayer(this.path(spec.bn)));
     // Without a ReLU the output may be negative (a downsample); a conv3's is replaced by its block's sum.
     const src = this.readable(x);
     const dst = this.tensor(convName, spec.reluCall === undefined ? 's8' : 'u8', spec.filters);
@@ -112,8 +107,8 @@ class PlanBuilder implements Builder<Symbol> {
       stride,
       pad,
       relu: false,
-      filter: values[0],
-      bias: values[1],
+      filter,
+      bias,
       ...this.inputMean(src),
     });
     return dst;

@@ -1,12 +1,10 @@
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import type { ModelMetadata } from '../../schemas/artifacts.js';
 import { backbone, head, reluName, type Builder, type ConvBn } from './architecture.js';
-import { BatchNorm2d } from './batch-norm.js';
+import { foldedConvBn } from './batch-norm.js';
 import { Message, metadataEntry, node, tensor, valueInfo, type AttributeValue, type Encoded } from './onnx-proto.js';
 import type { ResNet50 } from './resnet50.js';
 import { INPUT_RANGE, type Int8Description } from './int8.js';
-import type { QuantizedConv } from '../native/onednn.js';
-import { float32ValuesOf } from './tensor-values.js';
 
 /** Opset 17 (ONNX 1.12): every runtime in use reads it; IR version 8 goes with it. */
 export const ONNX_OPSET = 17;
@@ -14,8 +12,16 @@ const IR_VERSION = 8;
 export const ONNX_INPUT = 'input';
 export const ONNX_OUTPUT = 'logits';
 
-/** tfjs' HWIO filters as ONNX's OIHW. */
-const OIHW = [3, 2, 0, 1];
+/** A tfjs HWIO filter of `o` output channels and `k` x `k` taps as ONNX's OIHW. */
+function toOihw<T extends Float32Array | Int8Array>(hwio: T, k: number, o: number): T {
+  const c = hwio.length / (k * k * o);
+  const oihw = new (hwio.constructor as new (length: number) => T)(hwio.length);
+  for (let h = 0; h < k; h++)
+    for (let w = 0; w < k; w++)
+      for (let i = 0; i < c; i++)
+        for (let out = 0; out < o; out++) oihw[((out * c + i) * k + h) * k + w] = hwio[((h * k + w) * c + i) * o + out];
+  return oihw;
+}
 
 /** A value of the graph: its name, and its shape as the architecture reads it (NHWC, batch null). */
 interface OnnxValue {
@@ -50,28 +56,24 @@ class OnnxBuilder implements Builder<OnnxValue> {
 
   convBn(spec: ConvBn, x: OnnxValue): OnnxValue {
     const convPath = this.path(spec.conv);
+    const [k, o] = [spec.kernel, spec.filters];
     const quantized = this.graph.int8?.convs.get(convPath);
-    if (quantized) return this.quantizedConv(spec, convPath, quantized, x);
-    const bn = this.layer(this.path(spec.bn));
-    if (!(bn instanceof BatchNorm2d)) throw new Error(`${bn.name} is not a BatchNorm2d`);
-    const kernel = this.layer(convPath).getWeights()[0];
-    const weight = float32ValuesOf(() => tf.transpose(tf.mul(kernel, bn.inferenceAffine().scale), OIHW));
-    const bias = float32ValuesOf(() => bn.inferenceAffine().shift);
-    const pad = (spec.kernel - 1) / 2;
-    const weightName = this.initializer(
-      `${convPath}.weight`,
-      OIHW.map((axis) => kernel.shape[axis]),
-      weight,
-    );
-    const biasName = this.initializer(`${convPath}.bias`, [spec.filters], bias);
+    const folded = quantized ?? foldedConvBn(this.layer(convPath), this.layer(this.path(spec.bn)));
+    const dims = [o, folded.filter.length / (k * k * o), k, k];
+    const weight = quantized
+      ? this.dequantizedFilter(convPath, toOihw(quantized.filter, k, o), dims, quantized.scales)
+      : this.initializer(`${convPath}.weight`, dims, toOihw(folded.filter, k, o));
+    const pad = (k - 1) / 2;
     const [, h, w] = x.shape as number[];
-    const outSize = (size: number) => Math.floor((size + 2 * pad - spec.kernel) / spec.stride) + 1;
-    const out = this.emit('Conv', convPath, [x.name, weightName, biasName], [null, outSize(h), outSize(w), spec.filters], {
-      kernel_shape: [spec.kernel, spec.kernel],
+    const outSize = (size: number) => Math.floor((size + 2 * pad - k) / spec.stride) + 1;
+    // A float residual stream enters a convolution rounded, as the int8 backbone feeds it.
+    const inputs = [x.rounded ?? x.name, weight, this.initializer(`${convPath}.bias`, [o], folded.bias)];
+    const conv = this.emit('Conv', convPath, inputs, [null, outSize(h), outSize(w), o], {
+      kernel_shape: [k, k],
       strides: [spec.stride, spec.stride],
       pads: [pad, pad, pad, pad],
     });
-    return spec.reluCall === undefined ? out : this.relu(out, spec.reluCall);
+    return this.rounded(spec.reluCall === undefined ? conv : this.relu(conv, spec.reluCall), convPath);
   }
 
   addRelu(x: OnnxValue, identity: OnnxValue, reluCall: number): OnnxValue {
@@ -82,36 +84,15 @@ class OnnxBuilder implements Builder<OnnxValue> {
     return this.graph.int8.residual === 'fp32' ? { ...out, rounded: rounded.name } : rounded;
   }
 
-  /** The convolution as the int8 backbone runs it: its s8 filter dequantized per output channel, its input and output rounded where it rounds them. */
-  private quantizedConv(spec: ConvBn, convPath: string, { filter, scales, bias }: QuantizedConv, x: OnnxValue): OnnxValue {
-    const [k, c, o] = [spec.kernel, filter.length / (spec.kernel * spec.kernel * spec.filters), spec.filters];
-    const oihw = new Int8Array(filter.length);
-    // HWIO -> OIHW
-    for (let h = 0; h < k; h++)
-      for (let w = 0; w < k; w++)
-        for (let i = 0; i < c; i++)
-          for (let out = 0; out < o; out++) oihw[((out * c + i) * k + h) * k + w] = filter[((h * k + w) * c + i) * o + out];
-    const weight = this.emit(
-      'DequantizeLinear',
-      `${convPath}.weight`,
-      [
-        this.initializer(`${convPath}.weight_quantized`, [o, c, k, k], oihw),
-        this.initializer(`${convPath}.weight_scale`, [o], scales),
-        this.initializer(`${convPath}.weight_zero_point`, [o], new Int8Array(o)),
-      ],
-      [o, c, k, k],
-      { axis: 0 },
-    );
-    const pad = (k - 1) / 2;
-    const [, h, w] = x.shape as number[];
-    const outSize = (size: number) => Math.floor((size + 2 * pad - k) / spec.stride) + 1;
-    const inputs = [x.rounded ?? x.name, weight.name, this.initializer(`${convPath}.bias`, [o], bias)];
-    const conv = this.emit('Conv', convPath, inputs, [null, outSize(h), outSize(w), o], {
-      kernel_shape: [k, k],
-      strides: [spec.stride, spec.stride],
-      pads: [pad, pad, pad, pad],
-    });
-    return this.rounded(spec.reluCall === undefined ? conv : this.relu(conv, spec.reluCall), convPath);
+  /** An s8 filter (OIHW) dequantized per output channel, as the int8 backbone's convolution reads it. */
+  private dequantizedFilter(convPath: string, oihw: Int8Array, dims: number[], scales: Float32Array): string {
+    const o = dims[0];
+    const inputs = [
+      this.initializer(`${convPath}.weight_quantized`, dims, oihw),
+      this.initializer(`${convPath}.weight_scale`, [o], scales),
+      this.initializer(`${convPath}.weight_zero_point`, [o], new Int8Array(o)),
+    ];
+    return this.emit('DequantizeLinear', `${convPath}.weight`, inputs, dims, { axis: 0 }).name;
   }
 
   /** `x` rounded as the int8 backbone rounds the tensor it calls `name` (a QuantizeLinear/DequantizeLinear pair), or as it is where it stays float. */

@@ -23,6 +23,13 @@ struct Tensor {
 
 size_t SizeOf(dt type) { return type == dt::f32 ? sizeof(float) : 1; }
 
+/** A reorder that converts `from` into `to`'s type and layout, multiplying by `scale` on the way. */
+dnnl::reorder ScaledReorder(const dnnl::engine& engine, const memory::desc& from, const memory::desc& to, float scale) {
+  dnnl::primitive_attr attr;
+  attr.set_output_scales(0, {scale});
+  return dnnl::reorder(dnnl::reorder::primitive_desc(engine, from, engine, to, attr));
+}
+
 struct Op {
   /** A convolution; the stem's 3x3 stride-2 max pool; or a float tensor rounded to a u8/s8 one (same shape). */
   enum class Kind { conv, maxpool, quantize } kind;
@@ -44,6 +51,7 @@ struct Instance {
   std::vector<memory> weights, biases;
   /** Per op with a residual of another width than its output: the reorder that scales it into the output's type. */
   std::vector<std::optional<dnnl::reorder>> residualCopies;
+  memory::desc input;  // the caller's float NHWC batch
   dnnl::reorder quantizeInput;
   std::vector<uint8_t> scratchpad;
 };
@@ -56,8 +64,7 @@ class Int8Network {
 
   void Run(Context& context, const float* input, int64_t n, int64_t h, int64_t w, float* out, bool pool) {
     Instance& instance = InstanceFor(context, n, h, w);
-    memory::desc inputDesc({n, tensors[0].channels, h, w}, dt::f32, tag::nhwc);
-    memory given(inputDesc, context.engine, const_cast<float*>(input));
+    memory given(instance.input, context.engine, const_cast<float*>(input));
     Execute(context, instance.quantizeInput, given, Memory(context, instance, 0, instance.srcDescs[0]));
     memory scratchpad(memory::desc({int64_t(instance.scratchpad.size())}, dt::u8, tag::x), context.engine, instance.scratchpad.data());
     for (size_t i = 0; i < ops.size(); i++) {
@@ -159,9 +166,7 @@ class Int8Network {
         instance.residualCopies.emplace_back();
       }
       if (op.kind == Op::Kind::quantize) {
-        dnnl::primitive_attr rescale;
-        rescale.set_output_scales(0, {tensors[size_t(op.src)].scale / tensors[size_t(op.dst)].scale});
-        instance.primitives.emplace_back(dnnl::reorder(dnnl::reorder::primitive_desc(context.engine, src, context.engine, dst, rescale)));
+        instance.primitives.emplace_back(ScaledReorder(context.engine, src, dst, tensors[size_t(op.src)].scale / tensors[size_t(op.dst)].scale));
         continue;
       }
       if (op.kind == Op::Kind::maxpool) {
@@ -190,10 +195,7 @@ class Int8Network {
         if (SizeOf(residual.type) == SizeOf(out.type)) {
           postOps.append_sum(residual.scale / out.scale, residual.type);
         } else {
-          dnnl::primitive_attr rescale;
-          rescale.set_output_scales(0, {residual.scale / out.scale});
-          instance.residualCopies.back() =
-              dnnl::reorder(dnnl::reorder::primitive_desc(context.engine, Desc(instance, op.sum), context.engine, dst, rescale));
+          instance.residualCopies.back() = ScaledReorder(context.engine, Desc(instance, op.sum), dst, residual.scale / out.scale);
           postOps.append_sum(1.f);
         }
       }
@@ -215,10 +217,8 @@ class Int8Network {
       instance.biases.push_back(bias);
     }
     instance.scratchpad.resize(std::max<size_t>(scratchpad, 1));
-    dnnl::primitive_attr quantize;
-    quantize.set_output_scales(0, {1.f / tensors[0].scale});
-    memory::desc inputDesc({n, tensors[0].channels, h, w}, dt::f32, tag::nhwc);
-    instance.quantizeInput = dnnl::reorder(dnnl::reorder::primitive_desc(context.engine, inputDesc, context.engine, Desc(instance, 0), quantize));
+    instance.input = memory::desc({n, tensors[0].channels, h, w}, dt::f32, tag::nhwc);
+    instance.quantizeInput = ScaledReorder(context.engine, instance.input, Desc(instance, 0), 1.f / tensors[0].scale);
   }
 
   /** Buffers shared by tensors whose lives do not overlap: a tensor's buffer is free again after the last op that reads it. */

@@ -33,7 +33,7 @@ interface LoadedModel {
 }
 
 /** What answers for int8 predictions of a saved model: its calibration, quantised here; else the job's reason. */
-async function int8Of(artifacts: JobArtifacts, folder: string, resnet: ResNet50): Promise<LoadedModel['int8']> {
+async function int8BackboneOf(artifacts: JobArtifacts, folder: string, resnet: ResNet50): Promise<LoadedModel['int8']> {
   const addon = registeredOneDnn();
   if (!addon) return { reason: 'this API host runs without the oneDNN kernels' };
   const int8 = await artifacts.int8Of(folder);
@@ -54,7 +54,7 @@ function modelOf(jobId: string, folder: string): Promise<LoadedModel> {
       if (!metadata) throw new Error(`job ${jobId} has no saved model in ${folder}`);
       const resnet = await loadModel(store, folder);
       freeze(resnet);
-      return { resnet, metadata, int8: await int8Of(artifacts, folder, resnet) };
+      return { resnet, metadata, int8: await int8BackboneOf(artifacts, folder, resnet) };
     })();
     entry.catch(() => loaded.delete(folder));
     loaded.set(folder, entry);
