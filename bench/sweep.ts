@@ -1,20 +1,26 @@
-// What ASHA saves: `npm run bench:sweep` (Redis on REDIS_URL; Debian's dataset-fashion-mnist). A random
-// search of 12 trials on Fashion-MNIST photos at 32 px, with ASHA and run to the end, one after the
-// other on the same API and two workers. Prints one JSON object: wall seconds, the best validation
+// What ASHA saves: `npm run bench:sweep` (Redis on REDIS_URL; Debian's dataset-fashion-mnist). A transfer as
+// practitioners sweep it: a backbone trained on five Fashion-MNIST classes (the upstream job), then a random
+// search of 12 trials of heads for the other five classes on it at 32 px, with ASHA and run to the end, one
+// after the other on the same API and two workers. Prints one JSON object: wall seconds, the best validation
 // accuracy and the epochs trained of each, and their ratios.
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { rungsOf } from '../schemas/sweep.js';
+import type { JobStatus } from '../schemas/job-status.js';
 import type { SweepStatus } from '../schemas/sweep.js';
 import { startService, type TestService } from '../test/helpers/service.js';
-import { FASHION_MNIST, writeFashionMnistFolder } from './fashion-mnist.js';
+import { FASHION_MNIST, FASHION_MNIST_CLASSES, writeFashionMnistFolder } from './fashion-mnist.js';
 
 const { values } = parseArgs({
   options: {
     trials: { type: 'string', default: '12' },
-    images: { type: 'string', default: '1000' },
+    images: { type: 'string', default: '2000' },
+    'upstream-images': { type: 'string', default: '3000' },
+    'upstream-epochs': { type: 'string', default: '4' },
+    // 'random': the sweep starts from random weights instead of the upstream job (the earlier runs' setup).
+    weights: { type: 'string', default: 'upstream' },
     'max-epochs': { type: 'string', default: '9' },
     'min-epochs': { type: 'string', default: '2' },
     'reduction-factor': { type: 'string', default: '3' },
@@ -35,12 +41,16 @@ const asha = {
 };
 const rungs = rungsOf(asha);
 
-function spec(withAsha: boolean) {
+// The upstream job learns the first five classes; the sweep's heads learn the other five on its backbone.
+const UPSTREAM_CLASSES = FASHION_MNIST_CLASSES.slice(0, 5);
+const SWEEP_CLASSES = FASHION_MNIST_CLASSES.slice(5);
+
+function spec(withAsha: boolean, weights: unknown) {
   return {
     name: withAsha ? 'bench asha' : 'bench to the end',
     base: {
       mode: 'feature_extraction',
-      weights: 'random',
+      weights,
       inputSize: 32,
       epochs: maxEpochs,
       dataset: { type: 'folder', path: 'fashion' },
@@ -49,7 +59,7 @@ function spec(withAsha: boolean) {
       augmentation: { randomResizedCrop: false, horizontalFlip: values.augment === 'true' },
     },
     parameters: {
-      'optimizer.learningRate': { distribution: 'log_uniform', min: 1e-4, max: 3e-1 },
+      'optimizer.learningRate': { distribution: 'log_uniform', min: 1e-4, max: values.weights === 'random' ? 3e-1 : 1e-1 },
       labelSmoothing: { distribution: 'uniform', min: 0, max: 0.2 },
       batchSize: { values: [16, 32, 64] },
     },
@@ -60,9 +70,9 @@ function spec(withAsha: boolean) {
 }
 
 /** Runs a sweep to its end: wall seconds, the best objective and the epochs its trials trained. */
-async function run(service: TestService, withAsha: boolean) {
+async function run(service: TestService, withAsha: boolean, weights: unknown) {
   const started = Date.now();
-  const created = await service.http().post('/v1/sweeps').send(spec(withAsha));
+  const created = await service.http().post('/v1/sweeps').send(spec(withAsha, weights));
   if (created.status !== 202) throw new Error(`POST /v1/sweeps answered ${created.status}: ${created.text}`);
   let sweep = created.body as SweepStatus;
   while (sweep.state === 'running') {
@@ -79,20 +89,65 @@ async function run(service: TestService, withAsha: boolean) {
   };
 }
 
+/** Trains the backbone the sweep transfers from: every layer from random weights on the upstream classes. */
+async function trainUpstream(service: TestService) {
+  const images = Number(values['upstream-images']);
+  await writeFashionMnistFolder(path.join(service.config.DATA_DIR, 'upstream'), images, { classes: UPSTREAM_CLASSES });
+  const started = Date.now();
+  const created = await service
+    .http()
+    .post('/v1/jobs')
+    .send({
+      name: 'bench upstream',
+      mode: 'fine_tuning',
+      weights: 'random',
+      inputSize: 32,
+      epochs: Number(values['upstream-epochs']),
+      dataset: { type: 'folder', path: 'upstream' },
+      fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: false },
+      augmentation: { randomResizedCrop: false, horizontalFlip: true },
+    });
+  if (created.status !== 202) throw new Error(`POST /v1/jobs answered ${created.status}: ${created.text}`);
+  let job = created.body as JobStatus;
+  while (!['completed', 'failed', 'cancelled'].includes(job.state)) {
+    await sleep(1000);
+    job = (await service.http().get(`/v1/jobs/${job.id}`)).body as JobStatus;
+  }
+  if (job.state !== 'completed') throw new Error(`the upstream job ended ${job.state}: ${JSON.stringify(job.failure)}`);
+  return {
+    job: job.id,
+    classes: UPSTREAM_CLASSES,
+    images,
+    epochs: Number(values['upstream-epochs']),
+    validationAccuracy: job.latestMetrics?.validationAccuracy ?? null,
+    wallSeconds: Math.round((Date.now() - started) / 100) / 10,
+  };
+}
+
 async function main() {
   if (!existsSync(FASHION_MNIST)) return { unavailable: 'apt-get install dataset-fashion-mnist' };
-  const service = await startService('bench-sweep', { SWEEP_TICK_MS: '500', LOG_LEVEL: 'warn' });
+  // No int8 check after each trial: it adds the same seconds to every trial of both sweeps.
+  const service = await startService('bench-sweep', { SWEEP_TICK_MS: '500', LOG_LEVEL: 'warn', INT8_CALIBRATION_IMAGES: '0' });
   try {
     mkdirSync(service.config.DATA_DIR, { recursive: true });
-    await writeFashionMnistFolder(path.join(service.config.DATA_DIR, 'fashion'), Number(values.images));
+    const fromRandom = values.weights === 'random';
+    // Photos from 30,000 on: none of the upstream job's.
+    await writeFashionMnistFolder(path.join(service.config.DATA_DIR, 'fashion'), Number(values.images), {
+      classes: fromRandom ? FASHION_MNIST_CLASSES : SWEEP_CLASSES,
+      skip: fromRandom ? 0 : 30000,
+    });
     await Promise.all([service.startWorker(), service.startWorker()]);
+    const upstream = fromRandom ? null : await trainUpstream(service);
+    const weights = upstream ? { job: upstream.job, checkpoint: 'final' } : 'random';
     // The same 12 draws (same seed) both times.
-    const withAsha = await run(service, true);
-    const toTheEnd = await run(service, false);
+    const withAsha = await run(service, true, weights);
+    const toTheEnd = await run(service, false, weights);
     return {
       setup: {
         trials,
         maxEpochs,
+        upstream,
+        classes: fromRandom ? FASHION_MNIST_CLASSES : SWEEP_CLASSES,
         images: Number(values.images),
         inputSize: 32,
         horizontalFlip: values.augment === 'true',

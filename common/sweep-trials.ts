@@ -1,5 +1,13 @@
 import type { EpochMetrics } from '../schemas/metrics.js';
-import { rungsOf, type ObjectiveMetric, type RungArrival, type SweepObjective, type SweepSpec, type TrialLink } from '../schemas/sweep.js';
+import {
+  rungsOf,
+  type ObjectiveMetric,
+  type RungArrival,
+  type RungValue,
+  type SweepObjective,
+  type SweepSpec,
+  type TrialLink,
+} from '../schemas/sweep.js';
 import type { RedisClient } from './redis-connection.js';
 import { redisKeys } from './redis-keys.js';
 
@@ -20,6 +28,19 @@ export const objectiveOf = (epoch: EpochMetrics, metric: ObjectiveMetric): numbe
 
 /** Larger is better, whatever the goal. */
 export const scoreOf = (value: number, { goal }: Pick<SweepObjective, 'goal'>) => (goal === 'maximize' ? value : -value);
+
+/** The value a trial enters a rung with: its objective at that epoch, or its best up to it; null before it gets there. */
+export function rungValueOf(
+  values: readonly (number | null)[],
+  rung: number,
+  judgeBy: RungValue,
+  objective: Pick<SweepObjective, 'goal'>,
+): number | null {
+  if (values.length < rung) return null;
+  if (judgeBy === 'latest') return values[rung - 1] ?? null;
+  const seen = values.slice(0, rung).filter((value): value is number => value !== null);
+  return seen.length ? seen.reduce((best, value) => (scoreOf(value, objective) > scoreOf(best, objective) ? value : best)) : null;
+}
 
 /**
  * ASHA's decision for the trial that arrived `place`-th (1-based) at a rung, from the trials that had
@@ -63,12 +84,12 @@ export class TrialReport {
    * (once), and answers whether ASHA stops it there.
    */
   async epochsEnded(history: readonly EpochMetrics[]): Promise<boolean> {
-    const { sweep, trial, objective, rungs, bracket, reductionFactor } = this.link;
+    const { sweep, trial, objective, rungs, bracket, reductionFactor, judgeBy } = this.link;
     const values = history.map((epoch) => objectiveOf(epoch, objective.metric));
     await this.redis.hset(this.keys.sweepEpochs(sweep), String(trial), JSON.stringify(values));
     for (const rung of rungs) {
-      const value = values[rung - 1];
-      if (value === undefined || value === null) continue;
+      const value = rungValueOf(values, rung, judgeBy, objective);
+      if (value === null) continue;
       const arrival: RungArrival = { trial, value };
       const rungKey = this.keys.sweepRung(sweep, rung, bracket);
       const place = Number(

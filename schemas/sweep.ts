@@ -75,6 +75,13 @@ export function rungsOf(asha: RungSchedule): number[] {
   return rungs;
 }
 
+export const RungValue = z
+  .enum(['best', 'latest'])
+  .describe(
+    "What a trial is judged by at a rung: best, its best objective up to that epoch (what it keeps: the sweep promotes a trial's best checkpoint), so one noisy epoch does not stop it; latest, the rung epoch's own objective (Ray Tune's and Determined's ASHA)",
+  );
+export type RungValue = z.infer<typeof RungValue>;
+
 export const Asha = z
   .strictObject({
     type: z.literal('asha'),
@@ -96,6 +103,7 @@ export const Asha = z
       .describe(
         "Hyperband's brackets side by side (Ray Tune's ASHA brackets): trial i is in bracket i mod brackets, bracket b skips the first b rungs, and trials are compared only within their bracket, so a slow starter is not judged only at the first rung",
       ),
+    judgeBy: RungValue.default('best'),
   })
   .refine((asha) => asha.minEpochs < asha.maxEpochs, { path: ['minEpochs'], message: 'minEpochs must be below maxEpochs' })
   .refine((asha) => asha.brackets <= rungsOf(asha).length + 1, {
@@ -143,6 +151,8 @@ export const TrialLink = z.object({
   rungs: z.array(z.number().int()).describe("Epochs at which ASHA decides (its bracket's); empty without early stopping"),
   bracket: z.number().int().min(0).default(0),
   reductionFactor: z.number().int(),
+  // Links queued before judgeBy existed were judged by the latest epoch.
+  judgeBy: RungValue.default('latest'),
 });
 export type TrialLink = z.infer<typeof TrialLink>;
 

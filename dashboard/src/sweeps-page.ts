@@ -47,7 +47,7 @@ function summary(sweep: SweepStatus, onCancel: () => void): HTMLElement {
   const { spec } = sweep;
   const stopping =
     spec.earlyStopping.type === 'asha'
-      ? `ASHA from ${spec.earlyStopping.minEpochs} epochs, factor ${spec.earlyStopping.reductionFactor}, ${spec.earlyStopping.brackets} bracket(s)`
+      ? `ASHA from ${spec.earlyStopping.minEpochs} epochs, factor ${spec.earlyStopping.reductionFactor}, ${spec.earlyStopping.brackets} bracket(s), judged by the ${spec.earlyStopping.judgeBy} value`
       : 'no early stopping';
   return h(
     'div',

@@ -344,6 +344,7 @@ export class SweepService {
       objective: spec.objective,
       ...(asha ? bracketOf(asha, trial.index) : { bracket: 0, rungs: [] }),
       reductionFactor: asha?.reductionFactor ?? 1,
+      judgeBy: asha?.judgeBy ?? 'best',
     };
     const tags = [...new Set([...(spec.tags ?? []), `sweep:${record.id}`])].slice(0, 20);
     const jobSpec = JobSpec.parse({

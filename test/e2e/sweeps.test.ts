@@ -165,6 +165,8 @@ describe('sweeps on two real workers', () => {
         const place = arrivals.findIndex((a) => a.trial === trial.index) + 1;
         return place ? [{ epoch, stop: ashaStops(arrivals, place, 2, parsed.objective) }] : [];
       });
+      for (const rung of trial.rungs)
+        assert.equal(rung.value, Math.max(...trial.epochs.slice(0, rung.epoch).map(Number)), 'judged by its best up to the rung');
       const stoppedAt = decisions.find((d) => d.stop)?.epoch;
       assert.equal(trial.state, stoppedAt ? 'stopped_early' : 'completed', `trial ${trial.index}: ${JSON.stringify(trial)}`);
       assert.equal(trial.epochs.length, stoppedAt ?? 4, `trial ${trial.index} trained to its stop`);

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ashaStops, rungKeysOf } from '../../../common/sweep-trials.js';
+import { ashaStops, rungKeysOf, rungValueOf } from '../../../common/sweep-trials.js';
 import { InvalidInputError } from '../../../common/errors.js';
 import { bracketOf, rungsOf, SweepSpec } from '../../../schemas/sweep.js';
 import { suggest, trialCount, withParameters, type Observation } from '../../../services/sweeps/search.js';
@@ -108,6 +108,22 @@ describe('ASHA', () => {
     assert.deepEqual(rungsOf({ minEpochs: 2, reductionFactor: 2, maxEpochs: 9 }), [2, 4, 8]);
   });
 
+  it("enters a rung with the trial's best objective up to it, or with the rung epoch's own", () => {
+    const accuracies = [0.5, 0.8, 0.6, null];
+    const maximize = { goal: 'maximize' } as const;
+    assert.deepEqual(
+      [1, 2, 3, 4, 5].map((rung) => rungValueOf(accuracies, rung, 'best', maximize)),
+      [0.5, 0.8, 0.8, 0.8, null],
+    );
+    assert.deepEqual(
+      [1, 2, 3, 4, 5].map((rung) => rungValueOf(accuracies, rung, 'latest', maximize)),
+      [0.5, 0.8, 0.6, null, null],
+    );
+    assert.equal(rungValueOf([0.9, 0.4, 0.7], 3, 'best', { goal: 'minimize' }), 0.4, 'the best loss is the lowest');
+    const parsed = sweep({ parameters: { seed: { values: [1] } }, earlyStopping: { type: 'asha', minEpochs: 1, maxEpochs: 3 } });
+    assert.equal(parsed.earlyStopping.type === 'asha' && parsed.earlyStopping.judgeBy, 'best', 'best unless asked');
+  });
+
   it('judges trial i in bracket i mod brackets, which skips its first rungs', () => {
     const asha = { minEpochs: 1, reductionFactor: 3, maxEpochs: 27, brackets: 4 };
     assert.deepEqual(
@@ -120,7 +136,7 @@ describe('ASHA', () => {
         { bracket: 0, rungs: [1, 3, 9] },
       ],
     );
-    const spec = { earlyStopping: { type: 'asha' as const, ...asha, brackets: 2 } };
+    const spec = { earlyStopping: { type: 'asha' as const, ...asha, brackets: 2, judgeBy: 'best' as const } };
     assert.deepEqual(rungKeysOf(spec), [
       { bracket: 0, epoch: 1 },
       { bracket: 0, epoch: 3 },
