@@ -16,7 +16,7 @@ import { JobSpec } from '../schemas/job-spec.js';
 import { BackendChoice, ResidualStream, type ModelConfig, type Precision } from '../schemas/model.js';
 import type { PredictPrecision } from '../schemas/predict.js';
 import { registeredOneDnn, useConvolutionPrecision } from '../engine/native/kernels/register.js';
-import { Int8Backbone, int8Logits, RangeObserver } from '../engine/model/int8.js';
+import { FusedBackbone, fusedLogits, RangeObserver, type FusedPrecision } from '../engine/model/int8.js';
 import { loadOneDnn } from '../engine/native/onednn.js';
 import { selectBackend, type BackendInfo } from '../engine/backend/backend.js';
 import { buildResNet50, freeze, type ResNet50 } from '../engine/model/resnet50.js';
@@ -133,10 +133,10 @@ function measureStep(kind: StepKind, resnet: ResNet50, microBatch: number, { ima
 }
 
 /**
- * Inference with the backbone in int8 (the classifier in float32), as the API runs a job's int8 model:
- * calibrated on the batch itself (speed does not depend on the values), with either residual stream.
+ * Inference with the whole backbone in int8 or bf16 (the classifier in float32), as the API runs a job's
+ * model: int8 calibrated on the batch itself (speed does not depend on the values), with either residual stream.
  */
-function measureInt8(backend: BackendInfo, size: number): Row[] {
+function measureFused(backend: BackendInfo, size: number, precision: FusedPrecision): Row[] {
   const addon = registeredOneDnn();
   if (!addon) return [];
   const batch = Number(values.batch);
@@ -144,11 +144,14 @@ function measureInt8(backend: BackendInfo, size: number): Row[] {
   const rows = withModel(backend, batch, { mode: 'pretrained', numClasses: 1000, inputSize: size }, (resnet) => {
     freeze(resnet);
     const observer = new RangeObserver(resnet);
-    observer.observe(images);
+    if (precision === 'int8') observer.observe(images);
     return ResidualStream.options.map((residual) => {
-      const backbone = Int8Backbone.build(addon, resnet, observer.result(), residual);
-      const timed = time(() => tf.tidy(() => void int8Logits(resnet, backbone, images).dataSync()));
-      const row = { backend: backend.choice, kernels: backend.kernels, precision: 'int8', residual, inputSize: size, batch };
+      const backbone =
+        precision === 'int8'
+          ? FusedBackbone.build(addon, resnet, observer.result(), residual)
+          : FusedBackbone.bf16(addon, resnet, residual);
+      const timed = time(() => tf.tidy(() => void fusedLogits(resnet, backbone, images).dataSync()));
+      const row = { backend: backend.choice, kernels: backend.kernels, precision, residual, inputSize: size, batch };
       return { ...row, measurement: 'inference', ...timed, imagesPerSecond: batch / timed.seconds };
     });
   });
@@ -218,11 +221,12 @@ for (const choice of requested) {
     continue;
   }
   for (const size of sizes) results.push(...measure(backend, size, 'fp32'));
-  for (const size of sizes) results.push(...measureInt8(backend, size));
+  for (const size of sizes) results.push(...measureFused(backend, size, 'int8'));
   // bfloat16 convolutions where the oneDNN kernels and the CPU (AVX512-BF16) allow them.
   if (useConvolutionPrecision('bf16') === 'bf16') {
     try {
       for (const size of sizes) results.push(...measure(backend, size, 'bf16'));
+      for (const size of sizes) results.push(...measureFused(backend, size, 'bf16'));
     } finally {
       useConvolutionPrecision('fp32');
     }

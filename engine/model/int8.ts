@@ -1,7 +1,8 @@
 // Post-training static quantisation of a model's backbone: BatchNorms folded into their convolutions,
 // s8 filters per output channel (the addon quantises them, and corrects each bias for its rounded
 // filter's expected error on the input's channel means), one u8/s8 scale per activation tensor from the
-// ranges a calibration pass observed, the residual stream in u8 or in float32. The 2048-D codes and the
+// ranges a calibration pass observed, the residual stream in u8 or in float32. The same plan in bfloat16
+// (no calibration: bf16 keeps float's range) runs bf16 activations and filters. The 2048-D codes and the
 // classifier on them stay float32.
 import * as tf from '@tensorflow/tfjs';
 import type { ActivationRange, ActivationRanges } from '../../schemas/artifacts.js';
@@ -58,6 +59,9 @@ interface Symbol {
   readonly index: number;
 }
 
+/** The narrow type of a fused backbone's activations. */
+export type FusedPrecision = 'int8' | 'bf16';
+
 interface PlanTensor {
   name: string;
   type: Int8TensorSpec['type'];
@@ -66,6 +70,8 @@ interface PlanTensor {
 
 interface Plan {
   resnet: ResNet50;
+  /** int8: u8/s8 tensors as the ranges say; bf16: every narrow tensor bf16. */
+  precision: FusedPrecision;
   ranges: ActivationRanges;
   residual: ResidualStream;
   tensors: PlanTensor[];
@@ -95,9 +101,10 @@ class PlanBuilder implements Builder<Symbol> {
     const { filter, bias } = foldedConvBn(model.getLayer(convName), model.getLayer(this.path(spec.bn)));
     // Without a ReLU the output may be negative (a downsample); a conv3's is replaced by its block's sum.
     const src = this.readable(x);
-    const dst = this.tensor(convName, spec.reluCall === undefined ? 's8' : 'u8', spec.filters);
+    const dst = this.tensor(convName, this.narrow(spec.reluCall === undefined ? 's8' : 'u8'), spec.filters);
     const [kernel, stride, pad] = [spec.kernel, spec.stride, (spec.kernel - 1) / 2];
-    // A u8 output saturates at 0: the ReLU is in the rounding.
+    // A u8 output saturates at 0: the ReLU is in the rounding; bf16 needs it in the epilogue.
+    const relu = spec.reluCall !== undefined && this.plan.precision === 'bf16';
     this.plan.ops.push({
       kind: 'conv',
       name: convName,
@@ -106,7 +113,7 @@ class PlanBuilder implements Builder<Symbol> {
       kernel,
       stride,
       pad,
-      relu: false,
+      relu,
       filter,
       bias,
       ...this.inputMean(src),
@@ -120,7 +127,7 @@ class PlanBuilder implements Builder<Symbol> {
     if (op.kind !== 'conv') throw new Error('a residual sum follows a convolution');
     // The sum runs in the convolution's epilogue, so the shortcut (a downsample made after it) must exist first.
     this.plan.ops.push({ ...op, sum: identity.index, relu: true });
-    const type = this.plan.residual === 'fp32' ? 'f32' : 'u8';
+    const type = this.plan.residual === 'fp32' ? 'f32' : this.narrow('u8');
     this.plan.tensors[x.index] = { ...this.plan.tensors[x.index], name: this.path('add'), type };
     return x;
   }
@@ -137,7 +144,7 @@ class PlanBuilder implements Builder<Symbol> {
     if (tensor.type !== 'f32') return x.index;
     let rounded = this.plan.rounded.get(x.index);
     if (rounded === undefined) {
-      rounded = this.tensor(tensor.name, 'u8', tensor.channels).index;
+      rounded = this.tensor(tensor.name, this.narrow('u8'), tensor.channels).index;
       this.plan.ops.push({ kind: 'quantize', src: x.index, dst: rounded });
       this.plan.rounded.set(x.index, rounded);
     }
@@ -147,7 +154,7 @@ class PlanBuilder implements Builder<Symbol> {
   maxPool(x: Symbol): Symbol {
     // The same values, so the same range and scale.
     const { name, channels } = this.plan.tensors[x.index];
-    const dst = this.tensor(name, 'u8', channels);
+    const dst = this.tensor(name, this.narrow('u8'), channels);
     this.plan.ops.push({ kind: 'maxpool', src: x.index, dst: dst.index });
     return dst;
   }
@@ -165,6 +172,11 @@ class PlanBuilder implements Builder<Symbol> {
     return build(new PlanBuilder(this.plan, this.path(varName)));
   }
 
+  /** The type an int8 plan gives a tensor, or bf16 in a bf16 plan. */
+  narrow(type: 'u8' | 's8'): PlanTensor['type'] {
+    return this.plan.precision === 'bf16' ? 'bf16' : type;
+  }
+
   tensor(name: string, type: PlanTensor['type'], channels: number): Symbol {
     this.plan.tensors.push({ name, type, channels });
     return { shape: [null, null, null, channels], index: this.plan.tensors.length - 1 };
@@ -173,7 +185,7 @@ class PlanBuilder implements Builder<Symbol> {
 
 /** The scale that maps a tensor's observed range onto u8 (0..255) or s8 (-127..127); floats keep theirs. */
 function scaleOf(tensor: PlanTensor, ranges: ActivationRanges): number {
-  if (tensor.type === 'f32') return 1;
+  if (tensor.type === 'f32' || tensor.type === 'bf16') return 1;
   const range = ranges[tensor.name];
   if (!range) throw new Error(`the calibration has no range for ${tensor.name}`);
   const scale = tensor.type === 's8' ? Math.max(Math.abs(range.min), Math.abs(range.max)) / 127 : Math.max(range.max, 0) / 255;
@@ -188,7 +200,8 @@ export interface Int8Description {
   convs: Map<string, QuantizedConv>;
 }
 
-export class Int8Backbone {
+/** The backbone as one addon network: int8 (from calibrated ranges) or bf16. */
+export class FusedBackbone {
   private constructor(
     private readonly addon: OneDnnAddon,
     private readonly handle: Int8Handle,
@@ -199,7 +212,7 @@ export class Int8Backbone {
   describe(): Int8Description {
     const rounded = new Map<string, { type: 'u8' | 's8'; scale: number }>();
     this.plan.tensors.forEach(({ name, type }, i) => {
-      if (type !== 'f32') rounded.set(name, { type, scale: this.tensors[i].scale });
+      if (type === 'u8' || type === 's8') rounded.set(name, { type, scale: this.tensors[i].scale });
     });
     const weights = this.addon.int8Weights(this.handle);
     const convs = new Map<string, QuantizedConv>();
@@ -210,15 +223,28 @@ export class Int8Backbone {
     return { residual: this.plan.residual, rounded, convs };
   }
 
-  static build(addon: OneDnnAddon, resnet: ResNet50, ranges: ActivationRanges, residual: ResidualStream = 'int8'): Int8Backbone {
-    const plan: Plan = { resnet, ranges, residual, tensors: [], ops: [], rounded: new Map() };
+  static build(addon: OneDnnAddon, resnet: ResNet50, ranges: ActivationRanges, residual: ResidualStream = 'int8'): FusedBackbone {
+    return FusedBackbone.plan(addon, resnet, { precision: 'int8', ranges, residual });
+  }
+
+  /** The backbone in bfloat16, the residual stream in float32 (as the bf16 kernels keep it) or bf16. */
+  static bf16(addon: OneDnnAddon, resnet: ResNet50, residual: ResidualStream = 'fp32'): FusedBackbone {
+    return FusedBackbone.plan(addon, resnet, { precision: 'bf16', ranges: {}, residual });
+  }
+
+  private static plan(
+    addon: OneDnnAddon,
+    resnet: ResNet50,
+    { precision, ranges, residual }: Pick<Plan, 'precision' | 'ranges' | 'residual'>,
+  ): FusedBackbone {
+    const plan: Plan = { resnet, precision, ranges, residual, tensors: [], ops: [], rounded: new Map() };
     const builder = new PlanBuilder(plan, '');
-    const input = builder.tensor(INPUT_RANGE, (ranges[INPUT_RANGE]?.min ?? -1) < 0 ? 's8' : 'u8', 3);
+    const input = builder.tensor(INPUT_RANGE, builder.narrow((ranges[INPUT_RANGE]?.min ?? -1) < 0 ? 's8' : 'u8'), 3);
     backboneStages(builder, input, 0, STAGE_COUNT);
     // The codes the float classifier reads stay float: rounding them to 256 levels would cost the most agreement.
     plan.tensors[plan.tensors.length - 1].type = 'f32';
     const tensors: Int8TensorSpec[] = plan.tensors.map((t) => ({ type: t.type, scale: scaleOf(t, ranges), channels: t.channels }));
-    return new Int8Backbone(addon, addon.int8Network({ tensors, ops: plan.ops }), plan, tensors);
+    return new FusedBackbone(addon, addon.int8Network({ tensors, ops: plan.ops }), plan, tensors);
   }
 
   /** The 2048-D codes of a batch of NHWC float images. */
@@ -230,7 +256,7 @@ export class Int8Backbone {
   }
 }
 
-/** Logits of a batch with the backbone in int8 and the classifier in float32. */
-export function int8Logits(resnet: ResNet50, backbone: Int8Backbone, x: tf.Tensor4D): tf.Tensor {
+/** Logits of a batch with the fused backbone (int8 or bf16) and the classifier in float32. */
+export function fusedLogits(resnet: ResNet50, backbone: FusedBackbone, x: tf.Tensor4D): tf.Tensor {
   return tf.tidy(() => resnet.classify(backbone.codes(x)));
 }

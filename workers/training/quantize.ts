@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { LabelledImage } from '../../common/image-folder.js';
 import { INT8_MIN_AGREEMENT, type Int8Check, type Metrics } from '../../schemas/metrics.js';
 import type { ResidualStream } from '../../schemas/model.js';
-import { Int8Backbone, int8Logits, RangeObserver } from '../../engine/model/int8.js';
+import { FusedBackbone, fusedLogits, RangeObserver } from '../../engine/model/int8.js';
 import { registeredOneDnn, useConvolutionPrecision } from '../../engine/native/kernels/register.js';
 import type { JobModel } from './build-model.js';
 import type { JobContext } from './job-context.js';
@@ -78,12 +78,12 @@ async function quantized(ctx: JobContext, model: JobModel, data: JobData, report
   await forEachBatch(data, calibration, (x) => observer.observe(x));
   const ranges = observer.result();
   // The fastest first: a float32 residual stream costs time, and only some models need it.
-  const fastestBackbone = Int8Backbone.build(addon, resnet, ranges, 'int8');
+  const fastestBackbone = FusedBackbone.build(addon, resnet, ranges, 'int8');
   const fp32: number[] = [];
   const fastestTop1: number[] = [];
   await forEachBatch(data, heldOut, (x) => {
     fp32.push(...top1(tf.tidy(() => resnet.network.forward(x, false))));
-    fastestTop1.push(...top1(int8Logits(resnet, fastestBackbone, x)));
+    fastestTop1.push(...top1(fusedLogits(resnet, fastestBackbone, x)));
   });
   const checkOf = (residual: ResidualStream, int8: number[]) => ({
     calibrationImages: observer.images,
@@ -94,9 +94,9 @@ async function quantized(ctx: JobContext, model: JobModel, data: JobData, report
     fp32Accuracy: heldOut.filter((image, i) => fp32[i] === image.label).length / heldOut.length,
   });
   const withFloatStream = async () => {
-    const backbone = Int8Backbone.build(addon, resnet, ranges, 'fp32');
+    const backbone = FusedBackbone.build(addon, resnet, ranges, 'fp32');
     const int8: number[] = [];
-    await forEachBatch(data, heldOut, (x) => int8.push(...top1(int8Logits(resnet, backbone, x))));
+    await forEachBatch(data, heldOut, (x) => int8.push(...top1(fusedLogits(resnet, backbone, x))));
     return checkOf('fp32', int8);
   };
   const fastest = checkOf('int8', fastestTop1);

@@ -1,8 +1,10 @@
-// A whole backbone in int8 for predictions: u8/s8 activations with one scale per tensor, s8 filters with
-// one scale per output channel, int32 accumulation in oneDNN's int8 convolutions (VNNI, or AMX where the
-// CPU has it). Folded BatchNorms arrive as the filters and biases; a residual sum and its ReLU run in the
-// last convolution's epilogue, into u8 or into float (a residual stream kept in float32, rounded to u8 only
-// where a convolution reads it). The plan is made once per model; primitives and buffers once per input shape.
+// A whole backbone in int8 or bfloat16 for predictions. int8: u8/s8 activations with one scale per tensor,
+// s8 filters with one scale per output channel, int32 accumulation in oneDNN's int8 convolutions (VNNI, or
+// AMX where the CPU has it). bf16: bf16 activations and filters, float32 accumulation (AVX512-BF16 or AMX).
+// Folded BatchNorms arrive as the filters and biases; a residual sum and its ReLU run in the last
+// convolution's epilogue, into the narrow type or into float (a residual stream kept in float32, rounded
+// only where a convolution reads it). The plan is made once per model; primitives and buffers once per
+// input shape.
 #include "conv.h"
 #include <cstring>
 #include <optional>
@@ -16,12 +18,21 @@ using dt = memory::data_type;
 namespace {
 
 struct Tensor {
-  dt type;  // u8, s8, or f32 (the last: what the float classifier reads)
+  dt type;  // u8, s8, bf16, or f32 (the last: what the float classifier reads)
   float scale;  // real value = stored value * scale
   int64_t channels;
 };
 
-size_t SizeOf(dt type) { return type == dt::f32 ? sizeof(float) : 1; }
+size_t SizeOf(dt type) { return type == dt::f32 ? sizeof(float) : type == dt::bf16 ? 2 : 1; }
+
+bool IsInt8(dt type) { return type == dt::u8 || type == dt::s8; }
+
+float Bf16ToFloat(uint16_t bits) {
+  uint32_t widened = uint32_t(bits) << 16;
+  float value;
+  std::memcpy(&value, &widened, sizeof value);
+  return value;
+}
 
 /** A reorder that converts `from` into `to`'s type and layout, multiplying by `scale` on the way. */
 dnnl::reorder ScaledReorder(const dnnl::engine& engine, const memory::desc& from, const memory::desc& to, float scale) {
@@ -36,7 +47,8 @@ struct Op {
   int src, dst, sum;  // tensor indices; sum -1: none
   int64_t kernel, stride, pad;
   bool relu;
-  std::vector<int8_t> filter;  // HWIO
+  std::vector<int8_t> filter;  // HWIO, s8 (a convolution reading u8/s8)
+  std::vector<float> floatFilter;  // HWIO (a convolution reading bf16: oneDNN rounds it)
   std::vector<float> filterScale, bias;
 };
 
@@ -180,14 +192,18 @@ class Int8Network {
       const Tensor &in = tensors[size_t(op.src)], &out = tensors[size_t(op.dst)];
       int64_t o = out.channels, c = in.channels, k = op.kernel;
       memory::dims weightDims{o, c, k, k};
-      std::vector<float> outputScales(static_cast<size_t>(o)), accumulatorBias(static_cast<size_t>(o));
-      for (size_t j = 0; j < size_t(o); j++) {
-        // oneDNN 2.x: dst = output_scale * (accumulator + bias), so the bias is in accumulator units.
-        float accumulatorScale = in.scale * op.filterScale[j];
-        outputScales[j] = accumulatorScale / out.scale;
-        accumulatorBias[j] = op.bias[j] / accumulatorScale;
+      bool int8 = IsInt8(in.type);
+      std::vector<float> accumulatorBias = op.bias;
+      if (int8) {
+        std::vector<float> outputScales(static_cast<size_t>(o));
+        for (size_t j = 0; j < size_t(o); j++) {
+          // oneDNN 2.x: dst = output_scale * (accumulator + bias), so the bias is in accumulator units.
+          float accumulatorScale = in.scale * op.filterScale[j];
+          outputScales[j] = accumulatorScale / out.scale;
+          accumulatorBias[j] = op.bias[j] / accumulatorScale;
+        }
+        attr.set_output_scales(1 << 1, outputScales);
       }
-      attr.set_output_scales(1 << 1, outputScales);
       dnnl::post_ops postOps;
       instance.residualCopies.emplace_back();
       if (op.sum >= 0) {
@@ -202,13 +218,15 @@ class Int8Network {
       if (op.relu) postOps.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
       attr.set_post_ops(postOps);
       memory::desc biasDesc({o}, dt::f32, tag::x);
+      dt weightType = int8 ? dt::s8 : dt::bf16;
       dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
-                                           memory::desc(weightDims, dt::s8, tag::any), biasDesc, dst, {op.stride, op.stride}, {0, 0},
-                                           {op.pad, op.pad}, {op.pad, op.pad});
+                                           memory::desc(weightDims, weightType, tag::any), biasDesc, dst, {op.stride, op.stride},
+                                           {0, 0}, {op.pad, op.pad}, {op.pad, op.pad});
       dnnl::convolution_forward::primitive_desc pd(desc, attr, context.engine);
       scratchpad = std::max(scratchpad, pd.scratchpad_desc().get_size());
       instance.primitives.emplace_back(dnnl::convolution_forward(pd));
-      memory given(memory::desc(weightDims, dt::s8, tag::hwio), context.engine, const_cast<int8_t*>(op.filter.data()));
+      memory given = int8 ? memory(memory::desc(weightDims, dt::s8, tag::hwio), context.engine, const_cast<int8_t*>(op.filter.data()))
+                          : memory(memory::desc(weightDims, dt::f32, tag::hwio), context.engine, const_cast<float*>(op.floatFilter.data()));
       memory reordered(pd.weights_desc(), context.engine);
       Execute(context, dnnl::reorder(given, reordered), given, reordered);
       instance.weights.push_back(reordered);
@@ -267,6 +285,7 @@ class Int8Network {
     const void* data = Data(instance, int(tensors.size() - 1));
     auto value = [&](int64_t i) {
       if (last.type == dt::f32) return static_cast<const float*>(data)[i];
+      if (last.type == dt::bf16) return Bf16ToFloat(static_cast<const uint16_t*>(data)[i]);
       return last.type == dt::s8 ? float(static_cast<const int8_t*>(data)[i]) : float(static_cast<const uint8_t*>(data)[i]);
     };
     if (!pool) {
@@ -323,8 +342,11 @@ Int8Network* Parse(const Napi::Object& spec) {
     int64_t channels = IntField(t, "channels");
     std::string type = t.Get("type").ToString().Utf8Value();
     if (!(scale > 0.f) || !std::isfinite(scale) || channels <= 0) throw std::invalid_argument("tensor " + std::to_string(i) + ": bad scale or channels");
-    if (type != "u8" && type != "s8" && (type != "f32" || i == 0)) throw std::invalid_argument("tensor " + std::to_string(i) + ": bad type " + type);
-    network->tensors.push_back({type == "u8" ? dt::u8 : type == "s8" ? dt::s8 : dt::f32, scale, channels});
+    if (type != "u8" && type != "s8" && type != "bf16" && (type != "f32" || i == 0)) {
+      throw std::invalid_argument("tensor " + std::to_string(i) + ": bad type " + type);
+    }
+    if (type == "bf16" && scale != 1.f) throw std::invalid_argument("tensor " + std::to_string(i) + ": a bf16 tensor has scale 1");
+    network->tensors.push_back({type == "u8" ? dt::u8 : type == "s8" ? dt::s8 : type == "bf16" ? dt::bf16 : dt::f32, scale, channels});
   }
   Napi::Array ops = spec.Get("ops").As<Napi::Array>();
   int count = int(network->tensors.size());
@@ -343,20 +365,24 @@ Int8Network* Parse(const Napi::Object& spec) {
     if (op.kind == Op::Kind::quantize) {
       const Tensor &from = network->tensors[size_t(op.src)], &to = network->tensors[size_t(op.dst)];
       if (from.channels != to.channels || to.type == dt::f32) {
-        throw std::invalid_argument("op " + std::to_string(i) + ": quantize keeps the channels and makes u8 or s8");
+        throw std::invalid_argument("op " + std::to_string(i) + ": quantize keeps the channels and makes u8, s8 or bf16");
       }
       network->ops.push_back(std::move(op));
       continue;
     }
     if (op.kind == Op::Kind::maxpool) {
-      if (network->tensors[size_t(op.src)].type != dt::u8 || network->tensors[size_t(op.dst)].type != dt::u8 ||
-          network->tensors[size_t(op.src)].scale != network->tensors[size_t(op.dst)].scale) {
-        throw std::invalid_argument("op " + std::to_string(i) + ": max pooling keeps an unsigned tensor and its scale");
+      const Tensor &from = network->tensors[size_t(op.src)], &to = network->tensors[size_t(op.dst)];
+      if ((from.type != dt::u8 && from.type != dt::bf16) || to.type != from.type || from.scale != to.scale) {
+        throw std::invalid_argument("op " + std::to_string(i) + ": max pooling keeps a u8 or bf16 tensor and its scale");
       }
       network->ops.push_back(std::move(op));
       continue;
     }
-    if (network->tensors[size_t(op.src)].type == dt::f32) throw std::invalid_argument("op " + std::to_string(i) + ": a convolution reads u8 or s8");
+    dt in = network->tensors[size_t(op.src)].type, outType = network->tensors[size_t(op.dst)].type;
+    if (in == dt::f32) throw std::invalid_argument("op " + std::to_string(i) + ": a convolution reads u8, s8 or bf16");
+    if (in == dt::bf16 ? outType != dt::bf16 && outType != dt::f32 : outType == dt::bf16) {
+      throw std::invalid_argument("op " + std::to_string(i) + ": a bf16 convolution writes bf16 or f32, an int8 one u8, s8 or f32");
+    }
     op.kernel = IntField(o, "kernel");
     op.stride = IntField(o, "stride");
     op.pad = IntField(o, "pad");
@@ -365,10 +391,14 @@ Int8Network* Parse(const Napi::Object& spec) {
     if (op.kernel <= 0 || op.stride <= 0 || op.pad < 0) throw std::invalid_argument("op " + std::to_string(i) + ": bad kernel, stride or padding");
     size_t elements = size_t(op.kernel * op.kernel * c * out);
     const float* filter = FloatData(o.Get("filter"), elements, "filter");
-    QuantizeFilter(filter, elements, out, op);
     const float* bias = FloatData(o.Get("bias"), size_t(out), "bias");
     op.bias.assign(bias, bias + out);
-    if (o.Has("inputMean")) CorrectBias(filter, FloatData(o.Get("inputMean"), size_t(c), "inputMean"), c, op);
+    if (in == dt::bf16) {
+      op.floatFilter.assign(filter, filter + elements);
+    } else {
+      QuantizeFilter(filter, elements, out, op);
+      if (o.Has("inputMean")) CorrectBias(filter, FloatData(o.Get("inputMean"), size_t(c), "inputMean"), c, op);
+    }
     network->ops.push_back(std::move(op));
   }
   if (network->ops.empty()) throw std::invalid_argument("a network needs at least one op");
@@ -384,7 +414,7 @@ Napi::Value Int8Weights(const Napi::CallbackInfo& info) {
   Napi::Array all = Napi::Array::New(info.Env(), network.ops.size());
   for (size_t i = 0; i < network.ops.size(); i++) {
     const Op& op = network.ops[i];
-    if (op.kind != Op::Kind::conv) {
+    if (op.kind != Op::Kind::conv || op.filter.empty()) {
       all.Set(uint32_t(i), info.Env().Null());
       continue;
     }

@@ -10,7 +10,7 @@ import { selectBackend } from '../../../engine/backend/backend.js';
 import { loadModel, saveModel } from '../../../engine/model/checkpoint-io.js';
 import type { ResNet50 } from '../../../engine/model/resnet50.js';
 import { exportOnnx } from '../../../engine/model/onnx-export.js';
-import { Int8Backbone, type Int8Description } from '../../../engine/model/int8.js';
+import { FusedBackbone, type Int8Description } from '../../../engine/model/int8.js';
 import { loadOneDnn } from '../../../engine/native/onednn.js';
 import { torchvisionWeightChunks } from '../../../engine/model/torchvision-weights.js';
 import { ExportRequest, type ModelMetadata } from '../../../schemas/artifacts.js';
@@ -42,7 +42,7 @@ async function int8Description(artifacts: JobArtifacts, folder: string, resnet: 
   const loaded = loadOneDnn();
   if ('missing' in loaded) throw new Error(`an int8 export needs the oneDNN kernels addon, which is ${loaded.missing}`);
   const { ranges, residual } = int8.calibration;
-  return Int8Backbone.build(loaded.addon, resnet, ranges, residual).describe();
+  return FusedBackbone.build(loaded.addon, resnet, ranges, residual).describe();
 }
 
 serveThreadRpc<ExportRequest, void>(parentPort, async (request) => {

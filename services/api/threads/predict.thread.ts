@@ -13,7 +13,7 @@ import { decodeForModel, ImageDecodeError } from '../../../engine/data/preproces
 import { loadModel } from '../../../engine/model/checkpoint-io.js';
 import { freeze, type ResNet50 } from '../../../engine/model/resnet50.js';
 import { registeredOneDnn, useConvolutionPrecision } from '../../../engine/native/kernels/register.js';
-import { Int8Backbone, int8Logits } from '../../../engine/model/int8.js';
+import { FusedBackbone, fusedLogits } from '../../../engine/model/int8.js';
 import { topIndices } from '../../../engine/training/classification-report.js';
 import { serveThreadRpc } from '../thread-rpc.js';
 import type { PredictOutcome, PredictRequest, ThreadSettings } from '../thread-protocol.js';
@@ -29,7 +29,7 @@ interface LoadedModel {
   resnet: ResNet50;
   metadata: ModelMetadata;
   /** The backbone in int8 (quantised on first use), or why the model has none. */
-  int8: { backbone: () => Int8Backbone } | { reason: string };
+  int8: { backbone: () => FusedBackbone } | { reason: string };
 }
 
 /** What answers for int8 predictions of a saved model: its calibration, quantised here; else the job's reason. */
@@ -39,8 +39,8 @@ async function int8BackboneOf(artifacts: JobArtifacts, folder: string, resnet: R
   const int8 = await artifacts.int8Of(folder);
   if ('reason' in int8) return int8;
   const { calibration } = int8;
-  let backbone: Int8Backbone | null = null;
-  return { backbone: () => (backbone ??= Int8Backbone.build(addon, resnet, calibration.ranges, calibration.residual)) };
+  let backbone: FusedBackbone | null = null;
+  return { backbone: () => (backbone ??= FusedBackbone.build(addon, resnet, calibration.ranges, calibration.residual)) };
 }
 const loaded = new Map<string, Promise<LoadedModel>>();
 
@@ -104,7 +104,7 @@ serveThreadRpc<PredictRequest, PredictOutcome>(parentPort, async ({ jobId, folde
   const backbone = (precision ?? 'int8') === 'int8' && 'backbone' in int8 ? int8.backbone() : null;
   // Set for this request's forward passes, which run without a pause another request could take.
   const ran = backbone ? 'int8' : useConvolutionPrecision(precision === 'fp32' ? 'fp32' : 'bf16');
-  const logits = (x: tf.Tensor4D) => (backbone ? int8Logits(resnet, backbone, x) : resnet.network.forward(x, false));
+  const logits = (x: tf.Tensor4D) => (backbone ? fusedLogits(resnet, backbone, x) : resnet.network.forward(x, false));
   for (let start = 0; start < crops.length; start += BATCH) {
     const slice = crops.slice(start, start + BATCH);
     const probabilities = float32ValuesOf(() => tf.softmax(logits(nhwcBatch(slice, preprocessing.crop))));

@@ -2,7 +2,7 @@ import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../../../engine/backend/backend.js';
-import { Int8Backbone, int8Logits, RangeObserver } from '../../../engine/model/int8.js';
+import { FusedBackbone, fusedLogits, RangeObserver } from '../../../engine/model/int8.js';
 import { buildResNet50, freeze } from '../../../engine/model/resnet50.js';
 import { loadOneDnn, type Int8OpSpec, type Int8TensorSpec, type OneDnnAddon } from '../../../engine/native/onednn.js';
 import { relativeError, resnetConvCases, type ConvCase } from '../../helpers/conv-cases.js';
@@ -131,7 +131,7 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     const fp32 = tf.tidy(() => resnet.features(x));
     const top1 = (t: tf.Tensor) => Array.from(tf.tidy(() => tf.argMax(t, 1).dataSync()));
     const expected = top1(tf.tidy(() => resnet.network.forward(x, false)));
-    const codesError = (backbone: Int8Backbone) => {
+    const codesError = (backbone: FusedBackbone) => {
       const codes = backbone.codes(x);
       const error = tf.tidy(() => tf.norm(tf.sub(codes, fp32)).dataSync()[0] / tf.norm(fp32).dataSync()[0]);
       codes.dispose();
@@ -139,17 +139,39 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     };
     const errors: Record<string, number> = {};
     for (const residual of ['int8', 'fp32'] as const) {
-      const backbone = Int8Backbone.build(addon, resnet, ranges, residual);
+      const backbone = FusedBackbone.build(addon, resnet, ranges, residual);
       errors[residual] = codesError(backbone);
-      const predicted = top1(int8Logits(resnet, backbone, x));
+      const predicted = top1(fusedLogits(resnet, backbone, x));
       assert.ok(predicted.filter((v, i) => v === expected[i]).length >= 14, `${residual}: top-1 ${predicted} vs ${expected}`);
     }
     // Without the channel means, no bias correction: the rounded filters' systematic error stays.
     const uncorrected = Object.fromEntries(Object.entries(ranges).map(([name, range]) => [name, { ...range, mean: [] }]));
-    errors.uncorrected = codesError(Int8Backbone.build(addon, resnet, uncorrected));
+    errors.uncorrected = codesError(FusedBackbone.build(addon, resnet, uncorrected));
     assert.ok(errors.int8 < 0.05 && errors.int8 > 1e-4, JSON.stringify(errors));
     assert.ok(errors.fp32 < errors.int8 && errors.int8 < errors.uncorrected, JSON.stringify(errors));
     tf.dispose([calibration, x, fp32]);
+    resnet.dispose();
+  });
+
+  it('runs a whole model in bf16: its codes within bf16 rounding of float32, predictions the same', () => {
+    const resnet = buildResNet50({ mode: 'fine_tuning', numClasses: 10, inputSize: 64, seed: 5 });
+    freeze(resnet);
+    const x = tf.randomNormal<tf.Rank.R4>([16, 64, 64, 3], 0, 1, 'float32', 2);
+    const fp32 = tf.tidy(() => resnet.features(x));
+    const top1 = (t: tf.Tensor) => Array.from(tf.tidy(() => tf.argMax(t, 1).dataSync()));
+    const expected = top1(tf.tidy(() => resnet.network.forward(x, false)));
+    const errors: Record<string, number> = {};
+    for (const residual of ['int8', 'fp32'] as const) {
+      const backbone = FusedBackbone.bf16(addon, resnet, residual);
+      const codes = backbone.codes(x);
+      errors[residual] = tf.tidy(() => tf.norm(tf.sub(codes, fp32)).dataSync()[0] / tf.norm(fp32).dataSync()[0]);
+      codes.dispose();
+      assert.deepEqual(top1(fusedLogits(resnet, backbone, x)), expected, residual);
+    }
+    // bf16 keeps 8 bits of mantissa (~0.4% per rounding); a float32 residual stream rounds less often.
+    assert.ok(errors.int8 < 0.03 && errors.fp32 > 1e-5, JSON.stringify(errors));
+    assert.ok(errors.fp32 < errors.int8, JSON.stringify(errors));
+    tf.dispose([x, fp32]);
     resnet.dispose();
   });
 
@@ -166,6 +188,12 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     assert.throws(() => addon.int8Network({ tensors, ops: [{ ...conv, dst: 5, filter: new Float32Array(108) }] }), /out of range/);
     assert.throws(() => addon.int8Network({ tensors: [{ ...tensors[0], scale: 0 }, tensors[1]], ops: [] }), /bad scale/);
     assert.throws(() => addon.int8Network({ tensors: [{ ...tensors[0], type: 'f32' }, tensors[1]], ops: [] }), /tensor 0: bad type f32/);
+    assert.throws(() => addon.int8Network({ tensors: [{ ...tensors[0], type: 'bf16' }, tensors[1]], ops: [] }), /bf16 tensor has scale 1/);
+    const bf16In: Int8TensorSpec = { type: 'bf16', scale: 1, channels: 3 };
+    assert.throws(
+      () => addon.int8Network({ tensors: [bf16In, tensors[1]], ops: [{ ...conv, filter: new Float32Array(108) }] }),
+      /a bf16 convolution writes bf16 or f32/,
+    );
     const network = addon.int8Network({ tensors, ops: [{ ...conv, filter: new Float32Array(108) }] });
     assert.throws(
       () => addon.int8Run(network, new Float32Array(12), Int32Array.of(1, 2, 2, 3), new Float32Array(3), false),
