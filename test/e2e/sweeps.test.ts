@@ -4,6 +4,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import supertest from 'supertest';
 import { ashaStops, scoreOf } from '../../common/sweep-trials.js';
 import type { JobStatus } from '../../schemas/job-status.js';
+import type { Metrics } from '../../schemas/metrics.js';
 import { SweepSpec, type SweepStatus } from '../../schemas/sweep.js';
 import { suggest } from '../../services/sweeps/search.js';
 import { testApp } from '../helpers/app.js';
@@ -179,6 +180,8 @@ describe('sweeps on two real workers', () => {
     assert.ok(stopped.length >= 1, 'at least one trial stopped early');
     const job = (await service.http().get(`/v1/jobs/${stopped[0].job}`)).body as JobStatus;
     assert.equal(job.result?.stoppedEarlyAfterEpoch, stopped[0].epochs.length);
+    const { int8 } = (await service.http().get(`/v1/jobs/${stopped[0].job}/metrics`)).body as Metrics;
+    assert.match(int8?.reason ?? '', /ASHA stopped it early/, 'a pruned trial is not quantised');
     assert.equal(
       (await downloadWhenMade(() => service.http().get(`/v1/jobs/${stopped[0].job}/checkpoint?epoch=latest`))).response.status,
       200,

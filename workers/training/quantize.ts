@@ -45,6 +45,7 @@ const top1 = (logits: tf.Tensor): Int32Array => tf.tidy(() => tf.argMax(logits, 
  * Quantises the final model (static, post-training): activation ranges from up to INT8_CALIBRATION_IMAGES
  * training images, then int8 against float32 on the held-out images. int8 predictions are offered (the
  * ranges kept beside the model) only where their top-1 agrees with float32's on at least 99% of them.
+ * A sweep's trial that ASHA stopped is not quantised: the check would cost every pruned trial its time.
  */
 export async function checkInt8(
   ctx: JobContext,
@@ -52,8 +53,11 @@ export async function checkInt8(
   data: JobData,
   metrics: Metrics,
   reporter: ProgressReporter,
+  stoppedBySweep: boolean,
 ): Promise<void> {
-  metrics.int8 = await quantized(ctx, model, data, reporter);
+  metrics.int8 = stoppedBySweep
+    ? notOffered("its sweep's ASHA stopped it early (only trials that run to the end are quantised)")
+    : await quantized(ctx, model, data, reporter);
   const { int8 } = metrics;
   ctx.log(
     int8.offered ? `int8 predictions offered: ${percent(int8.agreement)} top-1 agreement` : `int8 predictions not offered: ${int8.reason}`,

@@ -40,7 +40,7 @@ async function runWith(ctx: JobContext): Promise<TrainingResult> {
       ? await train(ctx, spec, model, data, reporter)
       : await evaluatePretrained(ctx, model, data, reporter);
     await saveFinalModel(ctx, model, metrics, reporter);
-    await checkInt8(ctx, model, data, metrics, reporter);
+    await checkInt8(ctx, model, data, metrics, reporter, stoppedEarlyAfterEpoch !== undefined);
     return {
       epochsCompleted: metrics.epochs.length,
       resumedFromEpoch,
