@@ -6,6 +6,7 @@ import {
   type RungValue,
   type SweepObjective,
   type SweepSpec,
+  type Trial,
   type TrialLink,
 } from '../schemas/sweep.js';
 import type { RedisClient } from './redis-connection.js';
@@ -29,6 +30,15 @@ export const objectiveOf = (epoch: EpochMetrics, metric: ObjectiveMetric): numbe
 /** Larger is better, whatever the goal. */
 export const scoreOf = (value: number, { goal }: Pick<SweepObjective, 'goal'>) => (goal === 'maximize' ? value : -value);
 
+/** The best epoch of a trial by the objective (the first of equals), from its values per epoch. */
+export function bestOf(values: readonly (number | null)[], objective: Pick<SweepObjective, 'goal'>): Trial['best'] {
+  let best: Trial['best'] = null;
+  values.forEach((value, i) => {
+    if (value !== null && (!best || scoreOf(value, objective) > scoreOf(best.value, objective))) best = { value, epoch: i + 1 };
+  });
+  return best;
+}
+
 /** The value a trial enters a rung with: its objective at that epoch, or its best up to it; null before it gets there. */
 export function rungValueOf(
   values: readonly (number | null)[],
@@ -37,9 +47,7 @@ export function rungValueOf(
   objective: Pick<SweepObjective, 'goal'>,
 ): number | null {
   if (values.length < rung) return null;
-  if (judgeBy === 'latest') return values[rung - 1] ?? null;
-  const seen = values.slice(0, rung).filter((value): value is number => value !== null);
-  return seen.length ? seen.reduce((best, value) => (scoreOf(value, objective) > scoreOf(best, objective) ? value : best)) : null;
+  return judgeBy === 'latest' ? (values[rung - 1] ?? null) : (bestOf(values.slice(0, rung), objective)?.value ?? null);
 }
 
 /**

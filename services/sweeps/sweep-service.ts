@@ -4,7 +4,7 @@ import { ConflictError, DomainError, NotFoundError, QuotaExceededError, Unavaila
 import type { Logger } from '../../common/logger.js';
 import { whenReady, type RedisClient } from '../../common/redis-connection.js';
 import { redisKeys } from '../../common/redis-keys.js';
-import { ashaStops, rungKeysOf, scoreOf } from '../../common/sweep-trials.js';
+import { ashaStops, bestOf, rungKeysOf, scoreOf } from '../../common/sweep-trials.js';
 import type { Caller } from '../../schemas/auth.js';
 import { isUuid } from '../../schemas/ids.js';
 import { JobSpec } from '../../schemas/job-spec.js';
@@ -55,15 +55,6 @@ interface SweepRecord {
 export function trialJobId(sweepId: string, index: number): string {
   const hex = createHash('sha256').update(`${sweepId}:${index}`).digest('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-8${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
-}
-
-/** The best epoch of a trial by the objective, from its values per epoch. */
-function bestOf(values: ReadonlyArray<number | null>, objective: SweepSpec['objective']): Trial['best'] {
-  let best: Trial['best'] = null;
-  values.forEach((value, i) => {
-    if (value !== null && (!best || scoreOf(value, objective) > scoreOf(best.value, objective))) best = { value, epoch: i + 1 };
-  });
-  return best;
 }
 
 /**
