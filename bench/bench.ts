@@ -16,7 +16,7 @@ import { JobSpec } from '../schemas/job-spec.js';
 import { BackendChoice, ResidualStream, type ModelConfig, type Precision } from '../schemas/model.js';
 import type { PredictPrecision } from '../schemas/predict.js';
 import { registeredOneDnn, useConvolutionPrecision } from '../engine/native/kernels/register.js';
-import { FusedBackbone, fusedLogits, RangeObserver, type FusedPrecision } from '../engine/model/int8.js';
+import { FusedBackbone, fusedLogits, frozenCodes, RangeObserver, type FrozenCodes } from '../engine/model/int8.js';
 import { loadOneDnn } from '../engine/native/onednn.js';
 import { selectBackend, type BackendInfo } from '../engine/backend/backend.js';
 import { buildResNet50, freeze, type ResNet50 } from '../engine/model/resnet50.js';
@@ -118,14 +118,21 @@ function withModel<T>(backend: BackendInfo, batch: number, config: ModelConfig, 
  * One optimiser step as a job takes it: feature extraction runs the frozen backbone forward only and
  * trains the head on its codes; fine-tuning steps through the whole network in heap-sized slices.
  */
-function measureStep(kind: StepKind, resnet: ResNet50, microBatch: number, { images, labels }: ReturnType<typeof syntheticBatch>) {
+function measureStep(
+  kind: StepKind,
+  precision: Precision,
+  resnet: ResNet50,
+  microBatch: number,
+  { images, labels }: ReturnType<typeof syntheticBatch>,
+) {
   const batch = images.shape[0];
   const optimizer = new FusedAdamOptimizer(1e-3, 0.9, 0.999, 1e-8);
   const extracting = kind === 'feature_extraction_step';
   const slices = extracting ? batch : microBatch;
   const head = extracting ? headOnCodes(resnet) : null;
+  const backbone = frozenCodes(resnet, precision);
   const step = head
-    ? () => tf.tidy(() => void trainStep(head, optimizer, resnet.features(images), labels))
+    ? () => tf.tidy(() => void trainStep(head, optimizer, backbone.codes(images), labels))
     : () => void trainStep(resnet.network, optimizer, images, labels, { microBatchSize: slices });
   const timed = time(step);
   optimizer.dispose();
@@ -133,10 +140,10 @@ function measureStep(kind: StepKind, resnet: ResNet50, microBatch: number, { ima
 }
 
 /**
- * Inference with the whole backbone in int8 or bf16 (the classifier in float32), as the API runs a job's
- * model: int8 calibrated on the batch itself (speed does not depend on the values), with either residual stream.
+ * Inference with the whole backbone in int8 (the classifier in float32), as the API runs a job's model:
+ * calibrated on the batch itself (speed does not depend on the values), with either residual stream.
  */
-function measureFused(backend: BackendInfo, size: number, precision: FusedPrecision): Row[] {
+function measureInt8(backend: BackendInfo, size: number): Row[] {
   const addon = registeredOneDnn();
   if (!addon) return [];
   const batch = Number(values.batch);
@@ -144,14 +151,11 @@ function measureFused(backend: BackendInfo, size: number, precision: FusedPrecis
   const rows = withModel(backend, batch, { mode: 'pretrained', numClasses: 1000, inputSize: size }, (resnet) => {
     freeze(resnet);
     const observer = new RangeObserver(resnet);
-    if (precision === 'int8') observer.observe(images);
+    observer.observe(images);
     return ResidualStream.options.map((residual) => {
-      const backbone =
-        precision === 'int8'
-          ? FusedBackbone.build(addon, resnet, observer.result(), residual)
-          : FusedBackbone.bf16(addon, resnet, residual);
+      const backbone = FusedBackbone.build(addon, resnet, observer.result(), residual);
       const timed = time(() => tf.tidy(() => void fusedLogits(resnet, backbone, images).dataSync()));
-      const row = { backend: backend.choice, kernels: backend.kernels, precision, residual, inputSize: size, batch };
+      const row = { backend: backend.choice, kernels: backend.kernels, precision: 'int8', residual, inputSize: size, batch };
       return { ...row, measurement: 'inference', ...timed, imagesPerSecond: batch / timed.seconds };
     });
   });
@@ -165,9 +169,9 @@ function measure(backend: BackendInfo, size: number, precision: Precision): Row[
   const data = syntheticBatch(batch, size);
   const inference = withModel(backend, batch, { mode: 'pretrained', numClasses: 1000, inputSize: size }, (resnet) => {
     freeze(resnet); // as the API's predictions run it
-    const { network } = resnet;
-    const timed = time(() => tf.tidy(() => void network.forward(data.images, false).dataSync()));
-    return { ...timed, imagesPerSecond: batch / timed.seconds };
+    const backbone = frozenCodes(resnet, precision);
+    const timed = time(() => tf.tidy(() => void resnet.classify(backbone.codes(data.images)).dataSync()));
+    return { engine: backbone.engine, ...timed, imagesPerSecond: batch / timed.seconds };
   });
   const row = { backend: backend.choice, kernels: backend.kernels, precision, inputSize: size, batch };
   const rows: Row[] = [{ ...row, measurement: 'inference', ...inference }];
@@ -178,7 +182,9 @@ function measure(backend: BackendInfo, size: number, precision: Precision): Row[
       rows.push({ ...row, measurement: kind, skipped: `estimated ${Math.round(estimate)} s per step (> --max-step-seconds)` });
       continue;
     }
-    const result = withModel(backend, batch, STEP_MODELS[kind](size), (resnet, microBatch) => measureStep(kind, resnet, microBatch, data));
+    const result = withModel(backend, batch, STEP_MODELS[kind](size), (resnet, microBatch) =>
+      measureStep(kind, precision, resnet, microBatch, data),
+    );
     rows.push({ ...row, measurement: kind, ...result });
   }
   tf.dispose([data.images, data.labels]);
@@ -221,12 +227,11 @@ for (const choice of requested) {
     continue;
   }
   for (const size of sizes) results.push(...measure(backend, size, 'fp32'));
-  for (const size of sizes) results.push(...measureFused(backend, size, 'int8'));
+  for (const size of sizes) results.push(...measureInt8(backend, size));
   // bfloat16 convolutions where the oneDNN kernels and the CPU (AVX512-BF16) allow them.
   if (useConvolutionPrecision('bf16') === 'bf16') {
     try {
       for (const size of sizes) results.push(...measure(backend, size, 'bf16'));
-      for (const size of sizes) results.push(...measureFused(backend, size, 'bf16'));
     } finally {
       useConvolutionPrecision('fp32');
     }
@@ -301,6 +306,7 @@ function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] }
       kernels: string;
       precision: PredictPrecision;
       residual?: ResidualStream;
+      engine?: FrozenCodes['engine'];
       inputSize: number;
       batch: number;
       measurement: string;
@@ -318,6 +324,7 @@ function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] }
         kernels: ours.kernels,
         precision: ours.precision,
         ...(ours.residual && { residual: ours.residual }),
+        ...(ours.engine && { engine: ours.engine }),
         inputSize: ours.inputSize,
         measurement: ours.measurement,
         imagesPerSecond: ours.imagesPerSecond,

@@ -2,12 +2,14 @@
 // s8 filters per output channel (the addon quantises them, and corrects each bias for its rounded
 // filter's expected error on the input's channel means), one u8/s8 scale per activation tensor from the
 // ranges a calibration pass observed, the residual stream in u8 or in float32. The same plan in bfloat16
-// (no calibration: bf16 keeps float's range) runs bf16 activations and filters. The 2048-D codes and the
+// (no calibration: bf16 keeps float's range) runs bf16 activations and filters, and in float32 the float
+// network with its ReLUs and residual sums in the convolutions' epilogues. The 2048-D codes and the
 // classifier on them stay float32.
 import * as tf from '@tensorflow/tfjs';
 import type { ActivationRange, ActivationRanges } from '../../schemas/artifacts.js';
-import type { ResidualStream } from '../../schemas/model.js';
+import type { Precision, ResidualStream } from '../../schemas/model.js';
 import type { Int8Handle, Int8OpSpec, Int8TensorSpec, OneDnnAddon, QuantizedConv } from '../native/onednn.js';
+import { registeredOneDnn } from '../native/kernels/register.js';
 import { backboneStages, STAGE_COUNT, type Builder, type ConvBn } from './architecture.js';
 import { foldedConvBn } from './batch-norm.js';
 import { FEATURE_DIM, type ResNet50 } from './resnet50.js';
@@ -59,8 +61,8 @@ interface Symbol {
   readonly index: number;
 }
 
-/** The narrow type of a fused backbone's activations. */
-export type FusedPrecision = 'int8' | 'bf16';
+/** The type of a fused backbone's activations. */
+export type FusedPrecision = 'int8' | 'bf16' | 'fp32';
 
 interface PlanTensor {
   name: string;
@@ -70,7 +72,7 @@ interface PlanTensor {
 
 interface Plan {
   resnet: ResNet50;
-  /** int8: u8/s8 tensors as the ranges say; bf16: every narrow tensor bf16. */
+  /** int8: u8/s8 tensors as the ranges say; bf16: every narrow tensor bf16; fp32: every tensor f32. */
   precision: FusedPrecision;
   ranges: ActivationRanges;
   residual: ResidualStream;
@@ -103,8 +105,8 @@ class PlanBuilder implements Builder<Symbol> {
     const src = this.readable(x);
     const dst = this.tensor(convName, this.narrow(spec.reluCall === undefined ? 's8' : 'u8'), spec.filters);
     const [kernel, stride, pad] = [spec.kernel, spec.stride, (spec.kernel - 1) / 2];
-    // A u8 output saturates at 0: the ReLU is in the rounding; bf16 needs it in the epilogue.
-    const relu = spec.reluCall !== undefined && this.plan.precision === 'bf16';
+    // A u8 output saturates at 0: the ReLU is in the rounding; floats need it in the epilogue.
+    const relu = spec.reluCall !== undefined && this.plan.precision !== 'int8';
     this.plan.ops.push({
       kind: 'conv',
       name: convName,
@@ -138,10 +140,10 @@ class PlanBuilder implements Builder<Symbol> {
     return mean?.length ? { inputMean: Float32Array.from(mean) } : {};
   }
 
-  /** `x` as a convolution reads it: itself, or its copy rounded to u8 (over the same range). */
+  /** `x` as a convolution reads it: itself, or its copy rounded to u8 (over the same range) or bf16. */
   private readable(x: Symbol): number {
     const tensor = this.plan.tensors[x.index];
-    if (tensor.type !== 'f32') return x.index;
+    if (tensor.type !== 'f32' || this.plan.precision === 'fp32') return x.index;
     let rounded = this.plan.rounded.get(x.index);
     if (rounded === undefined) {
       rounded = this.tensor(tensor.name, this.narrow('u8'), tensor.channels).index;
@@ -172,9 +174,9 @@ class PlanBuilder implements Builder<Symbol> {
     return build(new PlanBuilder(this.plan, this.path(varName)));
   }
 
-  /** The type an int8 plan gives a tensor, or bf16 in a bf16 plan. */
+  /** The type an int8 plan gives a tensor, or the float plan's own type. */
   narrow(type: 'u8' | 's8'): PlanTensor['type'] {
-    return this.plan.precision === 'bf16' ? 'bf16' : type;
+    return { int8: type, bf16: 'bf16' as const, fp32: 'f32' as const }[this.plan.precision];
   }
 
   tensor(name: string, type: PlanTensor['type'], channels: number): Symbol {
@@ -200,7 +202,7 @@ export interface Int8Description {
   convs: Map<string, QuantizedConv>;
 }
 
-/** The backbone as one addon network: int8 (from calibrated ranges) or bf16. */
+/** The backbone as one addon network: int8 (from calibrated ranges), bf16 or float32. */
 export class FusedBackbone {
   private constructor(
     private readonly addon: OneDnnAddon,
@@ -232,6 +234,11 @@ export class FusedBackbone {
     return FusedBackbone.plan(addon, resnet, { precision: 'bf16', ranges: {}, residual });
   }
 
+  /** The backbone in float32, each ReLU and residual sum in its convolution's epilogue. */
+  static fp32(addon: OneDnnAddon, resnet: ResNet50): FusedBackbone {
+    return FusedBackbone.plan(addon, resnet, { precision: 'fp32', ranges: {}, residual: 'fp32' });
+  }
+
   private static plan(
     addon: OneDnnAddon,
     resnet: ResNet50,
@@ -256,7 +263,26 @@ export class FusedBackbone {
   }
 }
 
-/** Logits of a batch with the fused backbone (int8 or bf16) and the classifier in float32. */
+/** Logits of a batch with the fused backbone and the classifier in float32. */
 export function fusedLogits(resnet: ResNet50, backbone: FusedBackbone, x: tf.Tensor4D): tf.Tensor {
   return tf.tidy(() => resnet.classify(backbone.codes(x)));
+}
+
+/** How a frozen backbone's codes are computed: `fused` and `eager` codes differ by float rounding. */
+export interface FrozenCodes {
+  engine: 'fused' | 'eager';
+  codes(x: tf.Tensor4D): tf.Tensor2D;
+}
+
+/**
+ * The codes of a backbone that no longer trains, as this thread computes them fastest: one addon network
+ * in `precision` (built on first use) where the oneDNN kernels run, else the eager stages.
+ */
+export function frozenCodes(resnet: ResNet50, precision: Precision): FrozenCodes {
+  const addon = registeredOneDnn();
+  if (!addon) return { engine: 'eager', codes: (x) => resnet.features(x) as tf.Tensor2D };
+  let backbone: FusedBackbone | null = null;
+  // bf16 with a bf16 residual stream: the fastest of the two on the bench, and within the same agreement.
+  const build = () => (precision === 'bf16' ? FusedBackbone.bf16(addon, resnet, 'int8') : FusedBackbone.fp32(addon, resnet));
+  return { engine: 'fused', codes: (x) => (backbone ??= build()).codes(x) };
 }

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
-/** A backbone made by int8Network (int8 or bf16): its filters and, per input shape, its primitives and buffers. */
+/** A backbone made by int8Network (int8, bf16 or f32): its filters and, per input shape, its primitives and buffers. */
 export interface Int8Handle {
   readonly __int8Network: unique symbol;
 }
@@ -14,9 +14,9 @@ export interface QuantizedConv {
   bias: Float32Array;
 }
 
-/** One tensor of an int8 network: real value = stored value * scale (f32: not the input). */
+/** One tensor of an int8 network: real value = stored value * scale. */
 export interface Int8TensorSpec {
-  /** bf16 tensors have scale 1. */
+  /** bf16 and f32 tensors have scale 1. */
   type: 'u8' | 's8' | 'bf16' | 'f32';
   scale: number;
   channels: number;

@@ -11,6 +11,7 @@ import type { Metrics } from '../../schemas/metrics.js';
 import type { Preprocessing } from '../../schemas/model.js';
 import type { ImageLoader } from '../../engine/data/datasets.js';
 import { FEATURE_DIM, type ResNet50 } from '../../engine/model/resnet50.js';
+import type { FrozenCodes } from '../../engine/model/int8.js';
 import type { BatchSource } from './evaluate.js';
 import { float32ValuesOf } from '../../engine/model/tensor-values.js';
 
@@ -48,9 +49,9 @@ const CachedFiles = z.array(z.string());
 const codesByFile = (files: readonly string[], all: Float32Array) =>
   new Map(files.map((file, i) => [file, all.subarray(i * FEATURE_DIM, (i + 1) * FEATURE_DIM)]));
 
-/** What running the backbone over a data set takes: the model, where its images come from, and how to report and evict. */
+/** What running the backbone over a data set takes: the backbone, where its images come from, and how to report and evict. */
 export interface CodesRun {
-  resnet: ResNet50;
+  backbone: FrozenCodes;
   loader: ImageLoader;
   images: readonly LabelledImage[];
   batchSize: number;
@@ -65,7 +66,7 @@ export interface CodesRun {
 export async function featureCodes(
   store: ArtifactStore,
   key: string,
-  { resnet, loader, images, batchSize, onBatch, policy }: CodesRun,
+  { backbone, loader, images, batchSize, onBatch, policy }: CodesRun,
 ): Promise<FeatureCodes> {
   const prefix = `${FEATURE_CACHE}/${key}`;
   const cachedFiles = (await store.stat(`${prefix}.f32`)) ? await readJson(store, `${prefix}.json`, CachedFiles) : null;
@@ -81,7 +82,7 @@ export async function featureCodes(
     const batch = images.slice(start, start + batchSize);
     const x = await loader.batch(batch);
     all.set(
-      float32ValuesOf(() => resnet.features(x)),
+      float32ValuesOf(() => backbone.codes(x)),
       start * FEATURE_DIM,
     );
     x.dispose();
@@ -95,10 +96,10 @@ export async function featureCodes(
 }
 
 /** Codes of each batch of pixels, computed as they come (inference mode, no gradient tape). */
-export function liveCodes(resnet: ResNet50): (pixels: BatchSource) => BatchSource {
+export function liveCodes(backbone: FrozenCodes): (pixels: BatchSource) => BatchSource {
   return (pixels) => async (batch) => {
     const x = await pixels(batch);
-    const codes = tf.tidy(() => resnet.features(x));
+    const codes = backbone.codes(x as tf.Tensor4D);
     x.dispose();
     return codes;
   };

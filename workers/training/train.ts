@@ -24,6 +24,7 @@ import {
 import { evaluate, evaluationOf, predictionsOf, round, writeValidationThumbnails, type BatchSource } from './evaluate.js';
 import { codeBatches, featureCacheKey, featureCodes, headOnCodes, liveCodes } from './feature-cache.js';
 import { frozenStageOutputs } from './frozen-stages.js';
+import { frozenCodes } from '../../engine/model/int8.js';
 import { InvalidJobError, JobCancelledError, JobHandedBackError, type JobContext } from './job-context.js';
 import { datasetOf, type JobData } from './load-data.js';
 import type { ProgressReporter } from './progress-reporter.js';
@@ -175,7 +176,7 @@ async function prepareRun(parts: RunParts, metrics: Metrics): Promise<TrainingRu
       const inputs = await cachedCodeInputs(parts, metrics);
       return { ...head, inputs, trainInputs: () => inputs };
     }
-    const codes = liveCodes(model.resnet);
+    const codes = liveCodes(frozenCodes(model.resnet, ctx.backend.precision ?? 'fp32'));
     return { ...head, inputs: codes(pixels), trainInputs: augmenting ? (epoch) => codes(augmented(epoch)) : () => codes(pixels) };
   }
   // A step through the whole network keeps every activation for the backward pass: on wasm, slice
@@ -227,12 +228,17 @@ async function frozenStageInputs(
 async function cachedCodeInputs({ ctx, spec, model, data, reporter }: RunParts, metrics: Metrics): Promise<BatchSource> {
   await reporter.phase('extracting_features');
   const images = [...data.train, ...data.validation];
+  const backbone = frozenCodes(model.resnet, ctx.backend.precision ?? 'fp32');
   const key = await featureCacheKey({
     root: data.loader.root,
     images,
     preprocessing: data.preprocessing,
-    // bf16 codes differ from fp32 ones; fp32 keys stay what they were.
-    backend: ctx.backend.precision === 'bf16' ? `${ctx.backend.choice}:bf16` : ctx.backend.choice,
+    // Codes differ by precision and engine (rounding); the eager fp32 keys stay what they were.
+    backend: [
+      ctx.backend.choice,
+      ...(ctx.backend.precision === 'bf16' ? ['bf16'] : []),
+      ...(backbone.engine === 'fused' ? ['fused'] : []),
+    ].join(':'),
     weights: model.weightsFingerprint,
   });
   const onBatch = async (done: number) => {
@@ -241,7 +247,7 @@ async function cachedCodeInputs({ ctx, spec, model, data, reporter }: RunParts, 
   };
   const policy = cachePolicyOf(ctx.config);
   const extracted = await featureCodes(ctx.store, key, {
-    resnet: model.resnet,
+    backbone,
     loader: data.loader,
     images,
     batchSize: spec.batchSize,

@@ -1,6 +1,7 @@
-// A whole backbone in int8 or bfloat16 for predictions. int8: u8/s8 activations with one scale per tensor,
+// A whole frozen backbone in int8, bfloat16 or float32. int8: u8/s8 activations with one scale per tensor,
 // s8 filters with one scale per output channel, int32 accumulation in oneDNN's int8 convolutions (VNNI, or
 // AMX where the CPU has it). bf16: bf16 activations and filters, float32 accumulation (AVX512-BF16 or AMX).
+// f32: the float network with every ReLU and residual sum in a convolution's epilogue.
 // Folded BatchNorms arrive as the filters and biases; a residual sum and its ReLU run in the last
 // convolution's epilogue, into the narrow type or into float (a residual stream kept in float32, rounded
 // only where a convolution reads it). The plan is made once per model; primitives and buffers once per
@@ -48,7 +49,7 @@ struct Op {
   int64_t kernel, stride, pad;
   bool relu;
   std::vector<int8_t> filter;  // HWIO, s8 (a convolution reading u8/s8)
-  std::vector<float> floatFilter;  // HWIO (a convolution reading bf16: oneDNN rounds it)
+  std::vector<float> floatFilter;  // HWIO (a convolution reading bf16 or f32; oneDNN rounds it to bf16)
   std::vector<float> filterScale, bias;
 };
 
@@ -91,11 +92,12 @@ class Int8Network {
         Execute(context, instance.primitives[i], {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}});
         continue;
       }
-      // The sum post-op adds what the destination holds: the residual, put there first.
+      // The sum post-op adds what the destination holds: the residual, there already where the two share a buffer.
       if (op.sum >= 0) {
         memory residual = Memory(context, instance, op.sum, Desc(instance, op.sum));
         if (instance.residualCopies[i]) Execute(context, *instance.residualCopies[i], residual, dst);
-        else std::memcpy(dst.get_data_handle(), residual.get_data_handle(), instance.dstDescs[i].get_size());
+        else if (residual.get_data_handle() != dst.get_data_handle())
+          std::memcpy(dst.get_data_handle(), residual.get_data_handle(), instance.dstDescs[i].get_size());
       }
       Execute(context, instance.primitives[i],
               {{DNNL_ARG_SRC, src},
@@ -218,7 +220,7 @@ class Int8Network {
       if (op.relu) postOps.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
       attr.set_post_ops(postOps);
       memory::desc biasDesc({o}, dt::f32, tag::x);
-      dt weightType = int8 ? dt::s8 : dt::bf16;
+      dt weightType = int8 ? dt::s8 : in.type;
       dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
                                            memory::desc(weightDims, weightType, tag::any), biasDesc, dst, {op.stride, op.stride},
                                            {0, 0}, {op.pad, op.pad}, {op.pad, op.pad});
@@ -239,7 +241,11 @@ class Int8Network {
     instance.quantizeInput = ScaledReorder(context.engine, instance.input, Desc(instance, 0), 1.f / tensors[0].scale);
   }
 
-  /** Buffers shared by tensors whose lives do not overlap: a tensor's buffer is free again after the last op that reads it. */
+  /**
+   * Buffers shared by tensors whose lives do not overlap: a tensor's buffer is free again after the last op
+   * that reads it. A residual sum's output takes over the residual's buffer where this op reads it last and
+   * it has the same bytes: the sum then adds in place, with no copy.
+   */
   void AssignBuffers(Instance& instance) {
     std::vector<size_t> lastRead(tensors.size(), 0);
     for (size_t i = 0; i < ops.size(); i++) {
@@ -270,9 +276,13 @@ class Int8Network {
     };
     take(0);
     for (size_t i = 0; i < ops.size(); i++) {
-      take(size_t(ops[i].dst));
-      for (int read : {ops[i].src, ops[i].sum}) {
-        if (read >= 0 && lastRead[size_t(read)] == i) free.push_back(instance.bufferOf[size_t(read)]);
+      const Op& op = ops[i];
+      bool inPlace = op.kind == Op::Kind::conv && op.sum >= 0 && op.sum != op.src && lastRead[size_t(op.sum)] == i &&
+                     bytesOf(size_t(op.sum)) == bytesOf(size_t(op.dst));
+      if (inPlace) instance.bufferOf[size_t(op.dst)] = instance.bufferOf[size_t(op.sum)];
+      else take(size_t(op.dst));
+      for (int read : {op.src, op.sum}) {
+        if (read >= 0 && lastRead[size_t(read)] == i && !(inPlace && read == op.sum)) free.push_back(instance.bufferOf[size_t(read)]);
       }
     }
   }
@@ -342,10 +352,10 @@ Int8Network* Parse(const Napi::Object& spec) {
     int64_t channels = IntField(t, "channels");
     std::string type = t.Get("type").ToString().Utf8Value();
     if (!(scale > 0.f) || !std::isfinite(scale) || channels <= 0) throw std::invalid_argument("tensor " + std::to_string(i) + ": bad scale or channels");
-    if (type != "u8" && type != "s8" && type != "bf16" && (type != "f32" || i == 0)) {
+    if (type != "u8" && type != "s8" && type != "bf16" && type != "f32") {
       throw std::invalid_argument("tensor " + std::to_string(i) + ": bad type " + type);
     }
-    if (type == "bf16" && scale != 1.f) throw std::invalid_argument("tensor " + std::to_string(i) + ": a bf16 tensor has scale 1");
+    if ((type == "bf16" || type == "f32") && scale != 1.f) throw std::invalid_argument("tensor " + std::to_string(i) + ": a float tensor has scale 1");
     network->tensors.push_back({type == "u8" ? dt::u8 : type == "s8" ? dt::s8 : type == "bf16" ? dt::bf16 : dt::f32, scale, channels});
   }
   Napi::Array ops = spec.Get("ops").As<Napi::Array>();
@@ -372,16 +382,17 @@ Int8Network* Parse(const Napi::Object& spec) {
     }
     if (op.kind == Op::Kind::maxpool) {
       const Tensor &from = network->tensors[size_t(op.src)], &to = network->tensors[size_t(op.dst)];
-      if ((from.type != dt::u8 && from.type != dt::bf16) || to.type != from.type || from.scale != to.scale) {
-        throw std::invalid_argument("op " + std::to_string(i) + ": max pooling keeps a u8 or bf16 tensor and its scale");
+      if (from.type == dt::s8 || to.type != from.type || from.scale != to.scale) {
+        throw std::invalid_argument("op " + std::to_string(i) + ": max pooling keeps a u8, bf16 or f32 tensor and its scale");
       }
       network->ops.push_back(std::move(op));
       continue;
     }
     dt in = network->tensors[size_t(op.src)].type, outType = network->tensors[size_t(op.dst)].type;
-    if (in == dt::f32) throw std::invalid_argument("op " + std::to_string(i) + ": a convolution reads u8, s8 or bf16");
-    if (in == dt::bf16 ? outType != dt::bf16 && outType != dt::f32 : outType == dt::bf16) {
-      throw std::invalid_argument("op " + std::to_string(i) + ": a bf16 convolution writes bf16 or f32, an int8 one u8, s8 or f32");
+    bool floatIn = !IsInt8(in);
+    if (in == dt::f32 ? outType != dt::f32 : in == dt::bf16 ? outType != dt::bf16 && outType != dt::f32 : outType == dt::bf16) {
+      throw std::invalid_argument("op " + std::to_string(i) +
+                                  ": an f32 convolution writes f32, a bf16 one bf16 or f32, an int8 one u8, s8 or f32");
     }
     op.kernel = IntField(o, "kernel");
     op.stride = IntField(o, "stride");
@@ -393,7 +404,7 @@ Int8Network* Parse(const Napi::Object& spec) {
     const float* filter = FloatData(o.Get("filter"), elements, "filter");
     const float* bias = FloatData(o.Get("bias"), size_t(out), "bias");
     op.bias.assign(bias, bias + out);
-    if (in == dt::bf16) {
+    if (floatIn) {
       op.floatFilter.assign(filter, filter + elements);
     } else {
       QuantizeFilter(filter, elements, out, op);

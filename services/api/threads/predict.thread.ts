@@ -6,14 +6,15 @@ import * as tf from '@tensorflow/tfjs';
 import { openArtifactStore } from '../../../common/open-artifact-store.js';
 import { JobArtifacts } from '../../../common/job-artifacts.js';
 import type { ModelMetadata } from '../../../schemas/artifacts.js';
-import type { ImagePrediction } from '../../../schemas/predict.js';
+import type { ImagePrediction, PredictPrecision } from '../../../schemas/predict.js';
 import { selectBackend } from '../../../engine/backend/backend.js';
 import { nhwcBatch } from '../../../engine/data/datasets.js';
 import { decodeForModel, ImageDecodeError } from '../../../engine/data/preprocess.js';
 import { loadModel } from '../../../engine/model/checkpoint-io.js';
 import { freeze, type ResNet50 } from '../../../engine/model/resnet50.js';
 import { registeredOneDnn, useConvolutionPrecision } from '../../../engine/native/kernels/register.js';
-import { FusedBackbone, fusedLogits } from '../../../engine/model/int8.js';
+import { FusedBackbone, frozenCodes, type FrozenCodes } from '../../../engine/model/int8.js';
+import type { Precision } from '../../../schemas/model.js';
 import { topIndices } from '../../../engine/training/classification-report.js';
 import { serveThreadRpc } from '../thread-rpc.js';
 import type { PredictOutcome, PredictRequest, ThreadSettings } from '../thread-protocol.js';
@@ -30,6 +31,8 @@ interface LoadedModel {
   metadata: ModelMetadata;
   /** The backbone in int8 (quantised on first use), or why the model has none. */
   int8: { backbone: () => FusedBackbone } | { reason: string };
+  /** The backbone in each float precision, as this thread runs it fastest. */
+  float: Record<Precision, FrozenCodes>;
 }
 
 /** What answers for int8 predictions of a saved model: its calibration, quantised here; else the job's reason. */
@@ -54,7 +57,8 @@ function modelOf(jobId: string, folder: string): Promise<LoadedModel> {
       if (!metadata) throw new Error(`job ${jobId} has no saved model in ${folder}`);
       const resnet = await loadModel(store, folder);
       freeze(resnet);
-      return { resnet, metadata, int8: await int8BackboneOf(artifacts, folder, resnet) };
+      const float = { fp32: frozenCodes(resnet, 'fp32'), bf16: frozenCodes(resnet, 'bf16') };
+      return { resnet, metadata, int8: await int8BackboneOf(artifacts, folder, resnet), float };
     })();
     entry.catch(() => loaded.delete(folder));
     loaded.set(folder, entry);
@@ -70,9 +74,21 @@ function modelOf(jobId: string, folder: string): Promise<LoadedModel> {
   return entry;
 }
 
+/** The fastest backbone offered unless asked: int8 where the model has it, else bf16 where the CPU runs it. */
+function backboneFor(
+  model: LoadedModel,
+  precision: PredictPrecision | undefined,
+): { ran: PredictPrecision; backbone: Pick<FrozenCodes, 'codes'> } {
+  if ((precision ?? 'int8') === 'int8' && 'backbone' in model.int8) return { ran: 'int8', backbone: model.int8.backbone() };
+  // Set for this request's forward passes (eager ones where the oneDNN kernels do not run), which run without a pause another request could take.
+  const ran = useConvolutionPrecision(precision === 'fp32' ? 'fp32' : 'bf16');
+  return { ran, backbone: model.float[ran] };
+}
+
 serveThreadRpc<PredictRequest, PredictOutcome>(parentPort, async ({ jobId, folder, images, topK, precision }) => {
   await ready;
-  const { resnet, metadata, int8 } = await modelOf(jobId, folder);
+  const model = await modelOf(jobId, folder);
+  const { resnet, metadata, int8 } = model;
   if (precision === 'int8' && 'reason' in int8)
     return { ok: false, unavailable: `precision int8 is not offered for this model: ${int8.reason}` };
   const { preprocessing, classNames } = metadata;
@@ -100,11 +116,8 @@ serveThreadRpc<PredictRequest, PredictOutcome>(parentPort, async ({ jobId, folde
   if (errors.length) return { ok: false, errors };
   const crops = decoded.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
   const predictions: ImagePrediction[] = [];
-  // The fastest offered unless asked: int8 where the model has it, else bf16 where the CPU runs it.
-  const backbone = (precision ?? 'int8') === 'int8' && 'backbone' in int8 ? int8.backbone() : null;
-  // Set for this request's forward passes, which run without a pause another request could take.
-  const ran = backbone ? 'int8' : useConvolutionPrecision(precision === 'fp32' ? 'fp32' : 'bf16');
-  const logits = (x: tf.Tensor4D) => (backbone ? fusedLogits(resnet, backbone, x) : resnet.network.forward(x, false));
+  const { ran, backbone } = backboneFor(model, precision);
+  const logits = (x: tf.Tensor4D) => tf.tidy(() => resnet.classify(backbone.codes(x)));
   for (let start = 0; start < crops.length; start += BATCH) {
     const slice = crops.slice(start, start + BATCH);
     const probabilities = float32ValuesOf(() => tf.softmax(logits(nhwcBatch(slice, preprocessing.crop))));

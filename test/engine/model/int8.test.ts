@@ -175,6 +175,24 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     resnet.dispose();
   });
 
+  it("runs a whole model in float32 with ReLUs and sums in the epilogues: the eager network's codes to float rounding", () => {
+    const resnet = buildResNet50({ mode: 'fine_tuning', numClasses: 10, inputSize: 64, seed: 5 });
+    freeze(resnet);
+    const x = tf.randomNormal<tf.Rank.R4>([16, 64, 64, 3], 0, 1, 'float32', 2);
+    const eager = tf.tidy(() => resnet.features(x));
+    const backbone = FusedBackbone.fp32(addon, resnet);
+    const codes = backbone.codes(x);
+    const error = tf.tidy(() => tf.norm(tf.sub(codes, eager)).dataSync()[0] / tf.norm(eager).dataSync()[0]);
+    // Only the order of float additions differs (bf16 above is ~1e-2 off).
+    assert.ok(error < 1e-5, `relative error ${error}`);
+    const expected = tf.tidy(() => resnet.network.forward(x, false));
+    const fused = fusedLogits(resnet, backbone, x);
+    const logitsError = tf.tidy(() => tf.max(tf.abs(tf.sub(fused, expected))).dataSync()[0] / tf.max(tf.abs(expected)).dataSync()[0]);
+    assert.ok(logitsError < 1e-5, `logits off by ${logitsError} of the largest`);
+    tf.dispose([x, eager, codes, expected, fused]);
+    resnet.dispose();
+  });
+
   it('refuses descriptions that do not fit, naming what', () => {
     const tensors: Int8TensorSpec[] = [
       { type: 's8', scale: 0.1, channels: 3 },
@@ -187,12 +205,21 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     );
     assert.throws(() => addon.int8Network({ tensors, ops: [{ ...conv, dst: 5, filter: new Float32Array(108) }] }), /out of range/);
     assert.throws(() => addon.int8Network({ tensors: [{ ...tensors[0], scale: 0 }, tensors[1]], ops: [] }), /bad scale/);
-    assert.throws(() => addon.int8Network({ tensors: [{ ...tensors[0], type: 'f32' }, tensors[1]], ops: [] }), /tensor 0: bad type f32/);
-    assert.throws(() => addon.int8Network({ tensors: [{ ...tensors[0], type: 'bf16' }, tensors[1]], ops: [] }), /bf16 tensor has scale 1/);
+    assert.throws(
+      () => addon.int8Network({ tensors: [{ ...tensors[0], type: 'f16' as 'f32' }, tensors[1]], ops: [] }),
+      /tensor 0: bad type f16/,
+    );
+    assert.throws(() => addon.int8Network({ tensors: [{ ...tensors[0], type: 'bf16' }, tensors[1]], ops: [] }), /float tensor has scale 1/);
+    assert.throws(() => addon.int8Network({ tensors: [{ ...tensors[0], type: 'f32' }, tensors[1]], ops: [] }), /float tensor has scale 1/);
+    const f32In: Int8TensorSpec = { type: 'f32', scale: 1, channels: 3 };
+    assert.throws(
+      () => addon.int8Network({ tensors: [f32In, tensors[1]], ops: [{ ...conv, filter: new Float32Array(108) }] }),
+      /an f32 convolution writes f32/,
+    );
     const bf16In: Int8TensorSpec = { type: 'bf16', scale: 1, channels: 3 };
     assert.throws(
       () => addon.int8Network({ tensors: [bf16In, tensors[1]], ops: [{ ...conv, filter: new Float32Array(108) }] }),
-      /a bf16 convolution writes bf16 or f32/,
+      /a bf16 one bf16 or f32/,
     );
     const network = addon.int8Network({ tensors, ops: [{ ...conv, filter: new Float32Array(108) }] });
     assert.throws(
