@@ -239,15 +239,22 @@ export class FusedBackbone {
     return FusedBackbone.plan(addon, resnet, { precision: 'fp32', ranges: {}, residual: 'fp32' });
   }
 
+  /** The stages before `stage` (1 layer1 .. 4 layer4) in float32 or bf16: what a fine-tuning job's frozen stages give. */
+  static stagesBefore(addon: OneDnnAddon, resnet: ResNet50, stage: number, precision: Precision): FusedBackbone {
+    if (!(stage >= 1 && stage < STAGE_COUNT)) throw new RangeError(`stagesBefore: stage ${stage} is not 1..${STAGE_COUNT - 1}`);
+    return FusedBackbone.plan(addon, resnet, { precision, ranges: {}, residual: precision === 'bf16' ? 'int8' : 'fp32' }, stage);
+  }
+
   private static plan(
     addon: OneDnnAddon,
     resnet: ResNet50,
     { precision, ranges, residual }: Pick<Plan, 'precision' | 'ranges' | 'residual'>,
+    stages = STAGE_COUNT,
   ): FusedBackbone {
     const plan: Plan = { resnet, precision, ranges, residual, tensors: [], ops: [], rounded: new Map() };
     const builder = new PlanBuilder(plan, '');
     const input = builder.tensor(INPUT_RANGE, builder.narrow((ranges[INPUT_RANGE]?.min ?? -1) < 0 ? 's8' : 'u8'), 3);
-    backboneStages(builder, input, 0, STAGE_COUNT);
+    backboneStages(builder, input, 0, stages);
     // The codes the float classifier reads stay float: rounding them to 256 levels would cost the most agreement.
     plan.tensors[plan.tensors.length - 1].type = 'f32';
     const tensors: Int8TensorSpec[] = plan.tensors.map((t) => ({ type: t.type, scale: scaleOf(t, ranges), channels: t.channels }));
@@ -261,11 +268,42 @@ export class FusedBackbone {
     this.addon.int8Run(this.handle, x.dataSync() as Float32Array, Int32Array.of(n, h, w, c), out, true);
     return tf.tensor2d(out, [n, FEATURE_DIM]);
   }
+
+  /** The last tensor of a batch of NHWC float images, not pooled. */
+  outputs(x: tf.Tensor4D): tf.Tensor4D {
+    const [n, h, w, c] = x.shape;
+    const [oh, ow] = this.outputSize(h, w);
+    const channels = this.plan.tensors[this.plan.tensors.length - 1].channels;
+    const out = new Float32Array(n * oh * ow * channels);
+    this.addon.int8Run(this.handle, x.dataSync() as Float32Array, Int32Array.of(n, h, w, c), out, false);
+    return tf.tensor4d(out, [n, oh, ow, channels]);
+  }
+
+  /** Height and width of the last tensor for an input of h x w, as the addon sizes each op's output. */
+  private outputSize(h: number, w: number): [number, number] {
+    const sizes = new Map<number, [number, number]>([[0, [h, w]]]);
+    for (const op of this.plan.ops) {
+      const [k, s, p] = op.kind === 'maxpool' ? [3, 2, 1] : op.kind === 'quantize' ? [1, 1, 0] : [op.kernel, op.stride, op.pad];
+      const [ih, iw] = sizes.get(op.src) ?? [0, 0];
+      sizes.set(op.dst, [Math.floor((ih + 2 * p - k) / s) + 1, Math.floor((iw + 2 * p - k) / s) + 1]);
+    }
+    const last = sizes.get(this.plan.tensors.length - 1);
+    if (!last) throw new Error('the plan never writes its last tensor');
+    return last;
+  }
 }
 
 /** Logits of a batch with the fused backbone and the classifier in float32. */
 export function fusedLogits(resnet: ResNet50, backbone: FusedBackbone, x: tf.Tensor4D): tf.Tensor {
   return tf.tidy(() => resnet.classify(backbone.codes(x)));
+}
+
+/** The output of the frozen stages before `stage`, computed as frozenCodes computes codes. */
+export function frozenStages(resnet: ResNet50, stage: number, precision: Precision): (x: tf.Tensor4D) => tf.Tensor4D {
+  const addon = registeredOneDnn();
+  if (!addon) return (x) => resnet.stagesBefore(x, stage) as tf.Tensor4D;
+  let backbone: FusedBackbone | null = null;
+  return (x) => (backbone ??= FusedBackbone.stagesBefore(addon, resnet, stage, precision)).outputs(x);
 }
 
 /** How a frozen backbone's codes are computed: `fused` and `eager` codes differ by float rounding. */

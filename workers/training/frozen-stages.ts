@@ -1,6 +1,6 @@
 import type { LabelledImage } from '../../common/image-folder.js';
 import type { ImageLoader } from '../../engine/data/datasets.js';
-import type { ResNet50 } from '../../engine/model/resnet50.js';
+import type * as tf from '@tensorflow/tfjs';
 import { float32ValuesOf } from '../../engine/model/tensor-values.js';
 import type { Metrics } from '../../schemas/metrics.js';
 import type { BatchSource } from './evaluate.js';
@@ -8,11 +8,10 @@ import { keptBatches } from './feature-cache.js';
 
 export type FrozenStagesUse = NonNullable<Metrics['frozenStages']>;
 
-/** What running the frozen stages over a data set takes: the model, where its images come from, the budget. */
+/** What running the frozen stages over a data set takes: the stages, where their images come from, the budget. */
 export interface FrozenStagesRun {
-  resnet: ResNet50;
-  /** The first stage that trains (1 layer1 .. 4 layer4): the stages before it are frozen and run in inference mode. */
-  stage: number;
+  /** The stages before the first that trains, in inference mode. */
+  frozen: (x: tf.Tensor4D) => tf.Tensor4D;
   loader: ImageLoader;
   images: readonly LabelledImage[];
   batchSize: number;
@@ -26,8 +25,7 @@ export interface FrozenStagesRun {
  * images it stops there and says so, and the job runs every stage every step.
  */
 export async function frozenStageOutputs({
-  resnet,
-  stage,
+  frozen,
   loader,
   images,
   batchSize,
@@ -41,7 +39,7 @@ export async function frozenStageOutputs({
     const x = await loader.batch(batch);
     let batchShape: number[] = [];
     const values = float32ValuesOf(() => {
-      const y = resnet.stagesBefore(x, stage);
+      const y = frozen(x);
       batchShape = y.shape;
       return y;
     });

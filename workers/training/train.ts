@@ -24,7 +24,7 @@ import {
 import { evaluate, evaluationOf, predictionsOf, round, writeValidationThumbnails, type BatchSource } from './evaluate.js';
 import { codeBatches, featureCacheKey, featureCodes, headOnCodes, liveCodes } from './feature-cache.js';
 import { frozenStageOutputs } from './frozen-stages.js';
-import { frozenCodes } from '../../engine/model/int8.js';
+import { frozenCodes, frozenStages } from '../../engine/model/int8.js';
 import { InvalidJobError, JobCancelledError, JobHandedBackError, type JobContext } from './job-context.js';
 import { datasetOf, type JobData } from './load-data.js';
 import type { ProgressReporter } from './progress-reporter.js';
@@ -208,8 +208,7 @@ async function frozenStageInputs(
   await reporter.phase('extracting_features');
   const images = [...data.train, ...data.validation];
   const { inputs, use } = await frozenStageOutputs({
-    resnet: model.resnet,
-    stage: Stage.options.indexOf(trainableFrom),
+    frozen: frozenStages(model.resnet, Stage.options.indexOf(trainableFrom), ctx.backend.precision ?? 'fp32'),
     loader: data.loader,
     images,
     batchSize: spec.batchSize,

@@ -193,6 +193,26 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     resnet.dispose();
   });
 
+  it("runs a fine-tuning job's frozen stages as one network: the eager stages' output to float rounding, at odd sizes too", () => {
+    const resnet = buildResNet50({ mode: 'fine_tuning', numClasses: 10, inputSize: 64, seed: 5 });
+    freeze(resnet);
+    for (const [stage, size] of [
+      [1, 64],
+      [3, 50],
+      [4, 33],
+    ] as const) {
+      const x = tf.randomNormal<tf.Rank.R4>([3, size, size, 3], 0, 1, 'float32', stage);
+      const eager = tf.tidy(() => resnet.stagesBefore(x, stage));
+      const fused = FusedBackbone.stagesBefore(addon, resnet, stage, 'fp32').outputs(x);
+      assert.deepEqual(fused.shape, eager.shape, `stage ${stage} at ${size} px`);
+      const error = tf.tidy(() => tf.norm(tf.sub(fused, eager)).dataSync()[0] / tf.norm(eager).dataSync()[0]);
+      assert.ok(error < 1e-5, `stage ${stage} at ${size} px: relative error ${error}`);
+      tf.dispose([x, eager, fused]);
+    }
+    assert.throws(() => FusedBackbone.stagesBefore(addon, resnet, 5, 'fp32'), /stage 5 is not 1..4/);
+    resnet.dispose();
+  });
+
   it('refuses descriptions that do not fit, naming what', () => {
     const tensors: Int8TensorSpec[] = [
       { type: 's8', scale: 0.1, channels: 3 },
