@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { LabelledImage } from '../../common/image-folder.js';
 import { INT8_MIN_AGREEMENT, type Int8Check, type Metrics } from '../../schemas/metrics.js';
 import type { ResidualStream } from '../../schemas/model.js';
-import { FusedBackbone, fusedLogits, frozenCodes, RangeObserver } from '../../engine/model/int8.js';
+import { FusedBackbone, fusedLogits, RangeObserver } from '../../engine/model/int8.js';
 import { registeredOneDnn, useConvolutionPrecision } from '../../engine/native/kernels/register.js';
 import type { JobModel } from './build-model.js';
 import type { JobContext } from './job-context.js';
@@ -75,10 +75,9 @@ async function quantized(ctx: JobContext, model: JobModel, data: JobData, report
   const heldOut = data.validation.slice(0, ctx.config.INT8_CHECK_IMAGES);
   if (!heldOut.length) return notOffered('no held-out images to check int8 against float32 on');
   await reporter.phase('quantizing');
-  // The reference is float32 as the API serves it, whatever the job trained in.
+  // The reference is float32, whatever the job trained in.
   useConvolutionPrecision('fp32');
   const { resnet } = model;
-  const float = frozenCodes(resnet, 'fp32');
   const observer = new RangeObserver(resnet);
   await forEachBatch(data, calibration, (x) => observer.observe(x));
   const ranges = observer.result();
@@ -87,7 +86,7 @@ async function quantized(ctx: JobContext, model: JobModel, data: JobData, report
   const fp32: number[] = [];
   const fastestTop1: number[] = [];
   await forEachBatch(data, heldOut, (x) => {
-    fp32.push(...top1(tf.tidy(() => resnet.classify(float.codes(x)))));
+    fp32.push(...top1(tf.tidy(() => resnet.network.forward(x, false))));
     fastestTop1.push(...top1(fusedLogits(resnet, fastestBackbone, x)));
   });
   const checkOf = (residual: ResidualStream, int8: number[]) => ({

@@ -227,11 +227,7 @@ class Int8Network {
       dnnl::convolution_forward::primitive_desc pd(desc, attr, context.engine);
       scratchpad = std::max(scratchpad, pd.scratchpad_desc().get_size());
       instance.primitives.emplace_back(dnnl::convolution_forward(pd));
-      memory given = int8 ? memory(memory::desc(weightDims, dt::s8, tag::hwio), context.engine, const_cast<int8_t*>(op.filter.data()))
-                          : memory(memory::desc(weightDims, dt::f32, tag::hwio), context.engine, const_cast<float*>(op.floatFilter.data()));
-      memory reordered(pd.weights_desc(), context.engine);
-      Execute(context, dnnl::reorder(given, reordered), given, reordered);
-      instance.weights.push_back(reordered);
+      instance.weights.push_back(ReorderedWeights(context, instance, op, pd.weights_desc(), weightDims, int8));
       memory bias(biasDesc, context.engine);
       std::memcpy(bias.get_data_handle(), accumulatorBias.data(), accumulatorBias.size() * sizeof(float));
       instance.biases.push_back(bias);
@@ -239,6 +235,22 @@ class Int8Network {
     instance.scratchpad.resize(std::max<size_t>(scratchpad, 1));
     instance.input = memory::desc({n, tensors[0].channels, h, w}, dt::f32, tag::nhwc);
     instance.quantizeInput = ScaledReorder(context.engine, instance.input, Desc(instance, 0), 1.f / tensors[0].scale);
+  }
+
+  /** A convolution's filter in the layout its primitive wants: another shape's copy where the layout is the same (it usually is). */
+  memory ReorderedWeights(Context& context, const Instance& instance, const Op& op, const memory::desc& wanted, const memory::dims& dims,
+                          bool int8) {
+    size_t i = instance.weights.size();
+    for (const Instance& other : instances_) {
+      if (&other != &instance && other.weights.size() > i && other.weights[i] && other.weights[i].get_desc() == wanted) {
+        return other.weights[i];
+      }
+    }
+    memory given = int8 ? memory(memory::desc(dims, dt::s8, tag::hwio), context.engine, const_cast<int8_t*>(op.filter.data()))
+                        : memory(memory::desc(dims, dt::f32, tag::hwio), context.engine, const_cast<float*>(op.floatFilter.data()));
+    memory reordered(wanted, context.engine);
+    Execute(context, dnnl::reorder(given, reordered), given, reordered);
+    return reordered;
   }
 
   /**

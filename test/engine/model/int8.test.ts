@@ -185,6 +185,12 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     const error = tf.tidy(() => tf.norm(tf.sub(codes, eager)).dataSync()[0] / tf.norm(eager).dataSync()[0]);
     // Only the order of float additions differs (bf16 above is ~1e-2 off).
     assert.ok(error < 1e-5, `relative error ${error}`);
+    // A second batch size builds a second instance, which shares the first one's reordered filters.
+    const three = tf.tidy(() => backbone.codes(x.slice(0, 3)));
+    const firstThree = tf.tidy(() => codes.slice(0, 3));
+    const batchError = tf.tidy(() => tf.max(tf.abs(tf.sub(three, firstThree))).dataSync()[0] / tf.max(tf.abs(firstThree)).dataSync()[0]);
+    assert.ok(batchError < 1e-5, `3 images against the same 3 of 16: ${batchError}`);
+    tf.dispose([three, firstThree]);
     const expected = tf.tidy(() => resnet.network.forward(x, false));
     const fused = fusedLogits(resnet, backbone, x);
     const logitsError = tf.tidy(() => tf.max(tf.abs(tf.sub(fused, expected))).dataSync()[0] / tf.max(tf.abs(expected)).dataSync()[0]);
