@@ -31,6 +31,10 @@ dnnl::memory::desc Nhwc(const dnnl::memory::dims& dims, dnnl::memory::data_type 
 dnnl::memory::desc Hwio(const dnnl::memory::dims& dims);
 dnnl::memory::desc AnyLayout(const dnnl::memory::dims& dims, dnnl::memory::data_type type = dnnl::memory::data_type::f32);
 
+/** given into wanted (another type or layout), through a plain narrower copy where that is faster. */
+void Reorder(Context& context, Borrowed& borrowed, const dnnl::memory& given, const dnnl::memory& wanted,
+             const dnnl::primitive_attr& attr = dnnl::primitive_attr());
+
 /** The caller's float32 data laid out as `user` says, as `wanted` describes it: itself, or a converted copy for this call. */
 dnnl::memory Converted(Context& context, Borrowed& borrowed, const dnnl::memory::desc& wanted, const dnnl::memory::desc& user, float* data);
 
