@@ -229,20 +229,19 @@ export class FusedBackbone {
     return FusedBackbone.plan(addon, resnet, { precision: 'int8', ranges, residual });
   }
 
-  /** The backbone in bfloat16, the residual stream in float32 (as the bf16 kernels keep it) or bf16. */
-  static bf16(addon: OneDnnAddon, resnet: ResNet50, residual: ResidualStream = 'fp32'): FusedBackbone {
-    return FusedBackbone.plan(addon, resnet, { precision: 'bf16', ranges: {}, residual });
-  }
-
-  /** The backbone in float32, each ReLU and residual sum in its convolution's epilogue. */
-  static fp32(addon: OneDnnAddon, resnet: ResNet50): FusedBackbone {
-    return FusedBackbone.plan(addon, resnet, { precision: 'fp32', ranges: {}, residual: 'fp32' });
-  }
-
-  /** The stages before `stage` (1 layer1 .. 4 layer4) in float32 or bf16: what a fine-tuning job's frozen stages give. */
-  static stagesBefore(addon: OneDnnAddon, resnet: ResNet50, stage: number, precision: Precision): FusedBackbone {
-    if (!(stage >= 1 && stage < STAGE_COUNT)) throw new RangeError(`stagesBefore: stage ${stage} is not 1..${STAGE_COUNT - 1}`);
-    return FusedBackbone.plan(addon, resnet, { precision, ranges: {}, residual: precision === 'bf16' ? 'int8' : 'fp32' }, stage);
+  /**
+   * The stages before `stages` (all by default) in float32, each ReLU and residual sum in its convolution's
+   * epilogue, or in bfloat16, its residual stream bf16 too (the faster on the bench, within the same
+   * agreement) unless told float32.
+   */
+  static float(
+    addon: OneDnnAddon,
+    resnet: ResNet50,
+    precision: Precision,
+    { stages = STAGE_COUNT, residual = precision === 'bf16' ? 'int8' : 'fp32' }: { stages?: number; residual?: ResidualStream } = {},
+  ): FusedBackbone {
+    if (!(stages >= 1 && stages <= STAGE_COUNT)) throw new RangeError(`FusedBackbone.float: stages ${stages} is not 1..${STAGE_COUNT}`);
+    return FusedBackbone.plan(addon, resnet, { precision, ranges: {}, residual }, stages);
   }
 
   private static plan(
@@ -272,24 +271,10 @@ export class FusedBackbone {
   /** The last tensor of a batch of NHWC float images, not pooled. */
   outputs(x: tf.Tensor4D): tf.Tensor4D {
     const [n, h, w, c] = x.shape;
-    const [oh, ow] = this.outputSize(h, w);
-    const channels = this.plan.tensors[this.plan.tensors.length - 1].channels;
+    const [oh, ow, channels] = this.addon.int8OutputShape(this.handle, h, w);
     const out = new Float32Array(n * oh * ow * channels);
     this.addon.int8Run(this.handle, x.dataSync() as Float32Array, Int32Array.of(n, h, w, c), out, false);
     return tf.tensor4d(out, [n, oh, ow, channels]);
-  }
-
-  /** Height and width of the last tensor for an input of h x w, as the addon sizes each op's output. */
-  private outputSize(h: number, w: number): [number, number] {
-    const sizes = new Map<number, [number, number]>([[0, [h, w]]]);
-    for (const op of this.plan.ops) {
-      const [k, s, p] = op.kind === 'maxpool' ? [3, 2, 1] : op.kind === 'quantize' ? [1, 1, 0] : [op.kernel, op.stride, op.pad];
-      const [ih, iw] = sizes.get(op.src) ?? [0, 0];
-      sizes.set(op.dst, [Math.floor((ih + 2 * p - k) / s) + 1, Math.floor((iw + 2 * p - k) / s) + 1]);
-    }
-    const last = sizes.get(this.plan.tensors.length - 1);
-    if (!last) throw new Error('the plan never writes its last tensor');
-    return last;
   }
 }
 
@@ -298,12 +283,18 @@ export function fusedLogits(resnet: ResNet50, backbone: FusedBackbone, x: tf.Ten
   return tf.tidy(() => resnet.classify(backbone.codes(x)));
 }
 
-/** The output of the frozen stages before `stage`, computed as frozenCodes computes codes. */
+/** `make()`, called once, on the first call. */
+function onFirstUse<T>(make: () => T): () => T {
+  let made: T | undefined;
+  return () => (made ??= make());
+}
+
+/** The output of the frozen stages before `stage` (1 layer1 .. 4 layer4), computed as frozenCodes computes codes. */
 export function frozenStages(resnet: ResNet50, stage: number, precision: Precision): (x: tf.Tensor4D) => tf.Tensor4D {
   const addon = registeredOneDnn();
   if (!addon) return (x) => resnet.stagesBefore(x, stage) as tf.Tensor4D;
-  let backbone: FusedBackbone | null = null;
-  return (x) => (backbone ??= FusedBackbone.stagesBefore(addon, resnet, stage, precision)).outputs(x);
+  const backbone = onFirstUse(() => FusedBackbone.float(addon, resnet, precision, { stages: stage }));
+  return (x) => backbone().outputs(x);
 }
 
 /** How a frozen backbone's codes are computed: `fused` and `eager` codes differ by float rounding. */
@@ -319,8 +310,6 @@ export interface FrozenCodes {
 export function frozenCodes(resnet: ResNet50, precision: Precision): FrozenCodes {
   const addon = registeredOneDnn();
   if (!addon) return { engine: 'eager', codes: (x) => resnet.features(x) as tf.Tensor2D };
-  let backbone: FusedBackbone | null = null;
-  // bf16 with a bf16 residual stream: the fastest of the two on the bench, and within the same agreement.
-  const build = () => (precision === 'bf16' ? FusedBackbone.bf16(addon, resnet, 'int8') : FusedBackbone.fp32(addon, resnet));
-  return { engine: 'fused', codes: (x) => (backbone ??= build()).codes(x) };
+  const backbone = onFirstUse(() => FusedBackbone.float(addon, resnet, precision));
+  return { engine: 'fused', codes: (x) => backbone().codes(x) };
 }

@@ -55,6 +55,8 @@ export interface OneDnnAddon {
   int8Run(network: Int8Handle, input: Float32Array, dims: Int32Array, out: Float32Array, pool: boolean): void;
   /** Per op: a convolution's s8 filter (HWIO), its scale per output channel and its bias as the network runs them; null for other ops. */
   int8Weights(network: Int8Handle): Array<QuantizedConv | null>;
+  /** [height, width, channels] of the network's last tensor for an input of height x width. */
+  int8OutputShape(network: Int8Handle, height: number, width: number): Int32Array;
   version(): string;
   /** Seconds spent inside oneDNN's primitives on this thread so far (the rest of a step is ours and tfjs'). */
   primitiveSeconds(): number;

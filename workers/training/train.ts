@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { LabelledImage } from '../../common/image-folder.js';
 import type { EpochPosition } from '../../schemas/artifacts.js';
 import type { TrainingJobSpec } from '../../schemas/job-spec.js';
-import { Stage } from '../../schemas/model.js';
+import { Stage, type Precision } from '../../schemas/model.js';
 import { emptyMetrics, type EpochMetrics, type Metrics } from '../../schemas/metrics.js';
 import { mixSeed, seededRandom, shuffled } from '../../common/random.js';
 import { classificationReport, topIndices } from '../../engine/training/classification-report.js';
@@ -67,7 +67,9 @@ export async function train(
   reporter: ProgressReporter,
 ): Promise<Outcome> {
   const metrics = { ...emptyMetrics(model.classNames), weights: model.weights, dataset: datasetOf(ctx.spec, data) };
-  const run = await prepareRun({ ctx, spec, model, data, reporter }, metrics);
+  // What the convolutions read: runJob always says.
+  const precision = ctx.backend.precision ?? 'fp32';
+  const run = await prepareRun({ ctx, spec, model, data, reporter, precision }, metrics);
   const optimizer = optimizerFor(spec);
   try {
     const resumed = await resumeFromLatestCheckpoint(ctx.artifacts, model.resnet, optimizer);
@@ -140,10 +142,11 @@ interface RunParts {
   model: JobModel;
   data: JobData;
   reporter: ProgressReporter;
+  precision: Precision;
 }
 
 async function prepareRun(parts: RunParts, metrics: Metrics): Promise<TrainingRun> {
-  const { ctx, spec, model, data } = parts;
+  const { ctx, spec, model, data, precision } = parts;
   const numClasses = model.classNames.length;
   let classWeights: number[] | null;
   try {
@@ -176,7 +179,7 @@ async function prepareRun(parts: RunParts, metrics: Metrics): Promise<TrainingRu
       const inputs = await cachedCodeInputs(parts, metrics);
       return { ...head, inputs, trainInputs: () => inputs };
     }
-    const codes = liveCodes(frozenCodes(model.resnet, ctx.backend.precision ?? 'fp32'));
+    const codes = liveCodes(frozenCodes(model.resnet, precision));
     return { ...head, inputs: codes(pixels), trainInputs: augmenting ? (epoch) => codes(augmented(epoch)) : () => codes(pixels) };
   }
   // A step through the whole network keeps every activation for the backward pass: on wasm, slice
@@ -197,7 +200,7 @@ async function prepareRun(parts: RunParts, metrics: Metrics): Promise<TrainingRu
 
 /** fine_tuning without augmentation above conv1: the frozen stages run once per image while their output fits. */
 async function frozenStageInputs(
-  { ctx, spec, model, data, reporter }: RunParts,
+  { ctx, spec, model, data, reporter, precision }: RunParts,
   trainableFrom: Stage,
   metrics: Metrics,
 ): Promise<BatchSource | null> {
@@ -208,7 +211,7 @@ async function frozenStageInputs(
   await reporter.phase('extracting_features');
   const images = [...data.train, ...data.validation];
   const { inputs, use } = await frozenStageOutputs({
-    frozen: frozenStages(model.resnet, Stage.options.indexOf(trainableFrom), ctx.backend.precision ?? 'fp32'),
+    frozen: frozenStages(model.resnet, Stage.options.indexOf(trainableFrom), precision),
     loader: data.loader,
     images,
     batchSize: spec.batchSize,
@@ -224,20 +227,16 @@ async function frozenStageInputs(
 }
 
 /** feature_extraction without augmentation: the backbone runs once per image, here or in an earlier job. */
-async function cachedCodeInputs({ ctx, spec, model, data, reporter }: RunParts, metrics: Metrics): Promise<BatchSource> {
+async function cachedCodeInputs({ ctx, spec, model, data, reporter, precision }: RunParts, metrics: Metrics): Promise<BatchSource> {
   await reporter.phase('extracting_features');
   const images = [...data.train, ...data.validation];
-  const backbone = frozenCodes(model.resnet, ctx.backend.precision ?? 'fp32');
+  const backbone = frozenCodes(model.resnet, precision);
   const key = await featureCacheKey({
     root: data.loader.root,
     images,
     preprocessing: data.preprocessing,
     // Codes differ by precision and engine (rounding); the eager fp32 keys stay what they were.
-    backend: [
-      ctx.backend.choice,
-      ...(ctx.backend.precision === 'bf16' ? ['bf16'] : []),
-      ...(backbone.engine === 'fused' ? ['fused'] : []),
-    ].join(':'),
+    backend: [ctx.backend.choice, ...(precision === 'bf16' ? ['bf16'] : []), ...(backbone.engine === 'fused' ? ['fused'] : [])].join(':'),
     weights: model.weightsFingerprint,
   });
   const onBatch = async (done: number) => {

@@ -42,6 +42,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["int8Network"] = Napi::Function::New(env, MakeInt8Network);
   exports["int8Run"] = Napi::Function::New(env, RunInt8Network);
   exports["int8Weights"] = Napi::Function::New(env, Int8Weights);
+  exports["int8OutputShape"] = Napi::Function::New(env, Int8OutputShape);
   return exports;
 }
 

@@ -206,5 +206,6 @@ Napi::Value BatchNormGrad(const Napi::CallbackInfo& info);
 Napi::Value MakeInt8Network(const Napi::CallbackInfo& info);
 Napi::Value RunInt8Network(const Napi::CallbackInfo& info);
 Napi::Value Int8Weights(const Napi::CallbackInfo& info);
+Napi::Value Int8OutputShape(const Napi::CallbackInfo& info);
 
 }  // namespace retrain

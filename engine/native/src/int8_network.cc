@@ -7,6 +7,7 @@
 // only where a convolution reads it). The plan is made once per model; primitives and buffers once per
 // input shape.
 #include "conv.h"
+#include <array>
 #include <cstring>
 #include <optional>
 
@@ -109,10 +110,15 @@ class Int8Network {
     Dequantize(instance, out, pool);
   }
 
-  int64_t OutputElements(int64_t n, int64_t h, int64_t w, bool pool) {
-    auto sizes = Sizes(h, w);
-    const Tensor& last = tensors.back();
-    return pool ? n * last.channels : n * sizes.back().first * sizes.back().second * last.channels;
+  /** Height, width and channels of the last tensor for an input of h x w. */
+  std::array<int64_t, 3> OutputShape(int64_t h, int64_t w) const {
+    auto [oh, ow] = Sizes(h, w).back();
+    return {oh, ow, tensors.back().channels};
+  }
+
+  int64_t OutputElements(int64_t n, int64_t h, int64_t w, bool pool) const {
+    auto [oh, ow, channels] = OutputShape(h, w);
+    return pool ? n * channels : n * oh * ow * channels;
   }
 
  private:
@@ -480,6 +486,24 @@ Napi::Value RunInt8Network(const Napi::CallbackInfo& info) {
     float* out = FloatData(info[3], size_t(network.OutputElements(d[0], d[1], d[2], pool)), "out");
     network.Run(ContextOf(info.Env()), input, d[0], d[1], d[2], out, pool);
   });
+}
+
+/** int8OutputShape(handle, h, w): [height, width, channels] of the last tensor for an h x w input. */
+Napi::Value Int8OutputShape(const Napi::CallbackInfo& info) {
+  Napi::Value shape;
+  Guarded(info, "int8OutputShape", [&] {
+    if (info.Length() != 3 || !info[0].IsExternal()) throw std::invalid_argument("expects (network, height, width)");
+    const Int8Network& network = *info[0].As<Napi::External<Int8Network>>().Data();
+    int64_t h = info[1].ToNumber().Int64Value(), w = info[2].ToNumber().Int64Value();
+    if (h <= 0 || w <= 0) throw std::invalid_argument("height and width must be positive");
+    auto [oh, ow, channels] = network.OutputShape(h, w);
+    shape = Napi::Int32Array::New(info.Env(), 3);
+    auto values = shape.As<Napi::Int32Array>();
+    values[0] = int32_t(oh);
+    values[1] = int32_t(ow);
+    values[2] = int32_t(channels);
+  });
+  return shape;
 }
 
 }  // namespace retrain

@@ -162,7 +162,7 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     const expected = top1(tf.tidy(() => resnet.network.forward(x, false)));
     const errors: Record<string, number> = {};
     for (const residual of ['int8', 'fp32'] as const) {
-      const backbone = FusedBackbone.bf16(addon, resnet, residual);
+      const backbone = FusedBackbone.float(addon, resnet, 'bf16', { residual });
       const codes = backbone.codes(x);
       errors[residual] = tf.tidy(() => tf.norm(tf.sub(codes, fp32)).dataSync()[0] / tf.norm(fp32).dataSync()[0]);
       codes.dispose();
@@ -180,7 +180,7 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     freeze(resnet);
     const x = tf.randomNormal<tf.Rank.R4>([16, 64, 64, 3], 0, 1, 'float32', 2);
     const eager = tf.tidy(() => resnet.features(x));
-    const backbone = FusedBackbone.fp32(addon, resnet);
+    const backbone = FusedBackbone.float(addon, resnet, 'fp32');
     const codes = backbone.codes(x);
     const error = tf.tidy(() => tf.norm(tf.sub(codes, eager)).dataSync()[0] / tf.norm(eager).dataSync()[0]);
     // Only the order of float additions differs (bf16 above is ~1e-2 off).
@@ -209,13 +209,13 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     ] as const) {
       const x = tf.randomNormal<tf.Rank.R4>([3, size, size, 3], 0, 1, 'float32', stage);
       const eager = tf.tidy(() => resnet.stagesBefore(x, stage));
-      const fused = FusedBackbone.stagesBefore(addon, resnet, stage, 'fp32').outputs(x);
+      const fused = FusedBackbone.float(addon, resnet, 'fp32', { stages: stage }).outputs(x);
       assert.deepEqual(fused.shape, eager.shape, `stage ${stage} at ${size} px`);
       const error = tf.tidy(() => tf.norm(tf.sub(fused, eager)).dataSync()[0] / tf.norm(eager).dataSync()[0]);
       assert.ok(error < 1e-5, `stage ${stage} at ${size} px: relative error ${error}`);
       tf.dispose([x, eager, fused]);
     }
-    assert.throws(() => FusedBackbone.stagesBefore(addon, resnet, 5, 'fp32'), /stage 5 is not 1..4/);
+    assert.throws(() => FusedBackbone.float(addon, resnet, 'fp32', { stages: 0 }), /stages 0 is not 1..5/);
     resnet.dispose();
   });
 
@@ -253,5 +253,7 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
       /out holds 3 values/,
     );
     assert.throws(() => addon.int8Run(network, new Float32Array(12), Int32Array.of(1, 2, 2, 4), new Float32Array(16), false), /dims/);
+    assert.deepEqual(Array.from(addon.int8OutputShape(network, 2, 2)), [2, 2, 4]);
+    assert.throws(() => addon.int8OutputShape(network, 0, 2), /height and width must be positive/);
   });
 });
