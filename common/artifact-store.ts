@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -41,6 +41,23 @@ export function checkedKey(key: string): string {
   return key;
 }
 
+/**
+ * Each chunk in one write: writeFile splits an iterable's chunks into 512 KiB writes, each a trip through
+ * libuv's pool; a training job's 283 MB checkpoint took 1.1 s that way, between two epochs.
+ */
+async function writeChunks(file: string, chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void> {
+  const handle = await open(file, 'w');
+  try {
+    for await (const chunk of chunks) {
+      for (let written = 0; written < chunk.byteLength;) {
+        written += (await handle.write(chunk, written, chunk.byteLength - written)).bytesWritten;
+      }
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
 export class LocalArtifactStore implements ArtifactStore {
   readonly shared = false;
   readonly root: string;
@@ -57,7 +74,7 @@ export class LocalArtifactStore implements ArtifactStore {
     await mkdir(path.dirname(target), { recursive: true });
     const staging = `${target}.${randomUUID()}.partial`;
     try {
-      await writeFile(staging, data);
+      await (typeof data === 'string' || data instanceof Uint8Array ? writeFile(staging, data) : writeChunks(staging, data));
       await rename(staging, target);
     } catch (error) {
       await rm(staging, { force: true });

@@ -30,6 +30,16 @@ function storeContract(open: () => ArtifactStore) {
     assert.equal(big.length, 19 * chunk.length);
     assert.ok(big.equals(Buffer.concat(chunks)));
     assert.equal((await store.stat('a/big.bin'))?.size, big.length);
+    // As checkpoints stream tensors: views into larger buffers, produced asynchronously.
+    const views = chunks.map((whole, i) => whole.subarray(i, i + 1000));
+    await store.write(
+      'a/views.bin',
+      (async function* () {
+        for (const view of views) yield await Promise.resolve(view);
+      })(),
+    );
+    assert.ok((await store.read('a/views.bin')).equals(Buffer.concat(views)));
+    await store.remove('a/views.bin');
   });
 
   it('sums the bytes of a key or of everything under a prefix, however deep', async () => {
@@ -89,6 +99,13 @@ describe('the local artifact store', () => {
     assert.deepEqual(readdirSync(path.join(root, 's')), ['c.json']);
     writeFileSync(path.join(root, 's', 'half.partial'), '');
     assert.deepEqual(await store.list('s'), ['c.json']);
+    const failing = (async function* () {
+      yield new Uint8Array(10);
+      throw new Error('the tensor could not be read');
+    })();
+    await assert.rejects(store.write('s/c.json', failing), /could not be read/);
+    assert.equal((await store.read('s/c.json')).toString(), '2');
+    assert.deepEqual(readdirSync(path.join(root, 's')).sort(), ['c.json', 'half.partial']);
   });
 });
 
