@@ -16,7 +16,7 @@ import { JobSpec } from '../schemas/job-spec.js';
 import { BackendChoice, ResidualStream, type ModelConfig, type Precision } from '../schemas/model.js';
 import type { PredictPrecision } from '../schemas/predict.js';
 import { registeredOneDnn, useConvolutionPrecision } from '../engine/native/kernels/register.js';
-import { FusedBackbone, fusedLogits, frozenCodes, RangeObserver, type FrozenCodes } from '../engine/model/int8.js';
+import { FusedBackbone, fusedLogits, frozenCodes, RangeObserver, type FrozenCodes } from '../engine/model/fused-backbone.js';
 import { loadOneDnn } from '../engine/native/onednn.js';
 import { selectBackend, type BackendInfo } from '../engine/backend/backend.js';
 import { buildResNet50, freeze, type ResNet50 } from '../engine/model/resnet50.js';

@@ -4,7 +4,7 @@ import { backbone, head, reluName, type Builder, type ConvBn } from './architect
 import { foldedConvBn } from './batch-norm.js';
 import { Message, metadataEntry, node, tensor, valueInfo, type AttributeValue, type Encoded } from './onnx-proto.js';
 import type { ResNet50 } from './resnet50.js';
-import { INPUT_RANGE, type Int8Description } from './int8.js';
+import { INPUT_RANGE, type Int8Description } from './fused-backbone.js';
 
 /** Opset 17 (ONNX 1.12): every runtime in use reads it; IR version 8 goes with it. */
 export const ONNX_OPSET = 17;

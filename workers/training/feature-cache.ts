@@ -11,7 +11,7 @@ import type { Metrics } from '../../schemas/metrics.js';
 import type { Preprocessing } from '../../schemas/model.js';
 import type { ImageLoader } from '../../engine/data/datasets.js';
 import { FEATURE_DIM, type ResNet50 } from '../../engine/model/resnet50.js';
-import type { FrozenCodes } from '../../engine/model/int8.js';
+import type { FrozenCodes } from '../../engine/model/fused-backbone.js';
 import type { BatchSource } from './evaluate.js';
 import { float32ValuesOf } from '../../engine/model/tensor-values.js';
 

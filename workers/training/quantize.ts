@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { LabelledImage } from '../../common/image-folder.js';
 import { INT8_MIN_AGREEMENT, type Int8Check, type Metrics } from '../../schemas/metrics.js';
 import type { ResidualStream } from '../../schemas/model.js';
-import { FusedBackbone, fusedLogits, RangeObserver } from '../../engine/model/int8.js';
+import { FusedBackbone, fusedLogits, RangeObserver } from '../../engine/model/fused-backbone.js';
 import { registeredOneDnn, useConvolutionPrecision } from '../../engine/native/kernels/register.js';
 import type { JobModel } from './build-model.js';
 import type { JobContext } from './job-context.js';

@@ -24,7 +24,7 @@ import {
 import { evaluate, evaluationOf, predictionsOf, round, writeValidationThumbnails, type BatchSource } from './evaluate.js';
 import { codeBatches, featureCacheKey, featureCodes, headOnCodes, liveCodes } from './feature-cache.js';
 import { frozenStageOutputs } from './frozen-stages.js';
-import { frozenCodes, frozenStages } from '../../engine/model/int8.js';
+import { frozenCodes, frozenStages } from '../../engine/model/fused-backbone.js';
 import { InvalidJobError, JobCancelledError, JobHandedBackError, type JobContext } from './job-context.js';
 import { datasetOf, type JobData } from './load-data.js';
 import type { ProgressReporter } from './progress-reporter.js';

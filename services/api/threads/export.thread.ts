@@ -10,7 +10,7 @@ import { selectBackend } from '../../../engine/backend/backend.js';
 import { loadModel, saveModel } from '../../../engine/model/checkpoint-io.js';
 import type { ResNet50 } from '../../../engine/model/resnet50.js';
 import { exportOnnx } from '../../../engine/model/onnx-export.js';
-import { FusedBackbone, type Int8Description } from '../../../engine/model/int8.js';
+import { FusedBackbone, type Int8Description } from '../../../engine/model/fused-backbone.js';
 import { loadOneDnn } from '../../../engine/native/onednn.js';
 import { torchvisionWeightChunks } from '../../../engine/model/torchvision-weights.js';
 import { ExportRequest, type ModelMetadata } from '../../../schemas/artifacts.js';

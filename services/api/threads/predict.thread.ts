@@ -13,7 +13,7 @@ import { decodeForModel, ImageDecodeError } from '../../../engine/data/preproces
 import { loadModel } from '../../../engine/model/checkpoint-io.js';
 import { freeze, type ResNet50 } from '../../../engine/model/resnet50.js';
 import { registeredOneDnn, useConvolutionPrecision } from '../../../engine/native/kernels/register.js';
-import { FusedBackbone, frozenCodes, type FrozenCodes } from '../../../engine/model/int8.js';
+import { FusedBackbone, frozenCodes, type FrozenCodes } from '../../../engine/model/fused-backbone.js';
 import type { Precision } from '../../../schemas/model.js';
 import { topIndices } from '../../../engine/training/classification-report.js';
 import { serveThreadRpc } from '../thread-rpc.js';

@@ -1,4 +1,4 @@
-// Post-training static quantisation of a model's backbone: BatchNorms folded into their convolutions,
+// A backbone as one addon network. In int8, post-training static quantisation: BatchNorms folded into their convolutions,
 // s8 filters per output channel (the addon quantises them, and corrects each bias for its rounded
 // filter's expected error on the input's channel means), one u8/s8 scale per activation tensor from the
 // ranges a calibration pass observed, the residual stream in u8 or in float32. The same plan in bfloat16

@@ -2,7 +2,7 @@ import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../../../engine/backend/backend.js';
-import { FusedBackbone, fusedLogits, RangeObserver } from '../../../engine/model/int8.js';
+import { FusedBackbone, fusedLogits, RangeObserver } from '../../../engine/model/fused-backbone.js';
 import { buildResNet50, freeze } from '../../../engine/model/resnet50.js';
 import { loadOneDnn, type Int8OpSpec, type Int8TensorSpec, type OneDnnAddon } from '../../../engine/native/onednn.js';
 import { relativeError, resnetConvCases, type ConvCase } from '../../helpers/conv-cases.js';
