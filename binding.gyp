@@ -19,7 +19,8 @@
         "engine/native/src/avg_pool_grad.cc",
         "engine/native/src/adam.cc",
         "engine/native/src/batch_norm.cc",
-        "engine/native/src/int8_network.cc"
+        "engine/native/src/int8_network.cc",
+        "engine/native/src/transpose.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

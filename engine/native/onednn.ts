@@ -127,6 +127,8 @@ export interface OneDnnAddon {
   /** From maxPool's workspace; without one, the forward pooling runs again to make it. */
   maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, dims: Int32Array, workspace: Uint8Array | null): void;
   avgPoolGrad(dy: Float32Array, dx: Float32Array, dims: Int32Array): void;
+  /** out has x's axes in perm's order: out.shape[i] = shape[perm[i]]. */
+  transpose(x: Float32Array, out: Float32Array, shape: Int32Array, perm: Int32Array): void;
   /** scalars: [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate] */
   adam(
     value: Float32Array,

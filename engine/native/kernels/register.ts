@@ -13,6 +13,7 @@ import { makeConv2DBackpropFilter } from './conv2d-backprop-filter.js';
 import { makeConv2DBackpropInput } from './conv2d-backprop-input.js';
 import { makeMaxPool, makeMaxPoolGrad } from './max-pool.js';
 import { makeReluGrad, registerReluGradient, RELU_GRAD } from './relu-grad.js';
+import { makeTranspose } from './transpose.js';
 
 /**
  * Every kernel the addon runs, by name, and how it is made. A tfjs kernel's name replaces the wasm
@@ -32,6 +33,7 @@ const KERNELS: Record<string, (addon: OneDnnAddon, stock: tf.KernelFunc) => tf.K
   MaxPool: makeMaxPool,
   MaxPoolGrad: makeMaxPoolGrad,
   AvgPoolGrad: makeAvgPoolGrad,
+  Transpose: makeTranspose,
   [SCALED_CONV]: makeConv2D,
   [CONV_BACKWARD]: makeConvBackward,
   [RELU_GRAD]: makeReluGrad,

@@ -35,6 +35,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["maxPoolWorkspaceBytes"] = Napi::Function::New(env, MaxPoolWorkspaceBytes);
   exports["maxPoolGrad"] = Napi::Function::New(env, MaxPoolGrad);
   exports["avgPoolGrad"] = Napi::Function::New(env, AvgPoolGrad);
+  exports["transpose"] = Napi::Function::New(env, Transpose);
   exports["adam"] = Napi::Function::New(env, Adam);
   exports["setPrecision"] = Napi::Function::New(env, SetPrecision);
   exports["batchNormTrain"] = Napi::Function::New(env, BatchNormTrain);

@@ -199,6 +199,7 @@ Napi::Value MaxPool(const Napi::CallbackInfo& info);
 Napi::Value MaxPoolWorkspaceBytes(const Napi::CallbackInfo& info);
 Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info);
 Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info);
+Napi::Value Transpose(const Napi::CallbackInfo& info);
 Napi::Value Adam(const Napi::CallbackInfo& info);
 Napi::Value SetPrecision(const Napi::CallbackInfo& info);
 Napi::Value BatchNormTrain(const Napi::CallbackInfo& info);

@@ -158,6 +158,75 @@ describe('oneDNN kernels for the wasm backend', () => {
     expectScaledConvolutionsToMatch(1e-4);
   });
 
+  it("transpose float32 tensors of any rank up to 6 by permuting their indices, small and int32 ones through wasm's own kernel", async () => {
+    await selectBackend('wasm', { nativeKernels: true });
+    /** out[i] for every output index, read from x at the index whose axis perm[k] is the output's k-th. */
+    const expected = (values: Float32Array | Int32Array, shape: number[], perm: number[]) => {
+      const strides = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
+      const outShape = perm.map((axis) => shape[axis]);
+      return Array.from(values, (_, flat) => {
+        let rest = flat;
+        let source = 0;
+        for (let k = outShape.length - 1; k >= 0; k--) {
+          source += (rest % outShape[k]) * strides[perm[k]];
+          rest = Math.floor(rest / outShape[k]);
+        }
+        return values[source];
+      });
+    };
+    const cases: Array<[number[], number[]]> = [
+      [
+        [3, 3, 64, 128],
+        [3, 2, 0, 1],
+      ],
+      [
+        [128, 64, 3, 3],
+        [2, 3, 1, 0],
+      ],
+      [
+        [7, 5, 11, 13],
+        [1, 3, 0, 2],
+      ],
+      [
+        [2048, 10],
+        [1, 0],
+      ],
+      [
+        [2, 3, 4, 5, 6, 7],
+        [5, 0, 4, 1, 3, 2],
+      ],
+      [
+        [3, 4],
+        [1, 0],
+      ],
+    ];
+    const clock = addon.primitiveRuns();
+    for (const [shape, perm] of cases) {
+      const x = tf.randomNormal(shape, 0, 1, 'float32', shape.length);
+      const out = tf.transpose(x, perm);
+      assert.deepEqual(
+        out.shape,
+        perm.map((axis) => shape[axis]),
+      );
+      assert.deepEqual(Array.from(out.dataSync()), expected(x.dataSync() as Float32Array, shape, perm), `[${shape}] by [${perm}]`);
+      tf.dispose([x, out]);
+    }
+    // Five of the six are large enough for the addon; [3, 4] stays with wasm's kernel.
+    assert.equal(addon.primitiveRuns() - clock, 5);
+    const ints = tf.tensor2d([1, 2, 3, 4, 5, 6], [2, 3], 'int32');
+    assert.deepEqual(tf.transpose(ints).arraySync(), [
+      [1, 4],
+      [2, 5],
+      [3, 6],
+    ]);
+    ints.dispose();
+    assert.throws(
+      () => addon.transpose(new Float32Array(6), new Float32Array(6), Int32Array.of(2, 3), Int32Array.of(0, 0)),
+      /^Error: Transpose: perm is not a permutation/,
+    );
+    assert.throws(() => addon.transpose(new Float32Array(5), new Float32Array(6), Int32Array.of(2, 3), Int32Array.of(1, 0)), /x holds 5/);
+  });
+
   it("route a max pooling's gradient through the argmaxes its forward pass kept, pooling again only when none were kept", async () => {
     const x = tf.randomNormal<tf.Rank.R4>([2, 17, 15, 8], 0, 1, 'float32', 50);
     const dy = tf.randomNormal<tf.Rank.R4>([2, 8, 7, 8], 0, 1, 'float32', 51);
