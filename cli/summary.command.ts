@@ -55,12 +55,15 @@ export async function summary(argv: string[]): Promise<void> {
   }
   const config = loadConfig();
   await selectBackend(config.TFJS_BACKEND, { nativeKernels: config.RETRAIN_NATIVE_KERNELS });
-  const resnet = buildResNet50({
-    mode: args.mode,
-    numClasses: args.numClasses ?? IMAGENET_CLASSES,
-    inputSize: args.inputSize,
-    fineTuning: args.mode === 'fine_tuning' ? { trainableFrom: args.trainableFrom, freezeBatchNorm: args.freezeBatchNorm } : undefined,
-  });
+  const resnet = buildResNet50(
+    {
+      mode: args.mode,
+      numClasses: args.numClasses ?? IMAGENET_CLASSES,
+      inputSize: args.inputSize,
+      fineTuning: args.mode === 'fine_tuning' ? { trainableFrom: args.trainableFrom, freezeBatchNorm: args.freezeBatchNorm } : undefined,
+    },
+    { randomBackbone: false },
+  );
   const result = summarize(resnet, args.depth);
   process.stdout.write(args.json ? `${JSON.stringify(result, null, 2)}\n` : renderSummaryText(result));
 }

@@ -99,7 +99,7 @@ export async function loadModel(store: ArtifactStore, prefix: string): Promise<R
   const artifacts = await storeHandler(store, prefix).load();
   const config = ModelConfig.safeParse(artifacts.userDefinedMetadata?.[CONFIG_KEY]);
   if (!config.success) throw new Error(`${join(prefix, MODEL_JSON)} has no valid ${CONFIG_KEY}: not a checkpoint written by this service`);
-  const resnet = buildResNet50(config.data);
+  const resnet = buildResNet50(config.data, { randomBackbone: false });
   try {
     await setWeightsFrom(resnet, artifacts, store, prefix);
   } catch (error) {

@@ -46,6 +46,7 @@ class SymbolicBuilder implements Builder<tf.SymbolicTensor> {
   constructor(
     readonly node: ModuleNode,
     private readonly seeds: { base: number; next: number },
+    private readonly randomBackbone: boolean,
   ) {}
 
   path(varName: string): string {
@@ -69,12 +70,20 @@ class SymbolicBuilder implements Builder<tf.SymbolicTensor> {
       strides: spec.stride,
       padding: spec.stride === 1 && pad > 0 ? 'same' : 'valid',
       useBias: false,
-      // torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu")
-      kernelInitializer: tf.initializers.varianceScaling({ scale: 2, mode: 'fanOut', distribution: 'normal', seed: this.seed() }),
+      kernelInitializer: this.convInitializer(),
     });
     let out = this.record('Conv2d', spec.conv, conv, input);
     out = this.record('BatchNorm2d', spec.bn, new BatchNorm2d({ name: this.path(spec.bn) }), out);
     return spec.reluCall === undefined ? out : this.relu(out, spec.reluCall);
+  }
+
+  private convInitializer(): ReturnType<typeof tf.initializers.zeros> {
+    // Drawn or not, the seed is taken: the head's seeds stay the same either way.
+    const seed = this.seed();
+    // torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu")
+    return this.randomBackbone
+      ? tf.initializers.varianceScaling({ scale: 2, mode: 'fanOut', distribution: 'normal', seed })
+      : tf.initializers.zeros();
   }
 
   addRelu(x: tf.SymbolicTensor, identity: tf.SymbolicTensor, reluCall: number): tf.SymbolicTensor {
@@ -97,7 +106,7 @@ class SymbolicBuilder implements Builder<tf.SymbolicTensor> {
   container(type: string, varName: string, build: (inner: Builder<tf.SymbolicTensor>) => tf.SymbolicTensor): tf.SymbolicTensor {
     const node: ModuleNode = { type, varName, path: this.path(varName), output: undefined as never, children: [] };
     this.node.children.push(node);
-    node.output = build(new SymbolicBuilder(node, this.seeds));
+    node.output = build(new SymbolicBuilder(node, this.seeds, this.randomBackbone));
     return node.output;
   }
 
@@ -150,13 +159,21 @@ export function* leaves(node: ModuleNode): Generator<ModuleNode> {
   for (const child of node.children) yield* leaves(child);
 }
 
-export function buildResNet50(requested: ModelConfig): ResNet50 {
+export interface BuildOptions {
+  /**
+   * false: the backbone's filters start at zero instead of seeded draws (~1 s of tfjs' truncated
+   * normals on the CPU), for a caller that loads them next or never reads them. The head is drawn either way.
+   */
+  randomBackbone?: boolean;
+}
+
+export function buildResNet50(requested: ModelConfig, { randomBackbone = true }: BuildOptions = {}): ResNet50 {
   const parsed = ModelConfig.safeParse(requested);
   if (!parsed.success) throw new RangeError(`invalid model config: ${z.prettifyError(parsed.error)}`);
   const config = parsed.data;
   const input = tf.input({ shape: [config.inputSize, config.inputSize, 3], name: 'input' });
   const tree: ModuleNode = { type: 'ResNet', varName: 'ResNet', path: '', output: input, children: [] };
-  const builder = new SymbolicBuilder(tree, { base: config.seed ?? 0, next: 0 });
+  const builder = new SymbolicBuilder(tree, { base: config.seed ?? 0, next: 0 }, randomBackbone);
   const logits = head<tf.SymbolicTensor>(
     builder,
     backbone<tf.SymbolicTensor>(builder, input),

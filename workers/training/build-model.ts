@@ -6,7 +6,7 @@ import { loadImageNetClassNames } from '../../engine/model/imagenet-classes.js';
 import { hasFrozenLayers } from '../../engine/model/checkpoint-io.js';
 import { buildResNet50, type ResNet50 } from '../../engine/model/resnet50.js';
 import { summarize } from '../../engine/model/summary.js';
-import type { WeightsLineage } from '../../schemas/weights.js';
+import { RANDOM_WEIGHTS, type WeightsLineage } from '../../schemas/weights.js';
 import { InvalidJobError, type JobContext } from './job-context.js';
 import type { JobData } from './load-data.js';
 import type { ProgressReporter } from './progress-reporter.js';
@@ -52,7 +52,8 @@ export async function buildModel(ctx: JobContext, data: JobData, start: StartPoi
   const { spec } = ctx;
   await reporter.phase('building_model');
   const classNames = isTrainingSpec(spec) ? data.classNames : await loadImageNetClassNames();
-  const resnet = buildResNet50(modelConfigOf(spec, classNames.length));
+  // Start weights other than seeded random ones overwrite the backbone: it is not drawn first.
+  const resnet = buildResNet50(modelConfigOf(spec, classNames.length), { randomBackbone: spec.weights === RANDOM_WEIGHTS });
   try {
     const weights = await start.load(resnet, { mode: spec.mode, classNames });
     const summary = { ...summarize(resnet), weights };

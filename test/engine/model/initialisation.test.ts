@@ -1,10 +1,10 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildResNet50, type ModelConfig } from '../../../engine/model/resnet50.js';
+import { buildResNet50, type BuildOptions, type ModelConfig } from '../../../engine/model/resnet50.js';
 import { bitIdentical, snapshotWeights, useTestBackend } from '../../helpers/tf.js';
 
-function initialWeights(config: ModelConfig): Map<string, Float32Array> {
-  const resnet = buildResNet50(config);
+function initialWeights(config: ModelConfig, options?: BuildOptions): Map<string, Float32Array> {
+  const resnet = buildResNet50(config, options);
   const weights = snapshotWeights(resnet.model);
   resnet.dispose();
   return weights;
@@ -35,5 +35,24 @@ describe('initialisation', () => {
     assert.ok(names.length > 50, names.join());
     const same = names.filter((name) => bitIdentical(zero.get(name)!, one.get(name)!));
     assert.deepEqual(same, []);
+  });
+
+  it('leaves the backbone at zero for a caller that loads it, and draws the head as a seeded build does', () => {
+    const config: ModelConfig = { mode: 'fine_tuning', numClasses: 3, inputSize: 32, seed: 7 };
+    const drawn = initialWeights(config);
+    const loadedLater = initialWeights(config, { randomBackbone: false });
+    const kernels = [...drawn.keys()].filter(initialised);
+    const backbone = kernels.filter((name) => !name.startsWith('fc'));
+    const head = kernels.filter((name) => name.startsWith('fc'));
+    assert.equal(backbone.length, 53, backbone.join());
+    assert.ok(head.length > 0);
+    assert.deepEqual(
+      backbone.filter((name) => loadedLater.get(name)!.some((value) => value !== 0)),
+      [],
+    );
+    assert.deepEqual(
+      head.filter((name) => !bitIdentical(drawn.get(name)!, loadedLater.get(name)!)),
+      [],
+    );
   });
 });
