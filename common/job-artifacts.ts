@@ -14,7 +14,7 @@ import { Metrics } from '../schemas/metrics.js';
 import { ModelSummary } from '../schemas/model.js';
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { readJson, type ArtifactData, type ArtifactStore } from './artifact-store.js';
+import { readJson, type ArtifactData, type ArtifactStore, type Recycling } from './artifact-store.js';
 import { NotFoundError } from './errors.js';
 import { hashStream } from './file-hash.js';
 
@@ -53,8 +53,8 @@ export class StoredFile {
   read(): Promise<Buffer> {
     return this.store.read(this.key);
   }
-  write(data: ArtifactData): Promise<void> {
-    return this.store.write(this.key, data);
+  write(data: ArtifactData, options?: Recycling): Promise<void> {
+    return this.store.write(this.key, data, options);
   }
 
   /** Writes the bytes and their sha256 beside them, hashed as they go by. */
@@ -80,8 +80,8 @@ export class StoredFile {
   }
 
   /** The file and its sha256. */
-  async remove(): Promise<void> {
-    await this.store.remove(this.key);
+  async remove(options?: Recycling): Promise<void> {
+    await this.store.remove(this.key, options);
     await this.store.remove(sidecarOf(this.key));
   }
 }
@@ -197,6 +197,7 @@ export class JobArtifacts {
   }
 
   /** An epoch checkpoint's optimiser state (the latest's only: older checkpoints keep their weights alone). */
+  /** Only a resume reads it (and only the newest): written with and removed with `recycle`. */
   optimizerState(folder: string): StoredFile {
     return new StoredFile(this.store, `${folder}/${OPTIMIZER_FILE}`);
   }
@@ -298,6 +299,7 @@ export class JobArtifacts {
 
   /** An epoch's checkpoint and its downloads in every format. */
   async removeCheckpoint(epoch: number): Promise<void> {
+    await this.optimizerState(this.checkpointFolder(epoch)).remove({ recycle: true });
     await this.store.remove(this.checkpointFolder(epoch));
     for (const format of CheckpointFormat.options) await this.download(this.epochFolder(epoch).label, format).remove();
   }

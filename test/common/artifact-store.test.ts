@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { z } from 'zod';
@@ -77,6 +77,17 @@ function storeContract(open: () => ArtifactStore) {
     await store.remove('never-there');
   });
 
+  it('reads back exactly what a recycling write wrote, over a larger file removed for recycling', async () => {
+    await store.write('r/old.bin', [Buffer.alloc(6 * 1024 * 1024, 7)], { recycle: true });
+    await store.remove('r/old.bin', { recycle: true });
+    assert.equal(await store.stat('r/old.bin'), null);
+    const smaller = Buffer.alloc(5 * 1024 * 1024, 9);
+    await store.write('r/new.bin', [smaller.subarray(0, 1024), smaller.subarray(1024)], { recycle: true });
+    assert.ok((await store.read('r/new.bin')).equals(smaller));
+    await store.remove('r', { recycle: true });
+    assert.deepEqual(await store.list('r'), []);
+  });
+
   it('parses JSON artifacts with their schema instead of trusting them', async () => {
     const Shape = z.object({ x: z.number() });
     await store.write('j/good.json', '{"x":2}');
@@ -106,6 +117,52 @@ describe('the local artifact store', () => {
     await assert.rejects(store.write('s/c.json', failing), /could not be read/);
     assert.equal((await store.read('s/c.json')).toString(), '2');
     assert.deepEqual(readdirSync(path.join(root, 's')).sort(), ['c.json', 'half.partial']);
+  });
+});
+
+describe('the local artifact store recycling removed files', () => {
+  const root = tempDir('spares');
+  after(() => rmSync(root, { recursive: true, force: true }));
+  const MiB = 1024 * 1024;
+  const spares = () => readdirSync(path.join(root, '.spares')).map((name) => path.join(root, '.spares', name));
+
+  it('writes over a removed file: its blocks, cut to the new length, none of its old bytes', async () => {
+    const store = new LocalArtifactStore(root);
+    await store.write('job/1/optimizer.bin', [Buffer.alloc(8 * MiB, 1)], { recycle: true });
+    const removed = statSync(path.join(root, 'job/1/optimizer.bin')).ino;
+    await store.remove('job/1/optimizer.bin', { recycle: true });
+    assert.equal(spares().length, 1);
+    const fresh = Buffer.alloc(5 * MiB, 2);
+    await store.write('job/3/optimizer.bin', [fresh], { recycle: true });
+    assert.equal(statSync(path.join(root, 'job/3/optimizer.bin')).ino, removed, 'the same file, renamed');
+    assert.ok((await store.read('job/3/optimizer.bin')).equals(fresh));
+    assert.deepEqual(spares(), []);
+  });
+
+  it('recycles only when both sides ask, only large files, and a few at most', async () => {
+    const store = new LocalArtifactStore(root);
+    await store.write('k/plain.bin', [Buffer.alloc(8 * MiB)]);
+    await store.remove('k/plain.bin');
+    await store.write('k/small.bin', [Buffer.alloc(1024)]);
+    await store.remove('k/small.bin', { recycle: true });
+    assert.deepEqual(spares(), [], 'removed without recycle, or too small to be worth it');
+    for (let i = 0; i < 6; i++) {
+      await store.write(`k/${i}.bin`, [Buffer.alloc(4 * MiB, i)]);
+      await store.remove(`k/${i}.bin`, { recycle: true });
+    }
+    assert.equal(spares().length, 4);
+    const spare = spares()[0];
+    await store.write('k/unrecycled.bin', [Buffer.alloc(4 * MiB, 9)]);
+    assert.ok(existsSync(spare), 'a write without recycle leaves spares alone');
+  });
+
+  it('removes spares older than ten minutes instead of writing over them', async () => {
+    const store = new LocalArtifactStore(root);
+    const old = new Date(Date.now() - 11 * 60_000);
+    for (const spare of spares()) utimesSync(spare, old, old);
+    await store.write('k/after.bin', [Buffer.alloc(1024, 3)], { recycle: true });
+    assert.deepEqual(spares(), []);
+    assert.equal((await store.stat('k/after.bin'))?.size, 1024);
   });
 });
 

@@ -80,7 +80,7 @@ async function writeTrainingState(artifacts: JobArtifacts, folder: string, model
   await saveModel(model.resnet, store, prefix, model.frozenFrom);
   // Adam's moments are twice the model: streamed a tensor at a time, never encoded whole.
   const state = await optimizer.getWeights();
-  await artifacts.optimizerState(folder).write(tensorBytes(state.map((weight) => weight.tensor)));
+  await artifacts.optimizerState(folder).write(tensorBytes(state.map((weight) => weight.tensor)), { recycle: true });
   return state.map(({ name, tensor }) => weightSpec(name, tensor));
 }
 
@@ -95,7 +95,7 @@ export async function pruneCheckpoints(
   for (const epoch of await artifacts.checkpointEpochs()) {
     if (epoch === latest) continue;
     if (epoch === best || (keepEveryN > 0 && epoch % keepEveryN === 0)) {
-      await artifacts.optimizerState(artifacts.checkpointFolder(epoch)).remove();
+      await artifacts.optimizerState(artifacts.checkpointFolder(epoch)).remove({ recycle: true });
     } else {
       await artifacts.removeCheckpoint(epoch);
     }
@@ -104,7 +104,8 @@ export async function pruneCheckpoints(
 
 /** Once the final model is saved the job never resumes: its checkpoints keep their weights alone. */
 export async function dropResumeState(artifacts: JobArtifacts): Promise<void> {
-  for (const epoch of await artifacts.checkpointEpochs()) await artifacts.optimizerState(artifacts.checkpointFolder(epoch)).remove();
+  for (const epoch of await artifacts.checkpointEpochs())
+    await artifacts.optimizerState(artifacts.checkpointFolder(epoch)).remove({ recycle: true });
   await artifacts.removeInterrupted();
 }
 
