@@ -196,8 +196,10 @@ export class JobArtifacts {
     return new StoredFile(this.store, `${folder}/${TORCHVISION_FILE}`);
   }
 
-  /** An epoch checkpoint's optimiser state (the latest's only: older checkpoints keep their weights alone). */
-  /** Only a resume reads it (and only the newest): written with and removed with `recycle`. */
+  /**
+   * An epoch checkpoint's optimiser state (the latest's only: older checkpoints keep their weights alone).
+   * Only a resume reads it, and only the newest: written and removed with `recycle`.
+   */
   optimizerState(folder: string): StoredFile {
     return new StoredFile(this.store, `${folder}/${OPTIMIZER_FILE}`);
   }

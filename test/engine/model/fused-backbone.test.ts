@@ -19,6 +19,10 @@ interface Variant {
 }
 
 /** The largest error of int8 against float32 (tfjs, same seeded values) relative to the largest output. */
+/** |ours - reference| / |reference|, in the L2 norm. */
+const normError = (ours: tf.Tensor, reference: tf.Tensor) =>
+  tf.tidy(() => tf.norm(tf.sub(ours, reference)).dataSync()[0] / tf.norm(reference).dataSync()[0]);
+
 function int8Error(c: ConvCase, variant: Variant, seed: number): number {
   const [n, paddedH, paddedW, channels] = c.input;
   const pad = (c.kernel - 1) / 2;
@@ -133,7 +137,7 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     const expected = top1(tf.tidy(() => resnet.network.forward(x, false)));
     const codesError = (backbone: FusedBackbone) => {
       const codes = backbone.codes(x);
-      const error = tf.tidy(() => tf.norm(tf.sub(codes, fp32)).dataSync()[0] / tf.norm(fp32).dataSync()[0]);
+      const error = normError(codes, fp32);
       codes.dispose();
       return error;
     };
@@ -164,7 +168,7 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     for (const residual of ['int8', 'fp32'] as const) {
       const backbone = FusedBackbone.float(addon, resnet, 'bf16', { residual });
       const codes = backbone.codes(x);
-      errors[residual] = tf.tidy(() => tf.norm(tf.sub(codes, fp32)).dataSync()[0] / tf.norm(fp32).dataSync()[0]);
+      errors[residual] = normError(codes, fp32);
       codes.dispose();
       assert.deepEqual(top1(fusedLogits(resnet, backbone, x)), expected, residual);
     }
@@ -182,7 +186,7 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     const eager = tf.tidy(() => resnet.features(x));
     const backbone = FusedBackbone.float(addon, resnet, 'fp32');
     const codes = backbone.codes(x);
-    const error = tf.tidy(() => tf.norm(tf.sub(codes, eager)).dataSync()[0] / tf.norm(eager).dataSync()[0]);
+    const error = normError(codes, eager);
     // Only the order of float additions differs (bf16 above is ~1e-2 off).
     assert.ok(error < 1e-5, `relative error ${error}`);
     // A second batch size builds a second instance, which shares the first one's reordered filters.
@@ -211,7 +215,7 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
       const eager = tf.tidy(() => resnet.stagesBefore(x, stage));
       const fused = FusedBackbone.float(addon, resnet, 'fp32', { stages: stage }).outputs(x);
       assert.deepEqual(fused.shape, eager.shape, `stage ${stage} at ${size} px`);
-      const error = tf.tidy(() => tf.norm(tf.sub(fused, eager)).dataSync()[0] / tf.norm(eager).dataSync()[0]);
+      const error = normError(fused, eager);
       assert.ok(error < 1e-5, `stage ${stage} at ${size} px: relative error ${error}`);
       tf.dispose([x, eager, fused]);
     }
