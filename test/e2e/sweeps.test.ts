@@ -212,13 +212,15 @@ describe('sweeps on two real workers', () => {
     await service.app.close();
     const http = () => supertest.agent(second.app.server);
     const sweep = await sweepUntil(http, created.id, (s) => s.state !== 'running');
-    assert.equal(sweep.state, 'completed');
+    const jobs = (await http().get('/v1/jobs?limit=100')).body.items as JobStatus[];
+    const trialJobs = jobs.filter((job) => (job.spec as { tags?: string[] }).tags?.includes(`sweep:${created.id}`));
+    const failures = trialJobs.filter((job) => job.failure).map((job) => `${job.id}: ${job.failure?.reason}`);
+    assert.equal(sweep.state, 'completed', failures.join('; '));
     assert.deepEqual(
       sweep.trials.map((t) => [t.index, t.state, t.epochs.length]),
       [0, 1, 2, 3].map((i) => [i, 'completed', 4]),
+      failures.join('; '),
     );
-    const jobs = (await http().get('/v1/jobs?limit=100')).body.items as JobStatus[];
-    const trialJobs = jobs.filter((job) => (job.spec as { tags?: string[] }).tags?.includes(`sweep:${created.id}`));
     assert.equal(trialJobs.length, 4, 'one job per trial');
     assert.equal(trialJobs.filter((job) => job.result?.resumedFromEpoch).length, 1, 'the killed trial resumed from its checkpoint');
     assert.deepEqual(new Set(trialJobs.map((job) => job.id)), new Set(sweep.trials.map((t) => t.job)));
