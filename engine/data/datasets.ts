@@ -1,9 +1,10 @@
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import { locateDatasetFolder, readImageFolder, type ImageFolder, type LabelledImage } from '../../common/image-folder.js';
 import { SYNTHETIC_CACHE, type DatasetSpec } from '../../schemas/dataset.js';
 import type { Preprocessing } from '../../schemas/model.js';
 import { decodeForModel, type RandomTransform } from './preprocess.js';
+import { float32TensorOf } from '../model/tensor-values.js';
 import { materializeSyntheticDataset } from './synthetic.js';
 
 
@@ -53,7 +54,5 @@ export class ImageLoader {
 
 /** Decoded HWC crops of one size as one NHWC batch. */
 export function nhwcBatch(crops: readonly Float32Array[], size: number): tf.Tensor4D {
-  const data = new Float32Array(crops.length * size * size * 3);
-  crops.forEach((crop, i) => data.set(crop, i * crop.length));
-  return tf.tensor4d(data, [crops.length, size, size, 3]);
+  return float32TensorOf(crops, [crops.length, size, size, 3]) as tf.Tensor4D;
 }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { heapViews, type WasmBackend } from '../native/kernels/heap.js';
 
 /**
  * The float32 values of the tensor `compute` returns, with every tensor it made freed. Not
@@ -13,5 +14,33 @@ export function float32ValuesOf(compute: () => tf.Tensor): Float32Array {
     return values;
   } finally {
     tensor.dispose();
+  }
+}
+
+/**
+ * A float32 tensor of `shape` holding `parts` one after another. On wasm they are copied straight into
+ * its heap: a batch assembled in a JS array first went to new memory every step, and first touches cost
+ * ~13 µs per 4 KiB page on these VMs (a 16-image batch at 224 px: ~30 ms).
+ */
+export function float32TensorOf(parts: readonly Float32Array[], shape: number[]): tf.Tensor {
+  const size = shape.reduce((a, b) => a * b, 1);
+  const length = parts.reduce((sum, part) => sum + part.length, 0);
+  if (length !== size) throw new Error(`${length} values do not fill a tensor of shape [${shape.join(', ')}]`);
+  if (tf.getBackend() !== 'wasm') {
+    const values = new Float32Array(size);
+    fill(values, parts);
+    return tf.tensor(values, shape);
+  }
+  const backend = tf.backend() as WasmBackend;
+  const info = backend.makeOutput(shape, 'float32');
+  fill(heapViews(backend, [info])[0], parts);
+  return tf.engine().makeTensorFromTensorInfo(info);
+}
+
+function fill(target: Float32Array, parts: readonly Float32Array[]): void {
+  let offset = 0;
+  for (const part of parts) {
+    target.set(part, offset);
+    offset += part.length;
   }
 }

@@ -242,7 +242,7 @@ describe('a seeded fuzz over every route', () => {
     const failures: string[] = [];
     // The hostile archives are fixed bytes, each sent once (~0.3 s each: again and again they tested nothing new).
     const whole = hostileArchives.map(({ type, body }) => () => ({
-      method: 'POST',
+      method: 'POST' as const,
       url: '/v1/datasets?name=hostile',
       headers: { 'content-type': type },
       payload: body,

@@ -13,7 +13,7 @@ import type { ImageLoader } from '../../engine/data/datasets.js';
 import { FEATURE_DIM, type ResNet50 } from '../../engine/model/resnet50.js';
 import type { FrozenCodes } from '../../engine/model/fused-backbone.js';
 import type { BatchSource } from './evaluate.js';
-import { float32ValuesOf } from '../../engine/model/tensor-values.js';
+import { float32TensorOf, float32ValuesOf } from '../../engine/model/tensor-values.js';
 
 const FEATURE_CACHE = 'feature-cache';
 
@@ -115,13 +115,12 @@ export function headOnCodes(resnet: ResNet50): Network {
 export function keptBatches(kept: ReadonlyMap<string, Float32Array>, shape: readonly number[], what: string): BatchSource {
   const perImage = shape.reduce((size, dim) => size * dim, 1);
   return async (batch) => {
-    const out = new Float32Array(batch.length * perImage);
-    batch.forEach((image, i) => {
+    const parts = batch.map((image) => {
       const values = kept.get(image.file);
-      if (!values) throw new Error(`no ${what} for ${image.file}`);
-      out.set(values, i * perImage);
+      if (!values || values.length !== perImage) throw new Error(`no ${what} for ${image.file}`);
+      return values;
     });
-    return tf.tensor(out, [batch.length, ...shape]);
+    return float32TensorOf(parts, [batch.length, ...shape]);
   };
 }
 
