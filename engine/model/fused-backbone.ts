@@ -10,7 +10,8 @@ import type { ActivationRange, ActivationRanges } from '../../schemas/artifacts.
 import type { Precision, ResidualStream } from '../../schemas/model.js';
 import type { Int8Handle, Int8OpSpec, Int8TensorSpec, OneDnnAddon, QuantizedConv } from '../native/onednn.js';
 import { registeredOneDnn } from '../native/kernels/register.js';
-import { heapViews, type WasmBackend } from '../native/kernels/heap.js';
+import { heapViews } from '../native/kernels/heap.js';
+import { heapTensor } from './tensor-values.js';
 import { backboneStages, STAGE_COUNT, type Builder, type ConvBn } from './architecture.js';
 import { foldedConvBn } from './batch-norm.js';
 import { FEATURE_DIM, type ResNet50 } from './resnet50.js';
@@ -279,16 +280,10 @@ export class FusedBackbone {
    * page faults took ~30 ms of a 16-image batch that oneDNN runs in ~190 ms in bf16.
    */
   private run(x: tf.Tensor4D, shape: number[], pool: boolean): tf.Tensor {
-    const backend = tf.backend() as WasmBackend;
-    const out = backend.makeOutput(shape, 'float32');
-    try {
-      const [input, output] = heapViews(backend, [x, out]);
+    return heapTensor(shape, (output, backend) => {
+      const [input] = heapViews(backend, [x]);
       this.addon.int8Run(this.handle, input, Int32Array.from(x.shape), output, pool);
-    } catch (error) {
-      backend.disposeData(out.dataId);
-      throw error;
-    }
-    return tf.engine().makeTensorFromTensorInfo(out);
+    });
   }
 }
 

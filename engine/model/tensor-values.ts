@@ -23,7 +23,7 @@ export function float32ValuesOf(compute: () => tf.Tensor): Float32Array {
  * ~13 µs per 4 KiB page on these VMs (a 16-image batch at 224 px: ~30 ms).
  */
 export function float32TensorOf(parts: readonly Float32Array[], shape: number[]): tf.Tensor {
-  const size = shape.reduce((a, b) => a * b, 1);
+  const size = tf.util.sizeFromShape(shape);
   const length = parts.reduce((sum, part) => sum + part.length, 0);
   if (length !== size) throw new Error(`${length} values do not fill a tensor of shape [${shape.join(', ')}]`);
   if (tf.getBackend() !== 'wasm') {
@@ -31,9 +31,23 @@ export function float32TensorOf(parts: readonly Float32Array[], shape: number[])
     fill(values, parts);
     return tf.tensor(values, shape);
   }
+  return heapTensor(shape, (view) => fill(view, parts));
+}
+
+/**
+ * A new float32 tensor of `shape` in the wasm heap, written by `write` through a view of it; views of other
+ * tensors are taken inside `write`, after this allocation (which can grow the heap and detach older views).
+ * Freed if `write` throws.
+ */
+export function heapTensor(shape: number[], write: (view: Float32Array, backend: WasmBackend) => void): tf.Tensor {
   const backend = tf.backend() as WasmBackend;
   const info = backend.makeOutput(shape, 'float32');
-  fill(heapViews(backend, [info])[0], parts);
+  try {
+    write(heapViews(backend, [info])[0], backend);
+  } catch (error) {
+    backend.disposeData(info.dataId);
+    throw error;
+  }
   return tf.engine().makeTensorFromTensorInfo(info);
 }
 
