@@ -18,11 +18,11 @@ interface Variant {
   residual: 'none' | 'u8' | 's8';
 }
 
-/** The largest error of int8 against float32 (tfjs, same seeded values) relative to the largest output. */
 /** |ours - reference| / |reference|, in the L2 norm. */
 const normError = (ours: tf.Tensor, reference: tf.Tensor) =>
   tf.tidy(() => tf.norm(tf.sub(ours, reference)).dataSync()[0] / tf.norm(reference).dataSync()[0]);
 
+/** The largest error of int8 against float32 (tfjs, same seeded values) relative to the largest output. */
 function int8Error(c: ConvCase, variant: Variant, seed: number): number {
   const [n, paddedH, paddedW, channels] = c.input;
   const pad = (c.kernel - 1) / 2;
