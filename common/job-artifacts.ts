@@ -100,7 +100,7 @@ export interface ModelFolder {
  *
  *     jobs/<id>/summary.json  metrics.json  preflight.json
  *              /frozen-source.json         where its saved models' frozen tensors are (FrozenSource), when some layers are frozen
- *              /start-weights.safetensors  the weights it started from, when they are not a stored variant's
+ *              /start-weights.safetensors  the frozen layers' start weights, when they are not a stored variant's
  *              /checkpoints/epoch-NNNN/    model.json weights.bin optimizer.bin metadata.json state.json
  *              /checkpoints/interrupted/   the same, mid-epoch, written when a worker is asked to stop
  *              /final/                     model.json weights.bin model.safetensors metadata.json

@@ -128,7 +128,7 @@ async function loadFrozen(resnet: ResNet50, store: ArtifactStore, source: Frozen
   const sha256 = createHash('sha256').update(file).digest('hex');
   if (sha256 !== source.sha256)
     throw new Error(`the frozen weights at ${source.key} changed (sha256 ${sha256}, saved with ${source.sha256})`);
-  importTorchvisionWeights(resnet, file, { scope: 'backbone' });
+  importTorchvisionWeights(resnet, file, { scope: 'frozen' });
 }
 
 async function setWeightsFrom(resnet: ResNet50, artifacts: tf.io.ModelArtifacts, store: ArtifactStore, prefix: string): Promise<void> {

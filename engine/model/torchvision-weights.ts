@@ -56,19 +56,27 @@ export interface ImportOptions {
   /**
    * `all`: every tensor of the model (pretrained, or a checkpoint of the same mode and classes).
    * `backbone`: everything but `fc`, for a new head on ImageNet weights; the file's `fc.*` is ignored.
+   * `frozen`: the layers that do not train, from a file that holds at least those (a job's copy of its
+   * start weights, or a whole backbone); the file's other tensors are checked for name only, and ignored.
    */
-  scope: 'all' | 'backbone';
+  scope: 'all' | 'backbone' | 'frozen';
 }
 
 const isBookkeeping = (name: string) => name.endsWith('.num_batches_tracked');
 
 /**
  * Refuses (WeightsMismatchError, naming every fault) tensors that are not exactly `wanted`: with scope
- * `backbone`, the file's `fc.*` is left out of the comparison; `num_batches_tracked` never counts.
+ * `backbone`, the file's `fc.*` is left out of the comparison; `num_batches_tracked` never counts. With
+ * `required`, only those of `wanted` must be present (a file of the frozen layers' tensors).
  */
-export function checkTensorNames(wanted: Map<string, number[]>, tensors: Map<string, RawTensor>, scope: ImportOptions['scope']): void {
+export function checkTensorNames(
+  wanted: Map<string, number[]>,
+  tensors: Map<string, RawTensor>,
+  scope: Exclude<ImportOptions['scope'], 'frozen'>,
+  required: (name: string) => boolean = () => true,
+): void {
   const compared = (name: string) => scope === 'all' || stageOf(name) !== 'fc';
-  const missing = [...wanted.keys()].filter((name) => compared(name) && !tensors.has(name));
+  const missing = [...wanted.keys()].filter((name) => compared(name) && required(name) && !tensors.has(name));
   const unexpected = [...tensors.keys()].filter((name) => !wanted.has(name) && !isBookkeeping(name) && compared(name));
   const misshaped = [...wanted].flatMap(([name, expected]) => {
     const shape = tensors.get(name)?.shape;
@@ -111,8 +119,12 @@ export function torchvisionResnet50Shapes(numClasses = 1000): Map<string, number
 /** Loads torchvision-named safetensors (F32, F16, BF16 or F64) into the model, checking every name and shape. */
 export function importTorchvisionWeights(resnet: ResNet50, file: Uint8Array, options: ImportOptions): void {
   const tensors = parseSafetensors(file);
-  const wanted = bindings(resnet).filter((b) => options.scope === 'all' || stageOf(b.torchName) !== 'fc');
-  checkTensorNames(new Map(bindings(resnet).map((b) => [b.torchName, b.torchShape])), tensors, options.scope);
+  const all = bindings(resnet);
+  const frozen = new Set(frozenBindings(all).map((b) => b.torchName));
+  const imported = (name: string) => options.scope !== 'frozen' || frozen.has(name);
+  const wanted = all.filter((b) => (options.scope === 'all' || stageOf(b.torchName) !== 'fc') && imported(b.torchName));
+  const shapes = new Map(all.map((b) => [b.torchName, b.torchShape]));
+  checkTensorNames(shapes, tensors, options.scope === 'all' ? 'all' : 'backbone', imported);
 
   const byLayer = new Map<tf.layers.Layer, tf.Tensor[]>();
   tf.tidy(() => {
@@ -136,11 +148,17 @@ export function exportTorchvisionWeights(resnet: ResNet50): Buffer {
   return Buffer.concat(torchvisionWeightChunks(resnet));
 }
 
-/** exportTorchvisionWeights in pieces, for a store to write without a second copy of the model. */
-export function torchvisionWeightChunks(resnet: ResNet50): Uint8Array[] {
+const frozenBindings = (all: TensorBinding[]) => all.filter((b) => !b.layer.trainable);
+
+/**
+ * exportTorchvisionWeights in pieces, for a store to write without a second copy of the model; `frozen`:
+ * only the tensors of the layers that do not train (what a job's checkpoints read from its start weights).
+ */
+export function torchvisionWeightChunks(resnet: ResNet50, { frozen = false } = {}): Uint8Array[] {
   const tensors = new Map<string, RawTensor>();
+  const all = bindings(resnet);
   tf.tidy(() => {
-    for (const b of bindings(resnet)) {
+    for (const b of frozen ? frozenBindings(all) : all) {
       const value = b.layer.getWeights()[b.weightIndex];
       const torchValue = b.permutation ? tf.transpose(value, inverse(b.permutation)) : value;
       tensors.set(b.torchName, float32Tensor(b.torchShape, torchValue.dataSync() as Float32Array));

@@ -34,7 +34,7 @@ describe("an owner's models and checkpoints, and predictions, within their bound
   let keys: ApiKeys;
 
   before(async () => {
-    service = await startService('job-quotas', { ADMIN_API_KEY, QUOTA_ARTIFACT_BYTES: String(520_000_000), OWNER_SHARE_PERCENT: '25' });
+    service = await startService('job-quotas', { ADMIN_API_KEY, QUOTA_ARTIFACT_BYTES: String(450_000_000), OWNER_SHARE_PERCENT: '25' });
     await service.startWorker();
     keys = new ApiKeys(service.redis, service.config.QUEUE_PREFIX);
     await service.app.listen({ host: '127.0.0.1', port: 0 });
@@ -48,8 +48,8 @@ describe("an owner's models and checkpoints, and predictions, within their bound
       .as(carol)
       .post('/v1/jobs')
       .send({
-        // Its start weights once (~99 MB), layer4 and the head in each checkpoint (~64.5 MB, the latest
-        // with twice that of Adam's state): epochs 1 and 2 fit in 520 MB, the third would not.
+        // Its frozen layers' start weights once (~35 MB), layer4 and the head in each checkpoint (~64.5 MB,
+        // the latest with twice that of Adam's state): epochs 1 and 2 fit in 450 MB (~422), the third would not (~486).
         mode: 'fine_tuning',
         fineTuning: { trainableFrom: 'layer4' },
         weights: 'random',
@@ -65,7 +65,7 @@ describe("an owner's models and checkpoints, and predictions, within their bound
     assert.equal(status.attempts, 1, 'no retry: another attempt would meet the same quota');
     assert.match(
       status.failure?.reason ?? '',
-      /stopped before writing epoch 3's checkpoint .*artifact quota \(QUOTA_ARTIFACT_BYTES\) is 520000000/,
+      /stopped before writing epoch 3's checkpoint .*artifact quota \(QUOTA_ARTIFACT_BYTES\) is 450000000/,
     );
     const { response: kept } = await downloadWhenMade(() =>
       service.as(carol).get(`/v1/jobs/${status.id}/checkpoint?epoch=2&format=safetensors`),

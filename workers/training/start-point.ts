@@ -29,12 +29,12 @@ export interface StartPoint {
   frozenSource(resnet: ResNet50): Promise<FrozenSource>;
 }
 
-/** The start weights as loaded, kept once beside the job (its checkpoints then keep only what trains). */
+/** The frozen layers' start weights, kept once beside the job (its checkpoints keep the layers that train). */
 function ownCopy(ctx: JobContext): StartPoint['frozenSource'] {
   return async (resnet) => {
     const file = ctx.artifacts.startWeights;
     if (!(await file.stat())) {
-      const chunks = torchvisionWeightChunks(resnet);
+      const chunks = torchvisionWeightChunks(resnet, { frozen: true });
       await ctx.ensureArtifactRoom(
         chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0),
         'the start weights its checkpoints read',

@@ -8,7 +8,12 @@ import {
   toFloat32,
   type RawTensor,
 } from '../../../engine/model/safetensors.js';
-import { exportTorchvisionWeights, importTorchvisionWeights, WeightsMismatchError } from '../../../engine/model/torchvision-weights.js';
+import {
+  exportTorchvisionWeights,
+  importTorchvisionWeights,
+  torchvisionWeightChunks,
+  WeightsMismatchError,
+} from '../../../engine/model/torchvision-weights.js';
 import { bitIdentical, snapshotWeights, useTestBackend } from '../../helpers/tf.js';
 
 function halfBits(value: number): number {
@@ -88,6 +93,46 @@ describe('torchvision safetensors', () => {
     // torch OIHW [o][i][h][w] -> tfjs HWIO [h][w][i][o]: spot-check one element.
     const [o, i, h, w] = [7, 11, 2, 1];
     assert.equal(loaded[((h * 3 + w) * 256 + i) * 256 + o], expected[((o * 256 + i) * 3 + h) * 3 + w]);
+  });
+
+  it('keeps and loads only the frozen layers of a model that trains from layer3', () => {
+    const config = {
+      mode: 'fine_tuning',
+      numClasses: 3,
+      inputSize: 32,
+      fineTuning: { trainableFrom: 'layer3', freezeBatchNorm: true },
+    } as const;
+    const source = buildResNet50({ ...config, seed: 1 });
+    const frozenFile = Buffer.concat(torchvisionWeightChunks(source, { frozen: true }));
+    const names = [...parseSafetensors(frozenFile).keys()].filter((name) => !name.endsWith('num_batches_tracked'));
+    assert.ok(names.includes('conv1.weight') && names.includes('layer2.3.bn3.running_var'));
+    assert.ok(!names.some((name) => name.startsWith('fc.')));
+    // The trainable stages' BatchNorms are frozen too: only their convolutions stay out.
+    assert.ok(
+      names.includes('layer3.0.bn1.weight') && !names.includes('layer3.0.conv1.weight') && !names.includes('layer4.2.conv3.weight'),
+    );
+    assert.ok(frozenFile.byteLength * 5 < exportTorchvisionWeights(source).byteLength);
+
+    const target = buildResNet50({ ...config, seed: 2 });
+    const trained = () => target.model.getLayer('layer4.2.conv3').getWeights()[0].dataSync();
+    const before = trained();
+    for (const file of [frozenFile, exportTorchvisionWeights(source)]) {
+      importTorchvisionWeights(target, file, { scope: 'frozen' });
+      const [a, b] = [snapshotWeights(source.model), snapshotWeights(target.model)];
+      for (const layer of target.model.layers.filter((l) => !l.trainable)) {
+        for (const { originalName } of layer.weights) assert.ok(bitIdentical(a.get(originalName)!, b.get(originalName)!), originalName);
+      }
+      assert.deepEqual(trained(), before, 'the layers that train are left as they were');
+    }
+
+    const tensors = parseSafetensors(frozenFile);
+    tensors.delete('layer1.0.conv2.weight');
+    assert.throws(
+      () => importTorchvisionWeights(target, serializeSafetensors(tensors), { scope: 'frozen' }),
+      (error: unknown) => error instanceof WeightsMismatchError && error.missing.join() === 'layer1.0.conv2.weight',
+    );
+    target.dispose();
+    source.dispose();
   });
 
   it('refuses malformed files with a format error', () => {
