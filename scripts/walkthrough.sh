@@ -71,7 +71,7 @@ step 'predict'
 data=$(ls -d "${DATA_DIR:-data}"/.synthetic/*/ 2>/dev/null | head -1)
 curl -s -X POST "$url/v1/jobs/$job/predict?topK=2" -F "image=@${data}c02-stripes-hue180/img-0003.png" \
   -F "image=@${data}c00-disc-hue000/img-0007.png" > "$out/11-predict.json"
-curl -s -X POST "$url/v1/jobs/$onnx_job/predict?topK=4" -F "image=@${data}c02-stripes-hue180/img-0003.png;filename=stripes.png" \
+curl -s -X POST "$url/v1/jobs/$onnx_job/predict?topK=4&precision=fp32" -F "image=@${data}c02-stripes-hue180/img-0003.png;filename=stripes.png" \
   -F "image=@${data}c00-disc-hue000/img-0007.png;filename=disc.png" > "$out/12-predict-onnx-job.json"
 
 step 'upload'
