@@ -88,7 +88,10 @@ export interface OneDnnAddon {
   ): void;
   /** Convolutions in bfloat16 (true) or float32; answers whether bfloat16 is now on (it needs AVX512-BF16). */
   setPrecision(bf16: boolean): boolean;
-  /** With `scale`, the filter multiplied by it per output channel (a folded BatchNorm's scale). */
+  /**
+   * With `scale`, the filter multiplied by it per output channel (a folded BatchNorm's scale). Ids name the filter's and
+   * the scale's data for the addon's cache of reordered filters (0: not to be kept).
+   */
   conv2d(
     x: Float32Array,
     filter: Float32Array,
@@ -98,6 +101,7 @@ export interface OneDnnAddon {
     relu: boolean,
     filterId: number,
     scale: Float32Array | null,
+    scaleId: number,
   ): void;
   conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, geometry: Int32Array, filterId: number): void;
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dFilter: Float32Array, geometry: Int32Array): void;

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
 import { convGeometry, type ConvAttrs } from './conv-geometry.js';
-import { filterIdOf, heapViews, optionalHeapView, type WasmBackend } from './heap.js';
+import { dataIdNumber, heapViews, optionalHeapView, type WasmBackend } from './heap.js';
 import { attrMap, attrsOf } from '../kernel-attrs.js';
 
 /**
@@ -31,7 +31,7 @@ export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
     const dx = attrs.inputGradient ? outputData[0] : null;
     const dFilter = attrs.filterGradient ? outputData[outputData.length - 1] : null;
     const scaleData = optionalHeapView(backend, scale);
-    addon.convBackward(dyData, attrs.relu ? yData : null, xData, filterData, dx, dFilter, geometry, filterIdOf(filter), scaleData);
+    addon.convBackward(dyData, attrs.relu ? yData : null, xData, filterData, dx, dFilter, geometry, dataIdNumber(filter), scaleData);
     return outputs;
   };
 }

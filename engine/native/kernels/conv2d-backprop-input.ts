@@ -1,7 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
 import { convGeometry, type ConvAttrs } from './conv-geometry.js';
-import { filterIdOf, heapViews, type WasmBackend } from './heap.js';
+import { dataIdNumber, heapViews, type WasmBackend } from './heap.js';
 import { attrsOf } from '../kernel-attrs.js';
 
 /** Conv2DBackpropInput: dx of a convolution, from dy and its filter. */
@@ -14,7 +14,7 @@ export function makeConv2DBackpropInput(addon: OneDnnAddon, stock: tf.KernelFunc
     if (!geometry) return stock(args);
     const dx = backend.makeOutput(inputShape, 'float32');
     const [dyData, filterData, dxData] = heapViews(backend, [dy, filter, dx]);
-    addon.conv2dBackpropInput(dyData, filterData, dxData, geometry, filterIdOf(filter));
+    addon.conv2dBackpropInput(dyData, filterData, dxData, geometry, dataIdNumber(filter));
     return dx;
   };
 }

@@ -1,7 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
 import { convGeometry, convOutputShape, type ConvAttrs } from './conv-geometry.js';
-import { filterIdOf, heapViews, optionalHeapView, type WasmBackend } from './heap.js';
+import { dataIdNumber, heapViews, optionalHeapView, type WasmBackend } from './heap.js';
 import { attrsOf } from '../kernel-attrs.js';
 
 type Activation = 'linear' | 'relu' | 'relu6' | 'prelu' | 'leakyrelu' | 'sigmoid' | 'elu';
@@ -28,7 +28,8 @@ export function makeConv2D(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelF
     const out = backend.makeOutput(convOutputShape(geometry), 'float32');
     const [xData, filterData, outData] = heapViews(backend, [x, filter, out]);
     const [biasData, scaleData] = [bias, scale].map((info) => optionalHeapView(backend, info));
-    addon.conv2d(xData, filterData, biasData, outData, geometry, activation === 'relu', filterIdOf(filter), scaleData);
+    const scaleId = scale ? dataIdNumber(scale) : 0;
+    addon.conv2d(xData, filterData, biasData, outData, geometry, activation === 'relu', dataIdNumber(filter), scaleData, scaleId);
     return out;
   };
 }

@@ -23,14 +23,17 @@ export function optionalHeapView(backend: WasmBackend, info: tf.TensorInfo | und
   return info ? heapViews(backend, [info])[0] : null;
 }
 
-/** Stable small ids for filters, by their data: a filter whose values change gets new data, so a new id. */
-const filterIds = new WeakMap<object, number>();
-let nextFilterId = 1;
-export function filterIdOf(filter: tf.TensorInfo): number {
-  let id = filterIds.get(filter.dataId);
+/**
+ * Small ids for tensors' data (filters, scales), for the addon's caches: a tensor whose values change gets new
+ * data, so a new id.
+ */
+const dataIds = new WeakMap<object, number>();
+let nextDataId = 1;
+export function dataIdNumber(tensor: tf.TensorInfo): number {
+  let id = dataIds.get(tensor.dataId);
   if (id === undefined) {
-    id = nextFilterId++;
-    filterIds.set(filter.dataId, id);
+    id = nextDataId++;
+    dataIds.set(tensor.dataId, id);
   }
   return id;
 }

@@ -22,14 +22,21 @@ bool WeightCache::seenBefore(const std::string& key) {
   return false;
 }
 
-dnnl::memory* WeightCache::insert(const std::string& key, dnnl::memory memory, size_t bytes) {
-  while (!order_.empty() && used_ + bytes > budget_) {
-    used_ -= order_.back().bytes;
-    index_.erase(order_.back().key);
-    order_.pop_back();
+void WeightCache::erase(std::list<Entry>::iterator entry) {
+  used_ -= entry->bytes;
+  index_.erase(entry->key);
+  if (!entry->slot.empty()) slots_.erase(entry->slot);
+  order_.erase(entry);
+}
+
+dnnl::memory* WeightCache::insert(const std::string& key, dnnl::memory memory, size_t bytes, const std::string& slot) {
+  if (auto previous = slots_.find(slot); !slot.empty() && previous != slots_.end()) {
+    if (auto held = index_.find(previous->second); held != index_.end()) erase(held->second);
   }
-  order_.push_front({key, std::move(memory), bytes});
+  while (!order_.empty() && used_ + bytes > budget_) erase(std::prev(order_.end()));
+  order_.push_front({key, std::move(memory), bytes, slot});
   index_[key] = order_.begin();
+  if (!slot.empty()) slots_[slot] = key;
   used_ += bytes;
   return &order_.front().memory;
 }

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <list>
 #include <memory>
 #include <string>
@@ -27,8 +28,8 @@ struct CachedPrimitive {
 
 /**
  * Reordered filters by (filter id, use), kept once a filter comes back (inference reuses its filters;
- * a training step's filters are new every step, so they are never kept), evicted least recently used
- * past a byte budget.
+ * a training step's filters are new every step, so they are kept only when an evaluation reuses them),
+ * evicted least recently used past a byte budget, or when a newer filter takes the same slot.
  */
 class WeightCache {
  public:
@@ -36,12 +37,15 @@ class WeightCache {
   dnnl::memory* find(const std::string& key);
   /** Whether `key` was asked for before (remembers the last few thousand keys, nothing else). */
   bool seenBefore(const std::string& key);
-  dnnl::memory* insert(const std::string& key, dnnl::memory memory, size_t bytes);
+  /** Keeps `memory` under `key`; a non-empty `slot` (one layer's use) drops what that slot held before. */
+  dnnl::memory* insert(const std::string& key, dnnl::memory memory, size_t bytes, const std::string& slot = "");
 
  private:
-  struct Entry { std::string key; dnnl::memory memory; size_t bytes; };
+  struct Entry { std::string key; dnnl::memory memory; size_t bytes; std::string slot; };
+  void erase(std::list<Entry>::iterator entry);
   std::list<Entry> order_;
   std::unordered_map<std::string, std::list<Entry>::iterator> index_;
+  std::unordered_map<std::string, std::string> slots_;  // slot -> key
   size_t budget_, used_ = 0;
   std::list<std::string> seenOrder_;
   std::unordered_set<std::string> seen_;

@@ -101,18 +101,28 @@ dnnl::primitive_attr PooledScratchpad() {
   return attr;
 }
 
+/** A weight in the layout `wanted`, filled by `fill`: kept under `key` (in `slot`) once asked for twice, else for this call only. */
+static memory KeptOrMade(Context& context, Borrowed& borrowed, const memory::desc& wanted, const std::string& key, const std::string& slot,
+                         const std::function<void(const memory&)>& fill) {
+  if (!key.empty()) {
+    if (memory* kept = context.weights.find(key)) return *kept;
+    if (context.weights.seenBefore(key)) {
+      memory made(wanted, context.engine);
+      fill(made);
+      return *context.weights.insert(key, made, wanted.get_size(), slot);
+    }
+  }
+  memory made = borrowed.Memory(wanted, context.engine);
+  fill(made);
+  return made;
+}
+
 memory WeightsIn(Context& context, Borrowed& borrowed, const memory::desc& wanted, const memory::desc& user, float* data,
                  int64_t weightsId, const std::string& use) {
-  if (wanted == user) return memory(user, context.engine, data);
-  if (weightsId <= 0) return Converted(context, borrowed, wanted, user, data);
-  std::string key = std::to_string(weightsId) + ":" + use + (context.bf16 ? ":bf16" : "");
-  if (memory* kept = context.weights.find(key)) return *kept;
-  // Kept (a filter seen before: inference) in memory of its own; otherwise for this call only.
-  if (!context.weights.seenBefore(key)) return Converted(context, borrowed, wanted, user, data);
-  memory given(user, context.engine, data), reordered(wanted, context.engine);
-  Reorder(context, borrowed, given, reordered);
-  context.weights.insert(key, reordered, wanted.get_size());
-  return reordered;
+  memory given(user, context.engine, data);
+  if (wanted == user) return given;
+  std::string key = weightsId > 0 ? std::to_string(weightsId) + ":" + use + (context.bf16 ? ":bf16" : "") : "";
+  return KeptOrMade(context, borrowed, wanted, key, "", [&](const memory& into) { Reorder(context, borrowed, given, into); });
 }
 
 memory FilterIn(Context& context, Borrowed& borrowed, const memory::desc& wanted, float* hwio, const ConvGeometry& g, int64_t weightsId,
@@ -120,21 +130,27 @@ memory FilterIn(Context& context, Borrowed& borrowed, const memory::desc& wanted
   return WeightsIn(context, borrowed, wanted, Hwio(g.Weights()), hwio, weightsId, std::string(use) + ":" + g.Key());
 }
 
-/** The filter times a scale per output channel, in the layout `wanted`, for this call: the reorder does the multiplying. */
+/**
+ * The filter times a scale per output channel, in the layout `wanted` (the reorder does the multiplying). A trained
+ * filter is new every step; an evaluation reuses one, so with ids it is kept, one per layer (the scale's id names it).
+ */
 static memory ScaledFilter(Context& context, Borrowed& borrowed, const memory::desc& wanted, float* hwio, const ConvGeometry& g,
-                           const float* scale) {
+                           const float* scale, int64_t filterId, int64_t scaleId) {
   memory given(Hwio(g.Weights()), context.engine, hwio);
-  memory scaled = borrowed.Memory(wanted, context.engine);
   dnnl::primitive_attr attr;
   attr.set_output_scales(1 << 0, std::vector<float>(scale, scale + g.o));  // dimension 0 of {O, I, H, W}
-  Reorder(context, borrowed, given, scaled, attr);
-  return scaled;
+  std::string slot = scaleId > 0 ? "scaled:" + std::to_string(scaleId) + ":fwd:" + g.Key() + (context.bf16 ? ":bf16" : "") : "";
+  std::string key = filterId > 0 && !slot.empty() ? std::to_string(filterId) + ":" + slot : "";
+  return KeptOrMade(context, borrowed, wanted, key, slot, [&](const memory& into) { Reorder(context, borrowed, given, into, attr); });
 }
 
-/** conv2d(x, filter, bias | null, out, geometry, relu, filterId, scale | null): with a scale, the filter is multiplied by it per output channel. */
+/**
+ * conv2d(x, filter, bias | null, out, geometry, relu, filterId, scale | null, scaleId): with a scale, the filter is multiplied
+ * by it per output channel.
+ */
 Napi::Value Conv2D(const Napi::CallbackInfo& info) {
   return Guarded(info, "Conv2D", [&] {
-    if (info.Length() != 8) throw std::invalid_argument("expects 8 arguments");
+    if (info.Length() != 9) throw std::invalid_argument("expects 9 arguments");
     ConvGeometry g = ConvGeometry::From(info[4]);
     bool bias = !info[2].IsNull();
     bool relu = info[5].ToBoolean();
@@ -146,8 +162,9 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
     auto [primitive, pd] = Forward(context, g, bias, relu);
-    memory weights = scale ? ScaledFilter(context, borrowed, pd->weights_desc(), filter, g, scale)
-                           : FilterIn(context, borrowed, pd->weights_desc(), filter, g, info[6].ToNumber().Int64Value(), "fwd");
+    int64_t filterId = info[6].ToNumber().Int64Value();
+    memory weights = scale ? ScaledFilter(context, borrowed, pd->weights_desc(), filter, g, scale, filterId, info[8].ToNumber().Int64Value())
+                           : FilterIn(context, borrowed, pd->weights_desc(), filter, g, filterId, "fwd");
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, TensorIn(context, borrowed, pd->src_desc(), g.Src(), x)},
                                          {DNNL_ARG_WEIGHTS, weights},
                                          {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, out)},

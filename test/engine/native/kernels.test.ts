@@ -158,6 +158,33 @@ describe('oneDNN kernels for the wasm backend', () => {
     expectScaledConvolutionsToMatch(1e-4);
   });
 
+  it("keep a scaled filter's reorder once it is used again (an evaluation), and drop it for the layer's next filter", async () => {
+    await selectBackend('wasm', { nativeKernels: true });
+    // 3x3 at 8 channels: oneDNN wants a blocked filter, so the scaled copy is a reorder (one or two primitive runs).
+    const x = tf.randomNormal<tf.Rank.R4>([2, 6, 6, 8], 0, 1, 'float32', 60);
+    const scale = tf.randomUniform<tf.Rank.R1>([16], 0.2, 3, 'float32', 61);
+    const attrs = { strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 1, activation: 'linear' };
+    const runs = (filter: tf.Tensor4D) => {
+      const before = addon.primitiveRuns();
+      const y = tf.engine().runKernel<tf.Tensor4D>(SCALED_CONV, { x, filter, scale }, attrs);
+      const scaledRuns = addon.primitiveRuns() - before;
+      const expected = tf.conv2d(x, tf.mul<tf.Tensor4D>(filter, scale), 1, 'same');
+      const error = relativeError(y.dataSync(), expected.dataSync());
+      tf.dispose([y, expected]);
+      return { runs: scaledRuns, error };
+    };
+    const filters = [62, 63].map((seed) => tf.randomNormal<tf.Rank.R4>([3, 3, 8, 16], 0, 1, 'float32', seed));
+    for (const filter of filters) {
+      const [first, second, third] = [runs(filter), runs(filter), runs(filter)];
+      for (const { error } of [first, second, third]) assert.ok(error <= 1e-4, `scaled convolution off by ${error}`);
+      assert.ok(first.runs >= 2 && second.runs === first.runs, 'reordered on the first two uses');
+      assert.equal(third.runs, 1, 'the third reads the kept reorder: the convolution alone');
+    }
+    // The second filter took the layer's slot (the same scale): the first one's reorder is gone.
+    assert.ok(runs(filters[0]).runs >= 2, "the first filter's reorder was dropped");
+    tf.dispose([x, scale, ...filters]);
+  });
+
   it("transpose float32 tensors of any rank up to 6 by permuting their indices, small and int32 ones through wasm's own kernel", async () => {
     await selectBackend('wasm', { nativeKernels: true });
     /** out[i] for every output index, read from x at the index whose axis perm[k] is the output's k-th. */
@@ -257,7 +284,7 @@ describe('oneDNN kernels for the wasm backend', () => {
     const geometry = Int32Array.from([1, 4, 4, 2, 3, 3, 2, 4, 4, 1, 1, 1, 1, 1, 1, 1, 1]);
     const small = new Float32Array(3);
     assert.throws(
-      () => addon.conv2d(small, new Float32Array(36), null, new Float32Array(32), geometry, false, 0, null),
+      () => addon.conv2d(small, new Float32Array(36), null, new Float32Array(32), geometry, false, 0, null, 0),
       /^Error: Conv2D: x holds 3 values/,
     );
     const wrongOut = Int32Array.from([1, 4, 4, 2, 3, 3, 2, 9, 9, 1, 1, 1, 1, 1, 1, 1, 1]);
