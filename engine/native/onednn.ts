@@ -107,7 +107,7 @@ export interface OneDnnAddon {
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dFilter: Float32Array, geometry: Int32Array): void;
   /**
    * A convolution's gradients from dy, through ReLU when y (its output) is given; each output when not null.
-   * With `scale`, the convolution's filter was scaled by it (conv2d's `scale`); dFilter is the unscaled filter's.
+   * With `scale`, the convolution's filter was scaled by it (conv2d's `scale`); dFilter is the unscaled filter's. Ids as conv2d's.
    */
   convBackward(
     dy: Float32Array,
@@ -119,6 +119,7 @@ export interface OneDnnAddon {
     geometry: Int32Array,
     filterId: number,
     scale: Float32Array | null,
+    scaleId: number,
   ): void;
   matMul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, dims: Int32Array, relu: boolean): void;
   /** kind 0 add, 1 multiply, 2 subtract; a [rows, channels], b [bRows, channels] with bRows 1 or rows. */

@@ -31,7 +31,19 @@ export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
     const dx = attrs.inputGradient ? outputData[0] : null;
     const dFilter = attrs.filterGradient ? outputData[outputData.length - 1] : null;
     const scaleData = optionalHeapView(backend, scale);
-    addon.convBackward(dyData, attrs.relu ? yData : null, xData, filterData, dx, dFilter, geometry, dataIdNumber(filter), scaleData);
+    const scaleId = scale ? dataIdNumber(scale) : 0;
+    addon.convBackward(
+      dyData,
+      attrs.relu ? yData : null,
+      xData,
+      filterData,
+      dx,
+      dFilter,
+      geometry,
+      dataIdNumber(filter),
+      scaleData,
+      scaleId,
+    );
     return outputs;
   };
 }

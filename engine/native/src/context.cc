@@ -41,6 +41,32 @@ dnnl::memory* WeightCache::insert(const std::string& key, dnnl::memory memory, s
   return &order_.front().memory;
 }
 
+std::pair<void*, bool> NarrowedFilters::For(int64_t scaleId, int64_t filterId, size_t bytes) {
+  auto hit = layers_.find(scaleId);
+  if (hit != layers_.end() && hit->second.bytes == bytes) {
+    bool current = hit->second.filterId == filterId;
+    hit->second.filterId = filterId;
+    return {hit->second.data, current};
+  }
+  if (hit != layers_.end()) {
+    used_ -= hit->second.bytes;
+    std::free(hit->second.data);
+    layers_.erase(hit);
+  }
+  if (used_ + bytes > budget_) clear();
+  void* data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (!data) throw std::bad_alloc();
+  layers_.emplace(scaleId, Entry{filterId, bytes, data});
+  used_ += bytes;
+  return {data, false};
+}
+
+void NarrowedFilters::clear() {
+  for (auto& [layer, entry] : layers_) std::free(entry.data);
+  layers_.clear();
+  used_ = 0;
+}
+
 BufferPool::~BufferPool() {
   for (auto& [bytes, data] : free_) std::free(data);
 }

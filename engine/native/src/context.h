@@ -85,6 +85,26 @@ class Borrowed {
   std::vector<std::pair<void*, size_t>> items_;
 };
 
+/**
+ * bfloat16 copies of scaled trained filters (a folded BatchNorm's scale), one per layer (named by the scale's id):
+ * the forward pass narrows a step's filter once, and its backward pass re-lays out the same copy. Cleared past a budget.
+ */
+class NarrowedFilters {
+ public:
+  explicit NarrowedFilters(size_t budget) : budget_(budget) {}
+  ~NarrowedFilters() { clear(); }
+  NarrowedFilters(const NarrowedFilters&) = delete;
+  NarrowedFilters& operator=(const NarrowedFilters&) = delete;
+  /** The layer's buffer of `bytes`, and whether it already holds the filter `filterId`'s copy (else it is now said to). */
+  std::pair<void*, bool> For(int64_t scaleId, int64_t filterId, size_t bytes);
+
+ private:
+  struct Entry { int64_t filterId; size_t bytes; void* data; };
+  void clear();
+  std::unordered_map<int64_t, Entry> layers_;
+  size_t budget_, used_ = 0;
+};
+
 /** Primitives kept per shape: a model has a few dozen; varying batch sizes add a few more. */
 constexpr size_t kMaxPrimitives = 2048;
 
@@ -94,6 +114,7 @@ struct Context {
   std::unordered_map<std::string, CachedPrimitive> primitives;
   WeightCache weights{512u << 20};
   BufferPool buffers{768u << 20};
+  NarrowedFilters narrowedFilters{256u << 20};
   /** Convolutions read bfloat16 copies of their inputs and filters (float32 accumulation and outputs). */
   bool bf16 = false;
   /** Time inside oneDNN's primitives: what a step would take if nothing else did (the bench's ceiling). */

@@ -131,17 +131,40 @@ memory FilterIn(Context& context, Borrowed& borrowed, const memory::desc& wanted
 }
 
 /**
- * The filter times a scale per output channel, in the layout `wanted` (the reorder does the multiplying). A trained
- * filter is new every step; an evaluation reuses one, so with ids it is kept, one per layer (the scale's id names it).
+ * Fills `into` with the filter times its scale per output channel (dimension 0 of `user`; the reorder multiplies). In
+ * bfloat16 through the layer's narrowed copy: the step's first pass narrows it, the others only re-lay it out.
  */
-static memory ScaledFilter(Context& context, Borrowed& borrowed, const memory::desc& wanted, float* hwio, const ConvGeometry& g,
-                           const float* scale, int64_t filterId, int64_t scaleId) {
-  memory given(Hwio(g.Weights()), context.engine, hwio);
+static void FillScaled(Context& context, Borrowed& borrowed, const memory& into, const memory::desc& user, const FilterArg& filter,
+                       int64_t outputs) {
+  memory given(user, context.engine, filter.hwio);
   dnnl::primitive_attr attr;
-  attr.set_output_scales(1 << 0, std::vector<float>(scale, scale + g.o));  // dimension 0 of {O, I, H, W}
-  std::string slot = scaleId > 0 ? "scaled:" + std::to_string(scaleId) + ":fwd:" + g.Key() + (context.bf16 ? ":bf16" : "") : "";
-  std::string key = filterId > 0 && !slot.empty() ? std::to_string(filterId) + ":" + slot : "";
-  return KeptOrMade(context, borrowed, wanted, key, slot, [&](const memory& into) { Reorder(context, borrowed, given, into, attr); });
+  attr.set_output_scales(1 << 0, std::vector<float>(filter.scale, filter.scale + outputs));
+  bool narrows = into.get_desc().data_type() == memory::data_type::bf16;
+  if (!narrows || filter.id <= 0 || filter.scaleId <= 0) return Reorder(context, borrowed, given, into, attr);
+  memory::desc narrowedDesc = PlainAs(user, memory::data_type::bf16);
+  auto [data, current] = context.narrowedFilters.For(filter.scaleId, filter.id, narrowedDesc.get_size());
+  memory narrowed(narrowedDesc, context.engine, data);
+  if (!current) Execute(context, dnnl::reorder(dnnl::reorder::primitive_desc(given, narrowed, attr)), given, narrowed);
+  Execute(context, dnnl::reorder(narrowed, into), narrowed, into);
+}
+
+memory FilterAs(Context& context, Borrowed& borrowed, const memory::desc& wanted, const memory::desc& user, const FilterArg& filter,
+                int64_t outputs, const std::string& use) {
+  if (!filter.scale) return WeightsIn(context, borrowed, wanted, user, filter.hwio, filter.id, use);
+  memory made = borrowed.Memory(wanted, context.engine);
+  FillScaled(context, borrowed, made, user, filter, outputs);
+  return made;
+}
+
+/**
+ * The scaled filter in the forward layout. A trained filter is new every step; an evaluation reuses one, so with ids its
+ * reorder is kept, one per layer (the scale's id names it).
+ */
+static memory ScaledFilter(Context& context, Borrowed& borrowed, const memory::desc& wanted, const FilterArg& filter, const ConvGeometry& g) {
+  std::string slot = filter.scaleId > 0 ? "scaled:" + std::to_string(filter.scaleId) + ":fwd:" + g.Key() + (context.bf16 ? ":bf16" : "") : "";
+  std::string key = filter.id > 0 && !slot.empty() ? std::to_string(filter.id) + ":" + slot : "";
+  return KeptOrMade(context, borrowed, wanted, key, slot,
+                    [&](const memory& into) { FillScaled(context, borrowed, into, Hwio(g.Weights()), filter, g.o); });
 }
 
 /**
@@ -162,9 +185,9 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
     auto [primitive, pd] = Forward(context, g, bias, relu);
-    int64_t filterId = info[6].ToNumber().Int64Value();
-    memory weights = scale ? ScaledFilter(context, borrowed, pd->weights_desc(), filter, g, scale, filterId, info[8].ToNumber().Int64Value())
-                           : FilterIn(context, borrowed, pd->weights_desc(), filter, g, filterId, "fwd");
+    FilterArg given{filter, info[6].ToNumber().Int64Value(), scale, info[8].ToNumber().Int64Value()};
+    memory weights = scale ? ScaledFilter(context, borrowed, pd->weights_desc(), given, g)
+                           : FilterIn(context, borrowed, pd->weights_desc(), filter, g, given.id, "fwd");
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, TensorIn(context, borrowed, pd->src_desc(), g.Src(), x)},
                                          {DNNL_ARG_WEIGHTS, weights},
                                          {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, out)},

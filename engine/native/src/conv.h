@@ -25,6 +25,17 @@ struct ConvGeometry {
   size_t DstElements() const { return size_t(n * oh * ow * o); }
 };
 
+/**
+ * A filter as tfjs hands it over: HWIO float32 data (and an id for the addon's caches, 0: not to be kept), times a
+ * scale per output channel when there is one (a folded BatchNorm's; its id names the layer).
+ */
+struct FilterArg {
+  float* hwio;
+  int64_t id = 0;
+  const float* scale = nullptr;
+  int64_t scaleId = 0;
+};
+
 /** What convolutions read: float32, or bfloat16 when the context says so. */
 dnnl::memory::data_type Operand(const Context& context);
 dnnl::memory::desc Nhwc(const dnnl::memory::dims& dims, dnnl::memory::data_type type = dnnl::memory::data_type::f32);
@@ -52,6 +63,13 @@ std::pair<dnnl::primitive, const dnnl::convolution_forward::primitive_desc*> For
 dnnl::memory FilterIn(Context& context, Borrowed& borrowed, const dnnl::memory::desc& wanted, float* hwio, const ConvGeometry& g,
                       int64_t weightsId, const char* use);
 
+/**
+ * The filter (`user` describes its HWIO data, with O as dimension 0) times its scale, in the layout `wanted`, for this call.
+ * Without a scale, as WeightsIn.
+ */
+dnnl::memory FilterAs(Context& context, Borrowed& borrowed, const dnnl::memory::desc& wanted, const dnnl::memory::desc& user,
+                      const FilterArg& filter, int64_t outputs, const std::string& use);
+
 /** Weights laid out as `user` says, in the layout `wanted`: kept under `weightsId` (0: not kept) and `use` once seen twice. */
 dnnl::memory WeightsIn(Context& context, Borrowed& borrowed, const dnnl::memory::desc& wanted, const dnnl::memory::desc& user, float* data,
                        int64_t weightsId, const std::string& use);
@@ -59,13 +77,17 @@ dnnl::memory WeightsIn(Context& context, Borrowed& borrowed, const dnnl::memory:
 /** Whether a convolution is a 1x1 without padding (any stride): a matrix product over the pixels it reads. */
 bool IsPointwise(const ConvGeometry& g);
 
-/** The gradients from dz, the gradient at the output already in the kernels' type (NHWC): dx, and dW in HWIO. */
-void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const dnnl::memory& dz, float* filter, float* dx,
-                  int64_t filterId);
-void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter);
-void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const dnnl::memory& dz, float* filter, float* dx,
-                           int64_t filterId);
-void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter);
+/**
+ * The gradients from dz, the gradient at the output already in the kernels' type (NHWC): dx through the filter (times its
+ * scale), and dW in HWIO; with a scale, the forward pass used filter * scale, and dW is times the scale too (the filter's own).
+ */
+void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const dnnl::memory& dz, const FilterArg& filter, float* dx);
+void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,
+                     const float* scale);
+void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const dnnl::memory& dz, const FilterArg& filter,
+                           float* dx);
+void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,
+                              const float* scale);
 
 /** Primitive attributes every convolution shares: scratchpads come from the pool. */
 dnnl::primitive_attr PooledScratchpad();

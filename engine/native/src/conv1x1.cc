@@ -34,8 +34,8 @@ static void CopyPixels(const ConvGeometry& g, float* nhwc, float* dense, bool ga
 static bool Strided(const ConvGeometry& g) { return g.sh != 1 || g.sw != 1; }
 
 /** dx = dy W^T at the pixels read (zero elsewhere), W^T being the [C, O] filter read with swapped strides. */
-void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const memory& dz, float* filter, float* dx,
-                           int64_t filterId) {
+void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const memory& dz, const FilterArg& filter,
+                           float* dx) {
   int64_t p = g.n * g.oh * g.ow;
   std::string key = "pointwise-bwd-data:" + g.Key() + (context.bf16 ? "bf16" : "");
   auto [primitive, pd] = Cached<dnnl::matmul>(context, key, [&] {
@@ -44,7 +44,7 @@ void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeome
     return dnnl::matmul::primitive_desc(desc, PooledScratchpad(), context.engine);
   });
   memory weights =
-      WeightsIn(context, borrowed, pd->weights_desc(), Matrix(g.o, g.c, dt::f32, tag::ba), filter, filterId, "pointwise-bwd-data:" + g.Key());
+      FilterAs(context, borrowed, pd->weights_desc(), Matrix(g.o, g.c, dt::f32, tag::ba), filter, g.o, "pointwise-bwd-data:" + g.Key());
   memory product = Strided(g) ? borrowed.Memory(pd->dst_desc(), context.engine) : memory(pd->dst_desc(), context.engine, dx);
   Execute(context, primitive, {{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, dz.get_data_handle())},
                                {DNNL_ARG_WEIGHTS, weights},
@@ -55,14 +55,20 @@ void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeome
   CopyPixels(g, dx, static_cast<float*>(product.get_data_handle()), false);
 }
 
-/** dW [C, O] = x^T dy, x being the pixels read: in place at stride 1 in float32, gathered (and converted) otherwise. */
-void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const memory& dz, float* dFilter) {
+/**
+ * dW [C, O] = x^T dy (times the scale per column O, when there is one), x being the pixels read: in place at stride 1 in
+ * float32, gathered (and converted) otherwise.
+ */
+void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const memory& dz, float* dFilter,
+                              const float* scale) {
   int64_t p = g.n * g.oh * g.ow;
-  std::string key = "pointwise-bwd-weights:" + g.Key() + (context.bf16 ? "bf16" : "");
+  std::string key = "pointwise-bwd-weights:" + g.Key() + (context.bf16 ? "bf16" : "") + (scale ? ":scaled" : "");
   auto [primitive, pd] = Cached<dnnl::matmul>(context, key, [&] {
     auto desc = dnnl::matmul::desc(Matrix(g.c, p, Operand(context), tag::ba), Matrix(p, g.o, Operand(context), tag::ab),
                                    Matrix(g.c, g.o, dt::f32, tag::ab));
-    return dnnl::matmul::primitive_desc(desc, PooledScratchpad(), context.engine);
+    dnnl::primitive_attr attr = PooledScratchpad();
+    if (scale) attr.set_output_scales(1 << 1, {DNNL_RUNTIME_F32_VAL});
+    return dnnl::matmul::primitive_desc(desc, attr, context.engine);
   });
   float* read = x;
   if (Strided(g)) {
@@ -70,10 +76,15 @@ void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGe
     CopyPixels(g, x, read, true);
   }
   memory pixels = Converted(context, borrowed, Matrix(p, g.c, Operand(context), tag::ab), Matrix(p, g.c, dt::f32, tag::ab), read);
-  Execute(context, primitive, {{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, pixels.get_data_handle())},
-                               {DNNL_ARG_WEIGHTS, memory(pd->weights_desc(), context.engine, dz.get_data_handle())},
-                               {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, dFilter)},
-                               {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, pixels.get_data_handle())},
+                                       {DNNL_ARG_WEIGHTS, memory(pd->weights_desc(), context.engine, dz.get_data_handle())},
+                                       {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, dFilter)},
+                                       {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}};
+  if (scale) {
+    memory scales(memory::desc({g.o}, dt::f32, tag::x), context.engine, const_cast<float*>(scale));
+    args.emplace(DNNL_ARG_ATTR_OUTPUT_SCALES, scales);
+  }
+  Execute(context, primitive, args);
 }
 
 }  // namespace retrain

@@ -5,8 +5,9 @@ namespace retrain {
 
 using dnnl::memory;
 
-void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const memory& dz, float* dFilter) {
-  if (IsPointwise(g)) return PointwiseBackwardWeights(context, borrowed, g, x, dz, dFilter);
+void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const memory& dz, float* dFilter,
+                     const float* scale) {
+  if (IsPointwise(g)) return PointwiseBackwardWeights(context, borrowed, g, x, dz, dFilter, scale);
   auto hint = Forward(context, g, false, false).second;
   std::string key = "conv-bwd-weights:" + g.Key() + (context.bf16 ? "bf16" : "");
   auto [primitive, pd] = Cached<dnnl::convolution_backward_weights>(context, key, [&] {
@@ -16,13 +17,17 @@ void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g
     return dnnl::convolution_backward_weights::primitive_desc(desc, PooledScratchpad(), context.engine, *hint);
   });
   memory user(Hwio(g.Weights()), context.engine, dFilter);
-  bool direct = pd->diff_weights_desc() == user.get_desc();
+  // A scale is applied by the reorder into HWIO (so one is made even where oneDNN could write HWIO itself).
+  bool direct = pd->diff_weights_desc() == user.get_desc() && !scale;
   memory computed = direct ? user : borrowed.Memory(pd->diff_weights_desc(), context.engine);
   Execute(context, primitive, {{DNNL_ARG_SRC, TensorIn(context, borrowed, pd->src_desc(), g.Src(), x)},
                                {DNNL_ARG_DIFF_DST, dz},
                                {DNNL_ARG_DIFF_WEIGHTS, computed},
                                {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
-  if (!direct) Execute(context, dnnl::reorder(computed, user), computed, user);
+  if (direct) return;
+  dnnl::primitive_attr attr;
+  if (scale) attr.set_output_scales(1 << 0, std::vector<float>(scale, scale + g.o));  // dimension 0 of {O, I, H, W}
+  Execute(context, dnnl::reorder(dnnl::reorder::primitive_desc(computed, user, attr)), computed, user);
 }
 
 /** conv2dBackpropFilter(x, dy, dFilter, geometry); the geometry is the forward one. */
@@ -36,7 +41,7 @@ Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info) {
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
     memory dz = Converted(context, borrowed, Nhwc(g.Dst(), Operand(context)), Nhwc(g.Dst()), dy);
-    BackwardWeights(context, borrowed, g, x, dz, dFilter);
+    BackwardWeights(context, borrowed, g, x, dz, dFilter, nullptr);
   });
 }
 

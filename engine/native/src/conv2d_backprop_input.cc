@@ -5,8 +5,8 @@ namespace retrain {
 
 using dnnl::memory;
 
-void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const memory& dz, float* filter, float* dx, int64_t filterId) {
-  if (IsPointwise(g)) return PointwiseBackwardData(context, borrowed, g, dz, filter, dx, filterId);
+void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const memory& dz, const FilterArg& filter, float* dx) {
+  if (IsPointwise(g)) return PointwiseBackwardData(context, borrowed, g, dz, filter, dx);
   auto hint = Forward(context, g, false, false).second;
   std::string key = "conv-bwd-data:" + g.Key() + (context.bf16 ? "bf16" : "");
   auto [primitive, pd] = Cached<dnnl::convolution_backward_data>(context, key, [&] {
@@ -15,7 +15,7 @@ void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, c
                                                       g.Strides(), g.Dilations(), g.PadL(), g.PadR());
     return dnnl::convolution_backward_data::primitive_desc(desc, PooledScratchpad(), context.engine, *hint);
   });
-  memory weights = FilterIn(context, borrowed, pd->weights_desc(), filter, g, filterId, "bwd-data");
+  memory weights = FilterAs(context, borrowed, pd->weights_desc(), Hwio(g.Weights()), filter, g.o, "bwd-data:" + g.Key());
   Execute(context, primitive, {{DNNL_ARG_DIFF_DST, dz},
                                {DNNL_ARG_WEIGHTS, weights},
                                {DNNL_ARG_DIFF_SRC, memory(pd->diff_src_desc(), context.engine, dx)},
@@ -33,7 +33,7 @@ Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
     memory dz = Converted(context, borrowed, Nhwc(g.Dst(), Operand(context)), Nhwc(g.Dst()), dy);
-    BackwardData(context, borrowed, g, dz, filter, dx, info[4].ToNumber().Int64Value());
+    BackwardData(context, borrowed, g, dz, FilterArg{filter, info[4].ToNumber().Int64Value()}, dx);
   });
 }
 

@@ -17,42 +17,14 @@ static inline uint16_t ToBfloat16(float value) {
   return uint16_t((bits & 0x7fffffffu) > 0x7f800000u ? quietNaN : rounded);
 }
 
-/**
- * dz = dy * scale[channel] over [begin, end) of an NHWC tensor, zero where y <= 0 when y is given; each
- * stretch within one pixel is a loop of its own, so the compiler vectorises it.
- */
-template <typename Out, typename Store>
-static void ScaledGradientRange(const float* __restrict dy, const float* __restrict y, const float* __restrict scale, size_t channels,
-                                Out* __restrict dz, size_t begin, size_t end, Store store) {
-  for (size_t i = begin; i < end;) {
-    size_t first = i % channels, count = std::min(end - i, channels - first);
-    const float* s = scale + first;
-    if (y) {
-      for (size_t k = 0; k < count; k++) {
-        float gradient = dy[i + k] * s[k];  // computed unconditionally: a select, not a branch
-        dz[i + k] = store(y[i + k] > 0.f ? gradient : 0.f);
-      }
-    } else {
-      for (size_t k = 0; k < count; k++) dz[i + k] = store(dy[i + k] * s[k]);
-    }
-    i += count;
-  }
-}
-
-/**
- * The gradient at the convolution's output, in the kernels' type: dy through ReLU when y is given, times
- * the filter's scale per output channel when there is one (the filter was scaled: so is what it passes back).
- */
-static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* dy, const float* y, const float* scale) {
+/** The gradient at the convolution's output, in the kernels' type: dy through ReLU when y is given. */
+static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* dy, const float* y) {
   memory::desc wanted = Nhwc(g.Dst(), Operand(context));
-  if (!y && !scale) return Converted(context, borrowed, wanted, Nhwc(g.Dst()), dy);
+  if (!y) return Converted(context, borrowed, wanted, Nhwc(g.Dst()), dy);
   memory dz = borrowed.Memory(wanted, context.engine);
   void* out = dz.get_data_handle();
   auto fill = [&](auto* typed, auto store) {
-    ParallelRanges(g.DstElements(), [&](size_t begin, size_t end) {
-      if (scale) ScaledGradientRange(dy, y, scale, size_t(g.o), typed, begin, end, store);
-      else ReluGradientRange(dy, y, typed, begin, end, store);
-    });
+    ParallelRanges(g.DstElements(), [&](size_t begin, size_t end) { ReluGradientRange(dy, y, typed, begin, end, store); });
   };
   // A lambda inlines into the loop; a function pointer did not, and kept it from vectorising.
   if (context.bf16) fill(static_cast<uint16_t*>(out), [](float value) { return ToBfloat16(value); });
@@ -61,12 +33,13 @@ static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeo
 }
 
 /**
- * convBackward(dy, y | null, x, filter, dx | null, dFilter | null, geometry, filterId, scale | null); y is the
- * ReLU's output; with a scale the forward pass used filter * scale, and dFilter is the gradient of filter.
+ * convBackward(dy, y | null, x, filter, dx | null, dFilter | null, geometry, filterId, scale | null, scaleId); y is the
+ * ReLU's output; with a scale the forward pass used filter * scale: dx goes back through filter * scale (the forward
+ * pass's own bfloat16 copy), and dFilter, the gradient of filter, is the scaled filter's times the scale.
  */
 Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
   return Guarded(info, "RetrainConvBackward", [&] {
-    if (info.Length() != 9) throw std::invalid_argument("expects 9 arguments");
+    if (info.Length() != 10) throw std::invalid_argument("expects 10 arguments");
     ConvGeometry g = ConvGeometry::From(info[6]);
     float* dy = FloatData(info[0], g.DstElements(), "dy");
     const float* y = info[1].IsNull() ? nullptr : FloatData(info[1], g.DstElements(), "y");
@@ -77,10 +50,9 @@ Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
     const float* scale = info[8].IsNull() ? nullptr : FloatData(info[8], size_t(g.o), "scale");
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
-    memory dz = OutputGradient(context, borrowed, g, dy, y, scale);
-    // A scaled filter is a trained one, new every step: its reorder is not worth keeping.
-    if (dx) BackwardData(context, borrowed, g, dz, filter, dx, scale ? 0 : info[7].ToNumber().Int64Value());
-    if (dFilter) BackwardWeights(context, borrowed, g, x, dz, dFilter);
+    memory dz = OutputGradient(context, borrowed, g, dy, y);
+    if (dx) BackwardData(context, borrowed, g, dz, FilterArg{filter, info[7].ToNumber().Int64Value(), scale, info[9].ToNumber().Int64Value()}, dx);
+    if (dFilter) BackwardWeights(context, borrowed, g, x, dz, dFilter, scale);
   });
 }
 
