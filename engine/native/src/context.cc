@@ -41,24 +41,28 @@ dnnl::memory* WeightCache::insert(const std::string& key, dnnl::memory memory, s
   return &order_.front().memory;
 }
 
-std::pair<void*, bool> NarrowedFilters::For(int64_t scaleId, int64_t filterId, size_t bytes) {
+void* NarrowedFilters::For(int64_t scaleId, int64_t filterId, size_t bytes, const std::function<void(void*)>& fill) {
   auto hit = layers_.find(scaleId);
-  if (hit != layers_.end() && hit->second.bytes == bytes) {
-    bool current = hit->second.filterId == filterId;
-    hit->second.filterId = filterId;
-    return {hit->second.data, current};
-  }
-  if (hit != layers_.end()) {
+  if (hit != layers_.end() && hit->second.bytes != bytes) {
     used_ -= hit->second.bytes;
     std::free(hit->second.data);
     layers_.erase(hit);
+    hit = layers_.end();
   }
-  if (used_ + bytes > budget_) clear();
-  void* data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-  if (!data) throw std::bad_alloc();
-  layers_.emplace(scaleId, Entry{filterId, bytes, data});
-  used_ += bytes;
-  return {data, false};
+  if (hit == layers_.end()) {
+    if (used_ + bytes > budget_) clear();
+    void* data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!data) throw std::bad_alloc();
+    hit = layers_.emplace(scaleId, Entry{0, bytes, data}).first;
+    used_ += bytes;
+  }
+  Entry& layer = hit->second;
+  if (layer.filterId != filterId) {
+    layer.filterId = 0;  // says nothing until the copy is whole: a fill that throws leaves no stale claim
+    fill(layer.data);
+    layer.filterId = filterId;
+  }
+  return layer.data;
 }
 
 void NarrowedFilters::clear() {

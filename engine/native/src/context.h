@@ -95,8 +95,8 @@ class NarrowedFilters {
   ~NarrowedFilters() { clear(); }
   NarrowedFilters(const NarrowedFilters&) = delete;
   NarrowedFilters& operator=(const NarrowedFilters&) = delete;
-  /** The layer's buffer of `bytes`, and whether it already holds the filter `filterId`'s copy (else it is now said to). */
-  std::pair<void*, bool> For(int64_t scaleId, int64_t filterId, size_t bytes);
+  /** The layer's copy of filter `filterId` (`bytes` long): `fill` writes it there unless the layer holds it already. */
+  void* For(int64_t scaleId, int64_t filterId, size_t bytes, const std::function<void(void*)>& fill);
 
  private:
   struct Entry { int64_t filterId; size_t bytes; void* data; };

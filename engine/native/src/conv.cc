@@ -142,9 +142,11 @@ static void FillScaled(Context& context, Borrowed& borrowed, const memory& into,
   bool narrows = into.get_desc().data_type() == memory::data_type::bf16;
   if (!narrows || filter.id <= 0 || filter.scaleId <= 0) return Reorder(context, borrowed, given, into, attr);
   memory::desc narrowedDesc = PlainAs(user, memory::data_type::bf16);
-  auto [data, current] = context.narrowedFilters.For(filter.scaleId, filter.id, narrowedDesc.get_size());
+  void* data = context.narrowedFilters.For(filter.scaleId, filter.id, narrowedDesc.get_size(), [&](void* empty) {
+    memory narrowed(narrowedDesc, context.engine, empty);
+    Execute(context, dnnl::reorder(dnnl::reorder::primitive_desc(given, narrowed, attr)), given, narrowed);
+  });
   memory narrowed(narrowedDesc, context.engine, data);
-  if (!current) Execute(context, dnnl::reorder(dnnl::reorder::primitive_desc(given, narrowed, attr)), given, narrowed);
   Execute(context, dnnl::reorder(narrowed, into), narrowed, into);
 }
 
