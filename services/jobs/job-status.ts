@@ -93,9 +93,11 @@ export async function describeJob(
     redis.exists(keys.cancel(id)),
     redis.exists(keys.jobHeartbeat(id)),
   ]);
-  // The job may have finished between reading its data and its state: read the data again.
-  const job =
-    (bullState === 'completed' || bullState === 'failed') && !current.finishedOn ? ((await queue.getJob(id)) ?? current) : current;
+  // The job may have started or finished between reading its data and its state: read the data again (a job
+  // read while waiting has no processedOn, and without it a just-started job would show as stalled).
+  const moved =
+    ((bullState === 'completed' || bullState === 'failed') && !current.finishedOn) || (bullState === 'active' && !current.processedOn);
+  const job = moved ? ((await queue.getJob(id)) ?? current) : current;
   const { spec, mode, totalEpochs } = storedSpec(job.data);
   // A job just taken may not have its first heartbeat yet.
   const justStarted = Date.now() - (job.processedOn ?? 0) < heartbeatMs * 3;
