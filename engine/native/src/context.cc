@@ -41,6 +41,13 @@ dnnl::memory* WeightCache::insert(const std::string& key, dnnl::memory memory, s
   return &order_.front().memory;
 }
 
+/** 64-byte aligned, as oneDNN's own allocations are; aligned_alloc wants a multiple of the alignment. */
+static void* AllocateAligned(size_t bytes) {
+  void* data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (!data) throw std::bad_alloc();
+  return data;
+}
+
 void* NarrowedFilters::For(int64_t scaleId, int64_t filterId, size_t bytes, const std::function<void(void*)>& fill) {
   auto hit = layers_.find(scaleId);
   if (hit != layers_.end() && hit->second.bytes != bytes) {
@@ -51,9 +58,7 @@ void* NarrowedFilters::For(int64_t scaleId, int64_t filterId, size_t bytes, cons
   }
   if (hit == layers_.end()) {
     if (used_ + bytes > budget_) clear();
-    void* data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!data) throw std::bad_alloc();
-    hit = layers_.emplace(scaleId, Entry{0, bytes, data}).first;
+    hit = layers_.emplace(scaleId, Entry{0, bytes, AllocateAligned(bytes)}).first;
     used_ += bytes;
   }
   Entry& layer = hit->second;
@@ -83,10 +88,7 @@ void* BufferPool::take(size_t bytes) {
     kept_ -= bytes;
     return data;
   }
-  // 64-byte aligned, as oneDNN's own allocations are; aligned_alloc wants a multiple of the alignment.
-  void* data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-  if (!data) throw std::bad_alloc();
-  return data;
+  return AllocateAligned(bytes);
 }
 
 void BufferPool::give(void* data, size_t bytes) {

@@ -95,6 +95,12 @@ std::pair<dnnl::primitive, const dnnl::convolution_forward::primitive_desc*> For
   });
 }
 
+dnnl::primitive_attr ScalePerOutput(const float* scale, int64_t outputs) {
+  dnnl::primitive_attr attr;
+  attr.set_output_scales(1 << 0, std::vector<float>(scale, scale + outputs));
+  return attr;
+}
+
 dnnl::primitive_attr PooledScratchpad() {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -137,8 +143,7 @@ memory FilterIn(Context& context, Borrowed& borrowed, const memory::desc& wanted
 static void FillScaled(Context& context, Borrowed& borrowed, const memory& into, const memory::desc& user, const FilterArg& filter,
                        int64_t outputs) {
   memory given(user, context.engine, filter.hwio);
-  dnnl::primitive_attr attr;
-  attr.set_output_scales(1 << 0, std::vector<float>(filter.scale, filter.scale + outputs));
+  dnnl::primitive_attr attr = ScalePerOutput(filter.scale, outputs);
   bool narrows = into.get_desc().data_type() == memory::data_type::bf16;
   if (!narrows || filter.id <= 0 || filter.scaleId <= 0) return Reorder(context, borrowed, given, into, attr);
   memory::desc narrowedDesc = PlainAs(user, memory::data_type::bf16);

@@ -89,6 +89,9 @@ void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeome
 void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,
                               const float* scale);
 
+/** A reorder's attributes that multiply what it writes by `scale` per output channel (dimension 0 of {O, I, H, W} and of [O, C]). */
+dnnl::primitive_attr ScalePerOutput(const float* scale, int64_t outputs);
+
 /** Primitive attributes every convolution shares: scratchpads come from the pool. */
 dnnl::primitive_attr PooledScratchpad();
 

@@ -25,8 +25,7 @@ void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g
                                {DNNL_ARG_DIFF_WEIGHTS, computed},
                                {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
   if (direct) return;
-  dnnl::primitive_attr attr;
-  if (scale) attr.set_output_scales(1 << 0, std::vector<float>(scale, scale + g.o));  // dimension 0 of {O, I, H, W}
+  dnnl::primitive_attr attr = scale ? ScalePerOutput(scale, g.o) : dnnl::primitive_attr();
   Execute(context, dnnl::reorder(dnnl::reorder::primitive_desc(computed, user, attr)), computed, user);
 }
 
