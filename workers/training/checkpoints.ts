@@ -114,6 +114,8 @@ export interface ResumePoint {
   epoch: number;
   history: EpochMetrics[];
   position: EpochPosition | null;
+  /** The final model was saved: no epoch trains again (the optimiser's state is gone). */
+  trainingDone?: true;
 }
 
 /**
@@ -133,6 +135,12 @@ export async function resumeFromLatestCheckpoint(
   }
   const state = latest > 0 ? await artifacts.readCheckpointState(latest) : null;
   if (!state) return null;
+  // Saving the final model dropped the optimiser's state: nothing trains again, and an attempt after a kill
+  // in the steps after that save (the int8 check) goes on from the weights alone.
+  if (await artifacts.hasFinalModel()) {
+    await restoreEpochWeights(artifacts, resnet, latest);
+    return { epoch: latest, history: state.history, position: null, trainingDone: true };
+  }
   await loadTrainingState(artifacts, artifacts.checkpointFolder(latest), state.optimizerWeights, resnet, optimizer);
   return { epoch: latest, history: state.history, position: null };
 }

@@ -73,17 +73,21 @@ export async function train(
   const optimizer = optimizerFor(spec);
   try {
     const resumed = await resumeFromLatestCheckpoint(ctx.artifacts, model.resnet, optimizer);
+    const monitor = spec.earlyStopping?.monitor ?? ctx.sweepObjective ?? 'validation_loss';
     if (resumed) {
       metrics.epochs = resumed.history;
+      // Resumed after the last epoch, no epoch below sets it: the final model is still the best epoch's.
+      metrics.bestEpoch = bestEpochOf(metrics.epochs, monitor, spec.earlyStopping?.minDelta)?.epoch ?? null;
       const inside = resumed.position ? `, inside epoch ${resumed.epoch + 1} after step ${resumed.position.stepsDone}` : '';
-      ctx.log(`resuming after epoch ${resumed.epoch}${inside}`);
+      ctx.log(
+        `resuming after epoch ${resumed.epoch}${inside}${resumed.trainingDone ? ', its training done (the final model was saved)' : ''}`,
+      );
     }
-    const monitor = spec.earlyStopping?.monitor ?? ctx.sweepObjective ?? 'validation_loss';
     // A trial resumed after its rung's decision (its worker died after asking) stops as decided.
     let stoppedBySweep = metrics.epochs.length > 0 && (await ctx.reportToSweep?.(metrics.epochs)) === true;
     for (
       let epoch = (resumed?.epoch ?? 0) + 1;
-      epoch <= spec.epochs && !stoppedBySweep && !shouldStop(metrics.epochs, spec.earlyStopping);
+      epoch <= spec.epochs && !resumed?.trainingDone && !stoppedBySweep && !shouldStop(metrics.epochs, spec.earlyStopping);
       epoch++
     ) {
       const started = Date.now();
