@@ -47,7 +47,7 @@ describe('model exports: ONNX and safetensors', () => {
 
   const download = async (id: string, query: string) => {
     const { response } = await downloadWhenMade(() => service.http().get(`/v1/jobs/${id}/checkpoint?${query}`).buffer(true).parse(binary));
-    assert.equal(response.status, 200, String(response.body));
+    assert.equal(response.status, 200, (response.body as Buffer).subarray(0, 2000).toString());
     return response;
   };
 
