@@ -186,10 +186,6 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
     bool relu = info[5].ToBoolean();
     float* x = FloatData(info[0], g.SrcElements(), "x");
     float* filter = FloatData(info[1], g.WeightElements(), "filter");
-    if (auto tap = SingleTapOf(g)) {
-      g = tap->g;
-      filter += tap->offset;
-    }
     float* b = bias ? FloatData(info[2], size_t(g.o), "bias") : nullptr;
     float* out = FloatData(info[3], g.DstElements(), "out");
     const float* scale = info[7].IsNull() ? nullptr : FloatData(info[7], size_t(g.o), "scale");

@@ -2,7 +2,6 @@
 // Tensors are NHWC and filters HWIO, as tfjs keeps them; oneDNN reads both in place.
 #pragma once
 #include "context.h"
-#include <optional>
 #include <utility>
 
 namespace retrain {
@@ -77,16 +76,6 @@ dnnl::memory WeightsIn(Context& context, Borrowed& borrowed, const dnnl::memory:
 
 /** Whether a convolution is a 1x1 without padding (any stride): a matrix product over the pixels it reads. */
 bool IsPointwise(const ConvGeometry& g);
-
-/**
- * A convolution of a 1x1 input to a 1x1 output (layer4's 3x3 ones at 32 px): one tap of its filter meets the pixel,
- * the others only padding. As the 1x1 convolution of that tap, whose [C, O] block starts `offset` floats into HWIO.
- */
-struct SingleTap {
-  ConvGeometry g;
-  size_t offset;
-};
-std::optional<SingleTap> SingleTapOf(const ConvGeometry& g);
 
 /**
  * The gradients from dz, the gradient at the output already in the kernels' type (NHWC): dx through the filter (times its

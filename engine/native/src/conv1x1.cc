@@ -15,15 +15,6 @@ bool IsPointwise(const ConvGeometry& g) {
   return g.kh == 1 && g.kw == 1 && g.dh <= 1 && g.dw <= 1 && g.pt == 0 && g.pl == 0 && g.pb == 0 && g.pr == 0;
 }
 
-std::optional<SingleTap> SingleTapOf(const ConvGeometry& g) {
-  bool onePixel = g.h == 1 && g.w == 1 && g.oh == 1 && g.ow == 1 && g.dh == 1 && g.dw == 1;
-  if (!onePixel || IsPointwise(g) || g.pt >= g.kh || g.pl >= g.kw) return std::nullopt;
-  ConvGeometry tap = g;
-  tap.kh = tap.kw = tap.sh = tap.sw = 1;
-  tap.pt = tap.pl = tap.pb = tap.pr = 0;
-  return SingleTap{tap, size_t((g.pt * g.kw + g.pl) * g.c * g.o)};
-}
-
 static memory::desc Matrix(int64_t rows, int64_t columns, dt type, tag layout) { return memory::desc({rows, columns}, type, layout); }
 
 /** Copies float32 pixels between those a 1x1 convolution reads in an NHWC tensor and a dense [N, OH, OW, C] one. */

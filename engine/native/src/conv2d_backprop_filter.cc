@@ -1,6 +1,5 @@
 // Conv2DBackpropFilter: dW from x and dy, written in tfjs' HWIO layout.
 #include "conv.h"
-#include <cstring>
 
 namespace retrain {
 
@@ -9,13 +8,6 @@ using dnnl::memory;
 void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const memory& dz, float* dFilter,
                      const float* scale) {
   if (IsPointwise(g)) return PointwiseBackwardWeights(context, borrowed, g, x, dz, dFilter, scale);
-  if (auto tap = SingleTapOf(g)) {
-    // The taps that met only padding have no gradient.
-    size_t block = size_t(g.c * g.o);
-    std::memset(dFilter, 0, tap->offset * sizeof(float));
-    std::memset(dFilter + tap->offset + block, 0, (g.WeightElements() - tap->offset - block) * sizeof(float));
-    return PointwiseBackwardWeights(context, borrowed, tap->g, x, dz, dFilter + tap->offset, scale);
-  }
   auto hint = Forward(context, g, false, false).second;
   std::string key = "conv-bwd-weights:" + g.Key() + (context.bf16 ? "bf16" : "");
   auto [primitive, pd] = Cached<dnnl::convolution_backward_weights>(context, key, [&] {
