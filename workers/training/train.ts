@@ -74,10 +74,11 @@ export async function train(
   try {
     const resumed = await resumeFromLatestCheckpoint(ctx.artifacts, model.resnet, optimizer);
     const monitor = spec.earlyStopping?.monitor ?? ctx.sweepObjective ?? 'validation_loss';
+    const bestEpochSoFar = () => bestEpochOf(metrics.epochs, monitor, spec.earlyStopping?.minDelta)?.epoch ?? null;
     if (resumed) {
       metrics.epochs = resumed.history;
       // Resumed after the last epoch, no epoch below sets it: the final model is still the best epoch's.
-      metrics.bestEpoch = bestEpochOf(metrics.epochs, monitor, spec.earlyStopping?.minDelta)?.epoch ?? null;
+      metrics.bestEpoch = bestEpochSoFar();
       const inside = resumed.position ? `, inside epoch ${resumed.epoch + 1} after step ${resumed.position.stepsDone}` : '';
       ctx.log(
         `resuming after epoch ${resumed.epoch}${inside}${resumed.trainingDone ? ', its training done (the final model was saved)' : ''}`,
@@ -100,7 +101,7 @@ export async function train(
       const { scores } = await evaluate(run.network, run.inputs, data.validation, spec.batchSize, true);
       const epochMetrics = epochMetricsOf(epoch, epochTraining, scores, { learningRate, started });
       metrics.epochs.push(epochMetrics);
-      metrics.bestEpoch = bestEpochOf(metrics.epochs, monitor, spec.earlyStopping?.minDelta)?.epoch ?? null;
+      metrics.bestEpoch = bestEpochSoFar();
       await reporter.phase('saving');
       await ctx.ensureArtifactRoom(checkpointBytes(model), `epoch ${epoch}'s checkpoint`);
       await writeCheckpoint(ctx.artifacts, model, optimizer, { epoch, history: metrics.epochs }, model.metadata);
