@@ -77,10 +77,25 @@ export async function decodeForModel(input: string | Buffer, preprocessing: Prep
   } catch (error) {
     throw new ImageDecodeError((error as Error).message);
   }
+  const table = normalisationTable(preprocessing);
   const out = new Float32Array(preprocessing.crop * preprocessing.crop * 3);
-  for (let i = 0; i < out.length; i++) {
-    const c = i % 3;
-    out[i] = (rgb[i] / 255 - preprocessing.mean[c]) / preprocessing.std[c];
+  for (let i = 0; i < out.length; i += 3) {
+    out[i] = table[rgb[i]];
+    out[i + 1] = table[256 + rgb[i + 1]];
+    out[i + 2] = table[512 + rgb[i + 2]];
   }
   return out;
+}
+
+const normalisationTables = new WeakMap<Preprocessing, Float32Array>();
+
+/** Every normalised value of a byte, per channel ([c * 256 + byte]): the arithmetic once per value, not once per pixel. */
+function normalisationTable(preprocessing: Preprocessing): Float32Array {
+  let table = normalisationTables.get(preprocessing);
+  if (!table) {
+    const { mean, std } = preprocessing;
+    table = Float32Array.from({ length: 3 * 256 }, (_, i) => ((i % 256) / 255 - mean[Math.floor(i / 256)]) / std[Math.floor(i / 256)]);
+    normalisationTables.set(preprocessing, table);
+  }
+  return table;
 }

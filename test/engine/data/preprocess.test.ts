@@ -57,6 +57,23 @@ describe('decoding for the model', () => {
     assert.ok(pixel(flipped, 32, 5, 0)[0] > pixel(flipped, 32, 5, 31)[0], 'red grows to the left once flipped');
   });
 
+  it('normalises every byte of every channel as (byte / 255 - mean) / std, rounded once to float32', async () => {
+    // 16 x 16 blocks of 8 x 8 pixels, block i holding bytes [i, 255 - i, 7i mod 256]: every byte in every channel.
+    const bytesOf = (i: number) => [i, 255 - i, (i * 7) % 256];
+    const raw = Buffer.alloc(128 * 128 * 3);
+    for (let y = 0; y < 128; y++) for (let x = 0; x < 128; x++) raw.set(bytesOf((y >> 3) * 16 + (x >> 3)), (y * 128 + x) * 3);
+    const png = await sharp(raw, { raw: { width: 128, height: 128, channels: 3 } }).png().toBuffer();
+    const plain = { resize: 128, crop: 128, interpolation: 'bilinear' as const };
+    for (const preprocessing of [{ ...plain, mean: [...IMAGENET_MEAN], std: [...IMAGENET_STD] }, { ...plain, mean: [0.1, 0.5, 0.9], std: [0.3, 0.7, 0.05] }]) {
+      const crop = await decodeForModel(png, preprocessing);
+      for (let i = 0; i < 256; i++) {
+        const at = (((i >> 4) * 8 + 4) * 128 + (i % 16) * 8 + 4) * 3;
+        const expected = bytesOf(i).map((byte, c) => Math.fround((byte / 255 - preprocessing.mean[c]) / preprocessing.std[c]));
+        assert.deepEqual([...crop.subarray(at, at + 3)], expected, `block ${i}`);
+      }
+    }
+  });
+
   it('refuses a decompression bomb before decoding it', async () => {
     const side = Math.ceil(Math.sqrt(MAX_INPUT_PIXELS)) + 16;
     const bomb = await sharp({ create: { width: side, height: side, channels: 3, background: '#000' } }).png({ compressionLevel: 1 }).toBuffer();
