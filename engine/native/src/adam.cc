@@ -3,10 +3,19 @@
 // are the same to the bit.
 #include "context.h"
 
+#if defined(__x86_64__)
+#define WIDEST_VECTORS __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define WIDEST_VECTORS
+#endif
+
 namespace retrain {
 
-/** Adam over [begin, end): its own function so the compiler knows the arrays do not overlap and vectorises it. */
-static void AdamRange(const float* __restrict value, const float* __restrict gradient, const float* __restrict m, const float* __restrict v,
+/**
+ * Adam over [begin, end): its own function so the compiler knows the arrays do not overlap and vectorises it, cloned
+ * for wider vectors where the CPU has them (the same IEEE operations in the same order: the same bits).
+ */
+WIDEST_VECTORS static void AdamRange(const float* __restrict value, const float* __restrict gradient, const float* __restrict m, const float* __restrict v,
                       float* __restrict newValue, float* __restrict newM, float* __restrict newV, const float* s, size_t begin,
                       size_t end) {
   const float beta1 = s[0], oneMinusBeta1 = s[1], beta2 = s[2], oneMinusBeta2 = s[3];
