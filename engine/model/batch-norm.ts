@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { BATCH_NORM_TRAIN, BATCH_NORM_GRAD } from '../native/kernels/batch-norm.js';
 import { attrMap } from '../native/kernel-attrs.js';
+import { dataIdNumber } from '../native/kernels/heap.js';
 
 export interface BatchNorm2dArgs {
   name: string;
@@ -59,9 +60,9 @@ export class BatchNorm2d extends tf.layers.Layer {
     });
   }
 
-  /** Identities of the values the affine map is made of: any write (training, a restored checkpoint) changes one. */
-  stateIds(): object[] {
-    return [this.gamma, this.beta, this.movingMean, this.movingVariance].map((v) => v.read().dataId);
+  /** Ids of the values the affine map is made of: any write (training, a restored checkpoint) changes one. */
+  stateIds(): number[] {
+    return [this.gamma, this.beta, this.movingMean, this.movingVariance].map((v) => dataIdNumber(v.read()));
   }
 
   private normaliseWithBatchStatistics(x: tf.Tensor): tf.Tensor {

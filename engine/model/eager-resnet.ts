@@ -3,6 +3,7 @@ import { nativeConvBackward } from '../native/kernels/conv-backward.js';
 import { SCALED_CONV } from '../native/kernels/conv2d.js';
 import { addRelu } from '../native/kernels/add-relu.js';
 import { reluBackward } from '../native/kernels/relu-grad.js';
+import { dataIdNumber } from '../native/kernels/heap.js';
 import { backboneStages, head, maxPoolLayers, STAGE_COUNT, zeroPadLayer, type Builder, type ConvBn } from './architecture.js';
 import { BatchNorm2d } from './batch-norm.js';
 import type { Network } from './network.js';
@@ -12,7 +13,7 @@ type Padding = 'same' | 'valid' | number;
 
 /** A BatchNorm in inference mode folded into its convolution: the filter scaled per output channel, the shift a bias. */
 interface Folding {
-  stateIds: object[];
+  stateIds: number[];
   scale: tf.Tensor1D;
   shift: tf.Tensor1D;
   /** Kept only for a frozen convolution: a trainable one's filter changes every step. */
@@ -76,7 +77,7 @@ export class EagerResNet {
   /** The folding of `bn` into `conv`, kept while their values stay the same. */
   folding(conv: tf.layers.Layer, bn: BatchNorm2d, keepFilter: boolean): Folding {
     const kernel = conv.weights[0].read() as tf.Tensor4D;
-    const stateIds = [...bn.stateIds(), ...(keepFilter ? [kernel.dataId] : [])];
+    const stateIds = [...bn.stateIds(), ...(keepFilter ? [dataIdNumber(kernel)] : [])];
     const kept = this.foldings.get(conv.name);
     if (kept && kept.stateIds.length === stateIds.length && kept.stateIds.every((id, i) => id === stateIds[i])) return kept;
     if (kept) this.forget(kept);

@@ -134,17 +134,8 @@ export interface OneDnnAddon {
   avgPoolGrad(dy: Float32Array, dx: Float32Array, dims: Int32Array): void;
   /** out has x's axes in perm's order: out.shape[i] = shape[perm[i]]. */
   transpose(x: Float32Array, out: Float32Array, shape: Int32Array, perm: Int32Array): void;
-  /** scalars: [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate] */
-  adam(
-    value: Float32Array,
-    gradient: Float32Array,
-    m: Float32Array,
-    v: Float32Array,
-    newValue: Float32Array,
-    newM: Float32Array,
-    newV: Float32Array,
-    scalars: Float32Array,
-  ): void;
+  /** Updates value, m and v in place; scalars: [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate] */
+  adam(value: Float32Array, gradient: Float32Array, m: Float32Array, v: Float32Array, scalars: Float32Array): void;
 }
 
 const ADDON = path.resolve(import.meta.dirname, '../../build/Release/onednn_kernels.node');

@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { OneDnnAddon } from '../onednn.js';
-import { heapViews, type WasmBackend } from './heap.js';
+import { heapViews, renewDataIdNumber, type WasmBackend } from './heap.js';
 import { attrsOf } from '../kernel-attrs.js';
 
 /** A kernel of this project's: one Adam update of one variable, outputs [value, m, v]. */
@@ -11,9 +11,16 @@ export interface AdamAttrs {
   scalars: number[];
 }
 
+type Backend = WasmBackend & { refCount(dataId: object): number; incRef(dataId: object): void };
+
+/**
+ * Updates value, m and v in their own memory when no other tensor shares it (a variable's data usually has no other
+ * holder), and returns them: the caller's assign then keeps the same data, under a new id for the caches. Shared data is
+ * copied first, as a kernel's outputs must be where another tensor would see the write.
+ */
 export function makeAdam(addon: OneDnnAddon): tf.KernelFunc {
   return (args) => {
-    const backend = args.backend as WasmBackend;
+    const backend = args.backend as Backend;
     const { value, gradient, m, v } = args.inputs as Record<'value' | 'gradient' | 'm' | 'v', tf.TensorInfo>;
     const { scalars } = attrsOf<AdamAttrs>(args.attrs);
     for (const [name, info] of Object.entries({ gradient, m, v })) {
@@ -21,9 +28,19 @@ export function makeAdam(addon: OneDnnAddon): tf.KernelFunc {
         throw new Error(`${ADAM}: ${name} must be float32 of the value's shape [${value.shape.join(', ')}]`);
       }
     }
-    const outputs = [value, m, v].map((info) => backend.makeOutput(info.shape, 'float32'));
-    const [valueData, gradientData, mData, vData, newValue, newM, newV] = heapViews(backend, [value, gradient, m, v, ...outputs]);
-    addon.adam(valueData, gradientData, mData, vData, newValue, newM, newV, Float32Array.from(scalars));
+    const updated = [value, m, v];
+    const outputs = updated.map((info) => {
+      if (backend.refCount(info.dataId) > 1) return backend.makeOutput(info.shape, 'float32');
+      backend.incRef(info.dataId);
+      // A new TensorInfo: the engine would hand back an input tensor object itself as the output.
+      return { dataId: info.dataId, shape: info.shape, dtype: info.dtype };
+    });
+    // Views after every allocation: one can grow the heap, which detaches earlier views.
+    const [gradientData, ...views] = heapViews(backend, [gradient, ...updated, ...outputs]);
+    const [into, from] = [views.slice(3), views.slice(0, 3)];
+    outputs.forEach((output, i) => output.dataId !== updated[i].dataId && into[i].set(from[i]));
+    addon.adam(into[0], gradientData, into[1], into[2], Float32Array.from(scalars));
+    outputs.forEach(renewDataIdNumber);
     return outputs;
   };
 }

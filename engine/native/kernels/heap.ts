@@ -24,8 +24,8 @@ export function optionalHeapView(backend: WasmBackend, info: tf.TensorInfo | und
 }
 
 /**
- * Small ids for tensors' data (filters, scales), for the addon's caches: a tensor whose values change gets new
- * data, so a new id.
+ * Small ids for tensors' data (filters, scales), for the addon's and the model's caches: a tensor whose values change
+ * gets new data, so a new id; data written in place (Adam's update) is given a new id by renewDataIdNumber.
  */
 const dataIds = new WeakMap<object, number>();
 let nextDataId = 1;
@@ -36,4 +36,9 @@ export function dataIdNumber(tensor: tf.TensorInfo): number {
     dataIds.set(tensor.dataId, id);
   }
   return id;
+}
+
+/** The data of `tensor` was written in place: caches keyed on its old id must not answer for it. */
+export function renewDataIdNumber(tensor: tf.TensorInfo): void {
+  dataIds.set(tensor.dataId, nextDataId++);
 }
