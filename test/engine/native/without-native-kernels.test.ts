@@ -13,9 +13,11 @@ describe('the model without the native kernels (RETRAIN_NATIVE_KERNELS=0)', () =
       'test/engine/model/freezing.test.ts',
       'test/engine/model/eager-resnet.test.ts',
     ];
-    // Every test of the first two files; of the parity file the logits, not the weight-file round trips
-    // (torchvision exports, a float16 import), which test formats, not kernels.
-    const kernelTests = "--test-name-pattern=^(the eager ResNet-50|freezing|reproduces PyTorch's logits)";
+    // The tests whose numbers come from the kernels: freezing, PyTorch's logits, and the eager network against the
+    // layers model. Not the weight-file round trips (formats), nor the eager network's bookkeeping (which stages
+    // run, folding again, disposal): the same code on either kernels, tested in the main pass.
+    const kernelTests =
+      "--test-name-pattern=^(freezing|reproduces PyTorch's logits|.*: equals the layers model forward and in every gradient$)";
     // Without NODE_TEST_CONTEXT: this runner's own, which would turn the child's report into its protocol.
     const { NODE_TEST_CONTEXT: _context, ...env } = process.env;
     const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', kernelTests, '--test-reporter=tap', ...files], {
@@ -27,5 +29,9 @@ describe('the model without the native kernels (RETRAIN_NATIVE_KERNELS=0)', () =
     assert.match(run.stdout, /^# fail 0$/m);
     assert.doesNotMatch(run.stdout, /^# pass 0$/m);
     assert.match(run.stdout, /^\s*ok \d+ - reproduces PyTorch's logits and top-5 at input 224$/m, 'the kernel tests ran');
+    assert.match(
+      run.stdout,
+      /^\s*ok \d+ - fine_tuning from conv1, BatchNorm trained: equals the layers model forward and in every gradient$/m,
+    );
   });
 });
