@@ -14,9 +14,9 @@ export interface AdamAttrs {
 type Backend = WasmBackend & { refCount(dataId: object): number; incRef(dataId: object): void };
 
 /**
- * Updates value, m and v in their own memory when no other tensor shares it (a variable's data usually has no other
- * holder), and returns them: the caller's assign then keeps the same data, under a new id for the caches. Shared data is
- * copied first, as a kernel's outputs must be where another tensor would see the write.
+ * Updates value, m and v in their own memory where no other tensor holds it (a variable's data usually has no other
+ * holder) and returns them: the caller's assign then keeps the same data, under a new id for the caches. Data another
+ * tensor also holds is copied into new outputs first, so that tensor keeps its values.
  */
 export function makeAdam(addon: OneDnnAddon): tf.KernelFunc {
   return (args) => {
