@@ -11,8 +11,6 @@ export interface AdamAttrs {
   scalars: number[];
 }
 
-type Backend = WasmBackend & { refCount(dataId: object): number; incRef(dataId: object): void };
-
 /**
  * Updates value, m and v in their own memory where no other tensor holds it (a variable's data usually has no other
  * holder) and returns them: the caller's assign then keeps the same data, under a new id for the caches. Data another
@@ -20,7 +18,7 @@ type Backend = WasmBackend & { refCount(dataId: object): number; incRef(dataId: 
  */
 export function makeAdam(addon: OneDnnAddon): tf.KernelFunc {
   return (args) => {
-    const backend = args.backend as Backend;
+    const backend = args.backend as WasmBackend;
     const { value, gradient, m, v } = args.inputs as Record<'value' | 'gradient' | 'm' | 'v', tf.TensorInfo>;
     const { scalars } = attrsOf<AdamAttrs>(args.attrs);
     for (const [name, info] of Object.entries({ gradient, m, v })) {

@@ -4,6 +4,9 @@ import type * as tf from '@tensorflow/tfjs';
 export interface WasmBackend extends tf.KernelBackend {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
+  /** How many tensors hold this data, and one more. */
+  refCount(dataId: object): number;
+  incRef(dataId: object): void;
 }
 
 /**
