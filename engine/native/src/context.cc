@@ -112,11 +112,24 @@ dnnl::memory Borrowed::Memory(const dnnl::memory::desc& desc, const dnnl::engine
   return dnnl::memory(desc, engine, data);
 }
 
+const sigset_t& AsynchronousSignals() {
+  static const sigset_t signals = [] {
+    sigset_t set;
+    sigfillset(&set);
+    for (int fault : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP}) sigdelset(&set, fault);
+    return set;
+  }();
+  return signals;
+}
+
 Context& ContextOf(const Napi::Env& env) {
   auto* context = env.GetInstanceData<Context>();
   if (!context) {
     context = new Context();
     env.SetInstanceData(context);
+    // The OpenMP threads that run oneDNN's kernels for this thread hold them for good.
+#pragma omp parallel
+    if (omp_get_thread_num() != 0) pthread_sigmask(SIG_BLOCK, &AsynchronousSignals(), nullptr);
   }
   return *context;
 }
