@@ -138,8 +138,30 @@ std::pair<dnnl::primitive, const typename Primitive::primitive_desc*> Cached(Con
   return {hit->second.primitive, static_cast<const Desc*>(hit->second.descriptor.get())};
 }
 
+/** Every signal but the faults a thread raises itself (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP). */
+const sigset_t& AsynchronousSignals();
+
+/**
+ * Holds this thread's asynchronous signals while a primitive runs: they arrive when it returns, or at another
+ * thread. oneDNN's JIT GEMM kernels (Debian's 2.6.3 among them, uxlfoundation/oneDNN#4845) point rsp into the
+ * heap, so a signal handled meanwhile writes its frame over heap memory: a profiler's SIGPROF, or SIGTERM while
+ * a worker trains in fp32, aborted the process later in free(). Held only around primitives, so a profile still
+ * samples the addon's own loops.
+ */
+class SignalsHeld {
+ public:
+  SignalsHeld() { pthread_sigmask(SIG_BLOCK, &AsynchronousSignals(), &previous_); }
+  ~SignalsHeld() { pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
+  SignalsHeld(const SignalsHeld&) = delete;
+  SignalsHeld& operator=(const SignalsHeld&) = delete;
+
+ private:
+  sigset_t previous_;
+};
+
 /** Runs a primitive to completion on the context's stream, counting its time. */
 inline void Execute(Context& context, const dnnl::primitive& primitive, const std::unordered_map<int, dnnl::memory>& args) {
+  SignalsHeld held;
   auto started = std::chrono::steady_clock::now();
   primitive.execute(context.stream, args);
   context.stream.wait();
@@ -184,31 +206,10 @@ inline void ReluGradientRange(const float* __restrict dy, const float* __restric
   }
 }
 
-/** Every signal but the faults a thread raises itself (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP). */
-const sigset_t& AsynchronousSignals();
-
-/**
- * Holds this thread's asynchronous signals while it is in the addon: they arrive when it returns, or at
- * another thread. oneDNN's JIT GEMM kernels (2.6 and later, uxlfoundation/oneDNN#4845) point rsp into the
- * heap, so a signal handled meanwhile writes its frame over heap memory: a profiler's SIGPROF, or SIGTERM
- * while a worker trains in fp32, aborted the process later in free().
- */
-class SignalsHeld {
- public:
-  SignalsHeld() { pthread_sigmask(SIG_BLOCK, &AsynchronousSignals(), &previous_); }
-  ~SignalsHeld() { pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
-  SignalsHeld(const SignalsHeld&) = delete;
-  SignalsHeld& operator=(const SignalsHeld&) = delete;
-
- private:
-  sigset_t previous_;
-};
-
-/** Runs `body` with signals held, turning oneDNN and argument errors into JavaScript errors named after the kernel. */
+/** Runs `body`, turning oneDNN and argument errors into JavaScript errors named after the kernel. */
 template <typename Body>
 Napi::Value Guarded(const Napi::CallbackInfo& info, const char* kernel, Body body) {
   try {
-    SignalsHeld held;
     body();
     return info.Env().Undefined();
   } catch (const dnnl::error& error) {
