@@ -1,6 +1,8 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
 import { buildResNet50, type BuildOptions, type ModelConfig } from '../../../engine/model/resnet50.js';
+import { truncatedNormal } from '../../../engine/model/truncated-normal.js';
 import { bitIdentical, snapshotWeights, useTestBackend } from '../../helpers/tf.js';
 
 function initialWeights(config: ModelConfig, options?: BuildOptions): Map<string, Float32Array> {
@@ -27,6 +29,36 @@ describe('initialisation', () => {
       assert.deepEqual(differing, []);
     });
   }
+
+  it("draws tf.truncatedNormal's values bit for bit: odd lengths (a pair's second value dropped), a mean, a fractional seed", () => {
+    for (const [shape, mean, stdDev, seed] of [
+      [[3, 3, 17, 5], 0, 0.05, 11],
+      [[1001], 0.5, 2, 3.25],
+      [[1], 0, 1, 99],
+    ] as const) {
+      const ours = truncatedNormal([...shape], mean, stdDev, seed);
+      const theirs = tf.truncatedNormal([...shape], mean, stdDev, 'float32', seed);
+      assert.ok(bitIdentical(ours.dataSync() as Float32Array, theirs.dataSync() as Float32Array), `${shape} ${seed}`);
+      tf.dispose([ours, theirs]);
+    }
+    assert.throws(() => truncatedNormal([4], 0, 1, 0), /seed 0/);
+  });
+
+  it('draws every backbone filter as the VarianceScaling initializer model.json names would, with its seed', () => {
+    const resnet = buildResNet50({ mode: 'fine_tuning', numClasses: 3, inputSize: 32, seed: 7 });
+    const convs = resnet.model.layers.filter((layer) => layer.getClassName() === 'Conv2D');
+    assert.equal(convs.length, 53);
+    for (const conv of convs) {
+      const { kernelInitializer } = conv.getConfig() as { kernelInitializer: { className: string; config: { seed: number } } };
+      assert.equal(kernelInitializer.className, 'VarianceScaling', conv.name);
+      assert.deepEqual({ ...kernelInitializer.config, seed: 0 }, { scale: 2, mode: 'fanOut', distribution: 'normal', seed: 0 });
+      const kernel = conv.getWeights()[0];
+      const tfjsDraw = tf.initializers.varianceScaling(kernelInitializer.config).apply(kernel.shape);
+      assert.ok(bitIdentical(kernel.dataSync() as Float32Array, tfjsDraw.dataSync() as Float32Array), conv.name);
+      tfjsDraw.dispose();
+    }
+    resnet.dispose();
+  });
 
   it('draws every kernel and bias anew for another seed', () => {
     const zero = initialWeights({ mode: 'fine_tuning', numClasses: 3, inputSize: 32, seed: 0 });
