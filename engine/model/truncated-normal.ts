@@ -22,31 +22,21 @@ function mash(): (data: string) => number {
   };
 }
 
-/** seedrandom 3.0.5's alea(seed): numbers in [0, 1). */
-export function alea(seed: string): () => number {
+/** seedrandom 3.0.5's Alea state for `seed`: the generator's three fractions and its carry. */
+function aleaState(seed: string): [number, number, number, number] {
   const hash = mash();
-  let c = 1;
-  let s0 = hash(' ');
-  let s1 = hash(' ');
-  let s2 = hash(' ');
-  s0 -= hash(seed);
-  if (s0 < 0) s0 += 1;
-  s1 -= hash(seed);
-  if (s1 < 0) s1 += 1;
-  s2 -= hash(seed);
-  if (s2 < 0) s2 += 1;
-  return () => {
-    const t = 2091639 * s0 + c * 2.3283064365386963e-10;
-    s0 = s1;
-    s1 = s2;
-    return (s2 = t - (c = t | 0));
-  };
+  const state = [hash(' '), hash(' '), hash(' ')].map((part) => {
+    const seeded = part - hash(seed);
+    return seeded < 0 ? seeded + 1 : seeded;
+  });
+  return [state[0], state[1], state[2], 1];
 }
 
 /** What tf.truncatedNormal(shape, mean, stdDev, 'float32', seed) writes, into `out` (seed must not be 0: tfjs reads that as none). */
 export function truncatedNormalInto(out: Float32Array, mean: number, stdDev: number, seed: number): void {
   if (!seed) throw new RangeError('truncatedNormalInto: seed 0 means Math.random to tfjs');
-  const random = alea(seed.toString());
+  // Alea's state in locals, its step written out twice below: as a closure (seedrandom's way) it ran ~2x slower.
+  let [s0, s1, s2, c] = aleaState(seed.toString());
   const upper = mean + stdDev * 2;
   const lower = mean - stdDev * 2;
   const n = out.length;
@@ -58,8 +48,16 @@ export function truncatedNormalInto(out: Float32Array, mean: number, stdDev: num
     while (!valid) {
       let v1: number, v2: number, s: number;
       do {
-        v1 = 2 * random() - 1;
-        v2 = 2 * random() - 1;
+        let t = 2091639 * s0 + c * 2.3283064365386963e-10;
+        s0 = s1;
+        s1 = s2;
+        s2 = t - (c = t | 0);
+        v1 = 2 * s2 - 1;
+        t = 2091639 * s0 + c * 2.3283064365386963e-10;
+        s0 = s1;
+        s1 = s2;
+        s2 = t - (c = t | 0);
+        v2 = 2 * s2 - 1;
         s = v1 * v1 + v2 * v2;
       } while (s >= 1 || s === 0);
       const mul = Math.sqrt((-2.0 * Math.log(s)) / s);
