@@ -33,7 +33,7 @@ function aleaState(seed: string): [number, number, number, number] {
 }
 
 /** What tf.truncatedNormal(shape, mean, stdDev, 'float32', seed) writes, into `out` (seed must not be 0: tfjs reads that as none). */
-export function truncatedNormalInto(out: Float32Array, mean: number, stdDev: number, seed: number): void {
+function truncatedNormalInto(out: Float32Array, mean: number, stdDev: number, seed: number): void {
   if (!seed) throw new RangeError('truncatedNormalInto: seed 0 means Math.random to tfjs');
   // Alea's state in locals, its step written out twice below: as a closure (seedrandom's way) it ran ~2x slower.
   let [s0, s1, s2, c] = aleaState(seed.toString());
