@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../engine/tf.js';
 import { loadConfig } from '../schemas/config.js';
 import { JobSpec } from '../schemas/job-spec.js';
 import { BackendChoice, ResidualStream, type ModelConfig, type Precision } from '../schemas/model.js';

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.js';
 import { createRequire } from 'node:module';
 import { BackendChoice, type BackendProbe } from '../../schemas/model.js';
 import { registerOneDnnKernels } from '../native/kernels/register.js';

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.js';
 
 type WasmBackend = tf.KernelBackend & { incRef(dataId: object): void };
 

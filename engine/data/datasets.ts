@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '../tf.js';
 import { locateDatasetFolder, readImageFolder, type ImageFolder, type LabelledImage } from '../../common/image-folder.js';
 import { SYNTHETIC_CACHE, type DatasetSpec } from '../../schemas/dataset.js';
 import type { Preprocessing } from '../../schemas/model.js';

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.js';
 import { Dropout } from './dropout.js';
 
 /** [blocks, bottleneck width] per stage, torchvision's resnet50. */

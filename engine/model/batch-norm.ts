@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.js';
 import { BATCH_NORM_TRAIN, BATCH_NORM_GRAD } from '../native/kernels/batch-norm.js';
 import { attrMap } from '../native/kernel-attrs.js';
 import { dataIdNumber } from '../native/kernels/heap.js';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.js';
 import { readJson, type ArtifactStore } from '../../common/artifact-store.js';
 import { FROZEN_SOURCE_KEY, frozenSourceIn, type FrozenSource, TfjsModelJson } from '../../schemas/artifacts.js';
 import { ModelConfig } from '../../schemas/model.js';

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.js';
 import { nativeConvBackward } from '../native/kernels/conv-backward.js';
 import { SCALED_CONV } from '../native/kernels/conv2d.js';
 import { addRelu } from '../native/kernels/add-relu.js';

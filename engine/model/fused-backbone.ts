@@ -5,7 +5,7 @@
 // (no calibration: bf16 keeps float's range) runs bf16 activations and filters, and in float32 the float
 // network with its ReLUs and residual sums in the convolutions' epilogues. The 2048-D codes and the
 // classifier on them stay float32.
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.js';
 import type { ActivationRange, ActivationRanges } from '../../schemas/artifacts.js';
 import type { Precision, ResidualStream } from '../../schemas/model.js';
 import type { Int8Handle, Int8OpSpec, Int8TensorSpec, OneDnnAddon, QuantizedConv } from '../native/onednn.js';

@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '../tf.js';
 
 /** What training and prediction need of a network, whoever runs it. */
 export interface Network {

@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '../tf.js';
 import type { ModelMetadata } from '../../schemas/artifacts.js';
 import { backbone, head, reluName, type Builder, type ConvBn } from './architecture.js';
 import { foldedConvBn } from './batch-norm.js';

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.js';
 import { z } from 'zod';
 import { mixSeed } from '../../common/random.js';
 import { ModelConfig, Stage } from '../../schemas/model.js';

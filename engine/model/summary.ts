@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '../tf.js';
 import { MAX_SUMMARY_DEPTH, type ModelSummary, type SummaryRow } from '../../schemas/model.js';
 import { BatchNorm2d } from './batch-norm.js';
 import { leaves, type ModuleNode, type ResNet50 } from './resnet50.js';

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.js';
 import { heapViews, type WasmBackend } from '../native/kernels/heap.js';
 
 /**

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.js';
 import { EXPANSION, STAGE_PLAN } from './architecture.js';
 import { leaves, stageOf, type ResNet50 } from './resnet50.js';
 import { float32Tensor, parseSafetensors, safetensorsChunks, toFloat32, type RawTensor } from './safetensors.js';

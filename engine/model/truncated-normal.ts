@@ -1,7 +1,7 @@
 // tfjs' truncated normal draw (tf.truncatedNormal: seedrandom's Alea, Marsaglia's polar method, values past two
 // standard deviations redrawn), the same float32 values from one loop written straight into the wasm heap. A random
 // ResNet-50 backbone's 23.5 M filter values: ~1.1 s through tfjs (its per-value calls, then a copy into the heap), ~0.65 s here.
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.js';
 import { heapTensor } from './tensor-values.js';
 
 /** Johannes Baagøe's Mash, as seedrandom 3.0.5 seeds Alea with it. */

@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '../tf.js';
 
 /** tfjs types every kernel's attributes as one loose map: each kernel knows the shape of its own. */
 export const attrsOf = <T>(attrs: tf.NamedAttrMap | undefined): T => (attrs ?? {}) as unknown as T;

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.js';
 import { ADAM, type AdamAttrs } from '../native/kernels/adam.js';
 import { attrMap } from '../native/kernel-attrs.js';
 

@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '../tf.js';
 import type { TrainingJobSpec } from '../../schemas/job-spec.js';
 import type { EpochMetrics } from '../../schemas/metrics.js';
 import { balancedClassWeights } from '../data/split.js';

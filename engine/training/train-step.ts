@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.js';
 import type { Network } from '../model/network.js';
 import { BATCH_NORM_TRAIN } from '../native/kernels/batch-norm.js';
 
@@ -43,8 +43,8 @@ export function trainStep(
   for (let start = 0; start < batch; start += slice) {
     const size = Math.min(slice, batch - start);
     const weight = size / batch;
-    const x = slice === batch ? inputs : inputs.slice(start, size);
-    const y = slice === batch ? oneHotLabels : oneHotLabels.slice(start, size);
+    const x = slice === batch ? inputs : tf.slice(inputs, start, size);
+    const y = slice === batch ? oneHotLabels : tf.slice(oneHotLabels, start, size);
     // The loss closure keeps the slice's predictions, so accuracy costs no second forward pass.
     const kept: { predicted: tf.Tensor1D | null } = { predicted: null };
     const { value, grads } = optimizer.computeGradients(() => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as tar from 'tar';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../engine/tf.js';
 import { DatasetSpec } from '../../schemas/dataset.js';
 import type { JobStatus } from '../../schemas/job-status.js';
 import type { Metrics } from '../../schemas/metrics.js';

@@ -1,6 +1,6 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../engine/tf.js';
 import { buildResNet50, leaves } from '../../engine/model/resnet50.js';
 import { float32ValuesOf } from '../../engine/model/tensor-values.js';
 import { readFloat32, tempDir, torchReference } from './torch.js';

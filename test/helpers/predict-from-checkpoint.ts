@@ -1,5 +1,5 @@
 // Runs in a fresh process: loads a checkpoint two ways and writes both predictions for one input.
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../engine/tf.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { LocalArtifactStore } from '../../common/artifact-store.js';
 import { BackendChoice } from '../../schemas/model.js';

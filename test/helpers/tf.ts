@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '../../engine/tf.js';
 import { loadConfig } from '../../schemas/config.js';
 import { selectBackend, type BackendChoice } from '../../engine/backend/backend.js';
 

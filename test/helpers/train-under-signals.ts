@@ -3,7 +3,7 @@
 // then exits when the parent closes its stdin (so no signal comes after the handler is gone).
 import { once } from 'node:events';
 import { setImmediate as toTheEventLoop } from 'node:timers/promises';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../engine/tf.js';
 import { buildResNet50 } from '../../engine/model/resnet50.js';
 import { useConvolutionPrecision } from '../../engine/native/kernels/register.js';
 import { FusedAdamOptimizer } from '../../engine/training/adam.js';

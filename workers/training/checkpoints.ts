@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../engine/tf.js';
 import type { JobArtifacts } from '../../common/job-artifacts.js';
 import type { CheckpointState, EpochPosition, InterruptedState, ModelMetadata } from '../../schemas/artifacts.js';
 import type { EpochMetrics } from '../../schemas/metrics.js';

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../engine/tf.js';
 import sharp from 'sharp';
 import type { JobArtifacts } from '../../common/job-artifacts.js';
 import type { Network } from '../../engine/model/network.js';

@@ -1,7 +1,7 @@
 import { evictStoreCache, type CachePolicy } from '../../common/cache-eviction.js';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../engine/tf.js';
 import { layersNetwork, type Network } from '../../engine/model/network.js';
 import { z } from 'zod';
 import { readJson, type ArtifactStore } from '../../common/artifact-store.js';

@@ -1,6 +1,6 @@
 import type { LabelledImage } from '../../common/image-folder.js';
 import type { ImageLoader } from '../../engine/data/datasets.js';
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '../../engine/tf.js';
 import { float32ValuesOf } from '../../engine/model/tensor-values.js';
 import type { Metrics } from '../../schemas/metrics.js';
 import type { BatchSource } from './evaluate.js';

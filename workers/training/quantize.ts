@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../engine/tf.js';
 import type { LabelledImage } from '../../common/image-folder.js';
 import { INT8_MIN_AGREEMENT, type Int8Check, type Metrics } from '../../schemas/metrics.js';
 import type { ResidualStream } from '../../schemas/model.js';

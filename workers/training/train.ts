@@ -1,6 +1,6 @@
 import { cachePolicyOf } from '../../common/cache-eviction.js';
 import { Dropout } from '../../engine/model/dropout.js';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../engine/tf.js';
 import type { LabelledImage } from '../../common/image-folder.js';
 import type { EpochPosition } from '../../schemas/artifacts.js';
 import type { TrainingJobSpec } from '../../schemas/job-spec.js';

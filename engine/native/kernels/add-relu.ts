@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../tf.js';
 import type { OneDnnAddon } from '../onednn.js';
 import { pairKernel, reluBackward } from './relu-grad.js';
 

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../tf.js';
 import type { OneDnnAddon } from '../onednn.js';
 import { convGeometry, type ConvAttrs } from './conv-geometry.js';
 import { dataIdNumber, heapViews, optionalHeapView, type WasmBackend } from './heap.js';

@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '../../tf.js';
 
 /** The slice of the wasm backend this project's native kernels use. */
 export interface WasmBackend extends tf.KernelBackend {

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../tf.js';
 import type { OneDnnAddon } from '../onednn.js';
 import { attrsOf } from '../kernel-attrs.js';
 import { heapViews, type WasmBackend } from './heap.js';

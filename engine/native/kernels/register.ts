@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../tf.js';
 import type { Precision } from '../../../schemas/model.js';
 import type { OneDnnAddon } from '../onednn.js';
 import { ADAM, makeAdam } from './adam.js';

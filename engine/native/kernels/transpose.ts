@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '../../tf.js';
 import type { OneDnnAddon } from '../onednn.js';
 import { attrsOf } from '../kernel-attrs.js';
 import { heapViews, type WasmBackend } from './heap.js';

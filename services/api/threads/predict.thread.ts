@@ -2,7 +2,7 @@
 // event loop. Keeps the last few models loaded.
 import { readFile } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../../engine/tf.js';
 import { openArtifactStore } from '../../../common/open-artifact-store.js';
 import { JobArtifacts } from '../../../common/job-artifacts.js';
 import type { ModelMetadata } from '../../../schemas/artifacts.js';

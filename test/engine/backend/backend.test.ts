@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../../engine/tf.js';
 import { BackendChoice } from '../../../schemas/model.js';
 import { selectBackend } from '../../../engine/backend/backend.js';
 

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../../engine/tf.js';
 import { selectBackend } from '../../../engine/backend/backend.js';
 import { caseData, convResults, relativeError, resnetConvCases, torchConvResults } from '../../helpers/conv-cases.js';
 

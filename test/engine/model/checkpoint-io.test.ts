@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../../engine/tf.js';
 import { buildResNet50 } from '../../../engine/model/resnet50.js';
 import { loadModel, saveModel } from '../../../engine/model/checkpoint-io.js';
 import { LocalArtifactStore } from '../../../common/artifact-store.js';

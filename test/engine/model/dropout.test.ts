@@ -1,6 +1,6 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../../engine/tf.js';
 import { Dropout } from '../../../engine/model/dropout.js';
 import { useTestBackend } from '../../helpers/tf.js';
 

@@ -1,6 +1,6 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../../engine/tf.js';
 import { selectBackend } from '../../../engine/backend/backend.js';
 import { FusedBackbone, fusedLogits, RangeObserver } from '../../../engine/model/fused-backbone.js';
 import { buildResNet50, freeze } from '../../../engine/model/resnet50.js';
@@ -190,8 +190,8 @@ describe('the int8 backbone (oneDNN int8 convolutions)', () => {
     // Only the order of float additions differs (bf16 above is ~1e-2 off).
     assert.ok(error < 1e-5, `relative error ${error}`);
     // A second batch size builds a second instance, which shares the first one's reordered filters.
-    const three = tf.tidy(() => backbone.codes(x.slice(0, 3)));
-    const firstThree = tf.tidy(() => codes.slice(0, 3));
+    const three = tf.tidy(() => backbone.codes(tf.slice(x, 0, 3)));
+    const firstThree = tf.tidy(() => tf.slice(codes, 0, 3));
     const batchError = tf.tidy(() => tf.max(tf.abs(tf.sub(three, firstThree))).dataSync()[0] / tf.max(tf.abs(firstThree)).dataSync()[0]);
     assert.ok(batchError < 1e-5, `3 images against the same 3 of 16: ${batchError}`);
     tf.dispose([three, firstThree]);

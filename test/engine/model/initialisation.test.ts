@@ -1,6 +1,6 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../../engine/tf.js';
 import { buildResNet50, type BuildOptions, type ModelConfig } from '../../../engine/model/resnet50.js';
 import { truncatedNormal } from '../../../engine/model/truncated-normal.js';
 import { bitIdentical, snapshotWeights, useTestBackend } from '../../helpers/tf.js';

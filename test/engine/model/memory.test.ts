@@ -1,6 +1,6 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../../engine/tf.js';
 import { buildResNet50, type ModelConfig } from '../../../engine/model/resnet50.js';
 import { summarize } from '../../../engine/model/summary.js';
 import { trainStep } from '../../../engine/training/train-step.js';

@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../../engine/tf.js';
 import { float32TensorOf } from '../../../engine/model/tensor-values.js';
 import { useTestBackend } from '../../helpers/tf.js';
 

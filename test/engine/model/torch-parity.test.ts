@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../../engine/tf.js';
 import { buildResNet50, type ModelConfig, type ResNet50 } from '../../../engine/model/resnet50.js';
 import { exportTorchvisionWeights, importTorchvisionWeights } from '../../../engine/model/torchvision-weights.js';
 import { topIndices as topK } from '../../../engine/training/classification-report.js';
@@ -14,7 +14,7 @@ const BATCH = 2;
 /** Logits as jobs compute them (eager, BatchNorm folded), checked against the layers model's on the way. */
 function logitsOf(resnet: ResNet50, nchw: Float32Array, size: number): Float32Array {
   return tf.tidy(() => {
-    const input = tf.tensor4d(nchw, [BATCH, 3, size, size]).transpose([0, 2, 3, 1]);
+    const input = tf.transpose(tf.tensor4d(nchw, [BATCH, 3, size, size]), [0, 2, 3, 1]);
     const eager = resnet.network.forward(input, false).dataSync() as Float32Array;
     const layers = (resnet.model.predict(input) as tf.Tensor).dataSync() as Float32Array;
     assert.ok(maxAbsDifference(eager, layers) < 1e-4, `eager vs layers model: ${maxAbsDifference(eager, layers)}`);

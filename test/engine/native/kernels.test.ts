@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../../engine/tf.js';
 import { selectBackend } from '../../../engine/backend/backend.js';
 import { BatchNorm2d } from '../../../engine/model/batch-norm.js';
 import { buildResNet50 } from '../../../engine/model/resnet50.js';

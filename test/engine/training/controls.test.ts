@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../../engine/tf.js';
 import { JobSpec, type TrainingJobSpec } from '../../../schemas/job-spec.js';
 import type { EpochMetrics } from '../../../schemas/metrics.js';
 import { bestEpochOf, classWeightsFor, learningRateAt, setLearningRate, shouldStop } from '../../../engine/training/controls.js';

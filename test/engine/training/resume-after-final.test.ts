@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../../engine/tf.js';
 import { LocalArtifactStore } from '../../../common/artifact-store.js';
 import { JobArtifacts } from '../../../common/job-artifacts.js';
 import { buildResNet50, type ResNet50 } from '../../../engine/model/resnet50.js';
