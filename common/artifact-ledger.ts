@@ -3,7 +3,10 @@ import { hashTotal, scanKeys, type RedisClient } from './redis-connection.js';
 
 /**
  * Sets (or, with an empty value, removes) one job's bytes in its owner's hash and moves the running
- * total across owners by the difference, in one step. KEYS[1] owner's hash, KEYS[2] total; ARGV job, bytes.
+ * total across owners by the difference, in one step. Without a total (data of a release before it, not yet
+ * added up; or a Redis that lost its data) the owner is listed for the sum that starts it instead: a delta
+ * alone would start a total that misses every earlier job. KEYS[1] owner's hash, KEYS[2] total, KEYS[3] the
+ * owners not yet summed; ARGV job, bytes.
  */
 const RECORD = `
 local before = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
@@ -14,7 +17,27 @@ else
   after = tonumber(ARGV[2])
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 end
-return redis.call('INCRBY', KEYS[2], after - before)
+if redis.call('EXISTS', KEYS[2]) == 1 then return redis.call('INCRBY', KEYS[2], after - before) end
+redis.call('SADD', KEYS[3], KEYS[1])
+return 0
+`;
+
+/**
+ * Starts the total, unless one exists: the sum of the owners' hashes found by a scan (KEYS[3..]) and of those
+ * listed since (KEYS[2], as RECORD lists them), in one step, so no record falls between the sum and the total.
+ * INCRBY keeps the sum in integers. KEYS[1] total.
+ */
+const ADD_UP = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local owners = {}
+for i = 3, #KEYS do owners[KEYS[i]] = true end
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[2])) do owners[key] = true end
+redis.call('SET', KEYS[1], 0)
+for key in pairs(owners) do
+  for _, bytes in ipairs(redis.call('HVALS', key)) do redis.call('INCRBY', KEYS[1], bytes) end
+end
+redis.call('DEL', KEYS[2])
+return 1
 `;
 
 /**
@@ -33,11 +56,16 @@ export class ArtifactLedger {
   }
 
   async record(owner: string, jobId: string, bytes: number): Promise<void> {
-    await this.redis.eval(RECORD, 2, this.keys.artifactBytes(owner), this.keys.artifactBytesTotal, jobId, String(bytes));
+    await this.set(owner, jobId, String(bytes));
   }
 
   async forget(owner: string, jobId: string): Promise<void> {
-    await this.redis.eval(RECORD, 2, this.keys.artifactBytes(owner), this.keys.artifactBytesTotal, jobId, '');
+    await this.set(owner, jobId, '');
+  }
+
+  private async set(owner: string, jobId: string, bytes: string): Promise<void> {
+    const { artifactBytesTotal, artifactBytesUnsummed } = this.keys;
+    await this.redis.eval(RECORD, 3, this.keys.artifactBytes(owner), artifactBytesTotal, artifactBytesUnsummed, jobId, bytes);
   }
 
   /** What the owner's jobs keep: every job's last measure. */
@@ -50,9 +78,11 @@ export class ArtifactLedger {
     return Number((await this.redis.hget(this.keys.artifactBytes(owner), jobId)) ?? 0);
   }
 
-  /** What every owner's jobs keep. */
+  /** What every owner's jobs keep; before the total is started, what the owners recorded since keep (no scan). */
   async total(): Promise<number> {
-    return Number((await this.redis.get(this.keys.artifactBytesTotal)) ?? 0);
+    const total = await this.redis.get(this.keys.artifactBytesTotal);
+    if (total !== null) return Number(total);
+    return hashTotal(this.redis, ...(await this.redis.smembers(this.keys.artifactBytesUnsummed)));
   }
 
   /**
@@ -60,8 +90,9 @@ export class ArtifactLedger {
    * the keyspace, at an API's start, off every request's path), unless a total exists already.
    */
   async addUpTotalOnce(): Promise<boolean> {
-    if (await this.redis.exists(this.keys.artifactBytesTotal)) return false;
+    const { artifactBytesTotal, artifactBytesUnsummed } = this.keys;
+    if (await this.redis.exists(artifactBytesTotal)) return false;
     const owners = await scanKeys(this.redis, this.keys.artifactBytes('*'));
-    return (await this.redis.set(this.keys.artifactBytesTotal, await hashTotal(this.redis, ...owners), 'NX')) === 'OK';
+    return (await this.redis.eval(ADD_UP, 2 + owners.length, artifactBytesTotal, artifactBytesUnsummed, ...owners)) === 1;
   }
 }

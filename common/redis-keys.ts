@@ -31,6 +31,8 @@ export const redisKeys = (prefix: string) => ({
   artifactBytes: (owner: string) => `${prefix}:artifact-bytes:${owner}`,
   /** Their sum over every owner, kept with each change (ArtifactLedger). */
   artifactBytesTotal: `${prefix}:artifact-bytes-total`,
+  /** Owners' artifactBytes keys changed while there was no total: the sum that starts it reads them (ArtifactLedger). */
+  artifactBytesUnsummed: `${prefix}:artifact-bytes-unsummed`,
   /** Each owner's unpacked upload bytes (a hash: upload id -> bytes) and reservations of uploads and preflights under way. */
   datasetBytes: (owner: string) => `${prefix}:dataset-bytes:${owner}`,
   /** Held (with a lease) by the process downloading a weights variant: the others wait for its copy. */
