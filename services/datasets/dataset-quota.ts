@@ -7,6 +7,12 @@ import type { Caller } from '../../schemas/auth.js';
 const COMPLETE = '.complete';
 const PENDING = 'pending:';
 /**
+ * An upload deleted while the ledger is not complete: the build that may have read its record before the
+ * delete must not add it back. The build drops these marks as it completes the ledger (in one script), so
+ * a complete ledger holds none.
+ */
+const DELETED = 'deleted:';
+/**
  * A reservation lapses after this (its process died): longer than unpacking, checking and recording
  * the largest upload, or generating the largest synthetic set, take.
  */
@@ -37,6 +43,25 @@ end
 if held + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return {0, held} end
 redis.call('HSET', KEYS[1], '${PENDING}' .. ARGV[1], ARGV[2] .. ':' .. ARGV[5])
 return {1, held}
+`;
+
+/** Adds the uploads read from the records (ARGV: id, bytes, ...) but those deleted since, and completes the ledger; KEYS[1] ledger. */
+const BUILD = `
+if redis.call('HEXISTS', KEYS[1], '${COMPLETE}') == 1 then return 0 end
+for i = 1, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[1], '${DELETED}' .. ARGV[i]) == 0 then redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(name, 1, ${DELETED.length}) == '${DELETED}' then redis.call('HDEL', KEYS[1], name) end
+end
+redis.call('HSET', KEYS[1], '${COMPLETE}', '1')
+return 1
+`;
+
+/** Frees what ARGV[1] held or reserved; until the ledger is complete, remembers it was deleted. KEYS[1] ledger. */
+const RELEASE = `
+redis.call('HDEL', KEYS[1], ARGV[1], '${PENDING}' .. ARGV[1])
+if redis.call('HEXISTS', KEYS[1], '${COMPLETE}') == 0 then redis.call('HSET', KEYS[1], '${DELETED}' .. ARGV[1], '1') end
 `;
 
 /** An owner's uploads as their records say (for building the ledger of an owner who uploaded before it existed). */
@@ -109,16 +134,17 @@ export class DatasetQuota {
 
   /** What `id` held or reserved is free again (a refused or deleted upload, a finished preflight). */
   async release(owner: string, id: string): Promise<void> {
-    await this.redis.hdel(this.keys.datasetBytes(owner), id, `${PENDING}${id}`);
+    await this.redis.eval(RELEASE, 1, this.keys.datasetBytes(owner), id);
   }
 
-  /** Builds an owner's ledger from their records the first time it is needed (uploads of earlier releases). */
+  /**
+   * Builds an owner's ledger from their records the first time it is needed (uploads of earlier releases).
+   * An upload deleted after its record was read stays out: its delete left a mark the build reads.
+   */
   private async complete(owner: string): Promise<void> {
     const key = this.keys.datasetBytes(owner);
     if (await this.redis.hexists(key, COMPLETE)) return;
-    const pipeline = this.redis.pipeline();
-    for (const { id, unpackedBytes } of await this.uploadsOf(owner)) pipeline.hsetnx(key, id, String(unpackedBytes));
-    pipeline.hset(key, COMPLETE, '1');
-    await pipeline.exec();
+    const uploads = (await this.uploadsOf(owner)).flatMap(({ id, unpackedBytes }) => [id, String(unpackedBytes)]);
+    await this.redis.eval(BUILD, 1, key, ...uploads);
   }
 }

@@ -10,6 +10,8 @@ import { createLogger } from '../../../common/logger.js';
 import { redisConnection, scanKeys, whenReady } from '../../../common/redis-connection.js';
 import { SlowSenderError, TooLargeError } from '../../../common/errors.js';
 import { DatasetStore } from '../../../services/datasets/dataset-store.js';
+import { DatasetQuota } from '../../../services/datasets/dataset-quota.js';
+import { redisKeys } from '../../../common/redis-keys.js';
 import { writeMessyDataset } from '../../helpers/images.js';
 import { startS3Server, type S3Server } from '../../helpers/s3-server.js';
 import { tempDir } from '../../helpers/torch.js';
@@ -239,6 +241,27 @@ describe('uploads against the quota and the clock', () => {
     await store.quota.reserve(cleo, 'next', 300, 'this');
     await store.quota.release('cleo', 'next');
     assert.equal(await store.quota.held('cleo'), 700);
+  });
+});
+
+describe("an owner's dataset ledger built from their records", () => {
+  it('leaves out an upload deleted while the build reads the records, and counts the rest', async () => {
+    const quota: DatasetQuota = new DatasetQuota(redis, prefix, 1000, async () => {
+      const records = [
+        { id: 'kept', unpackedBytes: 300 },
+        { id: 'deleted', unpackedBytes: 400 },
+      ];
+      // Read, and then one of them is deleted before the build writes what was read.
+      await quota.release('dora', 'deleted');
+      return records;
+    });
+    assert.equal(await quota.held('dora'), 300);
+    const fields = await redis.hgetall(redisKeys(prefix).datasetBytes('dora'));
+    assert.deepEqual(Object.keys(fields).sort(), ['.complete', 'kept'], 'no mark of the delete is left once the ledger is complete');
+    // Complete: a delete now frees the bytes and leaves no mark.
+    await quota.release('dora', 'kept');
+    assert.equal(await quota.held('dora'), 0);
+    assert.deepEqual(Object.keys(await redis.hgetall(redisKeys(prefix).datasetBytes('dora'))), ['.complete']);
   });
 });
 
