@@ -76,6 +76,10 @@ export const Metrics = z.object({
       reused: z.boolean(),
       imagesComputed: z.number().int().describe('Images the frozen stages ran on to be kept (each once)'),
       bytes: z.number().int().describe('What keeping their output for every image takes (or would have)'),
+      storedAs: z
+        .enum(['float32', 'bfloat16'])
+        .optional()
+        .describe('How their output is kept: bfloat16 in a bf16 job, whose kernels read nothing more of it'),
       reason: z.string().nullable().describe('Why they run every step instead'),
     })
     .optional()

@@ -13,7 +13,7 @@ import type { ImageLoader } from '../../engine/data/datasets.js';
 import { FEATURE_DIM, type ResNet50 } from '../../engine/model/resnet50.js';
 import type { FrozenCodes } from '../../engine/model/fused-backbone.js';
 import type { BatchSource } from './evaluate.js';
-import { float32TensorOf, float32ValuesOf } from '../../engine/model/tensor-values.js';
+import { float32TensorOf, float32ValuesOf, type KeptValues } from '../../engine/model/tensor-values.js';
 
 const FEATURE_CACHE = 'feature-cache';
 
@@ -112,7 +112,7 @@ export function headOnCodes(resnet: ResNet50): Network {
 }
 
 /** Batches of outputs kept per image file (CNN codes, frozen stages' outputs), each of `shape`. */
-export function keptBatches(kept: ReadonlyMap<string, Float32Array>, shape: readonly number[], what: string): BatchSource {
+export function keptBatches(kept: ReadonlyMap<string, KeptValues>, shape: readonly number[], what: string): BatchSource {
   const perImage = shape.reduce((size, dim) => size * dim, 1);
   return async (batch) => {
     const parts = batch.map((image) => {

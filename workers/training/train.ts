@@ -221,6 +221,7 @@ async function frozenStageInputs(
     images,
     batchSize: spec.batchSize,
     maxBytes: ctx.config.FEATURE_CACHE_MAX_BYTES,
+    bfloat16: precision === 'bf16',
     onBatch: async (done) => {
       if (await ctx.cancelRequested()) throw new JobCancelledError();
       ctx.log(`ran the frozen stages before ${trainableFrom} on ${done} of ${images.length} images`);
