@@ -35,9 +35,9 @@ export function bfloat16Of(values: Float32Array): Uint16Array {
 }
 
 /**
- * A float32 tensor of `shape` holding `parts` one after another (bfloat16 parts widened exactly). On wasm they are copied straight into
- * its heap: a batch assembled in a JS array first went to new memory every step, and first touches cost
- * ~13 µs per 4 KiB page on these VMs (a 16-image batch at 224 px: ~30 ms).
+ * A float32 tensor of `shape` holding `parts` one after another (bfloat16 parts widened exactly). On wasm
+ * they are copied straight into its heap: a batch assembled in a JS array first went to new memory every
+ * step, and first touches cost ~13 µs per 4 KiB page on these VMs (a 16-image batch at 224 px: ~30 ms).
  */
 export function float32TensorOf(parts: readonly KeptValues[], shape: number[]): tf.Tensor {
   const size = tf.util.sizeFromShape(shape);

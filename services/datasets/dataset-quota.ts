@@ -12,6 +12,8 @@ const PENDING = 'pending:';
  * a complete ledger holds none.
  */
 const DELETED = 'deleted:';
+/** Uploads a ledger's build adds per script call. */
+const BUILD_PART = 1000;
 /**
  * A reservation lapses after this (its process died): longer than unpacking, checking and recording
  * the largest upload, or generating the largest synthetic set, take.
@@ -45,12 +47,16 @@ redis.call('HSET', KEYS[1], '${PENDING}' .. ARGV[1], ARGV[2] .. ':' .. ARGV[5])
 return {1, held}
 `;
 
-/** Adds the uploads read from the records (ARGV: id, bytes, ...) but those deleted since, and completes the ledger; KEYS[1] ledger. */
+/**
+ * Adds uploads read from the records (ARGV[2..]: id, bytes, ...) but those deleted since; with ARGV[1] '1'
+ * (the last of them), completes the ledger. KEYS[1] ledger.
+ */
 const BUILD = `
 if redis.call('HEXISTS', KEYS[1], '${COMPLETE}') == 1 then return 0 end
-for i = 1, #ARGV, 2 do
+for i = 2, #ARGV, 2 do
   if redis.call('HEXISTS', KEYS[1], '${DELETED}' .. ARGV[i]) == 0 then redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
+if ARGV[1] ~= '1' then return 0 end
 for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
   if string.sub(name, 1, ${DELETED.length}) == '${DELETED}' then redis.call('HDEL', KEYS[1], name) end
 end
@@ -144,7 +150,14 @@ export class DatasetQuota {
   private async complete(owner: string): Promise<void> {
     const key = this.keys.datasetBytes(owner);
     if (await this.redis.hexists(key, COMPLETE)) return;
-    const uploads = (await this.uploadsOf(owner)).flatMap(({ id, unpackedBytes }) => [id, String(unpackedBytes)]);
-    await this.redis.eval(BUILD, 1, key, ...uploads);
+    const uploads = await this.uploadsOf(owner);
+    // In parts: one script call's arguments stay small for an owner with many uploads. A delete between two
+    // parts removes what an earlier one added, as on a complete ledger.
+    for (let start = 0; ; start += BUILD_PART) {
+      const last = start + BUILD_PART >= uploads.length;
+      const part = uploads.slice(start, start + BUILD_PART).flatMap(({ id, unpackedBytes }) => [id, String(unpackedBytes)]);
+      await this.redis.eval(BUILD, 1, key, last ? '1' : '0', ...part);
+      if (last) return;
+    }
   }
 }

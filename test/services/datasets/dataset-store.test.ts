@@ -263,6 +263,17 @@ describe("an owner's dataset ledger built from their records", () => {
     assert.equal(await quota.held('dora'), 0);
     assert.deepEqual(Object.keys(await redis.hgetall(redisKeys(prefix).datasetBytes('dora'))), ['.complete']);
   });
+
+  it('builds the ledger of an owner with thousands of uploads in parts, all counted but the deleted', async () => {
+    const records = Array.from({ length: 2500 }, (_, i) => ({ id: `upload-${i}`, unpackedBytes: 1 + (i % 7) }));
+    const quota: DatasetQuota = new DatasetQuota(redis, prefix, 1e9, async () => {
+      await quota.release('finn', 'upload-1700');
+      return records;
+    });
+    const expected = records.reduce((sum, record) => sum + record.unpackedBytes, 0) - records[1700].unpackedBytes;
+    assert.equal(await quota.held('finn'), expected);
+    assert.equal(await redis.hlen(redisKeys(prefix).datasetBytes('finn')), 2500, 'the uploads but one, and the completion mark');
+  });
 });
 
 describe("the dataset store's owner index on an S3-compatible store", () => {
