@@ -74,7 +74,7 @@ function truncatedNormalInto(out: Float32Array, mean: number, stdDev: number, se
 /** tf.truncatedNormal's float32 tensor, drawn straight into the wasm heap where that is the backend. */
 export function truncatedNormal(shape: number[], mean: number, stdDev: number, seed: number): tf.Tensor {
   if (tf.getBackend() === 'wasm') return heapTensor(shape, (view) => truncatedNormalInto(view, mean, stdDev, seed));
-  const values = new Float32Array(shape.reduce((size, dim) => size * dim, 1));
+  const values = new Float32Array(tf.util.sizeFromShape(shape));
   truncatedNormalInto(values, mean, stdDev, seed);
   return tf.tensor(values, shape, 'float32');
 }
