@@ -61,6 +61,24 @@ export const BadReason = z.enum(['empty', 'not_an_image', 'truncated', 'corrupt'
 export const BadFile = z.object({ file: z.string(), reason: BadReason, detail: z.string() });
 export type BadFile = z.infer<typeof BadFile>;
 
+/** A usable file as the preflight found it (without its label: that is the class folder's place in today's listing). */
+export const UsableFile = z.object({
+  file: z.string(),
+  sha256: z.string(),
+  width: z.number().int(),
+  height: z.number().int(),
+  format: z.string(),
+  space: z.string(),
+  depth: z.string(),
+  hasAlpha: z.boolean(),
+  rotated: z.boolean(),
+});
+export type UsableFile = z.infer<typeof UsableFile>;
+
+/** What inspecting every file of a data set found, in its listing's order: kept by the data set's digest. */
+export const InspectedFiles = z.array(z.union([UsableFile, BadFile]));
+export type InspectedFiles = z.infer<typeof InspectedFiles>;
+
 const counts = z.record(z.string(), z.number().int());
 
 /** Everything worth knowing about a dataset before training on it. */

@@ -3,35 +3,47 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp, { type Metadata } from 'sharp';
 import type { ImageFolder, LabelledImage } from '../../common/image-folder.js';
-import type { BadFile, PreflightOptions, PreflightReport } from '../../schemas/dataset.js';
+import type { BadFile, InspectedFiles, PreflightOptions, PreflightReport, UsableFile } from '../../schemas/dataset.js';
 import { MAX_INPUT_PIXELS } from './preprocess.js';
 import { balancedClassWeights, stratifiedSplit } from './split.js';
 
-interface GoodFile {
-  file: string;
-  label: number;
-  sha256: string;
-  width: number;
-  height: number;
-  format: string;
-  space: string;
-  depth: string;
-  hasAlpha: boolean;
-  rotated: boolean;
+type GoodFile = UsableFile & { label: number };
+
+/**
+ * Inspections kept by the digest of a data set's files and bytes, so a later preflight of the same files (the
+ * next job on a data set, a sweep's trials) decodes none of them. `read` answers null for none or unreadable.
+ */
+export interface InspectionCache {
+  read(digest: string): Promise<InspectedFiles | null>;
+  write(digest: string, inspected: InspectedFiles): Promise<void>;
 }
 
 const CONCURRENCY = 8;
 const DECODE_EDGE = 256;
 
-/** Reads and fully decodes one file: what is wrong with it, or what it is. */
-async function inspect(root: string, image: LabelledImage): Promise<{ result: GoodFile | BadFile; sha256: string }> {
-  const bytes = await readFile(path.join(root, image.file));
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
-  return { result: await inspectBytes(bytes, image, sha256), sha256 };
+/** `work` on every image of the folder, CONCURRENCY at a time; the results in the folder's order. */
+async function eachImage<T>(folder: ImageFolder, work: (bytes: Buffer, image: LabelledImage, index: number) => Promise<T>): Promise<T[]> {
+  const results: T[] = [];
+  for (let i = 0; i < folder.images.length; i += CONCURRENCY) {
+    const batch = folder.images.slice(i, i + CONCURRENCY);
+    results.push(...(await Promise.all(batch.map(async (image, k) => work(await readFile(path.join(folder.root, image.file)), image, i + k)))));
+  }
+  return results;
 }
 
-async function inspectBytes(bytes: Buffer, image: LabelledImage, sha256: string): Promise<GoodFile | BadFile> {
-  if (bytes.length === 0) return { file: image.file, reason: 'empty', detail: 'the file has no bytes' };
+/** Every file's inspection: the cache's when it holds these files' digest, else decoded (and kept). */
+async function inspections(folder: ImageFolder, sha256s: readonly string[], digest: string, cache?: InspectionCache): Promise<InspectedFiles> {
+  const cached = await cache?.read(digest);
+  if (cached && cached.length === folder.images.length && cached.every((result, i) => result.file === folder.images[i].file)) return cached;
+  // A file is read a second time to be decoded: only when these files were never inspected.
+  const inspected = await eachImage(folder, (bytes, image, i) => inspectBytes(bytes, image.file, sha256s[i]));
+  await cache?.write(digest, inspected);
+  return inspected;
+}
+
+/** What is wrong with one file, or what it is: every pixel decoded. */
+async function inspectBytes(bytes: Buffer, file: string, sha256: string): Promise<UsableFile | BadFile> {
+  if (bytes.length === 0) return { file, reason: 'empty', detail: 'the file has no bytes' };
   // Every pixel is decoded (a damaged file shows), but into a bounded thumbnail: a 36-Mpx PNG would
   // otherwise hold 288 MB of raw pixels per file.
   const decode = (failOn: 'truncated' | 'warning') =>
@@ -43,21 +55,20 @@ async function inspectBytes(bytes: Buffer, image: LabelledImage, sha256: string)
   try {
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (error) {
-    return { file: image.file, reason: 'not_an_image', detail: (error as Error).message };
+    return { file, reason: 'not_an_image', detail: (error as Error).message };
   }
   if ((meta.width ?? 0) * (meta.height ?? 0) > MAX_INPUT_PIXELS) {
-    return { file: image.file, reason: 'too_many_pixels', detail: `${meta.width}x${meta.height} is over the ${MAX_INPUT_PIXELS}-pixel limit` };
+    return { file, reason: 'too_many_pixels', detail: `${meta.width}x${meta.height} is over the ${MAX_INPUT_PIXELS}-pixel limit` };
   }
   try {
     await decode('warning');
   } catch (error) {
     // Only a damaged file is decoded a second time, to tell a cut-off file from a garbled one.
     const truncated = await decode('truncated').then(() => false, () => true);
-    return { file: image.file, reason: truncated ? 'truncated' : 'corrupt', detail: (error as Error).message };
+    return { file, reason: truncated ? 'truncated' : 'corrupt', detail: (error as Error).message };
   }
   return {
-    file: image.file,
-    label: image.label,
+    file,
     sha256,
     width: meta.width,
     height: meta.height,
@@ -83,18 +94,16 @@ const maximum = (xs: number[]) => xs.reduce((a, b) => Math.max(a, b), -Infinity)
 export async function preflight(
   folder: ImageFolder,
   options: PreflightOptions,
+  cache?: InspectionCache,
 ): Promise<PreflightReport> {
-  const results: Array<GoodFile | BadFile> = [];
+  const sha256s = await eachImage(folder, async (bytes) => createHash('sha256').update(bytes).digest('hex'));
   const contents = createHash('sha256');
-  for (let i = 0; i < folder.images.length; i += CONCURRENCY) {
-    const batch = await Promise.all(folder.images.slice(i, i + CONCURRENCY).map((image) => inspect(folder.root, image)));
-    for (const { result, sha256 } of batch) {
-      results.push(result);
-      contents.update(`${result.file}\t${sha256}\n`);
-    }
-  }
-  const good = results.filter((r): r is GoodFile => 'sha256' in r);
-  const bad = results.filter((r): r is BadFile => 'reason' in r);
+  folder.images.forEach((image, i) => contents.update(`${image.file}\t${sha256s[i]}\n`));
+  const digest = contents.digest('hex');
+  const inspected = await inspections(folder, sha256s, digest, cache);
+  const labelled = inspected.map((result, i) => ('sha256' in result ? { ...result, label: folder.images[i].label } : result));
+  const good = labelled.filter((r): r is GoodFile => 'sha256' in r);
+  const bad = labelled.filter((r): r is BadFile => 'reason' in r);
   const { validation } = stratifiedSplit(good, options.validationSplit, options.seed);
   const held = new Set(validation.map((v) => v.file));
   const byHash = new Map<string, GoodFile[]>();
@@ -138,7 +147,7 @@ export async function preflight(
     smallClasses: folder.classNames.filter((_, label) => usablePerClass[label] < options.minImagesPerClass),
     suggestedClassWeights: Object.fromEntries(folder.classNames.map((name, label) => [name, weights[label]])),
     // Files are listed sorted (with their class folder), so the same files and bytes give the same digest.
-    digest: contents.digest('hex'),
+    digest,
   };
 }
 

@@ -11,6 +11,7 @@ import { cachePolicyOf, evictFolderCache } from '../../common/cache-eviction.js'
 import { preflight, withoutBadFiles } from '../../engine/data/preflight.js';
 import { preprocessingFor } from '../../engine/data/preprocess.js';
 import { stratifiedSplit } from '../../engine/data/split.js';
+import { storeInspectionCache } from './inspection-cache.js';
 import { InvalidJobError, type JobContext } from './job-context.js';
 import type { ProgressReporter } from './progress-reporter.js';
 
@@ -54,11 +55,11 @@ export async function loadData(ctx: JobContext, reporter: ProgressReporter, tran
     throw error instanceof DatasetError ? new InvalidJobError(error.message) : error;
   });
   if (spec.dataset.type === 'synthetic') await evictCache(ctx, path.join(config.DATA_DIR, SYNTHETIC_CACHE), 'synthetic data set(s)');
-  const preflightReport = await preflight(folder, {
-    validationSplit: training ? spec.validationSplit : 0,
-    seed: spec.seed,
-    minImagesPerClass: 1,
-  });
+  const preflightReport = await preflight(
+    folder,
+    { validationSplit: training ? spec.validationSplit : 0, seed: spec.seed, minImagesPerClass: 1 },
+    storeInspectionCache(ctx.store, cachePolicyOf(config)),
+  );
   await ctx.artifacts.writePreflight(preflightReport);
   await reporter.datasetDigest(preflightReport.digest ?? null);
   if (preflightReport.bad.length) {
