@@ -31,14 +31,36 @@ async function eachImage<T>(folder: ImageFolder, work: (bytes: Buffer, image: La
   return results;
 }
 
-/** Every file's inspection: the cache's when it holds these files' digest, else decoded (and kept). */
-async function inspections(folder: ImageFolder, sha256s: readonly string[], digest: string, cache?: InspectionCache): Promise<InspectedFiles> {
-  const cached = await cache?.read(digest);
-  if (cached && cached.length === folder.images.length && cached.every((result, i) => result.file === folder.images[i].file)) return cached;
-  // A file is read a second time to be decoded: only when these files were never inspected.
-  const inspected = await eachImage(folder, (bytes, image, i) => inspectBytes(bytes, image.file, sha256s[i]));
+const sha256Of = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+/** Over every file's path and bytes in the listing's order (sorted, with the class folder): the same files and bytes, the same digest. */
+function digestOf(folder: ImageFolder, sha256s: readonly string[]): string {
+  const contents = createHash('sha256');
+  folder.images.forEach((image, i) => contents.update(`${image.file}\t${sha256s[i]}\n`));
+  return contents.digest('hex');
+}
+
+/**
+ * Every file's inspection and the data set's digest. With a cache, the files are hashed first and the cache's
+ * inspections used when it holds their digest; else each file is read once, hashed and decoded, and what was
+ * found is kept under the digest of the bytes it was found in.
+ */
+async function inspections(folder: ImageFolder, cache?: InspectionCache): Promise<{ inspected: InspectedFiles; digest: string }> {
+  if (cache) {
+    const digest = digestOf(folder, await eachImage(folder, async (bytes) => sha256Of(bytes)));
+    const cached = await cache.read(digest);
+    if (cached && cached.length === folder.images.length && cached.every((result, i) => result.file === folder.images[i].file))
+      return { inspected: cached, digest };
+  }
+  const found = await eachImage(folder, async (bytes, image) => {
+    const sha256 = sha256Of(bytes);
+    return { sha256, result: await inspectBytes(bytes, image.file, sha256) };
+  });
+  const inspected = found.map(({ result }) => result);
+  const sha256s = found.map(({ sha256 }) => sha256);
+  const digest = digestOf(folder, sha256s);
   await cache?.write(digest, inspected);
-  return inspected;
+  return { inspected, digest };
 }
 
 /** What is wrong with one file, or what it is: every pixel decoded. */
@@ -96,11 +118,7 @@ export async function preflight(
   options: PreflightOptions,
   cache?: InspectionCache,
 ): Promise<PreflightReport> {
-  const sha256s = await eachImage(folder, async (bytes) => createHash('sha256').update(bytes).digest('hex'));
-  const contents = createHash('sha256');
-  folder.images.forEach((image, i) => contents.update(`${image.file}\t${sha256s[i]}\n`));
-  const digest = contents.digest('hex');
-  const inspected = await inspections(folder, sha256s, digest, cache);
+  const { inspected, digest } = await inspections(folder, cache);
   const labelled = inspected.map((result, i) => ('sha256' in result ? { ...result, label: folder.images[i].label } : result));
   const good = labelled.filter((r): r is GoodFile => 'sha256' in r);
   const bad = labelled.filter((r): r is BadFile => 'reason' in r);
@@ -146,7 +164,6 @@ export async function preflight(
     exifRotated: good.filter((g) => g.rotated).length,
     smallClasses: folder.classNames.filter((_, label) => usablePerClass[label] < options.minImagesPerClass),
     suggestedClassWeights: Object.fromEntries(folder.classNames.map((name, label) => [name, weights[label]])),
-    // Files are listed sorted (with their class folder), so the same files and bytes give the same digest.
     digest,
   };
 }
