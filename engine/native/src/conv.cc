@@ -1,5 +1,6 @@
 // Conv2D (and FusedConv2D with a bias and ReLU) forward, and what the backward kernels share.
 #include "conv.h"
+#include <cstring>
 #include <sstream>
 
 namespace retrain {
@@ -27,6 +28,46 @@ std::string ConvGeometry::Key() const {
   std::ostringstream key;
   for (int64_t d : {n, h, w, c, kh, kw, o, oh, ow, sh, sw, dh, dw, pt, pl, pb, pr}) key << d << ',';
   return key.str();
+}
+
+/** The first and last taps of one dimension that read an input pixel for some output, when every tap between does too. */
+static std::pair<int64_t, int64_t> LiveRange(int64_t in, int64_t k, int64_t stride, int64_t before, int64_t out) {
+  auto live = [&](int64_t tap) {
+    for (int64_t o = 0; o < out; o++) {
+      int64_t at = o * stride - before + tap;
+      if (at >= 0 && at < in) return true;
+    }
+    return false;
+  };
+  int64_t first = 0, last = k - 1;
+  while (first < last && !live(first)) first++;
+  while (last > first && !live(last)) last--;
+  for (int64_t tap = first; tap <= last; tap++)
+    if (!live(tap)) return {0, k - 1};
+  return {first, last};
+}
+
+LiveTaps WithoutDeadTaps(const ConvGeometry& g) {
+  if (g.dh != 1 || g.dw != 1) return {g};
+  auto [top, bottom] = LiveRange(g.h, g.kh, g.sh, g.pt, g.oh);
+  auto [left, right] = LiveRange(g.w, g.kw, g.sw, g.pl, g.ow);
+  ConvGeometry cropped = g;
+  cropped.kh = bottom - top + 1;
+  cropped.kw = right - left + 1;
+  if (cropped.kh == g.kh && cropped.kw == g.kw) return {g};
+  // In HWIO the kept taps are one block when they are one row, or whole rows.
+  if (cropped.kh != 1 && cropped.kw != g.kw) return {g};
+  cropped.pt = g.pt - top;
+  cropped.pl = g.pl - left;
+  cropped.pb = (g.oh - 1) * g.sh + cropped.kh - g.h - cropped.pt;
+  cropped.pr = (g.ow - 1) * g.sw + cropped.kw - g.w - cropped.pl;
+  if (cropped.pt < 0 || cropped.pl < 0 || cropped.pb < 0 || cropped.pr < 0) return {g};
+  return {cropped, size_t((top * g.kw + left) * g.c * g.o), true};
+}
+
+float* LiveGradient(float* dFilter, const ConvGeometry& given, const LiveTaps& live) {
+  if (live.cropped) std::memset(dFilter, 0, given.WeightElements() * sizeof(float));
+  return dFilter + live.offset;
 }
 
 memory::data_type Operand(const Context& context) { return context.bf16 ? memory::data_type::bf16 : memory::data_type::f32; }
@@ -181,20 +222,22 @@ static memory ScaledFilter(Context& context, Borrowed& borrowed, const memory::d
 Napi::Value Conv2D(const Napi::CallbackInfo& info) {
   return Guarded(info, "Conv2D", [&] {
     if (info.Length() != 9) throw std::invalid_argument("expects 9 arguments");
-    ConvGeometry g = ConvGeometry::From(info[4]);
+    ConvGeometry given = ConvGeometry::From(info[4]);
     bool bias = !info[2].IsNull();
     bool relu = info[5].ToBoolean();
-    float* x = FloatData(info[0], g.SrcElements(), "x");
-    float* filter = FloatData(info[1], g.WeightElements(), "filter");
+    float* x = FloatData(info[0], given.SrcElements(), "x");
+    LiveTaps live = WithoutDeadTaps(given);
+    const ConvGeometry& g = live.g;
+    float* filter = FloatData(info[1], given.WeightElements(), "filter") + live.offset;
     float* b = bias ? FloatData(info[2], size_t(g.o), "bias") : nullptr;
     float* out = FloatData(info[3], g.DstElements(), "out");
     const float* scale = info[7].IsNull() ? nullptr : FloatData(info[7], size_t(g.o), "scale");
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
     auto [primitive, pd] = Forward(context, g, bias, relu);
-    FilterArg given{filter, info[6].ToNumber().Int64Value(), scale, info[8].ToNumber().Int64Value()};
-    memory weights = scale ? ScaledFilter(context, borrowed, pd->weights_desc(), given, g)
-                           : FilterIn(context, borrowed, pd->weights_desc(), filter, g, given.id, "fwd");
+    FilterArg filterArg{filter, info[6].ToNumber().Int64Value(), scale, info[8].ToNumber().Int64Value()};
+    memory weights = scale ? ScaledFilter(context, borrowed, pd->weights_desc(), filterArg, g)
+                           : FilterIn(context, borrowed, pd->weights_desc(), filter, g, filterArg.id, "fwd");
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, TensorIn(context, borrowed, pd->src_desc(), g.Src(), x)},
                                          {DNNL_ARG_WEIGHTS, weights},
                                          {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, out)},

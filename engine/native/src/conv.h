@@ -26,6 +26,22 @@ struct ConvGeometry {
 };
 
 /**
+ * A convolution without the filter taps that read only padding, whatever the output (a 3x3 filter on a 1x1 input: all but
+ * its centre): they add nothing, yet cost their share of every reorder and of the filter's memory traffic, and their
+ * gradient is zero. The kept taps start `offset` floats into the HWIO filter and are contiguous there; where they would
+ * not be, or there is dilation, nothing is cropped and `g` is the caller's.
+ */
+struct LiveTaps {
+  ConvGeometry g;
+  size_t offset = 0;
+  bool cropped = false;
+};
+LiveTaps WithoutDeadTaps(const ConvGeometry& g);
+
+/** Where the kept taps' gradient goes in the whole filter's gradient `dFilter`, the rest of which is zeroed. */
+float* LiveGradient(float* dFilter, const ConvGeometry& given, const LiveTaps& live);
+
+/**
  * A filter as tfjs hands it over: HWIO float32 data (and an id for the addon's caches, 0: not to be kept), times a
  * scale per output channel when there is one (a folded BatchNorm's; its id names the layer).
  */

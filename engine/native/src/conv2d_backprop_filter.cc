@@ -33,10 +33,12 @@ void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g
 Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info) {
   return Guarded(info, "Conv2DBackpropFilter", [&] {
     if (info.Length() != 4) throw std::invalid_argument("expects 4 arguments");
-    ConvGeometry g = ConvGeometry::From(info[3]);
+    ConvGeometry given = ConvGeometry::From(info[3]);
+    LiveTaps live = WithoutDeadTaps(given);
+    const ConvGeometry& g = live.g;
     float* x = FloatData(info[0], g.SrcElements(), "x");
     float* dy = FloatData(info[1], g.DstElements(), "dy");
-    float* dFilter = FloatData(info[2], g.WeightElements(), "dFilter");
+    float* dFilter = LiveGradient(FloatData(info[2], given.WeightElements(), "dFilter"), given, live);
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
     memory dz = Converted(context, borrowed, Nhwc(g.Dst(), Operand(context)), Nhwc(g.Dst()), dy);

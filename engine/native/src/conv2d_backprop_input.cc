@@ -26,9 +26,11 @@ void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, c
 Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
   return Guarded(info, "Conv2DBackpropInput", [&] {
     if (info.Length() != 5) throw std::invalid_argument("expects 5 arguments");
-    ConvGeometry g = ConvGeometry::From(info[3]);
+    ConvGeometry given = ConvGeometry::From(info[3]);
+    LiveTaps live = WithoutDeadTaps(given);
+    const ConvGeometry& g = live.g;
     float* dy = FloatData(info[0], g.DstElements(), "dy");
-    float* filter = FloatData(info[1], g.WeightElements(), "filter");
+    float* filter = FloatData(info[1], given.WeightElements(), "filter") + live.offset;
     float* dx = FloatData(info[2], g.SrcElements(), "dx");
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);

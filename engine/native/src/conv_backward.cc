@@ -40,13 +40,15 @@ static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeo
 Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
   return Guarded(info, "RetrainConvBackward", [&] {
     if (info.Length() != 10) throw std::invalid_argument("expects 10 arguments");
-    ConvGeometry g = ConvGeometry::From(info[6]);
+    ConvGeometry given = ConvGeometry::From(info[6]);
+    LiveTaps live = WithoutDeadTaps(given);
+    const ConvGeometry& g = live.g;
     float* dy = FloatData(info[0], g.DstElements(), "dy");
     const float* y = info[1].IsNull() ? nullptr : FloatData(info[1], g.DstElements(), "y");
     float* x = FloatData(info[2], g.SrcElements(), "x");
-    float* filter = FloatData(info[3], g.WeightElements(), "filter");
+    float* filter = FloatData(info[3], given.WeightElements(), "filter") + live.offset;
     float* dx = info[4].IsNull() ? nullptr : FloatData(info[4], g.SrcElements(), "dx");
-    float* dFilter = info[5].IsNull() ? nullptr : FloatData(info[5], g.WeightElements(), "dFilter");
+    float* dFilter = info[5].IsNull() ? nullptr : LiveGradient(FloatData(info[5], given.WeightElements(), "dFilter"), given, live);
     const float* scale = info[8].IsNull() ? nullptr : FloatData(info[8], size_t(g.o), "scale");
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);

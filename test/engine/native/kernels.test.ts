@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -315,6 +316,35 @@ describe('oneDNN kernels for the wasm backend', () => {
       () => addon.adam(heap.subarray(0, 4), four(), heap.subarray(2, 6), four(), new Float32Array(8)),
       /^Error: Adam: .* overlap/,
     );
+  });
+
+  it('drop the filter taps that read only padding (a 3x3 filter on a 1x1 input is its centre) from every primitive, their gradient zero', () => {
+    // oneDNN's verbose log says what ran: nothing of the 1x1 input's convolution may touch a 3x3 filter, and the 2x2 input's must.
+    const child = spawnSync(process.execPath, ['--import', 'tsx', 'test/helpers/dead-taps-child.ts'], {
+      env: { ...process.env, ONEDNN_VERBOSE: '1' },
+      encoding: 'utf8',
+    });
+    assert.equal(child.status, 0, child.stderr);
+    const [onePixel, fourPixels] = child.stdout.split('input 2x2');
+    const executed = (log: string) => log.split('\n').filter((line) => line.startsWith('onednn_verbose,exec,'));
+    assert.ok(
+      executed(onePixel).some((line) => line.includes(',convolution,')),
+      'the forward pass ran as a convolution',
+    );
+    assert.ok(
+      executed(onePixel).every((line) => !/x3x3|kh3|kw3/.test(line)),
+      executed(onePixel).join('\n'),
+    );
+    assert.ok(
+      executed(fourPixels).some((line) => line.includes('8x16x3x3')),
+      'every tap of a 3x3 filter on a 2x2 input reads pixels',
+    );
+    const taps = JSON.parse(/^taps (.*)$/m.exec(child.stdout)?.[1] ?? 'null') as number[][];
+    assert.deepEqual(
+      taps[0].map((sum) => sum > 0),
+      [false, false, false, false, true, false, false, false, false],
+    );
+    assert.ok(taps[1].every((sum) => sum > 0));
   });
 
   it('run convolutions in bfloat16 where the CPU has AVX512-BF16 (float32 elsewhere), within bfloat16 rounding', async () => {
