@@ -1,6 +1,8 @@
 // Conv2D (and FusedConv2D with a bias and ReLU) forward, and what the backward kernels share.
 #include "conv.h"
+#include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <sstream>
 
 namespace retrain {
@@ -10,7 +12,7 @@ using tag = memory::format_tag;
 
 ConvGeometry ConvGeometry::From(const Napi::Value& value) {
   const int32_t* v = IntData(value, 17, "geometry");
-  ConvGeometry g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16]};
+  ConvGeometry g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[5]};
   if (g.n == 0 || g.h == 0 || g.w == 0 || g.c == 0 || g.kh == 0 || g.kw == 0 || g.o == 0 || g.oh == 0 || g.ow == 0 || g.sh == 0 ||
       g.sw == 0 || g.dh == 0 || g.dw == 0) {
     throw std::invalid_argument("geometry has a zero dimension, stride or dilation");
@@ -55,8 +57,6 @@ LiveTaps WithoutDeadTaps(const ConvGeometry& g) {
   cropped.kh = bottom - top + 1;
   cropped.kw = right - left + 1;
   if (cropped.kh == g.kh && cropped.kw == g.kw) return {g};
-  // In HWIO the kept taps are one block when they are one row, or whole rows.
-  if (cropped.kh != 1 && cropped.kw != g.kw) return {g};
   cropped.pt = g.pt - top;
   cropped.pl = g.pl - left;
   cropped.pb = (g.oh - 1) * g.sh + cropped.kh - g.h - cropped.pt;
@@ -72,13 +72,25 @@ float* LiveGradient(float* dFilter, const ConvGeometry& given, const LiveTaps& l
 
 memory::data_type Operand(const Context& context) { return context.bf16 ? memory::data_type::bf16 : memory::data_type::f32; }
 memory::desc Nhwc(const memory::dims& dims, memory::data_type type) { return memory::desc(dims, type, tag::nhwc); }
-memory::desc Hwio(const memory::dims& dims) { return memory::desc(dims, memory::data_type::f32, tag::hwio); }
+memory::desc ConvGeometry::Filter() const {
+  int64_t width = filterKw > 0 ? filterKw : kw;
+  return memory::desc(Weights(), memory::data_type::f32, memory::dims{1, o, width * c * o, c * o});
+}
 memory::desc AnyLayout(const memory::dims& dims, memory::data_type type) { return memory::desc(dims, type, tag::any); }
 
-/** `user`'s layout (plain strides) holding `type`. */
+/** `user`'s order of dimensions (plain strides), packed densely, holding `type`: a cropped filter's copy drops the gaps. */
 static memory::desc PlainAs(const memory::desc& user, memory::data_type type) {
   const auto& strides = user.data.format_desc.blocking.strides;
-  return memory::desc(user.dims(), type, memory::dims(strides, strides + user.data.ndims));
+  memory::dims dims = user.dims(), dense(dims.size());
+  std::vector<size_t> order(dims.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return strides[a] > strides[b]; });
+  int64_t step = 1;
+  for (auto dim = order.rbegin(); dim != order.rend(); ++dim) {
+    dense[*dim] = step;
+    step *= dims[*dim];
+  }
+  return memory::desc(dims, type, dense);
 }
 
 void Reorder(Context& context, Borrowed& borrowed, const memory& given, const memory& wanted, const dnnl::primitive_attr& attr) {
@@ -174,7 +186,7 @@ memory WeightsIn(Context& context, Borrowed& borrowed, const memory::desc& wante
 
 memory FilterIn(Context& context, Borrowed& borrowed, const memory::desc& wanted, float* hwio, const ConvGeometry& g, int64_t weightsId,
                 const char* use) {
-  return WeightsIn(context, borrowed, wanted, Hwio(g.Weights()), hwio, weightsId, std::string(use) + ":" + g.Key());
+  return WeightsIn(context, borrowed, wanted, g.Filter(), hwio, weightsId, std::string(use) + ":" + g.Key());
 }
 
 /**
@@ -212,7 +224,7 @@ static memory ScaledFilter(Context& context, Borrowed& borrowed, const memory::d
   std::string slot = filter.scaleId > 0 ? "scaled:" + std::to_string(filter.scaleId) + ":fwd:" + g.Key() + (context.bf16 ? ":bf16" : "") : "";
   std::string key = filter.id > 0 && !slot.empty() ? std::to_string(filter.id) + ":" + slot : "";
   return KeptOrMade(context, borrowed, wanted, key, slot,
-                    [&](const memory& into) { FillScaled(context, borrowed, into, Hwio(g.Weights()), filter, g.o); });
+                    [&](const memory& into) { FillScaled(context, borrowed, into, g.Filter(), filter, g.o); });
 }
 
 /**

@@ -8,6 +8,8 @@ namespace retrain {
 
 struct ConvGeometry {
   int64_t n, h, w, c, kh, kw, o, oh, ow, sh, sw, dh, dw, pt, pl, pb, pr;
+  /** The width of the HWIO filter in memory: wider than kw where dead taps are left out (0: kw). */
+  int64_t filterKw = 0;
 
   /** From the Int32Array [N,H,W,C, KH,KW,O, OH,OW, SH,SW, DH,DW, PT,PL,PB,PR] (dilations as tfjs: 1 = none). */
   static ConvGeometry From(const Napi::Value& value);
@@ -15,6 +17,8 @@ struct ConvGeometry {
 
   dnnl::memory::dims Src() const { return {n, c, h, w}; }
   dnnl::memory::dims Weights() const { return {o, c, kh, kw}; }
+  /** The float32 HWIO filter as it lies in memory (the kept taps of a wider one, read with its strides). */
+  dnnl::memory::desc Filter() const;
   dnnl::memory::dims Dst() const { return {n, o, oh, ow}; }
   dnnl::memory::dims Strides() const { return {sh, sw}; }
   dnnl::memory::dims Dilations() const { return {dh - 1, dw - 1}; }
@@ -28,8 +32,8 @@ struct ConvGeometry {
 /**
  * A convolution without the filter taps that read only padding, whatever the output (a 3x3 filter on a 1x1 input: all but
  * its centre): they add nothing, yet cost their share of every reorder and of the filter's memory traffic, and their
- * gradient is zero. The kept taps start `offset` floats into the HWIO filter and are contiguous there; where they would
- * not be, or there is dilation, nothing is cropped and `g` is the caller's.
+ * gradient is zero. The kept taps start `offset` floats into the HWIO filter (g.Filter() describes them there); with
+ * dilation nothing is cropped and `g` is the caller's.
  */
 struct LiveTaps {
   ConvGeometry g;
@@ -55,7 +59,6 @@ struct FilterArg {
 /** What convolutions read: float32, or bfloat16 when the context says so. */
 dnnl::memory::data_type Operand(const Context& context);
 dnnl::memory::desc Nhwc(const dnnl::memory::dims& dims, dnnl::memory::data_type type = dnnl::memory::data_type::f32);
-dnnl::memory::desc Hwio(const dnnl::memory::dims& dims);
 dnnl::memory::desc AnyLayout(const dnnl::memory::dims& dims, dnnl::memory::data_type type = dnnl::memory::data_type::f32);
 
 /** given into wanted (another type or layout), through a plain narrower copy where that is faster. */

@@ -16,7 +16,7 @@ void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g
                                                          g.Dilations(), g.PadL(), g.PadR());
     return dnnl::convolution_backward_weights::primitive_desc(desc, PooledScratchpad(), context.engine, *hint);
   });
-  memory user(Hwio(g.Weights()), context.engine, dFilter);
+  memory user(g.Filter(), context.engine, dFilter);
   // A scale is applied by the reorder into HWIO (so one is made even where oneDNN could write HWIO itself).
   bool direct = pd->diff_weights_desc() == user.get_desc() && !scale;
   memory computed = direct ? user : borrowed.Memory(pd->diff_weights_desc(), context.engine);

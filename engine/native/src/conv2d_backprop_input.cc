@@ -15,7 +15,7 @@ void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, c
                                                       g.Strides(), g.Dilations(), g.PadL(), g.PadR());
     return dnnl::convolution_backward_data::primitive_desc(desc, PooledScratchpad(), context.engine, *hint);
   });
-  memory weights = FilterAs(context, borrowed, pd->weights_desc(), Hwio(g.Weights()), filter, g.o, "bwd-data:" + g.Key());
+  memory weights = FilterAs(context, borrowed, pd->weights_desc(), g.Filter(), filter, g.o, "bwd-data:" + g.Key());
   Execute(context, primitive, {{DNNL_ARG_DIFF_DST, dz},
                                {DNNL_ARG_WEIGHTS, weights},
                                {DNNL_ARG_DIFF_SRC, memory(pd->diff_src_desc(), context.engine, dx)},
