@@ -1,14 +1,10 @@
 // A reporter for Node's test runner: at the end of a run, each test file's time (its top-level
 // suites and tests added up), slowest first, so slow files stay in sight.
 import path from 'node:path';
+import type { TestEvent } from 'node:test/reporters';
 
-/**
- * @param {AsyncIterable<import('node:test/reporters').TestEvent>} source
- * @returns {AsyncGenerator<string>}
- */
-export default async function* fileDurations(source) {
-  /** @type {Map<string, number>} */
-  const perFile = new Map();
+export async function* fileDurations(source: AsyncIterable<TestEvent>): AsyncGenerator<string> {
+  const perFile = new Map<string, number>();
   for await (const event of source) {
     if ((event.type === 'test:pass' || event.type === 'test:fail') && event.data.nesting === 0 && event.data.file) {
       perFile.set(event.data.file, (perFile.get(event.data.file) ?? 0) + (event.data.details?.duration_ms ?? 0));
