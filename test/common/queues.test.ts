@@ -6,6 +6,7 @@ import { isRedisUnavailable, redisConnection } from '../../common/redis-connecti
 import { JobSpec } from '../../schemas/job-spec.js';
 import { TrainingPayload } from '../../schemas/queue.js';
 import { freePort } from '../helpers/ports.js';
+import { dropKeysAndDisconnect } from '../helpers/redis.js';
 
 const silent = createLogger('api', 'silent');
 
@@ -14,10 +15,8 @@ describe('the queue facade', () => {
   const prefix = `test-queues-${process.pid}`;
   const queues = new Queues(redis, { prefix, attempts: 2 });
   after(async () => {
-    const keys = await redis.keys(`${prefix}:*`);
-    if (keys.length) await redis.del(...keys);
     await queues.close();
-    await redis.quit();
+    await dropKeysAndDisconnect(redis, prefix);
   });
 
   it('enqueues a payload under our job id, with retries and retention, that parses back as the contract', async () => {

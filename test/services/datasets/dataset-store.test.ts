@@ -7,7 +7,7 @@ import path from 'node:path';
 import { LocalArtifactStore } from '../../../common/artifact-store.js';
 import { openArtifactStore } from '../../../common/open-artifact-store.js';
 import { createLogger } from '../../../common/logger.js';
-import { redisConnection, scanKeys, whenReady } from '../../../common/redis-connection.js';
+import { redisConnection, whenReady } from '../../../common/redis-connection.js';
 import { SlowSenderError, TooLargeError } from '../../../common/errors.js';
 import { DatasetStore } from '../../../services/datasets/dataset-store.js';
 import { DatasetQuota } from '../../../services/datasets/dataset-quota.js';
@@ -15,6 +15,7 @@ import { redisKeys } from '../../../common/redis-keys.js';
 import { writeMessyDataset } from '../../helpers/images.js';
 import { startS3Server, type S3Server } from '../../helpers/s3-server.js';
 import { tempDir } from '../../helpers/torch.js';
+import { dropKeysAndDisconnect } from '../../helpers/redis.js';
 
 const ID = '3b241101-e2bb-4255-8caf-4136c566a962';
 const LIMITS = {
@@ -31,8 +32,7 @@ const ledger = { redis, prefix };
 before(() => whenReady(redis, 5000));
 const readFileSize = (file: string) => statSync(file).size;
 after(async () => {
-  for (const key of await scanKeys(redis, `${prefix}:*`)) await redis.del(key);
-  await redis.quit();
+  await dropKeysAndDisconnect(redis, prefix);
 });
 const OTHER_ID = '9c7a2f3e-1d4b-4e8a-9f6c-2b5d8e1a7c40';
 const emptyPreflight = {

@@ -5,21 +5,21 @@ import path from 'node:path';
 import { LocalArtifactStore } from '../../../common/artifact-store.js';
 import { TooLargeError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/logger.js';
-import { redisConnection, scanKeys, whenReady } from '../../../common/redis-connection.js';
+import { redisConnection, whenReady } from '../../../common/redis-connection.js';
 import { PreflightOptions, SyntheticDataset, type PreflightReport } from '../../../schemas/dataset.js';
 import { DatasetQuota } from '../../../services/datasets/dataset-quota.js';
 import { Preflights, SYNTHETIC_PREFLIGHTS, syntheticBytes } from '../../../services/datasets/preflights.js';
 import type { PreflightRequest } from '../../../services/api/thread-protocol.js';
 import { ThreadBusyError, ThreadRpc } from '../../../services/api/thread-rpc.js';
 import { tempDir } from '../../helpers/torch.js';
+import { dropKeysAndDisconnect } from '../../helpers/redis.js';
 
 const prefix = `test-preflights-${process.pid}`;
 const redis = redisConnection({ REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' }, 'producer', createLogger('api', 'silent'));
 const dataDir = tempDir('preflights');
 before(() => whenReady(redis, 5000));
 after(async () => {
-  for (const key of await scanKeys(redis, `${prefix}:*`)) await redis.del(key);
-  await redis.quit();
+  await dropKeysAndDisconnect(redis, prefix);
   rmSync(dataDir, { recursive: true, force: true });
 });
 

@@ -12,12 +12,13 @@ import { JobArtifacts } from '../../../common/job-artifacts.js';
 import { emptyMetrics } from '../../../schemas/metrics.js';
 import { createLogger } from '../../../common/logger.js';
 import { redisKeys } from '../../../common/redis-keys.js';
-import { redisConnection, scanKeys } from '../../../common/redis-connection.js';
+import { redisConnection } from '../../../common/redis-connection.js';
 import { ArchiveCache } from '../../../services/jobs/archive-cache.js';
 import type { CheckpointFormat, ExportRequest } from '../../../schemas/artifacts.js';
 import { checkpointDownload, type CheckpointSelector, type Download } from '../../../services/jobs/checkpoint-downloads.js';
 import { startS3Server, type S3Server } from '../../helpers/s3-server.js';
 import { tempDir } from '../../helpers/torch.js';
+import { dropKeysAndDisconnect } from '../../helpers/redis.js';
 
 const JOB_ID = '3b241101-e2bb-4255-8caf-4136c566a962';
 
@@ -66,8 +67,7 @@ function downloadContract(name: string, open: () => ArtifactStore) {
     archives = new ArchiveCache(redis, store, prefix, { maxBytes: 10 * 1024 ** 2, maxAgeMs: 3600_000 });
   });
   after(async () => {
-    for (const key of await scanKeys(redis, `${prefix}:*`)) await redis.del(key);
-    await redis.quit();
+    await dropKeysAndDisconnect(redis, prefix);
   });
 
   it('picks the final model, the latest, the best or a numbered epoch, among complete ones only', async () => {

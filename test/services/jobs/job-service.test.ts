@@ -18,6 +18,7 @@ import type { WorkerProgress } from '../../../schemas/queue.js';
 import { JobService } from '../../../services/jobs/job-service.js';
 import { progressOf, stateOf } from '../../../services/jobs/job-status.js';
 import { tempDir } from '../../helpers/torch.js';
+import { dropKeysAndDisconnect } from '../../helpers/redis.js';
 
 const reported: WorkerProgress = {
   datasetDigest: null,
@@ -111,10 +112,8 @@ describe('the job service on a real Redis', () => {
 
   before(() => mkdirSync(path.join(scratch, 'data', 'one-class', 'cats'), { recursive: true }));
   after(async () => {
-    const keys = await redis.keys(`${prefix}:*`);
-    if (keys.length) await redis.del(...keys);
     await queues.close();
-    await redis.quit();
+    await dropKeysAndDisconnect(redis, prefix);
     rmSync(scratch, { recursive: true, force: true });
   });
 
