@@ -12,7 +12,7 @@ using tag = memory::format_tag;
 
 ConvGeometry ConvGeometry::From(const Napi::Value& value) {
   const int32_t* v = IntData(value, 17, "geometry");
-  ConvGeometry g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[5]};
+  ConvGeometry g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16], /* filterKw */ v[5]};
   if (g.n == 0 || g.h == 0 || g.w == 0 || g.c == 0 || g.kh == 0 || g.kw == 0 || g.o == 0 || g.oh == 0 || g.ow == 0 || g.sh == 0 ||
       g.sw == 0 || g.dh == 0 || g.dw == 0) {
     throw std::invalid_argument("geometry has a zero dimension, stride or dilation");
@@ -73,8 +73,7 @@ float* LiveGradient(float* dFilter, const ConvGeometry& given, const LiveTaps& l
 memory::data_type Operand(const Context& context) { return context.bf16 ? memory::data_type::bf16 : memory::data_type::f32; }
 memory::desc Nhwc(const memory::dims& dims, memory::data_type type) { return memory::desc(dims, type, tag::nhwc); }
 memory::desc ConvGeometry::Filter() const {
-  int64_t width = filterKw > 0 ? filterKw : kw;
-  return memory::desc(Weights(), memory::data_type::f32, memory::dims{1, o, width * c * o, c * o});
+  return memory::desc(Weights(), memory::data_type::f32, memory::dims{1, o, filterKw * c * o, c * o});
 }
 memory::desc AnyLayout(const memory::dims& dims, memory::data_type type) { return memory::desc(dims, type, tag::any); }
 

@@ -8,8 +8,8 @@ namespace retrain {
 
 struct ConvGeometry {
   int64_t n, h, w, c, kh, kw, o, oh, ow, sh, sw, dh, dw, pt, pl, pb, pr;
-  /** The width of the HWIO filter in memory: wider than kw where dead taps are left out (0: kw). */
-  int64_t filterKw = 0;
+  /** The width of the HWIO filter in memory: kw, or wider where dead taps are left out. */
+  int64_t filterKw;
 
   /** From the Int32Array [N,H,W,C, KH,KW,O, OH,OW, SH,SW, DH,DW, PT,PL,PB,PR] (dilations as tfjs: 1 = none). */
   static ConvGeometry From(const Napi::Value& value);
