@@ -76,7 +76,7 @@ const TIERS: Record<string, Tier> = {
   all: { files: longestFirst, concurrency: 3 },
   unit: { files: (files: string[]) => files.filter(isUnit), concurrency: 2 },
   engine: { files: (files: string[]) => files.filter(isEngine), concurrency: 1 },
-  e2e: { files: (files: string[]) => files.filter(isE2e), concurrency: 3 },
+  e2e: { files: (files: string[]) => longestFirst(files).filter(isE2e), concurrency: 3 },
 };
 
 const { positionals, values } = parseArgs({ allowPositionals: true, options: { 'test-name-pattern': { type: 'string', multiple: true } } });
