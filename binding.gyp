@@ -6,7 +6,7 @@
         "engine/native/src/addon.cc",
         "engine/native/src/context.cc",
         "engine/native/src/conv.cc",
-        "engine/native/src/conv1x1.cc",
+        "engine/native/src/conv_matmul.cc",
         "engine/native/src/conv_backward.cc",
         "engine/native/src/conv2d_backprop_input.cc",
         "engine/native/src/conv2d_backprop_filter.cc",

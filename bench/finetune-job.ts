@@ -19,6 +19,7 @@ const { values } = parseArgs({
     batch: { type: 'string', default: '16' },
     precision: { type: 'string', default: 'fp32' },
     'trainable-from': { type: 'string', default: 'conv1' },
+    seed: { type: 'string', default: '0' },
   },
 });
 if (!values.data || !values.folder || !values.size) throw new Error('--data, --folder and --size are required');
@@ -47,6 +48,7 @@ try {
     dataset: { type: 'folder', path: values.folder },
     precision: values.precision,
     fineTuning: { trainableFrom: values['trainable-from'] },
+    seed: Number(values.seed),
   });
   const started = performance.now();
   const { artifacts, precision } = await runQuietJob('bench-job', spec, config, backend);

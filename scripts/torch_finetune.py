@@ -62,9 +62,10 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--layout", choices=["nchw", "channels_last"], default="channels_last")
     parser.add_argument("--trainable-from", choices=["conv1", "layer1", "layer2", "layer3", "layer4"], default="conv1")
+    parser.add_argument("--seed", type=int, default=0, help="the initialisation, the shuffles and dropout (the split stays seed 0)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     job_started = time.perf_counter()
 
     transform = transforms.Compose([

@@ -108,6 +108,11 @@ void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeome
 void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,
                               const float* scale);
 
+/** Whether dW as patches^T dy (PatchBackwardWeights) beats oneDNN's convolution for this geometry. */
+bool FitsPatchProduct(const ConvGeometry& g);
+void PatchBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,
+                          const float* scale);
+
 /** A reorder's attributes that multiply what it writes by `scale` per output channel (dimension 0 of {O, I, H, W} and of [O, C]). */
 dnnl::primitive_attr ScalePerOutput(const float* scale, int64_t outputs);
 

@@ -8,6 +8,7 @@ using dnnl::memory;
 void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const memory& dz, float* dFilter,
                      const float* scale) {
   if (IsPointwise(g)) return PointwiseBackwardWeights(context, borrowed, g, x, dz, dFilter, scale);
+  if (FitsPatchProduct(g)) return PatchBackwardWeights(context, borrowed, g, x, dz, dFilter, scale);
   auto hint = Forward(context, g, false, false).second;
   std::string key = "conv-bwd-weights:" + g.Key() + (context.bf16 ? "bf16" : "");
   auto [primitive, pd] = Cached<dnnl::convolution_backward_weights>(context, key, [&] {

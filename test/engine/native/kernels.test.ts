@@ -126,6 +126,18 @@ function expectScaledConvolutionsToMatch(tolerance: number): void {
   });
 }
 
+/** Runs test/helpers/dead-taps-child.ts on `cases` with oneDNN's verbose log on: its output, one "case N" line before each. */
+function verboseConvolutions(cases: Array<{ size: number; strides: number; channels: number }>) {
+  const child = spawnSync(process.execPath, ['--import', 'tsx', 'test/helpers/dead-taps-child.ts', JSON.stringify(cases)], {
+    env: { ...process.env, ONEDNN_VERBOSE: '1' },
+    encoding: 'utf8',
+  });
+  assert.equal(child.status, 0, child.stderr);
+  return child;
+}
+
+/** The primitives oneDNN's verbose log says ran. */
+const executed = (log: string) => log.split('\n').filter((line) => line.startsWith('onednn_verbose,exec,'));
 describe('oneDNN kernels for the wasm backend', () => {
   let addon: OneDnnAddon;
   before(() => {
@@ -321,13 +333,12 @@ describe('oneDNN kernels for the wasm backend', () => {
   it('drop the filter taps that read only padding (a 3x3 filter on a 1x1 input is its centre) from every primitive, their gradient zero', () => {
     // oneDNN's verbose log says what ran: a 3x3 filter on a 1x1 input runs as 1x1, at stride 2 on a 2x2 input ('same': padding
     // below and right) as 2x2, and on a 2x2 input at stride 1 whole.
-    const child = spawnSync(process.execPath, ['--import', 'tsx', 'test/helpers/dead-taps-child.ts'], {
-      env: { ...process.env, ONEDNN_VERBOSE: '1' },
-      encoding: 'utf8',
-    });
-    assert.equal(child.status, 0, child.stderr);
+    const child = verboseConvolutions([
+      { size: 1, strides: 1, channels: 16 },
+      { size: 2, strides: 2, channels: 16 },
+      { size: 2, strides: 1, channels: 16 },
+    ]);
     const logs = child.stdout.split(/^case \d+$/m).slice(1);
-    const executed = (log: string) => log.split('\n').filter((line) => line.startsWith('onednn_verbose,exec,'));
     const filterSizes = (log: string) => [...new Set(executed(log).flatMap((line) => line.match(/\b8x16x\dx\d\b/g) ?? []))];
     assert.ok(
       executed(logs[0]).some((line) => line.includes(',convolution,')),
@@ -340,6 +351,32 @@ describe('oneDNN kernels for the wasm backend', () => {
     const taps = JSON.parse(/^taps (.*)$/m.exec(child.stdout)?.[1] ?? 'null') as number[][];
     const live = taps.map((sums) => sums.map((sum) => (sum > 0 ? 1 : 0)).join(''));
     assert.deepEqual(live, ['000010000', '110110000', '111111111']);
+  });
+
+  it('compute the filter gradient of a convolution with few output pixels as one matrix product of its patches', () => {
+    // 2 images of 2x2 pixels, 128 channels: dW [3*3*128, 8] = patches [8, 1152]^T dy [8, 8]; at 8x8 pixels oneDNN's own kernel.
+    const child = verboseConvolutions([
+      { size: 2, strides: 1, channels: 128 },
+      { size: 8, strides: 1, channels: 128 },
+    ]);
+    const [small, large] = child.stdout
+      .split(/^case \d+$/m)
+      .slice(1)
+      .map(executed);
+    assert.ok(
+      small.some((line) => line.includes(',matmul,') && line.includes(',1152x8:8x8:1152x8,')),
+      small.join('\n'),
+    );
+    assert.ok(
+      small.every((line) => !line.includes('backward_weights')),
+      small.join('\n'),
+    );
+    assert.ok(
+      large.some((line) => line.includes(',convolution,') && line.includes('backward_weights')),
+      large.join('\n'),
+    );
+    const taps = JSON.parse(/^taps (.*)$/m.exec(child.stdout)?.[1] ?? 'null') as number[][];
+    assert.ok(taps.every((sums) => sums.length === 9 && sums.every((sum) => sum > 0)));
   });
 
   it('run convolutions in bfloat16 where the CPU has AVX512-BF16 (float32 elsewhere), within bfloat16 rounding', async () => {
