@@ -258,6 +258,9 @@ export class FusedBackbone {
     backboneStages(builder, input, 0, stages);
     // The codes the float classifier reads stay float: rounding them to 256 levels would cost the most agreement.
     plan.tensors[plan.tensors.length - 1].type = 'f32';
+    // The stem alone ends in its max pooling, which keeps its input's type: the convolution before it writes float too.
+    const last = plan.ops[plan.ops.length - 1];
+    if (last.kind === 'maxpool') plan.tensors[last.src].type = 'f32';
     const tensors: Int8TensorSpec[] = plan.tensors.map((t) => ({ type: t.type, scale: scaleOf(t, ranges), channels: t.channels }));
     return new FusedBackbone(addon, addon.int8Network({ tensors, ops: plan.ops }), plan, tensors);
   }
