@@ -188,28 +188,39 @@ memory FilterIn(Context& context, Borrowed& borrowed, const memory::desc& wanted
   return WeightsIn(context, borrowed, wanted, g.Filter(), hwio, weightsId, std::string(use) + ":" + g.Key());
 }
 
+/** The layer's bfloat16 copy of the filter times its scale, plain and dense in `user`'s order: the step's first use narrows it. */
+static memory Narrowed(Context& context, const memory::desc& user, const FilterArg& filter, int64_t outputs) {
+  memory::desc narrowedDesc = PlainAs(user, memory::data_type::bf16);
+  void* data = context.narrowedFilters.For(filter.scaleId, filter.id, narrowedDesc.get_size(), [&](void* empty) {
+    memory given(user, context.engine, filter.hwio), narrowed(narrowedDesc, context.engine, empty);
+    Execute(context, dnnl::reorder(dnnl::reorder::primitive_desc(given, narrowed, ScalePerOutput(filter.scale, outputs))), given, narrowed);
+  });
+  return memory(narrowedDesc, context.engine, data);
+}
+
+static bool NarrowsOnce(const memory::desc& wanted, const FilterArg& filter) {
+  return wanted.data_type() == memory::data_type::bf16 && filter.id > 0 && filter.scaleId > 0;
+}
+
 /**
  * Fills `into` with the filter times its scale per output channel (dimension 0 of `user`; the reorder multiplies). In
  * bfloat16 through the layer's narrowed copy: the step's first pass narrows it, the others only re-lay it out.
  */
 static void FillScaled(Context& context, Borrowed& borrowed, const memory& into, const memory::desc& user, const FilterArg& filter,
                        int64_t outputs) {
-  memory given(user, context.engine, filter.hwio);
-  dnnl::primitive_attr attr = ScalePerOutput(filter.scale, outputs);
-  bool narrows = into.get_desc().data_type() == memory::data_type::bf16;
-  if (!narrows || filter.id <= 0 || filter.scaleId <= 0) return Reorder(context, borrowed, given, into, attr);
-  memory::desc narrowedDesc = PlainAs(user, memory::data_type::bf16);
-  void* data = context.narrowedFilters.For(filter.scaleId, filter.id, narrowedDesc.get_size(), [&](void* empty) {
-    memory narrowed(narrowedDesc, context.engine, empty);
-    Execute(context, dnnl::reorder(dnnl::reorder::primitive_desc(given, narrowed, attr)), given, narrowed);
-  });
-  memory narrowed(narrowedDesc, context.engine, data);
+  if (!NarrowsOnce(into.get_desc(), filter)) {
+    memory given(user, context.engine, filter.hwio);
+    return Reorder(context, borrowed, given, into, ScalePerOutput(filter.scale, outputs));
+  }
+  memory narrowed = Narrowed(context, user, filter, outputs);
   Execute(context, dnnl::reorder(narrowed, into), narrowed, into);
 }
 
 memory FilterAs(Context& context, Borrowed& borrowed, const memory::desc& wanted, const memory::desc& user, const FilterArg& filter,
                 int64_t outputs, const std::string& use) {
   if (!filter.scale) return WeightsIn(context, borrowed, wanted, user, filter.hwio, filter.id, use);
+  // A primitive that reads the plain narrowed copy reads the layer's own.
+  if (NarrowsOnce(wanted, filter) && wanted == PlainAs(user, memory::data_type::bf16)) return Narrowed(context, user, filter, outputs);
   memory made = borrowed.Memory(wanted, context.engine);
   FillScaled(context, borrowed, made, user, filter, outputs);
   return made;

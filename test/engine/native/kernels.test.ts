@@ -126,9 +126,9 @@ function expectScaledConvolutionsToMatch(tolerance: number): void {
   });
 }
 
-/** Runs test/helpers/dead-taps-child.ts on `cases` with oneDNN's verbose log on: its output, one "case N" line before each. */
-function verboseConvolutions(cases: Array<{ size: number; strides: number; channels: number }>) {
-  const child = spawnSync(process.execPath, ['--import', 'tsx', 'test/helpers/dead-taps-child.ts', JSON.stringify(cases)], {
+/** Runs test/helpers/dead-taps-child.ts on `cases` in `precision` with oneDNN's verbose log on: its output, one "case N" line before each. */
+function verboseConvolutions(cases: Array<{ size: number; strides: number; channels: number; kernel?: number }>, precision = 'fp32') {
+  const child = spawnSync(process.execPath, ['--import', 'tsx', 'test/helpers/dead-taps-child.ts', JSON.stringify(cases), precision], {
     env: { ...process.env, ONEDNN_VERBOSE: '1' },
     encoding: 'utf8',
   });
@@ -377,6 +377,19 @@ describe('oneDNN kernels for the wasm backend', () => {
     );
     const taps = JSON.parse(/^taps (.*)$/m.exec(child.stdout)?.[1] ?? 'null') as number[][];
     assert.ok(taps.every((sums) => sums.length === 9 && sums.every((sum) => sum > 0)));
+  });
+
+  it("read a 1x1 filter's bfloat16 copy as it lies for the input gradient: narrowed once, re-laid out only for the forward pass", () => {
+    const child = verboseConvolutions([{ size: 4, strides: 1, channels: 64, kernel: 1 }], 'bf16');
+    const lines = executed(child.stdout);
+    if (!/\bavx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8'))) return assert.ok(lines.every((line) => !line.includes('bf16')));
+    const filterReorders = lines.filter((line) => line.includes(',reorder,') && /,8x64x1x1,/.test(line));
+    assert.equal(filterReorders.length, 2, filterReorders.join('\n'));
+    assert.match(filterReorders[0], /src_f32::blocked:cdba:f0 dst_bf16::blocked:cdba:f0/);
+    assert.ok(
+      lines.some((line) => line.includes(',matmul,') && line.includes('wei_bf16::blocked:ba:') && line.includes(',32x8:8x64:32x64,')),
+      lines.join('\n'),
+    );
   });
 
   it('run convolutions in bfloat16 where the CPU has AVX512-BF16 (float32 elsewhere), within bfloat16 rounding', async () => {
