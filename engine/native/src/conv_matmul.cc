@@ -17,16 +17,35 @@ bool IsPointwise(const ConvGeometry& g) {
 
 static memory::desc Matrix(int64_t rows, int64_t columns, dt type, tag layout) { return memory::desc({rows, columns}, type, layout); }
 
-/** Copies float32 pixels between those a 1x1 convolution reads in an NHWC tensor and a dense [N, OH, OW, C] one. */
-static void CopyPixels(const ConvGeometry& g, float* nhwc, float* dense, bool gather) {
+/** Writes a dense [N, OH, OW, C] float32 tensor into the pixels a 1x1 convolution reads in an NHWC one. */
+static void ScatterPixels(const ConvGeometry& g, const float* dense, float* nhwc) {
   size_t pixelBytes = size_t(g.c) * sizeof(float);
 #pragma omp parallel for schedule(static)
   for (int64_t row = 0; row < g.n * g.oh; row++) {
     int64_t image = row / g.oh, i = row % g.oh;
-    for (int64_t j = 0; j < g.ow; j++) {
-      float* read = nhwc + ((image * g.h + i * g.sh) * g.w + j * g.sw) * g.c;
-      float* packed = dense + (row * g.ow + j) * g.c;
-      std::memcpy(gather ? packed : read, gather ? read : packed, pixelBytes);
+    for (int64_t j = 0; j < g.ow; j++)
+      std::memcpy(nhwc + ((image * g.h + i * g.sh) * g.w + j * g.sw) * g.c, dense + (row * g.ow + j) * g.c, pixelBytes);
+  }
+}
+
+/**
+ * The [P, KH * KW * C] matrix of the input pixels each output pixel's filter taps read (zero where they read padding),
+ * rows in output order, columns in HWI order: x's patches, so that dW = patches^T dy (for a 1x1 filter, the pixels it reads).
+ */
+static void GatherPatches(const ConvGeometry& g, const float* x, float* patches) {
+  int64_t rowLength = g.kh * g.kw * g.c;
+  size_t pixelBytes = size_t(g.c) * sizeof(float);
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < g.n * g.oh * g.ow; row++) {
+    int64_t image = row / (g.oh * g.ow), i = row / g.ow % g.oh, j = row % g.ow;
+    float* out = patches + row * rowLength;
+    for (int64_t a = 0; a < g.kh; a++) {
+      int64_t at = i * g.sh - g.pt + a * g.dh;
+      for (int64_t b = 0; b < g.kw; b++, out += g.c) {
+        int64_t across = j * g.sw - g.pl + b * g.dw;
+        if (at < 0 || at >= g.h || across < 0 || across >= g.w) std::memset(out, 0, pixelBytes);
+        else std::memcpy(out, x + ((image * g.h + at) * g.w + across) * g.c, pixelBytes);
+      }
     }
   }
 }
@@ -59,15 +78,15 @@ void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeome
                                {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
   if (!Strided(g)) return;
   std::memset(dx, 0, g.SrcElements() * sizeof(float));
-  CopyPixels(g, dx, static_cast<float*>(product.get_data_handle()), false);
+  ScatterPixels(g, static_cast<float*>(product.get_data_handle()), dx);
 }
 
 /**
  * dW [K, O] = rows^T dz, times the scale per column O when there is one: `rows` is a float32 [P, K] matrix (converted to the
- * kernels' type here), dz the [P, O] output gradient, `dst` a float32 [K, O] one.
+ * kernels' type here), dz the [P, O] output gradient, `dst` the float32 [K, O] result.
  */
 static void TransposedProduct(Context& context, Borrowed& borrowed, const std::string& key, int64_t p, int64_t k, int64_t o, float* rows,
-                              const memory& dz, const std::function<memory(const memory::desc&)>& dst, const float* scale) {
+                              const memory& dz, float* dst, const float* scale) {
   auto [primitive, pd] = Cached<dnnl::matmul>(context, key + (context.bf16 ? "bf16" : "") + (scale ? ":scaled" : ""), [&] {
     auto desc = dnnl::matmul::desc(Matrix(k, p, Operand(context), tag::ba), Matrix(p, o, Operand(context), tag::ab),
                                    Matrix(k, o, dt::f32, tag::ab));
@@ -78,7 +97,7 @@ static void TransposedProduct(Context& context, Borrowed& borrowed, const std::s
   memory converted = Converted(context, borrowed, Matrix(p, k, Operand(context), tag::ab), Matrix(p, k, dt::f32, tag::ab), rows);
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, converted.get_data_handle())},
                                        {DNNL_ARG_WEIGHTS, memory(pd->weights_desc(), context.engine, dz.get_data_handle())},
-                                       {DNNL_ARG_DST, dst(pd->dst_desc())},
+                                       {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, dst)},
                                        {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}};
   if (scale) args.emplace(DNNL_ARG_ATTR_OUTPUT_SCALES, memory(memory::desc({o}, dt::f32, tag::x), context.engine, const_cast<float*>(scale)));
   Execute(context, primitive, args);
@@ -94,32 +113,9 @@ void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGe
   float* read = x;
   if (Strided(g)) {
     read = static_cast<float*>(borrowed.Memory(Matrix(p, g.c, dt::f32, tag::ab), context.engine).get_data_handle());
-    CopyPixels(g, x, read, true);
+    GatherPatches(g, x, read);
   }
-  TransposedProduct(context, borrowed, "pointwise-bwd-weights:" + g.Key(), p, g.c, g.o, read, dz,
-                    [&](const memory::desc& desc) { return memory(desc, context.engine, dFilter); }, scale);
-}
-
-/**
- * The [P, KH * KW * C] matrix of the input pixels each output pixel's filter taps read (zero where they read padding),
- * rows in output order, columns in HWI order: x's patches, so that dW = patches^T dy.
- */
-static void GatherPatches(const ConvGeometry& g, const float* x, float* patches) {
-  int64_t rowLength = g.kh * g.kw * g.c;
-  size_t pixelBytes = size_t(g.c) * sizeof(float);
-#pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < g.n * g.oh * g.ow; row++) {
-    int64_t image = row / (g.oh * g.ow), i = row / g.ow % g.oh, j = row % g.ow;
-    float* out = patches + row * rowLength;
-    for (int64_t a = 0; a < g.kh; a++) {
-      int64_t at = i * g.sh - g.pt + a * g.dh;
-      for (int64_t b = 0; b < g.kw; b++, out += g.c) {
-        int64_t across = j * g.sw - g.pl + b * g.dw;
-        if (at < 0 || at >= g.h || across < 0 || across >= g.w) std::memset(out, 0, pixelBytes);
-        else std::memcpy(out, x + ((image * g.h + at) * g.w + across) * g.c, pixelBytes);
-      }
-    }
-  }
+  TransposedProduct(context, borrowed, "pointwise-bwd-weights:" + g.Key(), p, g.c, g.o, read, dz, dFilter, scale);
 }
 
 /**
@@ -143,12 +139,9 @@ void PatchBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeomet
   auto* patches = static_cast<float*>(borrowed.Memory(Matrix(p, k, dt::f32, tag::ab), context.engine).get_data_handle());
   GatherPatches(g, x, patches);
   bool dense = g.filterKw == g.kw;
-  float* product = dense ? dFilter : nullptr;
-  TransposedProduct(context, borrowed, "patch-bwd-weights:" + g.Key(), p, k, g.o, patches, dz, [&](const memory::desc& desc) {
-    memory made = dense ? memory(desc, context.engine, dFilter) : borrowed.Memory(desc, context.engine);
-    product = static_cast<float*>(made.get_data_handle());
-    return made;
-  }, scale);
+  float* product =
+      dense ? dFilter : static_cast<float*>(borrowed.Memory(Matrix(k, g.o, dt::f32, tag::ab), context.engine).get_data_handle());
+  TransposedProduct(context, borrowed, "patch-bwd-weights:" + g.Key(), p, k, g.o, patches, dz, product, scale);
   if (dense) return;
   size_t tapRow = size_t(g.kw * g.c * g.o);
   for (int64_t a = 0; a < g.kh; a++) std::memcpy(dFilter + a * g.filterKw * g.c * g.o, product + a * tapRow, tapRow * sizeof(float));

@@ -126,12 +126,16 @@ function expectScaledConvolutionsToMatch(tolerance: number): void {
   });
 }
 
-/** Runs test/helpers/dead-taps-child.ts on `cases` in `precision` with oneDNN's verbose log on: its output, one "case N" line before each. */
+/** Runs test/helpers/verbose-convolutions-child.ts on `cases` in `precision` with oneDNN's verbose log on: its output, one "case N" line before each. */
 function verboseConvolutions(cases: Array<{ size: number; strides: number; channels: number; kernel?: number }>, precision = 'fp32') {
-  const child = spawnSync(process.execPath, ['--import', 'tsx', 'test/helpers/dead-taps-child.ts', JSON.stringify(cases), precision], {
-    env: { ...process.env, ONEDNN_VERBOSE: '1' },
-    encoding: 'utf8',
-  });
+  const child = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', 'test/helpers/verbose-convolutions-child.ts', JSON.stringify(cases), precision],
+    {
+      env: { ...process.env, ONEDNN_VERBOSE: '1' },
+      encoding: 'utf8',
+    },
+  );
   assert.equal(child.status, 0, child.stderr);
   return child;
 }
