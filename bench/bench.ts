@@ -6,13 +6,14 @@
 // feature-extraction job on 500 images with and without the CNN-code cache. Compare ratios within one
 // run: the machines are noisy.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '../engine/tf.js';
 import { loadConfig } from '../schemas/config.js';
 import { JobSpec } from '../schemas/job-spec.js';
+import { ValidationSplit } from '../schemas/dataset.js';
 import { BackendChoice, ResidualStream, type ModelConfig, type Precision } from '../schemas/model.js';
 import type { PredictPrecision } from '../schemas/predict.js';
 import { registeredOneDnn, useConvolutionPrecision } from '../engine/native/kernels/register.js';
@@ -24,6 +25,8 @@ import { summarize } from '../engine/model/summary.js';
 import { FusedAdamOptimizer } from '../engine/training/adam.js';
 import { trainStep, wasmMicroBatchSize } from '../engine/training/train-step.js';
 import { headOnCodes } from '../workers/training/feature-cache.js';
+import { readImageFolder } from '../common/image-folder.js';
+import { stratifiedSplit } from '../engine/data/split.js';
 import { FASHION_MNIST, writeFashionMnistFolder } from './fashion-mnist.js';
 import { onnxRuntimePeer } from './onnxruntime-peer.js';
 import { runQuietJob } from './quiet-job.js';
@@ -366,6 +369,9 @@ type JobRun = {
   allocator?: string;
 };
 
+/** The images our bench jobs hold out, named for the PyTorch script so both score the same photos. */
+const VALIDATION_LISTING = 'validation.txt';
+
 /**
  * The same fine-tuning job on real photos through the worker's runJob (fp32 and bf16) and as the PyTorch
  * script (its best of two layouts, and of the allocators), each in its own process.
@@ -391,7 +397,10 @@ function jobRuns(scratch: string, size: number, args: string[], env: Record<stri
       const threads = String(os.cpus().length);
       const run = jsonLine<JobRun>(
         '/usr/bin/python3',
-        [script, '--data', path.join(scratch, 'fashion'), '--threads', threads, '--layout', layout, '--size', String(size), ...args],
+        [
+          ...[script, '--data', path.join(scratch, 'fashion'), '--validation', path.join(scratch, VALIDATION_LISTING)],
+          ...['--threads', threads, '--layout', layout, '--size', String(size), ...args],
+        ],
         env,
       );
       return 'unavailable' in run ? run : { ...run, allocator };
@@ -406,13 +415,22 @@ function jobRuns(scratch: string, size: number, args: string[], env: Record<stri
   };
 }
 
-/** Runs `body` on the first --job-images Fashion-MNIST photos written as a folder data set. */
+/**
+ * Runs `body` on the first --job-images Fashion-MNIST photos written as a folder data set, with the
+ * validation split our jobs make (seed 0) listed in `validation.txt`, which the PyTorch script holds out too.
+ */
 async function withFashionFolder<T>(body: (scratch: string, images: number) => T): Promise<T | { unavailable: string }> {
   if (!existsSync(FASHION_MNIST)) return { unavailable: 'apt-get install dataset-fashion-mnist' };
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'retrain-bench-job-'));
   try {
     const images = Number(values['job-images']);
     await writeFashionMnistFolder(path.join(scratch, 'fashion'), images);
+    const { validation } = stratifiedSplit(
+      (await readImageFolder(path.join(scratch, 'fashion'))).images,
+      ValidationSplit.parse(undefined),
+      0,
+    );
+    writeFileSync(path.join(scratch, VALIDATION_LISTING), validation.map((image) => `${image.file}\n`).join(''));
     return body(scratch, images);
   } finally {
     rmSync(scratch, { recursive: true, force: true });

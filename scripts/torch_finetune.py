@@ -53,6 +53,18 @@ def stratified_split(samples, fraction, seed):
     return train, validation
 
 
+def listed_split(samples, root, listing):
+    """The split another engine made: the images named in `listing` held out, the rest trained on."""
+    with open(listing) as lines:
+        held = {line.strip() for line in lines if line.strip()}
+    train, validation = [], []
+    for index, (path, _) in enumerate(samples):
+        (validation if os.path.relpath(path, root).replace(os.sep, "/") in held else train).append(index)
+    if len(validation) != len(held):
+        raise SystemExit(f"--validation names {len(held)} images, {len(validation)} found under {root}")
+    return train, validation
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", required=True, help="a folder with one sub-folder of images per class")
@@ -63,6 +75,7 @@ def main():
     parser.add_argument("--layout", choices=["nchw", "channels_last"], default="channels_last")
     parser.add_argument("--trainable-from", choices=["conv1", "layer1", "layer2", "layer3", "layer4"], default="conv1")
     parser.add_argument("--seed", type=int, default=0, help="the initialisation, the shuffles and dropout (the split stays seed 0)")
+    parser.add_argument("--validation", help="a file naming the held-out images (class/file, one a line) instead of the seed-0 split")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -75,7 +88,10 @@ def main():
         transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
     ])
     dataset = torchvision.datasets.ImageFolder(args.data, transform=transform)
-    train_indices, validation_indices = stratified_split(dataset.samples, 0.2, 0)
+    if args.validation:
+        train_indices, validation_indices = listed_split(dataset.samples, args.data, args.validation)
+    else:
+        train_indices, validation_indices = stratified_split(dataset.samples, 0.2, 0)
     train = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, train_indices), batch_size=args.batch, shuffle=True)
     validation = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, validation_indices), batch_size=args.batch)
 
