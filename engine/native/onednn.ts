@@ -108,6 +108,7 @@ export interface OneDnnAddon {
   /**
    * A convolution's gradients from dy, through ReLU when y (its output) is given; each output when not null.
    * With `scale`, the convolution's filter was scaled by it (conv2d's `scale`); dFilter is the unscaled filter's. Ids as conv2d's.
+   * Returns the taps dFilter is not 0 at, [top, rows, left, columns], where the others read only padding; else null.
    */
   convBackward(
     dy: Float32Array,
@@ -120,7 +121,7 @@ export interface OneDnnAddon {
     filterId: number,
     scale: Float32Array | null,
     scaleId: number,
-  ): void;
+  ): Int32Array | null;
   matMul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, dims: Int32Array, relu: boolean): void;
   /** kind 0 add, 1 multiply, 2 subtract; a [rows, channels], b [bRows, channels] with bRows 1 or rows. */
   binary(kind: number, a: Float32Array, b: Float32Array, out: Float32Array, rows: number, channels: number, bRows: number): void;
@@ -134,8 +135,19 @@ export interface OneDnnAddon {
   avgPoolGrad(dy: Float32Array, dx: Float32Array, dims: Int32Array): void;
   /** out has x's axes in perm's order: out.shape[i] = shape[perm[i]]. */
   transpose(x: Float32Array, out: Float32Array, shape: Int32Array, perm: Int32Array): void;
-  /** Updates value, m and v in place; scalars: [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate] */
-  adam(value: Float32Array, gradient: Float32Array, m: Float32Array, v: Float32Array, scalars: Float32Array): void;
+  /**
+   * Updates value, m and v in place; scalars: [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate].
+   * With `live` [kh, kw, channels, top, rows, left, columns, check] (the gradient is 0 outside those taps of an HWIO filter),
+   * only those taps when m and v are 0 outside them too (checked if `check` is 1): returns whether it was so.
+   */
+  adam(
+    value: Float32Array,
+    gradient: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    scalars: Float32Array,
+    live: Int32Array | null,
+  ): boolean;
 }
 
 const ADDON = path.resolve(import.meta.dirname, '../../build/Release/onednn_kernels.node');

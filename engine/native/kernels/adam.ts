@@ -2,6 +2,7 @@ import type * as tf from '../../tf.js';
 import type { OneDnnAddon } from '../onednn.js';
 import { heapViews, renewDataIdNumber, type WasmBackend } from './heap.js';
 import { attrsOf } from '../kernel-attrs.js';
+import { liveTapsOf } from './conv-backward.js';
 
 /** A kernel of this project's: one Adam update of one variable, outputs [value, m, v]. */
 export const ADAM = 'RetrainAdam';
@@ -16,6 +17,12 @@ export interface AdamAttrs {
  * holder) and returns them: the caller's assign then keeps the same data, under a new id for the caches. Data another
  * tensor also holds is copied into new outputs first, so that tensor keeps its values.
  */
+/**
+ * First moments whose data, and their second moments', are known +0 outside these taps: those of the last update,
+ * which touched only the kept taps. The next update with the same taps need not check.
+ */
+const zeroOutside = new WeakMap<tf.DataId, string>();
+
 export function makeAdam(addon: OneDnnAddon): tf.KernelFunc {
   return (args) => {
     const backend = args.backend as WasmBackend;
@@ -37,7 +44,13 @@ export function makeAdam(addon: OneDnnAddon): tf.KernelFunc {
     const [gradientData, ...views] = heapViews(backend, [gradient, ...updated, ...outputs]);
     const [into, from] = [views.slice(3), views.slice(0, 3)];
     outputs.forEach((output, i) => output.dataId !== updated[i].dataId && into[i].set(from[i]));
-    addon.adam(into[0], gradientData, into[1], into[2], Float32Array.from(scalars));
+    const taps = gradient.shape.length === 4 ? liveTapsOf(gradient) : null;
+    const known = taps !== null && zeroOutside.get(m.dataId) === taps.join();
+    const [kh, kw, c, o] = gradient.shape;
+    const live = taps && Int32Array.from([kh, kw, c * o, ...taps, known ? 0 : 1]);
+    const keptOnly = addon.adam(into[0], gradientData, into[1], into[2], Float32Array.from(scalars), live);
+    if (keptOnly && taps) zeroOutside.set(outputs[1].dataId, taps.join());
+    else zeroOutside.delete(outputs[1].dataId);
     outputs.forEach(renewDataIdNumber);
     return outputs;
   };

@@ -16,6 +16,14 @@ export interface ConvBackwardAttrs extends ConvAttrs {
   filterGradient: boolean;
 }
 
+/** Filter gradients written by this kernel with dead taps: the taps they may be nonzero at, [top, rows, left, columns]. */
+const liveTaps = new WeakMap<tf.DataId, Int32Array>();
+
+/** The taps `gradient` can be nonzero at, when this kernel wrote it as it is and some taps read only padding. */
+export function liveTapsOf(gradient: tf.TensorInfo): Int32Array | null {
+  return liveTaps.get(gradient.dataId) ?? null;
+}
+
 export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
   return (args) => {
     const backend = args.backend as WasmBackend;
@@ -32,7 +40,7 @@ export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
     const dFilter = attrs.filterGradient ? outputData[outputData.length - 1] : null;
     const scaleData = optionalHeapView(backend, scale);
     const scaleId = scale ? dataIdNumber(scale) : 0;
-    addon.convBackward(
+    const live = addon.convBackward(
       dyData,
       attrs.relu ? yData : null,
       xData,
@@ -44,6 +52,7 @@ export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
       scaleData,
       scaleId,
     );
+    if (live && attrs.filterGradient) liveTaps.set(outputs[outputs.length - 1].dataId, live);
     return outputs;
   };
 }

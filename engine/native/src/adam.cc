@@ -2,6 +2,9 @@
 // passes and as many allocations on it), with tfjs' own float32 arithmetic in its order, so results
 // are the same to the bit.
 #include "context.h"
+#include <atomic>
+#include <cstring>
+#include <vector>
 
 namespace retrain {
 
@@ -24,13 +27,78 @@ static void AdamRange(float* __restrict value, const float* __restrict gradient,
   }
 }
 
+/** Contiguous [begin, end) element ranges of one array. */
+using Spans = std::vector<std::pair<size_t, size_t>>;
+
+/** Runs `body` over every element of `spans` on every core, in one parallel region. */
+template <typename Body>
+static void ParallelSpans(const Spans& spans, Body body) {
+  size_t total = 0;
+  for (auto [begin, end] : spans) total += end - begin;
+  ParallelRanges(total, [&](size_t from, size_t to) {
+    size_t skipped = 0;
+    for (auto [begin, end] : spans) {
+      size_t length = end - begin;
+      if (from < skipped + length && to > skipped) body(begin + std::max(from, skipped) - skipped, begin + std::min(to, skipped + length) - skipped);
+      skipped += length;
+    }
+  });
+}
+
 /**
- * adam(value, gradient, m, v, scalars) updates value, m and v in place; scalars is a Float32Array of
- * [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate].
+ * The kept taps' elements of an HWIO filter and the rest, from [kh, kw, channels (in x out), top, rows, left, columns]:
+ * every row of taps holds kw x channels floats, of which the kept columns are one contiguous run.
+ */
+static std::pair<Spans, Spans> TapSpans(const int32_t* live, size_t n) {
+  const size_t kh = size_t(live[0]), kw = size_t(live[1]), channels = size_t(live[2]);
+  const size_t top = size_t(live[3]), rows = size_t(live[4]), left = size_t(live[5]), columns = size_t(live[6]);
+  if (kh * kw * channels != n || top + rows > kh || left + columns > kw) throw std::invalid_argument("live taps do not fit the value");
+  Spans kept, dead;
+  auto add = [](Spans& spans, size_t begin, size_t end) {
+    if (begin == end) return;
+    if (!spans.empty() && spans.back().second == begin) spans.back().second = end;
+    else spans.emplace_back(begin, end);
+  };
+  for (size_t row = 0; row < kh; row++) {
+    size_t start = row * kw * channels;
+    if (row < top || row >= top + rows) {
+      add(dead, start, start + kw * channels);
+      continue;
+    }
+    add(dead, start, start + left * channels);
+    add(kept, start + left * channels, start + (left + columns) * channels);
+    add(dead, start + (left + columns) * channels, start + kw * channels);
+  }
+  return {kept, dead};
+}
+
+/** Whether m and v are +0 everywhere in `spans` (any other bits, -0 too, count as set). */
+static bool AllZero(const float* m, const float* v, const Spans& spans) {
+  std::atomic<bool> set{false};
+  ParallelSpans(spans, [&](size_t begin, size_t end) {
+    uint32_t bits = 0;
+    for (size_t i = begin; i < end; i++) {
+      uint32_t a, b;
+      std::memcpy(&a, m + i, 4);
+      std::memcpy(&b, v + i, 4);
+      bits |= a | b;
+    }
+    if (bits) set = true;
+  });
+  return !set;
+}
+
+/**
+ * adam(value, gradient, m, v, scalars, live | null) updates value, m and v in place; scalars is a Float32Array of
+ * [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate]. `live`, Int32Array
+ * [kh, kw, channels, top, rows, left, columns, check], says the gradient is 0 outside those taps of an HWIO filter:
+ * where m and v are 0 there too (known, or checked when `check` is 1), Adam leaves those elements as they are, which
+ * is what its arithmetic would do to them, and updates only the kept taps. Returns whether it did.
  */
 Napi::Value Adam(const Napi::CallbackInfo& info) {
-  return Guarded(info, "Adam", [&] {
-    if (info.Length() != 5) throw std::invalid_argument("expects 5 arguments");
+  bool keptOnly = false;
+  Guarded(info, "Adam", [&] {
+    if (info.Length() != 6) throw std::invalid_argument("expects 6 arguments");
     if (!info[0].IsTypedArray()) throw std::invalid_argument("value must be a Float32Array");
     size_t n = info[0].As<Napi::TypedArray>().ElementLength();
     float* value = FloatData(info[0], n, "value");
@@ -42,8 +110,16 @@ Napi::Value Adam(const Napi::CallbackInfo& info) {
     for (int a = 0; a < 4; a++)
       for (int b = a + 1; b < 4; b++)
         if (arrays[a] < arrays[b] + n && arrays[b] < arrays[a] + n) throw std::invalid_argument("value, gradient, m and v overlap");
-    ParallelRanges(n, [&](size_t begin, size_t end) { AdamRange(value, gradient, m, v, scalars, begin, end); });
+    auto update = [&](size_t begin, size_t end) { AdamRange(value, gradient, m, v, scalars, begin, end); };
+    if (!info[5].IsNull()) {
+      const int32_t* live = IntData(info[5], 8, "live");
+      auto [kept, dead] = TapSpans(live, n);
+      keptOnly = live[7] == 0 || AllZero(m, v, dead);
+      if (keptOnly) return ParallelSpans(kept, update);
+    }
+    ParallelRanges(n, update);
   });
+  return Napi::Boolean::New(info.Env(), keptOnly);
 }
 
 }  // namespace retrain

@@ -62,7 +62,7 @@ LiveTaps WithoutDeadTaps(const ConvGeometry& g) {
   cropped.pb = (g.oh - 1) * g.sh + cropped.kh - g.h - cropped.pt;
   cropped.pr = (g.ow - 1) * g.sw + cropped.kw - g.w - cropped.pl;
   if (cropped.pt < 0 || cropped.pl < 0 || cropped.pb < 0 || cropped.pr < 0) return {g};
-  return {cropped, size_t((top * g.kw + left) * g.c * g.o), true};
+  return {cropped, size_t((top * g.kw + left) * g.c * g.o), true, top, left};
 }
 
 float* LiveGradient(float* dFilter, const ConvGeometry& given, const LiveTaps& live) {

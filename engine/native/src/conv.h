@@ -39,6 +39,8 @@ struct LiveTaps {
   ConvGeometry g;
   size_t offset = 0;
   bool cropped = false;
+  /** The first kept tap's row and column in the whole filter. */
+  int64_t top = 0, left = 0;
 };
 LiveTaps WithoutDeadTaps(const ConvGeometry& g);
 

@@ -3,6 +3,7 @@
 // Apart, the ReLU gradient is a float32 tensor of its own and each gradient kernel converts it again.
 #include "conv.h"
 #include <cstring>
+#include <iterator>
 
 namespace retrain {
 
@@ -35,10 +36,12 @@ static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeo
 /**
  * convBackward(dy, y | null, x, filter, dx | null, dFilter | null, geometry, filterId, scale | null, scaleId); y is the
  * ReLU's output; with a scale the forward pass used filter * scale: dx goes back through filter * scale (the forward
- * pass's own bfloat16 copy), and dFilter, the gradient of filter, is the scaled filter's times the scale.
+ * pass's own bfloat16 copy), and dFilter, the gradient of filter, is the scaled filter's times the scale. Returns the taps
+ * whose gradient it wrote, Int32Array [top, rows, left, columns], where the others read only padding (their gradient is 0).
  */
 Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
-  return Guarded(info, "RetrainConvBackward", [&] {
+  Napi::Value liveTaps = info.Env().Null();
+  Guarded(info, "RetrainConvBackward", [&] {
     if (info.Length() != 10) throw std::invalid_argument("expects 10 arguments");
     ConvGeometry given = ConvGeometry::From(info[6]);
     LiveTaps live = WithoutDeadTaps(given);
@@ -55,7 +58,14 @@ Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
     memory dz = OutputGradient(context, borrowed, g, dy, y);
     if (dx) BackwardData(context, borrowed, g, dz, FilterArg{filter, info[7].ToNumber().Int64Value(), scale, info[9].ToNumber().Int64Value()}, dx);
     if (dFilter) BackwardWeights(context, borrowed, g, x, dz, dFilter, scale);
+    if (dFilter && live.cropped) {
+      Napi::Int32Array box = Napi::Int32Array::New(info.Env(), 4);
+      int32_t fields[] = {int32_t(live.top), int32_t(g.kh), int32_t(live.left), int32_t(g.kw)};
+      std::copy(std::begin(fields), std::end(fields), box.Data());
+      liveTaps = box;
+    }
   });
+  return liveTaps;
 }
 
 }  // namespace retrain

@@ -10,6 +10,7 @@ import { loadOneDnn, type OneDnnAddon } from '../../../engine/native/onednn.js';
 import { useConvolutionPrecision } from '../../../engine/native/kernels/register.js';
 import { SCALED_CONV } from '../../../engine/native/kernels/conv2d.js';
 import { nativeConvBackward } from '../../../engine/native/kernels/conv-backward.js';
+import { heapViews, type WasmBackend } from '../../../engine/native/kernels/heap.js';
 import { FusedAdamOptimizer } from '../../../engine/training/adam.js';
 import { trainStep } from '../../../engine/training/train-step.js';
 import { bitIdentical, maxAbsDifference } from '../../helpers/tf.js';
@@ -326,11 +327,16 @@ describe('oneDNN kernels for the wasm backend', () => {
       /^Error: RetrainConvBackward: y holds 3 values/,
     );
     const four = () => new Float32Array(4);
-    assert.throws(() => addon.adam(four(), small, four(), four(), new Float32Array(8)), /^Error: Adam: gradient holds 3/);
+    assert.throws(() => addon.adam(four(), small, four(), four(), new Float32Array(8), null), /^Error: Adam: gradient holds 3/);
     const heap = new Float32Array(8);
     assert.throws(
-      () => addon.adam(heap.subarray(0, 4), four(), heap.subarray(2, 6), four(), new Float32Array(8)),
+      () => addon.adam(heap.subarray(0, 4), four(), heap.subarray(2, 6), four(), new Float32Array(8), null),
       /^Error: Adam: .* overlap/,
+    );
+    const tapsPastTheFilter = Int32Array.from([1, 2, 2, 0, 1, 1, 2, 1]);
+    assert.throws(
+      () => addon.adam(four(), four(), four(), four(), new Float32Array(8), tapsPastTheFilter),
+      /^Error: Adam: live taps do not fit/,
     );
   });
 
@@ -465,6 +471,64 @@ describe('oneDNN kernels for the wasm backend', () => {
     assert.ok(maxAbsDifference(stock[0].dataSync(), tf.randomNormal([300, 400], 0, 1, 'float32', 1).dataSync()) > 1e-3, 'Adam moved it');
     for (const optimizer of [theirs, ours, first, second]) optimizer.dispose();
     tf.dispose([...stock, ...uninterrupted, ...resumed]);
+  });
+
+  it('update with Adam only the taps a convolution read pixels with, while the moments are zero at the others', async () => {
+    await selectBackend('wasm', { nativeKernels: true });
+    // A 3x3 filter on 1x1 inputs: only the centre tap reads pixels, the other 8 taps' gradient is 0.
+    const shape: [number, number, number, number] = [3, 3, 8, 16];
+    const x = tf.randomNormal<tf.Rank.R4>([2, 1, 1, 8], 0, 1, 'float32', 1);
+    const dy = tf.randomNormal<tf.Rank.R4>([2, 1, 1, 16], 0, 1, 'float32', 2);
+    const start = tf.randomNormal<tf.Rank.R4>(shape, 0, 1, 'float32', 3);
+    const attrs = { strides: 1, pad: 'same', dataFormat: 'NHWC', relu: false, inputGradient: false, filterGradient: true } as const;
+    const deadTap = (i: number) => Math.floor(i / (8 * 16)) !== 4;
+    const run = (optimizer: tf.Optimizer, filter: tf.Variable, poisoned: boolean) =>
+      tf.tidy(() => {
+        const [gradient] = nativeConvBackward({ dy, y: dy, x, filter: filter as tf.Tensor4D }, attrs) ?? [];
+        // Values the kernel never wrote at the dead taps: were they read, the update would move those taps.
+        if (poisoned) heapViews(tf.backend() as WasmBackend, [gradient])[0].forEach((_, i, view) => deadTap(i) && (view[i] = 1));
+        optimizer.applyGradients({ [filter.name]: gradient });
+      });
+    const stockStep = (optimizer: tf.Optimizer, filter: tf.Variable) =>
+      tf.tidy(() =>
+        optimizer.applyGradients({
+          [filter.name]: nativeConvBackward({ dy, y: dy, x, filter: filter as tf.Tensor4D }, attrs)?.[0] ?? tf.zeros(shape),
+        }),
+      );
+
+    // Fresh moments: the first step checks they are zero at the dead taps, the second knows it.
+    const theirs = tf.train.adam(1e-2, 0.9, 0.999, 1e-8);
+    const ours = new FusedAdamOptimizer(1e-2, 0.9, 0.999, 1e-8);
+    const [reference, filter] = ['stock', 'fused'].map((tag) => tf.variable(start.clone(), true, `live-taps/${tag}`));
+    for (let step = 0; step < 2; step++) {
+      stockStep(theirs, reference);
+      run(ours, filter, true);
+    }
+    const values = filter.dataSync() as Float32Array;
+    assert.ok(bitIdentical(values, reference.dataSync() as Float32Array), "tfjs' Adam's bits at every tap");
+    assert.ok(
+      values.every((value, i) => !deadTap(i) || value === start.dataSync()[i]),
+      'the dead taps were left as they were',
+    );
+    assert.ok(maxAbsDifference(values, start.dataSync()) > 1e-3, 'the centre moved');
+
+    // Moments not zero at the dead taps (a state from steps on another gradient): Adam updates every tap, as tfjs' does.
+    const [stockMoved, fusedMoved] = ['stock-moved', 'fused-moved'].map((tag) => tf.variable(start.clone(), true, `live-taps/${tag}`));
+    const movedTheirs = tf.train.adam(1e-2, 0.9, 0.999, 1e-8);
+    const movedOurs = new FusedAdamOptimizer(1e-2, 0.9, 0.999, 1e-8);
+    tf.tidy(() => movedTheirs.applyGradients([{ name: stockMoved.name, tensor: tf.randomNormal(shape, 0, 1, 'float32', 4) }]));
+    tf.tidy(() => movedOurs.applyGradients([{ name: fusedMoved.name, tensor: tf.randomNormal(shape, 0, 1, 'float32', 4) }]));
+    const before = fusedMoved.dataSync() as Float32Array;
+    stockStep(movedTheirs, stockMoved);
+    run(movedOurs, fusedMoved, false);
+    const moved = fusedMoved.dataSync() as Float32Array;
+    assert.ok(bitIdentical(moved, stockMoved.dataSync() as Float32Array), "tfjs' Adam's bits at every tap");
+    assert.ok(
+      moved.some((value, i) => deadTap(i) && value !== before[i]),
+      'the dead taps moved on their moments',
+    );
+    for (const optimizer of [theirs, ours, movedTheirs, movedOurs]) optimizer.dispose();
+    tf.dispose([x, dy, start, reference, filter, stockMoved, fusedMoved]);
   });
 
   it("update a variable's data in place with Adam under a new id, so the kernels' kept filters and the BatchNorm foldings are redone", async () => {
