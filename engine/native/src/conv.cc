@@ -256,8 +256,9 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
     const float* scale = info[7].IsNull() ? nullptr : FloatData(info[7], size_t(g.o), "scale");
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
-    auto [primitive, pd] = Forward(context, g, bias, relu);
     FilterArg filterArg{filter, info[6].ToNumber().Int64Value(), scale, info[8].ToNumber().Int64Value()};
+    if (ForwardsAsProduct(context, g, filterArg)) return PointwiseForward(context, borrowed, g, x, filterArg, b, relu, out);
+    auto [primitive, pd] = Forward(context, g, bias, relu);
     memory weights = scale ? ScaledFilter(context, borrowed, pd->weights_desc(), filterArg, g)
                            : FilterIn(context, borrowed, pd->weights_desc(), filter, g, filterArg.id, "fwd");
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, TensorIn(context, borrowed, pd->src_desc(), g.Src(), x)},

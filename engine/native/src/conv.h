@@ -110,6 +110,14 @@ void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeome
 void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,
                               const float* scale);
 
+/**
+ * Whether the forward pass runs as x W on the layer's plain bfloat16 filter copy (PointwiseForward): a bfloat16 1x1
+ * convolution at stride 1 with a scaled filter on few pixels.
+ */
+bool ForwardsAsProduct(const Context& context, const ConvGeometry& g, const FilterArg& filter);
+void PointwiseForward(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const FilterArg& filter, const float* bias,
+                      bool relu, float* out);
+
 /** Whether dW as patches^T dy (PatchBackwardWeights) beats oneDNN's convolution for this geometry. */
 bool FitsPatchProduct(const ConvGeometry& g);
 void PatchBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,

@@ -389,16 +389,42 @@ describe('oneDNN kernels for the wasm backend', () => {
     assert.ok(taps.every((sums) => sums.length === 9 && sums.every((sum) => sum > 0)));
   });
 
-  it("read a 1x1 filter's bfloat16 copy as it lies for the input gradient: narrowed once, re-laid out only for the forward pass", () => {
-    const child = verboseConvolutions([{ size: 4, strides: 1, channels: 64, kernel: 1 }], 'bf16');
-    const lines = executed(child.stdout);
-    if (!/\bavx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8'))) return assert.ok(lines.every((line) => !line.includes('bf16')));
-    const filterReorders = lines.filter((line) => line.includes(',reorder,') && /,8x64x1x1,/.test(line));
-    assert.equal(filterReorders.length, 2, filterReorders.join('\n'));
-    assert.match(filterReorders[0], /src_f32::blocked:cdba:f0 dst_bf16::blocked:cdba:f0/);
+  it("read a 1x1 filter's bfloat16 copy as it lies: narrowed once, on few pixels the forward pass reads it too", () => {
+    const child = verboseConvolutions(
+      [
+        { size: 4, strides: 1, channels: 64, kernel: 1 },
+        { size: 8, strides: 1, channels: 64, kernel: 1 },
+      ],
+      'bf16',
+    );
+    const [few, more] = child.stdout
+      .split(/^case \d+$/m)
+      .slice(1)
+      .map(executed);
+    if (!/\bavx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8')))
+      return assert.ok([...few, ...more].every((line) => !line.includes('bf16')));
+    // The filter [O, C] = 8x64: as a matrix (ba) or as a 1x1 filter (cdba).
+    const filterReorders = (lines: string[]) => lines.filter((line) => line.includes(',reorder,') && /,8x64(x1x1)?,/.test(line));
+    // 4x4 pixels: y = x W and dx = dy W^T are matmuls on the narrowed copy, its only reorder.
+    assert.equal(filterReorders(few).length, 1, filterReorders(few).join('\n'));
+    assert.match(filterReorders(few)[0], /src_f32::blocked:ba:f0 dst_bf16::blocked:ba:f0,attr-oscale:1/);
     assert.ok(
-      lines.some((line) => line.includes(',matmul,') && line.includes('wei_bf16::blocked:ba:') && line.includes(',32x8:8x64:32x64,')),
-      lines.join('\n'),
+      few.some((line) => line.includes(',matmul,') && line.includes('wei_bf16::blocked:ab:') && line.includes(',32x64:64x8:32x8,')),
+      few.join('\n'),
+    );
+    assert.ok(
+      few.every((line) => !(line.includes(',convolution,') && line.includes('forward'))),
+      few.join('\n'),
+    );
+    assert.ok(
+      few.some((line) => line.includes(',matmul,') && line.includes('wei_bf16::blocked:ba:') && line.includes(',32x8:8x64:32x64,')),
+      few.join('\n'),
+    );
+    // 8x8 pixels: a convolution, the copy re-laid out for it.
+    assert.equal(filterReorders(more).length, 2, filterReorders(more).join('\n'));
+    assert.ok(
+      more.some((line) => line.includes(',convolution,') && line.includes('forward_training')),
+      more.join('\n'),
     );
   });
 
