@@ -198,6 +198,8 @@ static memory Narrowed(Context& context, const memory::desc& user, const FilterA
   return memory(narrowedDesc, context.engine, data);
 }
 
+memory NarrowedFilter(Context& context, const ConvGeometry& g, const FilterArg& filter) { return Narrowed(context, g.Filter(), filter, g.o); }
+
 static bool NarrowsOnce(const memory::desc& wanted, const FilterArg& filter) {
   return wanted.data_type() == memory::data_type::bf16 && filter.id > 0 && filter.scaleId > 0;
 }
@@ -257,7 +259,7 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
     FilterArg filterArg{filter, info[6].ToNumber().Int64Value(), scale, info[8].ToNumber().Int64Value()};
-    if (ForwardsAsProduct(context, g, filterArg)) return PointwiseForward(context, borrowed, g, x, filterArg, b, relu, out);
+    if (ForwardsAsProduct(context, g, filterArg)) return ProductForward(context, borrowed, g, x, filterArg, b, relu, out);
     auto [primitive, pd] = Forward(context, g, bias, relu);
     memory weights = scale ? ScaledFilter(context, borrowed, pd->weights_desc(), filterArg, g)
                            : FilterIn(context, borrowed, pd->weights_desc(), filter, g, filterArg.id, "fwd");

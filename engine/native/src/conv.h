@@ -110,13 +110,16 @@ void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeome
 void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,
                               const float* scale);
 
+/** The layer's bfloat16 copy of its scaled filter (kept taps only), dense HWIO: the [KH * KW * C, O] matrix. */
+dnnl::memory NarrowedFilter(Context& context, const ConvGeometry& g, const FilterArg& filter);
+
 /**
- * Whether the forward pass runs as x W on the layer's plain bfloat16 filter copy (PointwiseForward): a bfloat16 1x1
- * convolution at stride 1 with a scaled filter on few pixels.
+ * Whether the forward pass runs as patches x W on the layer's plain bfloat16 filter copy (ProductForward): a bfloat16
+ * convolution with a scaled filter on few output pixels.
  */
 bool ForwardsAsProduct(const Context& context, const ConvGeometry& g, const FilterArg& filter);
-void PointwiseForward(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const FilterArg& filter, const float* bias,
-                      bool relu, float* out);
+void ProductForward(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const FilterArg& filter, const float* bias,
+                    bool relu, float* out);
 
 /** Whether dW as patches^T dy (PatchBackwardWeights) beats oneDNN's convolution for this geometry. */
 bool FitsPatchProduct(const ConvGeometry& g);

@@ -59,21 +59,26 @@ static bool Strided(const ConvGeometry& g) { return g.sh != 1 || g.sw != 1; }
  */
 static tag PlainInBfloat16(const Context& context) { return context.bf16 ? tag::ba : tag::any; }
 
+/** The bytes of a convolution's [P, KH * KW * C] float32 patches (GatherPatches), bounded wherever they are made. */
+static size_t PatchBytes(const ConvGeometry& g) { return size_t(g.n * g.oh * g.ow * g.kh * g.kw * g.c) * sizeof(float); }
+
 bool ForwardsAsProduct(const Context& context, const ConvGeometry& g, const FilterArg& filter) {
-  return context.bf16 && filter.scale && filter.id > 0 && filter.scaleId > 0 && IsPointwise(g) && !Strided(g) && g.oh * g.ow <= 16;
+  bool inPlace = IsPointwise(g) && !Strided(g);
+  return context.bf16 && filter.scale && filter.id > 0 && filter.scaleId > 0 && g.oh * g.ow <= 16 && (inPlace || PatchBytes(g) <= (64u << 20));
 }
 
 /**
- * y = x W (+ bias, then ReLU) over the [N * H * W, C] pixels, W being the layer's narrowed [C, O] copy as it lies. A trained
- * filter is new every step: as a convolution it was re-laid out every step (~6 ms a step of the 32 px layer3 job), and the
- * input gradient reads the same copy.
+ * y = patches W (+ bias, then ReLU), W being the layer's narrowed [KH * KW * C, O] copy as it lies, the patches those of
+ * PatchBackwardWeights (x itself for a 1x1 filter at stride 1). A trained filter is new every step: as a convolution it
+ * was re-laid out every step (~6 ms a step of the 32 px layer3 job for the 1x1 filters), and the input gradient reads the
+ * same copy.
  */
-void PointwiseForward(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const FilterArg& filter, const float* bias,
-                      bool relu, float* out) {
-  int64_t p = g.n * g.oh * g.ow;
-  std::string key = "pointwise-fwd:" + g.Key() + (bias ? "b" : "") + (relu ? "r" : "");
+void ProductForward(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const FilterArg& filter, const float* bias,
+                    bool relu, float* out) {
+  int64_t p = g.n * g.oh * g.ow, k = g.kh * g.kw * g.c;
+  std::string key = "product-fwd:" + g.Key() + (bias ? "b" : "") + (relu ? "r" : "");
   auto [primitive, pd] = Cached<dnnl::matmul>(context, key, [&] {
-    memory::desc src = Matrix(p, g.c, dt::bf16, tag::ab), weights = Matrix(g.c, g.o, dt::bf16, tag::ab), dst = Matrix(p, g.o, dt::f32, tag::ab);
+    memory::desc src = Matrix(p, k, dt::bf16, tag::ab), weights = Matrix(k, g.o, dt::bf16, tag::ab), dst = Matrix(p, g.o, dt::f32, tag::ab);
     auto desc = bias ? dnnl::matmul::desc(src, weights, Matrix(1, g.o, dt::f32, tag::ab), dst) : dnnl::matmul::desc(src, weights, dst);
     dnnl::post_ops ops;
     if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
@@ -81,11 +86,14 @@ void PointwiseForward(Context& context, Borrowed& borrowed, const ConvGeometry& 
     attr.set_post_ops(ops);
     return dnnl::matmul::primitive_desc(desc, attr, context.engine);
   });
-  // The copy is [O, C] read across (the scale is per row O there), the same bytes as the [C, O] matrix the product reads.
-  memory narrowed = FilterAs(context, borrowed, Matrix(g.o, g.c, dt::bf16, tag::ba), Matrix(g.o, g.c, dt::f32, tag::ba), filter, g.o, key);
+  float* rows = x;
+  if (!IsPointwise(g) || Strided(g)) {
+    rows = static_cast<float*>(borrowed.Memory(Matrix(p, k, dt::f32, tag::ab), context.engine).get_data_handle());
+    GatherPatches(g, x, rows);
+  }
   std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, Converted(context, borrowed, pd->src_desc(), Matrix(p, g.c, dt::f32, tag::ab), x)},
-      {DNNL_ARG_WEIGHTS, memory(pd->weights_desc(), context.engine, narrowed.get_data_handle())},
+      {DNNL_ARG_SRC, Converted(context, borrowed, pd->src_desc(), Matrix(p, k, dt::f32, tag::ab), rows)},
+      {DNNL_ARG_WEIGHTS, memory(pd->weights_desc(), context.engine, NarrowedFilter(context, g, filter).get_data_handle())},
       {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, out)},
       {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}};
   if (bias) args.emplace(DNNL_ARG_BIAS, memory(pd->bias_desc(), context.engine, const_cast<float*>(bias)));
@@ -159,7 +167,7 @@ void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGe
 bool FitsPatchProduct(const ConvGeometry& g) {
   int64_t pixels = g.oh * g.ow;
   bool few = pixels <= 16 || (pixels <= 49 && (g.sh > 1 || g.sw > 1));
-  return few && g.c >= 128 && size_t(g.n * pixels * g.kh * g.kw * g.c) * sizeof(float) <= (64u << 20);
+  return few && g.c >= 128 && PatchBytes(g) <= (64u << 20);
 }
 
 /**

@@ -389,43 +389,52 @@ describe('oneDNN kernels for the wasm backend', () => {
     assert.ok(taps.every((sums) => sums.length === 9 && sums.every((sum) => sum > 0)));
   });
 
-  it("read a 1x1 filter's bfloat16 copy as it lies: narrowed once, on few pixels the forward pass reads it too", () => {
+  it("read a filter's bfloat16 copy as it lies: narrowed once, on few pixels by the forward pass, and by a 1x1's input gradient", () => {
     const child = verboseConvolutions(
       [
         { size: 4, strides: 1, channels: 64, kernel: 1 },
         { size: 8, strides: 1, channels: 64, kernel: 1 },
+        { size: 2, strides: 1, channels: 64, kernel: 3 },
       ],
       'bf16',
     );
-    const [few, more] = child.stdout
+    const [few, more, patches] = child.stdout
       .split(/^case \d+$/m)
       .slice(1)
       .map(executed);
-    if (!/\bavx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8')))
-      return assert.ok([...few, ...more].every((line) => !line.includes('bf16')));
-    // The filter [O, C] = 8x64: as a matrix (ba) or as a 1x1 filter (cdba).
-    const filterReorders = (lines: string[]) => lines.filter((line) => line.includes(',reorder,') && /,8x64(x1x1)?,/.test(line));
+    const all = [...few, ...more, ...patches];
+    if (!/\bavx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8'))) return assert.ok(all.every((line) => !line.includes('bf16')));
+    const filterReorders = (lines: string[], kernel: number) =>
+      lines.filter((line) => line.includes(',reorder,') && line.includes(`,8x64x${kernel}x${kernel},`));
+    const forwardConvolution = (lines: string[]) =>
+      lines.some((line) => line.includes(',convolution,') && line.includes('forward_training'));
     // 4x4 pixels: y = x W and dx = dy W^T are matmuls on the narrowed copy, its only reorder.
-    assert.equal(filterReorders(few).length, 1, filterReorders(few).join('\n'));
-    assert.match(filterReorders(few)[0], /src_f32::blocked:ba:f0 dst_bf16::blocked:ba:f0,attr-oscale:1/);
+    assert.equal(filterReorders(few, 1).length, 1, filterReorders(few, 1).join('\n'));
+    assert.match(filterReorders(few, 1)[0], /src_f32::blocked:cdba:f0 dst_bf16::blocked:cdba:f0,attr-oscale:1/);
     assert.ok(
       few.some((line) => line.includes(',matmul,') && line.includes('wei_bf16::blocked:ab:') && line.includes(',32x64:64x8:32x8,')),
       few.join('\n'),
     );
-    assert.ok(
-      few.every((line) => !(line.includes(',convolution,') && line.includes('forward'))),
-      few.join('\n'),
-    );
+    assert.ok(!forwardConvolution(few), few.join('\n'));
     assert.ok(
       few.some((line) => line.includes(',matmul,') && line.includes('wei_bf16::blocked:ba:') && line.includes(',32x8:8x64:32x64,')),
       few.join('\n'),
     );
     // 8x8 pixels: a convolution, the copy re-laid out for it.
-    assert.equal(filterReorders(more).length, 2, filterReorders(more).join('\n'));
+    assert.equal(filterReorders(more, 1).length, 2, filterReorders(more, 1).join('\n'));
+    assert.ok(forwardConvolution(more), more.join('\n'));
+    // A 3x3 filter on 2x2 pixels: the forward pass is the [8, 9 x 64] patches times the copy; only the input gradient's
+    // convolution re-lays it out.
     assert.ok(
-      more.some((line) => line.includes(',convolution,') && line.includes('forward_training')),
-      more.join('\n'),
+      patches.some((line) => line.includes(',matmul,') && line.includes('wei_bf16::blocked:ab:') && line.includes(',8x576:576x8:8x8,')),
+      patches.join('\n'),
     );
+    assert.ok(!forwardConvolution(patches), patches.join('\n'));
+    const narrowings = filterReorders(patches, 3).filter((line) => /src_f32\S* dst_bf16/.test(line));
+    const relayouts = filterReorders(patches, 3).filter((line) => /src_bf16\S* dst_bf16/.test(line));
+    assert.equal(narrowings.length, 1, patches.join('\n'));
+    assert.equal(relayouts.length, 1, patches.join('\n'));
+    assert.ok(patches.some((line) => line.includes(',convolution,') && line.includes('backward_data')));
   });
 
   it('run convolutions in bfloat16 where the CPU has AVX512-BF16 (float32 elsewhere), within bfloat16 rounding', async () => {
