@@ -259,7 +259,7 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
     FilterArg filterArg{filter, info[6].ToNumber().Int64Value(), scale, info[8].ToNumber().Int64Value()};
-    if (ForwardsAsProduct(context, g, filterArg)) return ProductForward(context, borrowed, g, x, filterArg, b, relu, out);
+    if (RunsAsProduct(context, g, filterArg)) return ProductForward(context, borrowed, g, x, filterArg, b, relu, out);
     auto [primitive, pd] = Forward(context, g, bias, relu);
     memory weights = scale ? ScaledFilter(context, borrowed, pd->weights_desc(), filterArg, g)
                            : FilterIn(context, borrowed, pd->weights_desc(), filter, g, filterArg.id, "fwd");

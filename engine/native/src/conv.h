@@ -114,12 +114,14 @@ void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGe
 dnnl::memory NarrowedFilter(Context& context, const ConvGeometry& g, const FilterArg& filter);
 
 /**
- * Whether the forward pass runs as patches x W on the layer's plain bfloat16 filter copy (ProductForward): a bfloat16
- * convolution with a scaled filter on few output pixels.
+ * Whether the forward pass and the input gradient run as matrix products of the patches with the layer's plain bfloat16
+ * filter copy (ProductForward, PatchBackwardData): a bfloat16 convolution with a scaled filter on few output pixels.
  */
-bool ForwardsAsProduct(const Context& context, const ConvGeometry& g, const FilterArg& filter);
+bool RunsAsProduct(const Context& context, const ConvGeometry& g, const FilterArg& filter);
 void ProductForward(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const FilterArg& filter, const float* bias,
                     bool relu, float* out);
+void PatchBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const dnnl::memory& dz, const FilterArg& filter,
+                       float* dx);
 
 /** Whether dW as patches^T dy (PatchBackwardWeights) beats oneDNN's convolution for this geometry. */
 bool FitsPatchProduct(const ConvGeometry& g);

@@ -7,6 +7,7 @@ using dnnl::memory;
 
 void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const memory& dz, const FilterArg& filter, float* dx) {
   if (IsPointwise(g)) return PointwiseBackwardData(context, borrowed, g, dz, filter, dx);
+  if (RunsAsProduct(context, g, filter)) return PatchBackwardData(context, borrowed, g, dz, filter, dx);
   auto hint = Forward(context, g, false, false).second;
   std::string key = "conv-bwd-data:" + g.Key() + (context.bf16 ? "bf16" : "");
   auto [primitive, pd] = Cached<dnnl::convolution_backward_data>(context, key, [&] {

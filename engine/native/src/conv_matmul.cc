@@ -50,6 +50,30 @@ static void GatherPatches(const ConvGeometry& g, const float* x, float* patches)
   }
 }
 
+/** dx: each output pixel's row of `patches` summed into the input pixels its taps read (GatherPatches' adjoint). */
+static void ScatterAddPatches(const ConvGeometry& g, const float* patches, float* dx) {
+  int64_t rowLength = g.kh * g.kw * g.c;
+  // An image's pixels take sums from its own output pixels only: one image a thread, nothing shared.
+#pragma omp parallel for schedule(static)
+  for (int64_t image = 0; image < g.n; image++) {
+    float* own = dx + image * g.h * g.w * g.c;
+    std::memset(own, 0, size_t(g.h * g.w * g.c) * sizeof(float));
+    for (int64_t i = 0; i < g.oh; i++)
+      for (int64_t j = 0; j < g.ow; j++) {
+        const float* in = patches + ((image * g.oh + i) * g.ow + j) * rowLength;
+        for (int64_t a = 0; a < g.kh; a++) {
+          int64_t at = i * g.sh - g.pt + a * g.dh;
+          for (int64_t b = 0; b < g.kw; b++, in += g.c) {
+            int64_t across = j * g.sw - g.pl + b * g.dw;
+            if (at < 0 || at >= g.h || across < 0 || across >= g.w) continue;
+            float* out = own + (at * g.w + across) * g.c;
+            for (int64_t channel = 0; channel < g.c; channel++) out[channel] += in[channel];
+          }
+        }
+      }
+  }
+}
+
 static bool Strided(const ConvGeometry& g) { return g.sh != 1 || g.sw != 1; }
 
 /**
@@ -62,7 +86,7 @@ static tag PlainInBfloat16(const Context& context) { return context.bf16 ? tag::
 /** The bytes of a convolution's [P, KH * KW * C] float32 patches (GatherPatches), bounded wherever they are made. */
 static size_t PatchBytes(const ConvGeometry& g) { return size_t(g.n * g.oh * g.ow * g.kh * g.kw * g.c) * sizeof(float); }
 
-bool ForwardsAsProduct(const Context& context, const ConvGeometry& g, const FilterArg& filter) {
+bool RunsAsProduct(const Context& context, const ConvGeometry& g, const FilterArg& filter) {
   bool inPlace = IsPointwise(g) && !Strided(g);
   return context.bf16 && filter.scale && filter.id > 0 && filter.scaleId > 0 && g.oh * g.ow <= 16 && (inPlace || PatchBytes(g) <= (64u << 20));
 }
@@ -98,6 +122,25 @@ void ProductForward(Context& context, Borrowed& borrowed, const ConvGeometry& g,
       {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}};
   if (bias) args.emplace(DNNL_ARG_BIAS, memory(pd->bias_desc(), context.engine, const_cast<float*>(bias)));
   Execute(context, primitive, args);
+}
+
+/**
+ * dx from d(patches) = dz W^T, W^T being the layer's narrowed [KH * KW * C, O] copy read across: as a convolution the copy
+ * was re-laid out every step for the input gradient too.
+ */
+void PatchBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const memory& dz, const FilterArg& filter, float* dx) {
+  int64_t p = g.n * g.oh * g.ow, k = g.kh * g.kw * g.c;
+  auto [primitive, pd] = Cached<dnnl::matmul>(context, "patch-bwd-data:" + g.Key(), [&] {
+    auto desc = dnnl::matmul::desc(Matrix(p, g.o, dt::bf16, tag::ab), Matrix(g.o, k, dt::bf16, tag::ba), Matrix(p, k, dt::f32, tag::ab));
+    return dnnl::matmul::primitive_desc(desc, PooledScratchpad(), context.engine);
+  });
+  memory patches = borrowed.Memory(pd->dst_desc(), context.engine);
+  Execute(context, primitive,
+          {{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, dz.get_data_handle())},
+           {DNNL_ARG_WEIGHTS, memory(pd->weights_desc(), context.engine, NarrowedFilter(context, g, filter).get_data_handle())},
+           {DNNL_ARG_DST, patches},
+           {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
+  ScatterAddPatches(g, static_cast<const float*>(patches.get_data_handle()), dx);
 }
 
 /** dx = dy W^T at the pixels read (zero elsewhere), W^T being the [C, O] filter read with swapped strides. */
