@@ -13,16 +13,18 @@ export interface AdamAttrs {
 }
 
 /**
- * Updates value, m and v in their own memory where no other tensor holds it (a variable's data usually has no other
- * holder) and returns them: the caller's assign then keeps the same data, under a new id for the caches. Data another
- * tensor also holds is copied into new outputs first, so that tensor keeps its values.
- */
-/**
  * First moments whose data, and their second moments', are known +0 outside these taps: those of the last update,
  * which touched only the kept taps. The next update with the same taps need not check.
  */
 const zeroOutside = new WeakMap<tf.DataId, string>();
 
+/**
+ * Updates value, m and v in their own memory where no other tensor holds it (a variable's data usually has no other
+ * holder) and returns them: the caller's assign then keeps the same data, under a new id for the caches. Data another
+ * tensor also holds is copied into new outputs first, so that tensor keeps its values. A filter's gradient that the
+ * convolution's backward pass wrote with taps left out (liveTapsOf) updates only the kept taps where the moments are
+ * zero at the others: Adam's arithmetic leaves such elements as they are.
+ */
 export function makeAdam(addon: OneDnnAddon): tf.KernelFunc {
   return (args) => {
     const backend = args.backend as WasmBackend;
