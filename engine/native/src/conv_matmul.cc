@@ -86,9 +86,20 @@ static tag PlainInBfloat16(const Context& context) { return context.bf16 ? tag::
 /** The bytes of a convolution's [P, KH * KW * C] float32 patches (GatherPatches), bounded wherever they are made. */
 static size_t PatchBytes(const ConvGeometry& g) { return size_t(g.n * g.oh * g.ow * g.kh * g.kw * g.c) * sizeof(float); }
 
+/** A 1x1 convolution at stride 1 reads every pixel once: x itself is its patches. */
+static bool PatchesAreInput(const ConvGeometry& g) { return IsPointwise(g) && !Strided(g); }
+
+/** The float32 [P, KH * KW * C] patches the convolution reads: x as it lies where PatchesAreInput, else gathered. */
+static float* PatchesOf(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x) {
+  if (PatchesAreInput(g)) return x;
+  memory patches = borrowed.Memory(Matrix(g.n * g.oh * g.ow, g.kh * g.kw * g.c, dt::f32, tag::ab), context.engine);
+  GatherPatches(g, x, static_cast<float*>(patches.get_data_handle()));
+  return static_cast<float*>(patches.get_data_handle());
+}
+
 bool RunsAsProduct(const Context& context, const ConvGeometry& g, const FilterArg& filter) {
-  bool inPlace = IsPointwise(g) && !Strided(g);
-  return context.bf16 && filter.scale && filter.id > 0 && filter.scaleId > 0 && g.oh * g.ow <= 16 && (inPlace || PatchBytes(g) <= (64u << 20));
+  return context.bf16 && filter.scale && filter.id > 0 && filter.scaleId > 0 && g.oh * g.ow <= 16 &&
+         (PatchesAreInput(g) || PatchBytes(g) <= (64u << 20));
 }
 
 /**
@@ -110,13 +121,8 @@ void ProductForward(Context& context, Borrowed& borrowed, const ConvGeometry& g,
     attr.set_post_ops(ops);
     return dnnl::matmul::primitive_desc(desc, attr, context.engine);
   });
-  float* rows = x;
-  if (!IsPointwise(g) || Strided(g)) {
-    rows = static_cast<float*>(borrowed.Memory(Matrix(p, k, dt::f32, tag::ab), context.engine).get_data_handle());
-    GatherPatches(g, x, rows);
-  }
   std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, Converted(context, borrowed, pd->src_desc(), Matrix(p, k, dt::f32, tag::ab), rows)},
+      {DNNL_ARG_SRC, Converted(context, borrowed, pd->src_desc(), Matrix(p, k, dt::f32, tag::ab), PatchesOf(context, borrowed, g, x))},
       {DNNL_ARG_WEIGHTS, memory(pd->weights_desc(), context.engine, NarrowedFilter(context, g, filter).get_data_handle())},
       {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, out)},
       {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}};
@@ -194,12 +200,7 @@ static void TransposedProduct(Context& context, Borrowed& borrowed, const std::s
 void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const memory& dz, float* dFilter,
                               const float* scale) {
   int64_t p = g.n * g.oh * g.ow;
-  float* read = x;
-  if (Strided(g)) {
-    read = static_cast<float*>(borrowed.Memory(Matrix(p, g.c, dt::f32, tag::ab), context.engine).get_data_handle());
-    GatherPatches(g, x, read);
-  }
-  TransposedProduct(context, borrowed, "pointwise-bwd-weights:" + g.Key(), p, g.c, g.o, read, dz, dFilter, scale);
+  TransposedProduct(context, borrowed, "pointwise-bwd-weights:" + g.Key(), p, g.c, g.o, PatchesOf(context, borrowed, g, x), dz, dFilter, scale);
 }
 
 /**
@@ -220,8 +221,7 @@ bool FitsPatchProduct(const ConvGeometry& g) {
 void PatchBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const memory& dz, float* dFilter,
                           const float* scale) {
   int64_t p = g.n * g.oh * g.ow, k = g.kh * g.kw * g.c;
-  auto* patches = static_cast<float*>(borrowed.Memory(Matrix(p, k, dt::f32, tag::ab), context.engine).get_data_handle());
-  GatherPatches(g, x, patches);
+  float* patches = PatchesOf(context, borrowed, g, x);
   bool dense = g.filterKw == g.kw;
   float* product =
       dense ? dFilter : static_cast<float*>(borrowed.Memory(Matrix(k, g.o, dt::f32, tag::ab), context.engine).get_data_handle());
