@@ -31,6 +31,11 @@ export interface Builder<T extends { readonly shape: ReadonlyArray<number | null
   convBn(spec: ConvBn, x: T): T;
   /** The residual sum (an unrecorded tfjs layer `add`) and the block's ReLU. */
   addRelu(x: T, identity: T, reluCall: number): T;
+  /**
+   * A block's end in one: convBn(spec, x) (no ReLU of its own) + identity(), then the block's ReLU, for a runner that
+   * sums in the convolution's epilogue. Without it, convBn, identity() and addRelu run in that order (the model's).
+   */
+  residual?(spec: ConvBn, x: T, identity: () => T, reluCall: number): T;
   /** A module with a layer of its own; `make` builds the layer (the symbolic builder only). */
   leaf(type: string, varName: string, make: (name: string) => tf.layers.Layer, x: T): T;
   /** A tfjs layer that is no module of torchvision's (padding, flattening). */
@@ -87,11 +92,12 @@ function bottleneck<T extends { readonly shape: ReadonlyArray<number | null> }>(
   const filters = width * EXPANSION;
   let out = b.convBn({ conv: 'conv1', bn: 'bn1', filters: width, kernel: 1, stride: 1, reluCall: 0 }, x);
   out = b.convBn({ conv: 'conv2', bn: 'bn2', filters: width, kernel: 3, stride, reluCall: 1 }, out);
-  out = b.convBn({ conv: 'conv3', bn: 'bn3', filters, kernel: 1, stride: 1 }, out);
-  const identity = downsample
-    ? b.container('Sequential', 'downsample', (ds) => ds.convBn({ conv: '0', bn: '1', filters, kernel: 1, stride }, x))
-    : x;
-  return b.addRelu(out, identity, 2);
+  const last: ConvBn = { conv: 'conv3', bn: 'bn3', filters, kernel: 1, stride: 1 };
+  const identity = () =>
+    downsample ? b.container('Sequential', 'downsample', (ds) => ds.convBn({ conv: '0', bn: '1', filters, kernel: 1, stride }, x)) : x;
+  if (b.residual) return b.residual(last, out, identity, 2);
+  out = b.convBn(last, out);
+  return b.addRelu(out, identity(), 2);
 }
 
 /** The backbone's stages in order, as the Stage names count them: 0 the stem (conv1 to maxpool), 1-4 layer1-layer4. */

@@ -120,6 +120,23 @@ class EagerRun implements Builder<tf.Tensor> {
   }
 
   convBn(spec: ConvBn, x: tf.Tensor): tf.Tensor {
+    return this.convBnPlus(spec, x, null);
+  }
+
+  addRelu(x: tf.Tensor, identity: tf.Tensor): tf.Tensor {
+    const out = addRelu(x, identity);
+    this.observe?.(this.path('add'), out);
+    return this.mark(out, this.differentiable.has(x) || this.differentiable.has(identity));
+  }
+
+  /** The block's sum in conv3's epilogue where the kernel takes it; an observer sees conv3's own output, so not then. */
+  residual(spec: ConvBn, x: tf.Tensor, identity: () => tf.Tensor): tf.Tensor {
+    if (this.observe) return this.addRelu(this.convBn(spec, x), identity());
+    return this.convBnPlus(spec, x, identity());
+  }
+
+  /** Conv2d, BatchNorm2d, then ReLU if the spec has one; with `residual`, + residual before a ReLU (the block's). */
+  private convBnPlus(spec: ConvBn, x: tf.Tensor, residual: tf.Tensor | null): tf.Tensor {
     const convName = this.path(spec.conv);
     const conv = this.owner.layer(convName);
     const bn = this.owner.layer(this.path(spec.bn));
@@ -134,21 +151,28 @@ class EagerRun implements Builder<tf.Tensor> {
     const trainsConv = this.training && conv.trainable;
     if (this.training && bn.trainable) {
       const normalised = bn.apply(tf.conv2d(input as tf.Tensor4D, kernel, spec.stride, padding), { training: true }) as tf.Tensor;
-      return this.mark(relu ? tf.relu(normalised) : normalised, true);
+      const out = this.mark(relu ? tf.relu(normalised) : normalised, true);
+      return residual ? this.addRelu(out, residual) : out;
     }
     // A trainable filter changes every step: a folded copy of it (and its reorder) would be stale by the next validation.
     const folding = this.owner.folding(conv, bn, !conv.trainable);
     const weights = folding.filter ? { filter: folding.filter } : { filter: kernel, scale: folding.scale };
-    const gradients = { x: this.training && this.differentiable.has(x), filter: trainsConv };
-    const out = foldedConv(input as tf.Tensor4D, weights, folding.shift, spec.stride, padding, relu, gradients);
+    const differentiable = (t: tf.Tensor | null) => t !== null && this.training && this.differentiable.has(t);
+    const summand = residual && tf.getKernel(SCALED_CONV, tf.getBackend()) ? (residual as tf.Tensor4D) : null;
+    const gradients = { x: differentiable(x), filter: trainsConv, residual: differentiable(summand) };
+    const out = foldedConv(
+      input as tf.Tensor4D,
+      weights,
+      folding.shift,
+      spec.stride,
+      padding,
+      relu || summand !== null,
+      summand,
+      gradients,
+    );
     this.observe?.(convName, out);
-    return this.mark(out, gradients.x || gradients.filter);
-  }
-
-  addRelu(x: tf.Tensor, identity: tf.Tensor): tf.Tensor {
-    const out = addRelu(x, identity);
-    this.observe?.(this.path('add'), out);
-    return this.mark(out, this.differentiable.has(x) || this.differentiable.has(identity));
+    const marked = this.mark(out, gradients.x || gradients.filter || gradients.residual);
+    return residual && !summand ? this.addRelu(marked, residual) : marked;
   }
 
   maxPool(x: tf.Tensor): tf.Tensor {
@@ -178,9 +202,9 @@ class EagerRun implements Builder<tf.Tensor> {
 }
 
 /**
- * Convolution (its filter times `scale` per output channel, if given), bias and optional ReLU in one
- * kernel, with a gradient for only the inputs named in `gradients` (tfjs' fused conv computes the
- * input's and the bias's gradients whether wanted or not).
+ * Convolution (its filter times `scale` per output channel, if given), bias, `residual` (if given: this project's
+ * kernel only) and optional ReLU in one kernel, with a gradient for only the inputs named in `gradients` (tfjs' fused
+ * conv computes the input's and the bias's gradients whether wanted or not).
  */
 function foldedConv(
   x: tf.Tensor4D,
@@ -189,7 +213,8 @@ function foldedConv(
   strides: number,
   pad: Padding,
   relu: boolean,
-  gradients: { x: boolean; filter: boolean },
+  residual: tf.Tensor4D | null,
+  gradients: { x: boolean; filter: boolean; residual: boolean },
 ): tf.Tensor4D {
   // The addon scales the filter as it reorders it, and the gradient at the output on its way back; elsewhere a multiply does.
   const scale = weights.scale && tf.getKernel(SCALED_CONV, tf.getBackend()) ? weights.scale : undefined;
@@ -197,11 +222,12 @@ function foldedConv(
   // The kernel itself: tf.fused.conv2d splits into conv, add and relu whenever a gradient is being taken.
   const attrs = { strides, pad, dataFormat: 'NHWC' as const, dilations: 1, activation: relu ? 'relu' : 'linear' };
   const run = () =>
-    scale
-      ? tf.engine().runKernel<tf.Tensor4D>(SCALED_CONV, { x, filter, bias, scale }, attrs)
+    scale || residual
+      ? tf.engine().runKernel<tf.Tensor4D>(SCALED_CONV, { x, filter, bias, ...(scale && { scale }), ...(residual && { residual }) }, attrs)
       : tf.engine().runKernel<tf.Tensor4D>('FusedConv2D', { x, filter, bias }, attrs);
-  if (!gradients.x && !gradients.filter) return run();
-  const differentiable = [...(gradients.x ? [x] : []), ...(gradients.filter ? [filter] : [])];
+  const wanted = { ...gradients, residual: residual !== null && gradients.residual };
+  if (!wanted.x && !wanted.filter && !wanted.residual) return run();
+  const differentiable = [...(wanted.x ? [x] : []), ...(wanted.filter ? [filter] : []), ...(residual && wanted.residual ? [residual] : [])];
   const withGradient = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
     const y = run();
@@ -210,16 +236,24 @@ function foldedConv(
       value: y,
       gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
         const [savedX, savedFilter, savedY] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
-        const backwardAttrs = { ...attrs, relu, inputGradient: gradients.x, filterGradient: gradients.filter };
+        const backwardAttrs = {
+          ...attrs,
+          relu,
+          outputGradient: wanted.residual,
+          inputGradient: wanted.x,
+          filterGradient: wanted.filter,
+        };
         const native = nativeConvBackward({ dy, y: savedY, x: savedX, filter: savedFilter, ...(scale && { scale }) }, backwardAttrs);
-        if (native) return native;
+        // The kernel gives the residual's gradient (the ReLU's input's) first; it is the last input here.
+        if (native) return wanted.residual ? [...native.slice(1), native[0]] : native;
         const dz = (relu ? reluBackward(dy, savedY) : dy) as tf.Tensor4D;
         const result: tf.Tensor[] = [];
-        if (gradients.x) result.push(tf.conv2dTranspose(dz, savedFilter, savedX.shape, strides, pad));
-        if (gradients.filter) {
+        if (wanted.x) result.push(tf.conv2dTranspose(dz, savedFilter, savedX.shape, strides, pad));
+        if (wanted.filter) {
           const filterAttrs = { strides, pad, dataFormat: 'NHWC', filterShape: savedFilter.shape };
           result.push(tf.engine().runKernel<tf.Tensor>('Conv2DBackpropFilter', { x: savedX, dy: dz }, filterAttrs));
         }
+        if (wanted.residual) result.push(dz.clone());
         return result;
       },
     };

@@ -90,7 +90,8 @@ export interface OneDnnAddon {
   setPrecision(bf16: boolean): boolean;
   /**
    * With `scale`, the filter multiplied by it per output channel (a folded BatchNorm's scale). Ids name the filter's and
-   * the scale's data for the addon's cache of reordered filters (0: not to be kept).
+   * the scale's data for the addon's cache of reordered filters (0: not to be kept). With `residual` (shaped as out),
+   * out = (relu of) the convolution + bias + residual: a bottleneck block's sum in the convolution's epilogue.
    */
   conv2d(
     x: Float32Array,
@@ -102,6 +103,7 @@ export interface OneDnnAddon {
     filterId: number,
     scale: Float32Array | null,
     scaleId: number,
+    residual: Float32Array | null,
   ): void;
   conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, geometry: Int32Array, filterId: number): void;
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dFilter: Float32Array, geometry: Int32Array): void;
@@ -109,6 +111,7 @@ export interface OneDnnAddon {
    * A convolution's gradients from dy, through ReLU when y (its output) is given; each output when not null.
    * With `scale`, the convolution's filter was scaled by it (conv2d's `scale`); dFilter is the unscaled filter's. Ids as conv2d's.
    * Returns the taps dFilter is not 0 at, [top, rows, left, columns], where the others read only padding; else null.
+   * `dz` (with y) gets the gradient at the ReLU's input, as a residual sum's other operand takes it.
    */
   convBackward(
     dy: Float32Array,
@@ -121,6 +124,7 @@ export interface OneDnnAddon {
     filterId: number,
     scale: Float32Array | null,
     scaleId: number,
+    dz: Float32Array | null,
   ): Int32Array | null;
   matMul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, dims: Int32Array, relu: boolean): void;
   /** kind 0 add, 1 multiply, 2 subtract; a [rows, channels], b [bRows, channels] with bRows 1 or rows. */

@@ -5,13 +5,16 @@ import { dataIdNumber, heapViews, optionalHeapView, type WasmBackend } from './h
 import { attrMap, attrsOf } from '../kernel-attrs.js';
 
 /**
- * A kernel of this project's: a convolution's backward pass, through its ReLU when `relu`; outputs [dx?, dFilter?].
+ * A kernel of this project's: a convolution's backward pass, through its ReLU when `relu`; outputs [dz?, dx?, dFilter?],
+ * dz (when `outputGradient`, with `relu`) the gradient at the ReLU's input, which a residual sum's other operand takes.
  * With the input `scale`, the convolution ran filter * scale per output channel (SCALED_CONV), and dFilter is the filter's own.
  */
 export const CONV_BACKWARD = 'RetrainConvBackward';
 
 export interface ConvBackwardAttrs extends ConvAttrs {
   relu: boolean;
+  /** Also output the gradient at the ReLU's input (needs `relu`). */
+  outputGradient?: boolean;
   inputGradient: boolean;
   filterGradient: boolean;
 }
@@ -31,14 +34,14 @@ export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
     const attrs = attrsOf<ConvBackwardAttrs>(args.attrs);
     const geometry = convGeometry(x.shape, filter.shape, attrs);
     if (!geometry) throw new Error(`${CONV_BACKWARD} takes NHWC tensors`);
-    const outputs = [
-      ...(attrs.inputGradient ? [backend.makeOutput(x.shape, 'float32')] : []),
-      ...(attrs.filterGradient ? [backend.makeOutput(filter.shape, 'float32')] : []),
-    ];
-    const [dyData, yData, xData, filterData, ...outputData] = heapViews(backend, [dy, y, x, filter, ...outputs]);
-    const dx = attrs.inputGradient ? outputData[0] : null;
-    const dFilter = attrs.filterGradient ? outputData[outputData.length - 1] : null;
-    const scaleData = optionalHeapView(backend, scale);
+    if (attrs.outputGradient && !attrs.relu) throw new Error(`${CONV_BACKWARD}: outputGradient needs relu`);
+    const made = (wanted: boolean | undefined, shape: number[]) => (wanted ? backend.makeOutput(shape, 'float32') : undefined);
+    const dzInfo = made(attrs.outputGradient, dy.shape);
+    const dxInfo = made(attrs.inputGradient, x.shape);
+    const dFilterInfo = made(attrs.filterGradient, filter.shape);
+    const outputs = [dzInfo, dxInfo, dFilterInfo].filter((info): info is tf.TensorInfo => info !== undefined);
+    const [dyData, yData, xData, filterData] = heapViews(backend, [dy, y, x, filter]);
+    const [dz, dx, dFilter, scaleData] = [dzInfo, dxInfo, dFilterInfo, scale].map((info) => optionalHeapView(backend, info));
     const scaleId = scale ? dataIdNumber(scale) : 0;
     const live = addon.convBackward(
       dyData,
@@ -51,8 +54,9 @@ export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
       dataIdNumber(filter),
       scaleData,
       scaleId,
+      dz,
     );
-    if (live && attrs.filterGradient) liveTaps.set(outputs[outputs.length - 1].dataId, live);
+    if (live && dFilterInfo) liveTaps.set(dFilterInfo.dataId, live);
     return outputs;
   };
 }

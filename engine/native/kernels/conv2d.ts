@@ -8,7 +8,8 @@ type Activation = 'linear' | 'relu' | 'relu6' | 'prelu' | 'leakyrelu' | 'sigmoid
 
 /**
  * A kernel of this project's: FusedConv2D whose filter is multiplied per output channel by the input
- * `scale` (a folded BatchNorm's) as the addon reorders it, instead of by a filter-sized tensor op.
+ * `scale` (a folded BatchNorm's) as the addon reorders it, instead of by a filter-sized tensor op; with
+ * the input `residual` (shaped as the output), it is added before the activation (a bottleneck block's end).
  */
 export const SCALED_CONV = 'RetrainScaledConv2D';
 
@@ -20,16 +21,19 @@ export function makeConv2D(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelF
   return (args) => {
     const { inputs, attrs } = args;
     const backend = args.backend as WasmBackend;
-    const { x, filter, bias, scale, preluActivationWeights } = inputs as Record<string, tf.TensorInfo | undefined>;
+    const { x, filter, bias, scale, residual, preluActivationWeights } = inputs as Record<string, tf.TensorInfo | undefined>;
     const activation = (attrs as { activation?: Activation }).activation ?? 'linear';
-    if (!x || !filter || preluActivationWeights || (activation !== 'linear' && activation !== 'relu')) return stock(args);
-    const geometry = convGeometry(x.shape, filter.shape, attrsOf<ConvAttrs>(attrs));
-    if (!geometry) return stock(args);
+    const geometry = x && filter && convGeometry(x.shape, filter.shape, attrsOf<ConvAttrs>(attrs));
+    if (!x || !filter || !geometry || preluActivationWeights || (activation !== 'linear' && activation !== 'relu')) {
+      if (scale || residual) throw new Error(`${SCALED_CONV}: no stock kernel takes a scale or a residual`);
+      return stock(args);
+    }
     const out = backend.makeOutput(convOutputShape(geometry), 'float32');
     const [xData, filterData, outData] = heapViews(backend, [x, filter, out]);
-    const [biasData, scaleData] = [bias, scale].map((info) => optionalHeapView(backend, info));
+    const [biasData, scaleData, residualData] = [bias, scale, residual].map((info) => optionalHeapView(backend, info));
     const scaleId = scale ? dataIdNumber(scale) : 0;
-    addon.conv2d(xData, filterData, biasData, outData, geometry, activation === 'relu', dataIdNumber(filter), scaleData, scaleId);
+    const relu = activation === 'relu';
+    addon.conv2d(xData, filterData, biasData, outData, geometry, relu, dataIdNumber(filter), scaleData, scaleId, residualData);
     return out;
   };
 }

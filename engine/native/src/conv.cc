@@ -132,19 +132,24 @@ Napi::Value SetPrecision(const Napi::CallbackInfo& info) {
 }
 
 std::pair<dnnl::primitive, const dnnl::convolution_forward::primitive_desc*> Forward(Context& context, const ConvGeometry& g, bool bias,
-                                                                                    bool relu) {
-  std::string key = "conv-fwd:" + g.Key() + (bias ? "b" : "") + (relu ? "r" : "") + (context.bf16 ? "bf16" : "");
+                                                                                    bool relu, bool residual) {
+  std::string key = "conv-fwd:" + g.Key() + (bias ? "b" : "") + (residual ? "s" : "") + (relu ? "r" : "") + (context.bf16 ? "bf16" : "");
   return Cached<dnnl::convolution_forward>(context, key, [&] {
     auto biasDesc = bias ? memory::desc({g.o}, memory::data_type::f32, tag::x) : memory::desc();
     auto desc = dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
                                                 Nhwc(g.Src(), Operand(context)), AnyLayout(g.Weights(), Operand(context)), biasDesc,
                                                 Nhwc(g.Dst()), g.Strides(), g.Dilations(), g.PadL(), g.PadR());
-    dnnl::post_ops ops;
-    if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-    dnnl::primitive_attr attr = PooledScratchpad();
-    attr.set_post_ops(ops);
-    return dnnl::convolution_forward::primitive_desc(desc, attr, context.engine);
+    return dnnl::convolution_forward::primitive_desc(desc, EpilogueAttr(residual ? Nhwc(g.Dst()) : memory::desc(), relu), context.engine);
   });
+}
+
+dnnl::primitive_attr EpilogueAttr(const memory::desc& residual, bool relu) {
+  dnnl::post_ops ops;
+  if (!residual.is_zero()) ops.append_binary(dnnl::algorithm::binary_add, residual);
+  if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+  dnnl::primitive_attr attr = PooledScratchpad();
+  attr.set_post_ops(ops);
+  return attr;
 }
 
 dnnl::primitive_attr ScalePerOutput(const float* scale, int64_t outputs) {
@@ -245,7 +250,7 @@ static memory ScaledFilter(Context& context, Borrowed& borrowed, const memory::d
  */
 Napi::Value Conv2D(const Napi::CallbackInfo& info) {
   return Guarded(info, "Conv2D", [&] {
-    if (info.Length() != 9) throw std::invalid_argument("expects 9 arguments");
+    if (info.Length() != 10) throw std::invalid_argument("expects 10 arguments");
     ConvGeometry given = ConvGeometry::From(info[4]);
     bool bias = !info[2].IsNull();
     bool relu = info[5].ToBoolean();
@@ -256,11 +261,12 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
     float* b = bias ? FloatData(info[2], size_t(g.o), "bias") : nullptr;
     float* out = FloatData(info[3], g.DstElements(), "out");
     const float* scale = info[7].IsNull() ? nullptr : FloatData(info[7], size_t(g.o), "scale");
+    float* residual = info[9].IsNull() ? nullptr : FloatData(info[9], g.DstElements(), "residual");
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
     FilterArg filterArg{filter, info[6].ToNumber().Int64Value(), scale, info[8].ToNumber().Int64Value()};
-    if (RunsAsProduct(context, g, filterArg)) return ProductForward(context, borrowed, g, x, filterArg, b, relu, out);
-    auto [primitive, pd] = Forward(context, g, bias, relu);
+    if (RunsAsProduct(context, g, filterArg)) return ProductForward(context, borrowed, g, x, filterArg, b, residual, relu, out);
+    auto [primitive, pd] = Forward(context, g, bias, relu, residual);
     memory weights = scale ? ScaledFilter(context, borrowed, pd->weights_desc(), filterArg, g)
                            : FilterIn(context, borrowed, pd->weights_desc(), filter, g, filterArg.id, "fwd");
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, TensorIn(context, borrowed, pd->src_desc(), g.Src(), x)},
@@ -268,6 +274,7 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
                                          {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, out)},
                                          {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}};
     if (bias) args.emplace(DNNL_ARG_BIAS, memory(pd->bias_desc(), context.engine, b));
+    if (residual) args.emplace(kResidualArg, memory(Nhwc(g.Dst()), context.engine, residual));
     Execute(context, primitive, args);
   });
 }

@@ -73,9 +73,18 @@ dnnl::memory Converted(Context& context, Borrowed& borrowed, const dnnl::memory:
 /** The caller's float32 NHWC tensor as `wanted` describes it: itself, or a converted copy for this call. */
 dnnl::memory TensorIn(Context& context, Borrowed& borrowed, const dnnl::memory::desc& wanted, const dnnl::memory::dims& dims, float* data);
 
-/** The forward convolution of a geometry (its descriptor is also the hint the backward ones need). */
+/**
+ * The forward convolution of a geometry (its descriptor is also the hint the backward ones need); with `residual`, a tensor
+ * shaped as the output is added before the ReLU (a bottleneck block's sum, in the epilogue).
+ */
 std::pair<dnnl::primitive, const dnnl::convolution_forward::primitive_desc*> Forward(Context& context, const ConvGeometry& g, bool bias,
-                                                                                            bool relu);
+                                                                                            bool relu, bool residual = false);
+
+/** Scratchpad from the pool, and the epilogue: + a residual laid out as `residual` (when not zero), then ReLU. */
+dnnl::primitive_attr EpilogueAttr(const dnnl::memory::desc& residual, bool relu);
+
+/** The argument slot of EpilogueAttr's residual. */
+constexpr int kResidualArg = DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1;
 
 /**
  * A filter in the layout `wanted`: the caller's HWIO memory when that is it, otherwise a reorder of it,
@@ -119,7 +128,7 @@ dnnl::memory NarrowedFilter(Context& context, const ConvGeometry& g, const Filte
  */
 bool RunsAsProduct(const Context& context, const ConvGeometry& g, const FilterArg& filter);
 void ProductForward(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const FilterArg& filter, const float* bias,
-                    bool relu, float* out);
+                    const float* residual, bool relu, float* out);
 void PatchBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const dnnl::memory& dz, const FilterArg& filter,
                        float* dx);
 

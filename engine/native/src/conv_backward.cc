@@ -18,31 +18,42 @@ static inline uint16_t ToBfloat16(float value) {
   return uint16_t((bits & 0x7fffffffu) > 0x7f800000u ? quietNaN : rounded);
 }
 
-/** The gradient at the convolution's output, in the kernels' type: dy through ReLU when y is given. */
-static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* dy, const float* y) {
+/**
+ * The gradient at the convolution's output, in the kernels' type: dy through ReLU when y is given. `kept`, when given, gets
+ * that gradient in float32 too (a residual sum's other operand takes it), written in the same pass.
+ */
+static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* dy, const float* y, float* kept) {
   memory::desc wanted = Nhwc(g.Dst(), Operand(context));
   if (!y) return Converted(context, borrowed, wanted, Nhwc(g.Dst()), dy);
+  // Lambdas inline into the loops; a function pointer did not, and kept them from vectorising.
+  auto same = [](float value) { return value; };
+  if (!context.bf16) {
+    memory dz = kept ? memory(wanted, context.engine, kept) : borrowed.Memory(wanted, context.engine);
+    auto* out = static_cast<float*>(dz.get_data_handle());
+    ParallelRanges(g.DstElements(), [&](size_t begin, size_t end) { ReluGradientRange(dy, y, out, begin, end, same); });
+    return dz;
+  }
   memory dz = borrowed.Memory(wanted, context.engine);
-  void* out = dz.get_data_handle();
-  auto fill = [&](auto* typed, auto store) {
-    ParallelRanges(g.DstElements(), [&](size_t begin, size_t end) { ReluGradientRange(dy, y, typed, begin, end, store); });
-  };
-  // A lambda inlines into the loop; a function pointer did not, and kept it from vectorising.
-  if (context.bf16) fill(static_cast<uint16_t*>(out), [](float value) { return ToBfloat16(value); });
-  else fill(static_cast<float*>(out), [](float value) { return value; });
+  auto* narrow = static_cast<uint16_t*>(dz.get_data_handle());
+  ParallelRanges(g.DstElements(), [&](size_t begin, size_t end) {
+    if (!kept) return ReluGradientRange(dy, y, narrow, begin, end, [](float value) { return ToBfloat16(value); });
+    ReluGradientRange(dy, y, kept, begin, end, same);
+    for (size_t i = begin; i < end; i++) narrow[i] = ToBfloat16(kept[i]);
+  });
   return dz;
 }
 
 /**
- * convBackward(dy, y | null, x, filter, dx | null, dFilter | null, geometry, filterId, scale | null, scaleId); y is the
- * ReLU's output; with a scale the forward pass used filter * scale: dx goes back through filter * scale (the forward
- * pass's own bfloat16 copy), and dFilter, the gradient of filter, is the scaled filter's times the scale. Returns the taps
- * whose gradient it wrote, Int32Array [top, rows, left, columns], where the others read only padding (their gradient is 0).
+ * convBackward(dy, y | null, x, filter, dx | null, dFilter | null, geometry, filterId, scale | null, scaleId, dz | null); y is
+ * the ReLU's output, and dz (given only with y) gets the gradient at the ReLU's input; with a scale the forward pass used
+ * filter * scale: dx goes back through filter * scale (the forward pass's own bfloat16 copy), and dFilter, the gradient of
+ * filter, is the scaled filter's times the scale. Returns the taps whose gradient it wrote, Int32Array [top, rows, left,
+ * columns], where the others read only padding (their gradient is 0).
  */
 Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
   Napi::Value liveTaps = info.Env().Null();
   Guarded(info, "RetrainConvBackward", [&] {
-    if (info.Length() != 10) throw std::invalid_argument("expects 10 arguments");
+    if (info.Length() != 11) throw std::invalid_argument("expects 11 arguments");
     ConvGeometry given = ConvGeometry::From(info[6]);
     LiveTaps live = WithoutDeadTaps(given);
     const ConvGeometry& g = live.g;
@@ -53,9 +64,11 @@ Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
     float* dx = info[4].IsNull() ? nullptr : FloatData(info[4], g.SrcElements(), "dx");
     float* dFilter = info[5].IsNull() ? nullptr : LiveGradient(FloatData(info[5], given.WeightElements(), "dFilter"), given, live);
     const float* scale = info[8].IsNull() ? nullptr : FloatData(info[8], size_t(g.o), "scale");
+    float* kept = info[10].IsNull() ? nullptr : FloatData(info[10], g.DstElements(), "dz");
+    if (kept && !y) throw std::invalid_argument("dz needs y");
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
-    memory dz = OutputGradient(context, borrowed, g, dy, y);
+    memory dz = OutputGradient(context, borrowed, g, dy, y, kept);
     if (dx) BackwardData(context, borrowed, g, dz, FilterArg{filter, info[7].ToNumber().Int64Value(), scale, info[9].ToNumber().Int64Value()}, dx);
     if (dFilter) BackwardWeights(context, borrowed, g, x, dz, dFilter, scale);
     if (dFilter && live.cropped) {

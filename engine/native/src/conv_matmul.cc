@@ -109,17 +109,13 @@ bool RunsAsProduct(const Context& context, const ConvGeometry& g, const FilterAr
  * same copy.
  */
 void ProductForward(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const FilterArg& filter, const float* bias,
-                    bool relu, float* out) {
+                    const float* residual, bool relu, float* out) {
   int64_t p = g.n * g.oh * g.ow, k = g.kh * g.kw * g.c;
-  std::string key = "product-fwd:" + g.Key() + (bias ? "b" : "") + (relu ? "r" : "");
+  std::string key = "product-fwd:" + g.Key() + (bias ? "b" : "") + (residual ? "s" : "") + (relu ? "r" : "");
   auto [primitive, pd] = Cached<dnnl::matmul>(context, key, [&] {
     memory::desc src = Matrix(p, k, dt::bf16, tag::ab), weights = Matrix(k, g.o, dt::bf16, tag::ab), dst = Matrix(p, g.o, dt::f32, tag::ab);
     auto desc = bias ? dnnl::matmul::desc(src, weights, Matrix(1, g.o, dt::f32, tag::ab), dst) : dnnl::matmul::desc(src, weights, dst);
-    dnnl::post_ops ops;
-    if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-    dnnl::primitive_attr attr = PooledScratchpad();
-    attr.set_post_ops(ops);
-    return dnnl::matmul::primitive_desc(desc, attr, context.engine);
+    return dnnl::matmul::primitive_desc(desc, EpilogueAttr(residual ? dst : memory::desc(), relu), context.engine);
   });
   std::unordered_map<int, memory> args{
       {DNNL_ARG_SRC, Converted(context, borrowed, pd->src_desc(), Matrix(p, k, dt::f32, tag::ab), PatchesOf(context, borrowed, g, x))},
@@ -127,6 +123,7 @@ void ProductForward(Context& context, Borrowed& borrowed, const ConvGeometry& g,
       {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, out)},
       {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}};
   if (bias) args.emplace(DNNL_ARG_BIAS, memory(pd->bias_desc(), context.engine, const_cast<float*>(bias)));
+  if (residual) args.emplace(kResidualArg, memory(pd->dst_desc(), context.engine, const_cast<float*>(residual)));
   Execute(context, primitive, args);
 }
 

@@ -5,6 +5,8 @@ import { Dropout } from '../../../engine/model/dropout.js';
 import { buildResNet50, type ModelConfig, type ResNet50 } from '../../../engine/model/resnet50.js';
 import { CONV_BACKWARD } from '../../../engine/native/kernels/conv-backward.js';
 import { SCALED_CONV } from '../../../engine/native/kernels/conv2d.js';
+import { ADD_RELU } from '../../../engine/native/kernels/add-relu.js';
+import { RELU_GRAD } from '../../../engine/native/kernels/relu-grad.js';
 import { relativeError } from '../../helpers/conv-cases.js';
 import { useTestBackend } from '../../helpers/tf.js';
 import { float32ValuesOf } from '../../../engine/model/tensor-values.js';
@@ -114,6 +116,33 @@ describe('the eager ResNet-50 (BatchNorm folded into convolutions)', () => {
     // 53 convolutions: all but the stem pass a gradient down; from layer3, its 19 and layer4's 10 but the two reading layer2.
     assert.equal(await stepCalls('conv1'), 52);
     assert.equal(await stepCalls('layer3'), 27);
+    x.dispose();
+  });
+
+  it("sums each block's residual in its last convolution's epilogue where BatchNorm is folded, and takes its gradient from there", async () => {
+    const x = tf.randomNormal([1, 32, 32, 3], 0, 1, 'float32', 3);
+    const kernelsOfStep = async (freezeBatchNorm: boolean) => {
+      const resnet = buildResNet50({
+        mode: 'fine_tuning',
+        numClasses: 2,
+        inputSize: 32,
+        fineTuning: { trainableFrom: 'conv1', freezeBatchNorm },
+      });
+      const variables = resnet.network.trainableWeights.map((w) => w.read() as tf.Variable);
+      const { kernels } = await tf.profile(() =>
+        tf.dispose(Object.values(tf.variableGrads(() => tf.sum<tf.Scalar>(resnet.network.forward(x, true)), variables).grads)),
+      );
+      resnet.dispose();
+      const count = (name: string) => kernels.filter((k) => k.name === name).length;
+      // x, filter, bias, scale and the residual.
+      const withResidual = kernels.filter((k) => k.name === SCALED_CONV && k.inputShapes.length === 5).length;
+      return { sums: count(ADD_RELU), reluGradients: count(RELU_GRAD), withResidual };
+    };
+    // BatchNorm on batch statistics: each of the 16 sums is a kernel of its own, and the gradient of every ReLU (the
+    // sums', the stem's, two per block and the head's two) too.
+    assert.deepEqual(await kernelsOfStep(false), { sums: 16, reluGradients: 16 + 33 + 2, withResidual: 0 });
+    // Folded: the sums are in the convolutions, and each convolution's backward call takes its ReLU's gradient.
+    assert.deepEqual(await kernelsOfStep(true), { sums: 0, reluGradients: 2, withResidual: 16 });
     x.dispose();
   });
 

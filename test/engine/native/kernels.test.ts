@@ -93,6 +93,7 @@ function batchNormResults(r: (shape: number[], s: number) => tf.Tensor): tf.Tens
 /**
  * The scaled convolution (a folded BatchNorm's scale inside) against a multiply, then the convolution and its gradients;
  * two filters in turn with one scale, as a layer's filter changes between steps (nothing of the first may be reused).
+ * Then with a residual summed before the ReLU (a bottleneck's end): its gradient is the ReLU's, output by the same call.
  */
 function expectScaledConvolutionsToMatch(tolerance: number): void {
   cases().forEach((c, i) => {
@@ -104,12 +105,17 @@ function expectScaledConvolutionsToMatch(tolerance: number): void {
       const weights = tf.tensor4d(d.weights, d.outShape);
       const scale = tf.randomUniform<tf.Rank.R1>([c.filters], 0.2, 3, 'float32', 3000 + i);
       const bias = tf.randomNormal<tf.Rank.R1>([c.filters], 0, 1, 'float32', 4000 + i);
-      const composed = (a: tf.Tensor, k: tf.Tensor) => {
-        const z = tf.add(tf.conv2d(a as tf.Tensor4D, tf.mul<tf.Tensor4D>(k, scale), c.stride, c.padding), bias);
-        return relu ? tf.relu(z) : z;
-      };
+      const linear = (a: tf.Tensor, k: tf.Tensor) =>
+        tf.add(tf.conv2d(a as tf.Tensor4D, tf.mul<tf.Tensor4D>(k, scale), c.stride, c.padding), bias);
+      const composed = (a: tf.Tensor, k: tf.Tensor) => (relu ? tf.relu(linear(a, k)) : linear(a, k));
       const first = tf.tensor4d(d.filter, d.filterShape);
       const kernels = [first, tf.randomNormal<tf.Rank.R4>(d.filterShape, 0, 1, 'float32', 5000 + i)];
+      const expectClose = (pairs: Record<string, tf.Tensor[]>, what: string) => {
+        for (const [part, [ours, reference]] of Object.entries(pairs)) {
+          const error = relativeError(ours.dataSync(), reference.dataSync());
+          assert.ok(error <= tolerance, `${part} of ${label}, ${what}: ${error}`);
+        }
+      };
       kernels.forEach((kernel, k) => {
         const [dx, dKernel] = tf.grads((a, f) => tf.sum(tf.mul(composed(a, f), weights)))([x, kernel]);
         const attrs = { strides: c.stride, pad: c.padding, dataFormat: 'NHWC', dilations: 1, activation: relu ? 'relu' : 'linear' };
@@ -117,12 +123,28 @@ function expectScaledConvolutionsToMatch(tolerance: number): void {
         const backward = { ...attrs, dataFormat: 'NHWC' as const, relu, inputGradient: true, filterGradient: true };
         const gradients = nativeConvBackward({ dy: weights, y, x, filter: kernel, scale }, backward);
         assert.ok(gradients, 'the native backward kernel is registered');
-        const pairs = { y: [y, composed(x, kernel)], dx: [gradients[0], dx], dFilter: [gradients[1], dKernel] };
-        for (const [part, [ours, reference]] of Object.entries(pairs)) {
-          const error = relativeError(ours.dataSync(), reference.dataSync());
-          assert.ok(error <= tolerance, `${part} of ${label}, filter ${k}: ${error}`);
-        }
+        expectClose({ y: [y, composed(x, kernel)], dx: [gradients[0], dx], dFilter: [gradients[1], dKernel] }, `filter ${k}`);
       });
+      const residual = tf.randomNormal<tf.Rank.R4>(d.outShape, 0, 1, 'float32', 6000 + i);
+      const summed = (a: tf.Tensor, k: tf.Tensor, r: tf.Tensor) => tf.relu(tf.add(linear(a, k), r));
+      const [dx, dKernel, dResidual] = tf.grads((a, f, r) => tf.sum(tf.mul(summed(a, f, r), weights)))([x, first, residual]);
+      const attrs = { strides: c.stride, pad: c.padding, dataFormat: 'NHWC', dilations: 1, activation: 'relu' };
+      const y = tf.engine().runKernel<tf.Tensor4D>(SCALED_CONV, { x, filter: first, bias, scale, residual }, attrs);
+      const backward = {
+        ...attrs,
+        dataFormat: 'NHWC' as const,
+        relu: true,
+        outputGradient: true,
+        inputGradient: true,
+        filterGradient: true,
+      };
+      const gradients = nativeConvBackward({ dy: weights, y, x, filter: first, scale }, backward);
+      assert.ok(gradients);
+      const [dz, ...rest] = gradients;
+      expectClose(
+        { y: [y, summed(x, first, residual)], dResidual: [dz, dResidual], dx: [rest[0], dx], dFilter: [rest[1], dKernel] },
+        'residual',
+      );
     });
   });
 }
@@ -308,8 +330,12 @@ describe('oneDNN kernels for the wasm backend', () => {
     const geometry = Int32Array.from([1, 4, 4, 2, 3, 3, 2, 4, 4, 1, 1, 1, 1, 1, 1, 1, 1]);
     const small = new Float32Array(3);
     assert.throws(
-      () => addon.conv2d(small, new Float32Array(36), null, new Float32Array(32), geometry, false, 0, null, 0),
+      () => addon.conv2d(small, new Float32Array(36), null, new Float32Array(32), geometry, false, 0, null, 0, null),
       /^Error: Conv2D: x holds 3 values/,
+    );
+    assert.throws(
+      () => addon.conv2d(new Float32Array(32), new Float32Array(36), null, new Float32Array(32), geometry, true, 0, null, 0, small),
+      /^Error: Conv2D: residual holds 3 values/,
     );
     const wrongOut = Int32Array.from([1, 4, 4, 2, 3, 3, 2, 9, 9, 1, 1, 1, 1, 1, 1, 1, 1]);
     assert.throws(
@@ -323,8 +349,12 @@ describe('oneDNN kernels for the wasm backend', () => {
     assert.throws(() => addon.conv2dBackpropInput(small, small, small, new Int32Array(3), 0), /^Error: Conv2DBackpropInput: geometry/);
     const [dy, x, filter] = [new Float32Array(32), new Float32Array(32), new Float32Array(36)];
     assert.throws(
-      () => addon.convBackward(dy, small, x, filter, null, filter, geometry, 0, null, 0),
+      () => addon.convBackward(dy, small, x, filter, null, filter, geometry, 0, null, 0, null),
       /^Error: RetrainConvBackward: y holds 3 values/,
+    );
+    assert.throws(
+      () => addon.convBackward(dy, null, x, filter, null, filter, geometry, 0, null, 0, new Float32Array(32)),
+      /^Error: RetrainConvBackward: dz needs y/,
     );
     const four = () => new Float32Array(4);
     assert.throws(() => addon.adam(four(), small, four(), four(), new Float32Array(8), null), /^Error: Adam: gradient holds 3/);
