@@ -139,17 +139,21 @@ std::pair<dnnl::primitive, const dnnl::convolution_forward::primitive_desc*> For
     auto desc = dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
                                                 Nhwc(g.Src(), Operand(context)), AnyLayout(g.Weights(), Operand(context)), biasDesc,
                                                 Nhwc(g.Dst()), g.Strides(), g.Dilations(), g.PadL(), g.PadR());
-    return dnnl::convolution_forward::primitive_desc(desc, EpilogueAttr(residual ? Nhwc(g.Dst()) : memory::desc(), relu), context.engine);
+    return dnnl::convolution_forward::primitive_desc(desc, EpilogueAttr(residual, relu), context.engine);
   });
 }
 
-dnnl::primitive_attr EpilogueAttr(const memory::desc& residual, bool relu) {
+dnnl::primitive_attr EpilogueAttr(bool residual, bool relu) {
   dnnl::post_ops ops;
-  if (!residual.is_zero()) ops.append_binary(dnnl::algorithm::binary_add, residual);
+  if (residual) ops.append_sum(1.f);
   if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
   dnnl::primitive_attr attr = PooledScratchpad();
   attr.set_post_ops(ops);
   return attr;
+}
+
+void HoldResidual(const float* residual, float* out, size_t elements) {
+  ParallelRanges(elements, [&](size_t begin, size_t end) { std::memcpy(out + begin, residual + begin, (end - begin) * sizeof(float)); });
 }
 
 dnnl::primitive_attr ScalePerOutput(const float* scale, int64_t outputs) {
@@ -274,7 +278,7 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
                                          {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, out)},
                                          {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}};
     if (bias) args.emplace(DNNL_ARG_BIAS, memory(pd->bias_desc(), context.engine, b));
-    if (residual) args.emplace(kResidualArg, memory(Nhwc(g.Dst()), context.engine, residual));
+    if (residual) HoldResidual(residual, out, g.DstElements());
     Execute(context, primitive, args);
   });
 }

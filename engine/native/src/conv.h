@@ -80,10 +80,11 @@ dnnl::memory TensorIn(Context& context, Borrowed& borrowed, const dnnl::memory::
 std::pair<dnnl::primitive, const dnnl::convolution_forward::primitive_desc*> Forward(Context& context, const ConvGeometry& g, bool bias,
                                                                                             bool relu, bool residual = false);
 
-/** Scratchpad from the pool, and the epilogue: + a residual laid out as `residual` (when not zero), then ReLU. */
-dnnl::primitive_attr EpilogueAttr(const dnnl::memory::desc& residual, bool relu);
+/** Scratchpad from the pool, and the epilogue: + what the output holds (the residual, copied in by HoldResidual), then ReLU. */
+dnnl::primitive_attr EpilogueAttr(bool residual, bool relu);
 
-/** The argument slot of EpilogueAttr's residual. */
+/** The residual copied into the output for EpilogueAttr's sum: with a binary add instead, oneDNN 2.6 left its brgemm kernels. */
+void HoldResidual(const float* residual, float* out, size_t elements);
 constexpr int kResidualArg = DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1;
 
 /**

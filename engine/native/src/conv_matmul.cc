@@ -115,7 +115,7 @@ void ProductForward(Context& context, Borrowed& borrowed, const ConvGeometry& g,
   auto [primitive, pd] = Cached<dnnl::matmul>(context, key, [&] {
     memory::desc src = Matrix(p, k, dt::bf16, tag::ab), weights = Matrix(k, g.o, dt::bf16, tag::ab), dst = Matrix(p, g.o, dt::f32, tag::ab);
     auto desc = bias ? dnnl::matmul::desc(src, weights, Matrix(1, g.o, dt::f32, tag::ab), dst) : dnnl::matmul::desc(src, weights, dst);
-    return dnnl::matmul::primitive_desc(desc, EpilogueAttr(residual ? dst : memory::desc(), relu), context.engine);
+    return dnnl::matmul::primitive_desc(desc, EpilogueAttr(residual, relu), context.engine);
   });
   std::unordered_map<int, memory> args{
       {DNNL_ARG_SRC, Converted(context, borrowed, pd->src_desc(), Matrix(p, k, dt::f32, tag::ab), PatchesOf(context, borrowed, g, x))},
@@ -123,7 +123,7 @@ void ProductForward(Context& context, Borrowed& borrowed, const ConvGeometry& g,
       {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, out)},
       {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}};
   if (bias) args.emplace(DNNL_ARG_BIAS, memory(pd->bias_desc(), context.engine, const_cast<float*>(bias)));
-  if (residual) args.emplace(kResidualArg, memory(pd->dst_desc(), context.engine, const_cast<float*>(residual)));
+  if (residual) HoldResidual(residual, out, size_t(p * g.o));
   Execute(context, primitive, args);
 }
 
