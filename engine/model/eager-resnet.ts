@@ -1,5 +1,5 @@
 import * as tf from '../tf.js';
-import { nativeConvBackward } from '../native/kernels/conv-backward.js';
+import { CONV_BACKWARD, nativeConvBackward } from '../native/kernels/conv-backward.js';
 import { SCALED_CONV } from '../native/kernels/conv2d.js';
 import { addRelu } from '../native/kernels/add-relu.js';
 import { reluBackward } from '../native/kernels/relu-grad.js';
@@ -46,12 +46,12 @@ export class EagerResNet {
    * stages from `stage` on take. `observe` sees every convolution's output and every residual sum's, by path.
    */
   stagesBefore(x: tf.Tensor, stage: number, observe?: Observer): tf.Tensor {
-    return backboneStages(new EagerRun(this, false, '', new WeakSet(), observe), x, 0, stage);
+    return backboneStages(new EagerRun(this, false, '', new WeakSet(), new Handoff(), observe), x, 0, stage);
   }
 
   /** The classifier on 2048-D codes, in inference mode. */
   classify(codes: tf.Tensor): tf.Tensor {
-    return head(new EagerRun(this, false, '', new WeakSet()), codes, this.numClasses, this.fineTuning);
+    return head(new EagerRun(this, false, '', new WeakSet(), new Handoff()), codes, this.numClasses, this.fineTuning);
   }
 
   /** The network from `stage` on, for batches of what stagesBefore(stage) gives. */
@@ -62,7 +62,7 @@ export class EagerResNet {
         return model.trainableWeights;
       },
       forward: (x, training) => {
-        const run = new EagerRun(this, training, '', new WeakSet());
+        const run = new EagerRun(this, training, '', new WeakSet(), new Handoff());
         return head(run, backboneStages(run, x, stage, STAGE_COUNT), this.numClasses, this.fineTuning);
       },
     };
@@ -101,6 +101,36 @@ export class EagerResNet {
 /** Sees a tensor the forward pass made: a convolution's output (named by its path) or a residual sum's (`<block>.add`). */
 export type Observer = (name: string, tensor: tf.Tensor) => void;
 
+/**
+ * A block's residual gradient, handed by its sum (in conv3's backward call) to the convolution that read the block's input
+ * first (conv1), whose backward runs last of the input's readers and adds it in its own call: tfjs would sum the two
+ * gradients of the input in a pass of its own. The convolution takes it over: its data becomes the input's gradient.
+ */
+class Handoff {
+  private readonly receivers = new WeakSet<tf.Tensor>();
+  private readonly handed = new Map<tf.Tensor, tf.Tensor>();
+
+  /** `x`'s first reader computes its gradient: the one a handed gradient of `x` goes to. */
+  receiveFor(x: tf.Tensor): void {
+    this.receivers.add(x);
+  }
+
+  takesFor(x: tf.Tensor): boolean {
+    return this.receivers.has(x);
+  }
+
+  hand(x: tf.Tensor, gradient: tf.Tensor): void {
+    if (this.handed.has(x)) throw new Error('a gradient was handed twice for one tensor');
+    this.handed.set(x, gradient);
+  }
+
+  take(x: tf.Tensor): tf.Tensor | undefined {
+    const gradient = this.handed.get(x);
+    this.handed.delete(x);
+    return gradient;
+  }
+}
+
 /** One forward pass: the builder the architecture runs against, and which tensors carry a gradient. */
 class EagerRun implements Builder<tf.Tensor> {
   constructor(
@@ -108,6 +138,7 @@ class EagerRun implements Builder<tf.Tensor> {
     private readonly training: boolean,
     private readonly prefix: string,
     private readonly differentiable: WeakSet<tf.Tensor>,
+    private readonly handoff: Handoff,
     private readonly observe?: Observer,
   ) {}
 
@@ -159,19 +190,21 @@ class EagerRun implements Builder<tf.Tensor> {
     const weights = folding.filter ? { filter: folding.filter } : { filter: kernel, scale: folding.scale };
     const differentiable = (t: tf.Tensor | null) => t !== null && this.training && this.differentiable.has(t);
     const summand = residual && tf.getKernel(SCALED_CONV, tf.getBackend()) ? (residual as tf.Tensor4D) : null;
-    const gradients = { x: differentiable(x), filter: trainsConv, residual: differentiable(summand) };
-    const out = foldedConv(
-      input as tf.Tensor4D,
-      weights,
-      folding.shift,
-      spec.stride,
-      padding,
-      relu || summand !== null,
-      summand,
+    const residualGradient = !differentiable(summand) ? 'none' : summand && this.handoff.takesFor(summand) ? 'handed' : 'taped';
+    const gradients = { x: differentiable(x), filter: trainsConv, residual: residualGradient } as const;
+    const first = gradients.x && !this.handoff.takesFor(x);
+    if (first) this.handoff.receiveFor(x);
+    const out = foldedConv(input as tf.Tensor4D, weights, folding.shift, {
+      strides: spec.stride,
+      pad: padding,
+      relu: relu || summand !== null,
+      residual: summand,
       gradients,
-    );
+      ...(summand && residualGradient === 'handed' && { hand: (gradient: tf.Tensor) => this.handoff.hand(summand, gradient) }),
+      ...(first && { take: () => this.handoff.take(x) }),
+    });
     this.observe?.(convName, out);
-    const marked = this.mark(out, gradients.x || gradients.filter || gradients.residual);
+    const marked = this.mark(out, gradients.x || gradients.filter || gradients.residual !== 'none');
     return residual && !summand ? this.addRelu(marked, residual) : marked;
   }
 
@@ -192,7 +225,7 @@ class EagerRun implements Builder<tf.Tensor> {
   }
 
   container(_type: string, varName: string, build: (inner: Builder<tf.Tensor>) => tf.Tensor): tf.Tensor {
-    return build(new EagerRun(this.owner, this.training, this.path(varName), this.differentiable, this.observe));
+    return build(new EagerRun(this.owner, this.training, this.path(varName), this.differentiable, this.handoff, this.observe));
   }
 
   private mark(tensor: tf.Tensor, differentiable: boolean): tf.Tensor {
@@ -201,21 +234,26 @@ class EagerRun implements Builder<tf.Tensor> {
   }
 }
 
+/** How foldedConv runs: the layer's geometry, what it adds, and which gradients it passes back, and how. */
+interface ConvCall {
+  strides: number;
+  pad: Padding;
+  relu: boolean;
+  /** Added before the ReLU (this project's kernel only). */
+  residual: tf.Tensor4D | null;
+  /** The residual's gradient: returned to tfjs ('taped'), handed to `hand`, or none. */
+  gradients: { x: boolean; filter: boolean; residual: 'taped' | 'handed' | 'none' };
+  hand?: (gradient: tf.Tensor) => void;
+  /** A gradient of x handed over by a later reader of x, to add to this call's input gradient. */
+  take?: () => tf.Tensor | undefined;
+}
+
 /**
- * Convolution (its filter times `scale` per output channel, if given), bias, `residual` (if given: this project's
- * kernel only) and optional ReLU in one kernel, with a gradient for only the inputs named in `gradients` (tfjs' fused
- * conv computes the input's and the bias's gradients whether wanted or not).
+ * Convolution (its filter times `scale` per output channel, if given), bias, residual and optional ReLU in one kernel, with
+ * a gradient for only the inputs `gradients` names (tfjs' fused conv computes the input's and the bias's whether wanted or not).
  */
-function foldedConv(
-  x: tf.Tensor4D,
-  weights: { filter: tf.Tensor4D; scale?: tf.Tensor1D },
-  bias: tf.Tensor1D,
-  strides: number,
-  pad: Padding,
-  relu: boolean,
-  residual: tf.Tensor4D | null,
-  gradients: { x: boolean; filter: boolean; residual: boolean },
-): tf.Tensor4D {
+function foldedConv(x: tf.Tensor4D, weights: { filter: tf.Tensor4D; scale?: tf.Tensor1D }, bias: tf.Tensor1D, call: ConvCall): tf.Tensor4D {
+  const { strides, pad, relu, residual, gradients } = call;
   // The addon scales the filter as it reorders it, and the gradient at the output on its way back; elsewhere a multiply does.
   const scale = weights.scale && tf.getKernel(SCALED_CONV, tf.getBackend()) ? weights.scale : undefined;
   const filter = weights.scale && !scale ? tf.mul<tf.Tensor4D>(weights.filter, weights.scale) : weights.filter;
@@ -225,9 +263,12 @@ function foldedConv(
     scale || residual
       ? tf.engine().runKernel<tf.Tensor4D>(SCALED_CONV, { x, filter, bias, ...(scale && { scale }), ...(residual && { residual }) }, attrs)
       : tf.engine().runKernel<tf.Tensor4D>('FusedConv2D', { x, filter, bias }, attrs);
-  const wanted = { ...gradients, residual: residual !== null && gradients.residual };
-  if (!wanted.x && !wanted.filter && !wanted.residual) return run();
-  const differentiable = [...(wanted.x ? [x] : []), ...(wanted.filter ? [filter] : []), ...(residual && wanted.residual ? [residual] : [])];
+  const taped = residual !== null && gradients.residual === 'taped';
+  const handed = residual !== null && gradients.residual === 'handed';
+  if (!gradients.x && !gradients.filter && !taped && !handed) return run();
+  // A handed gradient leaves through the backward pass of x or the filter: one of them must be taken.
+  if (handed && !gradients.x && !gradients.filter) throw new Error('a residual gradient to hand over needs a gradient of x or the filter');
+  const differentiable = [...(gradients.x ? [x] : []), ...(gradients.filter ? [filter] : []), ...(taped && residual ? [residual] : [])];
   const withGradient = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
     const y = run();
@@ -236,24 +277,33 @@ function foldedConv(
       value: y,
       gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
         const [savedX, savedFilter, savedY] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+        const addend = gradients.x ? (call.take?.() as tf.Tensor4D | undefined) : undefined;
         const backwardAttrs = {
           ...attrs,
           relu,
-          outputGradient: wanted.residual,
-          inputGradient: wanted.x,
-          filterGradient: wanted.filter,
+          outputGradient: taped || handed,
+          inputGradient: gradients.x,
+          filterGradient: gradients.filter,
         };
-        const native = nativeConvBackward({ dy, y: savedY, x: savedX, filter: savedFilter, ...(scale && { scale }) }, backwardAttrs);
-        // The kernel gives the residual's gradient (the ReLU's input's) first; it is the last input here.
-        if (native) return wanted.residual ? [...native.slice(1), native[0]] : native;
+        const inputs = { dy, y: savedY, x: savedX, filter: savedFilter, ...(scale && { scale }), ...(addend && { addend }) };
+        const native = nativeConvBackward(inputs, backwardAttrs);
+        if (native) {
+          addend?.dispose(); // its data is now dx's
+          // The kernel gives the residual's gradient (the ReLU's input's) first; tfjs takes it last, after x's and the filter's.
+          if (!taped && !handed) return native;
+          const [dz, ...rest] = native;
+          if (handed) call.hand?.(dz);
+          return taped ? [...rest, dz] : rest;
+        }
+        // A residual or a handed gradient comes with this project's kernels only, and so does their backward kernel.
+        if (taped || handed || addend) throw new Error(`${SCALED_CONV} ran without ${CONV_BACKWARD} to take its gradient`);
         const dz = (relu ? reluBackward(dy, savedY) : dy) as tf.Tensor4D;
         const result: tf.Tensor[] = [];
-        if (wanted.x) result.push(tf.conv2dTranspose(dz, savedFilter, savedX.shape, strides, pad));
-        if (wanted.filter) {
+        if (gradients.x) result.push(tf.conv2dTranspose(dz, savedFilter, savedX.shape, strides, pad));
+        if (gradients.filter) {
           const filterAttrs = { strides, pad, dataFormat: 'NHWC', filterShape: savedFilter.shape };
           result.push(tf.engine().runKernel<tf.Tensor>('Conv2DBackpropFilter', { x: savedX, dy: dz }, filterAttrs));
         }
-        if (wanted.residual) result.push(dz.clone());
         return result;
       },
     };

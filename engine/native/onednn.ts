@@ -111,7 +111,8 @@ export interface OneDnnAddon {
    * A convolution's gradients from dy, through ReLU when y (its output) is given; each output when not null.
    * With `scale`, the convolution's filter was scaled by it (conv2d's `scale`); dFilter is the unscaled filter's. Ids as conv2d's.
    * Returns the taps dFilter is not 0 at, [top, rows, left, columns], where the others read only padding; else null.
-   * `dz` (with y) gets the gradient at the ReLU's input, as a residual sum's other operand takes it.
+   * `dz` (with y) gets the gradient at the ReLU's input, as a residual sum's other operand takes it. With `accumulate`,
+   * the input gradient is added to what dx holds.
    */
   convBackward(
     dy: Float32Array,
@@ -125,6 +126,7 @@ export interface OneDnnAddon {
     scale: Float32Array | null,
     scaleId: number,
     dz: Float32Array | null,
+    accumulate: boolean,
   ): Int32Array | null;
   matMul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, dims: Int32Array, relu: boolean): void;
   /** kind 0 add, 1 multiply, 2 subtract; a [rows, channels], b [bRows, channels] with bRows 1 or rows. */

@@ -8,6 +8,8 @@ import { attrMap, attrsOf } from '../kernel-attrs.js';
  * A kernel of this project's: a convolution's backward pass, through its ReLU when `relu`; outputs [dz?, dx?, dFilter?],
  * dz (when `outputGradient`, with `relu`) the gradient at the ReLU's input, which a residual sum's other operand takes.
  * With the input `scale`, the convolution ran filter * scale per output channel (SCALED_CONV), and dFilter is the filter's own.
+ * With the input `addend` (x's shape), dx is addend + the input gradient, written over the addend's data: the caller
+ * hands over a tensor nothing else reads (a block's residual gradient), and tfjs' sum of the two, a pass of its own, is saved.
  */
 export const CONV_BACKWARD = 'RetrainConvBackward';
 
@@ -30,14 +32,19 @@ export function liveTapsOf(gradient: tf.TensorInfo): Int32Array | null {
 export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
   return (args) => {
     const backend = args.backend as WasmBackend;
-    const { dy, y, x, filter, scale } = args.inputs as Record<'dy' | 'y' | 'x' | 'filter', tf.TensorInfo> & { scale?: tf.TensorInfo };
+    const { dy, y, x, filter, scale, addend } = args.inputs as Record<'dy' | 'y' | 'x' | 'filter', tf.TensorInfo> &
+      Partial<Record<'scale' | 'addend', tf.TensorInfo>>;
     const attrs = attrsOf<ConvBackwardAttrs>(args.attrs);
     const geometry = convGeometry(x.shape, filter.shape, attrs);
     if (!geometry) throw new Error(`${CONV_BACKWARD} takes NHWC tensors`);
     if (attrs.outputGradient && !attrs.relu) throw new Error(`${CONV_BACKWARD}: outputGradient needs relu`);
+    if (addend && (!attrs.inputGradient || !tf.util.arraysEqual(addend.shape, x.shape))) {
+      throw new Error(`${CONV_BACKWARD}: an addend needs the input gradient, and x's shape`);
+    }
     const made = (wanted: boolean | undefined, shape: number[]) => (wanted ? backend.makeOutput(shape, 'float32') : undefined);
     const dzInfo = made(attrs.outputGradient, dy.shape);
-    const dxInfo = made(attrs.inputGradient, x.shape);
+    if (addend) backend.incRef(addend.dataId);
+    const dxInfo = addend ? { ...addend, shape: x.shape } : made(attrs.inputGradient, x.shape);
     const dFilterInfo = made(attrs.filterGradient, filter.shape);
     const outputs = [dzInfo, dxInfo, dFilterInfo].filter((info): info is tf.TensorInfo => info !== undefined);
     const [dyData, yData, xData, filterData] = heapViews(backend, [dy, y, x, filter]);
@@ -55,6 +62,7 @@ export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
       scaleData,
       scaleId,
       dz,
+      addend !== undefined,
     );
     if (live && dFilterInfo) liveTaps.set(dFilterInfo.dataId, live);
     return outputs;
@@ -63,7 +71,7 @@ export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
 
 /** The gradients a convolution (then ReLU if `relu`) passes back, in one native call where the backend has it. */
 export function nativeConvBackward(
-  inputs: { dy: tf.Tensor4D; y: tf.Tensor4D; x: tf.Tensor4D; filter: tf.Tensor4D; scale?: tf.Tensor1D },
+  inputs: { dy: tf.Tensor4D; y: tf.Tensor4D; x: tf.Tensor4D; filter: tf.Tensor4D; scale?: tf.Tensor1D; addend?: tf.Tensor4D },
   attrs: ConvBackwardAttrs,
 ): tf.Tensor[] | null {
   if (!tf.getKernel(CONV_BACKWARD, tf.getBackend())) return null;

@@ -107,16 +107,20 @@ dnnl::memory WeightsIn(Context& context, Borrowed& borrowed, const dnnl::memory:
 
 /** Whether a convolution is a 1x1 without padding (any stride): a matrix product over the pixels it reads. */
 bool IsPointwise(const ConvGeometry& g);
+bool Strided(const ConvGeometry& g);
 
 /**
  * The gradients from dz, the gradient at the output already in the kernels' type (NHWC): dx through the filter (times its
- * scale), and dW in HWIO; with a scale, the forward pass used filter * scale, and dW is times the scale too (the filter's own).
+ * scale), added to what dx holds when `accumulate`; and dW in HWIO; with a scale, the forward pass used filter * scale, and dW
+ * is times the scale too (the filter's own).
  */
-void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const dnnl::memory& dz, const FilterArg& filter, float* dx);
+void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const dnnl::memory& dz, const FilterArg& filter, float* dx,
+                  bool accumulate = false);
 void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,
                      const float* scale);
+/** With `accumulate` (at stride 1: BackwardData sees to it), the product is added to what dx holds, by the matmul's sum post-op. */
 void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const dnnl::memory& dz, const FilterArg& filter,
-                           float* dx);
+                           float* dx, bool accumulate);
 void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,
                               const float* scale);
 

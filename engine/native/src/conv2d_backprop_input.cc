@@ -5,8 +5,18 @@ namespace retrain {
 
 using dnnl::memory;
 
-void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const memory& dz, const FilterArg& filter, float* dx) {
-  if (IsPointwise(g)) return PointwiseBackwardData(context, borrowed, g, dz, filter, dx);
+void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const memory& dz, const FilterArg& filter, float* dx,
+                  bool accumulate) {
+  if (IsPointwise(g) && !(accumulate && Strided(g))) return PointwiseBackwardData(context, borrowed, g, dz, filter, dx, accumulate);
+  if (accumulate) {
+    // Only a 1x1 at stride 1 sums in its product (a bottleneck's conv1); elsewhere into a buffer, then added.
+    auto* own = static_cast<float*>(borrowed.Memory(Nhwc(g.Src()), context.engine).get_data_handle());
+    BackwardData(context, borrowed, g, dz, filter, own, false);
+    ParallelRanges(g.SrcElements(), [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; i++) dx[i] += own[i];
+    });
+    return;
+  }
   if (RunsAsProduct(context, g, filter)) return PatchBackwardData(context, borrowed, g, dz, filter, dx);
   auto hint = Forward(context, g, false, false).second;
   std::string key = "conv-bwd-data:" + g.Key() + (context.bf16 ? "bf16" : "");

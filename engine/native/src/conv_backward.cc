@@ -44,8 +44,9 @@ static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeo
 }
 
 /**
- * convBackward(dy, y | null, x, filter, dx | null, dFilter | null, geometry, filterId, scale | null, scaleId, dz | null); y is
- * the ReLU's output, and dz (given only with y) gets the gradient at the ReLU's input; with a scale the forward pass used
+ * convBackward(dy, y | null, x, filter, dx | null, dFilter | null, geometry, filterId, scale | null, scaleId, dz | null,
+ * accumulate); y is the ReLU's output, and dz (given only with y) gets the gradient at the ReLU's input; with `accumulate` the
+ * input gradient is added to what dx holds; with a scale the forward pass used
  * filter * scale: dx goes back through filter * scale (the forward pass's own bfloat16 copy), and dFilter, the gradient of
  * filter, is the scaled filter's times the scale. Returns the taps whose gradient it wrote, Int32Array [top, rows, left,
  * columns], where the others read only padding (their gradient is 0).
@@ -53,7 +54,7 @@ static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeo
 Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
   Napi::Value liveTaps = info.Env().Null();
   Guarded(info, "RetrainConvBackward", [&] {
-    if (info.Length() != 11) throw std::invalid_argument("expects 11 arguments");
+    if (info.Length() != 12) throw std::invalid_argument("expects 12 arguments");
     ConvGeometry given = ConvGeometry::From(info[6]);
     LiveTaps live = WithoutDeadTaps(given);
     const ConvGeometry& g = live.g;
@@ -69,7 +70,8 @@ Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
     memory dz = OutputGradient(context, borrowed, g, dy, y, kept);
-    if (dx) BackwardData(context, borrowed, g, dz, FilterArg{filter, info[7].ToNumber().Int64Value(), scale, info[9].ToNumber().Int64Value()}, dx);
+    FilterArg filterArg{filter, info[7].ToNumber().Int64Value(), scale, info[9].ToNumber().Int64Value()};
+    if (dx) BackwardData(context, borrowed, g, dz, filterArg, dx, info[11].ToBoolean());
     if (dFilter) BackwardWeights(context, borrowed, g, x, dz, dFilter, scale);
     if (dFilter && live.cropped) {
       Napi::Int32Array box = Napi::Int32Array::New(info.Env(), 4);

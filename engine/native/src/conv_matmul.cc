@@ -74,7 +74,7 @@ static void ScatterAddPatches(const ConvGeometry& g, const float* patches, float
   }
 }
 
-static bool Strided(const ConvGeometry& g) { return g.sh != 1 || g.sw != 1; }
+bool Strided(const ConvGeometry& g) { return g.sh != 1 || g.sw != 1; }
 
 /**
  * In bfloat16 the matmul reads the layer's narrowed filter copy as it lies (W^T is the plain HWIO [C, O] matrix): no
@@ -148,13 +148,17 @@ void PatchBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry&
 
 /** dx = dy W^T at the pixels read (zero elsewhere), W^T being the [C, O] filter read with swapped strides. */
 void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const memory& dz, const FilterArg& filter,
-                           float* dx) {
+                           float* dx, bool accumulate) {
   int64_t p = g.n * g.oh * g.ow;
-  std::string key = "pointwise-bwd-data:" + g.Key() + (context.bf16 ? "bf16" : "");
+  std::string key = "pointwise-bwd-data:" + g.Key() + (context.bf16 ? "bf16" : "") + (accumulate ? ":sum" : "");
   auto [primitive, pd] = Cached<dnnl::matmul>(context, key, [&] {
     auto desc = dnnl::matmul::desc(Matrix(p, g.o, Operand(context), tag::ab), Matrix(g.o, g.c, Operand(context), PlainInBfloat16(context)),
                                    Matrix(p, g.c, dt::f32, tag::ab));
-    return dnnl::matmul::primitive_desc(desc, PooledScratchpad(), context.engine);
+    dnnl::primitive_attr attr = PooledScratchpad();
+    dnnl::post_ops sum;
+    sum.append_sum(1.f);
+    if (accumulate) attr.set_post_ops(sum);
+    return dnnl::matmul::primitive_desc(desc, attr, context.engine);
   });
   memory weights =
       FilterAs(context, borrowed, pd->weights_desc(), Matrix(g.o, g.c, dt::f32, tag::ba), filter, g.o, "pointwise-bwd-data:" + g.Key());

@@ -119,7 +119,7 @@ describe('the eager ResNet-50 (BatchNorm folded into convolutions)', () => {
     x.dispose();
   });
 
-  it("sums each block's residual in its last convolution's epilogue where BatchNorm is folded, and takes its gradient from there", async () => {
+  it("sums each block's residual in its last convolution's epilogue where BatchNorm is folded, and its gradient into conv1's", async () => {
     const x = tf.randomNormal([1, 32, 32, 3], 0, 1, 'float32', 3);
     const kernelsOfStep = async (freezeBatchNorm: boolean) => {
       const resnet = buildResNet50({
@@ -136,13 +136,16 @@ describe('the eager ResNet-50 (BatchNorm folded into convolutions)', () => {
       const count = (name: string) => kernels.filter((k) => k.name === name).length;
       // x, filter, bias, scale and the residual.
       const withResidual = kernels.filter((k) => k.name === SCALED_CONV && k.inputShapes.length === 5).length;
-      return { sums: count(ADD_RELU), reluGradients: count(RELU_GRAD), withResidual };
+      // tfjs' sums of a tensor's gradients from its two readers: a block's input (4-D), read by conv1 and the sum or downsample.
+      const fanOutSums = kernels.filter((k) => k.name === 'Add' && k.outputShapes[0].length === 4).length;
+      return { sums: count(ADD_RELU), reluGradients: count(RELU_GRAD), withResidual, fanOutSums };
     };
     // BatchNorm on batch statistics: each of the 16 sums is a kernel of its own, and the gradient of every ReLU (the
-    // sums', the stem's, two per block and the head's two) too.
-    assert.deepEqual(await kernelsOfStep(false), { sums: 16, reluGradients: 16 + 33 + 2, withResidual: 0 });
-    // Folded: the sums are in the convolutions, and each convolution's backward call takes its ReLU's gradient.
-    assert.deepEqual(await kernelsOfStep(true), { sums: 0, reluGradients: 2, withResidual: 16 });
+    // sums', the stem's, two per block and the head's two) too; tfjs adds the two gradients of every block's input.
+    assert.deepEqual(await kernelsOfStep(false), { sums: 16, reluGradients: 16 + 33 + 2, withResidual: 0, fanOutSums: 16 });
+    // Folded: the sums are in the convolutions, each convolution's backward call takes its ReLU's gradient, and conv1's
+    // adds the sum's gradient of its input in its own product; tfjs still adds where the other reader is a downsample.
+    assert.deepEqual(await kernelsOfStep(true), { sums: 0, reluGradients: 2, withResidual: 16, fanOutSums: 4 });
     x.dispose();
   });
 

@@ -145,6 +145,16 @@ function expectScaledConvolutionsToMatch(tolerance: number): void {
         { y: [y, summed(x, first, residual)], dResidual: [dz, dResidual], dx: [rest[0], dx], dFilter: [rest[1], dKernel] },
         'residual',
       );
+      // A gradient of x handed in (`addend`) is added to the input gradient, in the addend's own data.
+      const handed = tf.randomNormal<tf.Rank.R4>(c.input, 0, 1, 'float32', 7000 + i);
+      const expected = tf.add(dx, handed);
+      const withAddend = nativeConvBackward(
+        { dy: weights, y, x, filter: first, scale, addend: handed },
+        { ...backward, outputGradient: false },
+      );
+      assert.ok(withAddend);
+      expectClose({ 'dx + addend': [withAddend[0], expected] }, 'addend');
+      assert.equal(withAddend[0].dataId, handed.dataId, "written over the addend's data");
     });
   });
 }
@@ -349,11 +359,11 @@ describe('oneDNN kernels for the wasm backend', () => {
     assert.throws(() => addon.conv2dBackpropInput(small, small, small, new Int32Array(3), 0), /^Error: Conv2DBackpropInput: geometry/);
     const [dy, x, filter] = [new Float32Array(32), new Float32Array(32), new Float32Array(36)];
     assert.throws(
-      () => addon.convBackward(dy, small, x, filter, null, filter, geometry, 0, null, 0, null),
+      () => addon.convBackward(dy, small, x, filter, null, filter, geometry, 0, null, 0, null, false),
       /^Error: RetrainConvBackward: y holds 3 values/,
     );
     assert.throws(
-      () => addon.convBackward(dy, null, x, filter, null, filter, geometry, 0, null, 0, new Float32Array(32)),
+      () => addon.convBackward(dy, null, x, filter, null, filter, geometry, 0, null, 0, new Float32Array(32), false),
       /^Error: RetrainConvBackward: dz needs y/,
     );
     const four = () => new Float32Array(4);
