@@ -102,9 +102,9 @@ export class EagerResNet {
 export type Observer = (name: string, tensor: tf.Tensor) => void;
 
 /**
- * A block's residual gradient, handed by its sum (in conv3's backward call) to the convolution that read the block's input
- * first (conv1), whose backward runs last of the input's readers and adds it in its own call: tfjs would sum the two
- * gradients of the input in a pass of its own. The convolution takes it over: its data becomes the input's gradient.
+ * Gradients of a tensor from its later readers (a block's input: its sum, in conv3's backward call, or its downsample),
+ * handed to its first reader (conv1), whose backward pass runs last of them and adds them in its own call: tfjs would sum
+ * a tensor's gradients in a pass of its own. The receiving convolution takes the handed tensor over: its data becomes dx.
  */
 class Handoff {
   private readonly receivers = new WeakSet<tf.Tensor>();
@@ -190,9 +190,14 @@ class EagerRun implements Builder<tf.Tensor> {
     const weights = folding.filter ? { filter: folding.filter } : { filter: kernel, scale: folding.scale };
     const differentiable = (t: tf.Tensor | null) => t !== null && this.training && this.differentiable.has(t);
     const summand = residual && tf.getKernel(SCALED_CONV, tf.getBackend()) ? (residual as tf.Tensor4D) : null;
-    const residualGradient = !differentiable(summand) ? 'none' : summand && this.handoff.takesFor(summand) ? 'handed' : 'taped';
-    const gradients = { x: differentiable(x), filter: trainsConv, residual: residualGradient } as const;
-    const first = gradients.x && !this.handoff.takesFor(x);
+    // A tensor's first reader takes the gradients its later readers hand over (the native backward kernel adds them).
+    const handing = tf.getKernel(CONV_BACKWARD, tf.getBackend()) !== undefined;
+    const route = (t: tf.Tensor | null): GradientRoute =>
+      !differentiable(t) ? 'none' : t && handing && this.handoff.takesFor(t) ? 'handed' : 'taped';
+    // A later reader hands x's gradient over only along with its filter's, so its backward pass surely runs.
+    const gradients = { x: route(x), filter: trainsConv, residual: route(summand) };
+    if (gradients.x === 'handed' && !trainsConv) gradients.x = 'taped';
+    const first = gradients.x === 'taped' && !this.handoff.takesFor(x);
     if (first) this.handoff.receiveFor(x);
     const out = foldedConv(input as tf.Tensor4D, weights, folding.shift, {
       strides: spec.stride,
@@ -200,11 +205,11 @@ class EagerRun implements Builder<tf.Tensor> {
       relu: relu || summand !== null,
       residual: summand,
       gradients,
-      ...(summand && residualGradient === 'handed' && { hand: (gradient: tf.Tensor) => this.handoff.hand(summand, gradient) }),
+      hand: (tensor, gradient) => this.handoff.hand(tensor, gradient),
       ...(first && { take: () => this.handoff.take(x) }),
     });
     this.observe?.(convName, out);
-    const marked = this.mark(out, gradients.x || gradients.filter || gradients.residual !== 'none');
+    const marked = this.mark(out, gradients.x !== 'none' || gradients.filter || gradients.residual !== 'none');
     return residual && !summand ? this.addRelu(marked, residual) : marked;
   }
 
@@ -235,15 +240,17 @@ class EagerRun implements Builder<tf.Tensor> {
 }
 
 /** How foldedConv runs: the layer's geometry, what it adds, and which gradients it passes back, and how. */
+/** Where a gradient goes: back to tfjs' tape, handed to its tensor's first reader (Handoff), or nowhere (not computed). */
+type GradientRoute = 'taped' | 'handed' | 'none';
+
 interface ConvCall {
   strides: number;
   pad: Padding;
   relu: boolean;
   /** Added before the ReLU (this project's kernel only). */
   residual: tf.Tensor4D | null;
-  /** The residual's gradient: returned to tfjs ('taped'), handed to `hand`, or none. */
-  gradients: { x: boolean; filter: boolean; residual: 'taped' | 'handed' | 'none' };
-  hand?: (gradient: tf.Tensor) => void;
+  gradients: { x: GradientRoute; filter: boolean; residual: GradientRoute };
+  hand: (tensor: tf.Tensor, gradient: tf.Tensor) => void;
   /** A gradient of x handed over by a later reader of x, to add to this call's input gradient. */
   take?: () => tf.Tensor | undefined;
 }
@@ -263,12 +270,16 @@ function foldedConv(x: tf.Tensor4D, weights: { filter: tf.Tensor4D; scale?: tf.T
     scale || residual
       ? tf.engine().runKernel<tf.Tensor4D>(SCALED_CONV, { x, filter, bias, ...(scale && { scale }), ...(residual && { residual }) }, attrs)
       : tf.engine().runKernel<tf.Tensor4D>('FusedConv2D', { x, filter, bias }, attrs);
-  const taped = residual !== null && gradients.residual === 'taped';
-  const handed = residual !== null && gradients.residual === 'handed';
-  if (!gradients.x && !gradients.filter && !taped && !handed) return run();
-  // A handed gradient leaves through the backward pass of x or the filter: one of them must be taken.
-  if (handed && !gradients.x && !gradients.filter) throw new Error('a residual gradient to hand over needs a gradient of x or the filter');
-  const differentiable = [...(gradients.x ? [x] : []), ...(gradients.filter ? [filter] : []), ...(taped && residual ? [residual] : [])];
+  const wanted = { x: gradients.x !== 'none', residual: residual !== null && gradients.residual !== 'none' };
+  if (!wanted.x && !gradients.filter && !wanted.residual) return run();
+  const taped = { x: gradients.x === 'taped', residual: residual !== null && gradients.residual === 'taped' };
+  const differentiable = [
+    ...(taped.x ? [x] : []),
+    ...(gradients.filter ? [filter] : []),
+    ...(taped.residual && residual ? [residual] : []),
+  ];
+  // Handed gradients leave through the backward pass of what tfjs differentiates: something must be.
+  if (differentiable.length === 0) throw new Error('a convolution hands gradients over only along with one it returns');
   const withGradient = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
     const y = run();
@@ -277,29 +288,32 @@ function foldedConv(x: tf.Tensor4D, weights: { filter: tf.Tensor4D; scale?: tf.T
       value: y,
       gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
         const [savedX, savedFilter, savedY] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
-        const addend = gradients.x ? (call.take?.() as tf.Tensor4D | undefined) : undefined;
+        const addend = wanted.x ? (call.take?.() as tf.Tensor4D | undefined) : undefined;
         const backwardAttrs = {
           ...attrs,
           relu,
-          outputGradient: taped || handed,
-          inputGradient: gradients.x,
+          outputGradient: wanted.residual,
+          inputGradient: wanted.x,
           filterGradient: gradients.filter,
         };
         const inputs = { dy, y: savedY, x: savedX, filter: savedFilter, ...(scale && { scale }), ...(addend && { addend }) };
         const native = nativeConvBackward(inputs, backwardAttrs);
         if (native) {
           addend?.dispose(); // its data is now dx's
-          // The kernel gives the residual's gradient (the ReLU's input's) first; tfjs takes it last, after x's and the filter's.
-          if (!taped && !handed) return native;
-          const [dz, ...rest] = native;
-          if (handed) call.hand?.(dz);
-          return taped ? [...rest, dz] : rest;
+          // The kernel gives [dz?, dx?, dFilter?] (dz: the residual's, the ReLU's input's); tfjs takes x's, the filter's, the residual's.
+          const outputs = [...native];
+          const dz = wanted.residual ? outputs.shift() : undefined;
+          const dx = wanted.x ? outputs.shift() : undefined;
+          if (dz && residual && !taped.residual) call.hand(residual, dz);
+          if (dx && !taped.x) call.hand(x, dx);
+          return [...(taped.x && dx ? [dx] : []), ...outputs, ...(taped.residual && dz ? [dz] : [])];
         }
         // A residual or a handed gradient comes with this project's kernels only, and so does their backward kernel.
-        if (taped || handed || addend) throw new Error(`${SCALED_CONV} ran without ${CONV_BACKWARD} to take its gradient`);
+        if (residual || addend || gradients.x === 'handed')
+          throw new Error(`${SCALED_CONV} ran without ${CONV_BACKWARD} to take its gradient`);
         const dz = (relu ? reluBackward(dy, savedY) : dy) as tf.Tensor4D;
         const result: tf.Tensor[] = [];
-        if (gradients.x) result.push(tf.conv2dTranspose(dz, savedFilter, savedX.shape, strides, pad));
+        if (wanted.x) result.push(tf.conv2dTranspose(dz, savedFilter, savedX.shape, strides, pad));
         if (gradients.filter) {
           const filterAttrs = { strides, pad, dataFormat: 'NHWC', filterShape: savedFilter.shape };
           result.push(tf.engine().runKernel<tf.Tensor>('Conv2DBackpropFilter', { x: savedX, dy: dz }, filterAttrs));
