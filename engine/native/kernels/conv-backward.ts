@@ -9,7 +9,8 @@ import { attrMap, attrsOf } from '../kernel-attrs.js';
  * dz (when `outputGradient`, with `relu`) the gradient at the ReLU's input, which a residual sum's other operand takes.
  * With the input `scale`, the convolution ran filter * scale per output channel (SCALED_CONV), and dFilter is the filter's own.
  * With the input `addend` (x's shape), dx is addend + the input gradient, written over the addend's data: the caller
- * hands over a tensor nothing else reads (a block's residual gradient), and tfjs' sum of the two, a pass of its own, is saved.
+ * hands over a tensor nothing else reads (a gradient of x from a later reader), and tfjs' sum of the two, a pass of its own,
+ * is saved.
  */
 export const CONV_BACKWARD = 'RetrainConvBackward';
 

@@ -265,7 +265,7 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
     float* b = bias ? FloatData(info[2], size_t(g.o), "bias") : nullptr;
     float* out = FloatData(info[3], g.DstElements(), "out");
     const float* scale = info[7].IsNull() ? nullptr : FloatData(info[7], size_t(g.o), "scale");
-    float* residual = info[9].IsNull() ? nullptr : FloatData(info[9], g.DstElements(), "residual");
+    const float* residual = info[9].IsNull() ? nullptr : FloatData(info[9], g.DstElements(), "residual");
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
     FilterArg filterArg{filter, info[6].ToNumber().Int64Value(), scale, info[8].ToNumber().Int64Value()};

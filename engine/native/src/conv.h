@@ -85,7 +85,6 @@ dnnl::primitive_attr EpilogueAttr(bool residual, bool relu);
 
 /** The residual copied into the output for EpilogueAttr's sum: with a binary add instead, oneDNN 2.6 left its brgemm kernels. */
 void HoldResidual(const float* residual, float* out, size_t elements);
-constexpr int kResidualArg = DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1;
 
 /**
  * A filter in the layout `wanted`: the caller's HWIO memory when that is it, otherwise a reorder of it,

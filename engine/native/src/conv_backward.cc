@@ -45,11 +45,11 @@ static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeo
 
 /**
  * convBackward(dy, y | null, x, filter, dx | null, dFilter | null, geometry, filterId, scale | null, scaleId, dz | null,
- * accumulate); y is the ReLU's output, and dz (given only with y) gets the gradient at the ReLU's input; with `accumulate` the
- * input gradient is added to what dx holds; with a scale the forward pass used
- * filter * scale: dx goes back through filter * scale (the forward pass's own bfloat16 copy), and dFilter, the gradient of
- * filter, is the scaled filter's times the scale. Returns the taps whose gradient it wrote, Int32Array [top, rows, left,
- * columns], where the others read only padding (their gradient is 0).
+ * accumulate); y is the ReLU's output, and dz (given only with y) gets the gradient at the ReLU's input; with `accumulate`
+ * the input gradient is added to what dx holds. With a scale the forward pass used filter * scale: dx goes back through
+ * filter * scale (the forward pass's own bfloat16 copy), and dFilter, the gradient of filter, is the scaled filter's times
+ * the scale. Returns the taps whose gradient it wrote, Int32Array [top, rows, left, columns], where the others read only
+ * padding (their gradient is 0).
  */
 Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
   Napi::Value liveTaps = info.Env().Null();
