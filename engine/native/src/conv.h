@@ -116,12 +116,12 @@ bool Strided(const ConvGeometry& g);
 void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const dnnl::memory& dz, const FilterArg& filter, float* dx,
                   bool accumulate = false);
 void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,
-                     const float* scale);
+                     const FilterArg& filter);
 /** With `accumulate` (at stride 1: BackwardData sees to it), the product is added to what dx holds, by the matmul's sum post-op. */
 void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const dnnl::memory& dz, const FilterArg& filter,
                            float* dx, bool accumulate);
 void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,
-                              const float* scale);
+                              const FilterArg& filter);
 
 /** The layer's bfloat16 copy of its scaled filter (kept taps only), dense HWIO: the [KH * KW * C, O] matrix. */
 dnnl::memory NarrowedFilter(Context& context, const ConvGeometry& g, const FilterArg& filter);
@@ -139,7 +139,7 @@ void PatchBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry&
 /** Whether dW as patches^T dy (PatchBackwardWeights) beats oneDNN's convolution for this geometry. */
 bool FitsPatchProduct(const ConvGeometry& g);
 void PatchBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,
-                          const float* scale);
+                          const FilterArg& filter);
 
 /** A reorder's attributes that multiply what it writes by `scale` per output channel (dimension 0 of {O, I, H, W} and of [O, C]). */
 dnnl::primitive_attr ScalePerOutput(const float* scale, int64_t outputs);

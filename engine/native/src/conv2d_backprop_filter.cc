@@ -6,9 +6,10 @@ namespace retrain {
 using dnnl::memory;
 
 void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const memory& dz, float* dFilter,
-                     const float* scale) {
-  if (IsPointwise(g)) return PointwiseBackwardWeights(context, borrowed, g, x, dz, dFilter, scale);
-  if (FitsPatchProduct(g)) return PatchBackwardWeights(context, borrowed, g, x, dz, dFilter, scale);
+                     const FilterArg& filter) {
+  if (IsPointwise(g)) return PointwiseBackwardWeights(context, borrowed, g, x, dz, dFilter, filter);
+  if (FitsPatchProduct(g)) return PatchBackwardWeights(context, borrowed, g, x, dz, dFilter, filter);
+  const float* scale = filter.scale;
   auto hint = Forward(context, g, false, false).second;
   std::string key = "conv-bwd-weights:" + g.Key() + (context.bf16 ? "bf16" : "");
   auto [primitive, pd] = Cached<dnnl::convolution_backward_weights>(context, key, [&] {
@@ -43,7 +44,7 @@ Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info) {
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
     memory dz = Converted(context, borrowed, Nhwc(g.Dst(), Operand(context)), Nhwc(g.Dst()), dy);
-    BackwardWeights(context, borrowed, g, x, dz, dFilter, nullptr);
+    BackwardWeights(context, borrowed, g, x, dz, dFilter, FilterArg{});
   });
 }
 

@@ -72,7 +72,7 @@ Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
     memory dz = OutputGradient(context, borrowed, g, dy, y, kept);
     FilterArg filterArg{filter, info[7].ToNumber().Int64Value(), scale, info[9].ToNumber().Int64Value()};
     if (dx) BackwardData(context, borrowed, g, dz, filterArg, dx, info[11].ToBoolean());
-    if (dFilter) BackwardWeights(context, borrowed, g, x, dz, dFilter, scale);
+    if (dFilter) BackwardWeights(context, borrowed, g, x, dz, dFilter, filterArg);
     if (dFilter && live.cropped) {
       Napi::Int32Array box = Napi::Int32Array::New(info.Env(), 4);
       int32_t fields[] = {int32_t(live.top), int32_t(g.kh), int32_t(live.left), int32_t(g.kw)};

@@ -173,25 +173,28 @@ void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeome
 }
 
 /**
- * dW [K, O] = rows^T dz, times the scale per column O when there is one: `rows` is a float32 [P, K] matrix (converted to the
- * kernels' type here), dz the [P, O] output gradient, `dst` the float32 [K, O] result.
+ * dW [K, O] = rows^T dz, times the filter's scale per column O when it has one: `rows` is a float32 [P, K] matrix (converted
+ * to the kernels' type here), dz the [P, O] output gradient, `dst` the float32 [K, O] result. The scale is part of the
+ * primitive, one per layer (its id names it): as a runtime argument oneDNN 2.6 left its brgemm kernels for gemm:jit, which in
+ * bfloat16 on AMX ran these products 1.3-2.3x slower (in float32 the two ran alike).
  */
 static void TransposedProduct(Context& context, Borrowed& borrowed, const std::string& key, int64_t p, int64_t k, int64_t o, float* rows,
-                              const memory& dz, float* dst, const float* scale) {
-  auto [primitive, pd] = Cached<dnnl::matmul>(context, key + (context.bf16 ? "bf16" : "") + (scale ? ":scaled" : ""), [&] {
+                              const memory& dz, float* dst, const FilterArg& filter) {
+  if (filter.scale && filter.scaleId <= 0) throw std::invalid_argument("a scale needs its id");
+  std::string scaled = filter.scale ? ":scaled:" + std::to_string(filter.scaleId) : "";
+  auto [primitive, pd] = Cached<dnnl::matmul>(context, key + (context.bf16 ? "bf16" : "") + scaled, [&] {
     auto desc = dnnl::matmul::desc(Matrix(k, p, Operand(context), tag::ba), Matrix(p, o, Operand(context), tag::ab),
                                    Matrix(k, o, dt::f32, tag::ab));
     dnnl::primitive_attr attr = PooledScratchpad();
-    if (scale) attr.set_output_scales(1 << 1, {DNNL_RUNTIME_F32_VAL});
+    if (filter.scale) attr.set_output_scales(1 << 1, std::vector<float>(filter.scale, filter.scale + o));
     return dnnl::matmul::primitive_desc(desc, attr, context.engine);
   });
   memory converted = Converted(context, borrowed, Matrix(p, k, Operand(context), tag::ab), Matrix(p, k, dt::f32, tag::ab), rows);
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, converted.get_data_handle())},
-                                       {DNNL_ARG_WEIGHTS, memory(pd->weights_desc(), context.engine, dz.get_data_handle())},
-                                       {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, dst)},
-                                       {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}};
-  if (scale) args.emplace(DNNL_ARG_ATTR_OUTPUT_SCALES, memory(memory::desc({o}, dt::f32, tag::x), context.engine, const_cast<float*>(scale)));
-  Execute(context, primitive, args);
+  Execute(context, primitive,
+          {{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, converted.get_data_handle())},
+           {DNNL_ARG_WEIGHTS, memory(pd->weights_desc(), context.engine, dz.get_data_handle())},
+           {DNNL_ARG_DST, memory(pd->dst_desc(), context.engine, dst)},
+           {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
 }
 
 /**
@@ -199,9 +202,9 @@ static void TransposedProduct(Context& context, Borrowed& borrowed, const std::s
  * float32, gathered (and converted) otherwise.
  */
 void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const memory& dz, float* dFilter,
-                              const float* scale) {
+                              const FilterArg& filter) {
   int64_t p = g.n * g.oh * g.ow;
-  TransposedProduct(context, borrowed, "pointwise-bwd-weights:" + g.Key(), p, g.c, g.o, PatchesOf(context, borrowed, g, x), dz, dFilter, scale);
+  TransposedProduct(context, borrowed, "pointwise-bwd-weights:" + g.Key(), p, g.c, g.o, PatchesOf(context, borrowed, g, x), dz, dFilter, filter);
 }
 
 /**
@@ -220,13 +223,13 @@ bool FitsPatchProduct(const ConvGeometry& g) {
  * filter is wider than its kept taps (then a row of taps at a time, from a dense copy).
  */
 void PatchBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const memory& dz, float* dFilter,
-                          const float* scale) {
+                          const FilterArg& filter) {
   int64_t p = g.n * g.oh * g.ow, k = g.kh * g.kw * g.c;
   float* patches = PatchesOf(context, borrowed, g, x);
   bool dense = g.filterKw == g.kw;
   float* product =
       dense ? dFilter : static_cast<float*>(borrowed.Memory(Matrix(k, g.o, dt::f32, tag::ab), context.engine).get_data_handle());
-  TransposedProduct(context, borrowed, "patch-bwd-weights:" + g.Key(), p, k, g.o, patches, dz, product, scale);
+  TransposedProduct(context, borrowed, "patch-bwd-weights:" + g.Key(), p, k, g.o, patches, dz, product, filter);
   if (dense) return;
   size_t tapRow = size_t(g.kw * g.c * g.o);
   for (int64_t a = 0; a < g.kh; a++) std::memcpy(dFilter + a * g.filterKw * g.c * g.o, product + a * tapRow, tapRow * sizeof(float));
