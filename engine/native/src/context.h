@@ -194,17 +194,21 @@ void ParallelRanges(size_t n, Body body) {
 }
 
 /**
- * dz = dy where y > 0, else 0, over [begin, end), written through `store` (as is, or rounded to bfloat16).
- * Both loads unconditional, so the select vectorises: a branch on the sign of y mispredicts half the time.
+ * A function compiled twice, for AVX-512 (x86-64-v4) and for any x86-64, the CPU picking one when the addon loads: the
+ * addon is built for the baseline (an image built on one host runs on others), where GCC vectorises 4 floats wide only.
  */
-template <typename Out, typename Store>
-inline void ReluGradientRange(const float* __restrict dy, const float* __restrict y, Out* __restrict dz, size_t begin, size_t end,
-                              Store store) {
-  for (size_t i = begin; i < end; i++) {
-    float gradient = dy[i];
-    dz[i] = store(y[i] > 0.f ? gradient : 0.f);
-  }
-}
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define WIDEST_VECTORS __attribute__((target_clones("arch=x86-64-v4", "default")))
+#else
+#define WIDEST_VECTORS
+#endif
+
+/** dz = dy where y > 0, else 0, over [begin, end). */
+void MaskedGradient(const float* __restrict dy, const float* __restrict y, float* __restrict dz, size_t begin, size_t end);
+
+/** MaskedGradient rounded to bfloat16 (to nearest even, as oneDNN's reorders; NaN stays NaN), and into `kept` in float32 too when given. */
+void MaskedGradientBf16(const float* __restrict dy, const float* __restrict y, float* __restrict kept, uint16_t* __restrict narrow, size_t begin,
+                        size_t end);
 
 /** Runs `body`, turning oneDNN and argument errors into JavaScript errors named after the kernel. */
 template <typename Body>

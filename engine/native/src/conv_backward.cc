@@ -2,21 +2,11 @@
 // once into the type the kernels read, then the input's and the filter's gradients from that one copy.
 // Apart, the ReLU gradient is a float32 tensor of its own and each gradient kernel converts it again.
 #include "conv.h"
-#include <cstring>
 #include <iterator>
 
 namespace retrain {
 
 using dnnl::memory;
-
-/** Round to nearest even, as oneDNN's reorders do; NaN stays NaN. Both results computed, then a select: it vectorises. */
-static inline uint16_t ToBfloat16(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
-  uint32_t quietNaN = (bits >> 16) | 0x40u;
-  return uint16_t((bits & 0x7fffffffu) > 0x7f800000u ? quietNaN : rounded);
-}
 
 /**
  * The gradient at the convolution's output, in the kernels' type: dy through ReLU when y is given. `kept`, when given, gets
@@ -25,21 +15,15 @@ static inline uint16_t ToBfloat16(float value) {
 static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* dy, const float* y, float* kept) {
   memory::desc wanted = Nhwc(g.Dst(), Operand(context));
   if (!y) return Converted(context, borrowed, wanted, Nhwc(g.Dst()), dy);
-  // Lambdas inline into the loops; a function pointer did not, and kept them from vectorising.
-  auto same = [](float value) { return value; };
   if (!context.bf16) {
     memory dz = kept ? memory(wanted, context.engine, kept) : borrowed.Memory(wanted, context.engine);
     auto* out = static_cast<float*>(dz.get_data_handle());
-    ParallelRanges(g.DstElements(), [&](size_t begin, size_t end) { ReluGradientRange(dy, y, out, begin, end, same); });
+    ParallelRanges(g.DstElements(), [&](size_t begin, size_t end) { MaskedGradient(dy, y, out, begin, end); });
     return dz;
   }
   memory dz = borrowed.Memory(wanted, context.engine);
   auto* narrow = static_cast<uint16_t*>(dz.get_data_handle());
-  ParallelRanges(g.DstElements(), [&](size_t begin, size_t end) {
-    if (!kept) return ReluGradientRange(dy, y, narrow, begin, end, [](float value) { return ToBfloat16(value); });
-    ReluGradientRange(dy, y, kept, begin, end, same);
-    for (size_t i = begin; i < end; i++) narrow[i] = ToBfloat16(kept[i]);
-  });
+  ParallelRanges(g.DstElements(), [&](size_t begin, size_t end) { MaskedGradientBf16(dy, y, kept, narrow, begin, end); });
   return dz;
 }
 
