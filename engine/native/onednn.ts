@@ -142,18 +142,19 @@ export interface OneDnnAddon {
   /** out has x's axes in perm's order: out.shape[i] = shape[perm[i]]. */
   transpose(x: Float32Array, out: Float32Array, shape: Int32Array, perm: Int32Array): void;
   /**
-   * Updates value, m and v in place; scalars: [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate].
-   * With `live` [kh, kw, channels, top, rows, left, columns, check] (the gradient is 0 outside those taps of an HWIO filter),
-   * only those taps when m and v are 0 outside them too (checked if `check` is 1): returns whether it was so.
+   * Updates every variable's value, m and v in place, in one pass; scalars: [beta1, 1 - beta1, beta2, 1 - beta2,
+   * 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate]. A variable's `lives` entry [kh, kw, channels, top, rows, left,
+   * columns, check] (its gradient is 0 outside those taps of an HWIO filter) updates only those taps when m and v are 0
+   * outside them too (checked if `check` is 1): the result holds 1 for each variable where it was so.
    */
   adam(
-    value: Float32Array,
-    gradient: Float32Array,
-    m: Float32Array,
-    v: Float32Array,
+    values: Float32Array[],
+    gradients: Float32Array[],
+    ms: Float32Array[],
+    vs: Float32Array[],
     scalars: Float32Array,
-    live: Int32Array | null,
-  ): boolean;
+    lives: Array<Int32Array | null>,
+  ): Uint8Array;
 }
 
 const ADDON = path.resolve(import.meta.dirname, '../../build/Release/onednn_kernels.node');

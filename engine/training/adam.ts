@@ -1,5 +1,5 @@
 import * as tf from '../tf.js';
-import { ADAM, type AdamAttrs } from '../native/kernels/adam.js';
+import { ADAM, adamInputNames, type AdamAttrs } from '../native/kernels/adam.js';
 import { attrMap } from '../native/kernel-attrs.js';
 
 /** What tfjs' AdamOptimizer keeps privately: moments per variable (in gradient order) and beta powers. */
@@ -20,7 +20,7 @@ type SavedState = Parameters<tf.Optimizer['setWeights']>[0];
 const BETA_POWERS = ['adam:accBeta1', 'adam:accBeta2'] as const;
 
 /**
- * tfjs' Adam (same state and float32 results) that updates each variable in one native pass where the
+ * tfjs' Adam (same state and float32 results) that updates all variables in one native pass where the
  * backend has the kernel, and is tfjs' own elsewhere. Its saved state carries the beta powers too, so a
  * resumed run steps exactly as an uninterrupted one.
  */
@@ -61,33 +61,31 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
       : Object.entries(variableGradients);
     const f32 = Math.fround;
     const [accBeta1, accBeta2] = [state.accBeta1.dataSync()[0], state.accBeta2.dataSync()[0]];
-    const attrs: AdamAttrs = {
-      scalars: [
-        state.beta1,
-        1 - state.beta1,
-        state.beta2,
-        1 - state.beta2,
-        1 - accBeta1,
-        1 - accBeta2,
-        state.epsilon,
-        -state.learningRate,
-      ].map(f32),
-    };
-    named.forEach(([name, gradient], i) => {
+    const scalars = [
+      state.beta1,
+      1 - state.beta1,
+      state.beta2,
+      1 - state.beta2,
+      1 - accBeta1,
+      1 - accBeta2,
+      state.epsilon,
+      -state.learningRate,
+    ].map(f32);
+    const updates = named.flatMap(([name, gradient], i) => {
       const value = (tf.engine() as unknown as { registeredVariables: Record<string, tf.Variable> }).registeredVariables[name];
-      const moments = [state.accumulatedFirstMoment, state.accumulatedSecondMoment].map((list, k) => {
+      const [m, v] = [state.accumulatedFirstMoment, state.accumulatedSecondMoment].map((list, k) => {
         list[i] ??= { originalName: `${name}/${k === 0 ? 'm' : 'v'}`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
         return list[i].variable;
       });
-      if (!gradient) return;
-      const [m, v] = moments;
-      const inputs = { value, gradient, m, v };
-      const [newValue, newM, newV] = tf.engine().runKernel<tf.Tensor[]>(ADAM, inputs, attrMap(attrs));
-      value.assign(newValue);
-      m.assign(newM);
-      v.assign(newV);
-      tf.dispose([newValue, newM, newV]);
+      return gradient ? [{ targets: [value, m, v], inputs: [value, gradient, m, v] }] : [];
     });
+    if (updates.length > 0) {
+      const inputs = Object.fromEntries(updates.flatMap(({ inputs }, i) => adamInputNames(i).map((name, k) => [name, inputs[k]])));
+      const attrs: AdamAttrs = { scalars, count: updates.length };
+      const outputs = tf.engine().runKernel<tf.Tensor[]>(ADAM, inputs, attrMap(attrs));
+      updates.forEach(({ targets }, i) => targets.forEach((target, k) => target.assign(outputs[3 * i + k])));
+      tf.dispose(outputs);
+    }
     tf.tidy(() => {
       state.accBeta1.assign(tf.mul(state.accBeta1, state.beta1));
       state.accBeta2.assign(tf.mul(state.accBeta2, state.beta2));

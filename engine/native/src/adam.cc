@@ -1,5 +1,5 @@
-// Adam's update of one variable in one pass over its value, gradient and moments (tfjs spends a dozen
-// passes and as many allocations on it), with tfjs' own float32 arithmetic in its order, so results
+// Adam's update of every variable in one pass over their values, gradients and moments (tfjs spends a dozen
+// passes and as many allocations on each variable), with tfjs' own float32 arithmetic in its order, so results
 // are the same to the bit.
 #include "context.h"
 #include <atomic>
@@ -30,17 +30,21 @@ WIDEST_VECTORS static void AdamRange(float* __restrict value, const float* __res
 /** Contiguous [begin, end) element ranges of one array. */
 using Spans = std::vector<std::pair<size_t, size_t>>;
 
-/** Runs `body` over every element of `spans` on every core, in one parallel region. */
+/** Runs `body(piece, begin, end)` over every element of every piece's spans on every core, in one parallel region. */
 template <typename Body>
-static void ParallelSpans(const Spans& spans, Body body) {
+static void ParallelSpans(const std::vector<const Spans*>& pieces, Body body) {
   size_t total = 0;
-  for (auto [begin, end] : spans) total += end - begin;
+  for (const Spans* spans : pieces)
+    for (auto [begin, end] : *spans) total += end - begin;
   ParallelRanges(total, [&](size_t from, size_t to) {
     size_t skipped = 0;
-    for (auto [begin, end] : spans) {
-      size_t length = end - begin;
-      if (from < skipped + length && to > skipped) body(begin + std::max(from, skipped) - skipped, begin + std::min(to, skipped + length) - skipped);
-      skipped += length;
+    for (size_t piece = 0; piece < pieces.size() && skipped < to; piece++) {
+      for (auto [begin, end] : *pieces[piece]) {
+        size_t length = end - begin;
+        if (from < skipped + length && to > skipped)
+          body(piece, begin + std::max(from, skipped) - skipped, begin + std::min(to, skipped + length) - skipped);
+        skipped += length;
+      }
     }
   });
 }
@@ -75,7 +79,7 @@ static std::pair<Spans, Spans> TapSpans(const int32_t* live, size_t n) {
 /** Whether m and v are +0 everywhere in `spans` (any other bits, -0 too, count as set). */
 static bool AllZero(const float* m, const float* v, const Spans& spans) {
   std::atomic<bool> set{false};
-  ParallelSpans(spans, [&](size_t begin, size_t end) {
+  ParallelSpans({&spans}, [&](size_t, size_t begin, size_t end) {
     uint32_t bits = 0;
     for (size_t i = begin; i < end; i++) {
       uint32_t a, b;
@@ -88,38 +92,76 @@ static bool AllZero(const float* m, const float* v, const Spans& spans) {
   return !set;
 }
 
+/** One variable's arrays and the elements its update touches. */
+struct AdamVariable {
+  float* value;
+  const float* gradient;
+  float* m;
+  float* v;
+  Spans spans;
+};
+
+/** The Float32Array at `index` of the JS array `list`, of `n` elements (n = 0: any length, which it returns). */
+static float* FloatAt(const Napi::Array& list, uint32_t index, size_t& n, const char* name) {
+  Napi::Value item = list.Get(index);
+  if (n == 0) {
+    if (!item.IsTypedArray()) throw std::invalid_argument(std::string(name) + " must hold Float32Arrays");
+    n = item.As<Napi::TypedArray>().ElementLength();
+  }
+  return FloatData(item, n, name);
+}
+
 /**
- * adam(value, gradient, m, v, scalars, live | null) updates value, m and v in place; scalars is a Float32Array of
- * [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate]. `live`, Int32Array
- * [kh, kw, channels, top, rows, left, columns, check], says the gradient is 0 outside those taps of an HWIO filter:
- * where m and v are 0 there too (known, or checked when `check` is 1), Adam leaves those elements as they are, which
- * is what its arithmetic would do to them, and updates only the kept taps. Returns whether it did.
+ * adam(values, gradients, ms, vs, scalars, lives) updates every variable's value, m and v in place, all in one parallel
+ * pass; the first four are arrays of Float32Arrays, one per variable; scalars is a Float32Array of [beta1, 1 - beta1,
+ * beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate]. A variable's `lives` entry, Int32Array [kh, kw,
+ * channels, top, rows, left, columns, check] or null, says its gradient is 0 outside those taps of an HWIO filter: where m
+ * and v are 0 there too (known, or checked when `check` is 1), Adam leaves those elements as they are, which is what its
+ * arithmetic would do to them, and updates only the kept taps. Returns a Uint8Array: 1 for each variable where it did.
  */
 Napi::Value Adam(const Napi::CallbackInfo& info) {
-  bool keptOnly = false;
+  Napi::Value keptOnly = info.Env().Null();
   Guarded(info, "Adam", [&] {
     if (info.Length() != 6) throw std::invalid_argument("expects 6 arguments");
-    if (!info[0].IsTypedArray()) throw std::invalid_argument("value must be a Float32Array");
-    size_t n = info[0].As<Napi::TypedArray>().ElementLength();
-    float* value = FloatData(info[0], n, "value");
-    const float* gradient = FloatData(info[1], n, "gradient");
-    float* m = FloatData(info[2], n, "m");
-    float* v = FloatData(info[3], n, "v");
+    for (int i : {0, 1, 2, 3, 5})
+      if (!info[i].IsArray()) throw std::invalid_argument("values, gradients, ms, vs and lives must be arrays");
+    Napi::Array values = info[0].As<Napi::Array>(), gradients = info[1].As<Napi::Array>(), ms = info[2].As<Napi::Array>(),
+                vs = info[3].As<Napi::Array>(), lives = info[5].As<Napi::Array>();
+    const uint32_t count = values.Length();
+    if (gradients.Length() != count || ms.Length() != count || vs.Length() != count || lives.Length() != count)
+      throw std::invalid_argument("values, gradients, ms, vs and lives must be as long");
     const float* scalars = FloatData(info[4], 8, "scalars");
-    const float* arrays[] = {value, gradient, m, v};
-    for (int a = 0; a < 4; a++)
-      for (int b = a + 1; b < 4; b++)
-        if (arrays[a] < arrays[b] + n && arrays[b] < arrays[a] + n) throw std::invalid_argument("value, gradient, m and v overlap");
-    auto update = [&](size_t begin, size_t end) { AdamRange(value, gradient, m, v, scalars, begin, end); };
-    if (!info[5].IsNull()) {
-      const int32_t* live = IntData(info[5], 8, "live");
-      auto [kept, dead] = TapSpans(live, n);
-      keptOnly = live[7] == 0 || AllZero(m, v, dead);
-      if (keptOnly) return ParallelSpans(kept, update);
+    Napi::Uint8Array kept = Napi::Uint8Array::New(info.Env(), count);
+    std::vector<AdamVariable> variables(count);
+    for (uint32_t i = 0; i < count; i++) {
+      size_t n = 0;
+      AdamVariable& variable = variables[i];
+      variable.value = FloatAt(values, i, n, "value");
+      variable.gradient = FloatAt(gradients, i, n, "gradient");
+      variable.m = FloatAt(ms, i, n, "m");
+      variable.v = FloatAt(vs, i, n, "v");
+      const float* arrays[] = {variable.value, variable.gradient, variable.m, variable.v};
+      for (int a = 0; a < 4; a++)
+        for (int b = a + 1; b < 4; b++)
+          if (arrays[a] < arrays[b] + n && arrays[b] < arrays[a] + n) throw std::invalid_argument("value, gradient, m and v overlap");
+      variable.spans = {{0, n}};
+      Napi::Value live = lives.Get(i);
+      if (live.IsNull()) continue;
+      const int32_t* taps = IntData(live, 8, "live");
+      auto [keptTaps, deadTaps] = TapSpans(taps, n);
+      if (taps[7] != 0 && !AllZero(variable.m, variable.v, deadTaps)) continue;
+      variable.spans = std::move(keptTaps);
+      kept[i] = 1;
     }
-    ParallelRanges(n, update);
+    std::vector<const Spans*> pieces;
+    for (const AdamVariable& variable : variables) pieces.push_back(&variable.spans);
+    ParallelSpans(pieces, [&](size_t piece, size_t begin, size_t end) {
+      const AdamVariable& variable = variables[piece];
+      AdamRange(variable.value, variable.gradient, variable.m, variable.v, scalars, begin, end);
+    });
+    keptOnly = kept;
   });
-  return Napi::Boolean::New(info.Env(), keptOnly);
+  return keptOnly;
 }
 
 }  // namespace retrain

@@ -367,15 +367,17 @@ describe('oneDNN kernels for the wasm backend', () => {
       /^Error: RetrainConvBackward: dz needs y/,
     );
     const four = () => new Float32Array(4);
-    assert.throws(() => addon.adam(four(), small, four(), four(), new Float32Array(8), null), /^Error: Adam: gradient holds 3/);
+    const scalars = new Float32Array(8);
+    assert.throws(() => addon.adam([four()], [small], [four()], [four()], scalars, [null]), /^Error: Adam: gradient holds 3/);
+    assert.throws(() => addon.adam([four()], [four()], [four()], [four()], scalars, []), /^Error: Adam: .* as long/);
     const heap = new Float32Array(8);
     assert.throws(
-      () => addon.adam(heap.subarray(0, 4), four(), heap.subarray(2, 6), four(), new Float32Array(8), null),
+      () => addon.adam([heap.subarray(0, 4)], [four()], [heap.subarray(2, 6)], [four()], scalars, [null]),
       /^Error: Adam: .* overlap/,
     );
     const tapsPastTheFilter = Int32Array.from([1, 2, 2, 0, 1, 1, 2, 1]);
     assert.throws(
-      () => addon.adam(four(), four(), four(), four(), new Float32Array(8), tapsPastTheFilter),
+      () => addon.adam([four()], [four()], [four()], [four()], scalars, [tapsPastTheFilter]),
       /^Error: Adam: live taps do not fit/,
     );
   });
