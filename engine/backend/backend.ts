@@ -5,6 +5,7 @@ import { registerOneDnnKernels } from '../native/kernels/register.js';
 import { loadOneDnn } from '../native/onednn.js';
 import { registerWasmTrainingKernels } from './wasm-conv-gradients.js';
 import { registerSharedIdentity } from './wasm-identity.js';
+import { registerHeapSlice } from './wasm-slice.js';
 
 export type { BackendChoice };
 /** What runs the tensors; `nativeKernelsMissing` says why wasm runs without the oneDNN kernels (one log line's worth). */
@@ -34,6 +35,7 @@ function packageVersion(name: string): string {
 function wasmKernels(nativeKernels: boolean): Pick<BackendInfo, 'kernels' | 'nativeKernelsMissing'> {
   registerWasmTrainingKernels();
   registerSharedIdentity();
+  registerHeapSlice();
   if (!nativeKernels) return { kernels: 'wasm', nativeKernelsMissing: 'turned off (RETRAIN_NATIVE_KERNELS=0)' };
   const loaded = loadOneDnn();
   if ('missing' in loaded) return { kernels: 'wasm', nativeKernelsMissing: `the oneDNN addon is ${loaded.missing}` };

@@ -51,4 +51,47 @@ describe('backend selection', () => {
     const info = JSON.parse(run.stdout) as { kernels: string; nativeKernelsMissing: string };
     assert.deepEqual([info.kernels, info.nativeKernelsMissing], ['wasm', 'turned off (RETRAIN_NATIVE_KERNELS=0)']);
   });
+
+  it("slices on wasm to the cpu backend's values, runs along the first axis and any others", async () => {
+    const shape = [4, 5, 6, 3];
+    const values = Float32Array.from({ length: 4 * 5 * 6 * 3 }, (_, i) => i * 0.5 - 7);
+    const cases: Array<[number[], number[]]> = [
+      [
+        [1, 0, 0, 0],
+        [2, 5, 6, 3],
+      ], // one run of memory: a step's slice of its batch
+      [
+        [3, 0, 0, 0],
+        [-1, -1, -1, -1],
+      ],
+      [
+        [2, 1, 0, 0],
+        [1, 3, 6, 3],
+      ], // one run inside one image
+      [
+        [0, 1, 2, 0],
+        [4, 2, 3, 2],
+      ], // strided: wasm's own kernel
+    ];
+    const sliced = async (choice: 'cpu' | 'wasm') => {
+      await selectBackend(choice);
+      return cases.map(([begin, size]) =>
+        tf.tidy(() => Array.from(tf.slice(tf.tensor4d(values, shape as [number, number, number, number]), begin, size).dataSync())),
+      );
+    };
+    const expected = await sliced('cpu');
+    const actual = await sliced('wasm');
+    cases.forEach((_, i) => assert.deepEqual(actual[i], expected[i], `slice ${i}`));
+    assert.equal(tf.getBackend(), 'wasm');
+    const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 1], 'int32'), 3);
+    assert.deepEqual(
+      tf.slice(labels, 2, 2).arraySync(),
+      [
+        [0, 0, 1],
+        [0, 1, 0],
+      ],
+      'int32 rows',
+    );
+    labels.dispose();
+  });
 });
