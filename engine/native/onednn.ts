@@ -112,7 +112,7 @@ export interface OneDnnAddon {
    * With `scale`, the convolution's filter was scaled by it (conv2d's `scale`); dFilter is the unscaled filter's. Ids as conv2d's.
    * Returns the taps dFilter is not 0 at, [top, rows, left, columns], where the others read only padding; else null.
    * `dz` (with y) gets the gradient at the ReLU's input, as a residual sum's other operand takes it. With `accumulate`,
-   * the input gradient is added to what dx holds.
+   * the input gradient is added to what dx holds. With `dyWritable`, dy's data may be written over (dz may then be dy).
    */
   convBackward(
     dy: Float32Array,
@@ -127,6 +127,7 @@ export interface OneDnnAddon {
     scaleId: number,
     dz: Float32Array | null,
     accumulate: boolean,
+    dyWritable: boolean,
   ): Int32Array | null;
   matMul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, dims: Int32Array, relu: boolean): void;
   /** kind 0 add, 1 multiply, 2 subtract; a [rows, channels], b [bRows, channels] with bRows 1 or rows. */

@@ -10,7 +10,7 @@ import { attrMap, attrsOf } from '../kernel-attrs.js';
  * With the input `scale`, the convolution ran filter * scale per output channel (SCALED_CONV), and dFilter is the filter's own.
  * With the input `addend` (x's shape), dx is addend + the input gradient, written over the addend's data: the caller
  * hands over a tensor nothing else reads (a gradient of x from a later reader), and tfjs' sum of the two, a pass of its own,
- * is saved.
+ * is saved. Through ReLU, dy's data, where no other tensor holds it, takes the gradient at the ReLU's input (dz shares it).
  */
 export const CONV_BACKWARD = 'RetrainConvBackward';
 
@@ -43,7 +43,10 @@ export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
       throw new Error(`${CONV_BACKWARD}: an addend needs the input gradient, and x's shape`);
     }
     const made = (wanted: boolean | undefined, shape: number[]) => (wanted ? backend.makeOutput(shape, 'float32') : undefined);
-    const dzInfo = made(attrs.outputGradient, dy.shape);
+    // tfjs hands a gradient to the one backward pass that reads it: data no other tensor holds may take the ReLU's gradient.
+    const dyWritable = attrs.relu && backend.refCount(dy.dataId) === 1;
+    if (dyWritable && attrs.outputGradient) backend.incRef(dy.dataId);
+    const dzInfo = dyWritable && attrs.outputGradient ? { ...dy } : made(attrs.outputGradient, dy.shape);
     if (addend) backend.incRef(addend.dataId);
     const dxInfo = addend ? { ...addend, shape: x.shape } : made(attrs.inputGradient, x.shape);
     const dFilterInfo = made(attrs.filterGradient, filter.shape);
@@ -64,6 +67,7 @@ export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
       scaleId,
       dz,
       addend !== undefined,
+      dyWritable,
     );
     if (live && dFilterInfo) liveTaps.set(dFilterInfo.dataId, live);
     return outputs;

@@ -210,6 +210,10 @@ void MaskedGradient(const float* __restrict dy, const float* __restrict y, float
 void MaskedGradientBf16(const float* __restrict dy, const float* __restrict y, float* __restrict kept, uint16_t* __restrict narrow, size_t begin,
                         size_t end);
 
+/** The two above with dz written over dy: no second buffer's lines to fetch before they are written. */
+void MaskInPlace(float* __restrict dz, const float* __restrict y, size_t begin, size_t end);
+void MaskInPlaceBf16(float* __restrict dz, const float* __restrict y, uint16_t* __restrict narrow, size_t begin, size_t end);
+
 /** Runs `body`, turning oneDNN and argument errors into JavaScript errors named after the kernel. */
 template <typename Body>
 Napi::Value Guarded(const Napi::CallbackInfo& info, const char* kernel, Body body) {

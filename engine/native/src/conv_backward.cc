@@ -10,27 +10,41 @@ using dnnl::memory;
 
 /**
  * The gradient at the convolution's output, in the kernels' type: dy through ReLU when y is given. `kept`, when given, gets
- * that gradient in float32 too (a residual sum's other operand takes it), written in the same pass.
+ * that gradient in float32 too (a residual sum's other operand takes it), written in the same pass. `kept` may be dy itself
+ * (no other tensor holds dy's data, and nothing reads dy after this call); with `dyWritable`, a float32 gradient is
+ * written over dy too.
  */
-static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* dy, const float* y, float* kept) {
+static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* dy, const float* y, float* kept,
+                             bool dyWritable) {
   memory::desc wanted = Nhwc(g.Dst(), Operand(context));
   if (!y) return Converted(context, borrowed, wanted, Nhwc(g.Dst()), dy);
+  if (kept == dy && !dyWritable) throw std::invalid_argument("dz may be dy only when dy is writable");
+  const size_t n = g.DstElements();
   if (!context.bf16) {
+    if (dyWritable && (!kept || kept == dy)) {
+      ParallelRanges(n, [&](size_t begin, size_t end) { MaskInPlace(dy, y, begin, end); });
+      return memory(wanted, context.engine, dy);
+    }
     memory dz = kept ? memory(wanted, context.engine, kept) : borrowed.Memory(wanted, context.engine);
     auto* out = static_cast<float*>(dz.get_data_handle());
-    ParallelRanges(g.DstElements(), [&](size_t begin, size_t end) { MaskedGradient(dy, y, out, begin, end); });
+    ParallelRanges(n, [&](size_t begin, size_t end) { MaskedGradient(dy, y, out, begin, end); });
     return dz;
   }
   memory dz = borrowed.Memory(wanted, context.engine);
   auto* narrow = static_cast<uint16_t*>(dz.get_data_handle());
-  ParallelRanges(g.DstElements(), [&](size_t begin, size_t end) { MaskedGradientBf16(dy, y, kept, narrow, begin, end); });
+  if (kept == dy) {
+    ParallelRanges(n, [&](size_t begin, size_t end) { MaskInPlaceBf16(dy, y, narrow, begin, end); });
+    return dz;
+  }
+  ParallelRanges(n, [&](size_t begin, size_t end) { MaskedGradientBf16(dy, y, kept, narrow, begin, end); });
   return dz;
 }
 
 /**
  * convBackward(dy, y | null, x, filter, dx | null, dFilter | null, geometry, filterId, scale | null, scaleId, dz | null,
- * accumulate); y is the ReLU's output, and dz (given only with y) gets the gradient at the ReLU's input; with `accumulate`
- * the input gradient is added to what dx holds. With a scale the forward pass used filter * scale: dx goes back through
+ * accumulate, dyWritable); y is the ReLU's output, and dz (given only with y) gets the gradient at the ReLU's input; with
+ * `accumulate` the input gradient is added to what dx holds; with `dyWritable` dy's data may be written over (dz may then
+ * be dy itself). With a scale the forward pass used filter * scale: dx goes back through
  * filter * scale (the forward pass's own bfloat16 copy), and dFilter, the gradient of filter, is the scaled filter's times
  * the scale. Returns the taps whose gradient it wrote, Int32Array [top, rows, left, columns], where the others read only
  * padding (their gradient is 0).
@@ -38,7 +52,7 @@ static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeo
 Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
   Napi::Value liveTaps = info.Env().Null();
   Guarded(info, "RetrainConvBackward", [&] {
-    if (info.Length() != 12) throw std::invalid_argument("expects 12 arguments");
+    if (info.Length() != 13) throw std::invalid_argument("expects 13 arguments");
     ConvGeometry given = ConvGeometry::From(info[6]);
     LiveTaps live = WithoutDeadTaps(given);
     const ConvGeometry& g = live.g;
@@ -53,7 +67,7 @@ Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
     if (kept && !y) throw std::invalid_argument("dz needs y");
     Context& context = ContextOf(info.Env());
     Borrowed borrowed(context.buffers);
-    memory dz = OutputGradient(context, borrowed, g, dy, y, kept);
+    memory dz = OutputGradient(context, borrowed, g, dy, y, kept, info[12].ToBoolean());
     FilterArg filterArg{filter, info[7].ToNumber().Int64Value(), scale, info[9].ToNumber().Int64Value()};
     if (dx) BackwardData(context, borrowed, g, dz, filterArg, dx, info[11].ToBoolean());
     if (dFilter) BackwardWeights(context, borrowed, g, x, dz, dFilter, filterArg);

@@ -38,6 +38,22 @@ WIDEST_VECTORS void MaskedGradientBf16(const float* __restrict dy, const float* 
   }
 }
 
+WIDEST_VECTORS void MaskInPlace(float* __restrict dz, const float* __restrict y, size_t begin, size_t end) {
+  for (size_t i = begin; i < end; i++) {
+    float gradient = dz[i];
+    dz[i] = y[i] > 0.f ? gradient : 0.f;
+  }
+}
+
+WIDEST_VECTORS void MaskInPlaceBf16(float* __restrict dz, const float* __restrict y, uint16_t* __restrict narrow, size_t begin, size_t end) {
+  for (size_t i = begin; i < end; i++) {
+    float gradient = dz[i];
+    float masked = y[i] > 0.f ? gradient : 0.f;
+    dz[i] = masked;
+    narrow[i] = ToBfloat16(masked);
+  }
+}
+
 /** reluGrad(dy, x, dx, elements): dx = dy where x > 0, else 0. */
 Napi::Value ReluGrad(const Napi::CallbackInfo& info) {
   return ElementwisePair(info, "RetrainReluGrad", {"dy", "x", "dx"}, MaskedGradient);

@@ -359,12 +359,16 @@ describe('oneDNN kernels for the wasm backend', () => {
     assert.throws(() => addon.conv2dBackpropInput(small, small, small, new Int32Array(3), 0), /^Error: Conv2DBackpropInput: geometry/);
     const [dy, x, filter] = [new Float32Array(32), new Float32Array(32), new Float32Array(36)];
     assert.throws(
-      () => addon.convBackward(dy, small, x, filter, null, filter, geometry, 0, null, 0, null, false),
+      () => addon.convBackward(dy, small, x, filter, null, filter, geometry, 0, null, 0, null, false, false),
       /^Error: RetrainConvBackward: y holds 3 values/,
     );
     assert.throws(
-      () => addon.convBackward(dy, null, x, filter, null, filter, geometry, 0, null, 0, new Float32Array(32), false),
+      () => addon.convBackward(dy, null, x, filter, null, filter, geometry, 0, null, 0, new Float32Array(32), false, false),
       /^Error: RetrainConvBackward: dz needs y/,
+    );
+    assert.throws(
+      () => addon.convBackward(dy, new Float32Array(32), x, filter, null, filter, geometry, 0, null, 0, dy, false, false),
+      /^Error: RetrainConvBackward: dz may be dy only when dy is writable/,
     );
     const four = () => new Float32Array(4);
     const scalars = new Float32Array(8);
