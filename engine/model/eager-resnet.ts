@@ -299,10 +299,8 @@ function foldedConv(x: tf.Tensor4D, weights: { filter: tf.Tensor4D; scale?: tf.T
         const inputs = { dy, y: savedY, x: savedX, filter: savedFilter, ...(scale && { scale }), ...(addend && { addend }) };
         const native = nativeConvBackward(inputs, backwardAttrs);
         if (native) {
-          addend?.dispose(); // its data is now dx's
-          // tfjs reads a gradient once, here, and frees it only when the whole backward pass ends: freed now, its data (which dz
-          // may share) has one holder fewer, and the pass before this one may write over it.
-          dy.dispose();
+          // The addend's data is now dx's; dy is read only here (tfjs frees it at the pass's end): freed, its data can be written over.
+          tf.dispose(addend ? [dy, addend] : dy);
           // The kernel gives [dz?, dx?, dFilter?] (dz: the residual's, the ReLU's input's); tfjs takes x's, the filter's, the residual's.
           const outputs = [...native];
           const dz = wanted.residual ? outputs.shift() : undefined;
