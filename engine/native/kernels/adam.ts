@@ -1,6 +1,6 @@
 import type * as tf from '../../tf.js';
 import type { OneDnnAddon } from '../onednn.js';
-import { heapViews, renewDataIdNumber, type WasmBackend } from './heap.js';
+import { heapViews, renewDataIdNumber, sharedOutput, type WasmBackend } from './heap.js';
 import { attrsOf } from '../kernel-attrs.js';
 import { liveTapsOf } from './conv-backward.js';
 
@@ -50,10 +50,7 @@ export function makeAdam(addon: OneDnnAddon): tf.KernelFunc {
       }
       const updated = [value, m, v];
       const outputs = updated.map((info) => {
-        if (backend.refCount(info.dataId) > 1) return backend.makeOutput(info.shape, 'float32');
-        backend.incRef(info.dataId);
-        // A new TensorInfo: the engine would hand back an input tensor object itself as the output.
-        return { dataId: info.dataId, shape: info.shape, dtype: info.dtype };
+        return backend.refCount(info.dataId) > 1 ? backend.makeOutput(info.shape, 'float32') : sharedOutput(backend, info);
       });
       const taps = gradient.shape.length === 4 ? liveTapsOf(gradient) : null;
       return { gradient, m, updated, outputs, taps };

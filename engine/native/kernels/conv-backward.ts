@@ -1,7 +1,7 @@
 import * as tf from '../../tf.js';
 import type { OneDnnAddon } from '../onednn.js';
 import { convGeometry, type ConvAttrs } from './conv-geometry.js';
-import { dataIdNumber, heapViews, optionalHeapView, type WasmBackend } from './heap.js';
+import { dataIdNumber, heapViews, optionalHeapView, sharedOutput, type WasmBackend } from './heap.js';
 import { attrMap, attrsOf } from '../kernel-attrs.js';
 
 /**
@@ -45,10 +45,8 @@ export function makeConvBackward(addon: OneDnnAddon): tf.KernelFunc {
     const made = (wanted: boolean | undefined, shape: number[]) => (wanted ? backend.makeOutput(shape, 'float32') : undefined);
     // tfjs hands a gradient to the one backward pass that reads it: data no other tensor holds may take the ReLU's gradient.
     const dyWritable = attrs.relu && backend.refCount(dy.dataId) === 1;
-    if (dyWritable && attrs.outputGradient) backend.incRef(dy.dataId);
-    const dzInfo = dyWritable && attrs.outputGradient ? { ...dy } : made(attrs.outputGradient, dy.shape);
-    if (addend) backend.incRef(addend.dataId);
-    const dxInfo = addend ? { ...addend, shape: x.shape } : made(attrs.inputGradient, x.shape);
+    const dzInfo = dyWritable && attrs.outputGradient ? sharedOutput(backend, dy) : made(attrs.outputGradient, dy.shape);
+    const dxInfo = addend ? sharedOutput(backend, addend, x.shape) : made(attrs.inputGradient, x.shape);
     const dFilterInfo = made(attrs.filterGradient, filter.shape);
     const outputs = [dzInfo, dxInfo, dFilterInfo].filter((info): info is tf.TensorInfo => info !== undefined);
     const [dyData, yData, xData, filterData] = heapViews(backend, [dy, y, x, filter]);

@@ -4,9 +4,18 @@ import type * as tf from '../../tf.js';
 export interface WasmBackend extends tf.KernelBackend {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
-  /** How many tensors hold this data, and one more. */
+  /** How many tensors (and kernel outputs sharing it) hold this data: 1 for a tensor that holds it alone. */
   refCount(dataId: object): number;
   incRef(dataId: object): void;
+}
+
+/**
+ * An output that holds `info`'s data, for a kernel that writes over an input no other tensor reads: one holder more, and
+ * a new TensorInfo (the engine would hand back an input tensor object itself as the output).
+ */
+export function sharedOutput(backend: WasmBackend, info: tf.TensorInfo, shape: number[] = info.shape): tf.TensorInfo {
+  backend.incRef(info.dataId);
+  return { dataId: info.dataId, shape, dtype: info.dtype };
 }
 
 /**

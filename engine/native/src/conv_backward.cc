@@ -10,18 +10,18 @@ using dnnl::memory;
 
 /**
  * The gradient at the convolution's output, in the kernels' type: dy through ReLU when y is given. `kept`, when given, gets
- * that gradient in float32 too (a residual sum's other operand takes it), written in the same pass. `kept` may be dy itself
- * (no other tensor holds dy's data, and nothing reads dy after this call); with `dyWritable`, a float32 gradient is
- * written over dy too.
+ * that gradient in float32 too (a residual sum's other operand takes it), written in the same pass. With `dyWritable` (no
+ * other tensor holds dy's data, and nothing reads dy after this call) `kept` is dy itself or absent, and a float32
+ * gradient is written over dy too.
  */
 static memory OutputGradient(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* dy, const float* y, float* kept,
                              bool dyWritable) {
   memory::desc wanted = Nhwc(g.Dst(), Operand(context));
   if (!y) return Converted(context, borrowed, wanted, Nhwc(g.Dst()), dy);
-  if (kept == dy && !dyWritable) throw std::invalid_argument("dz may be dy only when dy is writable");
+  if (kept && (kept == dy) != dyWritable) throw std::invalid_argument("dz may be dy only when dy is writable, and must be then");
   const size_t n = g.DstElements();
   if (!context.bf16) {
-    if (dyWritable && (!kept || kept == dy)) {
+    if (dyWritable) {
       ParallelRanges(n, [&](size_t begin, size_t end) { MaskInPlace(dy, y, begin, end); });
       return memory(wanted, context.engine, dy);
     }
