@@ -118,6 +118,17 @@ export function backboneStages<T extends { readonly shape: ReadonlyArray<number 
   from: number,
   to: number,
 ): T {
+  const x = convolutionalStages(b, input, from, to);
+  return to < STAGE_COUNT ? x : pooledCodes(b, x);
+}
+
+/** Stages [from, to) without the final pooling: feature maps. */
+export function convolutionalStages<T extends { readonly shape: ReadonlyArray<number | null> }>(
+  b: Builder<T>,
+  input: T,
+  from: number,
+  to: number,
+): T {
   let x = input;
   if (from === 0 && to > 0) {
     x = b.convBn({ conv: 'conv1', bn: 'bn1', filters: 64, kernel: 7, stride: 2, reluCall: 0 }, x);
@@ -137,11 +148,19 @@ export function backboneStages<T extends { readonly shape: ReadonlyArray<number 
       return y;
     });
   }
-  if (to < STAGE_COUNT) return x;
-  // AdaptiveAvgPool2d((1, 1)): pool over whatever spatial size layer4 has (ceil(size / 32)).
-  const poolSize = x.shape.slice(1, 3) as [number, number];
-  x = b.leaf('AdaptiveAvgPool2d', 'avgpool', (name) => tf.layers.averagePooling2d({ name, poolSize, strides: 1, padding: 'valid' }), x);
-  return b.plain('flatten', (name) => tf.layers.flatten({ name }), x);
+  return x;
+}
+
+/** layer4's feature maps to the 2048-D codes: AdaptiveAvgPool2d((1, 1)) over whatever size they have (ceil(size / 32)), flattened. */
+export function pooledCodes<T extends { readonly shape: ReadonlyArray<number | null> }>(b: Builder<T>, maps: T): T {
+  const poolSize = maps.shape.slice(1, 3) as [number, number];
+  const pooled = b.leaf(
+    'AdaptiveAvgPool2d',
+    'avgpool',
+    (name) => tf.layers.averagePooling2d({ name, poolSize, strides: 1, padding: 'valid' }),
+    maps,
+  );
+  return b.plain('flatten', (name) => tf.layers.flatten({ name }), pooled);
 }
 
 /** The classifier on the codes: torchvision's `fc` Linear, or the fine-tuning head (Linear-ReLU-Dropout twice, then Linear). */

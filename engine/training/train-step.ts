@@ -1,6 +1,7 @@
 import * as tf from '../tf.js';
 import type { Network } from '../model/network.js';
 import { BATCH_NORM_TRAIN } from '../native/kernels/batch-norm.js';
+import { CONV_BACKWARD } from '../native/kernels/conv-backward.js';
 
 export interface StepResult {
   loss: number;
@@ -47,8 +48,8 @@ export function trainStep(
     const y = slice === batch ? oneHotLabels : tf.slice(oneHotLabels, start, size);
     // The loss closure keeps the slice's predictions, so accuracy costs no second forward pass.
     const kept: { predicted: tf.Tensor1D | null } = { predicted: null };
-    const { value, grads } = optimizer.computeGradients(() => {
-      const logits = network.forward(x, true) as tf.Tensor2D;
+    const lossOf = (outputs: tf.Tensor) => {
+      const logits = outputs as tf.Tensor2D;
       kept.predicted = tf.keep(tf.argMax<tf.Tensor1D>(logits, 1));
       const weights = normalised ? tf.tensor1d(normalised.slice(start, start + size)) : undefined;
       const perSample = tf.losses.softmaxCrossEntropy(y, logits, undefined, options.labelSmoothing ?? 0, tf.Reduction.NONE);
@@ -59,7 +60,10 @@ export function trainStep(
         : crossEntropy;
       // The slice's share of the batch scales its loss, so its gradients arrive weighted (no multiply per variable).
       return weight === 1 ? loss : tf.mul<tf.Scalar>(loss, weight);
-    }, variables);
+    };
+    const { value, grads } = network.gradients
+      ? network.gradients(x, lossOf, variables)
+      : optimizer.computeGradients(() => lossOf(network.forward(x, true)), variables);
     const predicted = kept.predicted;
     if (!predicted) throw new Error('the loss function did not run');
     correct += tf.tidy(() => tf.sum(tf.cast(tf.equal(predicted, tf.argMax(y, 1)), 'int32')).dataSync()[0]);
@@ -82,14 +86,16 @@ export function trainStep(
 /**
  * Tensor bytes a training step holds per image, as a multiple of torchinfo's forward/backward estimate,
  * measured on the eager network at 112 and 224 px with room for the wasm allocator's fragmentation:
- * 1.65 with BatchNorm folded into the convolutions; with BatchNorm on batch statistics 2.0 through the
- * native kernel, 4.5 through tfjs' composed ops (each keeps what its gradient needs).
+ * 0.26 with BatchNorm folded and the native kernels (the tape-free pass keeps each convolution's output once, BatchNorm
+ * and ReLU in it, and frees it as its gradient is spent); 1.65 folded under tfjs' tape; with BatchNorm on batch
+ * statistics 2.0 through the native kernel, 4.5 through tfjs' composed ops (each keeps what its gradient needs).
  */
-export const WASM_ACTIVATION_FACTOR = { folded: 2.5, batchStatistics: 3, composedBatchStatistics: 6 } as const;
+export const WASM_ACTIVATION_FACTOR = { tapeFree: 0.5, folded: 2.5, batchStatistics: 3, composedBatchStatistics: 6 } as const;
 
 export function activationFactor(batchNormTrains: boolean): number {
-  if (!batchNormTrains) return WASM_ACTIVATION_FACTOR.folded;
-  return tf.getKernel(BATCH_NORM_TRAIN, 'wasm') ? WASM_ACTIVATION_FACTOR.batchStatistics : WASM_ACTIVATION_FACTOR.composedBatchStatistics;
+  const native = (kernel: string) => tf.getKernel(kernel, 'wasm') !== undefined;
+  if (!batchNormTrains) return native(CONV_BACKWARD) ? WASM_ACTIVATION_FACTOR.tapeFree : WASM_ACTIVATION_FACTOR.folded;
+  return native(BATCH_NORM_TRAIN) ? WASM_ACTIVATION_FACTOR.batchStatistics : WASM_ACTIVATION_FACTOR.composedBatchStatistics;
 }
 
 /**

@@ -10,18 +10,34 @@ import { poolDims, pooledShape, type PoolAttrs } from './pool-geometry.js';
  */
 const workspaces = new WeakMap<object, Uint8Array>();
 
+/**
+ * Workspaces MaxPoolGrad has read, by size, for the next MaxPool: a fresh one is zero-filled and its every page faulted in
+ * (~200 pages at 112 px, 12-27 us each on these VMs), every step.
+ */
+const spentWorkspaces = new Map<number, Uint8Array>();
+
+function workspaceOf(bytes: number): Uint8Array {
+  const spent = spentWorkspaces.get(bytes);
+  spentWorkspaces.delete(bytes);
+  return spent ?? new Uint8Array(bytes);
+}
+
 const native = (info: tf.TensorInfo) => info.shape.length === 4 && info.dtype === 'float32';
 
-/** MaxPool; while tfjs records gradients, it keeps the argmax of every window for MaxPoolGrad. */
+/** Asks MaxPool to keep its workspace outside tfjs' tape too: for a caller that takes the gradient itself. */
+export const KEEP_WORKSPACE = 'keepWorkspace';
+
+/** MaxPool; while tfjs records gradients (or the caller asks), it keeps the argmax of every window for MaxPoolGrad. */
 export function makeMaxPool(addon: OneDnnAddon, stock: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const backend = args.backend as WasmBackend;
     const { x } = args.inputs as { x: tf.TensorInfo };
     if (!native(x)) return stock(args);
-    const dims = poolDims(x.shape, attrsOf<PoolAttrs>(args.attrs));
+    const attrs = attrsOf<PoolAttrs & { [KEEP_WORKSPACE]?: boolean }>(args.attrs);
+    const dims = poolDims(x.shape, attrs);
     const y = backend.makeOutput(pooledShape(dims), 'float32');
-    const recording = (tf.engine().state as { gradientDepth: number }).gradientDepth > 0;
-    const workspace = recording ? new Uint8Array(addon.maxPoolWorkspaceBytes(dims)) : null;
+    const recording = attrs[KEEP_WORKSPACE] === true || (tf.engine().state as { gradientDepth: number }).gradientDepth > 0;
+    const workspace = recording ? workspaceOf(addon.maxPoolWorkspaceBytes(dims)) : null;
     const [xData, yData] = heapViews(backend, [x, y]);
     addon.maxPool(xData, yData, workspace, dims);
     if (workspace) workspaces.set(y.dataId, workspace);
@@ -38,7 +54,13 @@ export function makeMaxPoolGrad(addon: OneDnnAddon, stock: tf.KernelFunc): tf.Ke
     const dims = poolDims(input.shape, attrsOf<PoolAttrs>(args.attrs));
     const dx = backend.makeOutput(input.shape, 'float32');
     const [dyData, inputData, dxData] = heapViews(backend, [dy, input, dx]);
-    addon.maxPoolGrad(dyData, inputData, dxData, dims, workspaces.get(output.dataId) ?? null);
+    const workspace = workspaces.get(output.dataId) ?? null;
+    addon.maxPoolGrad(dyData, inputData, dxData, dims, workspace);
+    // Read once: the next pooling may fill it (a second gradient of the same output makes its workspace again).
+    if (workspace) {
+      workspaces.delete(output.dataId);
+      spentWorkspaces.set(workspace.byteLength, workspace);
+    }
     return dx;
   };
 }

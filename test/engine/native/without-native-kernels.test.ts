@@ -17,7 +17,7 @@ describe('the model without the native kernels (RETRAIN_NATIVE_KERNELS=0)', () =
     // layers model. Not the weight-file round trips (formats), nor the eager network's bookkeeping (which stages
     // run, folding again, disposal): the same code on either kernels, tested in the main pass.
     const kernelTests =
-      "--test-name-pattern=^(freezing|reproduces PyTorch's logits|.*: equals the layers model forward and in every gradient$)";
+      "--test-name-pattern=^(freezing|reproduces PyTorch's logits|.*: equals the layers model forward and in every gradient, under tfjs' tape and by its own$)";
     // Without NODE_TEST_CONTEXT: this runner's own, which would turn the child's report into its protocol.
     const { NODE_TEST_CONTEXT: _context, ...env } = process.env;
     const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', kernelTests, '--test-reporter=tap', ...files], {
@@ -31,7 +31,7 @@ describe('the model without the native kernels (RETRAIN_NATIVE_KERNELS=0)', () =
     assert.match(run.stdout, /^\s*ok \d+ - reproduces PyTorch's logits and top-5 at input 224$/m, 'the kernel tests ran');
     assert.match(
       run.stdout,
-      /^\s*ok \d+ - fine_tuning from conv1, BatchNorm trained: equals the layers model forward and in every gradient$/m,
+      /^\s*ok \d+ - fine_tuning from conv1, BatchNorm trained: equals the layers model forward and in every gradient, under tfjs' tape and by its own$/m,
     );
   });
 });

@@ -80,7 +80,7 @@ describe('train step', () => {
   });
 
   for (const freezeBatchNorm of [true, false]) {
-    const factor = freezeBatchNorm ? WASM_ACTIVATION_FACTOR.folded : WASM_ACTIVATION_FACTOR.batchStatistics;
+    const factor = freezeBatchNorm ? WASM_ACTIVATION_FACTOR.tapeFree : WASM_ACTIVATION_FACTOR.batchStatistics;
     it(`holds at most ${factor}x torchinfo's estimate of tensor bytes per image in a fine-tuning step (freezeBatchNorm ${freezeBatchNorm})`, async () => {
       const config = { trainableFrom: 'conv1', freezeBatchNorm } as const;
       const resnet = buildResNet50({ mode: 'fine_tuning', numClasses: 3, inputSize: 64, fineTuning: config });
@@ -99,9 +99,12 @@ describe('train step', () => {
         tf.dispose([x, y]);
         return peakBytes;
       };
-      await peakOf(1); // optimiser state allocated before measuring
-      const perImage = ((await peakOf(5)) - (await peakOf(1))) / 4;
-      assert.ok(perImage > 0.5 * perImageEstimate, `${perImage} bytes per image: the measurement sees the activations`);
+      // Optimiser state allocated before measuring. Batches large enough that the activations, not the weights' gradients
+      // (which the tape-free pass makes as it frees activations), set the peak.
+      await peakOf(8);
+      const perImage = ((await peakOf(16)) - (await peakOf(8))) / 8;
+      // torchinfo counts each BatchNorm's and ReLU's output too: the folded convolutions' outputs are ~a quarter of it.
+      assert.ok(perImage > 0.15 * perImageEstimate, `${perImage} bytes per image: the measurement sees the activations`);
       assert.ok(perImage <= factor * perImageEstimate, `${perImage} bytes per image vs torchinfo's ${perImageEstimate}`);
       optimizer.dispose();
       resnet.dispose();
