@@ -270,6 +270,7 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
     Borrowed borrowed(context.buffers);
     FilterArg filterArg{filter, info[6].ToNumber().Int64Value(), scale, info[8].ToNumber().Int64Value()};
     if (RunsAsProduct(context, g, filterArg)) return ProductForward(context, borrowed, g, x, filterArg, b, residual, relu, out);
+    if (SumsAsProduct(context, g, residual)) return PointwiseResidualForward(context, borrowed, g, x, filterArg, b, residual, relu, out);
     auto [primitive, pd] = Forward(context, g, bias, relu, residual);
     memory weights = scale ? ScaledFilter(context, borrowed, pd->weights_desc(), filterArg, g)
                            : FilterIn(context, borrowed, pd->weights_desc(), filter, g, filterArg.id, "fwd");

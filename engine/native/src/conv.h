@@ -136,6 +136,11 @@ void ProductForward(Context& context, Borrowed& borrowed, const ConvGeometry& g,
 void PatchBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const dnnl::memory& dz, const FilterArg& filter,
                        float* dx);
 
+/** Whether the forward pass with a residual runs as PointwiseResidualForward: a float32 1x1 convolution at stride 1. */
+bool SumsAsProduct(const Context& context, const ConvGeometry& g, const float* residual);
+void PointwiseResidualForward(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const FilterArg& filter,
+                              const float* bias, const float* residual, bool relu, float* out);
+
 /** Whether dW as patches^T dy (PatchBackwardWeights) beats oneDNN's convolution for this geometry. */
 bool FitsPatchProduct(const ConvGeometry& g);
 void PatchBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,

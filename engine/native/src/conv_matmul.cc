@@ -127,6 +127,49 @@ void ProductForward(Context& context, Borrowed& borrowed, const ConvGeometry& g,
   Execute(context, primitive, args);
 }
 
+bool SumsAsProduct(const Context& context, const ConvGeometry& g, const float* residual) {
+  return residual && !context.bf16 && PatchesAreInput(g);
+}
+
+/**
+ * In float32, a block's last 1x1 convolution with its residual: y = x W (times the scale per column O) + bias + residual, then
+ * ReLU, as a matmul whose binary-add post-op reads the residual where it lies. The convolution's sum post-op needs the residual
+ * copied into the output first (a pass over every block's output, ~4-5 ms of a 112 px step), and with a binary add oneDNN 2.6's
+ * convolution left its brgemm kernel (20% slower on layer1's shape); the matmul keeps its own.
+ */
+void PointwiseResidualForward(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const FilterArg& filter,
+                              const float* bias, const float* residual, bool relu, float* out) {
+  int64_t p = g.n * g.oh * g.ow;
+  memory::desc plain = Matrix(p, g.o, dt::f32, tag::ab);
+  std::string key = "pointwise-residual-fwd:" + g.Key() + (bias ? "b" : "") + (relu ? "r" : "");
+  auto [primitive, pd] = Cached<dnnl::matmul>(context, key, [&] {
+    memory::desc src = Matrix(p, g.c, dt::f32, tag::ab), weights = Matrix(g.c, g.o, dt::f32, tag::any);
+    auto desc = bias ? dnnl::matmul::desc(src, weights, Matrix(1, g.o, dt::f32, tag::ab), plain) : dnnl::matmul::desc(src, weights, plain);
+    dnnl::post_ops ops;
+    ops.append_binary(dnnl::algorithm::binary_add, plain);
+    if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    dnnl::primitive_attr attr = PooledScratchpad();
+    attr.set_post_ops(ops);
+    return dnnl::matmul::primitive_desc(desc, attr, context.engine);
+  });
+  // The HWIO 1x1 filter is the [C, O] matrix as it lies; its scale is per column.
+  memory::desc user = Matrix(g.c, g.o, dt::f32, tag::ab);
+  memory weights = filter.scale ? borrowed.Memory(pd->weights_desc(), context.engine)
+                                : WeightsIn(context, borrowed, pd->weights_desc(), user, filter.hwio, filter.id, key);
+  if (filter.scale) {
+    dnnl::primitive_attr scaled;
+    scaled.set_output_scales(1 << 1, std::vector<float>(filter.scale, filter.scale + g.o));
+    Reorder(context, borrowed, memory(user, context.engine, filter.hwio), weights, scaled);
+  }
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, x)},
+                                       {DNNL_ARG_WEIGHTS, weights},
+                                       {DNNL_ARG_DST, memory(plain, context.engine, out)},
+                                       {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, memory(plain, context.engine, const_cast<float*>(residual))},
+                                       {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, memory(pd->bias_desc(), context.engine, const_cast<float*>(bias)));
+  Execute(context, primitive, args);
+}
+
 /**
  * dx from d(patches) = dz W^T, W^T being the layer's narrowed [KH * KW * C, O] copy read across: as a convolution the copy
  * was re-laid out every step for the input gradient too.
