@@ -83,7 +83,10 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
       const inputs = Object.fromEntries(updates.flatMap(({ inputs }, i) => adamInputNames(i).map((name, k) => [name, inputs[k]])));
       const attrs: AdamAttrs = { scalars, count: updates.length };
       const outputs = tf.engine().runKernel<tf.Tensor[]>(ADAM, inputs, attrMap(attrs));
-      updates.forEach(({ targets }, i) => targets.forEach((target, k) => target.assign(outputs[3 * i + k])));
+      // The kernel updates in place where the variable alone holds its data: nothing to assign then.
+      updates.forEach(({ targets }, i) =>
+        targets.forEach((target, k) => outputs[3 * i + k].dataId !== target.dataId && target.assign(outputs[3 * i + k])),
+      );
       tf.dispose(outputs);
     }
     tf.tidy(() => {

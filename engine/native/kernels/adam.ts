@@ -1,4 +1,4 @@
-import type * as tf from '../../tf.js';
+import * as tf from '../../tf.js';
 import type { OneDnnAddon } from '../onednn.js';
 import { heapViews, renewDataIdNumber, sharedOutput, type WasmBackend } from './heap.js';
 import { attrsOf } from '../kernel-attrs.js';
@@ -44,7 +44,7 @@ export function makeAdam(addon: OneDnnAddon): tf.KernelFunc {
         return info;
       });
       for (const [name, info] of Object.entries({ gradient, m, v })) {
-        if (info.shape.join() !== value.shape.join() || info.dtype !== 'float32') {
+        if (!tf.util.arraysEqual(info.shape, value.shape) || info.dtype !== 'float32') {
           throw new Error(`${ADAM}: ${name} must be float32 of the value's shape [${value.shape.join(', ')}]`);
         }
       }
