@@ -431,7 +431,15 @@ function tapedConv(
     const { filter, scale } = weights;
     const { relu, residual } = geometry;
     const backwardAttrs = { ...attrs, relu, outputGradient: wanted.residual, inputGradient: wanted.x, filterGradient: wanted.filter };
-    tape.push({ kind: 'conv', x, y, filter, ...(scale && { scale }), residual, attrs: backwardAttrs, filterName });
+    const step: BackwardStep = { kind: 'conv', x, y, filter, ...(scale && { scale }), residual, attrs: backwardAttrs, filterName };
+    // A second reader of x (a block's downsample) goes on the tape before the first (its conv1), so it is walked after it
+    // and adds its input gradient into the one conv1 wrote: a stride-2 1x1 then adds into the pixels it read, where
+    // walked first it would write zeros over all of x's gradient for conv1 to add to.
+    const firstReader = wanted.x
+      ? tape.findIndex((earlier) => earlier.x === x && earlier.kind === 'conv' && earlier.attrs.inputGradient)
+      : -1;
+    if (firstReader >= 0) tape.splice(firstReader, 0, step);
+    else tape.push(step);
   }
   return y;
 }

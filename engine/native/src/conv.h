@@ -117,7 +117,10 @@ void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, c
                   bool accumulate = false);
 void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,
                      const FilterArg& filter);
-/** With `accumulate` (at stride 1: BackwardData sees to it), the product is added to what dx holds, by the matmul's sum post-op. */
+/**
+ * With `accumulate`, the product is added to what dx holds: by the matmul's sum post-op at stride 1, by the scatter into the
+ * pixels read at stride 2 (no pass over the others).
+ */
 void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const dnnl::memory& dz, const FilterArg& filter,
                            float* dx, bool accumulate);
 void PointwiseBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,

@@ -7,9 +7,9 @@ using dnnl::memory;
 
 void BackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const memory& dz, const FilterArg& filter, float* dx,
                   bool accumulate) {
-  if (IsPointwise(g) && !(accumulate && Strided(g))) return PointwiseBackwardData(context, borrowed, g, dz, filter, dx, accumulate);
+  if (IsPointwise(g)) return PointwiseBackwardData(context, borrowed, g, dz, filter, dx, accumulate);
   if (accumulate) {
-    // Only a 1x1 at stride 1 sums in its product (a bottleneck's conv1); elsewhere into a buffer, then added.
+    // A 1x1 sums in its product or its scatter (a bottleneck's conv1, a downsample); others into a buffer, then added.
     auto* own = static_cast<float*>(borrowed.Memory(Nhwc(g.Src()), context.engine).get_data_handle());
     BackwardData(context, borrowed, g, dz, filter, own, false);
     ParallelRanges(g.SrcElements(), [&](size_t begin, size_t end) {

@@ -17,14 +17,21 @@ bool IsPointwise(const ConvGeometry& g) {
 
 static memory::desc Matrix(int64_t rows, int64_t columns, dt type, tag layout) { return memory::desc({rows, columns}, type, layout); }
 
-/** Writes a dense [N, OH, OW, C] float32 tensor into the pixels a 1x1 convolution reads in an NHWC one. */
-static void ScatterPixels(const ConvGeometry& g, const float* dense, float* nhwc) {
+/** Writes (or with `add`, adds) a dense [N, OH, OW, C] float32 tensor into the pixels a 1x1 convolution reads in an NHWC one. */
+static void ScatterPixels(const ConvGeometry& g, const float* dense, float* nhwc, bool add) {
   size_t pixelBytes = size_t(g.c) * sizeof(float);
 #pragma omp parallel for schedule(static)
   for (int64_t row = 0; row < g.n * g.oh; row++) {
     int64_t image = row / g.oh, i = row % g.oh;
-    for (int64_t j = 0; j < g.ow; j++)
-      std::memcpy(nhwc + ((image * g.h + i * g.sh) * g.w + j * g.sw) * g.c, dense + (row * g.ow + j) * g.c, pixelBytes);
+    for (int64_t j = 0; j < g.ow; j++) {
+      float* out = nhwc + ((image * g.h + i * g.sh) * g.w + j * g.sw) * g.c;
+      const float* in = dense + (row * g.ow + j) * g.c;
+      if (!add) {
+        std::memcpy(out, in, pixelBytes);
+        continue;
+      }
+      for (int64_t channel = 0; channel < g.c; channel++) out[channel] += in[channel];
+    }
   }
 }
 
@@ -193,14 +200,16 @@ void PatchBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry&
 void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeometry& g, const memory& dz, const FilterArg& filter,
                            float* dx, bool accumulate) {
   int64_t p = g.n * g.oh * g.ow;
-  std::string key = "pointwise-bwd-data:" + g.Key() + (context.bf16 ? "bf16" : "") + (accumulate ? ":sum" : "");
+  // At stride 1 the product adds itself to dx (a sum post-op); at stride 2 its scatter adds it to the pixels it read.
+  bool sumInProduct = accumulate && !Strided(g);
+  std::string key = "pointwise-bwd-data:" + g.Key() + (context.bf16 ? "bf16" : "") + (sumInProduct ? ":sum" : "");
   auto [primitive, pd] = Cached<dnnl::matmul>(context, key, [&] {
     auto desc = dnnl::matmul::desc(Matrix(p, g.o, Operand(context), tag::ab), Matrix(g.o, g.c, Operand(context), PlainInBfloat16(context)),
                                    Matrix(p, g.c, dt::f32, tag::ab));
     dnnl::primitive_attr attr = PooledScratchpad();
     dnnl::post_ops sum;
     sum.append_sum(1.f);
-    if (accumulate) attr.set_post_ops(sum);
+    if (sumInProduct) attr.set_post_ops(sum);
     return dnnl::matmul::primitive_desc(desc, attr, context.engine);
   });
   memory weights =
@@ -211,8 +220,8 @@ void PointwiseBackwardData(Context& context, Borrowed& borrowed, const ConvGeome
                                {DNNL_ARG_DST, product},
                                {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
   if (!Strided(g)) return;
-  std::memset(dx, 0, g.SrcElements() * sizeof(float));
-  ScatterPixels(g, static_cast<float*>(product.get_data_handle()), dx);
+  if (!accumulate) std::memset(dx, 0, g.SrcElements() * sizeof(float));
+  ScatterPixels(g, static_cast<float*>(product.get_data_handle()), dx, accumulate);
 }
 
 /**
