@@ -161,7 +161,7 @@ function downloadContract(name: string, open: () => ArtifactStore) {
     await artifacts.removeCheckpoint(3);
   });
 
-  it('keeps the archives of all jobs within their bound: building one evicts the least recently used others', async () => {
+  it('keeps the archives of all jobs within their bound: building one evicts the least recently used others', async (t) => {
     // Incompressible weights: each archive is about 4 MiB, three of them pass the 10 MiB bound.
     const weights = randomBytes(4 * 1024 ** 2);
     for (const epoch of [1, 2]) {
@@ -186,6 +186,14 @@ function downloadContract(name: string, open: () => ArtifactStore) {
       'the least recently used went',
     );
     assert.equal(await store.stat(`${artifacts.download('final', 'tar.gz').key}.sha256`), null, 'with its hash');
+    // Uses within one millisecond still go by recency: served from the cache twice in one tick, the older goes first.
+    const tick = Date.now();
+    const ticking = t.mock.method(Date, 'now', () => tick);
+    const sameTick = new ArchiveCache(redis, store, `${prefix}-tick`, { maxBytes: 10, maxAgeMs: 3600_000 });
+    for (const key of ['a-used-last', 'z-used-first', 'a-used-last']) await sameTick.used(key, 4);
+    ticking.mock.restore();
+    await sameTick.used('m-new', 4); // new: past the bound, it makes room
+    assert.deepEqual((await redis.zrange(redisKeys(`${prefix}-tick`).archivesUsed, 0, -1)).sort(), ['a-used-last', 'm-new']);
 
     // An hour unused is past this cache's age: two hours on, only the archive used since stays.
     const later = Date.now() + 2 * 3600_000;
