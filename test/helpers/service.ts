@@ -36,6 +36,8 @@ export interface TestService {
 export interface WorkerProcess {
   child: ChildProcess;
   output: () => string;
+  /** Resolves once the worker has printed `text` (it logs after the state it reports is visible to the API); fails if it exits or takes over `timeoutMs`. */
+  logged(text: string, timeoutMs?: number): Promise<void>;
   /** SIGKILL the worker and its sandboxed training child: a crash, not a shutdown. */
   kill(): Promise<void>;
   /** SIGTERM to the worker alone, as `docker stop` does; resolves with its exit code. */
@@ -83,6 +85,14 @@ export async function startService(prefix: string, extraEnv: Record<string, stri
     const worker: WorkerProcess = {
       child,
       output: () => output,
+      logged: async (text, timeoutMs = 60_000) => {
+        const deadline = Date.now() + timeoutMs;
+        while (!output.includes(text)) {
+          if (child.exitCode !== null) throw new Error(`worker exited before "${text}":\n${output.slice(-3000)}`);
+          if (Date.now() > deadline) throw new Error(`worker did not print "${text}":\n${output.slice(-3000)}`);
+          await sleep(100);
+        }
+      },
       kill: async () => {
         if (child.exitCode !== null || child.signalCode !== null) return;
         const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -96,12 +106,7 @@ export async function startService(prefix: string, extraEnv: Record<string, stri
       },
     };
     workers.push(worker);
-    const deadline = Date.now() + 60_000;
-    while (!output.includes('worker ready')) {
-      if (child.exitCode !== null) throw new Error(`worker exited at start:\n${output.slice(-3000)}`);
-      if (Date.now() > deadline) throw new Error(`worker did not start:\n${output.slice(-3000)}`);
-      await sleep(100);
-    }
+    await worker.logged('worker ready');
     return worker;
   }
 
