@@ -156,9 +156,9 @@ void HoldResidual(const float* residual, float* out, size_t elements) {
   ParallelRanges(elements, [&](size_t begin, size_t end) { std::memcpy(out + begin, residual + begin, (end - begin) * sizeof(float)); });
 }
 
-dnnl::primitive_attr ScalePerOutput(const float* scale, int64_t outputs) {
+dnnl::primitive_attr ScalePerOutput(const float* scale, int64_t outputs, int dimension) {
   dnnl::primitive_attr attr;
-  attr.set_output_scales(1 << 0, std::vector<float>(scale, scale + outputs));
+  attr.set_output_scales(1 << dimension, std::vector<float>(scale, scale + outputs));
   return attr;
 }
 

@@ -149,8 +149,8 @@ bool FitsPatchProduct(const ConvGeometry& g);
 void PatchBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,
                           const FilterArg& filter);
 
-/** A reorder's attributes that multiply what it writes by `scale` per output channel (dimension 0 of {O, I, H, W} and of [O, C]). */
-dnnl::primitive_attr ScalePerOutput(const float* scale, int64_t outputs);
+/** A reorder's attributes that multiply what it writes by `scale` per output channel: `dimension` 0 of {O, I, H, W} and of [O, C], 1 of [C, O]. */
+dnnl::primitive_attr ScalePerOutput(const float* scale, int64_t outputs, int dimension = 0);
 
 /** Primitive attributes every convolution shares: scratchpads come from the pool. */
 dnnl::primitive_attr PooledScratchpad();
