@@ -86,9 +86,8 @@ export class EagerResNet {
 
   /** Training from `stage` can skip tfjs' tape where this project's kernels run and no BatchNorm trains on batch statistics. */
   private tapeFree(stage: number): boolean {
-    const backend = tf.getBackend();
-    const kernels = [SCALED_CONV, CONV_BACKWARD, 'MaxPoolGrad'].every((name) => tf.getKernel(name, backend) !== undefined);
-    return kernels && stage < STAGE_COUNT && !this.model.layers.some((layer) => layer instanceof BatchNorm2d && layer.trainable);
+    if (!tapeFreeKernels(tf.getBackend()) || stage >= STAGE_COUNT) return false;
+    return !this.model.layers.some((layer) => layer instanceof BatchNorm2d && layer.trainable);
   }
 
   /**
@@ -148,6 +147,11 @@ export class EagerResNet {
   private forget(folding: Folding): void {
     tf.dispose([folding.scale, folding.shift, ...(folding.filter ? [folding.filter] : [])]);
   }
+}
+
+/** Whether `backend` has the kernels a tape-free training pass calls (with BatchNorm folded, it then takes one). */
+export function tapeFreeKernels(backend: string): boolean {
+  return [SCALED_CONV, CONV_BACKWARD, 'MaxPoolGrad'].every((name) => tf.getKernel(name, backend) !== undefined);
 }
 
 /** Sees a tensor the forward pass made: a convolution's output (named by its path) or a residual sum's (`<block>.add`). */

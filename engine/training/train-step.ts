@@ -1,7 +1,7 @@
 import * as tf from '../tf.js';
 import type { Network } from '../model/network.js';
 import { BATCH_NORM_TRAIN } from '../native/kernels/batch-norm.js';
-import { CONV_BACKWARD } from '../native/kernels/conv-backward.js';
+import { tapeFreeKernels } from '../model/eager-resnet.js';
 
 export interface StepResult {
   loss: number;
@@ -93,9 +93,8 @@ export function trainStep(
 export const WASM_ACTIVATION_FACTOR = { tapeFree: 0.5, folded: 2.5, batchStatistics: 3, composedBatchStatistics: 6 } as const;
 
 export function activationFactor(batchNormTrains: boolean): number {
-  const native = (kernel: string) => tf.getKernel(kernel, 'wasm') !== undefined;
-  if (!batchNormTrains) return native(CONV_BACKWARD) ? WASM_ACTIVATION_FACTOR.tapeFree : WASM_ACTIVATION_FACTOR.folded;
-  return native(BATCH_NORM_TRAIN) ? WASM_ACTIVATION_FACTOR.batchStatistics : WASM_ACTIVATION_FACTOR.composedBatchStatistics;
+  if (!batchNormTrains) return tapeFreeKernels('wasm') ? WASM_ACTIVATION_FACTOR.tapeFree : WASM_ACTIVATION_FACTOR.folded;
+  return tf.getKernel(BATCH_NORM_TRAIN, 'wasm') ? WASM_ACTIVATION_FACTOR.batchStatistics : WASM_ACTIVATION_FACTOR.composedBatchStatistics;
 }
 
 /**
