@@ -12,9 +12,26 @@ export interface ConvAttrs {
 /** A convolution's geometry, in the order ConvGeometry::From (conv.cc) reads it. */
 const GEOMETRY = packedFields(['n', 'h', 'w', 'c', 'kh', 'kw', 'o', 'oh', 'ow', 'sh', 'sw', 'dh', 'dw', 'pt', 'pl', 'pb', 'pr']);
 
-/** tfjs' own arithmetic for a convolution, flattened for the addon; null where the addon does not apply (NCHW). */
+/** Geometries already worked out, by shapes and attributes: a training step asks for the same ~100 every step. */
+const geometries = new Map<string, Int32Array | null>();
+const KEPT_GEOMETRIES = 4096;
+
+/**
+ * tfjs' own arithmetic for a convolution, flattened for the addon; null where the addon does not apply (NCHW). Shared
+ * between calls: read only.
+ */
 export function convGeometry(xShape: number[], filterShape: number[], attrs: ConvAttrs): Int32Array | null {
-  if (attrs.dataFormat === 'NCHW') return null;
+  const { strides, pad, dataFormat, dilations = 1, dimRoundingMode } = attrs;
+  const key = `${xShape}|${filterShape}|${strides}|${typeof pad === 'object' ? pad.flat() : pad}|${dataFormat}|${dilations}|${dimRoundingMode}`;
+  const known = geometries.get(key);
+  if (known !== undefined) return known;
+  if (geometries.size >= KEPT_GEOMETRIES) geometries.clear();
+  const geometry = dataFormat === 'NCHW' ? null : workedOut(xShape, filterShape, attrs);
+  geometries.set(key, geometry);
+  return geometry;
+}
+
+function workedOut(xShape: number[], filterShape: number[], attrs: ConvAttrs): Int32Array {
   const info = tf.backend_util.computeConv2DInfo(
     xShape as [number, number, number, number],
     filterShape as [number, number, number, number],
