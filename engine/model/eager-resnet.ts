@@ -5,6 +5,7 @@ import { SCALED_CONV } from '../native/kernels/conv2d.js';
 import { addRelu } from '../native/kernels/add-relu.js';
 import { reluBackward } from '../native/kernels/relu-grad.js';
 import { dataIdNumber } from '../native/kernels/heap.js';
+import { runKernelOutputs } from '../native/kernels/run-kernel.js';
 import {
   backboneStages,
   convolutionalStages,
@@ -242,7 +243,7 @@ function backward(tape: BackwardStep[], maps: tf.Tensor, mapsGradient: tf.Tensor
     const dy = take(step.y);
     if (!dy) throw new Error('a step of a tape-free pass got no gradient');
     if (step.kind === 'maxPool') {
-      give(step.x, tf.engine().runKernel<tf.Tensor>('MaxPoolGrad', { dy, input: step.x, output: step.y }, STEM_POOL));
+      give(step.x, runKernelOutputs('MaxPoolGrad', { dy, input: step.x, output: step.y }, STEM_POOL)[0]);
       dy.dispose();
     } else {
       const { attrs } = step;
@@ -356,7 +357,7 @@ class EagerRun implements Builder<tf.Tensor> {
     if (!tape || !this.context.differentiable.has(x))
       return this.mark(tf.maxPool(x as tf.Tensor4D, 3, 2, 1), this.context.differentiable.has(x));
     // Its argmax kept outside tfjs' tape too, for MaxPoolGrad.
-    const y = tf.engine().runKernel<tf.Tensor4D>('MaxPool', { x }, { ...STEM_POOL, [KEEP_WORKSPACE]: true });
+    const [y] = runKernelOutputs<tf.Tensor4D>('MaxPool', { x }, { ...STEM_POOL, [KEEP_WORKSPACE]: true });
     tape.push({ kind: 'maxPool', x: x as tf.Tensor4D, y });
     return this.mark(y, true, true);
   }
@@ -414,8 +415,8 @@ function convKernel(x: tf.Tensor4D, { filter, scale }: ConvWeights, bias: tf.Ten
   const attrs = { strides, pad, dataFormat: 'NHWC' as const, dilations: 1, activation: relu ? 'relu' : 'linear' };
   const run = () =>
     scale || residual
-      ? tf.engine().runKernel<tf.Tensor4D>(SCALED_CONV, { x, filter, bias, ...(scale && { scale }), ...(residual && { residual }) }, attrs)
-      : tf.engine().runKernel<tf.Tensor4D>('FusedConv2D', { x, filter, bias }, attrs);
+      ? runKernelOutputs<tf.Tensor4D>(SCALED_CONV, { x, filter, bias, ...(scale && { scale }), ...(residual && { residual }) }, attrs)[0]
+      : runKernelOutputs<tf.Tensor4D>('FusedConv2D', { x, filter, bias }, attrs)[0];
   return { attrs, run };
 }
 

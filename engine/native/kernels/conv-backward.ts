@@ -3,6 +3,7 @@ import type { OneDnnAddon } from '../onednn.js';
 import { convGeometry, type ConvAttrs } from './conv-geometry.js';
 import { dataIdNumber, heapViews, optionalHeapView, sharedOutput, type WasmBackend } from './heap.js';
 import { attrMap, attrsOf } from '../kernel-attrs.js';
+import { runKernelOutputs } from './run-kernel.js';
 
 /**
  * A kernel of this project's: a convolution's backward pass, through its ReLU when `relu`; outputs [dz?, dx?, dFilter?],
@@ -78,5 +79,5 @@ export function nativeConvBackward(
   attrs: ConvBackwardAttrs,
 ): tf.Tensor[] | null {
   if (!tf.getKernel(CONV_BACKWARD, tf.getBackend())) return null;
-  return tf.engine().runKernel(CONV_BACKWARD, inputs, attrMap(attrs)) as unknown as tf.Tensor[];
+  return runKernelOutputs(CONV_BACKWARD, inputs, attrMap(attrs));
 }
