@@ -1,6 +1,8 @@
 import * as tf from '../tf.js';
 import { ADAM, adamInputNames, type AdamAttrs } from '../native/kernels/adam.js';
 import { attrMap } from '../native/kernel-attrs.js';
+import type { WasmBackend } from '../native/kernels/heap.js';
+import { runKernelOutputs } from '../native/kernels/run-kernel.js';
 
 /** What tfjs' AdamOptimizer keeps privately: moments per variable (in gradient order) and beta powers. */
 interface AdamState {
@@ -71,23 +73,27 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
       state.epsilon,
       -state.learningRate,
     ].map(f32);
+    const backend = tf.backend() as WasmBackend;
     const updates = named.flatMap(([name, gradient], i) => {
       const value = (tf.engine() as unknown as { registeredVariables: Record<string, tf.Variable> }).registeredVariables[name];
       const [m, v] = [state.accumulatedFirstMoment, state.accumulatedSecondMoment].map((list, k) => {
         list[i] ??= { originalName: `${name}/${k === 0 ? 'm' : 'v'}`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
         return list[i].variable;
       });
-      return gradient ? [{ targets: [value, m, v], inputs: [value, gradient, m, v] }] : [];
+      return gradient ? [[value, gradient, m, v] as const] : [];
     });
+    // The kernel writes in place: data another tensor holds too (a variable made from a kept tensor, a restored moment) is
+    // copied first, so that tensor keeps its values.
+    for (const target of updates.flatMap(([value, , m, v]) => [value, m, v])) {
+      if (backend.refCount(target.dataId) === 1) continue;
+      const copy = tf.tensor(target.dataSync(), target.shape, 'float32');
+      target.assign(copy);
+      copy.dispose();
+    }
     if (updates.length > 0) {
-      const inputs = Object.fromEntries(updates.flatMap(({ inputs }, i) => adamInputNames(i).map((name, k) => [name, inputs[k]])));
+      const inputs = Object.fromEntries(updates.flatMap((tensors, i) => adamInputNames(i).map((name, k) => [name, tensors[k]])));
       const attrs: AdamAttrs = { scalars, count: updates.length };
-      const outputs = tf.engine().runKernel<tf.Tensor[]>(ADAM, inputs, attrMap(attrs));
-      // The kernel updates in place where the variable alone holds its data: nothing to assign then.
-      updates.forEach(({ targets }, i) =>
-        targets.forEach((target, k) => outputs[3 * i + k].dataId !== target.dataId && target.assign(outputs[3 * i + k])),
-      );
-      tf.dispose(outputs);
+      runKernelOutputs(ADAM, inputs, attrMap(attrs));
     }
     tf.tidy(() => {
       state.accBeta1.assign(tf.mul(state.accBeta1, state.beta1));

@@ -1,12 +1,13 @@
 import * as tf from '../../tf.js';
 import type { OneDnnAddon } from '../onednn.js';
-import { heapViews, renewDataIdNumber, sharedOutput, type WasmBackend } from './heap.js';
+import { heapViews, renewDataIdNumber, type WasmBackend } from './heap.js';
 import { attrsOf } from '../kernel-attrs.js';
 import { liveTapsOf } from './conv-backward.js';
 
 /**
- * A kernel of this project's: one Adam update of every variable given, in one native pass. Inputs `value<i>`, `gradient<i>`,
- * `m<i>`, `v<i>` for i below `count`; outputs [value0, m0, v0, value1, m1, v1, ...].
+ * A kernel of this project's: one Adam update of every variable given, in one native pass, in place. Inputs `value<i>`,
+ * `gradient<i>`, `m<i>`, `v<i>` for i below `count`, each value, m and v holding its data alone (the caller copies shared
+ * data first); no outputs: ~500 output tensors a step, made and disposed, cost more JS than the pass itself saves.
  */
 export const ADAM = 'RetrainAdam';
 
@@ -26,11 +27,9 @@ export const adamInputNames = (i: number) => [`value${i}`, `gradient${i}`, `m${i
 const zeroOutside = new WeakMap<tf.DataId, string>();
 
 /**
- * Updates each value, m and v in their own memory where no other tensor holds it (a variable's data usually has no other
- * holder) and returns them: the caller's assign then keeps the same data, under a new id for the caches. Data another
- * tensor also holds is copied into new outputs first, so that tensor keeps its values. A filter's gradient that the
- * convolution's backward pass wrote with taps left out (liveTapsOf) updates only the kept taps where the moments are
- * zero at the others: Adam's arithmetic leaves such elements as they are.
+ * Updates each value, m and v in its own memory, each then under a new id for the caches. A filter's gradient that the
+ * convolution's backward pass wrote with taps left out (liveTapsOf) updates only the kept taps where the moments are zero
+ * at the others: Adam's arithmetic leaves such elements as they are.
  */
 export function makeAdam(addon: OneDnnAddon): tf.KernelFunc {
   return (args) => {
@@ -43,43 +42,39 @@ export function makeAdam(addon: OneDnnAddon): tf.KernelFunc {
         if (!info) throw new Error(`${ADAM}: no input ${name}`);
         return info;
       });
-      for (const [name, info] of Object.entries({ gradient, m, v })) {
+      for (const [name, info] of [
+        ['gradient', gradient],
+        ['m', m],
+        ['v', v],
+      ] as const) {
         if (!tf.util.arraysEqual(info.shape, value.shape) || info.dtype !== 'float32') {
           throw new Error(`${ADAM}: ${name} must be float32 of the value's shape [${value.shape.join(', ')}]`);
         }
       }
-      const updated = [value, m, v];
-      const outputs = updated.map((info) => {
-        return backend.refCount(info.dataId) > 1 ? backend.makeOutput(info.shape, 'float32') : sharedOutput(backend, info);
-      });
-      const taps = gradient.shape.length === 4 ? liveTapsOf(gradient) : null;
-      return { gradient, m, updated, outputs, taps };
+      if ([value, m, v].some((info) => backend.refCount(info.dataId) > 1)) {
+        throw new Error(`${ADAM}: value${i}, m${i} and v${i} must each hold their data alone`);
+      }
+      return { value, gradient, m, v, taps: gradient.shape.length === 4 ? liveTapsOf(gradient) : null };
     });
-    // Views after every allocation: one can grow the heap, which detaches earlier views.
-    const views = variables.map(({ gradient, updated, outputs }) => {
-      const [gradientData, ...rest] = heapViews(backend, [gradient, ...updated, ...outputs]);
-      const [from, into] = [rest.slice(0, 3), rest.slice(3)];
-      outputs.forEach((output, i) => output.dataId !== updated[i].dataId && into[i].set(from[i]));
-      return { gradientData, into };
-    });
+    const views = variables.map(({ value, gradient, m, v }) => heapViews(backend, [value, gradient, m, v]));
     const lives = variables.map(({ gradient, m, taps }) => {
       if (!taps) return null;
       const [kh, kw, c, o] = gradient.shape;
       return Int32Array.from([kh, kw, c * o, ...taps, zeroOutside.get(m.dataId) === taps.join() ? 0 : 1]);
     });
     const keptOnly = addon.adam(
-      views.map(({ into }) => into[0]),
-      views.map(({ gradientData }) => gradientData),
-      views.map(({ into }) => into[1]),
-      views.map(({ into }) => into[2]),
+      views.map((arrays) => arrays[0]),
+      views.map((arrays) => arrays[1]),
+      views.map((arrays) => arrays[2]),
+      views.map((arrays) => arrays[3]),
       Float32Array.from(scalars),
       lives,
     );
-    return variables.flatMap(({ outputs, taps }, i) => {
-      if (keptOnly[i] && taps) zeroOutside.set(outputs[1].dataId, taps.join());
-      else zeroOutside.delete(outputs[1].dataId);
-      outputs.forEach(renewDataIdNumber);
-      return outputs;
+    variables.forEach(({ value, m, v, taps }, i) => {
+      if (keptOnly[i] && taps) zeroOutside.set(m.dataId, taps.join());
+      else zeroOutside.delete(m.dataId);
+      [value, m, v].forEach(renewDataIdNumber);
     });
+    return [];
   };
 }
