@@ -1,8 +1,7 @@
 import * as tf from '../tf.js';
-import { ADAM, adamInputNames, type AdamAttrs } from '../native/kernels/adam.js';
-import { attrMap } from '../native/kernel-attrs.js';
+import { nativeAdam, type AdamUpdate } from '../native/kernels/adam.js';
+import { registeredOneDnn } from '../native/kernels/register.js';
 import type { WasmBackend } from '../native/kernels/heap.js';
-import { runKernelOutputs } from '../native/kernels/run-kernel.js';
 
 /** What tfjs' AdamOptimizer keeps privately: moments per variable (in gradient order) and beta powers. */
 interface AdamState {
@@ -53,7 +52,8 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
   }
 
   override applyGradients(variableGradients: Parameters<tf.AdamOptimizer['applyGradients']>[0]): void {
-    if (!tf.getKernel(ADAM, tf.getBackend())) {
+    const addon = registeredOneDnn();
+    if (!addon) {
       super.applyGradients(variableGradients);
       return;
     }
@@ -80,9 +80,9 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
         list[i] ??= { originalName: `${name}/${k === 0 ? 'm' : 'v'}`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
         return list[i].variable;
       });
-      return gradient ? [[value, gradient, m, v] as const] : [];
+      return gradient ? [[value, gradient, m, v] as const satisfies AdamUpdate] : [];
     });
-    // The kernel writes in place: data another tensor holds too (a variable made from a kept tensor, a restored moment) is
+    // The update is written in place: data another tensor holds too (a variable made from a kept tensor, a restored moment) is
     // copied first, so that tensor keeps its values.
     for (const target of updates.flatMap(([value, , m, v]) => [value, m, v])) {
       if (backend.refCount(target.dataId) === 1) continue;
@@ -90,11 +90,7 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
       target.assign(copy);
       copy.dispose();
     }
-    if (updates.length > 0) {
-      const inputs = Object.fromEntries(updates.flatMap((tensors, i) => adamInputNames(i).map((name, k) => [name, tensors[k]])));
-      const attrs: AdamAttrs = { scalars, count: updates.length };
-      runKernelOutputs(ADAM, inputs, attrMap(attrs));
-    }
+    nativeAdam(addon, updates, scalars);
     tf.tidy(() => {
       state.accBeta1.assign(tf.mul(state.accBeta1, state.beta1));
       state.accBeta2.assign(tf.mul(state.accBeta2, state.beta2));

@@ -1,7 +1,6 @@
 import * as tf from '../../tf.js';
 import type { Precision } from '../../../schemas/model.js';
 import type { OneDnnAddon } from '../onednn.js';
-import { ADAM, makeAdam } from './adam.js';
 import { ADD_RELU, makeAddRelu } from './add-relu.js';
 import { makeAvgPoolGrad } from './avg-pool-grad.js';
 import { makeBatchMatMul } from './batch-mat-mul.js';
@@ -38,7 +37,6 @@ const KERNELS: Record<string, (addon: OneDnnAddon, stock: tf.KernelFunc) => tf.K
   [CONV_BACKWARD]: makeConvBackward,
   [RELU_GRAD]: makeReluGrad,
   [ADD_RELU]: makeAddRelu,
-  [ADAM]: makeAdam,
   [BATCH_NORM_TRAIN]: makeBatchNormTrain,
   [BATCH_NORM_GRAD]: makeBatchNormGrad,
 };
