@@ -13,7 +13,7 @@ namespace retrain {
  * are the ones written (new outputs would first be read from memory to be written: ~30% more traffic). Its own
  * function so the compiler knows the four arrays do not overlap and vectorises it.
  */
-WIDEST_VECTORS static void AdamRange(float* __restrict value, const float* __restrict gradient, float* __restrict m, float* __restrict v,
+WIDE_VECTORS static void AdamRange(float* __restrict value, const float* __restrict gradient, float* __restrict m, float* __restrict v,
                                      const float* s, size_t begin, size_t end) {
   const float beta1 = s[0], oneMinusBeta1 = s[1], beta2 = s[2], oneMinusBeta2 = s[3];
   const float correction1 = s[4], correction2 = s[5], epsilon = s[6], step = s[7];

@@ -3,7 +3,7 @@
 
 namespace retrain {
 
-WIDEST_VECTORS static void AddReluRange(const float* __restrict a, const float* __restrict b, float* __restrict out, size_t begin, size_t end) {
+WIDE_VECTORS static void AddReluRange(const float* __restrict a, const float* __restrict b, float* __restrict out, size_t begin, size_t end) {
   for (size_t i = begin; i < end; i++) {
     float sum = a[i] + b[i];
     out[i] = sum > 0.f ? sum : 0.f;

@@ -194,13 +194,16 @@ void ParallelRanges(size_t n, Body body) {
 }
 
 /**
- * A function compiled twice, for AVX-512 (x86-64-v4) and for any x86-64, the CPU picking one when the addon loads: the
- * addon is built for the baseline (an image built on one host runs on others), where GCC vectorises 4 floats wide only.
+ * A function compiled twice, for AVX2 (x86-64-v3) and for any x86-64, the CPU picking one when the addon loads: the addon
+ * is built for the baseline (an image built on one host runs on others), where GCC vectorises 4 floats wide only. Not
+ * AVX-512: tfjs' wasm heap puts tensors at any 8-byte offset, where half of the 64-byte loads span two cache lines; Adam's
+ * pass over ResNet-50's 24.6 M weights in tfjs' tensors took 7.3-8.3 ms with 512-bit vectors and 5.7-6.0 with 256-bit
+ * ones (2-core EPYC, best of 8; 6.3 with 512-bit on 64-byte-aligned arrays).
  */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define WIDEST_VECTORS __attribute__((target_clones("arch=x86-64-v4", "default")))
+#define WIDE_VECTORS __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
-#define WIDEST_VECTORS
+#define WIDE_VECTORS
 #endif
 
 /** dz = dy where y > 0, else 0, over [begin, end). */

@@ -14,14 +14,14 @@ static inline uint16_t ToBfloat16(float value) {
 }
 
 // Both loads unconditional, so the select vectorises: a branch on the sign of y mispredicts half the time.
-WIDEST_VECTORS void MaskedGradient(const float* __restrict dy, const float* __restrict y, float* __restrict dz, size_t begin, size_t end) {
+WIDE_VECTORS void MaskedGradient(const float* __restrict dy, const float* __restrict y, float* __restrict dz, size_t begin, size_t end) {
   for (size_t i = begin; i < end; i++) {
     float gradient = dy[i];
     dz[i] = y[i] > 0.f ? gradient : 0.f;
   }
 }
 
-WIDEST_VECTORS void MaskedGradientBf16(const float* __restrict dy, const float* __restrict y, float* __restrict kept,
+WIDE_VECTORS void MaskedGradientBf16(const float* __restrict dy, const float* __restrict y, float* __restrict kept,
                                        uint16_t* __restrict narrow, size_t begin, size_t end) {
   if (!kept) {
     for (size_t i = begin; i < end; i++) {
@@ -38,14 +38,14 @@ WIDEST_VECTORS void MaskedGradientBf16(const float* __restrict dy, const float* 
   }
 }
 
-WIDEST_VECTORS void MaskInPlace(float* __restrict dz, const float* __restrict y, size_t begin, size_t end) {
+WIDE_VECTORS void MaskInPlace(float* __restrict dz, const float* __restrict y, size_t begin, size_t end) {
   for (size_t i = begin; i < end; i++) {
     float gradient = dz[i];
     dz[i] = y[i] > 0.f ? gradient : 0.f;
   }
 }
 
-WIDEST_VECTORS void MaskInPlaceBf16(float* __restrict dz, const float* __restrict y, uint16_t* __restrict narrow, size_t begin, size_t end) {
+WIDE_VECTORS void MaskInPlaceBf16(float* __restrict dz, const float* __restrict y, uint16_t* __restrict narrow, size_t begin, size_t end) {
   for (size_t i = begin; i < end; i++) {
     float gradient = dz[i];
     float masked = y[i] > 0.f ? gradient : 0.f;
