@@ -92,7 +92,38 @@ static memory::desc PlainAs(const memory::desc& user, memory::data_type type) {
   return memory::desc(dims, type, dense);
 }
 
-void Reorder(Context& context, Borrowed& borrowed, const memory& given, const memory& wanted, const dnnl::primitive_attr& attr) {
+/** The fields of a plain or blocked memory descriptor, as a cache key; empty for other formats (not kept). */
+static std::string DescKey(const memory::desc& desc) {
+  const dnnl_memory_desc_t& d = desc.data;
+  if (d.format_kind != dnnl_blocked) return "";
+  std::string key;
+  auto put = [&](int64_t value) { key.append(reinterpret_cast<const char*>(&value), sizeof value); };
+  const auto& blocking = d.format_desc.blocking;
+  for (int64_t value : {int64_t(d.ndims), int64_t(d.data_type), int64_t(d.offset0), int64_t(blocking.inner_nblks), int64_t(d.extra.flags)})
+    put(value);
+  for (int i = 0; i < d.ndims; i++) {
+    put(d.dims[i]);
+    put(d.padded_dims[i]);
+    put(d.padded_offsets[i]);
+    put(blocking.strides[i]);
+  }
+  for (int i = 0; i < blocking.inner_nblks; i++) {
+    put(blocking.inner_blks[i]);
+    put(blocking.inner_idxs[i]);
+  }
+  return key;
+}
+
+/** The reorder from `from` to `to` with `scaling`: kept where both layouts have a key and any scaling its id. */
+static dnnl::primitive ReorderBetween(Context& context, const memory::desc& from, const memory::desc& to, const Scaling& scaling) {
+  auto make = [&] { return dnnl::reorder::primitive_desc(context.engine, from, context.engine, to, ScalePerOutput(scaling)); };
+  std::string fromKey = DescKey(from), toKey = DescKey(to);
+  if (fromKey.empty() || toKey.empty() || (scaling.values && scaling.id <= 0)) return dnnl::reorder(make());
+  std::string scaled = scaling.values ? ":" + std::to_string(scaling.id) + ":" + std::to_string(scaling.dimension) : "";
+  return Cached<dnnl::reorder>(context, "reorder:" + fromKey + "|" + toKey + scaled, make).first;
+}
+
+void Reorder(Context& context, Borrowed& borrowed, const memory& given, const memory& wanted, const Scaling& scaling) {
   const memory::desc& from = given.get_desc();
   const memory::desc& to = wanted.get_desc();
   bool narrows = from.data_type() == memory::data_type::f32 && to.data_type() == memory::data_type::bf16;
@@ -103,11 +134,11 @@ void Reorder(Context& context, Borrowed& borrowed, const memory& given, const me
   memory::desc narrowedDesc = narrows && plain ? PlainAs(from, to.data_type()) : to;
   if (narrowedDesc != to) {
     memory narrowed = borrowed.Memory(narrowedDesc, context.engine);
-    Execute(context, dnnl::reorder(dnnl::reorder::primitive_desc(given, narrowed, attr)), given, narrowed);
-    Execute(context, dnnl::reorder(narrowed, wanted), narrowed, wanted);
+    Execute(context, ReorderBetween(context, from, narrowedDesc, scaling), {{DNNL_ARG_FROM, given}, {DNNL_ARG_TO, narrowed}});
+    Execute(context, ReorderBetween(context, narrowedDesc, to, {}), {{DNNL_ARG_FROM, narrowed}, {DNNL_ARG_TO, wanted}});
     return;
   }
-  Execute(context, dnnl::reorder(dnnl::reorder::primitive_desc(given, wanted, attr)), given, wanted);
+  Execute(context, ReorderBetween(context, from, to, scaling), {{DNNL_ARG_FROM, given}, {DNNL_ARG_TO, wanted}});
 }
 
 memory Converted(Context& context, Borrowed& borrowed, const memory::desc& wanted, const memory::desc& user, float* data) {
@@ -156,9 +187,9 @@ void HoldResidual(const float* residual, float* out, size_t elements) {
   ParallelRanges(elements, [&](size_t begin, size_t end) { std::memcpy(out + begin, residual + begin, (end - begin) * sizeof(float)); });
 }
 
-dnnl::primitive_attr ScalePerOutput(const float* scale, int64_t outputs, int dimension) {
+dnnl::primitive_attr ScalePerOutput(const Scaling& scaling) {
   dnnl::primitive_attr attr;
-  attr.set_output_scales(1 << dimension, std::vector<float>(scale, scale + outputs));
+  if (scaling.values) attr.set_output_scales(1 << scaling.dimension, std::vector<float>(scaling.values, scaling.values + scaling.count));
   return attr;
 }
 
@@ -202,7 +233,7 @@ static memory Narrowed(Context& context, const memory::desc& user, const FilterA
   memory::desc narrowedDesc = PlainAs(user, memory::data_type::bf16);
   void* data = context.narrowedFilters.For(filter.scaleId, filter.id, narrowedDesc.get_size(), [&](void* empty) {
     memory given(user, context.engine, filter.hwio), narrowed(narrowedDesc, context.engine, empty);
-    Execute(context, dnnl::reorder(dnnl::reorder::primitive_desc(given, narrowed, ScalePerOutput(filter.scale, outputs))), given, narrowed);
+    Execute(context, dnnl::reorder(dnnl::reorder::primitive_desc(given, narrowed, ScalePerOutput({filter.scale, outputs}))), given, narrowed);
   });
   return memory(narrowedDesc, context.engine, data);
 }
@@ -221,7 +252,7 @@ static void FillScaled(Context& context, Borrowed& borrowed, const memory& into,
                        int64_t outputs) {
   if (!NarrowsOnce(into.get_desc(), filter)) {
     memory given(user, context.engine, filter.hwio);
-    return Reorder(context, borrowed, given, into, ScalePerOutput(filter.scale, outputs));
+    return Reorder(context, borrowed, given, into, {filter.scale, outputs, 0, filter.scaleId});
   }
   memory narrowed = Narrowed(context, user, filter, outputs);
   Execute(context, dnnl::reorder(narrowed, into), narrowed, into);

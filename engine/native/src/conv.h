@@ -63,9 +63,22 @@ dnnl::memory::data_type Operand(const Context& context);
 dnnl::memory::desc Nhwc(const dnnl::memory::dims& dims, dnnl::memory::data_type type = dnnl::memory::data_type::f32);
 dnnl::memory::desc AnyLayout(const dnnl::memory::dims& dims, dnnl::memory::data_type type = dnnl::memory::data_type::f32);
 
-/** given into wanted (another type or layout), through a plain narrower copy where that is faster. */
-void Reorder(Context& context, Borrowed& borrowed, const dnnl::memory& given, const dnnl::memory& wanted,
-             const dnnl::primitive_attr& attr = dnnl::primitive_attr());
+/**
+ * A multiplication per output channel a reorder applies as it writes: `values` along `dimension` (0 of {O, I, H, W} and of
+ * [O, C], 1 of [C, O]), named by `id` (a folded BatchNorm's scale tensor) so its reorder can be kept; none when null.
+ */
+struct Scaling {
+  const float* values = nullptr;
+  int64_t count = 0;
+  int dimension = 0;
+  int64_t id = 0;
+};
+
+/**
+ * given into wanted (another type or layout, times a scaling), through a plain narrower copy where that is faster. The
+ * reorders are kept per pair of layouts (and scaling id): made anew, a step's ~70 cost ~10 us each outside the primitives.
+ */
+void Reorder(Context& context, Borrowed& borrowed, const dnnl::memory& given, const dnnl::memory& wanted, const Scaling& scaling = {});
 
 /** The caller's float32 data laid out as `user` says, as `wanted` describes it: itself, or a converted copy for this call. */
 dnnl::memory Converted(Context& context, Borrowed& borrowed, const dnnl::memory::desc& wanted, const dnnl::memory::desc& user, float* data);
@@ -149,8 +162,8 @@ bool FitsPatchProduct(const ConvGeometry& g);
 void PatchBackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g, float* x, const dnnl::memory& dz, float* dFilter,
                           const FilterArg& filter);
 
-/** A reorder's attributes that multiply what it writes by `scale` per output channel: `dimension` 0 of {O, I, H, W} and of [O, C], 1 of [C, O]. */
-dnnl::primitive_attr ScalePerOutput(const float* scale, int64_t outputs, int dimension = 0);
+/** A reorder's attributes that multiply what it writes by the scaling's values (none: plain attributes). */
+dnnl::primitive_attr ScalePerOutput(const Scaling& scaling);
 
 /** Primitive attributes every convolution shares: scratchpads come from the pool. */
 dnnl::primitive_attr PooledScratchpad();

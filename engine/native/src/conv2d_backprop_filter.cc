@@ -27,8 +27,7 @@ void BackwardWeights(Context& context, Borrowed& borrowed, const ConvGeometry& g
                                {DNNL_ARG_DIFF_WEIGHTS, computed},
                                {DNNL_ARG_SCRATCHPAD, borrowed.Memory(pd->scratchpad_desc(), context.engine)}});
   if (direct) return;
-  dnnl::primitive_attr attr = scale ? ScalePerOutput(scale, g.o) : dnnl::primitive_attr();
-  Execute(context, dnnl::reorder(dnnl::reorder::primitive_desc(computed, user, attr)), computed, user);
+  Reorder(context, borrowed, computed, user, scale ? Scaling{scale, g.o, 0, filter.scaleId} : Scaling{});
 }
 
 /** conv2dBackpropFilter(x, dy, dFilter, geometry); the geometry is the forward one. */

@@ -163,7 +163,7 @@ void PointwiseResidualForward(Context& context, Borrowed& borrowed, const ConvGe
   memory::desc user = Matrix(g.c, g.o, dt::f32, tag::ab);
   memory weights = filter.scale ? borrowed.Memory(pd->weights_desc(), context.engine)
                                 : WeightsIn(context, borrowed, pd->weights_desc(), user, filter.hwio, filter.id, key);
-  if (filter.scale) Reorder(context, borrowed, memory(user, context.engine, filter.hwio), weights, ScalePerOutput(filter.scale, g.o, 1));
+  if (filter.scale) Reorder(context, borrowed, memory(user, context.engine, filter.hwio), weights, {filter.scale, g.o, 1, filter.scaleId});
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(pd->src_desc(), context.engine, x)},
                                        {DNNL_ARG_WEIGHTS, weights},
                                        {DNNL_ARG_DST, memory(plain, context.engine, out)},
