@@ -233,7 +233,8 @@ static memory Narrowed(Context& context, const memory::desc& user, const FilterA
   memory::desc narrowedDesc = PlainAs(user, memory::data_type::bf16);
   void* data = context.narrowedFilters.For(filter.scaleId, filter.id, narrowedDesc.get_size(), [&](void* empty) {
     memory given(user, context.engine, filter.hwio), narrowed(narrowedDesc, context.engine, empty);
-    Execute(context, dnnl::reorder(dnnl::reorder::primitive_desc(given, narrowed, ScalePerOutput({filter.scale, outputs}))), given, narrowed);
+    Scaling scaling{filter.scale, outputs, 0, filter.scaleId};
+    Execute(context, ReorderBetween(context, user, narrowedDesc, scaling), {{DNNL_ARG_FROM, given}, {DNNL_ARG_TO, narrowed}});
   });
   return memory(narrowedDesc, context.engine, data);
 }
@@ -255,7 +256,7 @@ static void FillScaled(Context& context, Borrowed& borrowed, const memory& into,
     return Reorder(context, borrowed, given, into, {filter.scale, outputs, 0, filter.scaleId});
   }
   memory narrowed = Narrowed(context, user, filter, outputs);
-  Execute(context, dnnl::reorder(narrowed, into), narrowed, into);
+  Execute(context, ReorderBetween(context, narrowed.get_desc(), into.get_desc(), {}), {{DNNL_ARG_FROM, narrowed}, {DNNL_ARG_TO, into}});
 }
 
 memory FilterAs(Context& context, Borrowed& borrowed, const memory::desc& wanted, const memory::desc& user, const FilterArg& filter,
