@@ -271,9 +271,13 @@ type PeerRow = { inputSize: number; measurement: string; layout: string; imagesP
 
 /** Debian's tcmalloc (libtcmalloc-minimal4): Intel's CPU tuning advice preloads it under PyTorch. */
 const TCMALLOC = '/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4';
-/** PyTorch as it runs by default, and with tcmalloc preloaded where Debian's package is installed. */
+/**
+ * PyTorch as it runs by default, with glibc's allocator asking for transparent huge pages (as our worker does for its
+ * heap), and with tcmalloc preloaded where Debian's package is installed.
+ */
 const ALLOCATORS: Array<{ allocator: string; env: Record<string, string> }> = [
   { allocator: 'glibc', env: {} },
+  { allocator: 'glibc-huge-pages', env: { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1' } },
   ...(existsSync(TCMALLOC) ? [{ allocator: 'tcmalloc', env: { LD_PRELOAD: TCMALLOC } }] : []),
 ];
 
@@ -281,6 +285,12 @@ const ALLOCATORS: Array<{ allocator: string; env: Record<string, string> }> = [
 function cpuFlags(): string[] {
   const flags = /^flags\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1].split(' ') ?? [];
   return ['avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16', 'amx_int8', 'amx_tile'].filter((flag) => flags.includes(flag));
+}
+
+/** Linux's transparent huge page mode (always, madvise: the heap asks for them; never), or null where it is not said. */
+function transparentHugePages(): string | null {
+  const file = '/sys/kernel/mm/transparent_hugepage/enabled';
+  return existsSync(file) ? (/\[(\w+)\]/.exec(readFileSync(file, 'utf8'))?.[1] ?? null) : null;
 }
 
 /**
@@ -519,7 +529,13 @@ const onnxRuntime = await onnxRuntimePeer(sizes, Number(values.batch));
 const fineTuningJob = await finetuneJobs(sizesOf('job-sizes'));
 const frozenStagesJob = await layer3Jobs(sizesOf('job-sizes'));
 const { peer, comparison } = pytorchPeer();
-const machine = { cpus: os.cpus().length, node: process.version, cpu: os.cpus()[0]?.model, flags: cpuFlags() };
+const machine = {
+  cpus: os.cpus().length,
+  node: process.version,
+  cpu: os.cpus()[0]?.model,
+  flags: cpuFlags(),
+  transparentHugePages: transparentHugePages(),
+};
 process.stdout.write(
   `${JSON.stringify({ machine, comparison, fineTuningJob, frozenStagesJob, results, pytorch: peer, onnxRuntime, featureExtractionJob: cache, unavailable }, null, 2)}\n`,
 );

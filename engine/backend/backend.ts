@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { BackendChoice, type BackendProbe } from '../../schemas/model.js';
 import { registerOneDnnKernels } from '../native/kernels/register.js';
 import { loadOneDnn } from '../native/onednn.js';
+import { adviseHugePages, type WasmBackend } from '../native/kernels/heap.js';
 import { registerWasmTrainingKernels } from './wasm-conv-gradients.js';
 import { registerSharedIdentity } from './wasm-identity.js';
 import { registerHeapSlice } from './wasm-slice.js';
@@ -40,6 +41,7 @@ function wasmKernels(nativeKernels: boolean): Pick<BackendInfo, 'kernels' | 'nat
   const loaded = loadOneDnn();
   if ('missing' in loaded) return { kernels: 'wasm', nativeKernelsMissing: `the oneDNN addon is ${loaded.missing}` };
   registerOneDnnKernels(loaded.addon);
+  adviseHugePages(loaded.addon, tf.backend() as WasmBackend);
   return { kernels: `onednn ${loaded.addon.version()}` };
 }
 

@@ -129,6 +129,8 @@ export interface OneDnnAddon {
     accumulate: boolean,
     dyWritable: boolean,
   ): Int32Array | null;
+  /** Asks Linux for 2 MiB pages over [memory's start, + bytes) as they are touched: 0, or madvise's errno. */
+  adviseHugePages(memory: ArrayBuffer, bytes: number): number;
   matMul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, dims: Int32Array, relu: boolean): void;
   /** kind 0 add, 1 multiply, 2 subtract; a [rows, channels], b [bRows, channels] with bRows 1 or rows. */
   binary(kind: number, a: Float32Array, b: Float32Array, out: Float32Array, rows: number, channels: number, bRows: number): void;

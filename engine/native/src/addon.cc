@@ -1,6 +1,8 @@
 // The addon's entry: its functions, each serving the tfjs kernel it is named for (or one of ours), and
 // what the library is.
 #include "context.h"
+#include <sys/mman.h>
+#include <cerrno>
 
 namespace retrain {
 
@@ -17,6 +19,26 @@ static Napi::Value PrimitiveSeconds(const Napi::CallbackInfo& info) {
 /** primitiveRuns(): oneDNN primitives (reorders included) run on this thread so far. */
 static Napi::Value PrimitiveRuns(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(ContextOf(info.Env()).primitiveRuns));
+}
+
+/**
+ * adviseHugePages(memory, bytes): asks Linux to back [memory's start, + bytes) with 2 MiB pages as it is touched
+ * (transparent huge pages, where they are on or left to madvise); returns 0 or madvise's errno. The range may run past
+ * what is mapped now: a wasm memory grows within its reservation, and the advice holds for what is mapped later.
+ */
+static Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
+  int error = 0;
+  Guarded(info, "adviseHugePages", [&] {
+    if (info.Length() != 2 || !info[0].IsArrayBuffer()) throw std::invalid_argument("expects (memory: ArrayBuffer, bytes)");
+    constexpr uintptr_t kHugePage = 2u << 20;
+    uintptr_t start = reinterpret_cast<uintptr_t>(info[0].As<Napi::ArrayBuffer>().Data());
+    int64_t bytes = info[1].ToNumber().Int64Value();
+    if (bytes <= 0) throw std::invalid_argument("bytes must be positive");
+    uintptr_t first = (start + kHugePage - 1) & ~(kHugePage - 1), end = start + uintptr_t(bytes);
+    if (end <= first) throw std::invalid_argument("the range holds no whole 2 MiB page");
+    error = madvise(reinterpret_cast<void*>(first), end - first, MADV_HUGEPAGE) == 0 ? 0 : errno;
+  });
+  return Napi::Number::New(info.Env(), error);
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -36,6 +58,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["maxPoolGrad"] = Napi::Function::New(env, MaxPoolGrad);
   exports["avgPoolGrad"] = Napi::Function::New(env, AvgPoolGrad);
   exports["transpose"] = Napi::Function::New(env, Transpose);
+  exports["adviseHugePages"] = Napi::Function::New(env, AdviseHugePages);
   exports["adam"] = Napi::Function::New(env, Adam);
   exports["setPrecision"] = Napi::Function::New(env, SetPrecision);
   exports["batchNormTrain"] = Napi::Function::New(env, BatchNormTrain);

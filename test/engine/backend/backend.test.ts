@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '../../../engine/tf.js';
 import { BackendChoice } from '../../../schemas/model.js';
@@ -50,6 +51,35 @@ describe('backend selection', () => {
     );
     const info = JSON.parse(run.stdout) as { kernels: string; nativeKernelsMissing: string };
     assert.deepEqual([info.kernels, info.nativeKernelsMissing], ['wasm', 'turned off (RETRAIN_NATIVE_KERNELS=0)']);
+  });
+
+  it('asks Linux for huge pages under the wasm heap where the native kernels load, and gets them unless they are off', () => {
+    const mode = /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1];
+    // A fresh process each: a 256 MiB tensor written by wasm, then the process's anonymous memory in 2 MiB pages.
+    const hugeKiB = (nativeKernels: boolean) => {
+      const script = [
+        "const { selectBackend } = await import('./engine/backend/backend.ts');",
+        "const tf = await import('./engine/tf.ts');",
+        `await selectBackend('wasm', { nativeKernels: ${nativeKernels} });`,
+        'tf.fill([64 * 1024 * 1024], 1);',
+        "const rollup = (await import('node:fs')).readFileSync('/proc/self/smaps_rollup', 'utf8');",
+        'console.log(/AnonHugePages:\\s+(\\d+) kB/.exec(rollup)[1]);',
+      ].join('\n');
+      const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+        cwd: path.resolve(import.meta.dirname, '../../..'),
+        encoding: 'utf8',
+      });
+      assert.equal(run.status, 0, run.stderr);
+      return Number(run.stdout.trim().split('\n').at(-1));
+    };
+    const [advised, unadvised] = [hugeKiB(true), hugeKiB(false)];
+    if (mode === 'never') {
+      assert.equal(advised, 0, 'with transparent huge pages off, advice gets none');
+      return;
+    }
+    assert.ok(advised >= 128 * 1024, `the heap's 256 MiB tensor lies mostly in huge pages (${advised} KiB)`);
+    // Left to madvise, only the advised heap has them: the advice is what made the difference.
+    if (mode === 'madvise') assert.ok(unadvised < 32 * 1024, `without the advice, ${unadvised} KiB in huge pages`);
   });
 
   it("slices on wasm to the cpu backend's values, runs along the first axis and any others", async () => {
