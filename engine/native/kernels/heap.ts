@@ -18,9 +18,9 @@ const HEAP_MAX_BYTES = 4 * 1024 ** 3 - 64 * 1024;
 /**
  * Asks Linux to back the wasm heap with 2 MiB pages as it grows (where transparent huge pages are on or left to madvise):
  * Adam's and the ReLU masks' passes stream the heap, and with 4 KiB pages they miss the TLB (a 2-core Xeon VM: a 112 px
- * fine-tuning step's time outside oneDNN ~55 -> ~46 ms, inside ~415 -> ~395; on the 2-core EPYC of earlier runs no change
- * beyond the noise). Called before the heap grows: pages
- * touched earlier stay small. Returns 0, or madvise's errno (the advice is only advice: the heap works either way).
+ * fine-tuning step's time outside oneDNN ~55 -> ~46 ms, inside ~415 -> ~395; on the 2-core EPYC of earlier runs no
+ * change beyond the noise). Called before the heap grows: pages touched earlier stay small. Returns 0, or madvise's
+ * errno (the advice is only advice: the heap works either way).
  */
 export function adviseHugePages(addon: OneDnnAddon, backend: WasmBackend): number {
   return addon.adviseHugePages(backend.wasm.HEAPU8.buffer as ArrayBuffer, HEAP_MAX_BYTES);
