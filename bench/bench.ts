@@ -19,6 +19,7 @@ import type { PredictPrecision } from '../schemas/predict.js';
 import { registeredOneDnn, useConvolutionPrecision } from '../engine/native/kernels/register.js';
 import { FusedBackbone, fusedLogits, frozenCodes, RangeObserver, type FrozenCodes } from '../engine/model/fused-backbone.js';
 import { loadOneDnn } from '../engine/native/onednn.js';
+import { transparentHugePageMode } from '../engine/native/kernels/heap.js';
 import { selectBackend, type BackendInfo } from '../engine/backend/backend.js';
 import { buildResNet50, freeze, type ResNet50 } from '../engine/model/resnet50.js';
 import { summarize } from '../engine/model/summary.js';
@@ -287,12 +288,6 @@ function cpuFlags(): string[] {
   return ['avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16', 'amx_int8', 'amx_tile'].filter((flag) => flags.includes(flag));
 }
 
-/** Linux's transparent huge page mode (always, madvise: the heap asks for them; never), or null where it is not said. */
-function transparentHugePages(): string | null {
-  const file = '/sys/kernel/mm/transparent_hugepage/enabled';
-  return existsSync(file) ? (/\[(\w+)\]/.exec(readFileSync(file, 'utf8'))?.[1] ?? null) : null;
-}
-
 /**
  * PyTorch (Debian's python3-torch) on the same work, in this run: its best per row of two processes and
  * two layouts, and our ratio to it. Its speed varies from process to process (channels_last inference at
@@ -534,7 +529,7 @@ const machine = {
   node: process.version,
   cpu: os.cpus()[0]?.model,
   flags: cpuFlags(),
-  transparentHugePages: transparentHugePages(),
+  transparentHugePages: transparentHugePageMode(),
 };
 process.stdout.write(
   `${JSON.stringify({ machine, comparison, fineTuningJob, frozenStagesJob, results, pytorch: peer, onnxRuntime, featureExtractionJob: cache, unavailable }, null, 2)}\n`,

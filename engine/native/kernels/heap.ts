@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import type * as tf from '../../tf.js';
 import type { OneDnnAddon } from '../onednn.js';
 
@@ -24,6 +25,12 @@ const HEAP_MAX_BYTES = 4 * 1024 ** 3 - 64 * 1024;
  */
 export function adviseHugePages(addon: OneDnnAddon, backend: WasmBackend): number {
   return addon.adviseHugePages(backend.wasm.HEAPU8.buffer as ArrayBuffer, HEAP_MAX_BYTES);
+}
+
+/** Linux's transparent huge page mode (always; madvise: only where asked, as the heap asks; never), or null where unsaid. */
+export function transparentHugePageMode(): string | null {
+  const file = '/sys/kernel/mm/transparent_hugepage/enabled';
+  return existsSync(file) ? (/\[(\w+)\]/.exec(readFileSync(file, 'utf8'))?.[1] ?? null) : null;
 }
 
 /**

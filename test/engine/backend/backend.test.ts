@@ -1,11 +1,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '../../../engine/tf.js';
 import { BackendChoice } from '../../../schemas/model.js';
 import { selectBackend } from '../../../engine/backend/backend.js';
+import { transparentHugePageMode } from '../../../engine/native/kernels/heap.js';
 
 describe('backend selection', () => {
   it('picks the first backend that loads, in the order node-gpu, node, wasm, cpu, and reports its version', async () => {
@@ -54,7 +54,7 @@ describe('backend selection', () => {
   });
 
   it('asks Linux for huge pages under the wasm heap where the native kernels load, and gets them unless they are off', () => {
-    const mode = /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1];
+    const mode = transparentHugePageMode();
     // A fresh process each: a 256 MiB tensor written by wasm, then the process's anonymous memory in 2 MiB pages.
     const hugeKiB = (nativeKernels: boolean) => {
       const script = [
