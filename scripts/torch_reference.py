@@ -10,6 +10,8 @@ predict: torchvision's evaluation transform + softmax top-5 of one image, for th
        (weights from safetensors, or from a torch.save .pth as torchvision's own files are).
 conv:  the forward output and both gradients of convolutions (TensorFlow's NHWC/HWIO layouts and
        'same' padding, asymmetric where TensorFlow pads so) for the native kernels' tests.
+pixels: torchvision's evaluation transform (Resize, CenterCrop) or RandomResizedCrop's crop-resize at a given box
+       and a flip, on PIL images, as 8-bit RGB bytes (the input of ToTensor) for the data pipeline's tests.
 check: loads safetensors exported by the service into torchvision's resnet50 with strict=True
        (with the fine-tuning head when --head fine_tuning) and writes its logits for an input.
 Tensors go through raw little-endian float32 files; safetensors is written and read by hand because
@@ -189,6 +191,25 @@ def predict(args):
         json.dump({"indices": top.indices.tolist(), "probabilities": top.values.tolist()}, f)
 
 
+def pixels(args):
+    """The bytes torchvision's PIL transforms give each image: evaluation transform, or a given crop box resized (and flipped)."""
+    from PIL import Image
+    from torchvision import transforms
+    from torchvision.transforms import functional
+
+    with open(args.out, "wb") as out:
+        for image in args.images:
+            rgb = Image.open(image).convert("RGB")
+            if args.box:
+                left, top, width, height = args.box
+                rgb = functional.resized_crop(rgb, top, left, height, width, [args.size, args.size])
+            else:
+                rgb = transforms.CenterCrop(args.size)(transforms.Resize(args.resize)(rgb))
+            if args.flip:
+                rgb = functional.hflip(rgb)
+            out.write(rgb.tobytes())
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="command", required=True)
@@ -215,11 +236,18 @@ def main():
     r.add_argument("--size", type=int, default=224)
     r.add_argument("--resize-at-224", type=int, default=256)
     r.add_argument("--out", required=True)
+    x = sub.add_parser("pixels")
+    x.add_argument("--out", required=True)
+    x.add_argument("--size", type=int, required=True)
+    x.add_argument("--resize", type=int)
+    x.add_argument("--box", type=int, nargs=4, help="left top width height: RandomResizedCrop's crop at this box")
+    x.add_argument("--flip", action="store_true")
+    x.add_argument("images", nargs="+")
     v = sub.add_parser("conv")
     v.add_argument("--dir", required=True)
     args = p.parse_args()
     torch.set_num_threads(2)
-    {"make": make, "check": check, "predict": predict, "pth": pth, "conv": conv}[args.command](args)
+    {"make": make, "check": check, "predict": predict, "pth": pth, "conv": conv, "pixels": pixels}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import type { Preprocessing } from '../../schemas/model.js';
+import { mirrored, resizeBilinear, type RawImage } from './resample.js';
 
 /** torchvision's ImageNet normalisation, for weights trained the torchvision way. */
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
@@ -21,6 +22,9 @@ export function preprocessingFor(inputSize: number, resizeAt224 = 256): Preproce
   };
 }
 
+/** How decodeForModel resizes: cached CNN codes name it, so codes of an earlier decoder are not reused. */
+export const RESAMPLING = 'pillow-bilinear';
+
 export class ImageDecodeError extends Error {}
 
 export interface RandomTransform {
@@ -32,7 +36,7 @@ export interface RandomTransform {
 }
 
 /** torchvision's RandomResizedCrop.get_params: area and log-uniform aspect, 10 tries, then center. */
-function randomCropBox(width: number, height: number, transform: RandomTransform) {
+export function randomCropBox(width: number, height: number, transform: RandomTransform) {
   const area = width * height;
   const [logLow, logHigh] = [Math.log(transform.ratio[0]), Math.log(transform.ratio[1])];
   for (let attempt = 0; attempt < 10; attempt++) {
@@ -49,12 +53,40 @@ function randomCropBox(width: number, height: number, transform: RandomTransform
   return { left: Math.floor((width - w) / 2), top: Math.floor((height - h) / 2), width: w, height: h };
 }
 
+/** A side above this many times the resize target is first shrunk by libvips: memory and time stay bounded for big photos. */
+const PRESHRINK_ABOVE = 4;
+/** Nor is more than this decoded to raw pixels, whatever the aspect. */
+const MAX_RAW_PIXELS = 16_000_000;
+
+/**
+ * `region` of `image` decoded to 8-bit sRGB pixels, at most `PRESHRINK_ABOVE` times `shorterSide` on its shorter
+ * side (libvips shrinks bigger ones, JPEGs while decoding): the exact resize that follows reads at most this.
+ */
+async function decodeRegion(image: Sharp, region: { left: number; top: number; width: number; height: number }, shorterSide: number): Promise<RawImage> {
+  const shrink = Math.max(
+    Math.min(region.width, region.height) / (PRESHRINK_ABOVE * shorterSide),
+    Math.sqrt((region.width * region.height) / MAX_RAW_PIXELS),
+  );
+  let pipeline = image.extract(region);
+  if (shrink > 1)
+    pipeline = pipeline.resize(Math.max(1, Math.round(region.width / shrink)), Math.max(1, Math.round(region.height / shrink)), { fit: 'fill', kernel: 'linear' });
+  const { data, info } = await pipeline.toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  return { pixels: data, width: info.width, height: info.height, channels: info.channels };
+}
+
+/** Python's round(): halves to even, as torchvision's CenterCrop rounds its offsets. */
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
 /**
  * Decodes any image sharp reads (EXIF orientation applied; grey, palette, CMYK, alpha and 16-bit
- * become 8-bit sRGB) into a normalised HWC float32 crop.
+ * become 8-bit sRGB) into a normalised HWC float32 crop, resized and cropped as torchvision's transforms do on
+ * PIL images (Resize then CenterCrop; RandomResizedCrop's crop then resize; the flip last), with Pillow's resampling.
  */
 export async function decodeForModel(input: string | Buffer, preprocessing: Preprocessing, augment?: RandomTransform): Promise<Float32Array> {
-  let rgb: Buffer;
+  let rgb: RawImage;
   try {
     // failOn 'warning': a damaged image is an error, not a silently garbled training example.
     const meta = await sharp(input, { limitInputPixels: MAX_INPUT_PIXELS }).metadata();
@@ -62,27 +94,25 @@ export async function decodeForModel(input: string | Buffer, preprocessing: Prep
     const [w, h] = swap ? [meta.height, meta.width] : [meta.width, meta.height];
     // rotate() before extract(): the crop box is in displayed (EXIF-oriented) coordinates.
     const oriented = sharp(input, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'warning' }).rotate();
-    let pipeline;
+    const { crop: size } = preprocessing;
     if (augment?.randomResizedCrop) {
-      pipeline = oriented.extract(randomCropBox(w, h, augment)).resize(preprocessing.crop, preprocessing.crop, { fit: 'fill', kernel: 'linear' });
+      rgb = resizeBilinear(await decodeRegion(oriented, randomCropBox(w, h, augment), size), size, size);
     } else {
-      const scale = preprocessing.resize / Math.min(w, h);
-      const [rw, rh] = [Math.max(preprocessing.crop, Math.round(w * scale)), Math.max(preprocessing.crop, Math.round(h * scale))];
-      pipeline = oriented
-        .resize(rw, rh, { fit: 'fill', kernel: 'linear' })
-        .extract({ left: Math.floor((rw - preprocessing.crop) / 2), top: Math.floor((rh - preprocessing.crop) / 2), width: preprocessing.crop, height: preprocessing.crop });
+      // torchvision's Resize(int): the shorter side to `resize`, the longer truncated; CenterCrop's offsets rounded.
+      const [rw, rh] = w <= h ? [preprocessing.resize, Math.trunc((preprocessing.resize * h) / w)] : [Math.trunc((preprocessing.resize * w) / h), preprocessing.resize];
+      const centre = { left: roundHalfEven((rw - size) / 2), top: roundHalfEven((rh - size) / 2), width: size, height: size };
+      rgb = resizeBilinear(await decodeRegion(oriented, { left: 0, top: 0, width: w, height: h }, preprocessing.resize), rw, rh, centre);
     }
-    if (augment?.horizontalFlip && augment.random() < 0.5) pipeline = pipeline.flop();
-    rgb = await pipeline.toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer();
+    if (augment?.horizontalFlip && augment.random() < 0.5) rgb = mirrored(rgb);
   } catch (error) {
     throw new ImageDecodeError((error as Error).message);
   }
   const table = normalisationTable(preprocessing);
   const out = new Float32Array(preprocessing.crop * preprocessing.crop * 3);
   for (let i = 0; i < out.length; i += 3) {
-    out[i] = table[rgb[i]];
-    out[i + 1] = table[256 + rgb[i + 1]];
-    out[i + 2] = table[512 + rgb[i + 2]];
+    out[i] = table[rgb.pixels[i]];
+    out[i + 1] = table[256 + rgb.pixels[i + 1]];
+    out[i + 2] = table[512 + rgb.pixels[i + 2]];
   }
   return out;
 }

@@ -8,6 +8,7 @@ import { readJson, type ArtifactStore } from '../../common/artifact-store.js';
 import { hashFile } from '../../common/file-hash.js';
 import type { LabelledImage } from '../../common/image-folder.js';
 import type { Metrics } from '../../schemas/metrics.js';
+import { RESAMPLING } from '../../engine/data/preprocess.js';
 import type { Preprocessing } from '../../schemas/model.js';
 import type { ImageLoader } from '../../engine/data/datasets.js';
 import { FEATURE_DIM, type ResNet50 } from '../../engine/model/resnet50.js';
@@ -29,7 +30,7 @@ export async function featureCacheKey(parts: {
   backend: string;
 }): Promise<string> {
   const hash = createHash('sha256');
-  hash.update(JSON.stringify([parts.weights, parts.preprocessing, parts.backend]));
+  hash.update(JSON.stringify([parts.weights, parts.preprocessing, parts.backend, RESAMPLING]));
   for (const image of [...parts.images].sort((a, b) => a.file.localeCompare(b.file))) {
     hash.update(image.file);
     await hashFile(path.join(parts.root, image.file), hash);

@@ -1,8 +1,19 @@
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
 import sharp from 'sharp';
 import { seededRandom } from '../../../common/random.js';
-import { decodeForModel, ImageDecodeError, IMAGENET_MEAN, IMAGENET_STD, MAX_INPUT_PIXELS, preprocessingFor } from '../../../engine/data/preprocess.js';
+import {
+  decodeForModel,
+  ImageDecodeError,
+  IMAGENET_MEAN,
+  IMAGENET_STD,
+  MAX_INPUT_PIXELS,
+  preprocessingFor,
+  randomCropBox,
+} from '../../../engine/data/preprocess.js';
+import { tempDir, torchReference } from '../../helpers/torch.js';
 
 const p32 = preprocessingFor(32);
 /** Back to 0..255 RGB at (row, column) of a decoded crop. */
@@ -84,5 +95,68 @@ describe('decoding for the model', () => {
   it('resizes the shorter side to 256/224 of the crop and center-crops, as torchvision does', () => {
     assert.deepEqual(preprocessingFor(224), { resize: 256, crop: 224, interpolation: 'bilinear', mean: IMAGENET_MEAN, std: IMAGENET_STD });
     assert.equal(preprocessingFor(112).resize, 128);
+  });
+});
+
+describe('decoding as torchvision does on PIL images', () => {
+  const dir = tempDir('pixels');
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  /** A PNG of `width` x `height` seeded noise over a gradient: every resampling weight shows in its bytes. */
+  async function photo(name: string, width: number, height: number, channels: 1 | 3): Promise<string> {
+    const random = seededRandom(width * 7919 + height);
+    const raw = Buffer.alloc(width * height * channels);
+    for (let i = 0; i < raw.length; i++) raw[i] = Math.min(255, Math.floor((((i / channels) % width) / width) * 128 + random() * 128));
+    const file = path.join(dir, name);
+    await sharp(raw, { raw: { width, height, channels } }).png().toFile(file);
+    return file;
+  }
+  function torchvisionBytes(args: string[], images: string[], size: number): Buffer[] {
+    const out = path.join(dir, 'pixels.u8');
+    torchReference(['pixels', '--out', out, '--size', String(size), ...args, ...images]);
+    const bytes = readFileSync(out);
+    return images.map((_, i) => bytes.subarray(i * size * size * 3, (i + 1) * size * size * 3));
+  }
+  const bytesOf = (crop: Float32Array, size: number) =>
+    Buffer.from(Array.from({ length: size * size }, (_, i) => pixel(crop, size, Math.floor(i / size), i % size)).flat());
+
+  it('resizes and center-crops to the byte (upscaled 28 px grey photos, downscaled ones, odd crop offsets)', async () => {
+    const cases: Array<[string, number, number, 1 | 3, number]> = [
+      ['fashion.png', 28, 28, 1, 32],
+      ['fashion-112.png', 28, 28, 1, 112],
+      ['photo.png', 500, 375, 3, 224],
+      ['tall.png', 201, 430, 3, 64],
+      // Resized to 39 x 37: CenterCrop's offset (39 - 32) / 2 rounds half to even, to 4.
+      ['odd-offset.png', 32, 30, 3, 32],
+      // Already 37 px on its shorter side: no resize, the crop alone.
+      ['unresized.png', 50, 37, 3, 32],
+    ];
+    for (const [name, width, height, channels, size] of cases) {
+      const file = await photo(name, width, height, channels);
+      const preprocessing = preprocessingFor(size);
+      const [expected] = torchvisionBytes(['--resize', String(preprocessing.resize)], [file], size);
+      assert.deepEqual(bytesOf(await decodeForModel(file, preprocessing), size), expected, name);
+    }
+  });
+
+  it("crops RandomResizedCrop's box, resizes it and flips to the byte", async () => {
+    const file = await photo('augmented.png', 90, 70, 3);
+    for (const seed of [1, 2, 3]) {
+      const augment = { randomResizedCrop: true, horizontalFlip: false, scale: [0.08, 1], ratio: [3 / 4, 4 / 3] } as const;
+      const box = randomCropBox(90, 70, { ...augment, random: seededRandom(seed) });
+      const [expected] = torchvisionBytes(['--box', ...[box.left, box.top, box.width, box.height].map(String)], [file], 32);
+      assert.deepEqual(bytesOf(await decodeForModel(file, p32, { ...augment, random: seededRandom(seed) }), 32), expected, `seed ${seed}`);
+    }
+    const [flipped] = torchvisionBytes(['--resize', String(p32.resize), '--flip'], [file], 32);
+    const flip = { randomResizedCrop: false, horizontalFlip: true, scale: [1, 1], ratio: [1, 1], random: () => 0 } as const;
+    assert.deepEqual(bytesOf(await decodeForModel(file, p32, flip), 32), flipped);
+  });
+
+  it('shrinks a photo far bigger than the crop with libvips first, within a level of torchvision on average', async () => {
+    const file = await photo('big.png', 2400, 1800, 3);
+    const preprocessing = preprocessingFor(64);
+    const [expected] = torchvisionBytes(['--resize', String(preprocessing.resize)], [file], 64);
+    const ours = bytesOf(await decodeForModel(file, preprocessing), 64);
+    const meanDifference = ours.reduce((sum, byte, i) => sum + Math.abs(byte - expected[i]), 0) / ours.length;
+    assert.ok(meanDifference < 1, `mean difference ${meanDifference} levels`);
   });
 });
