@@ -1,10 +1,12 @@
-// npm run bench [-- --backends wasm,cpu --sizes 224,112 --cache-job-size 64 --job-sizes 32,112 --job-images 900]
+// npm run bench [-- --backends wasm,cpu --sizes 224,112 --cache-job-size 64 --job-sizes 32,112 --job-images 900
+//   --upstream-images 3000 --upstream-epochs 4 --accuracy-seeds 5]
 // Prints one JSON document: images/s of inference (fp32, bf16, int8), a feature-extraction step and a fine-tuning step,
 // beside PyTorch on the same work in the same run (scripts/torch_bench.py) with the ratio,
 // per backend and input size; a fine-tuning job on real photos against the same job as a PyTorch script
-// (scripts/torch_finetune.py), seconds per epoch and peak memory; and the wall time of a 10-epoch
-// feature-extraction job on 500 images with and without the CNN-code cache. Compare ratios within one
-// run: the machines are noisy.
+// (scripts/torch_finetune.py), seconds per epoch and peak memory; a layer3 fine-tuning job from start weights
+// both engines share (trained by PyTorch on five other classes), timed at seed 0, its accuracy over seeds; and
+// the wall time of a 10-epoch feature-extraction job on 500 images with and without the CNN-code cache. Compare
+// ratios within one run: the machines are noisy.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -28,7 +30,7 @@ import { trainStep, wasmMicroBatchSize } from '../engine/training/train-step.js'
 import { headOnCodes } from '../workers/training/feature-cache.js';
 import { readImageFolder } from '../common/image-folder.js';
 import { stratifiedSplit } from '../engine/data/split.js';
-import { FASHION_MNIST, writeFashionMnistFolder } from './fashion-mnist.js';
+import { FASHION_MNIST, FASHION_MNIST_CLASSES, writeFashionMnistFolder } from './fashion-mnist.js';
 import { onnxRuntimePeer } from './onnxruntime-peer.js';
 import { runQuietJob } from './quiet-job.js';
 
@@ -42,6 +44,9 @@ const { values } = parseArgs({
     'cache-job-size': { type: 'string', default: '32' },
     'job-sizes': { type: 'string', default: '32,112' },
     'job-images': { type: 'string', default: '900' },
+    'upstream-images': { type: 'string', default: '3000' },
+    'upstream-epochs': { type: 'string', default: '4' },
+    'accuracy-seeds': { type: 'string', default: '5' },
   },
 });
 /** A comma-separated list of input sizes in pixels; empty skips those rows. */
@@ -52,6 +57,8 @@ function sizesOf(option: 'sizes' | 'job-sizes'): number[] {
   return given.map(Number);
 }
 const sizes = sizesOf('sizes');
+/** Seeds 0 .. N-1: the split, the head's initialisation, shuffles and dropout of each layer3 job run. */
+const accuracySeeds = Array.from({ length: Number(values['accuracy-seeds']) }, (_, seed) => seed);
 const maxStepSeconds = Number(values['max-step-seconds']);
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -374,42 +381,55 @@ type JobRun = {
   allocator?: string;
 };
 
-/** The images our bench jobs hold out, named for the PyTorch script so both score the same photos. */
-const VALIDATION_LISTING = 'validation.txt';
+/** The images our bench job of `seed` holds out (its split follows the seed), named for the PyTorch script so both score the same photos. */
+const validationListing = (seed: number) => `validation-${seed}.txt`;
+const TORCH_FINETUNE = path.join(import.meta.dirname, '../scripts/torch_finetune.py');
+
+/** The fine-tuning job on the bench's photos through the worker's runJob, in its own process. */
+function ourJob(scratch: string, size: number, precision: Precision, seed: number, args: string[], env: Record<string, string> = {}) {
+  return jsonLine<JobRun & { precision: Precision }>(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.join(import.meta.dirname, 'finetune-job.ts'),
+      ...['--data', scratch, '--folder', 'fashion', '--precision', precision, '--size', String(size), '--seed', String(seed), ...args],
+    ],
+    env,
+  );
+}
+
+/** The same job as the PyTorch script, in one layout under one allocator, holding out the same photos. */
+function torchJob(
+  scratch: string,
+  size: number,
+  layout: string,
+  allocator: (typeof ALLOCATORS)[number],
+  seed: number,
+  args: string[],
+  env: Record<string, string> = {},
+): JobRun | { unavailable: string } {
+  const run = jsonLine<JobRun>(
+    '/usr/bin/python3',
+    [
+      ...[TORCH_FINETUNE, '--data', path.join(scratch, 'fashion'), '--validation', path.join(scratch, validationListing(seed))],
+      ...['--threads', String(os.cpus().length), '--layout', layout, '--size', String(size), '--seed', String(seed), ...args],
+    ],
+    { ...env, ...allocator.env },
+  );
+  return 'unavailable' in run ? run : { ...run, allocator: allocator.allocator };
+}
 
 /**
  * The same fine-tuning job on real photos through the worker's runJob (fp32 and bf16) and as the PyTorch
  * script (its best of two layouts, and of the allocators), each in its own process.
  */
 function jobRuns(scratch: string, size: number, args: string[], env: Record<string, string> = {}) {
-  const job = (precision: Precision) =>
-    jsonLine<JobRun & { precision: Precision }>(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        path.join(import.meta.dirname, 'finetune-job.ts'),
-        ...['--data', scratch, '--folder', 'fashion', '--precision', precision, '--size', String(size), ...args],
-      ],
-      env,
-    );
-  const ours = job('fp32');
+  const ours = ourJob(scratch, size, 'fp32', 0, args, env);
   if ('unavailable' in ours) return { ours };
-  const bf16 = job('bf16');
-  const theirs = ALLOCATORS.flatMap(({ allocator, env }) =>
-    (['channels_last', 'nchw'] as const).map((layout): JobRun | { unavailable: string } => {
-      const script = path.join(import.meta.dirname, '../scripts/torch_finetune.py');
-      const threads = String(os.cpus().length);
-      const run = jsonLine<JobRun>(
-        '/usr/bin/python3',
-        [
-          ...[script, '--data', path.join(scratch, 'fashion'), '--validation', path.join(scratch, VALIDATION_LISTING)],
-          ...['--threads', threads, '--layout', layout, '--size', String(size), ...args],
-        ],
-        env,
-      );
-      return 'unavailable' in run ? run : { ...run, allocator };
-    }),
+  const bf16 = ourJob(scratch, size, 'bf16', 0, args, env);
+  const theirs = ALLOCATORS.flatMap((allocator) =>
+    (['channels_last', 'nchw'] as const).map((layout) => torchJob(scratch, size, layout, allocator, 0, args, env)),
   );
   const ran = theirs.filter((run): run is JobRun => !('unavailable' in run));
   return {
@@ -421,22 +441,22 @@ function jobRuns(scratch: string, size: number, args: string[], env: Record<stri
 }
 
 /**
- * Runs `body` on the first --job-images Fashion-MNIST photos written as a folder data set, with the
- * validation split our jobs make (seed 0) listed in `validation.txt`, which the PyTorch script holds out too.
+ * Runs `body` on the first --job-images Fashion-MNIST photos written as a folder data set, with the validation
+ * split our jobs make for each seed of --accuracy-seeds listed in `validation-SEED.txt`, which the PyTorch script
+ * holds out too.
  */
-async function withFashionFolder<T>(body: (scratch: string, images: number) => T): Promise<T | { unavailable: string }> {
+async function withFashionFolder<T>(body: (scratch: string, images: number) => T | Promise<T>): Promise<T | { unavailable: string }> {
   if (!existsSync(FASHION_MNIST)) return { unavailable: 'apt-get install dataset-fashion-mnist' };
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'retrain-bench-job-'));
   try {
     const images = Number(values['job-images']);
     await writeFashionMnistFolder(path.join(scratch, 'fashion'), images);
-    const { validation } = stratifiedSplit(
-      (await readImageFolder(path.join(scratch, 'fashion'))).images,
-      ValidationSplit.parse(undefined),
-      0,
-    );
-    writeFileSync(path.join(scratch, VALIDATION_LISTING), validation.map((image) => `${image.file}\n`).join(''));
-    return body(scratch, images);
+    const folder = await readImageFolder(path.join(scratch, 'fashion'));
+    for (const seed of accuracySeeds) {
+      const { validation } = stratifiedSplit(folder.images, ValidationSplit.parse(undefined), seed);
+      writeFileSync(path.join(scratch, validationListing(seed)), validation.map((image) => `${image.file}\n`).join(''));
+    }
+    return await body(scratch, images);
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
@@ -477,23 +497,73 @@ async function finetuneJobs(sizes: number[]): Promise<Record<string, unknown>> {
 }
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+const mean = (xs: number[]) => sum(xs) / xs.length;
+
+/** The five classes the layer3 job's start weights learn; the job learns all ten. */
+const UPSTREAM_CLASSES = FASHION_MNIST_CLASSES.slice(0, 5);
 
 /**
- * A layer3 fine-tuning job without augmentation, 5 epochs: ours runs the frozen stages once per image,
- * PyTorch (the seed's way) every step. Ours is timed whole (data, the frozen stages, checkpoints, the
- * final evaluation and save) against PyTorch's epochs (ratio) and its whole script after the imports (wholeJobRatio).
+ * The layer3 job's start weights, one file for both engines: torchvision's resnet50 trained whole (BatchNorm too)
+ * by the PyTorch script at 32 px on --upstream-images photos of five classes (from the 30,000th photo on: none of
+ * the job's), saved with torch.save. From random weights the frozen stages compute noise and the job's accuracy is
+ * a lottery (10-20 points from seed to seed); ImageNet's weights cannot be downloaded here.
+ */
+async function upstreamWeights(scratch: string) {
+  const folder = path.join(scratch, 'upstream');
+  const weights = path.join(scratch, 'upstream.pt');
+  const images = Number(values['upstream-images']);
+  const epochs = Number(values['upstream-epochs']);
+  await writeFashionMnistFolder(folder, images, { classes: UPSTREAM_CLASSES, skip: 30000 });
+  const run = jsonLine<JobRun>('/usr/bin/python3', [
+    ...[TORCH_FINETUNE, '--data', folder, '--size', '32', '--epochs', String(epochs), '--trainable-from', 'conv1'],
+    ...['--train-batch-norm', '--threads', String(os.cpus().length), '--layout', 'nchw', '--save', weights],
+  ]);
+  if ('unavailable' in run) return run;
+  return { weights, classes: UPSTREAM_CLASSES, images, epochs, validationAccuracy: run.validationAccuracy, seconds: run.jobSeconds };
+}
+
+type Engine = 'fp32' | 'bf16' | 'pytorch';
+
+/** Final validation accuracy of each engine over the seeds (the head's initialisation, shuffles, dropout), and the means. */
+function accuracyOverSeeds(runs: Record<Engine, Array<{ validationAccuracy: number | null }>>) {
+  const engines = Object.keys(runs) as Engine[];
+  const accuracies = Object.fromEntries(engines.map((engine) => [engine, runs[engine].map((run) => run.validationAccuracy ?? NaN)]));
+  const means = Object.fromEntries(engines.map((engine) => [engine, mean(accuracies[engine])])) as Record<Engine, number>;
+  return { accuracies, means, bf16MinusPytorch: means.bf16 - means.pytorch, fp32MinusPytorch: means.fp32 - means.pytorch };
+}
+
+/**
+ * A layer3 fine-tuning job without augmentation, 5 epochs, from the same start weights in both engines: ours runs
+ * the frozen stages once per image, PyTorch (the seed's way) every step. Ours is timed whole (data, the frozen
+ * stages, checkpoints, the final evaluation and save) against PyTorch's epochs (ratio) and its whole script after
+ * the imports (wholeJobRatio), at seed 0; then each engine runs --accuracy-seeds seeds in all (PyTorch in its
+ * fastest configuration), for the accuracies: one run moves a few points from seed to seed.
  */
 async function layer3Jobs(sizes: number[]): Promise<Record<string, unknown>> {
   if (sizes.length === 0) return { skipped: '--job-sizes is empty' };
-  return withFashionFolder((scratch, images) => {
+  return withFashionFolder(async (scratch, images) => {
+    const upstream = await upstreamWeights(scratch);
+    if ('unavailable' in upstream) return { upstream };
+    const args = ['--epochs', '5', '--trainable-from', 'layer3', '--weights', upstream.weights];
+    // The int8 check after training is work PyTorch's script does not do: off here, timed in fineTuningJob.
+    const env = { INT8_CALIBRATION_IMAGES: '0' };
     const rows = sizes.map((size) => {
-      // The int8 check after training is work PyTorch's script does not do: off here, timed in fineTuningJob.
-      const { ours, bf16, theirs, peerFailure } = jobRuns(scratch, size, ['--epochs', '5', '--trainable-from', 'layer3'], {
-        INT8_CALIBRATION_IMAGES: '0',
-      });
+      const { ours, bf16, theirs, peerFailure } = jobRuns(scratch, size, args, env);
       if ('unavailable' in ours || !theirs) return { inputSize: size, retrain: ours };
       if (theirs.length === 0) return { inputSize: size, retrain: ours, pytorch: peerFailure };
       const best = theirs.reduce((a, b) => (sum(b.epochSeconds) < sum(a.epochSeconds) ? b : a));
+      const bestAllocator = ALLOCATORS.find(({ allocator }) => allocator === best.allocator) ?? ALLOCATORS[0];
+      const later: Array<Record<Engine, JobRun>> = [];
+      for (const seed of accuracySeeds.slice(1)) {
+        const runs = {
+          fp32: ourJob(scratch, size, 'fp32', seed, args, env),
+          bf16: ourJob(scratch, size, 'bf16', seed, args, env),
+          pytorch: torchJob(scratch, size, best.layout ?? 'nchw', bestAllocator, seed, args, env),
+        };
+        const failed = Object.values(runs).find((run) => 'unavailable' in run);
+        if (failed) return { inputSize: size, seed, failed };
+        later.push(runs as Record<Engine, JobRun>);
+      }
       const pytorchSeconds = sum(best.epochSeconds);
       return {
         inputSize: size,
@@ -506,17 +576,20 @@ async function layer3Jobs(sizes: number[]): Promise<Record<string, unknown>> {
         // The same job whole in both: PyTorch's data set, model, epochs and checkpoints too.
         pytorchJobSeconds: best.jobSeconds,
         wholeJobRatio: (best.jobSeconds ?? NaN) / (ours.jobSeconds ?? Infinity),
-        validationAccuracy: ours.validationAccuracy,
-        pytorchValidationAccuracy: best.validationAccuracy,
         bf16: bf16 && {
           jobSeconds: bf16.jobSeconds,
-          validationAccuracy: bf16.validationAccuracy,
           ratio: pytorchSeconds / (bf16.jobSeconds ?? Infinity),
           wholeJobRatio: (best.jobSeconds ?? NaN) / (bf16.jobSeconds ?? Infinity),
         },
+        seeds: accuracySeeds,
+        ...accuracyOverSeeds({
+          fp32: [ours, ...later.map((runs) => runs.fp32)],
+          bf16: [bf16 ?? { validationAccuracy: null }, ...later.map((runs) => runs.bf16)],
+          pytorch: [best, ...later.map((runs) => runs.pytorch)],
+        }),
       };
     });
-    return { trainableFrom: 'layer3', augmentation: false, epochs: 5, rows };
+    return { trainableFrom: 'layer3', augmentation: false, epochs: 5, upstream, rows };
   });
 }
 

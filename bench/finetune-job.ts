@@ -1,13 +1,19 @@
 // One fine-tuning job through the worker's runJob, in a process of its own so its peak RSS is the job's:
 // node --import tsx bench/finetune-job.ts --data DIR --folder NAME --size 32 --epochs 2
+// [--weights FILE: start weights, a torch.save state_dict of torchvision's resnet50, stored as a variant first]
 // Prints one JSON object: seconds of every epoch and of the whole job, final validation accuracy, the int8 check, peak RSS.
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { selectBackend } from '../engine/backend/backend.js';
+import { openArtifactStore } from '../common/open-artifact-store.js';
+import { WeightsStore } from '../common/weights-store.js';
+import { storeVariant } from '../engine/model/weight-variants.js';
 import { loadConfig } from '../schemas/config.js';
 import { JobSpec } from '../schemas/job-spec.js';
+import { DEFAULT_TRANSFORM } from '../schemas/weights.js';
 import { runQuietJob } from './quiet-job.js';
 
 const { values } = parseArgs({
@@ -20,6 +26,7 @@ const { values } = parseArgs({
     precision: { type: 'string', default: 'fp32' },
     'trainable-from': { type: 'string', default: 'conv1' },
     seed: { type: 'string', default: '0' },
+    weights: { type: 'string' },
   },
 });
 if (!values.data || !values.folder || !values.size) throw new Error('--data, --folder and --size are required');
@@ -33,14 +40,25 @@ function peakRssMiB(): number {
   if (!match) throw new Error('no VmHWM in /proc/self/status');
   return Number(match[1]) / 1024;
 }
+const START_WEIGHTS = 'start';
 const artifactsDir = mkdtempSync(path.join(os.tmpdir(), 'retrain-job-'));
 try {
   const config = loadConfig({ ...process.env, DATA_DIR: values.data, ARTIFACTS_DIR: artifactsDir });
   const backend = await selectBackend('wasm', { nativeKernels: config.RETRAIN_NATIVE_KERNELS });
-  // As the PyTorch script: random weights, no augmentation, BatchNorm frozen, Adam(1e-3), 20% validation.
+  if (values.weights) {
+    const file = readFileSync(values.weights);
+    await storeVariant(new WeightsStore(await openArtifactStore(config)), file, {
+      name: START_WEIGHTS,
+      source: path.basename(values.weights),
+      sourceSha256: createHash('sha256').update(file).digest('hex'),
+      transform: DEFAULT_TRANSFORM,
+      top1: null,
+    });
+  }
+  // As the PyTorch script: random weights (or --weights), no augmentation, BatchNorm frozen, Adam(1e-3), 20% validation.
   const spec = JobSpec.parse({
     mode: 'fine_tuning',
-    weights: 'random',
+    weights: values.weights ? START_WEIGHTS : 'random',
     inputSize: Number(values.size),
     epochs: Number(values.epochs),
     batchSize: Number(values.batch),
@@ -65,6 +83,8 @@ try {
       jobSeconds,
       frozenStages: metrics?.frozenStages ?? null,
       validationAccuracy: metrics?.epochs.at(-1)?.validationAccuracy ?? null,
+      epochValidationAccuracy: metrics?.epochs.map((epoch) => epoch.validationAccuracy) ?? [],
+      epochTrainingLoss: metrics?.epochs.map((epoch) => epoch.trainLoss) ?? [],
       int8: metrics?.int8 ?? null,
       peakRssMiB: peakRssMiB(),
     })}\n`,

@@ -33,7 +33,7 @@ export async function runQuietJob(
     ensureArtifactRoom: async () => undefined,
     reportToSweep: null,
     sweepObjective: null,
-    // Bench jobs start from random weights: Redis (the fetch's lock) is never asked.
+    // Bench jobs start from random or already stored weights: Redis (the fetch's lock) is never asked.
     weights: await variantSourceOf(config, store, new Redis(config.REDIS_URL, { lazyConnect: true })),
     log: () => undefined,
   });

@@ -1,13 +1,13 @@
 #!/usr/bin/python3
 """The fine-tuning job the service runs, written as the PyTorch script it replaces (the bench's peer).
 
-Same work as a `fine_tuning` job with `weights: random`, no augmentation, BatchNorm frozen: torchvision's
-resnet50 with the service's head, Adam(1e-3), batch 16, a stratified 20% validation split evaluated after
+Same work as a `fine_tuning` job with `weights: random` (or --weights), no augmentation, BatchNorm frozen (unless
+--train-batch-norm): torchvision's resnet50 with the service's head, Adam(1e-3), batch 16, a stratified 20% validation split evaluated after
 every epoch, the service's evaluation transform, and a checkpoint (model and optimiser) after every epoch,
 as the service keeps one. Prints one JSON object: seconds per epoch of training and validation (every
 epoch, so the caller can skip the first; checkpoints are not timed, as in the service's metrics), the
 seconds of the whole job after the imports (data set, model, epochs, checkpoints), final validation
-accuracy and peak RSS.
+accuracy and peak RSS. --save writes the trained model's state_dict with torch.save (start weights for another job).
 """
 import argparse
 import json
@@ -76,6 +76,9 @@ def main():
     parser.add_argument("--trainable-from", choices=["conv1", "layer1", "layer2", "layer3", "layer4"], default="conv1")
     parser.add_argument("--seed", type=int, default=0, help="the initialisation, the shuffles and dropout (the split stays seed 0)")
     parser.add_argument("--validation", help="a file naming the held-out images (class/file, one a line) instead of the seed-0 split")
+    parser.add_argument("--weights", help="start weights: a torch.save state_dict of torchvision's resnet50 (its head is not used)")
+    parser.add_argument("--train-batch-norm", action="store_true", help="BatchNorm learns and updates its statistics")
+    parser.add_argument("--save", help="write the trained model's state_dict here with torch.save")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -96,10 +99,15 @@ def main():
     validation = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, validation_indices), batch_size=args.batch)
 
     model = torchvision.models.resnet50()
+    if args.weights:
+        backbone = {name: t for name, t in torch.load(args.weights, weights_only=True).items() if not name.startswith("fc.")}
+        missing, unexpected = model.load_state_dict(backbone, strict=False)
+        if unexpected or any(not name.startswith("fc.") for name in missing):
+            raise SystemExit(f"--weights: not torchvision's resnet50 (missing {missing}, unexpected {unexpected})")
     model.fc = head(len(dataset.classes))
     memory_format = torch.channels_last if args.layout == "channels_last" else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    batch_norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    batch_norms = [] if args.train_batch_norm else [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     for bn in batch_norms:
         for p in bn.parameters():
             p.requires_grad = False
@@ -112,29 +120,35 @@ def main():
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
 
-    seconds, accuracy = [], None
+    seconds, accuracies, losses, accuracy = [], [], [], None
     checkpoints = tempfile.mkdtemp(prefix="torch-finetune-")
     for epoch in range(args.epochs):
         started = time.perf_counter()
         model.train()
         for bn in batch_norms:
             bn.eval()
+        loss_sum = 0.0
         for x, y in train:
             optimizer.zero_grad()
             loss = loss_fn(model(x.to(memory_format=memory_format)), y)
             loss.backward()
             optimizer.step()
+            loss_sum += loss.item() * len(y)
         model.eval()
         correct = 0
         with torch.no_grad():
             for x, y in validation:
                 correct += (model(x.to(memory_format=memory_format)).argmax(1) == y).sum().item()
         accuracy = correct / len(validation_indices)
+        accuracies.append(accuracy)
+        losses.append(loss_sum / len(train_indices))
         seconds.append(time.perf_counter() - started)
         path = os.path.join(checkpoints, f"epoch-{epoch + 1}.pt")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, path)
         os.remove(path)
     os.rmdir(checkpoints)
+    if args.save:
+        torch.save(model.state_dict(), args.save)
     job_seconds = time.perf_counter() - job_started
 
     print(json.dumps({
@@ -147,6 +161,8 @@ def main():
         "epochSeconds": seconds,
         "jobSeconds": job_seconds,
         "validationAccuracy": accuracy,
+        "epochValidationAccuracy": accuracies,
+        "epochTrainingLoss": losses,
         "peakRssMiB": peak_rss_mib(),
     }))
 
