@@ -12,6 +12,8 @@ conv:  the forward output and both gradients of convolutions (TensorFlow's NHWC/
        'same' padding, asymmetric where TensorFlow pads so) for the native kernels' tests.
 pixels: torchvision's evaluation transform (Resize, CenterCrop) or RandomResizedCrop's crop-resize at a given box
        and a flip, on PIL images, as 8-bit RGB bytes (the input of ToTensor) for the data pipeline's tests.
+step:  one SGD step (learning rate 1) of the fine-tuning network trained from --trainable-from, BatchNorm frozen,
+       dropout off, from a stand-in's backbone and a seeded head: the weights before and after, the batch, the loss.
 check: loads safetensors exported by the service into torchvision's resnet50 with strict=True
        (with the fine-tuning head when --head fine_tuning) and writes its logits for an input.
 Tensors go through raw little-endian float32 files; safetensors is written and read by hand because
@@ -191,6 +193,40 @@ def predict(args):
         json.dump({"indices": top.indices.tolist(), "probabilities": top.values.tolist()}, f)
 
 
+STAGES = ["conv1", "layer1", "layer2", "layer3", "layer4"]
+
+
+def step(args):
+    torch.manual_seed(args.seed)
+    model = resnet50("fine_tuning", args.num_classes)
+    backbone = {k: v for k, v in read_safetensors(args.weights).items() if not k.startswith("fc.")}
+    model.load_state_dict(backbone, strict=False)
+    def state():
+        return {k: v.clone() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+    def batch_norm(name):
+        return name.startswith("bn1.") or ".bn" in name or ".downsample.1." in name
+
+    write_safetensors(f"{args.out}/start.safetensors", state())
+    frozen = STAGES[:STAGES.index(args.trainable_from)]
+    params = []
+    for name, p in model.named_parameters():
+        p.requires_grad = name.split(".")[0] not in frozen and not batch_norm(name)
+        if p.requires_grad:
+            params.append(p)
+    model.eval()  # BatchNorm on its statistics, dropout off
+    x = torch.rand(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(args.seed)) * 4 - 2
+    y = torch.arange(args.batch) % args.num_classes
+    optimizer = torch.optim.SGD(params, lr=1.0)
+    loss = torch.nn.CrossEntropyLoss()(model(x), y)
+    loss.backward()
+    optimizer.step()
+    write_safetensors(f"{args.out}/after.safetensors", state())
+    x.numpy().astype("<f4").tofile(f"{args.out}/x.f32")
+    with open(f"{args.out}/step.json", "w") as f:
+        json.dump({"loss": loss.item(), "labels": y.tolist()}, f)
+
+
 def pixels(args):
     """The bytes torchvision's PIL transforms give each image: evaluation transform, or a given crop box resized (and flipped)."""
     from PIL import Image
@@ -236,6 +272,14 @@ def main():
     r.add_argument("--size", type=int, default=224)
     r.add_argument("--resize-at-224", type=int, default=256)
     r.add_argument("--out", required=True)
+    st = sub.add_parser("step")
+    st.add_argument("--weights", required=True)
+    st.add_argument("--out", required=True)
+    st.add_argument("--size", type=int, default=32)
+    st.add_argument("--batch", type=int, default=8)
+    st.add_argument("--num-classes", type=int, default=10)
+    st.add_argument("--trainable-from", choices=STAGES, default="layer3")
+    st.add_argument("--seed", type=int, default=0)
     x = sub.add_parser("pixels")
     x.add_argument("--out", required=True)
     x.add_argument("--size", type=int, required=True)
@@ -247,7 +291,7 @@ def main():
     v.add_argument("--dir", required=True)
     args = p.parse_args()
     torch.set_num_threads(2)
-    {"make": make, "check": check, "predict": predict, "pth": pth, "conv": conv, "pixels": pixels}[args.command](args)
+    {"make": make, "check": check, "predict": predict, "pth": pth, "conv": conv, "pixels": pixels, "step": step}[args.command](args)
 
 
 if __name__ == "__main__":
