@@ -18,9 +18,9 @@ interface Taps {
 
 function bilinearTaps(inSize: number, outSize: number): Taps {
   const scale = inSize / outSize;
-  const filterScale = Math.max(1, scale);
-  const support = filterScale;
-  const reciprocal = 1 / filterScale;
+  // The triangle's support (1) widened by the downscale factor.
+  const support = Math.max(1, scale);
+  const reciprocal = 1 / support;
   const width = Math.ceil(support) * 2 + 1;
   const taps: Taps = { first: new Int32Array(outSize), count: new Int32Array(outSize), weights: new Int32Array(outSize * width), width };
   const exact = new Float64Array(width);
@@ -36,7 +36,8 @@ function bilinearTaps(inSize: number, outSize: number): Taps {
     }
     for (let i = 0; i < count; i++) {
       const weight = sum === 0 ? exact[i] : exact[i] / sum;
-      taps.weights[out * width + i] = Math.trunc(weight < 0 ? weight * (1 << PRECISION_BITS) - 0.5 : weight * (1 << PRECISION_BITS) + 0.5);
+      // Pillow rounds half away from zero; a triangle's weights are never negative.
+      taps.weights[out * width + i] = Math.trunc(weight * (1 << PRECISION_BITS) + 0.5);
     }
     taps.first[out] = first;
     taps.count[out] = count;
@@ -84,23 +85,23 @@ function horizontalPass(image: RawImage, width: number, rows: { first: number; c
         const out = window.left + x;
         const weights = out * horizontal.width;
         const count = horizontal.count[out];
-        let at = row + horizontal.first[out] * channels;
-        let [r, g, b] = [HALF, HALF, HALF];
+        const at = row + horizontal.first[out] * channels;
         if (channels === 3) {
-          for (let i = 0; i < count; i++, at += 3) {
+          let [r, g, b] = [HALF, HALF, HALF];
+          for (let i = 0, p = at; i < count; i++, p += 3) {
             const weight = horizontal.weights[weights + i];
-            r += image.pixels[at] * weight;
-            g += image.pixels[at + 1] * weight;
-            b += image.pixels[at + 2] * weight;
+            r += image.pixels[p] * weight;
+            g += image.pixels[p + 1] * weight;
+            b += image.pixels[p + 2] * weight;
           }
           across[y * stride + x * 3] = clip8(r);
           across[y * stride + x * 3 + 1] = clip8(g);
           across[y * stride + x * 3 + 2] = clip8(b);
         } else {
           for (let c = 0; c < channels; c++) {
-            r = HALF;
-            for (let i = 0; i < count; i++) r += image.pixels[at + i * channels + c] * horizontal.weights[weights + i];
-            across[y * stride + x * channels + c] = clip8(r);
+            let sum = HALF;
+            for (let i = 0; i < count; i++) sum += image.pixels[at + i * channels + c] * horizontal.weights[weights + i];
+            across[y * stride + x * channels + c] = clip8(sum);
           }
         }
       }
@@ -115,17 +116,15 @@ function horizontalPass(image: RawImage, width: number, rows: { first: number; c
  */
 export function resizeBilinear(image: RawImage, width: number, height: number, window: Window = { left: 0, top: 0, width, height }): RawImage {
   const { channels } = image;
-  const vertical = bilinearTaps(image.height, height);
-  const rows = { first: 0, count: image.height };
-  if (height !== image.height) {
-    rows.first = vertical.first[window.top];
-    const last = window.top + window.height - 1;
-    rows.count = vertical.first[last] + vertical.count[last] - rows.first;
-  }
   const stride = window.width * channels;
+  if (height === image.height) {
+    const across = horizontalPass(image, width, { first: window.top, count: window.height }, window);
+    return { pixels: across, width: window.width, height: window.height, channels };
+  }
+  const vertical = bilinearTaps(image.height, height);
+  const last = window.top + window.height - 1;
+  const rows = { first: vertical.first[window.top], count: vertical.first[last] + vertical.count[last] - vertical.first[window.top] };
   const across = horizontalPass(image, width, rows, window);
-  if (height === image.height)
-    return { pixels: across.subarray(window.top * stride, (window.top + window.height) * stride), width: window.width, height: window.height, channels };
   const pixels = new Uint8Array(stride * window.height);
   for (let y = 0; y < window.height; y++) {
     const out = window.top + y;
