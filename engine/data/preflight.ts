@@ -4,7 +4,7 @@ import path from 'node:path';
 import sharp, { type Metadata } from 'sharp';
 import type { ImageFolder, LabelledImage } from '../../common/image-folder.js';
 import type { BadFile, InspectedFiles, PreflightOptions, PreflightReport, UsableFile } from '../../schemas/dataset.js';
-import { MAX_INPUT_PIXELS } from './preprocess.js';
+import { MAX_INPUT_PIXELS, notAPhoto } from './preprocess.js';
 import { balancedClassWeights, stratifiedSplit } from './split.js';
 
 type GoodFile = UsableFile & { label: number };
@@ -79,6 +79,8 @@ async function inspectBytes(bytes: Buffer, file: string, sha256: string): Promis
   } catch (error) {
     return { file, reason: 'not_an_image', detail: (error as Error).message };
   }
+  const refusal = notAPhoto(meta.format);
+  if (refusal) return { file, reason: 'not_an_image', detail: refusal };
   if ((meta.width ?? 0) * (meta.height ?? 0) > MAX_INPUT_PIXELS) {
     return { file, reason: 'too_many_pixels', detail: `${meta.width}x${meta.height} is over the ${MAX_INPUT_PIXELS}-pixel limit` };
   }

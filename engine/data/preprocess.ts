@@ -27,6 +27,14 @@ export const RESAMPLING = 'pillow-bilinear';
 
 export class ImageDecodeError extends Error {}
 
+/** The raster formats a photo comes in (PIL opens them too). libvips also renders SVG and PDF: drawings, not photos. */
+const PHOTO_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
+
+/** Why an image of `format` is not read as a photo, or null when it is. */
+export function notAPhoto(format: string | undefined): string | null {
+  return format && PHOTO_FORMATS.has(format) ? null : `${format ?? 'an unknown format'} is not a photo format (${[...PHOTO_FORMATS].join(', ')})`;
+}
+
 export interface RandomTransform {
   randomResizedCrop: boolean;
   horizontalFlip: boolean;
@@ -90,6 +98,8 @@ export async function decodeForModel(input: string | Buffer, preprocessing: Prep
   try {
     // failOn 'warning': a damaged image is an error, not a silently garbled training example.
     const meta = await sharp(input, { limitInputPixels: MAX_INPUT_PIXELS }).metadata();
+    const refusal = notAPhoto(meta.format);
+    if (refusal) throw new Error(refusal);
     const swap = (meta.orientation ?? 1) >= 5;
     const [w, h] = swap ? [meta.height, meta.width] : [meta.width, meta.height];
     // rotate() before extract(): the crop box is in displayed (EXIF-oriented) coordinates.

@@ -26,6 +26,20 @@ describe('dataset preflight', () => {
     assert.equal(report.usable, 21);
   });
 
+  it('counts an SVG, even named .png, as not an image: libvips renders drawings, the model reads photos', async () => {
+    const drawing = path.join(root, 'dogs', 'drawing.png');
+    writeFileSync(drawing, '<svg xmlns="http://www.w3.org/2000/svg" width="48" height="48"><circle cx="24" cy="24" r="20"/></svg>');
+    try {
+      const report = await preflight(await readImageFolder(root), { validationSplit: 0.2, seed: 0, minImagesPerClass: 10 });
+      const bad = report.bad.find((b) => b.file === 'dogs/drawing.png');
+      assert.equal(bad?.reason, 'not_an_image', JSON.stringify(report.bad));
+      assert.match(bad.detail, /^svg is not a photo format/);
+      assert.equal(report.formats.svg, undefined);
+    } finally {
+      rmSync(drawing);
+    }
+  });
+
   it('digests the file list and bytes: the same data gives the same digest, one changed byte another', async () => {
     const options = { validationSplit: 0.2, seed: 0, minImagesPerClass: 10 };
     const first = await preflight(await readImageFolder(root), options);

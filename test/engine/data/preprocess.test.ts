@@ -92,6 +92,18 @@ describe('decoding for the model', () => {
     await assert.rejects(decodeForModel(bomb, p32), (error: Error) => error instanceof ImageDecodeError && /pixel limit/i.test(error.message));
   });
 
+  it('refuses drawings: an SVG is not decoded as a photo, a GIF is', async () => {
+    const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64" fill="red"/></svg>');
+    assert.equal((await sharp(svg).metadata()).format, 'svg', 'libvips would render it');
+    await assert.rejects(
+      decodeForModel(svg, p32),
+      (error: Error) => error instanceof ImageDecodeError && error.message.startsWith('svg is not a photo format (jpeg, png, webp'),
+    );
+    const gif = await sharp({ create: { width: 40, height: 40, channels: 3, background: '#0f0' } }).gif().toBuffer();
+    // abs: pure green's red and blue come back as -0 from the normalisation's rounding.
+    assert.deepEqual(pixel(await decodeForModel(gif, p32), 32, 5, 5).map(Math.abs), [0, 255, 0]);
+  });
+
   it('resizes the shorter side to 256/224 of the crop and center-crops, as torchvision does', () => {
     assert.deepEqual(preprocessingFor(224), { resize: 256, crop: 224, interpolation: 'bilinear', mean: IMAGENET_MEAN, std: IMAGENET_STD });
     assert.equal(preprocessingFor(112).resize, 128);
