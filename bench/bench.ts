@@ -506,8 +506,8 @@ const UPSTREAM_CLASSES = FASHION_MNIST_CLASSES.slice(0, 5);
  * The layer3 job's start weights at `size` px, one file for both engines: torchvision's resnet50 trained whole
  * (BatchNorm too) by the PyTorch script at the job's size on the photos in `folder` (--upstream-images of five
  * classes from the 30,000th photo on: none of the job's), saved with torch.save. Trained at 32 px they transferred
- * weakly to the 112 px job (accuracies 0.3-0.6). From random weights the frozen stages compute noise and the job's accuracy is a
- * lottery (10-20 points from seed to seed); ImageNet's weights cannot be downloaded here.
+ * weakly to the 112 px job (accuracies 0.3-0.6). From random weights the frozen stages compute noise and the job's
+ * accuracy is a lottery (10-20 points from seed to seed); ImageNet's weights cannot be downloaded here.
  */
 function upstreamWeights(folder: string, size: number) {
   const weights = path.join(path.dirname(folder), `upstream-${size}.pt`);
