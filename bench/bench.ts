@@ -1,12 +1,13 @@
-// npm run bench [-- --backends wasm,cpu --sizes 224,112 --cache-job-size 64 --job-sizes 32,112 --job-images 900
-//   --upstream-images 3000 --upstream-epochs 4 --accuracy-seeds 5]
+// npm run bench [-- --sections kernels,finetune,layer3 --backends wasm,cpu --sizes 224,112 --cache-job-size 64
+//   --job-sizes 32,112 --job-images 900 --test-images 2000 --upstream-images 3000 --upstream-epochs 4 --accuracy-seeds 5]
 // Prints one JSON document: images/s of inference (fp32, bf16, int8), a feature-extraction step and a fine-tuning step,
 // beside PyTorch on the same work in the same run (scripts/torch_bench.py) with the ratio,
 // per backend and input size; a fine-tuning job on real photos against the same job as a PyTorch script
 // (scripts/torch_finetune.py), seconds per epoch and peak memory; a layer3 fine-tuning job from start weights
 // both engines share (trained by PyTorch on five other classes), timed at seed 0, its accuracy over seeds; and
 // the wall time of a 10-epoch feature-extraction job on 500 images with and without the CNN-code cache. Compare
-// ratios within one run: the machines are noisy.
+// ratios within one run: the machines are noisy. Each finished row (and layer3 seed) is also printed to stderr as
+// it comes, so a stopped run keeps what it measured.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -34,6 +35,8 @@ import { FASHION_MNIST, FASHION_MNIST_CLASSES, writeFashionMnistFolder } from '.
 import { onnxRuntimePeer } from './onnxruntime-peer.js';
 import { runQuietJob } from './quiet-job.js';
 
+/** kernels: inference and training steps beside PyTorch and ONNX Runtime, the CNN-code cache; finetune: the whole-network job; layer3: the frozen-stages job. */
+const SECTIONS = ['kernels', 'finetune', 'layer3'] as const;
 const { values } = parseArgs({
   options: {
     backends: { type: 'string' },
@@ -47,8 +50,21 @@ const { values } = parseArgs({
     'upstream-images': { type: 'string', default: '3000' },
     'upstream-epochs': { type: 'string', default: '4' },
     'accuracy-seeds': { type: 'string', default: '5' },
+    'test-images': { type: 'string', default: '2000' },
+    sections: { type: 'string', default: SECTIONS.join(',') },
   },
 });
+const sections = values.sections.split(',').filter(Boolean);
+const unknownSection = sections.find((section) => !SECTIONS.includes(section as (typeof SECTIONS)[number]));
+if (unknownSection !== undefined) throw new Error(`--sections: '${unknownSection}' is not one of ${SECTIONS.join(', ')}`);
+const running = (section: (typeof SECTIONS)[number]) => sections.includes(section);
+/** Fashion-MNIST test photos (of its separate 10,000) every job's final model is scored on: one fixed set for all runs. */
+const testImages = Number(values['test-images']);
+
+/** A finished measurement on stderr, one JSON line, as it comes. */
+function progress(section: string, measured: unknown) {
+  process.stderr.write(`${JSON.stringify({ section, measured })}\n`);
+}
 /** A comma-separated list of input sizes in pixels; empty skips those rows. */
 function sizesOf(option: 'sizes' | 'job-sizes'): number[] {
   const given = values[option].split(',').filter(Boolean);
@@ -223,9 +239,11 @@ async function cacheJob(backend: BackendInfo, useFeatureCache: boolean, scratch:
 }
 
 // By default every backend a job could run on; the pure-JS cpu backend (~100x slower than wasm) only when asked for.
-const requested = values.backends
-  ? values.backends.split(',').map((name) => BackendChoice.parse(name))
-  : BackendChoice.options.filter((choice) => choice !== 'cpu');
+const requested = !running('kernels')
+  ? []
+  : values.backends
+    ? values.backends.split(',').map((name) => BackendChoice.parse(name))
+    : BackendChoice.options.filter((choice) => choice !== 'cpu');
 const results: Record<string, unknown>[] = [];
 const unavailable: Record<string, string> = {};
 let cache: Record<string, unknown> | null = null;
@@ -301,6 +319,7 @@ function cpuFlags(): string[] {
  * 224 px took 0.35 s in one and 0.50 s in the next, run after run), so one process could flatter us.
  */
 function pytorchPeer(): { peer: unknown; comparison: Record<string, unknown>[] } {
+  if (!running('kernels')) return { peer: { skipped: '--sections' }, comparison: [] };
   if (sizes.length === 0) return { peer: { skipped: '--sizes is empty' }, comparison: [] };
   const args = [
     path.join(import.meta.dirname, '../scripts/torch_bench.py'),
@@ -376,6 +395,7 @@ type JobRun = {
   int8?: unknown;
   jobSeconds?: number;
   validationAccuracy: number | null;
+  testAccuracy?: number;
   peakRssMiB: number;
   layout?: string;
   allocator?: string;
@@ -384,6 +404,7 @@ type JobRun = {
 /** The images our bench job of `seed` holds out (its split follows the seed), named for the PyTorch script so both score the same photos. */
 const validationListing = (seed: number) => `validation-${seed}.txt`;
 const TORCH_FINETUNE = path.join(import.meta.dirname, '../scripts/torch_finetune.py');
+const TEST_FOLDER = 'test';
 
 /** The fine-tuning job on the bench's photos through the worker's runJob, in its own process. */
 function ourJob(scratch: string, size: number, precision: Precision, seed: number, args: string[], env: Record<string, string> = {}) {
@@ -394,6 +415,7 @@ function ourJob(scratch: string, size: number, precision: Precision, seed: numbe
       'tsx',
       path.join(import.meta.dirname, 'finetune-job.ts'),
       ...['--data', scratch, '--folder', 'fashion', '--precision', precision, '--size', String(size), '--seed', String(seed), ...args],
+      ...(testImages > 0 ? ['--test', TEST_FOLDER] : []),
     ],
     env,
   );
@@ -414,6 +436,7 @@ function torchJob(
     [
       ...[TORCH_FINETUNE, '--data', path.join(scratch, 'fashion'), '--validation', path.join(scratch, validationListing(seed))],
       ...['--threads', String(os.cpus().length), '--layout', layout, '--size', String(size), '--seed', String(seed), ...args],
+      ...(testImages > 0 ? ['--test', path.join(scratch, TEST_FOLDER)] : []),
     ],
     { ...env, ...allocator.env },
   );
@@ -443,7 +466,7 @@ function jobRuns(scratch: string, size: number, args: string[], env: Record<stri
 /**
  * Runs `body` on the first --job-images Fashion-MNIST photos written as a folder data set, with the validation
  * split our jobs make for each seed of --accuracy-seeds listed in `validation-SEED.txt`, which the PyTorch script
- * holds out too.
+ * holds out too, and the first --test-images photos of Fashion-MNIST's test file in `test`.
  */
 async function withFashionFolder<T>(body: (scratch: string, images: number) => T | Promise<T>): Promise<T | { unavailable: string }> {
   if (!existsSync(FASHION_MNIST)) return { unavailable: 'apt-get install dataset-fashion-mnist' };
@@ -451,6 +474,7 @@ async function withFashionFolder<T>(body: (scratch: string, images: number) => T
   try {
     const images = Number(values['job-images']);
     await writeFashionMnistFolder(path.join(scratch, 'fashion'), images);
+    if (testImages > 0) await writeFashionMnistFolder(path.join(scratch, TEST_FOLDER), testImages, { file: 't10k' });
     const folder = await readImageFolder(path.join(scratch, 'fashion'));
     for (const seed of accuracySeeds) {
       const { validation } = stratifiedSplit(folder.images, ValidationSplit.parse(undefined), seed);
@@ -467,33 +491,43 @@ async function finetuneJobs(sizes: number[]): Promise<Record<string, unknown>> {
   if (sizes.length === 0) return { skipped: '--job-sizes is empty' };
   return withFashionFolder((scratch, images) => {
     const rows = sizes.map((size) => {
-      const { ours, bf16, theirs, peerFailure } = jobRuns(scratch, size, ['--epochs', '3']);
-      if ('unavailable' in ours || !theirs) return { inputSize: size, retrain: ours };
-      if (theirs.length === 0) return { inputSize: size, retrain: ours, pytorch: peerFailure };
-      const best = theirs.reduce((a, b) => (warmEpochSeconds(b) < warmEpochSeconds(a) ? b : a));
-      return {
-        inputSize: size,
-        images,
-        secondsPerEpoch: warmEpochSeconds(ours),
-        pytorchSecondsPerEpoch: warmEpochSeconds(best),
-        pytorchLayout: best.layout,
-        pytorchAllocator: best.allocator,
-        ratio: warmEpochSeconds(best) / warmEpochSeconds(ours),
-        peakRssMiB: ours.peakRssMiB,
-        pytorchPeakRssMiB: best.peakRssMiB,
-        validationAccuracy: ours.validationAccuracy,
-        pytorchValidationAccuracy: best.validationAccuracy,
-        int8: ours.int8,
-        bf16: bf16 && {
-          secondsPerEpoch: warmEpochSeconds(bf16),
-          validationAccuracy: bf16.validationAccuracy,
-          peakRssMiB: bf16.peakRssMiB,
-          ratio: warmEpochSeconds(best) / warmEpochSeconds(bf16),
-        },
-      };
+      const row = finetuneRow(scratch, images, size);
+      progress('fineTuningJob', row);
+      return row;
     });
     return { dataset: 'Fashion-MNIST (Debian), first images of the training set', epochs: 3, rows };
   });
+}
+
+/** One size's whole-network job: ours (fp32, bf16) against PyTorch's best configuration. */
+function finetuneRow(scratch: string, images: number, size: number) {
+  const { ours, bf16, theirs, peerFailure } = jobRuns(scratch, size, ['--epochs', '3']);
+  if ('unavailable' in ours || !theirs) return { inputSize: size, retrain: ours };
+  if (theirs.length === 0) return { inputSize: size, retrain: ours, pytorch: peerFailure };
+  const best = theirs.reduce((a, b) => (warmEpochSeconds(b) < warmEpochSeconds(a) ? b : a));
+  return {
+    inputSize: size,
+    images,
+    secondsPerEpoch: warmEpochSeconds(ours),
+    pytorchSecondsPerEpoch: warmEpochSeconds(best),
+    pytorchLayout: best.layout,
+    pytorchAllocator: best.allocator,
+    ratio: warmEpochSeconds(best) / warmEpochSeconds(ours),
+    peakRssMiB: ours.peakRssMiB,
+    pytorchPeakRssMiB: best.peakRssMiB,
+    validationAccuracy: ours.validationAccuracy,
+    pytorchValidationAccuracy: best.validationAccuracy,
+    testAccuracy: ours.testAccuracy,
+    pytorchTestAccuracy: best.testAccuracy,
+    int8: ours.int8,
+    bf16: bf16 && {
+      secondsPerEpoch: warmEpochSeconds(bf16),
+      validationAccuracy: bf16.validationAccuracy,
+      testAccuracy: bf16.testAccuracy,
+      peakRssMiB: bf16.peakRssMiB,
+      ratio: warmEpochSeconds(best) / warmEpochSeconds(bf16),
+    },
+  };
 }
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
@@ -529,13 +563,16 @@ function standardError(xs: number[]): number {
 }
 
 /**
- * Final validation accuracy of each engine over the seeds (the head's initialisation, shuffles, dropout), the means,
+ * Final accuracy of each engine over the seeds (the split, the head's initialisation, shuffles, dropout), the means,
  * and the differences with their standard errors: runs of one seed diverge within a few steps (Adam amplifies float
  * rounding), so the engines' runs are taken as independent samples, not pairs.
  */
-function accuracyOverSeeds(runs: Record<Engine, Array<{ validationAccuracy: number | null }>>) {
+function accuracyOverSeeds(
+  runs: Record<Engine, Array<Pick<JobRun, 'validationAccuracy' | 'testAccuracy'>>>,
+  scored: 'validationAccuracy' | 'testAccuracy',
+) {
   const engines = Object.keys(runs) as Engine[];
-  const accuracies = Object.fromEntries(engines.map((engine) => [engine, runs[engine].map((run) => run.validationAccuracy ?? NaN)]));
+  const accuracies = Object.fromEntries(engines.map((engine) => [engine, runs[engine].map((run) => run[scored] ?? NaN)]));
   const means = Object.fromEntries(engines.map((engine) => [engine, mean(accuracies[engine])])) as Record<Engine, number>;
   const differenceError = (engine: Engine) => Math.hypot(standardError(accuracies[engine]), standardError(accuracies.pytorch));
   return {
@@ -560,61 +597,72 @@ async function layer3Jobs(sizes: number[]): Promise<Record<string, unknown>> {
   return withFashionFolder(async (scratch, images) => {
     const upstreamFolder = path.join(scratch, 'upstream');
     await writeFashionMnistFolder(upstreamFolder, Number(values['upstream-images']), { classes: UPSTREAM_CLASSES, skip: 30000 });
-    // The int8 check after training is work PyTorch's script does not do: off here, timed in fineTuningJob.
-    const env = { INT8_CALIBRATION_IMAGES: '0' };
     const rows = sizes.map((size) => {
-      const upstream = upstreamWeights(upstreamFolder, size);
-      if ('unavailable' in upstream) return { inputSize: size, upstream };
-      const args = ['--epochs', '5', '--trainable-from', 'layer3', '--weights', upstream.weights];
-      const { ours, bf16, theirs, peerFailure } = jobRuns(scratch, size, args, env);
-      if ('unavailable' in ours || !theirs) return { inputSize: size, retrain: ours };
-      if (theirs.length === 0) return { inputSize: size, retrain: ours, pytorch: peerFailure };
-      const best = theirs.reduce((a, b) => (sum(b.epochSeconds) < sum(a.epochSeconds) ? b : a));
-      const bestAllocator = ALLOCATORS.find(({ allocator }) => allocator === best.allocator) ?? ALLOCATORS[0];
-      const later: Array<Record<Engine, JobRun>> = [];
-      for (const seed of accuracySeeds.slice(1)) {
-        const runs = {
-          fp32: ourJob(scratch, size, 'fp32', seed, args, env),
-          bf16: ourJob(scratch, size, 'bf16', seed, args, env),
-          pytorch: torchJob(scratch, size, best.layout ?? 'nchw', bestAllocator, seed, args, env),
-        };
-        const failed = Object.values(runs).find((run) => 'unavailable' in run);
-        if (failed) return { inputSize: size, seed, failed };
-        later.push(runs as Record<Engine, JobRun>);
-      }
-      const pytorchSeconds = sum(best.epochSeconds);
-      return {
-        inputSize: size,
-        images,
-        upstream,
-        jobSeconds: ours.jobSeconds,
-        pytorchSeconds,
-        pytorchLayout: best.layout,
-        pytorchAllocator: best.allocator,
-        ratio: pytorchSeconds / (ours.jobSeconds ?? Infinity),
-        // The same job whole in both: PyTorch's data set, model, epochs and checkpoints too.
-        pytorchJobSeconds: best.jobSeconds,
-        wholeJobRatio: (best.jobSeconds ?? NaN) / (ours.jobSeconds ?? Infinity),
-        bf16: bf16 && {
-          jobSeconds: bf16.jobSeconds,
-          ratio: pytorchSeconds / (bf16.jobSeconds ?? Infinity),
-          wholeJobRatio: (best.jobSeconds ?? NaN) / (bf16.jobSeconds ?? Infinity),
-        },
-        seeds: accuracySeeds,
-        ...accuracyOverSeeds({
-          fp32: [ours, ...later.map((runs) => runs.fp32)],
-          bf16: [bf16 ?? { validationAccuracy: null }, ...later.map((runs) => runs.bf16)],
-          pytorch: [best, ...later.map((runs) => runs.pytorch)],
-        }),
-      };
+      const row = layer3Row(scratch, images, upstreamFolder, size);
+      progress('frozenStagesJob', row);
+      return row;
     });
     return { trainableFrom: 'layer3', augmentation: false, epochs: 5, rows };
   });
 }
 
-const onnxRuntime = await onnxRuntimePeer(sizes, Number(values.batch));
-const fineTuningJob = await finetuneJobs(sizesOf('job-sizes'));
-const frozenStagesJob = await layer3Jobs(sizesOf('job-sizes'));
+/** One size's layer3 job: the start weights, the timed runs at seed 0, then every engine's accuracy over the seeds. */
+function layer3Row(scratch: string, images: number, upstreamFolder: string, size: number) {
+  // The int8 check after training is work PyTorch's script does not do: off here, timed in fineTuningJob.
+  const env = { INT8_CALIBRATION_IMAGES: '0' };
+  const upstream = upstreamWeights(upstreamFolder, size);
+  if ('unavailable' in upstream) return { inputSize: size, upstream };
+  const args = ['--epochs', '5', '--trainable-from', 'layer3', '--weights', upstream.weights];
+  const { ours, bf16, theirs, peerFailure } = jobRuns(scratch, size, args, env);
+  if ('unavailable' in ours || !theirs) return { inputSize: size, retrain: ours };
+  if (theirs.length === 0) return { inputSize: size, retrain: ours, pytorch: peerFailure };
+  const best = theirs.reduce((a, b) => (sum(b.epochSeconds) < sum(a.epochSeconds) ? b : a));
+  const bestAllocator = ALLOCATORS.find(({ allocator }) => allocator === best.allocator) ?? ALLOCATORS[0];
+  progress('frozenStagesJob', { inputSize: size, seed: 0, upstream, runs: { fp32: ours, bf16, pytorch: theirs } });
+  const later: Array<Record<Engine, JobRun>> = [];
+  for (const seed of accuracySeeds.slice(1)) {
+    const runs = {
+      fp32: ourJob(scratch, size, 'fp32', seed, args, env),
+      bf16: ourJob(scratch, size, 'bf16', seed, args, env),
+      pytorch: torchJob(scratch, size, best.layout ?? 'nchw', bestAllocator, seed, args, env),
+    };
+    const failed = Object.values(runs).find((run) => 'unavailable' in run);
+    if (failed) return { inputSize: size, seed, failed };
+    progress('frozenStagesJob', { inputSize: size, seed, runs });
+    later.push(runs as Record<Engine, JobRun>);
+  }
+  const seedRuns = {
+    fp32: [ours, ...later.map((runs) => runs.fp32)],
+    bf16: [bf16 ?? { validationAccuracy: null }, ...later.map((runs) => runs.bf16)],
+    pytorch: [best, ...later.map((runs) => runs.pytorch)],
+  };
+  const pytorchSeconds = sum(best.epochSeconds);
+  return {
+    inputSize: size,
+    images,
+    upstream,
+    jobSeconds: ours.jobSeconds,
+    pytorchSeconds,
+    pytorchLayout: best.layout,
+    pytorchAllocator: best.allocator,
+    ratio: pytorchSeconds / (ours.jobSeconds ?? Infinity),
+    // The same job whole in both: PyTorch's data set, model, epochs and checkpoints too.
+    pytorchJobSeconds: best.jobSeconds,
+    wholeJobRatio: (best.jobSeconds ?? NaN) / (ours.jobSeconds ?? Infinity),
+    bf16: bf16 && {
+      jobSeconds: bf16.jobSeconds,
+      ratio: pytorchSeconds / (bf16.jobSeconds ?? Infinity),
+      wholeJobRatio: (best.jobSeconds ?? NaN) / (bf16.jobSeconds ?? Infinity),
+    },
+    seeds: accuracySeeds,
+    validation: accuracyOverSeeds(seedRuns, 'validationAccuracy'),
+    ...(testImages > 0 && { test: { images: testImages, ...accuracyOverSeeds(seedRuns, 'testAccuracy') } }),
+  };
+}
+
+const onnxRuntime = running('kernels') ? await onnxRuntimePeer(sizes, Number(values.batch)) : { unavailable: '--sections' };
+const fineTuningJob = running('finetune') ? await finetuneJobs(sizesOf('job-sizes')) : { skipped: '--sections' };
+const frozenStagesJob = running('layer3') ? await layer3Jobs(sizesOf('job-sizes')) : { skipped: '--sections' };
 const { peer, comparison } = pytorchPeer();
 const machine = {
   cpus: os.cpus().length,

@@ -20,16 +20,20 @@ export const FASHION_MNIST_CLASSES = [
 ];
 
 /**
- * The first `count` training photos (of `classes` when given, from the `skip`-th photo on) as PNG files in
- * one folder per class, as a folder dataset holds them.
+ * The first `count` photos of the training (or test) file (of `classes` when given, from the `skip`-th photo on)
+ * as PNG files in one folder per class, as a folder dataset holds them.
  */
 export async function writeFashionMnistFolder(
   folder: string,
   count: number,
-  { classes = FASHION_MNIST_CLASSES, skip = 0 }: { classes?: readonly string[]; skip?: number } = {},
+  {
+    classes = FASHION_MNIST_CLASSES,
+    skip = 0,
+    file = 'train',
+  }: { classes?: readonly string[]; skip?: number; file?: 'train' | 't10k' } = {},
 ): Promise<void> {
-  const images = gunzipSync(readFileSync(path.join(FASHION_MNIST, 'train-images-idx3-ubyte.gz')));
-  const labels = gunzipSync(readFileSync(path.join(FASHION_MNIST, 'train-labels-idx1-ubyte.gz')));
+  const images = gunzipSync(readFileSync(path.join(FASHION_MNIST, `${file}-images-idx3-ubyte.gz`)));
+  const labels = gunzipSync(readFileSync(path.join(FASHION_MNIST, `${file}-labels-idx1-ubyte.gz`)));
   // idx: images have a 16-byte header (magic, count, rows, columns), labels an 8-byte one.
   const [rows, columns] = [images.readUInt32BE(8), images.readUInt32BE(12)];
   let written = 0;

@@ -1,6 +1,7 @@
 // One fine-tuning job through the worker's runJob, in a process of its own so its peak RSS is the job's:
 // node --import tsx bench/finetune-job.ts --data DIR --folder NAME --size 32 --epochs 2
 // [--weights FILE: start weights, a torch.save state_dict of torchvision's resnet50, stored as a variant first]
+// [--test NAME: a folder of the same classes under --data the final model is scored on after the job, in fp32]
 // Prints one JSON object: seconds of every epoch and of the whole job, final validation accuracy, the int8 check, peak RSS.
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -15,6 +16,15 @@ import { loadConfig } from '../schemas/config.js';
 import { JobSpec } from '../schemas/job-spec.js';
 import { DEFAULT_TRANSFORM } from '../schemas/weights.js';
 import { runQuietJob } from './quiet-job.js';
+import * as tf from '../engine/tf.js';
+import type { JobArtifacts } from '../common/job-artifacts.js';
+import { readImageFolder } from '../common/image-folder.js';
+import { loadModel } from '../engine/model/checkpoint-io.js';
+import { freeze } from '../engine/model/resnet50.js';
+import { frozenCodes } from '../engine/model/fused-backbone.js';
+import { useConvolutionPrecision } from '../engine/native/kernels/register.js';
+import { decodeForModel } from '../engine/data/preprocess.js';
+import { nhwcBatch } from '../engine/data/datasets.js';
 
 const { values } = parseArgs({
   options: {
@@ -27,6 +37,7 @@ const { values } = parseArgs({
     'trainable-from': { type: 'string', default: 'conv1' },
     seed: { type: 'string', default: '0' },
     weights: { type: 'string' },
+    test: { type: 'string' },
   },
 });
 if (!values.data || !values.folder || !values.size) throw new Error('--data, --folder and --size are required');
@@ -41,6 +52,31 @@ function peakRssMiB(): number {
   return Number(match[1]) / 1024;
 }
 const START_WEIGHTS = 'start';
+const BATCH = 16;
+
+/** The job's final model's top-1 accuracy on the images under `root` (class folders named as the job's), in fp32 as the API predicts. */
+async function testAccuracy(artifacts: JobArtifacts, root: string): Promise<{ testImages: number; testAccuracy: number }> {
+  const { finalFolder } = artifacts;
+  const metadata = await artifacts.readModelMetadata(finalFolder);
+  if (!metadata) throw new Error('the job saved no final model');
+  const folder = await readImageFolder(root);
+  if (folder.classNames.join() !== metadata.classNames.join())
+    throw new Error(`--test has classes ${folder.classNames}, the model ${metadata.classNames}`);
+  const { store, prefix } = artifacts.modelLocation(finalFolder);
+  const resnet = await loadModel(store, prefix);
+  freeze(resnet);
+  const backbone = frozenCodes(resnet, useConvolutionPrecision('fp32'));
+  const { preprocessing } = metadata;
+  let correct = 0;
+  for (let start = 0; start < folder.images.length; start += BATCH) {
+    const slice = folder.images.slice(start, start + BATCH);
+    const crops = await Promise.all(slice.map((image) => decodeForModel(path.join(root, image.file), preprocessing)));
+    const top = tf.tidy(() => tf.argMax(resnet.classify(backbone.codes(nhwcBatch(crops, preprocessing.crop))), 1).dataSync());
+    correct += slice.filter((image, i) => top[i] === image.label).length;
+  }
+  resnet.dispose();
+  return { testImages: folder.images.length, testAccuracy: correct / folder.images.length };
+}
 const artifactsDir = mkdtempSync(path.join(os.tmpdir(), 'retrain-job-'));
 try {
   const config = loadConfig({ ...process.env, DATA_DIR: values.data, ARTIFACTS_DIR: artifactsDir });
@@ -72,6 +108,7 @@ try {
   const { artifacts, precision } = await runQuietJob('bench-job', spec, config, backend);
   const jobSeconds = (performance.now() - started) / 1000;
   const metrics = await artifacts.readMetrics();
+  const test = values.test && (await testAccuracy(artifacts, path.join(values.data, values.test)));
   process.stdout.write(
     `${JSON.stringify({
       engine: 'retrain',
@@ -87,6 +124,7 @@ try {
       epochTrainingLoss: metrics?.epochs.map((epoch) => epoch.trainLoss) ?? [],
       int8: metrics?.int8 ?? null,
       peakRssMiB: peakRssMiB(),
+      ...test,
     })}\n`,
   );
 } finally {

@@ -7,7 +7,8 @@ every epoch, the service's evaluation transform, and a checkpoint (model and opt
 as the service keeps one. Prints one JSON object: seconds per epoch of training and validation (every
 epoch, so the caller can skip the first; checkpoints are not timed, as in the service's metrics), the
 seconds of the whole job after the imports (data set, model, epochs, checkpoints), final validation
-accuracy and peak RSS. --save writes the trained model's state_dict with torch.save (start weights for another job).
+accuracy, peak RSS and with --test the final model's accuracy on another folder of the same classes (not
+timed). --save writes the trained model's state_dict with torch.save (start weights for another job).
 """
 import argparse
 import json
@@ -65,6 +66,17 @@ def listed_split(samples, root, listing):
     return train, validation
 
 
+def top1(model, loader, memory_format):
+    """The share of the loader's images whose top class is their label, in eval mode."""
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in loader:
+            correct += (model(x.to(memory_format=memory_format)).argmax(1) == y).sum().item()
+            total += len(y)
+    return correct / total
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", required=True, help="a folder with one sub-folder of images per class")
@@ -79,6 +91,7 @@ def main():
     parser.add_argument("--weights", help="start weights: a torch.save state_dict of torchvision's resnet50 (its head is not used)")
     parser.add_argument("--train-batch-norm", action="store_true", help="BatchNorm learns and updates its statistics")
     parser.add_argument("--save", help="write the trained model's state_dict here with torch.save")
+    parser.add_argument("--test", help="a folder of the same classes the final model is scored on after the job (not timed)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -134,12 +147,7 @@ def main():
             loss.backward()
             optimizer.step()
             loss_sum += loss.item() * len(y)
-        model.eval()
-        correct = 0
-        with torch.no_grad():
-            for x, y in validation:
-                correct += (model(x.to(memory_format=memory_format)).argmax(1) == y).sum().item()
-        accuracy = correct / len(validation_indices)
+        accuracy = top1(model, validation, memory_format)
         accuracies.append(accuracy)
         losses.append(loss_sum / len(train_indices))
         seconds.append(time.perf_counter() - started)
@@ -150,6 +158,13 @@ def main():
     if args.save:
         torch.save(model.state_dict(), args.save)
     job_seconds = time.perf_counter() - job_started
+    test = None
+    if args.test:
+        test_set = torchvision.datasets.ImageFolder(args.test, transform=transform)
+        if test_set.classes != dataset.classes:
+            raise SystemExit(f"--test has classes {test_set.classes}, the job {dataset.classes}")
+        test_loader = torch.utils.data.DataLoader(test_set, batch_size=args.batch)
+        test = {"testImages": len(test_set), "testAccuracy": top1(model, test_loader, memory_format)}
 
     print(json.dumps({
         "engine": "pytorch",
@@ -164,6 +179,7 @@ def main():
         "epochValidationAccuracy": accuracies,
         "epochTrainingLoss": losses,
         "peakRssMiB": peak_rss_mib(),
+        **(test or {}),
     }))
 
 
