@@ -10,13 +10,19 @@ import { balancedClassWeights, stratifiedSplit } from './split.js';
 type GoodFile = UsableFile & { label: number };
 
 /**
- * Inspections kept by the digest of a data set's files and bytes, so a later preflight of the same files (the
- * next job on a data set, a sweep's trials) decodes none of them. `read` answers null for none or unreadable.
+ * Inspections kept by the digest of a data set's files and bytes (and the rules they were found by), so a later
+ * preflight of the same files (the next job on a data set, a sweep's trials) decodes none of them. `read`
+ * answers null for none or unreadable.
  */
 export interface InspectionCache {
-  read(digest: string): Promise<InspectedFiles | null>;
-  write(digest: string, inspected: InspectedFiles): Promise<void>;
+  read(key: string): Promise<InspectedFiles | null>;
+  write(key: string, inspected: InspectedFiles): Promise<void>;
 }
+
+/** Raised when a file's inspection would find something else than before (2: drawings such as SVG are not photos). */
+const INSPECTION_RULES = 2;
+/** Where the inspections of the files with `digest` are kept: inspections made by earlier rules are not read. */
+export const inspectionKey = (digest: string) => `${digest}.rules-${INSPECTION_RULES}`;
 
 const CONCURRENCY = 8;
 const DECODE_EDGE = 256;
@@ -48,7 +54,7 @@ function digestOf(folder: ImageFolder, sha256s: readonly string[]): string {
 async function inspections(folder: ImageFolder, cache?: InspectionCache): Promise<{ inspected: InspectedFiles; digest: string }> {
   if (cache) {
     const digest = digestOf(folder, await eachImage(folder, async (bytes) => sha256Of(bytes)));
-    const cached = await cache.read(digest);
+    const cached = await cache.read(inspectionKey(digest));
     if (cached && cached.length === folder.images.length && cached.every((result, i) => result.file === folder.images[i].file))
       return { inspected: cached, digest };
   }
@@ -59,7 +65,7 @@ async function inspections(folder: ImageFolder, cache?: InspectionCache): Promis
   const inspected = found.map(({ result }) => result);
   const sha256s = found.map(({ sha256 }) => sha256);
   const digest = digestOf(folder, sha256s);
-  await cache?.write(digest, inspected);
+  await cache?.write(inspectionKey(digest), inspected);
   return { inspected, digest };
 }
 

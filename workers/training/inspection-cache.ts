@@ -6,16 +6,17 @@ import { InspectedFiles } from '../../schemas/dataset.js';
 const PREFLIGHT_CACHE = 'preflight-cache';
 
 /**
- * The preflight's inspection of every file, kept in the artifact store by the data set's digest: the next job
+ * The preflight's inspection of every file, kept in the artifact store by the data set's digest (and the
+ * preflight's rules): the next job
  * on the same files (a sweep's every trial) decodes none of them. Evicted as the CNN codes are.
  */
 export function storeInspectionCache(store: ArtifactStore, policy: CachePolicy): InspectionCache {
-  const key = (digest: string) => `${PREFLIGHT_CACHE}/${digest}.json`;
+  const entry = (key: string) => `${PREFLIGHT_CACHE}/${key}.json`;
   return {
     // An entry that does not parse is a miss: the files are inspected again and it is written over.
-    read: (digest) => readJson(store, key(digest), InspectedFiles).catch(() => null),
-    write: async (digest, inspected) => {
-      await store.write(key(digest), JSON.stringify(inspected));
+    read: (key) => readJson(store, entry(key), InspectedFiles).catch(() => null),
+    write: async (key, inspected) => {
+      await store.write(entry(key), JSON.stringify(inspected));
       await evictStoreCache(store, PREFLIGHT_CACHE, policy);
     },
   };

@@ -4,7 +4,7 @@ import { appendFileSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { LocalArtifactStore } from '../../../common/artifact-store.js';
 import { readImageFolder } from '../../../common/image-folder.js';
-import { preflight } from '../../../engine/data/preflight.js';
+import { inspectionKey, preflight } from '../../../engine/data/preflight.js';
 import { InspectedFiles, type PreflightReport } from '../../../schemas/dataset.js';
 import { storeInspectionCache } from '../../../workers/training/inspection-cache.js';
 import { MESSY_BAD_FILES, writeMessyDataset } from '../../helpers/images.js';
@@ -18,7 +18,7 @@ describe("the preflight's inspections kept by the data set's digest", () => {
   const root = path.join(scratch, 'pets');
   const store = new LocalArtifactStore(path.join(scratch, 'artifacts'));
   const cache = storeInspectionCache(store, POLICY);
-  const entry = (digest: string) => `preflight-cache/${digest}.json`;
+  const entry = (digest: string) => `preflight-cache/${inspectionKey(digest)}.json`;
   before(() => writeMessyDataset(root));
   after(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -35,6 +35,17 @@ describe("the preflight's inspections kept by the data set's digest", () => {
     assert.deepEqual(again.formats, { kept: first.usable });
     assert.deepEqual(again.classes, first.classes);
     assert.deepEqual(again.bad.map((b) => b.file).sort(), Object.keys(MESSY_BAD_FILES).sort());
+  });
+
+  it('does not read inspections an earlier preflight made by other rules (before drawings were refused)', async () => {
+    const { digest } = await preflight(await readImageFolder(root), OPTIONS, cache);
+    const kept = InspectedFiles.parse(JSON.parse((await store.read(entry(digest!))).toString()));
+    await store.remove(entry(digest!));
+    const marked = kept.map((file) => ('sha256' in file ? { ...file, format: 'old' } : file));
+    await store.write(`preflight-cache/${digest}.json`, JSON.stringify(marked));
+    const again = await preflight(await readImageFolder(root), OPTIONS, cache);
+    assert.ok(!Object.keys(again.formats).includes('old'), JSON.stringify(again.formats));
+    assert.ok(await store.stat(entry(digest!)), 'kept again under the rules of now');
   });
 
   it('inspects every file again when one byte changed or the kept entry does not parse', async () => {
