@@ -330,12 +330,19 @@ describe('the dashboard with API keys', () => {
     await page.waitForSelector('text=No jobs yet', { timeout: LONG });
   });
 
-  it('opens the queue admin with the admin key as the Basic password', async () => {
+  it('opens the queue admin with the admin key as the Basic password, under a Content-Security-Policy it keeps to', async () => {
     const context = await browser.newContext({ httpCredentials: { username: 'ops', password: ADMIN_API_KEY } });
     const page = await context.newPage();
     page.on('pageerror', (error) => errors.push(error.message));
-    await page.goto(`${base}/admin/queues`);
+    // What its Content-Security-Policy refuses, Chromium reports on the console.
+    const refused: string[] = [];
+    page.on('console', (message) => {
+      if (/Content Security Policy/i.test(message.text())) refused.push(message.text());
+    });
+    const response = await page.goto(`${base}/admin/queues`);
+    assert.match(String(response?.headers()['content-security-policy']), /script-src 'self'/);
     await page.waitForSelector('text=training', { timeout: LONG });
+    assert.deepEqual(refused, []);
     await screenshot(page, 'queue-admin');
     await context.close();
   });
