@@ -36,6 +36,7 @@ const { values } = parseArgs({
     precision: { type: 'string', default: 'fp32' },
     'trainable-from': { type: 'string', default: 'conv1' },
     seed: { type: 'string', default: '0' },
+    'learning-rate': { type: 'string', default: '0.001' },
     weights: { type: 'string' },
     test: { type: 'string' },
   },
@@ -91,7 +92,7 @@ try {
       top1: null,
     });
   }
-  // As the PyTorch script: random weights (or --weights), no augmentation, BatchNorm frozen, Adam(1e-3), 20% validation.
+  // As the PyTorch script: random weights (or --weights), no augmentation, BatchNorm frozen, Adam (1e-3 unless --learning-rate), 20% validation.
   const spec = JobSpec.parse({
     mode: 'fine_tuning',
     weights: values.weights ? START_WEIGHTS : 'random',
@@ -102,6 +103,7 @@ try {
     dataset: { type: 'folder', path: values.folder },
     precision: values.precision,
     fineTuning: { trainableFrom: values['trainable-from'] },
+    optimizer: { type: 'adam', learningRate: Number(values['learning-rate']) },
     seed: Number(values.seed),
   });
   const started = performance.now();

@@ -2,7 +2,7 @@
 """The fine-tuning job the service runs, written as the PyTorch script it replaces (the bench's peer).
 
 Same work as a `fine_tuning` job with `weights: random` (or --weights), no augmentation, BatchNorm frozen (unless
---train-batch-norm): torchvision's resnet50 with the service's head, Adam(1e-3), batch 16, a stratified 20% validation split evaluated after
+--train-batch-norm): torchvision's resnet50 with the service's head, Adam (1e-3 unless --learning-rate), batch 16, a stratified 20% validation split evaluated after
 every epoch, the service's evaluation transform, and a checkpoint (model and optimiser) after every epoch,
 as the service keeps one. Prints one JSON object: seconds per epoch of training and validation (every
 epoch, so the caller can skip the first; checkpoints are not timed, as in the service's metrics), the
@@ -83,6 +83,7 @@ def main():
     parser.add_argument("--size", type=int, required=True)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--layout", choices=["nchw", "channels_last"], default="channels_last")
     parser.add_argument("--trainable-from", choices=["conv1", "layer1", "layer2", "layer3", "layer4"], default="conv1")
@@ -130,7 +131,7 @@ def main():
     for name, p in model.named_parameters():
         if name.split(".")[0] in frozen or (name.startswith("bn1.") and frozen):
             p.requires_grad = False
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate)
     loss_fn = nn.CrossEntropyLoss()
 
     seconds, accuracies, losses, accuracy = [], [], [], None
