@@ -23,8 +23,7 @@ import { loadModel } from '../engine/model/checkpoint-io.js';
 import { freeze } from '../engine/model/resnet50.js';
 import { frozenCodes } from '../engine/model/fused-backbone.js';
 import { useConvolutionPrecision } from '../engine/native/kernels/register.js';
-import { decodeForModel } from '../engine/data/preprocess.js';
-import { nhwcBatch } from '../engine/data/datasets.js';
+import { ImageLoader } from '../engine/data/datasets.js';
 
 const { values } = parseArgs({
   options: {
@@ -67,12 +66,14 @@ async function testAccuracy(artifacts: JobArtifacts, root: string): Promise<{ te
   const resnet = await loadModel(store, prefix);
   freeze(resnet);
   const backbone = frozenCodes(resnet, useConvolutionPrecision('fp32'));
-  const { preprocessing } = metadata;
+  // Each photo is decoded once: nothing to keep.
+  const loader = new ImageLoader(root, metadata.preprocessing, 0);
   let correct = 0;
   for (let start = 0; start < folder.images.length; start += BATCH) {
     const slice = folder.images.slice(start, start + BATCH);
-    const crops = await Promise.all(slice.map((image) => decodeForModel(path.join(root, image.file), preprocessing)));
-    const top = tf.tidy(() => tf.argMax(resnet.classify(backbone.codes(nhwcBatch(crops, preprocessing.crop))), 1).dataSync());
+    const x = await loader.batch(slice);
+    const top = tf.tidy(() => tf.argMax(resnet.classify(backbone.codes(x)), 1).dataSync());
+    x.dispose();
     correct += slice.filter((image, i) => top[i] === image.label).length;
   }
   resnet.dispose();
