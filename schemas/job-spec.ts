@@ -19,10 +19,10 @@ const shared = {
   batchSize: z.number().int().min(1).max(256).default(16),
   validationSplit: ValidationSplit,
   seed: Seed.describe('Fixes initialisation, split, shuffles, augmentation and dropout'),
-  precision: RequestedPrecision.default('fp32').describe(
+  precision: RequestedPrecision.default('auto').describe(
     'bf16: convolutions read bfloat16 copies of activations and filters (float32 accumulation; weights and optimiser state stay ' +
       'float32), through the oneDNN kernels on CPUs with AVX512-BF16; elsewhere the job runs in fp32, says so in its log, and ' +
-      'status.backend.precision tells which ran. auto: bf16 where the worker can, else fp32, without a warning',
+      'status.backend.precision tells which ran. auto (the default): bf16 where the worker can, else fp32, without a warning',
   ),
 };
 

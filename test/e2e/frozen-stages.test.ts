@@ -17,6 +17,7 @@ const spec = {
   augmentation: { randomResizedCrop: false, horizontalFlip: false },
   fineTuning: { trainableFrom: 'layer3', freezeBatchNorm: true },
   optimizer: { learningRate: 0.001 },
+  precision: 'fp32',
 };
 const IMAGES = 36;
 

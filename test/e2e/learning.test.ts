@@ -84,11 +84,12 @@ describe('learning is real', () => {
   // with oneDNN's), and fresh processes do not repeat a run bit for bit yet (issue 9): the best epoch
   // is judged.
   const FINE_TUNING_EPOCHS = 8;
-  it('fine_tuning from random weights with freezeBatchNorm false classifies held-out images far beyond chance', async () => {
+  it('fine_tuning in fp32 from random weights with freezeBatchNorm false classifies held-out images far beyond chance', async () => {
     const metrics = await train(service, {
       mode: 'fine_tuning',
       weights: 'random',
       epochs: FINE_TUNING_EPOCHS,
+      precision: 'fp32',
       fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: false },
     });
     assertLearned(metrics, FINE_TUNING_EPOCHS, 'best');
@@ -97,16 +98,15 @@ describe('learning is real', () => {
   const hasBf16 = /\bavx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
   const withoutBf16 =
     'this CPU has no AVX512-BF16: a bf16 job would run in fp32, as the test before (the kernels test checks that fallback)';
-  // `auto` asks for what `bf16` asks for on a CPU that has it, and says which ran.
+  // `auto` (the default) asks for what `bf16` asks for on a CPU that has it, and says which ran.
   it(
-    'fine_tuning with precision auto runs in bf16 here, learns as well, and says bf16 ran',
+    'fine_tuning with precision auto (the default) runs in bf16 here, learns as well, and says bf16 ran',
     { skip: hasBf16 ? false : withoutBf16 },
     async () => {
       const { id, metrics } = await trainJob(service, {
         mode: 'fine_tuning',
         weights: 'random',
         epochs: FINE_TUNING_EPOCHS,
-        precision: 'auto',
         fineTuning: { trainableFrom: 'conv1', freezeBatchNorm: false },
       });
       assertLearned(metrics, FINE_TUNING_EPOCHS, 'best');

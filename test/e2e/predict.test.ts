@@ -111,6 +111,7 @@ describe('predictions from a trained job', () => {
       inputSize: 32,
       epochs: 3,
       optimizer: { learningRate: 0.003 },
+      precision: 'fp32', // its recorded probabilities are held to fp32 predictions within 1e-5
       dataset,
       augmentation: { randomResizedCrop: false, horizontalFlip: false },
     });

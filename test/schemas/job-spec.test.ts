@@ -70,9 +70,9 @@ describe('JobSpec', () => {
     );
   });
 
-  it('takes precision fp32 (the default), bf16 or auto', () => {
-    assert.equal(JobSpec.parse(valid).precision, 'fp32');
-    for (const precision of ['bf16', 'auto']) assert.equal(JobSpec.parse({ ...valid, precision }).precision, precision);
+  it('takes precision auto (the default), fp32 or bf16', () => {
+    assert.equal(JobSpec.parse(valid).precision, 'auto');
+    for (const precision of ['fp32', 'bf16']) assert.equal(JobSpec.parse({ ...valid, precision }).precision, precision);
   });
 
   it('takes a pretrained spec without a dataset (summary, export and predictions only) or with one (evaluation)', () => {
